@@ -1,0 +1,55 @@
+/*
+ * core.h - declarations shared by the files of the `core` plugin.
+ *
+ * Each op lives in the file that holds its kernels and exports (inside the
+ * plugin only; the build hides every symbol but smlp_plugin_init) its
+ * struct smlp_op_def; plugin.c lists them.
+ */
+#ifndef SMLP_CORE_H
+#define SMLP_CORE_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "smlp_kernel.h"
+
+/* Preferred over kernels that declare a lower score (none yet). */
+#define SMLP__CORE_CPU_SCORE 10
+
+/* dtype_mask bits. */
+#define SMLP__MASK_F32 (1u << SMLP_DTYPE_F32)
+#define SMLP__MASK_I32 (1u << SMLP_DTYPE_I32)
+
+/*
+ * Checks that each of the n sizes fits the `int` that cblas_sgemm takes
+ * (OpenBLAS built without 64-bit indices).  `what` names the product in
+ * the message.
+ */
+static inline int
+smlp__core_check_blas_dims(struct smlp_infer_ctx *ctx, const char *what,
+                           int n, const int64_t *dims)
+{
+    int i;
+
+    for (i = 0; i < n; i++)
+        if (dims[i] > INT_MAX)
+            return smlp_infer_fail(ctx, SMLP_ELIMIT,
+                                   "%s: size %lld exceeds the BLAS limit %d",
+                                   what, (long long)dims[i], INT_MAX);
+    return SMLP_OK;
+}
+
+extern const struct smlp_op_def smlp__core_op_linear;
+extern const struct smlp_op_def smlp__core_op_gelu;
+extern const struct smlp_op_def smlp__core_op_relu;
+extern const struct smlp_op_def smlp__core_op_add;
+extern const struct smlp_op_def smlp__core_op_scale;
+extern const struct smlp_op_def smlp__core_op_transpose;
+extern const struct smlp_op_def smlp__core_op_reshape;
+extern const struct smlp_op_def smlp__core_op_mean;
+extern const struct smlp_op_def smlp__core_op_patch_embed;
+extern const struct smlp_op_def smlp__core_op_matmul;
+extern const struct smlp_op_def smlp__core_op_softmax_cross_entropy;
+extern const struct smlp_op_def smlp__core_op_argmax;
+
+#endif /* SMLP_CORE_H */

@@ -1,0 +1,508 @@
+/*
+ * graph.c - loading a graph file and checking what the format cannot:
+ * unique names, one writer per tensor, no reads of unwritten tensors, no
+ * cycles, plugin names that are names (never paths), declared shapes.
+ *
+ * The FlatBuffer itself is verified and decoded by fbgraph.c; this file
+ * owns the resulting IR.  A loaded graph is immutable.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MAX_GRAPH_FILE (1ull << 30)
+
+static int
+cmp_names(const void *a, const void *b)
+{
+    const char *const *x = a;
+    const char *const *y = b;
+
+    return strcmp(*x, *y);
+}
+
+/* Reports the first name that appears twice in names[0..n). */
+static const char *
+find_duplicate(const char **names, int32_t n, int *status)
+{
+    const char **sorted;
+    const char *dup = NULL;
+    int32_t i;
+
+    *status = SMLP_OK;
+    sorted = smlp__malloc((size_t)n * sizeof(*sorted));
+    if (sorted == NULL) {
+        *status = SMLP_ENOMEM;
+        return NULL;
+    }
+    memcpy(sorted, names, (size_t)n * sizeof(*sorted));
+    qsort(sorted, (size_t)n, sizeof(*sorted), cmp_names);
+    for (i = 1; i < n; i++)
+        if (strcmp(sorted[i - 1], sorted[i]) == 0) {
+            dup = sorted[i];
+            break;
+        }
+    smlp__free(sorted);
+    return dup;
+}
+
+static int
+plugin_name_ok(const char *name)
+{
+    const char *p;
+
+    if (name[0] == '\0' || strlen(name) > 64)
+        return 0;
+    for (p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+            return 0;
+    return 1;
+}
+
+static int
+check_names(smlp_graph_t *g, struct smlp_error *err)
+{
+    const struct smlp__graph_ir *ir = g->ir;
+    const char **names;
+    const char *dup;
+    int32_t i, n;
+    int rc;
+
+    n = ir->n_tensors > ir->n_nodes ? ir->n_tensors : ir->n_nodes;
+    if (n < ir->n_plugins)
+        n = ir->n_plugins;
+    names = smlp__malloc((size_t)n * sizeof(*names) + 1);
+    if (names == NULL)
+        return smlp__seterr(err, SMLP_ENOMEM, "%s: out of memory", g->source);
+    for (i = 0; i < ir->n_tensors; i++)
+        names[i] = ir->tensors[i].name;
+    dup = find_duplicate(names, ir->n_tensors, &rc);
+    if (rc == SMLP_OK && dup != NULL)
+        rc = smlp__seterr(err, SMLP_EBADGRAPH,
+                          "%s: two tensors are named '%s'", g->source, dup);
+    if (rc == SMLP_OK) {
+        for (i = 0; i < ir->n_nodes; i++)
+            names[i] = ir->nodes[i].name;
+        dup = find_duplicate(names, ir->n_nodes, &rc);
+        if (rc == SMLP_OK && dup != NULL)
+            rc = smlp__seterr(err, SMLP_EBADGRAPH,
+                              "%s: two nodes are named '%s'", g->source, dup);
+    }
+    if (rc == SMLP_OK) {
+        for (i = 0; i < ir->n_plugins; i++) {
+            if (!plugin_name_ok(ir->plugins[i])) {
+                rc = smlp__seterr(err, SMLP_EBADGRAPH,
+                                  "%s: plugin '%s' is not a plugin name "
+                                  "(letters, digits, '_' and '-' only); "
+                                  "graphs name plugins, never paths",
+                                  g->source, ir->plugins[i]);
+                break;
+            }
+            names[i] = ir->plugins[i];
+        }
+    }
+    if (rc == SMLP_OK) {
+        dup = find_duplicate(names, ir->n_plugins, &rc);
+        if (rc == SMLP_OK && dup != NULL)
+            rc = smlp__seterr(err, SMLP_EBADGRAPH,
+                              "%s: plugin '%s' is listed twice", g->source,
+                              dup);
+    }
+    if (rc == SMLP_ENOMEM)
+        smlp__seterr(err, rc, "%s: out of memory", g->source);
+    smlp__free(names);
+    return rc;
+}
+
+static int
+graph_lists_plugin(const struct smlp__graph_ir *ir, const char *op)
+{
+    const char *dot = strchr(op, '.');
+    size_t len;
+    int32_t i;
+
+    if (dot == NULL)
+        return 0;
+    len = (size_t)(dot - op);
+    for (i = 0; i < ir->n_plugins; i++)
+        if (strlen(ir->plugins[i]) == len &&
+            memcmp(ir->plugins[i], op, len) == 0)
+            return 1;
+    return 0;
+}
+
+static int
+check_tensors(smlp_graph_t *g, struct smlp_error *err)
+{
+    const struct smlp__graph_ir *ir = g->ir;
+    char buf[160];
+    int32_t i, d;
+
+    for (i = 0; i < ir->n_tensors; i++) {
+        const struct smlp__tensor_ir *t = &ir->tensors[i];
+        int needs_shape = t->kind == SMLP__TENSOR_PARAMETER ||
+                          t->kind == SMLP__TENSOR_STATE ||
+                          t->kind == SMLP__TENSOR_INPUT;
+
+        if (needs_shape && !t->has_shape)
+            return smlp__seterr(err, SMLP_EBADGRAPH,
+                                "%s: tensor %d '%s': inputs, parameters "
+                                "and state need a shape",
+                                g->source, i, t->name);
+        for (d = 0; t->has_shape && d < t->rank; d++) {
+            int64_t v = t->shape[d];
+
+            if (v < -1 || (v == -1 && (t->kind == SMLP__TENSOR_PARAMETER ||
+                                       t->kind == SMLP__TENSOR_STATE)))
+                return smlp__seterr(
+                    err, SMLP_EBADGRAPH,
+                    "%s: tensor %d '%s': shape %s has invalid dimension %lld"
+                    " (-1 marks the batch and is allowed on inputs and "
+                    "activations only)",
+                    g->source, i, t->name,
+                    smlp__shape_str(t->shape, t->rank, buf, sizeof(buf)),
+                    (long long)v);
+        }
+        if (t->init.present && t->init.kind == SMLP__INIT_UNIFORM &&
+            !(t->init.a <= t->init.b))
+            return smlp__seterr(err, SMLP_EBADGRAPH,
+                                "%s: tensor %d '%s': uniform initializer "
+                                "needs a <= b (a=%g, b=%g)",
+                                g->source, i, t->name, (double)t->init.a,
+                                (double)t->init.b);
+        if (t->init.present && t->init.kind == SMLP__INIT_NORMAL &&
+            !(t->init.b >= 0))
+            return smlp__seterr(err, SMLP_EBADGRAPH,
+                                "%s: tensor %d '%s': normal initializer "
+                                "needs std b >= 0 (b=%g)",
+                                g->source, i, t->name, (double)t->init.b);
+    }
+    return SMLP_OK;
+}
+
+/* Writers, readers and node ops. */
+static int
+check_nodes(smlp_graph_t *g, struct smlp_error *err)
+{
+    const struct smlp__graph_ir *ir = g->ir;
+    int32_t i, j, *fill;
+
+    for (i = 0; i < ir->n_tensors; i++)
+        g->producer[i] = -1;
+    for (i = 0; i < ir->n_nodes; i++) {
+        const struct smlp__node_ir *n = &ir->nodes[i];
+
+        if (!graph_lists_plugin(ir, n->op))
+            return smlp__seterr(
+                err, SMLP_EBADGRAPH,
+                "%s: node %d '%s': op '%s' must be 'plugin.op' with the "
+                "plugin listed in the graph's plugins",
+                g->source, i, n->name, n->op);
+        for (j = 0; j < n->n_outputs; j++) {
+            int32_t t = n->outputs[j];
+            const struct smlp__tensor_ir *ti = &ir->tensors[t];
+
+            if (g->producer[t] >= 0)
+                return smlp__seterr(
+                    err, SMLP_EBADGRAPH,
+                    "%s: tensor '%s' has two writers: node %d '%s' and "
+                    "node %d '%s'",
+                    g->source, ti->name, g->producer[t],
+                    ir->nodes[g->producer[t]].name, i, n->name);
+            if (ti->kind != SMLP__TENSOR_ACTIVATION &&
+                ti->kind != SMLP__TENSOR_OUTPUT)
+                return smlp__seterr(
+                    err, SMLP_EBADGRAPH,
+                    "%s: node %d '%s' writes tensor '%s', which is an "
+                    "input, parameter or state (only activations and "
+                    "outputs are written by nodes)",
+                    g->source, i, n->name, ti->name);
+            g->producer[t] = i;
+        }
+    }
+    for (i = 0; i < ir->n_nodes; i++) {
+        const struct smlp__node_ir *n = &ir->nodes[i];
+
+        for (j = 0; j < n->n_inputs; j++) {
+            int32_t t = n->inputs[j];
+            int kind;
+
+            if (t < 0)
+                continue;
+            g->cons_off[t + 1]++;
+            kind = ir->tensors[t].kind;
+            if ((kind == SMLP__TENSOR_ACTIVATION ||
+                 kind == SMLP__TENSOR_OUTPUT) &&
+                g->producer[t] < 0)
+                return smlp__seterr(
+                    err, SMLP_EBADGRAPH,
+                    "%s: node %d '%s' input %d reads tensor '%s', which no "
+                    "node writes",
+                    g->source, i, n->name, j, ir->tensors[t].name);
+        }
+    }
+    for (i = 0; i < ir->n_tensors; i++)
+        g->cons_off[i + 1] += g->cons_off[i];
+    g->cons = smlp__malloc(((size_t)g->cons_off[ir->n_tensors] + 1) *
+                           sizeof(int32_t));
+    fill = smlp__calloc((size_t)ir->n_tensors, sizeof(int32_t));
+    if (g->cons == NULL || fill == NULL) {
+        smlp__free(fill);
+        return smlp__seterr(err, SMLP_ENOMEM, "%s: out of memory", g->source);
+    }
+    /* Each node appears once per input slot reading the tensor. */
+    for (i = 0; i < ir->n_nodes; i++)
+        for (j = 0; j < ir->nodes[i].n_inputs; j++) {
+            int32_t t = ir->nodes[i].inputs[j];
+            if (t >= 0)
+                g->cons[g->cons_off[t] + fill[t]++] = i;
+        }
+    smlp__free(fill);
+    for (i = 0; i < ir->n_tensors; i++)
+        if (ir->tensors[i].kind == SMLP__TENSOR_OUTPUT && g->producer[i] < 0)
+            return smlp__seterr(err, SMLP_EBADGRAPH,
+                                "%s: output tensor '%s' is written by no node",
+                                g->source, ir->tensors[i].name);
+    return SMLP_OK;
+}
+
+/* Kahn's algorithm, lowest node index first (file order when possible). */
+static int
+sort_nodes(smlp_graph_t *g, struct smlp_error *err)
+{
+    const struct smlp__graph_ir *ir = g->ir;
+    int32_t *indeg, *heap, n_heap = 0, n_done = 0, i, j, k;
+    int rc = SMLP_OK;
+
+    indeg = smlp__calloc((size_t)ir->n_nodes, sizeof(*indeg));
+    heap = smlp__calloc((size_t)ir->n_nodes, sizeof(*heap));
+    if (indeg == NULL || heap == NULL) {
+        rc = smlp__seterr(err, SMLP_ENOMEM, "%s: out of memory", g->source);
+        goto out;
+    }
+    for (i = 0; i < ir->n_nodes; i++)
+        for (j = 0; j < ir->nodes[i].n_inputs; j++) {
+            int32_t t = ir->nodes[i].inputs[j];
+            if (t >= 0 && g->producer[t] >= 0)
+                indeg[i]++;
+        }
+    for (i = 0; i < ir->n_nodes; i++)
+        if (indeg[i] == 0)
+            heap[n_heap++] = i; /* ascending: already a heap */
+    while (n_heap > 0) {
+        int32_t cur = heap[0], pos = 0;
+
+        /* Pop the minimum. */
+        heap[0] = heap[--n_heap];
+        for (;;) {
+            int32_t l = 2 * pos + 1, r = l + 1, m = pos, tmp;
+            if (l < n_heap && heap[l] < heap[m])
+                m = l;
+            if (r < n_heap && heap[r] < heap[m])
+                m = r;
+            if (m == pos)
+                break;
+            tmp = heap[m];
+            heap[m] = heap[pos];
+            heap[pos] = tmp;
+            pos = m;
+        }
+        g->order[n_done++] = cur;
+        /* Release consumers of cur's outputs. */
+        for (k = 0; k < ir->nodes[cur].n_outputs; k++) {
+            int32_t t = ir->nodes[cur].outputs[k];
+            for (j = g->cons_off[t]; j < g->cons_off[t + 1]; j++) {
+                int32_t c;
+
+                i = g->cons[j];
+                if (--indeg[i] != 0)
+                    continue;
+                c = n_heap++;
+                heap[c] = i;
+                while (c > 0 && heap[(c - 1) / 2] > heap[c]) {
+                    int32_t p = (c - 1) / 2, tmp = heap[p];
+                    heap[p] = heap[c];
+                    heap[c] = tmp;
+                    c = p;
+                }
+            }
+        }
+    }
+    if (n_done != ir->n_nodes) {
+        for (i = 0; i < ir->n_nodes && indeg[i] == 0; i++)
+            ;
+        rc = smlp__seterr(err, SMLP_EBADGRAPH,
+                          "%s: the graph has a cycle through node %d '%s'",
+                          g->source, i, ir->nodes[i].name);
+    }
+out:
+    smlp__free(indeg);
+    smlp__free(heap);
+    return rc;
+}
+
+SMLP_API smlp_graph_t *
+smlp_graph_load_buffer(const void *buf, size_t len, const char *what,
+                       struct smlp_error *err)
+{
+    smlp_graph_t *g;
+    int rc;
+
+    g = smlp__calloc(1, sizeof(*g));
+    if (g == NULL || (g->source = smlp__strdup(what ? what : "<buffer>")) ==
+                         NULL) {
+        smlp__seterr(err, SMLP_ENOMEM, "out of memory loading a graph");
+        goto fail;
+    }
+    rc = smlp__graph_ir_decode(buf, len, g->source, &g->ir,
+                               err ? err->msg : NULL, err ? sizeof(err->msg) : 0);
+    if (rc != SMLP_OK) {
+        if (err != NULL)
+            err->status = rc;
+        goto fail;
+    }
+    g->producer = smlp__calloc((size_t)g->ir->n_tensors, sizeof(int32_t));
+    g->cons_off = smlp__calloc((size_t)g->ir->n_tensors + 1, sizeof(int32_t));
+    g->order = smlp__calloc((size_t)g->ir->n_nodes, sizeof(int32_t));
+    if (g->producer == NULL || g->order == NULL || g->cons_off == NULL) {
+        smlp__seterr(err, SMLP_ENOMEM, "%s: out of memory", g->source);
+        goto fail;
+    }
+    if (g->ir->name[0] == '\0') {
+        smlp__seterr(err, SMLP_EBADGRAPH, "%s: the graph has an empty name",
+                     g->source);
+        goto fail;
+    }
+    if (check_names(g, err) != SMLP_OK || check_tensors(g, err) != SMLP_OK ||
+        check_nodes(g, err) != SMLP_OK || sort_nodes(g, err) != SMLP_OK)
+        goto fail;
+    return g;
+fail:
+    smlp_graph_unload(g);
+    return NULL;
+}
+
+SMLP_API smlp_graph_t *
+smlp_graph_load(const char *path, struct smlp_error *err)
+{
+    struct stat st;
+    smlp_graph_t *g = NULL;
+    uint8_t *buf = NULL;
+    size_t got = 0;
+    int fd;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        smlp__seterr(err, SMLP_EIO, "%s: cannot open graph: %s", path,
+                     strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0) {
+        smlp__seterr(err, SMLP_EIO, "%s: cannot stat: %s", path,
+                     strerror(errno));
+        goto out_close;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        smlp__seterr(err, SMLP_EIO, "%s: is a directory, not a graph file",
+                     path);
+        goto out_close;
+    }
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAX_GRAPH_FILE) {
+        smlp__seterr(err, SMLP_EBADFILE,
+                     "%s: not a regular file of at most 1 GiB", path);
+        goto out_close;
+    }
+    buf = smlp__malloc((size_t)st.st_size);
+    if (buf == NULL) {
+        smlp__seterr(err, SMLP_ENOMEM, "%s: out of memory", path);
+        goto out_close;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            smlp__seterr(err, SMLP_EIO, "%s: read failed: %s", path,
+                         r < 0 ? strerror(errno) : "file shrank");
+            goto out_free;
+        }
+        got += (size_t)r;
+    }
+    g = smlp_graph_load_buffer(buf, got, path, err);
+out_free:
+    smlp__free(buf);
+out_close:
+    close(fd);
+    return g;
+}
+
+SMLP_API void
+smlp_graph_unload(smlp_graph_t *g)
+{
+    if (g == NULL)
+        return;
+    if (g->ir != NULL)
+        smlp__graph_ir_free(g->ir);
+    smlp__free(g->producer);
+    smlp__free(g->cons_off);
+    smlp__free(g->cons);
+    smlp__free(g->order);
+    smlp__free(g->source);
+    smlp__free(g);
+}
+
+SMLP_API const char *
+smlp_graph_name(const smlp_graph_t *g)
+{
+    return g->ir->name;
+}
+
+SMLP_API const char *
+smlp_graph_source(const smlp_graph_t *g)
+{
+    return g->source;
+}
+
+SMLP_API int
+smlp_graph_node_count(const smlp_graph_t *g)
+{
+    return g->ir->n_nodes;
+}
+
+SMLP_API int
+smlp_graph_tensor_count(const smlp_graph_t *g)
+{
+    return g->ir->n_tensors;
+}
+
+SMLP_API int
+smlp_graph_plugin_count(const smlp_graph_t *g)
+{
+    return g->ir->n_plugins;
+}
+
+SMLP_API const char *
+smlp_graph_plugin_name(const smlp_graph_t *g, int i)
+{
+    if (i < 0 || i >= g->ir->n_plugins)
+        return NULL;
+    return g->ir->plugins[i];
+}
+
+SMLP_API const char *
+smlp_graph_meta(const smlp_graph_t *g, const char *key)
+{
+    int32_t i;
+
+    for (i = 0; i < g->ir->n_meta; i++)
+        if (strcmp(g->ir->meta[i].key, key) == 0)
+            return g->ir->meta[i].value;
+    return NULL;
+}

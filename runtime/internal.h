@@ -1,0 +1,216 @@
+/*
+ * internal.h - declarations shared by the runtime's files (not installed).
+ *
+ * Data flows one way: graph.c (verified graph) -> registry.c (ops) ->
+ * session.c (resolution, shape inference) -> plan.c (memory plan) ->
+ * sched.c (execution) -> report (stats, trace.c).
+ */
+#ifndef SMLP_INTERNAL_H
+#define SMLP_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "graph_ir.h"
+#include "smlp.h"
+
+#define SMLP__ALIGN 64
+#define SMLP__ERRLEN 1024
+
+#define SMLP_ASSERT(cond)                                                    \
+    do {                                                                     \
+        if (!(cond))                                                         \
+            smlp__assert_fail(#cond, __FILE__, __LINE__);                    \
+    } while (0)
+
+void smlp__assert_fail(const char *cond, const char *file, int line);
+
+/* Formats into err (status + message); returns status. */
+int smlp__seterr(struct smlp_error *err, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void *smlp__malloc(size_t n);
+void *smlp__calloc(size_t n, size_t size);
+void *smlp__realloc(void *p, size_t n);
+char *smlp__strdup(const char *s);
+void smlp__free(void *p);
+size_t smlp__dtype_size(int dtype);
+const char *smlp__dtype_name(int dtype);
+/* "[2,196,768]" into buf. */
+const char *smlp__shape_str(const int64_t *shape, int rank, char *buf,
+                            size_t len);
+double smlp__now_us(void);
+
+/* ---- graph.c ---- */
+struct smlp_graph_s {
+    struct smlp__graph_ir *ir;
+    char *source;
+    int32_t *producer;    /* per tensor: writing node or -1 */
+    int32_t *order;       /* nodes in a topological order */
+    int32_t *cons_off;    /* per tensor: consumers are cons[cons_off[t] ..
+                             cons_off[t + 1]), one entry per input slot */
+    int32_t *cons;
+};
+
+/* ---- registry.c ---- */
+struct smlp__kernel {
+    struct smlp_kernel_def def;
+};
+
+struct smlp__plugin;
+
+struct smlp__op {
+    struct smlp_op_def def; /* copy, fields beyond the plugin's size zero */
+    struct smlp__plugin *plugin;
+    int n_kernels;
+    struct smlp__kernel *kernels;
+};
+
+struct smlp__plugin {
+    char *name;
+    char *path;
+    void *handle;
+    struct smlp_plugin_def def;
+};
+
+struct smlp_registry {
+    char *search_path; /* joined with ':' */
+    int n_dirs;
+    char **dirs;
+    int n_plugins;
+    struct smlp__plugin **plugins;
+    int n_ops;
+    struct smlp__op **ops; /* sorted by name after each load */
+    /* While a plugin's init runs. */
+    struct smlp__plugin *loading;
+    int load_status;
+    char load_err[SMLP__ERRLEN];
+};
+
+extern const struct smlp_host_api smlp__host_api;
+const struct smlp__op *smlp__registry_find(const smlp_registry_t *reg,
+                                           const char *name);
+struct smlp__plugin *smlp__registry_plugin(const smlp_registry_t *reg,
+                                           const char *name);
+
+/* ---- the node as plugins see it (opaque struct smlp_node) ---- */
+struct smlp_node {
+    const struct smlp__node_ir *ir;
+    int32_t index;
+    char err[SMLP__ERRLEN]; /* filled by host->errorf */
+};
+
+/* ---- session.c ---- */
+struct smlp__tensor_rt {
+    struct smlp_tensor t; /* shape after inference; data when placed */
+    int32_t buffer;       /* plan buffer, -1 for parameters/state */
+    int32_t kind;
+};
+
+struct smlp__node_rt {
+    struct smlp_node node;
+    const struct smlp__op *op;
+    const struct smlp__kernel *kernel;
+    void *priv;
+    void (*priv_free)(void *);
+    int is_view;
+    size_t workspace;
+    int32_t ws_buffer; /* plan buffer of the workspace, -1 when none */
+    uint64_t macs;
+    struct smlp_tensor **in;  /* NULL for absent optional inputs */
+    struct smlp_tensor **out;
+    /* Scheduling. */
+    int32_t n_succ;
+    int32_t *succ;
+    int32_t n_pred;
+    int32_t pending;
+    uv_work_t req;
+    int status;
+    double t0, t1;
+    int thread;
+    struct smlp_session_s *session;
+};
+
+/* One planned buffer: a tensor (plus its views) or a workspace. */
+struct smlp__buffer {
+    uint64_t size;
+    uint64_t offset;
+    int32_t first; /* step (position in the order) of the first write */
+    int32_t last;  /* step of the last read */
+    int32_t writer;  /* node writing it (or -1 for inputs) */
+};
+
+struct smlp__plan {
+    int32_t n_buffers;
+    struct smlp__buffer *buffers;
+    uint64_t arena_bytes;
+    uint64_t lower_bound;
+};
+
+struct smlp_session_s {
+    const smlp_graph_t *graph;
+    smlp_registry_t *reg;
+    struct smlp_session_opts opts;
+    int32_t n_tensors;
+    struct smlp__tensor_rt *tensors;
+    int32_t n_nodes;
+    struct smlp__node_rt *nodes;
+    struct smlp__plan plan;
+    void *arena;
+    void *params;
+    uint64_t param_bytes;
+    uint64_t n_params;
+    uint64_t macs;
+    int inter_op;
+    int intra_op;
+    uint64_t step;
+    double last_run_ms;
+    double run_t0;
+    /* Scheduler state (sched.c). */
+    uv_loop_t loop;
+    int loop_ready;
+    int32_t *ready;      /* min-heap of node positions */
+    int32_t n_ready;
+    int32_t *pos;        /* node -> position in the order */
+    int32_t in_flight;
+    int32_t done;
+    int failed;
+    char errmsg[SMLP__ERRLEN];
+};
+
+int smlp__session_fail(smlp_session_t *s, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- plan.c ---- */
+/*
+ * Assigns buffers of the session's activations and workspaces offsets in
+ * one arena from their lifetimes along the graph order (greedy by size),
+ * and records the lower bound.  Fills s->plan.
+ */
+int smlp__plan_build(smlp_session_t *s, struct smlp_error *err);
+/*
+ * Adds scheduling edges so that a buffer's bytes are not written before
+ * every reader of the previous tenant of the same bytes has finished
+ * (needed once nodes run concurrently).
+ */
+int smlp__plan_add_reuse_edges(smlp_session_t *s, struct smlp_error *err);
+void smlp__plan_free(struct smlp__plan *p);
+
+/* ---- sched.c ---- */
+int smlp__sched_init(smlp_session_t *s, struct smlp_error *err);
+int smlp__sched_run(smlp_session_t *s);
+void smlp__sched_close(smlp_session_t *s);
+
+/* ---- init.c ---- */
+/* Fills a tensor from a seeded initializer (see init.c for the rule). */
+void smlp__init_fill(const struct smlp__init_ir *init, uint64_t seed_xor,
+                     int dtype, void *data, uint64_t n);
+uint64_t smlp__mix64(uint64_t x);
+
+/* ---- weights.c ---- */
+int smlp__weights_load(smlp_session_t *s, const char *path, int kinds_mask);
+int smlp__weights_save(smlp_session_t *s, const char *path, int kinds_mask);
+
+#endif /* SMLP_INTERNAL_H */

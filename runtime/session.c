@@ -1,0 +1,650 @@
+/*
+ * session.c - binding a graph to ops, shapes, memory and threads.
+ *
+ * smlp_session_create runs the pipeline once: load the graph's plugins,
+ * resolve each node to an op and a kernel, infer shapes in graph order for
+ * the batch size, plan the arena (plan.c), choose the thread budget, set up
+ * the scheduler (sched.c), allocate and initialize.  Everything a user can
+ * get wrong is reported naming the graph file, the node and the op.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+SMLP_API void
+smlp_session_opts_init(struct smlp_session_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->batch = 1;
+}
+
+int
+smlp__session_fail(smlp_session_t *s, int status, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+SMLP_API const char *
+smlp_session_errmsg(const smlp_session_t *s)
+{
+    return s->errmsg[0] ? s->errmsg : "no error";
+}
+
+/* numel * dtype size of a shape, or -1 when it overflows 2^62. */
+static int64_t
+shape_bytes(const int64_t *shape, int rank, size_t elem)
+{
+    int64_t n = (int64_t)elem;
+    int i;
+
+    for (i = 0; i < rank; i++) {
+        if (shape[i] < 0)
+            return -1;
+        if (shape[i] != 0 && n > (INT64_C(1) << 62) / shape[i])
+            return -1;
+        n *= shape[i];
+    }
+    return n;
+}
+
+static int
+setup_tensors(smlp_session_t *s, struct smlp_error *err)
+{
+    const struct smlp__graph_ir *ir = s->graph->ir;
+    char buf[200];
+    int32_t i, d;
+
+    s->n_tensors = ir->n_tensors;
+    s->tensors = smlp__calloc((size_t)ir->n_tensors, sizeof(*s->tensors));
+    if (s->tensors == NULL)
+        return smlp__seterr(err, SMLP_ENOMEM, "out of memory");
+    for (i = 0; i < ir->n_tensors; i++) {
+        const struct smlp__tensor_ir *ti = &ir->tensors[i];
+        struct smlp__tensor_rt *t = &s->tensors[i];
+
+        t->t.size = sizeof(t->t);
+        t->t.abi = SMLP_ABI_VERSION;
+        t->t.dtype = ti->dtype;
+        t->kind = ti->kind;
+        t->buffer = -1;
+        t->t.rank = -1;
+        if (ti->kind == SMLP__TENSOR_ACTIVATION ||
+            ti->kind == SMLP__TENSOR_OUTPUT)
+            continue; /* shapes come from inference */
+        t->t.rank = ti->rank;
+        for (d = 0; d < ti->rank; d++)
+            t->t.shape[d] = ti->shape[d] == -1 ? s->opts.batch : ti->shape[d];
+        if (shape_bytes(t->t.shape, t->t.rank, smlp__dtype_size(t->t.dtype)) <
+            0)
+            return smlp__seterr(err, SMLP_ESHAPE,
+                                "%s: tensor '%s': shape %s is too large "
+                                "(its size overflows)",
+                                s->graph->source, ti->name,
+                                smlp__shape_str(t->t.shape, t->t.rank, buf,
+                                                sizeof(buf)));
+    }
+    return SMLP_OK;
+}
+
+static const struct smlp__kernel *
+choose_kernel(const struct smlp__op *op, const struct smlp_infer_ctx *ctx,
+              int device)
+{
+    const struct smlp__kernel *best = NULL;
+    int dtype = -1, i;
+
+    for (i = 0; i < ctx->n_inputs; i++)
+        if (ctx->inputs[i] != NULL) {
+            dtype = ctx->inputs[i]->dtype;
+            break;
+        }
+    for (i = 0; i < op->n_kernels; i++) {
+        const struct smlp_kernel_def *k = &op->kernels[i].def;
+
+        if (k->device != device)
+            continue;
+        if (dtype >= 0 && k->dtype_mask != 0 &&
+            !(k->dtype_mask & (1u << dtype)))
+            continue;
+        if (k->supports != NULL && !k->supports(ctx))
+            continue;
+        if (best == NULL || k->score > best->def.score)
+            best = &op->kernels[i];
+    }
+    return best;
+}
+
+/* Checks what infer() wrote into output j of node n. */
+static int
+check_output(smlp_session_t *s, struct smlp__node_rt *n, int32_t j,
+             struct smlp_error *err)
+{
+    const struct smlp__graph_ir *ir = s->graph->ir;
+    int32_t ti = n->node.ir->outputs[j];
+    const struct smlp__tensor_ir *decl = &ir->tensors[ti];
+    struct smlp_tensor *t = &s->tensors[ti].t;
+    char b1[200], b2[200];
+    int32_t d;
+
+    if (t->rank < 0 || t->rank > SMLP_MAX_RANK || t->dtype < 0 ||
+        t->dtype >= SMLP_DTYPE_COUNT)
+        return smlp__seterr(err, SMLP_EINVAL,
+                            "%s: node %d '%s' (%s): shape inference left "
+                            "output %d '%s' without a valid rank or dtype",
+                            s->graph->source, n->node.index, n->node.ir->name,
+                            n->node.ir->op, j, decl->name);
+    if (shape_bytes(t->shape, t->rank, smlp__dtype_size(t->dtype)) < 0)
+        return smlp__seterr(err, SMLP_ESHAPE,
+                            "%s: node %d '%s' (%s): output %d '%s' has shape "
+                            "%s, whose size overflows",
+                            s->graph->source, n->node.index, n->node.ir->name,
+                            n->node.ir->op, j, decl->name,
+                            smlp__shape_str(t->shape, t->rank, b1,
+                                            sizeof(b1)));
+    if (decl->has_shape) {
+        int64_t want[SMLP_MAX_RANK];
+        int same = decl->rank == t->rank;
+
+        for (d = 0; d < decl->rank; d++) {
+            want[d] = decl->shape[d] == -1 ? s->opts.batch : decl->shape[d];
+            if (same && want[d] != t->shape[d])
+                same = 0;
+        }
+        if (!same || decl->dtype != t->dtype)
+            return smlp__seterr(
+                err, SMLP_ESHAPE,
+                "%s: node %d '%s' (%s): output %d '%s' is %s %s, but the "
+                "graph declares %s %s",
+                s->graph->source, n->node.index, n->node.ir->name,
+                n->node.ir->op, j, decl->name, smlp__dtype_name(t->dtype),
+                smlp__shape_str(t->shape, t->rank, b1, sizeof(b1)),
+                smlp__dtype_name(decl->dtype),
+                smlp__shape_str(want, decl->rank, b2, sizeof(b2)));
+    }
+    return SMLP_OK;
+}
+
+static int
+infer_node(smlp_session_t *s, struct smlp__node_rt *n, struct smlp_error *err)
+{
+    const struct smlp__node_ir *nir = n->node.ir;
+    const char *src = s->graph->source;
+    struct smlp_infer_ctx ctx;
+    int32_t j;
+    int rc;
+
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.size = sizeof(ctx);
+    ctx.abi = SMLP_ABI_VERSION;
+    ctx.host = &smlp__host_api;
+    ctx.node = &n->node;
+    ctx.n_inputs = nir->n_inputs;
+    ctx.n_outputs = nir->n_outputs;
+    ctx.inputs = (const struct smlp_tensor *const *)n->in;
+    ctx.outputs = n->out;
+    ctx.training = s->opts.training;
+    for (j = 0; j < nir->n_inputs; j++)
+        if (n->in[j] == NULL && j < n->op->def.min_inputs)
+            return smlp__seterr(err, SMLP_EBADGRAPH,
+                                "%s: node %d '%s' (%s): input %d is "
+                                "required but absent (-1)",
+                                src, n->node.index, nir->name, nir->op, j);
+    for (j = 0; j < nir->n_outputs; j++) {
+        n->out[j]->rank = -1;
+        n->out[j]->dtype = -1;
+    }
+    n->node.err[0] = '\0';
+    rc = n->op->def.infer(&ctx);
+    n->priv = ctx.priv;
+    n->priv_free = ctx.priv_free;
+    if (rc != SMLP_OK)
+        return smlp__seterr(err, rc < 0 ? rc : SMLP_EINVAL,
+                            "%s: node %d '%s' (%s): %s", src, n->node.index,
+                            nir->name, nir->op,
+                            n->node.err[0] ? n->node.err
+                                           : "shape inference failed");
+    for (j = 0; j < nir->n_outputs; j++)
+        if ((rc = check_output(s, n, j, err)) != SMLP_OK)
+            return rc;
+    n->workspace = ctx.workspace;
+    n->macs = ctx.macs;
+    n->is_view = (n->op->def.flags & SMLP_OP_VIEW) != 0;
+    if (n->is_view &&
+        (nir->n_inputs < 1 || n->in[0] == NULL ||
+         n->in[0]->dtype != n->out[0]->dtype ||
+         smlp_tensor_numel(n->in[0]) != smlp_tensor_numel(n->out[0]) ||
+         s->tensors[nir->inputs[0]].kind == SMLP__TENSOR_PARAMETER ||
+         s->tensors[nir->inputs[0]].kind == SMLP__TENSOR_STATE))
+        n->is_view = 0; /* run its kernel (a copy) instead of aliasing */
+    n->kernel = choose_kernel(n->op, &ctx, SMLP_DEVICE_CPU);
+    if (n->kernel == NULL)
+        return smlp__seterr(err, SMLP_ENOKERNEL,
+                            "%s: node %d '%s' (%s): no CPU kernel of plugin "
+                            "'%s' supports this node",
+                            src, n->node.index, nir->name, nir->op,
+                            n->op->plugin->name);
+    return SMLP_OK;
+}
+
+static int
+resolve_nodes(smlp_session_t *s, struct smlp_error *err)
+{
+    const struct smlp__graph_ir *ir = s->graph->ir;
+    const char *src = s->graph->source;
+    int32_t i, j, k;
+    int rc;
+
+    s->n_nodes = ir->n_nodes;
+    s->nodes = smlp__calloc((size_t)ir->n_nodes, sizeof(*s->nodes));
+    if (s->nodes == NULL)
+        return smlp__seterr(err, SMLP_ENOMEM, "out of memory");
+    for (i = 0; i < ir->n_nodes; i++) {
+        struct smlp__node_rt *n = &s->nodes[i];
+        const struct smlp__node_ir *nir = &ir->nodes[i];
+
+        n->node.ir = nir;
+        n->node.index = i;
+        n->session = s;
+        n->ws_buffer = -1;
+        n->op = smlp__registry_find(s->reg, nir->op);
+        if (n->op == NULL) {
+            struct smlp__plugin *p;
+            char list[400] = "";
+            size_t len = strcspn(nir->op, ".");
+
+            for (k = 0; k < smlp_registry_op_count(s->reg); k++) {
+                const char *name = smlp_registry_op_name(s->reg, k);
+                if (strncmp(name, nir->op, len) == 0 && name[len] == '.' &&
+                    strlen(list) + strlen(name) + 3 < sizeof(list)) {
+                    strcat(list, list[0] ? ", " : "");
+                    strcat(list, name);
+                }
+            }
+            for (k = 0; k < ir->n_plugins; k++)
+                if (strncmp(ir->plugins[k], nir->op, len) == 0 &&
+                    ir->plugins[k][len] == '\0')
+                    break;
+            p = smlp__registry_plugin(s->reg, ir->plugins[k]);
+            return smlp__seterr(err, SMLP_ENOKERNEL,
+                                "%s: node %d '%s': unknown op '%s' (plugin "
+                                "'%s' from %s has: %s)",
+                                src, i, nir->name, nir->op,
+                                p ? p->name : "?", p ? p->path : "?",
+                                list[0] ? list : "no ops");
+        }
+        if (nir->n_inputs < n->op->def.min_inputs ||
+            nir->n_inputs > n->op->def.max_inputs ||
+            nir->n_outputs != n->op->def.n_outputs) {
+            if (n->op->def.min_inputs == n->op->def.max_inputs)
+                return smlp__seterr(
+                    err, SMLP_EBADGRAPH,
+                    "%s: node %d '%s' (%s): has %d inputs and %d outputs, "
+                    "the op takes %d inputs and %d outputs",
+                    src, i, nir->name, nir->op, nir->n_inputs,
+                    nir->n_outputs, n->op->def.min_inputs,
+                    n->op->def.n_outputs);
+            return smlp__seterr(
+                err, SMLP_EBADGRAPH,
+                "%s: node %d '%s' (%s): has %d inputs and %d outputs, the op "
+                "takes %d to %d inputs and %d outputs",
+                src, i, nir->name, nir->op, nir->n_inputs, nir->n_outputs,
+                n->op->def.min_inputs, n->op->def.max_inputs,
+                n->op->def.n_outputs);
+        }
+        n->in = smlp__calloc((size_t)nir->n_inputs + 1, sizeof(*n->in));
+        n->out = smlp__calloc((size_t)nir->n_outputs + 1, sizeof(*n->out));
+        if (n->in == NULL || n->out == NULL)
+            return smlp__seterr(err, SMLP_ENOMEM, "out of memory");
+        for (j = 0; j < nir->n_inputs; j++)
+            n->in[j] = nir->inputs[j] < 0 ? NULL
+                                          : &s->tensors[nir->inputs[j]].t;
+        for (j = 0; j < nir->n_outputs; j++)
+            n->out[j] = &s->tensors[nir->outputs[j]].t;
+    }
+    for (i = 0; i < ir->n_nodes; i++) {
+        rc = infer_node(s, &s->nodes[s->graph->order[i]], err);
+        if (rc != SMLP_OK)
+            return rc;
+        s->macs += s->nodes[s->graph->order[i]].macs;
+    }
+    return SMLP_OK;
+}
+
+/*
+ * The thread budget: `inter` nodes at once times `intra` BLAS threads each
+ * never exceeds the threads given; nodes at once is the graph's widest
+ * level, capped by the budget.
+ */
+static void
+choose_threads(smlp_session_t *s)
+{
+    const smlp_graph_t *g = s->graph;
+    int32_t *level, *count, i, j, width = 1, threads = s->opts.threads;
+
+    if (threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (int)n : 1;
+    }
+    level = smlp__calloc((size_t)s->n_nodes + 1, sizeof(*level));
+    count = smlp__calloc((size_t)s->n_nodes + 1, sizeof(*count));
+    if (level != NULL && count != NULL) {
+        for (i = 0; i < s->n_nodes; i++) {
+            int32_t id = g->order[i], lv = 0;
+            const struct smlp__node_ir *nir = s->nodes[id].node.ir;
+
+            for (j = 0; j < nir->n_inputs; j++) {
+                int32_t t = nir->inputs[j];
+                if (t >= 0 && g->producer[t] >= 0 &&
+                    level[g->producer[t]] + 1 > lv)
+                    lv = level[g->producer[t]] + 1;
+            }
+            level[id] = lv;
+            if (!s->nodes[id].is_view && ++count[lv] > width)
+                width = count[lv];
+        }
+    }
+    smlp__free(level);
+    smlp__free(count);
+    /*
+     * OpenBLAS 0.3.21 splits a GEMM differently for different thread
+     * counts and its results then differ in the last bits (measured: ~5%
+     * of a [64x196x768]x[768x768] product's outputs, up to 7.6e-6), which
+     * would break "bit-identical for any thread count".  Until kernels
+     * split their work themselves in a fixed way, BLAS gets one thread and
+     * the budget goes to running nodes side by side.
+     */
+    s->inter_op = width < threads ? width : threads;
+    s->intra_op = 1;
+}
+
+static int
+alloc_memory(smlp_session_t *s, struct smlp_error *err)
+{
+    const struct smlp__graph_ir *ir = s->graph->ir;
+    uint64_t off = 0, need;
+    int32_t i;
+
+    for (i = 0; i < s->n_tensors; i++) {
+        struct smlp__tensor_rt *t = &s->tensors[i];
+        if (t->kind != SMLP__TENSOR_PARAMETER && t->kind != SMLP__TENSOR_STATE)
+            continue;
+        off += ((uint64_t)shape_bytes(t->t.shape, t->t.rank,
+                                      smlp__dtype_size(t->t.dtype)) +
+                SMLP__ALIGN - 1) &
+               ~(uint64_t)(SMLP__ALIGN - 1);
+        if (t->kind == SMLP__TENSOR_PARAMETER)
+            s->n_params += (uint64_t)smlp_tensor_numel(&t->t);
+    }
+    s->param_bytes = off;
+    need = s->plan.arena_bytes + s->param_bytes;
+    if (s->opts.max_memory != 0 && need > s->opts.max_memory)
+        return smlp__seterr(err, SMLP_ELIMIT,
+                            "%s: batch %lld needs %llu bytes (activations "
+                            "%llu + parameters %llu), over the memory limit "
+                            "of %llu bytes (--max-memory)",
+                            s->graph->source, (long long)s->opts.batch,
+                            (unsigned long long)need,
+                            (unsigned long long)s->plan.arena_bytes,
+                            (unsigned long long)s->param_bytes,
+                            (unsigned long long)s->opts.max_memory);
+    if (s->opts.plan_only)
+        return SMLP_OK;
+    s->arena = aligned_alloc(SMLP__ALIGN, s->plan.arena_bytes + SMLP__ALIGN);
+    s->params = aligned_alloc(SMLP__ALIGN, s->param_bytes + SMLP__ALIGN);
+    if (s->arena == NULL || s->params == NULL)
+        return smlp__seterr(err, SMLP_ENOMEM,
+                            "%s: cannot allocate %llu bytes", s->graph->source,
+                            (unsigned long long)need);
+    memset(s->params, 0, s->param_bytes);
+    off = 0;
+    for (i = 0; i < s->n_tensors; i++) {
+        struct smlp__tensor_rt *t = &s->tensors[i];
+        uint64_t bytes;
+
+        if (t->buffer >= 0) {
+            t->t.data = (char *)s->arena + s->plan.buffers[t->buffer].offset;
+            continue;
+        }
+        if (t->kind != SMLP__TENSOR_PARAMETER && t->kind != SMLP__TENSOR_STATE)
+            continue;
+        bytes = (uint64_t)shape_bytes(t->t.shape, t->t.rank,
+                                      smlp__dtype_size(t->t.dtype));
+        t->t.data = (char *)s->params + off;
+        if (!s->opts.no_init && ir->tensors[i].init.present)
+            smlp__init_fill(&ir->tensors[i].init, 0, t->t.dtype, t->t.data,
+                            (uint64_t)smlp_tensor_numel(&t->t));
+        off += (bytes + SMLP__ALIGN - 1) & ~(uint64_t)(SMLP__ALIGN - 1);
+    }
+    for (i = 0; i < s->n_nodes; i++)
+        if (s->nodes[i].ws_buffer >= 0)
+            s->nodes[i].workspace =
+                s->plan.buffers[s->nodes[i].ws_buffer].size;
+    return SMLP_OK;
+}
+
+SMLP_API smlp_session_t *
+smlp_session_create(const smlp_graph_t *graph, smlp_registry_t *reg,
+                    const struct smlp_session_opts *opts,
+                    struct smlp_error *err)
+{
+    struct smlp_session_opts defaults;
+    smlp_session_t *s;
+    int32_t i;
+    int rc;
+
+    if (opts == NULL) {
+        smlp_session_opts_init(&defaults);
+        opts = &defaults;
+    }
+    if (graph == NULL || reg == NULL) {
+        smlp__seterr(err, SMLP_EINVAL, "no graph or registry");
+        return NULL;
+    }
+    if (opts->batch < 1 || opts->batch > (INT64_C(1) << 31)) {
+        smlp__seterr(err, SMLP_EINVAL,
+                     "batch size %lld is out of range (1 to 2^31)",
+                     (long long)opts->batch);
+        return NULL;
+    }
+    if (opts->threads < 0 || opts->threads > 1024) {
+        smlp__seterr(err, SMLP_EINVAL,
+                     "thread count %d is out of range (0 = all CPUs, up to "
+                     "1024)",
+                     opts->threads);
+        return NULL;
+    }
+    s = smlp__calloc(1, sizeof(*s));
+    if (s == NULL) {
+        smlp__seterr(err, SMLP_ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->graph = graph;
+    s->reg = reg;
+    s->opts = *opts;
+    s->opts.weights = NULL; /* not owned; used below only */
+    for (i = 0; i < graph->ir->n_plugins; i++) {
+        rc = smlp_registry_load(reg, graph->ir->plugins[i], err);
+        if (rc != SMLP_OK) {
+            char msg[sizeof(err->msg)];
+            if (err != NULL) {
+                snprintf(msg, sizeof(msg), "%s: %s", graph->source, err->msg);
+                memcpy(err->msg, msg, sizeof(msg));
+            }
+            goto fail;
+        }
+    }
+    if (setup_tensors(s, err) != SMLP_OK || resolve_nodes(s, err) != SMLP_OK)
+        goto fail;
+    choose_threads(s);
+    if (smlp__plan_build(s, err) != SMLP_OK)
+        goto fail;
+    if (s->inter_op > 1 && smlp__plan_add_reuse_edges(s, err) != SMLP_OK)
+        goto fail;
+    if (alloc_memory(s, err) != SMLP_OK || smlp__sched_init(s, err) != SMLP_OK)
+        goto fail;
+    if (s->opts.plan_only)
+        return s;
+    if (opts->weights != NULL &&
+        smlp__weights_load(s, opts->weights,
+                           (1 << SMLP__TENSOR_PARAMETER) |
+                               (1 << SMLP__TENSOR_STATE)) != SMLP_OK) {
+        smlp__seterr(err, SMLP_EBADFILE, "%s", s->errmsg);
+        goto fail;
+    }
+    smlp_session_fill_inputs(s, opts->seed);
+    return s;
+fail:
+    smlp_session_destroy(s);
+    return NULL;
+}
+
+SMLP_API void
+smlp_session_destroy(smlp_session_t *s)
+{
+    int32_t i;
+
+    if (s == NULL)
+        return;
+    smlp__sched_close(s);
+    for (i = 0; i < s->n_nodes; i++) {
+        struct smlp__node_rt *n = &s->nodes[i];
+        if (n->priv_free != NULL && n->priv != NULL)
+            n->priv_free(n->priv);
+        smlp__free(n->in);
+        smlp__free(n->out);
+        smlp__free(n->succ);
+    }
+    smlp__free(s->nodes);
+    smlp__free(s->tensors);
+    smlp__plan_free(&s->plan);
+    free(s->arena);
+    free(s->params);
+    smlp__free(s);
+}
+
+SMLP_API int
+smlp_session_fill_inputs(smlp_session_t *s, uint64_t seed)
+{
+    const struct smlp__graph_ir *ir = s->graph->ir;
+    int32_t i;
+
+    if (s->arena == NULL)
+        return smlp__session_fail(s, SMLP_EINVAL,
+                                  "the session was planned only");
+    for (i = 0; i < s->n_tensors; i++) {
+        struct smlp__tensor_rt *t = &s->tensors[i];
+        struct smlp__init_ir normal = {1, SMLP__INIT_NORMAL, 0.0f, 1.0f, 0};
+
+        if (t->kind != SMLP__TENSOR_INPUT || t->t.data == NULL)
+            continue;
+        normal.seed = smlp__mix64((uint64_t)i);
+        smlp__init_fill(ir->tensors[i].init.present ? &ir->tensors[i].init
+                                                    : &normal,
+                        smlp__mix64(seed), t->t.dtype, t->t.data,
+                        (uint64_t)smlp_tensor_numel(&t->t));
+    }
+    return SMLP_OK;
+}
+
+static int32_t
+find_tensor(const smlp_session_t *s, const char *name)
+{
+    int32_t i;
+
+    for (i = 0; i < s->n_tensors; i++)
+        if (strcmp(s->graph->ir->tensors[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+SMLP_API int
+smlp_session_tensor(smlp_session_t *s, const char *name,
+                    struct smlp_tensor *out)
+{
+    int32_t i = find_tensor(s, name);
+
+    if (i < 0)
+        return smlp__session_fail(s, SMLP_ENOENT,
+                                  "%s: no tensor named '%s'",
+                                  s->graph->source, name);
+    *out = s->tensors[i].t;
+    if (s->tensors[i].kind == SMLP__TENSOR_ACTIVATION)
+        out->data = NULL;
+    return SMLP_OK;
+}
+
+SMLP_API int
+smlp_session_tensor_count(const smlp_session_t *s, int kind)
+{
+    int32_t i, n = 0;
+
+    for (i = 0; i < s->n_tensors; i++)
+        n += s->tensors[i].kind == kind;
+    return n;
+}
+
+SMLP_API const char *
+smlp_session_tensor_name(const smlp_session_t *s, int kind, int k)
+{
+    int32_t i;
+
+    for (i = 0; i < s->n_tensors; i++)
+        if (s->tensors[i].kind == kind && k-- == 0)
+            return s->graph->ir->tensors[i].name;
+    return NULL;
+}
+
+SMLP_API int
+smlp_session_get_stats(const smlp_session_t *s, struct smlp_session_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->batch = s->opts.batch;
+    st->params = s->n_params;
+    st->macs = s->macs;
+    st->arena_bytes = s->plan.arena_bytes;
+    st->lower_bound = s->plan.lower_bound;
+    st->param_bytes = s->param_bytes;
+    st->n_nodes = s->n_nodes;
+    st->inter_op = s->inter_op;
+    st->intra_op = s->intra_op;
+    st->last_run_ms = s->last_run_ms;
+    return SMLP_OK;
+}
+
+SMLP_API int
+smlp_session_node_profile(const smlp_session_t *s, int i,
+                          struct smlp_node_profile *p)
+{
+    const struct smlp__node_rt *n;
+
+    if (i < 0 || i >= s->n_nodes)
+        return SMLP_EINVAL;
+    n = &s->nodes[s->graph->order[i]];
+    p->name = n->node.ir->name;
+    p->op = n->node.ir->op;
+    p->macs = n->macs;
+    p->start_us = n->t0 - s->run_t0;
+    p->end_us = n->t1 - s->run_t0;
+    p->thread = n->thread;
+    return SMLP_OK;
+}
+
+SMLP_API int
+smlp_session_run(smlp_session_t *s)
+{
+    if (s->arena == NULL)
+        return smlp__session_fail(s, SMLP_EINVAL,
+                                  "%s: the session was created with "
+                                  "plan_only and cannot run",
+                                  s->graph->source);
+    return smlp__sched_run(s);
+}

@@ -1,0 +1,303 @@
+/*
+ * check_registry.c - the plugin loader: search order, ABI checks both
+ * ways, broken plugins (tests/plugins/), unknown ops and failing kernels.
+ */
+#include "testutil.h"
+
+static smlp_registry_t *
+fixture_registry(void)
+{
+    struct smlp_error err;
+    char dir[512];
+    smlp_registry_t *reg;
+
+    tu_fixture_dir(dir, sizeof(dir));
+    reg = smlp_registry_create(dir, &err);
+    ck_assert_msg(reg != NULL, "%s", err.msg);
+    return reg;
+}
+
+/* Loads fixture `name`, expects `status` and a message with `needle`. */
+static void
+expect_load(const char *name, int status, const char *needle)
+{
+    smlp_registry_t *reg = fixture_registry();
+    struct smlp_error err;
+    int rc;
+
+    memset(&err, 0, sizeof(err));
+    rc = smlp_registry_load(reg, name, &err);
+    ck_assert_msg(rc == status, "load %s: got %s (%s), want %s", name,
+                  smlp_status_name(rc), err.msg, smlp_status_name(status));
+    if (needle != NULL) {
+        tu_assert_contains(err.msg, needle);
+        tu_assert_contains(err.msg, name); /* names the plugin */
+    }
+    smlp_registry_destroy(reg);
+}
+
+START_TEST(test_registry_load_good)
+{
+    smlp_registry_t *reg = fixture_registry();
+    struct smlp_error err;
+    int i, found = 0;
+
+    ck_assert_int_eq(smlp_registry_load(reg, "good", &err), SMLP_OK);
+    ck_assert_int_eq(smlp_registry_load(reg, "good", &err), SMLP_OK);
+    for (i = 0; i < smlp_registry_op_count(reg); i++)
+        found += strcmp(smlp_registry_op_name(reg, i), "good.identity") == 0;
+    ck_assert_int_eq(found, 1);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_registry_load_missing)
+{
+    char dir[512];
+
+    tu_fixture_dir(dir, sizeof(dir));
+    expect_load("nosuch", SMLP_ENOPLUGIN, "not found");
+    expect_load("nosuch", SMLP_ENOPLUGIN, dir); /* names the search path */
+}
+END_TEST
+
+START_TEST(test_registry_load_path_refused)
+{
+    expect_load("../good", SMLP_EINVAL, "looks like a path");
+    expect_load("good.so", SMLP_EINVAL, "looks like a path");
+}
+END_TEST
+
+START_TEST(test_registry_load_abi_old)
+{
+    expect_load("abi_old", SMLP_EABI, "ABI 0.9, this host has ABI 1.0");
+}
+END_TEST
+
+START_TEST(test_registry_load_abi_new)
+{
+    expect_load("abi_new", SMLP_EABI, "refused host ABI 1.0");
+}
+END_TEST
+
+START_TEST(test_registry_load_minor_newer_ok)
+{
+    smlp_registry_t *reg = fixture_registry();
+    struct smlp_error err;
+
+    ck_assert_msg(smlp_registry_load(reg, "minor_new", &err) == SMLP_OK, "%s",
+                  err.msg);
+    ck_assert_str_eq(smlp_registry_op_name(reg, 0), "minor_new.identity");
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_registry_load_short_size)
+{
+    expect_load("short_size", SMLP_EABI, "declares size 8");
+}
+END_TEST
+
+START_TEST(test_registry_load_no_entry)
+{
+    expect_load("noentry", SMLP_ENOPLUGIN,
+                "has no entry symbol 'smlp_plugin_init'");
+}
+END_TEST
+
+START_TEST(test_registry_load_init_fails)
+{
+    expect_load("failinit", SMLP_EINVAL, "fixture refuses to load");
+}
+END_TEST
+
+START_TEST(test_registry_load_duplicate_op)
+{
+    smlp_registry_t *reg = fixture_registry();
+    struct smlp_error err;
+
+    ck_assert_int_eq(smlp_registry_load(reg, "dup", &err), SMLP_EDUPLICATE);
+    tu_assert_contains(err.msg, "op 'dup.identity' is registered twice");
+    /* A failed load leaves nothing behind. */
+    ck_assert_int_eq(smlp_registry_op_count(reg), 0);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_registry_load_bad_signature)
+{
+    expect_load("badsig", SMLP_EABI, "build signature");
+}
+END_TEST
+
+START_TEST(test_registry_load_wrong_name)
+{
+    expect_load("wrongname", SMLP_EINVAL, "calls itself 'other'");
+}
+END_TEST
+
+START_TEST(test_registry_search_order)
+{
+    struct smlp_error err;
+    smlp_registry_t *reg;
+    const char *path;
+    char dir[512];
+
+    tu_fixture_dir(dir, sizeof(dir));
+    setenv("SMLP_PLUGIN_PATH", "/nonexistent/env-dir", 1);
+    reg = smlp_registry_create("/nonexistent/first:" "/nonexistent/second",
+                               &err);
+    ck_assert_ptr_nonnull(reg);
+    path = smlp_registry_search_path(reg);
+    {
+        const char *want = "/nonexistent/first:/nonexistent/second:"
+                           "/nonexistent/env-dir:";
+        ck_assert_msg(strncmp(path, want, strlen(want)) == 0,
+                      "search path %s", path);
+    }
+    /* The build tree comes before the install dir. */
+    tu_assert_contains(path, "/plugins/.libs");
+    ck_assert_int_eq(smlp_registry_load(reg, "good", &err), SMLP_ENOPLUGIN);
+    tu_assert_contains(err.msg, "/nonexistent/env-dir");
+    smlp_registry_destroy(reg);
+    /* The environment variable finds the fixtures. */
+    setenv("SMLP_PLUGIN_PATH", dir, 1);
+    reg = smlp_registry_create(NULL, &err);
+    ck_assert_int_eq(smlp_registry_load(reg, "good", &err), SMLP_OK);
+    /* The build tree provides the shipped plugins with no path at all. */
+    ck_assert_msg(smlp_registry_load(reg, "core", &err) == SMLP_OK, "%s",
+                  err.msg);
+    smlp_registry_destroy(reg);
+    unsetenv("SMLP_PLUGIN_PATH");
+}
+END_TEST
+
+static const char *graph_unknown_op =
+    "{\"name\": \"t\", \"plugins\": [\"good\"],"
+    " \"tensors\": [{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 4]},"
+    "  {\"name\": \"y\", \"kind\": \"Output\"}],"
+    " \"nodes\": [{\"name\": \"n0\", \"op\": \"good.nosuch\","
+    "  \"inputs\": [0], \"outputs\": [1]}]}";
+
+static const char *graph_fail =
+    "{\"name\": \"t\", \"plugins\": [\"good\"],"
+    " \"tensors\": [{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 4]},"
+    "  {\"name\": \"a\"}, {\"name\": \"y\", \"kind\": \"Output\"}],"
+    " \"nodes\": [{\"name\": \"copy\", \"op\": \"good.identity\","
+    "  \"inputs\": [0], \"outputs\": [1]},"
+    "  {\"name\": \"boom\", \"op\": \"good.fail\","
+    "  \"inputs\": [1], \"outputs\": [2]}]}";
+
+static const char *graph_missing_plugin =
+    "{\"name\": \"t\", \"plugins\": [\"nosuch\"],"
+    " \"tensors\": [{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 4]},"
+    "  {\"name\": \"y\", \"kind\": \"Output\"}],"
+    " \"nodes\": [{\"name\": \"n0\", \"op\": \"nosuch.op\","
+    "  \"inputs\": [0], \"outputs\": [1]}]}";
+
+static smlp_session_t *
+session_for(const char *json, smlp_graph_t **g, smlp_registry_t *reg,
+            struct smlp_error *err, char *path, size_t len)
+{
+    tu_graph_from_json(tu_tmpdir(), "g", json, path, len);
+    *g = smlp_graph_load(path, err);
+    ck_assert_msg(*g != NULL, "%s", err->msg);
+    return smlp_session_create(*g, reg, NULL, err);
+}
+
+START_TEST(test_registry_unknown_op)
+{
+    smlp_registry_t *reg = fixture_registry();
+    struct smlp_error err;
+    smlp_graph_t *g;
+    char path[512];
+
+    ck_assert_ptr_null(
+        session_for(graph_unknown_op, &g, reg, &err, path, sizeof(path)));
+    ck_assert_int_eq(err.status, SMLP_ENOKERNEL);
+    tu_assert_contains(err.msg, "node 0 'n0': unknown op 'good.nosuch'");
+    tu_assert_contains(err.msg, "good.identity");
+    tu_assert_contains(err.msg, path);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_registry_missing_plugin_of_graph)
+{
+    smlp_registry_t *reg = fixture_registry();
+    struct smlp_error err;
+    smlp_graph_t *g;
+    char path[512];
+
+    ck_assert_ptr_null(session_for(graph_missing_plugin, &g, reg, &err, path,
+                                   sizeof(path)));
+    ck_assert_int_eq(err.status, SMLP_ENOPLUGIN);
+    tu_assert_contains(err.msg, path);
+    tu_assert_contains(err.msg, "plugin 'nosuch' not found");
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_registry_kernel_failure_reported)
+{
+    smlp_registry_t *reg = fixture_registry();
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+
+    s = session_for(graph_fail, &g, reg, &err, path, sizeof(path));
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_run(s), SMLP_EKERNEL);
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "node 1 'boom' (good.fail) failed: fixture kernel "
+                       "failure on purpose");
+    /* The session stays usable: a second run fails the same way. */
+    ck_assert_int_eq(smlp_session_run(s), SMLP_EKERNEL);
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+static Suite *
+registry_suite(void)
+{
+    Suite *s = suite_create("registry");
+    TCase *tc = tcase_create("load");
+
+    tcase_add_test(tc, test_registry_load_good);
+    tcase_add_test(tc, test_registry_load_missing);
+    tcase_add_test(tc, test_registry_load_path_refused);
+    tcase_add_test(tc, test_registry_load_abi_old);
+    tcase_add_test(tc, test_registry_load_abi_new);
+    tcase_add_test(tc, test_registry_load_minor_newer_ok);
+    tcase_add_test(tc, test_registry_load_short_size);
+    tcase_add_test(tc, test_registry_load_no_entry);
+    tcase_add_test(tc, test_registry_load_init_fails);
+    tcase_add_test(tc, test_registry_load_duplicate_op);
+    tcase_add_test(tc, test_registry_load_bad_signature);
+    tcase_add_test(tc, test_registry_load_wrong_name);
+    tcase_add_test(tc, test_registry_search_order);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("resolve");
+    tcase_add_test(tc, test_registry_unknown_op);
+    tcase_add_test(tc, test_registry_missing_plugin_of_graph);
+    tcase_add_test(tc, test_registry_kernel_failure_reported);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(registry_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,659 @@
+/*
+ * check_session.c - graph checks, shape inference errors, the memory plan,
+ * the scheduler (hand-computed results, bit-identical for 1 and 2
+ * threads), weights and inputs from safetensors files.
+ */
+#include <math.h>
+#include <stdint.h>
+
+#include "testutil.h"
+
+static smlp_registry_t *
+registry(void)
+{
+    struct smlp_error err;
+    smlp_registry_t *reg = smlp_registry_create(NULL, &err);
+
+    ck_assert_msg(reg != NULL, "%s", err.msg);
+    return reg;
+}
+
+/* Loads a graph from JSON; returns NULL and fills err when it is bad. */
+static smlp_graph_t *
+graph_json(const char *json, struct smlp_error *err, char *path, size_t len)
+{
+    tu_graph_from_json(tu_tmpdir(), "g", json, path, len);
+    return smlp_graph_load(path, err);
+}
+
+static void
+expect_bad_graph(const char *json, const char *needle)
+{
+    struct smlp_error err;
+    char path[512];
+    smlp_graph_t *g = graph_json(json, &err, path, sizeof(path));
+
+    ck_assert_msg(g == NULL, "graph loaded, expected '%s'", needle);
+    ck_assert_int_eq(err.status, SMLP_EBADGRAPH);
+    tu_assert_contains(err.msg, needle);
+    tu_assert_contains(err.msg, path);
+}
+
+#define T_IN "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]}"
+
+START_TEST(test_graph_load_cycle)
+{
+    expect_bad_graph(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN
+        ", {\"name\": \"a\"}, {\"name\": \"b\"}], \"nodes\": ["
+        "{\"name\": \"n0\", \"op\": \"core.add\", \"inputs\": [0, 2],"
+        " \"outputs\": [1]},"
+        "{\"name\": \"n1\", \"op\": \"core.relu\", \"inputs\": [1],"
+        " \"outputs\": [2]}]}",
+        "cycle through node 0 'n0'");
+}
+END_TEST
+
+START_TEST(test_graph_load_two_writers)
+{
+    expect_bad_graph(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN
+        ", {\"name\": \"a\"}], \"nodes\": ["
+        "{\"name\": \"n0\", \"op\": \"core.relu\", \"inputs\": [0],"
+        " \"outputs\": [1]},"
+        "{\"name\": \"n1\", \"op\": \"core.relu\", \"inputs\": [0],"
+        " \"outputs\": [1]}]}",
+        "tensor 'a' has two writers: node 0 'n0' and node 1 'n1'");
+}
+END_TEST
+
+START_TEST(test_graph_load_unwritten_read)
+{
+    expect_bad_graph(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN
+        ", {\"name\": \"ghost\"}, {\"name\": \"y\"}], \"nodes\": ["
+        "{\"name\": \"n0\", \"op\": \"core.add\", \"inputs\": [0, 1],"
+        " \"outputs\": [2]}]}",
+        "node 0 'n0' input 1 reads tensor 'ghost', which no node writes");
+}
+END_TEST
+
+START_TEST(test_graph_load_duplicate_names)
+{
+    expect_bad_graph("{\"name\": \"g\", \"tensors\": [" T_IN "," T_IN "]}",
+                     "two tensors are named 'x'");
+    expect_bad_graph(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN
+        ", {\"name\": \"a\"}, {\"name\": \"b\"}], \"nodes\": ["
+        "{\"name\": \"n\", \"op\": \"core.relu\", \"inputs\": [0],"
+        " \"outputs\": [1]},"
+        "{\"name\": \"n\", \"op\": \"core.relu\", \"inputs\": [0],"
+        " \"outputs\": [2]}]}",
+        "two nodes are named 'n'");
+}
+END_TEST
+
+START_TEST(test_graph_load_plugin_path_refused)
+{
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"../../tmp/evil\"]}",
+                     "graphs name plugins, never paths");
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"/tmp/evil.so\"]}",
+                     "is not a plugin name");
+}
+END_TEST
+
+START_TEST(test_graph_load_misc_semantics)
+{
+    expect_bad_graph("{\"name\": \"g\", \"tensors\": [{\"name\": \"w\","
+                     " \"kind\": \"Parameter\"}]}",
+                     "tensor 0 'w': inputs, parameters and state need a "
+                     "shape");
+    expect_bad_graph("{\"name\": \"g\", \"tensors\": [{\"name\": \"w\","
+                     " \"kind\": \"Parameter\", \"shape\": [-1, 3]}]}",
+                     "invalid dimension -1");
+    expect_bad_graph(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN
+        ", {\"name\": \"a\"}], \"nodes\": [{\"name\": \"n0\","
+        " \"op\": \"norm.layer_norm\", \"inputs\": [0], \"outputs\": [1]}]}",
+        "op 'norm.layer_norm' must be 'plugin.op' with the plugin listed");
+    expect_bad_graph(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN
+        "], \"nodes\": [{\"name\": \"n0\", \"op\": \"core.relu\","
+        " \"inputs\": [0], \"outputs\": [0]}]}",
+        "node 0 'n0' writes tensor 'x', which is an input");
+    expect_bad_graph("{\"name\": \"g\", \"tensors\": [{\"name\": \"y\","
+                     " \"kind\": \"Output\"}]}",
+                     "output tensor 'y' is written by no node");
+    expect_bad_graph("{\"name\": \"\"}", "empty name");
+}
+END_TEST
+
+START_TEST(test_graph_load_not_a_file)
+{
+    struct smlp_error err;
+
+    ck_assert_ptr_null(smlp_graph_load(tu_tmpdir(), &err));
+    ck_assert_int_eq(err.status, SMLP_EIO);
+    tu_assert_contains(err.msg, "is a directory");
+    ck_assert_ptr_null(smlp_graph_load("/nonexistent/g.fbs", &err));
+    tu_assert_contains(err.msg, "/nonexistent/g.fbs: cannot open graph");
+}
+END_TEST
+
+/* y = W1 x + b1 and z = W2 x, out = y + z: two independent branches. */
+static const char *graph_branches =
+    "{\"name\": \"branches\", \"plugins\": [\"core\"], \"tensors\": ["
+    "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]},"
+    "{\"name\": \"W1\", \"kind\": \"Parameter\", \"shape\": [3, 2]},"
+    "{\"name\": \"b1\", \"kind\": \"Parameter\", \"shape\": [3]},"
+    "{\"name\": \"W2\", \"kind\": \"Parameter\", \"shape\": [3, 2],"
+    " \"init\": {\"kind\": \"Uniform\", \"a\": -1, \"b\": 1, \"seed\": 7}},"
+    "{\"name\": \"y\"}, {\"name\": \"z\"},"
+    "{\"name\": \"out\", \"kind\": \"Output\", \"shape\": [-1, 3]}],"
+    "\"nodes\": ["
+    "{\"name\": \"fc1\", \"op\": \"core.linear\", \"inputs\": [0, 1, 2],"
+    " \"outputs\": [4]},"
+    "{\"name\": \"fc2\", \"op\": \"core.linear\", \"inputs\": [0, 3, -1],"
+    " \"outputs\": [5]},"
+    "{\"name\": \"sum\", \"op\": \"core.add\", \"inputs\": [4, 5],"
+    " \"outputs\": [6]}]}";
+
+static float *
+tensor_data(smlp_session_t *s, const char *name, int64_t *numel)
+{
+    struct smlp_tensor t;
+
+    ck_assert_int_eq(smlp_session_tensor(s, name, &t), SMLP_OK);
+    ck_assert_ptr_nonnull(t.data);
+    if (numel != NULL)
+        *numel = smlp_tensor_numel(&t);
+    return t.data;
+}
+
+static void
+run_branches(int threads, float *out)
+{
+    static const float w1[6] = {1, 2, 3, 4, 5, 6}, b1[3] = {0.5f, -1, 2};
+    static const float x[4] = {1, -1, 0.25f, 2};
+    smlp_registry_t *reg = registry();
+    struct smlp_session_opts o;
+    struct smlp_session_stats st;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    const float *w2;
+    char path[512];
+    int64_t n;
+    int i, j;
+
+    g = graph_json(graph_branches, &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.batch = 2;
+    o.threads = threads;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    smlp_session_get_stats(s, &st);
+    ck_assert_int_eq(st.inter_op, threads); /* two branches run at once */
+    memcpy(tensor_data(s, "W1", NULL), w1, sizeof(w1));
+    memcpy(tensor_data(s, "b1", NULL), b1, sizeof(b1));
+    memcpy(tensor_data(s, "x", NULL), x, sizeof(x));
+    w2 = tensor_data(s, "W2", NULL);
+    for (i = 0; i < 6; i++) /* seeded Uniform(-1, 1) */
+        ck_assert(w2[i] >= -1.0f && w2[i] < 1.0f && w2[i] != 0.0f);
+    ck_assert_int_eq(smlp_session_run(s), SMLP_OK);
+    memcpy(out, tensor_data(s, "out", &n), 6 * sizeof(float));
+    ck_assert_int_eq(n, 6);
+    for (i = 0; i < 2; i++)
+        for (j = 0; j < 3; j++) {
+            double want = b1[j];
+            int k;
+            for (k = 0; k < 2; k++)
+                want += ((double)w1[j * 2 + k] + w2[j * 2 + k]) * x[i * 2 + k];
+            ck_assert_msg(fabs(out[i * 3 + j] - want) < 1e-5,
+                          "out[%d,%d] = %g, want %g", i, j, out[i * 3 + j],
+                          want);
+        }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+
+START_TEST(test_sched_run_branches_hand_values)
+{
+    float a[6], b[6];
+
+    run_branches(1, a);
+    run_branches(2, b);
+    ck_assert_mem_eq(a, b, sizeof(a));
+}
+END_TEST
+
+/* Runs a shipped graph and copies `name` out. */
+static float *
+run_shipped(const char *graph, int64_t batch, int threads, int runs,
+            const char *name, int64_t *numel)
+{
+    smlp_registry_t *reg = registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+    float *copy;
+    int i;
+
+    tu_shipped_graph(graph, path, sizeof(path));
+    g = smlp_graph_load(path, &err);
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.batch = batch;
+    o.threads = threads;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    for (i = 0; i < runs; i++)
+        ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                      smlp_session_errmsg(s));
+    tensor_data(s, name, numel);
+    copy = malloc((size_t)*numel * sizeof(float));
+    memcpy(copy, tensor_data(s, name, NULL), (size_t)*numel * sizeof(float));
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+    return copy;
+}
+
+START_TEST(test_sched_threads_bit_identical)
+{
+    int64_t n1, n2, n3, i;
+    float *a = run_shipped("mixer_fmnist", 4, 1, 1, "features", &n1);
+    float *b = run_shipped("mixer_fmnist", 4, 2, 1, "features", &n2);
+    float *c = run_shipped("mixer_fmnist", 4, 2, 3, "features", &n3);
+    double norm = 0;
+
+    ck_assert_int_eq(n1, 4 * 128);
+    ck_assert_int_eq(n1, n2);
+    ck_assert_int_eq(n1, n3);
+    for (i = 0; i < n1; i++)
+        norm += fabs(a[i]);
+    ck_assert_msg(norm > 1.0 && isfinite(norm), "features look dead: %g",
+                  norm);
+    ck_assert_mem_eq(a, b, (size_t)n1 * sizeof(float));
+    ck_assert_mem_eq(a, c, (size_t)n1 * sizeof(float));
+    free(a);
+    free(b);
+    free(c);
+}
+END_TEST
+
+START_TEST(test_sched_batch_independent)
+{
+    int64_t n1, n3, i;
+    float *one = run_shipped("mixer_fmnist", 1, 1, 1, "features", &n1);
+    float *three = run_shipped("mixer_fmnist", 3, 1, 1, "features", &n3);
+
+    /* The synthetic batch's image 0 is the same at any batch size, and a
+     * Mixer never mixes images. */
+    for (i = 0; i < n1; i++)
+        ck_assert_msg(fabs(one[i] - three[i]) <= 1e-5 * (1 + fabs(one[i])),
+                      "feature %lld: %g vs %g", (long long)i, one[i],
+                      three[i]);
+    free(one);
+    free(three);
+}
+END_TEST
+
+START_TEST(test_graph_flatc_json_roundtrip_runs_identically)
+{
+    const char *dir = tu_tmpdir();
+    char src[512], cmd[2048], json[600], again[600];
+    smlp_registry_t *reg = registry();
+    struct smlp_error err;
+    smlp_graph_t *g1, *g2;
+    smlp_session_t *s1, *s2;
+    int64_t n;
+
+    tu_shipped_graph("mixer_fmnist", src, sizeof(src));
+    snprintf(cmd, sizeof(cmd),
+             "'%s' --json --strict-json -o '%s' '%s/schemas/graph.fbs' -- '%s'"
+             " && mkdir -p '%s/b' && '%s' -b -o '%s/b' '%s/schemas/graph.fbs'"
+             " '%s/mixer_fmnist.json'",
+             tu_env("FLATC", "flatc"), dir, tu_srcdir(), src, dir,
+             tu_env("FLATC", "flatc"), dir, tu_srcdir(), dir);
+    ck_assert_msg(system(cmd) == 0, "%s", cmd);
+    snprintf(json, sizeof(json), "%s/mixer_fmnist.json", dir);
+    snprintf(again, sizeof(again), "%s/b/mixer_fmnist.fbs", dir);
+    g1 = smlp_graph_load(src, &err);
+    g2 = smlp_graph_load(again, &err);
+    ck_assert_msg(g1 != NULL && g2 != NULL, "%s", err.msg);
+    s1 = smlp_session_create(g1, reg, NULL, &err);
+    s2 = smlp_session_create(g2, reg, NULL, &err);
+    ck_assert_msg(s1 != NULL && s2 != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_run(s1), SMLP_OK);
+    ck_assert_int_eq(smlp_session_run(s2), SMLP_OK);
+    tensor_data(s1, "features", &n);
+    ck_assert_mem_eq(tensor_data(s1, "features", NULL),
+                     tensor_data(s2, "features", NULL),
+                     (size_t)n * sizeof(float));
+    ck_assert_mem_eq(tensor_data(s1, "logits", NULL),
+                     tensor_data(s2, "logits", NULL), 10 * sizeof(float));
+    smlp_session_destroy(s1);
+    smlp_session_destroy(s2);
+    smlp_graph_unload(g1);
+    smlp_graph_unload(g2);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* Creates a session for a JSON graph and expects it to fail. */
+static void
+expect_bad_session(const char *json, int64_t batch, int status,
+                   const char *needle)
+{
+    smlp_registry_t *reg = registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_graph_t *g;
+    char path[512];
+
+    g = graph_json(json, &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.batch = batch;
+    ck_assert_ptr_null(smlp_session_create(g, reg, &o, &err));
+    ck_assert_msg(err.status == status, "got %s: %s",
+                  smlp_status_name(err.status), err.msg);
+    tu_assert_contains(err.msg, needle);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+
+START_TEST(test_infer_linear_mismatch_names_node)
+{
+    expect_bad_session(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
+        "{\"name\": \"W\", \"kind\": \"Parameter\", \"shape\": [3, 5]},"
+        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": ["
+        "{\"name\": \"fc\", \"op\": \"core.linear\", \"inputs\": [0, 1],"
+        " \"outputs\": [2]}]}",
+        1, SMLP_ESHAPE, "node 0 'fc' (core.linear): ");
+}
+END_TEST
+
+START_TEST(test_infer_declared_shape_mismatch)
+{
+    expect_bad_session(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
+        "{\"name\": \"y\", \"kind\": \"Output\", \"shape\": [-1, 7]}],"
+        " \"nodes\": [{\"name\": \"r\", \"op\": \"core.relu\","
+        " \"inputs\": [0], \"outputs\": [1]}]}",
+        2, SMLP_ESHAPE,
+        "output 0 'y' is f32 [2,2], but the graph declares f32 [2,7]");
+}
+END_TEST
+
+START_TEST(test_infer_batch_zero_and_overflow)
+{
+    expect_bad_session("{\"name\": \"g\", \"tensors\": [" T_IN "]}", 0,
+                       SMLP_EINVAL, "batch size 0 is out of range");
+    expect_bad_session(
+        "{\"name\": \"g\", \"tensors\": [{\"name\": \"x\", \"kind\":"
+        " \"Input\", \"shape\": [-1, 4294967296, 4294967296]}]}",
+        1, SMLP_ESHAPE, "tensor 'x': shape [1,4294967296,4294967296] is too "
+                        "large");
+}
+END_TEST
+
+START_TEST(test_infer_arity)
+{
+    expect_bad_session(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
+        "{\"name\": \"y\"}], \"nodes\": [{\"name\": \"a\", \"op\":"
+        " \"core.add\", \"inputs\": [0], \"outputs\": [1]}]}",
+        1, SMLP_EBADGRAPH,
+        "node 0 'a' (core.add): has 1 inputs and 1 outputs, the op takes 2 "
+        "inputs");
+}
+END_TEST
+
+static smlp_session_t *
+plan_shipped(const char *graph, int64_t batch, uint64_t max_memory,
+             smlp_graph_t **g, smlp_registry_t *reg, struct smlp_error *err)
+{
+    struct smlp_session_opts o;
+    char path[512];
+
+    tu_shipped_graph(graph, path, sizeof(path));
+    *g = smlp_graph_load(path, err);
+    ck_assert_msg(*g != NULL, "%s", err->msg);
+    smlp_session_opts_init(&o);
+    o.batch = batch;
+    o.plan_only = 1;
+    o.max_memory = max_memory;
+    return smlp_session_create(*g, reg, &o, err);
+}
+
+START_TEST(test_plan_mixer_b_within_bound)
+{
+    smlp_registry_t *reg = registry();
+    struct smlp_session_stats st;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+
+    s = plan_shipped("mixer_b", 8, 0, &g, reg, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    smlp_session_get_stats(s, &st);
+    /* Input 8x3x224x224 f32 alone is 4.8 MB. */
+    ck_assert_uint_gt(st.lower_bound, 8u * 3 * 224 * 224 * 4);
+    ck_assert_msg((double)st.arena_bytes <= 1.1 * (double)st.lower_bound,
+                  "arena %llu > 1.1 x lower bound %llu",
+                  (unsigned long long)st.arena_bytes,
+                  (unsigned long long)st.lower_bound);
+    /* Mixer-B/16: 59.88 M parameters, 12.6 GMACs per image. */
+    ck_assert_uint_eq(st.params / 10000, 5988);
+    ck_assert_uint_eq(st.macs / 8 / 10000000, 1260);
+    ck_assert_int_eq(smlp_session_run(s), SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(s), "plan_only");
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_plan_max_memory)
+{
+    smlp_registry_t *reg = registry();
+    struct smlp_error err;
+    smlp_graph_t *g;
+
+    ck_assert_ptr_null(plan_shipped("mixer_b", 8, 1 << 20, &g, reg, &err));
+    ck_assert_int_eq(err.status, SMLP_ELIMIT);
+    tu_assert_contains(err.msg, "over the memory limit of 1048576 bytes");
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* Writes a one-tensor safetensors file by hand (independent of the
+ * runtime's writer). */
+static void
+write_st(const char *path, const char *name, const char *dtype,
+         const char *shape, const void *data, size_t nbytes)
+{
+    char header[512], buf[1024];
+    uint64_t hlen;
+    size_t len;
+
+    snprintf(header, sizeof(header),
+             "{\"%s\": {\"dtype\": \"%s\", \"shape\": %s, "
+             "\"data_offsets\": [0, %zu]}}",
+             name, dtype, shape, nbytes);
+    hlen = strlen(header);
+    memcpy(buf, &hlen, 8);
+    memcpy(buf + 8, header, hlen);
+    memcpy(buf + 8 + hlen, data, nbytes);
+    len = 8 + hlen + nbytes;
+    tu_write(path, buf, len);
+}
+
+static smlp_session_t *
+branches_session(const char *weights, smlp_graph_t **g, smlp_registry_t *reg,
+                 struct smlp_error *err)
+{
+    struct smlp_session_opts o;
+    char path[512];
+
+    *g = graph_json(graph_branches, err, path, sizeof(path));
+    ck_assert_msg(*g != NULL, "%s", err->msg);
+    smlp_session_opts_init(&o);
+    o.batch = 2;
+    o.weights = weights;
+    return smlp_session_create(*g, reg, &o, err);
+}
+
+START_TEST(test_weights_save_load_roundtrip)
+{
+    smlp_registry_t *reg = registry();
+    const char *dir = tu_tmpdir();
+    struct smlp_error err;
+    smlp_session_t *a, *b;
+    smlp_graph_t *ga, *gb;
+    char path[600];
+    float *w;
+    int i;
+
+    a = branches_session(NULL, &ga, reg, &err);
+    ck_assert_msg(a != NULL, "%s", err.msg);
+    w = tensor_data(a, "W1", NULL);
+    for (i = 0; i < 6; i++)
+        w[i] = 0.5f * (float)i - 1.0f;
+    snprintf(path, sizeof(path), "%s/w.safetensors", dir);
+    ck_assert_msg(smlp_session_save_weights(a, path) == SMLP_OK, "%s",
+                  smlp_session_errmsg(a));
+    b = branches_session(path, &gb, reg, &err);
+    ck_assert_msg(b != NULL, "%s", err.msg);
+    ck_assert_mem_eq(tensor_data(a, "W1", NULL), tensor_data(b, "W1", NULL),
+                     6 * sizeof(float));
+    ck_assert_mem_eq(tensor_data(a, "W2", NULL), tensor_data(b, "W2", NULL),
+                     6 * sizeof(float));
+    ck_assert_int_eq(smlp_session_run(a), SMLP_OK);
+    ck_assert_int_eq(smlp_session_run(b), SMLP_OK);
+    ck_assert_mem_eq(tensor_data(a, "out", NULL),
+                     tensor_data(b, "out", NULL), 6 * sizeof(float));
+    smlp_session_destroy(a);
+    smlp_session_destroy(b);
+    smlp_graph_unload(ga);
+    smlp_graph_unload(gb);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+static void
+expect_bad_weights(const char *name, const char *dtype, const char *shape,
+                   size_t nbytes, const char *needle)
+{
+    static const float data[16];
+    smlp_registry_t *reg = registry();
+    struct smlp_error err;
+    smlp_graph_t *g;
+    char path[600];
+
+    snprintf(path, sizeof(path), "%s/bad.safetensors", tu_tmpdir());
+    write_st(path, name, dtype, shape, data, nbytes);
+    ck_assert_ptr_null(branches_session(path, &g, reg, &err));
+    tu_assert_contains(err.msg, path);
+    tu_assert_contains(err.msg, needle);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+
+START_TEST(test_weights_bad_checkpoints)
+{
+    expect_bad_weights("W9", "F32", "[3, 2]", 24, "has no tensor 'W1'");
+    /* A file with W1 only lacks the others; wrong shapes are named. */
+    expect_bad_weights("W1", "F32", "[2, 3]", 24,
+                       "tensor 'W1' has shape [2,3], the graph declares "
+                       "[3,2]");
+    expect_bad_weights("W1", "I32", "[3, 2]", 24,
+                       "tensor 'W1' has dtype I32, the graph declares f32");
+}
+END_TEST
+
+START_TEST(test_inputs_read_file)
+{
+    static const float x2[4] = {1, 2, 3, 4};
+    smlp_registry_t *reg = registry();
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[600];
+
+    s = branches_session(NULL, &g, reg, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    snprintf(path, sizeof(path), "%s/x.safetensors", tu_tmpdir());
+    write_st(path, "x", "F32", "[2, 2]", x2, sizeof(x2));
+    ck_assert_int_eq(smlp_session_read_inputs(s, path), SMLP_OK);
+    ck_assert_mem_eq(tensor_data(s, "x", NULL), x2, sizeof(x2));
+    write_st(path, "x", "F32", "[1, 2]", x2, 8);
+    ck_assert_int_eq(smlp_session_read_inputs(s, path), SMLP_ESHAPE);
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "tensor 'x' has shape [1,2], the session expects "
+                       "[2,2] (is --batch right?)");
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+static Suite *
+session_suite(void)
+{
+    Suite *s = suite_create("session");
+    TCase *tc = tcase_create("graph");
+
+    tcase_add_test(tc, test_graph_load_cycle);
+    tcase_add_test(tc, test_graph_load_two_writers);
+    tcase_add_test(tc, test_graph_load_unwritten_read);
+    tcase_add_test(tc, test_graph_load_duplicate_names);
+    tcase_add_test(tc, test_graph_load_plugin_path_refused);
+    tcase_add_test(tc, test_graph_load_misc_semantics);
+    tcase_add_test(tc, test_graph_load_not_a_file);
+    tcase_add_test(tc, test_graph_flatc_json_roundtrip_runs_identically);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("infer");
+    tcase_add_test(tc, test_infer_linear_mismatch_names_node);
+    tcase_add_test(tc, test_infer_declared_shape_mismatch);
+    tcase_add_test(tc, test_infer_batch_zero_and_overflow);
+    tcase_add_test(tc, test_infer_arity);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("sched");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_sched_run_branches_hand_values);
+    tcase_add_test(tc, test_sched_threads_bit_identical);
+    tcase_add_test(tc, test_sched_batch_independent);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("plan");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_plan_mixer_b_within_bound);
+    tcase_add_test(tc, test_plan_max_memory);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("weights");
+    tcase_add_test(tc, test_weights_save_load_roundtrip);
+    tcase_add_test(tc, test_weights_bad_checkpoints);
+    tcase_add_test(tc, test_inputs_read_file);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(session_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,84 @@
+#!/bin/sh
+# End-to-end checks of tools/smlp-run on the shipped mixer_fmnist graph:
+# the report, the files it writes, and errors for bad input (message and
+# exit status).  Prints "N passed, M failed".
+B=${SMLP_TEST_BUILDDIR:-.}
+RUN="$B/tools/smlp-run"
+G="$B/graphs/mixer_fmnist.fbs"
+T=$(mktemp -d /tmp/smlp-run-test.XXXXXX)
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+
+# expect NAME STATUS NEEDLE CMD...: exit status and a substring of output.
+expect() {
+    name=$1 want=$2 needle=$3
+    shift 3
+    "$@" >"$T/out" 2>&1
+    got=$?
+    if [ "$got" -ne "$want" ]; then
+        bad "$name: exit $got, want $want"; sed 's/^/  | /' "$T/out"
+    elif ! grep -qF -- "$needle" "$T/out"; then
+        bad "$name: no '$needle' in output"; sed 's/^/  | /' "$T/out"
+    else
+        ok "$name"
+    fi
+}
+
+expect "report" 0 "graph       mixer_fmnist" \
+    "$RUN" "$G" --batch 3 --repeat 2 --threads 2 \
+    --output "$T/out.safetensors" --trace "$T/trace.json"
+for want in "params      " "MACs        " "output      logits f32 [3,10]" \
+    "row 2 top-5:" "images/s" "GFLOP/s" "lower bound" "time by op" \
+    "core.linear" "norm.layer_norm"; do
+    if grep -qF -- "$want" "$T/out"; then ok "report has '$want'";
+    else bad "report lacks '$want'"; fi
+done
+if [ -s "$T/out.safetensors" ] && ! ls "$T" | grep -q '\.tmp\.'; then
+    ok "outputs written atomically"
+else
+    bad "outputs file missing or temporary file left"
+fi
+if [ -n "$PYTHON3" ] && [ "$PYTHON3" != no ]; then
+    if "$PYTHON3" -c "
+import json, sys
+t = json.load(open(sys.argv[1]))['traceEvents']
+x = [e for e in t if e.get('ph') == 'X']
+assert len(x) > 20 and all(e['dur'] >= 0 for e in x), len(x)
+assert any(e['cat'] == 'core.linear' for e in x)
+" "$T/trace.json"; then ok "trace is valid JSON"; else bad "trace JSON"; fi
+fi
+expect "help" 0 "usage: smlp-run GRAPH" "$RUN" --help
+expect "version" 0 "plugin ABI 1.0" "$RUN" --version
+expect "no graph" 2 "no graph file given" "$RUN"
+expect "unknown option" 2 "unknown option '--bogus'" "$RUN" "$G" --bogus
+expect "batch 0" 2 "--batch: '0' is not an integer" "$RUN" "$G" --batch 0
+expect "threads junk" 2 "--threads: '2x'" "$RUN" "$G" --threads 2x
+expect "missing value" 2 "needs a value" "$RUN" "$G" --batch
+expect "missing graph" 1 "$T/nope.fbs: cannot open graph" "$RUN" "$T/nope.fbs"
+expect "directory graph" 1 "is a directory" "$RUN" "$T"
+printf 'not a flatbuffer at all' >"$T/junk.fbs"
+expect "junk graph" 1 "$T/junk.fbs" "$RUN" "$T/junk.fbs"
+expect "max memory" 1 "over the memory limit" "$RUN" "$G" --max-memory 64K
+expect "bad max memory" 2 "--max-memory: 'lots'" "$RUN" "$G" --max-memory lots
+expect "missing weights" 1 "$T/none.safetensors" \
+    "$RUN" "$G" --weights "$T/none.safetensors"
+expect "outputs as weights" 1 "has no tensor 'stem.proj.weight'" \
+    "$RUN" "$G" --weights "$T/out.safetensors"
+cat >"$T/np.json" <<'JSON'
+{"name": "np", "plugins": ["nosuch"],
+ "tensors": [{"name": "x", "kind": "Input", "shape": [-1, 2]},
+             {"name": "y", "kind": "Output"}],
+ "nodes": [{"name": "n", "op": "nosuch.op", "inputs": [0], "outputs": [1]}]}
+JSON
+"${FLATC:-flatc}" -b -o "$T" "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" \
+    "$T/np.json"
+expect "missing plugin" 1 "plugin 'nosuch' not found: no nosuch.so in /x/y:" \
+    "$RUN" "$T/np.fbs" --plugin-path /x/y
+expect "unwritable trace" 1 "cannot write trace" \
+    "$RUN" "$G" --repeat 1 --trace /nonexistent/dir/t.json
+rm -rf "$T"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,93 @@
+/*
+ * testutil.h - helpers for the runtime's Check suites: temporary
+ * directories, graphs built from inline JSON with flatc, paths of the
+ * build and source trees (from SMLP_TEST_BUILDDIR / SMLP_TEST_SRCDIR).
+ */
+#ifndef SMLP_TESTUTIL_H
+#define SMLP_TESTUTIL_H
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "smlp.h"
+
+static inline const char *
+tu_env(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+
+    return v != NULL && v[0] != '\0' ? v : fallback;
+}
+
+static inline const char *
+tu_builddir(void)
+{
+    return tu_env("SMLP_TEST_BUILDDIR", ".");
+}
+
+static inline const char *
+tu_srcdir(void)
+{
+    return tu_env("SMLP_TEST_SRCDIR", ".");
+}
+
+/* A fresh temporary directory (leaked on purpose: tests are short). */
+static inline const char *
+tu_tmpdir(void)
+{
+    static char buf[64];
+
+    snprintf(buf, sizeof(buf), "/tmp/smlp-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(buf));
+    return buf;
+}
+
+static inline void
+tu_write(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/*
+ * Writes `json` to DIR/NAME.json, compiles it with flatc and returns the
+ * path of DIR/NAME.fbs in out.
+ */
+static inline void
+tu_graph_from_json(const char *dir, const char *name, const char *json,
+                   char *out, size_t len)
+{
+    char jpath[512], cmd[2048];
+
+    snprintf(jpath, sizeof(jpath), "%s/%s.json", dir, name);
+    tu_write(jpath, json, strlen(json));
+    snprintf(cmd, sizeof(cmd), "'%s' -b -o '%s' '%s/schemas/graph.fbs' '%s'",
+             tu_env("FLATC", "flatc"), dir, tu_srcdir(), jpath);
+    ck_assert_msg(system(cmd) == 0, "flatc failed: %s", cmd);
+    snprintf(out, len, "%s/%s.fbs", dir, name);
+}
+
+/* Path of a graph built into the build tree's graphs/. */
+static inline void
+tu_shipped_graph(const char *name, char *out, size_t len)
+{
+    snprintf(out, len, "%s/graphs/%s.fbs", tu_builddir(), name);
+}
+
+static inline void
+tu_fixture_dir(char *out, size_t len)
+{
+    snprintf(out, len, "%s/tests/plugins/.libs", tu_builddir());
+}
+
+#define tu_assert_contains(haystack, needle)                                 \
+    ck_assert_msg(strstr((haystack), (needle)) != NULL,                       \
+                  "expected '%s' in message: %s", (needle), (haystack))
+
+#endif

@@ -1,0 +1,670 @@
+#!/usr/bin/env python3
+"""Generate the smlp model graphs (graphs/NAME.json) from one description.
+
+usage: python3 tools/gen_graphs.py [--out DIR] [--check] [--stats] [--list]
+                                   [NAME ...]
+
+  (no option)  write graphs/NAME.json for every NAME given (default: all)
+  --out DIR    write to (or, with --check, compare against) DIR instead of
+               the graphs/ directory beside this script's tools/ directory
+  --check      regenerate in memory; exit 1 and list the files that differ
+               from (or are missing in) the directory, write nothing
+  --stats      print per graph: parameters and multiply-accumulates per
+               image; write nothing
+  --list       print the graph names, one a line
+  --verify FBS decode the built graph FBS (flatc -b output) with a reader
+               of our own and compare every field with the generator's
+               graph of the same name; exit 1 on any difference
+
+Python 3 standard library only.  The JSON follows schemas/graph.fbs in
+flatc's JSON conventions (enums by name) and is deterministic: the same
+generator always writes byte-identical files, so `--check` can guard the
+committed sources.
+
+Conventions:
+
+* Tensor names follow timm's MLP-Mixer state-dict names
+  (`stem.proj.weight`, `blocks.3.mlp_tokens.fc1.weight`, `norm.bias`,
+  `head.weight`, ...), so a timm/PyTorch checkpoint maps onto a graph
+  without renaming.  Parameters use PyTorch layouts (linear [out, in],
+  conv [out, in, kh, kw]).
+* A node is named after the module it stands for (`blocks.3.norm1`,
+  `blocks.3.mlp_tokens.fc1`, `blocks.3.mlp_tokens.act`, `blocks.3.res1`)
+  and writes the activation NODE.out; graph inputs and outputs have plain
+  names (`image`, `features`, `logits`).
+* Activation shapes are left out (the runtime infers them); inputs,
+  outputs and parameters carry theirs, with -1 for the batch dimension.
+* Initialisers (MODELS.md Part 1): linear weights Xavier/Glorot uniform,
+  U(-b, b) with b = sqrt(6 / (fan_in + fan_out)), fan_in = in,
+  fan_out = out; the patch-embedding weight likewise with PyTorch's
+  convolution fans fan_in = Cin*P*P, fan_out = C*P*P; biases Zeros;
+  layer-norm weight Ones, bias Zeros; classifier head weight Zeros
+  (zero-initialised head); the input image Normal(0, 1) (the synthetic
+  default batch).  Float bounds are written as the shortest decimal that
+  reads back as the same float32 (Init.a/b are float32 in the schema).
+* Seeds: every initialiser's seed is the 64-bit FNV-1a hash of the UTF-8
+  tensor name (offset basis 0xcbf29ce484222325, prime 0x100000001b3),
+  written as an unsigned integer (test vectors: "a" -> 0xaf63dc4c8601ec8c,
+  "foobar" -> 0x85944171f73967e8, "image" -> 3077667772913174682).  A
+  seed therefore depends only on the name: adding, removing or reordering
+  tensors never changes another tensor's values.  flatc keeps ulong
+  values >= 2**63 exactly (checked with flatc 2.0.8: -b then --json round
+  trip), so no masking is applied.
+
+Statistics (--stats) use the formulas of MODELS.md section 0.6 /
+reference/param_macs.py, summed over the nodes of the graph for one image:
+core.linear costs in*out per output row, core.patch_embed S*Cin*P*P*C,
+every elementwise, normalisation and reduction op 0.
+
+Adding graphs: a graph is a function that fills a GraphBuilder; blocks are
+functions of the builder (mixer_block, later sparse_block), and GRAPHS maps
+each name to its function.
+"""
+
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+
+GENERATOR = "tools/gen_graphs.py"
+
+FNV64_OFFSET = 0xCBF29CE484222325
+FNV64_PRIME = 0x100000001B3
+
+
+def fnv1a64(text):
+    """64-bit FNV-1a hash of the UTF-8 bytes of text (the seed rule)."""
+    h = FNV64_OFFSET
+    for byte in text.encode("utf-8"):
+        h ^= byte
+        h = (h * FNV64_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def f32(x):
+    """x rounded to float32, as the shortest decimal that reads back to the
+    same float32 (returned as a Python float whose repr is that decimal)."""
+    want = struct.pack("<f", x)
+    for digits in range(1, 18):
+        y = float("%.*g" % (digits, struct.unpack("<f", want)[0]))
+        if struct.pack("<f", y) == want:
+            return y
+    raise AssertionError(x)
+
+
+# Initialisers: dicts in schema field order; the seed is filled in by
+# GraphBuilder from the tensor name.
+
+def init_zeros():
+    return {"kind": "Zeros"}
+
+
+def init_ones():
+    return {"kind": "Ones"}
+
+
+def init_uniform(a, b):
+    return {"kind": "Uniform", "a": f32(a), "b": f32(b)}
+
+
+def init_normal(mean, std):
+    return {"kind": "Normal", "a": f32(mean), "b": f32(std)}
+
+
+def init_xavier_uniform(fan_in, fan_out):
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    return init_uniform(-bound, bound)
+
+
+# Attributes, in flatc JSON form.
+
+def attr(name, value):
+    """One Attr: the type follows the Python type of value."""
+    if isinstance(value, bool) or isinstance(value, int):
+        return {"name": name, "type": "Int", "i": int(value)}
+    if isinstance(value, float):
+        return {"name": name, "type": "Float", "f": value}
+    if isinstance(value, str):
+        return {"name": name, "type": "String", "s": value}
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(v, int) for v in value):
+            return {"name": name, "type": "Ints", "ints": list(value)}
+        return {"name": name, "type": "Floats",
+                "floats": [float(v) for v in value]}
+    raise TypeError("attribute %s: unsupported value %r" % (name, value))
+
+
+def prod(xs):
+    p = 1
+    for x in xs:
+        p *= x
+    return p
+
+
+class GraphBuilder:
+    """Collects tensors, nodes and metadata of one graph.
+
+    Every tensor has a per-image shape (the batch dimension, when there is
+    one, is 1) used for checking and statistics; only inputs, outputs and
+    parameters write theirs to the JSON (batch written as -1).
+    """
+
+    def __init__(self, name, plugins):
+        self.name = name
+        self.plugins = list(plugins)
+        self.tensors = []       # dicts in schema field order
+        self.shapes = []        # per-image shapes, parallel to tensors
+        self.batched = []       # whether dim 0 is the batch dimension
+        self.index = {}         # name -> tensor index
+        self.nodes = []
+        self.node_names = set()
+        self.metadata = []
+        self.macs = 0
+
+    # -- tensors ---------------------------------------------------------
+    def add_tensor(self, name, shape, kind="Activation", dtype="F32",
+                   init=None, batched=True, emit_shape=None):
+        """Adds a tensor; returns its index.  shape is per image (batch
+        dimension 1 when batched)."""
+        if name in self.index:
+            raise ValueError("%s: duplicate tensor %s" % (self.name, name))
+        t = {"name": name}
+        if dtype != "F32":
+            t["dtype"] = dtype
+        if kind != "Activation":
+            t["kind"] = kind
+        if emit_shape is None:
+            emit_shape = kind != "Activation"
+        if emit_shape:
+            t["shape"] = ([-1] + list(shape[1:])) if batched else list(shape)
+        if init is not None:
+            t["init"] = dict(init, seed=fnv1a64(name))
+        self.index[name] = len(self.tensors)
+        self.tensors.append(t)
+        self.shapes.append(list(shape))
+        self.batched.append(batched)
+        return self.index[name]
+
+    def add_param(self, name, shape, init):
+        return self.add_tensor(name, shape, kind="Parameter", init=init,
+                               batched=False)
+
+    def add_input(self, name, shape, init=None):
+        return self.add_tensor(name, shape, kind="Input", init=init)
+
+    def mark_output(self, t):
+        """Turns the activation t into a graph output (with its shape)."""
+        tensor = self.tensors[t]
+        if tensor.get("kind", "Activation") != "Activation":
+            raise ValueError("%s is not an activation" % tensor["name"])
+        out = {"name": tensor["name"], "kind": "Output"}
+        shape = self.shapes[t]
+        out["shape"] = ([-1] + shape[1:]) if self.batched[t] else shape
+        self.tensors[t] = out
+        return t
+
+    def shape(self, t):
+        return list(self.shapes[t])
+
+    # -- nodes -----------------------------------------------------------
+    def add_node(self, name, op, inputs, outputs, attrs=(), macs=0):
+        """Adds a node (topological order is the caller's); attrs is a
+        sequence of (name, value) pairs, in the order written."""
+        if name in self.node_names:
+            raise ValueError("%s: duplicate node %s" % (self.name, name))
+        self.node_names.add(name)
+        plugin = op.split(".", 1)[0]
+        if plugin not in self.plugins:
+            raise ValueError("%s: node %s uses plugin %s not listed"
+                             % (self.name, name, plugin))
+        n = {"name": name, "op": op, "inputs": list(inputs),
+             "outputs": list(outputs)}
+        if attrs:
+            n["attrs"] = [attr(k, v) for k, v in attrs]
+        self.nodes.append(n)
+        self.macs += macs
+
+    def op(self, name, op, inputs, out_shape, attrs=(), macs=0,
+           out_name=None):
+        """A node with one new activation output NAME.out; returns it."""
+        y = self.add_tensor(out_name or name + ".out", out_shape)
+        self.add_node(name, op, inputs, [y], attrs, macs)
+        return y
+
+    def meta(self, key, value):
+        self.metadata.append({"key": key, "value": str(value)})
+
+    # -- statistics ------------------------------------------------------
+    def param_count(self):
+        return sum(prod(s) for t, s in zip(self.tensors, self.shapes)
+                   if t.get("kind") == "Parameter")
+
+    # -- output ----------------------------------------------------------
+    def to_json(self):
+        """The graph as JSON text: one tensor, node or metadata entry a
+        line, keys in schema order, trailing newline."""
+        def inline(obj):
+            return json.dumps(obj, separators=(", ", ": "),
+                              ensure_ascii=False, allow_nan=False)
+
+        def block(key, items, last=False):
+            lines = ['  "%s": [' % key]
+            for i, item in enumerate(items):
+                sep = "," if i + 1 < len(items) else ""
+                lines.append("    " + inline(item) + sep)
+            lines.append("  ]" + ("" if last else ","))
+            return lines
+
+        lines = ["{",
+                 '  "format_version": 1,',
+                 '  "name": %s,' % inline(self.name),
+                 '  "plugins": %s,' % inline(self.plugins)]
+        lines += block("tensors", self.tensors)
+        lines += block("nodes", self.nodes)
+        lines += block("metadata", self.metadata, last=True)
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# Layers.  Each returns its output tensor index.  prefix is the module name
+# (timm's), which names the parameters, the node and its output.
+
+def linear(g, prefix, x, d_in, d_out, axis=-1, init=None, out_name=None):
+    """core.linear along axis (-1 channels, -2 tokens): weight [out, in]
+    Xavier uniform (or init), bias [out] Zeros."""
+    shape = g.shape(x)
+    if shape[axis] != d_in:
+        raise ValueError("%s: input %s has %d, not %d, on axis %d"
+                         % (prefix, g.tensors[x]["name"], shape[axis],
+                            d_in, axis))
+    w = g.add_param(prefix + ".weight", [d_out, d_in],
+                    init or init_xavier_uniform(d_in, d_out))
+    b = g.add_param(prefix + ".bias", [d_out], init_zeros())
+    out_shape = list(shape)
+    out_shape[axis] = d_out
+    rows = prod(shape) // d_in
+    attrs = [] if axis == -1 else [("axis", axis)]
+    return g.op(prefix, "core.linear", [x, w, b], out_shape, attrs,
+                macs=rows * d_in * d_out, out_name=out_name)
+
+
+def gelu(g, prefix, x):
+    return g.op(prefix, "core.gelu", [x], g.shape(x),
+                [("approximate", "none")])
+
+
+def add(g, name, a, b):
+    if g.shape(a) != g.shape(b):
+        raise ValueError("%s: shapes differ" % name)
+    return g.op(name, "core.add", [a, b], g.shape(a))
+
+
+def layer_norm(g, prefix, x, eps=1e-6):
+    d = g.shape(x)[-1]
+    w = g.add_param(prefix + ".weight", [d], init_ones())
+    b = g.add_param(prefix + ".bias", [d], init_zeros())
+    return g.op(prefix, "norm.layer_norm", [x, w, b], g.shape(x),
+                [("eps", eps)])
+
+
+def mean(g, name, x, axis, out_name=None):
+    shape = g.shape(x)
+    del shape[axis]
+    return g.op(name, "core.mean", [x], shape, [("axis", axis)],
+                out_name=out_name)
+
+
+def patch_embed(g, prefix, x, patch, dim):
+    """core.patch_embed (a PxP stride-P convolution): module `prefix`
+    (timm: stem), parameters prefix.proj.weight [C, Cin, P, P] and
+    prefix.proj.bias."""
+    _, cin, h, w_ = g.shape(x)
+    if h % patch or w_ % patch:
+        raise ValueError("%s: %dx%d not divisible by %d"
+                         % (prefix, h, w_, patch))
+    tokens = (h // patch) * (w_ // patch)
+    w = g.add_param(prefix + ".proj.weight", [dim, cin, patch, patch],
+                    init_xavier_uniform(cin * patch * patch,
+                                        dim * patch * patch))
+    b = g.add_param(prefix + ".proj.bias", [dim], init_zeros())
+    return g.op(prefix, "core.patch_embed", [x, w, b], [1, tokens, dim],
+                [("patch", patch)],
+                macs=tokens * cin * patch * patch * dim)
+
+
+def mlp(g, prefix, x, d_hidden, axis=-1):
+    """fc1 -> GELU -> fc2 along axis (timm Mlp: prefix.fc1, prefix.act,
+    prefix.fc2)."""
+    d = g.shape(x)[axis]
+    h = linear(g, prefix + ".fc1", x, d, d_hidden, axis)
+    h = gelu(g, prefix + ".act", h)
+    return linear(g, prefix + ".fc2", h, d_hidden, d, axis)
+
+
+# ---------------------------------------------------------------------------
+# Blocks.
+
+def mixer_block(g, i, x, tokens_mlp_dim, channels_mlp_dim):
+    """Dense MLP-Mixer block i on x [B,S,C] (MODELS.md 2.1):
+    U = X + TokenMLP(LN1(X)) (token mixing: core.linear axis=-2),
+    Y = U + ChannelMLP(LN2(U))."""
+    p = "blocks.%d" % i
+    h = layer_norm(g, p + ".norm1", x)
+    h = mlp(g, p + ".mlp_tokens", h, tokens_mlp_dim, axis=-2)
+    u = add(g, p + ".res1", x, h)
+    h = layer_norm(g, p + ".norm2", u)
+    h = mlp(g, p + ".mlp_channels", h, channels_mlp_dim)
+    return add(g, p + ".res2", u, h)
+
+
+def classifier_head(g, x, classes):
+    """LN -> mean over tokens -> `features` (output) -> zero-initialised
+    linear -> `logits` (output)."""
+    h = layer_norm(g, "norm", x)
+    f = g.mark_output(mean(g, "pool", h, 1, out_name="features"))
+    y = linear(g, "head", f, g.shape(f)[-1], classes, init=init_zeros(),
+               out_name="logits")
+    return g.mark_output(y)
+
+
+# ---------------------------------------------------------------------------
+# Graphs.
+
+MIXER = {
+    # name: (model, image (Cin, H, W), P, C, D_S, D_C, blocks, classes)
+    "mixer_fmnist": ("Mixer-FMNIST/4", (1, 28, 28), 4, 128, 64, 512, 6, 10),
+    "mixer_s": ("Mixer-S/16", (3, 224, 224), 16, 512, 256, 2048, 8, 1000),
+    "mixer_b": ("Mixer-B/16", (3, 224, 224), 16, 768, 384, 3072, 12, 1000),
+    "mixer_l": ("Mixer-L/16", (3, 224, 224), 16, 1024, 512, 4096, 24, 1000),
+}
+
+
+def mixer_graph(name):
+    model, image, patch, hidden, ds, dc, blocks, classes = MIXER[name]
+    cin, hgt, wid = image
+    tokens = (hgt // patch) * (wid // patch)
+    g = GraphBuilder(name, ["core", "norm"])
+    for key, value in [
+            ("family", "mixer"), ("model", model), ("patch", patch),
+            ("hidden", hidden), ("tokens", tokens),
+            ("tokens_mlp_dim", ds), ("channels_mlp_dim", dc),
+            ("blocks", blocks), ("classes", classes),
+            ("image", "x".join(str(d) for d in image)),
+            ("generator", GENERATOR)]:
+        g.meta(key, value)
+    x = g.add_input("image", [1, cin, hgt, wid], init_normal(0.0, 1.0))
+    x = patch_embed(g, "stem", x, patch, hidden)
+    for i in range(blocks):
+        x = mixer_block(g, i, x, ds, dc)
+    classifier_head(g, x, classes)
+    return g
+
+
+GRAPHS = {name: mixer_graph for name in MIXER}
+
+
+def build(name):
+    return GRAPHS[name](name)
+
+
+# ---------------------------------------------------------------------------
+# A minimal FlatBuffers reader for schemas/graph.fbs, independent of flatc,
+# so the test can check that a built graphs/NAME.fbs holds exactly what the
+# generator meant (flatc's --json prints floats with 6 and doubles with 12
+# significant digits, so a JSON round trip cannot show exact values).
+# Fields are listed in declaration order (= field id); scalars carry their
+# schema default.
+
+ENUMS = {
+    "DType": ["F32", "I32"],
+    "TensorKind": ["Activation", "Parameter", "State", "Input", "Output"],
+    "InitKind": ["Zeros", "Ones", "Constant", "Uniform", "Normal"],
+    "AttrType": ["Int", "Float", "String", "Ints", "Floats"],
+}
+
+SCHEMA = {
+    "Graph": [("format_version", "uint", 1), ("name", "string", None),
+              ("plugins", "[string]", None), ("tensors", "[Tensor]", None),
+              ("nodes", "[Node]", None), ("metadata", "[KeyValue]", None)],
+    "Tensor": [("name", "string", None), ("dtype", "DType", "F32"),
+               ("kind", "TensorKind", "Activation"),
+               ("shape", "[long]", None), ("init", "Init", None)],
+    "Init": [("kind", "InitKind", "Zeros"), ("a", "double", 0.0),
+             ("b", "double", 0.0), ("seed", "ulong", 0)],
+    "Attr": [("name", "string", None), ("type", "AttrType", "Int"),
+             ("i", "long", 0), ("f", "double", 0.0), ("s", "string", None),
+             ("ints", "[long]", None), ("floats", "[double]", None)],
+    "Node": [("name", "string", None), ("op", "string", None),
+             ("inputs", "[int]", None), ("outputs", "[int]", None),
+             ("attrs", "[Attr]", None)],
+    "KeyValue": [("key", "string", None), ("value", "string", None)],
+}
+
+SCALARS = {"uint": "<I", "int": "<i", "long": "<q", "ulong": "<Q",
+           "float": "<f", "double": "<d"}
+
+
+def _f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def fbs_decode(data, table="Graph", ident=b"SMLG"):
+    """Decodes a graph FlatBuffer into flatc-JSON-like dicts with every
+    field present (defaults filled in, absent vectors/tables as None)."""
+    if len(data) < 8 or data[4:8] != ident:
+        raise ValueError("not an smlp graph (file identifier %r)"
+                         % data[4:8])
+
+    def u32(pos):
+        return struct.unpack_from("<I", data, pos)[0]
+
+    def string(pos):
+        n = u32(pos)
+        return data[pos + 4:pos + 4 + n].decode("utf-8")
+
+    def read_table(pos, name):
+        vt = pos - struct.unpack_from("<i", data, pos)[0]
+        vt_size = struct.unpack_from("<H", data, vt)[0]
+        out = {}
+        for fid, (field, ftype, default) in enumerate(SCHEMA[name]):
+            off = 0
+            if 4 + 2 * fid < vt_size:
+                off = struct.unpack_from("<H", data, vt + 4 + 2 * fid)[0]
+            if not off:
+                out[field] = default
+                continue
+            p = pos + off
+            if ftype in ENUMS:
+                out[field] = ENUMS[ftype][struct.unpack_from("<b", data, p)[0]]
+            elif ftype in SCALARS:
+                out[field] = struct.unpack_from(SCALARS[ftype], data, p)[0]
+            else:
+                target = p + u32(p)
+                if ftype == "string":
+                    out[field] = string(target)
+                elif ftype.startswith("["):
+                    elem = ftype[1:-1]
+                    n = u32(target)
+                    base = target + 4
+                    if elem in SCALARS:
+                        size = struct.calcsize(SCALARS[elem])
+                        out[field] = [struct.unpack_from(SCALARS[elem], data,
+                                                         base + size * k)[0]
+                                      for k in range(n)]
+                    elif elem == "string":
+                        out[field] = [string(base + 4 * k + u32(base + 4 * k))
+                                      for k in range(n)]
+                    else:
+                        out[field] = [read_table(base + 4 * k
+                                                 + u32(base + 4 * k), elem)
+                                      for k in range(n)]
+                else:
+                    out[field] = read_table(target, ftype)
+        return out
+
+    return read_table(u32(0), table)
+
+
+def fbs_complete(obj, table="Graph"):
+    """obj (generator/flatc JSON form) with every field present, as
+    fbs_decode returns it (floats rounded to float32)."""
+    out = {}
+    for field, ftype, default in SCHEMA[table]:
+        v = obj.get(field, default) if obj is not None else default
+        if v is None or ftype in ENUMS or ftype == "string":
+            out[field] = v
+        elif ftype == "float":
+            out[field] = _f32(v)
+        elif ftype in SCALARS:
+            out[field] = type(default)(v)
+        elif ftype.startswith("["):
+            elem = ftype[1:-1]
+            if elem == "float":
+                out[field] = [_f32(x) for x in v]
+            elif elem in SCALARS or elem == "string":
+                out[field] = [x if elem == "string" else
+                              (float(x) if elem == "double" else int(x))
+                              for x in v]
+            else:
+                out[field] = [fbs_complete(x, elem) for x in v]
+        else:
+            out[field] = fbs_complete(v, ftype)
+    return out
+
+
+def verify_fbs(path):
+    """Returns a list of differences between the binary graph at path and
+    the generator's graph of the same name (empty when they agree)."""
+    with open(path, "rb") as f:
+        got = fbs_decode(f.read())
+    name = got["name"]
+    if name not in GRAPHS:
+        return ["%s: graph %r is not made by %s" % (path, name, GENERATOR)]
+    want = fbs_complete(json.loads(build(name).to_json()))
+    diffs = []
+
+    def walk(a, b, where):
+        if len(diffs) >= 10:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in a:
+                walk(a[k], b.get(k), where + "." + k)
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for k, (x, y) in enumerate(zip(a, b)):
+                key = x.get("name") or x.get("key") \
+                    if isinstance(x, dict) else None
+                walk(x, y, "%s[%s]" % (where, repr(key) if key else k))
+        elif a != b or type(a) != type(b):
+            diffs.append("%s: %s%s: %r, generator has %r"
+                         % (path, name, where, a, b))
+
+    walk(got, want, "")
+    return diffs
+
+
+# ---------------------------------------------------------------------------
+
+def default_out():
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.join(os.path.dirname(here), "graphs")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(
+        prog="gen_graphs.py",
+        description="Write the smlp model graphs as JSON (schemas/graph.fbs).")
+    ap.add_argument("names", nargs="*", metavar="NAME",
+                    help="graphs to make (default: all)")
+    ap.add_argument("--out", metavar="DIR", default=None,
+                    help="output directory (default: graphs/ of the tree)")
+    ap.add_argument("--check", action="store_true",
+                    help="compare with DIR instead of writing; exit 1 if "
+                         "any file differs")
+    ap.add_argument("--stats", action="store_true",
+                    help="print parameters and MACs per image")
+    ap.add_argument("--list", action="store_true",
+                    help="print the graph names")
+    ap.add_argument("--verify", metavar="FBS", action="append", default=[],
+                    help="check that a built graph (flatc -b output) holds "
+                         "exactly the generator's graph (repeatable)")
+    args = ap.parse_args(argv)
+
+    if args.verify:
+        status = 0
+        for path in args.verify:
+            try:
+                diffs = verify_fbs(path)
+            except (OSError, ValueError, struct.error, IndexError) as e:
+                diffs = ["%s: %s" % (path, e)]
+            for d in diffs:
+                print(d)
+            if diffs:
+                status = 1
+            else:
+                print("ok: %s" % path)
+        return status
+
+    names = args.names or sorted(GRAPHS)
+    unknown = [n for n in names if n not in GRAPHS]
+    if unknown:
+        ap.error("unknown graph(s): %s (known: %s)"
+                 % (", ".join(unknown), ", ".join(sorted(GRAPHS))))
+    if args.list:
+        for n in names:
+            print(n)
+        return 0
+    out = args.out or default_out()
+
+    if args.stats:
+        print("%-14s %12s %14s %10s %8s"
+              % ("graph", "params", "MACs/image", "params(M)", "GMACs"))
+        for n in names:
+            g = build(n)
+            p = g.param_count()
+            print("%-14s %12d %14d %10.2f %8.2f"
+                  % (n, p, g.macs, p / 1e6, g.macs / 1e9))
+        if not args.check:
+            return 0
+
+    if args.check:
+        differ = []
+        for n in names:
+            path = os.path.join(out, n + ".json")
+            try:
+                with open(path, "r", encoding="utf-8", newline="") as f:
+                    old = f.read()
+            except OSError:
+                old = None
+            if old != build(n).to_json():
+                differ.append(path)
+        for path in differ:
+            print("differs: %s" % path)
+        if differ:
+            print("%d of %d graph(s) differ from the generator; run "
+                  "python3 %s" % (len(differ), len(names), GENERATOR))
+            return 1
+        return 0
+
+    os.makedirs(out, exist_ok=True)
+    for n in names:
+        path = os.path.join(out, n + ".json")
+        text = build(n).to_json()
+        try:
+            with open(path, "r", encoding="utf-8", newline="") as f:
+                if f.read() == text:
+                    continue        # unchanged: keep the timestamp
+        except OSError:
+            pass
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        print("wrote %s" % path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
