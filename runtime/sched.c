@@ -65,7 +65,8 @@ smlp__sched_init(smlp_session_t *s, struct smlp_error *err)
     for (i = 0; i < s->n_nodes; i++) {
         struct smlp__node_rt *n = &s->nodes[i];
 
-        qsort(n->succ, (size_t)n->n_succ, sizeof(*n->succ), cmp_i32);
+        if (n->n_succ > 1)
+            qsort(n->succ, (size_t)n->n_succ, sizeof(*n->succ), cmp_i32);
         for (j = 0, k = 0; j < n->n_succ; j++)
             if (k == 0 || n->succ[k - 1] != n->succ[j])
                 n->succ[k++] = n->succ[j];

@@ -206,7 +206,7 @@ human(double v, char *buf, size_t len)
     else if (v >= 1e3)
         snprintf(buf, len, "%.2f K", v / 1e3);
     else
-        snprintf(buf, len, "%.0f ", v);
+        snprintf(buf, len, "%.0f", v);
     return buf;
 }
 
@@ -366,10 +366,10 @@ main(int argc, char **argv)
     smlp_session_get_stats(s, &st);
     printf("graph       %s (%s), %d nodes\n", smlp_graph_name(g), o.graph,
            st.n_nodes);
-    printf("params      %sparameters (%.1f MiB)\n",
+    printf("params      %s parameters (%.1f MiB)\n",
            human((double)st.params, b1, sizeof(b1)),
            (double)st.param_bytes / 1048576.0);
-    printf("MACs        %sper image\n",
+    printf("MACs        %s per image\n",
            human((double)st.macs / (double)st.batch, b1, sizeof(b1)));
     printf("batch       %lld, threads %d x %d (nodes at once x BLAS "
            "threads)\n",
