@@ -506,3 +506,45 @@ smlp_graph_meta(const smlp_graph_t *g, const char *key)
             return g->ir->meta[i].value;
     return NULL;
 }
+
+static const struct smlp__attr_ir *
+find_node_attr(const smlp_graph_t *g, const char *node, const char *name)
+{
+    int32_t i, a;
+
+    for (i = 0; i < g->ir->n_nodes; i++) {
+        const struct smlp__node_ir *n = &g->ir->nodes[i];
+
+        if (n->name == NULL || strcmp(n->name, node) != 0)
+            continue;
+        for (a = 0; a < n->n_attrs; a++)
+            if (strcmp(n->attrs[a].name, name) == 0)
+                return &n->attrs[a];
+        return NULL;
+    }
+    return NULL;
+}
+
+SMLP_API int
+smlp_graph_node_attr_int(const smlp_graph_t *g, const char *node,
+                         const char *name, int64_t *out)
+{
+    const struct smlp__attr_ir *a = find_node_attr(g, node, name);
+
+    if (a == NULL || a->type != SMLP_ATTR_INT)
+        return SMLP_ENOENT;
+    *out = a->i;
+    return SMLP_OK;
+}
+
+SMLP_API int
+smlp_graph_node_attr_float(const smlp_graph_t *g, const char *node,
+                           const char *name, double *out)
+{
+    const struct smlp__attr_ir *a = find_node_attr(g, node, name);
+
+    if (a == NULL || (a->type != SMLP_ATTR_FLOAT && a->type != SMLP_ATTR_INT))
+        return SMLP_ENOENT;
+    *out = a->type == SMLP_ATTR_INT ? (double)a->i : a->f;
+    return SMLP_OK;
+}

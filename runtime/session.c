@@ -638,6 +638,19 @@ smlp_session_node_profile(const smlp_session_t *s, int i,
     return SMLP_OK;
 }
 
+SMLP_API const char *
+smlp_session_node_output(const smlp_session_t *s, int i, int j)
+{
+    const struct smlp__node_rt *n;
+
+    if (i < 0 || i >= s->n_nodes)
+        return NULL;
+    n = &s->nodes[s->graph->order[i]];
+    if (j < 0 || j >= n->node.ir->n_outputs || n->node.ir->outputs[j] < 0)
+        return NULL;
+    return s->graph->ir->tensors[n->node.ir->outputs[j]].name;
+}
+
 SMLP_API int
 smlp_session_run(smlp_session_t *s)
 {

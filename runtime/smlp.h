@@ -85,6 +85,15 @@ SMLP_API int smlp_graph_tensor_count(const smlp_graph_t *graph);
 SMLP_API int smlp_graph_plugin_count(const smlp_graph_t *graph);
 SMLP_API const char *smlp_graph_plugin_name(const smlp_graph_t *graph,
                                             int i);
+/* Attribute `name` of the node named `node`: SMLP_ENOENT when there is
+ * no such node or attribute or it has another type (the float getter also
+ * reads an Int attribute). */
+SMLP_API int smlp_graph_node_attr_int(const smlp_graph_t *graph,
+                                      const char *node, const char *name,
+                                      int64_t *out);
+SMLP_API int smlp_graph_node_attr_float(const smlp_graph_t *graph,
+                                        const char *node, const char *name,
+                                        double *out);
 /* Metadata value for `key`, NULL when absent. */
 SMLP_API const char *smlp_graph_meta(const smlp_graph_t *graph,
                                      const char *key);
@@ -199,6 +208,11 @@ struct smlp_node_profile {
 };
 SMLP_API int smlp_session_node_profile(const smlp_session_t *s, int i,
                                        struct smlp_node_profile *p);
+/* Name of output j of the i-th node in run order (the order of
+ * smlp_session_node_profile); NULL when i or j is out of range or the
+ * output is absent. */
+SMLP_API const char *smlp_session_node_output(const smlp_session_t *s,
+                                              int i, int j);
 /* Writes a Chrome/Perfetto trace (JSON) of the last run, atomically. */
 SMLP_API int smlp_session_write_trace(smlp_session_t *s, const char *path);
 

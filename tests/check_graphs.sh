@@ -95,6 +95,12 @@ done
 #   emb 4*4*1*128+128, block (49*64+64+64*49+49)+(128*512+512+512*128+128)
 #   +4*128, head 2*128+128*10+10; MACs 49*16*128 + 6*(128*2*49*64 +
 #   49*2*128*512) + 128*10.
+# The sparse graphs: mixer() with the last blocks' blk_p/blk_m replaced by
+# sparse_block()'s params/macs from reference/param_macs.py (Sparse-B is
+# its "illustrative Sparse-B": 132.03 M, 15.15 G; no re-represent 128.13 M,
+# 14.46 G; k_c = 1 13.31 G), the embedding with Cin = 1 for fmnist, and
+# for the hash graph without the gates' params and MACs (and k_c = 1);
+# topk, per_image and cf05 only change attributes.
 if "$PYTHON3" "$GEN" --stats >"$T/stats" 2>&1; then
     ok "gen_graphs.py --stats runs"
 else
@@ -112,6 +118,17 @@ mixer_fmnist 835376 43453696
 mixer_s 18528264 3776958464
 mixer_b 59880472 12601767936
 mixer_l 208196168 44547678208
+sparse_mlp_fmnist 1768988 62068992
+sparse_mlp_s 33377304 4963520512
+sparse_mlp_b 132030632 15154722816
+sparse_mlp_l 741670248 53423611904
+sparse_mlp_b_topk 132030632 15154722816
+sparse_mlp_b_per_image 132030632 15154722816
+sparse_mlp_b_cf05 132030632 15154722816
+sparse_mlp_b_norr 128125456 14456272896
+sparse_mlp_b_k1 132030632 13305034752
+sparse_mlp_b_last4 204180792 17707677696
+sparse_mlp_b_hash 132012072 13300217856
 EOF
 
 echo "$pass passed, $fail failed"

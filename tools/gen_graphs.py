@@ -360,6 +360,144 @@ def mixer_block(g, i, x, tokens_mlp_dim, channels_mlp_dim):
     return add(g, p + ".res2", u, h)
 
 
+def transpose(g, name, x, perm):
+    shape = g.shape(x)
+    return g.op(name, "core.transpose", [x], [shape[p] for p in perm],
+                [("perm", list(perm))])
+
+
+def reshape(g, name, x, shape):
+    """core.reshape to the per-image shape `shape`; the attribute has -1
+    in dim 0, where the batch folds in ([B,C1,S1] -> [B*C1,S1] is
+    shape [C1,S1], attribute [-1,S1])."""
+    if prod(shape) != prod(g.shape(x)):
+        raise ValueError("%s: cannot reshape %s to %s"
+                         % (name, g.shape(x), shape))
+    return g.op(name, "core.reshape", [x], list(shape),
+                [("shape", [-1] + list(shape[1:]))])
+
+
+# Defaults of every sparse graph (MODELS.md Part 1).
+MOE_DEFAULTS = {
+    "gate": "moe.gate.importance",
+    "capacity_factor": 1.05,
+    "eval_capacity_factor": 1.0,
+    "noise_std": 1.0,
+    "normalize": "none",
+    "aux": "vmoe",
+    "aux_weight": 0.01,
+}
+
+
+def moe(g, prefix, x, items, experts, k, d_hidden, cfg):
+    """A sparse MoE layer on x [items_per_image, d] per image (the rows of
+    one image form one routing group): gate -> dispatch -> expert_ffn ->
+    combine, four nodes (OPS.md "moe").  Parameters: prefix.gate.weight
+    [E, d] (router, normal(0, 0.02), no bias), prefix.experts.fc1.weight
+    [E, h, d], .fc1.bias [E, h], .fc2.weight [E, d, h], .fc2.bias [E, d]
+    (PyTorch linear layouts stacked over experts; Xavier uniform per
+    expert).  The gate's aux and load outputs are graph outputs (kept for
+    reports and the training loss).  cfg: MOE_DEFAULTS overrides, plus
+    `gate` (the op) and, for moe.gate.hash, `mode`."""
+    shape = g.shape(x)
+    n, d = shape
+    if n != items:
+        raise ValueError("%s: %d rows per image, expected %d"
+                         % (prefix, n, items))
+    gate_op = cfg["gate"]
+    gp = prefix + ".gate"
+    ins = [x]
+    attrs = []
+    if gate_op == "moe.gate.hash":
+        # No router, k = 1, no dropping (capacity_factor defaults to 0).
+        attrs += [("experts", experts), ("items_per_image", items),
+                  ("mode", cfg.get("mode", "chunk"))]
+        k = 1
+    else:
+        w = g.add_param(gp + ".weight", [experts, d],
+                        init_normal(0.0, 0.02))
+        ins.append(w)
+        attrs += [("k", k), ("group_size", items)]
+        if gate_op == "moe.gate.per_image":
+            attrs += [("items_per_image", items)]
+        attrs += [("capacity_factor", cfg["capacity_factor"]),
+                  ("eval_capacity_factor", cfg["eval_capacity_factor"]),
+                  ("noise_std", cfg["noise_std"]),
+                  ("normalize", cfg["normalize"]),
+                  ("aux", cfg["aux"]), ("aux_weight", cfg["aux_weight"])]
+    if gate_op == "moe.gate.hash":
+        attrs.append(("group_size", items))
+    outs = []
+    for o, (oname, oshape, dtype) in enumerate([
+            ("expert", [n, k], "I32"), ("slot", [n, k], "I32"),
+            ("combine_weight", [n, k], "F32"), ("slot_item", [experts, 0], "I32"),
+            ("aux", [], "F32"), ("load", [experts, 2], "I32")]):
+        t = g.add_tensor(gp + "." + oname, oshape, dtype=dtype,
+                         batched=oname not in ("aux", "load",
+                                               "slot_item"))
+        if oname in ("aux", "load"):
+            g.mark_output(t)
+        outs.append(t)
+    # Gate MACs: the router GEMM, N*d*E per image.
+    g.add_node(gp, gate_op, ins, outs, attrs,
+               macs=n * d * experts if gate_op != "moe.gate.hash" else 0)
+    expert, slot, weight, slot_item = outs[:4]
+    buf = g.op(prefix + ".dispatch", "moe.dispatch", [x, slot_item],
+               [experts, 0, d])
+    ep = prefix + ".experts"
+    bound1 = init_xavier_uniform(d, d_hidden)
+    bound2 = init_xavier_uniform(d_hidden, d)
+    w1 = g.add_param(ep + ".fc1.weight", [experts, d_hidden, d], bound1)
+    b1 = g.add_param(ep + ".fc1.bias", [experts, d_hidden], init_zeros())
+    w2 = g.add_param(ep + ".fc2.weight", [experts, d, d_hidden], bound2)
+    b2 = g.add_param(ep + ".fc2.bias", [experts, d], init_zeros())
+    # Expert MACs as MODELS.md 0.6 counts them: k choices per item, no
+    # drops or padding (what the kernel issues is reported at run time).
+    out = g.op(ep, "moe.expert_ffn", [buf, w1, b1, w2, b2, slot_item],
+               [experts, 0, d], [("activation", "gelu")],
+               macs=k * n * 2 * d * d_hidden)
+    return g.op(prefix + ".combine", "moe.combine",
+                [out, expert, slot, weight], [n, d])
+
+
+def sparse_block(g, i, x, tokens_mlp_dim, channels_mlp_dim, experts_s,
+                 experts_c, k_s, k_c, rr, cfg_s, cfg_c):
+    """Sparse block i on x [B,S,C] (OPS.md, last section; MODELS.md
+    1.3.2): LN1 -> re-represent in (tokens S->S1 with core.linear
+    axis=-2, then channels C->C1) -> transpose [B,C1,S1] -> reshape
+    [B*C1,S1] -> MoE_s (items = channels, group = one image's C1 items,
+    experts S1->D_S->S1) -> reshape/transpose back [B,S1,C1] ->
+    re-represent out (channels C1->C, tokens S1->S) -> U = X + that;
+    LN2 -> reshape [B*S,C] -> MoE_c (items = tokens, group = one image's
+    S items, experts C->D_C->C) -> reshape [B,S,C] -> Y = U + that.
+    rr: (S1, C1), or None for no re-represent layers (MoE_s routes the C
+    items of length S)."""
+    p = "blocks.%d" % i
+    _, tokens, hidden = g.shape(x)
+    h = layer_norm(g, p + ".norm1", x)
+    if rr is not None:
+        s1, c1 = rr
+        h = linear(g, p + ".rr_in.tokens", h, tokens, s1, axis=-2)
+        h = linear(g, p + ".rr_in.channels", h, hidden, c1)
+    else:
+        s1, c1 = tokens, hidden
+    h = transpose(g, p + ".moe_s.to_items", h, [0, 2, 1])
+    h = reshape(g, p + ".moe_s.flatten", h, [c1, s1])
+    h = moe(g, p + ".moe_s", h, c1, experts_s, k_s, tokens_mlp_dim, cfg_s)
+    h = reshape(g, p + ".moe_s.unflatten", h, [1, c1, s1])
+    h = transpose(g, p + ".moe_s.from_items", h, [0, 2, 1])
+    if rr is not None:
+        h = linear(g, p + ".rr_out.channels", h, c1, hidden)
+        h = linear(g, p + ".rr_out.tokens", h, s1, tokens, axis=-2)
+    u = add(g, p + ".res1", x, h)
+    h = layer_norm(g, p + ".norm2", u)
+    h = reshape(g, p + ".moe_c.flatten", h, [tokens, hidden])
+    h = moe(g, p + ".moe_c", h, tokens, experts_c, k_c, channels_mlp_dim,
+            cfg_c)
+    h = reshape(g, p + ".moe_c.unflatten", h, [1, tokens, hidden])
+    return add(g, p + ".res2", u, h)
+
+
 def classifier_head(g, x, classes):
     """LN -> mean over tokens -> `features` (output) -> zero-initialised
     linear -> `logits` (output)."""
@@ -403,7 +541,99 @@ def mixer_graph(name):
     return g
 
 
+# Sparse-MLP (MODELS.md Part 1): the Mixer widths of `base`, the last
+# `sparse` blocks replaced by Sparse blocks.
+SPARSE = {
+    # name: (model, base, sparse blocks, E_s, E_c, k_s, k_c)
+    "sparse_mlp_fmnist": ("Sparse-MLP-FMNIST/4", "mixer_fmnist", 2, 4, 4,
+                          1, 2),
+    "sparse_mlp_s": ("Sparse-MLP-S/16", "mixer_s", 2, 4, 4, 1, 2),
+    "sparse_mlp_b": ("Sparse-MLP-B/16", "mixer_b", 2, 8, 8, 1, 2),
+    "sparse_mlp_l": ("Sparse-MLP-L/16", "mixer_l", 4, 16, 16, 1, 2),
+}
+
+# Ablations of sparse_mlp_b (MODELS.md Part 1), each one graph edit:
+# name: (description, changes).  Changes: gate_s / gate_c (MoE_s / MoE_c
+# gate op), moe_s / moe_c (attribute overrides), rr (False: no
+# re-represent layers), k_c, sparse (number of sparse blocks).
+ABLATIONS = {
+    "sparse_mlp_b_topk": ("gate.topk: positional priority",
+                          {"gate_s": "moe.gate.topk",
+                           "gate_c": "moe.gate.topk"}),
+    "sparse_mlp_b_per_image": (
+        "gate.per_image on MoE_c (one decision per image; no dropping, "
+        "since an image's items all go to its k experts)",
+        {"gate_c": "moe.gate.per_image",
+         "moe_c": {"capacity_factor": 0.0, "eval_capacity_factor": 0.0}}),
+    "sparse_mlp_b_hash": ("gate.hash (chunk): deterministic routing",
+                          {"gate_s": "moe.gate.hash",
+                           "gate_c": "moe.gate.hash"}),
+    "sparse_mlp_b_norr": ("no re-represent layers: MoE_s routes C items "
+                          "of length S", {"rr": False}),
+    "sparse_mlp_b_k1": ("k_c = 1", {"k_c": 1}),
+    "sparse_mlp_b_last4": ("last 4 blocks sparse", {"sparse": 4}),
+    "sparse_mlp_b_cf05": ("inference capacity factor 0.5 (both MoE layers)",
+                          {"moe_s": {"eval_capacity_factor": 0.5},
+                           "moe_c": {"eval_capacity_factor": 0.5}}),
+}
+
+
+def sparse_graph(name):
+    if name in ABLATIONS:
+        desc, ch = ABLATIONS[name]
+        model, base, n_sparse, es, ec, ks, kc = SPARSE["sparse_mlp_b"]
+        model += " (%s)" % desc
+    else:
+        ch = {}
+        model, base, n_sparse, es, ec, ks, kc = SPARSE[name]
+    n_sparse = ch.get("sparse", n_sparse)
+    kc = ch.get("k_c", kc)
+    _, image, patch, hidden, ds, dc, blocks, classes = MIXER[base]
+    cin, hgt, wid = image
+    tokens = (hgt // patch) * (wid // patch)
+    rr = (2 * tokens, hidden // 2) if ch.get("rr", True) else None
+    cfg_s = dict(MOE_DEFAULTS, gate=ch.get("gate_s", MOE_DEFAULTS["gate"]))
+    cfg_s.update(ch.get("moe_s", {}))
+    cfg_c = dict(MOE_DEFAULTS, gate=ch.get("gate_c", MOE_DEFAULTS["gate"]))
+    cfg_c.update(ch.get("moe_c", {}))
+    g = GraphBuilder(name, ["core", "norm", "moe"])
+    for key, value in [
+            ("family", "sparse_mlp"), ("model", model), ("patch", patch),
+            ("hidden", hidden), ("tokens", tokens),
+            ("tokens_mlp_dim", ds), ("channels_mlp_dim", dc),
+            ("blocks", blocks), ("sparse_blocks", n_sparse),
+            ("experts_s", es), ("experts_c", ec), ("k_s", ks), ("k_c", kc),
+            ("rerepresent", "%dx%d" % rr if rr else "off"),
+            ("gate_s", cfg_s["gate"]), ("gate_c", cfg_c["gate"]),
+            ("classes", classes),
+            ("image", "x".join(str(d) for d in image)),
+            ("generator", GENERATOR)]:
+        g.meta(key, value)
+    x = g.add_input("image", [1, cin, hgt, wid], init_normal(0.0, 1.0))
+    x = patch_embed(g, "stem", x, patch, hidden)
+    for i in range(blocks):
+        if i < blocks - n_sparse:
+            x = mixer_block(g, i, x, ds, dc)
+        else:
+            x = sparse_block(g, i, x, ds, dc, es, ec, ks, kc, rr,
+                             cfg_s, cfg_c)
+    classifier_head(g, x, classes)
+    # aux_loss: the sum of the gates' aux outputs, in block order (0 in
+    # inference; the training loss adds it).
+    auxes = [i for i, t in enumerate(g.tensors)
+             if t["name"].endswith(".gate.aux")]
+    total = auxes[0]
+    for j, a in enumerate(auxes[1:]):
+        last = j == len(auxes) - 2
+        total = g.op("aux_sum.%d" % j, "core.add", [total, a], [],
+                     out_name="aux_loss" if last else None)
+    g.mark_output(total)
+    return g
+
+
 GRAPHS = {name: mixer_graph for name in MIXER}
+GRAPHS.update({name: sparse_graph for name in SPARSE})
+GRAPHS.update({name: sparse_graph for name in ABLATIONS})
 
 
 def build(name):
@@ -619,12 +849,12 @@ def main(argv=None):
     out = args.out or default_out()
 
     if args.stats:
-        print("%-14s %12s %14s %10s %8s"
+        print("%-22s %12s %14s %10s %8s"
               % ("graph", "params", "MACs/image", "params(M)", "GMACs"))
         for n in names:
             g = build(n)
             p = g.param_count()
-            print("%-14s %12d %14d %10.2f %8.2f"
+            print("%-22s %12d %14d %10.2f %8.2f"
                   % (n, p, g.macs, p / 1e6, g.macs / 1e9))
         if not args.check:
             return 0

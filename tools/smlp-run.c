@@ -3,13 +3,15 @@
  *
  *   smlp-run GRAPH [--weights F] [--input F] [--output F] [--batch N]
  *            [--threads N] [--repeat N] [--seed N] [--trace F.json]
- *            [--plugin-path DIRS] [--max-memory BYTES]
+ *            [--plugin-path DIRS] [--max-memory BYTES] [--json F]
+ *            [--training]
  *
  * Without --input the graph's seeded synthetic batch is used.  Prints the
  * graph, parameters, MACs per image, the output's first rows' top-5, wall
  * time per batch (median of --repeat runs after one warm-up), images/s,
- * achieved GFLOP/s, peak arena bytes against the lifetime lower bound and
- * time by op type.  Exit status: 0 success, 1 runtime error, 2 usage.
+ * achieved GFLOP/s, peak arena bytes against the lifetime lower bound,
+ * time by op type and, for each MoE layer, items kept and dropped per
+ * expert, the capacity and the aux loss; --json writes all of it.  Exit status: 0 success, 1 runtime error, 2 usage.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "run_report.h"
 #include "smlp.h"
 
 struct options {
@@ -28,6 +31,8 @@ struct options {
     const char *output;
     const char *trace;
     const char *plugin_path;
+    const char *json;
+    int training;
     int64_t batch;
     int threads;
     int repeat;
@@ -57,6 +62,10 @@ usage(FILE *f)
 "                      (then $SMLP_PLUGIN_PATH, the build tree, the\n"
 "                      installed plugin directory)\n"
 "  --max-memory BYTES  refuse to run above this memory (suffix K, M, G)\n"
+"  --json FILE         also write the whole report as JSON (atomically)\n"
+"  --training          run the forward pass in training mode: gate noise,\n"
+"                      training capacity factors, aux losses (batch-norm\n"
+"                      running statistics are updated)\n"
 "  --help, --version\n");
 }
 
@@ -119,6 +128,8 @@ parse_args(int argc, char **argv, struct options *o)
         {"trace", required_argument, NULL, 'T'},
         {"plugin-path", required_argument, NULL, 'p'},
         {"max-memory", required_argument, NULL, 'm'},
+        {"json", required_argument, NULL, 'j'},
+        {"training", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
@@ -136,6 +147,8 @@ parse_args(int argc, char **argv, struct options *o)
         case 'o': o->output = optarg; break;
         case 'T': o->trace = optarg; break;
         case 'p': o->plugin_path = optarg; break;
+        case 'j': o->json = optarg; break;
+        case 'R': o->training = 1; break;
         case 'b':
             if (parse_int("--batch", optarg, 1, INT64_C(1) << 31, &v))
                 return 2;
@@ -320,6 +333,9 @@ main(int argc, char **argv)
     smlp_registry_t *reg = NULL;
     smlp_session_t *s = NULL;
     double *times = NULL, med, gflops;
+    struct moe_layer *moe = NULL;
+    struct moe_time mt;
+    int n_moe = 0;
     char b1[32], b2[32];
     int rc, i, status = 1;
 
@@ -342,6 +358,7 @@ main(int argc, char **argv)
     so.seed = o.seed;
     so.weights = o.weights;
     so.max_memory = o.max_memory;
+    so.training = o.training;
     s = smlp_session_create(g, reg, &so, &err);
     if (s == NULL) {
         fprintf(stderr, "smlp-run: %s\n", err.msg);
@@ -392,6 +409,32 @@ main(int argc, char **argv)
                           : 1.0,
            (double)st.param_bytes / 1048576.0);
     print_op_table(s, st.n_nodes, st.last_run_ms);
+    n_moe = moe_layers_collect(s, g, &moe);
+    if (n_moe < 0) {
+        fprintf(stderr, "smlp-run: out of memory\n");
+        goto out;
+    }
+    moe_time_collect(s, st.n_nodes, &mt);
+    moe_layers_print(stdout, moe, n_moe, &mt, o.training);
+    if (o.json != NULL) {
+        struct run_report r;
+
+        memset(&r, 0, sizeof(r));
+        r.graph_file = o.graph;
+        r.graph = g;
+        r.session = s;
+        r.stats = &st;
+        r.device = "cpu";
+        r.training = o.training;
+        r.times_ms = times;
+        r.repeat = o.repeat;
+        r.median_ms = med;
+        r.moe = moe;
+        r.n_moe = n_moe;
+        r.moe_time = &mt;
+        if (run_report_write_json(o.json, &r) != 0)
+            goto out;
+    }
     if (o.output != NULL &&
         smlp_session_write_outputs(s, o.output) != SMLP_OK) {
         fprintf(stderr, "smlp-run: %s\n", smlp_session_errmsg(s));
@@ -403,6 +446,7 @@ main(int argc, char **argv)
     }
     status = 0;
 out:
+    free(moe);
     free(times);
     smlp_session_destroy(s);
     smlp_registry_destroy(reg);

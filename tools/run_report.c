@@ -1,0 +1,407 @@
+/*
+ * run_report.c - smlp-run's MoE layer table and JSON report.
+ *
+ * MoE layers are found by their gate nodes (op "moe.gate.*", OPS.md gate
+ * contract): output 0 `expert` [N,k], 3 `slot_item` [E,M], 4 `aux` [],
+ * 5 `load` [E,2].  aux and load are readable after a run when the graph
+ * marks them as outputs (the shipped graphs do); the layer's group size
+ * comes from its `group_size` attribute (0 or absent: all N items).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "run_report.h"
+
+static int
+starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static void
+fill_layer(smlp_session_t *s, const smlp_graph_t *g, int i,
+           struct moe_layer *l)
+{
+    struct smlp_tensor t;
+    const char *name;
+    int64_t gs = 0;
+
+    name = smlp_session_node_output(s, i, 0);
+    if (name != NULL && smlp_session_tensor(s, name, &t) == SMLP_OK &&
+        t.rank == 2) {
+        l->items = t.shape[0];
+        l->k = t.shape[1];
+    }
+    name = smlp_session_node_output(s, i, 3);
+    if (name != NULL && smlp_session_tensor(s, name, &t) == SMLP_OK &&
+        t.rank == 2) {
+        l->experts = t.shape[0];
+        l->rows = t.shape[1];
+    }
+    if (smlp_graph_node_attr_int(g, l->gate, "group_size", &gs) != SMLP_OK ||
+        gs <= 0 || gs > l->items)
+        gs = l->items;
+    l->groups = gs > 0 ? l->items / gs : 0;
+    l->capacity = l->groups > 0 ? l->rows / l->groups : 0;
+    name = smlp_session_node_output(s, i, 4);
+    if (name != NULL && smlp_session_tensor(s, name, &t) == SMLP_OK &&
+        t.data != NULL && t.dtype == SMLP_DTYPE_F32) {
+        l->has_aux = 1;
+        l->aux = *(const float *)t.data;
+    }
+    name = smlp_session_node_output(s, i, 5);
+    if (name != NULL && smlp_session_tensor(s, name, &t) == SMLP_OK &&
+        t.data != NULL && t.dtype == SMLP_DTYPE_I32 && t.rank == 2 &&
+        t.shape[0] == l->experts && t.shape[1] == 2)
+        l->load = (const int32_t *)t.data;
+}
+
+int
+moe_layers_collect(smlp_session_t *s, const smlp_graph_t *g,
+                   struct moe_layer **out)
+{
+    struct smlp_session_stats st;
+    struct moe_layer *l;
+    int i, n = 0;
+
+    *out = NULL;
+    smlp_session_get_stats(s, &st);
+    l = calloc((size_t)st.n_nodes + 1, sizeof(*l));
+    if (l == NULL)
+        return -1;
+    for (i = 0; i < st.n_nodes; i++) {
+        struct smlp_node_profile p;
+
+        if (smlp_session_node_profile(s, i, &p) != SMLP_OK ||
+            !starts_with(p.op, "moe.gate."))
+            continue;
+        l[n].gate = p.name;
+        l[n].op = p.op;
+        fill_layer(s, g, i, &l[n]);
+        n++;
+    }
+    *out = l;
+    return n;
+}
+
+void
+moe_time_collect(smlp_session_t *s, int n_nodes, struct moe_time *t)
+{
+    int i;
+
+    memset(t, 0, sizeof(*t));
+    for (i = 0; i < n_nodes; i++) {
+        struct smlp_node_profile p;
+        double ms;
+
+        if (smlp_session_node_profile(s, i, &p) != SMLP_OK)
+            continue;
+        ms = (p.end_us - p.start_us) / 1e3;
+        t->all += ms;
+        if (starts_with(p.op, "moe.gate."))
+            t->gate += ms;
+        else if (strcmp(p.op, "moe.dispatch") == 0)
+            t->dispatch += ms;
+        else if (strcmp(p.op, "moe.expert_ffn") == 0)
+            t->experts += ms;
+        else if (strcmp(p.op, "moe.combine") == 0)
+            t->combine += ms;
+    }
+}
+
+static void
+print_row(FILE *f, const char *label, const int32_t *load, int64_t e0,
+          int64_t e1, int col)
+{
+    int64_t e;
+
+    fprintf(f, "    %-8s", label);
+    for (e = e0; e < e1; e++)
+        fprintf(f, " %6ld", (long)load[2 * e + col]);
+    fprintf(f, "\n");
+}
+
+void
+moe_layers_print(FILE *f, const struct moe_layer *l, int n,
+                 const struct moe_time *t, int training)
+{
+    double routing, moe_all;
+    int i;
+
+    if (n == 0)
+        return;
+    fprintf(f, "moe layers  %d (%s: items kept / dropped per expert; "
+               "capacity = rows per expert per group)\n",
+            n, training ? "training" : "inference");
+    for (i = 0; i < n; i++) {
+        int64_t kept = 0, dropped = 0, e, e0;
+
+        fprintf(f, "  %s  %s  %ld items x k %ld, %ld group(s), capacity "
+                   "%ld (%ld rows/expert)",
+                l[i].gate, l[i].op, (long)l[i].items, (long)l[i].k,
+                (long)l[i].groups, (long)l[i].capacity, (long)l[i].rows);
+        if (l[i].has_aux)
+            fprintf(f, ", aux %.6g", l[i].aux);
+        fprintf(f, "\n");
+        if (l[i].load == NULL) {
+            fprintf(f, "    (load not kept: mark the gate's output 5 as a "
+                       "graph output to see it)\n");
+            continue;
+        }
+        for (e = 0; e < l[i].experts; e++) {
+            kept += l[i].load[2 * e];
+            dropped += l[i].load[2 * e + 1];
+        }
+        /* 16 experts a line. */
+        for (e0 = 0; e0 < l[i].experts; e0 += 16) {
+            int64_t e1 = e0 + 16 < l[i].experts ? e0 + 16 : l[i].experts;
+
+            fprintf(f, "    %-8s", "expert");
+            for (e = e0; e < e1; e++)
+                fprintf(f, " %6ld", (long)e);
+            fprintf(f, "\n");
+            print_row(f, "kept", l[i].load, e0, e1, 0);
+            print_row(f, "dropped", l[i].load, e0, e1, 1);
+        }
+        fprintf(f, "    total    kept %ld, dropped %ld (%.2f%% of %ld "
+                   "choices)\n",
+                (long)kept, (long)dropped,
+                kept + dropped ? 100.0 * (double)dropped /
+                                     (double)(kept + dropped)
+                               : 0.0,
+                (long)(kept + dropped));
+    }
+    routing = t->gate + t->dispatch + t->combine;
+    moe_all = routing + t->experts;
+    fprintf(f, "moe time    gate %.2f ms, dispatch %.2f, experts %.2f, "
+               "combine %.2f: routing (gate+dispatch+combine) %.1f%% of "
+               "MoE time, %.1f%% of all node time\n",
+            t->gate, t->dispatch, t->experts, t->combine,
+            moe_all > 0 ? 100.0 * routing / moe_all : 0.0,
+            t->all > 0 ? 100.0 * routing / t->all : 0.0);
+}
+
+/* ---- JSON ------------------------------------------------------------ */
+
+static void
+jstr(FILE *f, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+
+    fputc('"', f);
+    for (; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static void
+jnum(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.9g", v);
+    else
+        fprintf(f, "null");
+}
+
+static void
+json_moe(FILE *f, const struct run_report *r)
+{
+    int i;
+    int64_t e;
+
+    fprintf(f, "  \"moe\": [");
+    for (i = 0; i < r->n_moe; i++) {
+        const struct moe_layer *l = &r->moe[i];
+
+        fprintf(f, "%s\n    {\"gate\": ", i ? "," : "");
+        jstr(f, l->gate);
+        fprintf(f, ", \"op\": ");
+        jstr(f, l->op);
+        fprintf(f, ", \"experts\": %ld, \"k\": %ld, \"items\": %ld, "
+                   "\"groups\": %ld, \"capacity\": %ld, \"rows\": %ld, "
+                   "\"aux\": ",
+                (long)l->experts, (long)l->k, (long)l->items,
+                (long)l->groups, (long)l->capacity, (long)l->rows);
+        if (l->has_aux)
+            jnum(f, l->aux);
+        else
+            fprintf(f, "null");
+        fprintf(f, ", \"kept\": ");
+        for (e = 0; l->load != NULL && e < l->experts; e++)
+            fprintf(f, "%s%ld", e ? ", " : "[", (long)l->load[2 * e]);
+        fprintf(f, "%s, \"dropped\": ", l->load ? "]" : "null");
+        for (e = 0; l->load != NULL && e < l->experts; e++)
+            fprintf(f, "%s%ld", e ? ", " : "[", (long)l->load[2 * e + 1]);
+        fprintf(f, "%s}", l->load ? "]" : "null");
+    }
+    fprintf(f, "%s],\n", r->n_moe ? "\n  " : "");
+    fprintf(f, "  \"moe_time_ms\": {\"gate\": ");
+    jnum(f, r->moe_time->gate);
+    fprintf(f, ", \"dispatch\": ");
+    jnum(f, r->moe_time->dispatch);
+    fprintf(f, ", \"experts\": ");
+    jnum(f, r->moe_time->experts);
+    fprintf(f, ", \"combine\": ");
+    jnum(f, r->moe_time->combine);
+    fprintf(f, ", \"all_nodes\": ");
+    jnum(f, r->moe_time->all);
+    fprintf(f, "},\n");
+}
+
+static void
+json_nodes(FILE *f, const struct run_report *r)
+{
+    int i;
+
+    fprintf(f, "  \"nodes\": [");
+    for (i = 0; i < r->stats->n_nodes; i++) {
+        struct smlp_node_profile p;
+
+        if (smlp_session_node_profile(r->session, i, &p) != SMLP_OK)
+            continue;
+        fprintf(f, "%s\n    {\"name\": ", i ? "," : "");
+        jstr(f, p.name);
+        fprintf(f, ", \"op\": ");
+        jstr(f, p.op);
+        fprintf(f, ", \"macs\": %llu, \"start_us\": ",
+                (unsigned long long)p.macs);
+        jnum(f, p.start_us);
+        fprintf(f, ", \"end_us\": ");
+        jnum(f, p.end_us);
+        fprintf(f, ", \"thread\": %d}", p.thread);
+    }
+    fprintf(f, "\n  ],\n");
+}
+
+static void
+json_outputs(FILE *f, const struct run_report *r)
+{
+    int i, n = smlp_session_tensor_count(r->session, 4), d;
+
+    fprintf(f, "  \"outputs\": [");
+    for (i = 0; i < n; i++) {
+        const char *name = smlp_session_tensor_name(r->session, 4, i);
+        struct smlp_tensor t;
+
+        if (name == NULL ||
+            smlp_session_tensor(r->session, name, &t) != SMLP_OK)
+            continue;
+        fprintf(f, "%s\n    {\"name\": ", i ? "," : "");
+        jstr(f, name);
+        fprintf(f, ", \"dtype\": \"%s\", \"shape\": [",
+                t.dtype == SMLP_DTYPE_F32 ? "f32" : "i32");
+        for (d = 0; d < t.rank; d++)
+            fprintf(f, "%s%lld", d ? ", " : "", (long long)t.shape[d]);
+        fprintf(f, "]}");
+    }
+    fprintf(f, "\n  ]\n");
+}
+
+static void
+json_body(FILE *f, const struct run_report *r)
+{
+    const struct smlp_session_stats *st = r->stats;
+    double gflops = r->median_ms > 0
+                        ? 2.0 * (double)st->macs / (r->median_ms * 1e6)
+                        : 0.0;
+    int i;
+
+    fprintf(f, "{\n  \"graph\": ");
+    jstr(f, smlp_graph_name(r->graph));
+    fprintf(f, ",\n  \"file\": ");
+    jstr(f, r->graph_file);
+    fprintf(f, ",\n  \"smlp_version\": ");
+    jstr(f, smlp_version_string());
+    fprintf(f, ",\n  \"device\": ");
+    jstr(f, r->device);
+    fprintf(f, ",\n  \"training\": %s,\n", r->training ? "true" : "false");
+    fprintf(f, "  \"batch\": %lld,\n  \"n_nodes\": %d,\n",
+            (long long)st->batch, st->n_nodes);
+    fprintf(f, "  \"threads\": {\"inter_op\": %d, \"intra_op\": %d},\n",
+            st->inter_op, st->intra_op);
+    fprintf(f, "  \"params\": %llu,\n  \"param_bytes\": %llu,\n",
+            (unsigned long long)st->params,
+            (unsigned long long)st->param_bytes);
+    fprintf(f, "  \"macs_per_batch\": %llu,\n  \"macs_per_image\": ",
+            (unsigned long long)st->macs);
+    jnum(f, (double)st->macs / (double)st->batch);
+    fprintf(f, ",\n  \"time_ms\": {\"median\": ");
+    jnum(f, r->median_ms);
+    fprintf(f, ", \"min\": ");
+    jnum(f, r->times_ms[0]);
+    fprintf(f, ", \"max\": ");
+    jnum(f, r->times_ms[r->repeat - 1]);
+    fprintf(f, ", \"runs\": [");
+    for (i = 0; i < r->repeat; i++) {
+        fprintf(f, "%s", i ? ", " : "");
+        jnum(f, r->times_ms[i]);
+    }
+    fprintf(f, "]},\n  \"images_per_s\": ");
+    jnum(f, r->median_ms > 0 ? (double)st->batch * 1e3 / r->median_ms : 0);
+    fprintf(f, ",\n  \"gflops\": ");
+    jnum(f, gflops);
+    fprintf(f, ",\n  \"memory\": {\"arena_bytes\": %llu, "
+               "\"lower_bound_bytes\": %llu},\n",
+            (unsigned long long)st->arena_bytes,
+            (unsigned long long)st->lower_bound);
+    json_moe(f, r);
+    json_nodes(f, r);
+    json_outputs(f, r);
+    fprintf(f, "}\n");
+}
+
+int
+run_report_write_json(const char *path, const struct run_report *r)
+{
+    size_t len = strlen(path);
+    char *tmp = malloc(len + 16);
+    FILE *f;
+    int fd, bad;
+
+    if (tmp == NULL)
+        return -1;
+    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        fprintf(stderr, "smlp-run: --json %s: cannot create %s: %s\n", path,
+                tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    {
+        mode_t mask = umask(0);
+
+        umask(mask);
+        (void)fchmod(fd, 0666 & ~mask);
+    }
+    f = fdopen(fd, "w");
+    if (f == NULL) {
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    json_body(f, r);
+    bad = ferror(f) != 0;
+    bad |= fflush(f) != 0 || fsync(fd) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        fprintf(stderr, "smlp-run: --json %s: cannot write: %s\n", path,
+                strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    return 0;
+}
