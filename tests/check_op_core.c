@@ -385,6 +385,41 @@ START_TEST(test_gelu_tanh_known_points)
 }
 END_TEST
 
+/* The exact GELU on a dense sweep of [-10, 10] (and odd lengths, so the
+ * vector loop's remainder runs) against erf() in double: within
+ * 1e-6 + 3e-7·|want|.  The absolute part is where 1 + erf(x/√2) is below
+ * float resolution (x < -4: gelu ~ 1e-7 there, and float erf near -1 has
+ * 6e-8 steps; the rational approximation adds a few ulps of erf near its
+ * clamp): an absolute error below 1e-6 on values that round to 0 anyway. */
+START_TEST(test_gelu_exact_sweep)
+{
+    const int64_t n = 20001;
+    float *x = malloc((size_t)n * sizeof(*x));
+    double *want = malloc((size_t)n * sizeof(*want));
+    struct smlp_tensor *t[2];
+    int64_t i;
+
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(want);
+    for (i = 0; i < n; i++) {
+        x[i] = (float)(-10.0 + 20.0 * (double)i / (double)(n - 1));
+        want[i] = 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)));
+    }
+    t[0] = ophost_f32(OPHOST_SHAPE(n), x);
+    t[1] = run_ok("core.gelu", NULL, t, 1);
+    for (i = 0; i < n; i++) {
+        double got = ((const float *)t[1]->data)[i];
+
+        ck_assert_msg(fabs(got - want[i]) <= 1e-6 + 3e-7 * fabs(want[i]),
+                      "gelu(%.9g): got %.9g, want %.9g", (double)x[i], got,
+                      want[i]);
+    }
+    free_all(t, 2);
+    free(x);
+    free(want);
+}
+END_TEST
+
 START_TEST(test_gelu_bad_approximate)
 {
     struct smlp_tensor *t[1] = {ophost_f32(OPHOST_SHAPE(2), NULL)};
@@ -1200,6 +1235,7 @@ core_suite(void)
     TC("gelu");
     tcase_add_test(tc, test_gelu_exact_known_points);
     tcase_add_test(tc, test_gelu_default_is_exact);
+    tcase_add_test(tc, test_gelu_exact_sweep);
     tcase_add_test(tc, test_gelu_tanh_known_points);
     tcase_add_test(tc, test_gelu_bad_approximate);
     tcase_add_test(tc, test_gelu_approximate_wrong_type);

@@ -55,6 +55,15 @@ gelu_infer(struct smlp_infer_ctx *ctx)
     return smlp_infer_set_priv(ctx, &priv, sizeof(priv));
 }
 
+SMLP_VECTOR_CLONES static void
+gelu_erf_loop(const float *x, float *y, int64_t n)
+{
+    int64_t i;
+
+    for (i = 0; i < n; i++)
+        y[i] = smlp_gelu_erf(x[i]);
+}
+
 static int
 gelu_run(struct smlp_kernel_ctx *ctx)
 {
@@ -62,7 +71,6 @@ gelu_run(struct smlp_kernel_ctx *ctx)
     const float *x = ctx->inputs[0]->data;
     float *y = ctx->outputs[0]->data;
     int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
-    const float rsqrt2 = 0.70710678118654752f;
     const float k = 0.79788456080286536f; /* sqrt(2/pi) */
 
     if (priv->tanh_approx) {
@@ -71,8 +79,7 @@ gelu_run(struct smlp_kernel_ctx *ctx)
             y[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
         }
     } else {
-        for (i = 0; i < n; i++)
-            y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * rsqrt2));
+        gelu_erf_loop(x, y, n);
     }
     return SMLP_OK;
 }
