@@ -199,9 +199,13 @@ class GraphBuilder:
         tensor = self.tensors[t]
         if tensor.get("kind", "Activation") != "Activation":
             raise ValueError("%s is not an activation" % tensor["name"])
-        out = {"name": tensor["name"], "kind": "Output"}
+        out = {"name": tensor["name"]}
+        if "dtype" in tensor:
+            out["dtype"] = tensor["dtype"]
+        out["kind"] = "Output"
         shape = self.shapes[t]
-        out["shape"] = ([-1] + shape[1:]) if self.batched[t] else shape
+        batched = self.batched[t] and len(shape) > 0
+        out["shape"] = ([-1] + shape[1:]) if batched else shape
         self.tensors[t] = out
         return t
 

@@ -248,6 +248,14 @@ print_top5(smlp_session_t *s)
         return;
     rows = t.shape[0] < 4 ? t.shape[0] : 4;
     cols = t.shape[1];
+    for (i = 0; i < t.shape[0] * cols && ((const float *)t.data)[i] == 0;
+         i++)
+        ;
+    if (i == t.shape[0] * cols && i > 0) {
+        printf("  all zero (the graph's classifier head is zero-initialised;"
+               " --weights loads trained parameters)\n");
+        return;
+    }
     for (r = 0; r < rows; r++) {
         const float *row = (const float *)t.data + r * cols;
         int64_t best[5];

@@ -1,0 +1,34 @@
+/*
+ * plugin.c - the `moe` plugin: its definition, op table and entry point.
+ *
+ * moe holds the sparse Mixture-of-Experts layer as four graph nodes
+ * (OPS.md, "moe"): a gate (moe.gate.topk, .importance, .per_image or
+ * .hash), moe.dispatch, moe.expert_ffn and moe.combine, each with a CPU
+ * kernel.  The router and expert products go through OpenBLAS; the
+ * plugin has no set_threads and leaves BLAS threading to the host (one
+ * BLAS thread per kernel).
+ */
+#include "moe.h"
+
+static const struct smlp_op_def *const moe_ops[] = {
+    &smlp__moe_op_gate_topk,
+    &smlp__moe_op_gate_importance,
+    &smlp__moe_op_gate_per_image,
+    &smlp__moe_op_gate_hash,
+    &smlp__moe_op_dispatch,
+    &smlp__moe_op_expert_ffn,
+    &smlp__moe_op_combine,
+    NULL,
+};
+
+static const struct smlp_plugin_def moe_plugin = {
+    .size = sizeof(struct smlp_plugin_def),
+    .abi = SMLP_ABI_VERSION,
+    .name = "moe",
+    .version = "0.1.0",
+    .signature = SMLP_BUILD_SIGNATURE,
+    .ops = moe_ops,
+    .set_threads = NULL,
+};
+
+SMLP_PLUGIN_DEFINE(moe_plugin)
