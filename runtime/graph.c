@@ -398,7 +398,8 @@ smlp_graph_load(const char *path, struct smlp_error *err)
     size_t got = 0;
     int fd;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO must not block the open (it is refused below). */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         smlp__seterr(err, SMLP_EIO, "%s: cannot open graph: %s", path,
                      strerror(errno));

@@ -2,8 +2,10 @@
  * internal.h - declarations shared by the runtime's files (not installed).
  *
  * Data flows one way: graph.c (verified graph) -> registry.c (ops) ->
- * session.c (resolution, shape inference) -> plan.c (memory plan) ->
- * sched.c (execution) -> report (stats, trace.c).
+ * session.c (resolution, shape inference, placement) -> plan.c (memory
+ * plans: host arena, device arena) -> sched.c (execution) -> report
+ * (stats, trace.c).  device.h is the interface to the device code
+ * (device_cuda.c in a CUDA build).
  */
 #ifndef SMLP_INTERNAL_H
 #define SMLP_INTERNAL_H
@@ -103,10 +105,20 @@ struct smlp_node {
 };
 
 /* ---- session.c ---- */
+
+/* Where a tensor's bytes live (bits of smlp__tensor_rt.res). */
+#define SMLP__RES_HOST 1u
+#define SMLP__RES_DEV 2u
+
 struct smlp__tensor_rt {
     struct smlp_tensor t; /* shape after inference; data when placed */
     int32_t buffer;       /* plan buffer, -1 for parameters/state */
     int32_t kind;
+    /* Devices (sessions with nodes off the CPU; see device.h). */
+    uint32_t res;         /* SMLP__RES_*: copies this tensor's root has */
+    int32_t dev_buffer;   /* device plan buffer, -1 when none */
+    void *dev_data;       /* the device copy, NULL when none */
+    int dirty;            /* parameter/state: host copy newer than device */
 };
 
 struct smlp__node_rt {
@@ -121,11 +133,24 @@ struct smlp__node_rt {
     uint64_t macs;
     struct smlp_tensor **in;  /* NULL for absent optional inputs */
     struct smlp_tensor **out;
-    /* Scheduling. */
+    /* Placement: enum smlp_device the kernel runs on (views: CPU, they run
+     * nothing).  A device node sees device copies through dev_in/dev_out
+     * and its workspace in the device arena (dev_ws_buffer); a CPU node
+     * copies `push` of its outputs to the device after its kernel. */
+    int device;
+    int32_t dev_ws_buffer;
+    struct smlp_tensor *dev_t; /* n_inputs + n_outputs device views */
+    struct smlp_tensor **dev_in;
+    struct smlp_tensor **dev_out;
+    int32_t push;
+    /* Scheduling.  pending counts predecessors not yet done on the host;
+     * pending_s those not yet enqueued on the device stream (a device
+     * node may start then: the stream orders it after them). */
     int32_t n_succ;
     int32_t *succ;
     int32_t n_pred;
     int32_t pending;
+    int32_t pending_s;
     uv_work_t req;
     int status;
     double t0, t1;
@@ -178,6 +203,33 @@ struct smlp_session_s {
     int32_t done;
     int failed;
     char errmsg[SMLP__ERRLEN];
+    /* Devices (opts.device != CPU and at least one node placed there).
+     * Device nodes and CPU nodes' pushes are enqueued on one stream, in
+     * that order into `fifo`; a fence (a host function on the stream)
+     * marks fifo[0 .. upto) done and wakes the loop through dev_async. */
+    int32_t n_dev_nodes;
+    struct smlp__plan dev_plan;
+    void *dev;           /* device state (device_cuda.c) */
+    int32_t *dev_ready;  /* min-heap of device nodes ready to enqueue */
+    int32_t n_dev_ready;
+    int32_t *fifo;       /* node ids in stream order */
+    int32_t *views;      /* stream_done's stack of views to pass on */
+    int32_t fifo_head;   /* fifo[.. head) are done */
+    int32_t fifo_tail;
+    int32_t fenced;      /* fifo[.. fenced) are covered by a fence */
+    struct smlp__fence *fences; /* one per fence of a run, in order */
+    int32_t fence_head, fence_tail;
+    uv_async_t dev_async;
+    uv_timer_t dev_timer; /* watches the stream while fences are out */
+    uv_mutex_t dev_lock;  /* guards dev_upto (a leaf lock) */
+    int32_t dev_upto;     /* largest fence reached, written by CUDA */
+    int dev_handles;      /* dev_async, dev_timer and dev_lock exist */
+};
+
+/* A fence: the host function's argument. */
+struct smlp__fence {
+    smlp_session_t *s;
+    int32_t upto;
 };
 
 int smlp__session_fail(smlp_session_t *s, int status, const char *fmt, ...)
@@ -187,13 +239,21 @@ int smlp__session_fail(smlp_session_t *s, int status, const char *fmt, ...)
 /*
  * Assigns buffers of the session's activations and workspaces offsets in
  * one arena from their lifetimes along the graph order (greedy by size),
- * and records the lower bound.  Fills s->plan.
+ * and records the lower bound.  Fills s->plan, and s->dev_plan for the
+ * device copies when nodes run on a device (the same planner).
  */
 int smlp__plan_build(smlp_session_t *s, struct smlp_error *err);
 /*
+ * Sets each tensor's `res`: where copies of its root are needed (the host
+ * for CPU nodes, inputs, outputs, parameters and state; the device for
+ * device nodes), and each CPU node's `push` count.  Call after placement,
+ * before smlp__plan_build.  With every node on the CPU everything is host.
+ */
+void smlp__plan_residency(smlp_session_t *s);
+/*
  * Adds scheduling edges so that a buffer's bytes are not written before
  * every reader of the previous tenant of the same bytes has finished
- * (needed once nodes run concurrently).
+ * (needed once nodes run concurrently), in both arenas.
  */
 int smlp__plan_add_reuse_edges(smlp_session_t *s, struct smlp_error *err);
 void smlp__plan_free(struct smlp__plan *p);
@@ -202,6 +262,9 @@ void smlp__plan_free(struct smlp__plan *p);
 int smlp__sched_init(smlp_session_t *s, struct smlp_error *err);
 int smlp__sched_run(smlp_session_t *s);
 void smlp__sched_close(smlp_session_t *s);
+/* The host function of a fence (struct smlp__fence *): runs on a CUDA
+ * thread, records the fence and wakes the loop.  Calls no CUDA API. */
+void smlp__sched_fence_cb(void *fence);
 
 /* ---- init.c ---- */
 /* Fills a tensor from a seeded initializer (see init.c for the rule). */

@@ -12,6 +12,14 @@
  *
  * With nodes running concurrently, reuse of bytes needs ordering: see
  * smlp__plan_add_reuse_edges.
+ *
+ * Devices: when nodes run on a device, a tensor may have a host copy, a
+ * device copy or both (smlp__plan_residency).  Each side gets its own
+ * arena, planned by the same code from the accesses made on that side:
+ * a node's kernel reads and writes its tensors on its own side, and a
+ * node writes the other-side copy of an output (the runtime copies it
+ * right after the kernel) at its own step.  With every node on the CPU
+ * the host plan is exactly the plan without devices.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +37,77 @@ root_of(const smlp_session_t *s, int32_t t)
     while (g->producer[t] >= 0 && s->nodes[g->producer[t]].is_view)
         t = g->ir->nodes[g->producer[t]].inputs[0];
     return t;
+}
+
+/* Which side of a node touches: the host or the device. */
+static uint32_t
+side_of(const struct smlp__node_rt *n)
+{
+    return n->device == SMLP_DEVICE_CPU ? SMLP__RES_HOST : SMLP__RES_DEV;
+}
+
+/* The plan buffer of tensor t on `side`. */
+static int32_t *
+buffer_on(smlp_session_t *s, int32_t t, uint32_t side)
+{
+    return side == SMLP__RES_HOST ? &s->tensors[t].buffer
+                                  : &s->tensors[t].dev_buffer;
+}
+
+static int32_t *
+ws_on(struct smlp__node_rt *n, uint32_t side)
+{
+    return side == SMLP__RES_HOST ? &n->ws_buffer : &n->dev_ws_buffer;
+}
+
+void
+smlp__plan_residency(smlp_session_t *s)
+{
+    int32_t i, j;
+
+    for (i = 0; i < s->n_tensors; i++)
+        s->tensors[i].res = SMLP__RES_HOST;
+    for (i = 0; i < s->n_nodes; i++)
+        s->nodes[i].push = 0;
+    if (s->n_dev_nodes == 0)
+        return;
+    /* Roots: host for inputs, outputs, parameters and state; each
+     * non-view node's side for what it reads and writes. */
+    for (i = 0; i < s->n_tensors; i++) {
+        int k = s->tensors[i].kind;
+        s->tensors[i].res = (k == SMLP__TENSOR_INPUT ||
+                             k == SMLP__TENSOR_PARAMETER ||
+                             k == SMLP__TENSOR_STATE)
+                                ? SMLP__RES_HOST
+                                : 0;
+    }
+    for (i = 0; i < s->n_tensors; i++)
+        if (s->tensors[i].kind == SMLP__TENSOR_OUTPUT)
+            s->tensors[root_of(s, i)].res |= SMLP__RES_HOST;
+    for (i = 0; i < s->n_nodes; i++) {
+        const struct smlp__node_ir *nir = s->nodes[i].node.ir;
+        uint32_t side = side_of(&s->nodes[i]);
+
+        if (s->nodes[i].is_view)
+            continue;
+        for (j = 0; j < nir->n_outputs; j++)
+            s->tensors[root_of(s, nir->outputs[j])].res |= side;
+        for (j = 0; j < nir->n_inputs; j++)
+            if (nir->inputs[j] >= 0)
+                s->tensors[root_of(s, nir->inputs[j])].res |= side;
+    }
+    /* Views share their root's copies. */
+    for (i = 0; i < s->n_tensors; i++)
+        s->tensors[i].res = s->tensors[root_of(s, i)].res;
+    for (i = 0; i < s->n_nodes; i++) {
+        const struct smlp__node_ir *nir = s->nodes[i].node.ir;
+
+        if (s->nodes[i].is_view || s->nodes[i].device != SMLP_DEVICE_CPU)
+            continue;
+        for (j = 0; j < nir->n_outputs; j++)
+            if (s->tensors[nir->outputs[j]].res & SMLP__RES_DEV)
+                s->nodes[i].push++;
+    }
 }
 
 static int
@@ -131,11 +210,16 @@ lower_bound(struct smlp__plan *p, int32_t n_steps)
     smlp__free(delta);
 }
 
-int
-smlp__plan_build(smlp_session_t *s, struct smlp_error *err)
+/*
+ * Plans the copies on `side` (SMLP__RES_HOST or SMLP__RES_DEV) into p:
+ * every root tensor with a copy there and every workspace of a node on
+ * that side.
+ */
+static int
+build_side(smlp_session_t *s, uint32_t side, struct smlp__plan *p,
+           struct smlp_error *err)
 {
     const smlp_graph_t *g = s->graph;
-    struct smlp__plan *p = &s->plan;
     int32_t n_steps = s->n_nodes, i, j, *order = NULL, *live = NULL;
     int32_t *first, *last;
     int rc = SMLP_OK;
@@ -152,28 +236,39 @@ smlp__plan_build(smlp_session_t *s, struct smlp_error *err)
     for (i = 0; i < s->n_tensors; i++) {
         first[i] = INT32_MAX;
         last[i] = -1;
-        if (s->tensors[i].kind == SMLP__TENSOR_INPUT) {
+        if (s->tensors[i].kind == SMLP__TENSOR_INPUT &&
+            (s->tensors[i].res & side)) {
+            /* On the host the caller writes inputs before the run and may
+             * read them after; the device copy is uploaded at step 0. */
             first[i] = 0;
-            last[i] = n_steps;
+            last[i] = side == SMLP__RES_HOST ? n_steps : 0;
         }
     }
     for (i = 0; i < n_steps; i++) {
-        const struct smlp__node_ir *nir = &g->ir->nodes[g->order[i]];
+        const struct smlp__node_rt *n = &s->nodes[g->order[i]];
+        const struct smlp__node_ir *nir = n->node.ir;
+        /* Its kernel runs here (views count on both sides). */
+        int here = n->is_view || side_of(n) == side;
 
         for (j = 0; j < nir->n_outputs; j++) {
             int32_t r = root_of(s, nir->outputs[j]);
+            if (!(s->tensors[r].res & side))
+                continue; /* written here by the kernel or by a copy */
             if (first[r] > i)
                 first[r] = i;
             if (last[r] < i)
                 last[r] = i;
-            if (s->tensors[nir->outputs[j]].kind == SMLP__TENSOR_OUTPUT)
+            if (s->tensors[nir->outputs[j]].kind == SMLP__TENSOR_OUTPUT &&
+                side == SMLP__RES_HOST)
                 last[r] = n_steps;
         }
-        for (j = 0; j < nir->n_inputs; j++) {
+        for (j = 0; j < nir->n_inputs && here; j++) {
             int32_t r;
             if (nir->inputs[j] < 0)
                 continue;
             r = root_of(s, nir->inputs[j]);
+            if (!(s->tensors[r].res & side))
+                continue;
             if (last[r] < i)
                 last[r] = i;
         }
@@ -191,7 +286,7 @@ smlp__plan_build(smlp_session_t *s, struct smlp_error *err)
             continue;
         if (first[i] == INT32_MAX)
             continue;
-        t->buffer = add_buffer(
+        *buffer_on(s, i, side) = add_buffer(
             p,
             (uint64_t)smlp_tensor_numel(&t->t) * smlp__dtype_size(t->t.dtype),
             first[i], last[i],
@@ -199,17 +294,17 @@ smlp__plan_build(smlp_session_t *s, struct smlp_error *err)
     }
     for (i = 0; i < s->n_tensors; i++) {
         int32_t r;
-        if (s->tensors[i].buffer >= 0 || s->tensors[i].t.rank < 0 ||
+        if (*buffer_on(s, i, side) >= 0 || s->tensors[i].t.rank < 0 ||
             s->tensors[i].kind == SMLP__TENSOR_PARAMETER ||
             s->tensors[i].kind == SMLP__TENSOR_STATE)
             continue;
         r = root_of(s, i);
-        s->tensors[i].buffer = s->tensors[r].buffer;
+        *buffer_on(s, i, side) = *buffer_on(s, r, side);
     }
     for (i = 0; i < n_steps; i++) {
         struct smlp__node_rt *n = &s->nodes[g->order[i]];
-        if (n->workspace > 0 && !n->is_view)
-            n->ws_buffer = add_buffer(p, n->workspace, i, i, g->order[i]);
+        if (n->workspace > 0 && !n->is_view && side_of(n) == side)
+            *ws_on(n, side) = add_buffer(p, n->workspace, i, i, g->order[i]);
     }
     order = smlp__malloc((size_t)p->n_buffers * sizeof(*order) + 1);
     live = smlp__malloc((size_t)p->n_buffers * sizeof(*live) + 1);
@@ -227,28 +322,45 @@ out:
     return rc;
 }
 
-/* Nodes (by index) that read or write buffer b. */
-static int
-touches(const smlp_session_t *s, int32_t node, int32_t b)
+int
+smlp__plan_build(smlp_session_t *s, struct smlp_error *err)
 {
-    const struct smlp__node_ir *nir = s->nodes[node].node.ir;
+    int rc = build_side(s, SMLP__RES_HOST, &s->plan, err);
+
+    if (rc == SMLP_OK && s->n_dev_nodes > 0)
+        rc = build_side(s, SMLP__RES_DEV, &s->dev_plan, err);
+    return rc;
+}
+
+/*
+ * Whether node `node` reads or writes buffer b of `side`: its kernel's
+ * tensors and workspace when it runs on that side (views count, as before
+ * devices), else only the copies of its outputs it makes there.
+ */
+static int
+touches(smlp_session_t *s, int32_t node, int32_t b, uint32_t side)
+{
+    struct smlp__node_rt *n = &s->nodes[node];
+    const struct smlp__node_ir *nir = n->node.ir;
     int32_t j;
 
-    if (s->nodes[node].ws_buffer == b)
+    if (*ws_on(n, side) == b)
         return 1;
-    for (j = 0; j < nir->n_inputs; j++)
-        if (nir->inputs[j] >= 0 && s->tensors[nir->inputs[j]].buffer == b)
-            return 1;
     for (j = 0; j < nir->n_outputs; j++)
-        if (s->tensors[nir->outputs[j]].buffer == b)
+        if (*buffer_on(s, nir->outputs[j], side) == b)
+            return 1;
+    if (!n->is_view && side_of(n) != side)
+        return 0;
+    for (j = 0; j < nir->n_inputs; j++)
+        if (nir->inputs[j] >= 0 && *buffer_on(s, nir->inputs[j], side) == b)
             return 1;
     return 0;
 }
 
-int
-smlp__plan_add_reuse_edges(smlp_session_t *s, struct smlp_error *err)
+static int
+add_reuse_edges(smlp_session_t *s, const struct smlp__plan *p, uint32_t side,
+                struct smlp_error *err)
 {
-    const struct smlp__plan *p = &s->plan;
     const smlp_graph_t *g = s->graph;
     int32_t a, b, i;
 
@@ -268,7 +380,7 @@ smlp__plan_add_reuse_edges(smlp_session_t *s, struct smlp_error *err)
                 struct smlp__node_rt *n = &s->nodes[node];
                 int32_t *succ;
 
-                if (node == B->writer || !touches(s, node, a))
+                if (node == B->writer || !touches(s, node, a, side))
                     continue;
                 for (k = 0; k < n->n_succ; k++)
                     if (n->succ[k] == B->writer)
@@ -285,6 +397,16 @@ smlp__plan_add_reuse_edges(smlp_session_t *s, struct smlp_error *err)
         }
     }
     return SMLP_OK;
+}
+
+int
+smlp__plan_add_reuse_edges(smlp_session_t *s, struct smlp_error *err)
+{
+    int rc = add_reuse_edges(s, &s->plan, SMLP__RES_HOST, err);
+
+    if (rc == SMLP_OK && s->n_dev_nodes > 0)
+        rc = add_reuse_edges(s, &s->dev_plan, SMLP__RES_DEV, err);
+    return rc;
 }
 
 void

@@ -471,6 +471,17 @@ smlp_registry_op_name(const smlp_registry_t *reg, int i)
     return reg->ops[i]->def.name;
 }
 
+SMLP_API const struct smlp_op_def *
+smlp_registry_op_def(const smlp_registry_t *reg, const char *name)
+{
+    const struct smlp__op *op;
+
+    if (reg == NULL || name == NULL)
+        return NULL;
+    op = smlp__registry_find(reg, name);
+    return op != NULL ? &op->def : NULL;
+}
+
 /* ---- the host table ---------------------------------------------------- */
 
 static void

@@ -10,16 +10,32 @@
  * View nodes (reshape) move no bytes and complete on the loop thread.
  * Kernels reduce in fixed orders, so results do not depend on completion
  * order or on the number of threads.
+ *
+ * Devices (device.h): a device node is enqueued on the session's stream,
+ * from the loop thread, as soon as each predecessor is itself enqueued
+ * there or done (pending_s: the stream orders it after them), and takes
+ * no inter_op slot.  A CPU node waits until its predecessors are done on
+ * the host (pending), which for device work means a fence behind it has
+ * run: a host function on the stream that records how far the stream got
+ * and wakes the loop with uv_async_send (sends coalesce, so the callback
+ * takes the largest fence reached and completes everything before it).
+ * Each round of dispatching ends with one fence when it enqueued device
+ * work.  A CPU node whose outputs a device node reads enqueues their
+ * copies (its push) after its kernel and completes with the next fence.
+ * A failed CUDA context never runs host functions, so a timer polls the
+ * stream while fences are out.
  */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "device.h"
 
 static atomic_int next_thread_id = 1;
 static _Thread_local int thread_id;
+
+static int device_init(smlp_session_t *s, struct smlp_error *err);
 
 static int
 cmp_i32(const void *a, const void *b)
@@ -78,6 +94,8 @@ smlp__sched_init(smlp_session_t *s, struct smlp_error *err)
     if (uv_loop_init(&s->loop) != 0)
         return smlp__seterr(err, SMLP_ENOMEM, "cannot start a libuv loop");
     s->loop_ready = 1;
+    if (s->n_dev_nodes > 0 && !s->opts.plan_only)
+        return device_init(s, err);
     return SMLP_OK;
 }
 
@@ -85,52 +103,78 @@ void
 smlp__sched_close(smlp_session_t *s)
 {
     if (s->loop_ready) {
+        if (s->dev_handles) {
+            uv_close((uv_handle_t *)&s->dev_async, NULL);
+            uv_close((uv_handle_t *)&s->dev_timer, NULL);
+        }
         uv_run(&s->loop, UV_RUN_DEFAULT); /* drain (nothing pending) */
         uv_loop_close(&s->loop);
         s->loop_ready = 0;
     }
+    if (s->dev_handles)
+        uv_mutex_destroy(&s->dev_lock);
+    s->dev_handles = 0;
     smlp__free(s->pos);
     smlp__free(s->ready);
-    s->pos = s->ready = NULL;
+    smlp__free(s->dev_ready);
+    smlp__free(s->fifo);
+    smlp__free(s->views);
+    smlp__free(s->fences);
+    s->pos = s->ready = s->dev_ready = s->fifo = s->views = NULL;
+    s->fences = NULL;
 }
 
+/* Min-heaps of node ids keyed by position in the order. */
 static void
-heap_push(smlp_session_t *s, int32_t node)
+heap_insert(int32_t *heap, int32_t *count, const int32_t *pos, int32_t node)
 {
-    int32_t c = s->n_ready++;
+    int32_t c = (*count)++;
 
-    s->ready[c] = node;
+    heap[c] = node;
     while (c > 0) {
         int32_t p = (c - 1) / 2, tmp;
-        if (s->pos[s->ready[p]] <= s->pos[s->ready[c]])
+        if (pos[heap[p]] <= pos[heap[c]])
             break;
-        tmp = s->ready[p];
-        s->ready[p] = s->ready[c];
-        s->ready[c] = tmp;
+        tmp = heap[p];
+        heap[p] = heap[c];
+        heap[c] = tmp;
         c = p;
     }
 }
 
 static int32_t
-heap_pop(smlp_session_t *s)
+heap_take(int32_t *heap, int32_t *count, const int32_t *pos)
 {
-    int32_t top = s->ready[0], c = 0;
+    int32_t top = heap[0], c = 0, n = --*count;
 
-    s->ready[0] = s->ready[--s->n_ready];
+    heap[0] = heap[n];
     for (;;) {
         int32_t l = 2 * c + 1, r = l + 1, m = c, tmp;
-        if (l < s->n_ready && s->pos[s->ready[l]] < s->pos[s->ready[m]])
+        if (l < n && pos[heap[l]] < pos[heap[m]])
             m = l;
-        if (r < s->n_ready && s->pos[s->ready[r]] < s->pos[s->ready[m]])
+        if (r < n && pos[heap[r]] < pos[heap[m]])
             m = r;
         if (m == c)
             break;
-        tmp = s->ready[m];
-        s->ready[m] = s->ready[c];
-        s->ready[c] = tmp;
+        tmp = heap[m];
+        heap[m] = heap[c];
+        heap[c] = tmp;
         c = m;
     }
     return top;
+}
+
+/* Ready CPU nodes (and views). */
+static void
+heap_push(smlp_session_t *s, int32_t node)
+{
+    heap_insert(s->ready, &s->n_ready, s->pos, node);
+}
+
+static int32_t
+heap_pop(smlp_session_t *s)
+{
+    return heap_take(s->ready, &s->n_ready, s->pos);
 }
 
 static void
@@ -189,9 +233,161 @@ complete(smlp_session_t *s, struct smlp__node_rt *n)
     }
     for (k = 0; k < n->n_succ; k++) {
         struct smlp__node_rt *c = &s->nodes[n->succ[k]];
-        if (--c->pending == 0)
+        if (--c->pending == 0 && c->device == SMLP_DEVICE_CPU)
             heap_push(s, n->succ[k]);
     }
+}
+
+/*
+ * Node n's work is on the stream or done (device sessions only): device
+ * successors may be enqueued once all their predecessors are; a view
+ * passes this on at once (it has no work of its own).  Chains of views
+ * go through the s->views stack, not recursion: a graph may hold any
+ * number of them, and each view is pushed once per run.
+ */
+static void
+stream_done(smlp_session_t *s, struct smlp__node_rt *n)
+{
+    int32_t k, top = 0;
+
+    for (;;) {
+        for (k = 0; k < n->n_succ; k++) {
+            struct smlp__node_rt *c = &s->nodes[n->succ[k]];
+
+            if (--c->pending_s != 0)
+                continue;
+            if (c->device != SMLP_DEVICE_CPU)
+                heap_insert(s->dev_ready, &s->n_dev_ready, s->pos,
+                            n->succ[k]);
+            else if (c->is_view)
+                s->views[top++] = n->succ[k];
+        }
+        if (top == 0)
+            return;
+        n = &s->nodes[s->views[--top]];
+    }
+}
+
+/* Enqueues device node `id` on the stream. */
+static void
+launch(smlp_session_t *s, int32_t id)
+{
+    struct smlp__node_rt *n = &s->nodes[id];
+
+    n->node.err[0] = '\0';
+    n->thread = 0;
+    n->t0 = n->t1 = smlp__now_us();
+    n->status = smlp__device_launch(s, n);
+    if (n->status < 0) {
+        complete(s, n);
+        return;
+    }
+    s->fifo[s->fifo_tail++] = id;
+    stream_done(s, n);
+}
+
+/*
+ * The stream failed (its fences will never run): stop waiting for it.
+ * The message is in s->errmsg; CPU nodes in flight still finish.
+ */
+static void
+device_failed(smlp_session_t *s)
+{
+    s->failed = 1;
+    s->fence_head = s->fence_tail;
+    s->fifo_head = s->fifo_tail;
+    uv_timer_stop(&s->dev_timer);
+}
+
+static void
+watch_cb(uv_timer_t *timer)
+{
+    smlp_session_t *s = timer->data;
+
+    if (smlp__device_poll(s) != SMLP_OK)
+        device_failed(s);
+}
+
+/* Puts a fence behind everything enqueued so far. */
+static void
+fence(smlp_session_t *s)
+{
+    struct smlp__fence *f = &s->fences[s->fence_tail];
+
+    f->s = s;
+    f->upto = s->fifo_tail;
+    if (smlp__device_fence(s, f) != SMLP_OK) {
+        device_failed(s);
+        return;
+    }
+    s->fenced = f->upto;
+    if (s->fence_tail++ == s->fence_head)
+        uv_timer_start(&s->dev_timer, watch_cb, 10, 10);
+}
+
+void
+smlp__sched_fence_cb(void *arg)
+{
+    struct smlp__fence *f = arg;
+    smlp_session_t *s = f->s;
+
+    uv_mutex_lock(&s->dev_lock);
+    if (f->upto > s->dev_upto)
+        s->dev_upto = f->upto;
+    uv_mutex_unlock(&s->dev_lock);
+    uv_async_send(&s->dev_async);
+}
+
+static void dispatch(smlp_session_t *s);
+
+/* On the loop: completes the stream work that the fences reached. */
+static void
+fence_async_cb(uv_async_t *async)
+{
+    smlp_session_t *s = async->data;
+    int32_t upto;
+
+    uv_mutex_lock(&s->dev_lock);
+    upto = s->dev_upto;
+    uv_mutex_unlock(&s->dev_lock);
+    while (s->fence_head < s->fence_tail &&
+           s->fences[s->fence_head].upto <= upto)
+        s->fence_head++;
+    if (s->fence_head == s->fence_tail)
+        uv_timer_stop(&s->dev_timer);
+    while (s->fifo_head < upto && s->fifo_head < s->fifo_tail)
+        complete(s, &s->nodes[s->fifo[s->fifo_head++]]);
+    dispatch(s);
+}
+
+/* The device parts of the scheduler (sessions with device nodes). */
+static int
+device_init(smlp_session_t *s, struct smlp_error *err)
+{
+    size_t n = (size_t)s->n_nodes + 1;
+
+    s->dev_ready = smlp__malloc(n * sizeof(*s->dev_ready));
+    s->fifo = smlp__malloc(n * sizeof(*s->fifo));
+    s->views = smlp__malloc(n * sizeof(*s->views));
+    s->fences = smlp__calloc(n, sizeof(*s->fences));
+    if (s->dev_ready == NULL || s->fifo == NULL || s->views == NULL ||
+        s->fences == NULL)
+        return smlp__seterr(err, SMLP_ENOMEM, "out of memory");
+    if (uv_mutex_init(&s->dev_lock) != 0)
+        return smlp__seterr(err, SMLP_ENOMEM, "cannot create a mutex");
+    if (uv_async_init(&s->loop, &s->dev_async, fence_async_cb) != 0) {
+        uv_mutex_destroy(&s->dev_lock);
+        return smlp__seterr(err, SMLP_ENOMEM,
+                            "cannot create a libuv async handle");
+    }
+    uv_timer_init(&s->loop, &s->dev_timer);
+    s->dev_async.data = s;
+    s->dev_timer.data = s;
+    /* Neither keeps the loop alive when idle; the timer runs (and so keeps
+     * uv_run going) exactly while fences are out. */
+    uv_unref((uv_handle_t *)&s->dev_async);
+    s->dev_handles = 1;
+    return SMLP_OK;
 }
 
 static void
@@ -203,6 +399,20 @@ after_work_cb(uv_work_t *req, int status)
     s->in_flight--;
     if (status != 0 && n->status >= 0)
         n->status = SMLP_ECANCELED;
+    if (n->status >= 0 && s->n_dev_nodes > 0 && !s->failed) {
+        if (n->push > 0) {
+            n->status = smlp__device_push(s, n);
+            if (n->status >= 0) {
+                /* Done on the host with the next fence. */
+                s->fifo[s->fifo_tail++] = (int32_t)(n - s->nodes);
+                stream_done(s, n);
+                dispatch(s);
+                return;
+            }
+        } else {
+            stream_done(s, n);
+        }
+    }
     complete(s, n);
     dispatch(s);
 }
@@ -210,6 +420,9 @@ after_work_cb(uv_work_t *req, int status)
 static void
 dispatch(smlp_session_t *s)
 {
+again:
+    while (!s->failed && s->n_dev_ready > 0)
+        launch(s, heap_take(s->dev_ready, &s->n_dev_ready, s->pos));
     while (!s->failed && s->n_ready > 0 && s->in_flight < s->inter_op) {
         int32_t id = heap_pop(s);
         struct smlp__node_rt *n = &s->nodes[id];
@@ -231,6 +444,10 @@ dispatch(smlp_session_t *s)
         }
         s->in_flight++;
     }
+    if (!s->failed && s->n_dev_ready > 0)
+        goto again; /* views released device nodes */
+    if (s->fifo_tail > s->fenced)
+        fence(s);
 }
 
 /* Called once per process: the pool is sized at its first use. */
@@ -265,15 +482,38 @@ smlp__sched_run(smlp_session_t *s)
     s->done = 0;
     s->failed = 0;
     s->errmsg[0] = '\0';
+    if (s->n_dev_nodes > 0) {
+        s->n_dev_ready = 0;
+        s->fifo_head = s->fifo_tail = s->fenced = 0;
+        s->fence_head = s->fence_tail = 0;
+        uv_mutex_lock(&s->dev_lock);
+        s->dev_upto = 0;
+        uv_mutex_unlock(&s->dev_lock);
+    }
     for (i = 0; i < s->n_nodes; i++) {
         s->nodes[i].pending = s->nodes[i].n_pred;
+        s->nodes[i].pending_s = s->nodes[i].n_pred;
         s->nodes[i].t0 = s->nodes[i].t1 = 0;
-        if (s->nodes[i].n_pred == 0)
+        if (s->nodes[i].n_pred != 0)
+            continue;
+        if (s->nodes[i].device != SMLP_DEVICE_CPU)
+            heap_insert(s->dev_ready, &s->n_dev_ready, s->pos, i);
+        else
             heap_push(s, i);
     }
+    if (s->n_dev_nodes > 0)
+        for (i = 0; i < s->n_nodes; i++)
+            if (s->nodes[i].n_pred == 0 && s->nodes[i].is_view)
+                stream_done(s, &s->nodes[i]);
     s->run_t0 = smlp__now_us();
+    if (s->n_dev_nodes > 0 && smlp__device_run_begin(s) != SMLP_OK) {
+        s->step++;
+        return SMLP_EDEVICE;
+    }
     dispatch(s);
     uv_run(&s->loop, UV_RUN_DEFAULT);
+    if (s->n_dev_nodes > 0 && smlp__device_run_end(s) != SMLP_OK)
+        s->failed = 1;
     s->last_run_ms = (smlp__now_us() - s->run_t0) / 1e3;
     s->step++;
     if (s->failed)

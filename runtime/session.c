@@ -1,11 +1,13 @@
 /*
  * session.c - binding a graph to ops, shapes, memory and threads.
  *
- * smlp_session_create runs the pipeline once: load the graph's plugins,
- * resolve each node to an op and a kernel, infer shapes in graph order for
- * the batch size, plan the arena (plan.c), choose the thread budget, set up
- * the scheduler (sched.c), allocate and initialize.  Everything a user can
- * get wrong is reported naming the graph file, the node and the op.
+ * smlp_session_create runs the pipeline once: open the device asked for
+ * (device.h), load the graph's plugins, resolve each node to an op and a
+ * kernel, infer shapes in graph order for the batch size, place each node
+ * (on the device when its op has a kernel there, else on the CPU), plan
+ * the arenas (plan.c), choose the thread budget, set up the scheduler
+ * (sched.c), allocate and initialize.  Everything a user can get wrong is
+ * reported naming the graph file, the node and the op.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,7 +15,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "device.h"
+
+const char *
+smlp__device_name(int device)
+{
+    static const char *const names[] = {"cpu", "cuda"};
+
+    _Static_assert(sizeof(names) / sizeof(names[0]) == SMLP_DEVICE_COUNT,
+                   "a name per enum smlp_device");
+    return device >= 0 && device < SMLP_DEVICE_COUNT ? names[device]
+                                                     : "device?";
+}
 
 SMLP_API void
 smlp_session_opts_init(struct smlp_session_opts *o)
@@ -76,6 +89,7 @@ setup_tensors(smlp_session_t *s, struct smlp_error *err)
         t->t.dtype = ti->dtype;
         t->kind = ti->kind;
         t->buffer = -1;
+        t->dev_buffer = -1;
         t->t.rank = -1;
         if (ti->kind == SMLP__TENSOR_ACTIVATION ||
             ti->kind == SMLP__TENSOR_OUTPUT)
@@ -225,7 +239,22 @@ infer_node(smlp_session_t *s, struct smlp__node_rt *n, struct smlp_error *err)
          s->tensors[nir->inputs[0]].kind == SMLP__TENSOR_PARAMETER ||
          s->tensors[nir->inputs[0]].kind == SMLP__TENSOR_STATE))
         n->is_view = 0; /* run its kernel (a copy) instead of aliasing */
-    n->kernel = choose_kernel(n->op, &ctx, SMLP_DEVICE_CPU);
+    n->device = SMLP_DEVICE_CPU;
+    if (s->opts.device != SMLP_DEVICE_CPU && !n->is_view) {
+        n->kernel = choose_kernel(n->op, &ctx, s->opts.device);
+        if (n->kernel != NULL) {
+            n->device = s->opts.device;
+            s->n_dev_nodes++;
+        } else {
+            smlp__host_api.log(SMLP_LOG_WARN,
+                               "%s: node %d '%s' (%s): no %s kernel, runs "
+                               "on the CPU (the runtime copies its tensors)",
+                               src, n->node.index, nir->name, nir->op,
+                               smlp__device_name(s->opts.device));
+        }
+    }
+    if (n->kernel == NULL)
+        n->kernel = choose_kernel(n->op, &ctx, SMLP_DEVICE_CPU);
     if (n->kernel == NULL)
         return smlp__seterr(err, SMLP_ENOKERNEL,
                             "%s: node %d '%s' (%s): no CPU kernel of plugin "
@@ -255,6 +284,7 @@ resolve_nodes(smlp_session_t *s, struct smlp_error *err)
         n->node.index = i;
         n->session = s;
         n->ws_buffer = -1;
+        n->dev_ws_buffer = -1;
         n->op = smlp__registry_find(s->reg, nir->op);
         if (n->op == NULL) {
             struct smlp__plugin *p;
@@ -428,6 +458,8 @@ alloc_memory(smlp_session_t *s, struct smlp_error *err)
         if (s->nodes[i].ws_buffer >= 0)
             s->nodes[i].workspace =
                 s->plan.buffers[s->nodes[i].ws_buffer].size;
+    if (s->n_dev_nodes > 0)
+        return smlp__device_alloc(s, err);
     return SMLP_OK;
 }
 
@@ -462,6 +494,12 @@ smlp_session_create(const smlp_graph_t *graph, smlp_registry_t *reg,
                      opts->threads);
         return NULL;
     }
+    if (opts->device < 0 || opts->device >= SMLP_DEVICE_COUNT) {
+        smlp__seterr(err, SMLP_EINVAL,
+                     "device %d is unknown (0 = cpu, 1 = cuda)",
+                     opts->device);
+        return NULL;
+    }
     s = smlp__calloc(1, sizeof(*s));
     if (s == NULL) {
         smlp__seterr(err, SMLP_ENOMEM, "out of memory");
@@ -471,12 +509,18 @@ smlp_session_create(const smlp_graph_t *graph, smlp_registry_t *reg,
     s->reg = reg;
     s->opts = *opts;
     s->opts.weights = NULL; /* not owned; used below only */
+    if (s->opts.device != SMLP_DEVICE_CPU &&
+        smlp__device_open(s, err) != SMLP_OK)
+        goto fail;
     for (i = 0; i < graph->ir->n_plugins; i++) {
         rc = smlp_registry_load(reg, graph->ir->plugins[i], err);
         if (rc != SMLP_OK) {
             char msg[sizeof(err->msg)];
             if (err != NULL) {
-                snprintf(msg, sizeof(msg), "%s: %s", graph->source, err->msg);
+                /* A message too long is cut short: fine for an error. */
+                if (snprintf(msg, sizeof(msg), "%s: %s", graph->source,
+                             err->msg) >= (int)sizeof(msg))
+                    msg[sizeof(msg) - 2] = '~';
                 memcpy(err->msg, msg, sizeof(msg));
             }
             goto fail;
@@ -485,9 +529,12 @@ smlp_session_create(const smlp_graph_t *graph, smlp_registry_t *reg,
     if (setup_tensors(s, err) != SMLP_OK || resolve_nodes(s, err) != SMLP_OK)
         goto fail;
     choose_threads(s);
+    smlp__plan_residency(s);
     if (smlp__plan_build(s, err) != SMLP_OK)
         goto fail;
-    if (s->inter_op > 1 && smlp__plan_add_reuse_edges(s, err) != SMLP_OK)
+    /* Device work runs beside the CPU nodes even with inter_op 1. */
+    if ((s->inter_op > 1 || s->n_dev_nodes > 0) &&
+        smlp__plan_add_reuse_edges(s, err) != SMLP_OK)
         goto fail;
     if (alloc_memory(s, err) != SMLP_OK || smlp__sched_init(s, err) != SMLP_OK)
         goto fail;
@@ -514,6 +561,8 @@ smlp_session_destroy(smlp_session_t *s)
 
     if (s == NULL)
         return;
+    if (s->opts.device != SMLP_DEVICE_CPU)
+        smlp__device_close(s);
     smlp__sched_close(s);
     for (i = 0; i < s->n_nodes; i++) {
         struct smlp__node_rt *n = &s->nodes[i];
@@ -522,10 +571,14 @@ smlp_session_destroy(smlp_session_t *s)
         smlp__free(n->in);
         smlp__free(n->out);
         smlp__free(n->succ);
+        smlp__free(n->dev_t);
+        smlp__free(n->dev_in);
+        smlp__free(n->dev_out);
     }
     smlp__free(s->nodes);
     smlp__free(s->tensors);
     smlp__plan_free(&s->plan);
+    smlp__plan_free(&s->dev_plan);
     free(s->arena);
     free(s->params);
     smlp__free(s);
@@ -579,6 +632,11 @@ smlp_session_tensor(smlp_session_t *s, const char *name,
     *out = s->tensors[i].t;
     if (s->tensors[i].kind == SMLP__TENSOR_ACTIVATION)
         out->data = NULL;
+    /* The caller may write parameters and state through the pointer: the
+     * device copy, if any, is refreshed at the next run. */
+    if (s->tensors[i].kind == SMLP__TENSOR_PARAMETER ||
+        s->tensors[i].kind == SMLP__TENSOR_STATE)
+        s->tensors[i].dirty = 1;
     return SMLP_OK;
 }
 

@@ -120,6 +120,16 @@ SMLP_API const char *smlp_registry_search_path(const smlp_registry_t *reg);
 SMLP_API int smlp_registry_op_count(const smlp_registry_t *reg);
 SMLP_API const char *smlp_registry_op_name(const smlp_registry_t *reg,
                                            int i);
+/*
+ * The definition of op `name` as the registry holds it: the host's copy of
+ * what the plugin registered (fields the plugin did not know read 0;
+ * `kernels` is NULL), or NULL when no loaded plugin has the op.  `attrs`
+ * and `doc` point into the plugin and stay valid until the registry is
+ * destroyed.  Tools read arities and attribute schemas from it (since
+ * 0.1.0).
+ */
+SMLP_API const struct smlp_op_def *
+smlp_registry_op_def(const smlp_registry_t *reg, const char *name);
 /* Unloads plugins; every session using the registry must be gone. */
 SMLP_API void smlp_registry_destroy(smlp_registry_t *reg);
 
@@ -135,6 +145,22 @@ struct smlp_session_opts {
     uint64_t max_memory;  /* bytes for arena + parameters; 0 = no limit */
     int plan_only;      /* infer and plan, allocate nothing, cannot run */
     int no_init;        /* allocate parameters but leave them zero */
+    /* enum smlp_device to run on (default SMLP_DEVICE_CPU).  With
+     * SMLP_DEVICE_CUDA each node whose op has a CUDA kernel runs on the
+     * GPU, the others on the CPU (with a notice on stderr), and the
+     * runtime copies tensors between them.  Inputs, outputs, parameters
+     * and state stay host-visible: parameters and state written through
+     * smlp_session_tensor's pointer reach the GPU at the next run if
+     * smlp_session_tensor is called for them (again) after the write, or
+     * after smlp_session_load_weights.  Without a usable GPU (or a libsmlp
+     * built without CUDA) smlp_session_create fails with SMLP_EDEVICE
+     * and a message saying why.  See docs/gpu.md. */
+    int device;
+    /* Refuse parameters or state loaded from a file (opts->weights,
+     * smlp_session_load_weights) that hold a NaN or an infinity: the load
+     * fails with SMLP_EBADFILE naming the file, the tensor and the first
+     * such element (smlp-run --check-finite).  Default 0. */
+    int check_finite;
 };
 
 SMLP_API void smlp_session_opts_init(struct smlp_session_opts *opts);

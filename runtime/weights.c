@@ -2,8 +2,10 @@
  * weights.c - moving session tensors to and from safetensors files:
  * parameters and state (checkpoints), inputs and outputs.  A file tensor
  * with a wrong dtype or shape, or a missing one, is an error naming the
- * file, the tensor and both shapes.
+ * file, the tensor and both shapes; with opts.check_finite, so is a NaN
+ * or an infinity in a parameter or state tensor.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,7 +44,23 @@ copy_in(smlp_session_t *s, const struct smlp__st_file *f, const char *path,
             is_input && e->rank > 0 && e->rank == t->t.rank
                 ? " (is --batch right?)"
                 : "");
+    if (s->opts.check_finite && !is_input && t->t.dtype == SMLP_DTYPE_F32) {
+        int64_t k, n = (int64_t)(e->nbytes / sizeof(float));
+        float v;
+
+        /* memcpy: data in the mapping need not be aligned. */
+        for (k = 0; k < n; k++) {
+            memcpy(&v, (const char *)e->data + k * sizeof(float), sizeof(v));
+            if (!isfinite(v))
+                return smlp__session_fail(
+                    s, SMLP_EBADFILE,
+                    "%s: tensor '%s': element %lld is %s (check_finite "
+                    "refuses NaN and infinity in weights)",
+                    path, name, (long long)k, isnan(v) ? "NaN" : "infinite");
+        }
+    }
     memcpy(t->t.data, e->data, e->nbytes);
+    t->dirty = 1; /* a device copy, if any, is refreshed at the next run */
     return SMLP_OK;
 }
 

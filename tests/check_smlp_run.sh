@@ -51,6 +51,14 @@ assert len(x) > 20 and all(e['dur'] >= 0 for e in x), len(x)
 assert any(e['cat'] == 'core.linear' for e in x)
 " "$T/trace.json"; then ok "trace is valid JSON"; else bad "trace JSON"; fi
 fi
+expect "bad device" 2 "--device: 'gpu' is not cpu or cuda" \
+    "$RUN" "$G" --device gpu
+# This machine has no GPU (CI never has one): a clear error, not a crash.
+# (With a GPU the same command runs; tests/check_cuda covers that.)
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1
+then echo "skip - device cuda error (a GPU is present)"
+else expect "device cuda without GPU" 1 "device cuda" "$RUN" "$G" --device cuda
+fi
 expect "help" 0 "usage: smlp-run GRAPH" "$RUN" --help
 expect "version" 0 "plugin ABI 1.0" "$RUN" --version
 expect "no graph" 2 "no graph file given" "$RUN"

@@ -215,7 +215,9 @@ class GraphBuilder:
     # -- nodes -----------------------------------------------------------
     def add_node(self, name, op, inputs, outputs, attrs=(), macs=0):
         """Adds a node (topological order is the caller's); attrs is a
-        sequence of (name, value) pairs, in the order written."""
+        sequence of (name, value) pairs, written sorted by name: one
+        canonical order, which `smlp-graph edit` keeps when it adds an
+        attribute, so that edits reproduce generated graphs exactly."""
         if name in self.node_names:
             raise ValueError("%s: duplicate node %s" % (self.name, name))
         self.node_names.add(name)
@@ -226,7 +228,8 @@ class GraphBuilder:
         n = {"name": name, "op": op, "inputs": list(inputs),
              "outputs": list(outputs)}
         if attrs:
-            n["attrs"] = [attr(k, v) for k, v in attrs]
+            n["attrs"] = [attr(k, v) for k, v in
+                          sorted(attrs, key=lambda kv: kv[0])]
         self.nodes.append(n)
         self.macs += macs
 

@@ -1,7 +1,8 @@
 /*
  * run_report.c - smlp-run's MoE layer table and JSON report.
  *
- * MoE layers are found by their gate nodes (op "moe.gate.*", OPS.md gate
+ * MoE layers are found by their gate nodes (op "moe.gate.*", or a plugin's
+ * "P.gate" / "P.gate.*" such as expertchoice.gate; OPS.md gate
  * contract): output 0 `expert` [N,k], 3 `slot_item` [E,M], 4 `aux` [],
  * 5 `load` [E,2].  aux and load are readable after a run when the graph
  * marks them as outputs (the shipped graphs do); the layer's group size
@@ -60,6 +61,19 @@ fill_layer(smlp_session_t *s, const smlp_graph_t *g, int i,
         l->load = (const int32_t *)t.data;
 }
 
+/* A gate: "moe.gate.*" or a plugin's "PLUGIN.gate" / "PLUGIN.gate.*"
+ * (an out-of-tree router following the gate contract of OPS.md). */
+static int
+is_gate_op(const char *op)
+{
+    const char *dot = strchr(op, '.');
+
+    if (starts_with(op, "moe.gate."))
+        return 1;
+    return dot != NULL && dot != op && starts_with(dot, ".gate") &&
+           (dot[5] == '\0' || dot[5] == '.');
+}
+
 int
 moe_layers_collect(smlp_session_t *s, const smlp_graph_t *g,
                    struct moe_layer **out)
@@ -77,7 +91,7 @@ moe_layers_collect(smlp_session_t *s, const smlp_graph_t *g,
         struct smlp_node_profile p;
 
         if (smlp_session_node_profile(s, i, &p) != SMLP_OK ||
-            !starts_with(p.op, "moe.gate."))
+            !is_gate_op(p.op))
             continue;
         l[n].gate = p.name;
         l[n].op = p.op;
@@ -102,7 +116,7 @@ moe_time_collect(smlp_session_t *s, int n_nodes, struct moe_time *t)
             continue;
         ms = (p.end_us - p.start_us) / 1e3;
         t->all += ms;
-        if (starts_with(p.op, "moe.gate."))
+        if (is_gate_op(p.op))
             t->gate += ms;
         else if (strcmp(p.op, "moe.dispatch") == 0)
             t->dispatch += ms;

@@ -4,14 +4,15 @@
  *   smlp-run GRAPH [--weights F] [--input F] [--output F] [--batch N]
  *            [--threads N] [--repeat N] [--seed N] [--trace F.json]
  *            [--plugin-path DIRS] [--max-memory BYTES] [--json F]
- *            [--training]
+ *            [--training] [--device cpu|cuda] [--check-finite]
  *
  * Without --input the graph's seeded synthetic batch is used.  Prints the
  * graph, parameters, MACs per image, the output's first rows' top-5, wall
  * time per batch (median of --repeat runs after one warm-up), images/s,
  * achieved GFLOP/s, peak arena bytes against the lifetime lower bound,
  * time by op type and, for each MoE layer, items kept and dropped per
- * expert, the capacity and the aux loss; --json writes all of it.  Exit status: 0 success, 1 runtime error, 2 usage.
+ * expert, the capacity and the aux loss; --json writes all of it.
+ * Exit status: 0 success, 1 runtime error, 2 usage.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -33,6 +34,8 @@ struct options {
     const char *plugin_path;
     const char *json;
     int training;
+    int device;
+    int check_finite;
     int64_t batch;
     int threads;
     int repeat;
@@ -63,6 +66,10 @@ usage(FILE *f)
 "                      installed plugin directory)\n"
 "  --max-memory BYTES  refuse to run above this memory (suffix K, M, G)\n"
 "  --json FILE         also write the whole report as JSON (atomically)\n"
+"  --device cpu|cuda   run on the CPU (default) or the GPU; ops without a\n"
+"                      CUDA kernel run on the CPU (a notice says which)\n"
+"  --check-finite      refuse weights holding NaN or infinity (names the\n"
+"                      tensor and element)\n"
 "  --training          run the forward pass in training mode: gate noise,\n"
 "                      training capacity factors, aux losses (batch-norm\n"
 "                      running statistics are updated)\n"
@@ -130,6 +137,8 @@ parse_args(int argc, char **argv, struct options *o)
         {"max-memory", required_argument, NULL, 'm'},
         {"json", required_argument, NULL, 'j'},
         {"training", no_argument, NULL, 'R'},
+        {"device", required_argument, NULL, 'D'},
+        {"check-finite", no_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
@@ -149,6 +158,18 @@ parse_args(int argc, char **argv, struct options *o)
         case 'p': o->plugin_path = optarg; break;
         case 'j': o->json = optarg; break;
         case 'R': o->training = 1; break;
+        case 'F': o->check_finite = 1; break;
+        case 'D':
+            if (strcmp(optarg, "cpu") == 0)
+                o->device = SMLP_DEVICE_CPU;
+            else if (strcmp(optarg, "cuda") == 0)
+                o->device = SMLP_DEVICE_CUDA;
+            else {
+                fprintf(stderr, "smlp-run: --device: '%s' is not cpu or "
+                                "cuda\n", optarg);
+                return 2;
+            }
+            break;
         case 'b':
             if (parse_int("--batch", optarg, 1, INT64_C(1) << 31, &v))
                 return 2;
@@ -367,6 +388,8 @@ main(int argc, char **argv)
     so.weights = o.weights;
     so.max_memory = o.max_memory;
     so.training = o.training;
+    so.device = o.device;
+    so.check_finite = o.check_finite;
     s = smlp_session_create(g, reg, &so, &err);
     if (s == NULL) {
         fprintf(stderr, "smlp-run: %s\n", err.msg);
@@ -399,6 +422,9 @@ main(int argc, char **argv)
     printf("batch       %lld, threads %d x %d (nodes at once x BLAS "
            "threads)\n",
            (long long)st.batch, st.inter_op, st.intra_op);
+    if (o.device == SMLP_DEVICE_CUDA)
+        printf("device      cuda (ops without a CUDA kernel run on the CPU)"
+               "\n");
     print_top5(s);
     qsort(times, (size_t)o.repeat, sizeof(*times), cmp_double);
     med = o.repeat % 2 ? times[o.repeat / 2]
@@ -432,7 +458,7 @@ main(int argc, char **argv)
         r.graph = g;
         r.session = s;
         r.stats = &st;
-        r.device = "cpu";
+        r.device = o.device == SMLP_DEVICE_CUDA ? "cuda" : "cpu";
         r.training = o.training;
         r.times_ms = times;
         r.repeat = o.repeat;

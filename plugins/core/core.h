@@ -52,4 +52,33 @@ extern const struct smlp_op_def smlp__core_op_matmul;
 extern const struct smlp_op_def smlp__core_op_softmax_cross_entropy;
 extern const struct smlp_op_def smlp__core_op_argmax;
 
+/*
+ * CUDA kernels (cuda.cu, built with configure --with-cuda): one per op,
+ * listed after the CPU kernel in each op's kernel table through
+ * SMLP__CORE_CUDA(k), which is empty in a build without CUDA.
+ */
+#ifdef SMLP_HAVE_CUDA
+#ifdef __cplusplus
+extern "C" {
+#endif
+extern const struct smlp_kernel_def smlp__core_linear_cuda;
+extern const struct smlp_kernel_def smlp__core_gelu_cuda;
+extern const struct smlp_kernel_def smlp__core_relu_cuda;
+extern const struct smlp_kernel_def smlp__core_add_cuda;
+extern const struct smlp_kernel_def smlp__core_scale_cuda;
+extern const struct smlp_kernel_def smlp__core_transpose_cuda;
+extern const struct smlp_kernel_def smlp__core_reshape_cuda;
+extern const struct smlp_kernel_def smlp__core_mean_cuda;
+extern const struct smlp_kernel_def smlp__core_patch_embed_cuda;
+extern const struct smlp_kernel_def smlp__core_matmul_cuda;
+extern const struct smlp_kernel_def smlp__core_sce_cuda;
+extern const struct smlp_kernel_def smlp__core_argmax_cuda;
+#ifdef __cplusplus
+}
+#endif
+#define SMLP__CORE_CUDA(k) &(k),
+#else
+#define SMLP__CORE_CUDA(k)
+#endif
+
 #endif /* SMLP_CORE_H */

@@ -178,7 +178,7 @@ scale_run(struct smlp_kernel_ctx *ctx)
         .score = SMLP__CORE_CPU_SCORE,                                       \
     };                                                                       \
     static const struct smlp_kernel_def *const var##_kernels[] = {           \
-        &var##_cpu, NULL}
+        &var##_cpu, SMLP__CORE_CUDA(smlp__core_##var##_cuda) NULL}
 
 CPU_KERNEL(gelu, gelu_run);
 CPU_KERNEL(relu, relu_run);

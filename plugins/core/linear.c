@@ -137,8 +137,8 @@ static const struct smlp_kernel_def linear_cpu = {
     .score = SMLP__CORE_CPU_SCORE,
 };
 
-static const struct smlp_kernel_def *const linear_kernels[] = {&linear_cpu,
-                                                               NULL};
+static const struct smlp_kernel_def *const linear_kernels[] = {
+    &linear_cpu, SMLP__CORE_CUDA(smlp__core_linear_cuda) NULL};
 
 const struct smlp_op_def smlp__core_op_linear = {
     .size = sizeof(struct smlp_op_def),

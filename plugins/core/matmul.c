@@ -135,8 +135,8 @@ static const struct smlp_kernel_def matmul_cpu = {
     .score = SMLP__CORE_CPU_SCORE,
 };
 
-static const struct smlp_kernel_def *const matmul_kernels[] = {&matmul_cpu,
-                                                               NULL};
+static const struct smlp_kernel_def *const matmul_kernels[] = {
+    &matmul_cpu, SMLP__CORE_CUDA(smlp__core_matmul_cuda) NULL};
 
 const struct smlp_op_def smlp__core_op_matmul = {
     .size = sizeof(struct smlp_op_def),

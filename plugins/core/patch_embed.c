@@ -144,8 +144,8 @@ static const struct smlp_kernel_def patch_cpu = {
     .score = SMLP__CORE_CPU_SCORE,
 };
 
-static const struct smlp_kernel_def *const patch_kernels[] = {&patch_cpu,
-                                                              NULL};
+static const struct smlp_kernel_def *const patch_kernels[] = {
+    &patch_cpu, SMLP__CORE_CUDA(smlp__core_patch_embed_cuda) NULL};
 
 const struct smlp_op_def smlp__core_op_patch_embed = {
     .size = sizeof(struct smlp_op_def),

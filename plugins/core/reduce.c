@@ -267,11 +267,12 @@ static const struct smlp_kernel_def sce_cpu = {
     .score = SMLP__CORE_CPU_SCORE,
 };
 
-static const struct smlp_kernel_def *const mean_kernels[] = {&mean_cpu,
-                                                             NULL};
-static const struct smlp_kernel_def *const argmax_kernels[] = {&argmax_cpu,
-                                                               NULL};
-static const struct smlp_kernel_def *const sce_kernels[] = {&sce_cpu, NULL};
+static const struct smlp_kernel_def *const mean_kernels[] = {
+    &mean_cpu, SMLP__CORE_CUDA(smlp__core_mean_cuda) NULL};
+static const struct smlp_kernel_def *const argmax_kernels[] = {
+    &argmax_cpu, SMLP__CORE_CUDA(smlp__core_argmax_cuda) NULL};
+static const struct smlp_kernel_def *const sce_kernels[] = {
+    &sce_cpu, SMLP__CORE_CUDA(smlp__core_sce_cuda) NULL};
 
 static const struct smlp_attr_def mean_attrs[] = {
     {"axis", SMLP_ATTR_INT, 1, "the axis averaged over (negative from end)"},

@@ -243,7 +243,7 @@ static const struct smlp_kernel_def transpose_cpu = {
 };
 
 static const struct smlp_kernel_def *const transpose_kernels[] = {
-    &transpose_cpu, NULL};
+    &transpose_cpu, SMLP__CORE_CUDA(smlp__core_transpose_cuda) NULL};
 
 static const struct smlp_kernel_def reshape_cpu = {
     .size = sizeof(struct smlp_kernel_def),
@@ -254,8 +254,8 @@ static const struct smlp_kernel_def reshape_cpu = {
     .score = SMLP__CORE_CPU_SCORE,
 };
 
-static const struct smlp_kernel_def *const reshape_kernels[] = {&reshape_cpu,
-                                                                NULL};
+static const struct smlp_kernel_def *const reshape_kernels[] = {
+    &reshape_cpu, SMLP__CORE_CUDA(smlp__core_reshape_cuda) NULL};
 
 static const struct smlp_attr_def transpose_attrs[] = {
     {"perm", SMLP_ATTR_INTS, 1,

@@ -95,7 +95,7 @@ static const struct smlp_kernel_def combine_cpu = {
 };
 
 static const struct smlp_kernel_def *const combine_kernels[] = {
-    &combine_cpu, NULL};
+    &combine_cpu, SMLP__MOE_CUDA(smlp__moe_combine_cuda) NULL};
 
 static const struct smlp_attr_def no_attrs[] = {{NULL, 0, 0, NULL}};
 

@@ -73,7 +73,7 @@ static const struct smlp_kernel_def dispatch_cpu = {
 };
 
 static const struct smlp_kernel_def *const dispatch_kernels[] = {
-    &dispatch_cpu, NULL};
+    &dispatch_cpu, SMLP__MOE_CUDA(smlp__moe_dispatch_cuda) NULL};
 
 static const struct smlp_attr_def no_attrs[] = {{NULL, 0, 0, NULL}};
 

@@ -254,7 +254,8 @@ static const struct smlp_kernel_def ffn_cpu = {
     .score = SMLP__MOE_CPU_SCORE,
 };
 
-static const struct smlp_kernel_def *const ffn_kernels[] = {&ffn_cpu, NULL};
+static const struct smlp_kernel_def *const ffn_kernels[] = {
+    &ffn_cpu, SMLP__MOE_CUDA(smlp__moe_expert_ffn_cuda) NULL};
 
 static const struct smlp_attr_def ffn_attrs[] = {
     {"activation", SMLP_ATTR_STRING, 0,

@@ -128,6 +128,11 @@ infer_experts(struct smlp_infer_ctx *ctx, struct smlp__moe_gate_priv *p)
                                    "moe.gate.hash sends each item to one "
                                    "expert (k = 1)",
                                    (long long)p->k);
+        if (p->e > INT32_MAX)
+            return smlp_infer_fail(ctx, SMLP_ELIMIT,
+                                   "attribute 'experts' = %lld exceeds the "
+                                   "i32 expert index range",
+                                   (long long)p->e);
         return SMLP_OK;
     }
     if ((rc = smlp_infer_check_input(ctx, 1, "Wg", SMLP_DTYPE_F32, 2, 2)) !=
@@ -291,6 +296,13 @@ smlp__moe_gate_infer(struct smlp_infer_ctx *ctx, int kind)
     smlp_infer_set_output(ctx, 4, SMLP_DTYPE_F32, 0, NULL);
     shape[1] = 2;
     smlp_infer_set_output(ctx, 5, SMLP_DTYPE_I32, 2, shape);
+    /* The workspace holds up to 4 f32 [rows, E] tables: keep its size
+     * far from overflowing size_t. */
+    if (p.rows > 0 && p.e > INT64_MAX / 16 / p.rows)
+        return smlp_infer_fail(ctx, SMLP_ELIMIT,
+                               "%lld routing rows x %lld experts overflow "
+                               "the gate's workspace size",
+                               (long long)p.rows, (long long)p.e);
     gate_layout(&p);
     ctx->workspace = p.ws.total;
     /* The router product: one MAC per (routing row, expert, feature). */

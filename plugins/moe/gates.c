@@ -277,10 +277,10 @@ static const struct smlp_kernel_def hash_cpu = {
     .score = SMLP__MOE_CPU_SCORE,
 };
 
-static const struct smlp_kernel_def *const gate_kernels[] = {&gate_cpu,
-                                                             NULL};
-static const struct smlp_kernel_def *const hash_kernels[] = {&hash_cpu,
-                                                             NULL};
+static const struct smlp_kernel_def *const gate_kernels[] = {
+    &gate_cpu, SMLP__MOE_CUDA(smlp__moe_gate_cuda) NULL};
+static const struct smlp_kernel_def *const hash_kernels[] = {
+    &hash_cpu, SMLP__MOE_CUDA(smlp__moe_hash_cuda) NULL};
 
 #define GATE_CAPACITY_ATTRS(cf_doc)                                          \
     {"group_size", SMLP_ATTR_INT, 0,                                         \

@@ -290,4 +290,27 @@ extern const struct smlp_op_def smlp__moe_op_dispatch;
 extern const struct smlp_op_def smlp__moe_op_expert_ffn;
 extern const struct smlp_op_def smlp__moe_op_combine;
 
+/*
+ * CUDA kernels (cuda_gate.cu, cuda_ffn.cu; built with configure
+ * --with-cuda), listed after the CPU kernel in each op's kernel table
+ * through SMLP__MOE_CUDA(k), which is empty in a build without CUDA.
+ * gate_cuda serves topk, importance and per_image (like gate_cpu).
+ */
+#ifdef SMLP_HAVE_CUDA
+#ifdef __cplusplus
+extern "C" {
+#endif
+extern const struct smlp_kernel_def smlp__moe_gate_cuda;
+extern const struct smlp_kernel_def smlp__moe_hash_cuda;
+extern const struct smlp_kernel_def smlp__moe_dispatch_cuda;
+extern const struct smlp_kernel_def smlp__moe_expert_ffn_cuda;
+extern const struct smlp_kernel_def smlp__moe_combine_cuda;
+#ifdef __cplusplus
+}
+#endif
+#define SMLP__MOE_CUDA(k) &(k),
+#else
+#define SMLP__MOE_CUDA(k)
+#endif
+
 #endif /* SMLP_MOE_H */

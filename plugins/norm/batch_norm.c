@@ -172,7 +172,7 @@ static const struct smlp_kernel_def batch_norm_cpu = {
 };
 
 static const struct smlp_kernel_def *const batch_norm_kernels[] = {
-    &batch_norm_cpu, NULL};
+    &batch_norm_cpu, SMLP__NORM_CUDA(smlp__norm_batch_norm_cuda) NULL};
 
 const struct smlp_op_def smlp__norm_op_batch_norm = {
     .size = sizeof(struct smlp_op_def),

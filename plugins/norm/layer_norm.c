@@ -94,7 +94,7 @@ static const struct smlp_kernel_def layer_norm_cpu = {
 };
 
 static const struct smlp_kernel_def *const layer_norm_kernels[] = {
-    &layer_norm_cpu, NULL};
+    &layer_norm_cpu, SMLP__NORM_CUDA(smlp__norm_layer_norm_cuda) NULL};
 
 const struct smlp_op_def smlp__norm_op_layer_norm = {
     .size = sizeof(struct smlp_op_def),

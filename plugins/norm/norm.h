@@ -11,6 +11,25 @@
 extern const struct smlp_op_def smlp__norm_op_layer_norm;
 extern const struct smlp_op_def smlp__norm_op_batch_norm;
 
+/*
+ * CUDA kernels (cuda.cu, built with configure --with-cuda), listed after
+ * the CPU kernel in each op's kernel table through SMLP__NORM_CUDA(k),
+ * which is empty in a build without CUDA.
+ */
+#ifdef SMLP_HAVE_CUDA
+#ifdef __cplusplus
+extern "C" {
+#endif
+extern const struct smlp_kernel_def smlp__norm_layer_norm_cuda;
+extern const struct smlp_kernel_def smlp__norm_batch_norm_cuda;
+#ifdef __cplusplus
+}
+#endif
+#define SMLP__NORM_CUDA(k) &(k),
+#else
+#define SMLP__NORM_CUDA(k)
+#endif
+
 /* Reads float attribute `name` (default def) and checks it lies in
  * [lo, hi]. */
 static inline int

@@ -1,0 +1,516 @@
+/*
+ * check_cuda_sched.c - the runtime's GPU path without a GPU: placement
+ * (with CPU fallback and its notice), the device arena and the copies
+ * between host and device, parameter uploads, state downloads, fences,
+ * the two-phase scheduling and a failing stream, all run on the fake CUDA
+ * runtime of tests/fakecuda.c (linked into this program) with the
+ * fixture plugin tests/plugins/fakegpu.c.  Results must equal the CPU
+ * session's bit for bit: the fake "GPU" kernels do the same float
+ * arithmetic, so any missing copy or ordering shows as a difference
+ * (fakecuda runs each stream operation after a random pause).
+ */
+#include <fcntl.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "testutil.h"
+
+static smlp_registry_t *
+registry(void)
+{
+    struct smlp_error err;
+    char dir[512];
+    smlp_registry_t *reg;
+
+    tu_fixture_dir(dir, sizeof(dir));
+    reg = smlp_registry_create(dir, &err);
+    ck_assert_msg(reg != NULL, "%s", err.msg);
+    return reg;
+}
+
+static smlp_graph_t *
+graph_json(const char *json)
+{
+    struct smlp_error err;
+    char path[512];
+    smlp_graph_t *g;
+
+    tu_graph_from_json(tu_tmpdir(), "g", json, path, sizeof(path));
+    g = smlp_graph_load(path, &err);
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    return g;
+}
+
+/* Runs f(arg) with stderr going to a file; returns what it printed. */
+static char *
+capture_stderr(smlp_session_t *(*f)(void *), void *arg, smlp_session_t **s)
+{
+    char path[600];
+    static char buf[8192];
+    int fd, saved;
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "%s/stderr.txt", tu_tmpdir());
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    fflush(stderr);
+    saved = dup(2);
+    dup2(fd, 2);
+    *s = f(arg);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    lseek(fd, 0, SEEK_SET);
+    n = read(fd, buf, sizeof(buf) - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    close(fd);
+    return buf;
+}
+
+struct make_args {
+    const smlp_graph_t *g;
+    smlp_registry_t *reg;
+    struct smlp_session_opts o;
+    struct smlp_error err;
+};
+
+static smlp_session_t *
+make_session(void *arg)
+{
+    struct make_args *a = arg;
+
+    return smlp_session_create(a->g, a->reg, &a->o, &a->err);
+}
+
+static smlp_session_t *
+session(const smlp_graph_t *g, smlp_registry_t *reg, int device,
+        int64_t batch, int threads)
+{
+    struct make_args a;
+    smlp_session_t *s;
+
+    a.g = g;
+    a.reg = reg;
+    smlp_session_opts_init(&a.o);
+    a.o.device = device;
+    a.o.batch = batch;
+    a.o.threads = threads;
+    s = make_session(&a);
+    ck_assert_msg(s != NULL, "%s", a.err.msg);
+    return s;
+}
+
+static float *
+data(smlp_session_t *s, const char *name, int64_t *numel)
+{
+    struct smlp_tensor t;
+
+    ck_assert_int_eq(smlp_session_tensor(s, name, &t), SMLP_OK);
+    ck_assert_ptr_nonnull(t.data);
+    if (numel != NULL)
+        *numel = smlp_tensor_numel(&t);
+    return t.data;
+}
+
+static void
+run_ok(smlp_session_t *s)
+{
+    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+}
+
+static void
+expect_same(smlp_session_t *a, smlp_session_t *b, const char *name)
+{
+    int64_t n1, n2, i;
+    const float *x = data(a, name, &n1), *y = data(b, name, &n2);
+
+    ck_assert_int_eq(n1, n2);
+    for (i = 0; i < n1; i++)
+        ck_assert_msg(memcmp(&x[i], &y[i], sizeof(float)) == 0,
+                      "%s[%lld]: %.9g (cpu) vs %.9g (fake cuda)", name,
+                      (long long)i, x[i], y[i]);
+}
+
+/* x -> affine (gpu) -> host (cpu fallback) -> affine (gpu) -> reshape
+ * (a view) -> out. */
+static const char *graph_chain =
+    "{\"name\": \"chain\", \"plugins\": [\"core\", \"fakegpu\"],"
+    " \"tensors\": ["
+    "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 33]},"
+    "{\"name\": \"a1\"}, {\"name\": \"h\"}, {\"name\": \"a2\"},"
+    "{\"name\": \"out\", \"kind\": \"Output\"}],"
+    "\"nodes\": ["
+    "{\"name\": \"n0\", \"op\": \"fakegpu.affine\", \"inputs\": [0],"
+    " \"outputs\": [1], \"attrs\": [{\"name\": \"a\", \"type\": \"Float\","
+    " \"f\": 2.0}, {\"name\": \"b\", \"type\": \"Float\", \"f\": 1.0}]},"
+    "{\"name\": \"n1\", \"op\": \"fakegpu.host\", \"inputs\": [1],"
+    " \"outputs\": [2]},"
+    "{\"name\": \"n2\", \"op\": \"fakegpu.affine\", \"inputs\": [2],"
+    " \"outputs\": [3], \"attrs\": [{\"name\": \"a\", \"type\": \"Float\","
+    " \"f\": -0.75}, {\"name\": \"b\", \"type\": \"Float\", \"f\": 0.5}]},"
+    "{\"name\": \"n3\", \"op\": \"core.reshape\", \"inputs\": [3],"
+    " \"outputs\": [4], \"attrs\": [{\"name\": \"shape\", \"type\":"
+    " \"Ints\", \"ints\": [-1]}]}]}";
+
+START_TEST(test_cuda_sched_chain_fallback)
+{
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g = graph_json(graph_chain);
+    smlp_session_t *cpu = session(g, reg, SMLP_DEVICE_CPU, 3, 1), *gpu;
+    struct make_args a;
+    const char *msg;
+    int64_t n, i;
+    float *x, *out;
+
+    a.g = g;
+    a.reg = reg;
+    smlp_session_opts_init(&a.o);
+    a.o.device = SMLP_DEVICE_CUDA;
+    a.o.batch = 3;
+    msg = capture_stderr(make_session, &a, &gpu);
+    ck_assert_msg(gpu != NULL, "%s", a.err.msg);
+    tu_assert_contains(msg, "node 1 'n1' (fakegpu.host): no cuda kernel, "
+                            "runs on the CPU");
+    ck_assert_ptr_null(strstr(msg, "'n0'"));
+    run_ok(cpu);
+    run_ok(gpu);
+    expect_same(cpu, gpu, "out");
+    x = data(gpu, "x", &n);
+    out = data(gpu, "out", NULL);
+    for (i = 0; i < n; i++)
+        ck_assert_float_eq(out[i], -0.75f * ((2.0f * x[i] + 1.0f) + 1.0f) +
+                                       0.5f);
+    /* New inputs reach the device at the next run. */
+    for (i = 0; i < n; i++)
+        x[i] = (float)i;
+    run_ok(gpu);
+    out = data(gpu, "out", NULL);
+    for (i = 0; i < n; i++)
+        ck_assert_float_eq(out[i], -0.75f * ((2.0f * (float)i + 1.0f) +
+                                             1.0f) +
+                                       0.5f);
+    smlp_session_destroy(cpu);
+    smlp_session_destroy(gpu);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+static const char *graph_param =
+    "{\"name\": \"param\", \"plugins\": [\"fakegpu\"], \"tensors\": ["
+    "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 16]},"
+    "{\"name\": \"W\", \"kind\": \"Parameter\", \"shape\": [16],"
+    " \"init\": {\"kind\": \"Uniform\", \"a\": -1, \"b\": 1, \"seed\": 5}},"
+    "{\"name\": \"y\", \"kind\": \"Output\"}],"
+    "\"nodes\": [{\"name\": \"m\", \"op\": \"fakegpu.mul\","
+    " \"inputs\": [0, 1], \"outputs\": [2]}]}";
+
+START_TEST(test_cuda_sched_params_upload)
+{
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g = graph_json(graph_param);
+    smlp_session_t *s = session(g, reg, SMLP_DEVICE_CUDA, 1, 1), *t;
+    char path[600];
+    float *w, *x, *y;
+    int i;
+
+    run_ok(s);
+    x = data(s, "x", NULL);
+    y = data(s, "y", NULL);
+    w = data(s, "W", NULL);
+    for (i = 0; i < 16; i++)
+        ck_assert_float_eq(y[i], x[i] * w[i]);
+    /* Written through the pointer smlp_session_tensor gave: uploaded. */
+    for (i = 0; i < 16; i++)
+        w[i] = (float)(i + 1);
+    run_ok(s);
+    for (i = 0; i < 16; i++)
+        ck_assert_float_eq(y[i], x[i] * (float)(i + 1));
+    /* Loaded from a checkpoint: uploaded. */
+    snprintf(path, sizeof(path), "%s/w.safetensors", tu_tmpdir());
+    ck_assert_int_eq(smlp_session_save_weights(s, path), SMLP_OK);
+    t = session(g, reg, SMLP_DEVICE_CUDA, 1, 1);
+    run_ok(t);
+    ck_assert_int_eq(smlp_session_load_weights(t, path), SMLP_OK);
+    run_ok(t);
+    expect_same(s, t, "y");
+    smlp_session_destroy(s);
+    smlp_session_destroy(t);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+static const char *graph_state =
+    "{\"name\": \"state\", \"plugins\": [\"fakegpu\"], \"tensors\": ["
+    "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 8]},"
+    "{\"name\": \"s\", \"kind\": \"State\", \"shape\": [8],"
+    " \"init\": {\"kind\": \"Constant\", \"a\": 1}},"
+    "{\"name\": \"y\", \"kind\": \"Output\"}],"
+    "\"nodes\": [{\"name\": \"acc\", \"op\": \"fakegpu.accum\","
+    " \"inputs\": [0, 1], \"outputs\": [2]}]}";
+
+START_TEST(test_cuda_sched_state_download)
+{
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g = graph_json(graph_state);
+    smlp_session_t *cpu = session(g, reg, SMLP_DEVICE_CPU, 1, 1);
+    smlp_session_t *gpu = session(g, reg, SMLP_DEVICE_CUDA, 1, 1);
+    const float *x;
+    int i, r;
+
+    for (r = 0; r < 3; r++) {
+        run_ok(cpu);
+        run_ok(gpu);
+        expect_same(cpu, gpu, "y");
+        expect_same(cpu, gpu, "s"); /* copied back after each run */
+    }
+    x = data(gpu, "x", NULL);
+    for (i = 0; i < 8; i++)
+        ck_assert_float_eq(data(gpu, "s", NULL)[i],
+                           1.0f + x[i] + x[i] + x[i]);
+    smlp_session_destroy(cpu);
+    smlp_session_destroy(gpu);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * A random DAG over tensors [1, 64]: affine and mul on the "GPU", host on
+ * the CPU, reshape views, a parameter, several outputs, wide levels.
+ */
+static char *
+random_dag(unsigned seed, int n_nodes)
+{
+    size_t cap = 65536, len = 0;
+    char *j = malloc(cap);
+    int i, n_t = 2;
+
+    ck_assert_ptr_nonnull(j);
+#define PUT(...)                                                             \
+    len += (size_t)snprintf(j + len, cap - len, __VA_ARGS__)
+    PUT("{\"name\": \"dag\", \"plugins\": [\"core\", \"fakegpu\"],"
+        " \"tensors\": [{\"name\": \"x\", \"kind\": \"Input\","
+        " \"shape\": [-1, 64]}, {\"name\": \"W\", \"kind\": \"Parameter\","
+        " \"shape\": [64], \"init\": {\"kind\":"
+        " \"Uniform\", \"a\": -1, \"b\": 1, \"seed\": %u}}",
+        seed);
+    for (i = 0; i < n_nodes; i++)
+        PUT(", {\"name\": \"t%d\"%s}", i,
+            i >= n_nodes - 3 || i % 7 == 3 ? ", \"kind\": \"Output\"" : "");
+    PUT("], \"nodes\": [");
+    for (i = 0; i < n_nodes; i++) {
+        /* Inputs among the last few tensors: wide, with reuse. */
+        int back = 1 + (int)(rand_r(&seed) % 5u);
+        int in = n_t - back < 0 ? 0 : n_t - back;
+        int kind = (int)(rand_r(&seed) % 8u);
+
+        if (in == 1)
+            in = 0; /* W is not an activation */
+        PUT("%s{\"name\": \"n%d\", ", i ? ", " : "", i);
+        if (kind < 3)
+            PUT("\"op\": \"fakegpu.affine\", \"inputs\": [%d], \"attrs\": "
+                "[{\"name\": \"a\", \"type\": \"Float\", \"f\": %g}, "
+                "{\"name\": \"b\", \"type\": \"Float\", \"f\": %g}]",
+                in, 0.5 + (rand_r(&seed) % 100) / 100.0,
+                (rand_r(&seed) % 100) / 50.0 - 1.0);
+        else if (kind < 5)
+            PUT("\"op\": \"fakegpu.host\", \"inputs\": [%d]", in);
+        else if (kind < 6)
+            PUT("\"op\": \"core.reshape\", \"inputs\": [%d], \"attrs\": "
+                "[{\"name\": \"shape\", \"type\": \"Ints\", \"ints\": "
+                "[0, 64]}]",
+                in);
+        else {
+            int other = (int)(rand_r(&seed) % 3u);
+            int second = n_t - 1 - (int)(rand_r(&seed) % 3u);
+
+            if (second < 2)
+                second = 0;
+            if (other == 0)
+                second = 1; /* the parameter */
+            PUT("\"op\": \"fakegpu.mul\", \"inputs\": [%d, %d]", in, second);
+        }
+        PUT(", \"outputs\": [%d]}", n_t);
+        n_t++;
+    }
+    PUT("]}");
+#undef PUT
+    ck_assert_uint_lt(len, cap);
+    return j;
+}
+
+START_TEST(test_cuda_sched_random_dags_bit_identical)
+{
+    smlp_registry_t *reg = registry();
+    unsigned seed;
+
+    for (seed = 1; seed <= 6; seed++) {
+        char *json = random_dag(seed * 7919u, 40);
+        smlp_graph_t *g = graph_json(json);
+        smlp_session_t *cpu = session(g, reg, SMLP_DEVICE_CPU, 1, 1);
+        smlp_session_t *g1 = session(g, reg, SMLP_DEVICE_CUDA, 1, 1);
+        smlp_session_t *g3 = session(g, reg, SMLP_DEVICE_CUDA, 1, 3);
+        int k, r;
+
+        for (r = 0; r < 2; r++) {
+            run_ok(cpu);
+            run_ok(g1);
+            run_ok(g3);
+            for (k = 0; k < smlp_session_tensor_count(cpu, 4); k++) {
+                const char *name = smlp_session_tensor_name(cpu, 4, k);
+                expect_same(cpu, g1, name);
+                expect_same(cpu, g3, name);
+            }
+        }
+        smlp_session_destroy(cpu);
+        smlp_session_destroy(g1);
+        smlp_session_destroy(g3);
+        smlp_graph_unload(g);
+        free(json);
+    }
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_cuda_sched_profile_times)
+{
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g = graph_json(graph_chain);
+    smlp_session_t *s = session(g, reg, SMLP_DEVICE_CUDA, 2, 1);
+    struct smlp_node_profile p;
+    int i;
+
+    run_ok(s);
+    for (i = 0; i < smlp_graph_node_count(g); i++) {
+        ck_assert_int_eq(smlp_session_node_profile(s, i, &p), SMLP_OK);
+        ck_assert_msg(p.start_us >= 0 && p.end_us >= p.start_us,
+                      "node %s: %g .. %g", p.name, p.start_us, p.end_us);
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+static const char *graph_poison =
+    "{\"name\": \"poison\", \"plugins\": [\"fakegpu\"], \"tensors\": ["
+    "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 4]},"
+    "{\"name\": \"a\"}, {\"name\": \"p\"},"
+    "{\"name\": \"out\", \"kind\": \"Output\"}],"
+    "\"nodes\": ["
+    "{\"name\": \"n0\", \"op\": \"fakegpu.affine\", \"inputs\": [0],"
+    " \"outputs\": [1]},"
+    "{\"name\": \"n1\", \"op\": \"fakegpu.poison\", \"inputs\": [1],"
+    " \"outputs\": [2]},"
+    "{\"name\": \"n2\", \"op\": \"fakegpu.host\", \"inputs\": [2],"
+    " \"outputs\": [3]}]}";
+
+START_TEST(test_cuda_sched_stream_failure)
+{
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g = graph_json(graph_poison);
+    smlp_session_t *s = session(g, reg, SMLP_DEVICE_CUDA, 1, 1);
+
+    /* The fences never run: the watchdog notices and the run ends. */
+    ck_assert_int_ne(smlp_session_run(s), SMLP_OK);
+    tu_assert_contains(smlp_session_errmsg(s), "device cuda: ");
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "an illegal memory access was encountered");
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_cuda_sched_no_device_message)
+{
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g = graph_json(graph_param);
+    struct smlp_session_opts o;
+    struct smlp_error err;
+
+    setenv("FAKECUDA_NO_DEVICE", "1", 1);
+    smlp_session_opts_init(&o);
+    o.device = SMLP_DEVICE_CUDA;
+    ck_assert_ptr_null(smlp_session_create(g, reg, &o, &err));
+    unsetenv("FAKECUDA_NO_DEVICE");
+    ck_assert_int_eq(err.status, SMLP_EDEVICE);
+    tu_assert_contains(err.msg,
+                       "device cuda: no CUDA device: CUDA driver version is "
+                       "insufficient for CUDA runtime version "
+                       "(cudaErrorInsufficientDriver, code 35)");
+    o.device = 7;
+    ck_assert_ptr_null(smlp_session_create(g, reg, &o, &err));
+    ck_assert_int_eq(err.status, SMLP_EINVAL);
+    tu_assert_contains(err.msg, "device 7 is unknown");
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_cuda_sched_all_cpu_and_plan_only)
+{
+    static const char *json =
+        "{\"name\": \"cpu\", \"plugins\": [\"fakegpu\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 4]},"
+        "{\"name\": \"y\", \"kind\": \"Output\"}],"
+        "\"nodes\": [{\"name\": \"h\", \"op\": \"fakegpu.host\","
+        " \"inputs\": [0], \"outputs\": [1]}]}";
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g = graph_json(json), *gc = graph_json(graph_chain);
+    smlp_session_t *cpu = session(g, reg, SMLP_DEVICE_CPU, 2, 1);
+    smlp_session_t *gpu = session(g, reg, SMLP_DEVICE_CUDA, 2, 1), *p;
+    struct smlp_session_opts o;
+    struct smlp_error err;
+
+    run_ok(cpu);
+    run_ok(gpu); /* nothing to place on the GPU: a CPU session */
+    expect_same(cpu, gpu, "y");
+    smlp_session_opts_init(&o);
+    o.device = SMLP_DEVICE_CUDA;
+    o.plan_only = 1;
+    p = smlp_session_create(gc, reg, &o, &err);
+    ck_assert_msg(p != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_run(p), SMLP_EINVAL);
+    smlp_session_destroy(p);
+    smlp_session_destroy(cpu);
+    smlp_session_destroy(gpu);
+    smlp_graph_unload(g);
+    smlp_graph_unload(gc);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+static Suite *
+cuda_sched_suite(void)
+{
+    Suite *s = suite_create("cuda_sched");
+    TCase *tc = tcase_create("fake");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_cuda_sched_chain_fallback);
+    tcase_add_test(tc, test_cuda_sched_params_upload);
+    tcase_add_test(tc, test_cuda_sched_state_download);
+    tcase_add_test(tc, test_cuda_sched_random_dags_bit_identical);
+    tcase_add_test(tc, test_cuda_sched_profile_times);
+    tcase_add_test(tc, test_cuda_sched_stream_failure);
+    tcase_add_test(tc, test_cuda_sched_no_device_message);
+    tcase_add_test(tc, test_cuda_sched_all_cpu_and_plan_only);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(cuda_sched_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

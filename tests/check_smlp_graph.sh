@@ -1,0 +1,303 @@
+#!/bin/sh
+# End-to-end checks of tools/smlp-graph:
+#  (a) every subcommand on every shipped graph: dump gives the committed
+#      JSON source and survives flatc -b exactly; check, stats, dot and
+#      diff (with itself) succeed;
+#  (b) the ablation graphs are rebuilt from sparse_mlp_b by `edit` (their
+#      dumps equal the shipped ones; docs/graphs.md has the same recipes);
+#  (c) diff's exit status; (d) edit's pruning, prefix renames, in-place
+#      and dry runs, atomic writes; (e) errors: message and exit status.
+# Environment: SMLP_TEST_SRCDIR, SMLP_TEST_BUILDDIR, FLATC (see
+# AM_TESTS_ENVIRONMENT).  Prints "N passed, M failed".
+S=${SMLP_TEST_SRCDIR:-.}
+B=${SMLP_TEST_BUILDDIR:-.}
+FLATC=${FLATC:-flatc}
+SG="$B/tools/smlp-graph"
+SCHEMA="$S/schemas/graph.fbs"
+T=$(mktemp -d /tmp/smlp-graph-test.XXXXXX) || exit 1
+trap 'rm -rf "$T"' EXIT INT TERM
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+show() { sed 's/^/  | /' "$1"; }
+
+# expect NAME STATUS NEEDLE CMD...: exit status and a substring of the
+# output (stdout and stderr together; NEEDLE "" matches anything).
+expect() {
+    name=$1 want=$2 needle=$3
+    shift 3
+    "$@" >"$T/out" 2>&1
+    got=$?
+    if [ "$got" -ne "$want" ]; then
+        bad "$name: exit $got, want $want"; show "$T/out"
+    elif [ -n "$needle" ] && ! grep -qF -- "$needle" "$T/out"; then
+        bad "$name: no '$needle' in the output"; show "$T/out"
+    else
+        ok "$name"
+    fi
+}
+
+# The model value of metadata key `model` of a shipped ablation graph.
+model_of() {
+    sed -n 's/.*{"key": "model", "value": "\(.*\)"}.*/\1/p' \
+        "$S/graphs/sparse_mlp_b_$1.json"
+}
+
+# (a) every subcommand on every shipped graph.
+for json in "$S"/graphs/*.json; do
+    n=$(basename "$json" .json)
+    g="$B/graphs/$n.fbs"
+    if [ ! -s "$g" ]; then
+        bad "$n: $g not built"
+        continue
+    fi
+    if "$SG" dump "$g" >"$T/$n.json" 2>"$T/err" &&
+       cmp -s "$T/$n.json" "$json"; then
+        ok "$n: dump gives graphs/$n.json"
+    else
+        bad "$n: dump differs from graphs/$n.json"; show "$T/err"
+        diff "$T/$n.json" "$json" | head -n 5
+    fi
+    mkdir -p "$T/rt"
+    if "$FLATC" -b -o "$T/rt" "$SCHEMA" "$T/$n.json" >"$T/err" 2>&1 &&
+       "$SG" dump "$T/rt/$n.fbs" >"$T/$n.rt.json" 2>>"$T/err" &&
+       cmp -s "$T/$n.json" "$T/$n.rt.json"; then
+        ok "$n: dump -> flatc -b -> dump is exact"
+    else
+        bad "$n: dump/flatc round trip"; show "$T/err"
+    fi
+    expect "$n: check" 0 "ok: " "$SG" check "$g"
+    expect "$n: stats" 0 "graph $n: " "$SG" stats "$g"
+    expect "$n: dot" 0 "" "$SG" dot "$g" -o "$T/$n.dot"
+    if grep -q '^digraph' "$T/$n.dot" && grep -q 'cluster_' "$T/$n.dot"; then
+        ok "$n: dot has clusters"
+    else
+        bad "$n: dot output"
+    fi
+    case $n in
+    sparse_*)
+        if grep -q 'label="MoE blocks' "$T/$n.dot"; then
+            ok "$n: dot highlights MoE layers"
+        else
+            bad "$n: no MoE cluster in the dot output"
+        fi ;;
+    esac
+    expect "$n: diff with itself" 0 "compute the same thing" \
+        "$SG" diff "$g" "$T/rt/$n.fbs"
+done
+
+# check prints shapes; stats totals agree with gen_graphs.py --stats.
+G="$B/graphs/sparse_mlp_fmnist.fbs"
+GB="$B/graphs/sparse_mlp_b.fbs"
+expect "check shapes" 0 "blocks.5.moe_c.gate.slot_item" "$SG" check "$G"
+if "$SG" check "$G" --batch 3 | grep -q '^  logits  *output  *f32 \[3,10\]$'
+then ok "check --batch 3 infers logits [3,10]"
+else bad "check --batch 3: logits shape"; fi
+expect "stats totals" 0 "total                       151      132030632      15154722816" \
+    "$SG" stats "$GB" -q
+expect "stats per block" 0 "blocks.10" "$SG" stats "$GB" -q
+expect "stats per node" 0 "blocks.11.moe_c.experts" "$SG" stats "$GB"
+
+# dot through Graphviz, when installed (Debian package graphviz).
+if command -v dot >/dev/null 2>&1; then
+    expect "dot -o .svg" 0 "" "$SG" dot "$G" -o "$T/g.svg" --shapes
+    if grep -q '<svg' "$T/g.svg" 2>/dev/null; then ok "svg written"
+    else bad "svg missing"; fi
+    expect "dot -o .png" 0 "" "$SG" dot "$G" -o "$T/g.png"
+    if [ -s "$T/g.png" ]; then ok "png written"; else bad "png missing"; fi
+else
+    echo "skip - dot -o .svg/.png: Graphviz's 'dot' is not installed"
+    expect "dot -o .svg without Graphviz" 1 "apt-get install -y graphviz" \
+        "$SG" dot "$G" -o "$T/g.svg"
+fi
+
+# (b) the ablations of sparse_mlp_b, rebuilt by edit.
+ablation() {
+    a=$1
+    shift
+    expect "edit reproduces sparse_mlp_b_$a" 0 "wrote $T/$a.fbs" \
+        "$SG" edit "$GB" -o "$T/$a.fbs" --name "sparse_mlp_b_$a" \
+        --set-meta "model=$(model_of "$a")" "$@"
+    if "$SG" dump "$T/$a.fbs" 2>"$T/err" |
+       cmp -s - "$S/graphs/sparse_mlp_b_$a.json"; then
+        ok "sparse_mlp_b_$a: the edit's dump equals the shipped graph's"
+    else
+        bad "sparse_mlp_b_$a: the edit differs from the shipped graph"
+        "$SG" diff "$T/$a.fbs" "$B/graphs/sparse_mlp_b_$a.fbs" | head -n 20
+    fi
+    expect "sparse_mlp_b_$a: diff with the shipped graph" 0 \
+        "compute the same thing" \
+        "$SG" diff "$T/$a.fbs" "$B/graphs/sparse_mlp_b_$a.fbs"
+}
+ablation topk --set-op moe.gate.importance=moe.gate.topk \
+    --set-meta gate_s=moe.gate.topk --set-meta gate_c=moe.gate.topk
+ablation per_image \
+    --set-op '*.moe_c.gate:moe.gate.importance=moe.gate.per_image' \
+    --set-attr '*.moe_c.gate:items_per_image=196' \
+    --set-attr '*.moe_c.gate:capacity_factor=0' \
+    --set-attr '*.moe_c.gate:eval_capacity_factor=0' \
+    --set-meta gate_c=moe.gate.per_image
+ablation hash --set-op moe.gate.importance=moe.gate.hash \
+    --del-attr '*.gate:k,capacity_factor,eval_capacity_factor,noise_std,normalize,aux,aux_weight' \
+    --set-attr '*.gate:experts=8' --set-attr '*.gate:mode=chunk' \
+    --set-attr '*.moe_s.gate:items_per_image=384' \
+    --set-attr '*.moe_c.gate:items_per_image=196' \
+    --set-meta gate_s=moe.gate.hash --set-meta gate_c=moe.gate.hash
+ablation k1 --set-attr '*.moe_c.gate:k=1' --set-meta k_c=1
+ablation cf05 --set-attr '*.gate:eval_capacity_factor=0.5'
+ablation norr --remove-node '*.rr_*' \
+    --set-shape '*.moe_s.gate.weight=8,196' \
+    --set-shape '*.moe_s.experts.fc1.weight=8,384,196' \
+    --set-shape '*.moe_s.experts.fc2.weight=8,196,384' \
+    --set-shape '*.moe_s.experts.fc2.bias=8,196' \
+    --set-init '*.moe_s.experts.fc?.weight=xavier' \
+    --set-attr '*.moe_s.flatten:shape=-1,196' \
+    --set-attr '*.moe_s.unflatten:shape=-1,768,196' \
+    --set-attr '*.moe_s.gate:group_size=768' --set-meta rerepresent=off
+expect "hash: set-op drops the router weight" 0 \
+    "dropped input 1 'blocks.10.moe_s.gate.weight'" \
+    "$SG" edit "$GB" -o "$T/h2.fbs" --set-op moe.gate.importance=moe.gate.hash \
+    --del-attr '*.gate:k,capacity_factor,eval_capacity_factor,noise_std,normalize,aux,aux_weight' \
+    --set-attr '*.gate:experts=8' --set-attr '*.moe_s.gate:items_per_image=384' \
+    --set-attr '*.moe_c.gate:items_per_image=196'
+if grep -qF "removed 4 tensors no node uses: blocks.10.moe_s.gate.weight" \
+    "$T/out"; then ok "hash: the router weights are pruned"
+else bad "hash: pruning note"; show "$T/out"; fi
+
+# (c) diff's exit status.
+expect "diff: different graphs exit 1" 1 \
+    "~ node blocks.10.moe_s.gate: op moe.gate.importance -> moe.gate.topk" \
+    "$SG" diff "$GB" "$B/graphs/sparse_mlp_b_topk.fbs"
+if grep -qF "note: name: sparse_mlp_b -> sparse_mlp_b_topk" "$T/out" &&
+   grep -qF "4 differences" "$T/out"; then ok "diff: notes and count"
+else bad "diff: notes and count"; show "$T/out"; fi
+expect "diff: removed tensors" 1 "- tensor blocks.10.rr_in.tokens.weight" \
+    "$SG" diff "$GB" "$B/graphs/sparse_mlp_b_norr.fbs"
+expect "diff: attribute change" 1 "attr eval_capacity_factor: 1.0 (Float) -> 0.5 (Float)" \
+    "$SG" diff "$GB" "$B/graphs/sparse_mlp_b_cf05.fbs"
+expect "diff -q" 1 "differences between" \
+    "$SG" diff -q "$GB" "$B/graphs/sparse_mlp_b_k1.fbs"
+expect "edit --name only" 0 "wrote" \
+    "$SG" edit "$GB" -o "$T/renamed.fbs" --name other --set-meta x=y
+expect "diff: name and metadata only" 0 "(name and metadata aside)" \
+    "$SG" diff "$GB" "$T/renamed.fbs"
+expect "diff: unreadable graph exits 2" 2 "$T/nope.fbs: cannot open graph" \
+    "$SG" diff "$GB" "$T/nope.fbs"
+
+# (d) more of edit.
+cp "$G" "$T/inplace.fbs"
+expect "edit in place" 0 "wrote $T/inplace.fbs" \
+    "$SG" edit "$T/inplace.fbs" -o "$T/inplace.fbs" \
+    --set-attr 'blocks.5.moe_c.gate:noise_std=0.5'
+expect "edit in place: changed" 1 "attr noise_std: 1.0 (Float) -> 0.5 (Float)" \
+    "$SG" diff "$G" "$T/inplace.fbs"
+expect "edit --dry-run" 0 "checked" \
+    "$SG" edit "$G" -n --set-attr 'blocks.5.moe_c.gate:k=1'
+expect "edit: new attribute, type from the value" 0 "" \
+    "$SG" edit "$G" -o "$T/new.fbs" --set-attr 'head:note=hello' \
+    --set-attr 'blocks.5.moe_c.gate:capacity_multiple=4'
+if "$SG" dump "$T/new.fbs" | grep -qF '{"name": "capacity_factor", "type": "Float", "f": 1.05}, {"name": "capacity_multiple", "type": "Int", "i": 4}, {"name": "eval_capacity_factor"'
+then ok "a new attribute goes in name order"
+else bad "a new attribute is not in name order"; fi
+expect "edit: lint of an undeclared attribute" 0 \
+    "attribute 'note' is not one that op 'core.linear' declares" \
+    "$SG" check "$T/new.fbs" -q
+expect "edit: explicit type" 0 "" \
+    "$SG" edit "$G" -o "$T/typed.fbs" --set-attr 'head:axis:float=1' --no-infer
+expect "edit: explicit type seen" 1 "attr axis: (absent) -> 1.0 (Float)" \
+    "$SG" diff "$G" "$T/typed.fbs"
+expect "edit: prefix rename" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/ren.fbs" --rename 'blocks.5.*=blocks.6.*'
+expect "edit: prefix rename seen" 1 "+ tensor blocks.6.moe_c.gate.weight" \
+    "$SG" diff "$G" "$T/ren.fbs"
+expect "edit: rename one tensor" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/ren1.fbs" --rename 'logits=scores'
+expect "edit: remove a pass-through" 0 "removed 1 tensor no node uses: blocks.0.mlp_tokens.act.out" \
+    "$SG" edit "$G" -o "$T/rm.fbs" --remove-node 'blocks.0.mlp_tokens.act'
+expect "edit: removed node is gone" 1 "- node blocks.0.mlp_tokens.act (core.gelu)" \
+    "$SG" diff "$G" "$T/rm.fbs"
+expect "edit: --keep-unused" 0 "wrote" \
+    "$SG" edit "$GB" -o "$T/keep.fbs" --keep-unused \
+    --set-op moe.gate.importance=moe.gate.hash \
+    --del-attr '*.gate:k,capacity_factor,eval_capacity_factor,noise_std,normalize,aux,aux_weight' \
+    --set-attr '*.gate:experts=8' --set-attr '*.moe_s.gate:items_per_image=384' \
+    --set-attr '*.moe_c.gate:items_per_image=196'
+expect "edit: --keep-unused kept the router weight" 1 \
+    "node blocks.10.moe_s.gate: inputs" "$SG" diff "$GB" "$T/keep.fbs"
+expect "edit: set-init and set-meta/del-meta" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/init.fbs" --set-init 'head.weight=normal:0,0.02@7' \
+    --del-meta generator --set-meta note=x
+expect "edit: set-init seen" 1 "init Zeros a=0.0 b=0.0 seed=" \
+    "$SG" diff "$G" "$T/init.fbs"
+expect "edit: drop-input" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/drop.fbs" --drop-input 'head:2'
+expect "edit: drop-input pruned the bias" 1 "- tensor head.bias" \
+    "$SG" diff "$G" "$T/drop.fbs"
+if ls "$T" | grep -q '\.tmp\.'; then bad "a temporary file was left"
+else ok "no temporary files left (atomic writes)"; fi
+
+# (e) errors: message and exit status.
+expect "help" 0 "usage: smlp-graph COMMAND" "$SG" --help
+for c in dump check stats dot edit diff; do
+    expect "$c --help" 0 "usage: smlp-graph $c" "$SG" "$c" --help
+done
+expect "help edit" 0 "usage: smlp-graph edit" "$SG" help edit
+expect "version" 0 "plugin ABI" "$SG" --version
+expect "no command" 2 "no command given" "$SG"
+expect "unknown command" 2 "unknown command 'frob'" "$SG" frob
+expect "missing operand" 2 "missing operand" "$SG" check
+expect "too many operands" 2 "too many operands" "$SG" dump "$G" "$G"
+expect "unknown option" 2 "unknown option '--bogus'" "$SG" stats "$G" --bogus
+expect "missing value" 2 "option '--batch' needs a value" "$SG" check "$G" --batch
+expect "bad batch" 2 "--batch: '0' is not an integer" "$SG" check "$G" --batch 0
+expect "missing graph" 1 "$T/nope.fbs: cannot open graph" "$SG" check "$T/nope.fbs"
+printf 'not a flatbuffer at all' >"$T/junk.fbs"
+expect "junk graph" 1 "$T/junk.fbs" "$SG" dump "$T/junk.fbs"
+expect "directory" 1 "is a directory" "$SG" stats "$T"
+expect "dot: bad extension" 2 "must end in .dot" "$SG" dot "$G" -o "$T/g.jpg"
+expect "edit: no -o" 2 "no output file" "$SG" edit "$G" --name x
+expect "edit: bad spec" 2 "expected NODE_GLOB:NAME[:TYPE]=VALUE" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-attr nonsense
+expect "edit: bad type" 2 "a TYPE of int" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-attr 'head:a:bool=1'
+expect "edit: no match" 1 "no node matches 'nosuch*'" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-attr 'nosuch*:k=1'
+expect "edit: op glob without match" 1 "no node has an op matching 'moe.gate.topk'" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-op moe.gate.topk=moe.gate.importance
+expect "edit: unknown op" 1 "plugin 'moe' has no op 'moe.gate.bogus' (it has: " \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-op moe.gate.importance=moe.gate.bogus
+expect "edit: unknown plugin" 1 "plugin 'nosuch' not found" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-op moe.gate.importance=nosuch.gate
+expect "edit: value of the wrong type" 1 "attribute 'k' is an int, and '1.5' is not an integer" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-attr 'blocks.5.moe_c.gate:k=1.5'
+expect "edit: invalid result" 1 "node 79 'blocks.5.moe_c.gate' (moe.gate.importance): attribute 'k' = 9 is invalid" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-attr 'blocks.5.moe_c.gate:k=9'
+if grep -qF "nothing written" "$T/out" && [ ! -e "$T/x.fbs" ]; then
+    ok "edit: nothing written on failure"
+else bad "edit: wrote a failing graph"; fi
+expect "edit: remove a node writing an output" 1 "writes the graph output 'logits'" \
+    "$SG" edit "$G" -o "$T/x.fbs" --remove-node head
+expect "edit: remove a node whose other outputs are read" 1 "only output 0 can be rewired" \
+    "$SG" edit "$G" -o "$T/x.fbs" --remove-node 'blocks.5.moe_c.gate'
+expect "edit: rename clash" 1 "a node named 'head' exists already" \
+    "$SG" edit "$G" -o "$T/x.fbs" --rename pool=head
+expect "edit: a structurally invalid result" 1 "the edited graph is not valid: $T/x.fbs: two tensors are named" \
+    "$SG" edit "$G" -o "$T/x.fbs" --rename 'blocks.4.*=blocks.5.*'
+expect "edit --no-infer writes a graph check rejects" 0 "--no-infer" \
+    "$SG" edit "$G" -o "$T/broken.fbs" --no-infer \
+    --set-shape 'blocks.5.moe_c.gate.weight=4,64'
+expect "check names node and input" 1 \
+    "node 79 'blocks.5.moe_c.gate' (moe.gate.importance): input 1 (Wg) has shape [4,64], expected [4,128]" \
+    "$SG" check "$T/broken.fbs"
+expect "stats of a failing graph" 1 "input 1 (Wg)" "$SG" stats "$T/broken.fbs"
+# A graph with a cycle: dump shows it (with a warning), check refuses it.
+"$SG" dump "$G" | sed 's/"inputs": \[0, 1, 2\]/"inputs": [3, 1, 2]/' >"$T/cycle.json"
+"$FLATC" -b -o "$T" "$SCHEMA" "$T/cycle.json" >/dev/null 2>&1
+expect "dump of a graph with a cycle" 0 "warning: the graph does not pass" \
+    "$SG" dump "$T/cycle.fbs"
+expect "check of a graph with a cycle" 1 "cycle" "$SG" check "$T/cycle.fbs"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

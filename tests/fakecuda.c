@@ -1,0 +1,368 @@
+/*
+ * fakecuda.c - a stand-in for the few CUDA runtime functions that
+ * libsmlp's device code calls (runtime/device_cuda.c), so that the
+ * runtime's GPU placement, copies, fences and scheduling run and are
+ * checked on a machine without a GPU (tests/check_cuda_sched.c).
+ *
+ * Linked into the test program, these definitions come before
+ * libcudart's in symbol lookup, for libsmlp and for plugins alike
+ * (-fvisibility=hidden is undone by FAKE_API).  "Device memory" is host
+ * memory from malloc, distinct from the host copies, so a missing copy
+ * shows as a wrong result.  A stream is a worker thread running its
+ * operations (copies, events, host functions) in order, asynchronously,
+ * each after a random pause of up to FAKECUDA_JITTER_US microseconds
+ * (environment, default 200), so that a missing ordering shows as a
+ * race.  fakecuda_poison(stream) enqueues a fault, as a faulting kernel
+ * would: from there on operations are dropped, host functions never run,
+ * and queries report cudaErrorIllegalAddress.  With FAKECUDA_NO_DEVICE set,
+ * cudaGetDeviceCount fails like the real one on a machine without a
+ * driver.  Kernels of real CUDA plugins cannot run here (they go to the
+ * real libcudart and fail): graphs use the fakegpu fixture plugin.
+ */
+#include <cuda_runtime_api.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FAKE_API __attribute__((visibility("default")))
+
+enum op_kind { OP_COPY, OP_EVENT, OP_HOSTFN, OP_POISON };
+
+struct op {
+    enum op_kind kind;
+    void *dst;
+    const void *src;
+    size_t n;
+    cudaHostFn_t fn;
+    void *arg;
+    cudaEvent_t ev;
+    struct op *next;
+};
+
+struct CUstream_st {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;  /* an op arrived, or stop */
+    pthread_cond_t idle;  /* the queue emptied */
+    struct op *head, *tail;
+    int busy;
+    int stop;
+    int poisoned;
+    unsigned seed;
+};
+
+struct CUevent_st {
+    double t; /* seconds, when the stream reached it */
+};
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int
+jitter_us(void)
+{
+    const char *e = getenv("FAKECUDA_JITTER_US");
+
+    return e != NULL ? atoi(e) : 200;
+}
+
+static void *
+worker(void *arg)
+{
+    struct CUstream_st *st = arg;
+    int jitter = jitter_us();
+
+    pthread_mutex_lock(&st->lock);
+    for (;;) {
+        struct op *op;
+        int poisoned;
+
+        while (st->head == NULL && !st->stop)
+            pthread_cond_wait(&st->wake, &st->lock);
+        if (st->head == NULL)
+            break;
+        op = st->head;
+        st->head = op->next;
+        if (st->head == NULL)
+            st->tail = NULL;
+        st->busy = 1;
+        poisoned = st->poisoned;
+        pthread_mutex_unlock(&st->lock);
+        if (jitter > 0)
+            usleep((useconds_t)(rand_r(&st->seed) % (unsigned)jitter));
+        if (!poisoned) {
+            switch (op->kind) {
+            case OP_POISON:
+                pthread_mutex_lock(&st->lock);
+                st->poisoned = 1;
+                pthread_mutex_unlock(&st->lock);
+                break;
+            case OP_COPY:
+                memcpy(op->dst, op->src, op->n);
+                break;
+            case OP_EVENT:
+                op->ev->t = now_s();
+                break;
+            case OP_HOSTFN:
+                op->fn(op->arg);
+                break;
+            }
+        }
+        free(op);
+        pthread_mutex_lock(&st->lock);
+        st->busy = 0;
+        if (st->head == NULL)
+            pthread_cond_broadcast(&st->idle);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+static cudaError_t
+enqueue(cudaStream_t st, struct op *op)
+{
+    if (st == NULL || op == NULL) {
+        free(op);
+        return cudaErrorInvalidValue;
+    }
+    op->next = NULL;
+    pthread_mutex_lock(&st->lock);
+    if (st->tail != NULL)
+        st->tail->next = op;
+    else
+        st->head = op;
+    st->tail = op;
+    pthread_cond_signal(&st->wake);
+    pthread_mutex_unlock(&st->lock);
+    return cudaSuccess;
+}
+
+/* Enqueues a fault on `stream` (see the file comment). */
+FAKE_API void
+fakecuda_poison(void *stream)
+{
+    struct op *op = calloc(1, sizeof(*op));
+
+    if (op != NULL)
+        op->kind = OP_POISON;
+    enqueue(stream, op);
+}
+
+FAKE_API cudaError_t
+cudaGetDeviceCount(int *count)
+{
+    if (getenv("FAKECUDA_NO_DEVICE") != NULL) {
+        *count = 0;
+        return cudaErrorInsufficientDriver;
+    }
+    *count = 1;
+    return cudaSuccess;
+}
+
+FAKE_API cudaError_t
+cudaGetLastError(void)
+{
+    return cudaSuccess;
+}
+
+FAKE_API const char *
+cudaGetErrorString(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess:
+        return "no error";
+    case cudaErrorInsufficientDriver:
+        return "CUDA driver version is insufficient for CUDA runtime "
+               "version";
+    case cudaErrorIllegalAddress:
+        return "an illegal memory access was encountered";
+    default:
+        return "fake CUDA error";
+    }
+}
+
+FAKE_API const char *
+cudaGetErrorName(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess:
+        return "cudaSuccess";
+    case cudaErrorInsufficientDriver:
+        return "cudaErrorInsufficientDriver";
+    case cudaErrorIllegalAddress:
+        return "cudaErrorIllegalAddress";
+    default:
+        return "cudaErrorUnknown";
+    }
+}
+
+FAKE_API cudaError_t
+cudaSetDevice(int device)
+{
+    return device == 0 ? cudaSuccess : cudaErrorInvalidDevice;
+}
+
+FAKE_API cudaError_t
+cudaStreamCreateWithFlags(cudaStream_t *out, unsigned int flags)
+{
+    static unsigned streams;
+    struct CUstream_st *st = calloc(1, sizeof(*st));
+
+    if (st == NULL)
+        return cudaErrorMemoryAllocation;
+    pthread_mutex_init(&st->lock, NULL);
+    pthread_cond_init(&st->wake, NULL);
+    pthread_cond_init(&st->idle, NULL);
+    st->seed = 12345u + __atomic_fetch_add(&streams, 1, __ATOMIC_RELAXED);
+    if (pthread_create(&st->thread, NULL, worker, st) != 0) {
+        free(st);
+        return cudaErrorMemoryAllocation;
+    }
+    *out = st;
+    return cudaSuccess;
+}
+
+FAKE_API cudaError_t
+cudaStreamSynchronize(cudaStream_t st)
+{
+    int poisoned;
+
+    pthread_mutex_lock(&st->lock);
+    while (st->head != NULL || st->busy)
+        pthread_cond_wait(&st->idle, &st->lock);
+    poisoned = st->poisoned;
+    pthread_mutex_unlock(&st->lock);
+    return poisoned ? cudaErrorIllegalAddress : cudaSuccess;
+}
+
+FAKE_API cudaError_t
+cudaStreamQuery(cudaStream_t st)
+{
+    cudaError_t e;
+
+    pthread_mutex_lock(&st->lock);
+    e = st->poisoned                        ? cudaErrorIllegalAddress
+        : st->head != NULL || st->busy ? cudaErrorNotReady
+                                            : cudaSuccess;
+    pthread_mutex_unlock(&st->lock);
+    return e;
+}
+
+FAKE_API cudaError_t
+cudaStreamDestroy(cudaStream_t st)
+{
+    pthread_mutex_lock(&st->lock);
+    st->stop = 1;
+    pthread_cond_signal(&st->wake);
+    pthread_mutex_unlock(&st->lock);
+    pthread_join(st->thread, NULL);
+    pthread_mutex_destroy(&st->lock);
+    pthread_cond_destroy(&st->wake);
+    pthread_cond_destroy(&st->idle);
+    free(st);
+    return cudaSuccess;
+}
+
+FAKE_API cudaError_t
+cudaEventCreate(cudaEvent_t *ev)
+{
+    *ev = calloc(1, sizeof(**ev));
+    return *ev != NULL ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+FAKE_API cudaError_t
+cudaEventDestroy(cudaEvent_t ev)
+{
+    free(ev);
+    return cudaSuccess;
+}
+
+FAKE_API cudaError_t
+cudaEventRecord(cudaEvent_t ev, cudaStream_t st)
+{
+    struct op *op = calloc(1, sizeof(*op));
+
+    if (op != NULL) {
+        op->kind = OP_EVENT;
+        op->ev = ev;
+    }
+    return enqueue(st, op);
+}
+
+FAKE_API cudaError_t
+cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
+{
+    *ms = (float)(1e3 * (b->t - a->t));
+    return cudaSuccess;
+}
+
+FAKE_API cudaError_t
+cudaMalloc(void **p, size_t n)
+{
+    return posix_memalign(p, 256, n > 0 ? n : 1) == 0
+               ? cudaSuccess
+               : cudaErrorMemoryAllocation;
+}
+
+FAKE_API cudaError_t
+cudaFree(void *p)
+{
+    free(p);
+    return cudaSuccess;
+}
+
+FAKE_API cudaError_t
+cudaHostRegister(void *p, size_t n, unsigned int flags)
+{
+    return cudaSuccess;
+}
+
+FAKE_API cudaError_t
+cudaHostUnregister(void *p)
+{
+    return cudaSuccess;
+}
+
+FAKE_API cudaError_t
+cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind)
+{
+    memcpy(dst, src, n);
+    return cudaSuccess;
+}
+
+FAKE_API cudaError_t
+cudaMemcpyAsync(void *dst, const void *src, size_t n,
+                enum cudaMemcpyKind kind, cudaStream_t st)
+{
+    struct op *op = calloc(1, sizeof(*op));
+
+    if (op != NULL) {
+        op->kind = OP_COPY;
+        op->dst = dst;
+        op->src = src;
+        op->n = n;
+    }
+    return enqueue(st, op);
+}
+
+FAKE_API cudaError_t
+cudaLaunchHostFunc(cudaStream_t st, cudaHostFn_t fn, void *arg)
+{
+    struct op *op = calloc(1, sizeof(*op));
+
+    if (op != NULL) {
+        op->kind = OP_HOSTFN;
+        op->fn = fn;
+        op->arg = arg;
+    }
+    return enqueue(st, op);
+}

@@ -1,0 +1,264 @@
+/*
+ * fakegpu.c - a fixture plugin whose ops have a CPU kernel and a "CUDA"
+ * kernel that runs on the fake CUDA runtime of tests/fakecuda.c: the CUDA
+ * kernel computes the same thing as a host function enqueued on the
+ * session's stream (so it runs later, on the stream's thread, on "device"
+ * memory that fakecuda keeps apart from the host copies).  It exists to
+ * check the runtime's placement, copies and scheduling without a GPU
+ * (tests/check_cuda_sched.c); on a real GPU its CUDA kernels would read
+ * device memory from the host and must not be used.
+ *
+ * Ops (f32, elementwise over x's shape):
+ *   fakegpu.affine  x -> a·x + b (attributes a, b), through a workspace
+ *   fakegpu.mul     x, w -> x·w (w usually a parameter)
+ *   fakegpu.accum   x, s (state) -> s += x in place, y = s
+ *   fakegpu.host    x -> x + 1, CPU only (the runtime falls back)
+ *   fakegpu.poison  x -> x; the CUDA kernel makes the stream fail
+ */
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smlp_plugin.h"
+
+#define F32 (1u << SMLP_DTYPE_F32)
+
+enum fake_op { FAKE_AFFINE, FAKE_MUL, FAKE_ACCUM, FAKE_HOST };
+
+struct job {
+    enum fake_op op;
+    int64_t n;
+    const float *x, *w;
+    float *s, *y, *ws;
+    float a, b;
+};
+
+static void
+compute(const struct job *j)
+{
+    int64_t i;
+
+    switch (j->op) {
+    case FAKE_AFFINE:
+        for (i = 0; i < j->n; i++)
+            j->ws[i] = j->a * j->x[i];
+        for (i = 0; i < j->n; i++)
+            j->y[i] = j->ws[i] + j->b;
+        break;
+    case FAKE_MUL:
+        for (i = 0; i < j->n; i++)
+            j->y[i] = j->x[i] * j->w[i];
+        break;
+    case FAKE_ACCUM:
+        for (i = 0; i < j->n; i++) {
+            j->s[i] += j->x[i];
+            j->y[i] = j->s[i];
+        }
+        break;
+    case FAKE_HOST:
+        for (i = 0; i < j->n; i++)
+            j->y[i] = j->x[i] + 1.0f;
+        break;
+    }
+}
+
+static void
+job_fn(void *arg)
+{
+    compute(arg);
+    free(arg);
+}
+
+static float
+attr(const struct smlp_kernel_ctx *ctx, const char *name)
+{
+    double v = 0.0;
+
+    ctx->host->attr_float(ctx->node, name, &v);
+    return (float)v;
+}
+
+static int
+fill_job(struct smlp_kernel_ctx *ctx, enum fake_op op, struct job *j)
+{
+    memset(j, 0, sizeof(*j));
+    j->op = op;
+    j->n = smlp_tensor_numel(ctx->inputs[0]);
+    j->x = ctx->inputs[0]->data;
+    j->y = ctx->outputs[0]->data;
+    if (op == FAKE_MUL)
+        j->w = ctx->inputs[1]->data;
+    if (op == FAKE_ACCUM)
+        j->s = ctx->inputs[1]->data;
+    if (op == FAKE_AFFINE) {
+        j->ws = ctx->workspace;
+        j->a = attr(ctx, "a");
+        j->b = attr(ctx, "b");
+        if (ctx->workspace_size < (size_t)j->n * sizeof(float)) {
+            ctx->host->errorf(ctx->node, "workspace too small");
+            return SMLP_EINVAL;
+        }
+    }
+    return SMLP_OK;
+}
+
+static int
+run_cpu(struct smlp_kernel_ctx *ctx, enum fake_op op)
+{
+    struct job j;
+    int rc = fill_job(ctx, op, &j);
+
+    if (rc == SMLP_OK)
+        compute(&j);
+    return rc;
+}
+
+typedef int (*launch_host_func_cb)(void *stream, void (*fn)(void *),
+                                   void *arg);
+
+static int
+run_gpu(struct smlp_kernel_ctx *ctx, enum fake_op op)
+{
+    launch_host_func_cb launch =
+        (launch_host_func_cb)dlsym(RTLD_DEFAULT, "cudaLaunchHostFunc");
+    struct job *j = malloc(sizeof(*j));
+    int rc;
+
+    if (j == NULL || launch == NULL || ctx->stream == NULL) {
+        free(j);
+        ctx->host->errorf(ctx->node, "no stream or no cudaLaunchHostFunc");
+        return SMLP_EDEVICE;
+    }
+    if ((rc = fill_job(ctx, op, j)) != SMLP_OK ||
+        (rc = launch(ctx->stream, job_fn, j) == 0 ? SMLP_OK
+                                                  : SMLP_EDEVICE) !=
+            SMLP_OK)
+        free(j);
+    return rc;
+}
+
+static int
+affine_cpu(struct smlp_kernel_ctx *ctx)
+{
+    return run_cpu(ctx, FAKE_AFFINE);
+}
+static int
+affine_gpu(struct smlp_kernel_ctx *ctx)
+{
+    return run_gpu(ctx, FAKE_AFFINE);
+}
+static int
+mul_cpu(struct smlp_kernel_ctx *ctx)
+{
+    return run_cpu(ctx, FAKE_MUL);
+}
+static int
+mul_gpu(struct smlp_kernel_ctx *ctx)
+{
+    return run_gpu(ctx, FAKE_MUL);
+}
+static int
+accum_cpu(struct smlp_kernel_ctx *ctx)
+{
+    return run_cpu(ctx, FAKE_ACCUM);
+}
+static int
+accum_gpu(struct smlp_kernel_ctx *ctx)
+{
+    return run_gpu(ctx, FAKE_ACCUM);
+}
+static int
+host_cpu(struct smlp_kernel_ctx *ctx)
+{
+    return run_cpu(ctx, FAKE_HOST);
+}
+
+static int
+poison_cpu(struct smlp_kernel_ctx *ctx)
+{
+    memcpy(ctx->outputs[0]->data, ctx->inputs[0]->data,
+           (size_t)smlp_tensor_numel(ctx->inputs[0]) * sizeof(float));
+    return SMLP_OK;
+}
+
+static int
+poison_gpu(struct smlp_kernel_ctx *ctx)
+{
+    void (*poison)(void *) =
+        (void (*)(void *))dlsym(RTLD_DEFAULT, "fakecuda_poison");
+
+    if (poison == NULL) {
+        ctx->host->errorf(ctx->node, "not on the fake CUDA runtime");
+        return SMLP_EDEVICE;
+    }
+    poison(ctx->stream);
+    return SMLP_OK;
+}
+
+/* Output 0 is x's shape; affine asks for a workspace of x's size. */
+static int
+same_shape_infer(struct smlp_infer_ctx *ctx)
+{
+    const struct smlp_tensor *x = ctx->inputs[0];
+    int i;
+
+    for (i = 0; i < ctx->n_inputs; i++)
+        if (ctx->inputs[i] == NULL || ctx->inputs[i]->dtype != SMLP_DTYPE_F32 ||
+            smlp_tensor_numel(ctx->inputs[i]) != smlp_tensor_numel(x)) {
+            ctx->host->errorf(ctx->node, "inputs must be f32 of x's size");
+            return SMLP_EINVAL;
+        }
+    ctx->outputs[0]->dtype = SMLP_DTYPE_F32;
+    ctx->outputs[0]->rank = x->rank;
+    memcpy(ctx->outputs[0]->shape, x->shape, sizeof(x->shape));
+    ctx->workspace = (size_t)smlp_tensor_numel(x) * sizeof(float);
+    return SMLP_OK;
+}
+
+#define KERNEL(var, dev, fn)                                                 \
+    static const struct smlp_kernel_def var = {                              \
+        sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, dev, F32, NULL,    \
+        fn, 1}
+
+KERNEL(affine_c, SMLP_DEVICE_CPU, affine_cpu);
+KERNEL(affine_g, SMLP_DEVICE_CUDA, affine_gpu);
+KERNEL(mul_c, SMLP_DEVICE_CPU, mul_cpu);
+KERNEL(mul_g, SMLP_DEVICE_CUDA, mul_gpu);
+KERNEL(accum_c, SMLP_DEVICE_CPU, accum_cpu);
+KERNEL(accum_g, SMLP_DEVICE_CUDA, accum_gpu);
+KERNEL(host_c, SMLP_DEVICE_CPU, host_cpu);
+KERNEL(poison_c, SMLP_DEVICE_CPU, poison_cpu);
+KERNEL(poison_g, SMLP_DEVICE_CUDA, poison_gpu);
+
+static const struct smlp_kernel_def *const affine_k[] = {&affine_c,
+                                                         &affine_g, NULL};
+static const struct smlp_kernel_def *const mul_k[] = {&mul_c, &mul_g, NULL};
+static const struct smlp_kernel_def *const accum_k[] = {&accum_c, &accum_g,
+                                                        NULL};
+static const struct smlp_kernel_def *const host_k[] = {&host_c, NULL};
+static const struct smlp_kernel_def *const poison_k[] = {&poison_c,
+                                                         &poison_g, NULL};
+
+static const struct smlp_attr_def affine_attrs[] = {
+    {"a", SMLP_ATTR_FLOAT, 0, "factor"},
+    {"b", SMLP_ATTR_FLOAT, 0, "offset"},
+    {NULL, 0, 0, NULL},
+};
+
+#define OP(var, name, nin, attrs, kernels)                                   \
+    static const struct smlp_op_def var = {                                  \
+        sizeof(struct smlp_op_def), SMLP_ABI_VERSION, name, nin, nin, 1, 0,  \
+        attrs, same_shape_infer, kernels, NULL, name}
+
+OP(affine_op, "fakegpu.affine", 1, affine_attrs, affine_k);
+OP(mul_op, "fakegpu.mul", 2, NULL, mul_k);
+OP(accum_op, "fakegpu.accum", 2, NULL, accum_k);
+OP(host_op, "fakegpu.host", 1, NULL, host_k);
+OP(poison_op, "fakegpu.poison", 1, NULL, poison_k);
+
+static const struct smlp_op_def *const ops[] = {
+    &affine_op, &mul_op, &accum_op, &host_op, &poison_op, NULL};
+static const struct smlp_plugin_def def = {
+    sizeof(def), SMLP_ABI_VERSION, "fakegpu", "1", SMLP_BUILD_SIGNATURE, ops,
+    NULL};
+SMLP_PLUGIN_DEFINE(def)

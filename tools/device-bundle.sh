@@ -1,0 +1,129 @@
+#!/bin/sh
+# tools/device-bundle.sh - packs what a GPU machine needs to run smlp's
+# CUDA tests and smlp-run, from a build directory configured with CUDA.
+#
+#   cd BUILD && /path/to/smlp/tools/device-bundle.sh DIR
+#
+# DIR (normally .devbundle/ at the top of the checkout, which git
+# ignores) gets the real ELF binaries (not libtool's wrapper scripts),
+# libsmlp, the plugins and fixture plugins, the graphs, the schema and
+# flatc (the tests compile graphs from JSON), and the shared libraries
+# they need that a bare machine with CUDA may lack (libuv, OpenBLAS with
+# libgfortran and libquadmath, jansson, subunit...).  CUDA's own libraries
+# (cudart, cuBLAS) and the C/C++ runtime are taken from the GPU machine.
+# Files over 1 MiB are stored gzip'ed; DIR/run-gpu.sh unpacks them, finds
+# CUDA's libraries there and runs everything, writing logs to $OUT (or
+# DIR/out).  The layout mimics a build tree, so that SMLP_TEST_BUILDDIR and
+# SMLP_TEST_SRCDIR can both point at DIR.  See docs/gpu.md.
+set -eu
+
+if [ $# -ne 1 ]; then
+    echo "usage: cd BUILD && $0 DIR" >&2
+    exit 2
+fi
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=$(pwd)
+dir=$1
+if [ ! -f "$build/runtime/.libs/libsmlp.so.1" ] ||
+   [ ! -f "$build/tests/check_cuda" ]; then
+    echo "$0: run it in a build directory configured with CUDA, after" \
+         "'make && make check' built tests/check_cuda" >&2
+    exit 1
+fi
+
+rm -rf "$dir"
+mkdir -p "$dir/bin" "$dir/lib" "$dir/plugins" "$dir/graphs" "$dir/schemas" \
+         "$dir/tests/plugins/.libs"
+dir=$(cd "$dir" && pwd)
+
+is_elf() {
+    [ -f "$1" ] && [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]
+}
+
+# Programs: libtool keeps the real binary in .libs/ next to a script.
+for p in tests/check_cuda tests/check_cuda_sched tools/smlp-run; do
+    real="$build/$(dirname $p)/.libs/$(basename $p)"
+    is_elf "$real" || real="$build/$p"
+    is_elf "$real" || { echo "$0: no ELF binary for $p" >&2; exit 1; }
+    cp "$real" "$dir/bin/"
+done
+cp "$(command -v flatc)" "$dir/bin/flatc"
+cp -L "$build/runtime/.libs/libsmlp.so.1" "$dir/lib/"
+cp "$build"/plugins/.libs/*.so "$dir/plugins/"
+cp "$build"/tests/plugins/.libs/*.so "$dir/tests/plugins/.libs/"
+cp "$build"/graphs/*.fbs "$dir/graphs/"
+cp "$src/schemas/graph.fbs" "$dir/schemas/"
+
+# Libraries they need, except the C/C++ runtime and CUDA's (the GPU
+# machine has its own, matching its driver).
+skip='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|libpthread|librt\.so|libgcc_s|libstdc\+\+|libcuda|libcublas|libnvidia|libsmlp)'
+for f in "$dir"/bin/* "$dir"/lib/* "$dir"/plugins/*.so \
+         "$dir"/tests/plugins/.libs/*.so; do
+    LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ldd "$f"
+done | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }' | sort -u |
+while read -r name path; do
+    if echo "$name" | grep -Eq "$skip"; then
+        continue
+    fi
+    [ -f "$dir/lib/$name" ] || cp -L "$path" "$dir/lib/$name"
+done
+
+# Big files travel compressed (the machine's working tree is limited).
+find "$dir/bin" "$dir/lib" -type f -size +1024k -exec gzip -9 {} \;
+
+cat >"$dir/run-gpu.sh" <<'EOF'
+#!/bin/sh
+# Runs smlp's GPU checks on the GPU machine (made by
+# tools/device-bundle.sh).  Logs go to $OUT, else to this dir's out/.
+b=$(cd "$(dirname "$0")" && pwd)
+out=${OUT:-$b/out}
+mkdir -p "$out"
+for f in "$b"/bin/*.gz "$b"/lib/*.gz; do
+    [ -f "$f" ] && gunzip -f "$f"
+done
+chmod +x "$b"/bin/*
+# Where CUDA's libraries live on this machine.
+cudalibs=$(for n in libcudart.so.13 libcublas.so.13; do
+    find /usr/local /usr/lib /opt -name "$n" 2>/dev/null | head -1
+done | xargs -r -n1 dirname | sort -u | tr '\n' ':')
+export LD_LIBRARY_PATH="$b/lib:$cudalibs/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export SMLP_PLUGIN_PATH="$b/plugins" SMLP_TEST_BUILDDIR="$b" \
+    SMLP_TEST_SRCDIR="$b" FLATC="$b/bin/flatc" OPENBLAS_NUM_THREADS=1 \
+    CK_DEFAULT_TIMEOUT=300 PATH="$b/bin:$PATH"
+{
+    echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+    for f in "$b"/bin/check_cuda "$b"/bin/smlp-run "$b"/lib/* \
+             "$b"/plugins/core.so; do
+        ldd "$f" | grep -E 'not found|cuda|cublas' | sed "s|^|$(basename $f): |"
+    done
+} >"$out/probe.txt" 2>&1
+cd "$b" || exit 1
+SMLP_CUDA_BENCH=1 timeout 300 bin/check_cuda >"$out/check_cuda.log" 2>&1
+echo "check_cuda exit $?" >>"$out/check_cuda.log"
+FAKECUDA_JITTER_US=50 timeout 120 bin/check_cuda_sched \
+    >"$out/check_cuda_sched.log" 2>&1
+echo "check_cuda_sched exit $?" >>"$out/check_cuda_sched.log"
+{
+    for g in mixer_fmnist mixer_b; do
+        for d in cuda cpu; do
+            [ $g.$d = mixer_b.cpu ] && continue
+            echo "== smlp-run --device $d graphs/$g.fbs --batch 8"
+            timeout 120 bin/smlp-run --device $d --batch 8 --repeat 5 \
+                graphs/$g.fbs
+            echo "exit $?"
+        done
+    done
+} >"$out/smlp-run.log" 2>&1
+if command -v compute-sanitizer >/dev/null; then
+    timeout 200 compute-sanitizer --tool memcheck --leak-check no \
+        bin/check_cuda >"$out/sanitizer.log" 2>&1
+    echo "compute-sanitizer exit $?" >>"$out/sanitizer.log"
+fi
+tail -n 3 "$out"/*.log
+EOF
+chmod +x "$dir/run-gpu.sh"
+
+echo "$dir:"
+du -sh "$dir"
+ls -la "$dir/bin" "$dir/lib" "$dir/plugins"
