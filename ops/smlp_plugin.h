@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 #define SMLP_ABI_MAJOR 1
-#define SMLP_ABI_MINOR 0
+#define SMLP_ABI_MINOR 1
 #define SMLP_ABI_VERSION ((uint32_t)((SMLP_ABI_MAJOR << 16) | SMLP_ABI_MINOR))
 #define SMLP_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 #define SMLP_ABI_MINOR_OF(v) ((uint32_t)(v)&0xffffu)
@@ -170,6 +170,12 @@ struct smlp_infer_ctx {
     void (*priv_free)(void *priv);
     /* In: nonzero in a training session. */
     int32_t training;
+    /* Out (since 1.1): bytes of scratch memory the backward needs.  The
+     * backward's workspace holds max(workspace, backward_workspace) bytes,
+     * 64-byte aligned, with undefined contents: it is NOT the forward's
+     * workspace (whatever the backward needs from the forward pass it
+     * reads from the node's inputs and outputs, or recomputes). */
+    size_t backward_workspace;
 };
 
 /* One forward kernel invocation. */
@@ -197,9 +203,18 @@ struct smlp_kernel_ctx {
 
 /*
  * Backward of one node (used by training; declared since ABI 1.0).
- * inputs/outputs are the forward values; grad_outputs the incoming
- * gradients; grad_inputs[i] is NULL where no gradient is wanted, else the
- * kernel writes (overwrites) d loss / d input i.
+ *
+ * inputs/outputs are the forward values of this node, as the forward
+ * kernel left them in the same training step (same seed and step, so
+ * seeded noise can be drawn again).  grad_outputs[j] is d loss / d output
+ * j, shaped like output j, or NULL when no gradient reaches output j
+ * (integer outputs, outputs nobody differentiable reads): read NULL as
+ * zeros.  grad_inputs[i] is NULL where no gradient is wanted (integer
+ * inputs, inputs that need none), else an f32 tensor shaped like input i
+ * that the kernel overwrites with d loss / d input i (the runtime sums
+ * the contributions of several consumers itself).  workspace: see
+ * smlp_infer_ctx.backward_workspace.  Reductions in a fixed order, as in
+ * the forward: results must not depend on `threads`.
  */
 struct smlp_backward_ctx {
     uint32_t size;

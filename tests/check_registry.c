@@ -70,13 +70,13 @@ END_TEST
 
 START_TEST(test_registry_load_abi_old)
 {
-    expect_load("abi_old", SMLP_EABI, "ABI 0.9, this host has ABI 1.0");
+    expect_load("abi_old", SMLP_EABI, "ABI 0.9, this host has ABI 1.1");
 }
 END_TEST
 
 START_TEST(test_registry_load_abi_new)
 {
-    expect_load("abi_new", SMLP_EABI, "refused host ABI 1.0");
+    expect_load("abi_new", SMLP_EABI, "refused host ABI 1.1");
 }
 END_TEST
 

@@ -898,6 +898,7 @@ ophost_backward(struct ophost *h, const char *op,
     struct smlp_backward_ctx b;
     struct call c;
     void *ws = NULL;
+    size_t bws;
     char b1[200], b2[200];
     int rc, i;
 
@@ -912,9 +913,11 @@ ophost_backward(struct ophost *h, const char *op,
         goto out_priv;
     }
     for (i = 0; i < n_out; i++)
-        if (grad_outputs[i] == NULL || !same_shape(grad_outputs[i],
-                                                   outputs[i])) {
-            rc = fail(h, SMLP_ESHAPE, "grad_outputs[%d] must be %s", i,
+        if (grad_outputs[i] != NULL && (grad_outputs[i]->dtype !=
+                                            SMLP_DTYPE_F32 ||
+                                        !same_shape(grad_outputs[i],
+                                                    outputs[i]))) {
+            rc = fail(h, SMLP_ESHAPE, "grad_outputs[%d] must be f32 %s", i,
                       shape_str(outputs[i], b1, sizeof(b1)));
             goto out_priv;
         }
@@ -927,7 +930,10 @@ ophost_backward(struct ophost *h, const char *op,
                                 : "absent");
             goto out_priv;
         }
-    if ((rc = call_workspace(h, c.ictx.workspace, &ws)) != SMLP_OK)
+    bws = c.ictx.backward_workspace > c.ictx.workspace
+              ? c.ictx.backward_workspace
+              : c.ictx.workspace;
+    if ((rc = call_workspace(h, bws, &ws)) != SMLP_OK)
         goto out_priv;
     memset(&b, 0, sizeof(b));
     b.size = sizeof(b);
@@ -942,7 +948,7 @@ ophost_backward(struct ophost *h, const char *op,
     b.grad_outputs = (const struct smlp_tensor *const *)grad_outputs;
     b.grad_inputs = grad_inputs;
     b.workspace = ws;
-    b.workspace_size = c.ictx.workspace;
+    b.workspace_size = bws;
     b.threads = h->threads;
     b.seed = h->seed;
     b.step = h->step;

@@ -128,10 +128,11 @@ int ophost_run(struct ophost *h, const char *op,
 /*
  * Runs the op's backward: infer first (for priv and the workspace size;
  * outputs must then match the inferred shapes), then backward() with the
- * forward values inputs/outputs, grad_outputs (one per output, shaped
- * like it) and grad_inputs (one per input; NULL where no gradient is
- * wanted, else shaped like the input and overwritten).  The workspace
- * has the forward size (the ABI has no separate backward size yet).
+ * forward values inputs/outputs, grad_outputs (one per output, f32 shaped
+ * like it, or NULL: no gradient reaches that output) and grad_inputs (one
+ * per input; NULL where no gradient is wanted, else shaped like the input
+ * and overwritten).  The workspace holds max(workspace,
+ * backward_workspace) poisoned bytes, as in the runtime.
  * SMLP_ENOKERNEL when the op has no backward.
  */
 int ophost_backward(struct ophost *h, const char *op,
