@@ -151,8 +151,13 @@ gc_check(struct ophost *h, const struct gc_spec *s, struct gc_result *res,
             ((float *)g[j]->data)[k] = (float)gc_uniform(&rng);
     }
     for (i = 0; i < s->n_in; i++)
-        if (s->check[i] && s->inputs[i] != NULL)
+        if (s->check[i] && s->inputs[i] != NULL) {
             gi[i] = ophost_tensor_like(s->inputs[i]);
+            /* NaN-poisoned: a backward must overwrite, not add. */
+            if (gc_numel(gi[i]) > 0)
+                memset(gi[i]->data, 0xff,
+                       (size_t)gc_numel(gi[i]) * sizeof(float));
+        }
     if (ophost_backward(h, s->op, s->attrs, s->inputs, s->n_in, out,
                         s->n_out, g, gi, &em) != SMLP_OK) {
         snprintf(msg, msglen, "%s: backward failed: %s", s->op,

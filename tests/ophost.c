@@ -923,7 +923,9 @@ ophost_backward(struct ophost *h, const char *op,
         }
     for (i = 0; i < n_in; i++)
         if (grad_inputs[i] != NULL &&
-            (inputs[i] == NULL || !same_shape(grad_inputs[i], inputs[i]))) {
+            (inputs[i] == NULL || inputs[i]->dtype != SMLP_DTYPE_F32 ||
+             grad_inputs[i]->dtype != SMLP_DTYPE_F32 ||
+             !same_shape(grad_inputs[i], inputs[i]))) {
             rc = fail(h, SMLP_ESHAPE, "grad_inputs[%d] is %s, input is %s",
                       i, shape_str(grad_inputs[i], b1, sizeof(b1)),
                       inputs[i] ? shape_str(inputs[i], b2, sizeof(b2))

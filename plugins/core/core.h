@@ -9,7 +9,10 @@
 #define SMLP_CORE_H
 
 #include <limits.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "smlp_kernel.h"
 
@@ -37,6 +40,55 @@ smlp__core_check_blas_dims(struct smlp_infer_ctx *ctx, const char *what,
                                    "%s: size %lld exceeds the BLAS limit %d",
                                    what, (long long)dims[i], INT_MAX);
     return SMLP_OK;
+}
+
+/*
+ * Records a backward failure for the node (the host adds file, node and op
+ * names) and returns status.
+ */
+static inline int
+smlp__core_backward_fail(struct smlp_backward_ctx *ctx, int status,
+                         const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static inline int
+smlp__core_backward_fail(struct smlp_backward_ctx *ctx, int status,
+                         const char *fmt, ...)
+{
+    char msg[SMLP_KERNEL_MSGLEN];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ctx->host->errorf(ctx->node, "%s", msg);
+    return status;
+}
+
+/*
+ * The backward of a node that no gradient reaches (grad_outputs all NULL,
+ * read as zeros): every wanted gradient is zero.  Returns SMLP_OK.
+ */
+static inline int
+smlp__core_zero_grads(struct smlp_backward_ctx *ctx)
+{
+    int i;
+
+    for (i = 0; i < ctx->n_inputs; i++) {
+        struct smlp_tensor *g = ctx->grad_inputs[i];
+
+        if (g != NULL && smlp_tensor_numel(g) > 0)
+            memset(g->data, 0, (size_t)smlp_tensor_numel(g) * sizeof(float));
+    }
+    return SMLP_OK;
+}
+
+/* dst = src for n floats; dst may be src (the runtime may alias them). */
+static inline void
+smlp__core_copy_grad(float *dst, const float *src, int64_t n)
+{
+    if (dst != src && n > 0)
+        memcpy(dst, src, (size_t)n * sizeof(float));
 }
 
 extern const struct smlp_op_def smlp__core_op_linear;

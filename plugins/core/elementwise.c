@@ -4,6 +4,12 @@
  * All four take f32 tensors of any rank and give an output of the same
  * shape.  gelu is exact (0.5·x·(1 + erf(x/√2))) unless `approximate` is
  * "tanh" (0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))).
+ *
+ * Each has a backward.  gelu's recomputes its derivative from x with
+ * branch-free float code (smlp_erff and a polynomial exp, below) so that
+ * the loop vectorises like the forward; relu passes dy where x > 0 (0 at
+ * x = 0, as PyTorch); add copies dy to both inputs; scale multiplies it
+ * by alpha.
  */
 #include <math.h>
 #include <string.h>
@@ -84,6 +90,113 @@ gelu_run(struct smlp_kernel_ctx *ctx)
     return SMLP_OK;
 }
 
+/*
+ * e^a for floats, branch-free so that loops over it vectorise: a is
+ * clamped to [-87, 88] (a NaN becomes -87: callers keep NaNs flowing
+ * through their other terms), a = n·ln2 + r with |r| <= ln2/2 (ln2 in two
+ * parts, Cody-Waite), e^r from Cephes' polynomial for expf, and 2^n put
+ * into the exponent bits.  Relative error about 1e-7.
+ */
+static inline float
+gelu_expf(float a)
+{
+    union {
+        uint32_t u;
+        float f;
+    } scale;
+    float n, r, p;
+
+    a = a > -87.0f ? a : -87.0f;
+    a = a < 88.0f ? a : 88.0f;
+    n = a * 1.44269504088896341f;
+    /* Round to nearest: 1.5·2^23 pushes the fraction out (|n| < 2^22);
+     * the code stays branch-free (a ?: here stops GCC's AVX2 clone). */
+    n = (n + 12582912.0f) - 12582912.0f;
+    r = a - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    scale.u = (uint32_t)((int32_t)n + 127) << 23;
+    return p * scale.f;
+}
+
+/*
+ * d/dx of the exact GELU: Φ(x) + x·φ(x), with Φ(x) = (1 + erf(x/√2))/2
+ * and φ(x) = e^(-x²/2)/√(2π).  Beyond |x| = 10 the x·φ term is below
+ * 1e-21, so x is clamped there (a NaN stays NaN).
+ */
+SMLP_VECTOR_CLONES static void
+gelu_erf_grad_loop(const float *x, const float *dy, float *dx, int64_t n)
+{
+    int64_t i;
+
+    for (i = 0; i < n; i++) {
+        float v = x[i];
+        float cdf, pdf;
+
+        v = v > 10.0f ? 10.0f : v;
+        v = v < -10.0f ? -10.0f : v;
+        cdf = 0.5f * (1.0f + smlp_erff(v * 0.70710678118654752f));
+        pdf = 0.39894228040143268f * gelu_expf(-0.5f * v * v);
+        dx[i] = dy[i] * (cdf + v * pdf);
+    }
+}
+
+/*
+ * d/dx of the tanh GELU, with t = tanh(u), u = k(x + c·x³):
+ *   0.5(1 + t) + 0.5·x·(1 - t²)·k(1 + 3c·x²),
+ * where 0.5(1 + t) = e/(1 + e) and 1 - t² = 4e/(1 + e)² with e = e^(2u),
+ * which stay accurate in both tails (1 ± t would cancel).  Beyond |x| = 20
+ * the derivative is 0 or 1 to float precision, so x is clamped there and
+ * u to ±40 (e stays finite).
+ */
+SMLP_VECTOR_CLONES static void
+gelu_tanh_grad_loop(const float *x, const float *dy, float *dx, int64_t n)
+{
+    const float k = 0.79788456080286536f; /* sqrt(2/pi) */
+    const float c = 0.044715f;
+    int64_t i;
+
+    for (i = 0; i < n; i++) {
+        float v = x[i];
+        float u, e, r, s;
+
+        v = v > 20.0f ? 20.0f : v;
+        v = v < -20.0f ? -20.0f : v;
+        u = k * (v + c * v * v * v);
+        u = u > 40.0f ? 40.0f : u;
+        u = u < -40.0f ? -40.0f : u;
+        e = gelu_expf(2.0f * u);
+        r = 1.0f / (1.0f + e);
+        s = e * r;
+        dx[i] = dy[i] * (s + 2.0f * v * s * r * k * (1.0f + 3.0f * c * v * v));
+    }
+}
+
+static int
+gelu_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct gelu_priv *priv = ctx->priv;
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    struct smlp_tensor *gx = ctx->grad_inputs[0];
+    int64_t n = smlp_tensor_numel(ctx->inputs[0]);
+
+    if (gx == NULL)
+        return SMLP_OK;
+    if (gy == NULL)
+        return smlp__core_zero_grads(ctx);
+    if (priv->tanh_approx)
+        gelu_tanh_grad_loop(ctx->inputs[0]->data, gy->data, gx->data, n);
+    else
+        gelu_erf_grad_loop(ctx->inputs[0]->data, gy->data, gx->data, n);
+    return SMLP_OK;
+}
+
 /* ---- core.relu ---------------------------------------------------------- */
 
 static int
@@ -95,6 +208,26 @@ relu_run(struct smlp_kernel_ctx *ctx)
 
     for (i = 0; i < n; i++)
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return SMLP_OK;
+}
+
+static int
+relu_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    struct smlp_tensor *gx = ctx->grad_inputs[0];
+    const float *x = ctx->inputs[0]->data, *dy;
+    float *dx;
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+
+    if (gx == NULL)
+        return SMLP_OK;
+    if (gy == NULL)
+        return smlp__core_zero_grads(ctx);
+    dy = gy->data;
+    dx = gx->data;
+    for (i = 0; i < n; i++)
+        dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
     return SMLP_OK;
 }
 
@@ -126,6 +259,21 @@ add_run(struct smlp_kernel_ctx *ctx)
 
     for (i = 0; i < n; i++)
         y[i] = a[i] + b[i];
+    return SMLP_OK;
+}
+
+static int
+add_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    int64_t n = smlp_tensor_numel(ctx->inputs[0]);
+    int i;
+
+    if (gy == NULL)
+        return smlp__core_zero_grads(ctx);
+    for (i = 0; i < 2; i++)
+        if (ctx->grad_inputs[i] != NULL)
+            smlp__core_copy_grad(ctx->grad_inputs[i]->data, gy->data, n);
     return SMLP_OK;
 }
 
@@ -163,6 +311,27 @@ scale_run(struct smlp_kernel_ctx *ctx)
 
     for (i = 0; i < n; i++)
         y[i] = priv->alpha * x[i];
+    return SMLP_OK;
+}
+
+static int
+scale_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct scale_priv *priv = ctx->priv;
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    struct smlp_tensor *gx = ctx->grad_inputs[0];
+    const float *dy;
+    float *dx;
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+
+    if (gx == NULL)
+        return SMLP_OK;
+    if (gy == NULL)
+        return smlp__core_zero_grads(ctx);
+    dy = gy->data;
+    dx = gx->data;
+    for (i = 0; i < n; i++)
+        dx[i] = priv->alpha * dy[i];
     return SMLP_OK;
 }
 
@@ -208,6 +377,7 @@ const struct smlp_op_def smlp__core_op_gelu = {
     .attrs = gelu_attrs,
     .infer = gelu_infer,
     .kernels = gelu_kernels,
+    .backward = gelu_backward,
     .doc = "elementwise GELU, exact (erf) or `approximate`='tanh'",
 };
 
@@ -221,6 +391,7 @@ const struct smlp_op_def smlp__core_op_relu = {
     .attrs = no_attrs,
     .infer = unary_infer,
     .kernels = relu_kernels,
+    .backward = relu_backward,
     .doc = "elementwise max(x, 0)",
 };
 
@@ -234,6 +405,7 @@ const struct smlp_op_def smlp__core_op_add = {
     .attrs = no_attrs,
     .infer = add_infer,
     .kernels = add_kernels,
+    .backward = add_backward,
     .doc = "y = a + b, a and b of the same shape",
 };
 
@@ -247,5 +419,6 @@ const struct smlp_op_def smlp__core_op_scale = {
     .attrs = scale_attrs,
     .infer = scale_infer,
     .kernels = scale_kernels,
+    .backward = scale_backward,
     .doc = "y = alpha * x",
 };

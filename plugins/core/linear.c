@@ -9,6 +9,13 @@
  *     Y_o[out,inner] = W[out,in]·X_o[in,inner],
  * so mixing tokens (axis -2 of [B,S,C]) needs no transposed copy.  The
  * bias is added afterwards.
+ *
+ * The backward runs the same shapes of sgemm, transposed:
+ *   inner == 1: dX = dY·W, dW = dYᵀ·X (one sgemm each);
+ *   otherwise:  dX_o = Wᵀ·dY_o per o, dW = Σ_o dY_o·X_oᵀ (sgemm with
+ *               beta 1, o in increasing order);
+ * and db[j] = Σ_o Σ_k dY[o,j,k] in double, in a fixed order, in a
+ * backward workspace of `out` doubles.
  */
 #include <cblas.h>
 #include <string.h>
@@ -80,6 +87,8 @@ linear_infer(struct smlp_infer_ctx *ctx)
     smlp_infer_set_output(ctx, 0, SMLP_DTYPE_F32, x->rank, shape);
     ctx->macs = (uint64_t)(outer * inner) * (uint64_t)w->shape[1] *
                 (uint64_t)w->shape[0];
+    if (b != NULL)
+        ctx->backward_workspace = (size_t)w->shape[0] * sizeof(double);
     return smlp_infer_set_priv(ctx, &priv, sizeof(priv));
 }
 
@@ -121,6 +130,105 @@ linear_run(struct smlp_kernel_ctx *ctx)
     return SMLP_OK;
 }
 
+/*
+ * Σ v[0..n) in double, in a fixed order that vectorises: eight
+ * interleaved partial sums (lane l takes k ≡ l mod 8), added up pairwise
+ * at the end.
+ */
+static double
+linear_sum(const float *v, int64_t n)
+{
+    double part[8] = {0};
+    int64_t k, l;
+
+    for (k = 0; k + 8 <= n; k += 8)
+        for (l = 0; l < 8; l++)
+            part[l] += v[k + l];
+    for (l = 0; k + l < n; l++)
+        part[l] += v[k + l];
+    return ((part[0] + part[1]) + (part[2] + part[3])) +
+           ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
+/* db[j] = Σ_o Σ_k dy[o,j,k], summed in double in a fixed order. */
+static void
+linear_bias_grad(float *db, const float *dy, double *acc, int64_t outer,
+                 int64_t out, int64_t inner)
+{
+    int64_t o, j;
+
+    for (j = 0; j < out; j++)
+        acc[j] = 0.0;
+    for (o = 0; o < outer; o++) {
+        const float *dyo = dy + o * out * inner;
+
+        if (inner == 1) {
+            for (j = 0; j < out; j++)
+                acc[j] += dyo[j];
+            continue;
+        }
+        for (j = 0; j < out; j++)
+            acc[j] += linear_sum(dyo + j * inner, inner);
+    }
+    for (j = 0; j < out; j++)
+        db[j] = (float)acc[j];
+}
+
+/*
+ * d x, d W and d b (each when wanted) from dy; see the file comment.
+ * Sizes of zero give zero gradients without calling BLAS.
+ */
+static int
+linear_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct linear_priv *priv = ctx->priv;
+    const struct smlp_tensor *x = ctx->inputs[0], *w = ctx->inputs[1];
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    struct smlp_tensor *gx = ctx->grad_inputs[0], *gw = ctx->grad_inputs[1];
+    struct smlp_tensor *gb = ctx->n_inputs > 2 ? ctx->grad_inputs[2] : NULL;
+    const float *xd = x->data, *wd = w->data, *dy;
+    int64_t outer, inner, o;
+    int in = (int)w->shape[1], out = (int)w->shape[0];
+
+    if (gy == NULL)
+        return smlp__core_zero_grads(ctx);
+    dy = gy->data;
+    linear_split(x, priv->axis, &outer, &inner);
+    if (outer * inner * out * in == 0) {
+        /* Some product is empty: whatever is left has zero gradient
+         * (db is still a plain sum when only `in` is 0). */
+        smlp__core_zero_grads(ctx);
+        if (gb != NULL && outer * inner * out > 0)
+            linear_bias_grad(gb->data, dy, ctx->workspace, outer, out,
+                             inner);
+        return SMLP_OK;
+    }
+    if (inner == 1) {
+        if (gx != NULL)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                        (int)outer, in, out, 1.0f, dy, out, wd, in, 0.0f,
+                        gx->data, in);
+        if (gw != NULL)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in,
+                        (int)outer, 1.0f, dy, out, xd, in, 0.0f, gw->data,
+                        in);
+    } else {
+        for (o = 0; gx != NULL && o < outer; o++)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in,
+                        (int)inner, out, 1.0f, wd, in, dy + o * out * inner,
+                        (int)inner, 0.0f, (float *)gx->data + o * in * inner,
+                        (int)inner);
+        for (o = 0; gw != NULL && o < outer; o++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, out, in,
+                        (int)inner, 1.0f, dy + o * out * inner, (int)inner,
+                        xd + o * in * inner, (int)inner, o ? 1.0f : 0.0f,
+                        gw->data, in);
+    }
+    if (gb != NULL)
+        linear_bias_grad(gb->data, dy, ctx->workspace, outer, out, inner);
+    return SMLP_OK;
+}
+
 static const struct smlp_attr_def linear_attrs[] = {
     {"axis", SMLP_ATTR_INT, 0,
      "axis of x that W mixes (default -1; negative counts from the end)"},
@@ -151,7 +259,7 @@ const struct smlp_op_def smlp__core_op_linear = {
     .attrs = linear_attrs,
     .infer = linear_infer,
     .kernels = linear_kernels,
-    .backward = NULL,
+    .backward = linear_backward,
     .doc = "y = W*x along `axis` (+ b): x [..,in,..], W [out,in], "
            "b [out] (optional) -> x's shape with out at axis",
 };

@@ -5,6 +5,11 @@
  * [..., n, k] with transpose_b) -> [..., m, n].  a and b have the same
  * rank and equal leading (batch) dims; no broadcasting.  One sgemm per
  * batch index, the transposes handled by BLAS (nothing is copied).
+ *
+ * The backward is two more sgemms per batch index.  With op(a) the
+ * [m,k] operand and op(b) the [k,n] one:
+ *   d op(a) = dy·op(b)ᵀ, so da = dy·op(b)ᵀ, or op(b)·dyᵀ with transpose_a;
+ *   d op(b) = op(a)ᵀ·dy, so db = op(a)ᵀ·dy, or dyᵀ·op(a) with transpose_b.
  */
 #include <cblas.h>
 #include <string.h>
@@ -120,6 +125,57 @@ matmul_run(struct smlp_kernel_ctx *ctx)
     return SMLP_OK;
 }
 
+static int
+matmul_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct matmul_priv *priv = ctx->priv;
+    const struct smlp_tensor *a = ctx->inputs[0], *b = ctx->inputs[1];
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    struct smlp_tensor *ga = ctx->grad_inputs[0], *gb = ctx->grad_inputs[1];
+    const float *ad = a->data, *bd = b->data, *dy;
+    int ta = priv->transpose_a, tb = priv->transpose_b, r = a->rank, d;
+    int64_t m = a->shape[r - 2 + ta], k = a->shape[r - 1 - ta];
+    int64_t n = b->shape[r - 1 - tb], batch = 1, i;
+    int lda = (int)(ta ? m : k), ldb = (int)(tb ? k : n);
+
+    if (gy == NULL)
+        return smlp__core_zero_grads(ctx);
+    for (d = 0; d < r - 2; d++)
+        batch *= a->shape[d];
+    if (batch * m * n * k == 0)
+        return smlp__core_zero_grads(ctx);
+    dy = gy->data;
+    for (i = 0; ga != NULL && i < batch; i++) {
+        const float *dyi = dy + i * m * n, *bi = bd + i * k * n;
+        float *gai = (float *)ga->data + i * m * k;
+
+        if (!ta)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans,
+                        tb ? CblasNoTrans : CblasTrans, (int)m, (int)k,
+                        (int)n, 1.0f, dyi, (int)n, bi, ldb, 0.0f, gai,
+                        (int)k);
+        else
+            cblas_sgemm(CblasRowMajor, tb ? CblasTrans : CblasNoTrans,
+                        CblasTrans, (int)k, (int)m, (int)n, 1.0f, bi, ldb,
+                        dyi, (int)n, 0.0f, gai, (int)m);
+    }
+    for (i = 0; gb != NULL && i < batch; i++) {
+        const float *dyi = dy + i * m * n, *ai = ad + i * m * k;
+        float *gbi = (float *)gb->data + i * k * n;
+
+        if (!tb)
+            cblas_sgemm(CblasRowMajor, ta ? CblasNoTrans : CblasTrans,
+                        CblasNoTrans, (int)k, (int)n, (int)m, 1.0f, ai, lda,
+                        dyi, (int)n, 0.0f, gbi, (int)n);
+        else
+            cblas_sgemm(CblasRowMajor, CblasTrans,
+                        ta ? CblasTrans : CblasNoTrans, (int)n, (int)k,
+                        (int)m, 1.0f, dyi, (int)n, ai, lda, 0.0f, gbi,
+                        (int)k);
+    }
+    return SMLP_OK;
+}
+
 static const struct smlp_attr_def matmul_attrs[] = {
     {"transpose_a", SMLP_ATTR_INT, 0, "1: a is [..., k, m] (default 0)"},
     {"transpose_b", SMLP_ATTR_INT, 0, "1: b is [..., n, k] (default 0)"},
@@ -148,6 +204,7 @@ const struct smlp_op_def smlp__core_op_matmul = {
     .attrs = matmul_attrs,
     .infer = matmul_infer,
     .kernels = matmul_kernels,
+    .backward = matmul_backward,
     .doc = "batched a*b: a [..,m,k], b [..,k,n] (same leading dims) -> "
            "[..,m,n]; transpose_a/b",
 };

@@ -6,6 +6,12 @@
  * copies the patches into the workspace as rows of
  * cols[B·L, Cin·P·P] (im2col, columns ordered (cin, ky, kx) like W's
  * flattened rows), then runs one sgemm Y[B·L, C] = cols·Wᵀ and adds b.
+ *
+ * The backward redoes the im2col in its workspace for dW = dYᵀ·cols (one
+ * sgemm), then reuses that space for dcols = dY·W (one sgemm), which
+ * col2im scatters back to dimg: patches do not overlap, so that is a
+ * copy, not a sum.  db[c] = Σ_rows dY[row,c] in double, in row order,
+ * after the cols in the workspace.
  */
 #include <cblas.h>
 #include <string.h>
@@ -15,6 +21,14 @@
 struct patch_priv {
     int patch;
 };
+
+/* Byte offset of the backward's db accumulators: after the cols. */
+static size_t
+patch_bias_offset(int64_t rows, int64_t kdim)
+{
+    return ((size_t)(rows * kdim) * sizeof(float) + sizeof(double) - 1) /
+           sizeof(double) * sizeof(double);
+}
 
 static int
 patch_infer(struct smlp_infer_ctx *ctx)
@@ -74,6 +88,9 @@ patch_infer(struct smlp_infer_ctx *ctx)
         return rc;
     smlp_infer_set_output(ctx, 0, SMLP_DTYPE_F32, 3, shape);
     ctx->workspace = (size_t)(rows * kdim) * sizeof(float);
+    ctx->backward_workspace = patch_bias_offset(rows, kdim) +
+                              (b != NULL ? (size_t)shape[2] : 0) *
+                                  sizeof(double);
     ctx->macs = (uint64_t)rows * (uint64_t)kdim * (uint64_t)shape[2];
     priv.patch = (int)patch;
     return smlp_infer_set_priv(ctx, &priv, sizeof(priv));
@@ -130,6 +147,75 @@ patch_run(struct smlp_kernel_ctx *ctx)
     return SMLP_OK;
 }
 
+/* The inverse of im2col: writes rows of cols back to their patches. */
+static void
+col2im(float *x, const float *cols, int64_t nb, int64_t cin, int64_t h,
+       int64_t wid, int64_t p)
+{
+    int64_t i, pr, pc, ci, ky;
+
+    for (i = 0; i < nb; i++)
+        for (pr = 0; pr < h / p; pr++)
+            for (pc = 0; pc < wid / p; pc++)
+                for (ci = 0; ci < cin; ci++)
+                    for (ky = 0; ky < p; ky++) {
+                        float *dst = x + ((i * cin + ci) * h + pr * p + ky) *
+                                             wid + pc * p;
+
+                        memcpy(dst, cols, (size_t)p * sizeof(float));
+                        cols += p;
+                    }
+}
+
+static int
+patch_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct patch_priv *priv = ctx->priv;
+    const struct smlp_tensor *img = ctx->inputs[0], *w = ctx->inputs[1];
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    struct smlp_tensor *gimg = ctx->grad_inputs[0], *gw = ctx->grad_inputs[1];
+    struct smlp_tensor *gb = ctx->n_inputs > 2 ? ctx->grad_inputs[2] : NULL;
+    float *cols = ctx->workspace;
+    const float *dy;
+    int64_t nb = img->shape[0], cin = img->shape[1], h = img->shape[2];
+    int64_t wid = img->shape[3], p = priv->patch, c = w->shape[0];
+    int64_t kdim = cin * p * p, rows = nb * (h / p) * (wid / p), r, j;
+
+    if (gy == NULL || rows * c * kdim == 0)
+        smlp__core_zero_grads(ctx);
+    if (gy == NULL)
+        return SMLP_OK;
+    dy = gy->data;
+    if (gb != NULL && rows * c > 0) {
+        double *acc = (double *)((char *)ctx->workspace +
+                                 patch_bias_offset(rows, kdim));
+        float *db = gb->data;
+
+        for (j = 0; j < c; j++)
+            acc[j] = 0.0;
+        for (r = 0; r < rows; r++)
+            for (j = 0; j < c; j++)
+                acc[j] += dy[r * c + j];
+        for (j = 0; j < c; j++)
+            db[j] = (float)acc[j];
+    }
+    if (rows * c * kdim == 0)
+        return SMLP_OK;
+    if (gw != NULL) {
+        im2col(cols, img->data, nb, cin, h, wid, p);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c,
+                    (int)kdim, (int)rows, 1.0f, dy, (int)c, cols, (int)kdim,
+                    0.0f, gw->data, (int)kdim);
+    }
+    if (gimg != NULL) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows,
+                    (int)kdim, (int)c, 1.0f, dy, (int)c, w->data, (int)kdim,
+                    0.0f, cols, (int)kdim);
+        col2im(gimg->data, cols, nb, cin, h, wid, p);
+    }
+    return SMLP_OK;
+}
+
 static const struct smlp_attr_def patch_attrs[] = {
     {"patch", SMLP_ATTR_INT, 1, "patch size P (stride P, no overlap)"},
     {NULL, 0, 0, NULL},
@@ -157,6 +243,7 @@ const struct smlp_op_def smlp__core_op_patch_embed = {
     .attrs = patch_attrs,
     .infer = patch_infer,
     .kernels = patch_kernels,
+    .backward = patch_backward,
     .doc = "img [B,Cin,H,W], W [C,Cin,P,P], b [C] (optional) -> "
            "[B,(H/P)(W/P),C], PxP patches, stride P",
 };

@@ -2,7 +2,8 @@
  * reduce.c - core.mean, core.argmax and core.softmax_cross_entropy.
  *
  * Every reduction runs in one fixed order (index order) and accumulates
- * in double, so results do not depend on threads or schedule.
+ * in double, so results do not depend on threads or schedule.  mean and
+ * softmax_cross_entropy have backwards (argmax gives integers: none).
  */
 #include <math.h>
 #include <string.h>
@@ -101,6 +102,35 @@ mean_run(struct smlp_kernel_ctx *ctx)
     return SMLP_OK;
 }
 
+/* dx[o,k,i] = dy[o,i] / len: every element of the axis gets its share. */
+static int
+mean_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct mean_priv *priv = ctx->priv;
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    struct smlp_tensor *gx = ctx->grad_inputs[0];
+    int64_t outer, len, inner, o, k, i;
+    const float *dy;
+    float *dx, f;
+
+    if (gx == NULL)
+        return SMLP_OK;
+    if (gy == NULL)
+        return smlp__core_zero_grads(ctx);
+    mean_split(ctx->inputs[0], priv->axis, &outer, &len, &inner);
+    f = (float)(1.0 / (double)len);
+    dy = gy->data;
+    dx = gx->data;
+    for (o = 0; o < outer; o++)
+        for (k = 0; k < len; k++) {
+            float *row = dx + (o * len + k) * inner;
+
+            for (i = 0; i < inner; i++)
+                row[i] = dy[o * inner + i] * f;
+        }
+    return SMLP_OK;
+}
+
 /* ---- shared by argmax and softmax_cross_entropy ------------------------- */
 
 /* Checks that input 0 (called `name`) is f32 [N,K] with K >= 1. */
@@ -193,6 +223,7 @@ sce_infer(struct smlp_infer_ctx *ctx)
                                (long long)logits->shape[0],
                                smlp_shape_str(logits, s2, sizeof(s2)));
     smlp_infer_set_output(ctx, 0, SMLP_DTYPE_F32, 0, NULL);
+    ctx->backward_workspace = (size_t)logits->shape[1] * sizeof(double);
     return smlp_infer_set_priv(ctx, &priv, sizeof(priv));
 }
 
@@ -235,6 +266,57 @@ sce_run(struct smlp_kernel_ctx *ctx)
             total += eps * (lse - xsum / (double)k);
     }
     *(float *)ctx->outputs[0]->data = (float)(total / (double)n);
+    return SMLP_OK;
+}
+
+/*
+ * d loss / d logits[r,j] = g/N·(p_j − (1−ε)·[j = label_r] − ε/K), with
+ * p = softmax of row r (from the row's max, in double; the workspace holds
+ * the row's exponentials) and g the incoming scalar gradient.
+ */
+static int
+sce_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct sce_priv *priv = ctx->priv;
+    const struct smlp_tensor *lt = ctx->inputs[0];
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    struct smlp_tensor *gx = ctx->grad_inputs[0];
+    const float *logits = lt->data;
+    const int32_t *labels = ctx->inputs[1]->data;
+    int64_t n = lt->shape[0], k = lt->shape[1], r, j;
+    double eps = priv->smoothing, *e = ctx->workspace, g;
+    float *dx;
+
+    if (gx == NULL)
+        return SMLP_OK;
+    if (gy == NULL)
+        return smlp__core_zero_grads(ctx);
+    g = (double)*(const float *)gy->data / (double)n;
+    dx = gx->data;
+    for (r = 0; r < n; r++) {
+        const float *row = logits + r * k;
+        float *drow = dx + r * k;
+        double max = row[0], sum = 0.0, inv;
+
+        if (labels[r] < 0 || labels[r] >= k)
+            return smlp__core_backward_fail(ctx, SMLP_EINVAL,
+                                            "row %lld: label %d is out of "
+                                            "range [0, %lld)",
+                                            (long long)r, (int)labels[r],
+                                            (long long)k);
+        for (j = 1; j < k; j++)
+            if (row[j] > max)
+                max = row[j];
+        for (j = 0; j < k; j++) {
+            e[j] = exp((double)row[j] - max);
+            sum += e[j];
+        }
+        inv = 1.0 / sum;
+        for (j = 0; j < k; j++)
+            drow[j] = (float)(g * (e[j] * inv - eps / (double)k));
+        drow[labels[r]] = (float)(g * (e[labels[r]] * inv - (1.0 - eps) -
+                                       eps / (double)k));
+    }
     return SMLP_OK;
 }
 
@@ -298,6 +380,7 @@ const struct smlp_op_def smlp__core_op_mean = {
     .attrs = mean_attrs,
     .infer = mean_infer,
     .kernels = mean_kernels,
+    .backward = mean_backward,
     .doc = "mean of x over one `axis` (`keepdims` keeps it as size 1)",
 };
 
@@ -324,6 +407,7 @@ const struct smlp_op_def smlp__core_op_softmax_cross_entropy = {
     .attrs = sce_attrs,
     .infer = sce_infer,
     .kernels = sce_kernels,
+    .backward = sce_backward,
     .doc = "logits f32 [N,K], labels i32 [N] -> mean -log softmax[label], "
            "scalar f32",
 };

@@ -6,6 +6,10 @@
  * perm[d].  reshape is a view (SMLP_OP_VIEW): the runtime aliases its
  * output to its input and does not call the kernel, which only copies for
  * hosts (the test harness) that give it separate buffers.
+ *
+ * Backwards: transpose's is the transpose of dy by the inverse
+ * permutation; reshape's copies dy into dx (nothing when the runtime
+ * aliases them).
  */
 #include <string.h>
 
@@ -98,27 +102,30 @@ copy_block(uint32_t *dst, const uint32_t *src, int64_t n0, int64_t n1,
         }
 }
 
-static int
-transpose_run(struct smlp_kernel_ctx *ctx)
+/*
+ * dst = src (a row-major tensor of `rank` dims `shape`) with its axes
+ * permuted: dst dim d is src dim perm[d].
+ */
+static void
+transpose_copy(uint32_t *dst, const uint32_t *src, int rank,
+               const int64_t *shape, const int *perm)
 {
-    const struct transpose_priv *priv = ctx->priv;
-    const struct smlp_tensor *x = ctx->inputs[0];
-    const uint32_t *src = x->data;
-    uint32_t *dst = ctx->outputs[0]->data;
     int64_t istride[SMLP_MAX_RANK], size[SMLP_MAX_RANK + 2];
     int64_t stride[SMLP_MAX_RANK + 2], idx[SMLP_MAX_RANK] = {0};
-    int64_t n0, n1, block, total, done, off;
+    int64_t n0, n1, block, total = 1, done, off;
     int d, m = 0;
 
-    if (smlp_tensor_numel(x) == 0)
-        return SMLP_OK;
-    istride[x->rank > 0 ? x->rank - 1 : 0] = 1;
-    for (d = x->rank - 2; d >= 0; d--)
-        istride[d] = istride[d + 1] * x->shape[d + 1];
+    for (d = 0; d < rank; d++)
+        total *= shape[d];
+    if (total == 0)
+        return;
+    istride[rank > 0 ? rank - 1 : 0] = 1;
+    for (d = rank - 2; d >= 0; d--)
+        istride[d] = istride[d + 1] * shape[d + 1];
     /* Output dims with their input strides; drop 1s, merge dims that are
      * contiguous in the input as well. */
-    for (d = 0; d < priv->rank; d++) {
-        int64_t n = x->shape[priv->perm[d]], s = istride[priv->perm[d]];
+    for (d = 0; d < rank; d++) {
+        int64_t n = shape[perm[d]], s = istride[perm[d]];
 
         if (n == 1)
             continue;
@@ -142,7 +149,6 @@ transpose_run(struct smlp_kernel_ctx *ctx)
     n0 = size[m - 2];
     n1 = size[m - 1];
     block = n0 * n1;
-    total = smlp_tensor_numel(x);
     for (done = 0; done < total; done += block) {
         off = 0;
         for (d = 0; d < m - 2; d++)
@@ -155,6 +161,36 @@ transpose_run(struct smlp_kernel_ctx *ctx)
             idx[d] = 0;
         }
     }
+}
+
+static int
+transpose_run(struct smlp_kernel_ctx *ctx)
+{
+    const struct transpose_priv *priv = ctx->priv;
+    const struct smlp_tensor *x = ctx->inputs[0];
+
+    transpose_copy(ctx->outputs[0]->data, x->data, x->rank, x->shape,
+                   priv->perm);
+    return SMLP_OK;
+}
+
+/* dx = dy transposed back: dx dim perm[d] is dy dim d. */
+static int
+transpose_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct transpose_priv *priv = ctx->priv;
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    struct smlp_tensor *gx = ctx->grad_inputs[0];
+    int inv[SMLP_MAX_RANK];
+    int d;
+
+    if (gx == NULL)
+        return SMLP_OK;
+    if (gy == NULL)
+        return smlp__core_zero_grads(ctx);
+    for (d = 0; d < priv->rank; d++)
+        inv[priv->perm[d]] = d;
+    transpose_copy(gx->data, gy->data, gy->rank, gy->shape, inv);
     return SMLP_OK;
 }
 
@@ -231,6 +267,20 @@ reshape_run(struct smlp_kernel_ctx *ctx)
     return SMLP_OK;
 }
 
+static int
+reshape_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    struct smlp_tensor *gx = ctx->grad_inputs[0];
+
+    if (gx == NULL)
+        return SMLP_OK;
+    if (gy == NULL)
+        return smlp__core_zero_grads(ctx);
+    smlp__core_copy_grad(gx->data, gy->data, smlp_tensor_numel(gx));
+    return SMLP_OK;
+}
+
 /* ---- definitions -------------------------------------------------------- */
 
 static const struct smlp_kernel_def transpose_cpu = {
@@ -279,6 +329,7 @@ const struct smlp_op_def smlp__core_op_transpose = {
     .attrs = transpose_attrs,
     .infer = transpose_infer,
     .kernels = transpose_kernels,
+    .backward = transpose_backward,
     .doc = "general axis permutation: y.shape[d] = x.shape[perm[d]]",
 };
 
@@ -293,5 +344,6 @@ const struct smlp_op_def smlp__core_op_reshape = {
     .attrs = reshape_attrs,
     .infer = reshape_infer,
     .kernels = reshape_kernels,
+    .backward = reshape_backward,
     .doc = "same data, new `shape` (-1 inferred, 0 copies the dim); a view",
 };

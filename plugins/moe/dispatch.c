@@ -6,6 +6,12 @@
  * write the same place.  Every index is checked before it is read: one
  * outside {−1} ∪ [0,N) fails the run with a message (never an
  * out-of-bounds read).
+ *
+ * Backward: dx[n] = Σ dbuf[e,m] over the rows (e,m) with slot_item[e,m]
+ * = n, summed in float in ascending row order (e, then m), one pass over
+ * the buffer after dx is zeroed, single-threaded (a scatter-add: cheap
+ * next to the expert products, and bit-identical whatever `threads`).
+ * An item that no row holds (dropped) gets a zero gradient.
  */
 #include <string.h>
 
@@ -63,6 +69,55 @@ dispatch_run(struct smlp_kernel_ctx *ctx)
     return SMLP_OK;
 }
 
+/* Fails the backward when slot_item row r holds an invalid index. */
+static int
+dispatch_bad_row(struct smlp_backward_ctx *ctx, int64_t r, int64_t m,
+                 int32_t item, int64_t n)
+{
+    return smlp__moe_backward_fail(ctx, SMLP_EINVAL,
+                                   "input 1 (slot_item)[%lld,%lld] = %d is "
+                                   "out of range: expected -1 or an item of "
+                                   "input 0 (x) in [0, %lld)",
+                                   (long long)(r / m), (long long)(r % m),
+                                   (int)item, (long long)n);
+}
+
+static int
+dispatch_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct smlp_tensor *xt = ctx->inputs[0], *st = ctx->inputs[1];
+    const struct smlp_tensor *gbuf = ctx->grad_outputs[0];
+    struct smlp_tensor *gx = ctx->grad_inputs[0];
+    const int32_t *si = st->data;
+    const float *db;
+    float *dx;
+    int64_t n = xt->shape[0], d = xt->shape[1], m = st->shape[1];
+    int64_t rows = st->shape[0] * m, r, c;
+
+    if (gx == NULL)
+        return SMLP_OK; /* slot_item is i32: nothing else is wanted */
+    dx = gx->data;
+    /* Every index is checked before dx is touched. */
+    for (r = 0; r < rows; r++)
+        if (si[r] < -1 || si[r] >= n)
+            return dispatch_bad_row(ctx, r, m, si[r], n);
+    memset(dx, 0, (size_t)(n * d) * sizeof(float));
+    if (gbuf == NULL)
+        return SMLP_OK;
+    db = gbuf->data;
+    for (r = 0; r < rows; r++) {
+        const float *src = db + r * d;
+        float *dst;
+
+        if (si[r] < 0)
+            continue;
+        dst = dx + (int64_t)si[r] * d;
+        for (c = 0; c < d; c++)
+            dst[c] += src[c];
+    }
+    return SMLP_OK;
+}
+
 static const struct smlp_kernel_def dispatch_cpu = {
     .size = sizeof(struct smlp_kernel_def),
     .abi = SMLP_ABI_VERSION,
@@ -87,6 +142,7 @@ const struct smlp_op_def smlp__moe_op_dispatch = {
     .attrs = no_attrs,
     .infer = dispatch_infer,
     .kernels = dispatch_kernels,
+    .backward = dispatch_backward,
     .doc = "buf[e,m] = x[slot_item[e,m]] (0 where -1): x [N,d], slot_item "
            "i32 [E,M] -> buf [E,M,d]",
 };

@@ -16,9 +16,26 @@
  * case (n_e = M): M·(d + h + o) floats with slot_item, M·h without.
  *
  * Reported MACs are E·M·(d·h + h·o), the upper bound of what is issued
- * (every row filled); with slot_item the kernel issues Σ_e n_e·(d·h + h·o).
+ * (every row filled); with slot_item the kernel issues Σ_e n_e·(d·h + h·o). *
+ * Backward (slot_item gets no gradient), per expert on the same rows as
+ * the forward (the filled rows gathered, or all M), with dY the rows of
+ * d out and A = X·W1ᵀ + b1 the pre-activation, recomputed by one sgemm
+ * into the backward workspace:
+ *   dW2 = dYᵀ·act(A),  db2 = Σ_rows dY,
+ *   G   = (dY·W2) ⊙ act'(A),
+ *   dW1 = Gᵀ·X,  db1 = Σ_rows G,  dX = G·W1,
+ * with act' the derivative of the exact GELU (Φ(a) + a·φ(a), Φ through
+ * smlp_erff as in the forward) or of ReLU (1 where a > 0, else 0, as
+ * PyTorch).  Rows marked −1 get a zero d buf and contribute nothing.
+ * Bias sums run in float in row order; the products are OpenBLAS sgemm
+ * calls (which split rows and columns, never the inner sum, across BLAS
+ * threads), so results do not depend on `threads`.  The backward
+ * workspace holds X [M,d], A [M,h], G [M,h], dY [M,o] with slot_item, and
+ * A, G without (X and dY are then read in place).
  */
 #include <cblas.h>
+#include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "moe.h"
@@ -43,6 +60,25 @@ ffn_layout(int64_t m, int64_t d, int64_t h, int64_t o, int gathered,
     *total = xs + hs + ys;
 }
 
+/* The backward's pieces: X [M,d], A [M,h], G [M,h], dY [M,o] (offsets in
+ * bytes; X and dY only when gathered). */
+static void
+ffn_backward_layout(int64_t m, int64_t d, int64_t h, int64_t o, int gathered,
+                    size_t off[4], size_t *total)
+{
+    size_t xs = gathered ? smlp__moe_align((size_t)(m * d) * sizeof(float))
+                         : 0;
+    size_t hs = smlp__moe_align((size_t)(m * h) * sizeof(float));
+
+    off[0] = 0;
+    off[1] = xs;
+    off[2] = xs + hs;
+    off[3] = xs + 2 * hs;
+    *total = off[3] + (gathered ? smlp__moe_align((size_t)(m * o) *
+                                                  sizeof(float))
+                                : 0);
+}
+
 static int
 ffn_infer(struct smlp_infer_ctx *ctx)
 {
@@ -51,7 +87,7 @@ ffn_infer(struct smlp_infer_ctx *ctx)
     struct ffn_priv priv = {0};
     const char *act;
     int64_t e, m, d, h, o, want[3], dims[4];
-    size_t hoff, yoff, total;
+    size_t hoff, yoff, total, boff[4];
     int rc, gathered;
 
     if ((rc = smlp_infer_attr_string(ctx, "activation", 0, "gelu", &act)) !=
@@ -130,6 +166,10 @@ ffn_infer(struct smlp_infer_ctx *ctx)
     smlp_infer_set_output(ctx, 0, SMLP_DTYPE_F32, 3, want);
     ffn_layout(m, d, h, o, gathered, &hoff, &yoff, &total);
     ctx->workspace = total;
+    ffn_backward_layout(m, d, h, o, gathered, boff, &total);
+    if (ctx->size >= offsetof(struct smlp_infer_ctx, backward_workspace) +
+                        sizeof(ctx->backward_workspace))
+        ctx->backward_workspace = total;
     ctx->macs = (uint64_t)e * (uint64_t)m *
                 ((uint64_t)d * (uint64_t)h + (uint64_t)h * (uint64_t)o);
     return smlp_infer_set_priv(ctx, &priv, sizeof(priv));
@@ -245,6 +285,184 @@ ffn_run(struct smlp_kernel_ctx *ctx)
     return SMLP_OK;
 }
 
+/* ---- backward ----------------------------------------------------------- */
+
+/* C [rows, cols] = op(A)·B, B [inner, cols]; A is [rows, inner], or
+ * [inner, rows] read transposed when trans_a.  C = 0 when inner is 0. */
+static void
+gemm_xn(int trans_a, int64_t rows, int64_t cols, int64_t inner,
+        const float *a, const float *b, float *c)
+{
+    if (rows == 0 || cols == 0)
+        return;
+    if (inner == 0) {
+        memset(c, 0, (size_t)(rows * cols) * sizeof(float));
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                CblasNoTrans, (int)rows, (int)cols, (int)inner, 1.0f, a,
+                trans_a ? (int)rows : (int)inner, b, (int)cols, 0.0f, c,
+                (int)cols);
+}
+
+/* dst[j] = Σ_r src[r, j] over rows of n values, in row order. */
+static void
+column_sums(const float *src, int64_t rows, int64_t n, float *dst)
+{
+    int64_t r, j;
+
+    memset(dst, 0, (size_t)n * sizeof(float));
+    for (r = 0; r < rows; r++)
+        for (j = 0; j < n; j++)
+            dst[j] += src[r * n + j];
+}
+
+/* dst = act(src) elementwise over n values. */
+SMLP_VECTOR_CLONES static void
+act_copy(const float *src, float *dst, int64_t n, int relu)
+{
+    int64_t i;
+
+    if (relu)
+        for (i = 0; i < n; i++)
+            dst[i] = src[i] > 0.0f ? src[i] : 0.0f;
+    else
+        for (i = 0; i < n; i++)
+            dst[i] = smlp_gelu_erf(src[i]);
+}
+
+/* g *= act'(a) elementwise over n values: ReLU' = [a > 0]; GELU' =
+ * Φ(a) + a·φ(a) with Φ(a) = ½(1 + erf(a/√2)), φ(a) = e^(−a²/2)/√(2π). */
+SMLP_VECTOR_CLONES static void
+act_grad(float *g, const float *a, int64_t n, int relu)
+{
+    int64_t i;
+
+    if (relu)
+        for (i = 0; i < n; i++)
+            g[i] = a[i] > 0.0f ? g[i] : 0.0f;
+    else
+        for (i = 0; i < n; i++) {
+            float x = a[i];
+            float cdf = 0.5f * (1.0f + smlp_erff(x * 0.70710678118654752f));
+            float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+
+            g[i] *= cdf + x * pdf;
+        }
+}
+
+/* Zeroes the gradients of expert ex that are wanted (no rows or no
+ * gradient reaching out). */
+static void
+ffn_zero_expert(float *const dp[5], int64_t ex, const int64_t sz[5])
+{
+    int i;
+
+    for (i = 0; i < 5; i++)
+        if (dp[i] != NULL)
+            memset(dp[i] + ex * sz[i], 0, (size_t)sz[i] * sizeof(float));
+}
+
+static int
+ffn_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct ffn_priv *priv = ctx->priv;
+    const struct smlp_tensor *bt = ctx->inputs[0];
+    const float *buf = bt->data, *w1 = ctx->inputs[1]->data;
+    const float *b1 = ctx->inputs[2]->data, *w2 = ctx->inputs[3]->data;
+    const int32_t *si = ctx->n_inputs > 5 && ctx->inputs[5] != NULL
+                            ? ctx->inputs[5]->data
+                            : NULL;
+    const float *dout = ctx->grad_outputs[0] != NULL
+                            ? ctx->grad_outputs[0]->data
+                            : NULL;
+    int64_t e = bt->shape[0], m = bt->shape[1], d = bt->shape[2];
+    int64_t h = ctx->inputs[1]->shape[1], o = ctx->inputs[3]->shape[1];
+    /* Per expert sizes of buf, W1, b1, W2, b2 (and of their gradients). */
+    const int64_t sz[5] = {m * d, h * d, h, o * h, o};
+    float *dp[5];
+    int64_t ex, r, n;
+    size_t off[4], total;
+    float *xs, *as, *gs, *dys;
+    int i, need_g;
+
+    for (i = 0; i < 5; i++)
+        dp[i] = ctx->grad_inputs[i] != NULL ? ctx->grad_inputs[i]->data
+                                            : NULL;
+    if (dp[0] == NULL && dp[1] == NULL && dp[2] == NULL && dp[3] == NULL &&
+        dp[4] == NULL)
+        return SMLP_OK;
+    for (r = 0; si != NULL && r < e * m; r++)
+        if (si[r] < -1)
+            return smlp__moe_backward_fail(
+                ctx, SMLP_EINVAL,
+                "input 5 (slot_item)[%lld,%lld] = %d is invalid: expected "
+                "-1 (empty row) or an item index >= 0",
+                (long long)(r / m), (long long)(r % m), (int)si[r]);
+    need_g = dp[0] != NULL || dp[1] != NULL || dp[2] != NULL;
+    ffn_backward_layout(m, d, h, o, si != NULL, off, &total);
+    xs = (float *)((char *)ctx->workspace + off[0]);
+    as = (float *)((char *)ctx->workspace + off[1]);
+    gs = (float *)((char *)ctx->workspace + off[2]);
+    dys = (float *)((char *)ctx->workspace + off[3]);
+    for (ex = 0; ex < e; ex++) {
+        const float *be = buf + ex * m * d, *x = be, *dy;
+        const float *w1e = w1 + ex * h * d, *w2e = w2 + ex * o * h;
+        const int32_t *sie = si != NULL ? si + ex * m : NULL;
+        float *dxe = dp[0] != NULL ? dp[0] + ex * m * d : NULL;
+        float *dx = dxe;
+
+        n = m;
+        dy = dout != NULL ? dout + ex * m * o : NULL;
+        if (sie != NULL && dout != NULL) {
+            for (r = 0, n = 0; r < m; r++)
+                if (sie[r] != -1) {
+                    memcpy(xs + n * d, be + r * d, (size_t)d * sizeof(float));
+                    memcpy(dys + n * o, dy + r * o,
+                           (size_t)o * sizeof(float));
+                    n++;
+                }
+            x = xs;
+            dy = dys;
+            dx = dxe != NULL ? xs : NULL; /* X is dead once dW1 is formed */
+        }
+        if (dy == NULL || n == 0) {
+            ffn_zero_expert(dp, ex, sz);
+            continue;
+        }
+        /* A = X·W1ᵀ + b1, the pre-activation. */
+        gemm_nt(n, h, d, x, w1e, as);
+        add_bias(as, b1 + ex * h, n, h);
+        if (dp[3] != NULL) {
+            act_copy(as, gs, n * h, priv->relu);
+            gemm_xn(1, o, h, n, dy, gs, dp[3] + ex * o * h);
+        }
+        if (dp[4] != NULL)
+            column_sums(dy, n, o, dp[4] + ex * o);
+        if (!need_g)
+            continue;
+        gemm_xn(0, n, h, o, dy, w2e, gs);
+        act_grad(gs, as, n * h, priv->relu);
+        if (dp[2] != NULL)
+            column_sums(gs, n, h, dp[2] + ex * h);
+        if (dp[1] != NULL)
+            gemm_xn(1, h, d, n, gs, x, dp[1] + ex * h * d);
+        if (dx == NULL)
+            continue;
+        gemm_xn(0, n, d, h, gs, w1e, dx);
+        if (sie == NULL)
+            continue;
+        for (r = 0, n = 0; r < m; r++) {
+            if (sie[r] == -1)
+                memset(dxe + r * d, 0, (size_t)d * sizeof(float));
+            else
+                memcpy(dxe + r * d, xs + (n++) * d,
+                       (size_t)d * sizeof(float));
+        }
+    }
+    return SMLP_OK;
+}
+
 static const struct smlp_kernel_def ffn_cpu = {
     .size = sizeof(struct smlp_kernel_def),
     .abi = SMLP_ABI_VERSION,
@@ -273,6 +491,7 @@ const struct smlp_op_def smlp__moe_op_expert_ffn = {
     .attrs = ffn_attrs,
     .infer = ffn_infer,
     .kernels = ffn_kernels,
+    .backward = ffn_backward,
     .doc = "per expert act(buf*W1^T+b1)*W2^T+b2: buf [E,M,d], W1 [E,h,d], "
            "b1 [E,h], W2 [E,o,h], b2 [E,o], slot_item i32 [E,M] (optional: "
            "only filled rows computed, -1 rows zero) -> [E,M,o]",

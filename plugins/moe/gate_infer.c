@@ -4,12 +4,15 @@
  * One function checks the inputs and attributes of every moe.gate.* node
  * (OPS.md, "The gate contract"), fixes the capacity from the session mode
  * (capacity_factor in training, eval_capacity_factor in inference), sets
- * the six outputs, lays out the kernel's workspace and stores it all in a
- * struct smlp__moe_gate_priv for the kernels of gates.c.  It runs on the
- * thread that creates the session; every failure is described with
- * host->errorf (input or attribute, expected vs actual) and returned.
+ * the six outputs, lays out the kernel's workspace, sizes the backward's
+ * (gate_backward.c) and stores it all, with the session mode, in a struct
+ * smlp__moe_gate_priv for the kernels of gates.c and the backward.  It
+ * runs on the thread that creates the session; every failure is described
+ * with host->errorf (input or attribute, expected vs actual) and returned.
  */
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "moe.h"
@@ -267,6 +270,7 @@ smlp__moe_gate_infer(struct smlp_infer_ctx *ctx, int kind)
 {
     struct smlp__moe_gate_priv p;
     int64_t shape[2], dims[3];
+    size_t bws;
     int rc;
 
     memset(&p, 0, sizeof(p));
@@ -305,6 +309,18 @@ smlp__moe_gate_infer(struct smlp_infer_ctx *ctx, int kind)
                                (long long)p.rows, (long long)p.e);
     gate_layout(&p);
     ctx->workspace = p.ws.total;
+    p.training = ctx->training != 0;
+    bws = smlp__moe_gate_backward_size(&p);
+    if (bws == SIZE_MAX)
+        return smlp_infer_fail(ctx, SMLP_ELIMIT,
+                               "%lld routing rows x %lld experts (width "
+                               "%lld) overflow the gate's backward "
+                               "workspace size",
+                               (long long)p.rows, (long long)p.e,
+                               (long long)p.d);
+    if (ctx->size >= offsetof(struct smlp_infer_ctx, backward_workspace) +
+                         sizeof(ctx->backward_workspace))
+        ctx->backward_workspace = bws;
     /* The router product: one MAC per (routing row, expert, feature). */
     ctx->macs = kind == SMLP__MOE_GATE_HASH
                     ? 0

@@ -23,6 +23,7 @@
  * The noise of element e of routing row r is number r·E + e of the
  * node's stream, so per_image draws one noise vector per image.
  * The hash gate has no router: expert = f(item index mod T).
+ * Backward: gate_backward.c.
  *
  * Kernels run on worker threads and touch only their node's buffers.
  */
@@ -33,8 +34,9 @@
 #include "moe.h"
 
 /* xm[b] = mean of the t rows x[b·t .. b·t + t), summed in double. */
-static void
-image_means(const float *x, int64_t rows, int64_t t, int64_t d, float *xm)
+void
+smlp__moe_image_means(const float *x, int64_t rows, int64_t t, int64_t d,
+                      float *xm)
 {
     int64_t b, i, c;
 
@@ -49,9 +51,9 @@ image_means(const float *x, int64_t rows, int64_t t, int64_t d, float *xm)
 }
 
 /* z [rows, e] = src [rows, d] · Wgᵀ (Wg [e, d]), one sgemm. */
-static void
-router_logits(const float *src, const float *wg, int64_t rows, int64_t e,
-              int64_t d, float *z)
+void
+smlp__moe_router_logits(const float *src, const float *wg, int64_t rows,
+                        int64_t e, int64_t d, float *z)
 {
     if (rows == 0 || e == 0)
         return;
@@ -148,11 +150,11 @@ gate_run(struct smlp_kernel_ctx *ctx)
     if (per_image) {
         float *xm = (float *)(ws + pv->ws.xm);
 
-        image_means(x, pv->rows, pv->t, pv->d, xm);
+        smlp__moe_image_means(x, pv->rows, pv->t, pv->d, xm);
         src = xm;
         rexp = (int32_t *)(ws + pv->ws.rexp);
     }
-    router_logits(src, wg, pv->rows, pv->e, pv->d, zc);
+    smlp__moe_router_logits(src, wg, pv->rows, pv->e, pv->d, zc);
     if (noisy) {
         zn = (float *)(ws + pv->ws.zn);
         smlp__moe_noise(zc, pv->rows, pv->e, sigma, ctx->seed, pv->name_hash,
@@ -345,6 +347,7 @@ const struct smlp_op_def smlp__moe_op_gate_topk = {
     .attrs = learned_attrs,
     .infer = topk_infer,
     .kernels = gate_kernels,
+    .backward = smlp__moe_gate_backward,
     .doc = "top-k softmax router, slots in item order (Switch/GShard): x "
            "[N,d], Wg [E,d]" GATE_OUTPUTS_DOC,
 };
@@ -359,6 +362,7 @@ const struct smlp_op_def smlp__moe_op_gate_importance = {
     .attrs = learned_attrs,
     .infer = importance_infer,
     .kernels = gate_kernels,
+    .backward = smlp__moe_gate_backward,
     .doc = "top-k router, slots by descending max p (batch-prioritised "
            "routing): x [N,d], Wg [E,d]" GATE_OUTPUTS_DOC,
 };
@@ -373,6 +377,7 @@ const struct smlp_op_def smlp__moe_op_gate_per_image = {
     .attrs = per_image_attrs,
     .infer = per_image_infer,
     .kernels = gate_kernels,
+    .backward = smlp__moe_gate_backward,
     .doc = "one decision per image of T items from their mean: x [N,d], "
            "Wg [E,d], superclass i32 [N/T] (optional, training CE "
            "aux)" GATE_OUTPUTS_DOC,
@@ -388,6 +393,7 @@ const struct smlp_op_def smlp__moe_op_gate_hash = {
     .attrs = hash_attrs,
     .infer = hash_infer,
     .kernels = hash_kernels,
+    .backward = smlp__moe_hash_backward,
     .doc = "fixed routing by position q = n mod T: chunk -> floor(q*E/T), "
            "hash -> lowbias32(q) mod E (h=q; h^=h>>16; h*=0x7feb352d; "
            "h^=h>>15; h*=0x846ca68b; h^=h>>16); x [N,d]" GATE_OUTPUTS_DOC,

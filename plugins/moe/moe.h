@@ -96,6 +96,7 @@ struct smlp__moe_gate_priv {
     double aux_weight;
     uint64_t name_hash; /* FNV-1a 64 of the node name (noise stream) */
     struct smlp__moe_gate_ws ws;
+    int32_t training; /* the session mode infer saw (read by the backward) */
 };
 
 /* What slot assignment needs to know of a gate. */
@@ -235,6 +236,28 @@ double smlp__moe_aux_switch(const float *p, const int32_t *choice,
  */
 int smlp__moe_gate_infer(struct smlp_infer_ctx *ctx, int kind);
 
+/* ---- gate backward (gate_backward.c) ----------------------------------- */
+
+/*
+ * Bytes of backward workspace of a learned gate (0 for hash), or
+ * SIZE_MAX when the size overflows (infer reports it).
+ */
+size_t smlp__moe_gate_backward_size(const struct smlp__moe_gate_priv *p);
+
+/* Backward of topk, importance and per_image (see gate_backward.c). */
+int smlp__moe_gate_backward(struct smlp_backward_ctx *ctx);
+
+/* Backward of hash: zeros for x (its outputs do not depend on x). */
+int smlp__moe_hash_backward(struct smlp_backward_ctx *ctx);
+
+/* The forward's router pieces (gates.c), rerun by the backward: xm [rows,
+ * d] = mean of each image's t items (double sums, item order), and z
+ * [rows, e] = src [rows, d]·Wgᵀ (one sgemm). */
+void smlp__moe_image_means(const float *x, int64_t rows, int64_t t,
+                           int64_t d, float *xm);
+void smlp__moe_router_logits(const float *src, const float *wg, int64_t rows,
+                             int64_t e, int64_t d, float *z);
+
 /* ---- helpers for shape inference --------------------------------------- */
 
 /*
@@ -280,6 +303,27 @@ static inline size_t
 smlp__moe_align(size_t n)
 {
     return (n + SMLP__MOE_ALIGN - 1) / SMLP__MOE_ALIGN * SMLP__MOE_ALIGN;
+}
+
+/* smlp_kernel_fail for a backward: formats a message for host->errorf
+ * and returns status. */
+static inline int
+smlp__moe_backward_fail(struct smlp_backward_ctx *ctx, int status,
+                        const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static inline int
+smlp__moe_backward_fail(struct smlp_backward_ctx *ctx, int status,
+                        const char *fmt, ...)
+{
+    char msg[SMLP_KERNEL_MSGLEN];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ctx->host->errorf(ctx->node, "%s", msg);
+    return status;
 }
 
 extern const struct smlp_op_def smlp__moe_op_gate_topk;

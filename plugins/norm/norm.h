@@ -4,6 +4,9 @@
 #ifndef SMLP_NORM_H
 #define SMLP_NORM_H
 
+#include <stddef.h>
+#include <string.h>
+
 #include "smlp_kernel.h"
 
 #define SMLP__NORM_CPU_SCORE 10
@@ -46,6 +49,27 @@ smlp__norm_attr_range(struct smlp_infer_ctx *ctx, const char *name,
                                "value in [%g, %g]",
                                name, *out, lo, hi);
     return SMLP_OK;
+}
+
+/*
+ * Asks for `bytes` of backward workspace (struct smlp_infer_ctx field
+ * backward_workspace, since ABI 1.1).  A host whose infer context is too
+ * short for the field has no backward either, so nothing is written.
+ */
+static inline void
+smlp__norm_set_backward_workspace(struct smlp_infer_ctx *ctx, size_t bytes)
+{
+    if (ctx->size >= offsetof(struct smlp_infer_ctx, backward_workspace) +
+                         sizeof(ctx->backward_workspace))
+        ctx->backward_workspace = bytes;
+}
+
+/* Zeroes gradient tensor t when it is wanted (not NULL). */
+static inline void
+smlp__norm_zero_grad(struct smlp_tensor *t)
+{
+    if (t != NULL)
+        memset(t->data, 0, (size_t)smlp_tensor_numel(t) * sizeof(float));
 }
 
 #endif /* SMLP_NORM_H */

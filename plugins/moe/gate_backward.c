@@ -1,0 +1,480 @@
+/*
+ * gate_backward.c - the backward of the gates of the `moe` plugin.
+ *
+ * moe.gate.topk, .importance and .per_image.  The routing decisions
+ * (output 0 expert, 1 slot, 3 slot_item, 5 load, and which item goes
+ * first) are piecewise constant in x and Wg and get no gradient; the
+ * backward reads them from the forward's outputs.  Gradient flows from
+ * output 2 (weight) and output 4 (aux) through the router logits: with R
+ * routing rows (items, or images of T items for per_image), src the rows
+ * (x, or the image means), zc = src·Wgᵀ the clean logits, zn = zc + the
+ * seeded noise (training with noise_std > 0; the same draw as the
+ * forward's, from seed, node name and step; else zn = zc), p =
+ * softmax(zn) and pc = softmax(zc):
+ *
+ *   weight, normalize none: w = p[r, e] of a kept choice, so dp[r, e] +=
+ *     dw; topk: w_j = p_j / S with S the sum of the item's kept p, so
+ *     dp_j += (dw_j - Σ_l dw_l·w_l) / S.  Dropped choices (w = 0) and
+ *     items whose kept p sum to 0 give nothing.
+ *   aux (training only; in inference the output is the constant 0), per
+ *     group of R_g rows, c = d aux · aux_weight / groups:
+ *     vmoe importance: ½·CV²(Imp), Imp_e = Σ_r pc[r, e]: dpc[r, e] +=
+ *       c·½·∂CV²/∂Imp_e, with ∂CV²(v)/∂v_e = 2/(n·μ²)·(v_e − μ − var/μ)
+ *       (population var, n = E; 0 when μ = 0, as the forward's CV²);
+ *     vmoe load (only when noisy: the forward has no load term without
+ *       noise): ½·CV²(Load), Load_e = mean_r Φ((zc[r, e] − t_r)/σ) with
+ *       t_r = zn[r, e*] the k-th largest noisy logit of row r.  Both the
+ *       clean logit and the threshold are differentiated (as V-MoE's
+ *       reference does): with u = (t_r − zc[r, e])/σ,
+ *         dzc[r, e]  += g_e·φ(u)/(σ·R_g),
+ *         dzc[r, e*] −= Σ_e g_e·φ(u)/(σ·R_g)   (t_r moves with zc[r, e*]),
+ *       g = c·½·∂CV²/∂Load; which expert is e* is a routing decision
+ *       (constant), and the noise itself is a constant draw;
+ *     switch: E·Σ_e f_e·P_e, P_e = mean_r p[r, e], f_e the share of first
+ *       choices (a count: constant): dp[r, e] += c·E·f_e / R_g;
+ *     per_image superclass: aux_weight·mean_b CE(zc[b], label_b):
+ *       dzc[b, e] += d aux · aux_weight / R · (pc[b, e] − [e = label_b]).
+ *   dzc = the softmax backward of dp, (dp_e − <p, dp>)·p_e per row, plus
+ *     the same of dpc with pc when noisy (dzn = dzc: the noise is
+ *     additive), plus the load and CE terms;
+ *   dWg = dzcᵀ·src and dsrc = dzc·Wg (two sgemm); per_image spreads
+ *     dsrc/T to the image's T items.
+ *
+ * Everything is recomputed from the inputs in the backward workspace
+ * (smlp__moe_gate_backward_size), with the forward's own functions, so
+ * zc, p and the routing thresholds are the forward's bit for bit.  The
+ * gradients of p and of the logits accumulate in double in a fixed order
+ * (items in index order, rows then experts); the two products are
+ * OpenBLAS sgemm calls, which split rows and columns across BLAS threads
+ * but never an inner sum.  Nothing here depends on `threads`.
+ *
+ * moe.gate.hash: no trainable input and a constant weight (1 or 0): its
+ * backward writes zeros to d x when asked, so that the runtime can pass
+ * through it.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "moe.h"
+
+/* Byte offsets of the backward's scratch arrays. */
+struct gate_bwd_layout {
+    size_t zc;     /* f32 [R,E] clean logits */
+    size_t zn;     /* f32 [R,E] noisy logits (noisy training) */
+    size_t p;      /* f32 [R,E] routing softmax */
+    size_t pc;     /* f32 [R,E] clean softmax (noisy training) */
+    size_t xm;     /* f32 [R,d] image means (per_image) */
+    size_t dp;     /* f64 [R,E] d p, then d logits in place */
+    size_t dpc;    /* f64 [R,E] d pc (noisy training) */
+    size_t dzf;    /* f32 [R,E] d logits for the sgemm calls */
+    size_t dsrc;   /* f32 [R,d] d image means (per_image) */
+    size_t sel;    /* i32 [E] selection scratch */
+    size_t choice; /* i32 [k] top-k of one row */
+    size_t acc;    /* f64 [2E] per-group sums and their gradients */
+    size_t total;
+};
+
+/* Reserves count·size bytes at *off (aligned) as *field; -1 on overflow. */
+static int
+take(size_t *off, size_t *field, int64_t count, size_t size)
+{
+    size_t bytes;
+
+    if (count < 0 ||
+        (uint64_t)count > (SIZE_MAX - SMLP__MOE_ALIGN) / size)
+        return -1;
+    bytes = smlp__moe_align((size_t)count * size);
+    if (*off > SIZE_MAX - bytes)
+        return -1;
+    *field = *off;
+    *off += bytes;
+    return 0;
+}
+
+static int
+backward_layout(const struct smlp__moe_gate_priv *pv,
+                struct gate_bwd_layout *l)
+{
+    int noisy = pv->training && pv->noise_std > 0.0;
+    int per_image = pv->kind == SMLP__MOE_GATE_PER_IMAGE;
+    int64_t re, rd;
+    size_t off = 0;
+
+    if ((pv->rows > 0 && pv->e > INT64_MAX / pv->rows) ||
+        (pv->rows > 0 && pv->d > INT64_MAX / pv->rows) ||
+        pv->e > INT64_MAX / 2)
+        return -1;
+    re = pv->rows * pv->e;
+    rd = pv->rows * pv->d;
+    if (take(&off, &l->zc, re, sizeof(float)) ||
+        take(&off, &l->zn, noisy ? re : 0, sizeof(float)) ||
+        take(&off, &l->p, re, sizeof(float)) ||
+        take(&off, &l->pc, noisy ? re : 0, sizeof(float)) ||
+        take(&off, &l->xm, per_image ? rd : 0, sizeof(float)) ||
+        take(&off, &l->dp, re, sizeof(double)) ||
+        take(&off, &l->dpc, noisy ? re : 0, sizeof(double)) ||
+        take(&off, &l->dzf, re, sizeof(float)) ||
+        take(&off, &l->dsrc, per_image ? rd : 0, sizeof(float)) ||
+        take(&off, &l->sel, pv->e, sizeof(int32_t)) ||
+        take(&off, &l->choice, pv->k, sizeof(int32_t)) ||
+        take(&off, &l->acc, 2 * pv->e, sizeof(double)))
+        return -1;
+    l->total = off;
+    return 0;
+}
+
+size_t
+smlp__moe_gate_backward_size(const struct smlp__moe_gate_priv *p)
+{
+    struct gate_bwd_layout l;
+
+    if (p->kind == SMLP__MOE_GATE_HASH)
+        return 0;
+    return backward_layout(p, &l) == 0 ? l.total : SIZE_MAX;
+}
+
+static void
+zero_grad(struct smlp_tensor *t)
+{
+    if (t != NULL)
+        memset(t->data, 0, (size_t)smlp_tensor_numel(t) * sizeof(float));
+}
+
+/*
+ * g[i] = scale·∂CV²(v)/∂v_i over v[0..n), with the mean and variance
+ * summed in the order of smlp__moe_cv2; all 0 when the mean is 0 (the
+ * forward's CV² is then the constant 0).
+ */
+static void
+cv2_grad(const double *v, int64_t n, double scale, double *g)
+{
+    double mean = 0.0, var = 0.0, f;
+    int64_t i;
+
+    for (i = 0; i < n; i++)
+        mean += v[i];
+    mean /= (double)n;
+    for (i = 0; i < n; i++)
+        var += (v[i] - mean) * (v[i] - mean);
+    var /= (double)n;
+    if (mean == 0.0) {
+        for (i = 0; i < n; i++)
+            g[i] = 0.0;
+        return;
+    }
+    f = scale * 2.0 / ((double)n * mean * mean);
+    for (i = 0; i < n; i++)
+        g[i] = f * (v[i] - mean - var / mean);
+}
+
+/* d p from d weight (items in index order, choices in j order). */
+static void
+weight_grad(const struct smlp__moe_gate_priv *pv, const float *p,
+            const int32_t *expert, const int32_t *slot, const float *dw,
+            double *dp)
+{
+    int64_t i, j, k = pv->k, e = pv->e;
+
+    for (i = 0; i < pv->n; i++) {
+        const float *row = p + (i / pv->t) * e;
+        double *drow = dp + (i / pv->t) * e;
+        const int32_t *ex = expert + i * k, *sl = slot + i * k;
+        const float *g = dw + i * k;
+        double sum = 0.0, dot = 0.0;
+
+        if (pv->normalize == SMLP__MOE_NORMALIZE_NONE) {
+            for (j = 0; j < k; j++)
+                if (sl[j] >= 0)
+                    drow[ex[j]] += (double)g[j];
+            continue;
+        }
+        /* The forward's sum: double, j order. */
+        for (j = 0; j < k; j++)
+            if (sl[j] >= 0)
+                sum += row[ex[j]];
+        if (!(sum > 0.0))
+            continue;
+        for (j = 0; j < k; j++)
+            if (sl[j] >= 0)
+                dot += (double)g[j] * ((double)row[ex[j]] / sum);
+        for (j = 0; j < k; j++)
+            if (sl[j] >= 0)
+                drow[ex[j]] += ((double)g[j] - dot) / sum;
+    }
+}
+
+/*
+ * The balance aux's gradient w.r.t. the softmaxes, c = d aux ·
+ * aux_weight / groups: vmoe importance into dpc (clean softmax pc),
+ * switch into dp (routing softmax).  acc: 2E doubles.
+ */
+static void
+balance_grad(const struct smlp__moe_gate_priv *pv, const float *pc,
+             const int32_t *expert, double c, double *dp, double *dpc,
+             double *acc)
+{
+    int64_t rg = pv->g / pv->t, e = pv->e, grp, r, j;
+    double *sum = acc, *g = acc + e;
+
+    for (grp = 0; grp < pv->groups; grp++) {
+        int64_t r0 = grp * rg;
+
+        for (j = 0; j < e; j++)
+            sum[j] = 0.0;
+        if (pv->aux == SMLP__MOE_AUX_VMOE) {
+            for (r = r0; r < r0 + rg; r++)
+                for (j = 0; j < e; j++)
+                    sum[j] += pc[r * e + j];
+            cv2_grad(sum, e, 0.5 * c, g);
+            for (r = r0; r < r0 + rg; r++)
+                for (j = 0; j < e; j++)
+                    dpc[r * e + j] += g[j];
+        } else {
+            /* f_e·rg: first choices of the group's rows (routing row r's
+             * first item holds its choices). */
+            for (r = r0; r < r0 + rg; r++)
+                sum[expert[r * pv->t * pv->k]] += 1.0;
+            for (j = 0; j < e; j++)
+                g[j] = c * (double)e * (sum[j] / (double)rg) / (double)rg;
+            for (r = r0; r < r0 + rg; r++)
+                for (j = 0; j < e; j++)
+                    dp[r * e + j] += g[j];
+        }
+    }
+}
+
+/* dz = (d − <p, d>)·p per row of e, in place (the softmax backward). */
+static void
+softmax_backward(const float *p, int64_t rows, int64_t e, double *d)
+{
+    int64_t r, j;
+
+    for (r = 0; r < rows; r++) {
+        const float *pr = p + r * e;
+        double *dr = d + r * e, s = 0.0;
+
+        for (j = 0; j < e; j++)
+            s += (double)pr[j] * dr[j];
+        for (j = 0; j < e; j++)
+            dr[j] = (double)pr[j] * (dr[j] - s);
+    }
+}
+
+/* The column of row zn's k-th largest value (the forward's threshold). */
+static int32_t
+threshold_expert(const float *zn, int64_t e, int64_t k, int32_t *sel,
+                 int32_t *choice)
+{
+    smlp__moe_top_choices(zn, 1, e, k, sel, choice);
+    return choice[k - 1];
+}
+
+/*
+ * The vmoe load term's gradient w.r.t. the clean logits, added into dz,
+ * c = d aux · aux_weight / groups.  Load is recomputed as the forward
+ * does (smlp__moe_aux_vmoe).  acc: 2E doubles.
+ */
+static void
+load_grad(const struct smlp__moe_gate_priv *pv, const float *zc,
+          const float *zn, double sigma, double c, double *dz, int32_t *sel,
+          int32_t *choice, double *acc)
+{
+    const double scale = 1.0 / (sigma * 1.41421356237309504880);
+    const double inv_sqrt_2pi = 0.39894228040143267794;
+    int64_t rg = pv->g / pv->t, e = pv->e, k = pv->k, grp, r, j;
+    double *load = acc, *g = acc + e;
+
+    for (grp = 0; grp < pv->groups; grp++) {
+        int64_t r0 = grp * rg;
+
+        for (j = 0; j < e; j++)
+            load[j] = 0.0;
+        for (r = r0; r < r0 + rg; r++) {
+            double thr = zn[r * e + threshold_expert(zn + r * e, e, k, sel,
+                                                     choice)];
+
+            for (j = 0; j < e; j++)
+                load[j] += 0.5 * erfc((thr - zc[r * e + j]) * scale);
+        }
+        for (j = 0; j < e; j++)
+            load[j] /= (double)rg;
+        cv2_grad(load, e, 0.5 * c, g);
+        for (r = r0; r < r0 + rg; r++) {
+            int32_t star = threshold_expert(zn + r * e, e, k, sel, choice);
+            double thr = zn[r * e + star], total = 0.0;
+
+            for (j = 0; j < e; j++) {
+                double u = (thr - zc[r * e + j]) / sigma;
+                double q = g[j] * inv_sqrt_2pi * exp(-0.5 * u * u) /
+                           (sigma * (double)rg);
+
+                dz[r * e + j] += q;
+                total += q;
+            }
+            dz[r * e + star] -= total;
+        }
+    }
+}
+
+/* The superclass cross-entropy's gradient: dz[b] += cc·(pc[b] − onehot). */
+static void
+superclass_grad(const float *pc, const int32_t *labels, int64_t rows,
+                int64_t e, double cc, double *dz)
+{
+    int64_t b, j;
+
+    for (b = 0; b < rows; b++) {
+        for (j = 0; j < e; j++)
+            dz[b * e + j] += cc * (double)pc[b * e + j];
+        dz[b * e + labels[b]] -= cc;
+    }
+}
+
+/* C [m, n] = op(A)·B with B [inner, n]; A [m, inner], or [inner, m] read
+ * transposed when trans_a.  C = 0 when inner is 0. */
+static void
+gemm(int trans_a, int64_t m, int64_t n, int64_t inner, const float *a,
+     const float *b, float *c)
+{
+    if (m == 0 || n == 0)
+        return;
+    if (inner == 0) {
+        memset(c, 0, (size_t)(m * n) * sizeof(float));
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                CblasNoTrans, (int)m, (int)n, (int)inner, 1.0f, a,
+                trans_a ? (int)m : (int)inner, b, (int)n, 0.0f, c, (int)n);
+}
+
+int
+smlp__moe_gate_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct smlp__moe_gate_priv *pv = ctx->priv;
+    struct gate_bwd_layout l;
+    char *ws = ctx->workspace;
+    struct smlp_tensor *gx = ctx->grad_inputs[0], *gwg = ctx->grad_inputs[1];
+    const struct smlp_tensor *gwt = ctx->grad_outputs[2];
+    const struct smlp_tensor *gat = ctx->grad_outputs[4];
+    const float *x = ctx->inputs[0]->data, *wg = ctx->inputs[1]->data;
+    const float *src = x, *dw = gwt != NULL ? gwt->data : NULL;
+    const int32_t *expert = ctx->outputs[0]->data;
+    const int32_t *slot = ctx->outputs[1]->data, *labels = NULL;
+    int per_image = pv->kind == SMLP__MOE_GATE_PER_IMAGE;
+    int noisy = pv->training && pv->noise_std > 0.0, aux_on;
+    double sigma = pv->noise_std / (double)pv->e, ga;
+    int64_t e = pv->e, d = pv->d, rows = pv->rows, i, c;
+    float *zc, *zn, *p, *pc, *dzf;
+    double *dp, *dpc;
+
+    /* superclass is i32: no gradient. */
+    if (ctx->n_inputs > 2)
+        zero_grad(ctx->grad_inputs[2]);
+    if (gx == NULL && gwg == NULL)
+        return SMLP_OK;
+    if (per_image && ctx->n_inputs > 2 && ctx->inputs[2] != NULL)
+        labels = ctx->inputs[2]->data;
+    ga = gat != NULL ? (double)*(const float *)gat->data : 0.0;
+    /* aux is the constant 0 in inference. */
+    aux_on = gat != NULL && pv->training &&
+             (pv->aux != SMLP__MOE_AUX_NONE || labels != NULL);
+    if ((dw == NULL && !aux_on) || rows == 0) {
+        zero_grad(gx);
+        zero_grad(gwg);
+        return SMLP_OK;
+    }
+    if (labels != NULL && aux_on)
+        for (i = 0; i < rows; i++)
+            if (labels[i] < 0 || labels[i] >= e)
+                return smlp__moe_backward_fail(
+                    ctx, SMLP_EINVAL,
+                    "input 2 (superclass): label %d of image %lld is out of "
+                    "range [0, %lld) (E experts)",
+                    (int)labels[i], (long long)i, (long long)e);
+    if (backward_layout(pv, &l) != 0 || ctx->workspace_size < l.total)
+        return smlp__moe_backward_fail(ctx, SMLP_EINVAL,
+                                       "backward workspace of %zu bytes, "
+                                       "the gate needs %zu",
+                                       ctx->workspace_size, l.total);
+
+    /* The forward's router, recomputed. */
+    if (per_image) {
+        float *xm = (float *)(ws + l.xm);
+
+        smlp__moe_image_means(x, rows, pv->t, d, xm);
+        src = xm;
+    }
+    zc = (float *)(ws + l.zc);
+    smlp__moe_router_logits(src, wg, rows, e, d, zc);
+    zn = zc;
+    if (noisy) {
+        zn = (float *)(ws + l.zn);
+        smlp__moe_noise(zc, rows, e, sigma, ctx->seed, pv->name_hash,
+                        ctx->step, zn);
+    }
+    p = (float *)(ws + l.p);
+    smlp__moe_softmax(zn, rows, e, p);
+    pc = p;
+    dp = (double *)(ws + l.dp);
+    dpc = dp;
+    memset(dp, 0, (size_t)(rows * e) * sizeof(double));
+    if (noisy) {
+        pc = (float *)(ws + l.pc);
+        smlp__moe_softmax(zc, rows, e, pc);
+        dpc = (double *)(ws + l.dpc);
+        memset(dpc, 0, (size_t)(rows * e) * sizeof(double));
+    }
+
+    /* d softmax, then d logits (in dp). */
+    if (dw != NULL)
+        weight_grad(pv, p, expert, slot, dw, dp);
+    if (aux_on && pv->aux != SMLP__MOE_AUX_NONE && pv->groups > 0)
+        balance_grad(pv, pc, expert, ga * pv->aux_weight / (double)pv->groups,
+                     dp, dpc, (double *)(ws + l.acc));
+    softmax_backward(p, rows, e, dp);
+    if (noisy) {
+        softmax_backward(pc, rows, e, dpc);
+        for (i = 0; i < rows * e; i++)
+            dp[i] += dpc[i];
+    }
+    if (aux_on && noisy && pv->aux == SMLP__MOE_AUX_VMOE && pv->groups > 0)
+        load_grad(pv, zc, zn, sigma, ga * pv->aux_weight / (double)pv->groups,
+                  dp, (int32_t *)(ws + l.sel), (int32_t *)(ws + l.choice),
+                  (double *)(ws + l.acc));
+    if (aux_on && labels != NULL)
+        superclass_grad(pc, labels, rows, e,
+                        ga * pv->aux_weight / (double)rows, dp);
+    dzf = (float *)(ws + l.dzf);
+    for (i = 0; i < rows * e; i++)
+        dzf[i] = (float)dp[i];
+
+    /* Through the router product. */
+    if (gwg != NULL)
+        gemm(1, e, d, rows, dzf, src, gwg->data);
+    if (gx == NULL)
+        return SMLP_OK;
+    if (!per_image) {
+        gemm(0, rows, d, e, dzf, wg, gx->data);
+        return SMLP_OK;
+    }
+    {
+        float *dsrc = (float *)(ws + l.dsrc), *dx = gx->data;
+
+        gemm(0, rows, d, e, dzf, wg, dsrc);
+        for (i = 0; i < pv->n; i++)
+            for (c = 0; c < d; c++)
+                dx[i * d + c] =
+                    (float)((double)dsrc[(i / pv->t) * d + c] /
+                            (double)pv->t);
+    }
+    return SMLP_OK;
+}
+
+int
+smlp__moe_hash_backward(struct smlp_backward_ctx *ctx)
+{
+    zero_grad(ctx->grad_inputs[0]);
+    return SMLP_OK;
+}
