@@ -119,6 +119,14 @@ struct smlp__tensor_rt {
     int32_t dev_buffer;   /* device plan buffer, -1 when none */
     void *dev_data;       /* the device copy, NULL when none */
     int dirty;            /* parameter/state: host copy newer than device */
+    /* Training (autograd.c; sessions with opts.loss, else zero).  need_grad:
+     * d loss / d this tensor is computed (it lies on a path from a
+     * trainable parameter to the loss); gstore: the smlp__gstore holding
+     * that gradient (-1 when none); grad: a view of it (f32, this shape;
+     * data set once memory is allocated). */
+    int32_t need_grad;
+    int32_t gstore;
+    struct smlp_tensor grad;
 };
 
 struct smlp__node_rt {
@@ -156,6 +164,27 @@ struct smlp__node_rt {
     double t0, t1;
     int thread;
     struct smlp_session_s *session;
+    /* Backward (autograd.c; zero/NULL unless the node has one).  bwd: enum
+     * smlp__bwd_kind.  bwd_workspace: max(workspace, backward_workspace)
+     * as infer() asked, planned as bwd_ws_buffer at the node's backward
+     * step.  gin[i]: grad_inputs (&gin_t[i], or NULL where input i needs no
+     * gradient), writing store gin_store[i]; gout[j]: grad_outputs
+     * (&tensors[output j].grad, or NULL).  Scheduling as the forward's,
+     * over the reverse graph: bsucc are the backward nodes that wait for
+     * this one. */
+    int32_t bwd;
+    size_t bwd_workspace;
+    int32_t bwd_ws_buffer;
+    struct smlp_tensor *gin_t;
+    struct smlp_tensor **gin;
+    int32_t *gin_store;
+    const struct smlp_tensor **gout;
+    int32_t n_bsucc;
+    int32_t *bsucc;
+    int32_t n_bpred;
+    int32_t bpending;
+    double bt0, bt1; /* the last backward's start and end (0: not run) */
+    int bthread;
 };
 
 /* One planned buffer: a tensor (plus its views) or a workspace. */
@@ -224,6 +253,14 @@ struct smlp_session_s {
     uv_mutex_t dev_lock;  /* guards dev_upto (a leaf lock) */
     int32_t dev_upto;     /* largest fence reached, written by CUDA */
     int dev_handles;      /* dev_async, dev_timer and dev_lock exist */
+    /* Training with a loss (autograd.c); NULL otherwise. */
+    struct smlp__autograd *ag;
+    /* checkpoint.c: metadata of the last checkpoint loaded
+     * (smlp_checkpoint_meta): ckpt_meta[2k] keys, ckpt_meta[2k + 1]
+     * values, k < ckpt_n_meta, one allocation; NULL when none.  Freed by
+     * smlp__checkpoint_meta_free (smlp_session_destroy calls it). */
+    int32_t ckpt_n_meta;
+    char **ckpt_meta;
 };
 
 /* A fence: the host function's argument. */
@@ -256,15 +293,127 @@ void smlp__plan_residency(smlp_session_t *s);
  * (needed once nodes run concurrently), in both arenas.
  */
 int smlp__plan_add_reuse_edges(smlp_session_t *s, struct smlp_error *err);
+/*
+ * The same for the backward steps of the timeline (sessions with a loss):
+ * ordering edges between backward nodes (smlp__node_rt.bsucc).  Forward
+ * and backward never overlap in time, so no edge crosses them.
+ */
+int smlp__plan_add_backward_edges(smlp_session_t *s, struct smlp_error *err);
 void smlp__plan_free(struct smlp__plan *p);
 
 /* ---- sched.c ---- */
 int smlp__sched_init(smlp_session_t *s, struct smlp_error *err);
 int smlp__sched_run(smlp_session_t *s);
 void smlp__sched_close(smlp_session_t *s);
+/* Runs the backward steps (smlp_session_backward). */
+int smlp__sched_backward(smlp_session_t *s);
 /* The host function of a fence (struct smlp__fence *): runs on a CUDA
  * thread, records the fence and wakes the loop.  Calls no CUDA API. */
 void smlp__sched_fence_cb(void *fence);
+
+/* ---- autograd.c: the backward pass (docs/training.md, "Backward") ----
+ *
+ * A session created with opts.training and opts.loss gets a struct
+ * smlp__autograd.  The timeline has s->n_nodes forward steps (the graph
+ * order) followed by ag->n_bwd backward steps: step s->n_nodes + k runs the
+ * backward of node ag->border[k] (the backward nodes in reverse graph
+ * order); step s->n_nodes + ag->n_bwd is "after the backward".  Gradient
+ * bytes live in stores (struct smlp__gstore): arena buffers planned with
+ * the forward's (plan.c), or, for trainable parameters, slices of one
+ * persistent block (ag->grads).  stores[k] for k < n_trainable is the
+ * gradient of parameter trainable[k].
+ */
+
+/* How a node's backward runs (smlp__node_rt.bwd). */
+enum smlp__bwd_kind {
+    SMLP__BWD_NONE = 0,   /* none: no gradient flows through the node */
+    SMLP__BWD_KERNEL = 1, /* the op's backward kernel */
+    SMLP__BWD_ALIAS = 2,  /* an aliased view (reshape): its output's
+                             gradient is its input's contribution, same
+                             bytes; nothing runs but the sums */
+    SMLP__BWD_COPY = 3    /* a view that runs as a copy and whose op has no
+                             backward: the runtime copies the gradient */
+};
+
+/* Where gradient bytes live. */
+struct smlp__gstore {
+    uint64_t bytes;
+    int32_t first;  /* timeline step of its first access (a write) */
+    int32_t last;   /* timeline step of its last read */
+    int32_t buffer; /* host plan buffer; -1 for a parameter's gradient */
+    int32_t param;  /* that parameter's tensor id, else -1 */
+    void *data;     /* after allocation (NULL with plan_only) */
+};
+
+/* A gradient contribution: node `node` writes d loss / d (its input
+ * `slot`) into store `store`. */
+struct smlp__contrib {
+    int32_t node;
+    int32_t slot;
+    int32_t store;
+};
+
+struct smlp__autograd {
+    int32_t loss;        /* tensor id of the loss */
+    int32_t n_trainable;
+    int32_t *trainable;  /* tensor ids of the trainable parameters, in
+                            graph order */
+    int32_t *pindex;     /* tensor id -> index in trainable, or -1 */
+    int32_t n_bwd;       /* nodes with a backward */
+    int32_t *border;     /* backward order (see above) */
+    int32_t *bpos;       /* node -> k of border[k], -1 when none */
+    /* Contributions to tensor t: contrib[coff[t] .. coff[t + 1]), in the
+     * order they are summed: the first writes the tensor's gstore, each
+     * other its own store, added in that order. */
+    int32_t *coff;
+    struct smlp__contrib *contrib;
+    int32_t n_stores;
+    struct smlp__gstore *stores;
+    void *grads;         /* the parameters' gradient block */
+    uint64_t grad_bytes;
+    int fwd_ready;       /* a forward ran (and succeeded) since the last
+                            backward */
+    uint64_t fwd_step;   /* the step that forward ran with */
+    double last_backward_ms;
+};
+
+/*
+ * After shape inference (resolve_nodes): finds the loss and the trainable
+ * parameters, decides which tensors need a gradient and which nodes a
+ * backward (SMLP_ENOKERNEL naming file, node, op and a parameter when one
+ * has none), assigns gradient stores with their lifetimes and adds the
+ * backward's data edges.  Does nothing without opts.loss.
+ */
+int smlp__autograd_prepare(smlp_session_t *s, struct smlp_error *err);
+/* After the arena is allocated: allocates the parameter gradients and
+ * points every store and gradient view at its bytes. */
+int smlp__autograd_alloc(smlp_session_t *s, struct smlp_error *err);
+void smlp__autograd_free(smlp_session_t *s);
+/* The work of node n's backward on a worker: sums the contributions to
+ * its outputs' gradients, then runs its kernel (or copy).  Returns the
+ * kernel's status. */
+int smlp__autograd_node(smlp_session_t *s, struct smlp__node_rt *n);
+/* Whether node n's backward has work for a worker (aliased views with
+ * nothing to sum complete on the loop thread). */
+int smlp__autograd_node_has_work(const smlp_session_t *s,
+                                 const struct smlp__node_rt *n);
+/* On the loop thread, before the backward's nodes: seeds d loss / d loss
+ * = 1.  After them: sums the contributions of parameters read by several
+ * nodes and zeroes the gradients the loss does not reach. */
+void smlp__autograd_begin(smlp_session_t *s);
+void smlp__autograd_end(smlp_session_t *s);
+
+/*
+ * For optim.c and checkpoint.c: the trainable parameters of a session
+ * with a loss (0 without one), in graph order.  smlp__grad_tensor gives the
+ * k-th one's tensor id (s->tensors[id].t is the parameter, its name
+ * s->graph->ir->tensors[id].name); smlp__grad_data its gradient (f32,
+ * the parameter's shape, the same pointer smlp_session_grad returns;
+ * NULL with plan_only).  Stable for the session's life.
+ */
+int32_t smlp__grad_count(const smlp_session_t *s);
+int32_t smlp__grad_tensor(const smlp_session_t *s, int32_t k);
+float *smlp__grad_data(const smlp_session_t *s, int32_t k);
 
 /* ---- init.c ---- */
 /* Fills a tensor from a seeded initializer (see init.c for the rule). */
@@ -275,5 +424,9 @@ uint64_t smlp__mix64(uint64_t x);
 /* ---- weights.c ---- */
 int smlp__weights_load(smlp_session_t *s, const char *path, int kinds_mask);
 int smlp__weights_save(smlp_session_t *s, const char *path, int kinds_mask);
+
+/* ---- checkpoint.c ---- */
+/* Frees the session's checkpoint metadata (s->ckpt_meta); idempotent. */
+void smlp__checkpoint_meta_free(smlp_session_t *s);
 
 #endif /* SMLP_INTERNAL_H */

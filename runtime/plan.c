@@ -20,6 +20,14 @@
  * node writes the other-side copy of an output (the runtime copies it
  * right after the kernel) at its own step.  With every node on the CPU
  * the host plan is exactly the plan without devices.
+ *
+ * Training (sessions with a loss, autograd.c): the timeline goes on after
+ * the forward's steps with one step per node backward, in reverse order.
+ * A forward value that a backward reads (the node's inputs and outputs)
+ * lives until its last backward read, and no longer; gradient stores and
+ * backward workspaces are buffers like the others, from their first write
+ * to their last read.  So the one arena, its size and its lower bound
+ * cover forward and backward together.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -215,20 +223,78 @@ lower_bound(struct smlp__plan *p, int32_t n_steps)
  * every root tensor with a copy there and every workspace of a node on
  * that side.
  */
+/*
+ * The backward's part of the host plan: forward values that backwards
+ * read live until the last of them, and gradient stores and backward
+ * workspaces become buffers (writer -1: the forward's reuse edges ignore
+ * them; smlp__plan_add_backward_edges orders their users).
+ */
+static void
+plan_backward(smlp_session_t *s, struct smlp__plan *p, int32_t *last)
+{
+    struct smlp__autograd *ag = s->ag;
+    int32_t k, j, step;
+
+    for (k = 0; k < ag->n_bwd; k++) {
+        struct smlp__node_rt *n = &s->nodes[ag->border[k]];
+        const struct smlp__node_ir *nir = n->node.ir;
+
+        if (n->bwd != SMLP__BWD_KERNEL)
+            continue; /* views and copies read only gradients */
+        step = s->n_nodes + k;
+        for (j = 0; j < nir->n_inputs + nir->n_outputs; j++) {
+            int32_t t = j < nir->n_inputs ? nir->inputs[j]
+                                          : nir->outputs[j - nir->n_inputs];
+            int32_t r;
+
+            if (t < 0 || s->tensors[t].kind == SMLP__TENSOR_PARAMETER ||
+                s->tensors[t].kind == SMLP__TENSOR_STATE)
+                continue;
+            r = root_of(s, t);
+            if (last[r] < step)
+                last[r] = step;
+        }
+    }
+}
+
+static void
+plan_backward_buffers(smlp_session_t *s, struct smlp__plan *p)
+{
+    struct smlp__autograd *ag = s->ag;
+    int32_t k;
+
+    for (k = ag->n_trainable; k < ag->n_stores; k++) {
+        struct smlp__gstore *st = &ag->stores[k];
+        if (st->first <= st->last)
+            st->buffer = add_buffer(p, st->bytes, st->first, st->last, -1);
+    }
+    for (k = 0; k < ag->n_bwd; k++) {
+        struct smlp__node_rt *n = &s->nodes[ag->border[k]];
+        if (n->bwd_workspace > 0)
+            n->bwd_ws_buffer = add_buffer(p, n->bwd_workspace,
+                                          s->n_nodes + k, s->n_nodes + k, -1);
+    }
+}
+
 static int
 build_side(smlp_session_t *s, uint32_t side, struct smlp__plan *p,
            struct smlp_error *err)
 {
     const smlp_graph_t *g = s->graph;
-    int32_t n_steps = s->n_nodes, i, j, *order = NULL, *live = NULL;
+    int train = side == SMLP__RES_HOST && s->ag != NULL;
+    int32_t n_fwd = s->n_nodes, i, j, *order = NULL, *live = NULL;
+    int32_t n_steps = n_fwd + (train ? s->ag->n_bwd : 0);
     int32_t *first, *last;
     int rc = SMLP_OK;
 
-    /* Steps: 0..n-1 are nodes in order; n is "after the run". */
+    /* Steps: 0..n_fwd-1 are nodes in order, then the backwards (training);
+     * n_steps is "after the run". */
     first = smlp__malloc((size_t)s->n_tensors * sizeof(*first) + 1);
     last = smlp__malloc((size_t)s->n_tensors * sizeof(*last) + 1);
-    p->buffers = smlp__calloc((size_t)(s->n_tensors + s->n_nodes),
-                              sizeof(*p->buffers));
+    p->buffers = smlp__calloc(
+        (size_t)(s->n_tensors + s->n_nodes) +
+            (train ? (size_t)(s->ag->n_stores + s->ag->n_bwd) : 0),
+        sizeof(*p->buffers));
     if (first == NULL || last == NULL || p->buffers == NULL) {
         rc = smlp__seterr(err, SMLP_ENOMEM, "out of memory planning memory");
         goto out;
@@ -244,7 +310,7 @@ build_side(smlp_session_t *s, uint32_t side, struct smlp__plan *p,
             last[i] = side == SMLP__RES_HOST ? n_steps : 0;
         }
     }
-    for (i = 0; i < n_steps; i++) {
+    for (i = 0; i < n_fwd; i++) {
         const struct smlp__node_rt *n = &s->nodes[g->order[i]];
         const struct smlp__node_ir *nir = n->node.ir;
         /* Its kernel runs here (views count on both sides). */
@@ -273,6 +339,8 @@ build_side(smlp_session_t *s, uint32_t side, struct smlp__plan *p,
                 last[r] = i;
         }
     }
+    if (train)
+        plan_backward(s, p, last);
     for (i = 0; i < s->n_tensors; i++) {
         struct smlp__tensor_rt *t = &s->tensors[i];
         int32_t r;
@@ -301,11 +369,13 @@ build_side(smlp_session_t *s, uint32_t side, struct smlp__plan *p,
         r = root_of(s, i);
         *buffer_on(s, i, side) = *buffer_on(s, r, side);
     }
-    for (i = 0; i < n_steps; i++) {
+    for (i = 0; i < n_fwd; i++) {
         struct smlp__node_rt *n = &s->nodes[g->order[i]];
         if (n->workspace > 0 && !n->is_view && side_of(n) == side)
             *ws_on(n, side) = add_buffer(p, n->workspace, i, i, g->order[i]);
     }
+    if (train)
+        plan_backward_buffers(s, p);
     order = smlp__malloc((size_t)p->n_buffers * sizeof(*order) + 1);
     live = smlp__malloc((size_t)p->n_buffers * sizeof(*live) + 1);
     if (order == NULL || live == NULL) {
@@ -407,6 +477,97 @@ smlp__plan_add_reuse_edges(smlp_session_t *s, struct smlp_error *err)
     if (rc == SMLP_OK && s->n_dev_nodes > 0)
         rc = add_reuse_edges(s, &s->dev_plan, SMLP__RES_DEV, err);
     return rc;
+}
+
+/*
+ * Whether the backward of node `node` touches host buffer b: its gradient
+ * stores (its outputs' gradients with the contributions summed into them,
+ * the contributions it writes), its workspace, and, when it runs a kernel,
+ * its forward inputs and outputs.
+ */
+static int
+bwd_touches(smlp_session_t *s, int32_t node, int32_t b)
+{
+    const struct smlp__autograd *ag = s->ag;
+    const struct smlp__node_rt *n = &s->nodes[node];
+    const struct smlp__node_ir *nir = n->node.ir;
+    int32_t j, e;
+
+    if (n->bwd_ws_buffer == b)
+        return 1;
+    for (j = 0; j < nir->n_outputs; j++) {
+        int32_t o = nir->outputs[j];
+        if (!s->tensors[o].need_grad)
+            continue;
+        if (ag->stores[s->tensors[o].gstore].buffer == b)
+            return 1;
+        for (e = ag->coff[o] + 1; e < ag->coff[o + 1]; e++)
+            if (ag->stores[ag->contrib[e].store].buffer == b)
+                return 1;
+    }
+    for (j = 0; j < nir->n_inputs; j++)
+        if (n->gin_store[j] >= 0 && ag->stores[n->gin_store[j]].buffer == b)
+            return 1;
+    if (n->bwd != SMLP__BWD_KERNEL)
+        return 0;
+    for (j = 0; j < nir->n_inputs; j++)
+        if (nir->inputs[j] >= 0 && s->tensors[nir->inputs[j]].buffer == b)
+            return 1;
+    for (j = 0; j < nir->n_outputs; j++)
+        if (s->tensors[nir->outputs[j]].buffer == b)
+            return 1;
+    return 0;
+}
+
+int
+smlp__plan_add_backward_edges(smlp_session_t *s, struct smlp_error *err)
+{
+    const struct smlp__plan *p = &s->plan;
+    const struct smlp__autograd *ag = s->ag;
+    int32_t n = s->n_nodes, end, a, b, i;
+
+    if (ag == NULL)
+        return SMLP_OK;
+    end = n + ag->n_bwd;
+    for (a = 0; a < p->n_buffers; a++) {
+        const struct smlp__buffer *A = &p->buffers[a];
+
+        if (A->last < n)
+            continue; /* the forward is over before a backward starts */
+        for (b = 0; b < p->n_buffers; b++) {
+            const struct smlp__buffer *B = &p->buffers[b];
+            int32_t w;
+
+            if (A->last >= B->first || B->first < n || B->first >= end ||
+                A->offset >= B->offset + B->size ||
+                B->offset >= A->offset + A->size)
+                continue;
+            /* B's first access, a write, is the backward at B->first:
+             * every backward touching A must finish before it. */
+            w = ag->border[B->first - n];
+            for (i = A->first > n ? A->first : n; i <= A->last && i < end;
+                 i++) {
+                int32_t node = ag->border[i - n], k;
+                struct smlp__node_rt *nd = &s->nodes[node];
+                int32_t *succ;
+
+                if (node == w || !bwd_touches(s, node, a))
+                    continue;
+                for (k = 0; k < nd->n_bsucc; k++)
+                    if (nd->bsucc[k] == w)
+                        break;
+                if (k < nd->n_bsucc)
+                    continue;
+                succ = smlp__realloc(nd->bsucc, (size_t)(nd->n_bsucc + 1) *
+                                                    sizeof(*succ));
+                if (succ == NULL)
+                    return smlp__seterr(err, SMLP_ENOMEM, "out of memory");
+                nd->bsucc = succ;
+                nd->bsucc[nd->n_bsucc++] = w;
+            }
+        }
+    }
+    return SMLP_OK;
 }
 
 void

@@ -24,6 +24,13 @@
  * copies (its push) after its kernel and completes with the next fence.
  * A failed CUDA context never runs host functions, so a timer polls the
  * stream while fences are out.
+ *
+ * The backward (smlp__sched_backward, sessions with a loss) runs the same
+ * way over the reverse graph: a node's backward is ready when the
+ * backwards that send gradients to its outputs are done (plus the
+ * ordering edges of memory reuse), ready ones start lowest backward step
+ * first, at most inter_op at once, on the pool.  Aliased views with
+ * nothing to sum complete on the loop thread.  CPU only.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -91,6 +98,20 @@ smlp__sched_init(smlp_session_t *s, struct smlp_error *err)
     for (i = 0; i < s->n_nodes; i++)
         for (j = 0; j < s->nodes[i].n_succ; j++)
             s->nodes[s->nodes[i].succ[j]].n_pred++;
+    /* The same for the backward's edges (autograd.c, plan.c). */
+    for (i = 0; i < s->n_nodes; i++) {
+        struct smlp__node_rt *n = &s->nodes[i];
+
+        if (n->n_bsucc > 1)
+            qsort(n->bsucc, (size_t)n->n_bsucc, sizeof(*n->bsucc), cmp_i32);
+        for (j = 0, k = 0; j < n->n_bsucc; j++)
+            if (k == 0 || n->bsucc[k - 1] != n->bsucc[j])
+                n->bsucc[k++] = n->bsucc[j];
+        n->n_bsucc = k;
+    }
+    for (i = 0; i < s->n_nodes; i++)
+        for (j = 0; j < s->nodes[i].n_bsucc; j++)
+            s->nodes[s->nodes[i].bsucc[j]].n_bpred++;
     if (uv_loop_init(&s->loop) != 0)
         return smlp__seterr(err, SMLP_ENOMEM, "cannot start a libuv loop");
     s->loop_ready = 1;
@@ -523,5 +544,125 @@ smlp__sched_run(smlp_session_t *s)
                                   "%s: %d of %d nodes never became ready",
                                   s->graph->source, s->n_nodes - s->done,
                                   s->n_nodes);
+    return SMLP_OK;
+}
+
+/* ---- the backward ------------------------------------------------------ */
+
+static void
+bwork_cb(uv_work_t *req)
+{
+    struct smlp__node_rt *n = req->data;
+
+    if (thread_id == 0)
+        thread_id = atomic_fetch_add(&next_thread_id, 1);
+    n->node.err[0] = '\0';
+    n->bthread = thread_id;
+    n->bt0 = smlp__now_us();
+    n->status = smlp__autograd_node(n->session, n);
+    n->bt1 = smlp__now_us();
+}
+
+static void
+bcomplete(smlp_session_t *s, struct smlp__node_rt *n)
+{
+    int32_t k;
+
+    s->done++;
+    if (n->status < 0) {
+        if (!s->failed)
+            smlp__session_fail(s, SMLP_EKERNEL,
+                               "%s: node %d '%s' (%s): backward failed: %s",
+                               s->graph->source, n->node.index,
+                               n->node.ir->name, n->node.ir->op,
+                               n->node.err[0] ? n->node.err
+                                              : smlp_strerror(n->status));
+        s->failed = 1;
+        return;
+    }
+    for (k = 0; k < n->n_bsucc; k++)
+        if (--s->nodes[n->bsucc[k]].bpending == 0)
+            heap_insert(s->ready, &s->n_ready, s->ag->bpos, n->bsucc[k]);
+}
+
+static void bdispatch(smlp_session_t *s);
+
+static void
+bafter_work_cb(uv_work_t *req, int status)
+{
+    struct smlp__node_rt *n = req->data;
+    smlp_session_t *s = n->session;
+
+    s->in_flight--;
+    if (status != 0 && n->status >= 0)
+        n->status = SMLP_ECANCELED;
+    bcomplete(s, n);
+    bdispatch(s);
+}
+
+static void
+bdispatch(smlp_session_t *s)
+{
+    while (!s->failed && s->n_ready > 0 && s->in_flight < s->inter_op) {
+        int32_t id = heap_take(s->ready, &s->n_ready, s->ag->bpos);
+        struct smlp__node_rt *n = &s->nodes[id];
+
+        if (!smlp__autograd_node_has_work(s, n)) {
+            n->bt0 = n->bt1 = smlp__now_us();
+            n->bthread = 0;
+            n->status = SMLP_OK;
+            bcomplete(s, n);
+            continue;
+        }
+        n->req.data = n;
+        if (uv_queue_work(&s->loop, &n->req, bwork_cb, bafter_work_cb) !=
+            0) {
+            n->status = SMLP_EBUSY;
+            bcomplete(s, n);
+            continue;
+        }
+        s->in_flight++;
+    }
+}
+
+int
+smlp__sched_backward(smlp_session_t *s)
+{
+    struct smlp__autograd *ag = s->ag;
+    double t0;
+    int32_t i, k;
+
+    for (i = 0; i < s->reg->n_plugins; i++)
+        if (s->reg->plugins[i]->def.set_threads != NULL)
+            s->reg->plugins[i]->def.set_threads(s->intra_op);
+    size_pool(s->inter_op);
+    s->n_ready = 0;
+    s->in_flight = 0;
+    s->done = 0;
+    s->failed = 0;
+    s->errmsg[0] = '\0';
+    t0 = smlp__now_us();
+    smlp__autograd_begin(s);
+    for (k = 0; k < ag->n_bwd; k++) {
+        struct smlp__node_rt *n = &s->nodes[ag->border[k]];
+
+        n->bpending = n->n_bpred;
+        n->bt0 = n->bt1 = 0;
+        if (n->n_bpred == 0)
+            heap_insert(s->ready, &s->n_ready, ag->bpos, ag->border[k]);
+    }
+    bdispatch(s);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    if (!s->failed && s->done == ag->n_bwd)
+        smlp__autograd_end(s);
+    ag->last_backward_ms = (smlp__now_us() - t0) / 1e3;
+    if (s->failed)
+        return SMLP_EKERNEL;
+    if (s->done != ag->n_bwd)
+        return smlp__session_fail(s, SMLP_EBADGRAPH,
+                                  "%s: %d of %d node backwards never became "
+                                  "ready",
+                                  s->graph->source, ag->n_bwd - s->done,
+                                  ag->n_bwd);
     return SMLP_OK;
 }

@@ -6,8 +6,10 @@
  * kernel, infer shapes in graph order for the batch size, place each node
  * (on the device when its op has a kernel there, else on the CPU), plan
  * the arenas (plan.c), choose the thread budget, set up the scheduler
- * (sched.c), allocate and initialize.  Everything a user can get wrong is
- * reported naming the graph file, the node and the op.
+ * (sched.c), allocate and initialize.  A training session with a loss
+ * also gets its backward pass (autograd.c) between shape inference and
+ * planning.  Everything a user can get wrong is reported naming the graph
+ * file, the node and the op.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -230,6 +232,7 @@ infer_node(smlp_session_t *s, struct smlp__node_rt *n, struct smlp_error *err)
         if ((rc = check_output(s, n, j, err)) != SMLP_OK)
             return rc;
     n->workspace = ctx.workspace;
+    n->bwd_workspace = ctx.backward_workspace;
     n->macs = ctx.macs;
     n->is_view = (n->op->def.flags & SMLP_OP_VIEW) != 0;
     if (n->is_view &&
@@ -400,8 +403,9 @@ static int
 alloc_memory(smlp_session_t *s, struct smlp_error *err)
 {
     const struct smlp__graph_ir *ir = s->graph->ir;
-    uint64_t off = 0, need;
+    uint64_t off = 0, need, grad_bytes;
     int32_t i;
+    int rc;
 
     for (i = 0; i < s->n_tensors; i++) {
         struct smlp__tensor_rt *t = &s->tensors[i];
@@ -415,17 +419,24 @@ alloc_memory(smlp_session_t *s, struct smlp_error *err)
             s->n_params += (uint64_t)smlp_tensor_numel(&t->t);
     }
     s->param_bytes = off;
-    need = s->plan.arena_bytes + s->param_bytes;
-    if (s->opts.max_memory != 0 && need > s->opts.max_memory)
+    grad_bytes = s->ag != NULL ? s->ag->grad_bytes : 0;
+    need = s->plan.arena_bytes + s->param_bytes + grad_bytes;
+    if (s->opts.max_memory != 0 && need > s->opts.max_memory) {
+        char grads[64] = "";
+
+        if (s->ag != NULL)
+            snprintf(grads, sizeof(grads), " + gradients %llu",
+                     (unsigned long long)grad_bytes);
         return smlp__seterr(err, SMLP_ELIMIT,
                             "%s: batch %lld needs %llu bytes (activations "
-                            "%llu + parameters %llu), over the memory limit "
-                            "of %llu bytes (--max-memory)",
+                            "%llu + parameters %llu%s), over the memory "
+                            "limit of %llu bytes (--max-memory)",
                             s->graph->source, (long long)s->opts.batch,
                             (unsigned long long)need,
                             (unsigned long long)s->plan.arena_bytes,
-                            (unsigned long long)s->param_bytes,
+                            (unsigned long long)s->param_bytes, grads,
                             (unsigned long long)s->opts.max_memory);
+    }
     if (s->opts.plan_only)
         return SMLP_OK;
     s->arena = aligned_alloc(SMLP__ALIGN, s->plan.arena_bytes + SMLP__ALIGN);
@@ -458,6 +469,8 @@ alloc_memory(smlp_session_t *s, struct smlp_error *err)
         if (s->nodes[i].ws_buffer >= 0)
             s->nodes[i].workspace =
                 s->plan.buffers[s->nodes[i].ws_buffer].size;
+    if ((rc = smlp__autograd_alloc(s, err)) != SMLP_OK)
+        return rc;
     if (s->n_dev_nodes > 0)
         return smlp__device_alloc(s, err);
     return SMLP_OK;
@@ -500,6 +513,15 @@ smlp_session_create(const smlp_graph_t *graph, smlp_registry_t *reg,
                      opts->device);
         return NULL;
     }
+    if (opts->loss != NULL && opts->device != SMLP_DEVICE_CPU) {
+        smlp__seterr(err, SMLP_EDEVICE,
+                     "%s: loss '%s': the backward pass runs on the CPU only "
+                     "for now (no %s backward yet); create the training "
+                     "session with device cpu",
+                     graph != NULL ? graph->source : "?", opts->loss,
+                     smlp__device_name(opts->device));
+        return NULL;
+    }
     s = smlp__calloc(1, sizeof(*s));
     if (s == NULL) {
         smlp__seterr(err, SMLP_ENOMEM, "out of memory");
@@ -526,7 +548,8 @@ smlp_session_create(const smlp_graph_t *graph, smlp_registry_t *reg,
             goto fail;
         }
     }
-    if (setup_tensors(s, err) != SMLP_OK || resolve_nodes(s, err) != SMLP_OK)
+    if (setup_tensors(s, err) != SMLP_OK || resolve_nodes(s, err) != SMLP_OK ||
+        smlp__autograd_prepare(s, err) != SMLP_OK)
         goto fail;
     choose_threads(s);
     smlp__plan_residency(s);
@@ -535,6 +558,8 @@ smlp_session_create(const smlp_graph_t *graph, smlp_registry_t *reg,
     /* Device work runs beside the CPU nodes even with inter_op 1. */
     if ((s->inter_op > 1 || s->n_dev_nodes > 0) &&
         smlp__plan_add_reuse_edges(s, err) != SMLP_OK)
+        goto fail;
+    if (s->inter_op > 1 && smlp__plan_add_backward_edges(s, err) != SMLP_OK)
         goto fail;
     if (alloc_memory(s, err) != SMLP_OK || smlp__sched_init(s, err) != SMLP_OK)
         goto fail;
@@ -564,6 +589,7 @@ smlp_session_destroy(smlp_session_t *s)
     if (s->opts.device != SMLP_DEVICE_CPU)
         smlp__device_close(s);
     smlp__sched_close(s);
+    smlp__autograd_free(s);
     for (i = 0; i < s->n_nodes; i++) {
         struct smlp__node_rt *n = &s->nodes[i];
         if (n->priv_free != NULL && n->priv != NULL)
@@ -577,6 +603,7 @@ smlp_session_destroy(smlp_session_t *s)
     }
     smlp__free(s->nodes);
     smlp__free(s->tensors);
+    smlp__checkpoint_meta_free(s); /* checkpoint.c */
     smlp__plan_free(&s->plan);
     smlp__plan_free(&s->dev_plan);
     free(s->arena);
@@ -712,10 +739,26 @@ smlp_session_node_output(const smlp_session_t *s, int i, int j)
 SMLP_API int
 smlp_session_run(smlp_session_t *s)
 {
+    uint64_t step = s->step;
+    int rc;
+
     if (s->arena == NULL)
         return smlp__session_fail(s, SMLP_EINVAL,
                                   "%s: the session was created with "
                                   "plan_only and cannot run",
                                   s->graph->source);
-    return smlp__sched_run(s);
+    if (s->ag != NULL) {
+        int32_t i;
+
+        s->ag->fwd_ready = 0;
+        for (i = 0; i < s->n_nodes; i++)
+            s->nodes[i].bt0 = s->nodes[i].bt1 = 0; /* the trace's */
+    }
+    rc = smlp__sched_run(s);
+    if (rc == SMLP_OK && s->ag != NULL) {
+        /* What the backward needs: the same seed and step. */
+        s->ag->fwd_ready = 1;
+        s->ag->fwd_step = step;
+    }
+    return rc;
 }

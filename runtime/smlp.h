@@ -161,6 +161,24 @@ struct smlp_session_opts {
      * fails with SMLP_EBADFILE naming the file, the tensor and the first
      * such element (smlp-run --check-finite).  Default 0. */
     int check_finite;
+    /* Training (since 0.2.0; docs/training.md).  With training = 1 and
+     * `loss` the name of an f32 rank-0 tensor of the graph, the session
+     * also plans a backward pass: smlp_session_backward() after
+     * smlp_session_run() writes d loss / d p for every parameter p that is
+     * not frozen.  NULL (default): no backward (inference, or a forward
+     * run in training mode).  smlp_session_create fails, naming the graph
+     * file and the tensor, when there is no such tensor (SMLP_ENOENT), it
+     * is not an f32 scalar computed by a node or training is 0
+     * (SMLP_EINVAL), the device is not the CPU (SMLP_EDEVICE: no GPU
+     * backward yet), or a node on a path from a trainable parameter to
+     * the loss has an op without backward (SMLP_ENOKERNEL).  Only read
+     * during smlp_session_create. */
+    const char *loss;
+    /* NULL-terminated list of shell globs (fnmatch, '*' matches '.'):
+     * parameters matching one get no gradient and are not planned for
+     * one (a frozen backbone for a linear probe).  NULL: none frozen.
+     * Only read during smlp_session_create. */
+    const char *const *frozen;
 };
 
 SMLP_API void smlp_session_opts_init(struct smlp_session_opts *opts);
@@ -241,6 +259,164 @@ SMLP_API const char *smlp_session_node_output(const smlp_session_t *s,
                                               int i, int j);
 /* Writes a Chrome/Perfetto trace (JSON) of the last run, atomically. */
 SMLP_API int smlp_session_write_trace(smlp_session_t *s, const char *path);
+
+/* ---- training (since 0.2.0; docs/training.md) --------------------------- */
+
+/*
+ * The backward pass of the last smlp_session_run() of a session created
+ * with opts.training = 1 and opts.loss set: runs every node's backward in
+ * reverse order (on the thread pool, as the forward) from d loss / d loss
+ * = 1 and overwrites the gradient of every trainable parameter.  A
+ * parameter that the loss does not depend on gets a zero gradient.
+ * Forward values the backward reads stay allocated until their last
+ * backward use; gradients of activations share the arena (planned with
+ * the forward; smlp_session_get_stats covers both).  The backward
+ * consumes its forward (it reuses the bytes of the values it has read):
+ * each call needs a successful smlp_session_run of its own before it.
+ * SMLP_EINVAL when the session has no loss or no such run precedes;
+ * SMLP_EKERNEL, naming the node and op, when a backward kernel fails (the
+ * gradients are then undefined).  SMLP_ENOKERNEL (naming the node and
+ * op) when a node on a path from a trainable parameter to the loss has no
+ * backward is reported at session creation, not here.  Deterministic:
+ * bit-identical for any thread count (contributions to a gradient are
+ * summed in a fixed order, docs/training.md).
+ */
+SMLP_API int smlp_session_backward(smlp_session_t *s);
+/*
+ * The gradient of parameter `name` as a tensor view (same dtype and
+ * shape; data stable for the session's life, valid after a backward,
+ * writable: an optimizer may clip it in place; owned by the session).
+ * SMLP_ENOENT when there is no such parameter, SMLP_EINVAL when it is
+ * frozen or not f32, the session has no loss or was created plan_only.
+ */
+SMLP_API int smlp_session_grad(smlp_session_t *s, const char *name,
+                               struct smlp_tensor *out);
+
+/* ---- optimizers (since 0.2.0; docs/training.md) ------------------------ */
+
+typedef struct smlp_optim_s smlp_optim_t;
+
+enum smlp_optimizer { SMLP_OPTIM_SGD = 0, SMLP_OPTIM_ADAMW = 1 };
+
+/*
+ * The update rules are PyTorch's (torch.optim.SGD with dampening 0,
+ * torch.optim.AdamW with amsgrad off, clip_grad_norm_), on f32 state:
+ *
+ *   SGD:   d = g + wd p;  buf = momentum buf + d (buf = d on the first
+ *          step);  d = nesterov ? d + momentum buf : buf;  p -= lr d
+ *   AdamW: p *= 1 - lr wd;  m = beta1 m + (1 - beta1) g;
+ *          v = beta2 v + (1 - beta2) g^2;  t = updates so far + 1;
+ *          p -= lr / (1 - beta1^t) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+ */
+struct smlp_optim_opts {
+    int kind;            /* enum smlp_optimizer (default ADAMW) */
+    double momentum;     /* SGD: heavy-ball momentum in [0, 1) (0.9); 0 =
+                            plain SGD, no state */
+    int nesterov;        /* SGD: Nesterov momentum (0); needs momentum > 0 */
+    double beta1, beta2; /* AdamW, each in [0, 1) (0.9, 0.999) */
+    double eps;          /* AdamW (1e-8) */
+    /* Weight decay >= 0: AdamW's is decoupled (p *= 1 - lr wd), SGD's is
+     * L2 (wd p added to the gradient).  smlp_optim_opts_init sets 0.05,
+     * AdamW's usual value: a caller choosing SGD sets its own (0 = none).
+     * Never applied to parameters of rank <= 1 (biases, norm gains and
+     * shifts, scalars): timm's rule. */
+    double weight_decay;
+    /* Clip to this global L2 norm (0 = off, the default): the norm of all
+     * trainable gradients together (sum of squares in double, parameters
+     * in graph order); when clip_norm / (norm + 1e-6) < 1 every gradient
+     * is multiplied by it, in place, before the update. */
+    double clip_norm;
+};
+SMLP_API void smlp_optim_opts_init(struct smlp_optim_opts *o);
+
+/*
+ * An optimizer over the trainable parameters of session s: the f32
+ * parameters that no opts.frozen glob matches (s must have been created
+ * with training = 1 and a loss).  Its state (momentum buffers, Adam
+ * moments, the step count) is zero at creation.  s must outlive it.
+ * NULL with SMLP_EINVAL for an option out of range (naming it) or a
+ * session without a loss; SMLP_ENOMEM.
+ */
+SMLP_API smlp_optim_t *smlp_optim_create(smlp_session_t *s,
+                                         const struct smlp_optim_opts *o,
+                                         struct smlp_error *err);
+SMLP_API void smlp_optim_destroy(smlp_optim_t *opt);
+/*
+ * One update with learning rate lr (finite, >= 0) from the session's
+ * current gradients (after smlp_session_backward).  Clips first when
+ * clip_norm > 0.  *grad_norm (may be NULL) receives the global gradient
+ * norm before clipping.  SMLP_EINVAL when a gradient holds a NaN or an
+ * infinity: nothing is updated (parameters, state, step count, and the
+ * gradients are not clipped), *grad_norm is not finite and
+ * smlp_session_errmsg names the parameter and the element.  Runs on the
+ * caller's thread; deterministic.
+ */
+SMLP_API int smlp_optim_step(smlp_optim_t *opt, double lr,
+                             double *grad_norm);
+/* Updates done so far (restored by smlp_checkpoint_load). */
+SMLP_API int64_t smlp_optim_steps(const smlp_optim_t *opt);
+
+/*
+ * Learning rate at `step` (0-based) of `total`: linear warm-up from 0 to
+ * base over `warmup` steps, then cosine decay from base to min_lr at
+ * step total (MAE / MoCo v3; timm's CosineLRScheduler with warmup_prefix
+ * and warmup_lr_init 0; torch's CosineAnnealingLR after the warm-up):
+ *
+ *   step < warmup:          base * step / warmup
+ *   warmup <= step < total: min_lr + (base - min_lr) / 2 * (1 + cos(pi t)),
+ *                           t = (step - warmup) / (total - warmup)
+ *   step >= total:          min_lr
+ *
+ * Negative step or warmup count as 0.  Also gives MoCo's momentum:
+ * m = 1 - smlp_lr_cosine(1 - m0, 0, step, 0, total).
+ */
+SMLP_API double smlp_lr_cosine(double base, double min_lr, int64_t step,
+                               int64_t warmup, int64_t total);
+
+/* ---- checkpoints (since 0.2.0; docs/training.md) ----------------------- */
+
+/*
+ * A checkpoint is one safetensors file: the session's parameters and
+ * state under their graph names (so it also loads as weights), the
+ * optimizer's state under "optim.<slot>.<param>" (opt may be NULL; slots
+ * momentum_buffer for SGD with momentum, exp_avg and exp_avg_sq for
+ * AdamW, f32 and shaped like the parameter), and string metadata
+ * (__metadata__): the pairs meta_keys/meta_values[0..n_meta) of the
+ * caller, whose keys must not start with "smlp.", plus smlp's own:
+ * "smlp.graph" (graph name), "smlp.version", "smlp.step" (the session's
+ * run counter, which seeds gate noise: restored by a load so that a
+ * resumed run is bit-identical), "smlp.seed" (the session's seed, which
+ * the caller must give the resuming session) and, with an optimizer,
+ * "smlp.optim.kind" ("sgd" or "adamw") and "smlp.optim.steps".  It is
+ * written to a temporary file in the same directory, fsync'ed, renamed
+ * over path and the directory fsync'ed: a reader sees the old file or the
+ * new one, never a part.  SMLP_EINVAL (reserved or duplicate key, opt of
+ * another session), SMLP_EIO (path named), SMLP_ENOMEM; messages in
+ * smlp_session_errmsg.
+ */
+SMLP_API int smlp_checkpoint_save(smlp_session_t *s, const smlp_optim_t *opt,
+                                  const char *path,
+                                  const char *const *meta_keys,
+                                  const char *const *meta_values, int n_meta);
+/*
+ * Loads a checkpoint written by smlp_checkpoint_save into s (parameters,
+ * state, the run counter) and into opt when not NULL (its state and step
+ * count).  Every tensor must be present with its dtype and shape; the
+ * whole file is validated before anything is changed, so a failed load
+ * leaves s and opt as they were, with a message naming the file and the
+ * tensor or key: SMLP_EIO (cannot open), SMLP_EBADFILE (malformed or
+ * truncated, not a checkpoint, wrong dtype, NaN/infinity with
+ * opts.check_finite), SMLP_ENOENT (missing tensor), SMLP_ESHAPE,
+ * SMLP_EINVAL (an optimizer of another kind, naming both, or a file
+ * without optimizer state).  Extra tensors are ignored.  Then
+ * smlp_checkpoint_meta reads the file's metadata.
+ */
+SMLP_API int smlp_checkpoint_load(smlp_session_t *s, smlp_optim_t *opt,
+                                  const char *path);
+/* Value of metadata `key` of the last checkpoint loaded into s, or NULL;
+ * valid until the next successful load or the session's end. */
+SMLP_API const char *smlp_checkpoint_meta(const smlp_session_t *s,
+                                          const char *key);
 
 #ifdef __cplusplus
 }

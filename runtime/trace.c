@@ -1,6 +1,8 @@
 /*
  * trace.c - the Chrome/Perfetto trace of a session's last run (JSON
  * "traceEvents" with one complete event per node), written atomically.
+ * A backward run after it adds one event per node backward, named
+ * "NODE (backward)", on the same clock.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -10,10 +12,10 @@
 
 #include "internal.h"
 
+/* The characters of s, escaped for a JSON string. */
 static void
-put_json_string(FILE *f, const char *s)
+put_json_chars(FILE *f, const char *s)
 {
-    fputc('"', f);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\')
@@ -23,6 +25,13 @@ put_json_string(FILE *f, const char *s)
         else
             fputc(c, f);
     }
+}
+
+static void
+put_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    put_json_chars(f, s);
     fputc('"', f);
 }
 
@@ -66,6 +75,20 @@ smlp_session_write_trace(smlp_session_t *s, const char *path)
                 "\"dur\": %.3f, \"args\": {\"macs\": %llu}}",
                 p.thread, p.start_us, p.end_us - p.start_us,
                 (unsigned long long)p.macs);
+    }
+    for (i = 0; s->ag != NULL && i < s->ag->n_bwd; i++) {
+        const struct smlp__node_rt *n = &s->nodes[s->ag->border[i]];
+
+        if (n->bt1 <= 0)
+            continue; /* no backward since the last run */
+        fprintf(f, ",\n{\"name\": \"");
+        put_json_chars(f, n->node.ir->name);
+        fprintf(f, " (backward)\", \"cat\": ");
+        put_json_string(f, n->node.ir->op);
+        fprintf(f,
+                ", \"ph\": \"X\", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, "
+                "\"dur\": %.3f}",
+                n->bthread, n->bt0 - s->run_t0, n->bt1 - n->bt0);
     }
     fprintf(f, "\n]}\n");
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) {

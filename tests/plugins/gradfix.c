@@ -1,0 +1,338 @@
+/*
+ * gradfix.c - a fixture plugin for the autograd engine (check_autograd):
+ * tiny f32 ops with hand-checkable backwards, and the odd ones out.
+ *
+ *   gradfix.mul(a, b)      y = a * b (same shapes)
+ *   gradfix.add(a, b)      y = a + b (same shapes)
+ *   gradfix.square_sum(x)  y = sum x^2, rank 0; its backward uses a
+ *                          workspace of numel(x) floats (backward_workspace)
+ *   gradfix.split(x)       (y = x, idx = 0, 1, 2, ... as i32); the backward
+ *                          fails unless grad_outputs[1] (i32) is NULL
+ *   gradfix.noise(x)       (y = x * m, m) with m in [0.5, 1.5) drawn from
+ *                          (seed, step, i); the backward draws m again
+ *   gradfix.flat(x)        a view (SMLP_OP_VIEW): x as a vector; no backward
+ *   gradfix.nobwd(x)       y = x, and no backward
+ *
+ * Backwards write every gradient they are given, read NULL grad_outputs as
+ * zeros, and compute each element as go * other (mul), go (add),
+ * (2 * x) * go (square_sum): tests recompute these in the same order and
+ * compare bit for bit.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "smlp_plugin.h"
+
+#define F32 (1u << SMLP_DTYPE_F32)
+
+static int
+fail(struct smlp_infer_ctx *ctx, const char *msg)
+{
+    ctx->host->errorf(ctx->node, "%s", msg);
+    return SMLP_EINVAL;
+}
+
+static void
+like(struct smlp_tensor *out, const struct smlp_tensor *x, int dtype)
+{
+    out->dtype = dtype;
+    out->rank = x->rank;
+    memcpy(out->shape, x->shape, sizeof(x->shape));
+}
+
+static int
+infer_binary(struct smlp_infer_ctx *ctx)
+{
+    const struct smlp_tensor *a = ctx->inputs[0], *b = ctx->inputs[1];
+
+    if (a->dtype != SMLP_DTYPE_F32 || b->dtype != SMLP_DTYPE_F32)
+        return fail(ctx, "inputs must be f32");
+    if (smlp_tensor_numel(a) != smlp_tensor_numel(b))
+        return fail(ctx, "inputs must have as many elements");
+    like(ctx->outputs[0], a, SMLP_DTYPE_F32);
+    return SMLP_OK;
+}
+
+static int
+infer_unary(struct smlp_infer_ctx *ctx)
+{
+    if (ctx->inputs[0]->dtype != SMLP_DTYPE_F32)
+        return fail(ctx, "input must be f32");
+    like(ctx->outputs[0], ctx->inputs[0], SMLP_DTYPE_F32);
+    return SMLP_OK;
+}
+
+static float *
+fp(const struct smlp_tensor *t)
+{
+    return t != NULL ? (float *)t->data : NULL;
+}
+
+/* ---- mul, add -------------------------------------------------------- */
+
+static int
+mul_run(struct smlp_kernel_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->outputs[0]);
+    const float *a = fp(ctx->inputs[0]), *b = fp(ctx->inputs[1]);
+    float *y = fp(ctx->outputs[0]);
+
+    for (i = 0; i < n; i++)
+        y[i] = a[i] * b[i];
+    return SMLP_OK;
+}
+
+static int
+mul_backward(struct smlp_backward_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->outputs[0]);
+    const float *a = fp(ctx->inputs[0]), *b = fp(ctx->inputs[1]);
+    const float *go = fp(ctx->grad_outputs[0]);
+    float *ga = fp(ctx->grad_inputs[0]), *gb = fp(ctx->grad_inputs[1]);
+
+    for (i = 0; i < n; i++) {
+        float g = go != NULL ? go[i] : 0.0f;
+        if (ga != NULL)
+            ga[i] = g * b[i];
+        if (gb != NULL)
+            gb[i] = g * a[i];
+    }
+    return SMLP_OK;
+}
+
+static int
+add_run(struct smlp_kernel_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->outputs[0]);
+    const float *a = fp(ctx->inputs[0]), *b = fp(ctx->inputs[1]);
+    float *y = fp(ctx->outputs[0]);
+
+    for (i = 0; i < n; i++)
+        y[i] = a[i] + b[i];
+    return SMLP_OK;
+}
+
+static int
+add_backward(struct smlp_backward_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->outputs[0]);
+    const float *go = fp(ctx->grad_outputs[0]);
+    int j;
+
+    for (j = 0; j < 2; j++) {
+        float *g = fp(ctx->grad_inputs[j]);
+        for (i = 0; g != NULL && i < n; i++)
+            g[i] = go != NULL ? go[i] : 0.0f;
+    }
+    return SMLP_OK;
+}
+
+/* ---- square_sum ------------------------------------------------------- */
+
+static int
+square_sum_infer(struct smlp_infer_ctx *ctx)
+{
+    if (ctx->inputs[0]->dtype != SMLP_DTYPE_F32)
+        return fail(ctx, "input must be f32");
+    ctx->outputs[0]->dtype = SMLP_DTYPE_F32;
+    ctx->outputs[0]->rank = 0;
+    ctx->backward_workspace =
+        (size_t)smlp_tensor_numel(ctx->inputs[0]) * sizeof(float);
+    return SMLP_OK;
+}
+
+static int
+square_sum_run(struct smlp_kernel_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    const float *x = fp(ctx->inputs[0]);
+    double acc = 0;
+
+    for (i = 0; i < n; i++)
+        acc += (double)x[i] * x[i];
+    *fp(ctx->outputs[0]) = (float)acc;
+    return SMLP_OK;
+}
+
+static int
+square_sum_backward(struct smlp_backward_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    const float *x = fp(ctx->inputs[0]);
+    float *gx = fp(ctx->grad_inputs[0]), *tmp = ctx->workspace;
+    float go = ctx->grad_outputs[0] != NULL ? *fp(ctx->grad_outputs[0]) : 0;
+
+    if (ctx->workspace_size < (size_t)n * sizeof(float) || tmp == NULL) {
+        ctx->host->errorf(ctx->node, "backward workspace of %zu bytes, "
+                          "%zu needed", ctx->workspace_size,
+                          (size_t)n * sizeof(float));
+        return SMLP_EINVAL;
+    }
+    if (gx == NULL)
+        return SMLP_OK;
+    for (i = 0; i < n; i++)
+        tmp[i] = 2.0f * x[i];
+    for (i = 0; i < n; i++)
+        gx[i] = tmp[i] * go;
+    return SMLP_OK;
+}
+
+/* ---- split ------------------------------------------------------------ */
+
+static int
+split_infer(struct smlp_infer_ctx *ctx)
+{
+    if (ctx->inputs[0]->dtype != SMLP_DTYPE_F32)
+        return fail(ctx, "input must be f32");
+    like(ctx->outputs[0], ctx->inputs[0], SMLP_DTYPE_F32);
+    like(ctx->outputs[1], ctx->inputs[0], SMLP_DTYPE_I32);
+    return SMLP_OK;
+}
+
+static int
+split_run(struct smlp_kernel_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    int32_t *idx = ctx->outputs[1]->data;
+
+    memcpy(ctx->outputs[0]->data, ctx->inputs[0]->data,
+           (size_t)n * sizeof(float));
+    for (i = 0; i < n; i++)
+        idx[i] = (int32_t)i;
+    return SMLP_OK;
+}
+
+static int
+split_backward(struct smlp_backward_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    const float *go = fp(ctx->grad_outputs[0]);
+    float *gx = fp(ctx->grad_inputs[0]);
+
+    if (ctx->grad_outputs[1] != NULL) {
+        ctx->host->errorf(ctx->node, "got a gradient for the i32 output");
+        return SMLP_EINVAL;
+    }
+    for (i = 0; gx != NULL && i < n; i++)
+        gx[i] = go != NULL ? go[i] : 0.0f;
+    return SMLP_OK;
+}
+
+/* ---- noise ------------------------------------------------------------ */
+
+static uint64_t
+mix(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static float
+noise_at(uint64_t seed, uint64_t step, int64_t i)
+{
+    uint64_t z = mix(seed ^ mix(step ^ mix((uint64_t)i)));
+
+    return 0.5f + (float)(z >> 40) / 16777216.0f;
+}
+
+static int
+noise_infer(struct smlp_infer_ctx *ctx)
+{
+    if (ctx->inputs[0]->dtype != SMLP_DTYPE_F32)
+        return fail(ctx, "input must be f32");
+    like(ctx->outputs[0], ctx->inputs[0], SMLP_DTYPE_F32);
+    like(ctx->outputs[1], ctx->inputs[0], SMLP_DTYPE_F32);
+    return SMLP_OK;
+}
+
+static int
+noise_run(struct smlp_kernel_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    const float *x = fp(ctx->inputs[0]);
+    float *y = fp(ctx->outputs[0]), *m = fp(ctx->outputs[1]);
+
+    for (i = 0; i < n; i++) {
+        m[i] = noise_at(ctx->seed, ctx->step, i);
+        y[i] = x[i] * m[i];
+    }
+    return SMLP_OK;
+}
+
+static int
+noise_backward(struct smlp_backward_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    const float *go = fp(ctx->grad_outputs[0]);
+    float *gx = fp(ctx->grad_inputs[0]);
+
+    for (i = 0; gx != NULL && i < n; i++)
+        gx[i] = (go != NULL ? go[i] : 0.0f) *
+                noise_at(ctx->seed, ctx->step, i);
+    return SMLP_OK;
+}
+
+/* ---- flat, nobwd ------------------------------------------------------ */
+
+static int
+flat_infer(struct smlp_infer_ctx *ctx)
+{
+    if (ctx->inputs[0]->dtype != SMLP_DTYPE_F32)
+        return fail(ctx, "input must be f32");
+    ctx->outputs[0]->dtype = SMLP_DTYPE_F32;
+    ctx->outputs[0]->rank = 1;
+    ctx->outputs[0]->shape[0] = smlp_tensor_numel(ctx->inputs[0]);
+    return SMLP_OK;
+}
+
+static int
+copy_run(struct smlp_kernel_ctx *ctx)
+{
+    memcpy(ctx->outputs[0]->data, ctx->inputs[0]->data,
+           (size_t)smlp_tensor_numel(ctx->inputs[0]) * sizeof(float));
+    return SMLP_OK;
+}
+
+/* ---- registration ----------------------------------------------------- */
+
+#define KERNEL(var, fn)                                                      \
+    static const struct smlp_kernel_def var##_k = {                          \
+        sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, SMLP_DEVICE_CPU,   \
+        F32, NULL, fn, 1};                                                   \
+    static const struct smlp_kernel_def *const var##_ks[] = {&var##_k, NULL}
+
+#define OP(var, name, nin, nout, flags, infer, bwd, doc)                     \
+    static const struct smlp_op_def var = {                                  \
+        sizeof(struct smlp_op_def), SMLP_ABI_VERSION, name, nin, nin, nout,  \
+        flags, NULL, infer, var##_ks, bwd, doc}
+
+KERNEL(mul_op, mul_run);
+KERNEL(add_op, add_run);
+KERNEL(square_sum_op, square_sum_run);
+KERNEL(split_op, split_run);
+KERNEL(noise_op, noise_run);
+KERNEL(flat_op, copy_run);
+KERNEL(nobwd_op, copy_run);
+
+OP(mul_op, "gradfix.mul", 2, 1, 0, infer_binary, mul_backward, "a * b");
+OP(add_op, "gradfix.add", 2, 1, 0, infer_binary, add_backward, "a + b");
+OP(square_sum_op, "gradfix.square_sum", 1, 1, 0, square_sum_infer,
+   square_sum_backward, "sum of squares, rank 0");
+OP(split_op, "gradfix.split", 1, 2, 0, split_infer, split_backward,
+   "(x, indices as i32)");
+OP(noise_op, "gradfix.noise", 1, 2, 0, noise_infer, noise_backward,
+   "(x * m, m), m seeded by (seed, step)");
+OP(flat_op, "gradfix.flat", 1, 1, SMLP_OP_VIEW, flat_infer, NULL,
+   "x as a vector (a view)");
+OP(nobwd_op, "gradfix.nobwd", 1, 1, 0, infer_unary, NULL,
+   "a copy without backward");
+
+static const struct smlp_op_def *const ops[] = {
+    &mul_op, &add_op, &square_sum_op, &split_op, &noise_op, &flat_op,
+    &nobwd_op, NULL};
+static const struct smlp_plugin_def def = {
+    sizeof(def), SMLP_ABI_VERSION, "gradfix", "1", SMLP_BUILD_SIGNATURE, ops,
+    NULL};
+SMLP_PLUGIN_DEFINE(def)
