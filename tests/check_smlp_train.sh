@@ -1,0 +1,277 @@
+#!/bin/sh
+# End-to-end checks of tools/smlp-train on a tiny gzip'd IDX data set made
+# here (256 training and 64 test images of 10 easy classes): usage errors,
+# missing and corrupt data, a short run on mixer_fmnist (the loss falls;
+# checkpoint, metrics CSV and SVG plot written), --resume bit-identity
+# (2 epochs = 1 epoch + --resume, on mixer_fmnist with MoCo augmentations
+# and on sparse_mlp_fmnist with its gate noise; a run interrupted by
+# SIGTERM inside an epoch and resumed), resume refusals, and checkpoints
+# that a reader never sees half-written.  Prints "N passed, M failed".
+# Needs python3 (makes the data, reads safetensors); exit 77 (skip)
+# without it.
+B=${SMLP_TEST_BUILDDIR:-.}
+TRAIN="$B/tools/smlp-train"
+MIXER="$B/graphs/mixer_fmnist.fbs"
+SPARSE="$B/graphs/sparse_mlp_fmnist.fbs"
+PY=${PYTHON3:-python3}
+[ "$PY" = no ] && PY=python3
+if ! command -v "$PY" >/dev/null 2>&1; then
+    echo "skip - no python3"; exit 77
+fi
+T=$(mktemp -d /tmp/smlp-train-test.XXXXXX)
+D="$T/data"
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+
+# expect NAME STATUS NEEDLE CMD...: exit status and a substring of output.
+expect() {
+    name=$1 want=$2 needle=$3
+    shift 3
+    "$@" >"$T/out" 2>&1
+    got=$?
+    if [ "$got" -ne "$want" ]; then
+        bad "$name: exit $got, want $want"; sed 's/^/  | /' "$T/out"
+    elif ! grep -qF -- "$needle" "$T/out"; then
+        bad "$name: no '$needle' in output"; sed 's/^/  | /' "$T/out"
+    else
+        ok "$name"
+    fi
+}
+
+# The data: class c is a bright bar at rows 3+2c..4+2c over noise.
+mkdir -p "$D"
+"$PY" - "$D" <<'PY'
+import gzip, random, struct, sys
+d = sys.argv[1]
+rnd = random.Random(0)
+for prefix, n in (("train", 256), ("t10k", 64)):
+    px, lab = bytearray(), bytearray()
+    for i in range(n):
+        c = rnd.randrange(10)
+        img = [rnd.randrange(40) for _ in range(784)]
+        for r in (3 + 2 * c, 4 + 2 * c):
+            for x in range(4, 24):
+                img[r * 28 + x] = 180 + rnd.randrange(75)
+        px += bytes(img)
+        lab.append(c)
+    with gzip.open(f"{d}/{prefix}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(px))
+    with gzip.open(f"{d}/{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">II", 0x801, n) + bytes(lab))
+PY
+
+# st.py check FILE: a complete safetensors file; st.py same A B: the same
+# tensors (names, dtypes, shapes, bytes); st.py meta FILE KEY: a value.
+cat >"$T/st.py" <<'PY'
+import json, struct, sys
+def read(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    meta = h.pop("__metadata__", {})
+    end = max([v["data_offsets"][1] for v in h.values()] + [0])
+    assert 8 + n + end == len(b), f"{path}: {len(b)} bytes, header says {8 + n + end}"
+    return h, meta, b[8 + n:]
+cmd = sys.argv[1]
+if cmd == "check":
+    h, meta, _ = read(sys.argv[2])
+    assert len(h) > 10 and "train.step" in meta, sys.argv[2]
+elif cmd == "same":
+    (ha, _, da), (hb, _, db) = read(sys.argv[2]), read(sys.argv[3])
+    assert sorted(ha) == sorted(hb), "tensor names differ"
+    for k in ha:
+        a, b = ha[k], hb[k]
+        assert a["dtype"] == b["dtype"] and a["shape"] == b["shape"], k
+        assert da[slice(*a["data_offsets"])] == db[slice(*b["data_offsets"])], \
+            f"tensor {k} differs"
+elif cmd == "meta":
+    print(read(sys.argv[2])[1].get(sys.argv[3], ""))
+PY
+st() { "$PY" "$T/st.py" "$@"; }
+
+# ---- usage and data errors ----
+expect "help" 0 "usage: smlp-train GRAPH" "$TRAIN" --help
+expect "help says svg only" 0 "(PNG is not" "$TRAIN" --help
+expect "version" 0 "smlp-train " "$TRAIN" --version
+expect "no graph" 2 "no graph file given" "$TRAIN" --out "$T/x.st"
+expect "no out" 2 "--out CKPT is required" "$TRAIN" "$MIXER"
+expect "unknown option" 2 "unknown option '--bogus'" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --bogus
+expect "missing value" 2 "option '--lr' needs a value" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --lr
+expect "batch 0" 2 "--batch: '0' is not an integer" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --batch 0
+expect "bad optimizer" 2 "--optimizer: 'adam' is not sgd or adamw" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --optimizer adam
+expect "bad augment" 2 "--augment: 'flip' is not none or moco" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --augment flip
+expect "bad lr" 2 "--lr: 'fast'" "$TRAIN" "$MIXER" --out "$T/x.st" --lr fast
+expect "bad warmup" 2 "--warmup: '2x'" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --warmup 2x
+expect "png plot" 2 "--plot: 'p.png' is not a .svg file" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --plot p.png
+expect "weights and resume" 2 "--weights and --resume exclude" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --weights a --resume b
+expect "stop after past epochs" 2 "--stop-after 3 is past --epochs 2" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --epochs 2 --stop-after 3
+expect "missing data" 1 "apt-get install dataset-fashion-mnist" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata"
+if grep -qF "$T/nodata/train-images-idx3-ubyte.gz" "$T/out"; then
+    ok "missing data names the path"
+else bad "missing data names the path"; sed 's/^/  | /' "$T/out"; fi
+expect "out directory missing" 1 "cannot write in directory $T/nodir" \
+    "$TRAIN" "$MIXER" --out "$T/nodir/x.st" --data "$D"
+mkdir -p "$T/magic" "$T/trunc" "$T/other"
+cp "$D"/*.gz "$T/magic/"
+cp "$D"/*.gz "$T/trunc/"
+cp "$D"/*.gz "$T/other/"
+"$PY" -c "
+import gzip, sys
+d = sys.argv[1]
+raw = bytearray(gzip.open(d + '/other/train-images-idx3-ubyte.gz').read())
+raw[100] ^= 1
+open(d + '/other/train-images-idx3-ubyte.gz', 'wb').write(
+    gzip.compress(bytes(raw)))
+open(d + '/magic/t10k-labels-idx1-ubyte.gz', 'wb').write(
+    gzip.compress(b'\x00\x00\x08\x03' + bytes(100)))
+raw = gzip.open(d + '/trunc/train-images-idx3-ubyte.gz').read()
+open(d + '/trunc/train-images-idx3-ubyte.gz', 'wb').write(
+    gzip.compress(raw[:5000]))
+" "$T"
+expect "bad magic" 1 "$T/magic/t10k-labels-idx1-ubyte.gz: not an IDX file" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/magic"
+expect "truncated" 1 "$T/trunc/train-images-idx3-ubyte.gz: truncated" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/trunc"
+expect "batch over data" 1 "--batch 512 is more than the 256" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$D" --batch 512
+cat >"$T/notcls.json" <<'JSON'
+{"name": "notcls", "plugins": ["core"],
+ "tensors": [{"name": "x", "kind": "Input", "shape": [-1, 4]},
+             {"name": "y", "kind": "Output"}],
+ "nodes": [{"name": "n", "op": "core.gelu", "inputs": [0], "outputs": [1]}]}
+JSON
+"${FLATC:-flatc}" -b -o "$T" "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" \
+    "$T/notcls.json"
+expect "not a classifier" 1 "input 'x' must be an f32 tensor shaped" \
+    "$TRAIN" "$T/notcls.fbs" --out "$T/x.st" --data "$D"
+
+# ---- a short run: the loss falls, files are written ----
+COMMON="--data $D --batch 32 --limit-test 64 --threads 2"
+expect "short run" 0 "done: 24 steps" \
+    "$TRAIN" "$MIXER" $COMMON --limit-train 256 --epochs 3 --lr 2e-3 \
+    --out "$T/run.st" --metrics "$T/run.csv" --plot "$T/run.svg"
+for want in "256 training images (8 steps of 32 per epoch)" \
+    "epoch 1/3: loss" "epoch 3/3: loss" "test acc" "img/s"; do
+    if grep -qF -- "$want" "$T/out"; then ok "run prints '$want'"
+    else bad "run lacks '$want'"; fi
+done
+if "$PY" - "$T/run.csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert [int(r["step"]) for r in rows] == [8, 16, 24], rows
+loss = [float(r["loss"]) for r in rows]
+assert loss[-1] < loss[0] - 0.3, loss
+assert all(r["test_acc"] != "" for r in rows), rows
+assert float(rows[-1]["test_acc"]) > float(rows[0]["test_acc"]) or \
+    float(rows[-1]["test_acc"]) > 0.5, rows
+PY
+then ok "the loss falls (metrics CSV)"; else bad "the loss falls"; fi
+if st check "$T/run.st" && [ "$(st meta "$T/run.st" train.epoch)" = 3 ] &&
+    [ "$(st meta "$T/run.st" smlp.optim.steps)" = 24 ]; then
+    ok "checkpoint written with its position"
+else bad "checkpoint"; fi
+if "$PY" -c "
+import sys, xml.dom.minidom as m
+d = m.parse(sys.argv[1])
+assert len(d.getElementsByTagName('polyline')) == 4
+" "$T/run.svg"; then ok "SVG plot"; else bad "SVG plot"; fi
+if ls "$T" | grep -q '\.tmp\.'; then bad "temporary files left"
+else ok "no temporary files left"; fi
+expect "nothing left to do" 0 "nothing to do" \
+    "$TRAIN" "$MIXER" $COMMON --limit-train 256 --epochs 3 --lr 2e-3 \
+    --out "$T/run2.st" --resume "$T/run.st"
+
+# ---- resume: 2 epochs = 1 epoch + --resume 1 epoch, bit for bit ----
+M="$MIXER $COMMON --limit-train 256 --epochs 2 --augment moco"
+"$TRAIN" $M --out "$T/a.st" >"$T/out" 2>&1 || bad "2 epochs"
+"$TRAIN" $M --out "$T/b.st" --stop-after 1 --metrics "$T/b.csv" \
+    >"$T/out" 2>&1 || bad "1 epoch"
+expect "stopped after 1" 0 "resuming at epoch 2, step 8 of 16" \
+    "$TRAIN" $M --out "$T/b.st" --resume "$T/b.st" --metrics "$T/b.csv"
+if st same "$T/a.st" "$T/b.st"; then ok "resume is bit-identical (mixer)"
+else bad "resume is bit-identical (mixer)"; fi
+if [ "$(grep -c . "$T/b.csv")" = 3 ]; then ok "metrics continue on resume"
+else bad "metrics continue on resume"; cat "$T/b.csv"; fi
+S="$SPARSE $COMMON --limit-train 64 --epochs 2 --seed 5"
+"$TRAIN" $S --out "$T/sa.st" >"$T/out" 2>&1 || bad "sparse 2 epochs"
+"$TRAIN" $S --out "$T/sb.st" --stop-after 1 >"$T/out" 2>&1 ||
+    bad "sparse 1 epoch"
+expect "sparse resumed" 0 "loss = cross-entropy + aux_loss" \
+    "$TRAIN" $S --out "$T/sb.st" --resume "$T/sb.st"
+if st same "$T/sa.st" "$T/sb.st"; then ok "resume is bit-identical (sparse)"
+else bad "resume is bit-identical (sparse)"; fi
+
+# Interrupted inside epoch 2 (SIGTERM), then resumed.
+"$TRAIN" $M --out "$T/c.st" --log-every 1 --progress lines \
+    >"$T/c.out" 2>&1 &
+pid=$!
+i=0
+while ! grep -q "epoch 2/2 step 3/8" "$T/c.out" && [ $i -lt 600 ]; do
+    sleep 0.1; i=$((i + 1))
+done
+kill -TERM $pid
+wait $pid
+rc=$?
+if [ $rc -eq 130 ] && grep -q "interrupted: checkpoint" "$T/c.out"; then
+    ok "SIGTERM: exit 130 after a checkpoint"
+else bad "SIGTERM: exit $rc"; sed 's/^/  | /' "$T/c.out"; fi
+step=$(st meta "$T/c.st" train.step_in_epoch)
+if [ -n "$step" ] && [ "$step" -gt 0 ]; then ok "checkpoint inside an epoch"
+else bad "checkpoint inside an epoch (step in epoch '$step')"; fi
+expect "resume inside an epoch" 0 "done: 16 steps" \
+    "$TRAIN" $M --out "$T/c.st" --resume "$T/c.st"
+if st same "$T/a.st" "$T/c.st"; then ok "interrupted + resumed = whole run"
+else bad "interrupted + resumed = whole run"; fi
+
+# Refusals.
+expect "resume other lr" 1 "made with --lr 0.001, this run has 0.002" \
+    "$TRAIN" $M --lr 0.002 --out "$T/x.st" --resume "$T/b.st"
+# The same tensors in another graph file (an edit of a layer norm's eps).
+"$B/tools/smlp-graph" edit "$MIXER" -o "$T/mixer2.fbs" \
+    --set-attr 'norm:eps=1e-5' >/dev/null 2>&1 || bad "smlp-graph edit"
+expect "resume other graph" 1 "made from another graph than $T/mixer2.fbs" \
+    "$TRAIN" "$T/mixer2.fbs" $COMMON --limit-train 256 --epochs 2 \
+    --augment moco --out "$T/x.st" --resume "$T/a.st"
+expect "resume other model" 1 "--resume $T/a.st" \
+    "$TRAIN" $S --out "$T/x.st" --resume "$T/a.st"
+expect "resume other data" 1 "made with --data (the training images)" \
+    "$TRAIN" $M --data "$T/other" --out "$T/x.st" --resume "$T/b.st"
+expect "resume missing" 1 "$T/none.st" \
+    "$TRAIN" $M --out "$T/x.st" --resume "$T/none.st"
+expect "resume other epochs" 0 "--epochs was 2, now 3" \
+    "$TRAIN" $M --epochs 3 --stop-after 2 --out "$T/x.st" --resume "$T/b.st"
+
+# ---- a reader never sees a half-written checkpoint ----
+"$TRAIN" "$MIXER" $COMMON --limit-train 64 --limit-test 32 --epochs 100000 \
+    --out "$T/z.st" >/dev/null 2>&1 &
+pid=$!
+i=0
+while [ ! -f "$T/z.st" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+good=0
+for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+    st check "$T/z.st" 2>/dev/null && good=$((good + 1))
+    sleep 0.1
+done
+first=$(st meta "$T/z.st" train.step)
+kill -KILL $pid
+wait $pid 2>/dev/null
+if [ $good -eq 20 ] && st check "$T/z.st"; then
+    ok "checkpoint always whole while rewritten (step $first read)"
+else bad "checkpoint read half-written ($good of 20 whole)"; fi
+
+rm -rf "$T"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,685 @@
+/*
+ * check_train_data.c - smlp-train's data side (tools/train_data.h): the
+ * IDX reader (gzip'd and plain, bad magic, truncation, trailing bytes,
+ * corrupt gzip, missing files), the data sets, pixel normalisation, the
+ * seeded shuffle, each augmentation on hand-checked small cases and their
+ * determinism, and the loader thread against the same batches made
+ * synchronously.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "testutil.h"
+#include "train_data.h"
+
+static char dir[64];
+static char err[8192];
+
+static void
+setup(void)
+{
+    snprintf(dir, sizeof(dir), "%s", tu_tmpdir());
+}
+
+/* Writes an IDX file of bytes: header for dims[0..rank), then `n` data
+ * bytes from data (may differ from the header's count), gzip'd when gz. */
+static void
+write_idx(const char *path, int gz, int rank, const uint32_t *dims,
+          const uint8_t *data, size_t n)
+{
+    uint8_t head[4 + 4 * 3];
+    int i;
+
+    head[0] = head[1] = 0;
+    head[2] = 0x08;
+    head[3] = (uint8_t)rank;
+    for (i = 0; i < rank; i++) {
+        head[4 + 4 * i] = (uint8_t)(dims[i] >> 24);
+        head[5 + 4 * i] = (uint8_t)(dims[i] >> 16);
+        head[6 + 4 * i] = (uint8_t)(dims[i] >> 8);
+        head[7 + 4 * i] = (uint8_t)dims[i];
+    }
+    if (gz) {
+        gzFile f = gzopen(path, "wb");
+
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(gzwrite(f, head, 4 + 4 * (unsigned)rank),
+                         4 + 4 * rank);
+        if (n > 0)
+            ck_assert_int_eq(gzwrite(f, data, (unsigned)n), (int)n);
+        ck_assert_int_eq(gzclose(f), Z_OK);
+    } else {
+        FILE *f = fopen(path, "wb");
+
+        ck_assert_ptr_nonnull(f);
+        ck_assert_uint_eq(fwrite(head, 1, 4 + 4 * (size_t)rank, f),
+                          4 + 4 * (size_t)rank);
+        ck_assert_uint_eq(fwrite(data, 1, n, f), n);
+        ck_assert_int_eq(fclose(f), 0);
+    }
+}
+
+/* A split of n images h x w: pixel i of image k is (k * 7 + i) % 256,
+ * label k % 10. */
+static void
+write_split(const char *prefix, uint32_t n, uint32_t h, uint32_t w)
+{
+    uint32_t dims[3] = {n, h, w};
+    uint8_t *px = malloc((size_t)n * h * w), *lab = malloc(n);
+    char path[256];
+    size_t i;
+
+    for (i = 0; i < (size_t)n * h * w; i++)
+        px[i] = (uint8_t)((i / (h * w)) * 7 + i % (h * w));
+    for (i = 0; i < n; i++)
+        lab[i] = (uint8_t)(i % 10);
+    snprintf(path, sizeof(path), "%s/%s-images-idx3-ubyte.gz", dir, prefix);
+    write_idx(path, 1, 3, dims, px, (size_t)n * h * w);
+    snprintf(path, sizeof(path), "%s/%s-labels-idx1-ubyte.gz", dir, prefix);
+    write_idx(path, 1, 1, dims, lab, n);
+    free(px);
+    free(lab);
+}
+
+/* ---- IDX ----------------------------------------------------------------- */
+
+START_TEST(test_train_idx_read_gz)
+{
+    uint32_t dims[3] = {3, 2, 2}, got[3];
+    uint8_t data[12], *out;
+    char path[128];
+    int i;
+
+    for (i = 0; i < 12; i++)
+        data[i] = (uint8_t)(i * 20);
+    snprintf(path, sizeof(path), "%s/x-idx3-ubyte.gz", dir);
+    write_idx(path, 1, 3, dims, data, 12);
+    snprintf(path, sizeof(path), "%s/x-idx3-ubyte", dir);
+    ck_assert_int_eq(train_idx_read(path, 3, got, &out, err, sizeof(err)),
+                     0);
+    ck_assert_uint_eq(got[0], 3);
+    ck_assert_uint_eq(got[1], 2);
+    ck_assert_uint_eq(got[2], 2);
+    ck_assert_mem_eq(out, data, 12);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_train_idx_read_plain)
+{
+    uint32_t dims[1] = {4}, got[1];
+    uint8_t data[4] = {9, 8, 7, 6}, *out;
+    char path[128];
+
+    snprintf(path, sizeof(path), "%s/l-idx1-ubyte", dir);
+    write_idx(path, 0, 1, dims, data, 4);
+    ck_assert_int_eq(train_idx_read(path, 1, got, &out, err, sizeof(err)),
+                     0);
+    ck_assert_uint_eq(got[0], 4);
+    ck_assert_mem_eq(out, data, 4);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_train_idx_read_bad_magic)
+{
+    uint32_t dims[3] = {1, 2, 2}, got[3];
+    uint8_t data[4] = {0}, *out;
+    char path[128];
+
+    /* A label file (rank 1) where images (rank 3) are expected. */
+    snprintf(path, sizeof(path), "%s/m-idx3-ubyte.gz", dir);
+    write_idx(path, 1, 1, dims, data, 1);
+    snprintf(path, sizeof(path), "%s/m-idx3-ubyte", dir);
+    ck_assert_int_eq(train_idx_read(path, 3, got, &out, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "m-idx3-ubyte.gz"));
+    ck_assert_ptr_nonnull(strstr(err, "magic 0x00000801, expected "
+                                      "0x00000803"));
+    ck_assert_ptr_null(out);
+}
+END_TEST
+
+START_TEST(test_train_idx_read_truncated)
+{
+    uint32_t dims[3] = {5, 2, 2}, got[3];
+    uint8_t data[12] = {0}, *out;
+    char path[128];
+
+    snprintf(path, sizeof(path), "%s/t-idx3-ubyte.gz", dir);
+    write_idx(path, 1, 3, dims, data, 12);
+    snprintf(path, sizeof(path), "%s/t-idx3-ubyte", dir);
+    ck_assert_int_eq(train_idx_read(path, 3, got, &out, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "t-idx3-ubyte.gz: truncated"));
+    ck_assert_ptr_nonnull(strstr(err, "promises 20 bytes"));
+    ck_assert_ptr_nonnull(strstr(err, "has 12"));
+    /* A header cut short. */
+    tu_write(path, "\0\0\x08\x03\0\0", 6);
+    ck_assert_int_eq(train_idx_read(path, 3, got, &out, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "inside the IDX header"));
+}
+END_TEST
+
+START_TEST(test_train_idx_read_trailing)
+{
+    uint32_t dims[1] = {2}, got[1];
+    uint8_t data[3] = {1, 2, 3}, *out;
+    char path[128];
+
+    snprintf(path, sizeof(path), "%s/x-idx1-ubyte", dir);
+    write_idx(path, 0, 1, dims, data, 3);
+    ck_assert_int_eq(train_idx_read(path, 1, got, &out, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "the file has more"));
+}
+END_TEST
+
+START_TEST(test_train_idx_read_corrupt_gzip)
+{
+    uint32_t dims[1] = {200}, got[1];
+    uint8_t data[200], *out, *buf;
+    char path[128];
+    FILE *f;
+    long n;
+
+    memset(data, 5, sizeof(data));
+    snprintf(path, sizeof(path), "%s/c-idx1-ubyte.gz", dir);
+    write_idx(path, 1, 1, dims, data, sizeof(data));
+    /* Flip a byte of the CRC (the gzip trailer's first 4 bytes). */
+    f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    buf = malloc((size_t)n);
+    fseek(f, 0, SEEK_SET);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    buf[n - 8] ^= 0xff;
+    tu_write(path, buf, (size_t)n);
+    free(buf);
+    snprintf(path, sizeof(path), "%s/c-idx1-ubyte", dir);
+    ck_assert_int_eq(train_idx_read(path, 1, got, &out, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "c-idx1-ubyte.gz"));
+}
+END_TEST
+
+START_TEST(test_train_idx_read_missing)
+{
+    uint32_t got[1];
+    uint8_t *out;
+    char path[128];
+
+    snprintf(path, sizeof(path), "%s/none-idx1-ubyte", dir);
+    ck_assert_int_eq(train_idx_read(path, 1, got, &out, err, sizeof(err)),
+                     TRAIN_DATA_ENOENT);
+    ck_assert_ptr_nonnull(strstr(err, "none-idx1-ubyte.gz: No such file"));
+}
+END_TEST
+
+START_TEST(test_train_set_load_ok)
+{
+    struct train_set s;
+
+    write_split("train", 23, 4, 3);
+    ck_assert_int_eq(train_set_load(&s, dir, "train", err, sizeof(err)), 0);
+    ck_assert_int_eq(s.n, 23);
+    ck_assert_int_eq(s.rows, 4);
+    ck_assert_int_eq(s.cols, 3);
+    ck_assert_int_eq(s.classes, 10);
+    ck_assert_int_eq(s.images[12 * 5 + 1], 5 * 7 + 1);
+    ck_assert_int_eq(s.labels[17], 7);
+    train_set_limit(&s, 5);
+    ck_assert_int_eq(s.n, 5);
+    train_set_limit(&s, 0);
+    ck_assert_int_eq(s.n, 5);
+    train_set_free(&s);
+}
+END_TEST
+
+START_TEST(test_train_set_load_count_mismatch)
+{
+    uint32_t dims[1] = {22};
+    uint8_t lab[22] = {0};
+    char path[256];
+    struct train_set s;
+
+    write_split("train", 23, 4, 3);
+    snprintf(path, sizeof(path), "%s/train-labels-idx1-ubyte.gz", dir);
+    write_idx(path, 1, 1, dims, lab, 22);
+    ck_assert_int_eq(train_set_load(&s, dir, "train", err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "22 labels for the 23 images"));
+    ck_assert_ptr_null(s.images);
+}
+END_TEST
+
+/* ---- normalisation, random numbers, shuffle -------------------------------- */
+
+START_TEST(test_train_normalize_values)
+{
+    uint8_t px[3] = {0, 73, 255};
+    float out[3], unit[3];
+    int i;
+
+    train_normalize(px, out, 3);
+    ck_assert_float_eq_tol(out[0], -0.2860 / 0.3530, 1e-6);
+    ck_assert_float_eq_tol(out[2], (1.0 - 0.2860) / 0.3530, 1e-6);
+    ck_assert_float_eq_tol(out[1], (73 / 255.0 - 0.2860) / 0.3530, 1e-6);
+    for (i = 0; i < 3; i++)
+        unit[i] = (float)px[i] / 255.0f;
+    train_normalize_unit(unit, 3);
+    ck_assert_mem_eq(unit, out, sizeof(out));
+}
+END_TEST
+
+START_TEST(test_train_shuffle_permutation)
+{
+    int64_t a[100], b[100], c[100];
+    int seen[100] = {0}, i, same = 1, same_seed = 1;
+
+    train_shuffle(7, 0, 100, a);
+    train_shuffle(7, 0, 100, b);
+    ck_assert_mem_eq(a, b, sizeof(a));
+    for (i = 0; i < 100; i++) {
+        ck_assert(a[i] >= 0 && a[i] < 100);
+        seen[a[i]]++;
+    }
+    for (i = 0; i < 100; i++)
+        ck_assert_int_eq(seen[i], 1);
+    train_shuffle(7, 1, 100, b);
+    train_shuffle(8, 0, 100, c);
+    for (i = 0; i < 100; i++) {
+        same &= a[i] == b[i];
+        same_seed &= a[i] == c[i];
+    }
+    ck_assert(!same);
+    ck_assert(!same_seed);
+}
+END_TEST
+
+START_TEST(test_train_rng_ranges)
+{
+    struct train_rng r;
+    int i, hit[7] = {0};
+
+    train_rng_seed(&r, 42);
+    for (i = 0; i < 7000; i++) {
+        double u = train_rng_unit(&r);
+        uint64_t k = train_rng_below(&r, 7);
+
+        ck_assert(u >= 0.0 && u < 1.0);
+        ck_assert_uint_lt(k, 7);
+        hit[k]++;
+    }
+    for (i = 0; i < 7; i++)
+        ck_assert_int_gt(hit[i], 800);
+}
+END_TEST
+
+/* ---- augmentations ------------------------------------------------------- */
+
+START_TEST(test_train_aug_flip)
+{
+    float x[6] = {1, 2, 3, 4, 5, 6}, want[6] = {3, 2, 1, 6, 5, 4};
+
+    train_aug_flip(x, 2, 3);
+    ck_assert_mem_eq(x, want, sizeof(x));
+}
+END_TEST
+
+START_TEST(test_train_aug_brightness_contrast)
+{
+    float x[3] = {0.2f, 0.6f, 0.9f}, y[2] = {0.0f, 1.0f};
+
+    train_aug_brightness(x, 3, 1.5);
+    ck_assert_float_eq_tol(x[0], 0.3f, 1e-7);
+    ck_assert_float_eq_tol(x[1], 0.9f, 1e-7);
+    ck_assert_float_eq(x[2], 1.0f);
+    train_aug_contrast(y, 2, 0.5);
+    ck_assert_float_eq(y[0], 0.25f);
+    ck_assert_float_eq(y[1], 0.75f);
+    train_aug_contrast(y, 2, 4.0); /* mean 0.5: -0.5 and 1.5, clamped */
+    ck_assert_float_eq(y[0], 0.0f);
+    ck_assert_float_eq(y[1], 1.0f);
+}
+END_TEST
+
+START_TEST(test_train_aug_solarize)
+{
+    float x[4] = {0.2f, 0.5f, 0.9f, 1.0f};
+
+    train_aug_solarize(x, 4, 0.5f);
+    ck_assert_float_eq(x[0], 0.2f);
+    ck_assert_float_eq(x[1], 0.5f);
+    ck_assert_float_eq_tol(x[2], 0.1f, 1e-7);
+    ck_assert_float_eq(x[3], 0.0f);
+}
+END_TEST
+
+START_TEST(test_train_aug_blur)
+{
+    float x[121], tmp[121], sum = 0;
+    int i;
+
+    for (i = 0; i < 121; i++)
+        x[i] = 0.25f;
+    train_aug_blur(x, 11, 11, 0.8, tmp);
+    for (i = 0; i < 121; i++)
+        ck_assert_float_eq_tol(x[i], 0.25f, 1e-6);
+    /* A centred impulse spreads symmetrically and keeps its mass (the
+     * edges are out of reach of the 7 taps). */
+    memset(x, 0, sizeof(x));
+    x[60] = 1.0f;
+    train_aug_blur(x, 11, 11, 0.8, tmp);
+    for (i = 0; i < 121; i++)
+        sum += x[i];
+    ck_assert_float_eq_tol(sum, 1.0f, 1e-5);
+    ck_assert_float_lt(x[60], 1.0f);
+    ck_assert_float_eq(x[59], x[61]);
+    ck_assert_float_eq(x[49], x[71]);
+    ck_assert_float_eq(x[59], x[49]);
+    ck_assert_float_gt(x[60], x[59]);
+    ck_assert_float_gt(x[57], 0.0f);  /* radius 3 */
+    ck_assert_float_eq(x[56], 0.0f);
+    /* sigma 1/3: radius 1, weights exp(-4.5) / (1 + 2 exp(-4.5)). */
+    memset(x, 0, sizeof(x));
+    x[60] = 1.0f;
+    train_aug_blur(x, 11, 11, 1.0 / 3.0, tmp);
+    {
+        double e = exp(-4.5), w1 = e / (1 + 2 * e), w0 = 1 / (1 + 2 * e);
+
+        ck_assert_float_eq_tol(x[60], w0 * w0, 1e-6);
+        ck_assert_float_eq_tol(x[61], w0 * w1, 1e-6);
+        ck_assert_float_eq_tol(x[48], w1 * w1, 1e-6);
+        ck_assert_float_eq(x[62], 0.0f);
+    }
+    /* Reflected edges (torchvision's "reflect"): pixel 0 reads pixel 1
+     * through taps -1 and +1. */
+    memset(x, 0, sizeof(x));
+    x[1] = 1.0f;
+    train_aug_blur(x, 11, 11, 1.0 / 3.0, tmp);
+    {
+        double e = exp(-4.5), w1 = e / (1 + 2 * e), w0 = 1 / (1 + 2 * e);
+
+        ck_assert_float_eq_tol(x[0], 2 * w1 * w0, 1e-6);
+        ck_assert_float_eq_tol(x[1], w0 * w0, 1e-6);
+        ck_assert_float_eq_tol(x[2], w1 * w0, 1e-6);
+        ck_assert_float_eq_tol(x[12], w0 * w1, 1e-6);
+    }
+}
+END_TEST
+
+START_TEST(test_train_aug_resize_crop)
+{
+    float src[16], dst[16];
+    int i;
+
+    for (i = 0; i < 16; i++)
+        src[i] = (float)i;
+    /* The whole image: an exact copy. */
+    train_aug_resize_crop(src, 4, 4, 0, 0, 4, 4, dst);
+    ck_assert_mem_eq(dst, src, sizeof(src));
+    /* The top-left 2x2 blown up to 4x4: sample rows/columns at
+     * 0, 0.25, 0.75, 1 (clamped), value = 4 * row + column. */
+    train_aug_resize_crop(src, 4, 4, 0, 0, 2, 2, dst);
+    ck_assert_float_eq(dst[0], 0.0f);
+    ck_assert_float_eq(dst[1], 0.25f);
+    ck_assert_float_eq(dst[4 + 2], 1.75f);
+    ck_assert_float_eq(dst[15], 5.0f);
+    /* Bottom-right 2x2: offset by (2, 2). */
+    train_aug_resize_crop(src, 4, 4, 2, 2, 2, 2, dst);
+    ck_assert_float_eq(dst[0], 10.0f);
+    ck_assert_float_eq(dst[15], 15.0f);
+}
+END_TEST
+
+START_TEST(test_train_aug_crop_box)
+{
+    struct train_rng r;
+    int i, top, left, ch, cw;
+
+    train_rng_seed(&r, 3);
+    for (i = 0; i < 2000; i++) {
+        train_aug_crop_box(&r, 28, 28, 0.2, 1.0, 0.75, 4.0 / 3.0, &top,
+                           &left, &ch, &cw);
+        ck_assert(ch >= 1 && cw >= 1 && top >= 0 && left >= 0);
+        ck_assert_int_le(top + ch, 28);
+        ck_assert_int_le(left + cw, 28);
+        ck_assert_int_ge(ch * cw, 0.2 * 784 * 0.85);
+    }
+    /* Scale 1, ratio 1: the whole image. */
+    train_aug_crop_box(&r, 28, 28, 1.0, 1.0, 1.0, 1.0, &top, &left, &ch,
+                       &cw);
+    ck_assert(top == 0 && left == 0 && ch == 28 && cw == 28);
+}
+END_TEST
+
+START_TEST(test_train_aug_apply_identity)
+{
+    struct train_aug_params p;
+    uint8_t src[784];
+    float dst[784], tmp[2 * 784];
+    int i;
+
+    for (i = 0; i < 784; i++)
+        src[i] = (uint8_t)(i * 13);
+    train_aug_preset(&p, -1);
+    p.scale_min = p.scale_max = p.ratio_min = p.ratio_max = 1.0;
+    p.p_jitter = p.p_blur = p.p_solarize = p.p_flip = 0.0;
+    train_aug_apply(&p, 99, src, 28, 28, dst, tmp);
+    for (i = 0; i < 784; i++)
+        ck_assert_float_eq(dst[i], (float)src[i] / 255.0f);
+    /* Flip only (p 1): the mirrored image. */
+    p.p_flip = 1.0;
+    train_aug_apply(&p, 99, src, 28, 28, dst, tmp);
+    ck_assert_float_eq(dst[0], (float)src[27] / 255.0f);
+    /* Solarize only (p 1). */
+    p.p_flip = 0.0;
+    p.p_solarize = 1.0;
+    train_aug_apply(&p, 99, src, 28, 28, dst, tmp);
+    for (i = 0; i < 784; i++)
+        ck_assert_float_eq(dst[i], src[i] >= 128
+                                       ? 1.0f - (float)src[i] / 255.0f
+                                       : (float)src[i] / 255.0f);
+}
+END_TEST
+
+START_TEST(test_train_aug_apply_deterministic)
+{
+    struct train_aug_params p;
+    uint8_t src[784];
+    float a[784], b[784], tmp[2 * 784];
+    int i, view, differ = 0;
+
+    for (i = 0; i < 784; i++)
+        src[i] = (uint8_t)((i % 28) * (i / 28) % 256);
+    for (view = -1; view <= 1; view++) {
+        train_aug_preset(&p, view);
+        train_aug_apply(&p, train_aug_key(5, 2, 17, view), src, 28, 28, a,
+                        tmp);
+        memset(tmp, 0x7f, sizeof(tmp)); /* scratch contents do not matter */
+        train_aug_apply(&p, train_aug_key(5, 2, 17, view), src, 28, 28, b,
+                        tmp);
+        ck_assert_mem_eq(a, b, sizeof(a));
+        for (i = 0; i < 784; i++)
+            ck_assert(a[i] >= 0.0f && a[i] <= 1.0f);
+    }
+    /* Another epoch, index, seed or view: another image (most keys). */
+    ck_assert_uint_ne(train_aug_key(5, 2, 17, 0), train_aug_key(5, 3, 17, 0));
+    ck_assert_uint_ne(train_aug_key(5, 2, 17, 0), train_aug_key(5, 2, 18, 0));
+    ck_assert_uint_ne(train_aug_key(5, 2, 17, 0), train_aug_key(6, 2, 17, 0));
+    ck_assert_uint_ne(train_aug_key(5, 2, 17, 0), train_aug_key(5, 2, 17, 1));
+    train_aug_preset(&p, 0);
+    for (i = 0; i < 8 && !differ; i++) {
+        train_aug_apply(&p, train_aug_key(5, 2, i, 0), src, 28, 28, a, tmp);
+        train_aug_apply(&p, train_aug_key(5, 3, i, 0), src, 28, 28, b, tmp);
+        differ = memcmp(a, b, sizeof(a)) != 0;
+    }
+    ck_assert(differ);
+}
+END_TEST
+
+/* ---- the loader ---------------------------------------------------------- */
+
+static void
+check_loader(int augment, int views)
+{
+    struct train_loader_opts o;
+    struct train_loader *l;
+    struct train_set s;
+    struct train_batch want;
+    int64_t e, i, perm[23];
+    size_t floats = (size_t)views * 5 * 16;
+
+    write_split("train", 23, 4, 4);
+    ck_assert_int_eq(train_set_load(&s, dir, "train", err, sizeof(err)), 0);
+    memset(&o, 0, sizeof(o));
+    o.set = &s;
+    o.batch = 5;
+    o.seed = 11;
+    o.shuffle = 1;
+    o.drop_last = 0;
+    o.augment = augment;
+    o.views = views;
+    l = train_loader_create(&o, err, sizeof(err));
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(train_loader_batches(l), 5);
+    want.images = malloc(floats * sizeof(float));
+    want.labels = malloc(5 * sizeof(int32_t));
+    train_loader_request(l, 0, 0);
+    for (e = 0; e < 2; e++)
+        for (i = 0; i < 5; i++) {
+            const struct train_batch *b = train_loader_wait(l);
+
+            /* Ask for the next one before looking at this one. */
+            if (e < 1 || i < 4)
+                train_loader_request(l, i < 4 ? e : e + 1,
+                                     i < 4 ? i + 1 : 0);
+            ck_assert_int_eq(b->epoch, e);
+            ck_assert_int_eq(b->index, i);
+            ck_assert_int_eq(b->n, i < 4 ? 5 : 3);
+            train_loader_fill(l, e, i, &want);
+            ck_assert_mem_eq(b->images, want.images, floats * sizeof(float));
+            ck_assert_mem_eq(b->labels, want.labels, 5 * sizeof(int32_t));
+            train_shuffle(11, e, 23, perm);
+            ck_assert_int_eq(b->labels[0], s.labels[perm[i * 5]]);
+            if (i == 4) {
+                ck_assert_int_eq(b->labels[4], 0);
+                ck_assert_float_eq(b->images[(size_t)4 * 16], 0.0f);
+            }
+        }
+    ck_assert_ptr_null(train_loader_wait(l));
+    free(want.images);
+    free(want.labels);
+    train_loader_destroy(l);
+    /* drop_last leaves the partial batch out. */
+    o.drop_last = 1;
+    l = train_loader_create(&o, err, sizeof(err));
+    ck_assert_int_eq(train_loader_batches(l), 4);
+    train_loader_request(l, 0, 3); /* destroyed with a request pending */
+    train_loader_destroy(l);
+    train_set_free(&s);
+}
+
+START_TEST(test_train_loader_batches_plain)
+{
+    check_loader(TRAIN_AUGMENT_NONE, 1);
+}
+END_TEST
+
+START_TEST(test_train_loader_batches_moco)
+{
+    check_loader(TRAIN_AUGMENT_MOCO, 2);
+}
+END_TEST
+
+START_TEST(test_train_loader_normalised)
+{
+    struct train_loader_opts o;
+    struct train_loader *l;
+    const struct train_batch *b;
+    struct train_set s;
+    uint8_t px[16];
+
+    write_split("train", 4, 4, 4);
+    ck_assert_int_eq(train_set_load(&s, dir, "train", err, sizeof(err)), 0);
+    memset(&o, 0, sizeof(o));
+    o.set = &s;
+    o.batch = 4;
+    o.views = 1;
+    l = train_loader_create(&o, err, sizeof(err));
+    train_loader_request(l, 0, 0);
+    b = train_loader_wait(l);
+    /* No shuffle: image 2 is row 2. */
+    {
+        float want[16];
+
+        memcpy(px, s.images + 2 * 16, 16);
+        train_normalize(px, want, 16);
+        ck_assert_mem_eq(b->images + 2 * 16, want, sizeof(want));
+        ck_assert_int_eq(b->labels[2], 2);
+    }
+    train_loader_destroy(l);
+    train_set_free(&s);
+}
+END_TEST
+
+static Suite *
+train_data_suite(void)
+{
+    Suite *s = suite_create("train_data");
+    TCase *tc;
+
+    tc = tcase_create("idx");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_test(tc, test_train_idx_read_gz);
+    tcase_add_test(tc, test_train_idx_read_plain);
+    tcase_add_test(tc, test_train_idx_read_bad_magic);
+    tcase_add_test(tc, test_train_idx_read_truncated);
+    tcase_add_test(tc, test_train_idx_read_trailing);
+    tcase_add_test(tc, test_train_idx_read_corrupt_gzip);
+    tcase_add_test(tc, test_train_idx_read_missing);
+    tcase_add_test(tc, test_train_set_load_ok);
+    tcase_add_test(tc, test_train_set_load_count_mismatch);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("normalize_shuffle");
+    tcase_add_test(tc, test_train_normalize_values);
+    tcase_add_test(tc, test_train_shuffle_permutation);
+    tcase_add_test(tc, test_train_rng_ranges);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("augment");
+    tcase_add_test(tc, test_train_aug_flip);
+    tcase_add_test(tc, test_train_aug_brightness_contrast);
+    tcase_add_test(tc, test_train_aug_solarize);
+    tcase_add_test(tc, test_train_aug_blur);
+    tcase_add_test(tc, test_train_aug_resize_crop);
+    tcase_add_test(tc, test_train_aug_crop_box);
+    tcase_add_test(tc, test_train_aug_apply_identity);
+    tcase_add_test(tc, test_train_aug_apply_deterministic);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("loader");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_test(tc, test_train_loader_batches_plain);
+    tcase_add_test(tc, test_train_loader_batches_moco);
+    tcase_add_test(tc, test_train_loader_normalised);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(train_data_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

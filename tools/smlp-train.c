@@ -1,0 +1,454 @@
+/*
+ * smlp-train - train a classifier graph on Fashion-MNIST.
+ *
+ *   smlp-train GRAPH --out CKPT [--data fashion-mnist|DIR] [--epochs N]
+ *              [--batch N] [--lr X] [--optimizer adamw|sgd] [--weights F]
+ *              [--resume CKPT] [--eval-every N] [--metrics F.csv]
+ *              [--plot F.svg] ... (--help lists every option)
+ *
+ * The graph gets a loss head in memory (train_head.c) and two sessions:
+ * one in training mode with a backward pass, one in inference mode that
+ * evaluates the test set with a copy of the current parameters (inference
+ * capacity factors, no gate noise).  A loader thread (train_loader.c)
+ * prepares batch i + 1 while batch i runs.  Each step: forward, backward,
+ * one optimizer update at the learning rate of smlp_lr_cosine (linear
+ * warm-up, cosine decay).  Each epoch: test accuracy, a checkpoint
+ * (smlp_checkpoint_save: parameters, optimizer state and this run's
+ * position and options as metadata), the metrics CSV and plot.
+ *
+ * --resume is exact: batches are a pure function of (seed, epoch, index),
+ * gate noise of (seed, step), and the checkpoint restores parameters and
+ * optimizer state, so 1 epoch + --resume 1 epoch gives the same bytes as
+ * 2 epochs.  Exit status: 0 done, 1 error, 2 usage, 130 interrupted.
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "train_main.h"
+
+static volatile sig_atomic_t interrupted;
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+/* ---- evaluation and steps ---------------------------------------------- */
+
+/* Copies parameters and state from the training session into the
+ * evaluation session. */
+static int
+copy_params(struct train_run *r)
+{
+    int kind, i;
+
+    for (kind = 1; kind <= 2; kind++)
+        for (i = 0; i < smlp_session_tensor_count(r->ts, kind); i++) {
+            const char *name = smlp_session_tensor_name(r->ts, kind, i);
+            struct smlp_tensor a, b;
+
+            if (train_tensor(r->ts, name, &a) != 0 ||
+                train_tensor(r->es, name, &b) != 0)
+                return -1;
+            if (a.dtype != b.dtype ||
+                smlp_tensor_numel(&a) != smlp_tensor_numel(&b)) {
+                train_fail("%s: '%s' differs between the sessions", r->o.graph,
+                           name);
+                return -1;
+            }
+            memcpy(b.data, a.data, (size_t)smlp_tensor_numel(&a) * 4);
+            (void)smlp_session_tensor(r->es, name, &b); /* device copy */
+        }
+    return 0;
+}
+
+/* Correct predictions among the first n rows of logits [*, k]; adds the
+ * rows' cross-entropy to *ce when not NULL. */
+static int64_t
+score(const float *logits, int64_t k, const int32_t *labels, int64_t n,
+      double *ce)
+{
+    int64_t i, j, best, correct = 0;
+
+    for (i = 0; i < n; i++) {
+        const float *row = logits + i * k;
+        double sum = 0.0;
+
+        for (best = 0, j = 1; j < k; j++)
+            if (row[j] > row[best])
+                best = j;
+        correct += best == labels[i];
+        if (ce == NULL)
+            continue;
+        for (j = 0; j < k; j++)
+            sum += exp((double)row[j] - row[best]);
+        *ce += log(sum) + row[best] - row[labels[i]];
+    }
+    return correct;
+}
+
+static int
+evaluate(struct train_run *r, double *acc, double *loss)
+{
+    int64_t nb = train_loader_batches(r->el), i, correct = 0;
+    size_t floats = (size_t)smlp_tensor_numel(&r->e_image);
+    double t0 = train_now(), ce = 0.0;
+
+    if (copy_params(r) != 0)
+        return -1;
+    train_loader_request(r->el, 0, 0);
+    for (i = 0; i < nb; i++) {
+        const struct train_batch *b = train_loader_wait(r->el);
+
+        memcpy(r->e_image.data, b->images, floats * sizeof(float));
+        if (i + 1 < nb)
+            train_loader_request(r->el, 0, i + 1);
+        if (smlp_session_run(r->es) != SMLP_OK) {
+            train_fail("evaluation: %s", smlp_session_errmsg(r->es));
+            return -1;
+        }
+        correct += score(r->e_logits.data, r->e_logits.shape[1], b->labels,
+                         b->n, &ce);
+    }
+    *acc = (double)correct / (double)r->test.n;
+    *loss = ce / (double)r->test.n;
+    r->eval_s += train_now() - t0;
+    return 0;
+}
+
+static int
+train_step(struct train_run *r, const struct train_batch *b, double *loss,
+           double *acc)
+{
+    size_t floats = (size_t)smlp_tensor_numel(&r->t_image);
+    double gnorm;
+    int rc;
+
+    memcpy(r->t_image.data, b->images, floats * sizeof(float));
+    memcpy(r->t_labels.data, b->labels, (size_t)b->n * sizeof(int32_t));
+    if (smlp_session_run(r->ts) != SMLP_OK) {
+        train_fail("step %lld: %s", (long long)r->step,
+                   smlp_session_errmsg(r->ts));
+        return -1;
+    }
+    *loss = *(const float *)r->t_loss.data;
+    if (!isfinite(*loss)) {
+        train_fail("step %lld (epoch %lld): the loss is %g; try a lower "
+                   "--lr or --clip-norm (the checkpoint keeps the last "
+                   "good epoch)",
+                   (long long)r->step, (long long)r->epoch + 1, *loss);
+        return -1;
+    }
+    *acc = (double)score(r->t_logits.data, r->t_logits.shape[1], b->labels,
+                         b->n, NULL) / (double)b->n;
+    if (smlp_session_backward(r->ts) != SMLP_OK) {
+        train_fail("step %lld: %s", (long long)r->step,
+                   smlp_session_errmsg(r->ts));
+        return -1;
+    }
+    rc = smlp_optim_step(r->opt, r->lr, &gnorm);
+    if (rc != SMLP_OK) {
+        train_fail("step %lld: %s (gradient norm %g)", (long long)r->step,
+                   smlp_session_errmsg(r->ts), gnorm);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- progress and metrics ---------------------------------------------- */
+
+static void
+fmt_time(double s, char *buf, size_t len)
+{
+    long t = s > 0 && s < 1e8 ? (long)(s + 0.5) : 0;
+
+    snprintf(buf, len, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+}
+
+static void
+progress(struct train_run *r, int force)
+{
+    double now = train_now(), done = (double)(r->step - r->step_start);
+    double train_s = now - r->t_start - r->eval_s, speed, eta;
+    double ep_s = now - r->ep_t0;
+    char eta_s[32], bar[32];
+    int i, fill;
+
+    if (r->ep_steps == 0 || (!r->bar && !force) ||
+        (r->bar && !force && now - r->last_draw < 0.1))
+        return;
+    r->last_draw = now;
+    ep_s -= r->eval_s - r->ep_eval0;
+    speed = (double)(r->ep_steps * r->o.batch) / (ep_s > 0 ? ep_s : 1e-9);
+    eta = done > 0 ? train_s / done * (double)(r->end_step - r->step) : 0;
+    fmt_time(eta, eta_s, sizeof(eta_s));
+    if (!r->bar) {
+        printf("epoch %lld/%lld step %lld/%lld loss %.4f acc %.1f%% "
+               "%.0f img/s lr %.3g ETA %s\n", (long long)r->epoch + 1,
+               (long long)r->o.epochs, (long long)r->in_epoch,
+               (long long)r->spe, r->ep_loss / (double)r->ep_steps,
+               100.0 * r->ep_acc / (double)r->ep_steps, speed, r->lr, eta_s);
+        fflush(stdout);
+        return;
+    }
+    fill = (int)(20 * r->in_epoch / r->spe);
+    for (i = 0; i < 20; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[20] = '\0';
+    printf("\r\033[Kepoch %lld/%lld [%s] %lld/%lld loss %.4f acc %.1f%% "
+           "%.0f img/s ETA %s", (long long)r->epoch + 1,
+           (long long)r->o.epochs, bar, (long long)r->in_epoch,
+           (long long)r->spe, r->ep_loss / (double)r->ep_steps,
+           100.0 * r->ep_acc / (double)r->ep_steps, speed, eta_s);
+    fflush(stdout);
+}
+
+/* Adds a metrics row for the steps since the last one, with the test
+ * results (NaN: none). */
+static int
+add_row(struct train_run *r, double test_acc, double test_loss)
+{
+    struct train_row row;
+    double dt = train_now() - r->row_t0 - (r->eval_s - r->row_eval0);
+
+    if (r->log.n > 0 && r->log.rows[r->log.n - 1].step == r->step) {
+        r->log.rows[r->log.n - 1].test_acc = test_acc;
+        r->log.rows[r->log.n - 1].test_loss = test_loss;
+        return 0;
+    }
+    if (r->row_steps == 0)
+        return 0;
+    row.step = r->step;
+    row.epoch = (double)r->step / (double)r->spe;
+    row.lr = r->lr;
+    row.loss = r->row_loss / (double)r->row_steps;
+    row.acc = r->row_acc / (double)r->row_steps;
+    row.images_per_s = (double)(r->row_steps * r->o.batch) /
+                       (dt > 0 ? dt : 1e-9);
+    row.test_acc = test_acc;
+    row.test_loss = test_loss;
+    r->row_loss = r->row_acc = 0.0;
+    r->row_steps = 0;
+    r->row_t0 = train_now();
+    r->row_eval0 = r->eval_s;
+    if (train_log_add(&r->log, &row) != 0) {
+        train_fail("out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+write_reports(struct train_run *r)
+{
+    char err[8192], title[512];
+
+    if (r->o.metrics != NULL &&
+        train_log_write_csv(&r->log, r->o.metrics, err, sizeof(err)) != 0) {
+        train_fail("--metrics %s", err);
+        return -1;
+    }
+    snprintf(title, sizeof(title), "%s on Fashion-MNIST: best test accuracy "
+                                   "%.2f%%",
+             smlp_graph_name(r->eg), 100.0 * r->best_acc);
+    if (r->o.plot != NULL &&
+        train_log_write_svg(&r->log, r->o.plot, title, err, sizeof(err)) !=
+            0) {
+        train_fail("--plot %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Evaluates, prints the epoch's (or run's) summary, checkpoints and
+ * writes the reports. */
+static int
+end_of_period(struct train_run *r, int checkpoint)
+{
+    double acc = NAN, loss = NAN, t0 = train_now();
+    double ep_s = t0 - r->ep_t0 - (r->eval_s - r->ep_eval0);
+
+    if (interrupted) {
+        /* Quick: the checkpoint and reports, no evaluation. */
+        if (r->bar)
+            printf("\r\033[K");
+        if (add_row(r, NAN, NAN) != 0 ||
+            (checkpoint && train_ckpt_save(r) != 0))
+            return -1;
+        return write_reports(r);
+    }
+    if (evaluate(r, &acc, &loss) != 0)
+        return -1;
+    r->last_acc = acc;
+    if (acc > r->best_acc)
+        r->best_acc = acc;
+    if (add_row(r, acc, loss) != 0)
+        return -1;
+    if (r->bar)
+        printf("\r\033[K");
+    printf("epoch %lld/%lld%s: loss %.4f, train acc %.2f%%, test acc %.2f%% "
+           "(best %.2f%%), test loss %.4f, %.0f img/s, %.1f s, lr %.3g\n",
+           (long long)(r->in_epoch == 0 ? r->epoch : r->epoch + 1),
+           (long long)r->o.epochs,
+           r->in_epoch == 0 ? "" : " (part)",
+           r->ep_steps ? r->ep_loss / (double)r->ep_steps : 0.0,
+           r->ep_steps ? 100.0 * r->ep_acc / (double)r->ep_steps : 0.0,
+           100.0 * acc, 100.0 * r->best_acc, loss,
+           (double)(r->ep_steps * r->o.batch) / (ep_s > 0 ? ep_s : 1e-9),
+           ep_s, r->lr);
+    fflush(stdout);
+    if (checkpoint && train_ckpt_save(r) != 0)
+        return -1;
+    return write_reports(r);
+}
+
+/* ---- the loop ---------------------------------------------------------- */
+
+static int
+train(struct train_run *r)
+{
+    double loss, acc, tacc, tloss;
+
+    r->t_start = r->ep_t0 = r->row_t0 = train_now();
+    r->step_start = r->step;
+    train_loader_request(r->tl, r->epoch, r->in_epoch);
+    while (r->step < r->end_step && !interrupted) {
+        const struct train_batch *b = train_loader_wait(r->tl);
+
+        r->lr = smlp_lr_cosine(r->o.lr, r->o.min_lr, r->step, r->warmup,
+                               r->total);
+        if (train_step(r, b, &loss, &acc) != 0)
+            return TRAIN_EXIT_FAIL;
+        r->step++;
+        r->in_epoch++;
+        /* b's buffer is free again: prepare the next batch. */
+        if (r->step < r->end_step)
+            train_loader_request(r->tl, r->in_epoch < r->spe ? r->epoch
+                                                             : r->epoch + 1,
+                                 r->in_epoch < r->spe ? r->in_epoch : 0);
+        r->row_loss += loss;
+        r->row_acc += acc;
+        r->row_steps++;
+        r->ep_loss += loss;
+        r->ep_acc += acc;
+        r->ep_steps++;
+        if (r->in_epoch == r->spe) {
+            r->epoch++;
+            r->in_epoch = 0;
+            if (end_of_period(r, 1) != 0)
+                return TRAIN_EXIT_FAIL;
+            r->ep_loss = r->ep_acc = 0.0;
+            r->ep_steps = 0;
+            r->ep_t0 = train_now();
+            r->ep_eval0 = r->eval_s;
+            continue;
+        }
+        if (r->o.eval_every > 0 && r->step % r->o.eval_every == 0 &&
+            r->step < r->end_step) { /* else end_of_period evaluates */
+            if (evaluate(r, &tacc, &tloss) != 0 ||
+                add_row(r, tacc, tloss) != 0)
+                return TRAIN_EXIT_FAIL;
+            printf("%sstep %lld: test acc %.2f%%, test loss %.4f\n",
+                   r->bar ? "\r\033[K" : "", (long long)r->step,
+                   100.0 * tacc, tloss);
+            r->last_acc = tacc;
+            if (tacc > r->best_acc)
+                r->best_acc = tacc;
+        } else if (r->step % r->o.log_every == 0) {
+            if (add_row(r, NAN, NAN) != 0)
+                return TRAIN_EXIT_FAIL;
+        }
+        progress(r, r->step % r->o.log_every == 0);
+    }
+    if (r->in_epoch != 0) {
+        /* --max-steps or a signal stopped the run inside an epoch. */
+        if (end_of_period(r, 1) != 0)
+            return TRAIN_EXIT_FAIL;
+    }
+    if (interrupted) {
+        fprintf(stderr, "smlp-train: interrupted: checkpoint %s at epoch "
+                        "%lld, step %lld; continue with --resume %s\n",
+                r->o.out, (long long)r->epoch, (long long)r->step, r->o.out);
+        return TRAIN_EXIT_INTERRUPTED;
+    }
+    if (r->step < r->total) {
+        printf("stopped after epoch %lld (--stop-after): checkpoint %s; "
+               "continue with --resume %s\n", (long long)r->epoch, r->o.out,
+               r->o.out);
+        return TRAIN_EXIT_OK;
+    }
+    printf("done: %lld steps, best test accuracy %.2f%%, checkpoint %s\n",
+           (long long)r->step, 100.0 * r->best_acc, r->o.out);
+    return TRAIN_EXIT_OK;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct sigaction sa;
+    struct train_run r;
+    char err[8192];
+    int rc;
+
+    memset(&r, 0, sizeof(r));
+    rc = train_parse_args(argc, argv, &r.o);
+    if (rc == TRAIN_HELP_DONE)
+        return TRAIN_EXIT_OK;
+    if (rc != 0)
+        return TRAIN_EXIT_USAGE;
+    r.bar = r.o.progress == TRAIN_PROGRESS_BAR ||
+            (r.o.progress == TRAIN_PROGRESS_AUTO && isatty(STDOUT_FILENO));
+    r.last_acc = NAN;
+    rc = TRAIN_EXIT_FAIL;
+    if (train_check_dir("--out", r.o.out) != 0 ||
+        (r.o.metrics && train_check_dir("--metrics", r.o.metrics) != 0) ||
+        (r.o.plot && train_check_dir("--plot", r.o.plot) != 0))
+        goto out;
+    if (train_load_data(&r) != 0 || train_create_sessions(&r) != 0 ||
+        train_create_loaders(&r) != 0)
+        goto out;
+    train_plan_schedule(&r);
+    if (r.o.resume != NULL) {
+        if (train_ckpt_resume(&r) != 0)
+            goto out;
+        if (r.o.metrics != NULL &&
+            train_log_read_csv(&r.log, r.o.metrics, r.step, err,
+                               sizeof(err)) != 0) {
+            fprintf(stderr, "smlp-train: warning: --metrics %s; the file "
+                            "starts again\n", err);
+            train_log_free(&r.log);
+        }
+        if (r.step >= r.end_step) {
+            printf("nothing to do: the checkpoint is at step %lld of %lld\n",
+                   (long long)r.step, (long long)r.end_step);
+            rc = TRAIN_EXIT_OK;
+            goto out;
+        }
+        printf("resuming at epoch %lld, step %lld of %lld\n",
+               (long long)r.epoch + 1, (long long)r.step,
+               (long long)r.total);
+    }
+    printf("%s: %lld training images (%lld steps of %lld per epoch), %lld "
+           "test images, %s lr %g, warm-up %lld steps, %lld steps in all%s\n",
+           smlp_graph_name(r.eg), (long long)r.train.n, (long long)r.spe,
+           (long long)r.o.batch, (long long)r.test.n,
+           train_optimizer_names[r.o.optimizer], r.o.lr,
+           (long long)r.warmup, (long long)r.total,
+           r.head.has_aux ? ", loss = cross-entropy + aux_loss" : "");
+    fflush(stdout);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND; /* a second signal ends the process */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    rc = train(&r);
+out:
+    train_run_free(&r);
+    return rc;
+}
+

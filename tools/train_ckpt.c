@@ -1,0 +1,212 @@
+/*
+ * train_ckpt.c - smlp-train's checkpoints: what goes into their metadata
+ * and what --resume checks and restores.  See train_main.h.
+ *
+ * smlp_checkpoint_save writes the parameters, the optimizer's state and
+ * smlp's own counters (smlp.step: the run counter gate noise is drawn
+ * with; smlp.optim.steps); this file adds "train.*" pairs: the position
+ * (epoch, step in the epoch, step), the shuffle's state (a pure function
+ * of the seed and the epoch, so those two are the state), the best and
+ * last test accuracy, and every option that changes the result, compared
+ * on --resume.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train_main.h"
+
+#define MAX_META 40
+
+/* One metadata entry; `opt` names the option for resume checks, `soft`
+ * ones (the schedule's length) may change on resume. */
+struct meta_item {
+    const char *key;
+    const char *opt;
+    int soft;
+    char value[80];
+};
+
+static uint64_t
+fnv1a64(const uint8_t *p, size_t n)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+
+    while (n--)
+        h = (h ^ *p++) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+static int
+meta_add(struct meta_item *m, int n, const char *key, const char *opt,
+         int soft, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static int
+meta_add(struct meta_item *m, int n, const char *key, const char *opt,
+         int soft, const char *fmt, ...)
+{
+    va_list ap;
+
+    m[n].key = key;
+    m[n].opt = opt;
+    m[n].soft = soft;
+    va_start(ap, fmt);
+    vsnprintf(m[n].value, sizeof(m[n].value), fmt, ap);
+    va_end(ap);
+    return n + 1;
+}
+
+/* The options that decide the result (compared on resume). */
+static int
+meta_options(struct train_run *r, struct meta_item *m)
+{
+    const struct train_opts *o = &r->o;
+    int n = 0;
+
+    if (r->data_hash == 0)
+        r->data_hash = fnv1a64(r->train.images, (size_t)r->train.n *
+                                                    (size_t)r->train.rows *
+                                                    (size_t)r->train.cols) ^
+                       fnv1a64(r->train.labels, (size_t)r->train.n) ^ 1;
+
+    n = meta_add(m, n, "train.graph_hash", "GRAPH", 0, "%016" PRIx64,
+                 fnv1a64(r->graph_buf, r->graph_len));
+    n = meta_add(m, n, "train.n_train", "--limit-train", 0, "%lld",
+                 (long long)r->train.n);
+    n = meta_add(m, n, "train.data_hash", "--data (the training images)", 0,
+                 "%016" PRIx64, r->data_hash);
+    n = meta_add(m, n, "train.batch", "--batch", 0, "%lld",
+                 (long long)o->batch);
+    n = meta_add(m, n, "train.seed", "--seed", 0, "%" PRIu64, o->seed);
+    n = meta_add(m, n, "train.optimizer", "--optimizer", 0, "%s",
+                 train_optimizer_names[o->optimizer]);
+    n = meta_add(m, n, "train.lr", "--lr", 0, "%.17g", o->lr);
+    n = meta_add(m, n, "train.min_lr", "--min-lr", 0, "%.17g", o->min_lr);
+    n = meta_add(m, n, "train.weight_decay", "--weight-decay", 0, "%.17g",
+                 o->weight_decay);
+    n = meta_add(m, n, "train.momentum", "--momentum", 0, "%.17g",
+                 o->momentum);
+    n = meta_add(m, n, "train.clip_norm", "--clip-norm", 0, "%.17g",
+                 o->clip_norm);
+    n = meta_add(m, n, "train.label_smoothing", "--label-smoothing", 0,
+                 "%.17g", o->label_smoothing);
+    n = meta_add(m, n, "train.augment", "--augment", 0, "%s",
+                 train_augment_names[o->augment]);
+    n = meta_add(m, n, "train.epochs", "--epochs", 1, "%lld",
+                 (long long)o->epochs);
+    n = meta_add(m, n, "train.total_steps", "--max-steps", 1, "%lld",
+                 (long long)r->total);
+    n = meta_add(m, n, "train.warmup_steps", "--warmup", 1, "%lld",
+                 (long long)r->warmup);
+    return n;
+}
+
+int
+train_ckpt_save(struct train_run *r)
+{
+    struct meta_item m[MAX_META];
+    const char *keys[MAX_META], *values[MAX_META];
+    int n = meta_options(r, m), i;
+
+    n = meta_add(m, n, "train.format", NULL, 0, "1");
+    n = meta_add(m, n, "train.graph_file", NULL, 0, "%s", r->o.graph);
+    n = meta_add(m, n, "train.epoch", NULL, 0, "%lld", (long long)r->epoch);
+    n = meta_add(m, n, "train.step_in_epoch", NULL, 0, "%lld",
+                 (long long)r->in_epoch);
+    n = meta_add(m, n, "train.step", NULL, 0, "%lld", (long long)r->step);
+    /* The shuffle is a pure function of (seed, epoch): that is its state. */
+    n = meta_add(m, n, "train.shuffle", NULL, 0,
+                 "splitmix64 fisher-yates, seed %" PRIu64 ", epoch %lld",
+                 r->o.seed, (long long)r->epoch);
+    n = meta_add(m, n, "train.best_acc", NULL, 0, "%.17g", r->best_acc);
+    n = meta_add(m, n, "train.test_acc", NULL, 0, "%.17g", r->last_acc);
+    for (i = 0; i < n; i++) {
+        keys[i] = m[i].key;
+        values[i] = m[i].value;
+    }
+    if (smlp_checkpoint_save(r->ts, r->opt, r->o.out, keys, values, n) !=
+        SMLP_OK) {
+        train_fail("%s", smlp_session_errmsg(r->ts));
+        return -1;
+    }
+    return 0;
+}
+
+static int
+meta_int(struct train_run *r, const char *key, int64_t *out)
+{
+    const char *v = smlp_checkpoint_meta(r->ts, key);
+    char *end;
+
+    if (v == NULL || (*out = strtoll(v, &end, 10), *end != '\0')) {
+        train_fail("--resume %s: metadata '%s' is missing or not a number",
+                   r->o.resume, key);
+        return -1;
+    }
+    return 0;
+}
+
+int
+train_ckpt_resume(struct train_run *r)
+{
+    struct meta_item m[MAX_META];
+    const char *v;
+    int n, i;
+
+    if (smlp_checkpoint_load(r->ts, r->opt, r->o.resume) != SMLP_OK) {
+        train_fail("--resume %s: %s", r->o.resume, smlp_session_errmsg(r->ts));
+        return -1;
+    }
+    if (smlp_checkpoint_meta(r->ts, "train.format") == NULL) {
+        train_fail("--resume %s: not a checkpoint of smlp-train (no train.* "
+                   "metadata); --weights starts from its parameters",
+                   r->o.resume);
+        return -1;
+    }
+    n = meta_options(r, m);
+    for (i = 0; i < n; i++) {
+        v = smlp_checkpoint_meta(r->ts, m[i].key);
+        if (v != NULL && strcmp(v, m[i].value) == 0)
+            continue;
+        if (strcmp(m[i].opt, "GRAPH") == 0) {
+            train_fail("--resume %s: made from another graph than %s "
+                       "(graph hash %s, this one %s)",
+                       r->o.resume, r->o.graph, v ? v : "missing",
+                       m[i].value);
+            return -1;
+        }
+        if (!m[i].soft) {
+            train_fail("--resume %s: made with %s %s, this run has %s "
+                       "(options that change the result must match)",
+                       r->o.resume, m[i].opt, v ? v : "(unset)",
+                       m[i].value);
+            return -1;
+        }
+        fprintf(stderr, "smlp-train: warning: --resume %s: %s was %s, now "
+                        "%s: the schedule is recomputed, so the run differs "
+                        "from one started with these options\n",
+                r->o.resume, m[i].opt, v ? v : "(unset)", m[i].value);
+    }
+    if (meta_int(r, "train.epoch", &r->epoch) != 0 ||
+        meta_int(r, "train.step_in_epoch", &r->in_epoch) != 0 ||
+        meta_int(r, "train.step", &r->step) != 0)
+        return -1;
+    if (r->in_epoch < 0 || r->in_epoch >= r->spe || r->epoch < 0 ||
+        r->step != r->epoch * r->spe + r->in_epoch ||
+        smlp_optim_steps(r->opt) != r->step) {
+        train_fail("--resume %s: inconsistent position (epoch %lld, step "
+                   "%lld of the epoch, step %lld, optimizer steps %lld)",
+                   r->o.resume,
+                   (long long)r->epoch, (long long)r->in_epoch,
+                   (long long)r->step, (long long)smlp_optim_steps(r->opt));
+        return -1;
+    }
+    v = smlp_checkpoint_meta(r->ts, "train.best_acc");
+    r->best_acc = v ? strtod(v, NULL) : 0.0;
+    v = smlp_checkpoint_meta(r->ts, "train.test_acc");
+    r->last_acc = v ? strtod(v, NULL) : NAN;
+    return 0;
+}
+

@@ -1,0 +1,44 @@
+/*
+ * train_head.h - the loss head smlp-train appends to a classifier graph.
+ *
+ * The shipped classifiers (graphs/mixer_fmnist, graphs/sparse_mlp_fmnist)
+ * end in `logits` [-1,K] and, when sparse, `aux_loss` [] (the summed
+ * load-balancing losses): no loss.  train_head_build appends, in memory,
+ *
+ *   input  labels  i32 [-1]          (seeded Uniform over the K classes,
+ *                                     so the graph also runs in smlp-run)
+ *   node   train.ce    core.softmax_cross_entropy(logits, labels) -> ce
+ *                      (attribute label_smoothing when not 0)
+ *   node   train.loss  core.add(ce, aux_loss) -> loss  (only with aux_loss)
+ *
+ * with `ce` named `loss` when there is no aux_loss; loss (and ce) are graph
+ * outputs, so their values are readable after a run.  A graph that
+ * already has an input `labels` and a tensor `loss` is used as it is.
+ */
+#ifndef SMLP_TRAIN_HEAD_H
+#define SMLP_TRAIN_HEAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct train_head_info {
+    char image[256];  /* the input images go to */
+    int64_t chw[3];   /* its shape after the batch dimension */
+    int64_t classes;  /* K of logits [-1,K]; 0 when the graph leaves the
+                         shape to inference */
+    int has_aux;      /* the loss includes aux_loss */
+    int existing;     /* the graph had its own labels and loss */
+};
+
+/*
+ * Decodes the graph file buf[0..len) (`what` names it in messages),
+ * checks that it is a classifier (an f32 input 'image', or the only f32
+ * input, shaped [-1,C,H,W]; an f32 tensor 'logits' [-1,K]), appends the
+ * head and encodes the result into *out (malloc'ed; free it).  Returns 0,
+ * or -1 with a message naming `what` in err.
+ */
+int train_head_build(const uint8_t *buf, size_t len, const char *what,
+                     double label_smoothing, uint8_t **out, size_t *out_len,
+                     struct train_head_info *info, char *err, size_t errlen);
+
+#endif /* SMLP_TRAIN_HEAD_H */

@@ -1,0 +1,145 @@
+/*
+ * train_main.h - the parts of smlp-train shared between its files:
+ * smlp-train.c (evaluation, steps, progress, the loop), train_opts.c (the
+ * command line), train_setup.c (data, graphs, sessions, loaders, the
+ * schedule), train_ckpt.c (checkpoints and --resume), train_data.h (data
+ * and loader), train_head.h (the loss head), train_report.h (metrics CSV
+ * and SVG).  Messages go to stderr as "smlp-train: ..." (train_fail).
+ */
+#ifndef SMLP_TRAIN_MAIN_H
+#define SMLP_TRAIN_MAIN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "smlp.h"
+#include "train_data.h"
+#include "train_head.h"
+#include "train_report.h"
+
+/* Exit statuses. */
+#define TRAIN_EXIT_OK 0
+#define TRAIN_EXIT_FAIL 1
+#define TRAIN_EXIT_USAGE 2
+#define TRAIN_EXIT_INTERRUPTED 130
+
+/* What train_parse_args returns besides 0. */
+#define TRAIN_USAGE_ERR (-1)
+#define TRAIN_HELP_DONE (-3)
+
+enum train_progress {
+    TRAIN_PROGRESS_AUTO = 0,
+    TRAIN_PROGRESS_BAR = 1,
+    TRAIN_PROGRESS_LINES = 2
+};
+
+struct train_opts {
+    const char *graph;
+    const char *data;        /* "fashion-mnist" or a directory */
+    const char *out;
+    const char *resume;
+    const char *weights;
+    const char *metrics;
+    const char *plot;
+    const char *plugin_path;
+    int64_t epochs;
+    int64_t batch;
+    int64_t eval_batch;
+    int64_t max_steps;       /* 0: none */
+    int64_t stop_after;      /* 0: none */
+    int64_t limit_train;     /* 0: all */
+    int64_t limit_test;
+    int64_t eval_every;      /* 0: at epoch ends only */
+    int64_t log_every;
+    double lr;
+    double min_lr;
+    double weight_decay;     /* NaN: the optimizer's default */
+    double momentum;         /* NaN: the optimizer's default */
+    double clip_norm;
+    double label_smoothing;
+    double warmup;           /* steps, or epochs with warmup_epochs */
+    int warmup_epochs;
+    int warmup_set;
+    int optimizer;           /* enum smlp_optimizer */
+    int augment;             /* enum train_augment */
+    int progress;            /* enum train_progress */
+    int threads;
+    uint64_t seed;
+};
+
+/* Names of the enum values, NULL-terminated, indexed by value. */
+extern const char *const train_optimizer_names[];
+extern const char *const train_augment_names[];
+
+void train_usage(FILE *f);
+/* 0, TRAIN_USAGE_ERR (described on stderr) or TRAIN_HELP_DONE. */
+int train_parse_args(int argc, char **argv, struct train_opts *o);
+
+/* Everything a run holds; zeroed, then filled by the setup functions and
+ * released by train_run_free (which takes a partly set up run). */
+struct train_run {
+    struct train_opts o;
+    struct train_set train, test;
+    uint8_t *graph_buf;
+    size_t graph_len;
+    uint64_t data_hash;      /* of the training images used; 0: not yet */
+    struct train_head_info head;
+    smlp_graph_t *tg, *eg;     /* with the loss head; as given */
+    smlp_registry_t *reg;
+    smlp_session_t *ts, *es;   /* training; evaluation */
+    smlp_optim_t *opt;
+    struct train_loader *tl, *el;
+    struct smlp_tensor t_image, t_labels, t_loss, t_logits, e_image,
+        e_logits;
+    int64_t spe, total, warmup, end_step;
+    /* Position: the next step is number `step`, batch `in_epoch` of
+     * `epoch` (0-based). */
+    int64_t epoch, in_epoch, step;
+    double lr, best_acc, last_acc;
+    struct train_log log;
+    /* Since the last metrics row and since the epoch began. */
+    double row_loss, row_acc, row_t0, ep_loss, ep_acc, ep_t0;
+    double row_eval0, ep_eval0; /* eval_s when the row / epoch began */
+    int64_t row_steps, ep_steps;
+    /* Progress display. */
+    int bar;
+    double t_start, eval_s, last_draw;
+    int64_t step_start;
+};
+
+/* Prints "smlp-train: " and the message on stderr (after flushing
+ * stdout). */
+void train_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Seconds on the monotonic clock. */
+double train_now(void);
+
+/* ---- train_setup.c: each returns 0, or -1 after train_fail ---- */
+
+/* The directory of path exists and is writable (checked before a long
+ * run, not at its first checkpoint). */
+int train_check_dir(const char *opt, const char *path);
+/* Both splits from --data, with the hint to install the package when
+ * the files are missing; --limit-train/--limit-test applied. */
+int train_load_data(struct train_run *r);
+/* The graph as given (evaluation) and with the loss head (training),
+ * the registry, both sessions, the tensors fed and read, the optimizer. */
+int train_create_sessions(struct train_run *r);
+int train_create_loaders(struct train_run *r);
+/* Steps in all, warm-up steps and where this invocation stops. */
+void train_plan_schedule(struct train_run *r);
+/* smlp_session_tensor with host data, or -1 after train_fail. */
+int train_tensor(smlp_session_t *s, const char *name, struct smlp_tensor *t);
+void train_run_free(struct train_run *r);
+
+/* ---- train_ckpt.c ---- */
+
+/* Writes the checkpoint --out (atomically, by smlp_checkpoint_save) with
+ * the position and options as metadata.  0 or -1 after train_fail. */
+int train_ckpt_save(struct train_run *r);
+/* Loads --resume into the training session and optimizer, checks that
+ * the graph and the options that change the result match (the length of
+ * the schedule may change, with a warning) and sets the position.  0 or
+ * -1 after train_fail. */
+int train_ckpt_resume(struct train_run *r);
+
+#endif /* SMLP_TRAIN_MAIN_H */

@@ -1,0 +1,377 @@
+/*
+ * train_opts.c - smlp-train's command line: --help, parsing and the
+ * checks that need no file.  See train_main.h.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train_main.h"
+
+void
+train_usage(FILE *f)
+{
+    fprintf(f,
+"usage: smlp-train GRAPH --out CKPT [options]\n"
+"Trains a classifier graph (a .fbs file from graphs/, e.g. mixer_fmnist or\n"
+"sparse_mlp_fmnist) on Fashion-MNIST.  A softmax cross-entropy loss on\n"
+"`logits` (plus `aux_loss` when the graph has one) is appended to the\n"
+"graph in memory.  Pixels are scaled to [0,1] and normalised with the\n"
+"training set's mean and std: (x/255 - 0.2860) / 0.3530.  Each epoch ends\n"
+"with the test-set accuracy and a checkpoint, written atomically.\n"
+"\n"
+"data\n"
+"  --data fashion-mnist|DIR  the Debian package's files (default, in\n"
+"                      " TRAIN_FMNIST_DIR ";\n"
+"                      apt-get install " TRAIN_FMNIST_PACKAGE ") or a DIR\n"
+"                      holding {train,t10k}-{images-idx3,labels-idx1}-ubyte\n"
+"                      (gzip'd or not)\n"
+"  --limit-train N     use the first N training images (default all)\n"
+"  --limit-test N      evaluate on the first N test images (default all)\n"
+"  --augment none|moco MoCo v3's augmentations: random resized crop,\n"
+"                      flip, brightness/contrast, blur, solarize (default\n"
+"                      none); seeded per (seed, epoch, image)\n"
+"training\n"
+"  --epochs N          epochs (default 10)\n"
+"  --batch N           images per step (default 128; a last partial batch\n"
+"                      of an epoch is left out)\n"
+"  --optimizer adamw|sgd  (default adamw)\n"
+"  --lr X              peak learning rate (default 1e-3 adamw, 0.05 sgd)\n"
+"  --min-lr X          learning rate at the end of the cosine (default 0)\n"
+"  --warmup N|Nep      linear warm-up over N steps, or N epochs with the\n"
+"                      suffix ep (default: 1 epoch or a tenth of the run,\n"
+"                      whichever is shorter)\n"
+"  --weight-decay X    (default 0.05 adamw, 0 sgd; never on biases/norms)\n"
+"  --momentum X        SGD momentum (default 0.9)\n"
+"  --clip-norm X       clip the global gradient norm (default 0: off)\n"
+"  --label-smoothing X (default 0)\n"
+"  --max-steps N       at most N steps in all: the schedule shrinks to fit\n"
+"                      (quick runs, tests)\n"
+"  --stop-after E      stop after epoch E (with its checkpoint), keeping\n"
+"                      the schedule of --epochs; continue with --resume\n"
+"  --seed N            shuffling, augmentation and gate noise (default 0)\n"
+"  --weights FILE      initial parameters (safetensors; default: the\n"
+"                      graph's seeded initializers)\n"
+"  --threads N         thread budget (default: all CPUs)\n"
+"  --plugin-path DIRS  colon-separated plugin directories searched first\n"
+"output\n"
+"  --out CKPT          checkpoint (safetensors: parameters, optimizer\n"
+"                      state, metadata), written after every epoch, at the\n"
+"                      end and on SIGINT/SIGTERM (exit status 130)\n"
+"  --resume CKPT       continue a run from its checkpoint: the graph and\n"
+"                      the options that change the result must match, and\n"
+"                      the run goes on exactly as if never stopped (same\n"
+"                      batches, noise and optimizer state)\n"
+"  --eval-every N      also evaluate every N steps (default: per epoch)\n"
+"  --eval-batch N      images per evaluation run (default 250)\n"
+"  --log-every N       a progress line and metrics row every N steps\n"
+"                      (default 50)\n"
+"  --metrics F.csv     " TRAIN_CSV_HEADER "\n"
+"                      rows, rewritten atomically at each epoch end\n"
+"  --plot F.svg        loss and accuracy curves as SVG (PNG is not\n"
+"                      written: convert the SVG, e.g. with rsvg-convert)\n"
+"  --progress auto|bar|lines  a progress bar on a terminal, plain lines\n"
+"                      otherwise (default auto)\n"
+"  --help, --version\n"
+"\n"
+"Exit status: 0 done, 1 error, 2 usage error, 130 interrupted (after the\n"
+"checkpoint).\n");
+}
+
+static int
+bad_value(const char *opt, const char *s, const char *want)
+{
+    fprintf(stderr, "smlp-train: %s: '%s' is not %s\n", opt, s, want);
+    return -1;
+}
+
+static int
+parse_int(const char *opt, const char *s, int64_t min, int64_t max,
+          int64_t *out)
+{
+    char want[96];
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+        snprintf(want, sizeof(want), "an integer from %lld to %lld",
+                 (long long)min, (long long)max);
+        return bad_value(opt, s, want);
+    }
+    *out = v;
+    return 0;
+}
+
+static int
+parse_double(const char *opt, const char *s, double min, double max,
+             double *out)
+{
+    char want[96];
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v >= min && v <= max)) {
+        snprintf(want, sizeof(want), "a number from %g to %g", min, max);
+        return bad_value(opt, s, want);
+    }
+    *out = v;
+    return 0;
+}
+
+/* N (steps) or N followed by ep / epoch / epochs. */
+static int
+parse_warmup(const char *s, struct train_opts *o)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno == 0 && end != s && v >= 0 && v <= 1e9) {
+        if (strcmp(end, "ep") == 0 || strcmp(end, "epoch") == 0 ||
+            strcmp(end, "epochs") == 0) {
+            o->warmup = v;
+            o->warmup_epochs = 1;
+            o->warmup_set = 1;
+            return 0;
+        }
+        if (*end == '\0' && v == floor(v)) {
+            o->warmup = v;
+            o->warmup_set = 1;
+            return 0;
+        }
+    }
+    return bad_value("--warmup", s, "a number of steps (500) or of epochs "
+                                    "(2ep)");
+}
+
+static int
+parse_choice(const char *opt, const char *s, const char *const *names,
+             int *out)
+{
+    char want[128] = "";
+    int i;
+
+    for (i = 0; names[i] != NULL; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    for (i = 0; names[i] != NULL; i++)
+        snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%s",
+                 i ? (names[i + 1] ? ", " : " or ") : "", names[i]);
+    return bad_value(opt, s, want);
+}
+
+static int
+has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+const char *const train_optimizer_names[] = {"sgd", "adamw", NULL};
+const char *const train_augment_names[] = {"none", "moco", NULL};
+static const char *const progress_names[] = {"auto", "bar", "lines", NULL};
+
+enum {
+    OPT_DATA = 256, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_OPTIMIZER, OPT_WEIGHTS,
+    OPT_OUT, OPT_RESUME, OPT_EVAL_EVERY, OPT_METRICS, OPT_PLOT, OPT_WARMUP,
+    OPT_WD, OPT_CLIP, OPT_LS, OPT_SEED, OPT_THREADS, OPT_MIN_LR,
+    OPT_MAX_STEPS, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST, OPT_AUGMENT,
+    OPT_MOMENTUM, OPT_STOP_AFTER, OPT_EVAL_BATCH, OPT_LOG_EVERY,
+    OPT_PLUGIN_PATH, OPT_PROGRESS, OPT_HELP, OPT_VERSION
+};
+
+/* Parses one option with a value; -1 after a message. */
+static int
+parse_one(int c, const char *v, struct train_opts *o)
+{
+    const int64_t big = INT64_C(1) << 40;
+
+    switch (c) {
+    case OPT_DATA: o->data = v; return 0;
+    case OPT_WEIGHTS: o->weights = v; return 0;
+    case OPT_OUT: o->out = v; return 0;
+    case OPT_RESUME: o->resume = v; return 0;
+    case OPT_METRICS: o->metrics = v; return 0;
+    case OPT_PLUGIN_PATH: o->plugin_path = v; return 0;
+    case OPT_PLOT:
+        o->plot = v;
+        if (has_suffix(v, ".svg"))
+            return 0;
+        return bad_value("--plot", v, "a .svg file (PNG is not written: "
+                                      "convert the SVG, e.g. with "
+                                      "rsvg-convert)");
+    case OPT_EPOCHS: return parse_int("--epochs", v, 1, 1000000, &o->epochs);
+    case OPT_BATCH: return parse_int("--batch", v, 1, 1 << 20, &o->batch);
+    case OPT_EVAL_BATCH:
+        return parse_int("--eval-batch", v, 1, 1 << 20, &o->eval_batch);
+    case OPT_MAX_STEPS: return parse_int("--max-steps", v, 1, big,
+                                         &o->max_steps);
+    case OPT_STOP_AFTER: return parse_int("--stop-after", v, 1, 1000000,
+                                          &o->stop_after);
+    case OPT_LIMIT_TRAIN: return parse_int("--limit-train", v, 1, big,
+                                           &o->limit_train);
+    case OPT_LIMIT_TEST: return parse_int("--limit-test", v, 1, big,
+                                          &o->limit_test);
+    case OPT_EVAL_EVERY: return parse_int("--eval-every", v, 0, big,
+                                          &o->eval_every);
+    case OPT_LOG_EVERY: return parse_int("--log-every", v, 1, big,
+                                         &o->log_every);
+    case OPT_THREADS: {
+        int64_t t;
+
+        if (parse_int("--threads", v, 1, 1024, &t) != 0)
+            return -1;
+        o->threads = (int)t;
+        return 0;
+    }
+    case OPT_SEED: {
+        int64_t s;
+
+        if (parse_int("--seed", v, 0, INT64_MAX, &s) != 0)
+            return -1;
+        o->seed = (uint64_t)s;
+        return 0;
+    }
+    case OPT_LR: return parse_double("--lr", v, 1e-12, 1e3, &o->lr);
+    case OPT_MIN_LR: return parse_double("--min-lr", v, 0, 1e3, &o->min_lr);
+    case OPT_WD: return parse_double("--weight-decay", v, 0, 10,
+                                     &o->weight_decay);
+    case OPT_MOMENTUM: return parse_double("--momentum", v, 0, 0.9999,
+                                           &o->momentum);
+    case OPT_CLIP: return parse_double("--clip-norm", v, 0, 1e12,
+                                       &o->clip_norm);
+    case OPT_LS: return parse_double("--label-smoothing", v, 0, 1,
+                                     &o->label_smoothing);
+    case OPT_WARMUP: return parse_warmup(v, o);
+    case OPT_OPTIMIZER:
+        return parse_choice("--optimizer", v, train_optimizer_names,
+                            &o->optimizer);
+    case OPT_AUGMENT:
+        return parse_choice("--augment", v, train_augment_names,
+                            &o->augment);
+    case OPT_PROGRESS:
+        return parse_choice("--progress", v, progress_names, &o->progress);
+    }
+    return -1;
+}
+
+int
+train_parse_args(int argc, char **argv, struct train_opts *o)
+{
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, OPT_DATA},
+        {"epochs", required_argument, NULL, OPT_EPOCHS},
+        {"batch", required_argument, NULL, OPT_BATCH},
+        {"lr", required_argument, NULL, OPT_LR},
+        {"optimizer", required_argument, NULL, OPT_OPTIMIZER},
+        {"weights", required_argument, NULL, OPT_WEIGHTS},
+        {"out", required_argument, NULL, OPT_OUT},
+        {"resume", required_argument, NULL, OPT_RESUME},
+        {"eval-every", required_argument, NULL, OPT_EVAL_EVERY},
+        {"eval-batch", required_argument, NULL, OPT_EVAL_BATCH},
+        {"log-every", required_argument, NULL, OPT_LOG_EVERY},
+        {"metrics", required_argument, NULL, OPT_METRICS},
+        {"plot", required_argument, NULL, OPT_PLOT},
+        {"warmup", required_argument, NULL, OPT_WARMUP},
+        {"weight-decay", required_argument, NULL, OPT_WD},
+        {"momentum", required_argument, NULL, OPT_MOMENTUM},
+        {"clip-norm", required_argument, NULL, OPT_CLIP},
+        {"label-smoothing", required_argument, NULL, OPT_LS},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"min-lr", required_argument, NULL, OPT_MIN_LR},
+        {"max-steps", required_argument, NULL, OPT_MAX_STEPS},
+        {"stop-after", required_argument, NULL, OPT_STOP_AFTER},
+        {"limit-train", required_argument, NULL, OPT_LIMIT_TRAIN},
+        {"limit-test", required_argument, NULL, OPT_LIMIT_TEST},
+        {"augment", required_argument, NULL, OPT_AUGMENT},
+        {"plugin-path", required_argument, NULL, OPT_PLUGIN_PATH},
+        {"progress", required_argument, NULL, OPT_PROGRESS},
+        {"help", no_argument, NULL, OPT_HELP},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0}};
+    int c;
+
+    memset(o, 0, sizeof(*o));
+    o->data = "fashion-mnist";
+    o->epochs = 10;
+    o->batch = 128;
+    o->eval_batch = 250;
+    o->log_every = 50;
+    o->optimizer = SMLP_OPTIM_ADAMW;
+    o->weight_decay = NAN;
+    o->momentum = NAN;
+    o->lr = NAN;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == OPT_HELP) {
+            train_usage(stdout);
+            return TRAIN_HELP_DONE;
+        }
+        if (c == OPT_VERSION) {
+            printf("smlp-train %s (plugin ABI %d.%d)\n",
+                   smlp_version_string(), SMLP_ABI_MAJOR, SMLP_ABI_MINOR);
+            return TRAIN_HELP_DONE;
+        }
+        if (c == '?' || c == ':') {
+            if (optopt != 0)
+                fprintf(stderr, "smlp-train: option '%s' needs a value\n",
+                        argv[optind - 1]);
+            else
+                fprintf(stderr, "smlp-train: unknown option '%s'\n",
+                        argv[optind - 1]);
+            goto usage;
+        }
+        if (parse_one(c, optarg, o) != 0)
+            goto usage;
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "smlp-train: %s\n",
+                optind >= argc ? "no graph file given"
+                               : "more than one graph file given");
+        goto usage;
+    }
+    o->graph = argv[optind];
+    if (o->out == NULL) {
+        fprintf(stderr, "smlp-train: --out CKPT is required (where the "
+                        "checkpoints go)\n");
+        goto usage;
+    }
+    if (o->resume != NULL && o->weights != NULL) {
+        fprintf(stderr, "smlp-train: --weights and --resume exclude each "
+                        "other (a checkpoint holds the weights)\n");
+        goto usage;
+    }
+    if (o->optimizer != SMLP_OPTIM_SGD && !isnan(o->momentum)) {
+        fprintf(stderr, "smlp-train: --momentum is for --optimizer sgd\n");
+        goto usage;
+    }
+    if (isnan(o->lr))
+        o->lr = o->optimizer == SMLP_OPTIM_SGD ? 0.05 : 1e-3;
+    if (o->min_lr > o->lr) {
+        fprintf(stderr, "smlp-train: --min-lr %g is above --lr %g\n",
+                o->min_lr, o->lr);
+        goto usage;
+    }
+    if (o->stop_after > o->epochs) {
+        fprintf(stderr, "smlp-train: --stop-after %lld is past --epochs "
+                        "%lld\n", (long long)o->stop_after,
+                (long long)o->epochs);
+        goto usage;
+    }
+    return 0;
+usage:
+    fprintf(stderr, "Try 'smlp-train --help'.\n");
+    return TRAIN_USAGE_ERR;
+}

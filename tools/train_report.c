@@ -1,0 +1,395 @@
+/*
+ * train_report.c - smlp-train's metrics log: CSV out and back in (for
+ * --resume) and a hand-written SVG of the loss and accuracy curves.  See
+ * train_report.h.  Written, like every file smlp-train makes, to a
+ * temporary file that is synced and renamed over the target.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "train_report.h"
+
+int
+train_log_add(struct train_log *log, const struct train_row *row)
+{
+    if (log->n == log->cap) {
+        size_t cap = log->cap ? 2 * log->cap : 64;
+        struct train_row *r = realloc(log->rows, cap * sizeof(*r));
+
+        if (r == NULL)
+            return -1;
+        log->rows = r;
+        log->cap = cap;
+    }
+    log->rows[log->n++] = *row;
+    return 0;
+}
+
+void
+train_log_free(struct train_log *log)
+{
+    free(log->rows);
+    memset(log, 0, sizeof(*log));
+}
+
+int
+train_write_atomic(const char *path, int (*fill)(FILE *f, void *arg),
+                   void *arg, char *err, size_t errlen)
+{
+    size_t len = strlen(path);
+    char *tmp = malloc(len + 16);
+    mode_t mask;
+    FILE *f;
+    int fd, bad, e;
+
+    if (tmp == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot create %s: %s", path, tmp,
+                 strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    mask = umask(0);
+    umask(mask);
+    (void)fchmod(fd, 0666 & ~mask);
+    f = fdopen(fd, "w");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        close(fd);
+        goto out_unlink;
+    }
+    bad = fill(f, arg) != 0 || ferror(f) != 0;
+    bad |= fflush(f) != 0 || fsync(fd) != 0;
+    e = errno;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        snprintf(err, errlen, "%s: cannot write: %s", path,
+                 strerror(bad ? e : errno));
+        goto out_unlink;
+    }
+    free(tmp);
+    return 0;
+out_unlink:
+    unlink(tmp);
+    free(tmp);
+    return -1;
+}
+
+/* ---- CSV ---------------------------------------------------------------- */
+
+static void
+csv_num(FILE *f, double v, const char *fmt)
+{
+    if (!isnan(v))
+        fprintf(f, fmt, v);
+}
+
+static int
+fill_csv(FILE *f, void *arg)
+{
+    const struct train_log *log = arg;
+    size_t i;
+
+    fprintf(f, "%s\n", TRAIN_CSV_HEADER);
+    for (i = 0; i < log->n; i++) {
+        const struct train_row *r = &log->rows[i];
+
+        fprintf(f, "%lld,%.4f,%.6g,%.6g,%.6g,%.1f,", (long long)r->step,
+                r->epoch, r->lr, r->loss, r->acc, r->images_per_s);
+        csv_num(f, r->test_loss, "%.6g");
+        fputc(',', f);
+        csv_num(f, r->test_acc, "%.6g");
+        fputc('\n', f);
+    }
+    return 0;
+}
+
+int
+train_log_write_csv(const struct train_log *log, const char *path,
+                    char *err, size_t errlen)
+{
+    return train_write_atomic(path, fill_csv, (void *)log, err, errlen);
+}
+
+/* Parses one field (empty: NaN); advances *p past the comma. */
+static int
+csv_field(char **p, double *out)
+{
+    char *end;
+
+    if (**p == ',' || **p == '\n' || **p == '\0') {
+        *out = NAN;
+    } else {
+        *out = strtod(*p, &end);
+        if (end == *p)
+            return -1;
+        *p = end;
+    }
+    if (**p == ',')
+        (*p)++;
+    return 0;
+}
+
+int
+train_log_read_csv(struct train_log *log, const char *path,
+                   int64_t max_step, char *err, size_t errlen)
+{
+    char line[1024];
+    FILE *f = fopen(path, "r");
+    int lineno = 1;
+
+    if (f == NULL) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fgets(line, sizeof(line), f) == NULL ||
+        strncmp(line, TRAIN_CSV_HEADER, strlen(TRAIN_CSV_HEADER)) != 0) {
+        snprintf(err, errlen, "%s: not a metrics file of smlp-train (the "
+                              "first line is not '%s')",
+                 path, TRAIN_CSV_HEADER);
+        fclose(f);
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        struct train_row r;
+        double v[8];
+        char *p = line;
+        int i;
+
+        lineno++;
+        for (i = 0; i < 8; i++)
+            if (csv_field(&p, &v[i]) != 0 || (i < 6 && isnan(v[i])))
+                break;
+        if (i < 8) {
+            snprintf(err, errlen, "%s:%d: not a row of %d numbers", path,
+                     lineno, 8);
+            fclose(f);
+            return -1;
+        }
+        r.step = (int64_t)v[0];
+        if (r.step > max_step)
+            break;
+        r.epoch = v[1];
+        r.lr = v[2];
+        r.loss = v[3];
+        r.acc = v[4];
+        r.images_per_s = v[5];
+        r.test_loss = v[6];
+        r.test_acc = v[7];
+        if (train_log_add(log, &r) != 0) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            fclose(f);
+            return -1;
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+/* ---- SVG ---------------------------------------------------------------- */
+
+#define SVG_W 960
+#define SVG_H 400
+#define PANEL_W 390
+#define PANEL_H 280
+#define PANEL_TOP 60
+#define BLUE "#1f77b4"
+#define ORANGE "#ff7f0e"
+
+/* One panel: its position and data ranges. */
+struct panel {
+    double x0, y0;       /* top-left corner in pixels */
+    double xmin, xmax;   /* epochs */
+    double ymin, ymax;
+};
+
+static double
+px_x(const struct panel *p, double x)
+{
+    return p->x0 + (x - p->xmin) / (p->xmax - p->xmin) * PANEL_W;
+}
+
+static double
+px_y(const struct panel *p, double y)
+{
+    return p->y0 + PANEL_H - (y - p->ymin) / (p->ymax - p->ymin) * PANEL_H;
+}
+
+/* A round tick spacing giving about five ticks over range. */
+static double
+nice_step(double range)
+{
+    double raw = range / 5.0, mag = pow(10.0, floor(log10(raw)));
+    double m = raw / mag;
+
+    return (m < 1.5 ? 1.0 : m < 3.5 ? 2.0 : m < 7.5 ? 5.0 : 10.0) * mag;
+}
+
+static void
+svg_text(FILE *f, const char *s)
+{
+    for (; *s; s++)
+        if (*s == '&')
+            fputs("&amp;", f);
+        else if (*s == '<')
+            fputs("&lt;", f);
+        else if (*s == '>')
+            fputs("&gt;", f);
+        else
+            fputc(*s, f);
+}
+
+static void
+draw_axes(FILE *f, const struct panel *p, const char *ylabel)
+{
+    double step, v;
+
+    fprintf(f, "<rect x='%.1f' y='%.1f' width='%d' height='%d' fill='none' "
+               "stroke='#444'/>\n", p->x0, p->y0, PANEL_W, PANEL_H);
+    step = nice_step(p->xmax - p->xmin);
+    for (v = ceil(p->xmin / step) * step; v <= p->xmax + 1e-9; v += step)
+        fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' "
+                   "stroke='#ddd'/><text x='%.1f' y='%.1f' "
+                   "text-anchor='middle'>%g</text>\n",
+                px_x(p, v), p->y0, px_x(p, v), p->y0 + PANEL_H, px_x(p, v),
+                p->y0 + PANEL_H + 16, v);
+    step = nice_step(p->ymax - p->ymin);
+    for (v = ceil(p->ymin / step) * step; v <= p->ymax + 1e-9; v += step)
+        fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' "
+                   "stroke='#ddd'/><text x='%.1f' y='%.1f' "
+                   "text-anchor='end'>%g</text>\n",
+                p->x0, px_y(p, v), p->x0 + PANEL_W, px_y(p, v), p->x0 - 6,
+                px_y(p, v) + 4, v);
+    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>epoch</text>\n",
+            p->x0 + PANEL_W / 2.0, p->y0 + PANEL_H + 36);
+    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' "
+               "font-weight='bold'>%s</text>\n",
+            p->x0 + PANEL_W / 2.0, p->y0 - 10, ylabel);
+}
+
+/* The curve of column `col` (a train_row member offset) in colour c;
+ * dots at each point when `dots`. */
+static void
+draw_curve(FILE *f, const struct panel *p, const struct train_log *log,
+           size_t col, double scale, const char *c, int dots)
+{
+    size_t i;
+    int n = 0;
+
+    fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='1.5' "
+               "points='", c);
+    for (i = 0; i < log->n; i++) {
+        double v = *(const double *)((const char *)&log->rows[i] + col);
+
+        if (isnan(v))
+            continue;
+        fprintf(f, "%s%.1f,%.1f", n++ ? " " : "",
+                px_x(p, log->rows[i].epoch), px_y(p, v * scale));
+    }
+    fprintf(f, "'/>\n");
+    for (i = 0; dots && i < log->n; i++) {
+        double v = *(const double *)((const char *)&log->rows[i] + col);
+
+        if (!isnan(v))
+            fprintf(f, "<circle cx='%.1f' cy='%.1f' r='3' fill='%s'/>\n",
+                    px_x(p, log->rows[i].epoch), px_y(p, v * scale), c);
+    }
+}
+
+/* The legend in the top-right corner (bottom-right with `bottom`). */
+static void
+draw_legend(FILE *f, const struct panel *p, const char *a, const char *b,
+            int bottom)
+{
+    double x = p->x0 + PANEL_W - 120;
+    double y = bottom ? p->y0 + PANEL_H - 34 : p->y0 + 14;
+
+    fprintf(f, "<rect x='%.1f' y='%.1f' width='112' height='40' "
+               "fill='white' fill-opacity='0.8' stroke='#ccc'/>\n",
+            x - 4, y - 10);
+    fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='%s' "
+               "stroke-width='2'/><text x='%.1f' y='%.1f'>%s</text>\n",
+            x, y, x + 20, y, BLUE, x + 26, y + 4, a);
+    fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='%s' "
+               "stroke-width='2'/><text x='%.1f' y='%.1f'>%s</text>\n",
+            x, y + 18, x + 20, y + 18, ORANGE, x + 26, y + 22, b);
+}
+
+struct svg_job {
+    const struct train_log *log;
+    const char *title;
+};
+
+static int
+fill_svg(FILE *f, void *arg)
+{
+    const struct svg_job *job = arg;
+    const struct train_log *log = job->log;
+    struct panel loss = {70, PANEL_TOP, 0, 1, 0, 1};
+    struct panel acc = {70 + PANEL_W + 100, PANEL_TOP, 0, 1, 0, 100};
+    double amin = 100;
+    size_t i;
+
+    for (i = 0; i < log->n; i++) {
+        const struct train_row *r = &log->rows[i];
+
+        if (r->epoch > loss.xmax)
+            loss.xmax = r->epoch;
+        if (isfinite(r->loss) && r->loss > loss.ymax)
+            loss.ymax = r->loss;
+        if (isfinite(r->test_loss) && r->test_loss > loss.ymax)
+            loss.ymax = r->test_loss;
+        if (r->acc * 100 < amin)
+            amin = r->acc * 100;
+        if (!isnan(r->test_acc) && r->test_acc * 100 < amin)
+            amin = r->test_acc * 100;
+    }
+    acc.xmax = loss.xmax;
+    acc.ymin = floor(amin / 10.0) * 10.0;
+    if (acc.ymin > 90)
+        acc.ymin = 90;
+    fprintf(f, "<?xml version='1.0' encoding='UTF-8'?>\n"
+               "<svg xmlns='http://www.w3.org/2000/svg' version='1.1' "
+               "width='%d' height='%d' viewBox='0 0 %d %d' "
+               "font-family='sans-serif' font-size='12'>\n"
+               "<rect width='100%%' height='100%%' fill='white'/>\n"
+               "<text x='%d' y='22' text-anchor='middle' font-size='15'>",
+            SVG_W, SVG_H, SVG_W, SVG_H, SVG_W / 2);
+    svg_text(f, job->title);
+    fprintf(f, "</text>\n");
+    draw_axes(f, &loss, "loss");
+    draw_curve(f, &loss, log, offsetof(struct train_row, loss), 1.0, BLUE,
+               0);
+    draw_curve(f, &loss, log, offsetof(struct train_row, test_loss), 1.0,
+               ORANGE, 1);
+    draw_legend(f, &loss, "train", "test", 0);
+    draw_axes(f, &acc, "accuracy (%)");
+    draw_curve(f, &acc, log, offsetof(struct train_row, acc), 100.0, BLUE,
+               0);
+    draw_curve(f, &acc, log, offsetof(struct train_row, test_acc), 100.0,
+               ORANGE, 1);
+    draw_legend(f, &acc, "train", "test", 1);
+    fprintf(f, "</svg>\n");
+    return 0;
+}
+
+int
+train_log_write_svg(const struct train_log *log, const char *path,
+                    const char *title, char *err, size_t errlen)
+{
+    struct svg_job job = {log, title};
+
+    return train_write_atomic(path, fill_svg, &job, err, errlen);
+}

@@ -1,0 +1,313 @@
+/*
+ * train_setup.c - what smlp-train does before its first step: check the
+ * output directories, load the data, build the training graph (the given
+ * graph plus the loss head of train_head.c), create the registry, the
+ * training and evaluation sessions and the optimizer, start the loaders
+ * and plan the learning-rate schedule; and release it all.  See
+ * train_main.h.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "train_main.h"
+
+void
+train_fail(const char *fmt, ...)
+{
+    va_list ap;
+
+    fflush(stdout);
+    fprintf(stderr, "smlp-train: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+double
+train_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int
+read_file(const char *path, uint8_t **buf, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    long n;
+
+    if (f == NULL) {
+        train_fail("%s: cannot open graph: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        train_fail("%s: cannot read graph: is a directory", path);
+        fclose(f);
+        return -1;
+    }
+    errno = 0;
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
+        fseek(f, 0, SEEK_SET) != 0 || (*buf = malloc((size_t)n + 1)) == NULL ||
+        fread(*buf, 1, (size_t)n, f) != (size_t)n) {
+        train_fail("%s: cannot read graph: %s", path,
+                   errno ? strerror(errno) : "read error");
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return 0;
+}
+
+int
+train_check_dir(const char *opt, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    struct stat st;
+
+    snprintf(dir, sizeof(dir), "%.*s",
+             slash == NULL ? 1 : slash == path ? 1 : (int)(slash - path),
+             slash == NULL ? "." : path);
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
+        access(dir, W_OK) != 0) {
+        train_fail("%s %s: cannot write in directory %s: %s", opt, path, dir,
+                   stat(dir, &st) != 0   ? strerror(errno)
+                   : !S_ISDIR(st.st_mode) ? "not a directory"
+                                          : strerror(EACCES));
+        return -1;
+    }
+    return 0;
+}
+
+int
+train_load_data(struct train_run *r)
+{
+    const char *dir = strcmp(r->o.data, "fashion-mnist") == 0
+                          ? TRAIN_FMNIST_DIR : r->o.data;
+    char err[8192];
+    int rc;
+
+    rc = train_set_load(&r->train, dir, "train", err, sizeof(err));
+    if (rc == 0)
+        rc = train_set_load(&r->test, dir, "t10k", err, sizeof(err));
+    if (rc == TRAIN_DATA_ENOENT) {
+        train_fail("Fashion-MNIST not found: %s\n"
+                   "  install it with: apt-get install %s (files in %s)\n"
+                   "  or point --data at a directory holding "
+                   "train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                   "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (.gz "
+                   "or not)",
+                   err, TRAIN_FMNIST_PACKAGE, TRAIN_FMNIST_DIR);
+        return -1;
+    }
+    if (rc != 0) {
+        train_fail("%s", err);
+        return -1;
+    }
+    train_set_limit(&r->train, r->o.limit_train);
+    train_set_limit(&r->test, r->o.limit_test);
+    if (r->train.rows != r->test.rows || r->train.cols != r->test.cols) {
+        train_fail("%s: %dx%d images, but %s has %dx%d", r->test.images_path,
+                   r->test.rows, r->test.cols, r->train.images_path,
+                   r->train.rows, r->train.cols);
+        return -1;
+    }
+    if (r->train.n < r->o.batch) {
+        train_fail("--batch %lld is more than the %lld training images",
+                   (long long)r->o.batch, (long long)r->train.n);
+        return -1;
+    }
+    return 0;
+}
+
+int
+train_tensor(smlp_session_t *s, const char *name, struct smlp_tensor *t)
+{
+    if (smlp_session_tensor(s, name, t) != SMLP_OK) {
+        train_fail("%s", smlp_session_errmsg(s));
+        return -1;
+    }
+    if (t->data == NULL) {
+        train_fail("tensor '%s' is an activation: smlp-train reads and "
+                   "writes inputs, outputs and parameters only", name);
+        return -1;
+    }
+    return 0;
+}
+
+int
+train_create_sessions(struct train_run *r)
+{
+    struct smlp_session_opts so;
+    struct smlp_optim_opts oo;
+    struct smlp_error err;
+    uint8_t *head = NULL;
+    size_t head_len;
+    char msg[1024];
+    int64_t k, want;
+
+    if (read_file(r->o.graph, &r->graph_buf, &r->graph_len) != 0)
+        return -1;
+    r->eg = smlp_graph_load_buffer(r->graph_buf, r->graph_len, r->o.graph,
+                                   &err);
+    if (r->eg == NULL) {
+        train_fail("%s", err.msg);
+        return -1;
+    }
+    if (train_head_build(r->graph_buf, r->graph_len, r->o.graph,
+                         r->o.label_smoothing, &head, &head_len, &r->head,
+                         msg, sizeof(msg)) != 0) {
+        train_fail("%s", msg);
+        return -1;
+    }
+    r->tg = smlp_graph_load_buffer(head, head_len, r->o.graph, &err);
+    free(head);
+    if (r->tg == NULL) {
+        train_fail("%s (with the loss head)", err.msg);
+        return -1;
+    }
+    if (r->head.chw[0] != 1 || r->head.chw[1] != r->train.rows ||
+        r->head.chw[2] != r->train.cols) {
+        train_fail("%s: input '%s' takes [-1,%lld,%lld,%lld] images, the data "
+                   "are [-1,1,%d,%d]", r->o.graph, r->head.image,
+                   (long long)r->head.chw[0], (long long)r->head.chw[1],
+                   (long long)r->head.chw[2], r->train.rows, r->train.cols);
+        return -1;
+    }
+    r->reg = smlp_registry_create(r->o.plugin_path, &err);
+    if (r->reg == NULL) {
+        train_fail("%s", err.msg);
+        return -1;
+    }
+    smlp_session_opts_init(&so);
+    so.batch = r->o.batch;
+    so.threads = r->o.threads;
+    so.seed = r->o.seed;
+    so.training = 1;
+    so.loss = "loss";
+    so.weights = r->o.weights;
+    r->ts = smlp_session_create(r->tg, r->reg, &so, &err);
+    if (r->ts == NULL) {
+        train_fail("%s", err.msg);
+        return -1;
+    }
+    smlp_session_opts_init(&so);
+    so.batch = r->test.n < r->o.eval_batch ? r->test.n : r->o.eval_batch;
+    so.threads = r->o.threads;
+    so.no_init = 1;
+    r->es = smlp_session_create(r->eg, r->reg, &so, &err);
+    if (r->es == NULL) {
+        train_fail("%s (evaluation session)", err.msg);
+        return -1;
+    }
+    if (train_tensor(r->ts, r->head.image, &r->t_image) != 0 ||
+        train_tensor(r->ts, "labels", &r->t_labels) != 0 ||
+        train_tensor(r->ts, "loss", &r->t_loss) != 0 ||
+        train_tensor(r->ts, "logits", &r->t_logits) != 0 ||
+        train_tensor(r->es, r->head.image, &r->e_image) != 0 ||
+        train_tensor(r->es, "logits", &r->e_logits) != 0)
+        return -1;
+    k = r->e_logits.shape[1];
+    want = r->train.classes > r->test.classes ? r->train.classes
+                                              : r->test.classes;
+    if (r->e_logits.rank != 2 || k < want) {
+        train_fail("%s: 'logits' has %lld classes, the data have %lld",
+                   r->o.graph, (long long)k, (long long)want);
+        return -1;
+    }
+    smlp_optim_opts_init(&oo);
+    oo.kind = r->o.optimizer;
+    if (!isnan(r->o.weight_decay))
+        oo.weight_decay = r->o.weight_decay;
+    else if (r->o.optimizer == SMLP_OPTIM_SGD)
+        oo.weight_decay = 0.0;
+    if (!isnan(r->o.momentum))
+        oo.momentum = r->o.momentum;
+    oo.clip_norm = r->o.clip_norm;
+    r->o.weight_decay = oo.weight_decay; /* for the metadata */
+    r->o.momentum = oo.momentum;
+    r->opt = smlp_optim_create(r->ts, &oo, &err);
+    if (r->opt == NULL) {
+        train_fail("%s", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+int
+train_create_loaders(struct train_run *r)
+{
+    struct train_loader_opts lo;
+    char err[256];
+
+    memset(&lo, 0, sizeof(lo));
+    lo.set = &r->train;
+    lo.batch = r->o.batch;
+    lo.seed = r->o.seed;
+    lo.shuffle = 1;
+    lo.drop_last = 1;
+    lo.augment = r->o.augment;
+    lo.views = 1;
+    r->tl = train_loader_create(&lo, err, sizeof(err));
+    lo.set = &r->test;
+    lo.batch = r->e_image.shape[0];
+    lo.shuffle = 0;
+    lo.drop_last = 0;
+    lo.augment = TRAIN_AUGMENT_NONE;
+    r->el = r->tl != NULL ? train_loader_create(&lo, err, sizeof(err)) : NULL;
+    if (r->el == NULL) {
+        train_fail("%s", err);
+        return -1;
+    }
+    r->spe = train_loader_batches(r->tl);
+    return 0;
+}
+
+void
+train_plan_schedule(struct train_run *r)
+{
+    r->total = r->o.epochs * r->spe;
+    if (r->o.max_steps > 0 && r->o.max_steps < r->total)
+        r->total = r->o.max_steps;
+    if (!r->o.warmup_set)
+        r->warmup = r->spe < r->total / 10 ? r->spe : r->total / 10;
+    else if (r->o.warmup_epochs)
+        r->warmup = (int64_t)floor(r->o.warmup * (double)r->spe + 0.5);
+    else
+        r->warmup = (int64_t)r->o.warmup;
+    if (r->warmup > r->total)
+        r->warmup = r->total;
+    r->end_step = r->total;
+    if (r->o.stop_after > 0 && r->o.stop_after * r->spe < r->end_step)
+        r->end_step = r->o.stop_after * r->spe;
+}
+
+
+void
+train_run_free(struct train_run *r)
+{
+    train_loader_destroy(r->tl);
+    train_loader_destroy(r->el);
+    smlp_optim_destroy(r->opt);
+    smlp_session_destroy(r->es);
+    smlp_session_destroy(r->ts);
+    smlp_registry_destroy(r->reg);
+    smlp_graph_unload(r->tg);
+    smlp_graph_unload(r->eg);
+    free(r->graph_buf);
+    train_set_free(&r->train);
+    train_set_free(&r->test);
+    train_log_free(&r->log);
+}
+
