@@ -6,7 +6,8 @@
 #  (b) the ablation graphs are rebuilt from sparse_mlp_b by `edit` (their
 #      dumps equal the shipped ones; docs/graphs.md has the same recipes);
 #  (c) diff's exit status; (d) edit's pruning, prefix renames, in-place
-#      and dry runs, atomic writes; (e) errors: message and exit status.
+#      and dry runs, block clones and sums, atomic writes; (e) errors:
+#      message and exit status.
 # Environment: SMLP_TEST_SRCDIR, SMLP_TEST_BUILDDIR, FLATC (see
 # AM_TESTS_ENVIRONMENT).  Prints "N passed, M failed".
 S=${SMLP_TEST_SRCDIR:-.}
@@ -156,6 +157,8 @@ ablation norr --remove-node '*.rr_*' \
     --set-attr '*.moe_s.flatten:shape=-1,196' \
     --set-attr '*.moe_s.unflatten:shape=-1,768,196' \
     --set-attr '*.moe_s.gate:group_size=768' --set-meta rerepresent=off
+ablation last4 --clone-block blocks.10=blocks.8 --clone-block blocks.10=blocks.9 \
+    --sum-tensors '*.gate.aux=aux_loss' --set-meta sparse_blocks=4
 expect "hash: set-op drops the router weight" 0 \
     "dropped input 1 'blocks.10.moe_s.gate.weight'" \
     "$SG" edit "$GB" -o "$T/h2.fbs" --set-op moe.gate.importance=moe.gate.hash \
@@ -235,6 +238,59 @@ expect "edit: drop-input" 0 "wrote" \
     "$SG" edit "$G" -o "$T/drop.fbs" --drop-input 'head:2'
 expect "edit: drop-input pruned the bias" 1 "- tensor head.bias" \
     "$SG" diff "$G" "$T/drop.fbs"
+
+# Block clones and sums.  A block cloned over its twin (same layout, other
+# name) gives back the same graph byte for byte: seeds follow the names.
+GF="$B/graphs/sparse_mlp_fmnist.fbs"
+MF="$B/graphs/mixer_fmnist.fbs"
+expect "clone-block: a Sparse block over its twin" 0 \
+    "note: the copy of 'blocks.5' adds 4 graph outputs: 'blocks.4.moe_s.gate.aux'" \
+    "$SG" edit "$GF" -o "$T/twin.fbs" --clone-block blocks.5=blocks.4
+if "$SG" dump "$T/twin.fbs" | cmp -s - "$S/graphs/sparse_mlp_fmnist.json"
+then ok "clone-block: the twin's copy is the same graph"
+else bad "clone-block: the twin's copy differs"; fi
+expect "clone-block: the block after it" 0 "wrote" \
+    "$SG" edit "$GF" -o "$T/twin2.fbs" --clone-block blocks.4=blocks.5
+if "$SG" dump "$T/twin2.fbs" | cmp -s - "$S/graphs/sparse_mlp_fmnist.json"
+then ok "clone-block: a copy of the block before is the same graph"
+else bad "clone-block: a copy of the block before differs"; fi
+expect "clone-block: a dense Mixer block" 0 "wrote" \
+    "$SG" edit "$MF" -o "$T/mtwin.fbs" --clone-block blocks.0=blocks.3
+if "$SG" dump "$T/mtwin.fbs" | cmp -s - "$S/graphs/mixer_fmnist.json"
+then ok "clone-block: Mixer block 0 over block 3 is the same graph"
+else bad "clone-block: Mixer block copy differs"; fi
+expect "clone-block: a Sparse block over a dense one" 0 "wrote" \
+    "$SG" edit "$GF" -o "$T/last3.fbs" --clone-block blocks.5=blocks.3 \
+    --sum-tensors '*.gate.aux=aux_loss'
+expect "clone-block: the new block's gate" 1 \
+    "+ node blocks.3.moe_c.gate (moe.gate.importance)" \
+    "$SG" diff "$GF" "$T/last3.fbs"
+expect "clone-block: its seeds are FNV-1a of the new names" 0 \
+    '{"name": "blocks.3.moe_c.gate.weight", "kind": "Parameter", "shape": [4, 128], "init": {"kind": "Normal", "a": 0.0, "b": 0.02, "seed": 5248895712097899494}}' \
+    "$SG" dump "$T/last3.fbs"
+expect "sum-tensors: aux_loss over six gates" 0 \
+    '{"name": "aux_sum.4", "op": "core.add", "inputs": [' \
+    "$SG" dump "$T/last3.fbs"
+expect "clone-block: a dense block over a Sparse one, sum rebuilt first" 0 \
+    "wrote" "$SG" edit "$GF" -o "$T/last1.fbs" \
+    --sum-tensors 'blocks.5.*.gate.aux=aux_loss' --clone-block blocks.3=blocks.4
+expect "clone-block: the Sparse block is gone" 1 \
+    "- node blocks.4.moe_c.gate (moe.gate.importance)" \
+    "$SG" diff "$GF" "$T/last1.fbs"
+expect "sum-tensors: the same sum is the same graph" 0 "wrote" \
+    "$SG" edit "$GB" -o "$T/sum.fbs" --sum-tensors 'aux_sum:*.gate.aux=aux_loss'
+if "$SG" dump "$T/sum.fbs" | cmp -s - "$S/graphs/sparse_mlp_b.json"
+then ok "sum-tensors: rebuilt aux_sum chain is byte for byte the same"
+else bad "sum-tensors: rebuilt aux_sum chain differs"; fi
+expect "sum-tensors: a shorter sum" 0 "wrote" \
+    "$SG" edit "$GB" -o "$T/sum2.fbs" --sum-tensors '*.moe_c.gate.aux=aux_loss'
+expect "sum-tensors: the shorter chain" 1 "- node aux_sum.1 (core.add)" \
+    "$SG" diff "$GB" "$T/sum2.fbs"
+expect "sum-tensors: a second sum" 0 "wrote" \
+    "$SG" edit "$GB" -o "$T/sum3.fbs" --sum-tensors 's_sum:*.moe_s.gate.aux=aux_s'
+expect "sum-tensors: the second sum is an output" 0 \
+    "  aux_s                                output     f32 []" \
+    "$SG" check "$T/sum3.fbs"
 if ls "$T" | grep -q '\.tmp\.'; then bad "a temporary file was left"
 else ok "no temporary files left (atomic writes)"; fi
 
@@ -244,6 +300,9 @@ for c in dump check stats dot edit diff; do
     expect "$c --help" 0 "usage: smlp-graph $c" "$SG" "$c" --help
 done
 expect "help edit" 0 "usage: smlp-graph edit" "$SG" help edit
+expect "edit --help: clone-block" 0 "--clone-block SRC=DST" "$SG" edit --help
+expect "edit --help: sum-tensors" 0 "--sum-tensors [NODE_PREFIX:]TENSOR_GLOB=OUT" \
+    "$SG" edit --help
 expect "version" 0 "plugin ABI" "$SG" --version
 expect "no command" 2 "no command given" "$SG"
 expect "unknown command" 2 "unknown command 'frob'" "$SG" frob
@@ -277,6 +336,52 @@ expect "edit: invalid result" 1 "node 79 'blocks.5.moe_c.gate' (moe.gate.importa
 if grep -qF "nothing written" "$T/out" && [ ! -e "$T/x.fbs" ]; then
     ok "edit: nothing written on failure"
 else bad "edit: wrote a failing graph"; fi
+expect "clone-block: unknown SRC" 1 \
+    "no node is in block 'blocks.12' (SRC: no node is named 'blocks.12' or 'blocks.12.*')" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --clone-block blocks.12=blocks.8
+expect "clone-block: unknown DST" 1 \
+    "no node is in block 'blocks.13' (DST: " \
+    "$SG" edit "$GB" -o "$T/x.fbs" --clone-block blocks.10=blocks.13
+expect "clone-block: SRC = DST" 2 "SRC and DST are the same block 'blocks.10'" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --clone-block blocks.10=blocks.10.
+expect "clone-block: overlapping blocks" 2 \
+    "the blocks overlap: 'blocks.10.moe_s' is inside 'blocks.10'" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --clone-block blocks.10.moe_s=blocks.10
+expect "clone-block: no DST" 2 "expected SRC=DST, two block prefixes" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --clone-block blocks.10
+expect "clone-block: a glob" 2 "names such as blocks.8, not globs" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --clone-block 'blocks.1*=blocks.8'
+expect "clone-block: different entries" 1 \
+    "'aux_sum' reads 4 tensors from outside it ('blocks.10.moe_s.gate.aux'" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --clone-block aux_sum=blocks.8
+expect "clone-block: SRC writes a name outside it" 1 \
+    "block 'pool' writes tensor 'features', whose name is not in the block" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --clone-block pool=blocks.8
+expect "clone-block: DST's outputs still summed" 1 \
+    "node 'aux_sum.0' reads 'blocks.10.moe_s.gate.aux' of block 'blocks.10', and the copy of 'blocks.9' has no tensor of that name" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --clone-block blocks.9=blocks.10
+expect "clone-block: a result that does not check" 1 \
+    "node 81 'blocks.8' (core.patch_embed): input 0 (img) has shape [1,196,768] (rank 3), expected rank 4; nothing written" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --clone-block stem=blocks.8
+expect "sum-tensors: bad spec" 2 "expected [NODE_PREFIX:]TENSOR_GLOB=OUT" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --sum-tensors '*.gate.aux'
+expect "sum-tensors: a new OUT needs a prefix" 1 \
+    "there is no tensor of that name yet; give the chain's NODE_PREFIX" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --sum-tensors '*.gate.aux=total'
+expect "sum-tensors: OUT is another tensor" 1 \
+    "tensor 'logits' exists already and is not written by the chain 's.N'" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --sum-tensors 's:*.gate.aux=logits'
+expect "sum-tensors: no match" 1 "no tensor matches '*.gate.nope'" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --sum-tensors 's:*.gate.nope=t'
+expect "sum-tensors: one tensor" 1 "a sum needs two tensors or more" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --sum-tensors 's:blocks.10.moe_s.gate.aux=t'
+expect "sum-tensors: would drop an output" 1 \
+    "the chain 'aux_sum.N' writes the graph output 'aux_loss', which a new OUT 't' would drop" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --sum-tensors 'aux_sum:*.gate.aux=t'
+expect "sum-tensors: i32 summands" 1 "has dtype i32, expected f32; nothing written" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --sum-tensors 'l:*.gate.load=t'
+if [ ! -e "$T/x.fbs" ]; then ok "clone-block, sum-tensors: nothing written on failure"
+else bad "clone-block, sum-tensors: wrote a failing graph"; fi
 expect "edit: remove a node writing an output" 1 "writes the graph output 'logits'" \
     "$SG" edit "$G" -o "$T/x.fbs" --remove-node head
 expect "edit: remove a node whose other outputs are read" 1 "only output 0 can be rewired" \

@@ -21,7 +21,11 @@
  *     name (the generator's rule); a changed one keeps its seed;
  *   - --set-op drops the trailing inputs the new op does not take (with a
  *     note naming them), so swapping a learned gate for moe.gate.hash
- *     also drops its router weight, which is then pruned.
+ *     also drops its router weight, which is then pruned;
+ *   - --clone-block puts the copy's nodes and tensors where the replaced
+ *     block's were, in the source block's order, and --sum-tensors puts
+ *     its chain at the end, as gen_graphs.py lays out a sparse block and
+ *     aux_loss; the copy's initializers get FNV-1a of their new names.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -45,13 +49,16 @@ enum edit_kind {
     EDIT_NAME,
     EDIT_SET_META,
     EDIT_DEL_META,
+    EDIT_CLONE_BLOCK,
+    EDIT_SUM_TENSORS,
     EDIT_KIND_COUNT
 };
 
 static const char *const edit_opt[] = {
     "--set-op",   "--set-attr",  "--del-attr",  "--rename",
     "--remove-node", "--drop-input", "--set-shape", "--set-init",
-    "--name",     "--set-meta",  "--del-meta",
+    "--name",     "--set-meta",  "--del-meta",  "--clone-block",
+    "--sum-tensors",
 };
 
 _Static_assert(sizeof(edit_opt) / sizeof(edit_opt[0]) == EDIT_KIND_COUNT,
@@ -62,8 +69,10 @@ struct edit {
     int kind;
     const char *spec;
     char *glob;  /* node or tensor glob (set-op: NULL = every node) */
-    char *key;   /* op glob, attribute name(s), old name, meta key */
-    char *value; /* new op, attribute value, new name, meta value */
+    char *key;   /* op glob, attribute name(s), old name, meta key,
+                    clone-block SRC, sum-tensors node prefix (or NULL) */
+    char *value; /* new op, attribute value, new name, meta value,
+                    clone-block DST, sum-tensors output */
     int type;    /* attribute type; -1: keep the old one or infer */
     int64_t index;
 };
@@ -355,6 +364,52 @@ bad_spec(const struct edit *e, const char *want)
     return -1;
 }
 
+/*
+ * Block prefixes of --clone-block SRC=DST: a block is the nodes named
+ * PREFIX or PREFIX.*, so the prefix is a name (a trailing '.' is
+ * dropped), not a glob; SRC and DST must be different blocks, neither
+ * inside the other.
+ */
+static int
+parse_clone_block(struct edit *e)
+{
+    char **side[2];
+    size_t len, k;
+    int i;
+
+    if (split(e->spec, '=', &e->key, &e->value) != 0 || !*e->value)
+        return bad_spec(e, "SRC=DST, two block prefixes, e.g. "
+                           "blocks.10=blocks.8");
+    side[0] = &e->key;
+    side[1] = &e->value;
+    for (i = 0; i < 2; i++) {
+        len = strlen(*side[i]);
+        if (len > 0 && (*side[i])[len - 1] == '.')
+            (*side[i])[--len] = '\0';
+        if (len == 0 || strpbrk(*side[i], "*?[]") != NULL)
+            return bad_spec(e, "SRC=DST as block prefixes (names such as "
+                               "blocks.8, not globs)");
+    }
+    if (strcmp(e->key, e->value) == 0) {
+        sg_error("%s '%s': SRC and DST are the same block '%s'; a block "
+                 "cannot replace itself",
+                 edit_opt[e->kind], e->spec, e->key);
+        return -1;
+    }
+    for (i = 0; i < 2; i++) {
+        const char *a = *side[i], *b = *side[1 - i];
+
+        k = strlen(a);
+        if (strncmp(a, b, k) == 0 && b[k] == '.') {
+            sg_error("%s '%s': the blocks overlap: '%s' is inside '%s' "
+                     "(give two separate blocks, e.g. blocks.10=blocks.8)",
+                     edit_opt[e->kind], e->spec, b, a);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Fills e from its kind and spec; -1 after a message (a usage error). */
 static int
 parse_edit(struct edit *e)
@@ -445,6 +500,24 @@ parse_edit(struct edit *e)
     case EDIT_DEL_META:
         e->key = xstrdup(e->spec);
         return *e->key ? 0 : bad_spec(e, "KEY");
+    case EDIT_CLONE_BLOCK:
+        return parse_clone_block(e);
+    case EDIT_SUM_TENSORS:
+        if (split(e->spec, '=', &left, &e->value) != 0 || !*e->value)
+            return bad_spec(e, "[NODE_PREFIX:]TENSOR_GLOB=OUT, e.g. "
+                               "'aux_sum:*.gate.aux=aux_loss'");
+        p = strchr(left, ':');
+        if (p != NULL) {
+            e->key = xstrndup(left, (size_t)(p - left));
+            e->glob = xstrdup(p + 1);
+            free(left);
+        } else {
+            e->glob = left;
+        }
+        if ((e->key != NULL && !*e->key) || !*e->glob)
+            return bad_spec(e, "[NODE_PREFIX:]TENSOR_GLOB=OUT with a "
+                               "non-empty NODE_PREFIX and TENSOR_GLOB");
+        return 0;
     }
     return -1;
 }
@@ -1059,6 +1132,648 @@ apply_meta(struct smlp__graph_ir *ir, const struct edit *e)
     return 0;
 }
 
+/* ---- --clone-block and --sum-tensors ------------------------------------ */
+
+/* Nonzero when name is `prefix` or starts with `prefix` + '.'. */
+static int
+in_block(const char *name, const char *prefix, size_t len)
+{
+    return strncmp(name, prefix, len) == 0 &&
+           (name[len] == '\0' || name[len] == '.');
+}
+
+/* How a block (the nodes named PREFIX or PREFIX.*) uses each tensor. */
+enum {
+    USE_READ_IN = 1,   /* read by a node of the block */
+    USE_WRITE_IN = 2,  /* written by a node of the block */
+    USE_READ_OUT = 4,  /* read by a node outside it */
+    USE_WRITE_OUT = 8, /* written by a node outside it */
+    USE_ENTRY = 16,    /* read from outside: the block's input */
+    USE_OWNED = 32     /* the block's own: goes and comes with it */
+};
+
+struct block {
+    const char *prefix;
+    size_t len;
+    uint8_t *in;      /* per node: 1 in the block */
+    uint8_t *use;     /* per tensor: USE_* bits */
+    int32_t n_nodes;  /* nodes in the block */
+    int32_t first;    /* the first of them */
+    int32_t *entries; /* USE_ENTRY tensors, in order of first use */
+    int32_t n_entries;
+};
+
+static void
+block_free(struct block *b)
+{
+    free(b->in);
+    free(b->use);
+    free(b->entries);
+}
+
+/*
+ * Sorts every tensor the block uses into its entries (read by the block
+ * and written outside it, or named outside the block, or a graph input:
+ * what it reads from the rest of the graph) and the tensors it owns (the
+ * rest: its parameters, activations and outputs).
+ */
+static void
+block_scan(const struct smlp__graph_ir *ir, const char *prefix,
+           struct block *b)
+{
+    int32_t i, j, k, t;
+
+    memset(b, 0, sizeof(*b));
+    b->prefix = prefix;
+    b->len = strlen(prefix);
+    b->first = -1;
+    b->in = xrealloc(NULL, (size_t)ir->n_nodes + 1);
+    b->use = xrealloc(NULL, (size_t)ir->n_tensors + 1);
+    b->entries = xrealloc(NULL, ((size_t)ir->n_tensors + 1) *
+                                    sizeof(*b->entries));
+    memset(b->use, 0, (size_t)ir->n_tensors + 1);
+    for (i = 0; i < ir->n_nodes; i++) {
+        const struct smlp__node_ir *n = &ir->nodes[i];
+        int in = in_block(n->name, prefix, b->len);
+
+        b->in[i] = (uint8_t)in;
+        if (in && b->n_nodes++ == 0)
+            b->first = i;
+        for (j = 0; j < n->n_inputs; j++)
+            if (n->inputs[j] >= 0)
+                b->use[n->inputs[j]] |= in ? USE_READ_IN : USE_READ_OUT;
+        for (j = 0; j < n->n_outputs; j++)
+            b->use[n->outputs[j]] |= in ? USE_WRITE_IN : USE_WRITE_OUT;
+    }
+    for (t = 0; t < ir->n_tensors; t++) {
+        uint8_t u = b->use[t];
+
+        if (!(u & (USE_READ_IN | USE_WRITE_IN)))
+            continue;
+        if ((u & USE_READ_IN) && !(u & USE_WRITE_IN) &&
+            (!in_block(ir->tensors[t].name, prefix, b->len) ||
+             (u & USE_WRITE_OUT) ||
+             ir->tensors[t].kind == SMLP__TENSOR_INPUT))
+            b->use[t] |= USE_ENTRY;
+        else
+            b->use[t] |= USE_OWNED;
+    }
+    for (i = 0; i < ir->n_nodes; i++) {
+        const struct smlp__node_ir *n = &ir->nodes[i];
+
+        if (!b->in[i])
+            continue;
+        for (j = 0; j < n->n_inputs; j++) {
+            t = n->inputs[j];
+            if (t < 0 || !(b->use[t] & USE_ENTRY))
+                continue;
+            for (k = 0; k < b->n_entries && b->entries[k] != t; k++)
+                ;
+            if (k == b->n_entries)
+                b->entries[b->n_entries++] = t;
+        }
+    }
+}
+
+/* "a, b, c" (at most 4, then ", ...") of the tensors list[0..n) into buf. */
+static const char *
+tensor_list(const struct smlp__graph_ir *ir, const int32_t *list, int32_t n,
+            char *buf, size_t len)
+{
+    size_t used = 0;
+    int32_t i;
+
+    buf[0] = '\0';
+    for (i = 0; i < n && i < 4 && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s'%s'",
+                                 i ? ", " : "", ir->tensors[list[i]].name);
+    if (n > 4 && used < len)
+        snprintf(buf + used, len - used, ", ...");
+    return buf;
+}
+
+static void
+attrs_copy(struct smlp__node_ir *to, const struct smlp__node_ir *from)
+{
+    int32_t i;
+
+    to->n_attrs = from->n_attrs;
+    to->attrs = xrealloc(NULL, ((size_t)from->n_attrs + 1) *
+                                   sizeof(*to->attrs));
+    for (i = 0; i < from->n_attrs; i++) {
+        const struct smlp__attr_ir *a = &from->attrs[i];
+        struct smlp__attr_ir *b = &to->attrs[i];
+
+        *b = *a;
+        b->name = xstrdup(a->name);
+        b->s = a->s != NULL ? xstrdup(a->s) : NULL;
+        b->ints = NULL;
+        b->floats = NULL;
+        if (a->ints != NULL) {
+            b->ints = xrealloc(NULL, (a->n_values + 1) * sizeof(*b->ints));
+            memcpy(b->ints, a->ints, a->n_values * sizeof(*b->ints));
+        }
+        if (a->floats != NULL) {
+            b->floats = xrealloc(NULL,
+                                 (a->n_values + 1) * sizeof(*b->floats));
+            memcpy(b->floats, a->floats, a->n_values * sizeof(*b->floats));
+        }
+    }
+}
+
+/*
+ * --clone-block SRC=DST: DST's nodes and the tensors it owns go; a copy
+ * of SRC's nodes and owned tensors, renamed SRC -> DST, takes their place
+ * (nodes where DST's first node was, tensors where DST's first owned
+ * tensor was, in SRC's order).  The copy reads DST's entries where SRC
+ * read its own (paired in order of first use); nodes outside DST that
+ * read one of DST's tensors read the copy's tensor of the same name, or,
+ * for DST's only such tensor without one, the copy's exit (the one
+ * activation SRC writes for nodes outside it).  Initializers keep their
+ * kind and bounds and are seeded with FNV-1a of their new names.
+ */
+static int
+apply_clone_block(struct smlp__graph_ir *ir, const struct edit *e)
+{
+    struct block src, dst;
+    int32_t n_t = ir->n_tensors, n_clone = 0, n_unmatched = 0, n_exit = 0;
+    int32_t n_outputs = 0, i, j, k, t, *clone_t = NULL, *clone_of = NULL;
+    int32_t *redirect = NULL, *map = NULL, *unmatched = NULL, *exits = NULL;
+    int32_t *outputs = NULL, kept, at;
+    struct smlp__tensor_ir *tensors = NULL;
+    struct smlp__node_ir *nodes = NULL, *copy = NULL;
+    char **names = NULL, list[512], list2[512];
+    size_t dlen = strlen(e->value);
+    int rc = -1;
+
+    block_scan(ir, e->key, &src);
+    block_scan(ir, e->value, &dst);
+    for (i = 0; i < 2; i++) {
+        const struct block *b = i ? &dst : &src;
+
+        if (b->n_nodes == 0) {
+            sg_error("%s '%s': no node is in block '%s' (%s: no node is "
+                     "named '%s' or '%s.*')",
+                     edit_opt[e->kind], e->spec, b->prefix,
+                     i ? "DST" : "SRC", b->prefix, b->prefix);
+            goto out;
+        }
+    }
+    if (src.n_entries != dst.n_entries) {
+        sg_error("%s '%s': '%s' reads %d tensor%s from outside it (%s), "
+                 "'%s' reads %d (%s); the copy would have nothing to read "
+                 "in their place",
+                 edit_opt[e->kind], e->spec, src.prefix,
+                 (int)src.n_entries, src.n_entries == 1 ? "" : "s",
+                 tensor_list(ir, src.entries, src.n_entries, list,
+                             sizeof(list)),
+                 dst.prefix, (int)dst.n_entries,
+                 tensor_list(ir, dst.entries, dst.n_entries, list2,
+                             sizeof(list2)));
+        goto out;
+    }
+
+    /* The copy's tensors: SRC's own, in tensor order, renamed. */
+    clone_t = xrealloc(NULL, ((size_t)n_t + 1) * sizeof(*clone_t));
+    clone_of = xrealloc(NULL, ((size_t)n_t + 1) * sizeof(*clone_of));
+    names = xrealloc(NULL, ((size_t)n_t + 1) * sizeof(*names));
+    for (t = 0; t < n_t; t++) {
+        clone_of[t] = -1;
+        if (!(src.use[t] & USE_OWNED))
+            continue;
+        if (!in_block(ir->tensors[t].name, src.prefix, src.len)) {
+            sg_error("%s '%s': block '%s' writes tensor '%s', whose name "
+                     "is not in the block; the copy would write a second "
+                     "'%s'",
+                     edit_opt[e->kind], e->spec, src.prefix,
+                     ir->tensors[t].name, ir->tensors[t].name);
+            goto out;
+        }
+        clone_of[t] = n_clone;
+        clone_t[n_clone] = t;
+        names[n_clone++] = prefix_rename(ir->tensors[t].name, src.prefix,
+                                         src.len, e->value, dlen);
+    }
+    for (k = 0; k < n_clone; k++) {
+        t = find_tensor(ir, names[k]);
+        if (t >= 0 && !(dst.use[t] & USE_OWNED)) {
+            sg_error("%s '%s': the copy of '%s' would be named '%s', and "
+                     "a tensor outside block '%s' has that name",
+                     edit_opt[e->kind], e->spec,
+                     ir->tensors[clone_t[k]].name, names[k], dst.prefix);
+            goto out;
+        }
+    }
+    for (i = 0; i < ir->n_nodes; i++) {
+        char *name;
+
+        if (!src.in[i])
+            continue;
+        name = prefix_rename(ir->nodes[i].name, src.prefix, src.len,
+                             e->value, dlen);
+        j = find_node(ir, name);
+        if (j >= 0 && !dst.in[j]) {
+            sg_error("%s '%s': the copy of node '%s' would be named '%s', "
+                     "and a node outside block '%s' has that name",
+                     edit_opt[e->kind], e->spec, ir->nodes[i].name, name,
+                     dst.prefix);
+            free(name);
+            goto out;
+        }
+        free(name);
+    }
+
+    /* Readers outside DST of DST's tensors: the copy's tensor of the same
+     * name, else the copy's exit.  Indices >= n_t are the copy's. */
+    redirect = xrealloc(NULL, ((size_t)n_t + 1) * sizeof(*redirect));
+    unmatched = xrealloc(NULL, ((size_t)n_t + 1) * sizeof(*unmatched));
+    exits = xrealloc(NULL, ((size_t)n_t + 1) * sizeof(*exits));
+    for (t = 0; t < n_t; t++) {
+        redirect[t] = t;
+        if (!(dst.use[t] & USE_OWNED) || !(dst.use[t] & USE_READ_OUT))
+            continue;
+        for (k = 0; k < n_clone; k++)
+            if (strcmp(names[k], ir->tensors[t].name) == 0)
+                break;
+        if (k < n_clone)
+            redirect[t] = n_t + k;
+        else
+            unmatched[n_unmatched++] = t;
+    }
+    for (t = 0; t < n_t; t++)
+        if ((src.use[t] & (USE_OWNED | USE_WRITE_IN | USE_READ_OUT)) ==
+                (USE_OWNED | USE_WRITE_IN | USE_READ_OUT) &&
+            ir->tensors[t].kind == SMLP__TENSOR_ACTIVATION)
+            exits[n_exit++] = t;
+    if (n_unmatched == 1 && n_exit == 1) {
+        redirect[unmatched[0]] = n_t + clone_of[exits[0]];
+    } else if (n_unmatched > 0) {
+        int32_t r = -1;
+
+        for (i = 0; i < ir->n_nodes && r < 0; i++)
+            for (j = 0; !dst.in[i] && j < ir->nodes[i].n_inputs; j++)
+                if (ir->nodes[i].inputs[j] == unmatched[0])
+                    r = i;
+        sg_error("%s '%s': node '%s' reads '%s' of block '%s', and the "
+                 "copy of '%s' has no tensor of that name%s; if that node "
+                 "sums outputs of '%s', rebuild the sum without them "
+                 "first (--sum-tensors)",
+                 edit_opt[e->kind], e->spec,
+                 r >= 0 ? ir->nodes[r].name : "?",
+                 ir->tensors[unmatched[0]].name, dst.prefix, src.prefix,
+                 n_unmatched == 1 ? " nor a single exit to take its place"
+                                  : "",
+                 dst.prefix);
+        goto out;
+    }
+
+    /* The new tensors: DST's own go, the copy's come at the first of
+     * them.  map: old index (or n_t + copy index) -> new index. */
+    map = xrealloc(NULL, ((size_t)n_t + n_clone + 1) * sizeof(*map));
+    tensors = xrealloc(NULL, ((size_t)n_t + n_clone + 1) * sizeof(*tensors));
+    outputs = xrealloc(NULL, ((size_t)n_clone + 1) * sizeof(*outputs));
+    kept = 0;
+    at = -1;
+    for (t = 0; t <= n_t; t++) {
+        if (at < 0 && (t == n_t || (dst.use[t] & USE_OWNED))) {
+            at = kept;
+            for (k = 0; k < n_clone; k++) {
+                struct smlp__tensor_ir *c = &tensors[kept];
+
+                *c = ir->tensors[clone_t[k]];
+                c->name = names[k];
+                names[k] = NULL;
+                if (c->init.present)
+                    c->init.seed = fnv1a64(c->name);
+                if (c->kind == SMLP__TENSOR_OUTPUT)
+                    outputs[n_outputs++] = kept;
+                map[n_t + k] = kept++;
+            }
+        }
+        if (t == n_t)
+            break;
+        if (dst.use[t] & USE_OWNED) {
+            map[t] = -1;
+            free(ir->tensors[t].name);
+            continue;
+        }
+        map[t] = kept;
+        tensors[kept++] = ir->tensors[t];
+    }
+    free(ir->tensors);
+    ir->tensors = tensors;
+    ir->n_tensors = kept;
+    tensors = NULL;
+
+    /* The copy's nodes (from SRC's, which still hold old indices),
+     * then the new node list: the copy where DST's first node was. */
+    copy = xrealloc(NULL, ((size_t)src.n_nodes + 1) * sizeof(*copy));
+    for (i = 0, kept = 0; i < ir->n_nodes; i++) {
+        const struct smlp__node_ir *s = &ir->nodes[i];
+        struct smlp__node_ir *c;
+
+        if (!src.in[i])
+            continue;
+        c = &copy[kept++];
+        memset(c, 0, sizeof(*c));
+        c->name = prefix_rename(s->name, src.prefix, src.len, e->value,
+                                dlen);
+        c->op = xstrdup(s->op);
+        c->n_inputs = s->n_inputs;
+        c->inputs = xrealloc(NULL, ((size_t)s->n_inputs + 1) *
+                                       sizeof(*c->inputs));
+        for (k = 0; k < s->n_inputs; k++) {
+            int32_t m = 0;
+
+            t = s->inputs[k];
+            if (t < 0) {
+                c->inputs[k] = -1;
+            } else if (src.use[t] & USE_ENTRY) {
+                while (src.entries[m] != t)
+                    m++;
+                c->inputs[k] = map[dst.entries[m]];
+            } else {
+                c->inputs[k] = map[n_t + clone_of[t]];
+            }
+        }
+        c->n_outputs = s->n_outputs;
+        c->outputs = xrealloc(NULL, ((size_t)s->n_outputs + 1) *
+                                        sizeof(*c->outputs));
+        for (k = 0; k < s->n_outputs; k++)
+            c->outputs[k] = map[n_t + clone_of[s->outputs[k]]];
+        attrs_copy(c, s);
+    }
+    nodes = xrealloc(NULL, ((size_t)ir->n_nodes - dst.n_nodes + src.n_nodes +
+                            1) * sizeof(*nodes));
+    for (i = 0, kept = 0; i < ir->n_nodes; i++) {
+        struct smlp__node_ir *n = &ir->nodes[i];
+
+        if (i == dst.first) {
+            memcpy(&nodes[kept], copy, (size_t)src.n_nodes * sizeof(*copy));
+            kept += src.n_nodes;
+        }
+        if (dst.in[i]) {
+            node_free(n);
+            continue;
+        }
+        for (j = 0; j < n->n_inputs; j++)
+            if (n->inputs[j] >= 0)
+                n->inputs[j] = map[redirect[n->inputs[j]]];
+        for (j = 0; j < n->n_outputs; j++)
+            n->outputs[j] = map[n->outputs[j]];
+        nodes[kept++] = *n;
+    }
+    free(ir->nodes);
+    ir->nodes = nodes;
+    ir->n_nodes = kept;
+    if (n_outputs > 0)
+        sg_note("the copy of '%s' adds %d graph output%s: %s",
+                src.prefix, (int)n_outputs, n_outputs == 1 ? "" : "s",
+                tensor_list(ir, outputs, n_outputs, list, sizeof(list)));
+    rc = 0;
+out:
+    if (names != NULL)
+        for (k = 0; k < n_clone; k++)
+            free(names[k]);
+    free(names);
+    free(clone_t);
+    free(clone_of);
+    free(redirect);
+    free(unmatched);
+    free(exits);
+    free(map);
+    free(outputs);
+    free(copy);
+    block_free(&src);
+    block_free(&dst);
+    return rc;
+}
+
+/* Nonzero when name is prefix + "." + a decimal number. */
+static int
+chain_node(const char *name, const char *prefix, size_t len)
+{
+    const char *p = name + len + 1;
+
+    if (strncmp(name, prefix, len) != 0 || name[len] != '.' || *p == '\0')
+        return 0;
+    return strspn(p, "0123456789") == strlen(p);
+}
+
+/*
+ * --sum-tensors [NODE_PREFIX:]TENSOR_GLOB=OUT: OUT (a graph output) is
+ * the sum of the tensors matching the glob, in tensor order, by a chain
+ * of core.add nodes NODE_PREFIX.0, NODE_PREFIX.1, ... writing
+ * NODE_PREFIX.N.out and, the last, OUT (the layout of gen_graphs.py's
+ * aux_loss).  An existing chain (nodes NODE_PREFIX.N) is removed with the
+ * tensors it writes; readers of the old OUT read the new one.  The chain
+ * and its tensors go at the end of the graph.  Without NODE_PREFIX, the
+ * chain that writes OUT now names it.
+ */
+static int
+apply_sum_tensors(struct smlp__graph_ir *ir, const struct edit *e)
+{
+    int32_t n_t = ir->n_tensors, i, j, t, out = -1, writer = -1, n_sum = 0;
+    int32_t *sum = NULL, *map = NULL, kept, first_new;
+    uint8_t *old = NULL, *gone = NULL;
+    char *prefix = NULL, *name = NULL;
+    size_t plen, nlen;
+    int rc = -1;
+
+    out = find_tensor(ir, e->value);
+    if (out >= 0)
+        for (i = 0; i < ir->n_nodes && writer < 0; i++)
+            for (j = 0; j < ir->nodes[i].n_outputs; j++)
+                if (ir->nodes[i].outputs[j] == out)
+                    writer = i;
+    if (e->key != NULL) {
+        prefix = xstrdup(e->key);
+    } else {
+        const char *dot = writer >= 0 ? strrchr(ir->nodes[writer].name, '.')
+                                      : NULL;
+
+        if (dot == NULL || dot == ir->nodes[writer].name ||
+            !chain_node(ir->nodes[writer].name, ir->nodes[writer].name,
+                        (size_t)(dot - ir->nodes[writer].name))) {
+            sg_error("%s '%s': %s; give the chain's NODE_PREFIX "
+                     "(NODE_PREFIX:TENSOR_GLOB=OUT makes nodes "
+                     "NODE_PREFIX.0, NODE_PREFIX.1, ...)",
+                     edit_opt[e->kind], e->spec,
+                     out < 0 ? "there is no tensor of that name yet"
+                             : "no sum chain (nodes PREFIX.0, PREFIX.1, "
+                               "...) writes it");
+            goto out;
+        }
+        prefix = xstrndup(ir->nodes[writer].name,
+                          (size_t)(dot - ir->nodes[writer].name));
+    }
+    plen = strlen(prefix);
+    nlen = plen + 32; /* prefix.N.out */
+    name = xrealloc(NULL, nlen);
+
+    /* The old chain and the tensors it writes. */
+    old = xrealloc(NULL, (size_t)ir->n_nodes + 1);
+    gone = xrealloc(NULL, (size_t)n_t + 1);
+    memset(gone, 0, (size_t)n_t + 1);
+    for (i = 0; i < ir->n_nodes; i++) {
+        const struct smlp__node_ir *n = &ir->nodes[i];
+
+        old[i] = (uint8_t)chain_node(n->name, prefix, plen);
+        if (!old[i])
+            continue;
+        if (strcmp(n->op, "core.add") != 0) {
+            sg_error("%s '%s': node '%s' (%s) has a name of the chain "
+                     "'%s.N' but is not a core.add of one",
+                     edit_opt[e->kind], e->spec, n->name, n->op, prefix);
+            goto out;
+        }
+        for (j = 0; j < n->n_outputs; j++)
+            gone[n->outputs[j]] = 1;
+    }
+    if (out >= 0 && !gone[out]) {
+        sg_error("%s '%s': tensor '%s' exists already and is not written "
+                 "by the chain '%s.N'",
+                 edit_opt[e->kind], e->spec, e->value, prefix);
+        goto out;
+    }
+    for (t = 0; t < n_t; t++)
+        if (gone[t] && t != out &&
+            ir->tensors[t].kind == SMLP__TENSOR_OUTPUT) {
+            sg_error("%s '%s': the chain '%s.N' writes the graph output "
+                     "'%s', which a new OUT '%s' would drop (--rename "
+                     "renames an output)",
+                     edit_opt[e->kind], e->spec, prefix, ir->tensors[t].name,
+                     e->value);
+            goto out;
+        }
+    for (i = 0; i < ir->n_nodes; i++) {
+        const struct smlp__node_ir *n = &ir->nodes[i];
+
+        if (old[i])
+            continue;
+        for (j = 0; j < n->n_inputs; j++) {
+            t = n->inputs[j];
+            if (t >= 0 && gone[t] && t != out) {
+                sg_error("%s '%s': node '%s' reads '%s', a partial sum of "
+                         "the chain '%s.N' being replaced",
+                         edit_opt[e->kind], e->spec, n->name,
+                         ir->tensors[t].name, prefix);
+                goto out;
+            }
+        }
+    }
+
+    /* The tensors to sum. */
+    sum = xrealloc(NULL, ((size_t)n_t + 1) * sizeof(*sum));
+    for (t = 0; t < n_t; t++)
+        if (!gone[t] && sg_glob(e->glob, ir->tensors[t].name))
+            sum[n_sum++] = t;
+    if (n_sum == 0) {
+        rc = no_match(e, "tensor", e->glob);
+        goto out;
+    }
+    if (n_sum == 1) {
+        sg_error("%s '%s': only '%s' matches '%s'; a sum needs two "
+                 "tensors or more",
+                 edit_opt[e->kind], e->spec, ir->tensors[sum[0]].name,
+                 e->glob);
+        goto out;
+    }
+    for (j = 0; j < n_sum - 1; j++) {
+        snprintf(name, nlen, "%s.%d", prefix, (int)j);
+        i = find_node(ir, name);
+        if (i >= 0 && !old[i]) {
+            sg_error("%s '%s': a node named '%s' exists already",
+                     edit_opt[e->kind], e->spec, name);
+            goto out;
+        }
+        snprintf(name, nlen, "%s.%d.out", prefix, (int)j);
+        t = find_tensor(ir, j == n_sum - 2 ? e->value : name);
+        if (t >= 0 && !gone[t]) {
+            sg_error("%s '%s': a tensor named '%s' exists already",
+                     edit_opt[e->kind], e->spec,
+                     j == n_sum - 2 ? e->value : name);
+            goto out;
+        }
+    }
+
+    /* Remove the old chain's tensors, then its nodes. */
+    map = xrealloc(NULL, ((size_t)n_t + 1) * sizeof(*map));
+    for (t = 0, kept = 0; t < n_t; t++) {
+        if (gone[t]) {
+            map[t] = -1;
+            free(ir->tensors[t].name);
+            continue;
+        }
+        map[t] = kept;
+        ir->tensors[kept++] = ir->tensors[t];
+    }
+    for (j = 0; j < n_sum; j++)
+        sum[j] = map[sum[j]];
+    first_new = kept;
+    if (out >= 0) /* readers of the old OUT read the new one */
+        map[out] = first_new + n_sum - 2;
+    for (i = 0, kept = 0; i < ir->n_nodes; i++) {
+        struct smlp__node_ir *n = &ir->nodes[i];
+
+        if (old[i]) {
+            node_free(n);
+            continue;
+        }
+        for (j = 0; j < n->n_inputs; j++)
+            if (n->inputs[j] >= 0)
+                n->inputs[j] = map[n->inputs[j]];
+        for (j = 0; j < n->n_outputs; j++)
+            n->outputs[j] = map[n->outputs[j]];
+        ir->nodes[kept++] = *n;
+    }
+    ir->n_nodes = kept;
+    ir->n_tensors = first_new;
+
+    /* The new chain at the end. */
+    ir->tensors = xrealloc(ir->tensors, ((size_t)first_new + n_sum) *
+                                            sizeof(*ir->tensors));
+    ir->nodes = xrealloc(ir->nodes, ((size_t)ir->n_nodes + n_sum) *
+                                        sizeof(*ir->nodes));
+    for (j = 0; j < n_sum - 1; j++) {
+        struct smlp__tensor_ir *y = &ir->tensors[ir->n_tensors];
+        struct smlp__node_ir *n = &ir->nodes[ir->n_nodes++];
+        int last = j == n_sum - 2;
+
+        memset(y, 0, sizeof(*y));
+        snprintf(name, nlen, "%s.%d.out", prefix, (int)j);
+        y->name = xstrdup(last ? e->value : name);
+        y->dtype = ir->tensors[sum[0]].dtype;
+        y->kind = last ? SMLP__TENSOR_OUTPUT : SMLP__TENSOR_ACTIVATION;
+        if (last && ir->tensors[sum[0]].has_shape) {
+            y->has_shape = 1;
+            y->rank = ir->tensors[sum[0]].rank;
+            memcpy(y->shape, ir->tensors[sum[0]].shape, sizeof(y->shape));
+        }
+        memset(n, 0, sizeof(*n));
+        snprintf(name, nlen, "%s.%d", prefix, (int)j);
+        n->name = xstrdup(name);
+        n->op = xstrdup("core.add");
+        n->n_inputs = 2;
+        n->inputs = xrealloc(NULL, 2 * sizeof(*n->inputs));
+        n->inputs[0] = j == 0 ? sum[0] : ir->n_tensors - 1;
+        n->inputs[1] = sum[j + 1];
+        n->n_outputs = 1;
+        n->outputs = xrealloc(NULL, sizeof(*n->outputs));
+        n->outputs[0] = ir->n_tensors++;
+    }
+    need_plugin(ir, "core", 4);
+    rc = 0;
+out:
+    free(name);
+    free(prefix);
+    free(old);
+    free(gone);
+    free(sum);
+    free(map);
+    return rc;
+}
+
 static int
 apply_edit(struct smlp__graph_ir *ir, const struct edit *e,
            smlp_registry_t *reg)
@@ -1078,6 +1793,8 @@ apply_edit(struct smlp__graph_ir *ir, const struct edit *e,
         return 0;
     case EDIT_SET_META:
     case EDIT_DEL_META: return apply_meta(ir, e);
+    case EDIT_CLONE_BLOCK: return apply_clone_block(ir, e);
+    case EDIT_SUM_TENSORS: return apply_sum_tensors(ir, e);
     }
     return -1;
 }
@@ -1212,6 +1929,21 @@ edit_usage(FILE *f)
 "  --name NAME                     the graph's name\n"
 "  --set-meta KEY=VALUE, --del-meta KEY\n"
 "                                  metadata\n"
+"  --clone-block SRC=DST           replace block DST (the nodes named DST\n"
+"                                  or DST.*, and the tensors only they use)\n"
+"                                  by a copy of block SRC renamed SRC ->\n"
+"                                  DST, in DST's place: it reads what DST\n"
+"                                  read, and DST's readers read its tensors\n"
+"                                  of the same names (or its exit); new\n"
+"                                  initializers are seeded with FNV-1a of\n"
+"                                  their names; e.g. blocks.10=blocks.8\n"
+"  --sum-tensors [NODE_PREFIX:]TENSOR_GLOB=OUT\n"
+"                                  OUT (a graph output) = the sum of the\n"
+"                                  tensors matching the glob, in graph\n"
+"                                  order, by core.add nodes NODE_PREFIX.0,\n"
+"                                  .1, ... at the end; replaces the chain\n"
+"                                  NODE_PREFIX.N there (default: the chain\n"
+"                                  writing OUT), e.g. '*.gate.aux=aux_loss'\n"
 "\n"
 "options:\n"
 "  -o, --output OUT    the file to write (may be GRAPH itself)\n"
@@ -1226,6 +1958,10 @@ edit_usage(FILE *f)
 "example: the positional-priority ablation of Sparse-MLP-B\n"
 "  smlp-graph edit graphs/sparse_mlp_b.fbs -o topk.fbs \\\n"
 "      --set-op moe.gate.importance=moe.gate.topk\n"
+"the last four blocks sparse (sparse_mlp_b_last4):\n"
+"  smlp-graph edit graphs/sparse_mlp_b.fbs -o last4.fbs \\\n"
+"      --clone-block blocks.10=blocks.8 --clone-block blocks.10=blocks.9 \\\n"
+"      --sum-tensors '*.gate.aux=aux_loss'\n"
 "More recipes (every ablation graph): docs/graphs.md.\n");
 }
 
@@ -1258,6 +1994,8 @@ parse_args(int argc, char **argv, struct edit_opts *o)
         {"name", required_argument, NULL, 1000 + EDIT_NAME},
         {"set-meta", required_argument, NULL, 1000 + EDIT_SET_META},
         {"del-meta", required_argument, NULL, 1000 + EDIT_DEL_META},
+        {"clone-block", required_argument, NULL, 1000 + EDIT_CLONE_BLOCK},
+        {"sum-tensors", required_argument, NULL, 1000 + EDIT_SUM_TENSORS},
         {"output", required_argument, NULL, 'o'},
         {"plugin-path", required_argument, NULL, OPT_PLUGIN_PATH},
         {"batch", required_argument, NULL, OPT_BATCH},
