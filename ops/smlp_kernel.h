@@ -27,6 +27,28 @@
 extern "C" {
 #endif
 
+/*
+ * host->parallel_for when the host has it (see smlp_plugin.h), else the
+ * tasks in order on the calling thread (worker 0).
+ */
+static inline int
+smlp_parallel_for(const struct smlp_host_api *host,
+                  const struct smlp_node *node, int64_t n_tasks,
+                  int (*fn)(void *arg, int64_t task, int worker), void *arg)
+{
+    int64_t t;
+    int rc = 0, r;
+
+    if (n_tasks <= 0)
+        return 0;
+    if (n_tasks > 1 && SMLP_HOST_HAS(host, parallel_for))
+        return host->parallel_for(node, n_tasks, fn, arg);
+    for (t = 0; t < n_tasks; t++)
+        if ((r = fn(arg, t, 0)) != 0 && rc == 0)
+            rc = r;
+    return rc;
+}
+
 /* Room for any message these helpers format. */
 #define SMLP_KERNEL_MSGLEN 512
 /* Room for a shape of SMLP_MAX_RANK dims as text. */

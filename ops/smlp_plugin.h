@@ -323,6 +323,24 @@ struct smlp_host_api {
                      const int64_t **out, size_t *n);
     int (*attr_floats)(const struct smlp_node *node, const char *name,
                        const double **out, size_t *n);
+    /*
+     * (since 1.1) Intra-op parallelism.  From a kernel or backward of
+     * `node` (ctx->node): runs fn(arg, task, worker) once for every task in
+     * [0, n_tasks), on up to ctx->threads threads of the session (the
+     * calling thread is one of them), and returns when all have run.
+     * Tasks run concurrently and in no particular order, and worker (in
+     * [0, ctx->threads)) only indexes per-thread scratch: a task must
+     * write its own part of the outputs and compute it the same way
+     * whichever thread runs it, so that results do not depend on the
+     * thread count.  Split work into a number of tasks fixed by the shapes
+     * (e.g. rows in chunks of a constant size), never by ctx->threads.
+     * Returns 0, or the first nonzero value a task returned (the other
+     * tasks still run).  Use smlp_parallel_for (smlp_kernel.h), which
+     * loops on the calling thread when the host lacks this slot.
+     */
+    int (*parallel_for)(const struct smlp_node *node, int64_t n_tasks,
+                        int (*fn)(void *arg, int64_t task, int worker),
+                        void *arg);
 };
 
 #define SMLP_HOST_HAS(host, field)                                           \

@@ -4,7 +4,8 @@
  * The loop runs on the caller's thread.  A node is ready when all its
  * predecessors are done (producers of its inputs, plus ordering edges the
  * memory plan adds).  Ready nodes are started lowest graph position first,
- * at most `inter_op` at once, on the libuv thread pool (uv_queue_work).
+ * at most `inter_op` at once, on the libuv thread pool (uv_queue_work),
+ * or on the loop thread itself when that saves a hand-off (run_inline).
  * The kernel runs in work_cb on a worker and touches only its node's
  * tensors; after_work_cb runs on the loop thread and releases successors.
  * View nodes (reshape) move no bytes and complete on the loop thread.
@@ -411,12 +412,10 @@ device_init(smlp_session_t *s, struct smlp_error *err)
     return SMLP_OK;
 }
 
+/* Node n's kernel returned (on a worker or inline): release it. */
 static void
-after_work_cb(uv_work_t *req, int status)
+work_done(smlp_session_t *s, struct smlp__node_rt *n, int status)
 {
-    struct smlp__node_rt *n = req->data;
-    smlp_session_t *s = n->session;
-
     s->in_flight--;
     if (status != 0 && n->status >= 0)
         n->status = SMLP_ECANCELED;
@@ -427,7 +426,6 @@ after_work_cb(uv_work_t *req, int status)
                 /* Done on the host with the next fence. */
                 s->fifo[s->fifo_tail++] = (int32_t)(n - s->nodes);
                 stream_done(s, n);
-                dispatch(s);
                 return;
             }
         } else {
@@ -435,7 +433,34 @@ after_work_cb(uv_work_t *req, int status)
         }
     }
     complete(s, n);
-    dispatch(s);
+}
+
+static void
+after_work_cb(uv_work_t *req, int status)
+{
+    struct smlp__node_rt *n = req->data;
+
+    work_done(n->session, n, status);
+    dispatch(n->session);
+}
+
+/*
+ * Whether the loop thread runs the node it just took from the ready heap
+ * itself instead of handing it to the pool: with one runner (inter_op 1)
+ * always, else when nothing is in flight and nothing else is ready (a
+ * chain: the pool would have nothing to overlap it with).  A hand-off to
+ * a pool thread and back costs two thread wake-ups, 5-20 us, which is
+ * most of what a small node costs.  While the loop thread runs a kernel
+ * it cannot take completions, so with work in flight or more nodes ready
+ * the pool keeps the inter_op runners busy instead.  Device sessions
+ * always use the pool (their completions come through fences).
+ */
+static int
+run_inline(const smlp_session_t *s)
+{
+    if (s->n_dev_nodes > 0)
+        return 0;
+    return s->inter_op <= 1 || (s->in_flight == 0 && s->n_ready == 0);
 }
 
 static void
@@ -457,6 +482,13 @@ again:
             continue;
         }
         n->req.data = n;
+        if (run_inline(s)) {
+            s->in_flight++;
+            work_cb(&n->req);
+            n->thread = 0;
+            work_done(s, n, 0);
+            continue;
+        }
         rc = uv_queue_work(&s->loop, &n->req, work_cb, after_work_cb);
         if (rc != 0) {
             n->status = SMLP_EBUSY;
@@ -615,6 +647,12 @@ bdispatch(smlp_session_t *s)
             continue;
         }
         n->req.data = n;
+        if (run_inline(s)) {
+            bwork_cb(&n->req);
+            n->bthread = 0;
+            bcomplete(s, n);
+            continue;
+        }
         if (uv_queue_work(&s->loop, &n->req, bwork_cb, bafter_work_cb) !=
             0) {
             n->status = SMLP_EBUSY;
