@@ -192,7 +192,8 @@ struct smlp_kernel_ctx {
     void *workspace;
     size_t workspace_size;
     int32_t training;
-    /* Threads this kernel may use inside itself (BLAS threads). */
+    /* Threads this kernel may use inside itself, through
+     * host->parallel_for (since 1.1; BLAS calls should run one). */
     int32_t threads;
     /* Session seed and training step, for seeded randomness. */
     uint64_t seed;
@@ -263,6 +264,13 @@ struct smlp_attr_def {
 
 /* Op flags. */
 #define SMLP_OP_VIEW 0x1u /* output 0 aliases input 0's bytes (reshape) */
+/* (since ABI 1.1) No gradient flows through the op (torch.no_grad): the
+ * backward engine treats its outputs as constants, whatever its inputs
+ * read, so it needs no backward and its readers get no gradient through
+ * it (moco.momentum_update: the momentum encoder reads the moving average
+ * of trainable parameters).  A host that predates the flag refuses such a
+ * node on a path from a trainable parameter to the loss (no backward). */
+#define SMLP_OP_NO_GRAD 0x2u
 
 struct smlp_op_def {
     uint32_t size;

@@ -8,7 +8,8 @@
  *   - trainable parameters: f32 parameters matching no opts.frozen glob;
  *   - a tensor needs a gradient when it lies on a path from a trainable
  *     parameter to the loss through f32 tensors (integer tensors carry no
- *     gradient: routing indices are constants to the backward);
+ *     gradient: routing indices are constants to the backward) and no
+ *     SMLP_OP_NO_GRAD node (its outputs are constants too);
  *   - a node has a backward when one of its inputs and one of its outputs
  *     need a gradient; its op must then have a backward (SMLP_ENOKERNEL
  *     otherwise, naming a parameter that reaches the loss through it);
@@ -217,11 +218,14 @@ mark(smlp_session_t *s, uint8_t *fwd, uint8_t *reach, int32_t *witness,
     int32_t i, j;
     int kind;
 
-    /* Reached from a trainable parameter (through f32 tensors). */
+    /* Reached from a trainable parameter (through f32 tensors; never
+     * through an SMLP_OP_NO_GRAD op, whose outputs are constants). */
     for (i = 0; i < s->n_nodes; i++) {
         const struct smlp__node_ir *nir = s->nodes[g->order[i]].node.ir;
         int32_t w = -1;
 
+        if (s->nodes[g->order[i]].op->def.flags & SMLP_OP_NO_GRAD)
+            continue;
         for (j = 0; j < nir->n_inputs && w < 0; j++)
             if (nir->inputs[j] >= 0 && fwd[nir->inputs[j]])
                 w = witness[nir->inputs[j]];
@@ -581,17 +585,50 @@ add_into(float *restrict g, const float *restrict c, int64_t n)
         g[i] += c[i];
 }
 
-/* Sums tensor t's other contributions into its gradient, in order. */
+/* Elements per task of sum_contribs. */
+#define SUM_CHUNK 16384
+
+struct sum_run {
+    const smlp_session_t *s;
+    int32_t t;
+    int64_t n;
+};
+
+/* Elements [task·SUM_CHUNK, ...) of tensor t's gradient: the other
+ * contributions added in order (each element the same way in any task). */
+static int
+sum_task(void *arg, int64_t task, int worker)
+{
+    const struct sum_run *r = arg;
+    const struct smlp__autograd *ag = r->s->ag;
+    int64_t off = task * SUM_CHUNK;
+    int64_t len = r->n - off < SUM_CHUNK ? r->n - off : SUM_CHUNK;
+    float *g = (float *)ag->stores[r->s->tensors[r->t].gstore].data + off;
+    int32_t e;
+
+    (void)worker;
+    for (e = ag->coff[r->t] + 1; e < ag->coff[r->t + 1]; e++)
+        add_into(g, (const float *)ag->stores[ag->contrib[e].store].data +
+                        off,
+                 len);
+    return 0;
+}
+
+/* Sums tensor t's other contributions into its gradient, in order, in
+ * chunks on the session's team (team.c) when that helps. */
 static void
 sum_contribs(smlp_session_t *s, int32_t t)
 {
     struct smlp__autograd *ag = s->ag;
-    float *g = ag->stores[s->tensors[t].gstore].data;
-    int64_t n = smlp_tensor_numel(&s->tensors[t].t);
-    int32_t e;
+    struct sum_run r;
 
-    for (e = ag->coff[t] + 1; e < ag->coff[t + 1]; e++)
-        add_into(g, ag->stores[ag->contrib[e].store].data, n);
+    if (ag->coff[t + 1] - ag->coff[t] < 2)
+        return;
+    r.s = s;
+    r.t = t;
+    r.n = smlp_tensor_numel(&s->tensors[t].t);
+    smlp__team_run(s->team, s->intra_op, (r.n + SUM_CHUNK - 1) / SUM_CHUNK,
+                   sum_task, &r);
 }
 
 int

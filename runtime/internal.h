@@ -45,6 +45,17 @@ const char *smlp__shape_str(const int64_t *shape, int rank, char *buf,
                             size_t len);
 double smlp__now_us(void);
 
+/* A hint to the CPU inside a spin-wait loop. */
+static inline void
+smlp__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* ---- graph.c ---- */
 struct smlp_graph_s {
     struct smlp__graph_ir *ir;
@@ -217,8 +228,10 @@ struct smlp_session_s {
     uint64_t param_bytes;
     uint64_t n_params;
     uint64_t macs;
-    int inter_op;
-    int intra_op;
+    int inter_op;        /* nodes run at once (session.c) */
+    int intra_op;        /* threads per kernel: parallel_for (team.c) */
+    struct smlp__team *team; /* NULL when intra_op is 1 */
+    double parallelism;  /* the graph's average parallelism (session.c) */
     uint64_t step;
     double last_run_ms;
     double run_t0;
@@ -414,6 +427,29 @@ void smlp__autograd_end(smlp_session_t *s);
 int32_t smlp__grad_count(const smlp_session_t *s);
 int32_t smlp__grad_tensor(const smlp_session_t *s, int32_t k);
 float *smlp__grad_data(const smlp_session_t *s, int32_t k);
+
+/* ---- team.c: intra-op parallelism (host->parallel_for) ---- */
+struct smlp__team;
+/* Starts n_threads helper threads (idle ones sleep); NULL when none could
+ * be started.  With fewer than asked when some fail to start. */
+struct smlp__team *smlp__team_create(int n_threads);
+/* Stops and joins the helpers; no job may be running.  NULL: a no-op. */
+void smlp__team_destroy(struct smlp__team *t);
+int smlp__team_size(const struct smlp__team *t);
+/*
+ * Runs fn(arg, task, worker) for every task in [0, n_tasks) on the
+ * calling thread (worker 0) and up to max_workers - 1 helpers of t, and
+ * returns when all have run: 0, or the first nonzero value a task
+ * returned.  Serial (in order, on the caller) when t is NULL, max_workers
+ * is 1, there is one task, or the caller is itself inside a task.
+ */
+int smlp__team_run(struct smlp__team *t, int max_workers, int64_t n_tasks,
+                   int (*fn)(void *arg, int64_t task, int worker),
+                   void *arg);
+/* host->parallel_for: the team of node's session, with its intra_op. */
+int smlp__host_parallel_for(const struct smlp_node *node, int64_t n_tasks,
+                            int (*fn)(void *arg, int64_t task, int worker),
+                            void *arg);
 
 /* ---- init.c ---- */
 /* Fills a tensor from a seeded initializer (see init.c for the rule). */

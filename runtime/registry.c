@@ -633,4 +633,5 @@ const struct smlp_host_api smlp__host_api = {
     host_attr_string,
     host_attr_ints,
     host_attr_floats,
+    smlp__host_parallel_for, /* team.c */
 };

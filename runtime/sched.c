@@ -9,8 +9,12 @@
  * The kernel runs in work_cb on a worker and touches only its node's
  * tensors; after_work_cb runs on the loop thread and releases successors.
  * View nodes (reshape) move no bytes and complete on the loop thread.
- * Kernels reduce in fixed orders, so results do not depend on completion
- * order or on the number of threads.
+ * Inside a node, a kernel may split its work with host->parallel_for,
+ * which runs on the session's team of helper threads (team.c, started
+ * here when intra_op > 1): the pool (or the loop thread) runs nodes, the
+ * team runs the tasks of the nodes running.  Kernels reduce in fixed
+ * orders and cut their work by shape only, so results do not depend on
+ * completion order or on the number of threads.
  *
  * Devices (device.h): a device node is enqueued on the session's stream,
  * from the loop thread, as soon as each predecessor is itself enqueued
@@ -116,6 +120,15 @@ smlp__sched_init(smlp_session_t *s, struct smlp_error *err)
     if (uv_loop_init(&s->loop) != 0)
         return smlp__seterr(err, SMLP_ENOMEM, "cannot start a libuv loop");
     s->loop_ready = 1;
+    /* The helpers of parallel_for (team.c): each of the inter_op nodes at
+     * once brings its own thread, the team the other intra_op - 1. */
+    if (s->intra_op > 1 && !s->opts.plan_only) {
+        s->team = smlp__team_create(s->inter_op * (s->intra_op - 1));
+        if (s->team == NULL)
+            return smlp__seterr(err, SMLP_ENOMEM,
+                                "cannot start %d helper threads",
+                                s->inter_op * (s->intra_op - 1));
+    }
     if (s->n_dev_nodes > 0 && !s->opts.plan_only)
         return device_init(s, err);
     return SMLP_OK;
@@ -124,6 +137,8 @@ smlp__sched_init(smlp_session_t *s, struct smlp_error *err)
 void
 smlp__sched_close(smlp_session_t *s)
 {
+    smlp__team_destroy(s->team);
+    s->team = NULL;
     if (s->loop_ready) {
         if (s->dev_handles) {
             uv_close((uv_handle_t *)&s->dev_async, NULL);

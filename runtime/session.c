@@ -11,6 +11,7 @@
  * planning.  Everything a user can get wrong is reported naming the graph
  * file, the node and the op.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -353,15 +354,34 @@ resolve_nodes(smlp_session_t *s, struct smlp_error *err)
 }
 
 /*
- * The thread budget: `inter` nodes at once times `intra` BLAS threads each
- * never exceeds the threads given; nodes at once is the graph's widest
- * level, capped by the budget.
+ * The thread budget T (opts.threads; 0: the CPUs online) is split into
+ * inter_op nodes at once x intra_op threads inside each (host
+ * parallel_for, team.c), inter_op x intra_op <= T.  BLAS itself always
+ * runs one thread per call (plugins' set_threads; OpenBLAS's results
+ * depend on its thread count): kernels split their GEMMs into tasks fixed
+ * by the shapes, so results are bit-identical for any T.
+ *
+ * Which split: a node's work is estimated as macs + 16 per output element
+ * + 2^16 (its fixed cost, a few microseconds); p, the graph's average
+ * parallelism, is the total work over the heaviest path's.  inter_op = k
+ * (k <= the graph's widest level, k <= T) keeps min(k, p) nodes busy,
+ * each running q = T / k threads at an efficiency e^log2(q) (each doubling
+ * of a kernel's threads costs a factor e); the k of the highest
+ * min(k, p) x q x e^log2(q) wins, the smallest on ties.  e is 0.9 when
+ * kernels are big (2^20 MACs or more on average: GEMMs split well) and
+ * 0.5 otherwise (small kernels gain little from splitting; toy graphs are
+ * better served side by side).  So a chain (p about 1: the shipped Mixer
+ * and Sparse-MLP graphs) gets 1 x T, and a graph of two equal halves (p
+ * about 2) 2 x 1 for T = 2, 2 x 2 for T = 4.
  */
 static void
 choose_threads(smlp_session_t *s)
 {
     const smlp_graph_t *g = s->graph;
     int32_t *level, *count, i, j, width = 1, threads = s->opts.threads;
+    int32_t kernels = 0;
+    double *fin, total = 0, longest = 0, par = 1, macs = 0, e, best = -1;
+    int k;
 
     if (threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -369,34 +389,62 @@ choose_threads(smlp_session_t *s)
     }
     level = smlp__calloc((size_t)s->n_nodes + 1, sizeof(*level));
     count = smlp__calloc((size_t)s->n_nodes + 1, sizeof(*count));
-    if (level != NULL && count != NULL) {
+    fin = smlp__calloc((size_t)s->n_nodes + 1, sizeof(*fin));
+    if (level != NULL && count != NULL && fin != NULL) {
         for (i = 0; i < s->n_nodes; i++) {
             int32_t id = g->order[i], lv = 0;
-            const struct smlp__node_ir *nir = s->nodes[id].node.ir;
+            const struct smlp__node_rt *n = &s->nodes[id];
+            const struct smlp__node_ir *nir = n->node.ir;
+            double w = 0, start = 0;
 
             for (j = 0; j < nir->n_inputs; j++) {
-                int32_t t = nir->inputs[j];
-                if (t >= 0 && g->producer[t] >= 0 &&
-                    level[g->producer[t]] + 1 > lv)
-                    lv = level[g->producer[t]] + 1;
+                int32_t t = nir->inputs[j], p;
+                if (t < 0 || (p = g->producer[t]) < 0)
+                    continue;
+                if (level[p] + 1 > lv)
+                    lv = level[p] + 1;
+                if (fin[p] > start)
+                    start = fin[p];
             }
             level[id] = lv;
-            if (!s->nodes[id].is_view && ++count[lv] > width)
-                width = count[lv];
+            if (!n->is_view) {
+                if (++count[lv] > width)
+                    width = count[lv];
+                w = (double)n->macs + 65536.0;
+                for (j = 0; j < nir->n_outputs; j++)
+                    w += 16.0 * (double)smlp_tensor_numel(n->out[j]);
+                macs += (double)n->macs;
+                kernels++;
+            }
+            fin[id] = start + w;
+            total += w;
+            if (fin[id] > longest)
+                longest = fin[id];
         }
+        if (longest > 0)
+            par = total / longest;
     }
     smlp__free(level);
     smlp__free(count);
-    /*
-     * OpenBLAS 0.3.21 splits a GEMM differently for different thread
-     * counts and its results then differ in the last bits (measured: ~5%
-     * of a [64x196x768]x[768x768] product's outputs, up to 7.6e-6), which
-     * would break "bit-identical for any thread count".  Until kernels
-     * split their work themselves in a fixed way, BLAS gets one thread and
-     * the budget goes to running nodes side by side.
-     */
-    s->inter_op = width < threads ? width : threads;
-    s->intra_op = 1;
+    smlp__free(fin);
+    e = kernels > 0 && macs / kernels >= 1048576.0 ? 0.9 : 0.5;
+    s->inter_op = 1;
+    for (k = 1; k <= width && k <= threads; k++) {
+        int intra = threads / k;
+        double score = (k < par ? k : par) * intra * pow(e, log2(intra));
+
+        if (score > best + 1e-9) {
+            best = score;
+            s->inter_op = k;
+        }
+    }
+    s->intra_op = threads / s->inter_op;
+    s->parallelism = par;
+    smlp__host_api.log(SMLP_LOG_DEBUG,
+                       "%s: parallelism %.2f, widest level %d, %s kernels: "
+                       "%d nodes at once x %d threads each",
+                       g->source, par, width, e > 0.5 ? "big" : "small",
+                       s->inter_op, s->intra_op);
 }
 
 static int

@@ -235,7 +235,9 @@ struct smlp_session_stats {
     uint64_t param_bytes;
     int n_nodes;
     int inter_op;           /* nodes run at once */
-    int intra_op;           /* threads inside one kernel (BLAS) */
+    int intra_op;           /* threads one kernel may use: its share of
+                               the budget, through host parallel_for
+                               (BLAS calls themselves run 1 thread) */
     double last_run_ms;     /* wall time of the last run */
 };
 SMLP_API int smlp_session_get_stats(const smlp_session_t *s,

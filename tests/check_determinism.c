@@ -1,9 +1,15 @@
 /*
  * check_determinism.c - the same graph, weights and input give the same
- * bits: sparse_mlp_fmnist (MoE routing included) for 1 and 2 threads and
- * over repeated runs, in inference and in training (gate noise); and,
- * since its MoE groups are one image each, an image's routing does not
- * depend on the images that share its batch.
+ * bits: sparse_mlp_fmnist (MoE routing included) for 1, 2 and 3 threads
+ * and over repeated runs, in inference and in training (gate noise), and
+ * the gradients of a training backward (a loss added to the graph) for 1,
+ * 2 and 3 threads; and, since its MoE groups are one image each, an
+ * image's routing does not depend on the images that share its batch.
+ *
+ * The graph is a chain, so the session gives every thread to one node at
+ * a time (runtime/session.c: 1 x T): the kernels split their work into
+ * tasks fixed by the shapes (host parallel_for), which is what these
+ * tests check the results do not depend on.
  *
  * The routing test makes the gates' expert, slot, combine weight and
  * slot_item tensors graph outputs (an edit of the graph's IR), so that
@@ -241,7 +247,8 @@ START_TEST(test_sparse_threads_and_repeats_bit_identical)
 {
     smlp_registry_t *reg = registry();
     smlp_graph_t *g = routing_graph(NULL);
-    struct snapshot one, one_last, two, two_last;
+    struct snapshot one, one_last, two, two_last, three, three_last;
+    struct smlp_session_stats st;
     struct smlp_tensor t;
     smlp_session_t *s;
     double norm = 0;
@@ -249,10 +256,14 @@ START_TEST(test_sparse_threads_and_repeats_bit_identical)
 
     run_snap(g, reg, 1, 0, 3, &one, &one_last);
     run_snap(g, reg, 2, 0, 3, &two, &two_last);
+    run_snap(g, reg, 3, 0, 2, &three, &three_last);
     assert_same_bits(&one, &two, "1 vs 2 threads");
+    assert_same_bits(&one, &three, "1 vs 3 threads");
     assert_same_bits(&one, &one_last, "run 1 vs run 3 (1 thread)");
     assert_same_bits(&one, &two_last, "run 1 vs run 3 (2 threads)");
-    /* Not vacuous: the features are alive and the graph has width 2. */
+    assert_same_bits(&one, &three_last, "run 1 vs run 2 (3 threads)");
+    /* Not vacuous: the features are alive, and the threads go inside the
+     * nodes (a chain: one node at a time, T threads each). */
     s = session(g, reg, 4, 2, 0);
     ck_assert_int_eq(smlp_session_run(s), SMLP_OK);
     tensor(s, "features", &t);
@@ -260,36 +271,45 @@ START_TEST(test_sparse_threads_and_repeats_bit_identical)
         norm += fabs(((const float *)t.data)[i]);
     ck_assert_msg(norm > 1 && isfinite(norm), "features look dead: %g",
                   norm);
-    {
-        struct smlp_session_stats st;
-
-        smlp_session_get_stats(s, &st);
-        ck_assert_int_eq(st.inter_op, 2);
-    }
+    smlp_session_get_stats(s, &st);
+    ck_assert_int_eq(st.inter_op, 1);
+    ck_assert_int_eq(st.intra_op, 2);
+    smlp_session_destroy(s);
+    s = session(g, reg, 4, 3, 0);
+    smlp_session_get_stats(s, &st);
+    ck_assert_int_eq(st.inter_op, 1);
+    ck_assert_int_eq(st.intra_op, 3);
     smlp_session_destroy(s);
     snap_free(&one);
     snap_free(&one_last);
     snap_free(&two);
     snap_free(&two_last);
+    snap_free(&three);
+    snap_free(&three_last);
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);
 }
 END_TEST
 
 /* Training: gate noise, training capacity, aux losses.  The first run of
- * a fresh session is the same for 1 and 2 threads, and so is the next. */
+ * a fresh session is the same for 1, 2 and 3 threads, and so is the
+ * next. */
 START_TEST(test_sparse_training_threads_bit_identical)
 {
     smlp_registry_t *reg = registry();
     smlp_graph_t *g = routing_graph(NULL);
-    struct snapshot one, one_last, two, two_last;
+    struct snapshot one, one_last, two, two_last, three, three_last;
     struct smlp_tensor t;
     smlp_session_t *s;
 
     run_snap(g, reg, 1, 1, 2, &one, &one_last);
     run_snap(g, reg, 2, 1, 2, &two, &two_last);
+    run_snap(g, reg, 3, 1, 2, &three, &three_last);
     assert_same_bits(&one, &two, "training, 1 vs 2 threads, run 1");
     assert_same_bits(&one_last, &two_last, "training, 1 vs 2 threads, run 2");
+    assert_same_bits(&one, &three, "training, 1 vs 3 threads, run 1");
+    assert_same_bits(&one_last, &three_last,
+                     "training, 1 vs 3 threads, run 2");
     s = session(g, reg, 4, 1, 1);
     ck_assert_int_eq(smlp_session_run(s), SMLP_OK);
     tensor(s, "aux_loss", &t);
@@ -300,6 +320,186 @@ START_TEST(test_sparse_training_threads_bit_identical)
     snap_free(&one_last);
     snap_free(&two);
     snap_free(&two_last);
+    snap_free(&three);
+    snap_free(&three_last);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* ---- the training backward ------------------------------------------- */
+
+static int32_t
+add_tensor(struct smlp__graph_ir *ir, const char *name, int kind, int rank)
+{
+    struct smlp__tensor_ir *t;
+
+    t = realloc(ir->tensors, (size_t)(ir->n_tensors + 1) * sizeof(*t));
+    ck_assert_ptr_nonnull(t);
+    ir->tensors = t;
+    t = &ir->tensors[ir->n_tensors];
+    memset(t, 0, sizeof(*t));
+    t->name = strdup(name);
+    t->dtype = SMLP_DTYPE_F32;
+    t->kind = kind;
+    t->has_shape = kind == SMLP__TENSOR_OUTPUT;
+    t->rank = t->has_shape ? rank : 0;
+    return ir->n_tensors++;
+}
+
+static void
+add_node(struct smlp__graph_ir *ir, const char *name, const char *op,
+         int32_t a, int32_t b, int32_t out, int64_t axis)
+{
+    struct smlp__node_ir *n;
+
+    n = realloc(ir->nodes, (size_t)(ir->n_nodes + 1) * sizeof(*n));
+    ck_assert_ptr_nonnull(n);
+    ir->nodes = n;
+    n = &ir->nodes[ir->n_nodes++];
+    memset(n, 0, sizeof(*n));
+    n->name = strdup(name);
+    n->op = strdup(op);
+    n->n_inputs = b >= 0 ? 2 : 1;
+    n->inputs = malloc(2 * sizeof(int32_t));
+    n->inputs[0] = a;
+    n->inputs[1] = b;
+    n->n_outputs = 1;
+    n->outputs = malloc(sizeof(int32_t));
+    n->outputs[0] = out;
+    if (axis >= 0) {
+        n->n_attrs = 1;
+        n->attrs = calloc(1, sizeof(*n->attrs));
+        n->attrs[0].name = strdup("axis");
+        n->attrs[0].type = SMLP_ATTR_INT;
+        n->attrs[0].i = axis;
+    }
+}
+
+/*
+ * sparse_mlp_fmnist with a scalar loss: mean(mean(features, 1), 0) +
+ * aux_loss, so that a gradient reaches every parameter (the features
+ * through every block, the aux loss through the gates).
+ */
+static smlp_graph_t *
+loss_graph(void)
+{
+    struct smlp__graph_ir *ir;
+    struct smlp_error err;
+    smlp_graph_t *g;
+    uint8_t *buf;
+    size_t len;
+    char path[512], msg[512];
+    int32_t i, feat = -1, aux = -1, m1, m0, loss;
+    FILE *f;
+    long flen;
+
+    tu_shipped_graph("sparse_mlp_fmnist", path, sizeof(path));
+    f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    flen = ftell(f);
+    rewind(f);
+    buf = malloc((size_t)flen);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)flen, f), (size_t)flen);
+    fclose(f);
+    ck_assert_msg(smlp__graph_ir_decode(buf, (size_t)flen, path, &ir, msg,
+                                        sizeof(msg)) == SMLP_OK,
+                  "%s", msg);
+    free(buf);
+    for (i = 0; i < ir->n_tensors; i++) {
+        if (strcmp(ir->tensors[i].name, "features") == 0)
+            feat = i;
+        if (strcmp(ir->tensors[i].name, "aux_loss") == 0)
+            aux = i;
+    }
+    ck_assert_int_ge(feat, 0);
+    ck_assert_int_ge(aux, 0);
+    m1 = add_tensor(ir, "features_mean1", SMLP__TENSOR_ACTIVATION, 1);
+    m0 = add_tensor(ir, "features_mean", SMLP__TENSOR_ACTIVATION, 0);
+    loss = add_tensor(ir, "loss", SMLP__TENSOR_OUTPUT, 0);
+    add_node(ir, "loss.mean1", "core.mean", feat, -1, m1, 1);
+    add_node(ir, "loss.mean0", "core.mean", m1, -1, m0, 0);
+    add_node(ir, "loss.sum", "core.add", m0, aux, loss, -1);
+    ck_assert_msg(smlp__graph_ir_encode(ir, &buf, &len, msg, sizeof(msg)) ==
+                      SMLP_OK,
+                  "%s", msg);
+    smlp__graph_ir_free(ir);
+    g = smlp_graph_load_buffer(buf, len, "sparse_mlp_fmnist + loss", &err);
+    free(buf);
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    return g;
+}
+
+/* Forward + backward at `threads`; copies of every parameter's gradient
+ * (in the order of smlp_session_tensor_name, kind 1) into out. */
+static void
+grads_at(const smlp_graph_t *g, smlp_registry_t *reg, int threads,
+         struct snapshot *out, struct smlp_session_stats *st)
+{
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+    struct smlp_tensor t;
+    int i, n = 0;
+
+    smlp_session_opts_init(&o);
+    o.batch = 4;
+    o.threads = threads;
+    o.training = 1;
+    o.seed = 5;
+    o.loss = "loss";
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    smlp_session_get_stats(s, st);
+    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+    ck_assert_msg(smlp_session_backward(s) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+    out->n = smlp_session_tensor_count(s, 1);
+    out->names = calloc((size_t)out->n, sizeof(char *));
+    out->data = calloc((size_t)out->n, sizeof(void *));
+    out->bytes = calloc((size_t)out->n, sizeof(size_t));
+    for (i = 0; i < out->n; i++) {
+        out->names[i] = strdup(smlp_session_tensor_name(s, 1, i));
+        if (smlp_session_grad(s, out->names[i], &t) != SMLP_OK) {
+            out->bytes[i] = 0;
+            out->data[i] = malloc(1);
+            continue;
+        }
+        out->bytes[i] = nbytes(&t);
+        out->data[i] = malloc(out->bytes[i] ? out->bytes[i] : 1);
+        memcpy(out->data[i], t.data, out->bytes[i]);
+        n++;
+    }
+    ck_assert_int_gt(n, 10);
+    smlp_session_destroy(s);
+}
+
+START_TEST(test_sparse_backward_threads_bit_identical)
+{
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g = loss_graph();
+    struct snapshot one, two, three;
+    struct smlp_session_stats st;
+    double norm = 0;
+    int i;
+    size_t k;
+
+    grads_at(g, reg, 1, &one, &st);
+    grads_at(g, reg, 2, &two, &st);
+    ck_assert_int_eq(st.inter_op * st.intra_op, 2);
+    grads_at(g, reg, 3, &three, &st);
+    assert_same_bits(&one, &two, "gradients, 1 vs 2 threads");
+    assert_same_bits(&one, &three, "gradients, 1 vs 3 threads");
+    /* Not vacuous: gradients reach the parameters. */
+    for (i = 0; i < one.n; i++)
+        for (k = 0; k < one.bytes[i] / 4; k++)
+            norm += fabs(((const float *)one.data[i])[k]);
+    ck_assert_msg(norm > 0 && isfinite(norm), "gradient norm %g", norm);
+    snap_free(&one);
+    snap_free(&two);
+    snap_free(&three);
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);
 }
@@ -546,14 +746,17 @@ START_TEST(test_sparse_shipped_graph_threads_bit_identical)
 {
     smlp_registry_t *reg = registry();
     smlp_graph_t *g = shipped("sparse_mlp_fmnist");
-    struct snapshot a, b;
+    struct snapshot a, b, c;
 
-    /* The shipped graph itself (not the edit): 1 vs 2 threads. */
+    /* The shipped graph itself (not the edit): 1 vs 2 vs 3 threads. */
     run_snap(g, reg, 1, 0, 1, &a, NULL);
     run_snap(g, reg, 2, 0, 1, &b, NULL);
+    run_snap(g, reg, 3, 0, 1, &c, NULL);
     assert_same_bits(&a, &b, "shipped sparse_mlp_fmnist, 1 vs 2 threads");
+    assert_same_bits(&a, &c, "shipped sparse_mlp_fmnist, 1 vs 3 threads");
     snap_free(&a);
     snap_free(&b);
+    snap_free(&c);
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);
 }
@@ -568,6 +771,7 @@ determinism_suite(void)
     tcase_add_test(tc, test_sparse_threads_and_repeats_bit_identical);
     tcase_add_test(tc, test_sparse_training_threads_bit_identical);
     tcase_add_test(tc, test_sparse_shipped_graph_threads_bit_identical);
+    tcase_add_test(tc, test_sparse_backward_threads_bit_identical);
     suite_add_tcase(s, tc);
     tc = tcase_create("batch");
     tcase_add_test(tc, test_routing_independent_of_batch_importance);

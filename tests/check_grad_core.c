@@ -699,6 +699,26 @@ static const struct bw_case bw_cases[] = {
      {{4, 3, 32, 32}, {48, 3, 4, 4}, {48}}, {1, 1, 1}},
     {"core.softmax_cross_entropy", at_sce, 2, {2, 1}, {{300, 100}, {300}},
      {1, 0}},
+    /* Big enough to be cut into several parallel_for tasks (tiles of
+     * gemm.c, chunks of SMLP__CORE_CHUNK elements), which ophost runs on
+     * ophost_set_threads() threads in a shuffled order. */
+    {"core.linear", at_axis_m1, 3, {3, 2, 1},
+     {{4, 128, 256}, {384, 256}, {384}}, {1, 1, 1}},
+    {"core.linear", at_axis_m2, 3, {3, 2, 1},
+     {{2, 256, 512}, {320, 256}, {320}}, {1, 1, 1}},
+    {"core.gelu", at_gelu_none, 1, {2}, {{3, 20000}}, {1}},
+    {"core.gelu", at_gelu_tanh, 1, {2}, {{3, 20000}}, {1}},
+    {"core.relu", NULL, 1, {2}, {{3, 20000}}, {1}},
+    {"core.add", NULL, 2, {2, 2}, {{3, 20000}, {3, 20000}}, {1, 1}},
+    {"core.scale", at_scale, 1, {2}, {{3, 20000}}, {1}},
+    {"core.transpose", at_perm, 1, {3}, {{70, 300, 4}}, {1}},
+    {"core.mean", at_mean, 1, {3}, {{4, 50, 600}}, {1}},
+    {"core.patch_embed", at_patch4, 3, {4, 4, 1},
+     {{8, 3, 128, 128}, {128, 3, 4, 4}, {128}}, {1, 1, 1}},
+    {"core.matmul", at_mm_nt, 2, {3, 3}, {{2, 256, 192}, {2, 320, 192}},
+     {1, 1}},
+    {"core.matmul", at_mm_tt, 2, {3, 3}, {{2, 192, 256}, {2, 320, 192}},
+     {1, 1}},
 };
 
 #define N_BW_CASES ((int)(sizeof(bw_cases) / sizeof(bw_cases[0])))
@@ -849,19 +869,39 @@ START_TEST(test_grad_contract_threads)
 {
     const struct bw_case *c = &bw_cases[_i];
     struct bw_node nd;
-    struct smlp_tensor *g1[3], *g2[3];
-    int i;
+    struct smlp_tensor *g1[3], *g2[3], *y[1];
+    const char *msg;
+    int i, th, rc;
 
     bw_node_init(&nd, c, 300 + (uint64_t)_i);
+    /* The forward (run at 1 thread by bw_node_init) at 2 and 3 threads. */
+    for (th = 2; th <= 3; th++) {
+        ophost_set_threads(host, th);
+        y[0] = NULL;
+        rc = ophost_run(host, c->op, c->attrs, nd.in, c->n_in, y, 1, &msg);
+        ck_assert_msg(rc == SMLP_OK, "%s: %s", c->op, msg);
+        ck_assert_msg(same_bits(y[0], nd.out[0]),
+                      "%s: the output differs between 1 and %d threads",
+                      c->op, th);
+        free_all(y, 1);
+    }
     ophost_set_threads(host, 1);
     bw_run(c, &nd, 7u, 0, g1);
     ophost_set_threads(host, 2);
+    bw_run(c, &nd, 7u, 0, g2);
+    for (i = 0; i < c->n_in; i++)
+        if (g1[i] != NULL)
+            ck_assert_msg(same_bits(g1[i], g2[i]),
+                          "%s: d input %d differs between 1 and 2 threads",
+                          c->op, i);
+    free_all(g2, 3);
+    ophost_set_threads(host, 3);
     bw_run(c, &nd, 7u, 0, g2);
     ophost_set_threads(host, 1);
     for (i = 0; i < c->n_in; i++)
         if (g1[i] != NULL)
             ck_assert_msg(same_bits(g1[i], g2[i]),
-                          "%s: d input %d differs between 1 and 2 threads",
+                          "%s: d input %d differs between 1 and 3 threads",
                           c->op, i);
     free_all(g1, 3);
     free_all(g2, 3);

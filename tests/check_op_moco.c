@@ -5,7 +5,9 @@
  * independently by tests/reference/moco_ref.py (PyTorch in float64, from
  * the same float32 inputs; pasted below: torch is never needed to run the
  * tests), against central finite differences (tests/gradcheck.h), for zero
- * key gradients, thread-count bit-identity and shape errors.
+ * key gradients, thread-count bit-identity (also on a batch that splits
+ * into several intra-op tasks, there against the formulas in double) and
+ * shape errors.
  * moco.momentum_update is checked against values worked out by hand in
  * the comments.  Tolerances are stated where they are used.  The plugin
  * is loaded from $SMLP_TEST_BUILDDIR/plugins/.libs/moco.so through
@@ -437,6 +439,123 @@ START_TEST(test_loss_threads)
 }
 END_TEST
 
+/*
+ * ctr(q, k) and d ctr / d q·g in double (the formulas of loss.c's file
+ * comment), added into *loss and dq.
+ */
+static void
+ctr_reference(const float *q, const float *k, int64_t n, int64_t d,
+              double tau, double g, double *loss, double *dq)
+{
+    double *qh = calloc((size_t)(n * d), sizeof(double));
+    double *kh = calloc((size_t)(n * d), sizeof(double));
+    double *qn = calloc((size_t)n, sizeof(double));
+    double *p = calloc((size_t)n, sizeof(double));
+    double *dqh = calloc((size_t)d, sizeof(double));
+    double total = 0.0;
+    int64_t i, j, c;
+
+    ck_assert(qh != NULL && kh != NULL && qn != NULL && p != NULL &&
+              dqh != NULL);
+    for (i = 0; i < n; i++) {
+        double sq = 0.0, sk = 0.0;
+
+        for (c = 0; c < d; c++) {
+            sq += (double)q[i * d + c] * q[i * d + c];
+            sk += (double)k[i * d + c] * k[i * d + c];
+        }
+        qn[i] = sqrt(sq) > 1e-12 ? sqrt(sq) : 1e-12;
+        sk = sqrt(sk) > 1e-12 ? sqrt(sk) : 1e-12;
+        for (c = 0; c < d; c++) {
+            qh[i * d + c] = q[i * d + c] / qn[i];
+            kh[i * d + c] = k[i * d + c] / sk;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        double max = -1e300, sum = 0.0, dot = 0.0;
+
+        for (j = 0; j < n; j++) {
+            p[j] = 0.0;
+            for (c = 0; c < d; c++)
+                p[j] += qh[i * d + c] * kh[j * d + c];
+            p[j] /= tau;
+            max = p[j] > max ? p[j] : max;
+        }
+        total -= p[i];
+        for (j = 0; j < n; j++)
+            sum += exp(p[j] - max);
+        total += max + log(sum);
+        for (c = 0; c < d; c++)
+            dqh[c] = 0.0;
+        for (j = 0; j < n; j++) {
+            double ds = 2.0 * g / (double)n *
+                        (exp(p[j] - max) / sum - (i == j ? 1.0 : 0.0));
+
+            for (c = 0; c < d; c++)
+                dqh[c] += ds * kh[j * d + c];
+        }
+        for (c = 0; c < d; c++)
+            dot += qh[i * d + c] * dqh[c];
+        for (c = 0; c < d; c++)
+            dq[i * d + c] += (dqh[c] - qh[i * d + c] * dot) / qn[i];
+    }
+    *loss += 2.0 * tau * total / (double)n;
+    free(qh);
+    free(kh);
+    free(qn);
+    free(p);
+    free(dqh);
+}
+
+START_TEST(test_loss_tasks)
+{
+    /* n = 150: five row tasks of 32 per ctr (intra-op tasks, each its
+     * own rows of s and d q).  Loss and gradients bit-identical for 1 to
+     * 4 threads (shuffled task order), and against the formulas in
+     * double: the loss to 1e-6 relative, the gradients to 1e-5 of their
+     * largest element, as for the PyTorch references. */
+    const int64_t n = 150, d = 24;
+    const double tau = 0.3, g = 1.5;
+    struct ophost_attr attrs[] = {OPHOST_FLOAT("tau", tau), OPHOST_END};
+    struct smlp_tensor *in[4], *g1[4], *gt[4];
+    const int want[4] = {1, 1, 1, 1};
+    double *dq1 = calloc((size_t)(n * d), sizeof(double));
+    double *dq2 = calloc((size_t)(n * d), sizeof(double));
+    double l1, lt, ref = 0.0;
+    int t, i;
+
+    ck_assert(dq1 != NULL && dq2 != NULL);
+    loss_inputs(in, n, d, NULL, 300);
+    ophost_set_threads(host, 1);
+    l1 = loss_backward(attrs, in, 1, (float)g, want, g1);
+    for (t = 2; t <= 4; t++) {
+        ophost_set_threads(host, t);
+        lt = loss_backward(attrs, in, 1, (float)g, want, gt);
+        ck_assert(l1 == lt);
+        for (i = 0; i < 4; i++)
+            ck_assert_msg(memcmp(g1[i]->data, gt[i]->data,
+                                 (size_t)(n * d) * sizeof(float)) == 0,
+                          "gradient of input %d differs between 1 and %d "
+                          "threads",
+                          i, t);
+        free_all(gt, 4);
+    }
+    ophost_set_threads(host, 1);
+    ctr_reference(in[0]->data, in[3]->data, n, d, tau, g, &ref, dq1);
+    ctr_reference(in[1]->data, in[2]->data, n, d, tau, g, &ref, dq2);
+    ck_assert_msg(fabs(l1 - ref) <= 1e-6 * (1.0 + fabs(ref)),
+                  "loss: got %.9g, want %.9g", l1, ref);
+    assert_grad(g1[0], dq1, 1e-5, "d q1");
+    assert_grad(g1[1], dq2, 1e-5, "d q2");
+    assert_zero(g1[2], "d k1");
+    assert_zero(g1[3], "d k2");
+    free(dq1);
+    free(dq2);
+    free_all(g1, 4);
+    free_all(in, 4);
+}
+END_TEST
+
 START_TEST(test_loss_errors)
 {
     struct smlp_tensor *in[4];
@@ -710,6 +829,7 @@ moco_suite(void)
     tcase_add_test(tc, test_loss_fd);
     tcase_add_test(tc, test_loss_keys_get_zero);
     tcase_add_test(tc, test_loss_threads);
+    tcase_add_test(tc, test_loss_tasks);
     tcase_add_test(tc, test_loss_errors);
     TC("momentum_update");
     tcase_add_test(tc, test_momentum_hand);

@@ -368,6 +368,106 @@ START_TEST(test_batch_norm_shape_errors)
 }
 END_TEST
 
+/* ---- threads ------------------------------------------------------------ */
+
+static int
+same_bits(const struct smlp_tensor *a, const struct smlp_tensor *b)
+{
+    return smlp_tensor_numel(a) == smlp_tensor_numel(b) &&
+           memcmp(a->data, b->data,
+                  (size_t)smlp_tensor_numel(a) * sizeof(float)) == 0;
+}
+
+/*
+ * Forward and backward of op on in[0..n_in) (input 0 the data, the next
+ * two, when differentiable, gamma and beta) at 1, 2 and 3 threads: the
+ * same bits.  The shapes are cut into several parallel_for tasks, which
+ * ophost runs in a shuffled order on that many threads.  in_state[i]
+ * marks inputs that are state (no gradient; the forward may update them
+ * in training, so they are restored before each run).
+ */
+static void
+check_threads(const char *op, const struct ophost_attr *attrs,
+              struct smlp_tensor **in, int n_in, int n_diff, int training)
+{
+    struct smlp_tensor *y[4] = {NULL}, *dy[1], *g[4][5], *save[5];
+    const char *msg;
+    int th, i, rc;
+
+    ophost_set_training(host, training);
+    for (i = 0; i < n_in; i++)
+        save[i] = ophost_tensor(in[i]->dtype, in[i]->rank, in[i]->shape,
+                                in[i]->data);
+    for (th = 1; th <= 3; th++) {
+        for (i = 0; i < n_in; i++)
+            memcpy(in[i]->data, save[i]->data,
+                   (size_t)smlp_tensor_numel(in[i]) * sizeof(float));
+        ophost_set_threads(host, th);
+        y[th] = NULL;
+        rc = ophost_run(host, op, attrs, in, n_in, &y[th], 1, &msg);
+        ck_assert_msg(rc == SMLP_OK, "%s: %s", op, msg);
+        if (th == 1) {
+            dy[0] = ophost_tensor_like(y[1]);
+            fill(dy[0]->data, smlp_tensor_numel(dy[0]), 77, 1.0, 0.0);
+        }
+        for (i = 0; i < n_in; i++)
+            g[th][i] = i < n_diff ? ophost_tensor_like(in[i]) : NULL;
+        rc = ophost_backward(host, op, attrs, in, n_in, &y[th], 1, dy,
+                             g[th], &msg);
+        ck_assert_msg(rc == SMLP_OK, "%s backward: %s", op, msg);
+        if (th == 1)
+            continue;
+        ck_assert_msg(same_bits(y[1], y[th]),
+                      "%s: output differs between 1 and %d threads", op, th);
+        for (i = 0; i < n_diff; i++)
+            ck_assert_msg(same_bits(g[1][i], g[th][i]),
+                          "%s: d input %d differs between 1 and %d threads",
+                          op, i, th);
+    }
+    for (th = 1; th <= 3; th++) {
+        ophost_tensor_free(y[th]);
+        free_all(g[th], n_diff);
+    }
+    free_all(save, n_in);
+    ophost_tensor_free(dy[0]);
+    ophost_set_threads(host, 1);
+    ophost_set_training(host, 0);
+}
+
+START_TEST(test_layer_norm_threads)
+{
+    struct smlp_tensor *t[3] = {ophost_f32(OPHOST_SHAPE(3, 40, 1000), NULL),
+                                ophost_f32(OPHOST_SHAPE(1000), NULL),
+                                ophost_f32(OPHOST_SHAPE(1000), NULL)};
+
+    fill(t[0]->data, 120000, 1, 2.0, 0.5);
+    fill(t[1]->data, 1000, 2, 0.5, 1.0);
+    fill(t[2]->data, 1000, 3, 0.5, 0.0);
+    check_threads("norm.layer_norm", NULL, t, 3, 3, 0);
+    free_all(t, 3);
+}
+END_TEST
+
+START_TEST(test_batch_norm_threads)
+{
+    struct smlp_tensor *t[5] = {ophost_f32(OPHOST_SHAPE(48, 700), NULL),
+                                ophost_f32(OPHOST_SHAPE(700), NULL),
+                                ophost_f32(OPHOST_SHAPE(700), NULL),
+                                ophost_f32(OPHOST_SHAPE(700), NULL),
+                                ophost_f32(OPHOST_SHAPE(700), NULL)};
+    int training;
+
+    fill(t[0]->data, 48 * 700, 4, 2.0, 0.5);
+    fill(t[1]->data, 700, 5, 0.5, 1.0);
+    fill(t[2]->data, 700, 6, 0.5, 0.0);
+    fill(t[3]->data, 700, 7, 0.5, 0.0);
+    fill(t[4]->data, 700, 8, 0.5, 2.0);
+    for (training = 0; training <= 1; training++)
+        check_threads("norm.batch_norm", NULL, t, 5, 3, training);
+    free_all(t, 5);
+}
+END_TEST
+
 /* ---- the plugin --------------------------------------------------------- */
 
 START_TEST(test_plugin_registers_ops)
@@ -413,6 +513,9 @@ norm_suite(void)
     tcase_add_test(tc, test_batch_norm_inference_uses_running);
     tcase_add_test(tc, test_batch_norm_input_count);
     tcase_add_test(tc, test_batch_norm_shape_errors);
+    TC("threads");
+    tcase_add_test(tc, test_layer_norm_threads);
+    tcase_add_test(tc, test_batch_norm_threads);
     TC("plugin");
     tcase_add_test(tc, test_plugin_registers_ops);
 #undef TC

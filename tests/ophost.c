@@ -7,8 +7,17 @@
  * signature must match; errorf keeps the first message; an attribute read
  * with the wrong type records "attribute 'x' is a float, expected an int"
  * and answers SMLP_EINVAL; infer sees inputs without data.
+ *
+ * parallel_for runs the tasks on ophost_set_threads(n) threads (the
+ * calling thread and n - 1 pthreads started for the call) and, so that a
+ * kernel whose results depend on which thread runs which task or in what
+ * order shows it, hands them out in a shuffled order that changes from
+ * call to call.  It checks that each task ran exactly once.  A nested call
+ * (from inside a task) runs serially, also shuffled, as the runtime's
+ * does (in order there).
  */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,6 +33,7 @@
 
 /* The node under test, opaque to plugins. */
 struct smlp_node {
+    struct ophost *host;
     const char *name;
     const char *op;
     const struct ophost_attr *attrs;
@@ -47,6 +57,7 @@ struct ophost {
     int training;
     int threads;
     uint64_t seed, step;
+    uint64_t shuffle; /* parallel_for's shuffle state */
     struct ophost_stats stats;
     char errmsg[ERRLEN];
 };
@@ -314,6 +325,145 @@ host_register_plugin(struct smlp_registry *reg,
     return SMLP_OK;
 }
 
+/* ---- parallel_for ---------------------------------------------------- */
+
+struct pjob {
+    int (*fn)(void *arg, int64_t task, int worker);
+    void *arg;
+    int64_t n_tasks;
+    int64_t *order;          /* a permutation of [0, n_tasks) */
+    atomic_int *runs;        /* per task: times it ran */
+    atomic_llong next;       /* the next entry of order to hand out */
+    atomic_int rc;
+    atomic_int bad_worker;
+    int threads;
+};
+
+struct pworker {
+    struct pjob *job;
+    int id;
+};
+
+/* The calling thread's depth of tasks and its worker id there. */
+static _Thread_local int in_task;
+static _Thread_local int cur_worker;
+
+static uint64_t
+splitmix(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void
+pjob_work(struct pjob *j, int w)
+{
+    int64_t k;
+    int r, zero, saved = cur_worker;
+
+    in_task++;
+    cur_worker = w;
+    while ((k = atomic_fetch_add(&j->next, 1)) < j->n_tasks) {
+        int64_t task = j->order[k];
+
+        if (w < 0 || w >= j->threads)
+            atomic_store(&j->bad_worker, 1);
+        atomic_fetch_add(&j->runs[task], 1);
+        r = j->fn(j->arg, task, w);
+        if (r != 0) {
+            zero = 0;
+            atomic_compare_exchange_strong(&j->rc, &zero, r);
+        }
+    }
+    cur_worker = saved;
+    in_task--;
+}
+
+static void *
+pjob_thread(void *arg)
+{
+    struct pworker *pw = arg;
+
+    pjob_work(pw->job, pw->id);
+    return NULL;
+}
+
+static int
+host_parallel_for(const struct smlp_node *node, int64_t n_tasks,
+                  int (*fn)(void *arg, int64_t task, int worker), void *arg)
+{
+    struct ophost *h = node != NULL ? node->host : NULL;
+    struct pworker pw[64];
+    pthread_t tid[64];
+    struct pjob j;
+    int64_t k, r;
+    int threads, started = 0, i, rc;
+
+    if (n_tasks <= 0)
+        return 0;
+    if (h == NULL || fn == NULL) {
+        fprintf(stderr, "ophost: parallel_for without a node under test\n");
+        abort();
+    }
+    memset(&j, 0, sizeof(j));
+    j.fn = fn;
+    j.arg = arg;
+    j.n_tasks = n_tasks;
+    j.order = malloc((size_t)n_tasks * sizeof(*j.order));
+    j.runs = calloc((size_t)n_tasks, sizeof(*j.runs));
+    if (j.order == NULL || j.runs == NULL) {
+        fprintf(stderr, "ophost: parallel_for: out of memory\n");
+        abort();
+    }
+    for (k = 0; k < n_tasks; k++)
+        j.order[k] = k;
+    for (k = n_tasks - 1; k > 0; k--) { /* Fisher-Yates */
+        int64_t tmp;
+
+        r = (int64_t)(splitmix(&h->shuffle) % (uint64_t)(k + 1));
+        tmp = j.order[k];
+        j.order[k] = j.order[r];
+        j.order[r] = tmp;
+    }
+    threads = h->threads < 1 ? 1 : h->threads > 64 ? 64 : h->threads;
+    j.threads = threads;
+    atomic_init(&j.next, 0);
+    atomic_init(&j.rc, 0);
+    atomic_init(&j.bad_worker, 0);
+    if (in_task > 0) {
+        pjob_work(&j, cur_worker); /* nested: serial, as the outer worker */
+    } else {
+        for (i = 1; i < threads && i < n_tasks; i++) {
+            pw[i].job = &j;
+            pw[i].id = i;
+            if (pthread_create(&tid[i], NULL, pjob_thread, &pw[i]) != 0)
+                break;
+            started = i;
+        }
+        pjob_work(&j, 0);
+        for (i = 1; i <= started; i++)
+            pthread_join(tid[i], NULL);
+    }
+    for (k = 0; k < n_tasks; k++)
+        if (atomic_load(&j.runs[k]) != 1) {
+            fprintf(stderr, "ophost: parallel_for: task %lld of %lld ran "
+                    "%d times\n", (long long)k, (long long)n_tasks,
+                    atomic_load(&j.runs[k]));
+            abort();
+        }
+    if (atomic_load(&j.bad_worker)) {
+        fprintf(stderr, "ophost: parallel_for: worker id out of range\n");
+        abort();
+    }
+    rc = atomic_load(&j.rc);
+    free(j.order);
+    free(j.runs);
+    return rc;
+}
+
 static const struct smlp_host_api host_api = {
     .size = sizeof(struct smlp_host_api),
     .abi = SMLP_ABI_VERSION,
@@ -328,6 +478,7 @@ static const struct smlp_host_api host_api = {
     .attr_string = host_attr_string,
     .attr_ints = host_attr_ints,
     .attr_floats = host_attr_floats,
+    .parallel_for = host_parallel_for,
 };
 
 /* ---- loading -------------------------------------------------------- */
@@ -349,6 +500,7 @@ ophost_create(const char *name, char *err, size_t errlen)
         return NULL;
     }
     h->threads = 1;
+    h->shuffle = 0x5eed;
     if (strchr(name, '/') != NULL) {
         h->path = strdup(name);
     } else {
@@ -676,6 +828,7 @@ call_infer(struct ophost *h, struct call *c, const char *opname,
         c->shadow_out[i].dtype = -1;
         c->infer_out[i] = &c->shadow_out[i];
     }
+    c->node.host = h;
     c->node.name = "ophost_node";
     c->node.op = opname;
     c->node.attrs = attrs;

@@ -91,8 +91,9 @@ const struct smlp_op_def *ophost_op(const struct ophost *h, const char *name);
 
 /* Session mode handed to infer and the kernels (default 0, inference). */
 void ophost_set_training(struct ophost *h, int training);
-/* Calls the plugin's set_threads (when it has one) and passes `threads`
- * to kernels as ctx->threads (default 1). */
+/* Calls the plugin's set_threads (when it has one), passes `threads` to
+ * kernels as ctx->threads (default 1) and runs host->parallel_for on that
+ * many threads, handing tasks out in a shuffled order (ophost.c). */
 void ophost_set_threads(struct ophost *h, int threads);
 /* Seed and step handed to kernels (default 0, 0). */
 void ophost_set_seed(struct ophost *h, uint64_t seed, uint64_t step);

@@ -91,6 +91,73 @@ smlp__core_copy_grad(float *dst, const float *src, int64_t n)
         memcpy(dst, src, (size_t)n * sizeof(float));
 }
 
+/*
+ * Intra-op parallelism (gemm.c).  Work is cut into tasks for
+ * host->parallel_for (through smlp_parallel_for) at boundaries that depend
+ * on the shapes alone, so results are the same for any thread count; BLAS
+ * runs one thread per call (plugin.c).
+ */
+
+/*
+ * A product, or `batch` of them: for i in [0, batch),
+ * C_i = alpha·op(A_i)·op(B_i) + beta·C_i, row-major, op(X) = Xᵀ when
+ * trans_x; A_i = a + i·stride_a (likewise B, C); op(A) is m x k, op(B)
+ * k x n, C m x n.  Sizes fit cblas's int (infer checks them).
+ *
+ * With sum_batch, all products go to the same C (stride_c unused):
+ * C = alpha·Σ_i op(A_i)·op(B_i) + beta·C, each tile of C summing i in
+ * increasing order (weight gradients summed over a batch).
+ *
+ * epilogue (optional) runs on each tile once it is computed, while it is
+ * hot in the cache: for rows [m0, m0 + mb) and columns [n0, n0 + nb) of
+ * C_i (c points at element (m0, n0), ldc as above); used to add biases.
+ */
+struct smlp__core_gemm {
+    int trans_a, trans_b, sum_batch;
+    int64_t batch, m, n, k;
+    float alpha, beta;
+    const float *a;
+    int64_t lda, stride_a;
+    const float *b;
+    int64_t ldb, stride_b;
+    float *c;
+    int64_t ldc, stride_c;
+    void (*epilogue)(void *arg, float *c, int64_t ldc, int64_t i,
+                     int64_t m0, int64_t mb, int64_t n0, int64_t nb);
+    void *epilogue_arg;
+};
+
+/* The number of tiles the products of a batch are cut into, at least. */
+#define SMLP__CORE_GEMM_TASKS 8
+
+/*
+ * The tiles (bm rows x bn columns of C) that smlp__core_gemm cuts each
+ * product of a batch into; a function of the shapes alone.
+ */
+void smlp__core_gemm_tiles(int64_t batch, int64_t m, int64_t n, int64_t k,
+                           int64_t *bm, int64_t *bn);
+/* Runs g as tiles, each a single-threaded sgemm over all of k, on the
+ * node's threads.  k == 0 is the caller's business (BLAS is not called
+ * with it by the kernels).  Returns SMLP_OK. */
+int smlp__core_gemm(const struct smlp_host_api *host,
+                    const struct smlp_node *node,
+                    const struct smlp__core_gemm *g);
+
+/*
+ * fn(arg, begin, end, worker) over [0, n) in chunks of `chunk` elements
+ * (the last may be shorter), as tasks on the node's threads; returns the
+ * first nonzero value fn returned, else 0.  One chunk runs inline.
+ */
+int smlp__core_parallel_range(const struct smlp_host_api *host,
+                              const struct smlp_node *node, int64_t n,
+                              int64_t chunk,
+                              int (*fn)(void *arg, int64_t begin,
+                                        int64_t end, int worker),
+                              void *arg);
+
+/* Elements per task of elementwise loops (64 KiB of f32 per operand). */
+#define SMLP__CORE_CHUNK 16384
+
 extern const struct smlp_op_def smlp__core_op_linear;
 extern const struct smlp_op_def smlp__core_op_gelu;
 extern const struct smlp_op_def smlp__core_op_relu;

@@ -10,6 +10,9 @@
  * the loop vectorises like the forward; relu passes dy where x > 0 (0 at
  * x = 0, as PyTorch); add copies dy to both inputs; scale multiplies it
  * by alpha.
+ *
+ * Threads: every loop runs in chunks of SMLP__CORE_CHUNK elements (core.h),
+ * each element computed the same way in any chunk.
  */
 #include <math.h>
 #include <string.h>
@@ -70,24 +73,56 @@ gelu_erf_loop(const float *x, float *y, int64_t n)
         y[i] = smlp_gelu_erf(x[i]);
 }
 
+/* The operands of an elementwise loop run in chunks (core.h). */
+struct ew_run {
+    const float *x, *x2; /* x2: add's b, the backwards' dy */
+    float *y;
+    float alpha;        /* scale */
+    int tanh_approx;    /* gelu */
+};
+
 static int
-gelu_run(struct smlp_kernel_ctx *ctx)
+gelu_task(void *arg, int64_t begin, int64_t end, int worker)
 {
-    const struct gelu_priv *priv = ctx->priv;
-    const float *x = ctx->inputs[0]->data;
-    float *y = ctx->outputs[0]->data;
-    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    const struct ew_run *r = arg;
+    const float *x = r->x;
+    float *y = r->y;
+    int64_t i;
     const float k = 0.79788456080286536f; /* sqrt(2/pi) */
 
-    if (priv->tanh_approx) {
-        for (i = 0; i < n; i++) {
+    (void)worker;
+    if (r->tanh_approx) {
+        for (i = begin; i < end; i++) {
             float v = x[i];
             y[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
         }
     } else {
-        gelu_erf_loop(x, y, n);
+        gelu_erf_loop(x + begin, y + begin, end - begin);
     }
-    return SMLP_OK;
+    return 0;
+}
+
+/* Runs fn over the n elements of r in chunks (core.h). */
+static int
+ew_parallel(const struct smlp_host_api *host, const struct smlp_node *node,
+            int64_t n, int (*fn)(void *, int64_t, int64_t, int),
+            struct ew_run *r)
+{
+    return smlp__core_parallel_range(host, node, n, SMLP__CORE_CHUNK, fn, r);
+}
+
+static int
+gelu_run(struct smlp_kernel_ctx *ctx)
+{
+    const struct gelu_priv *priv = ctx->priv;
+    struct ew_run r;
+
+    memset(&r, 0, sizeof(r));
+    r.x = ctx->inputs[0]->data;
+    r.y = ctx->outputs[0]->data;
+    r.tanh_approx = priv->tanh_approx;
+    return ew_parallel(ctx->host, ctx->node,
+                       smlp_tensor_numel(ctx->inputs[0]), gelu_task, &r);
 }
 
 /*
@@ -179,36 +214,82 @@ gelu_tanh_grad_loop(const float *x, const float *dy, float *dx, int64_t n)
 }
 
 static int
+gelu_grad_task(void *arg, int64_t begin, int64_t end, int worker)
+{
+    const struct ew_run *r = arg;
+
+    (void)worker;
+    if (r->tanh_approx)
+        gelu_tanh_grad_loop(r->x + begin, r->x2 + begin, r->y + begin,
+                            end - begin);
+    else
+        gelu_erf_grad_loop(r->x + begin, r->x2 + begin, r->y + begin,
+                           end - begin);
+    return 0;
+}
+
+static int
 gelu_backward(struct smlp_backward_ctx *ctx)
 {
     const struct gelu_priv *priv = ctx->priv;
     const struct smlp_tensor *gy = ctx->grad_outputs[0];
     struct smlp_tensor *gx = ctx->grad_inputs[0];
-    int64_t n = smlp_tensor_numel(ctx->inputs[0]);
+    struct ew_run r;
 
     if (gx == NULL)
         return SMLP_OK;
     if (gy == NULL)
         return smlp__core_zero_grads(ctx);
-    if (priv->tanh_approx)
-        gelu_tanh_grad_loop(ctx->inputs[0]->data, gy->data, gx->data, n);
-    else
-        gelu_erf_grad_loop(ctx->inputs[0]->data, gy->data, gx->data, n);
-    return SMLP_OK;
+    memset(&r, 0, sizeof(r));
+    r.x = ctx->inputs[0]->data;
+    r.x2 = gy->data;
+    r.y = gx->data;
+    r.tanh_approx = priv->tanh_approx;
+    return ew_parallel(ctx->host, ctx->node,
+                       smlp_tensor_numel(ctx->inputs[0]), gelu_grad_task,
+                       &r);
 }
 
 /* ---- core.relu ---------------------------------------------------------- */
 
 static int
+relu_task(void *arg, int64_t begin, int64_t end, int worker)
+{
+    const struct ew_run *r = arg;
+    const float *x = r->x;
+    float *y = r->y;
+    int64_t i;
+
+    (void)worker;
+    for (i = begin; i < end; i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return 0;
+}
+
+static int
 relu_run(struct smlp_kernel_ctx *ctx)
 {
-    const float *x = ctx->inputs[0]->data;
-    float *y = ctx->outputs[0]->data;
-    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    struct ew_run r;
 
-    for (i = 0; i < n; i++)
-        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-    return SMLP_OK;
+    memset(&r, 0, sizeof(r));
+    r.x = ctx->inputs[0]->data;
+    r.y = ctx->outputs[0]->data;
+    return ew_parallel(ctx->host, ctx->node,
+                       smlp_tensor_numel(ctx->inputs[0]), relu_task, &r);
+}
+
+static int
+relu_grad_task(void *arg, int64_t begin, int64_t end, int worker)
+{
+    const struct ew_run *r = arg;
+    const float *x = r->x, *dy = r->x2;
+    float *dx = r->y;
+    int64_t i;
+
+    (void)worker;
+    for (i = begin; i < end; i++)
+        dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+    return 0;
 }
 
 static int
@@ -216,19 +297,19 @@ relu_backward(struct smlp_backward_ctx *ctx)
 {
     const struct smlp_tensor *gy = ctx->grad_outputs[0];
     struct smlp_tensor *gx = ctx->grad_inputs[0];
-    const float *x = ctx->inputs[0]->data, *dy;
-    float *dx;
-    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    struct ew_run r;
 
     if (gx == NULL)
         return SMLP_OK;
     if (gy == NULL)
         return smlp__core_zero_grads(ctx);
-    dy = gy->data;
-    dx = gx->data;
-    for (i = 0; i < n; i++)
-        dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
-    return SMLP_OK;
+    memset(&r, 0, sizeof(r));
+    r.x = ctx->inputs[0]->data;
+    r.x2 = gy->data;
+    r.y = gx->data;
+    return ew_parallel(ctx->host, ctx->node,
+                       smlp_tensor_numel(ctx->inputs[0]), relu_grad_task,
+                       &r);
 }
 
 /* ---- core.add ----------------------------------------------------------- */
@@ -251,15 +332,41 @@ add_infer(struct smlp_infer_ctx *ctx)
 }
 
 static int
+add_task(void *arg, int64_t begin, int64_t end, int worker)
+{
+    const struct ew_run *r = arg;
+    const float *a = r->x, *b = r->x2;
+    float *y = r->y;
+    int64_t i;
+
+    (void)worker;
+    for (i = begin; i < end; i++)
+        y[i] = a[i] + b[i];
+    return 0;
+}
+
+static int
 add_run(struct smlp_kernel_ctx *ctx)
 {
-    const float *a = ctx->inputs[0]->data, *b = ctx->inputs[1]->data;
-    float *y = ctx->outputs[0]->data;
-    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    struct ew_run r;
 
-    for (i = 0; i < n; i++)
-        y[i] = a[i] + b[i];
-    return SMLP_OK;
+    memset(&r, 0, sizeof(r));
+    r.x = ctx->inputs[0]->data;
+    r.x2 = ctx->inputs[1]->data;
+    r.y = ctx->outputs[0]->data;
+    return ew_parallel(ctx->host, ctx->node,
+                       smlp_tensor_numel(ctx->inputs[0]), add_task, &r);
+}
+
+/* dst = src (copy_grad) in chunks; r->y may alias r->x. */
+static int
+copy_task(void *arg, int64_t begin, int64_t end, int worker)
+{
+    const struct ew_run *r = arg;
+
+    (void)worker;
+    smlp__core_copy_grad(r->y + begin, r->x + begin, end - begin);
+    return 0;
 }
 
 static int
@@ -267,13 +374,21 @@ add_backward(struct smlp_backward_ctx *ctx)
 {
     const struct smlp_tensor *gy = ctx->grad_outputs[0];
     int64_t n = smlp_tensor_numel(ctx->inputs[0]);
-    int i;
+    struct ew_run r;
+    int i, rc;
 
     if (gy == NULL)
         return smlp__core_zero_grads(ctx);
-    for (i = 0; i < 2; i++)
-        if (ctx->grad_inputs[i] != NULL)
-            smlp__core_copy_grad(ctx->grad_inputs[i]->data, gy->data, n);
+    for (i = 0; i < 2; i++) {
+        if (ctx->grad_inputs[i] == NULL ||
+            ctx->grad_inputs[i]->data == gy->data)
+            continue;
+        memset(&r, 0, sizeof(r));
+        r.x = gy->data;
+        r.y = ctx->grad_inputs[i]->data;
+        if ((rc = ew_parallel(ctx->host, ctx->node, n, copy_task, &r)) != 0)
+            return rc;
+    }
     return SMLP_OK;
 }
 
@@ -302,16 +417,31 @@ scale_infer(struct smlp_infer_ctx *ctx)
 }
 
 static int
+scale_task(void *arg, int64_t begin, int64_t end, int worker)
+{
+    const struct ew_run *r = arg;
+    const float *x = r->x;
+    float *y = r->y, alpha = r->alpha;
+    int64_t i;
+
+    (void)worker;
+    for (i = begin; i < end; i++)
+        y[i] = alpha * x[i];
+    return 0;
+}
+
+static int
 scale_run(struct smlp_kernel_ctx *ctx)
 {
     const struct scale_priv *priv = ctx->priv;
-    const float *x = ctx->inputs[0]->data;
-    float *y = ctx->outputs[0]->data;
-    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    struct ew_run r;
 
-    for (i = 0; i < n; i++)
-        y[i] = priv->alpha * x[i];
-    return SMLP_OK;
+    memset(&r, 0, sizeof(r));
+    r.x = ctx->inputs[0]->data;
+    r.y = ctx->outputs[0]->data;
+    r.alpha = priv->alpha;
+    return ew_parallel(ctx->host, ctx->node,
+                       smlp_tensor_numel(ctx->inputs[0]), scale_task, &r);
 }
 
 static int
@@ -320,19 +450,18 @@ scale_backward(struct smlp_backward_ctx *ctx)
     const struct scale_priv *priv = ctx->priv;
     const struct smlp_tensor *gy = ctx->grad_outputs[0];
     struct smlp_tensor *gx = ctx->grad_inputs[0];
-    const float *dy;
-    float *dx;
-    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    struct ew_run r;
 
     if (gx == NULL)
         return SMLP_OK;
     if (gy == NULL)
         return smlp__core_zero_grads(ctx);
-    dy = gy->data;
-    dx = gx->data;
-    for (i = 0; i < n; i++)
-        dx[i] = priv->alpha * dy[i];
-    return SMLP_OK;
+    memset(&r, 0, sizeof(r));
+    r.x = gy->data;
+    r.y = gx->data;
+    r.alpha = priv->alpha;
+    return ew_parallel(ctx->host, ctx->node,
+                       smlp_tensor_numel(ctx->inputs[0]), scale_task, &r);
 }
 
 /* ---- definitions -------------------------------------------------------- */

@@ -16,8 +16,13 @@
  *               beta 1, o in increasing order);
  * and db[j] = Σ_o Σ_k dY[o,j,k] in double, in a fixed order, in a
  * backward workspace of `out` doubles.
+ *
+ * Threads: every product runs as tiles of its output (gemm.c), each a
+ * single-threaded sgemm over the whole summed dimension, so dW's sums over
+ * rows (or over o) are never split; the bias is added to each tile as it
+ * is computed, and db is summed in chunks of j.  The tiles depend on the
+ * shapes only: the same bits for any thread count.
  */
-#include <cblas.h>
 #include <string.h>
 
 #include "core.h"
@@ -92,42 +97,96 @@ linear_infer(struct smlp_infer_ctx *ctx)
     return smlp_infer_set_priv(ctx, &priv, sizeof(priv));
 }
 
+/* The bias added to a tile of y (epilogue of the product). */
+struct bias_add {
+    const float *b;
+    int per_row; /* y_o[out, inner]: b[row]; else y[outer, out]: b[col] */
+};
+
+static void
+bias_epilogue(void *arg, float *c, int64_t ldc, int64_t i, int64_t m0,
+              int64_t mb, int64_t n0, int64_t nb)
+{
+    const struct bias_add *ba = arg;
+    int64_t r, k;
+
+    (void)i;
+    for (r = 0; r < mb; r++) {
+        float *row = c + r * ldc;
+
+        if (ba->per_row) {
+            float v = ba->b[m0 + r];
+            for (k = 0; k < nb; k++)
+                row[k] += v;
+        } else {
+            const float *bv = ba->b + n0;
+            for (k = 0; k < nb; k++)
+                row[k] += bv[k];
+        }
+    }
+}
+
 static int
 linear_run(struct smlp_kernel_ctx *ctx)
 {
     const struct linear_priv *priv = ctx->priv;
     const struct smlp_tensor *x = ctx->inputs[0], *w = ctx->inputs[1];
     const struct smlp_tensor *b = ctx->n_inputs > 2 ? ctx->inputs[2] : NULL;
-    const float *xd = x->data, *wd = w->data;
-    const float *bd = b != NULL ? b->data : NULL;
+    struct smlp__core_gemm g;
+    struct bias_add ba;
     float *yd = ctx->outputs[0]->data;
     int64_t outer, inner, o, j, k;
-    int in = (int)w->shape[1], out = (int)w->shape[0];
+    int64_t in = w->shape[1], out = w->shape[0];
 
     linear_split(x, priv->axis, &outer, &inner);
     if (outer * inner * out == 0)
         return SMLP_OK;
     if (in == 0) {
-        memset(yd, 0, (size_t)(outer * inner * out) * sizeof(float));
-    } else if (inner == 1) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)outer, out,
-                    in, 1.0f, xd, in, wd, in, 0.0f, yd, out);
-    } else {
-        for (o = 0; o < outer; o++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out,
-                        (int)inner, in, 1.0f, wd, in, xd + o * in * inner,
-                        (int)inner, 0.0f, yd + o * out * inner, (int)inner);
-    }
-    if (bd == NULL)
-        return SMLP_OK;
-    for (o = 0; o < outer; o++) {
-        float *yo = yd + o * out * inner;
+        const float *bd = b != NULL ? b->data : NULL;
 
-        for (j = 0; j < out; j++)
-            for (k = 0; k < inner; k++)
-                yo[j * inner + k] += bd[j];
+        for (o = 0; o < outer; o++)
+            for (j = 0; j < out; j++)
+                for (k = 0; k < inner; k++)
+                    yd[(o * out + j) * inner + k] = bd ? bd[j] : 0.0f;
+        return SMLP_OK;
     }
-    return SMLP_OK;
+    memset(&g, 0, sizeof(g));
+    g.alpha = 1.0f;
+    g.beta = 0.0f;
+    g.c = yd;
+    if (b != NULL) {
+        ba.b = b->data;
+        ba.per_row = inner != 1;
+        g.epilogue = bias_epilogue;
+        g.epilogue_arg = &ba;
+    }
+    if (inner == 1) {
+        /* Y[outer, out] = X[outer, in]·Wᵀ. */
+        g.batch = 1;
+        g.m = outer;
+        g.n = out;
+        g.k = in;
+        g.a = x->data;
+        g.lda = in;
+        g.trans_b = 1;
+        g.b = w->data;
+        g.ldb = in;
+        g.ldc = out;
+    } else {
+        /* Y_o[out, inner] = W[out, in]·X_o[in, inner] for each o. */
+        g.batch = outer;
+        g.m = out;
+        g.n = inner;
+        g.k = in;
+        g.a = w->data;
+        g.lda = in;
+        g.b = x->data;
+        g.ldb = inner;
+        g.stride_b = in * inner;
+        g.ldc = inner;
+        g.stride_c = out * inner;
+    }
+    return smlp__core_gemm(ctx->host, ctx->node, &g);
 }
 
 /*
@@ -150,28 +209,56 @@ linear_sum(const float *v, int64_t n)
            ((part[4] + part[5]) + (part[6] + part[7]));
 }
 
-/* db[j] = Σ_o Σ_k dy[o,j,k], summed in double in a fixed order. */
-static void
-linear_bias_grad(float *db, const float *dy, double *acc, int64_t outer,
-                 int64_t out, int64_t inner)
+/* db[j] = Σ_o Σ_k dy[o,j,k] for j in a range, in double, o increasing. */
+struct bias_grad {
+    float *db;
+    const float *dy;
+    double *acc;
+    int64_t outer, out, inner;
+};
+
+/* Columns j of one task: 256 (2 KiB of acc). */
+#define BIAS_CHUNK 256
+
+static int
+bias_grad_task(void *arg, int64_t begin, int64_t end, int worker)
 {
+    const struct bias_grad *bg = arg;
     int64_t o, j;
 
-    for (j = 0; j < out; j++)
-        acc[j] = 0.0;
-    for (o = 0; o < outer; o++) {
-        const float *dyo = dy + o * out * inner;
+    (void)worker;
+    for (j = begin; j < end; j++)
+        bg->acc[j] = 0.0;
+    for (o = 0; o < bg->outer; o++) {
+        const float *dyo = bg->dy + o * bg->out * bg->inner;
 
-        if (inner == 1) {
-            for (j = 0; j < out; j++)
-                acc[j] += dyo[j];
+        if (bg->inner == 1) {
+            for (j = begin; j < end; j++)
+                bg->acc[j] += dyo[j];
             continue;
         }
-        for (j = 0; j < out; j++)
-            acc[j] += linear_sum(dyo + j * inner, inner);
+        for (j = begin; j < end; j++)
+            bg->acc[j] += linear_sum(dyo + j * bg->inner, bg->inner);
     }
-    for (j = 0; j < out; j++)
-        db[j] = (float)acc[j];
+    for (j = begin; j < end; j++)
+        bg->db[j] = (float)bg->acc[j];
+    return 0;
+}
+
+static int
+linear_bias_grad(struct smlp_backward_ctx *ctx, float *db, const float *dy,
+                 int64_t outer, int64_t out, int64_t inner)
+{
+    struct bias_grad bg;
+
+    bg.db = db;
+    bg.dy = dy;
+    bg.acc = ctx->workspace;
+    bg.outer = outer;
+    bg.out = out;
+    bg.inner = inner;
+    return smlp__core_parallel_range(ctx->host, ctx->node, out, BIAS_CHUNK,
+                                     bias_grad_task, &bg);
 }
 
 /*
@@ -186,9 +273,11 @@ linear_backward(struct smlp_backward_ctx *ctx)
     const struct smlp_tensor *gy = ctx->grad_outputs[0];
     struct smlp_tensor *gx = ctx->grad_inputs[0], *gw = ctx->grad_inputs[1];
     struct smlp_tensor *gb = ctx->n_inputs > 2 ? ctx->grad_inputs[2] : NULL;
-    const float *xd = x->data, *wd = w->data, *dy;
-    int64_t outer, inner, o;
-    int in = (int)w->shape[1], out = (int)w->shape[0];
+    struct smlp__core_gemm g;
+    const float *dy;
+    int64_t outer, inner;
+    int64_t in = w->shape[1], out = w->shape[0];
+    int rc;
 
     if (gy == NULL)
         return smlp__core_zero_grads(ctx);
@@ -199,33 +288,77 @@ linear_backward(struct smlp_backward_ctx *ctx)
          * (db is still a plain sum when only `in` is 0). */
         smlp__core_zero_grads(ctx);
         if (gb != NULL && outer * inner * out > 0)
-            linear_bias_grad(gb->data, dy, ctx->workspace, outer, out,
-                             inner);
+            return linear_bias_grad(ctx, gb->data, dy, outer, out, inner);
         return SMLP_OK;
     }
-    if (inner == 1) {
-        if (gx != NULL)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                        (int)outer, in, out, 1.0f, dy, out, wd, in, 0.0f,
-                        gx->data, in);
-        if (gw != NULL)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in,
-                        (int)outer, 1.0f, dy, out, xd, in, 0.0f, gw->data,
-                        in);
-    } else {
-        for (o = 0; gx != NULL && o < outer; o++)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in,
-                        (int)inner, out, 1.0f, wd, in, dy + o * out * inner,
-                        (int)inner, 0.0f, (float *)gx->data + o * in * inner,
-                        (int)inner);
-        for (o = 0; gw != NULL && o < outer; o++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, out, in,
-                        (int)inner, 1.0f, dy + o * out * inner, (int)inner,
-                        xd + o * in * inner, (int)inner, o ? 1.0f : 0.0f,
-                        gw->data, in);
+    memset(&g, 0, sizeof(g));
+    g.alpha = 1.0f;
+    g.beta = 0.0f;
+    if (gx != NULL) {
+        if (inner == 1) {
+            /* dX[outer, in] = dY[outer, out]·W. */
+            g.batch = 1;
+            g.m = outer;
+            g.n = in;
+            g.k = out;
+            g.a = dy;
+            g.lda = out;
+            g.b = w->data;
+            g.ldb = in;
+        } else {
+            /* dX_o[in, inner] = Wᵀ·dY_o[out, inner]. */
+            g.batch = outer;
+            g.m = in;
+            g.n = inner;
+            g.k = out;
+            g.trans_a = 1;
+            g.a = w->data;
+            g.lda = in;
+            g.b = dy;
+            g.ldb = inner;
+            g.stride_b = out * inner;
+            g.stride_c = in * inner;
+        }
+        g.c = gx->data;
+        g.ldc = inner == 1 ? in : inner;
+        if ((rc = smlp__core_gemm(ctx->host, ctx->node, &g)) != SMLP_OK)
+            return rc;
+    }
+    if (gw != NULL) {
+        memset(&g, 0, sizeof(g));
+        g.alpha = 1.0f;
+        g.beta = 0.0f;
+        g.m = out;
+        g.n = in;
+        g.c = gw->data;
+        g.ldc = in;
+        if (inner == 1) {
+            /* dW[out, in] = dYᵀ·X, summed over the outer rows by BLAS. */
+            g.batch = 1;
+            g.k = outer;
+            g.trans_a = 1;
+            g.a = dy;
+            g.lda = out;
+            g.b = x->data;
+            g.ldb = in;
+        } else {
+            /* dW = Σ_o dY_o[out, inner]·X_o[in, inner]ᵀ, o increasing. */
+            g.batch = outer;
+            g.sum_batch = 1;
+            g.k = inner;
+            g.a = dy;
+            g.lda = inner;
+            g.stride_a = out * inner;
+            g.trans_b = 1;
+            g.b = x->data;
+            g.ldb = inner;
+            g.stride_b = in * inner;
+        }
+        if ((rc = smlp__core_gemm(ctx->host, ctx->node, &g)) != SMLP_OK)
+            return rc;
     }
     if (gb != NULL)
-        linear_bias_grad(gb->data, dy, ctx->workspace, outer, out, inner);
+        return linear_bias_grad(ctx, gb->data, dy, outer, out, inner);
     return SMLP_OK;
 }
 

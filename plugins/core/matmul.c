@@ -10,8 +10,10 @@
  * [m,k] operand and op(b) the [k,n] one:
  *   d op(a) = dy·op(b)ᵀ, so da = dy·op(b)ᵀ, or op(b)·dyᵀ with transpose_a;
  *   d op(b) = op(a)ᵀ·dy, so db = op(a)ᵀ·dy, or dyᵀ·op(a) with transpose_b.
+ *
+ * Threads: the batch of products runs as tiles (gemm.c), cut by shape
+ * only; no product's sum over k is ever split.
  */
-#include <cblas.h>
 #include <string.h>
 
 #include "core.h"
@@ -94,17 +96,42 @@ matmul_infer(struct smlp_infer_ctx *ctx)
     return smlp_infer_set_priv(ctx, &priv, sizeof(priv));
 }
 
+/* One operand set of a batched product (see smlp__core_gemm). */
+static void
+matmul_set(struct smlp__core_gemm *g, int64_t batch, int64_t m, int64_t n,
+           int64_t k, int ta, const float *a, int64_t lda, int64_t sa,
+           int tb, const float *b, int64_t ldb, int64_t sb, float *c,
+           int64_t ldc)
+{
+    memset(g, 0, sizeof(*g));
+    g->batch = batch;
+    g->m = m;
+    g->n = n;
+    g->k = k;
+    g->alpha = 1.0f;
+    g->trans_a = ta;
+    g->a = a;
+    g->lda = lda;
+    g->stride_a = sa;
+    g->trans_b = tb;
+    g->b = b;
+    g->ldb = ldb;
+    g->stride_b = sb;
+    g->c = c;
+    g->ldc = ldc;
+    g->stride_c = m * n;
+}
+
 static int
 matmul_run(struct smlp_kernel_ctx *ctx)
 {
     const struct matmul_priv *priv = ctx->priv;
     const struct smlp_tensor *a = ctx->inputs[0], *b = ctx->inputs[1];
-    const float *ad = a->data, *bd = b->data;
     float *y = ctx->outputs[0]->data;
-    int r = a->rank, d;
-    int64_t m = a->shape[r - 2 + priv->transpose_a];
-    int64_t k = a->shape[r - 1 - priv->transpose_a];
-    int64_t n = b->shape[r - 1 - priv->transpose_b], batch = 1, i;
+    int ta = priv->transpose_a, tb = priv->transpose_b, r = a->rank, d;
+    int64_t m = a->shape[r - 2 + ta], k = a->shape[r - 1 - ta];
+    int64_t n = b->shape[r - 1 - tb], batch = 1;
+    struct smlp__core_gemm g;
 
     for (d = 0; d < r - 2; d++)
         batch *= a->shape[d];
@@ -114,15 +141,9 @@ matmul_run(struct smlp_kernel_ctx *ctx)
         memset(y, 0, (size_t)(batch * m * n) * sizeof(float));
         return SMLP_OK;
     }
-    for (i = 0; i < batch; i++)
-        cblas_sgemm(CblasRowMajor,
-                    priv->transpose_a ? CblasTrans : CblasNoTrans,
-                    priv->transpose_b ? CblasTrans : CblasNoTrans, (int)m,
-                    (int)n, (int)k, 1.0f, ad + i * m * k,
-                    (int)(priv->transpose_a ? m : k), bd + i * k * n,
-                    (int)(priv->transpose_b ? k : n), 0.0f, y + i * m * n,
-                    (int)n);
-    return SMLP_OK;
+    matmul_set(&g, batch, m, n, k, ta, a->data, ta ? m : k, m * k, tb,
+               b->data, tb ? k : n, k * n, y, n);
+    return smlp__core_gemm(ctx->host, ctx->node, &g);
 }
 
 static int
@@ -133,10 +154,11 @@ matmul_backward(struct smlp_backward_ctx *ctx)
     const struct smlp_tensor *gy = ctx->grad_outputs[0];
     struct smlp_tensor *ga = ctx->grad_inputs[0], *gb = ctx->grad_inputs[1];
     const float *ad = a->data, *bd = b->data, *dy;
-    int ta = priv->transpose_a, tb = priv->transpose_b, r = a->rank, d;
+    int ta = priv->transpose_a, tb = priv->transpose_b, r = a->rank, d, rc;
     int64_t m = a->shape[r - 2 + ta], k = a->shape[r - 1 - ta];
-    int64_t n = b->shape[r - 1 - tb], batch = 1, i;
-    int lda = (int)(ta ? m : k), ldb = (int)(tb ? k : n);
+    int64_t n = b->shape[r - 1 - tb], batch = 1;
+    int64_t lda = ta ? m : k, ldb = tb ? k : n;
+    struct smlp__core_gemm g;
 
     if (gy == NULL)
         return smlp__core_zero_grads(ctx);
@@ -145,33 +167,25 @@ matmul_backward(struct smlp_backward_ctx *ctx)
     if (batch * m * n * k == 0)
         return smlp__core_zero_grads(ctx);
     dy = gy->data;
-    for (i = 0; ga != NULL && i < batch; i++) {
-        const float *dyi = dy + i * m * n, *bi = bd + i * k * n;
-        float *gai = (float *)ga->data + i * m * k;
-
-        if (!ta)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans,
-                        tb ? CblasNoTrans : CblasTrans, (int)m, (int)k,
-                        (int)n, 1.0f, dyi, (int)n, bi, ldb, 0.0f, gai,
-                        (int)k);
-        else
-            cblas_sgemm(CblasRowMajor, tb ? CblasTrans : CblasNoTrans,
-                        CblasTrans, (int)k, (int)m, (int)n, 1.0f, bi, ldb,
-                        dyi, (int)n, 0.0f, gai, (int)m);
+    if (ga != NULL) {
+        if (!ta) /* da[m,k] = dy·op(b)ᵀ */
+            matmul_set(&g, batch, m, k, n, 0, dy, n, m * n, !tb, bd, ldb,
+                       k * n, ga->data, k);
+        else /* da[k,m] = op(b)·dyᵀ */
+            matmul_set(&g, batch, k, m, n, tb, bd, ldb, k * n, 1, dy, n,
+                       m * n, ga->data, m);
+        if ((rc = smlp__core_gemm(ctx->host, ctx->node, &g)) != 0)
+            return rc;
     }
-    for (i = 0; gb != NULL && i < batch; i++) {
-        const float *dyi = dy + i * m * n, *ai = ad + i * m * k;
-        float *gbi = (float *)gb->data + i * k * n;
-
-        if (!tb)
-            cblas_sgemm(CblasRowMajor, ta ? CblasNoTrans : CblasTrans,
-                        CblasNoTrans, (int)k, (int)n, (int)m, 1.0f, ai, lda,
-                        dyi, (int)n, 0.0f, gbi, (int)n);
-        else
-            cblas_sgemm(CblasRowMajor, CblasTrans,
-                        ta ? CblasTrans : CblasNoTrans, (int)n, (int)k,
-                        (int)m, 1.0f, dyi, (int)n, ai, lda, 0.0f, gbi,
-                        (int)k);
+    if (gb != NULL) {
+        if (!tb) /* db[k,n] = op(a)ᵀ·dy */
+            matmul_set(&g, batch, k, n, m, !ta, ad, lda, m * k, 0, dy, n,
+                       m * n, gb->data, n);
+        else /* db[n,k] = dyᵀ·op(a) */
+            matmul_set(&g, batch, n, k, m, 1, dy, n, m * n, ta, ad, lda,
+                       m * k, gb->data, k);
+        if ((rc = smlp__core_gemm(ctx->host, ctx->node, &g)) != 0)
+            return rc;
     }
     return SMLP_OK;
 }

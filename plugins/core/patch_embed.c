@@ -12,8 +12,11 @@
  * col2im scatters back to dimg: patches do not overlap, so that is a
  * copy, not a sum.  db[c] = Σ_rows dY[row,c] in double, in row order,
  * after the cols in the workspace.
+ *
+ * Threads: im2col and col2im go by patch rows, the products by tiles
+ * (gemm.c: dW's sum over rows is never split), the bias is added to each
+ * tile of Y, db is summed in chunks of channels; all cut by shape only.
  */
-#include <cblas.h>
 #include <string.h>
 
 #include "core.h"
@@ -96,24 +99,102 @@ patch_infer(struct smlp_infer_ctx *ctx)
     return smlp_infer_set_priv(ctx, &priv, sizeof(priv));
 }
 
-/* Copies the PxP patches of img into rows of cols[B·L, Cin·P·P]. */
-static void
-im2col(float *cols, const float *x, int64_t nb, int64_t cin, int64_t h,
-       int64_t wid, int64_t p)
+/*
+ * The image as patch rows: unit u = i·(H/P) + pr is patch row pr of image
+ * i, whose W/P patches are rows [u·(W/P), (u + 1)·(W/P)) of cols.
+ */
+struct patch_cols {
+    float *cols;
+    float *x;        /* the image (im2col reads it, col2im writes it) */
+    int64_t cin, h, wid, p, kdim;
+};
+
+/* Copies the PxP patches of units [begin, end) into rows of
+ * cols[B·L, Cin·P·P] (im2col), columns ordered (cin, ky, kx). */
+static int
+im2col_task(void *arg, int64_t begin, int64_t end, int worker)
 {
-    int64_t i, pr, pc, ci, ky;
+    const struct patch_cols *pc = arg;
+    int64_t u, col, ci, ky, p = pc->p, per = pc->h / p;
 
-    for (i = 0; i < nb; i++)
-        for (pr = 0; pr < h / p; pr++)
-            for (pc = 0; pc < wid / p; pc++)
-                for (ci = 0; ci < cin; ci++)
-                    for (ky = 0; ky < p; ky++) {
-                        const float *src = x + ((i * cin + ci) * h +
-                                                pr * p + ky) * wid + pc * p;
+    (void)worker;
+    for (u = begin; u < end; u++) {
+        int64_t i = u / per, pr = u % per;
+        float *cols = pc->cols + u * (pc->wid / p) * pc->kdim;
 
-                        memcpy(cols, src, (size_t)p * sizeof(float));
-                        cols += p;
-                    }
+        for (col = 0; col < pc->wid / p; col++)
+            for (ci = 0; ci < pc->cin; ci++)
+                for (ky = 0; ky < p; ky++) {
+                    const float *src =
+                        pc->x + ((i * pc->cin + ci) * pc->h + pr * p + ky) *
+                                    pc->wid +
+                        col * p;
+
+                    memcpy(cols, src, (size_t)p * sizeof(float));
+                    cols += p;
+                }
+    }
+    return 0;
+}
+
+/* The inverse: writes rows of cols back to their patches (col2im). */
+static int
+col2im_task(void *arg, int64_t begin, int64_t end, int worker)
+{
+    const struct patch_cols *pc = arg;
+    int64_t u, col, ci, ky, p = pc->p, per = pc->h / p;
+
+    (void)worker;
+    for (u = begin; u < end; u++) {
+        int64_t i = u / per, pr = u % per;
+        const float *cols = pc->cols + u * (pc->wid / p) * pc->kdim;
+
+        for (col = 0; col < pc->wid / p; col++)
+            for (ci = 0; ci < pc->cin; ci++)
+                for (ky = 0; ky < p; ky++) {
+                    float *dst = pc->x +
+                                 ((i * pc->cin + ci) * pc->h + pr * p + ky) *
+                                     pc->wid +
+                                 col * p;
+
+                    memcpy(dst, cols, (size_t)p * sizeof(float));
+                    cols += p;
+                }
+    }
+    return 0;
+}
+
+/* Patch rows per task of im2col / col2im: a function of the shape. */
+static int64_t
+patch_units_per_task(const struct patch_cols *pc)
+{
+    int64_t bytes = (pc->wid / pc->p) * pc->kdim * (int64_t)sizeof(float);
+    int64_t per = bytes > 0 ? (256 * 1024) / bytes : 1;
+
+    return per > 0 ? per : 1;
+}
+
+static int
+patch_run_cols(const struct smlp_host_api *host, const struct smlp_node *node,
+               struct patch_cols *pc, int64_t nb,
+               int (*fn)(void *, int64_t, int64_t, int))
+{
+    return smlp__core_parallel_range(host, node, nb * (pc->h / pc->p),
+                                     patch_units_per_task(pc), fn, pc);
+}
+
+static void
+patch_bias_epilogue(void *arg, float *c, int64_t ldc, int64_t i, int64_t m0,
+                    int64_t mb, int64_t n0, int64_t nb)
+{
+    const float *bd = (const float *)arg + n0;
+    int64_t r, j;
+
+    (void)i;
+    (void)m0;
+    for (r = 0; r < mb; r++)
+        for (j = 0; j < nb; j++)
+            c[r * ldc + j] += bd[j];
 }
 
 static int
@@ -122,49 +203,78 @@ patch_run(struct smlp_kernel_ctx *ctx)
     const struct patch_priv *priv = ctx->priv;
     const struct smlp_tensor *img = ctx->inputs[0], *w = ctx->inputs[1];
     const struct smlp_tensor *b = ctx->n_inputs > 2 ? ctx->inputs[2] : NULL;
-    float *cols = ctx->workspace, *y = ctx->outputs[0]->data;
+    float *y = ctx->outputs[0]->data;
     int64_t nb = img->shape[0], cin = img->shape[1], h = img->shape[2];
     int64_t wid = img->shape[3], p = priv->patch, c = w->shape[0];
     int64_t kdim = cin * p * p, rows = nb * (h / p) * (wid / p), r, j;
+    struct patch_cols pc;
+    struct smlp__core_gemm g;
+    int rc;
 
     if (rows * c == 0)
         return SMLP_OK;
     if (kdim == 0) {
-        memset(y, 0, (size_t)(rows * c) * sizeof(float));
-    } else {
-        im2col(cols, img->data, nb, cin, h, wid, p);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows,
-                    (int)c, (int)kdim, 1.0f, cols, (int)kdim, w->data,
-                    (int)kdim, 0.0f, y, (int)c);
-    }
-    if (b != NULL) {
-        const float *bd = b->data;
+        const float *bd = b != NULL ? b->data : NULL;
 
         for (r = 0; r < rows; r++)
             for (j = 0; j < c; j++)
-                y[r * c + j] += bd[j];
+                y[r * c + j] = bd != NULL ? bd[j] : 0.0f;
+        return SMLP_OK;
     }
-    return SMLP_OK;
+    pc.cols = ctx->workspace;
+    pc.x = img->data;
+    pc.cin = cin;
+    pc.h = h;
+    pc.wid = wid;
+    pc.p = p;
+    pc.kdim = kdim;
+    if ((rc = patch_run_cols(ctx->host, ctx->node, &pc, nb, im2col_task)) !=
+        0)
+        return rc;
+    /* Y[B·L, C] = cols·Wᵀ (+ b on each tile). */
+    memset(&g, 0, sizeof(g));
+    g.batch = 1;
+    g.m = rows;
+    g.n = c;
+    g.k = kdim;
+    g.alpha = 1.0f;
+    g.a = pc.cols;
+    g.lda = kdim;
+    g.trans_b = 1;
+    g.b = w->data;
+    g.ldb = kdim;
+    g.c = y;
+    g.ldc = c;
+    if (b != NULL) {
+        g.epilogue = patch_bias_epilogue;
+        g.epilogue_arg = b->data;
+    }
+    return smlp__core_gemm(ctx->host, ctx->node, &g);
 }
 
-/* The inverse of im2col: writes rows of cols back to their patches. */
-static void
-col2im(float *x, const float *cols, int64_t nb, int64_t cin, int64_t h,
-       int64_t wid, int64_t p)
+/* db[j] = Σ_r dy[r, j] in double, r increasing, for j in a range. */
+struct patch_db {
+    float *db;
+    const float *dy;
+    double *acc;
+    int64_t rows, c;
+};
+
+static int
+patch_db_task(void *arg, int64_t begin, int64_t end, int worker)
 {
-    int64_t i, pr, pc, ci, ky;
+    const struct patch_db *a = arg;
+    int64_t r, j;
 
-    for (i = 0; i < nb; i++)
-        for (pr = 0; pr < h / p; pr++)
-            for (pc = 0; pc < wid / p; pc++)
-                for (ci = 0; ci < cin; ci++)
-                    for (ky = 0; ky < p; ky++) {
-                        float *dst = x + ((i * cin + ci) * h + pr * p + ky) *
-                                             wid + pc * p;
-
-                        memcpy(dst, cols, (size_t)p * sizeof(float));
-                        cols += p;
-                    }
+    (void)worker;
+    for (j = begin; j < end; j++)
+        a->acc[j] = 0.0;
+    for (r = 0; r < a->rows; r++)
+        for (j = begin; j < end; j++)
+            a->acc[j] += a->dy[r * a->c + j];
+    for (j = begin; j < end; j++)
+        a->db[j] = (float)a->acc[j];
+    return 0;
 }
 
 static int
@@ -175,11 +285,13 @@ patch_backward(struct smlp_backward_ctx *ctx)
     const struct smlp_tensor *gy = ctx->grad_outputs[0];
     struct smlp_tensor *gimg = ctx->grad_inputs[0], *gw = ctx->grad_inputs[1];
     struct smlp_tensor *gb = ctx->n_inputs > 2 ? ctx->grad_inputs[2] : NULL;
-    float *cols = ctx->workspace;
     const float *dy;
     int64_t nb = img->shape[0], cin = img->shape[1], h = img->shape[2];
     int64_t wid = img->shape[3], p = priv->patch, c = w->shape[0];
-    int64_t kdim = cin * p * p, rows = nb * (h / p) * (wid / p), r, j;
+    int64_t kdim = cin * p * p, rows = nb * (h / p) * (wid / p);
+    struct patch_cols pc;
+    struct smlp__core_gemm g;
+    int rc;
 
     if (gy == NULL || rows * c * kdim == 0)
         smlp__core_zero_grads(ctx);
@@ -187,31 +299,64 @@ patch_backward(struct smlp_backward_ctx *ctx)
         return SMLP_OK;
     dy = gy->data;
     if (gb != NULL && rows * c > 0) {
-        double *acc = (double *)((char *)ctx->workspace +
-                                 patch_bias_offset(rows, kdim));
-        float *db = gb->data;
+        struct patch_db a;
 
-        for (j = 0; j < c; j++)
-            acc[j] = 0.0;
-        for (r = 0; r < rows; r++)
-            for (j = 0; j < c; j++)
-                acc[j] += dy[r * c + j];
-        for (j = 0; j < c; j++)
-            db[j] = (float)acc[j];
+        a.db = gb->data;
+        a.dy = dy;
+        a.acc = (double *)((char *)ctx->workspace +
+                           patch_bias_offset(rows, kdim));
+        a.rows = rows;
+        a.c = c;
+        if ((rc = smlp__core_parallel_range(ctx->host, ctx->node, c, 256,
+                                            patch_db_task, &a)) != 0)
+            return rc;
     }
     if (rows * c * kdim == 0)
         return SMLP_OK;
+    pc.cols = ctx->workspace;
+    pc.cin = cin;
+    pc.h = h;
+    pc.wid = wid;
+    pc.p = p;
+    pc.kdim = kdim;
+    memset(&g, 0, sizeof(g));
+    g.batch = 1;
+    g.alpha = 1.0f;
     if (gw != NULL) {
-        im2col(cols, img->data, nb, cin, h, wid, p);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c,
-                    (int)kdim, (int)rows, 1.0f, dy, (int)c, cols, (int)kdim,
-                    0.0f, gw->data, (int)kdim);
+        /* dW[C, kdim] = dYᵀ·cols, summed over rows by BLAS. */
+        pc.x = img->data;
+        if ((rc = patch_run_cols(ctx->host, ctx->node, &pc, nb,
+                                 im2col_task)) != 0)
+            return rc;
+        g.m = c;
+        g.n = kdim;
+        g.k = rows;
+        g.trans_a = 1;
+        g.a = dy;
+        g.lda = c;
+        g.b = pc.cols;
+        g.ldb = kdim;
+        g.c = gw->data;
+        g.ldc = kdim;
+        if ((rc = smlp__core_gemm(ctx->host, ctx->node, &g)) != 0)
+            return rc;
     }
     if (gimg != NULL) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows,
-                    (int)kdim, (int)c, 1.0f, dy, (int)c, w->data, (int)kdim,
-                    0.0f, cols, (int)kdim);
-        col2im(gimg->data, cols, nb, cin, h, wid, p);
+        /* dcols[rows, kdim] = dY·W, then back to the image. */
+        g.m = rows;
+        g.n = kdim;
+        g.k = c;
+        g.trans_a = 0;
+        g.a = dy;
+        g.lda = c;
+        g.b = w->data;
+        g.ldb = kdim;
+        g.c = pc.cols;
+        g.ldc = kdim;
+        if ((rc = smlp__core_gemm(ctx->host, ctx->node, &g)) != 0)
+            return rc;
+        pc.x = gimg->data;
+        return patch_run_cols(ctx->host, ctx->node, &pc, nb, col2im_task);
     }
     return SMLP_OK;
 }

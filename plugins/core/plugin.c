@@ -4,7 +4,10 @@
  * core holds the dense building blocks of the models (OPS.md, "core"):
  * linear, gelu, relu, add, scale, transpose, reshape, mean, patch_embed,
  * matmul, softmax_cross_entropy and argmax, each with a CPU kernel.  The
- * matrix products go through OpenBLAS; set_threads caps its threads.
+ * matrix products go through OpenBLAS, always on one thread per call:
+ * kernels split their work into tasks fixed by the shapes and hand them
+ * to host->parallel_for (smlp_parallel_for), so that results do not
+ * depend on the thread count (OpenBLAS's own splits do).
  */
 #include <cblas.h>
 
@@ -27,13 +30,17 @@ static const struct smlp_op_def *const core_ops[] = {
 };
 
 /*
- * The intra-op thread budget becomes OpenBLAS's thread count.  The host
- * calls this before kernels run, never while one of ours runs.
+ * OpenBLAS runs one thread per call whatever the intra-op budget: the
+ * budget is used through parallel_for, each task calling a single-threaded
+ * sgemm.  OpenBLAS's threading is process-wide, so this also covers the
+ * sgemm calls of other plugins in the process.  The host calls this before
+ * kernels run, never while one of ours runs.
  */
 static void
 core_set_threads(int threads)
 {
-    openblas_set_num_threads(threads > 0 ? threads : 1);
+    (void)threads;
+    openblas_set_num_threads(1);
 }
 
 static const struct smlp_plugin_def core_plugin = {

@@ -4,6 +4,10 @@
  * Every reduction runs in one fixed order (index order) and accumulates
  * in double, so results do not depend on threads or schedule.  mean and
  * softmax_cross_entropy have backwards (argmax gives integers: none).
+ *
+ * Threads: mean runs in tasks of (row, 256 columns) forward and chunks of
+ * rows backward, each sum whole in one task; argmax and the cross-entropy
+ * (a few rows of logits) run on the calling thread.
  */
 #include <math.h>
 #include <string.h>
@@ -70,36 +74,77 @@ mean_infer(struct smlp_infer_ctx *ctx)
     return smlp_infer_set_priv(ctx, &priv, sizeof(priv));
 }
 
+/* Columns i of one task of mean (its double sums live on the stack). */
+#define MEAN_COLS 256
+
+struct mean_run {
+    const float *x, *dy;
+    float *y, *dx;
+    int64_t outer, len, inner, cols; /* cols: column chunks per o */
+};
+
+/* Forward, task = (o, chunk of columns i): y[o,i] = Σ_k x[o,k,i] / len,
+ * k increasing, in double. */
+static int
+mean_task(void *arg, int64_t task, int worker)
+{
+    const struct mean_run *r = arg;
+    int64_t o = task / r->cols, i0 = task % r->cols * MEAN_COLS;
+    int64_t ni = r->inner - i0 < MEAN_COLS ? r->inner - i0 : MEAN_COLS;
+    const float *xo = r->x + o * r->len * r->inner + i0;
+    double acc[MEAN_COLS];
+    int64_t k, i;
+
+    (void)worker;
+    if (r->inner == 1) {
+        double sum = 0.0;
+
+        for (k = 0; k < r->len; k++)
+            sum += xo[k];
+        r->y[o] = (float)(sum / (double)r->len);
+        return 0;
+    }
+    for (i = 0; i < ni; i++)
+        acc[i] = 0.0;
+    for (k = 0; k < r->len; k++)
+        for (i = 0; i < ni; i++)
+            acc[i] += xo[k * r->inner + i];
+    for (i = 0; i < ni; i++)
+        r->y[o * r->inner + i0 + i] = (float)(acc[i] / (double)r->len);
+    return 0;
+}
+
 static int
 mean_run(struct smlp_kernel_ctx *ctx)
 {
     const struct mean_priv *priv = ctx->priv;
-    const float *x = ctx->inputs[0]->data;
-    float *y = ctx->outputs[0]->data;
-    double *acc = ctx->workspace;
-    int64_t outer, len, inner, o, k, i;
+    struct mean_run r;
 
-    mean_split(ctx->inputs[0], priv->axis, &outer, &len, &inner);
-    for (o = 0; o < outer; o++) {
-        const float *xo = x + o * len * inner;
+    r.x = ctx->inputs[0]->data;
+    r.y = ctx->outputs[0]->data;
+    mean_split(ctx->inputs[0], priv->axis, &r.outer, &r.len, &r.inner);
+    r.cols = (r.inner + MEAN_COLS - 1) / MEAN_COLS;
+    return smlp_parallel_for(ctx->host, ctx->node, r.outer * r.cols,
+                             mean_task, &r);
+}
 
-        if (inner == 1) {
-            double sum = 0.0;
+/* Backward over rows (o, k) [begin, end): dx[o,k,i] = dy[o,i] / len. */
+static int
+mean_grad_task(void *arg, int64_t begin, int64_t end, int worker)
+{
+    const struct mean_run *r = arg;
+    float f = (float)(1.0 / (double)r->len);
+    int64_t row, i;
 
-            for (k = 0; k < len; k++)
-                sum += xo[k];
-            y[o] = (float)(sum / (double)len);
-            continue;
-        }
-        for (i = 0; i < inner; i++)
-            acc[i] = 0.0;
-        for (k = 0; k < len; k++)
-            for (i = 0; i < inner; i++)
-                acc[i] += xo[k * inner + i];
-        for (i = 0; i < inner; i++)
-            y[o * inner + i] = (float)(acc[i] / (double)len);
+    (void)worker;
+    for (row = begin; row < end; row++) {
+        const float *dyo = r->dy + row / r->len * r->inner;
+        float *dst = r->dx + row * r->inner;
+
+        for (i = 0; i < r->inner; i++)
+            dst[i] = dyo[i] * f;
     }
-    return SMLP_OK;
+    return 0;
 }
 
 /* dx[o,k,i] = dy[o,i] / len: every element of the axis gets its share. */
@@ -109,26 +154,20 @@ mean_backward(struct smlp_backward_ctx *ctx)
     const struct mean_priv *priv = ctx->priv;
     const struct smlp_tensor *gy = ctx->grad_outputs[0];
     struct smlp_tensor *gx = ctx->grad_inputs[0];
-    int64_t outer, len, inner, o, k, i;
-    const float *dy;
-    float *dx, f;
+    struct mean_run r;
+    int64_t rows_per_task;
 
     if (gx == NULL)
         return SMLP_OK;
     if (gy == NULL)
         return smlp__core_zero_grads(ctx);
-    mean_split(ctx->inputs[0], priv->axis, &outer, &len, &inner);
-    f = (float)(1.0 / (double)len);
-    dy = gy->data;
-    dx = gx->data;
-    for (o = 0; o < outer; o++)
-        for (k = 0; k < len; k++) {
-            float *row = dx + (o * len + k) * inner;
-
-            for (i = 0; i < inner; i++)
-                row[i] = dy[o * inner + i] * f;
-        }
-    return SMLP_OK;
+    mean_split(ctx->inputs[0], priv->axis, &r.outer, &r.len, &r.inner);
+    r.dy = gy->data;
+    r.dx = gx->data;
+    rows_per_task = r.inner > 0 ? SMLP__CORE_CHUNK / r.inner : 1;
+    return smlp__core_parallel_range(ctx->host, ctx->node, r.outer * r.len,
+                                     rows_per_task > 0 ? rows_per_task : 1,
+                                     mean_grad_task, &r);
 }
 
 /* ---- shared by argmax and softmax_cross_entropy ------------------------- */

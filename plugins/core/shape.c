@@ -10,6 +10,9 @@
  * Backwards: transpose's is the transpose of dy by the inverse
  * permutation; reshape's copies dy into dx (nothing when the runtime
  * aliases them).
+ *
+ * Threads: transpose copies blocks in chunks of rows (transpose_copy);
+ * reshape's copy, which the runtime never runs, stays on one thread.
  */
 #include <string.h>
 
@@ -103,64 +106,99 @@ copy_block(uint32_t *dst, const uint32_t *src, int64_t n0, int64_t n1,
 }
 
 /*
- * dst = src (a row-major tensor of `rank` dims `shape`) with its axes
- * permuted: dst dim d is src dim perm[d].
+ * A transpose as m >= 2 dims: output dim d has size[d] and input stride
+ * stride[d]; the last two form the blocks that copy_block moves.
  */
-static void
-transpose_copy(uint32_t *dst, const uint32_t *src, int rank,
+struct transpose_plan {
+    uint32_t *dst;
+    const uint32_t *src;
+    int m;
+    int64_t size[SMLP_MAX_RANK + 2], stride[SMLP_MAX_RANK + 2];
+    int64_t rows;   /* rows of a block per task */
+    int64_t chunks; /* tasks per block */
+};
+
+static int
+transpose_task(void *arg, int64_t task, int worker)
+{
+    const struct transpose_plan *p = arg;
+    int64_t blk = task / p->chunks, r0 = task % p->chunks * p->rows;
+    int64_t n0 = p->size[p->m - 2], n1 = p->size[p->m - 1], off = 0, rest;
+    int64_t nr = n0 - r0 < p->rows ? n0 - r0 : p->rows;
+    int d;
+
+    (void)worker;
+    /* Block blk's index over the leading dims (the last varies fastest). */
+    for (rest = blk, d = p->m - 3; d >= 0; d--) {
+        off += rest % p->size[d] * p->stride[d];
+        rest /= p->size[d];
+    }
+    copy_block(p->dst + blk * n0 * n1 + r0 * n1,
+               p->src + off + r0 * p->stride[p->m - 2], nr, n1,
+               p->stride[p->m - 2], p->stride[p->m - 1]);
+    return 0;
+}
+
+/*
+ * dst = src (a row-major tensor of `rank` dims `shape`) with its axes
+ * permuted: dst dim d is src dim perm[d].  Tasks: each block (the last two
+ * merged output dims) in chunks of rows of about SMLP__CORE_CHUNK
+ * elements, cut by shape alone (a copy: any cut gives the same bytes).
+ */
+static int
+transpose_copy(const struct smlp_host_api *host, const struct smlp_node *node,
+               uint32_t *dst, const uint32_t *src, int rank,
                const int64_t *shape, const int *perm)
 {
-    int64_t istride[SMLP_MAX_RANK], size[SMLP_MAX_RANK + 2];
-    int64_t stride[SMLP_MAX_RANK + 2], idx[SMLP_MAX_RANK] = {0};
-    int64_t n0, n1, block, total = 1, done, off;
+    struct transpose_plan p;
+    int64_t istride[SMLP_MAX_RANK], total = 1, blocks = 1;
     int d, m = 0;
 
     for (d = 0; d < rank; d++)
         total *= shape[d];
     if (total == 0)
-        return;
+        return SMLP_OK;
     istride[rank > 0 ? rank - 1 : 0] = 1;
     for (d = rank - 2; d >= 0; d--)
         istride[d] = istride[d + 1] * shape[d + 1];
     /* Output dims with their input strides; drop 1s, merge dims that are
      * contiguous in the input as well. */
     for (d = 0; d < rank; d++) {
-        int64_t n = shape[perm[d]], s = istride[perm[d]];
+        int64_t n = shape[perm[d]], st = istride[perm[d]];
 
         if (n == 1)
             continue;
-        if (m > 0 && stride[m - 1] == n * s) {
-            size[m - 1] *= n;
-            stride[m - 1] = s;
+        if (m > 0 && p.stride[m - 1] == n * st) {
+            p.size[m - 1] *= n;
+            p.stride[m - 1] = st;
         } else {
-            size[m] = n;
-            stride[m] = s;
+            p.size[m] = n;
+            p.stride[m] = st;
             m++;
         }
     }
     /* Pad to at least two dims so the block copy covers every case. */
     while (m < 2) {
-        memmove(size + 1, size, (size_t)m * sizeof(*size));
-        memmove(stride + 1, stride, (size_t)m * sizeof(*stride));
-        size[0] = 1;
-        stride[0] = 0;
+        memmove(p.size + 1, p.size, (size_t)m * sizeof(*p.size));
+        memmove(p.stride + 1, p.stride, (size_t)m * sizeof(*p.stride));
+        p.size[0] = 1;
+        p.stride[0] = 0;
         m++;
     }
-    n0 = size[m - 2];
-    n1 = size[m - 1];
-    block = n0 * n1;
-    for (done = 0; done < total; done += block) {
-        off = 0;
-        for (d = 0; d < m - 2; d++)
-            off += idx[d] * stride[d];
-        copy_block(dst + done, src + off, n0, n1, stride[m - 2],
-                   stride[m - 1]);
-        for (d = m - 3; d >= 0; d--) {
-            if (++idx[d] < size[d])
-                break;
-            idx[d] = 0;
-        }
-    }
+    p.dst = dst;
+    p.src = src;
+    p.m = m;
+    for (d = 0; d < m - 2; d++)
+        blocks *= p.size[d];
+    p.rows = SMLP__CORE_CHUNK / p.size[m - 1];
+    if (p.rows < 1)
+        p.rows = 1;
+    p.rows = (p.rows + TILE - 1) / TILE * TILE; /* whole tiles */
+    if (p.rows > p.size[m - 2])
+        p.rows = p.size[m - 2];
+    p.chunks = (p.size[m - 2] + p.rows - 1) / p.rows;
+    return smlp_parallel_for(host, node, blocks * p.chunks, transpose_task,
+                             &p);
 }
 
 static int
@@ -169,9 +207,8 @@ transpose_run(struct smlp_kernel_ctx *ctx)
     const struct transpose_priv *priv = ctx->priv;
     const struct smlp_tensor *x = ctx->inputs[0];
 
-    transpose_copy(ctx->outputs[0]->data, x->data, x->rank, x->shape,
-                   priv->perm);
-    return SMLP_OK;
+    return transpose_copy(ctx->host, ctx->node, ctx->outputs[0]->data,
+                          x->data, x->rank, x->shape, priv->perm);
 }
 
 /* dx = dy transposed back: dx dim perm[d] is dy dim d. */
@@ -190,8 +227,8 @@ transpose_backward(struct smlp_backward_ctx *ctx)
         return smlp__core_zero_grads(ctx);
     for (d = 0; d < priv->rank; d++)
         inv[priv->perm[d]] = d;
-    transpose_copy(gx->data, gy->data, gy->rank, gy->shape, inv);
-    return SMLP_OK;
+    return transpose_copy(ctx->host, ctx->node, gx->data, gy->data,
+                          gy->rank, gy->shape, inv);
 }
 
 /* ---- core.reshape ------------------------------------------------------- */

@@ -28,9 +28,16 @@
  * (the keys are stop-gradient in MoCo): their grad_inputs, when not
  * NULL, are filled with zeros.
  *
+ * Intra-op tasks (smlp_parallel_for) over blocks of LOSS_ROWS rows, two
+ * rounds per ctr: (1) the rows of q and of k are normalised; (2) each
+ * block of rows of q forms its rows of s (a single-threaded sgemm against
+ * all of k̂), their log-sum-exp terms and, in the backward, the rows of
+ * d s, d q̂ = d s·k̂ (a second sgemm) and d q.  A row's values depend only
+ * on its block, and the row terms are summed afterwards in row order, so
+ * results do not depend on `threads`.
+ *
  * Workspace (forward and backward alike): q̂, k̂ [n,D] f32, s [n,n] f32,
- * the n norms of q in double.  The only thread use is OpenBLAS's, which
- * never splits an inner sum, so results do not depend on `threads`.
+ * the n norms of q and the n row terms, in double.
  */
 #include <cblas.h>
 #include <limits.h>
@@ -41,6 +48,9 @@
 
 #include "moco.h"
 
+/* Rows of one task (a constant: task boundaries depend on n only). */
+#define LOSS_ROWS 32
+
 /* Below this norm a row is divided by it instead (F.normalize's eps). */
 #define NORM_EPS 1e-12
 
@@ -48,12 +58,13 @@ struct loss_priv {
     double tau;
 };
 
-/* Byte offsets of q̂, k̂, s and the norms; *total = 0 when it overflows. */
+/* Byte offsets of q̂, k̂, s, the norms and the row terms; *total = 0
+ * when it overflows. */
 static void
-loss_layout(int64_t n, int64_t d, size_t off[4], size_t *total)
+loss_layout(int64_t n, int64_t d, size_t off[5], size_t *total)
 {
     uint64_t nd = (uint64_t)n * (uint64_t)d, nn = (uint64_t)n * (uint64_t)n;
-    size_t rows, sq;
+    size_t rows, sq, dn;
 
     *total = 0;
     /* n, d <= INT_MAX (checked), so nd and nn fit 62 bits. */
@@ -61,13 +72,15 @@ loss_layout(int64_t n, int64_t d, size_t off[4], size_t *total)
         return;
     rows = smlp__moco_align((size_t)nd * sizeof(float));
     sq = smlp__moco_align((size_t)nn * sizeof(float));
+    dn = smlp__moco_align((size_t)n * sizeof(double));
     if (rows > SIZE_MAX / 4 - sq)
         return;
     off[0] = 0;
     off[1] = rows;
     off[2] = 2 * rows;
     off[3] = 2 * rows + sq;
-    *total = off[3] + smlp__moco_align((size_t)n * sizeof(double));
+    off[4] = off[3] + dn;
+    *total = off[4] + dn;
 }
 
 static int
@@ -77,7 +90,7 @@ loss_infer(struct smlp_infer_ctx *ctx)
     const struct smlp_tensor *q1;
     struct loss_priv priv = {0};
     char s[SMLP_SHAPE_STRLEN];
-    size_t off[4], total;
+    size_t off[5], total;
     int rc, i;
 
     if ((rc = smlp_infer_attr_float(ctx, "tau", 0, 0.2, &priv.tau)) != 0)
@@ -146,41 +159,71 @@ normalize_rows(const float *x, int64_t n, int64_t d, float *xh,
     }
 }
 
-/* The pieces of the workspace. */
+/* One ctr (or its backward) as its tasks see it. */
 struct loss_ws {
     float *qh, *kh, *s;
-    double *qn;
+    double *qn, *term;
+    const float *q, *k;
+    int64_t n, d, blocks; /* blocks of LOSS_ROWS rows */
+    double tau;
+    float c;  /* backward: 2g/n */
+    float *dq; /* backward: d q, or NULL in the forward */
 };
 
 static void
 loss_ws_get(void *ws, int64_t n, int64_t d, struct loss_ws *w)
 {
-    size_t off[4], total;
+    size_t off[5] = {0}, total;
 
     loss_layout(n, d, off, &total);
     w->qh = (float *)((char *)ws + off[0]);
     w->kh = (float *)((char *)ws + off[1]);
     w->s = (float *)((char *)ws + off[2]);
     w->qn = (double *)((char *)ws + off[3]);
+    w->term = (double *)((char *)ws + off[4]);
+    w->n = n;
+    w->d = d;
+    w->blocks = (n + LOSS_ROWS - 1) / LOSS_ROWS;
+}
+
+/* Round 1: rows of q (tasks < blocks) or of k, normalised. */
+static int
+normalize_task(void *arg, int64_t task, int worker)
+{
+    const struct loss_ws *w = arg;
+    int is_k = task >= w->blocks;
+    int64_t r0 = (is_k ? task - w->blocks : task) * LOSS_ROWS;
+    int64_t r1 = r0 + LOSS_ROWS < w->n ? r0 + LOSS_ROWS : w->n;
+
+    (void)worker;
+    if (is_k)
+        normalize_rows(w->k + r0 * w->d, r1 - r0, w->d, w->kh + r0 * w->d,
+                       NULL);
+    else
+        normalize_rows(w->q + r0 * w->d, r1 - r0, w->d, w->qh + r0 * w->d,
+                       w->qn + r0);
+    return 0;
 }
 
 /*
- * ctr(q, k) for n rows of d values.  Leaves q̂, k̂, the norms of q in w;
- * with probs, overwrites row i of w->s with softmax(s_i/τ) (as f32).
+ * Round 2, rows [r0, r1) of q: s = q̂·k̂ᵀ, each row's term
+ * logsumexp_j(s_ij/τ) − s_ii/τ; in the backward (dq set) then d s =
+ * c·(softmax(s_i/τ) − [i = j]), d q̂ = d s·k̂ and d q (see the file
+ * comment).
  */
-static double
-ctr(const float *q, const float *k, int64_t n, int64_t d, double tau,
-    const struct loss_ws *w, int probs)
+static int
+rows_task(void *arg, int64_t task, int worker)
 {
-    double total = 0.0;
-    int64_t i, j;
+    const struct loss_ws *w = arg;
+    int64_t n = w->n, d = w->d, r0 = task * LOSS_ROWS, i, j;
+    int64_t r1 = r0 + LOSS_ROWS < n ? r0 + LOSS_ROWS : n;
+    float *s = w->s + r0 * n;
 
-    normalize_rows(q, n, d, w->qh, w->qn);
-    normalize_rows(k, n, d, w->kh, NULL);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n,
-                (int)d, 1.0f, w->qh, (int)d, w->kh, (int)d, 0.0f, w->s,
-                (int)n);
-    for (i = 0; i < n; i++) {
+    (void)worker;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0),
+                (int)n, (int)d, 1.0f, w->qh + r0 * d, (int)d, w->kh, (int)d,
+                0.0f, s, (int)n);
+    for (i = r0; i < r1; i++) {
         float *row = w->s + i * n;
         double max = row[0], sum = 0.0;
 
@@ -188,53 +231,24 @@ ctr(const float *q, const float *k, int64_t n, int64_t d, double tau,
             if (row[j] > max)
                 max = row[j];
         for (j = 0; j < n; j++)
-            sum += exp(((double)row[j] - max) / tau);
-        total += (max - (double)row[i]) / tau + log(sum);
-        if (probs)
-            for (j = 0; j < n; j++)
-                row[j] = (float)(exp(((double)row[j] - max) / tau) / sum);
-    }
-    return 2.0 * tau * total / (double)n;
-}
-
-static int
-loss_run(struct smlp_kernel_ctx *ctx)
-{
-    const struct loss_priv *priv = ctx->priv;
-    const struct smlp_tensor *q1 = ctx->inputs[0];
-    int64_t n = q1->shape[0], d = q1->shape[1];
-    struct loss_ws w;
-    double loss;
-
-    loss_ws_get(ctx->workspace, n, d, &w);
-    loss = ctr(q1->data, ctx->inputs[3]->data, n, d, priv->tau, &w, 0);
-    loss += ctr(ctx->inputs[1]->data, ctx->inputs[2]->data, n, d, priv->tau,
-                &w, 0);
-    *(float *)ctx->outputs[0]->data = (float)loss;
-    return SMLP_OK;
-}
-
-/* dq = d ctr(q, k) / d q, scaled by g (see the file comment). */
-static void
-ctr_backward(const float *q, const float *k, int64_t n, int64_t d,
-             double tau, double g, const struct loss_ws *w, float *dq)
-{
-    float c = (float)(2.0 * g / (double)n);
-    int64_t i, j;
-
-    ctr(q, k, n, d, tau, w, 1);
-    for (i = 0; i < n; i++) {
-        float *row = w->s + i * n;
-
+            sum += exp(((double)row[j] - max) / w->tau);
+        w->term[i] = (max - (double)row[i]) / w->tau + log(sum);
+        if (w->dq == NULL)
+            continue;
         for (j = 0; j < n; j++)
-            row[j] = c * (row[j] - (i == j ? 1.0f : 0.0f));
+            row[j] = (float)(exp(((double)row[j] - max) / w->tau) / sum);
+        for (j = 0; j < n; j++)
+            row[j] = w->c * (row[j] - (i == j ? 1.0f : 0.0f));
     }
+    if (w->dq == NULL)
+        return 0;
     /* d q̂ = d s · k̂, into dq. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)d,
-                (int)n, 1.0f, w->s, (int)n, w->kh, (int)d, 0.0f, dq, (int)d);
-    for (i = 0; i < n; i++) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(r1 - r0),
+                (int)d, (int)n, 1.0f, s, (int)n, w->kh, (int)d, 0.0f,
+                w->dq + r0 * d, (int)d);
+    for (i = r0; i < r1; i++) {
         const float *qh = w->qh + i * d;
-        float *dr = dq + i * d;
+        float *dr = w->dq + i * d;
         double dot = 0.0, inv = 1.0 / w->qn[i];
 
         if (w->qn[i] <= NORM_EPS) {
@@ -247,6 +261,58 @@ ctr_backward(const float *q, const float *k, int64_t n, int64_t d,
         for (j = 0; j < d; j++)
             dr[j] = (float)(((double)dr[j] - (double)qh[j] * dot) * inv);
     }
+    return 0;
+}
+
+/*
+ * ctr(q, k) for n rows of d values (dq NULL), or its gradient w.r.t. q
+ * scaled by g into dq; *out gets ctr (the forward).  Returns 0 or a
+ * task's status.
+ */
+static int
+ctr(const struct smlp_host_api *host, const struct smlp_node *node,
+    struct loss_ws *w, const float *q, const float *k, double g, float *dq,
+    double *out)
+{
+    double total = 0.0;
+    int64_t i;
+    int rc;
+
+    w->q = q;
+    w->k = k;
+    w->dq = dq;
+    w->c = (float)(2.0 * g / (double)w->n);
+    if ((rc = smlp_parallel_for(host, node, 2 * w->blocks, normalize_task,
+                                w)) != 0 ||
+        (rc = smlp_parallel_for(host, node, w->blocks, rows_task, w)) != 0)
+        return rc;
+    /* Row order: the serial sum. */
+    for (i = 0; i < w->n; i++)
+        total += w->term[i];
+    if (out != NULL)
+        *out = 2.0 * w->tau * total / (double)w->n;
+    return 0;
+}
+
+static int
+loss_run(struct smlp_kernel_ctx *ctx)
+{
+    const struct loss_priv *priv = ctx->priv;
+    const struct smlp_tensor *q1 = ctx->inputs[0];
+    int64_t n = q1->shape[0], d = q1->shape[1];
+    struct loss_ws w;
+    double l1, l2;
+    int rc;
+
+    loss_ws_get(ctx->workspace, n, d, &w);
+    w.tau = priv->tau;
+    if ((rc = ctr(ctx->host, ctx->node, &w, q1->data, ctx->inputs[3]->data,
+                  0.0, NULL, &l1)) != 0 ||
+        (rc = ctr(ctx->host, ctx->node, &w, ctx->inputs[1]->data,
+                  ctx->inputs[2]->data, 0.0, NULL, &l2)) != 0)
+        return rc;
+    *(float *)ctx->outputs[0]->data = (float)(l1 + l2);
+    return SMLP_OK;
 }
 
 static int
@@ -258,13 +324,14 @@ loss_backward(struct smlp_backward_ctx *ctx)
     int64_t n = q1->shape[0], d = q1->shape[1];
     size_t bytes = (size_t)(n * d) * sizeof(float);
     struct loss_ws w;
-    int t;
+    int t, rc;
 
     /* Keys are stop-gradient: zeros where a gradient is asked for. */
     for (t = 2; t < 4; t++)
         if (ctx->grad_inputs[t] != NULL)
             memset(ctx->grad_inputs[t]->data, 0, bytes);
     loss_ws_get(ctx->workspace, n, d, &w);
+    w.tau = priv->tau;
     /* q1 pairs with k2 (input 3), q2 with k1 (input 2). */
     for (t = 0; t < 2; t++) {
         struct smlp_tensor *gq = ctx->grad_inputs[t];
@@ -275,9 +342,11 @@ loss_backward(struct smlp_backward_ctx *ctx)
             memset(gq->data, 0, bytes);
             continue;
         }
-        ctr_backward(ctx->inputs[t]->data, ctx->inputs[3 - t]->data, n, d,
-                     priv->tau, (double)*(const float *)gy->data, &w,
-                     gq->data);
+        if ((rc = ctr(ctx->host, ctx->node, &w, ctx->inputs[t]->data,
+                      ctx->inputs[3 - t]->data,
+                      (double)*(const float *)gy->data, gq->data, NULL)) !=
+            0)
+            return rc;
     }
     return SMLP_OK;
 }

@@ -12,7 +12,10 @@
  * given: the trainer raises m from m₀ to 1 on a cosine during training,
  * which a per-graph attribute cannot follow, so a scalar input fed each
  * step overrides it.  Both must lie in [0, 1].  Forward only; no thread
- * use inside (elementwise, memory-bound).
+ * use inside (elementwise, memory-bound).  Flagged SMLP_OP_NO_GRAD: the
+ * backward engine treats the output as a constant, so a momentum encoder
+ * that reads it (graphs/moco_sparse_mlp_*) puts no gradient path from
+ * theta_q to the loss through this node.
  */
 #include <math.h>
 
@@ -114,6 +117,7 @@ const struct smlp_op_def smlp__moco_op_momentum_update = {
     .min_inputs = 2,
     .max_inputs = 3,
     .n_outputs = 1,
+    .flags = SMLP_OP_NO_GRAD, /* MoCo's update runs under no_grad */
     .attrs = momentum_attrs,
     .infer = momentum_infer,
     .kernels = momentum_kernels,

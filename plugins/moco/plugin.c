@@ -4,9 +4,11 @@
  * moco holds the MoCo v3 pre-training pieces (OPS.md, "moco"): the
  * contrastive loss moco.loss (forward and backward) and the momentum
  * encoder's update moco.momentum_update (forward only, writes its state
- * input; see moco.h), each with a CPU kernel.  The loss's similarity
- * products go through OpenBLAS; like moe, the plugin has no set_threads
- * and leaves BLAS threading to the host.
+ * input; see moco.h), each with a CPU kernel.  The loss splits its rows
+ * into tasks for host->parallel_for, each calling single-threaded
+ * OpenBLAS sgemm; like moe, the plugin has no set_threads and leaves
+ * OpenBLAS's (process-wide) threading to the host, which keeps it at one
+ * thread per call.
  */
 #include "moco.h"
 

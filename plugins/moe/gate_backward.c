@@ -41,12 +41,19 @@
  *     dsrc/T to the image's T items.
  *
  * Everything is recomputed from the inputs in the backward workspace
- * (smlp__moe_gate_backward_size), with the forward's own functions, so
- * zc, p and the routing thresholds are the forward's bit for bit.  The
- * gradients of p and of the logits accumulate in double in a fixed order
- * (items in index order, rows then experts); the two products are
- * OpenBLAS sgemm calls, which split rows and columns across BLAS threads
- * but never an inner sum.  Nothing here depends on `threads`.
+ * (smlp__moe_gate_backward_size), with the forward's own functions on the
+ * forward's row blocks, so zc, p and the routing thresholds are the
+ * forward's bit for bit.  The gradients of p and of the logits accumulate
+ * in double in a fixed order (items in index order, rows then experts).
+ * Intra-op tasks (smlp_parallel_for) in three rounds, boundaries fixed by
+ * the shapes: (1) blocks of routing rows recompute the router and add d
+ * weight of their items (an image's items are in its row's block); (2)
+ * blocks of whole groups add the aux terms (each group's sums are its
+ * own), run the softmax backwards and write d logits as f32; (3) column
+ * blocks of dWg (a sum over all rows, by one task per element) and row
+ * blocks of d x.  Each element is written by one task in the serial
+ * order, and the products are single-threaded sgemm calls inside tasks,
+ * so nothing depends on `threads`.
  *
  * moe.gate.hash: no trainable input and a constant weight (1 or 0): its
  * backward writes zeros to d x when asked, so that the runtime can pass
@@ -70,9 +77,9 @@ struct gate_bwd_layout {
     size_t dpc;    /* f64 [R,E] d pc (noisy training) */
     size_t dzf;    /* f32 [R,E] d logits for the sgemm calls */
     size_t dsrc;   /* f32 [R,d] d image means (per_image) */
-    size_t sel;    /* i32 [E] selection scratch */
-    size_t choice; /* i32 [k] top-k of one row */
-    size_t acc;    /* f64 [2E] per-group sums and their gradients */
+    size_t sel;    /* i32 [GT,E] selection scratch per group task */
+    size_t choice; /* i32 [GT,k] top-k of one row, per group task */
+    size_t acc;    /* f64 [GT,2E] per-group sums and their gradients */
     size_t total;
 };
 
@@ -99,12 +106,14 @@ backward_layout(const struct smlp__moe_gate_priv *pv,
 {
     int noisy = pv->training && pv->noise_std > 0.0;
     int per_image = pv->kind == SMLP__MOE_GATE_PER_IMAGE;
-    int64_t re, rd;
+    int64_t re, rd, gt;
     size_t off = 0;
 
+    gt = smlp__moe_tasks(pv->groups, smlp__moe_groups_per_task(pv->g));
     if ((pv->rows > 0 && pv->e > INT64_MAX / pv->rows) ||
         (pv->rows > 0 && pv->d > INT64_MAX / pv->rows) ||
-        pv->e > INT64_MAX / 2)
+        pv->e > INT64_MAX / 2 ||
+        (gt > 0 && (pv->e > INT64_MAX / 2 / gt || pv->k > INT64_MAX / gt)))
         return -1;
     re = pv->rows * pv->e;
     rd = pv->rows * pv->d;
@@ -117,9 +126,9 @@ backward_layout(const struct smlp__moe_gate_priv *pv,
         take(&off, &l->dpc, noisy ? re : 0, sizeof(double)) ||
         take(&off, &l->dzf, re, sizeof(float)) ||
         take(&off, &l->dsrc, per_image ? rd : 0, sizeof(float)) ||
-        take(&off, &l->sel, pv->e, sizeof(int32_t)) ||
-        take(&off, &l->choice, pv->k, sizeof(int32_t)) ||
-        take(&off, &l->acc, 2 * pv->e, sizeof(double)))
+        take(&off, &l->sel, gt * pv->e, sizeof(int32_t)) ||
+        take(&off, &l->choice, gt * pv->k, sizeof(int32_t)) ||
+        take(&off, &l->acc, gt * 2 * pv->e, sizeof(double)))
         return -1;
     l->total = off;
     return 0;
@@ -169,15 +178,16 @@ cv2_grad(const double *v, int64_t n, double scale, double *g)
         g[i] = f * (v[i] - mean - var / mean);
 }
 
-/* d p from d weight (items in index order, choices in j order). */
+/* d p from d weight of items [i0, i1) (items in index order, choices in
+ * j order). */
 static void
 weight_grad(const struct smlp__moe_gate_priv *pv, const float *p,
             const int32_t *expert, const int32_t *slot, const float *dw,
-            double *dp)
+            int64_t i0, int64_t i1, double *dp)
 {
     int64_t i, j, k = pv->k, e = pv->e;
 
-    for (i = 0; i < pv->n; i++) {
+    for (i = i0; i < i1; i++) {
         const float *row = p + (i / pv->t) * e;
         double *drow = dp + (i / pv->t) * e;
         const int32_t *ex = expert + i * k, *sl = slot + i * k;
@@ -206,19 +216,19 @@ weight_grad(const struct smlp__moe_gate_priv *pv, const float *p,
 }
 
 /*
- * The balance aux's gradient w.r.t. the softmaxes, c = d aux ·
- * aux_weight / groups: vmoe importance into dpc (clean softmax pc),
- * switch into dp (routing softmax).  acc: 2E doubles.
+ * The balance aux's gradient w.r.t. the softmaxes for groups [g0, g1), c
+ * = d aux · aux_weight / groups: vmoe importance into dpc (clean softmax
+ * pc), switch into dp (routing softmax).  acc: 2E doubles.
  */
 static void
 balance_grad(const struct smlp__moe_gate_priv *pv, const float *pc,
-             const int32_t *expert, double c, double *dp, double *dpc,
-             double *acc)
+             const int32_t *expert, double c, int64_t g0, int64_t g1,
+             double *dp, double *dpc, double *acc)
 {
     int64_t rg = pv->g / pv->t, e = pv->e, grp, r, j;
     double *sum = acc, *g = acc + e;
 
-    for (grp = 0; grp < pv->groups; grp++) {
+    for (grp = g0; grp < g1; grp++) {
         int64_t r0 = grp * rg;
 
         for (j = 0; j < e; j++)
@@ -272,21 +282,21 @@ threshold_expert(const float *zn, int64_t e, int64_t k, int32_t *sel,
 }
 
 /*
- * The vmoe load term's gradient w.r.t. the clean logits, added into dz,
- * c = d aux · aux_weight / groups.  Load is recomputed as the forward
- * does (smlp__moe_aux_vmoe).  acc: 2E doubles.
+ * The vmoe load term's gradient w.r.t. the clean logits of groups [g0,
+ * g1), added into dz, c = d aux · aux_weight / groups.  Load is
+ * recomputed as the forward does (smlp__moe_aux_vmoe).  acc: 2E doubles.
  */
 static void
 load_grad(const struct smlp__moe_gate_priv *pv, const float *zc,
-          const float *zn, double sigma, double c, double *dz, int32_t *sel,
-          int32_t *choice, double *acc)
+          const float *zn, double sigma, double c, int64_t g0, int64_t g1,
+          double *dz, int32_t *sel, int32_t *choice, double *acc)
 {
     const double scale = 1.0 / (sigma * 1.41421356237309504880);
     const double inv_sqrt_2pi = 0.39894228040143267794;
     int64_t rg = pv->g / pv->t, e = pv->e, k = pv->k, grp, r, j;
     double *load = acc, *g = acc + e;
 
-    for (grp = 0; grp < pv->groups; grp++) {
+    for (grp = g0; grp < g1; grp++) {
         int64_t r0 = grp * rg;
 
         for (j = 0; j < e; j++)
@@ -332,21 +342,147 @@ superclass_grad(const float *pc, const int32_t *labels, int64_t rows,
     }
 }
 
-/* C [m, n] = op(A)·B with B [inner, n]; A [m, inner], or [inner, m] read
- * transposed when trans_a.  C = 0 when inner is 0. */
+/* C [m, n] (row stride ldc) = op(A)·B with B [inner, n] (stride ldb); A
+ * [m, inner], or [inner, m] read transposed when trans_a (stride lda).
+ * C = 0 when inner is 0. */
 static void
 gemm(int trans_a, int64_t m, int64_t n, int64_t inner, const float *a,
-     const float *b, float *c)
+     int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc)
 {
+    int64_t r;
+
     if (m == 0 || n == 0)
         return;
     if (inner == 0) {
-        memset(c, 0, (size_t)(m * n) * sizeof(float));
+        for (r = 0; r < m; r++)
+            memset(c + r * ldc, 0, (size_t)n * sizeof(float));
         return;
     }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                CblasNoTrans, (int)m, (int)n, (int)inner, 1.0f, a,
-                trans_a ? (int)m : (int)inner, b, (int)n, 0.0f, c, (int)n);
+                CblasNoTrans, (int)m, (int)n, (int)inner, 1.0f, a, (int)lda,
+                b, (int)ldb, 0.0f, c, (int)ldc);
+}
+
+/* Columns of d Wg per task of the last round. */
+#define GATE_BWD_COLS 64
+
+/* What the tasks of a gate backward share. */
+struct gate_bwd_args {
+    const struct smlp__moe_gate_priv *pv;
+    const struct gate_bwd_layout *l;
+    char *ws;
+    const float *x, *wg, *src, *dw;
+    const int32_t *expert, *slot, *labels; /* labels: when aux_on */
+    float *xm, *zc, *zn, *p, *pc, *dzf, *dsrc, *gx, *gwg;
+    double *dp, *dpc;
+    int noisy, balance, load;
+    double sigma, c, cc; /* c: balance and load scale; cc: superclass */
+    uint64_t seed, step;
+    int64_t gpt, col_tasks;
+};
+
+/* Round 1, routing rows [r0, r1): the forward's router recomputed, then
+ * d p from d weight of their items. */
+static int
+gbwd_rows_task(void *arg, int64_t task, int worker)
+{
+    const struct gate_bwd_args *a = arg;
+    const struct smlp__moe_gate_priv *pv = a->pv;
+    int64_t e = pv->e, d = pv->d, r0 = task * SMLP__MOE_TASK_ROWS;
+    int64_t r1 = r0 + SMLP__MOE_TASK_ROWS < pv->rows
+                     ? r0 + SMLP__MOE_TASK_ROWS
+                     : pv->rows;
+    int64_t nr = r1 - r0;
+
+    (void)worker;
+    if (pv->kind == SMLP__MOE_GATE_PER_IMAGE)
+        smlp__moe_image_means(a->x + r0 * pv->t * d, nr, pv->t, d,
+                              a->xm + r0 * d);
+    smlp__moe_router_logits(a->src + r0 * d, a->wg, nr, e, d,
+                            a->zc + r0 * e);
+    if (a->noisy)
+        smlp__moe_noise_rows(a->zc + r0 * e, r0, nr, e, a->sigma, a->seed,
+                             pv->name_hash, a->step, a->zn + r0 * e);
+    smlp__moe_softmax(a->zn + r0 * e, nr, e, a->p + r0 * e);
+    memset(a->dp + r0 * e, 0, (size_t)(nr * e) * sizeof(double));
+    if (a->noisy) {
+        smlp__moe_softmax(a->zc + r0 * e, nr, e, a->pc + r0 * e);
+        memset(a->dpc + r0 * e, 0, (size_t)(nr * e) * sizeof(double));
+    }
+    if (a->dw != NULL)
+        weight_grad(pv, a->p, a->expert, a->slot, a->dw, r0 * pv->t,
+                    r1 * pv->t, a->dp);
+    return 0;
+}
+
+/* Round 2, groups [g0, g1): the aux terms, the softmax backwards and d
+ * logits as f32, in the serial order of every element. */
+static int
+gbwd_groups_task(void *arg, int64_t task, int worker)
+{
+    const struct gate_bwd_args *a = arg;
+    const struct smlp__moe_gate_priv *pv = a->pv;
+    int64_t e = pv->e, rg = pv->g / pv->t, g0 = task * a->gpt;
+    int64_t g1 = g0 + a->gpt < pv->groups ? g0 + a->gpt : pv->groups;
+    int64_t r0 = g0 * rg, nr = (g1 - g0) * rg, i;
+    double *acc = (double *)(a->ws + a->l->acc) + task * 2 * e;
+    int32_t *sel = (int32_t *)(a->ws + a->l->sel) + task * e;
+    int32_t *choice = (int32_t *)(a->ws + a->l->choice) + task * pv->k;
+
+    (void)worker;
+    if (a->balance)
+        balance_grad(pv, a->pc, a->expert, a->c, g0, g1, a->dp, a->dpc, acc);
+    softmax_backward(a->p + r0 * e, nr, e, a->dp + r0 * e);
+    if (a->noisy) {
+        softmax_backward(a->pc + r0 * e, nr, e, a->dpc + r0 * e);
+        for (i = r0 * e; i < (r0 + nr) * e; i++)
+            a->dp[i] += a->dpc[i];
+    }
+    if (a->load)
+        load_grad(pv, a->zc, a->zn, a->sigma, a->c, g0, g1, a->dp, sel,
+                  choice, acc);
+    if (a->labels != NULL)
+        superclass_grad(a->pc + r0 * e, a->labels + r0, nr, e, a->cc,
+                        a->dp + r0 * e);
+    for (i = r0 * e; i < (r0 + nr) * e; i++)
+        a->dzf[i] = (float)a->dp[i];
+    return 0;
+}
+
+/* Round 3: columns [c0, c1) of d Wg (a sum over all rows) for tasks <
+ * col_tasks, else routing rows of d src (d x, or d image means spread to
+ * the image's items). */
+static int
+gbwd_product_task(void *arg, int64_t task, int worker)
+{
+    const struct gate_bwd_args *a = arg;
+    const struct smlp__moe_gate_priv *pv = a->pv;
+    int64_t e = pv->e, d = pv->d, r0, r1, i, c;
+
+    (void)worker;
+    if (task < a->col_tasks) {
+        int64_t c0 = task * GATE_BWD_COLS;
+        int64_t c1 = c0 + GATE_BWD_COLS < d ? c0 + GATE_BWD_COLS : d;
+
+        gemm(1, e, c1 - c0, pv->rows, a->dzf, e, a->src + c0, d,
+             a->gwg + c0, d);
+        return 0;
+    }
+    r0 = (task - a->col_tasks) * SMLP__MOE_TASK_ROWS;
+    r1 = r0 + SMLP__MOE_TASK_ROWS < pv->rows ? r0 + SMLP__MOE_TASK_ROWS
+                                             : pv->rows;
+    if (pv->kind != SMLP__MOE_GATE_PER_IMAGE) {
+        gemm(0, r1 - r0, d, e, a->dzf + r0 * e, e, a->wg, d, a->gx + r0 * d,
+             d);
+        return 0;
+    }
+    gemm(0, r1 - r0, d, e, a->dzf + r0 * e, e, a->wg, d, a->dsrc + r0 * d,
+         d);
+    for (i = r0 * pv->t; i < r1 * pv->t; i++)
+        for (c = 0; c < d; c++)
+            a->gx[i * d + c] = (float)((double)a->dsrc[(i / pv->t) * d + c] /
+                                       (double)pv->t);
+    return 0;
 }
 
 int
@@ -354,20 +490,16 @@ smlp__moe_gate_backward(struct smlp_backward_ctx *ctx)
 {
     const struct smlp__moe_gate_priv *pv = ctx->priv;
     struct gate_bwd_layout l;
+    struct gate_bwd_args a;
     char *ws = ctx->workspace;
     struct smlp_tensor *gx = ctx->grad_inputs[0], *gwg = ctx->grad_inputs[1];
     const struct smlp_tensor *gwt = ctx->grad_outputs[2];
     const struct smlp_tensor *gat = ctx->grad_outputs[4];
-    const float *x = ctx->inputs[0]->data, *wg = ctx->inputs[1]->data;
-    const float *src = x, *dw = gwt != NULL ? gwt->data : NULL;
-    const int32_t *expert = ctx->outputs[0]->data;
-    const int32_t *slot = ctx->outputs[1]->data, *labels = NULL;
+    const int32_t *labels = NULL;
     int per_image = pv->kind == SMLP__MOE_GATE_PER_IMAGE;
-    int noisy = pv->training && pv->noise_std > 0.0, aux_on;
-    double sigma = pv->noise_std / (double)pv->e, ga;
-    int64_t e = pv->e, d = pv->d, rows = pv->rows, i, c;
-    float *zc, *zn, *p, *pc, *dzf;
-    double *dp, *dpc;
+    int noisy = pv->training && pv->noise_std > 0.0, aux_on, rc;
+    double ga;
+    int64_t e = pv->e, rows = pv->rows, i, tasks;
 
     /* superclass is i32: no gradient. */
     if (ctx->n_inputs > 2)
@@ -380,7 +512,7 @@ smlp__moe_gate_backward(struct smlp_backward_ctx *ctx)
     /* aux is the constant 0 in inference. */
     aux_on = gat != NULL && pv->training &&
              (pv->aux != SMLP__MOE_AUX_NONE || labels != NULL);
-    if ((dw == NULL && !aux_on) || rows == 0) {
+    if ((gwt == NULL && !aux_on) || rows == 0) {
         zero_grad(gx);
         zero_grad(gwg);
         return SMLP_OK;
@@ -398,78 +530,54 @@ smlp__moe_gate_backward(struct smlp_backward_ctx *ctx)
                                        "backward workspace of %zu bytes, "
                                        "the gate needs %zu",
                                        ctx->workspace_size, l.total);
+    a.pv = pv;
+    a.l = &l;
+    a.ws = ws;
+    a.x = ctx->inputs[0]->data;
+    a.wg = ctx->inputs[1]->data;
+    a.dw = gwt != NULL ? gwt->data : NULL;
+    a.expert = ctx->outputs[0]->data;
+    a.slot = ctx->outputs[1]->data;
+    a.labels = aux_on ? labels : NULL;
+    a.xm = (float *)(ws + l.xm);
+    a.src = per_image ? a.xm : a.x;
+    a.zc = (float *)(ws + l.zc);
+    a.zn = noisy ? (float *)(ws + l.zn) : a.zc;
+    a.p = (float *)(ws + l.p);
+    a.pc = noisy ? (float *)(ws + l.pc) : a.p;
+    a.dp = (double *)(ws + l.dp);
+    a.dpc = noisy ? (double *)(ws + l.dpc) : a.dp;
+    a.dzf = (float *)(ws + l.dzf);
+    a.dsrc = (float *)(ws + l.dsrc);
+    a.gx = gx != NULL ? gx->data : NULL;
+    a.gwg = gwg != NULL ? gwg->data : NULL;
+    a.noisy = noisy;
+    a.balance = aux_on && pv->aux != SMLP__MOE_AUX_NONE && pv->groups > 0;
+    a.load = aux_on && noisy && pv->aux == SMLP__MOE_AUX_VMOE &&
+             pv->groups > 0;
+    a.sigma = pv->noise_std / (double)e;
+    a.c = pv->groups > 0 ? ga * pv->aux_weight / (double)pv->groups : 0.0;
+    a.cc = ga * pv->aux_weight / (double)rows;
+    a.seed = ctx->seed;
+    a.step = ctx->step;
+    a.gpt = smlp__moe_groups_per_task(pv->g);
 
-    /* The forward's router, recomputed. */
-    if (per_image) {
-        float *xm = (float *)(ws + l.xm);
-
-        smlp__moe_image_means(x, rows, pv->t, d, xm);
-        src = xm;
-    }
-    zc = (float *)(ws + l.zc);
-    smlp__moe_router_logits(src, wg, rows, e, d, zc);
-    zn = zc;
-    if (noisy) {
-        zn = (float *)(ws + l.zn);
-        smlp__moe_noise(zc, rows, e, sigma, ctx->seed, pv->name_hash,
-                        ctx->step, zn);
-    }
-    p = (float *)(ws + l.p);
-    smlp__moe_softmax(zn, rows, e, p);
-    pc = p;
-    dp = (double *)(ws + l.dp);
-    dpc = dp;
-    memset(dp, 0, (size_t)(rows * e) * sizeof(double));
-    if (noisy) {
-        pc = (float *)(ws + l.pc);
-        smlp__moe_softmax(zc, rows, e, pc);
-        dpc = (double *)(ws + l.dpc);
-        memset(dpc, 0, (size_t)(rows * e) * sizeof(double));
-    }
-
-    /* d softmax, then d logits (in dp). */
-    if (dw != NULL)
-        weight_grad(pv, p, expert, slot, dw, dp);
-    if (aux_on && pv->aux != SMLP__MOE_AUX_NONE && pv->groups > 0)
-        balance_grad(pv, pc, expert, ga * pv->aux_weight / (double)pv->groups,
-                     dp, dpc, (double *)(ws + l.acc));
-    softmax_backward(p, rows, e, dp);
-    if (noisy) {
-        softmax_backward(pc, rows, e, dpc);
-        for (i = 0; i < rows * e; i++)
-            dp[i] += dpc[i];
-    }
-    if (aux_on && noisy && pv->aux == SMLP__MOE_AUX_VMOE && pv->groups > 0)
-        load_grad(pv, zc, zn, sigma, ga * pv->aux_weight / (double)pv->groups,
-                  dp, (int32_t *)(ws + l.sel), (int32_t *)(ws + l.choice),
-                  (double *)(ws + l.acc));
-    if (aux_on && labels != NULL)
-        superclass_grad(pc, labels, rows, e,
-                        ga * pv->aux_weight / (double)rows, dp);
-    dzf = (float *)(ws + l.dzf);
-    for (i = 0; i < rows * e; i++)
-        dzf[i] = (float)dp[i];
-
+    /* The forward's router, recomputed, and d p from d weight. */
+    if ((rc = smlp_parallel_for(ctx->host, ctx->node,
+                                smlp__moe_tasks(rows, SMLP__MOE_TASK_ROWS),
+                                gbwd_rows_task, &a)) != 0)
+        return rc;
+    /* d p from the aux, then d logits, group by group. */
+    if ((rc = smlp_parallel_for(ctx->host, ctx->node,
+                                smlp__moe_tasks(pv->groups, a.gpt),
+                                gbwd_groups_task, &a)) != 0)
+        return rc;
     /* Through the router product. */
-    if (gwg != NULL)
-        gemm(1, e, d, rows, dzf, src, gwg->data);
-    if (gx == NULL)
-        return SMLP_OK;
-    if (!per_image) {
-        gemm(0, rows, d, e, dzf, wg, gx->data);
-        return SMLP_OK;
-    }
-    {
-        float *dsrc = (float *)(ws + l.dsrc), *dx = gx->data;
-
-        gemm(0, rows, d, e, dzf, wg, dsrc);
-        for (i = 0; i < pv->n; i++)
-            for (c = 0; c < d; c++)
-                dx[i * d + c] =
-                    (float)((double)dsrc[(i / pv->t) * d + c] /
-                            (double)pv->t);
-    }
-    return SMLP_OK;
+    a.col_tasks = a.gwg != NULL ? smlp__moe_tasks(pv->d, GATE_BWD_COLS) : 0;
+    tasks = a.col_tasks +
+            (a.gx != NULL ? smlp__moe_tasks(rows, SMLP__MOE_TASK_ROWS) : 0);
+    return smlp_parallel_for(ctx->host, ctx->node, tasks, gbwd_product_task,
+                             &a);
 }
 
 int

@@ -83,13 +83,21 @@ void
 smlp__moe_noise(const float *z, int64_t rows, int64_t e, double sigma,
                 uint64_t seed, uint64_t name_hash, uint64_t step, float *out)
 {
+    smlp__moe_noise_rows(z, 0, rows, e, sigma, seed, name_hash, step, out);
+}
+
+void
+smlp__moe_noise_rows(const float *z, int64_t first, int64_t rows, int64_t e,
+                     double sigma, uint64_t seed, uint64_t name_hash,
+                     uint64_t step, float *out)
+{
     const double two_pi = 6.283185307179586476925287;
     const double inv53 = 1.0 / 9007199254740992.0; /* 2^-53 */
     uint64_t key = mix64(mix64(mix64(seed) ^ name_hash) ^ step);
-    int64_t i, n = rows * e;
+    int64_t i, n = rows * e, base = first * e;
 
     for (i = 0; i < n; i++) {
-        uint64_t c = 2 * (uint64_t)i;
+        uint64_t c = 2 * (uint64_t)(base + i);
         uint64_t a = mix64(key + c * MOE_GAMMA);
         uint64_t b = mix64(key + (c + 1) * MOE_GAMMA);
         double u1 = ((double)(a >> 11) + 1.0) * inv53;
@@ -257,12 +265,11 @@ smlp__moe_weights(const float *p, int64_t e, int64_t t,
 }
 
 void
-smlp__moe_count_load(const int32_t *expert, const int32_t *slot, int64_t n,
-                     int64_t k, int64_t e, int32_t *load)
+smlp__moe_add_load(const int32_t *expert, const int32_t *slot, int64_t n,
+                   int64_t k, int32_t *load)
 {
     int64_t i;
 
-    memset(load, 0, (size_t)(2 * e) * sizeof(*load));
     for (i = 0; i < n * k; i++)
         load[2 * expert[i] + (slot[i] < 0 ? 1 : 0)]++;
 }

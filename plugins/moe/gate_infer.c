@@ -92,6 +92,10 @@ gate_layout(struct smlp__moe_gate_priv *p)
     int noise = learned && p->noise_std > 0.0;
     int per_image = p->kind == SMLP__MOE_GATE_PER_IMAGE;
     int importance = p->kind == SMLP__MOE_GATE_IMPORTANCE;
+    int64_t rt = learned ? smlp__moe_tasks(p->rows, SMLP__MOE_TASK_ROWS) : 0;
+    int64_t gt = smlp__moe_tasks(p->groups,
+                                 smlp__moe_groups_per_task(p->g));
+    size_t te = (size_t)((rt > gt ? rt : gt) * p->e);
 
 #define TAKE(field, bytes)                                                    \
     do {                                                                     \
@@ -104,11 +108,14 @@ gate_layout(struct smlp__moe_gate_priv *p)
     TAKE(pc, noise ? re : 0);
     TAKE(xm, per_image ? (size_t)(p->rows * p->d) * sizeof(float) : 0);
     TAKE(rexp, per_image ? (size_t)(p->rows * p->k) * sizeof(int32_t) : 0);
-    TAKE(order, importance ? (size_t)p->g * sizeof(int32_t) : 0);
-    TAKE(keys, importance ? (size_t)p->g * sizeof(struct smlp__moe_key) : 0);
-    TAKE(count, (size_t)p->e * sizeof(int32_t));
-    TAKE(sel, learned ? (size_t)p->e * sizeof(int32_t) : 0);
-    TAKE(acc, learned ? (size_t)(2 * p->e) * sizeof(double) : 0);
+    TAKE(order, importance ? (size_t)p->n * sizeof(int32_t) : 0);
+    TAKE(keys, importance ? (size_t)p->n * sizeof(struct smlp__moe_key) : 0);
+    TAKE(count, (size_t)(gt * p->e) * sizeof(int32_t));
+    TAKE(sel, learned ? te * sizeof(int32_t) : 0);
+    TAKE(acc, learned ? (size_t)(gt * 2 * p->e) * sizeof(double) : 0);
+    TAKE(loadp, (size_t)(gt * 2 * p->e) * sizeof(int32_t));
+    TAKE(auxg, learned ? (size_t)p->groups * sizeof(double) : 0);
+    TAKE(ce, per_image ? (size_t)p->rows * sizeof(double) : 0);
 #undef TAKE
     p->ws.total = off;
 }
@@ -300,9 +307,11 @@ smlp__moe_gate_infer(struct smlp_infer_ctx *ctx, int kind)
     smlp_infer_set_output(ctx, 4, SMLP_DTYPE_F32, 0, NULL);
     shape[1] = 2;
     smlp_infer_set_output(ctx, 5, SMLP_DTYPE_I32, 2, shape);
-    /* The workspace holds up to 4 f32 [rows, E] tables: keep its size
-     * far from overflowing size_t. */
-    if (p.rows > 0 && p.e > INT64_MAX / 16 / p.rows)
+    /* The workspace holds up to 4 f32 [rows, E] tables and per-task
+     * tables of at most N·2E doubles: keep its size far from overflowing
+     * size_t. */
+    if ((p.rows > 0 && p.e > INT64_MAX / 16 / p.rows) ||
+        (p.n > 0 && p.e > INT64_MAX / 16 / p.n))
         return smlp_infer_fail(ctx, SMLP_ELIMIT,
                                "%lld routing rows x %lld experts overflow "
                                "the gate's workspace size",

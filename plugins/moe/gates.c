@@ -25,6 +25,20 @@
  * The hash gate has no router: expert = f(item index mod T).
  * Backward: gate_backward.c.
  *
+ * Intra-op tasks (smlp_parallel_for), in two rounds whose boundaries
+ * depend on the shapes only (moe.h, SMLP__MOE_TASK_ROWS): steps 1-5 run
+ * per block of routing rows (one sgemm of the block's logits; the noise
+ * indexed by the global element number; the superclass cross-entropy of
+ * each image into its own entry), steps 6-7 per block of whole groups
+ * (groups are independent: each task empties and fills its groups' rows
+ * of every expert's buffer, sorts each group on its own (importance: a
+ * total order, so qsort has one answer), and counts the load and the aux
+ * of its groups into its own entries).  Then, on the calling thread, the
+ * load counts are added (integers) and the per-group aux and per-image
+ * cross-entropy terms summed in group and image order, as a serial loop
+ * would, so every output is bit-identical for any thread count.  The
+ * hash gate runs the group round only.  Scratch is indexed by task.
+ *
  * Kernels run on worker threads and touch only their node's buffers.
  */
 #include <cblas.h>
@@ -65,52 +79,157 @@ smlp__moe_router_logits(const float *src, const float *wg, int64_t rows,
                 (int)d, 1.0f, src, (int)d, wg, (int)d, 0.0f, z, (int)e);
 }
 
-/* mean_b CE(z[b], labels[b]) = mean_b (logsumexp(z[b]) − z[b, label]). */
+/* CE(z, label) = logsumexp(z) − z[label] over e logits, in double. */
 static double
-mean_cross_entropy(const float *z, const int32_t *labels, int64_t rows,
-                   int64_t e)
+cross_entropy(const float *z, int32_t label, int64_t e)
 {
-    double total = 0.0;
-    int64_t b, j;
+    double max = z[0], sum = 0.0;
+    int64_t j;
 
-    if (rows == 0)
-        return 0.0;
-    for (b = 0; b < rows; b++) {
-        const float *zb = z + b * e;
-        double max = zb[0], sum = 0.0;
-
-        for (j = 1; j < e; j++)
-            if (zb[j] > max)
-                max = zb[j];
-        for (j = 0; j < e; j++)
-            sum += exp((double)zb[j] - max);
-        total += max + log(sum) - (double)zb[labels[b]];
-    }
-    return total / (double)rows;
+    for (j = 1; j < e; j++)
+        if (z[j] > max)
+            max = z[j];
+    for (j = 0; j < e; j++)
+        sum += exp((double)z[j] - max);
+    return max + log(sum) - (double)z[label];
 }
 
-/* The aux output of a training run (before the superclass term). */
-static double
-balance_aux(const struct smlp__moe_gate_priv *pv, const float *zc,
-            const float *zn, const float *p, const float *pc,
-            const int32_t *rexp, double sigma, int32_t *sel, double *acc)
-{
-    int64_t rg = pv->g / pv->t, g, r0;
-    double s = 0.0;
+/* What the tasks of a gate run share. */
+struct gate_args {
+    const struct smlp__moe_gate_priv *pv;
+    struct smlp__moe_route route;
+    char *ws;
+    const float *x, *wg, *src;
+    const int32_t *labels; /* superclass (per_image, training), or NULL */
+    float *xm, *zc, *zn, *p, *pc, *weight;
+    int32_t *rexp, *expert, *slot, *slot_item;
+    int noisy, training;
+    double sigma;
+    uint64_t seed, step;
+    int64_t gpt; /* groups per group task */
+};
 
-    if (pv->aux == SMLP__MOE_AUX_NONE || pv->groups == 0)
-        return 0.0;
-    for (g = 0; g < pv->groups; g++) {
-        r0 = g * rg;
-        if (pv->aux == SMLP__MOE_AUX_VMOE)
-            s += smlp__moe_aux_vmoe(pc + r0 * pv->e, zc + r0 * pv->e,
-                                    zn + r0 * pv->e, rg, pv->e, pv->k, sigma,
-                                    sel, acc);
-        else
-            s += smlp__moe_aux_switch(p + r0 * pv->e, rexp + r0 * pv->k, rg,
-                                      pv->e, pv->k, acc);
+/*
+ * Row task: routing rows [r0, r1): image means (per_image), the clean
+ * logits (one sgemm of the block), the noise, the softmaxes, the top-k
+ * choices (copied to the image's items for per_image) and, with labels,
+ * each image's cross-entropy term.  Every value is a function of its row.
+ */
+static int
+gate_rows_task(void *arg, int64_t task, int worker)
+{
+    const struct gate_args *a = arg;
+    const struct smlp__moe_gate_priv *pv = a->pv;
+    int64_t e = pv->e, k = pv->k, r0 = task * SMLP__MOE_TASK_ROWS;
+    int64_t r1 = r0 + SMLP__MOE_TASK_ROWS < pv->rows
+                     ? r0 + SMLP__MOE_TASK_ROWS
+                     : pv->rows;
+    int64_t nr = r1 - r0, i, j;
+    int32_t *sel = (int32_t *)(a->ws + pv->ws.sel) + task * e;
+
+    (void)worker;
+    if (pv->kind == SMLP__MOE_GATE_PER_IMAGE)
+        smlp__moe_image_means(a->x + r0 * pv->t * pv->d, nr, pv->t, pv->d,
+                              a->xm + r0 * pv->d);
+    smlp__moe_router_logits(a->src + r0 * pv->d, a->wg, nr, e, pv->d,
+                            a->zc + r0 * e);
+    if (a->noisy)
+        smlp__moe_noise_rows(a->zc + r0 * e, r0, nr, e, a->sigma, a->seed,
+                             pv->name_hash, a->step, a->zn + r0 * e);
+    smlp__moe_softmax(a->zn + r0 * e, nr, e, a->p + r0 * e);
+    if (a->noisy)
+        smlp__moe_softmax(a->zc + r0 * e, nr, e, a->pc + r0 * e);
+    smlp__moe_top_choices(a->p + r0 * e, nr, e, k, sel, a->rexp + r0 * k);
+    if (pv->kind == SMLP__MOE_GATE_PER_IMAGE)
+        for (i = r0 * pv->t; i < r1 * pv->t; i++)
+            for (j = 0; j < k; j++)
+                a->expert[i * k + j] = a->rexp[(i / pv->t) * k + j];
+    if (a->labels != NULL) {
+        double *ce = (double *)(a->ws + pv->ws.ce);
+
+        for (i = r0; i < r1; i++)
+            ce[i] = cross_entropy(a->zc + i * e, a->labels[i], e);
     }
-    return pv->aux_weight * s / (double)pv->groups;
+    return 0;
+}
+
+/* Empties group g's rows of every expert's buffer in slot_item. */
+static void
+clear_group_rows(const struct smlp__moe_gate_priv *pv, int64_t g,
+                 int32_t *slot_item)
+{
+    int64_t ex, r;
+
+    for (ex = 0; ex < pv->e; ex++)
+        for (r = g * pv->cap; r < (g + 1) * pv->cap; r++)
+            slot_item[ex * pv->m + r] = -1;
+}
+
+/*
+ * Group task: groups [g0, g1) one after another: priority order
+ * (importance), slots, combine weights, the load of their items (into
+ * the task's own counts) and, in training, each group's balance aux.
+ */
+static int
+gate_groups_task(void *arg, int64_t task, int worker)
+{
+    const struct gate_args *a = arg;
+    const struct smlp__moe_gate_priv *pv = a->pv;
+    int64_t e = pv->e, k = pv->k, g0 = task * a->gpt, g1 = g0 + a->gpt, g;
+    int32_t *count = (int32_t *)(a->ws + pv->ws.count) + task * e;
+    int32_t *sel = (int32_t *)(a->ws + pv->ws.sel) + task * e;
+    int32_t *load = (int32_t *)(a->ws + pv->ws.loadp) + task * 2 * e;
+    double *acc = (double *)(a->ws + pv->ws.acc) + task * 2 * e;
+    double *auxg = (double *)(a->ws + pv->ws.auxg);
+    int64_t rg = pv->g / pv->t, t = pv->t;
+
+    (void)worker;
+    if (g1 > pv->groups)
+        g1 = pv->groups;
+    memset(load, 0, (size_t)(2 * e) * sizeof(*load));
+    for (g = g0; g < g1; g++) {
+        int64_t first = g * pv->g, r0 = g * rg;
+        int32_t *order = NULL;
+
+        clear_group_rows(pv, g, a->slot_item);
+        if (pv->kind == SMLP__MOE_GATE_IMPORTANCE) {
+            order = (int32_t *)(a->ws + pv->ws.order) + first;
+            smlp__moe_importance_order(
+                a->p + first * e, e, a->expert + first * k, k, pv->g,
+                (struct smlp__moe_key *)(a->ws + pv->ws.keys) + first, order);
+        }
+        smlp__moe_assign_slots(&a->route, g, first, pv->g, order, a->expert,
+                               count, a->slot, a->slot_item);
+        smlp__moe_weights(a->p + (first / t) * e, e, t, a->expert + first * k,
+                          a->slot + first * k, pv->g, k, pv->normalize,
+                          a->weight + first * k);
+        smlp__moe_add_load(a->expert + first * k, a->slot + first * k, pv->g,
+                           k, load);
+        if (!a->training || pv->aux == SMLP__MOE_AUX_NONE)
+            continue;
+        if (pv->aux == SMLP__MOE_AUX_VMOE)
+            auxg[g] = smlp__moe_aux_vmoe(a->pc + r0 * e, a->zc + r0 * e,
+                                         a->zn + r0 * e, rg, e, k,
+                                         a->noisy ? a->sigma : 0.0, sel, acc);
+        else
+            auxg[g] = smlp__moe_aux_switch(a->p + r0 * e, a->rexp + r0 * k,
+                                           rg, e, k, acc);
+    }
+    return 0;
+}
+
+/* load = the sum of the group tasks' counts (integers: exact). */
+static void
+sum_load(const struct smlp__moe_gate_priv *pv, const char *ws, int64_t tasks,
+         int32_t *load)
+{
+    const int32_t *part = (const int32_t *)(ws + pv->ws.loadp);
+    int64_t t, j;
+
+    memset(load, 0, (size_t)(2 * pv->e) * sizeof(*load));
+    for (t = 0; t < tasks; t++)
+        for (j = 0; j < 2 * pv->e; j++)
+            load[j] += part[t * 2 * pv->e + j];
 }
 
 /* Kernel of topk, importance and per_image. */
@@ -118,23 +237,13 @@ static int
 gate_run(struct smlp_kernel_ctx *ctx)
 {
     const struct smlp__moe_gate_priv *pv = ctx->priv;
-    const struct smlp__moe_route route = {pv->e, pv->k, pv->cap, pv->m};
-    char *ws = ctx->workspace;
-    const float *x = ctx->inputs[0]->data, *wg = ctx->inputs[1]->data;
-    const float *src = x;
+    struct gate_args a;
     const int32_t *labels = NULL;
-    int32_t *expert = ctx->outputs[0]->data, *slot = ctx->outputs[1]->data;
-    int32_t *slot_item = ctx->outputs[3]->data, *load = ctx->outputs[5]->data;
-    float *weight = ctx->outputs[2]->data, *aux = ctx->outputs[4]->data;
-    float *zc = (float *)(ws + pv->ws.zc), *zn = zc;
-    float *p = (float *)(ws + pv->ws.p), *pc = p;
-    int32_t *rexp = expert, *order = NULL;
-    int32_t *count = (int32_t *)(ws + pv->ws.count);
-    int32_t *sel = (int32_t *)(ws + pv->ws.sel);
+    float *aux = ctx->outputs[4]->data;
     int per_image = pv->kind == SMLP__MOE_GATE_PER_IMAGE;
-    int noisy = ctx->training && pv->noise_std > 0.0;
-    double sigma = pv->noise_std / (double)pv->e, total = 0.0;
-    int64_t i, j, g;
+    double total = 0.0, s = 0.0;
+    int64_t i, g, gtasks;
+    int rc;
 
     if (per_image && ctx->n_inputs > 2 && ctx->inputs[2] != NULL)
         labels = ctx->inputs[2]->data;
@@ -147,90 +256,140 @@ gate_run(struct smlp_kernel_ctx *ctx)
                                         "%lld) (E experts)",
                                         (int)labels[i], (long long)i,
                                         (long long)pv->e);
-    if (per_image) {
-        float *xm = (float *)(ws + pv->ws.xm);
-
-        smlp__moe_image_means(x, pv->rows, pv->t, pv->d, xm);
-        src = xm;
-        rexp = (int32_t *)(ws + pv->ws.rexp);
-    }
-    smlp__moe_router_logits(src, wg, pv->rows, pv->e, pv->d, zc);
-    if (noisy) {
-        zn = (float *)(ws + pv->ws.zn);
-        smlp__moe_noise(zc, pv->rows, pv->e, sigma, ctx->seed, pv->name_hash,
-                        ctx->step, zn);
-    }
-    smlp__moe_softmax(zn, pv->rows, pv->e, p);
-    if (noisy) {
-        pc = (float *)(ws + pv->ws.pc);
-        smlp__moe_softmax(zc, pv->rows, pv->e, pc);
-    }
-    smlp__moe_top_choices(p, pv->rows, pv->e, pv->k, sel, rexp);
-    if (per_image)
-        for (i = 0; i < pv->n; i++)
-            for (j = 0; j < pv->k; j++)
-                expert[i * pv->k + j] = rexp[(i / pv->t) * pv->k + j];
-    for (i = 0; i < pv->e * pv->m; i++)
-        slot_item[i] = -1;
-    for (g = 0; g < pv->groups; g++) {
-        int64_t first = g * pv->g;
-
-        if (pv->kind == SMLP__MOE_GATE_IMPORTANCE) {
-            order = (int32_t *)(ws + pv->ws.order);
-            smlp__moe_importance_order(
-                p + first * pv->e, pv->e, expert + first * pv->k, pv->k,
-                pv->g, (struct smlp__moe_key *)(ws + pv->ws.keys), order);
-        }
-        smlp__moe_assign_slots(&route, g, first, pv->g, order, expert, count,
-                               slot, slot_item);
-    }
-    smlp__moe_weights(p, pv->e, per_image ? pv->t : 1, expert, slot, pv->n,
-                      pv->k, pv->normalize, weight);
-    smlp__moe_count_load(expert, slot, pv->n, pv->k, pv->e, load);
+    a.pv = pv;
+    a.route.e = pv->e;
+    a.route.k = pv->k;
+    a.route.cap = pv->cap;
+    a.route.m = pv->m;
+    a.ws = ctx->workspace;
+    a.x = ctx->inputs[0]->data;
+    a.wg = ctx->inputs[1]->data;
+    a.labels = ctx->training ? labels : NULL;
+    a.expert = ctx->outputs[0]->data;
+    a.slot = ctx->outputs[1]->data;
+    a.weight = ctx->outputs[2]->data;
+    a.slot_item = ctx->outputs[3]->data;
+    a.noisy = ctx->training && pv->noise_std > 0.0;
+    a.training = ctx->training != 0;
+    a.sigma = pv->noise_std / (double)pv->e;
+    a.seed = ctx->seed;
+    a.step = ctx->step;
+    a.gpt = smlp__moe_groups_per_task(pv->g);
+    a.xm = (float *)(a.ws + pv->ws.xm);
+    a.src = per_image ? a.xm : a.x;
+    a.rexp = per_image ? (int32_t *)(a.ws + pv->ws.rexp) : a.expert;
+    a.zc = (float *)(a.ws + pv->ws.zc);
+    a.zn = a.noisy ? (float *)(a.ws + pv->ws.zn) : a.zc;
+    a.p = (float *)(a.ws + pv->ws.p);
+    a.pc = a.noisy ? (float *)(a.ws + pv->ws.pc) : a.p;
+    if ((rc = smlp_parallel_for(ctx->host, ctx->node,
+                                smlp__moe_tasks(pv->rows,
+                                                SMLP__MOE_TASK_ROWS),
+                                gate_rows_task, &a)) != 0)
+        return rc;
+    gtasks = smlp__moe_tasks(pv->groups, a.gpt);
+    if ((rc = smlp_parallel_for(ctx->host, ctx->node, gtasks,
+                                gate_groups_task, &a)) != 0)
+        return rc;
+    sum_load(pv, a.ws, gtasks, ctx->outputs[5]->data);
     if (ctx->training) {
-        total = balance_aux(pv, zc, zn, p, pc, rexp, noisy ? sigma : 0.0, sel,
-                            (double *)(ws + pv->ws.acc));
-        if (labels != NULL)
-            total += pv->aux_weight *
-                     mean_cross_entropy(zc, labels, pv->rows, pv->e);
+        /* Group by group, image by image: the serial order. */
+        if (pv->aux != SMLP__MOE_AUX_NONE && pv->groups > 0) {
+            const double *auxg = (const double *)(a.ws + pv->ws.auxg);
+
+            for (g = 0; g < pv->groups; g++)
+                s += auxg[g];
+            total = pv->aux_weight * s / (double)pv->groups;
+        }
+        if (labels != NULL && pv->rows > 0) {
+            const double *ce = (const double *)(a.ws + pv->ws.ce);
+
+            for (s = 0.0, i = 0; i < pv->rows; i++)
+                s += ce[i];
+            total += pv->aux_weight * (s / (double)pv->rows);
+        }
     }
     *aux = (float)total;
     return SMLP_OK;
 }
 
+/* What the tasks of a hash gate run share. */
+struct hash_args {
+    const struct smlp__moe_gate_priv *pv;
+    struct smlp__moe_route route;
+    char *ws;
+    int32_t *expert, *slot, *slot_item;
+    float *weight;
+    int64_t gpt;
+};
+
+/* Group task of the hash gate: experts, slots, weights and load of the
+ * items of groups [g0, g1). */
+static int
+hash_groups_task(void *arg, int64_t task, int worker)
+{
+    const struct hash_args *a = arg;
+    const struct smlp__moe_gate_priv *pv = a->pv;
+    int64_t e = pv->e, g0 = task * a->gpt, g1 = g0 + a->gpt, g, i;
+    int32_t *count = (int32_t *)(a->ws + pv->ws.count) + task * e;
+    int32_t *load = (int32_t *)(a->ws + pv->ws.loadp) + task * 2 * e;
+
+    (void)worker;
+    if (g1 > pv->groups)
+        g1 = pv->groups;
+    memset(load, 0, (size_t)(2 * e) * sizeof(*load));
+    for (g = g0; g < g1; g++) {
+        int64_t first = g * pv->g;
+
+        for (i = first; i < first + pv->g; i++) {
+            int64_t q = i % pv->t;
+
+            if (pv->mode == SMLP__MOE_HASH_MODE_CHUNK)
+                a->expert[i] = (int32_t)(q * e / pv->t);
+            else
+                a->expert[i] = (int32_t)(smlp__moe_lowbias32((uint32_t)q) %
+                                         (uint64_t)e);
+        }
+        clear_group_rows(pv, g, a->slot_item);
+        smlp__moe_assign_slots(&a->route, g, first, pv->g, NULL, a->expert,
+                               count, a->slot, a->slot_item);
+        for (i = first; i < first + pv->g; i++)
+            a->weight[i] = a->slot[i] >= 0 ? 1.0f : 0.0f;
+        smlp__moe_add_load(a->expert + first, a->slot + first, pv->g, 1,
+                           load);
+    }
+    return 0;
+}
+
 /*
  * Kernel of moe.gate.hash: position q = n mod T; chunk sends q to expert
  * ⌊q·E/T⌋, hash to lowbias32(q) mod E.  Weight 1 where kept, 0 where
- * dropped; aux 0.
+ * dropped; aux 0.  Tasks are groups, as for the learned gates.
  */
 static int
 hash_run(struct smlp_kernel_ctx *ctx)
 {
     const struct smlp__moe_gate_priv *pv = ctx->priv;
-    const struct smlp__moe_route route = {pv->e, 1, pv->cap, pv->m};
-    int32_t *expert = ctx->outputs[0]->data, *slot = ctx->outputs[1]->data;
-    int32_t *slot_item = ctx->outputs[3]->data, *load = ctx->outputs[5]->data;
-    int32_t *count = (int32_t *)((char *)ctx->workspace + pv->ws.count);
-    float *weight = ctx->outputs[2]->data;
-    int64_t i, g;
+    struct hash_args a;
+    int64_t gtasks;
+    int rc;
 
-    for (i = 0; i < pv->n; i++) {
-        int64_t q = i % pv->t;
-
-        if (pv->mode == SMLP__MOE_HASH_MODE_CHUNK)
-            expert[i] = (int32_t)(q * pv->e / pv->t);
-        else
-            expert[i] = (int32_t)(smlp__moe_lowbias32((uint32_t)q) %
-                                  (uint64_t)pv->e);
-    }
-    for (i = 0; i < pv->e * pv->m; i++)
-        slot_item[i] = -1;
-    for (g = 0; g < pv->groups; g++)
-        smlp__moe_assign_slots(&route, g, g * pv->g, pv->g, NULL, expert,
-                               count, slot, slot_item);
-    for (i = 0; i < pv->n; i++)
-        weight[i] = slot[i] >= 0 ? 1.0f : 0.0f;
-    smlp__moe_count_load(expert, slot, pv->n, 1, pv->e, load);
+    a.pv = pv;
+    a.route.e = pv->e;
+    a.route.k = 1;
+    a.route.cap = pv->cap;
+    a.route.m = pv->m;
+    a.ws = ctx->workspace;
+    a.expert = ctx->outputs[0]->data;
+    a.slot = ctx->outputs[1]->data;
+    a.slot_item = ctx->outputs[3]->data;
+    a.weight = ctx->outputs[2]->data;
+    a.gpt = smlp__moe_groups_per_task(pv->g);
+    gtasks = smlp__moe_tasks(pv->groups, a.gpt);
+    if ((rc = smlp_parallel_for(ctx->host, ctx->node, gtasks,
+                                hash_groups_task, &a)) != 0)
+        return rc;
+    sum_load(pv, a.ws, gtasks, ctx->outputs[5]->data);
     *(float *)ctx->outputs[4]->data = 0.0f;
     return SMLP_OK;
 }

@@ -59,7 +59,34 @@ enum smlp__moe_hash_mode {
     SMLP__MOE_HASH_MODE_COUNT
 };
 
-/* Byte offsets of the gate kernel's scratch arrays in its workspace. */
+/*
+ * Intra-op tasks (smlp_parallel_for).  Task boundaries depend on the
+ * shapes only, never on the thread count: row loops take blocks of
+ * SMLP__MOE_TASK_ROWS routing rows, group loops take
+ * smlp__moe_groups_per_task(G) consecutive groups (groups are independent:
+ * each owns its items and its rows of every expert's buffer).  Scratch
+ * that a task needs is indexed by the task in the workspace.
+ */
+#define SMLP__MOE_TASK_ROWS 64
+
+/* Tasks of `per` elements each over n elements. */
+static inline int64_t
+smlp__moe_tasks(int64_t n, int64_t per)
+{
+    return n > 0 ? (n - 1) / per + 1 : 0;
+}
+
+/* Groups of g items per group task: about SMLP__MOE_TASK_ROWS items. */
+static inline int64_t
+smlp__moe_groups_per_task(int64_t g)
+{
+    return g >= SMLP__MOE_TASK_ROWS || g < 1
+               ? 1
+               : (SMLP__MOE_TASK_ROWS + g - 1) / g;
+}
+
+/* Byte offsets of the gate kernel's scratch arrays in its workspace.
+ * RT = row tasks, GT = group tasks (see SMLP__MOE_TASK_ROWS). */
 struct smlp__moe_gate_ws {
     size_t zc;    /* f32 [R,E] clean logits */
     size_t zn;    /* f32 [R,E] noisy logits (training with noise) */
@@ -67,12 +94,16 @@ struct smlp__moe_gate_ws {
     size_t pc;    /* f32 [R,E] clean softmax (training with noise) */
     size_t xm;    /* f32 [R,d] image means (per_image) */
     size_t rexp;  /* i32 [R,k] choices per image (per_image) */
-    size_t order; /* i32 [G] priority order of one group (importance) */
-    size_t keys;  /* struct smlp__moe_key [G] (importance) */
-    size_t count; /* i32 [E] rows taken per expert in the current group */
-    size_t sel;   /* i32 [E] selection scratch */
-    size_t acc;   /* f64 [2E] aux accumulators */
+    size_t order; /* i32 [N] priority order of each group (importance) */
+    size_t keys;  /* struct smlp__moe_key [N] (importance) */
+    size_t count; /* i32 [GT,E] rows taken per expert in a task's group */
+    size_t sel;   /* i32 [max(RT,GT),E] selection scratch per task */
+    size_t acc;   /* f64 [GT,2E] aux accumulators per task */
     size_t total; /* bytes in all */
+    size_t loadp; /* i32 [GT,2E] load counted by each group task */
+    size_t auxg;  /* f64 [groups] aux of each group (learned gates) */
+    size_t ce;    /* f64 [R] superclass cross-entropy per image
+                   * (per_image) */
 };
 
 /* A gate node's parsed attributes and derived sizes (its ctx->priv). */
@@ -148,6 +179,13 @@ void smlp__moe_noise(const float *z, int64_t rows, int64_t e, double sigma,
                      uint64_t seed, uint64_t name_hash, uint64_t step,
                      float *out);
 
+/* smlp__moe_noise of rows [first, first + rows) of a larger table: z and
+ * out point at row `first`, whose element j is number first·e + j of
+ * the stream. */
+void smlp__moe_noise_rows(const float *z, int64_t first, int64_t rows,
+                          int64_t e, double sigma, uint64_t seed,
+                          uint64_t name_hash, uint64_t step, float *out);
+
 /* ---- routing core (gate_common.c) -------------------------------------- */
 
 /* p = softmax(z) per row of e values, in double with the row maximum
@@ -198,9 +236,9 @@ void smlp__moe_weights(const float *p, int64_t e, int64_t t,
                        const int32_t *expert, const int32_t *slot, int64_t n,
                        int64_t k, int normalize, float *weight);
 
-/* load[e] = {kept, dropped} over every (item, choice) of n items. */
-void smlp__moe_count_load(const int32_t *expert, const int32_t *slot,
-                          int64_t n, int64_t k, int64_t e, int32_t *load);
+/* load[e] += {kept, dropped} over every (item, choice) of n items. */
+void smlp__moe_add_load(const int32_t *expert, const int32_t *slot,
+                        int64_t n, int64_t k, int32_t *load);
 
 /* Population variance / mean² of v[0..n) (0 when the mean is 0). */
 double smlp__moe_cv2(const double *v, int64_t n);

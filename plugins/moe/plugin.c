@@ -4,9 +4,11 @@
  * moe holds the sparse Mixture-of-Experts layer as four graph nodes
  * (OPS.md, "moe"): a gate (moe.gate.topk, .importance, .per_image or
  * .hash), moe.dispatch, moe.expert_ffn and moe.combine, each with a CPU
- * kernel.  The router and expert products go through OpenBLAS; the
- * plugin has no set_threads and leaves BLAS threading to the host (one
- * BLAS thread per kernel).
+ * kernel.  Kernels and backwards split their work into tasks fixed by the
+ * shapes and hand them to host->parallel_for (smlp_parallel_for), each
+ * task calling single-threaded OpenBLAS sgemm; the plugin has no
+ * set_threads: OpenBLAS's threading is process-wide and the host (core's
+ * set_threads) keeps it at one thread per call.
  */
 #include "moe.h"
 

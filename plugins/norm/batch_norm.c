@@ -26,6 +26,9 @@
  * the order is fixed and the result does not depend on `threads`; the
  * backward workspace holds 4·d doubles.  The mode comes from the session
  * that inferred the node (the backward context has no training flag).
+ *
+ * Threads: forward and backward each run as tasks of BN_COLS columns,
+ * every column whole in one task (cut by the shape only).
  */
 #include <math.h>
 
@@ -109,29 +112,85 @@ batch_norm_infer(struct smlp_infer_ctx *ctx)
     return smlp_infer_set_priv(ctx, &priv, sizeof(priv));
 }
 
-/* Batch mean and biased variance of each column, in row order. */
+/* Columns per task: every column is independent (its sums run over all
+ * rows, in row order, in one task). */
+#define BN_COLS 64
+
+/*
+ * Batch mean and biased variance of columns [0, w) of x (rows of stride
+ * ld), in row order.
+ */
 static void
-column_stats(const float *x, int64_t n, int64_t d, double *mean,
+column_stats(const float *x, int64_t n, int64_t ld, int64_t w, double *mean,
              double *var)
 {
     int64_t r, j;
 
-    for (j = 0; j < d; j++) {
+    for (j = 0; j < w; j++) {
         mean[j] = 0.0;
         var[j] = 0.0;
     }
     for (r = 0; r < n; r++)
-        for (j = 0; j < d; j++)
-            mean[j] += x[r * d + j];
-    for (j = 0; j < d; j++)
+        for (j = 0; j < w; j++)
+            mean[j] += x[r * ld + j];
+    for (j = 0; j < w; j++)
         mean[j] /= (double)n;
     for (r = 0; r < n; r++)
-        for (j = 0; j < d; j++) {
-            double c = x[r * d + j] - mean[j];
+        for (j = 0; j < w; j++) {
+            double c = x[r * ld + j] - mean[j];
             var[j] += c * c;
         }
-    for (j = 0; j < d; j++)
+    for (j = 0; j < w; j++)
         var[j] /= (double)n;
+}
+
+/* What the column tasks of the forward and the backward share. */
+struct bn_run {
+    const struct batch_norm_priv *priv;
+    int training;
+    int64_t n, d;
+    const float *x, *dy, *gamma, *beta;
+    float *rmean, *rvar, *y, *dx, *dgamma, *dbeta;
+    const float *crmean, *crvar;
+    double *ws; /* forward: mean, scale; backward: mean, rstd, sg, sgx */
+};
+
+/* Forward, columns [j0, j1): statistics, running update, y. */
+static int
+bn_forward_task(void *arg, int64_t j0, int64_t j1, int worker)
+{
+    const struct bn_run *t = arg;
+    int64_t n = t->n, d = t->d, w = j1 - j0, r, j;
+    double *mean = t->ws + j0, *scale = t->ws + d + j0;
+    double m = t->priv->momentum;
+
+    (void)worker;
+    if (t->training) {
+        column_stats(t->x + j0, n, d, w, mean, scale);
+        for (j = 0; j < w; j++) {
+            double unbiased = scale[j] * (double)n / (double)(n - 1);
+
+            t->rmean[j0 + j] =
+                (float)((1.0 - m) * t->rmean[j0 + j] + m * mean[j]);
+            t->rvar[j0 + j] =
+                (float)((1.0 - m) * t->rvar[j0 + j] + m * unbiased);
+        }
+    } else {
+        for (j = 0; j < w; j++) {
+            mean[j] = t->rmean[j0 + j];
+            scale[j] = t->rvar[j0 + j];
+        }
+    }
+    /* scale holds the variance; turn it into gamma / sqrt(var + eps). */
+    for (j = 0; j < w; j++)
+        scale[j] = (t->gamma ? t->gamma[j0 + j] : 1.0) /
+                   sqrt(scale[j] + t->priv->eps);
+    for (r = 0; r < n; r++)
+        for (j = 0; j < w; j++)
+            t->y[r * d + j0 + j] =
+                (float)((t->x[r * d + j0 + j] - mean[j]) * scale[j] +
+                        (t->beta ? t->beta[j0 + j] : 0.0));
+    return 0;
 }
 
 static int
@@ -139,64 +198,50 @@ batch_norm_run(struct smlp_kernel_ctx *ctx)
 {
     const struct batch_norm_priv *priv = ctx->priv;
     const struct smlp_tensor *xt = ctx->inputs[0];
-    const float *x = xt->data;
-    const float *gamma = priv->affine ? ctx->inputs[1]->data : NULL;
-    const float *beta = priv->affine ? ctx->inputs[2]->data : NULL;
-    float *rmean = ctx->inputs[rm_slot(priv->affine)]->data;
-    float *rvar = ctx->inputs[rm_slot(priv->affine) + 1]->data;
-    float *y = ctx->outputs[0]->data;
-    int64_t n = xt->shape[0], d = xt->shape[1], r, j;
-    double *mean = ctx->workspace, *scale = mean + d, m = priv->momentum;
+    struct bn_run t;
 
-    if (ctx->training) {
-        if (n < 2)
-            return smlp_kernel_fail(ctx, SMLP_EINVAL,
-                                    "training needs more than one row per "
-                                    "channel, got %lld",
-                                    (long long)n);
-        column_stats(x, n, d, mean, scale);
-        for (j = 0; j < d; j++) {
-            double unbiased = scale[j] * (double)n / (double)(n - 1);
-
-            rmean[j] = (float)((1.0 - m) * rmean[j] + m * mean[j]);
-            rvar[j] = (float)((1.0 - m) * rvar[j] + m * unbiased);
-        }
-    } else {
-        for (j = 0; j < d; j++) {
-            mean[j] = rmean[j];
-            scale[j] = rvar[j];
-        }
-    }
-    /* scale holds the variance; turn it into gamma / sqrt(var + eps). */
-    for (j = 0; j < d; j++)
-        scale[j] = (gamma ? gamma[j] : 1.0) / sqrt(scale[j] + priv->eps);
-    for (r = 0; r < n; r++)
-        for (j = 0; j < d; j++)
-            y[r * d + j] = (float)((x[r * d + j] - mean[j]) * scale[j] +
-                                   (beta ? beta[j] : 0.0));
-    return SMLP_OK;
+    memset(&t, 0, sizeof(t));
+    t.priv = priv;
+    t.training = ctx->training;
+    t.n = xt->shape[0];
+    t.d = xt->shape[1];
+    t.x = xt->data;
+    t.gamma = priv->affine ? ctx->inputs[1]->data : NULL;
+    t.beta = priv->affine ? ctx->inputs[2]->data : NULL;
+    t.rmean = ctx->inputs[rm_slot(priv->affine)]->data;
+    t.rvar = ctx->inputs[rm_slot(priv->affine) + 1]->data;
+    t.y = ctx->outputs[0]->data;
+    t.ws = ctx->workspace;
+    if (ctx->training && t.n < 2)
+        return smlp_kernel_fail(ctx, SMLP_EINVAL,
+                                "training needs more than one row per "
+                                "channel, got %lld",
+                                (long long)t.n);
+    return smlp__norm_parallel_range(ctx->host, ctx->node, t.d, BN_COLS,
+                                     bn_forward_task, &t);
 }
 
 /* ---- backward ----------------------------------------------------------- */
 
 /*
- * The column sums of the backward: sg[j] = Σ_r dy[r, j] and sgx[j] =
- * Σ_r dy[r, j]·(x[r, j] - mean[j]), in double in row order.
+ * The column sums of the backward over columns [0, w) (rows of stride
+ * ld): sg[j] = Σ_r dy[r, j] and sgx[j] = Σ_r dy[r, j]·(x[r, j] - mean[j]),
+ * in double in row order.
  */
 SMLP_VECTOR_CLONES static void
-backward_sums(const float *x, const float *dy, int64_t n, int64_t d,
-              const double *mean, double *sg, double *sgx)
+backward_sums(const float *x, const float *dy, int64_t n, int64_t ld,
+              int64_t w, const double *mean, double *sg, double *sgx)
 {
     int64_t r, j;
 
-    for (j = 0; j < d; j++) {
+    for (j = 0; j < w; j++) {
         sg[j] = 0.0;
         sgx[j] = 0.0;
     }
     for (r = 0; r < n; r++) {
-        const float *xr = x + r * d, *dr = dy + r * d;
+        const float *xr = x + r * ld, *dr = dy + r * ld;
 
-        for (j = 0; j < d; j++) {
+        for (j = 0; j < w; j++) {
             sg[j] += (double)dr[j];
             sgx[j] += (double)dr[j] * ((double)xr[j] - mean[j]);
         }
@@ -205,20 +250,67 @@ backward_sums(const float *x, const float *dy, int64_t n, int64_t d,
 
 /* dx[r, j] = a[j]·(dy[r, j] - b[j] - (x[r, j] - mean[j])·c[j]). */
 SMLP_VECTOR_CLONES static void
-backward_dx(const float *x, const float *dy, int64_t n, int64_t d,
-            const double *mean, const double *a, const double *b,
+backward_dx(const float *x, const float *dy, int64_t n, int64_t ld,
+            int64_t w, const double *mean, const double *a, const double *b,
             const double *c, float *dx)
 {
     int64_t r, j;
 
     for (r = 0; r < n; r++) {
-        const float *xr = x + r * d, *dr = dy + r * d;
-        float *out = dx + r * d;
+        const float *xr = x + r * ld, *dr = dy + r * ld;
+        float *out = dx + r * ld;
 
-        for (j = 0; j < d; j++)
+        for (j = 0; j < w; j++)
             out[j] = (float)(a[j] * ((double)dr[j] - b[j] -
                                      ((double)xr[j] - mean[j]) * c[j]));
     }
+}
+
+/* Backward, columns [j0, j1). */
+static int
+bn_backward_task(void *arg, int64_t j0, int64_t j1, int worker)
+{
+    const struct bn_run *t = arg;
+    int64_t n = t->n, d = t->d, w = j1 - j0, j;
+    double *mean = t->ws + j0, *rstd = t->ws + d + j0;
+    double *sg = t->ws + 2 * d + j0, *sgx = t->ws + 3 * d + j0;
+
+    (void)worker;
+    if (t->training)
+        column_stats(t->x + j0, n, d, w, mean, rstd);
+    else
+        for (j = 0; j < w; j++) {
+            mean[j] = t->crmean[j0 + j];
+            rstd[j] = t->crvar[j0 + j];
+        }
+    for (j = 0; j < w; j++)
+        rstd[j] = 1.0 / sqrt(rstd[j] + t->priv->eps);
+    backward_sums(t->x + j0, t->dy + j0, n, d, w, mean, sg, sgx);
+    for (j = 0; j < w; j++) {
+        if (t->dbeta != NULL)
+            t->dbeta[j0 + j] = (float)sg[j];
+        if (t->dgamma != NULL)
+            t->dgamma[j0 + j] = (float)(sgx[j] * rstd[j]);
+    }
+    if (t->dx == NULL)
+        return 0;
+    /* dx = a·(dy - b - (x - mean)·c): a = gamma·rstd; training b =
+     * Σdy/N, c = rstd²·Σ dy·(x - mean)/N; inference b = c = 0.  sg, sgx
+     * become b, c in place. */
+    for (j = 0; j < w; j++) {
+        double b = 0.0, c = 0.0;
+
+        if (t->priv->training) {
+            b = sg[j] / (double)n;
+            c = sgx[j] * rstd[j] * rstd[j] / (double)n;
+        }
+        sg[j] = b;
+        sgx[j] = c;
+        rstd[j] *= t->gamma != NULL ? (double)t->gamma[j0 + j] : 1.0;
+    }
+    backward_dx(t->x + j0, t->dy + j0, n, d, w, mean, rstd, sg, sgx,
+                t->dx + j0);
+    return 0;
 }
 
 static int
@@ -231,13 +323,7 @@ batch_norm_backward(struct smlp_backward_ctx *ctx)
     struct smlp_tensor *gx = ctx->grad_inputs[0];
     struct smlp_tensor *gg = priv->affine ? ctx->grad_inputs[1] : NULL;
     struct smlp_tensor *gb = priv->affine ? ctx->grad_inputs[2] : NULL;
-    const float *x = xt->data, *dy;
-    const float *gamma = priv->affine ? ctx->inputs[1]->data : NULL;
-    const float *rmean = ctx->inputs[rm]->data;
-    const float *rvar = ctx->inputs[rm + 1]->data;
-    int64_t n = xt->shape[0], d = xt->shape[1], j;
-    double *mean = ctx->workspace, *rstd = mean + d, *sg = rstd + d;
-    double *sgx = sg + d;
+    struct bn_run t;
 
     /* State: no gradient. */
     smlp__norm_zero_grad(ctx->grad_inputs[rm]);
@@ -250,41 +336,22 @@ batch_norm_backward(struct smlp_backward_ctx *ctx)
         smlp__norm_zero_grad(gb);
         return SMLP_OK;
     }
-    dy = dyt->data;
-    if (priv->training)
-        column_stats(x, n, d, mean, rstd);
-    else
-        for (j = 0; j < d; j++) {
-            mean[j] = rmean[j];
-            rstd[j] = rvar[j];
-        }
-    for (j = 0; j < d; j++)
-        rstd[j] = 1.0 / sqrt(rstd[j] + priv->eps);
-    backward_sums(x, dy, n, d, mean, sg, sgx);
-    for (j = 0; j < d; j++) {
-        if (gb != NULL)
-            ((float *)gb->data)[j] = (float)sg[j];
-        if (gg != NULL)
-            ((float *)gg->data)[j] = (float)(sgx[j] * rstd[j]);
-    }
-    if (gx == NULL)
-        return SMLP_OK;
-    /* dx = a·(dy - b - (x - mean)·c): a = gamma·rstd; training b =
-     * Σdy/N, c = rstd²·Σ dy·(x - mean)/N; inference b = c = 0.  sg, sgx
-     * become b, c in place. */
-    for (j = 0; j < d; j++) {
-        double b = 0.0, c = 0.0;
-
-        if (priv->training) {
-            b = sg[j] / (double)n;
-            c = sgx[j] * rstd[j] * rstd[j] / (double)n;
-        }
-        sg[j] = b;
-        sgx[j] = c;
-        rstd[j] *= gamma != NULL ? (double)gamma[j] : 1.0;
-    }
-    backward_dx(x, dy, n, d, mean, rstd, sg, sgx, gx->data);
-    return SMLP_OK;
+    memset(&t, 0, sizeof(t));
+    t.priv = priv;
+    t.training = priv->training;
+    t.n = xt->shape[0];
+    t.d = xt->shape[1];
+    t.x = xt->data;
+    t.dy = dyt->data;
+    t.gamma = priv->affine ? ctx->inputs[1]->data : NULL;
+    t.crmean = ctx->inputs[rm]->data;
+    t.crvar = ctx->inputs[rm + 1]->data;
+    t.dx = gx != NULL ? gx->data : NULL;
+    t.dgamma = gg != NULL ? gg->data : NULL;
+    t.dbeta = gb != NULL ? gb->data : NULL;
+    t.ws = ctx->workspace;
+    return smlp__norm_parallel_range(ctx->host, ctx->node, t.d, BN_COLS,
+                                     bn_backward_task, &t);
 }
 
 static const struct smlp_attr_def batch_norm_attrs[] = {

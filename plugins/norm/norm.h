@@ -64,6 +64,48 @@ smlp__norm_set_backward_workspace(struct smlp_infer_ctx *ctx, size_t bytes)
         ctx->backward_workspace = bytes;
 }
 
+/*
+ * fn(arg, begin, end, worker) over [0, n) in chunks of `chunk` (the last
+ * may be shorter), as tasks of host->parallel_for (smlp_parallel_for): cut
+ * by the shapes alone, so results do not depend on the thread count.
+ * Returns the first nonzero value fn returned, else 0.
+ */
+struct smlp__norm_range {
+    int64_t n, chunk;
+    int (*fn)(void *arg, int64_t begin, int64_t end, int worker);
+    void *arg;
+};
+
+static inline int
+smlp__norm_range_task(void *arg, int64_t task, int worker)
+{
+    const struct smlp__norm_range *r = (const struct smlp__norm_range *)arg;
+    int64_t begin = task * r->chunk;
+    int64_t end = r->n - begin < r->chunk ? r->n : begin + r->chunk;
+
+    return r->fn(r->arg, begin, end, worker);
+}
+
+static inline int
+smlp__norm_parallel_range(const struct smlp_host_api *host,
+                          const struct smlp_node *node, int64_t n,
+                          int64_t chunk,
+                          int (*fn)(void *arg, int64_t begin, int64_t end,
+                                    int worker),
+                          void *arg)
+{
+    struct smlp__norm_range r;
+
+    if (n <= 0)
+        return 0;
+    r.n = n;
+    r.chunk = chunk > 0 ? chunk : 1;
+    r.fn = fn;
+    r.arg = arg;
+    return smlp_parallel_for(host, node, (n + r.chunk - 1) / r.chunk,
+                             smlp__norm_range_task, &r);
+}
+
 /* Zeroes gradient tensor t when it is wanted (not NULL). */
 static inline void
 smlp__norm_zero_grad(struct smlp_tensor *t)
