@@ -101,6 +101,12 @@ done
 # 14.46 G; k_c = 1 13.31 G), the embedding with Cin = 1 for fmnist, and
 # for the hash graph without the gates' params and MACs (and k_c = 1);
 # topk, per_image and cf05 only change attributes.
+# The MoCo graphs: the sparse graph's parameters without the head, plus
+# projector C*h + 2h + h*h + 2h + h*d and predictor d*h + 2h + h*d (no
+# biases; batch-norm gains and shifts); MACs: 4 backbones (query and
+# momentum encoders on two views, the sparse graph's MACs less the head's
+# C*K), 4 projectors (C*h + h*h + h*d) and 2 predictors (2*d*h).  fmnist:
+# C 128, h 512, d 128, K 10; B: C 768, h 4096, d 256, K 1000.
 if "$PYTHON3" "$GEN" --stats >"$T/stats" 2>&1; then
     ok "gen_graphs.py --stats runs"
 else
@@ -129,6 +135,8 @@ sparse_mlp_b_norr 128125456 14456272896
 sparse_mlp_b_k1 132030632 13305034752
 sparse_mlp_b_last4 204180792 17707677696
 sparse_mlp_b_hash 132012072 13300217856
+moco_sparse_mlp_fmnist 2295058 250105856
+moco_sparse_mlp_b 154354880 60703899648
 EOF
 
 echo "$pass passed, $fail failed"

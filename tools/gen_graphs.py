@@ -105,6 +105,11 @@ def init_ones():
     return {"kind": "Ones"}
 
 
+def init_constant(value):
+    """Every element `value` (b written as 0, as smlp-graph dump does)."""
+    return {"kind": "Constant", "a": f32(value), "b": 0.0}
+
+
 def init_uniform(a, b):
     return {"kind": "Uniform", "a": f32(a), "b": f32(b)}
 
@@ -162,12 +167,21 @@ class GraphBuilder:
         self.node_names = set()
         self.metadata = []
         self.macs = 0
+        # Encoder copies (MoCo): `scope` prefixes the names of nodes and
+        # activations made while it is set; `param_hook`, when set, is
+        # called instead of creating a parameter: hook(name, shape, init)
+        # returns the tensor to read (a shared parameter, or the momentum
+        # encoder's updated copy of it).  Neither changes other graphs.
+        self.scope = ""
+        self.param_hook = None
 
     # -- tensors ---------------------------------------------------------
     def add_tensor(self, name, shape, kind="Activation", dtype="F32",
                    init=None, batched=True, emit_shape=None):
         """Adds a tensor; returns its index.  shape is per image (batch
         dimension 1 when batched)."""
+        if kind == "Activation":
+            name = self.scope + name
         if name in self.index:
             raise ValueError("%s: duplicate tensor %s" % (self.name, name))
         t = {"name": name}
@@ -188,8 +202,20 @@ class GraphBuilder:
         return self.index[name]
 
     def add_param(self, name, shape, init):
+        if self.param_hook is not None:
+            return self.param_hook(name, shape, init)
         return self.add_tensor(name, shape, kind="Parameter", init=init,
                                batched=False)
+
+    def add_state(self, name, shape, init, seed_name=None):
+        """A state tensor (not batched); its initialiser's seed is that of
+        seed_name when given (a momentum twin starts equal to its
+        parameter)."""
+        t = self.add_tensor(name, shape, kind="State", init=init,
+                            batched=False)
+        if seed_name is not None:
+            self.tensors[t]["init"]["seed"] = fnv1a64(seed_name)
+        return t
 
     def add_input(self, name, shape, init=None):
         return self.add_tensor(name, shape, kind="Input", init=init)
@@ -218,6 +244,7 @@ class GraphBuilder:
         sequence of (name, value) pairs, written sorted by name: one
         canonical order, which `smlp-graph edit` keeps when it adds an
         attribute, so that edits reproduce generated graphs exactly."""
+        name = self.scope + name
         if name in self.node_names:
             raise ValueError("%s: duplicate node %s" % (self.name, name))
         self.node_names.add(name)
@@ -234,9 +261,10 @@ class GraphBuilder:
         self.macs += macs
 
     def op(self, name, op, inputs, out_shape, attrs=(), macs=0,
-           out_name=None):
+           out_name=None, batched=True):
         """A node with one new activation output NAME.out; returns it."""
-        y = self.add_tensor(out_name or name + ".out", out_shape)
+        y = self.add_tensor(out_name or name + ".out", out_shape,
+                            batched=batched)
         self.add_node(name, op, inputs, [y], attrs, macs)
         return y
 
@@ -279,9 +307,10 @@ class GraphBuilder:
 # Layers.  Each returns its output tensor index.  prefix is the module name
 # (timm's), which names the parameters, the node and its output.
 
-def linear(g, prefix, x, d_in, d_out, axis=-1, init=None, out_name=None):
+def linear(g, prefix, x, d_in, d_out, axis=-1, init=None, out_name=None,
+           bias=True):
     """core.linear along axis (-1 channels, -2 tokens): weight [out, in]
-    Xavier uniform (or init), bias [out] Zeros."""
+    Xavier uniform (or init), bias [out] Zeros (none when not bias)."""
     shape = g.shape(x)
     if shape[axis] != d_in:
         raise ValueError("%s: input %s has %d, not %d, on axis %d"
@@ -289,12 +318,14 @@ def linear(g, prefix, x, d_in, d_out, axis=-1, init=None, out_name=None):
                             d_in, axis))
     w = g.add_param(prefix + ".weight", [d_out, d_in],
                     init or init_xavier_uniform(d_in, d_out))
-    b = g.add_param(prefix + ".bias", [d_out], init_zeros())
+    ins = [x, w]
+    if bias:
+        ins.append(g.add_param(prefix + ".bias", [d_out], init_zeros()))
     out_shape = list(shape)
     out_shape[axis] = d_out
     rows = prod(shape) // d_in
     attrs = [] if axis == -1 else [("axis", axis)]
-    return g.op(prefix, "core.linear", [x, w, b], out_shape, attrs,
+    return g.op(prefix, "core.linear", ins, out_shape, attrs,
                 macs=rows * d_in * d_out, out_name=out_name)
 
 
@@ -505,11 +536,17 @@ def sparse_block(g, i, x, tokens_mlp_dim, channels_mlp_dim, experts_s,
     return add(g, p + ".res2", u, h)
 
 
+def pooled_features(g, x):
+    """LN `norm` -> mean over tokens `pool` -> the activation `features`
+    [B, C]: what the classifier head and the MoCo projector read."""
+    h = layer_norm(g, "norm", x)
+    return mean(g, "pool", h, 1, out_name="features")
+
+
 def classifier_head(g, x, classes):
     """LN -> mean over tokens -> `features` (output) -> zero-initialised
     linear -> `logits` (output)."""
-    h = layer_norm(g, "norm", x)
-    f = g.mark_output(mean(g, "pool", h, 1, out_name="features"))
+    f = g.mark_output(pooled_features(g, x))
     y = linear(g, "head", f, g.shape(f)[-1], classes, init=init_zeros(),
                out_name="logits")
     return g.mark_output(y)
@@ -585,7 +622,10 @@ ABLATIONS = {
 }
 
 
-def sparse_graph(name):
+def sparse_config(name):
+    """The configuration of sparse graph `name` (SPARSE or ABLATIONS) as a
+    dict: model, image, patch, hidden, tokens, ds, dc, blocks, classes,
+    n_sparse, es, ec, ks, kc, rr, cfg_s, cfg_c."""
     if name in ABLATIONS:
         desc, ch = ABLATIONS[name]
         model, base, n_sparse, es, ec, ks, kc = SPARSE["sparse_mlp_b"]
@@ -603,44 +643,235 @@ def sparse_graph(name):
     cfg_s.update(ch.get("moe_s", {}))
     cfg_c = dict(MOE_DEFAULTS, gate=ch.get("gate_c", MOE_DEFAULTS["gate"]))
     cfg_c.update(ch.get("moe_c", {}))
-    g = GraphBuilder(name, ["core", "norm", "moe"])
-    for key, value in [
-            ("family", "sparse_mlp"), ("model", model), ("patch", patch),
-            ("hidden", hidden), ("tokens", tokens),
-            ("tokens_mlp_dim", ds), ("channels_mlp_dim", dc),
-            ("blocks", blocks), ("sparse_blocks", n_sparse),
-            ("experts_s", es), ("experts_c", ec), ("k_s", ks), ("k_c", kc),
+    return dict(model=model, image=image, patch=patch, hidden=hidden,
+                tokens=tokens, ds=ds, dc=dc, blocks=blocks, classes=classes,
+                n_sparse=n_sparse, es=es, ec=ec, ks=ks, kc=kc, rr=rr,
+                cfg_s=cfg_s, cfg_c=cfg_c)
+
+
+def sparse_meta(c):
+    """The metadata pairs that describe a sparse backbone."""
+    rr = c["rr"]
+    return [("patch", c["patch"]), ("hidden", c["hidden"]),
+            ("tokens", c["tokens"]), ("tokens_mlp_dim", c["ds"]),
+            ("channels_mlp_dim", c["dc"]), ("blocks", c["blocks"]),
+            ("sparse_blocks", c["n_sparse"]), ("experts_s", c["es"]),
+            ("experts_c", c["ec"]), ("k_s", c["ks"]), ("k_c", c["kc"]),
             ("rerepresent", "%dx%d" % rr if rr else "off"),
-            ("gate_s", cfg_s["gate"]), ("gate_c", cfg_c["gate"]),
-            ("classes", classes),
-            ("image", "x".join(str(d) for d in image)),
-            ("generator", GENERATOR)]:
+            ("gate_s", c["cfg_s"]["gate"]), ("gate_c", c["cfg_c"]["gate"])]
+
+
+def sparse_backbone(g, x, c, noise=True):
+    """stem -> mixer blocks -> sparse blocks on image x; returns the last
+    block's output [B, S, C].  noise=False: the gates draw no noise
+    (noise_std 0; the MoCo momentum encoder is deterministic)."""
+    cfg_s, cfg_c = c["cfg_s"], c["cfg_c"]
+    if not noise:
+        cfg_s = dict(cfg_s, noise_std=0.0)
+        cfg_c = dict(cfg_c, noise_std=0.0)
+    x = patch_embed(g, "stem", x, c["patch"], c["hidden"])
+    for i in range(c["blocks"]):
+        if i < c["blocks"] - c["n_sparse"]:
+            x = mixer_block(g, i, x, c["ds"], c["dc"])
+        else:
+            x = sparse_block(g, i, x, c["ds"], c["dc"], c["es"], c["ec"],
+                             c["ks"], c["kc"], c["rr"], cfg_s, cfg_c)
+    return x
+
+
+def sum_scalars(g, prefix, terms, out_name):
+    """terms[0] + terms[1] + ... in order, by nodes PREFIX.0, PREFIX.1, ...;
+    the last writes out_name (made a graph output)."""
+    total = terms[0]
+    for j, a in enumerate(terms[1:]):
+        last = j == len(terms) - 2
+        total = g.op("%s.%d" % (prefix, j), "core.add", [total, a], [],
+                     out_name=out_name if last else None)
+    return g.mark_output(total)
+
+
+def sparse_graph(name):
+    c = sparse_config(name)
+    cin, hgt, wid = c["image"]
+    g = GraphBuilder(name, ["core", "norm", "moe"])
+    for key, value in ([("family", "sparse_mlp"), ("model", c["model"])] +
+                       sparse_meta(c) +
+                       [("classes", c["classes"]),
+                        ("image", "x".join(str(d) for d in c["image"])),
+                        ("generator", GENERATOR)]):
         g.meta(key, value)
     x = g.add_input("image", [1, cin, hgt, wid], init_normal(0.0, 1.0))
-    x = patch_embed(g, "stem", x, patch, hidden)
-    for i in range(blocks):
-        if i < blocks - n_sparse:
-            x = mixer_block(g, i, x, ds, dc)
-        else:
-            x = sparse_block(g, i, x, ds, dc, es, ec, ks, kc, rr,
-                             cfg_s, cfg_c)
-    classifier_head(g, x, classes)
+    x = sparse_backbone(g, x, c)
+    classifier_head(g, x, c["classes"])
     # aux_loss: the sum of the gates' aux outputs, in block order (0 in
     # inference; the training loss adds it).
     auxes = [i for i, t in enumerate(g.tensors)
              if t["name"].endswith(".gate.aux")]
-    total = auxes[0]
-    for j, a in enumerate(auxes[1:]):
-        last = j == len(auxes) - 2
-        total = g.op("aux_sum.%d" % j, "core.add", [total, a], [],
-                     out_name="aux_loss" if last else None)
-    g.mark_output(total)
+    sum_scalars(g, "aux_sum", auxes, "aux_loss")
+    return g
+
+
+# MoCo v3 pre-training graphs (MODELS.md Part 1 and section 4): the
+# backbone of a sparse graph with MoCo's heads and momentum encoder.
+MOCO = {
+    # name: (backbone graph, projector hidden, output dim, predictor
+    #        hidden)
+    "moco_sparse_mlp_fmnist": ("sparse_mlp_fmnist", 512, 128, 512),
+    "moco_sparse_mlp_b": ("sparse_mlp_b", 4096, 256, 4096),
+}
+MOCO_TAU = 0.2
+MOCO_M0 = 0.99
+
+
+def batch_norm(g, prefix, x, affine=True):
+    """norm.batch_norm over the batch of x [B, d] (eps 1e-5, momentum
+    0.1): weight Ones and bias Zeros when affine; the running statistics
+    are state named after the node (scope included), so each encoder copy
+    keeps its own (they are used in inference only, and two nodes must
+    not update one state tensor in place)."""
+    d = g.shape(x)[-1]
+    ins = [x]
+    if affine:
+        ins.append(g.add_param(prefix + ".weight", [d], init_ones()))
+        ins.append(g.add_param(prefix + ".bias", [d], init_zeros()))
+    ins.append(g.add_state(g.scope + prefix + ".running_mean", [d],
+                           init_zeros()))
+    ins.append(g.add_state(g.scope + prefix + ".running_var", [d],
+                           init_ones()))
+    return g.op(prefix, "norm.batch_norm", ins, g.shape(x),
+                [("affine", 1 if affine else 0), ("eps", 1e-5),
+                 ("momentum", 0.1)])
+
+
+def moco_mlp(g, prefix, x, dims, last_bn):
+    """MoCo v3's _build_mlp: for each layer l (weights Xavier uniform, no
+    bias) PREFIX.fc<l+1>; between layers PREFIX.bn<l+1> (batch norm) and
+    PREFIX.act<l+1> (ReLU); after the last one a batch norm without affine
+    when last_bn."""
+    for layer in range(len(dims) - 1):
+        n = layer + 1
+        x = linear(g, "%s.fc%d" % (prefix, n), x, dims[layer],
+                   dims[layer + 1], bias=False)
+        if layer < len(dims) - 2:
+            x = batch_norm(g, "%s.bn%d" % (prefix, n), x)
+            x = g.op("%s.act%d" % (prefix, n), "core.relu", [x],
+                     g.shape(x))
+        elif last_bn:
+            x = batch_norm(g, "%s.bn%d" % (prefix, n), x, affine=False)
+    return x
+
+
+def moco_graph(name):
+    """MoCo v3 (MODELS.md section 4.1) around a sparse backbone.
+
+    Inputs: view1, view2 (the two augmented views of the same images,
+    [B, Cin, H, W]) and m (f32 [], the momentum of this step; Constant
+    0.99 when not fed).  Encoder copies are scoped: q1./q2. the query
+    encoder on view 1/2, k1./k2. the momentum encoder on view 1/2.
+
+    Query encoder: the backbone (parameters named as in the classifier
+    graph, so a checkpoint's backbone loads into it) -> `features` ->
+    projector (C -> h -> h -> d, last batch norm without affine) ->
+    predictor (d -> h -> d), run on both views with shared parameters.
+
+    Momentum encoder: backbone + projector again, its parameters state
+    tensors `momentum.<name>` that start equal to their twins (same
+    initialiser and seed).  One moco.momentum_update node per pair,
+    `momentum_update.<name>` (theta_k <- m theta_k + (1 - m) theta_q, in
+    place), runs before the keys are computed, and the key encoder reads
+    its output (the updated values), never the state: MoCo v3's order
+    (update the momentum encoder, then compute k1, k2 under no_grad).  The
+    op is flagged SMLP_OP_NO_GRAD, so no gradient path runs through it.
+    The momentum encoder's gates draw no noise (deterministic keys,
+    MODELS.md 1.3.5) and their aux outputs are not in the loss.
+
+    Loss: moco.loss(q1, q2, k1, k2) with tau (= ctr(q1, k2) + ctr(q2, k1))
+    -> `moco_loss`; the query gates' aux outputs (both views) summed ->
+    `aux_loss`; `loss` = moco_loss + aux_loss.  All three are outputs."""
+    backbone, hidden_p, dim, hidden_q = MOCO[name]
+    c = sparse_config(backbone)
+    cin, hgt, wid = c["image"]
+    C = c["hidden"]
+    g = GraphBuilder(name, ["core", "norm", "moe", "moco"])
+    for key, value in ([("family", "moco_sparse_mlp"),
+                        ("model", "MoCo v3 on " + c["model"]),
+                        ("backbone", backbone)] + sparse_meta(c) +
+                       [("projector", "%d-%d-%d-%d" % (C, hidden_p,
+                                                       hidden_p, dim)),
+                        ("predictor", "%d-%d-%d" % (dim, hidden_q, dim)),
+                        ("tau", MOCO_TAU), ("m0", MOCO_M0),
+                        ("momentum_order", "update, then keys"),
+                        ("image", "x".join(str(d) for d in c["image"])),
+                        ("generator", GENERATOR)]):
+        g.meta(key, value)
+    views = [g.add_input(v, [1, cin, hgt, wid], init_normal(0.0, 1.0))
+             for v in ("view1", "view2")]
+    m = g.add_tensor("m", [], kind="Input", batched=False,
+                     init=init_constant(MOCO_M0))
+
+    def encoder(scope, x, noise=True):
+        g.scope = scope
+        f = pooled_features(g, sparse_backbone(g, x, c, noise))
+        y = moco_mlp(g, "projector", f, [C, hidden_p, hidden_p, dim], True)
+        g.scope = ""
+        return y
+
+    def shared(pname, shape, init):
+        t = g.index[pname]
+        if g.shapes[t] != list(shape):
+            raise ValueError("%s: %s reused with another shape"
+                             % (name, pname))
+        return t
+
+    def predictor(scope, x):
+        g.scope = scope
+        y = moco_mlp(g, "predictor", x, [dim, hidden_q, dim], False)
+        g.scope = ""
+        return y
+
+    first = len(g.tensors)
+    z1 = encoder("q1.", views[0])
+    encoded = [t for t in range(first, len(g.tensors))
+               if g.tensors[t].get("kind") == "Parameter"]
+    q1 = predictor("q1.", z1)
+    g.param_hook = shared
+    q2 = predictor("q2.", encoder("q2.", views[1]))
+    g.param_hook = None
+    updated = {}
+    for t in encoded:
+        pname = g.tensors[t]["name"]
+        init = {k: v for k, v in g.tensors[t]["init"].items()
+                if k != "seed"}
+        k = g.add_state("momentum." + pname, g.shapes[t], init,
+                        seed_name=pname)
+        updated[pname] = g.op("momentum_update." + pname,
+                              "moco.momentum_update", [k, t, m],
+                              g.shapes[t], batched=False)
+
+    def momentum(pname, shape, init):
+        if pname not in updated:
+            raise ValueError("%s: %s has no momentum twin" % (name, pname))
+        return updated[pname]
+
+    g.param_hook = momentum
+    k1 = encoder("k1.", views[0], noise=False)
+    k2 = encoder("k2.", views[1], noise=False)
+    g.param_hook = None
+    loss = g.mark_output(g.op("moco_loss", "moco.loss", [q1, q2, k1, k2],
+                              [], [("tau", MOCO_TAU)],
+                              out_name="moco_loss"))
+    auxes = [i for i, t in enumerate(g.tensors)
+             if t["name"].endswith(".gate.aux") and
+             t["name"].startswith(("q1.", "q2."))]
+    aux = sum_scalars(g, "aux_sum", auxes, "aux_loss")
+    g.mark_output(g.op("loss", "core.add", [loss, aux], [], out_name="loss"))
     return g
 
 
 GRAPHS = {name: mixer_graph for name in MIXER}
 GRAPHS.update({name: sparse_graph for name in SPARSE})
 GRAPHS.update({name: sparse_graph for name in ABLATIONS})
+GRAPHS.update({name: moco_graph for name in MOCO})
 
 
 def build(name):

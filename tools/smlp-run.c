@@ -419,8 +419,8 @@ main(int argc, char **argv)
            (double)st.param_bytes / 1048576.0);
     printf("MACs        %s per image\n",
            human((double)st.macs / (double)st.batch, b1, sizeof(b1)));
-    printf("batch       %lld, threads %d x %d (nodes at once x BLAS "
-           "threads)\n",
+    printf("batch       %lld, threads %d x %d (nodes at once x threads "
+           "per node)\n",
            (long long)st.batch, st.inter_op, st.intra_op);
     if (o.device == SMLP_DEVICE_CUDA)
         printf("device      cuda (ops without a CUDA kernel run on the CPU)"

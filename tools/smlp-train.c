@@ -20,6 +20,17 @@
  * gate noise of (seed, step), and the checkpoint restores parameters and
  * optimizer state, so 1 epoch + --resume 1 epoch gives the same bytes as
  * 2 epochs.  Exit status: 0 done, 1 error, 2 usage, 130 interrupted.
+ *
+ * Two more modes.  --probe trains head.* only (a linear probe: every
+ * other parameter is frozen through opts.frozen, so the backward stops at
+ * the head).  A MoCo v3 graph (inputs view1 and view2, its own loss;
+ * graphs/moco_sparse_mlp_fmnist) is pre-trained: each step feeds the two
+ * augmented views of a batch and the momentum m = 1 - (1 - m0)(1 +
+ * cos(pi step / total)) / 2 (MoCo v3's schedule, rising from --moco-m0 to
+ * 1) to the input m; there is no test evaluation, the checkpoints are as
+ * usual.  --init-from starts a fine-tune or a probe from such a
+ * checkpoint: the tensors it holds by name (the backbone) are loaded, the
+ * others (the head) keep the graph's initial values.
  */
 #include <math.h>
 #include <signal.h>
@@ -121,6 +132,14 @@ evaluate(struct train_run *r, double *acc, double *loss)
     return 0;
 }
 
+/* MoCo v3's momentum at step `step` of `total`: from m0 up to 1 on a
+ * half cosine (docs/training.md, "The schedule"). */
+static double
+moco_momentum(double m0, int64_t step, int64_t total)
+{
+    return 1.0 - smlp_lr_cosine(1.0 - m0, 0.0, step, 0, total);
+}
+
 static int
 train_step(struct train_run *r, const struct train_batch *b, double *loss,
            double *acc)
@@ -130,7 +149,15 @@ train_step(struct train_run *r, const struct train_batch *b, double *loss,
     int rc;
 
     memcpy(r->t_image.data, b->images, floats * sizeof(float));
-    memcpy(r->t_labels.data, b->labels, (size_t)b->n * sizeof(int32_t));
+    if (r->mode == TRAIN_MODE_MOCO) {
+        /* The loader puts view 2 of the batch after view 1. */
+        memcpy(r->t_view2.data, b->images + floats, floats * sizeof(float));
+        r->m = moco_momentum(r->o.moco_m0, r->step, r->total);
+        if (r->t_m.data != NULL)
+            *(float *)r->t_m.data = (float)r->m;
+    } else {
+        memcpy(r->t_labels.data, b->labels, (size_t)b->n * sizeof(int32_t));
+    }
     if (smlp_session_run(r->ts) != SMLP_OK) {
         train_fail("step %lld: %s", (long long)r->step,
                    smlp_session_errmsg(r->ts));
@@ -144,8 +171,10 @@ train_step(struct train_run *r, const struct train_batch *b, double *loss,
                    (long long)r->step, (long long)r->epoch + 1, *loss);
         return -1;
     }
-    *acc = (double)score(r->t_logits.data, r->t_logits.shape[1], b->labels,
-                         b->n, NULL) / (double)b->n;
+    *acc = r->mode == TRAIN_MODE_MOCO
+               ? NAN
+               : (double)score(r->t_logits.data, r->t_logits.shape[1],
+                               b->labels, b->n, NULL) / (double)b->n;
     if (smlp_session_backward(r->ts) != SMLP_OK) {
         train_fail("step %lld: %s", (long long)r->step,
                    smlp_session_errmsg(r->ts));
@@ -187,12 +216,30 @@ progress(struct train_run *r, int force)
     speed = (double)(r->ep_steps * r->o.batch) / (ep_s > 0 ? ep_s : 1e-9);
     eta = done > 0 ? train_s / done * (double)(r->end_step - r->step) : 0;
     fmt_time(eta, eta_s, sizeof(eta_s));
+    if (!r->bar && r->mode == TRAIN_MODE_MOCO) {
+        printf("epoch %lld/%lld step %lld/%lld loss %.4f m %.5f "
+               "%.0f img/s lr %.3g ETA %s\n", (long long)r->epoch + 1,
+               (long long)r->o.epochs, (long long)r->in_epoch,
+               (long long)r->spe, r->ep_loss / (double)r->ep_steps, r->m,
+               speed, r->lr, eta_s);
+        fflush(stdout);
+        return;
+    }
     if (!r->bar) {
         printf("epoch %lld/%lld step %lld/%lld loss %.4f acc %.1f%% "
                "%.0f img/s lr %.3g ETA %s\n", (long long)r->epoch + 1,
                (long long)r->o.epochs, (long long)r->in_epoch,
                (long long)r->spe, r->ep_loss / (double)r->ep_steps,
                100.0 * r->ep_acc / (double)r->ep_steps, speed, r->lr, eta_s);
+        fflush(stdout);
+        return;
+    }
+    if (r->mode == TRAIN_MODE_MOCO) {
+        printf("\r\033[Kepoch %lld/%lld %lld/%lld loss %.4f m %.5f "
+               "%.0f img/s ETA %s", (long long)r->epoch + 1,
+               (long long)r->o.epochs, (long long)r->in_epoch,
+               (long long)r->spe, r->ep_loss / (double)r->ep_steps, r->m,
+               speed, eta_s);
         fflush(stdout);
         return;
     }
@@ -253,9 +300,16 @@ write_reports(struct train_run *r)
         train_fail("--metrics %s", err);
         return -1;
     }
-    snprintf(title, sizeof(title), "%s on Fashion-MNIST: best test accuracy "
-                                   "%.2f%%",
-             smlp_graph_name(r->eg), 100.0 * r->best_acc);
+    if (r->mode == TRAIN_MODE_MOCO)
+        snprintf(title, sizeof(title), "%s: MoCo v3 pre-training on "
+                                       "Fashion-MNIST (no test evaluation)",
+                 smlp_graph_name(r->eg));
+    else
+        snprintf(title, sizeof(title), "%s on Fashion-MNIST%s: best test "
+                                       "accuracy %.2f%%",
+                 smlp_graph_name(r->eg),
+                 r->mode == TRAIN_MODE_PROBE ? " (linear probe)" : "",
+                 100.0 * r->best_acc);
     if (r->o.plot != NULL &&
         train_log_write_svg(&r->log, r->o.plot, title, err, sizeof(err)) !=
             0) {
@@ -279,6 +333,24 @@ end_of_period(struct train_run *r, int checkpoint)
             printf("\r\033[K");
         if (add_row(r, NAN, NAN) != 0 ||
             (checkpoint && train_ckpt_save(r) != 0))
+            return -1;
+        return write_reports(r);
+    }
+    if (r->mode == TRAIN_MODE_MOCO) {
+        /* No evaluation: the loss and the momentum. */
+        if (add_row(r, NAN, NAN) != 0)
+            return -1;
+        if (r->bar)
+            printf("\r\033[K");
+        printf("epoch %lld/%lld%s: loss %.4f, m %.5f, %.0f img/s, %.1f s, "
+               "lr %.3g\n",
+               (long long)(r->in_epoch == 0 ? r->epoch : r->epoch + 1),
+               (long long)r->o.epochs, r->in_epoch == 0 ? "" : " (part)",
+               r->ep_steps ? r->ep_loss / (double)r->ep_steps : 0.0, r->m,
+               (double)(r->ep_steps * r->o.batch) / (ep_s > 0 ? ep_s : 1e-9),
+               ep_s, r->lr);
+        fflush(stdout);
+        if (checkpoint && train_ckpt_save(r) != 0)
             return -1;
         return write_reports(r);
     }
@@ -348,7 +420,8 @@ train(struct train_run *r)
             r->ep_eval0 = r->eval_s;
             continue;
         }
-        if (r->o.eval_every > 0 && r->step % r->o.eval_every == 0 &&
+        if (r->mode != TRAIN_MODE_MOCO && r->o.eval_every > 0 &&
+            r->step % r->o.eval_every == 0 &&
             r->step < r->end_step) { /* else end_of_period evaluates */
             if (evaluate(r, &tacc, &tloss) != 0 ||
                 add_row(r, tacc, tloss) != 0)
@@ -382,8 +455,14 @@ train(struct train_run *r)
                r->o.out);
         return TRAIN_EXIT_OK;
     }
-    printf("done: %lld steps, best test accuracy %.2f%%, checkpoint %s\n",
-           (long long)r->step, 100.0 * r->best_acc, r->o.out);
+    if (r->mode == TRAIN_MODE_MOCO)
+        printf("done: %lld steps, loss %.4f (last row), m %.5f, checkpoint "
+               "%s\n", (long long)r->step,
+               r->log.n ? r->log.rows[r->log.n - 1].loss : NAN, r->m,
+               r->o.out);
+    else
+        printf("done: %lld steps, best test accuracy %.2f%%, checkpoint %s\n",
+               (long long)r->step, 100.0 * r->best_acc, r->o.out);
     return TRAIN_EXIT_OK;
 }
 
@@ -413,6 +492,8 @@ main(int argc, char **argv)
         train_create_loaders(&r) != 0)
         goto out;
     train_plan_schedule(&r);
+    if (r.o.init_from != NULL && train_init_from(&r) != 0)
+        goto out;
     if (r.o.resume != NULL) {
         if (train_ckpt_resume(&r) != 0)
             goto out;
@@ -433,13 +514,27 @@ main(int argc, char **argv)
                (long long)r.epoch + 1, (long long)r.step,
                (long long)r.total);
     }
-    printf("%s: %lld training images (%lld steps of %lld per epoch), %lld "
-           "test images, %s lr %g, warm-up %lld steps, %lld steps in all%s\n",
-           smlp_graph_name(r.eg), (long long)r.train.n, (long long)r.spe,
-           (long long)r.o.batch, (long long)r.test.n,
-           train_optimizer_names[r.o.optimizer], r.o.lr,
-           (long long)r.warmup, (long long)r.total,
-           r.head.has_aux ? ", loss = cross-entropy + aux_loss" : "");
+    if (r.mode == TRAIN_MODE_MOCO)
+        printf("%s: MoCo v3 pre-training, %lld training images (%lld steps "
+               "of %lld image pairs per epoch), %s lr %g, warm-up %lld "
+               "steps, %lld steps in all, momentum %g -> 1 (cosine), loss "
+               "from the graph\n",
+               smlp_graph_name(r.eg), (long long)r.train.n, (long long)r.spe,
+               (long long)r.o.batch, train_optimizer_names[r.o.optimizer],
+               r.o.lr, (long long)r.warmup, (long long)r.total,
+               r.o.moco_m0);
+    else
+        printf("%s: %lld training images (%lld steps of %lld per epoch), "
+               "%lld test images, %s lr %g, warm-up %lld steps, %lld steps "
+               "in all%s%s\n",
+               smlp_graph_name(r.eg), (long long)r.train.n, (long long)r.spe,
+               (long long)r.o.batch, (long long)r.test.n,
+               train_optimizer_names[r.o.optimizer], r.o.lr,
+               (long long)r.warmup, (long long)r.total,
+               r.head.has_aux ? ", loss = cross-entropy + aux_loss" : "",
+               r.mode == TRAIN_MODE_PROBE ? ", linear probe (head.* "
+                                            "trained, the rest frozen)"
+                                          : "");
     fflush(stdout);
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "safetensors.h"
 #include "train_main.h"
 
 #define MAX_META 40
@@ -94,6 +95,11 @@ meta_options(struct train_run *r, struct meta_item *m)
                  "%.17g", o->label_smoothing);
     n = meta_add(m, n, "train.augment", "--augment", 0, "%s",
                  train_augment_names[o->augment]);
+    n = meta_add(m, n, "train.mode", "the mode (--probe, or a MoCo graph)",
+                 0, "%s", train_mode_names[r->mode]);
+    if (r->mode == TRAIN_MODE_MOCO)
+        n = meta_add(m, n, "train.moco_m0", "--moco-m0", 0, "%.17g",
+                     o->moco_m0);
     n = meta_add(m, n, "train.epochs", "--epochs", 1, "%lld",
                  (long long)o->epochs);
     n = meta_add(m, n, "train.total_steps", "--max-steps", 1, "%lld",
@@ -120,6 +126,8 @@ train_ckpt_save(struct train_run *r)
     n = meta_add(m, n, "train.shuffle", NULL, 0,
                  "splitmix64 fisher-yates, seed %" PRIu64 ", epoch %lld",
                  r->o.seed, (long long)r->epoch);
+    if (r->o.init_from != NULL)
+        n = meta_add(m, n, "train.init_from", NULL, 0, "%s", r->o.init_from);
     n = meta_add(m, n, "train.best_acc", NULL, 0, "%.17g", r->best_acc);
     n = meta_add(m, n, "train.test_acc", NULL, 0, "%.17g", r->last_acc);
     for (i = 0; i < n; i++) {
@@ -170,6 +178,10 @@ train_ckpt_resume(struct train_run *r)
         v = smlp_checkpoint_meta(r->ts, m[i].key);
         if (v != NULL && strcmp(v, m[i].value) == 0)
             continue;
+        /* Checkpoints from before the modes trained classifiers. */
+        if (v == NULL && strcmp(m[i].key, "train.mode") == 0 &&
+            r->mode == TRAIN_MODE_CLASSIFY)
+            continue;
         if (strcmp(m[i].opt, "GRAPH") == 0) {
             train_fail("--resume %s: made from another graph than %s "
                        "(graph hash %s, this one %s)",
@@ -210,3 +222,124 @@ train_ckpt_resume(struct train_run *r)
     return 0;
 }
 
+
+/* "[2, 3]" into buf. */
+static const char *
+shape_str(const int64_t *shape, int rank, char *buf, size_t len)
+{
+    size_t n = 0;
+    int d;
+
+    n += (size_t)snprintf(buf, len, "[");
+    for (d = 0; d < rank && n < len; d++)
+        n += (size_t)snprintf(buf + n, len - n, "%s%lld", d ? ", " : "",
+                              (long long)shape[d]);
+    if (n < len)
+        snprintf(buf + n, len - n, "]");
+    return buf;
+}
+
+/* Copies file entry e into the training session's tensor `name`; 1 when
+ * copied, 0 when the file lacks it, -1 after train_fail. */
+static int
+init_one(struct train_run *r, const char *name,
+         const struct smlp__st_entry *e)
+{
+    struct smlp_tensor t;
+    char a[160], b[160];
+    int same, d;
+
+    if (e == NULL)
+        return 0;
+    if (train_tensor(r->ts, name, &t) != 0)
+        return -1;
+    same = e->dtype == t.dtype && e->rank == t.rank;
+    for (d = 0; same && d < e->rank; d++)
+        same = e->shape[d] == t.shape[d];
+    if (!same) {
+        train_fail("--init-from %s: tensor '%s' is %s %s, the graph's is %s "
+                   "%s (another backbone?)",
+                   r->o.init_from, name, e->dtype_name,
+                   shape_str(e->shape, e->rank, a, sizeof(a)),
+                   t.dtype == SMLP_DTYPE_F32 ? "F32" : "I32",
+                   shape_str(t.shape, t.rank, b, sizeof(b)));
+        return -1;
+    }
+    memcpy(t.data, e->data, e->nbytes);
+    (void)smlp_session_tensor(r->ts, name, &t); /* device copy, if any */
+    return 1;
+}
+
+int
+train_init_from(struct train_run *r)
+{
+    struct smlp__st_file *f = NULL;
+    char err[1024], kept[256] = "";
+    int kind, i, rc = -1, got, n_kept = 0, params = 0, loaded = 0;
+    int states = 0, twins = 0;
+
+    if (smlp__st_open(r->o.init_from, &f, err, sizeof(err)) != SMLP_OK) {
+        train_fail("--init-from %s", err);
+        return -1;
+    }
+    for (kind = 1; kind <= 2; kind++)
+        for (i = 0; i < smlp_session_tensor_count(r->ts, kind); i++) {
+            const char *name = smlp_session_tensor_name(r->ts, kind, i);
+
+            got = init_one(r, name, smlp__st_find(f, name));
+            if (got < 0)
+                goto out;
+            if (kind == 1) {
+                params++;
+                loaded += got;
+            } else {
+                states += got;
+            }
+            if (got || kind != 1)
+                continue;
+            if (n_kept++ < 4)
+                snprintf(kept + strlen(kept), sizeof(kept) - strlen(kept),
+                         "%s%s", n_kept > 1 ? ", " : "", name);
+            else if (n_kept == 5)
+                snprintf(kept + strlen(kept), sizeof(kept) - strlen(kept),
+                         ", ...");
+        }
+    if (loaded == 0) {
+        train_fail("--init-from %s: holds none of the %d parameters of %s "
+                   "(a checkpoint of another graph?)",
+                   r->o.init_from, params, r->o.graph);
+        goto out;
+    }
+    /* MoCo: a momentum twin the file lacks starts equal to its parameter,
+     * as the graph's initializers make it. */
+    for (i = 0; r->mode == TRAIN_MODE_MOCO &&
+                i < smlp_session_tensor_count(r->ts, 2); i++) {
+        const char *name = smlp_session_tensor_name(r->ts, 2, i);
+        struct smlp_tensor k, q;
+
+        if (strncmp(name, "momentum.", 9) != 0 ||
+            smlp__st_find(f, name) != NULL ||
+            smlp__st_find(f, name + 9) == NULL)
+            continue;
+        if (train_tensor(r->ts, name, &k) != 0 ||
+            train_tensor(r->ts, name + 9, &q) != 0)
+            goto out;
+        memcpy(k.data, q.data, (size_t)smlp_tensor_numel(&q) * 4);
+        (void)smlp_session_tensor(r->ts, name, &k);
+        twins++;
+    }
+    printf("--init-from %s: %d of %d parameters loaded", r->o.init_from,
+           loaded, params);
+    if (states > 0)
+        printf(", %d state tensors", states);
+    if (twins > 0)
+        printf(", %d momentum twins set to their parameters", twins);
+    if (n_kept > 0)
+        printf("; %d keep the graph's initial values (%s)", n_kept, kept);
+    printf("\n");
+    fflush(stdout);
+    rc = 0;
+out:
+    smlp__st_close(f);
+    return rc;
+}

@@ -258,6 +258,59 @@ append_head(struct smlp__graph_ir *ir, int32_t logits, int32_t aux,
                              : "core.softmax_cross_entropy(logits, labels)");
 }
 
+/* Is t an f32 input [-1,C,H,W]? */
+static int
+is_image_input(const struct smlp__tensor_ir *t)
+{
+    return t->kind == SMLP__TENSOR_INPUT && t->dtype == SMLP_DTYPE_F32 &&
+           t->has_shape && t->rank == 4 && t->shape[0] == -1;
+}
+
+/* A MoCo graph (inputs view1 and view2): 1 and info filled, 0 when it is
+ * not one, -1 with a message when it is one with a fault. */
+static int
+check_moco(const struct smlp__graph_ir *ir, const char *what,
+           struct train_head_info *info, char *err, size_t errlen)
+{
+    int32_t v1 = find_tensor(ir, "view1"), v2 = find_tensor(ir, "view2");
+    int32_t loss = find_tensor(ir, "loss"), m = find_tensor(ir, "m");
+
+    if (v1 < 0 || v2 < 0 || ir->tensors[v1].kind != SMLP__TENSOR_INPUT ||
+        ir->tensors[v2].kind != SMLP__TENSOR_INPUT)
+        return 0;
+    if (!is_image_input(&ir->tensors[v1]) ||
+        !is_image_input(&ir->tensors[v2]) ||
+        memcmp(ir->tensors[v1].shape, ir->tensors[v2].shape,
+               4 * sizeof(ir->tensors[v1].shape[0])) != 0) {
+        snprintf(err, errlen,
+                 "%s: a MoCo graph's inputs 'view1' and 'view2' must be f32 "
+                 "tensors of one shape [-1,C,H,W]", what);
+        return -1;
+    }
+    if (loss < 0 || ir->tensors[loss].dtype != SMLP_DTYPE_F32 ||
+        (ir->tensors[loss].has_shape && ir->tensors[loss].rank != 0)) {
+        snprintf(err, errlen,
+                 "%s: a MoCo graph (inputs 'view1', 'view2') must compute "
+                 "its loss: an f32 scalar 'loss'", what);
+        return -1;
+    }
+    if (m >= 0 && (ir->tensors[m].kind != SMLP__TENSOR_INPUT ||
+                   ir->tensors[m].dtype != SMLP_DTYPE_F32 ||
+                   !ir->tensors[m].has_shape || ir->tensors[m].rank != 0)) {
+        snprintf(err, errlen,
+                 "%s: tensor 'm' must be an f32 scalar input (the momentum "
+                 "smlp-train feeds each step)", what);
+        return -1;
+    }
+    snprintf(info->image, sizeof(info->image), "view1");
+    memcpy(info->chw, ir->tensors[v1].shape + 1, sizeof(info->chw));
+    info->moco = 1;
+    info->has_m = m >= 0;
+    info->existing = 1;
+    info->has_aux = find_tensor(ir, "aux_loss") >= 0;
+    return 1;
+}
+
 int
 train_head_build(const uint8_t *buf, size_t len, const char *what,
                  double label_smoothing, uint8_t **out, size_t *out_len,
@@ -272,6 +325,11 @@ train_head_build(const uint8_t *buf, size_t len, const char *what,
     *out = NULL;
     if (smlp__graph_ir_decode(buf, len, what, &ir, err, errlen) != SMLP_OK)
         return -1;
+    own = check_moco(ir, what, info, err, errlen);
+    if (own < 0)
+        goto out_free;
+    if (own > 0)
+        goto out_encode;
     image = find_image(ir, what, err, errlen);
     if (image < 0)
         goto out_free;
@@ -310,6 +368,7 @@ train_head_build(const uint8_t *buf, size_t len, const char *what,
             goto out_free;
         }
     }
+out_encode:
     if (smlp__graph_ir_encode(ir, out, out_len, err, errlen) != SMLP_OK)
         goto out_free;
     rc = 0;

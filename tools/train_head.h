@@ -14,6 +14,11 @@
  * with `ce` named `loss` when there is no aux_loss; loss (and ce) are graph
  * outputs, so their values are readable after a run.  A graph that
  * already has an input `labels` and a tensor `loss` is used as it is.
+ *
+ * A MoCo v3 pre-training graph (graphs/moco_sparse_mlp_*: f32 inputs
+ * `view1` and `view2` [-1,C,H,W], an f32 scalar `loss`, optionally an
+ * f32 scalar input `m`, the momentum) gets no head: it is used as it is,
+ * with info->moco set.
  */
 #ifndef SMLP_TRAIN_HEAD_H
 #define SMLP_TRAIN_HEAD_H
@@ -28,14 +33,18 @@ struct train_head_info {
                          shape to inference */
     int has_aux;      /* the loss includes aux_loss */
     int existing;     /* the graph had its own labels and loss */
+    int moco;         /* a MoCo graph: image is view1, the second view
+                         goes to view2 */
+    int has_m;        /* MoCo: the graph has the input m */
 };
 
 /*
  * Decodes the graph file buf[0..len) (`what` names it in messages),
  * checks that it is a classifier (an f32 input 'image', or the only f32
  * input, shaped [-1,C,H,W]; an f32 tensor 'logits' [-1,K]), appends the
- * head and encodes the result into *out (malloc'ed; free it).  Returns 0,
- * or -1 with a message naming `what` in err.
+ * head and encodes the result into *out (malloc'ed; free it); or that it
+ * is a MoCo graph (above), encoded unchanged.  Returns 0, or -1 with a
+ * message naming `what` in err.
  */
 int train_head_build(const uint8_t *buf, size_t len, const char *what,
                      double label_smoothing, uint8_t **out, size_t *out_len,

@@ -39,6 +39,7 @@ struct train_opts {
     const char *out;
     const char *resume;
     const char *weights;
+    const char *init_from;   /* --init-from: a partial initial load */
     const char *metrics;
     const char *plot;
     const char *plugin_path;
@@ -62,14 +63,27 @@ struct train_opts {
     int warmup_set;
     int optimizer;           /* enum smlp_optimizer */
     int augment;             /* enum train_augment */
+    int augment_set;         /* --augment was given */
+    int probe;               /* --probe: train head.* only */
+    double moco_m0;          /* --moco-m0: MoCo's momentum at step 0 */
     int progress;            /* enum train_progress */
     int threads;
     uint64_t seed;
 };
 
+/* What a run trains: a classifier (all its parameters), a linear probe
+ * (--probe: head.* only, the rest frozen) or a MoCo v3 pre-training graph
+ * (detected: inputs view1 and view2, its own loss). */
+enum train_mode {
+    TRAIN_MODE_CLASSIFY = 0,
+    TRAIN_MODE_PROBE = 1,
+    TRAIN_MODE_MOCO = 2
+};
+
 /* Names of the enum values, NULL-terminated, indexed by value. */
 extern const char *const train_optimizer_names[];
 extern const char *const train_augment_names[];
+extern const char *const train_mode_names[];
 
 void train_usage(FILE *f);
 /* 0, TRAIN_USAGE_ERR (described on stderr) or TRAIN_HELP_DONE. */
@@ -91,6 +105,11 @@ struct train_run {
     struct train_loader *tl, *el;
     struct smlp_tensor t_image, t_labels, t_loss, t_logits, e_image,
         e_logits;
+    int mode;                  /* enum train_mode */
+    struct smlp_tensor t_view2, t_m; /* MoCo: t_image is view1; t_m.data
+                                      NULL when the graph has no m */
+    double m;                  /* MoCo: the momentum of the last step */
+    const char **frozen;       /* --probe: opts.frozen (names in es) */
     int64_t spe, total, warmup, end_step;
     /* Position: the next step is number `step`, batch `in_epoch` of
      * `epoch` (0-based). */
@@ -136,6 +155,12 @@ void train_run_free(struct train_run *r);
 /* Writes the checkpoint --out (atomically, by smlp_checkpoint_save) with
  * the position and options as metadata.  0 or -1 after train_fail. */
 int train_ckpt_save(struct train_run *r);
+/* --init-from: copies every parameter and state tensor of the training
+ * session that the file holds (by name; dtype and shape must match) and
+ * keeps the graph's initial values for the others; in MoCo mode a
+ * momentum twin the file lacks starts equal to its loaded parameter.
+ * Prints what was loaded.  0 or -1 after train_fail. */
+int train_init_from(struct train_run *r);
 /* Loads --resume into the training session and optimizer, checks that
  * the graph and the options that change the result match (the length of
  * the schedule may change, with a warning) and sets the position.  0 or

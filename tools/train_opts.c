@@ -22,6 +22,10 @@ train_usage(FILE *f)
 "graph in memory.  Pixels are scaled to [0,1] and normalised with the\n"
 "training set's mean and std: (x/255 - 0.2860) / 0.3530.  Each epoch ends\n"
 "with the test-set accuracy and a checkpoint, written atomically.\n"
+"A MoCo v3 graph (inputs view1 and view2, e.g. moco_sparse_mlp_fmnist) is\n"
+"pre-trained instead: two augmented views per image (--augment moco),\n"
+"its own loss, the momentum fed to its input m each step, no test\n"
+"evaluation.  Then --probe or a fine-tune with --init-from CKPT.\n"
 "\n"
 "data\n"
 "  --data fashion-mnist|DIR  the Debian package's files (default, in\n"
@@ -55,6 +59,15 @@ train_usage(FILE *f)
 "  --seed N            shuffling, augmentation and gate noise (default 0)\n"
 "  --weights FILE      initial parameters (safetensors; default: the\n"
 "                      graph's seeded initializers)\n"
+"  --init-from FILE    initial values of the tensors FILE holds (by name;\n"
+"                      shapes must match), the graph's initializers for\n"
+"                      the others: fine-tune or probe a classifier from a\n"
+"                      pre-trained (MoCo) checkpoint, whose backbone has\n"
+"                      the classifier's names (the head is not in it)\n"
+"  --probe             linear probe: train head.* only, every other\n"
+"                      parameter frozen (no gradient, not updated)\n"
+"  --moco-m0 X         MoCo: momentum at step 0, rising to 1 on a cosine\n"
+"                      over the run (default 0.99)\n"
 "  --threads N         thread budget (default: all CPUs)\n"
 "  --plugin-path DIRS  colon-separated plugin directories searched first\n"
 "output\n"
@@ -180,6 +193,7 @@ has_suffix(const char *s, const char *suffix)
 
 const char *const train_optimizer_names[] = {"sgd", "adamw", NULL};
 const char *const train_augment_names[] = {"none", "moco", NULL};
+const char *const train_mode_names[] = {"classify", "probe", "moco", NULL};
 static const char *const progress_names[] = {"auto", "bar", "lines", NULL};
 
 enum {
@@ -188,7 +202,8 @@ enum {
     OPT_WD, OPT_CLIP, OPT_LS, OPT_SEED, OPT_THREADS, OPT_MIN_LR,
     OPT_MAX_STEPS, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST, OPT_AUGMENT,
     OPT_MOMENTUM, OPT_STOP_AFTER, OPT_EVAL_BATCH, OPT_LOG_EVERY,
-    OPT_PLUGIN_PATH, OPT_PROGRESS, OPT_HELP, OPT_VERSION
+    OPT_PLUGIN_PATH, OPT_PROGRESS, OPT_INIT_FROM, OPT_PROBE, OPT_MOCO_M0,
+    OPT_HELP, OPT_VERSION
 };
 
 /* Parses one option with a value; -1 after a message. */
@@ -200,6 +215,9 @@ parse_one(int c, const char *v, struct train_opts *o)
     switch (c) {
     case OPT_DATA: o->data = v; return 0;
     case OPT_WEIGHTS: o->weights = v; return 0;
+    case OPT_INIT_FROM: o->init_from = v; return 0;
+    case OPT_MOCO_M0: return parse_double("--moco-m0", v, 0, 1,
+                                          &o->moco_m0);
     case OPT_OUT: o->out = v; return 0;
     case OPT_RESUME: o->resume = v; return 0;
     case OPT_METRICS: o->metrics = v; return 0;
@@ -258,6 +276,7 @@ parse_one(int c, const char *v, struct train_opts *o)
         return parse_choice("--optimizer", v, train_optimizer_names,
                             &o->optimizer);
     case OPT_AUGMENT:
+        o->augment_set = 1;
         return parse_choice("--augment", v, train_augment_names,
                             &o->augment);
     case OPT_PROGRESS:
@@ -298,6 +317,9 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
         {"augment", required_argument, NULL, OPT_AUGMENT},
         {"plugin-path", required_argument, NULL, OPT_PLUGIN_PATH},
         {"progress", required_argument, NULL, OPT_PROGRESS},
+        {"init-from", required_argument, NULL, OPT_INIT_FROM},
+        {"probe", no_argument, NULL, OPT_PROBE},
+        {"moco-m0", required_argument, NULL, OPT_MOCO_M0},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0}};
@@ -313,6 +335,7 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
     o->weight_decay = NAN;
     o->momentum = NAN;
     o->lr = NAN;
+    o->moco_m0 = 0.99;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (c == OPT_HELP) {
@@ -323,6 +346,10 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
             printf("smlp-train %s (plugin ABI %d.%d)\n",
                    smlp_version_string(), SMLP_ABI_MAJOR, SMLP_ABI_MINOR);
             return TRAIN_HELP_DONE;
+        }
+        if (c == OPT_PROBE) {
+            o->probe = 1;
+            continue;
         }
         if (c == '?' || c == ':') {
             if (optopt != 0)
@@ -351,6 +378,11 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
     if (o->resume != NULL && o->weights != NULL) {
         fprintf(stderr, "smlp-train: --weights and --resume exclude each "
                         "other (a checkpoint holds the weights)\n");
+        goto usage;
+    }
+    if (o->init_from != NULL && (o->weights != NULL || o->resume != NULL)) {
+        fprintf(stderr, "smlp-train: --init-from excludes --weights and "
+                        "--resume\n");
         goto usage;
     }
     if (o->optimizer != SMLP_OPTIM_SGD && !isnan(o->momentum)) {

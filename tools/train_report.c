@@ -104,8 +104,10 @@ fill_csv(FILE *f, void *arg)
     for (i = 0; i < log->n; i++) {
         const struct train_row *r = &log->rows[i];
 
-        fprintf(f, "%lld,%.4f,%.6g,%.6g,%.6g,%.1f,", (long long)r->step,
-                r->epoch, r->lr, r->loss, r->acc, r->images_per_s);
+        fprintf(f, "%lld,%.4f,%.6g,%.6g,", (long long)r->step, r->epoch,
+                r->lr, r->loss);
+        csv_num(f, r->acc, "%.6g");
+        fprintf(f, ",%.1f,", r->images_per_s);
         csv_num(f, r->test_loss, "%.6g");
         fputc(',', f);
         csv_num(f, r->test_acc, "%.6g");
@@ -170,7 +172,9 @@ train_log_read_csv(struct train_log *log, const char *path,
 
         lineno++;
         for (i = 0; i < 8; i++)
-            if (csv_field(&p, &v[i]) != 0 || (i < 6 && isnan(v[i])))
+            if (csv_field(&p, &v[i]) != 0 ||
+                (i < 6 && i != 4 && isnan(v[i]))) /* train_acc: not in
+                                                       MoCo runs */
                 break;
         if (i < 8) {
             snprintf(err, errlen, "%s:%d: not a row of %d numbers", path,

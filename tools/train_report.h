@@ -20,7 +20,8 @@ struct train_row {
     double epoch;        /* epochs done (fractional) */
     double lr;           /* learning rate of the last update */
     double loss;         /* mean training loss since the previous row */
-    double acc;          /* mean training accuracy (0..1), the same */
+    double acc;          /* mean training accuracy (0..1), the same;
+                            NaN (empty) in MoCo pre-training */
     double images_per_s; /* training throughput, the same */
     double test_loss;
     double test_acc;

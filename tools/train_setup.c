@@ -7,6 +7,7 @@
  * train_main.h.
  */
 #include <errno.h>
+#include <fnmatch.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -146,6 +147,50 @@ train_tensor(smlp_session_t *s, const char *name, struct smlp_tensor *t)
     return 0;
 }
 
+/* --probe: opts.frozen = every parameter of the evaluation session (the
+ * graph as given) but head.*.  0 or -1 after train_fail. */
+static int
+probe_frozen(struct train_run *r)
+{
+    int n = smlp_session_tensor_count(r->es, 1), i, k = 0, head = 0;
+
+    r->frozen = calloc((size_t)n + 1, sizeof(*r->frozen));
+    if (r->frozen == NULL) {
+        train_fail("out of memory");
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        const char *name = smlp_session_tensor_name(r->es, 1, i);
+
+        if (fnmatch("head.*", name, 0) == 0)
+            head++;
+        else
+            r->frozen[k++] = name;
+    }
+    if (head == 0) {
+        train_fail("--probe trains the parameters named head.* on a frozen "
+                   "backbone, and %s has none", r->o.graph);
+        return -1;
+    }
+    return 0;
+}
+
+/* The tensors a MoCo run feeds and reads. */
+static int
+moco_tensors(struct train_run *r)
+{
+    if (train_tensor(r->ts, r->head.image, &r->t_image) != 0 ||
+        train_tensor(r->ts, "view2", &r->t_view2) != 0 ||
+        train_tensor(r->ts, "loss", &r->t_loss) != 0 ||
+        (r->head.has_m && train_tensor(r->ts, "m", &r->t_m) != 0))
+        return -1;
+    if (!r->head.has_m)
+        fprintf(stderr, "smlp-train: warning: %s has no input 'm': the "
+                        "momentum stays at the graph's attribute instead of "
+                        "following the cosine from --moco-m0\n", r->o.graph);
+    return 0;
+}
+
 int
 train_create_sessions(struct train_run *r)
 {
@@ -185,10 +230,42 @@ train_create_sessions(struct train_run *r)
                    (long long)r->head.chw[2], r->train.rows, r->train.cols);
         return -1;
     }
+    r->mode = r->head.moco ? TRAIN_MODE_MOCO
+              : r->o.probe ? TRAIN_MODE_PROBE
+                           : TRAIN_MODE_CLASSIFY;
+    if (r->head.moco && r->o.probe) {
+        train_fail("--probe trains a classifier's head on a frozen backbone, "
+                   "and %s is a MoCo pre-training graph: probe its "
+                   "checkpoint with the classifier graph (e.g. "
+                   "sparse_mlp_fmnist) and --init-from", r->o.graph);
+        return -1;
+    }
+    if (r->head.moco && r->o.augment != TRAIN_AUGMENT_MOCO) {
+        if (r->o.augment_set) {
+            train_fail("%s is a MoCo graph: its two views must differ, use "
+                       "--augment moco", r->o.graph);
+            return -1;
+        }
+        r->o.augment = TRAIN_AUGMENT_MOCO;
+    }
     r->reg = smlp_registry_create(r->o.plugin_path, &err);
     if (r->reg == NULL) {
         train_fail("%s", err.msg);
         return -1;
+    }
+    if (r->mode != TRAIN_MODE_MOCO) {
+        smlp_session_opts_init(&so);
+        so.batch = r->test.n < r->o.eval_batch ? r->test.n
+                                               : r->o.eval_batch;
+        so.threads = r->o.threads;
+        so.no_init = 1;
+        r->es = smlp_session_create(r->eg, r->reg, &so, &err);
+        if (r->es == NULL) {
+            train_fail("%s (evaluation session)", err.msg);
+            return -1;
+        }
+        if (r->mode == TRAIN_MODE_PROBE && probe_frozen(r) != 0)
+            return -1;
     }
     smlp_session_opts_init(&so);
     so.batch = r->o.batch;
@@ -197,34 +274,31 @@ train_create_sessions(struct train_run *r)
     so.training = 1;
     so.loss = "loss";
     so.weights = r->o.weights;
+    so.frozen = r->frozen;
     r->ts = smlp_session_create(r->tg, r->reg, &so, &err);
     if (r->ts == NULL) {
         train_fail("%s", err.msg);
         return -1;
     }
-    smlp_session_opts_init(&so);
-    so.batch = r->test.n < r->o.eval_batch ? r->test.n : r->o.eval_batch;
-    so.threads = r->o.threads;
-    so.no_init = 1;
-    r->es = smlp_session_create(r->eg, r->reg, &so, &err);
-    if (r->es == NULL) {
-        train_fail("%s (evaluation session)", err.msg);
-        return -1;
-    }
-    if (train_tensor(r->ts, r->head.image, &r->t_image) != 0 ||
-        train_tensor(r->ts, "labels", &r->t_labels) != 0 ||
-        train_tensor(r->ts, "loss", &r->t_loss) != 0 ||
-        train_tensor(r->ts, "logits", &r->t_logits) != 0 ||
-        train_tensor(r->es, r->head.image, &r->e_image) != 0 ||
-        train_tensor(r->es, "logits", &r->e_logits) != 0)
-        return -1;
-    k = r->e_logits.shape[1];
-    want = r->train.classes > r->test.classes ? r->train.classes
-                                              : r->test.classes;
-    if (r->e_logits.rank != 2 || k < want) {
-        train_fail("%s: 'logits' has %lld classes, the data have %lld",
-                   r->o.graph, (long long)k, (long long)want);
-        return -1;
+    if (r->mode == TRAIN_MODE_MOCO) {
+        if (moco_tensors(r) != 0)
+            return -1;
+    } else {
+        if (train_tensor(r->ts, r->head.image, &r->t_image) != 0 ||
+            train_tensor(r->ts, "labels", &r->t_labels) != 0 ||
+            train_tensor(r->ts, "loss", &r->t_loss) != 0 ||
+            train_tensor(r->ts, "logits", &r->t_logits) != 0 ||
+            train_tensor(r->es, r->head.image, &r->e_image) != 0 ||
+            train_tensor(r->es, "logits", &r->e_logits) != 0)
+            return -1;
+        k = r->e_logits.shape[1];
+        want = r->train.classes > r->test.classes ? r->train.classes
+                                                  : r->test.classes;
+        if (r->e_logits.rank != 2 || k < want) {
+            train_fail("%s: 'logits' has %lld classes, the data have %lld",
+                       r->o.graph, (long long)k, (long long)want);
+            return -1;
+        }
     }
     smlp_optim_opts_init(&oo);
     oo.kind = r->o.optimizer;
@@ -258,8 +332,13 @@ train_create_loaders(struct train_run *r)
     lo.shuffle = 1;
     lo.drop_last = 1;
     lo.augment = r->o.augment;
-    lo.views = 1;
+    lo.views = r->mode == TRAIN_MODE_MOCO ? 2 : 1;
     r->tl = train_loader_create(&lo, err, sizeof(err));
+    if (r->tl != NULL && r->mode == TRAIN_MODE_MOCO) {
+        /* Pre-training has no test evaluation. */
+        r->spe = train_loader_batches(r->tl);
+        return 0;
+    }
     lo.set = &r->test;
     lo.batch = r->e_image.shape[0];
     lo.shuffle = 0;
@@ -309,5 +388,6 @@ train_run_free(struct train_run *r)
     train_set_free(&r->train);
     train_set_free(&r->test);
     train_log_free(&r->log);
+    free(r->frozen);
 }
 

@@ -1,0 +1,269 @@
+#!/bin/sh
+# End-to-end checks of MoCo v3 pre-training, linear probes and fine-tuning
+# with tools/smlp-train (graphs/moco_sparse_mlp_fmnist, then the
+# classifier graphs/sparse_mlp_fmnist), on a tiny gzip'd IDX data set made
+# here as in check_smlp_train.sh:
+#   - the MoCo graph runs a training forward in smlp-run and builds a
+#     backward (moco.momentum_update is a no-gradient wall: SMLP_OP_NO_GRAD);
+#   - refusals: --probe or --augment none on a MoCo graph, --init-from with
+#     --weights, a bad --moco-m0, --init-from files of another graph;
+#   - a short pre-training: finite loss that falls, checkpoint, metrics CSV
+#     (no accuracy columns) and SVG;
+#   - the momentum encoder: after one more step each `momentum.X` equals
+#     f32(m·momentum.X + (1 − m)·X) bit for bit, with X and momentum.X of
+#     the checkpoint before and m = 1 − (1 − m0)(1 + cos(π step/total))/2
+#     rounded to f32 (what the trainer feeds to the input m), and the key
+#     parameters differ from the query ones;
+#   - resume: 2 epochs = 1 epoch + --resume, bit for bit;
+#   - --probe from the pre-trained checkpoint (--init-from): the backbone
+#     loads, only head.* trains (backbone bytes unchanged, optimizer state
+#     for the head only), and from a random init;
+#   - fine-tuning with --init-from: every backbone tensor is the
+#     pre-trained one after a step at a negligible learning rate, the head
+#     keeps its zero initialisation until trained.
+# Prints "N passed, M failed".  Needs python3 (makes the data, reads
+# safetensors); exit 77 (skip) without it.
+B=${SMLP_TEST_BUILDDIR:-.}
+TRAIN="$B/tools/smlp-train"
+MOCO="$B/graphs/moco_sparse_mlp_fmnist.fbs"
+SPARSE="$B/graphs/sparse_mlp_fmnist.fbs"
+PY=${PYTHON3:-python3}
+[ "$PY" = no ] && PY=python3
+if ! command -v "$PY" >/dev/null 2>&1; then
+    echo "skip - no python3"; exit 77
+fi
+T=$(mktemp -d /tmp/smlp-moco-test.XXXXXX)
+D="$T/data"
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+
+# expect NAME STATUS NEEDLE CMD...: exit status and a substring of output.
+expect() {
+    name=$1 want=$2 needle=$3
+    shift 3
+    "$@" >"$T/out" 2>&1
+    got=$?
+    if [ "$got" -ne "$want" ]; then
+        bad "$name: exit $got, want $want"; sed 's/^/  | /' "$T/out"
+    elif ! grep -qF -- "$needle" "$T/out"; then
+        bad "$name: no '$needle' in output"; sed 's/^/  | /' "$T/out"
+    else
+        ok "$name"
+    fi
+}
+
+# The data: class c is a bright bar at rows 3+2c..4+2c over noise.
+mkdir -p "$D"
+"$PY" - "$D" <<'PY'
+import gzip, random, struct, sys
+d = sys.argv[1]
+rnd = random.Random(0)
+for prefix, n in (("train", 128), ("t10k", 64)):
+    px, lab = bytearray(), bytearray()
+    for i in range(n):
+        c = rnd.randrange(10)
+        img = [rnd.randrange(40) for _ in range(784)]
+        for r in (3 + 2 * c, 4 + 2 * c):
+            for x in range(4, 24):
+                img[r * 28 + x] = 180 + rnd.randrange(75)
+        px += bytes(img)
+        lab.append(c)
+    with gzip.open(f"{d}/{prefix}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(px))
+    with gzip.open(f"{d}/{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">II", 0x801, n) + bytes(lab))
+PY
+
+# st.py: safetensors files read with the standard library.
+cat >"$T/st.py" <<'PY'
+import array, json, math, struct, sys
+
+def read(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    meta = h.pop("__metadata__", {})
+    out = {}
+    for k, v in h.items():
+        a = array.array("f" if v["dtype"] == "F32" else "i")
+        lo, hi = v["data_offsets"]
+        a.frombytes(b[8 + n + lo:8 + n + hi])
+        out[k] = a
+    return out, meta
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+def backbone(names):
+    return sorted(k for k in names
+                  if k.split(".")[0] in ("stem", "blocks", "norm"))
+
+cmd, args = sys.argv[1], sys.argv[2:]
+if cmd == "meta":                       # FILE KEY: print a value
+    print(read(args[0])[1].get(args[1], ""))
+elif cmd == "same":                     # A B: the same tensors and bytes
+    (a, _), (b, _) = read(args[0]), read(args[1])
+    assert sorted(a) == sorted(b), "tensor names differ"
+    for k in a:
+        assert a[k].tobytes() == b[k].tobytes(), "tensor %s differs" % k
+elif cmd == "momentum":                 # A B: B is one step after A
+    (a, ma), (b, mb) = read(args[0]), read(args[1])
+    step, total = int(ma["train.step"]), int(ma["train.total_steps"])
+    assert int(mb["train.step"]) == step + 1, (ma, mb)
+    m0 = float(ma["train.moco_m0"])
+    # smlp_lr_cosine(1 - m0, 0, step, 0, total), as runtime/optim.c
+    # computes it, then rounded to f32 by the trainer.
+    t = step / total
+    m = f32(1.0 - (0.0 + 0.5 * ((1.0 - m0) - 0.0) *
+                   (1.0 + math.cos(math.pi * t))))
+    twins = [k for k in a if k.startswith("momentum.")]
+    assert len(twins) > 50, len(twins)
+    n = 0
+    for k in twins:
+        q, ka, kb = a[k[len("momentum."):]], a[k], b[k]
+        for i in range(len(ka)):
+            want = f32(m * ka[i] + (1.0 - m) * q[i])
+            assert struct.pack("<f", want) == struct.pack("<f", kb[i]), \
+                "%s[%d]: %r, want %r (m %r)" % (k, i, kb[i], want, m)
+            n += 1
+        assert b[k].tobytes() != b[k[len("momentum."):]].tobytes(), \
+            "%s equals its query twin" % k
+    print("%d values of %d tensors, m = %.9g" % (n, len(twins), m))
+elif cmd == "probe":                    # PRE PROBE: backbone unchanged
+    (p, _), (q, _) = read(args[0]), read(args[1])
+    names = backbone(q)
+    assert len(names) > 50, names
+    for k in names:
+        assert p[k].tobytes() == q[k].tobytes(), "%s changed" % k
+    assert any(x != 0 for x in q["head.weight"]), "head not trained"
+    slots = sorted(k for k in q if k.startswith("optim."))
+    assert slots == ["optim.exp_avg.head.bias", "optim.exp_avg.head.weight",
+                     "optim.exp_avg_sq.head.bias",
+                     "optim.exp_avg_sq.head.weight"], slots
+elif cmd == "finetune":                 # PRE FT: backbone loaded
+    (p, _), (q, _) = read(args[0]), read(args[1])
+    names = backbone(q)
+    assert len(names) > 50, names
+    for k in names:
+        for x, y in zip(p[k], q[k]):
+            assert abs(x - y) <= 1e-6 * max(1.0, abs(x)), (k, x, y)
+    assert "optim.exp_avg.stem.proj.weight" in q, "backbone not trained"
+elif cmd == "write":                    # FILE NAME: one F32 [2] tensor
+    h = json.dumps({args[1]: {"dtype": "F32", "shape": [2],
+                              "data_offsets": [0, 8]}}).encode()
+    open(args[0], "wb").write(struct.pack("<Q", len(h)) + h +
+                              struct.pack("<2f", 1.0, 2.0))
+elif cmd == "loss":                     # CSV: finite losses that fall
+    import csv
+    rows = list(csv.DictReader(open(args[0])))
+    loss = [float(r["loss"]) for r in rows]
+    assert len(rows) >= 3 and all(math.isfinite(x) for x in loss), loss
+    assert loss[-1] < loss[0], loss
+    assert all(r["train_acc"] == r["test_acc"] == r["test_loss"] == ""
+               for r in rows), rows
+PY
+st() { "$PY" "$T/st.py" "$@"; }
+
+# ---- the graph ----
+expect "smlp-run: MoCo forward in training mode" 0 "moco.momentum_update" \
+    "$B/tools/smlp-run" "$MOCO" --training --batch 4 --repeat 1 --threads 2
+
+# ---- refusals ----
+COMMON="--data $D --threads 2 --limit-test 64"
+expect "probe a MoCo graph" 1 "is a MoCo pre-training graph" \
+    "$TRAIN" "$MOCO" $COMMON --batch 16 --probe --out "$T/x.st"
+expect "MoCo without augmentation" 1 "use --augment moco" \
+    "$TRAIN" "$MOCO" $COMMON --batch 16 --augment none --out "$T/x.st"
+expect "init-from and weights" 2 "--init-from excludes --weights" \
+    "$TRAIN" "$SPARSE" --out "$T/x.st" --init-from a --weights b
+expect "moco-m0 out of range" 2 "--moco-m0: '1.5' is not a number" \
+    "$TRAIN" "$MOCO" --out "$T/x.st" --moco-m0 1.5
+expect "init-from a missing file" 1 "--init-from $T/none.st" \
+    "$TRAIN" "$SPARSE" $COMMON --batch 16 --init-from "$T/none.st" \
+    --out "$T/x.st"
+
+# ---- pre-training: the loss falls, files are written ----
+P="$MOCO $COMMON --batch 16 --limit-train 128 --epochs 3 --lr 2e-3"
+expect "pre-training" 0 "done: 24 steps" \
+    "$TRAIN" $P --out "$T/pre.st" --metrics "$T/pre.csv" --plot "$T/pre.svg"
+for want in "MoCo v3 pre-training, 128 training images" \
+    "momentum 0.99 -> 1 (cosine)" "epoch 3/3: loss" ", m 0.99"; do
+    if grep -qF -- "$want" "$T/out"; then ok "pre-training prints '$want'"
+    else bad "pre-training lacks '$want'"; sed 's/^/  | /' "$T/out"; fi
+done
+if st loss "$T/pre.csv"; then ok "finite loss that falls, no accuracy"
+else bad "pre-training loss (metrics CSV)"; cat "$T/pre.csv"; fi
+if [ "$(st meta "$T/pre.st" train.mode)" = moco ] &&
+    [ "$(st meta "$T/pre.st" smlp.optim.steps)" = 24 ] &&
+    [ -s "$T/pre.svg" ]; then
+    ok "checkpoint (mode moco, 24 steps) and plot written"
+else bad "pre-training checkpoint"; fi
+
+# ---- the momentum encoder follows m exactly ----
+# One step per epoch (16 images, batch 16): step 1 -> step 2.
+O="$MOCO $COMMON --batch 16 --limit-train 16 --epochs 4"
+"$TRAIN" $O --out "$T/m1.st" --stop-after 2 >"$T/out" 2>&1 ||
+    bad "2 steps"
+expect "one more step" 0 "stopped after epoch 3" \
+    "$TRAIN" $O --out "$T/m2.st" --resume "$T/m1.st" --stop-after 3
+if st momentum "$T/m1.st" "$T/m2.st" >"$T/out" 2>&1; then
+    ok "momentum.X = m momentum.X + (1 - m) X, bit for bit ($(cat "$T/out"))"
+else bad "momentum update"; sed 's/^/  | /' "$T/out"; fi
+
+# ---- resume: 2 epochs = 1 epoch + --resume 1 epoch ----
+R="$MOCO $COMMON --batch 16 --limit-train 32 --epochs 2 --seed 3"
+"$TRAIN" $R --out "$T/ra.st" >"$T/out" 2>&1 || bad "MoCo 2 epochs"
+"$TRAIN" $R --out "$T/rb.st" --stop-after 1 >"$T/out" 2>&1 ||
+    bad "MoCo 1 epoch"
+expect "MoCo resumed" 0 "resuming at epoch 2, step 2 of 4" \
+    "$TRAIN" $R --out "$T/rb.st" --resume "$T/rb.st"
+if st same "$T/ra.st" "$T/rb.st"; then ok "MoCo resume is bit-identical"
+else bad "MoCo resume is bit-identical"; fi
+expect "resume with another m0" 1 "made with --moco-m0 0.98999999999999999" \
+    "$TRAIN" $R --moco-m0 0.9 --out "$T/x.st" --resume "$T/rb.st"
+
+# ---- linear probe from the pre-trained backbone ----
+L="$SPARSE $COMMON --batch 16 --limit-train 128 --epochs 2 --lr 0.01"
+L="$L --weight-decay 0"
+LOADED="96 of 98 parameters loaded; 2 keep the graph's initial values"
+expect "probe: the backbone loads" 0 "$LOADED (head.weight, head.bias)" \
+    "$TRAIN" $L --probe --init-from "$T/pre.st" --out "$T/probe.st"
+if grep -qF "linear probe (head.* trained, the rest frozen)" "$T/out"; then
+    ok "probe says what it trains"
+else bad "probe summary"; sed 's/^/  | /' "$T/out"; fi
+if st probe "$T/pre.st" "$T/probe.st" >"$T/out" 2>&1; then
+    ok "probe: backbone bytes unchanged, only the head trained"
+else bad "probe froze the backbone"; sed 's/^/  | /' "$T/out"; fi
+if [ "$(st meta "$T/probe.st" train.mode)" = probe ] &&
+    [ "$(st meta "$T/probe.st" train.init_from)" = "$T/pre.st" ]; then
+    ok "probe checkpoint metadata (mode, init_from)"
+else bad "probe checkpoint metadata"; fi
+expect "probe from random init" 0 "done: 16 steps" \
+    "$TRAIN" $L --probe --out "$T/probe0.st"
+expect "resume a probe as a fine-tune" 1 "--resume $T/probe0.st" \
+    "$TRAIN" $L --epochs 3 --out "$T/x.st" --resume "$T/probe0.st"
+
+# ---- fine-tuning from the pre-trained backbone ----
+expect "fine-tune: the backbone loads" 0 "96 of 98 parameters loaded" \
+    "$TRAIN" "$SPARSE" $COMMON --batch 16 --limit-train 16 --epochs 1 \
+    --lr 1e-12 --weight-decay 0 --init-from "$T/pre.st" --out "$T/ft.st"
+if st finetune "$T/pre.st" "$T/ft.st" >"$T/out" 2>&1; then
+    ok "fine-tune starts from the pre-trained backbone"
+else bad "fine-tune backbone"; sed 's/^/  | /' "$T/out"; fi
+# Files of other graphs: no tensor of ours; one of ours, shaped otherwise.
+st write "$T/other.st" x
+st write "$T/shape.st" stem.proj.weight
+expect "init-from another graph" 1 "(a checkpoint of another graph?)" \
+    "$TRAIN" "$SPARSE" $COMMON --batch 16 --limit-train 16 --epochs 1 \
+    --init-from "$T/other.st" --out "$T/x.st"
+expect "init-from another backbone" 1 \
+    "tensor 'stem.proj.weight' is F32 [2], the graph's is F32 [128, 1, 4, 4]" \
+    "$TRAIN" "$SPARSE" $COMMON --batch 16 --limit-train 16 --epochs 1 \
+    --init-from "$T/shape.st" --out "$T/x.st"
+
+rm -rf "$T"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
