@@ -363,39 +363,98 @@ resolve_nodes(smlp_session_t *s, struct smlp_error *err)
  *
  * Which split: a node's work is estimated as macs + 16 per output element
  * + 2^16 (its fixed cost, a few microseconds); p, the graph's average
- * parallelism, is the total work over the heaviest path's.  inter_op = k
- * (k <= the graph's widest level, k <= T) keeps min(k, p) nodes busy,
- * each running q = T / k threads at an efficiency e^log2(q) (each doubling
- * of a kernel's threads costs a factor e); the k of the highest
- * min(k, p) x q x e^log2(q) wins, the smallest on ties.  e is 0.9 when
- * kernels are big (2^20 MACs or more on average: GEMMs split well) and
- * 0.5 otherwise (small kernels gain little from splitting; toy graphs are
- * better served side by side).  So a chain (p about 1: the shipped Mixer
- * and Sparse-MLP graphs) gets 1 x T, and a graph of two equal halves (p
- * about 2) 2 x 1 for T = 2, 2 x 2 for T = 4.
+ * parallelism, is the total work over the heaviest path's, the paths
+ * following data edges and the memory plan's ordering edges (a node may
+ * not overwrite bytes that an earlier node still reads: plan.c; a plan
+ * that packs the arena tightly along the graph order leaves little to run
+ * side by side, whatever the graph's shape).  inter_op = k (k <= the
+ * widest level, k <= T) keeps min(k, p) nodes busy, each running
+ * q = T / k threads at an efficiency e^log2(q) (each doubling of a
+ * kernel's threads costs a factor e); the k of the highest
+ * min(k, p) x q x e^log2(q) wins, the smallest on ties.  e
+ * is 0.9 when kernels are big (2^20 MACs or more on average: GEMMs split
+ * well) and 0.5 otherwise (small kernels gain little from splitting; toy
+ * graphs are better served side by side).
+ *
+ * Measured (docs/performance.md): the shipped Mixer and Sparse-MLP graphs
+ * are chains (p = 1.00) and get 1 x T; the MoCo graphs have four encoder
+ * passes that the graph allows side by side, but their memory plan chains
+ * them (p about 1.2 with the ordering edges), and 1 x 2 trains them 1.8x
+ * faster than 2 x 1 on 2 cores.
  */
-static void
-choose_threads(smlp_session_t *s)
+/* The widest level of the graph's data edges (views not counted). */
+static int32_t
+data_width(const smlp_session_t *s)
 {
     const smlp_graph_t *g = s->graph;
-    int32_t *level, *count, i, j, width = 1, threads = s->opts.threads;
-    int32_t kernels = 0;
-    double *fin, total = 0, longest = 0, par = 1, macs = 0, e, best = -1;
-    int k;
+    int32_t *level, *count, i, j, width = 1;
 
-    if (threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? (int)n : 1;
-    }
     level = smlp__calloc((size_t)s->n_nodes + 1, sizeof(*level));
     count = smlp__calloc((size_t)s->n_nodes + 1, sizeof(*count));
-    fin = smlp__calloc((size_t)s->n_nodes + 1, sizeof(*fin));
-    if (level != NULL && count != NULL && fin != NULL) {
+    if (level == NULL || count == NULL) {
+        width = s->n_nodes; /* unknown: assume wide */
+        goto out;
+    }
+    for (i = 0; i < s->n_nodes; i++) {
+        int32_t id = g->order[i], lv = 0;
+        const struct smlp__node_ir *nir = s->nodes[id].node.ir;
+
+        for (j = 0; j < nir->n_inputs; j++) {
+            int32_t t = nir->inputs[j];
+            if (t >= 0 && g->producer[t] >= 0 &&
+                level[g->producer[t]] + 1 > lv)
+                lv = level[g->producer[t]] + 1;
+        }
+        level[id] = lv;
+        if (!s->nodes[id].is_view && ++count[lv] > width)
+            width = count[lv];
+    }
+out:
+    smlp__free(level);
+    smlp__free(count);
+    return width;
+}
+
+static int
+choose_threads(smlp_session_t *s, struct smlp_error *err)
+{
+    const smlp_graph_t *g = s->graph;
+    int32_t *level, *count, *rlevel, i, j, width;
+    int32_t kernels = 0, threads = s->opts.threads;
+    double *fin, *rstart, total = 0, longest = 0, par = 1, macs = 0, e;
+    double best = -1;
+    size_t n = (size_t)s->n_nodes + 1;
+    int k, rc;
+
+    if (threads <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cpus > 0 ? (int)cpus : 1;
+    }
+    /* The memory plan's ordering edges: needed whenever work may run side
+     * by side (device work runs beside the CPU nodes even with inter_op
+     * 1), and they bound how much can.  A chain or a budget of 1 thread
+     * runs one node at a time: no edges (their cost grows as the square
+     * of the buffers). */
+    width = data_width(s);
+    if (s->n_dev_nodes > 0 || (threads > 1 && width > 1))
+        if ((rc = smlp__plan_add_reuse_edges(s, err)) != SMLP_OK)
+            return rc;
+    width = 1;
+    level = smlp__calloc(n, sizeof(*level));
+    count = smlp__calloc(n, sizeof(*count));
+    rlevel = smlp__calloc(n, sizeof(*rlevel));
+    fin = smlp__calloc(n, sizeof(*fin));
+    rstart = smlp__calloc(n, sizeof(*rstart));
+    if (level != NULL && count != NULL && rlevel != NULL && fin != NULL &&
+        rstart != NULL) {
+        /* In graph order, a topological order of both kinds of edges
+         * (the plan's go from earlier to later steps).  Before
+         * smlp__sched_init, a node's succ holds only the plan's edges. */
         for (i = 0; i < s->n_nodes; i++) {
-            int32_t id = g->order[i], lv = 0;
-            const struct smlp__node_rt *n = &s->nodes[id];
-            const struct smlp__node_ir *nir = n->node.ir;
-            double w = 0, start = 0;
+            int32_t id = g->order[i], lv = rlevel[id];
+            const struct smlp__node_rt *nd = &s->nodes[id];
+            const struct smlp__node_ir *nir = nd->node.ir;
+            double w = 0, start = rstart[id];
 
             for (j = 0; j < nir->n_inputs; j++) {
                 int32_t t = nir->inputs[j], p;
@@ -407,26 +466,35 @@ choose_threads(smlp_session_t *s)
                     start = fin[p];
             }
             level[id] = lv;
-            if (!n->is_view) {
+            if (!nd->is_view) {
                 if (++count[lv] > width)
                     width = count[lv];
-                w = (double)n->macs + 65536.0;
+                w = (double)nd->macs + 65536.0;
                 for (j = 0; j < nir->n_outputs; j++)
-                    w += 16.0 * (double)smlp_tensor_numel(n->out[j]);
-                macs += (double)n->macs;
+                    w += 16.0 * (double)smlp_tensor_numel(nd->out[j]);
+                macs += (double)nd->macs;
                 kernels++;
             }
             fin[id] = start + w;
             total += w;
             if (fin[id] > longest)
                 longest = fin[id];
+            for (j = 0; j < nd->n_succ; j++) {
+                int32_t c = nd->succ[j];
+                if (fin[id] > rstart[c])
+                    rstart[c] = fin[id];
+                if (lv + 1 > rlevel[c])
+                    rlevel[c] = lv + 1;
+            }
         }
         if (longest > 0)
             par = total / longest;
     }
     smlp__free(level);
     smlp__free(count);
+    smlp__free(rlevel);
     smlp__free(fin);
+    smlp__free(rstart);
     e = kernels > 0 && macs / kernels >= 1048576.0 ? 0.9 : 0.5;
     s->inter_op = 1;
     for (k = 1; k <= width && k <= threads; k++) {
@@ -445,6 +513,7 @@ choose_threads(smlp_session_t *s)
                        "%d nodes at once x %d threads each",
                        g->source, par, width, e > 0.5 ? "big" : "small",
                        s->inter_op, s->intra_op);
+    return SMLP_OK;
 }
 
 static int
@@ -599,13 +668,9 @@ smlp_session_create(const smlp_graph_t *graph, smlp_registry_t *reg,
     if (setup_tensors(s, err) != SMLP_OK || resolve_nodes(s, err) != SMLP_OK ||
         smlp__autograd_prepare(s, err) != SMLP_OK)
         goto fail;
-    choose_threads(s);
     smlp__plan_residency(s);
-    if (smlp__plan_build(s, err) != SMLP_OK)
-        goto fail;
-    /* Device work runs beside the CPU nodes even with inter_op 1. */
-    if ((s->inter_op > 1 || s->n_dev_nodes > 0) &&
-        smlp__plan_add_reuse_edges(s, err) != SMLP_OK)
+    if (smlp__plan_build(s, err) != SMLP_OK ||
+        choose_threads(s, err) != SMLP_OK)
         goto fail;
     if (s->inter_op > 1 && smlp__plan_add_backward_edges(s, err) != SMLP_OK)
         goto fail;
