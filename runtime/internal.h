@@ -171,6 +171,11 @@ struct smlp__node_rt {
     int32_t pending;
     int32_t pending_s;
     uv_work_t req;
+    /* A batch of small ready nodes run by one pool work item (sched.c):
+     * the next node of the batch, -1 at its end.  cost: the node's work
+     * estimate, macs + output elements. */
+    int32_t batch_next;
+    uint64_t cost;
     int status;
     double t0, t1;
     int thread;

@@ -117,6 +117,15 @@ smlp__sched_init(smlp_session_t *s, struct smlp_error *err)
     for (i = 0; i < s->n_nodes; i++)
         for (j = 0; j < s->nodes[i].n_bsucc; j++)
             s->nodes[s->nodes[i].bsucc[j]].n_bpred++;
+    for (i = 0; i < s->n_nodes; i++) {
+        struct smlp__node_rt *n = &s->nodes[i];
+
+        n->cost = n->macs;
+        n->batch_next = -1;
+        for (j = 0; j < n->node.ir->n_outputs; j++)
+            if (n->out[j] != NULL)
+                n->cost += (uint64_t)smlp_tensor_numel(n->out[j]);
+    }
     if (uv_loop_init(&s->loop) != 0)
         return smlp__seterr(err, SMLP_ENOMEM, "cannot start a libuv loop");
     s->loop_ready = 1;
@@ -215,9 +224,8 @@ heap_pop(smlp_session_t *s)
 }
 
 static void
-work_cb(uv_work_t *req)
+run_node(struct smlp__node_rt *n)
 {
-    struct smlp__node_rt *n = req->data;
     smlp_session_t *s = n->session;
     struct smlp_kernel_ctx ctx;
 
@@ -247,6 +255,20 @@ work_cb(uv_work_t *req)
     n->t0 = smlp__now_us();
     n->status = n->kernel->def.run(&ctx);
     n->t1 = smlp__now_us();
+}
+
+/* A pool work item: its node and the rest of its batch, in order. */
+static void
+work_cb(uv_work_t *req)
+{
+    struct smlp__node_rt *n = req->data;
+
+    for (;;) {
+        run_node(n);
+        if (n->batch_next < 0)
+            break;
+        n = &n->session->nodes[n->batch_next];
+    }
 }
 
 static void dispatch(smlp_session_t *s);
@@ -431,7 +453,6 @@ device_init(smlp_session_t *s, struct smlp_error *err)
 static void
 work_done(smlp_session_t *s, struct smlp__node_rt *n, int status)
 {
-    s->in_flight--;
     if (status != 0 && n->status >= 0)
         n->status = SMLP_ECANCELED;
     if (n->status >= 0 && s->n_dev_nodes > 0 && !s->failed) {
@@ -454,9 +475,58 @@ static void
 after_work_cb(uv_work_t *req, int status)
 {
     struct smlp__node_rt *n = req->data;
+    smlp_session_t *s = n->session;
 
-    work_done(n->session, n, status);
-    dispatch(n->session);
+    s->in_flight--;
+    for (;;) {
+        int32_t next = n->batch_next;
+
+        n->batch_next = -1;
+        work_done(s, n, status);
+        if (next < 0)
+            break;
+        n = &s->nodes[next];
+    }
+    dispatch(s);
+}
+
+/*
+ * Batches: a pool hand-off costs 5-20 us (two thread wake-ups), more than
+ * a small kernel itself, so when more nodes are ready than runners are
+ * free, small ones travel together: node `head` takes the next small
+ * ready nodes (all ready, so independent of each other) in order, up to
+ * an even share of the ready nodes per free runner, BATCH_MAX nodes and
+ * BATCH_COST of estimated work in all.  Nodes of SMALL_COST or more go
+ * alone.  Host-only sessions (device sessions complete through fences).
+ */
+#define SMALL_COST 32768u
+#define BATCH_COST 65536u
+#define BATCH_MAX 64
+
+static void
+make_batch(smlp_session_t *s, struct smlp__node_rt *head)
+{
+    struct smlp__node_rt *tail = head;
+    uint64_t cost = head->cost;
+    int32_t free_runners = s->inter_op - s->in_flight, share, count = 1;
+
+    if (s->n_dev_nodes > 0 || head->cost >= SMALL_COST || s->n_ready == 0 ||
+        free_runners < 1)
+        return;
+    share = (s->n_ready + 1 + free_runners - 1) / free_runners;
+    if (share > BATCH_MAX)
+        share = BATCH_MAX;
+    while (count < share && s->n_ready > 0) {
+        struct smlp__node_rt *c = &s->nodes[s->ready[0]];
+
+        if (c->is_view || c->cost >= SMALL_COST ||
+            cost + c->cost > BATCH_COST)
+            break;
+        tail->batch_next = heap_pop(s);
+        tail = c;
+        cost += c->cost;
+        count++;
+    }
 }
 
 /*
@@ -498,16 +568,24 @@ again:
         }
         n->req.data = n;
         if (run_inline(s)) {
-            s->in_flight++;
-            work_cb(&n->req);
+            run_node(n);
             n->thread = 0;
             work_done(s, n, 0);
             continue;
         }
+        make_batch(s, n);
         rc = uv_queue_work(&s->loop, &n->req, work_cb, after_work_cb);
         if (rc != 0) {
-            n->status = SMLP_EBUSY;
-            complete(s, n);
+            for (;;) {
+                int32_t next = n->batch_next;
+
+                n->batch_next = -1;
+                n->status = SMLP_EBUSY;
+                complete(s, n);
+                if (next < 0)
+                    break;
+                n = &s->nodes[next];
+            }
             continue;
         }
         s->in_flight++;

@@ -240,6 +240,60 @@ START_TEST(test_registry_missing_plugin_of_graph)
 }
 END_TEST
 
+/* A failing node among many small ready nodes on 2 threads: the scheduler
+ * batches small nodes (sched.c); the failure is still reported with its
+ * node, the other nodes finish, nothing hangs, and the session stays
+ * usable. */
+START_TEST(test_registry_kernel_failure_in_wide_graph)
+{
+    smlp_registry_t *reg = fixture_registry();
+    struct smlp_session_opts o;
+    struct smlp_session_stats st;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512], json[16384];
+    size_t len = 0;
+    int i, rep;
+
+    len += (size_t)snprintf(json + len, sizeof(json) - len,
+                            "{\"name\": \"t\", \"plugins\": [\"good\"], "
+                            "\"tensors\": [{\"name\": \"x\", \"kind\": "
+                            "\"Input\", \"shape\": [-1, 4]}");
+    for (i = 0; i < 40; i++)
+        len += (size_t)snprintf(json + len, sizeof(json) - len,
+                                ", {\"name\": \"y%d\", \"kind\": \"Output\"}",
+                                i);
+    len += (size_t)snprintf(json + len, sizeof(json) - len, "], \"nodes\": [");
+    for (i = 0; i < 40; i++)
+        len += (size_t)snprintf(json + len, sizeof(json) - len,
+                                "%s{\"name\": \"%s%d\", \"op\": \"%s\", "
+                                "\"inputs\": [0], \"outputs\": [%d]}",
+                                i ? ", " : "", i == 21 ? "boom" : "copy", i,
+                                i == 21 ? "good.fail" : "good.identity",
+                                i + 1);
+    snprintf(json + len, sizeof(json) - len, "]}");
+    tu_graph_from_json(tu_tmpdir(), "g", json, path, sizeof(path));
+    g = smlp_graph_load(path, &err);
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.threads = 2;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    smlp_session_get_stats(s, &st);
+    ck_assert_int_eq(st.inter_op, 2);
+    for (rep = 0; rep < 3; rep++) {
+        ck_assert_int_eq(smlp_session_run(s), SMLP_EKERNEL);
+        tu_assert_contains(smlp_session_errmsg(s),
+                           "node 21 'boom21' (good.fail) failed: fixture "
+                           "kernel failure on purpose");
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 START_TEST(test_registry_kernel_failure_reported)
 {
     smlp_registry_t *reg = fixture_registry();
@@ -286,6 +340,7 @@ registry_suite(void)
     tcase_add_test(tc, test_registry_unknown_op);
     tcase_add_test(tc, test_registry_missing_plugin_of_graph);
     tcase_add_test(tc, test_registry_kernel_failure_reported);
+    tcase_add_test(tc, test_registry_kernel_failure_in_wide_graph);
     suite_add_tcase(s, tc);
     return s;
 }

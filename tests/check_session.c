@@ -229,6 +229,104 @@ START_TEST(test_sched_run_branches_hand_values)
 }
 END_TEST
 
+/*
+ * A wide graph of small nodes: y_i = (i + 1) x for 48 nodes that all read
+ * the input.  On 2 threads the session runs 2 nodes at once, and the
+ * scheduler hands the small ready nodes to the pool in batches (sched.c):
+ * every output must still be exact, run after run.
+ */
+#define WIDE_N 48
+
+static char *
+wide_json(void)
+{
+    size_t cap = 64 * 1024, len = 0;
+    char *j = malloc(cap);
+    int i;
+
+    ck_assert_ptr_nonnull(j);
+    len += (size_t)snprintf(j + len, cap - len,
+                            "{\"name\": \"wide\", \"plugins\": [\"core\"], "
+                            "\"tensors\": [{\"name\": \"x\", \"kind\": "
+                            "\"Input\", \"shape\": [-1, 5]}");
+    for (i = 0; i < WIDE_N; i++)
+        len += (size_t)snprintf(j + len, cap - len,
+                                ", {\"name\": \"y%d\", \"kind\": \"Output\"}",
+                                i);
+    len += (size_t)snprintf(j + len, cap - len, "], \"nodes\": [");
+    for (i = 0; i < WIDE_N; i++)
+        len += (size_t)snprintf(
+            j + len, cap - len,
+            "%s{\"name\": \"s%d\", \"op\": \"core.scale\", \"inputs\": [0], "
+            "\"outputs\": [%d], \"attrs\": [{\"name\": \"alpha\", \"type\": "
+            "\"Float\", \"f\": %d}]}",
+            i ? ", " : "", i, i + 1, i + 1);
+    snprintf(j + len, cap - len, "]}");
+    return j;
+}
+
+static void
+run_wide(int threads)
+{
+    smlp_registry_t *reg = registry();
+    struct smlp_session_opts o;
+    struct smlp_session_stats st;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512], name[16], *json = wide_json();
+    float *x;
+    int run, i, k, on_pool = 0;
+
+    g = graph_json(json, &err, path, sizeof(path));
+    free(json);
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.batch = 3;
+    o.threads = threads;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    smlp_session_get_stats(s, &st);
+    ck_assert_int_eq(st.inter_op, threads);
+    x = tensor_data(s, "x", NULL);
+    for (run = 0; run < 5; run++) {
+        for (k = 0; k < 15; k++)
+            x[k] = (float)(k - 7) * 0.375f + (float)run;
+        ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                      smlp_session_errmsg(s));
+        for (i = 0; i < WIDE_N; i++) {
+            int64_t n;
+            const float *y;
+            struct smlp_node_profile p;
+
+            snprintf(name, sizeof(name), "y%d", i);
+            y = tensor_data(s, name, &n);
+            ck_assert_int_eq(n, 15);
+            for (k = 0; k < 15; k++)
+                ck_assert_msg(y[k] == (float)(i + 1) * x[k],
+                              "run %d: y%d[%d] = %g, want %g", run, i, k,
+                              y[k], (float)(i + 1) * x[k]);
+            ck_assert_int_eq(smlp_session_node_profile(s, i, &p), SMLP_OK);
+            ck_assert(p.end_us >= p.start_us);
+            on_pool += p.thread != 0;
+        }
+    }
+    if (threads == 1)
+        ck_assert_int_eq(on_pool, 0); /* one runner: the loop thread */
+    else
+        ck_assert_int_gt(on_pool, 0);
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+
+START_TEST(test_sched_wide_small_nodes_batched)
+{
+    run_wide(1);
+    run_wide(2);
+}
+END_TEST
+
 /* Runs a shipped graph and copies `name` out. */
 static float *
 run_shipped(const char *graph, int64_t batch, int threads, int runs,
@@ -632,6 +730,7 @@ session_suite(void)
     tcase_add_test(tc, test_sched_run_branches_hand_values);
     tcase_add_test(tc, test_sched_threads_bit_identical);
     tcase_add_test(tc, test_sched_batch_independent);
+    tcase_add_test(tc, test_sched_wide_small_nodes_batched);
     suite_add_tcase(s, tc);
     tc = tcase_create("plan");
     tcase_set_timeout(tc, 120);
