@@ -629,6 +629,68 @@ START_TEST(test_autograd_unreached_param_zero)
 }
 END_TEST
 
+/*
+ * SMLP_OP_NO_GRAD (moco.momentum_update's flag): an op whose outputs are
+ * constants to autograd.  loss = sum (x * w + stopgrad(w) * v)^2: the
+ * gradient reaches w through the product only, dw = 2 c x (not
+ * 2 c (x + v)), and v (read only beside the constant) gets 2 c stopgrad(w).
+ * A parameter whose only path to the loss goes through the op is not
+ * reached (zero gradient), and the op needs no backward.
+ */
+START_TEST(test_autograd_no_grad_op)
+{
+    smlp_registry_t *reg = registry();
+    struct gb gb;
+    char path[512];
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    float *x, *w, *v, want[4], zeros[4] = {0, 0, 0, 0};
+    int i;
+
+    gb_init(&gb);
+    gb_tensor(&gb, "x", "Input", "[4]", NULL);
+    gb_param(&gb, "w", "[4]", 1);
+    gb_param(&gb, "v", "[4]", 2);
+    gb_param(&gb, "only_const", "[4]", 3);
+    gb_tensor(&gb, "a", "Activation", NULL, NULL);
+    gb_tensor(&gb, "sw", "Activation", NULL, NULL);
+    gb_tensor(&gb, "b", "Activation", NULL, NULL);
+    gb_tensor(&gb, "c", "Activation", NULL, NULL);
+    gb_tensor(&gb, "k", "Activation", NULL, NULL);
+    gb_tensor(&gb, "d", "Activation", NULL, NULL);
+    gb_tensor(&gb, "loss", "Output", NULL, NULL);
+    gb_node(&gb, "mul", "gradfix.mul", "x w", "a", NULL);
+    gb_node(&gb, "stop", "gradfix.stopgrad", "w", "sw", NULL);
+    gb_node(&gb, "mulv", "gradfix.mul", "sw v", "b", NULL);
+    gb_node(&gb, "add", "gradfix.add", "a b", "c", NULL);
+    gb_node(&gb, "stop2", "gradfix.stopgrad", "only_const", "k", NULL);
+    gb_node(&gb, "add2", "gradfix.add", "c k", "d", NULL);
+    gb_node(&gb, "ss", "gradfix.square_sum", "d", "loss", NULL);
+    g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+    s = must_session(g, reg, "loss", NULL, 2);
+    run_backward(s);
+    x = data(s, "x");
+    w = data(s, "w");
+    v = data(s, "v");
+    for (i = 0; i < 4; i++) {
+        float c = x[i] * w[i] + w[i] * v[i];
+        float d = c + data(s, "only_const")[i];
+        ck_assert(x[i] != 0.0f && v[i] != 0.0f);
+        want[i] = ((2.0f * d) * 1.0f) * x[i];
+    }
+    assert_bits(grad(s, "w"), want, 4, "dw");
+    for (i = 0; i < 4; i++) {
+        float d = x[i] * w[i] + w[i] * v[i] + data(s, "only_const")[i];
+        want[i] = ((2.0f * d) * 1.0f) * w[i];
+    }
+    assert_bits(grad(s, "v"), want, 4, "dv");
+    assert_bits(grad(s, "only_const"), zeros, 4, "donly_const");
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 /* ---- errors ------------------------------------------------------------ */
 
 START_TEST(test_autograd_bad_loss)
@@ -1184,6 +1246,7 @@ autograd_suite(void)
     tcase_add_test(tc, test_autograd_frozen_params);
     tcase_add_test(tc, test_autograd_no_backward_error_at_create);
     tcase_add_test(tc, test_autograd_unreached_param_zero);
+    tcase_add_test(tc, test_autograd_no_grad_op);
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");
     tcase_add_test(tc, test_autograd_bad_loss);

@@ -12,6 +12,9 @@
  *                          (seed, step, i); the backward draws m again
  *   gradfix.flat(x)        a view (SMLP_OP_VIEW): x as a vector; no backward
  *   gradfix.nobwd(x)       y = x, and no backward
+ *   gradfix.stopgrad(x)    y = x, SMLP_OP_NO_GRAD (no backward: its
+ *                          output is a constant to autograd, as
+ *                          moco.momentum_update's)
  *
  * Backwards write every gradient they are given, read NULL grad_outputs as
  * zeros, and compute each element as go * other (mul), go (add),
@@ -315,6 +318,7 @@ KERNEL(split_op, split_run);
 KERNEL(noise_op, noise_run);
 KERNEL(flat_op, copy_run);
 KERNEL(nobwd_op, copy_run);
+KERNEL(stopgrad_op, copy_run);
 
 OP(mul_op, "gradfix.mul", 2, 1, 0, infer_binary, mul_backward, "a * b");
 OP(add_op, "gradfix.add", 2, 1, 0, infer_binary, add_backward, "a + b");
@@ -328,10 +332,12 @@ OP(flat_op, "gradfix.flat", 1, 1, SMLP_OP_VIEW, flat_infer, NULL,
    "x as a vector (a view)");
 OP(nobwd_op, "gradfix.nobwd", 1, 1, 0, infer_unary, NULL,
    "a copy without backward");
+OP(stopgrad_op, "gradfix.stopgrad", 1, 1, SMLP_OP_NO_GRAD, infer_unary,
+   NULL, "a copy that no gradient goes through");
 
 static const struct smlp_op_def *const ops[] = {
     &mul_op, &add_op, &square_sum_op, &split_op, &noise_op, &flat_op,
-    &nobwd_op, NULL};
+    &nobwd_op, &stopgrad_op, NULL};
 static const struct smlp_plugin_def def = {
     sizeof(def), SMLP_ABI_VERSION, "gradfix", "1", SMLP_BUILD_SIGNATURE, ops,
     NULL};
