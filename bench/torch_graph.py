@@ -5,6 +5,7 @@ op by op with PyTorch, on the same weights and inputs as smlp, and times it.
 usage: torch_graph.py GRAPH.json [--batch N] [--threads N] [--device D]
                       [--weights F] [--input F] [--write F] [--repeat N]
                       [--warmup N] [--outputs F] [--json]
+                      [--train [--lr X] [--weight-decay X]]
 
   --weights F   parameters (and `image`, unless --input) from a
                 safetensors file; without it, parameters are drawn at
@@ -24,13 +25,31 @@ usage: torch_graph.py GRAPH.json [--batch N] [--threads N] [--device D]
   --compare F   compare the float outputs with those in F (e.g. smlp-run
                 --output) and print max|a-b|/max|b| for each
   --json        print one JSON line with the timings instead of text
+  --train       time training steps instead of inference (classifier
+                graphs with a `logits` output, e.g. sparse_mlp_fmnist): one
+                step = zero_grad, the graph's forward in training mode,
+                cross-entropy(logits, labels) + `aux_loss` (when the graph
+                has one; smlp-train's loss), loss.item(), backward and a
+                torch.optim.AdamW step (betas 0.9/0.999, eps 1e-8, weight
+                decay on parameters of rank >= 2 only, as smlp's AdamW).
+                The batches are random (images ~ N(0, 1), labels uniform,
+                drawn before the timing; two batches used alternately): no
+                data loading is timed.  --repeat steps are timed after
+                --warmup steps; the parameters start as without --train
+                (or from --weights)
+  --lr X, --weight-decay X   AdamW's (default 1e-3, 0.05: smlp-train's)
 
 Every op is implemented from OPS.md (the operator contract), not from the
 C code, and in the way a PyTorch user would write it: torch.matmul/bmm for
 products, vectorised routing (per-group sort, one-hot cumulative sums for
 the slot positions, all first choices before second choices), gathers for
 dispatch and combine, a dense bmm over each expert's capacity buffer.
-Inference mode only (no gate noise, eval capacity factor, aux = 0).
+Inference (default): no gate noise, eval capacity factor, aux = 0.
+Training (--train): gate noise N(0, (noise_std/E)^2) on the router logits
+(PyTorch's generator, not smlp's stream: the same distribution, not the
+same draw), the training capacity factor, and the aux losses of OPS.md
+(vmoe: importance and, when noisy, load terms; switch), per group,
+averaged over groups, times aux_weight.
 Runs with Debian's python3-torch 1.13 and with PyTorch 2.x (CUDA).
 """
 
@@ -57,7 +76,14 @@ def parse_args(argv):
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--compare")
     ap.add_argument("--json", action="store_true")
-    return ap.parse_args(argv)
+    ap.add_argument("--train", action="store_true")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--weight-decay", type=float, default=0.05)
+    a = ap.parse_args(argv)
+    if a.train and (a.outputs or a.compare or a.input):
+        ap.error("--train times training steps on random batches: "
+                 "--outputs, --compare and --input are for inference")
+    return a
 
 
 ARGS = parse_args(sys.argv[1:])
@@ -186,13 +212,53 @@ def route(p, k, g, cap, priority, normalize, per_item=None):
     return ex, slot, wk
 
 
-def op_gate(op, x, wg, a):
+def cv2(v):
+    """Squared coefficient of variation over the last axis (population
+    variance), 0 where the mean is 0."""
+    mean = v.mean(-1)
+    var = ((v - mean.unsqueeze(-1)) ** 2).mean(-1)
+    safe = torch.where(mean != 0, mean, torch.ones_like(mean))
+    return torch.where(mean != 0, var / (safe * safe),
+                       torch.zeros_like(mean))
+
+
+def gate_aux(a, zc, zn, p, ex, k, e, rows_per_group, sigma):
+    """The training aux loss of OPS.md over routing rows [R, E]: per group
+    of rows_per_group rows, averaged over the groups, times aux_weight."""
+    kind = a.get("aux", "vmoe")
+    weight = a.get("aux_weight", 0.01)
+    r = zc.shape[0]
+    rg = max(1, min(rows_per_group, r))
+    ng = r // rg
+    if kind == "vmoe":
+        pc = torch.softmax(zc, dim=-1) if sigma > 0 else p
+        loss = cv2(pc.reshape(ng, rg, e).sum(1))       # importance
+        if sigma > 0:
+            # Load_e = mean_r P(clean logit_e + noise > t_r), t_r the k-th
+            # largest noisy logit (differentiated too, as V-MoE does).
+            thr = zn.topk(k, dim=-1).values[:, k - 1:k]
+            load = 0.5 * torch.erfc((thr - zc) / (sigma * math.sqrt(2.0)))
+            loss = loss + cv2(load.reshape(ng, rg, e).mean(1))
+        return weight * 0.5 * loss.mean()
+    if kind == "switch":
+        f = F.one_hot(ex[:, 0].long(), e).to(p.dtype)  # first choices
+        f = f.reshape(ng, rg, e).mean(1)
+        pm = p.reshape(ng, rg, e).mean(1)
+        return weight * e * (f * pm).sum(-1).mean()
+    return torch.zeros((), device=zc.device)
+
+
+def op_gate(op, x, wg, a, train=False):
+    """Returns expert, slot, weight, E, capacity and aux (a scalar: 0 in
+    inference and for the hash gate)."""
     n, d = x.shape
     g = a.get("group_size", 0) or n
+    zero = torch.zeros((), device=x.device)
     if op == "moe.gate.hash":
         e = a["experts"]
         t = a["items_per_image"]
-        cf = a.get("eval_capacity_factor", a.get("capacity_factor", 0.0))
+        cf = a.get("capacity_factor", 0.0) if train else \
+            a.get("eval_capacity_factor", a.get("capacity_factor", 0.0))
         cap = capacity(1, g, cf, e, a.get("capacity_multiple", 1))
         pos = torch.arange(n, device=x.device) % t
         if a.get("mode", "chunk") == "chunk":
@@ -206,25 +272,31 @@ def op_gate(op, x, wg, a):
             ex = h % e
         p = F.one_hot(ex, e).to(x.dtype)
         ex, slot, w = route(p, 1, g, cap, "position", "none")
-        return ex, slot, w, e, cap
+        return ex, slot, w, e, cap, zero
     e = wg.shape[0]
     k = a.get("k", 1)
-    cf = a.get("eval_capacity_factor", a.get("capacity_factor", 1.0))
+    cf = a.get("capacity_factor", 1.0) if train else \
+        a.get("eval_capacity_factor", a.get("capacity_factor", 1.0))
     cap = capacity(k, g, cf, e, a.get("capacity_multiple", 1))
     normalize = a.get("normalize", "none")
+    sigma = a.get("noise_std", 0.0) / e if train else 0.0
+    t = a["items_per_image"] if op == "moe.gate.per_image" else 1
+    src = x.reshape(n // t, t, d).mean(1) if t > 1 else x
+    zc = F.linear(src, wg)                          # clean router logits
+    zn = zc + torch.randn_like(zc) * sigma if sigma > 0 else zc
+    p = torch.softmax(zn, dim=-1)
     if op == "moe.gate.per_image":
-        t = a["items_per_image"]
-        img = x.reshape(n // t, t, d).mean(1)
-        p = torch.softmax(F.linear(img, wg), dim=-1)
-        w, ex = p.topk(k, dim=-1)
         # Every item follows its image; slots in item order.
-        p_items = p.repeat_interleave(t, dim=0)
-        ex, slot, wk = route(p_items, k, g, cap, "position", normalize)
-        return ex, slot, wk, e, cap
-    p = torch.softmax(F.linear(x, wg), dim=-1)
-    priority = "importance" if op == "moe.gate.importance" else "position"
-    ex, slot, w = route(p, k, g, cap, priority, normalize)
-    return ex, slot, w, e, cap
+        ex, slot, wk = route(p.repeat_interleave(t, dim=0), k, g, cap,
+                             "position", normalize)
+    else:
+        priority = "importance" if op == "moe.gate.importance" else \
+            "position"
+        ex, slot, wk = route(p, k, g, cap, priority, normalize)
+    aux = zero
+    if train:
+        aux = gate_aux(a, zc, zn, p, ex[::t], k, e, max(1, g // t), sigma)
+    return ex, slot, wk, e, cap, aux
 
 
 def op_dispatch(x, slot_item):
@@ -235,9 +307,21 @@ def op_dispatch(x, slot_item):
     return buf.reshape(e, m, x.shape[1])
 
 
+def gelu(x, approximate="none"):
+    y = F.gelu(x, approximate=approximate)
+    if y.requires_grad and approximate == "none":
+        # Debian's PyTorch 1.13 computes the float32 backward of exact GELU
+        # wrongly when the incoming gradient is not contiguous
+        # (/work/shared/TOOLCHAIN.md, section 5): relative errors ~1, from
+        # run to run.  Hand it a contiguous gradient (a no-op when it
+        # already is; a copy otherwise, which --train's times include).
+        y.register_hook(lambda grad: grad.contiguous())
+    return y
+
+
 def op_expert_ffn(buf, w1, b1, w2, b2, act):
     h = torch.baddbmm(b1.unsqueeze(1), buf, w1.transpose(1, 2))
-    h = F.gelu(h) if act == "gelu" else F.relu(h)
+    h = gelu(h) if act == "gelu" else F.relu(h)
     return torch.baddbmm(b2.unsqueeze(1), h, w2.transpose(1, 2))
 
 
@@ -294,7 +378,7 @@ def init_params(g, batch, device):
     return vals
 
 
-def run_graph(g, vals, device):
+def run_graph(g, vals, device, train=False):
     env = {}
     for t in g.tensors:
         if t["name"] in vals:
@@ -310,7 +394,7 @@ def run_graph(g, vals, device):
             y = [op_linear(ins[0], ins[1], ins[2] if len(ins) > 2 else None,
                            a.get("axis", -1))]
         elif op == "core.gelu":
-            y = [F.gelu(ins[0], approximate=a.get("approximate", "none"))]
+            y = [gelu(ins[0], a.get("approximate", "none"))]
         elif op == "core.relu":
             y = [F.relu(ins[0])]
         elif op == "core.add":
@@ -332,8 +416,8 @@ def run_graph(g, vals, device):
             y = [F.layer_norm(ins[0], ins[0].shape[-1:], ins[1], ins[2],
                               a.get("eps", 1e-6))]
         elif op.startswith("moe.gate."):
-            ex, slot, w, e, cap = op_gate(op, ins[0],
-                                          ins[1] if len(ins) > 1 else None, a)
+            ex, slot, w, e, cap, aux = op_gate(
+                op, ins[0], ins[1] if len(ins) > 1 else None, a, train)
             m = (ins[0].shape[0] // (a.get("group_size", 0)
                                      or ins[0].shape[0])) * cap
             slot_item = torch.full((e * m,), -1, dtype=torch.int64,
@@ -347,8 +431,7 @@ def run_graph(g, vals, device):
                 torch.bincount(ex.reshape(-1)[keep], minlength=e),
                 torch.bincount(ex.reshape(-1)[~keep], minlength=e)], 1)
             y = [ex.to(torch.int32), slot.to(torch.int32), w,
-                 slot_item.reshape(e, m).to(torch.int32),
-                 torch.zeros((), device=ins[0].device),
+                 slot_item.reshape(e, m).to(torch.int32), aux,
                  load.to(torch.int32)]
         elif op == "moe.dispatch":
             y = [op_dispatch(ins[0], ins[1])]
@@ -367,8 +450,86 @@ def run_graph(g, vals, device):
     return outs
 
 
+def median(times):
+    times = sorted(times)
+    if not times:
+        return 0.0
+    h = len(times) // 2
+    return times[h] if len(times) % 2 else 0.5 * (times[h - 1] + times[h])
+
+
+def train_main(g, vals, dev):
+    """Times --repeat training steps after --warmup ones (see --train)."""
+    if "logits" not in g.names("Output") or len(g.names("Input")) != 1:
+        raise SystemExit("torch_graph.py: --train needs a classifier graph "
+                         "(one input and a `logits` output), as smlp-train")
+    image = g.names("Input")[0]
+    kinds = {t["name"]: t.get("kind", "Activation") for t in g.tensors}
+    params = {k: v.to(dev).requires_grad_()
+              for k, v in vals.items() if kinds[k] == "Parameter"}
+    # smlp's AdamW decays parameters of rank >= 2 only (docs/training.md).
+    decay = [v for v in params.values() if v.dim() >= 2]
+    other = [v for v in params.values() if v.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay,
+                              "weight_decay": ARGS.weight_decay},
+                             {"params": other, "weight_decay": 0.0}],
+                            lr=ARGS.lr, betas=(0.9, 0.999), eps=1e-8)
+    shape = [ARGS.batch if s == -1 else s
+             for t in g.tensors if t["name"] == image for s in t["shape"]]
+    classes = [t for t in g.tensors if t["name"] == "logits"][0]["shape"][-1]
+    gen = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(shape, generator=gen).to(dev),
+                torch.randint(0, classes, (ARGS.batch,),
+                              generator=gen).to(dev)) for _ in range(2)]
+    has_aux = "aux_loss" in g.names("Output")
+    sync = (torch.cuda.synchronize if dev.type == "cuda" else (lambda: None))
+    losses, times = [], []
+
+    def step(i):
+        x, labels = batches[i % len(batches)]
+        opt.zero_grad(set_to_none=True)
+        inputs = dict(params)
+        inputs[image] = x
+        outs = run_graph(g, inputs, dev, train=True)
+        loss = F.cross_entropy(outs["logits"], labels)
+        if has_aux:
+            loss = loss + outs["aux_loss"]
+        losses.append(loss.item())
+        loss.backward()
+        opt.step()
+
+    torch.set_grad_enabled(True)
+    for i in range(ARGS.warmup):
+        step(i)
+    sync()
+    for i in range(ARGS.warmup, ARGS.warmup + ARGS.repeat):
+        t0 = time.perf_counter()
+        step(i)
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    med = median(times)
+    res = {"graph": g.j["name"], "mode": "train", "batch": ARGS.batch,
+           "threads": ARGS.threads, "device": ARGS.device,
+           "torch": torch.__version__, "median_ms": med,
+           "min_ms": min(times) if times else 0.0,
+           "max_ms": max(times) if times else 0.0, "repeat": ARGS.repeat,
+           "warmup": ARGS.warmup,
+           "images_per_s": ARGS.batch * 1e3 / med if med > 0 else 0.0,
+           "losses": losses}
+    if ARGS.json:
+        print(json.dumps(res))
+    else:
+        print("torch %s %s train batch %d threads %d device %s: %.3f ms per "
+              "step (median of %d after %d warm-up; min %.3f, max %.3f), "
+              "%.1f img/s; loss %.4f -> %.4f"
+              % (res["torch"], res["graph"], ARGS.batch, ARGS.threads,
+                 ARGS.device, med, ARGS.repeat, ARGS.warmup, res["min_ms"],
+                 res["max_ms"], res["images_per_s"],
+                 losses[0] if losses else float("nan"),
+                 losses[-1] if losses else float("nan")))
+
+
 def main():
-    torch.set_grad_enabled(False)
     if ARGS.threads > 0:
         torch.set_num_threads(ARGS.threads)
     dev = torch.device(ARGS.device)
@@ -389,6 +550,9 @@ def main():
             vals[name] = got[name].to(torch.float32)
     if ARGS.write:
         write_safetensors(ARGS.write, vals)
+    if ARGS.train:
+        return train_main(g, vals, dev)
+    torch.set_grad_enabled(False)
     vals = {k: v.to(dev) for k, v in vals.items()}
     sync = (torch.cuda.synchronize if dev.type == "cuda" else (lambda: None))
     for _ in range(ARGS.warmup):
@@ -403,9 +567,7 @@ def main():
     if ARGS.repeat == 0:
         outs = run_graph(g, vals, dev)
     times.sort()
-    med = times[len(times) // 2] if len(times) % 2 else \
-        0.5 * (times[len(times) // 2 - 1] + times[len(times) // 2]) \
-        if times else 0.0
+    med = median(times)
     if ARGS.outputs:
         write_safetensors(ARGS.outputs, outs)
     errs = {}
