@@ -497,14 +497,16 @@ after_work_cb(uv_work_t *req, int status)
  * ready nodes (all ready, so independent of each other) in order, up to
  * an even share of the ready nodes per free runner, BATCH_MAX nodes and
  * BATCH_COST of estimated work in all.  Nodes of SMALL_COST or more go
- * alone.  Host-only sessions (device sessions complete through fences).
+ * alone.  The same for the backward (keyed by its own order, pos).
+ * Host-only sessions (device sessions complete through fences).
  */
 #define SMALL_COST 32768u
 #define BATCH_COST 65536u
 #define BATCH_MAX 64
 
 static void
-make_batch(smlp_session_t *s, struct smlp__node_rt *head)
+make_batch(smlp_session_t *s, struct smlp__node_rt *head, const int32_t *pos,
+           int backward)
 {
     struct smlp__node_rt *tail = head;
     uint64_t cost = head->cost;
@@ -519,10 +521,11 @@ make_batch(smlp_session_t *s, struct smlp__node_rt *head)
     while (count < share && s->n_ready > 0) {
         struct smlp__node_rt *c = &s->nodes[s->ready[0]];
 
-        if (c->is_view || c->cost >= SMALL_COST ||
-            cost + c->cost > BATCH_COST)
+        if (backward ? !smlp__autograd_node_has_work(s, c) : c->is_view)
             break;
-        tail->batch_next = heap_pop(s);
+        if (c->cost >= SMALL_COST || cost + c->cost > BATCH_COST)
+            break;
+        tail->batch_next = heap_take(s->ready, &s->n_ready, pos);
         tail = c;
         cost += c->cost;
         count++;
@@ -573,7 +576,7 @@ again:
             work_done(s, n, 0);
             continue;
         }
-        make_batch(s, n);
+        make_batch(s, n, s->pos, 0);
         rc = uv_queue_work(&s->loop, &n->req, work_cb, after_work_cb);
         if (rc != 0) {
             for (;;) {
@@ -675,10 +678,8 @@ smlp__sched_run(smlp_session_t *s)
 /* ---- the backward ------------------------------------------------------ */
 
 static void
-bwork_cb(uv_work_t *req)
+brun_node(struct smlp__node_rt *n)
 {
-    struct smlp__node_rt *n = req->data;
-
     if (thread_id == 0)
         thread_id = atomic_fetch_add(&next_thread_id, 1);
     n->node.err[0] = '\0';
@@ -686,6 +687,20 @@ bwork_cb(uv_work_t *req)
     n->bt0 = smlp__now_us();
     n->status = smlp__autograd_node(n->session, n);
     n->bt1 = smlp__now_us();
+}
+
+/* A pool work item: a backward and the rest of its batch (make_batch). */
+static void
+bwork_cb(uv_work_t *req)
+{
+    struct smlp__node_rt *n = req->data;
+
+    for (;;) {
+        brun_node(n);
+        if (n->batch_next < 0)
+            break;
+        n = &n->session->nodes[n->batch_next];
+    }
 }
 
 static void
@@ -719,9 +734,17 @@ bafter_work_cb(uv_work_t *req, int status)
     smlp_session_t *s = n->session;
 
     s->in_flight--;
-    if (status != 0 && n->status >= 0)
-        n->status = SMLP_ECANCELED;
-    bcomplete(s, n);
+    for (;;) {
+        int32_t next = n->batch_next;
+
+        n->batch_next = -1;
+        if (status != 0 && n->status >= 0)
+            n->status = SMLP_ECANCELED;
+        bcomplete(s, n);
+        if (next < 0)
+            break;
+        n = &s->nodes[next];
+    }
     bdispatch(s);
 }
 
@@ -741,15 +764,24 @@ bdispatch(smlp_session_t *s)
         }
         n->req.data = n;
         if (run_inline(s)) {
-            bwork_cb(&n->req);
+            brun_node(n);
             n->bthread = 0;
             bcomplete(s, n);
             continue;
         }
+        make_batch(s, n, s->ag->bpos, 1);
         if (uv_queue_work(&s->loop, &n->req, bwork_cb, bafter_work_cb) !=
             0) {
-            n->status = SMLP_EBUSY;
-            bcomplete(s, n);
+            for (;;) {
+                int32_t next = n->batch_next;
+
+                n->batch_next = -1;
+                n->status = SMLP_EBUSY;
+                bcomplete(s, n);
+                if (next < 0)
+                    break;
+                n = &s->nodes[next];
+            }
             continue;
         }
         s->in_flight++;

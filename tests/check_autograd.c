@@ -823,29 +823,110 @@ wide_graph(struct gb *g, int branches)
 START_TEST(test_autograd_threads_bit_identical)
 {
     smlp_registry_t *reg = registry();
-    const char *names[] = {"shared", "w0", "w1", "w2", "w3", "w4", "w5"};
+    static const int widths[] = {6, 16};
     struct gb gb;
-    char path[512];
+    char path[512], name[16];
     smlp_graph_t *g;
     smlp_session_t *s1, *s2;
     struct smlp_session_stats st;
-    int r, k;
+    int r, k, wi;
 
-    wide_graph(&gb, 6);
-    g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
-    s1 = must_session(g, reg, "loss", NULL, 1);
-    s2 = must_session(g, reg, "loss", NULL, 2);
-    ck_assert_int_eq(smlp_session_get_stats(s2, &st), SMLP_OK);
-    ck_assert_int_eq(st.inter_op, 2);
-    for (r = 0; r < 3; r++) {
-        run_backward(s1);
-        run_backward(s2);
-        for (k = 0; k < 7; k++)
-            assert_bits(grad(s2, names[k]), grad(s1, names[k]), 4096,
-                        names[k]);
+    /* 16 branches: many small backwards ready at once, which the
+     * scheduler hands to the pool in batches (sched.c). */
+    for (wi = 0; wi < 2; wi++) {
+        wide_graph(&gb, widths[wi]);
+        g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+        s1 = must_session(g, reg, "loss", NULL, 1);
+        s2 = must_session(g, reg, "loss", NULL, 2);
+        ck_assert_int_eq(smlp_session_get_stats(s2, &st), SMLP_OK);
+        ck_assert_int_eq(st.inter_op, 2);
+        for (r = 0; r < 3; r++) {
+            run_backward(s1);
+            run_backward(s2);
+            assert_bits(grad(s2, "shared"), grad(s1, "shared"), 4096,
+                        "shared");
+            for (k = 0; k < widths[wi]; k++) {
+                snprintf(name, sizeof(name), "w%d", k);
+                assert_bits(grad(s2, name), grad(s1, name), 4096, name);
+            }
+        }
+        smlp_session_destroy(s1);
+        smlp_session_destroy(s2);
+        smlp_graph_unload(g);
     }
-    smlp_session_destroy(s1);
-    smlp_session_destroy(s2);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * A wide backward: loss = sum (Σ_i x * w_i)^2 with the 32 products summed
+ * by a binary tree of adds.  The backward fans out level by level (16
+ * adds, then 32 products ready at once), so on 2 threads the scheduler
+ * hands its small backwards to the pool in batches (sched.c).  Every
+ * dw_i = (2 r) x, r the root: the add backwards pass gradients unchanged.
+ */
+START_TEST(test_autograd_wide_backward_tree)
+{
+    enum { LEAVES = 32, N = 512 };
+    smlp_registry_t *reg = registry();
+    struct gb gb;
+    char path[512], name[16], ins[64], out[16];
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    struct smlp_session_stats st;
+    float *level[LEAVES], want[N], *x;
+    int i, j, k, width, id = 0, threads;
+
+    gb_init(&gb);
+    gb_tensor(&gb, "x", "Input", "[512]", NULL);
+    for (i = 0; i < LEAVES; i++) {
+        snprintf(name, sizeof(name), "w%d", i);
+        gb_param(&gb, name, "[512]", i + 1);
+        snprintf(out, sizeof(out), "t%d", id++);
+        gb_tensor(&gb, out, "Activation", NULL, NULL);
+        snprintf(ins, sizeof(ins), "x %s", name);
+        snprintf(name, sizeof(name), "mul%d", i);
+        gb_node(&gb, name, "gradfix.mul", ins, out, NULL);
+    }
+    /* Level l reads t[base .. base + width) pairwise. */
+    for (width = LEAVES, k = 0; width > 1; k += width, width /= 2)
+        for (i = 0; i < width / 2; i++) {
+            snprintf(out, sizeof(out), "t%d", id++);
+            gb_tensor(&gb, out, "Activation", NULL, NULL);
+            snprintf(ins, sizeof(ins), "t%d t%d", k + 2 * i, k + 2 * i + 1);
+            snprintf(name, sizeof(name), "add%d", id);
+            gb_node(&gb, name, "gradfix.add", ins, out, NULL);
+        }
+    gb_tensor(&gb, "loss", "Output", NULL, NULL);
+    snprintf(ins, sizeof(ins), "t%d", id - 1);
+    gb_node(&gb, "ss", "gradfix.square_sum", ins, "loss", NULL);
+    g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+    for (threads = 1; threads <= 2; threads++) {
+        s = must_session(g, reg, "loss", NULL, threads);
+        ck_assert_int_eq(smlp_session_get_stats(s, &st), SMLP_OK);
+        ck_assert_int_eq(st.inter_op, threads);
+        run_backward(s);
+        x = data(s, "x");
+        for (i = 0; i < LEAVES; i++) {
+            snprintf(name, sizeof(name), "w%d", i);
+            level[i] = malloc(N * sizeof(float));
+            ck_assert_ptr_nonnull(level[i]);
+            for (j = 0; j < N; j++)
+                level[i][j] = x[j] * data(s, name)[j];
+        }
+        for (width = LEAVES; width > 1; width /= 2)
+            for (i = 0; i < width / 2; i++)
+                for (j = 0; j < N; j++)
+                    level[i][j] = level[2 * i][j] + level[2 * i + 1][j];
+        for (j = 0; j < N; j++)
+            want[j] = ((2.0f * level[0][j]) * 1.0f) * x[j];
+        for (i = 0; i < LEAVES; i++) {
+            snprintf(name, sizeof(name), "w%d", i);
+            assert_bits(grad(s, name), want, N, name);
+            free(level[i]);
+        }
+        smlp_session_destroy(s);
+    }
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);
 }
@@ -1255,6 +1336,7 @@ autograd_suite(void)
     tc = tcase_create("sched_plan");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_autograd_threads_bit_identical);
+    tcase_add_test(tc, test_autograd_wide_backward_tree);
     tcase_add_test(tc, test_autograd_plan_frees_saved_values);
     suite_add_tcase(s, tc);
     tc = tcase_create("finite_differences");
