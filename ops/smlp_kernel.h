@@ -412,6 +412,58 @@ smlp_gelu_erf(float x)
     return 0.5f * x * (1.0f + smlp_erff(x * 0.70710678118654752f));
 }
 
+/*
+ * e^a for floats without libm, branch-free so that loops over it
+ * vectorise: a is clamped to [-87, 88] (a NaN becomes -87: callers keep
+ * NaNs flowing through their other terms), a = n·ln2 + r with |r| <= ln2/2 (ln2 in two
+ * parts, Cody-Waite), e^r from Cephes' polynomial for expf, and 2^n put
+ * into the exponent bits.  Relative error about 1e-7.
+ */
+static inline float
+smlp_expf(float a)
+{
+    union {
+        uint32_t u;
+        float f;
+    } scale;
+    float n, r, p;
+
+    a = a > -87.0f ? a : -87.0f;
+    a = a < 88.0f ? a : 88.0f;
+    n = a * 1.44269504088896341f;
+    /* Round to nearest: 1.5·2^23 pushes the fraction out (|n| < 2^22);
+     * the code stays branch-free (a ?: here stops GCC's AVX2 clone). */
+    n = (n + 12582912.0f) - 12582912.0f;
+    r = a - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    scale.u = (uint32_t)((int32_t)n + 127) << 23;
+    return p * scale.f;
+}
+
+/*
+ * d/dx of the exact GELU: Φ(x) + x·φ(x), with Φ(x) = (1 + erf(x/√2))/2
+ * and φ(x) = e^(-x²/2)/√(2π).  Beyond |x| = 10 the x·φ term is below
+ * 1e-21, so x is clamped there (a NaN stays NaN).  Branch-free.
+ */
+static inline float
+smlp_gelu_erf_grad(float x)
+{
+    float cdf, pdf;
+
+    x = x > 10.0f ? 10.0f : x;
+    x = x < -10.0f ? -10.0f : x;
+    cdf = 0.5f * (1.0f + smlp_erff(x * 0.70710678118654752f));
+    pdf = 0.39894228040143268f * smlp_expf(-0.5f * x * x);
+    return cdf + x * pdf;
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,7 +6,7 @@
  * "tanh" (0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))).
  *
  * Each has a backward.  gelu's recomputes its derivative from x with
- * branch-free float code (smlp_erff and a polynomial exp, below) so that
+ * branch-free float code (smlp_erff and smlp_expf, smlp_kernel.h) so that
  * the loop vectorises like the forward; relu passes dy where x > 0 (0 at
  * x = 0, as PyTorch); add copies dy to both inputs; scale multiplies it
  * by alpha.
@@ -125,61 +125,14 @@ gelu_run(struct smlp_kernel_ctx *ctx)
                        smlp_tensor_numel(ctx->inputs[0]), gelu_task, &r);
 }
 
-/*
- * e^a for floats, branch-free so that loops over it vectorise: a is
- * clamped to [-87, 88] (a NaN becomes -87: callers keep NaNs flowing
- * through their other terms), a = n·ln2 + r with |r| <= ln2/2 (ln2 in two
- * parts, Cody-Waite), e^r from Cephes' polynomial for expf, and 2^n put
- * into the exponent bits.  Relative error about 1e-7.
- */
-static inline float
-gelu_expf(float a)
-{
-    union {
-        uint32_t u;
-        float f;
-    } scale;
-    float n, r, p;
-
-    a = a > -87.0f ? a : -87.0f;
-    a = a < 88.0f ? a : 88.0f;
-    n = a * 1.44269504088896341f;
-    /* Round to nearest: 1.5·2^23 pushes the fraction out (|n| < 2^22);
-     * the code stays branch-free (a ?: here stops GCC's AVX2 clone). */
-    n = (n + 12582912.0f) - 12582912.0f;
-    r = a - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    scale.u = (uint32_t)((int32_t)n + 127) << 23;
-    return p * scale.f;
-}
-
-/*
- * d/dx of the exact GELU: Φ(x) + x·φ(x), with Φ(x) = (1 + erf(x/√2))/2
- * and φ(x) = e^(-x²/2)/√(2π).  Beyond |x| = 10 the x·φ term is below
- * 1e-21, so x is clamped there (a NaN stays NaN).
- */
+/* d/dx of the exact GELU (smlp_gelu_erf_grad, smlp_kernel.h) times dy. */
 SMLP_VECTOR_CLONES static void
 gelu_erf_grad_loop(const float *x, const float *dy, float *dx, int64_t n)
 {
     int64_t i;
 
-    for (i = 0; i < n; i++) {
-        float v = x[i];
-        float cdf, pdf;
-
-        v = v > 10.0f ? 10.0f : v;
-        v = v < -10.0f ? -10.0f : v;
-        cdf = 0.5f * (1.0f + smlp_erff(v * 0.70710678118654752f));
-        pdf = 0.39894228040143268f * gelu_expf(-0.5f * v * v);
-        dx[i] = dy[i] * (cdf + v * pdf);
-    }
+    for (i = 0; i < n; i++)
+        dx[i] = dy[i] * smlp_gelu_erf_grad(x[i]);
 }
 
 /*
@@ -206,7 +159,7 @@ gelu_tanh_grad_loop(const float *x, const float *dy, float *dx, int64_t n)
         u = k * (v + c * v * v * v);
         u = u > 40.0f ? 40.0f : u;
         u = u < -40.0f ? -40.0f : u;
-        e = gelu_expf(2.0f * u);
+        e = smlp_expf(2.0f * u);
         r = 1.0f / (1.0f + e);
         s = e * r;
         dx[i] = dy[i] * (s + 2.0f * v * s * r * k * (1.0f + 3.0f * c * v * v));
