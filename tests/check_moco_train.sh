@@ -5,8 +5,8 @@
 # here as in check_smlp_train.sh:
 #   - the MoCo graph runs a training forward in smlp-run and builds a
 #     backward (moco.momentum_update is a no-gradient wall: SMLP_OP_NO_GRAD);
-#   - refusals: --probe or --augment none on a MoCo graph, --init-from with
-#     --weights, a bad --moco-m0, --init-from files of another graph;
+#   - refusals: --probe or --augment none|shift on a MoCo graph,
+#     --init-from with --weights, a bad --moco-m0, --init-from files of another graph;
 #   - a short pre-training: finite loss that falls, checkpoint, metrics CSV
 #     (no accuracy columns) and SVG;
 #   - the momentum encoder: after one more step each `momentum.X` equals
@@ -177,6 +177,8 @@ expect "probe a MoCo graph" 1 "is a MoCo pre-training graph" \
     "$TRAIN" "$MOCO" $COMMON --batch 16 --probe --out "$T/x.st"
 expect "MoCo without augmentation" 1 "use --augment moco" \
     "$TRAIN" "$MOCO" $COMMON --batch 16 --augment none --out "$T/x.st"
+expect "MoCo with the supervised shift" 1 "use --augment moco" \
+    "$TRAIN" "$MOCO" $COMMON --batch 16 --augment shift --out "$T/x.st"
 expect "init-from and weights" 2 "--init-from excludes --weights" \
     "$TRAIN" "$SPARSE" --out "$T/x.st" --init-from a --weights b
 expect "moco-m0 out of range" 2 "--moco-m0: '1.5' is not a number" \

@@ -106,7 +106,7 @@ expect "batch 0" 2 "--batch: '0' is not an integer" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --batch 0
 expect "bad optimizer" 2 "--optimizer: 'adam' is not sgd or adamw" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --optimizer adam
-expect "bad augment" 2 "--augment: 'flip' is not none or moco" \
+expect "bad augment" 2 "--augment: 'flip' is not none, moco or shift" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --augment flip
 expect "bad lr" 2 "--lr: 'fast'" "$TRAIN" "$MIXER" --out "$T/x.st" --lr fast
 expect "bad warmup" 2 "--warmup: '2x'" \
@@ -162,7 +162,8 @@ expect "not a classifier" 1 "input 'x' must be an f32 tensor shaped" \
 COMMON="--data $D --batch 32 --limit-test 64 --threads 2"
 expect "short run" 0 "done: 24 steps" \
     "$TRAIN" "$MIXER" $COMMON --limit-train 256 --epochs 3 --lr 2e-3 \
-    --out "$T/run.st" --metrics "$T/run.csv" --plot "$T/run.svg"
+    --out "$T/run.st" --metrics "$T/run.csv" --plot "$T/run.svg" \
+    --trace "$T/run.json"
 for want in "256 training images (8 steps of 32 per epoch)" \
     "epoch 1/3: loss" "epoch 3/3: loss" "test acc" "img/s"; do
     if grep -qF -- "$want" "$T/out"; then ok "run prints '$want'"
@@ -188,6 +189,23 @@ import sys, xml.dom.minidom as m
 d = m.parse(sys.argv[1])
 assert len(d.getElementsByTagName('polyline')) == 4
 " "$T/run.svg"; then ok "SVG plot"; else bad "SVG plot"; fi
+# The trace of the last step: every node's forward, and a backward after
+# it for each node on the path from the parameters to the loss.
+if "$PY" - "$T/run.json" <<'PY'
+import json, sys
+ev = [e for e in json.load(open(sys.argv[1]))["traceEvents"]
+      if e.get("ph") == "X"]
+fwd = {e["name"]: e for e in ev if not e["name"].endswith(" (backward)")}
+bwd = {e["name"][:-11]: e for e in ev if e["name"].endswith(" (backward)")}
+assert len(fwd) > 20 and len(bwd) > 10, (len(fwd), len(bwd))
+assert set(bwd) <= set(fwd), set(bwd) - set(fwd)
+for n, b in bwd.items():
+    assert b["ts"] >= fwd[n]["ts"] + fwd[n]["dur"], n
+    assert b["dur"] >= 0 and b["cat"] == fwd[n]["cat"], n
+assert any(e["cat"] == "core.linear" for e in bwd.values())
+PY
+then ok "--trace: forward and backward of the last step"
+else bad "--trace"; fi
 if ls "$T" | grep -q '\.tmp\.'; then bad "temporary files left"
 else ok "no temporary files left"; fi
 expect "nothing left to do" 0 "nothing to do" \
@@ -205,7 +223,7 @@ if st same "$T/a.st" "$T/b.st"; then ok "resume is bit-identical (mixer)"
 else bad "resume is bit-identical (mixer)"; fi
 if [ "$(grep -c . "$T/b.csv")" = 3 ]; then ok "metrics continue on resume"
 else bad "metrics continue on resume"; cat "$T/b.csv"; fi
-S="$SPARSE $COMMON --limit-train 64 --epochs 2 --seed 5"
+S="$SPARSE $COMMON --limit-train 64 --epochs 2 --seed 5 --augment shift"
 "$TRAIN" $S --out "$T/sa.st" >"$T/out" 2>&1 || bad "sparse 2 epochs"
 "$TRAIN" $S --out "$T/sb.st" --stop-after 1 >"$T/out" 2>&1 ||
     bad "sparse 1 epoch"

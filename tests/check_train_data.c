@@ -525,6 +525,73 @@ START_TEST(test_train_aug_apply_deterministic)
 }
 END_TEST
 
+/* Image src moved by (dy, dx) with zero fill, then mirrored when flip:
+ * the expected output, built here independently of train_aug.c. */
+static void
+shifted(const uint8_t *src, int h, int w, int dy, int dx, int flip,
+        uint8_t *dst)
+{
+    uint8_t moved[64];
+    int y, x;
+
+    for (y = 0; y < h; y++)
+        for (x = 0; x < w; x++) {
+            int sy = y - dy, sx = x - dx;
+
+            moved[y * w + x] =
+                sy < 0 || sy >= h || sx < 0 || sx >= w ? 0 : src[sy * w + sx];
+        }
+    for (y = 0; y < h; y++)
+        for (x = 0; x < w; x++)
+            dst[y * w + x] = moved[y * w + (flip ? w - 1 - x : x)];
+}
+
+START_TEST(test_train_aug_shift_flip)
+{
+    /* 8 x 8 pixels 1..64, all different and none background: every
+     * (dy, dx, flip) gives a different image. */
+    uint8_t src[64], out[64], again[64], want[64];
+    int count[5][5][2], i, dy, dx, f, hits;
+
+    for (i = 0; i < 64; i++)
+        src[i] = (uint8_t)(i + 1);
+    memset(count, 0, sizeof(count));
+    for (i = 0; i < 2000; i++) {
+        uint64_t key = train_aug_key(3, i / 100, i % 100, -1);
+
+        train_aug_shift_flip(key, src, 8, 8, 2, out);
+        train_aug_shift_flip(key, src, 8, 8, 2, again);
+        ck_assert_mem_eq(out, again, sizeof(out));
+        hits = 0;
+        for (dy = -2; dy <= 2; dy++)
+            for (dx = -2; dx <= 2; dx++)
+                for (f = 0; f < 2; f++) {
+                    shifted(src, 8, 8, dy, dx, f, want);
+                    if (memcmp(out, want, sizeof(out)) == 0) {
+                        count[dy + 2][dx + 2][f]++;
+                        hits++;
+                    }
+                }
+        ck_assert_int_eq(hits, 1);
+    }
+    /* 50 outcomes, 40 expected of each: all occur, none far off (a
+     * binomial(2000, 1/50) lies in [15, 70] with p > 1 - 1e-6). */
+    for (dy = 0; dy < 5; dy++)
+        for (dx = 0; dx < 5; dx++)
+            for (f = 0; f < 2; f++) {
+                ck_assert_int_ge(count[dy][dx][f], 15);
+                ck_assert_int_le(count[dy][dx][f], 70);
+            }
+    /* No shift allowed: the image or its mirror. */
+    for (i = 0; i < 20; i++) {
+        train_aug_shift_flip(train_aug_key(4, 0, i, -1), src, 8, 8, 0, out);
+        shifted(src, 8, 8, 0, 0, 0, want);
+        shifted(src, 8, 8, 0, 0, 1, again);
+        ck_assert(memcmp(out, want, 64) == 0 || memcmp(out, again, 64) == 0);
+    }
+}
+END_TEST
+
 /* ---- the loader ---------------------------------------------------------- */
 
 static void
@@ -599,6 +666,12 @@ START_TEST(test_train_loader_batches_moco)
 }
 END_TEST
 
+START_TEST(test_train_loader_batches_shift)
+{
+    check_loader(TRAIN_AUGMENT_SHIFT, 1);
+}
+END_TEST
+
 START_TEST(test_train_loader_normalised)
 {
     struct train_loader_opts o;
@@ -662,11 +735,13 @@ train_data_suite(void)
     tcase_add_test(tc, test_train_aug_crop_box);
     tcase_add_test(tc, test_train_aug_apply_identity);
     tcase_add_test(tc, test_train_aug_apply_deterministic);
+    tcase_add_test(tc, test_train_aug_shift_flip);
     suite_add_tcase(s, tc);
     tc = tcase_create("loader");
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_add_test(tc, test_train_loader_batches_plain);
     tcase_add_test(tc, test_train_loader_batches_moco);
+    tcase_add_test(tc, test_train_loader_batches_shift);
     tcase_add_test(tc, test_train_loader_normalised);
     suite_add_tcase(s, tc);
     return s;

@@ -438,6 +438,11 @@ train(struct train_run *r)
         }
         progress(r, r->step % r->o.log_every == 0);
     }
+    if (r->o.trace != NULL && r->step > r->step_start &&
+        smlp_session_write_trace(r->ts, r->o.trace) != SMLP_OK) {
+        train_fail("--trace: %s", smlp_session_errmsg(r->ts));
+        return TRAIN_EXIT_FAIL;
+    }
     if (r->in_epoch != 0) {
         /* --max-steps or a signal stopped the run inside an epoch. */
         if (end_of_period(r, 1) != 0)

@@ -1,7 +1,7 @@
 /*
  * train_aug.c - seeded random numbers and the image augmentations of
- * smlp-train's loader (MoCo v3's recipe for grey 28 x 28 images).  See
- * train_data.h.
+ * smlp-train's loader (MoCo v3's recipe for grey 28 x 28 images, and the
+ * shift-and-flip of supervised training).  See train_data.h.
  *
  * Every random number of one augmented image comes from one SplitMix64
  * stream keyed by (seed, epoch, index, view), drawn in a fixed order
@@ -319,4 +319,30 @@ train_aug_apply(const struct train_aug_params *p, uint64_t key,
         train_aug_solarize(dst, n, 128.0f / 255.0f);
     if (train_rng_unit(&r) < p->p_flip)
         train_aug_flip(dst, h, w);
+}
+
+void
+train_aug_shift_flip(uint64_t key, const uint8_t *src, int h, int w,
+                     int max_shift, uint8_t *dst)
+{
+    struct train_rng r;
+    int dy, dx, flip, y, x;
+
+    train_rng_seed(&r, key);
+    dy = (int)train_rng_below(&r, (uint64_t)(2 * max_shift + 1)) - max_shift;
+    dx = (int)train_rng_below(&r, (uint64_t)(2 * max_shift + 1)) - max_shift;
+    flip = (int)(train_rng_next(&r) >> 63);
+    for (y = 0; y < h; y++) {
+        int sy = y - dy;
+
+        for (x = 0; x < w; x++) {
+            /* dst(y, x) = shifted(y, flip ? w-1-x : x), shifted(y, x) =
+             * src(y - dy, x - dx). */
+            int sx = (flip ? w - 1 - x : x) - dx;
+
+            dst[y * w + x] = sy >= 0 && sy < h && sx >= 0 && sx < w
+                                 ? src[sy * w + sx]
+                                 : 0;
+        }
+    }
 }

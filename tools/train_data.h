@@ -93,6 +93,7 @@ uint64_t train_rng_below(struct train_rng *r, uint64_t n);
 enum train_augment {
     TRAIN_AUGMENT_NONE = 0,
     TRAIN_AUGMENT_MOCO = 1,
+    TRAIN_AUGMENT_SHIFT = 2,
     TRAIN_AUGMENT_COUNT
 };
 
@@ -136,6 +137,19 @@ uint64_t train_aug_key(uint64_t seed, int64_t epoch, int64_t index,
 void train_aug_apply(const struct train_aug_params *p, uint64_t key,
                      const uint8_t *src, int h, int w, float *dst,
                      float *tmp);
+
+/* Largest shift of --augment shift, in pixels. */
+#define TRAIN_AUG_SHIFT_MAX 2
+
+/*
+ * The light augmentation of supervised training (--augment shift): the
+ * h x w image of bytes moved by dy, dx uniform in [-max_shift,
+ * max_shift] (pixels moved in from outside are 0, the background: the
+ * random crop of an image padded by max_shift), then mirrored left-right
+ * with p 0.5; every random number from key.  dst holds h * w bytes.
+ */
+void train_aug_shift_flip(uint64_t key, const uint8_t *src, int h, int w,
+                          int max_shift, uint8_t *dst);
 
 /* The steps, for tests.  Images are h x w floats in [0, 1]. */
 /* Bilinear resample of the box (top, left, ch, cw) of src to h x w

@@ -110,6 +110,16 @@ fill(struct train_loader *l, int which, int64_t epoch, int64_t index,
                 train_normalize(px, dst, l->pixels);
                 continue;
             }
+            if (l->o.augment == TRAIN_AUGMENT_SHIFT) {
+                uint8_t *moved = (uint8_t *)l->tmp[which];
+
+                train_aug_shift_flip(train_aug_key(l->o.seed, epoch, item,
+                                                   views == 1 ? -1 : v),
+                                     px, set->rows, set->cols,
+                                     TRAIN_AUG_SHIFT_MAX, moved);
+                train_normalize(moved, dst, l->pixels);
+                continue;
+            }
             train_aug_apply(&l->aug[v],
                             train_aug_key(l->o.seed, epoch, item,
                                           views == 1 ? -1 : v),

@@ -42,6 +42,7 @@ struct train_opts {
     const char *init_from;   /* --init-from: a partial initial load */
     const char *metrics;
     const char *plot;
+    const char *trace;       /* --trace: the last step's Chrome trace */
     const char *plugin_path;
     int64_t epochs;
     int64_t batch;

@@ -35,9 +35,12 @@ train_usage(FILE *f)
 "                      (gzip'd or not)\n"
 "  --limit-train N     use the first N training images (default all)\n"
 "  --limit-test N      evaluate on the first N test images (default all)\n"
-"  --augment none|moco MoCo v3's augmentations: random resized crop,\n"
-"                      flip, brightness/contrast, blur, solarize (default\n"
-"                      none); seeded per (seed, epoch, image)\n"
+"  --augment none|shift|moco  none (default); shift: each image moved\n"
+"                      by up to 2 pixels each way (zero fill) and mirrored\n"
+"                      with p 0.5, for supervised training; moco: MoCo\n"
+"                      v3's random resized crop, flip, brightness/\n"
+"                      contrast, blur, solarize; seeded per (seed, epoch,\n"
+"                      image)\n"
 "training\n"
 "  --epochs N          epochs (default 10)\n"
 "  --batch N           images per step (default 128; a last partial batch\n"
@@ -86,6 +89,8 @@ train_usage(FILE *f)
 "                      rows, rewritten atomically at each epoch end\n"
 "  --plot F.svg        loss and accuracy curves as SVG (PNG is not\n"
 "                      written: convert the SVG, e.g. with rsvg-convert)\n"
+"  --trace F.json      a Chrome/Perfetto trace of the last training step\n"
+"                      (forward and backward, one event per node)\n"
 "  --progress auto|bar|lines  a progress bar on a terminal, plain lines\n"
 "                      otherwise (default auto)\n"
 "  --help, --version\n"
@@ -192,7 +197,8 @@ has_suffix(const char *s, const char *suffix)
 }
 
 const char *const train_optimizer_names[] = {"sgd", "adamw", NULL};
-const char *const train_augment_names[] = {"none", "moco", NULL};
+const char *const train_augment_names[] = {"none", "moco", "shift",
+                                            NULL};
 const char *const train_mode_names[] = {"classify", "probe", "moco", NULL};
 static const char *const progress_names[] = {"auto", "bar", "lines", NULL};
 
@@ -203,7 +209,7 @@ enum {
     OPT_MAX_STEPS, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST, OPT_AUGMENT,
     OPT_MOMENTUM, OPT_STOP_AFTER, OPT_EVAL_BATCH, OPT_LOG_EVERY,
     OPT_PLUGIN_PATH, OPT_PROGRESS, OPT_INIT_FROM, OPT_PROBE, OPT_MOCO_M0,
-    OPT_HELP, OPT_VERSION
+    OPT_TRACE, OPT_HELP, OPT_VERSION
 };
 
 /* Parses one option with a value; -1 after a message. */
@@ -221,6 +227,7 @@ parse_one(int c, const char *v, struct train_opts *o)
     case OPT_OUT: o->out = v; return 0;
     case OPT_RESUME: o->resume = v; return 0;
     case OPT_METRICS: o->metrics = v; return 0;
+    case OPT_TRACE: o->trace = v; return 0;
     case OPT_PLUGIN_PATH: o->plugin_path = v; return 0;
     case OPT_PLOT:
         o->plot = v;
@@ -302,6 +309,7 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
         {"log-every", required_argument, NULL, OPT_LOG_EVERY},
         {"metrics", required_argument, NULL, OPT_METRICS},
         {"plot", required_argument, NULL, OPT_PLOT},
+        {"trace", required_argument, NULL, OPT_TRACE},
         {"warmup", required_argument, NULL, OPT_WARMUP},
         {"weight-decay", required_argument, NULL, OPT_WD},
         {"momentum", required_argument, NULL, OPT_MOMENTUM},
