@@ -257,18 +257,32 @@ run_node(struct smlp__node_rt *n)
     n->t1 = smlp__now_us();
 }
 
+/* The node after n in its batch (make_batch), or NULL. */
+static struct smlp__node_rt *
+batch_after(struct smlp__node_rt *n)
+{
+    return n->batch_next < 0 ? NULL : &n->session->nodes[n->batch_next];
+}
+
+/* batch_after, unlinking n from its batch: completions walk a batch
+ * with this, so that each node leaves it before it completes. */
+static struct smlp__node_rt *
+batch_unlink(struct smlp__node_rt *n)
+{
+    struct smlp__node_rt *next = batch_after(n);
+
+    n->batch_next = -1;
+    return next;
+}
+
 /* A pool work item: its node and the rest of its batch, in order. */
 static void
 work_cb(uv_work_t *req)
 {
-    struct smlp__node_rt *n = req->data;
+    struct smlp__node_rt *n;
 
-    for (;;) {
+    for (n = req->data; n != NULL; n = batch_after(n))
         run_node(n);
-        if (n->batch_next < 0)
-            break;
-        n = &n->session->nodes[n->batch_next];
-    }
 }
 
 static void dispatch(smlp_session_t *s);
@@ -474,18 +488,13 @@ work_done(smlp_session_t *s, struct smlp__node_rt *n, int status)
 static void
 after_work_cb(uv_work_t *req, int status)
 {
-    struct smlp__node_rt *n = req->data;
+    struct smlp__node_rt *n = req->data, *next;
     smlp_session_t *s = n->session;
 
     s->in_flight--;
-    for (;;) {
-        int32_t next = n->batch_next;
-
-        n->batch_next = -1;
+    for (; n != NULL; n = next) {
+        next = batch_unlink(n);
         work_done(s, n, status);
-        if (next < 0)
-            break;
-        n = &s->nodes[next];
     }
     dispatch(s);
 }
@@ -559,7 +568,7 @@ again:
         launch(s, heap_take(s->dev_ready, &s->n_dev_ready, s->pos));
     while (!s->failed && s->n_ready > 0 && s->in_flight < s->inter_op) {
         int32_t id = heap_pop(s);
-        struct smlp__node_rt *n = &s->nodes[id];
+        struct smlp__node_rt *n = &s->nodes[id], *next;
         int rc;
 
         if (n->is_view) {
@@ -579,15 +588,10 @@ again:
         make_batch(s, n, s->pos, 0);
         rc = uv_queue_work(&s->loop, &n->req, work_cb, after_work_cb);
         if (rc != 0) {
-            for (;;) {
-                int32_t next = n->batch_next;
-
-                n->batch_next = -1;
+            for (; n != NULL; n = next) {
+                next = batch_unlink(n);
                 n->status = SMLP_EBUSY;
                 complete(s, n);
-                if (next < 0)
-                    break;
-                n = &s->nodes[next];
             }
             continue;
         }
@@ -693,14 +697,10 @@ brun_node(struct smlp__node_rt *n)
 static void
 bwork_cb(uv_work_t *req)
 {
-    struct smlp__node_rt *n = req->data;
+    struct smlp__node_rt *n;
 
-    for (;;) {
+    for (n = req->data; n != NULL; n = batch_after(n))
         brun_node(n);
-        if (n->batch_next < 0)
-            break;
-        n = &n->session->nodes[n->batch_next];
-    }
 }
 
 static void
@@ -730,20 +730,15 @@ static void bdispatch(smlp_session_t *s);
 static void
 bafter_work_cb(uv_work_t *req, int status)
 {
-    struct smlp__node_rt *n = req->data;
+    struct smlp__node_rt *n = req->data, *next;
     smlp_session_t *s = n->session;
 
     s->in_flight--;
-    for (;;) {
-        int32_t next = n->batch_next;
-
-        n->batch_next = -1;
+    for (; n != NULL; n = next) {
+        next = batch_unlink(n);
         if (status != 0 && n->status >= 0)
             n->status = SMLP_ECANCELED;
         bcomplete(s, n);
-        if (next < 0)
-            break;
-        n = &s->nodes[next];
     }
     bdispatch(s);
 }
@@ -753,7 +748,7 @@ bdispatch(smlp_session_t *s)
 {
     while (!s->failed && s->n_ready > 0 && s->in_flight < s->inter_op) {
         int32_t id = heap_take(s->ready, &s->n_ready, s->ag->bpos);
-        struct smlp__node_rt *n = &s->nodes[id];
+        struct smlp__node_rt *n = &s->nodes[id], *next;
 
         if (!smlp__autograd_node_has_work(s, n)) {
             n->bt0 = n->bt1 = smlp__now_us();
@@ -772,15 +767,10 @@ bdispatch(smlp_session_t *s)
         make_batch(s, n, s->ag->bpos, 1);
         if (uv_queue_work(&s->loop, &n->req, bwork_cb, bafter_work_cb) !=
             0) {
-            for (;;) {
-                int32_t next = n->batch_next;
-
-                n->batch_next = -1;
+            for (; n != NULL; n = next) {
+                next = batch_unlink(n);
                 n->status = SMLP_EBUSY;
                 bcomplete(s, n);
-                if (next < 0)
-                    break;
-                n = &s->nodes[next];
             }
             continue;
         }
