@@ -6,7 +6,8 @@
 #   - the MoCo graph runs a training forward in smlp-run and builds a
 #     backward (moco.momentum_update is a no-gradient wall: SMLP_OP_NO_GRAD);
 #   - refusals: --probe or --augment none|shift on a MoCo graph,
-#     --init-from with --weights, a bad --moco-m0, --init-from files of another graph;
+#     --init-from with --weights, a bad --moco-m0, --init-from files of
+#     another graph;
 #   - a short pre-training: finite loss that falls, checkpoint, metrics CSV
 #     (no accuracy columns) and SVG;
 #   - the momentum encoder: after one more step each `momentum.X` equals
@@ -34,48 +35,10 @@ if ! command -v "$PY" >/dev/null 2>&1; then
 fi
 T=$(mktemp -d /tmp/smlp-moco-test.XXXXXX)
 D="$T/data"
-pass=0
-fail=0
+. "${SMLP_TEST_SRCDIR:-.}/tests/shlib.sh"
 
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-
-# expect NAME STATUS NEEDLE CMD...: exit status and a substring of output.
-expect() {
-    name=$1 want=$2 needle=$3
-    shift 3
-    "$@" >"$T/out" 2>&1
-    got=$?
-    if [ "$got" -ne "$want" ]; then
-        bad "$name: exit $got, want $want"; sed 's/^/  | /' "$T/out"
-    elif ! grep -qF -- "$needle" "$T/out"; then
-        bad "$name: no '$needle' in output"; sed 's/^/  | /' "$T/out"
-    else
-        ok "$name"
-    fi
-}
-
-# The data: class c is a bright bar at rows 3+2c..4+2c over noise.
-mkdir -p "$D"
-"$PY" - "$D" <<'PY'
-import gzip, random, struct, sys
-d = sys.argv[1]
-rnd = random.Random(0)
-for prefix, n in (("train", 128), ("t10k", 64)):
-    px, lab = bytearray(), bytearray()
-    for i in range(n):
-        c = rnd.randrange(10)
-        img = [rnd.randrange(40) for _ in range(784)]
-        for r in (3 + 2 * c, 4 + 2 * c):
-            for x in range(4, 24):
-                img[r * 28 + x] = 180 + rnd.randrange(75)
-        px += bytes(img)
-        lab.append(c)
-    with gzip.open(f"{d}/{prefix}-images-idx3-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(px))
-    with gzip.open(f"{d}/{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">II", 0x801, n) + bytes(lab))
-PY
+# The data: 10 easy classes (shlib.sh).
+make_idx_data "$D" 128 64 || exit 99
 
 # st.py: safetensors files read with the standard library.
 cat >"$T/st.py" <<'PY'

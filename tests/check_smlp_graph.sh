@@ -17,28 +17,7 @@ SG="$B/tools/smlp-graph"
 SCHEMA="$S/schemas/graph.fbs"
 T=$(mktemp -d /tmp/smlp-graph-test.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT INT TERM
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-show() { sed 's/^/  | /' "$1"; }
-
-# expect NAME STATUS NEEDLE CMD...: exit status and a substring of the
-# output (stdout and stderr together; NEEDLE "" matches anything).
-expect() {
-    name=$1 want=$2 needle=$3
-    shift 3
-    "$@" >"$T/out" 2>&1
-    got=$?
-    if [ "$got" -ne "$want" ]; then
-        bad "$name: exit $got, want $want"; show "$T/out"
-    elif [ -n "$needle" ] && ! grep -qF -- "$needle" "$T/out"; then
-        bad "$name: no '$needle' in the output"; show "$T/out"
-    else
-        ok "$name"
-    fi
-}
+. "${SMLP_TEST_SRCDIR:-.}/tests/shlib.sh"
 
 # The model value of metadata key `model` of a shipped ablation graph.
 model_of() {

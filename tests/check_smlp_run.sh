@@ -6,26 +6,7 @@ B=${SMLP_TEST_BUILDDIR:-.}
 RUN="$B/tools/smlp-run"
 G="$B/graphs/mixer_fmnist.fbs"
 T=$(mktemp -d /tmp/smlp-run-test.XXXXXX)
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-
-# expect NAME STATUS NEEDLE CMD...: exit status and a substring of output.
-expect() {
-    name=$1 want=$2 needle=$3
-    shift 3
-    "$@" >"$T/out" 2>&1
-    got=$?
-    if [ "$got" -ne "$want" ]; then
-        bad "$name: exit $got, want $want"; sed 's/^/  | /' "$T/out"
-    elif ! grep -qF -- "$needle" "$T/out"; then
-        bad "$name: no '$needle' in output"; sed 's/^/  | /' "$T/out"
-    else
-        ok "$name"
-    fi
-}
+. "${SMLP_TEST_SRCDIR:-.}/tests/shlib.sh"
 
 expect "report" 0 "graph       mixer_fmnist" \
     "$RUN" "$G" --batch 3 --repeat 2 --threads 2 \
