@@ -142,6 +142,8 @@ expect "MoCo without augmentation" 1 "use --augment moco" \
     "$TRAIN" "$MOCO" $COMMON --batch 16 --augment none --out "$T/x.st"
 expect "MoCo with the supervised shift" 1 "use --augment moco" \
     "$TRAIN" "$MOCO" $COMMON --batch 16 --augment shift --out "$T/x.st"
+expect "MoCo --eval-only" 1 "is a MoCo pre-training graph, not a classifier" \
+    "$TRAIN" "$MOCO" $COMMON --batch 16 --eval-only
 expect "init-from and weights" 2 "--init-from excludes --weights" \
     "$TRAIN" "$SPARSE" --out "$T/x.st" --init-from a --weights b
 expect "moco-m0 out of range" 2 "--moco-m0: '1.5' is not a number" \

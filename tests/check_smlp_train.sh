@@ -170,6 +170,18 @@ then ok "--trace: forward and backward of the last step"
 else bad "--trace"; fi
 if ls "$T" | grep -q '\.tmp\.'; then bad "temporary files left"
 else ok "no temporary files left"; fi
+# --eval-only: the checkpoint's test accuracy is the one its run printed
+# for its last epoch (the CSV's last row); no --out needed.
+want=$("$PY" -c "
+import csv, sys
+last = list(csv.DictReader(open(sys.argv[1])))[-1]
+print('test acc %.2f%%' % (100 * float(last['test_acc'])))
+" "$T/run.csv")
+expect "--eval-only" 0 "mixer_fmnist: $want" \
+    "$TRAIN" "$MIXER" --data "$D" --limit-test 64 --threads 2 --eval-only \
+    --weights "$T/run.st"
+expect "--eval-only of the initializers" 0 "(64 test images" \
+    "$TRAIN" "$MIXER" --data "$D" --limit-test 64 --eval-only
 expect "nothing left to do" 0 "nothing to do" \
     "$TRAIN" "$MIXER" $COMMON --limit-train 256 --epochs 3 --lr 2e-3 \
     --out "$T/run2.st" --resume "$T/run.st"

@@ -132,6 +132,29 @@ evaluate(struct train_run *r, double *acc, double *loss)
     return 0;
 }
 
+/* --eval-only: the test set's accuracy and loss with the parameters as
+ * loaded, then exit. */
+static int
+eval_only(struct train_run *r)
+{
+    double acc, loss, t0 = train_now();
+
+    if (r->mode == TRAIN_MODE_MOCO) {
+        train_fail("--eval-only: %s is a MoCo pre-training graph, not a "
+                   "classifier: evaluate its backbone with the classifier "
+                   "graph and --init-from (and --probe to train a head)",
+                   r->o.graph);
+        return TRAIN_EXIT_FAIL;
+    }
+    if (evaluate(r, &acc, &loss) != 0)
+        return TRAIN_EXIT_FAIL;
+    printf("%s: test acc %.2f%%, test loss %.4f (%lld test images, %.1f "
+           "s)\n",
+           smlp_graph_name(r->eg), 100.0 * acc, loss, (long long)r->test.n,
+           train_now() - t0);
+    return TRAIN_EXIT_OK;
+}
+
 /* MoCo v3's momentum at step `step` of `total`: from m0 up to 1 on a
  * half cosine (docs/training.md, "The schedule"). */
 static double
@@ -489,7 +512,7 @@ main(int argc, char **argv)
             (r.o.progress == TRAIN_PROGRESS_AUTO && isatty(STDOUT_FILENO));
     r.last_acc = NAN;
     rc = TRAIN_EXIT_FAIL;
-    if (train_check_dir("--out", r.o.out) != 0 ||
+    if ((r.o.out != NULL && train_check_dir("--out", r.o.out) != 0) ||
         (r.o.metrics && train_check_dir("--metrics", r.o.metrics) != 0) ||
         (r.o.plot && train_check_dir("--plot", r.o.plot) != 0))
         goto out;
@@ -499,9 +522,13 @@ main(int argc, char **argv)
     train_plan_schedule(&r);
     if (r.o.init_from != NULL && train_init_from(&r) != 0)
         goto out;
+    if (r.o.resume != NULL && train_ckpt_resume(&r) != 0)
+        goto out;
+    if (r.o.eval_only) {
+        rc = eval_only(&r);
+        goto out;
+    }
     if (r.o.resume != NULL) {
-        if (train_ckpt_resume(&r) != 0)
-            goto out;
         if (r.o.metrics != NULL &&
             train_log_read_csv(&r.log, r.o.metrics, r.step, err,
                                sizeof(err)) != 0) {

@@ -69,6 +69,11 @@ train_usage(FILE *f)
 "                      the classifier's names (the head is not in it)\n"
 "  --probe             linear probe: train head.* only, every other\n"
 "                      parameter frozen (no gradient, not updated)\n"
+"  --eval-only         evaluate the parameters (the graph's initializers,\n"
+"                      --weights, --init-from or --resume's checkpoint) on\n"
+"                      the test set and exit; no --out needed.  With a\n"
+"                      graph edited by smlp-graph (e.g. the gates'\n"
+"                      eval_capacity_factor) it measures the edit\n"
 "  --moco-m0 X         MoCo: momentum at step 0, rising to 1 on a cosine\n"
 "                      over the run (default 0.99)\n"
 "  --threads N         thread budget (default: all CPUs)\n"
@@ -209,7 +214,7 @@ enum {
     OPT_MAX_STEPS, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST, OPT_AUGMENT,
     OPT_MOMENTUM, OPT_STOP_AFTER, OPT_EVAL_BATCH, OPT_LOG_EVERY,
     OPT_PLUGIN_PATH, OPT_PROGRESS, OPT_INIT_FROM, OPT_PROBE, OPT_MOCO_M0,
-    OPT_TRACE, OPT_HELP, OPT_VERSION
+    OPT_TRACE, OPT_EVAL_ONLY, OPT_HELP, OPT_VERSION
 };
 
 /* Parses one option with a value; -1 after a message. */
@@ -327,6 +332,7 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
         {"progress", required_argument, NULL, OPT_PROGRESS},
         {"init-from", required_argument, NULL, OPT_INIT_FROM},
         {"probe", no_argument, NULL, OPT_PROBE},
+        {"eval-only", no_argument, NULL, OPT_EVAL_ONLY},
         {"moco-m0", required_argument, NULL, OPT_MOCO_M0},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -359,6 +365,10 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
             o->probe = 1;
             continue;
         }
+        if (c == OPT_EVAL_ONLY) {
+            o->eval_only = 1;
+            continue;
+        }
         if (c == '?' || c == ':') {
             if (optopt != 0)
                 fprintf(stderr, "smlp-train: option '%s' needs a value\n",
@@ -378,7 +388,7 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
         goto usage;
     }
     o->graph = argv[optind];
-    if (o->out == NULL) {
+    if (o->out == NULL && !o->eval_only) {
         fprintf(stderr, "smlp-train: --out CKPT is required (where the "
                         "checkpoints go)\n");
         goto usage;
