@@ -182,6 +182,10 @@ expect "--eval-only" 0 "mixer_fmnist: $want" \
     --weights "$T/run.st"
 expect "--eval-only of the initializers" 0 "(64 test images" \
     "$TRAIN" "$MIXER" --data "$D" --limit-test 64 --eval-only
+expect "--eval-only with --out" 2 "--eval-only trains nothing: --out has" \
+    "$TRAIN" "$MIXER" --data "$D" --eval-only --out "$T/x.st"
+expect "--eval-only with --trace" 2 "--eval-only trains nothing: --trace" \
+    "$TRAIN" "$MIXER" --data "$D" --eval-only --trace "$T/x.json"
 expect "nothing left to do" 0 "nothing to do" \
     "$TRAIN" "$MIXER" $COMMON --limit-train 256 --epochs 3 --lr 2e-3 \
     --out "$T/run2.st" --resume "$T/run.st"

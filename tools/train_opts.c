@@ -388,6 +388,16 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
         goto usage;
     }
     o->graph = argv[optind];
+    if (o->eval_only && (o->out != NULL || o->metrics != NULL ||
+                         o->plot != NULL || o->trace != NULL)) {
+        fprintf(stderr, "smlp-train: --eval-only trains nothing: %s has "
+                        "nothing to write\n",
+                o->out != NULL       ? "--out"
+                : o->metrics != NULL ? "--metrics"
+                : o->plot != NULL    ? "--plot"
+                                     : "--trace");
+        goto usage;
+    }
     if (o->out == NULL && !o->eval_only) {
         fprintf(stderr, "smlp-train: --out CKPT is required (where the "
                         "checkpoints go)\n");
