@@ -195,6 +195,95 @@ START_TEST(test_grad_linear_no_bias)
 }
 END_TEST
 
+/*
+ * Token mixing at sparse_mlp_fmnist's shape: x [B 64, S 49, C 128], W
+ * [64, 49].  dW (64 x 49) is one tile, too few for the threads, so gemm.c
+ * splits its sum over the 64 images into 8 parts (each 3.2 M
+ * multiply-adds) and adds them in order: dW, db and dX against sums in
+ * double here, and the same bits on 1 and 2 threads.
+ */
+START_TEST(test_grad_linear_split_sum)
+{
+    enum { B = 64, S = 49, C = 128, O = 64 };
+    struct ophost_attr attrs[] = {OPHOST_INT("axis", -2), OPHOST_END};
+    struct smlp_tensor *in[3], *out[1] = {NULL}, *g[1], *gr[2][3];
+    const float *x, *w, *dy;
+    const char *msg;
+    int th, n, j, i, o, k;
+
+    in[0] = rnd_f32(OPHOST_SHAPE(B, S, C), 31, 1.0);
+    in[1] = rnd_f32(OPHOST_SHAPE(O, S), 32, 1.0);
+    in[2] = rnd_f32(OPHOST_SHAPE(O), 33, 1.0);
+    ck_assert_int_eq(ophost_run(host, "core.linear", attrs, in, 3, out, 1,
+                                &msg),
+                     SMLP_OK);
+    g[0] = rnd_f32(OPHOST_SHAPE(B, O, C), 34, 1.0);
+    for (th = 0; th < 2; th++) {
+        ophost_set_threads(host, th + 1);
+        for (n = 0; n < 3; n++)
+            gr[th][n] = ophost_tensor_like(in[n]);
+        ck_assert_int_eq(ophost_backward(host, "core.linear", attrs, in, 3,
+                                         out, 1, g, gr[th], &msg),
+                         SMLP_OK);
+    }
+    ophost_set_threads(host, 1);
+    for (n = 0; n < 3; n++)
+        ck_assert_mem_eq(gr[0][n]->data, gr[1][n]->data,
+                         (size_t)gc_numel(in[n]) * sizeof(float));
+    x = in[0]->data;
+    w = in[1]->data;
+    dy = g[0]->data;
+    for (j = 0; j < O; j++) {
+        double db = 0.0, dba = 0.0;
+
+        for (i = 0; i < S; i++) {
+            double dw = 0.0, abs = 0.0;
+
+            for (o = 0; o < B; o++)
+                for (k = 0; k < C; k++) {
+                    double t = (double)dy[(o * O + j) * C + k] *
+                               x[(o * S + i) * C + k];
+
+                    dw += t;
+                    abs += fabs(t);
+                }
+            ck_assert_msg(fabs(((float *)gr[0][1]->data)[j * S + i] - dw) <=
+                              1e-5 * abs + 1e-6,
+                          "dW[%d,%d] = %g, want %g", j, i,
+                          ((float *)gr[0][1]->data)[j * S + i], dw);
+        }
+        for (o = 0; o < B; o++)
+            for (k = 0; k < C; k++) {
+                db += dy[(o * O + j) * C + k];
+                dba += fabs(dy[(o * O + j) * C + k]);
+            }
+        ck_assert(fabs(((float *)gr[0][2]->data)[j] - db) <=
+                  1e-5 * dba + 1e-6);
+    }
+    for (o = 0; o < B; o += 7)
+        for (i = 0; i < S; i++)
+            for (k = 0; k < C; k++) {
+                double dx = 0.0, abs = 0.0;
+
+                for (j = 0; j < O; j++) {
+                    dx += (double)w[j * S + i] * dy[(o * O + j) * C + k];
+                    abs += fabs((double)w[j * S + i] *
+                                dy[(o * O + j) * C + k]);
+                }
+                ck_assert(fabs(((float *)gr[0][0]->data)[(o * S + i) * C +
+                                                         k] -
+                               dx) <= 1e-5 * abs + 1e-6);
+            }
+    for (n = 0; n < 3; n++) {
+        ophost_tensor_free(in[n]);
+        ophost_tensor_free(gr[0][n]);
+        ophost_tensor_free(gr[1][n]);
+    }
+    ophost_tensor_free(out[0]);
+    ophost_tensor_free(g[0]);
+}
+END_TEST
+
 /* Runs the forward, then the backward with dy = 1 and a grad_input for
  * every input (filled with NaN first); gr[i] receives them (caller
  * frees). */
@@ -942,6 +1031,7 @@ grad_core_suite(void)
     tcase_add_test(tc, test_grad_linear_axis_m2);
     tcase_add_test(tc, test_grad_linear_other_axes);
     tcase_add_test(tc, test_grad_linear_no_bias);
+    tcase_add_test(tc, test_grad_linear_split_sum);
     tcase_add_test(tc, test_grad_linear_empty);
     TC("gelu");
     tcase_add_test(tc, test_grad_gelu_exact);

@@ -106,7 +106,13 @@ smlp__core_copy_grad(float *dst, const float *src, int64_t n)
  *
  * With sum_batch, all products go to the same C (stride_c unused):
  * C = alpha·Σ_i op(A_i)·op(B_i) + beta·C, each tile of C summing i in
- * increasing order (weight gradients summed over a batch).
+ * increasing order (weight gradients summed over a batch).  When C has
+ * fewer tiles than SMLP__CORE_GEMM_TASKS and `partial` is set (no
+ * epilogue), the batch is also cut into smlp__core_gemm_sum_parts()
+ * parts (a function of the shapes): part 0 sums into C, part p > 0 into
+ * partial + (p − 1)·m·n (rows of n floats), and the parts are then added
+ * to C in increasing p; so a small C (token mixing's dW, 64 x 49) keeps
+ * every thread busy, with the same bits for any thread count.
  *
  * epilogue (optional) runs on each tile once it is computed, while it is
  * hot in the cache: for rows [m0, m0 + mb) and columns [n0, n0 + nb) of
@@ -125,6 +131,7 @@ struct smlp__core_gemm {
     void (*epilogue)(void *arg, float *c, int64_t ldc, int64_t i,
                      int64_t m0, int64_t mb, int64_t n0, int64_t nb);
     void *epilogue_arg;
+    float *partial; /* sum_batch: scratch for the parts, or NULL */
 };
 
 /* The number of tiles the products of a batch are cut into, at least. */
@@ -136,6 +143,12 @@ struct smlp__core_gemm {
  */
 void smlp__core_gemm_tiles(int64_t batch, int64_t m, int64_t n, int64_t k,
                            int64_t *bm, int64_t *bn);
+/*
+ * The parts a sum_batch product of these shapes is cut into along the
+ * batch (1: none); it needs (parts − 1)·m·n floats of `partial`.
+ */
+int64_t smlp__core_gemm_sum_parts(int64_t batch, int64_t m, int64_t n,
+                                  int64_t k);
 /* Runs g as tiles, each a single-threaded sgemm over all of k, on the
  * node's threads.  k == 0 is the caller's business (BLAS is not called
  * with it by the kernels).  Returns SMLP_OK. */

@@ -93,7 +93,28 @@ smlp__core_gemm_tiles(int64_t batch, int64_t m, int64_t n, int64_t k,
 struct gemm_run {
     const struct smlp__core_gemm *g;
     int64_t bm, bn, tiles_m, tiles_n;
+    int64_t parts; /* sum_batch: parts of the batch (1: none) */
 };
+
+int64_t
+smlp__core_gemm_sum_parts(int64_t batch, int64_t m, int64_t n, int64_t k)
+{
+    int64_t bm, bn, tiles, parts;
+
+    if (batch <= 1 || m <= 0 || n <= 0 || k <= 0)
+        return 1;
+    smlp__core_gemm_tiles(1, m, n, k * batch, &bm, &bn);
+    tiles = ceil_div(m, bm) * ceil_div(n, bn);
+    if (tiles >= SMLP__CORE_GEMM_TASKS)
+        return 1;
+    parts = ceil_div(SMLP__CORE_GEMM_TASKS, tiles);
+    if (parts > batch)
+        parts = batch;
+    /* Each part at least MIN_TILE_MACS of work per tile. */
+    while (parts > 1 && bm * bn * k * (batch / parts) < MIN_TILE_MACS)
+        parts--;
+    return parts;
+}
 
 static int
 gemm_task(void *arg, int64_t task, int worker)
@@ -104,9 +125,13 @@ gemm_task(void *arg, int64_t task, int worker)
     int64_t m0 = (t / r->tiles_n) * r->bm, n0 = (t % r->tiles_n) * r->bn;
     int64_t mb = g->m - m0 < r->bm ? g->m - m0 : r->bm;
     int64_t nb = g->n - n0 < r->bn ? g->n - n0 : r->bn;
-    int64_t i = g->sum_batch ? 0 : task / per;
-    int64_t end = g->sum_batch ? g->batch : i + 1;
-    float beta = g->beta, *c;
+    int64_t part = g->sum_batch ? task / per : 0;
+    int64_t i = g->sum_batch ? part * g->batch / r->parts : task / per;
+    int64_t end = g->sum_batch ? (part + 1) * g->batch / r->parts : i + 1;
+    /* Part p > 0 of a split sum goes to its own m x n block of partial. */
+    float *cbase = part > 0 ? g->partial + (part - 1) * g->m * g->n : g->c;
+    int64_t ldc = part > 0 ? g->n : g->ldc;
+    float beta = part > 0 ? 0.0f : g->beta, *c;
 
     (void)worker;
     for (; i < end; i++) {
@@ -117,11 +142,11 @@ gemm_task(void *arg, int64_t task, int worker)
         const float *b = g->b + i * g->stride_b +
                          (g->trans_b ? n0 * g->ldb : n0);
 
-        c = g->c + (g->sum_batch ? 0 : i * g->stride_c) + m0 * g->ldc + n0;
+        c = cbase + (g->sum_batch ? 0 : i * g->stride_c) + m0 * ldc + n0;
         cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
                     g->trans_b ? CblasTrans : CblasNoTrans, (int)mb,
                     (int)nb, (int)g->k, g->alpha, a, (int)g->lda, b,
-                    (int)g->ldb, beta, c, (int)g->ldc);
+                    (int)g->ldb, beta, c, (int)ldc);
         if (g->sum_batch)
             beta = 1.0f;
         else if (g->epilogue != NULL)
@@ -133,12 +158,35 @@ gemm_task(void *arg, int64_t task, int worker)
     return 0;
 }
 
+/* Rows [begin, end) of C += the parts 1.. of a split sum, in order. */
+static int
+gemm_add_parts(void *arg, int64_t begin, int64_t end, int worker)
+{
+    const struct gemm_run *r = arg;
+    const struct smlp__core_gemm *g = r->g;
+    int64_t row, p, j;
+
+    (void)worker;
+    for (row = begin; row < end; row++) {
+        float *c = g->c + row * g->ldc;
+
+        for (p = 1; p < r->parts; p++) {
+            const float *q = g->partial + ((p - 1) * g->m + row) * g->n;
+
+            for (j = 0; j < g->n; j++)
+                c[j] += q[j];
+        }
+    }
+    return 0;
+}
+
 int
 smlp__core_gemm(const struct smlp_host_api *host,
                 const struct smlp_node *node, const struct smlp__core_gemm *g)
 {
     struct gemm_run r;
     int64_t tasks;
+    int rc;
 
     if (g->batch <= 0 || g->m <= 0 || g->n <= 0)
         return SMLP_OK;
@@ -149,8 +197,16 @@ smlp__core_gemm(const struct smlp_host_api *host,
     r.g = g;
     r.tiles_m = ceil_div(g->m, r.bm);
     r.tiles_n = ceil_div(g->n, r.bn);
-    tasks = r.tiles_m * r.tiles_n * (g->sum_batch ? 1 : g->batch);
-    return smlp_parallel_for(host, node, tasks, gemm_task, &r);
+    r.parts = g->sum_batch && g->partial != NULL && g->epilogue == NULL
+                  ? smlp__core_gemm_sum_parts(g->batch, g->m, g->n, g->k)
+                  : 1;
+    tasks = r.tiles_m * r.tiles_n * (g->sum_batch ? r.parts : g->batch);
+    if ((rc = smlp_parallel_for(host, node, tasks, gemm_task, &r)) != 0 ||
+        r.parts == 1)
+        return rc;
+    return smlp__core_parallel_range(host, node, g->m,
+                                     ceil_div(g->m, SMLP__CORE_GEMM_TASKS),
+                                     gemm_add_parts, &r);
 }
 
 /* ---- ranges ------------------------------------------------------------ */

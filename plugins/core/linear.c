@@ -15,11 +15,13 @@
  *   otherwise:  dX_o = Wᵀ·dY_o per o, dW = Σ_o dY_o·X_oᵀ (sgemm with
  *               beta 1, o in increasing order);
  * and db[j] = Σ_o Σ_k dY[o,j,k] in double, in a fixed order, in a
- * backward workspace of `out` doubles.
+ * backward workspace of `out` doubles (followed by the partial sums of
+ * dW's sum over o when gemm.c splits it: token mixing's small dW).
  *
  * Threads: every product runs as tiles of its output (gemm.c), each a
  * single-threaded sgemm over the whole summed dimension, so dW's sums over
- * rows (or over o) are never split; the bias is added to each tile as it
+ * rows are never split (its sum over o is, into parts fixed by the
+ * shapes, when dW has too few tiles for the threads); the bias is added to each tile as it
  * is computed, and db is summed in chunks of j.  The tiles depend on the
  * shapes only: the same bits for any thread count.
  */
@@ -30,6 +32,27 @@
 struct linear_priv {
     int axis; /* normalised, in [0, rank) */
 };
+
+/* The backward workspace: db's `out` doubles, then (inner > 1) the
+ * partial sums of dW's split batch sum (gemm.c), 64-byte aligned. */
+static size_t
+linear_partial_offset(int64_t out)
+{
+    return ((size_t)out * sizeof(double) + 63) / 64 * 64;
+}
+
+static size_t
+linear_partial_floats(int64_t outer, int64_t inner,
+                      const struct smlp_tensor *w)
+{
+    int64_t parts;
+
+    if (inner == 1)
+        return 0;
+    parts = smlp__core_gemm_sum_parts(outer, w->shape[0], w->shape[1],
+                                      inner);
+    return (size_t)(parts - 1) * (size_t)w->shape[0] * (size_t)w->shape[1];
+}
 
 /* outer, inner of x around axis. */
 static void
@@ -92,8 +115,9 @@ linear_infer(struct smlp_infer_ctx *ctx)
     smlp_infer_set_output(ctx, 0, SMLP_DTYPE_F32, x->rank, shape);
     ctx->macs = (uint64_t)(outer * inner) * (uint64_t)w->shape[1] *
                 (uint64_t)w->shape[0];
-    if (b != NULL)
-        ctx->backward_workspace = (size_t)w->shape[0] * sizeof(double);
+    ctx->backward_workspace = linear_partial_offset(w->shape[0]) +
+                              linear_partial_floats(outer, inner, w) *
+                                  sizeof(float);
     return smlp_infer_set_priv(ctx, &priv, sizeof(priv));
 }
 
@@ -353,6 +377,9 @@ linear_backward(struct smlp_backward_ctx *ctx)
             g.b = x->data;
             g.ldb = inner;
             g.stride_b = in * inner;
+            if (linear_partial_floats(outer, inner, w) > 0)
+                g.partial = (float *)((char *)ctx->workspace +
+                                      linear_partial_offset(out));
         }
         if ((rc = smlp__core_gemm(ctx->host, ctx->node, &g)) != SMLP_OK)
             return rc;
