@@ -25,30 +25,10 @@ command -v "$PY" >/dev/null 2>&1 || { echo "skip - no python3"; exit 77; }
 ROUNDS=${SMLP_CRASH_ROUNDS:-12}
 EPOCHS=24
 T=$(mktemp -d /tmp/smlp-crash-test.XXXXXX)
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+. "${SMLP_TEST_SRCDIR:-.}/tests/shlib.sh"
 
-# Data: 64 training and 32 test images, class c a bright bar at row 3+2c.
-mkdir -p "$T/data"
-"$PY" - "$T/data" <<'PY'
-import gzip, random, struct, sys
-d, rnd = sys.argv[1], random.Random(7)
-for prefix, n in (("train", 64), ("t10k", 32)):
-    px, lab = bytearray(), bytearray()
-    for _ in range(n):
-        c = rnd.randrange(10)
-        img = [rnd.randrange(40) for _ in range(784)]
-        for x in range(4, 24):
-            img[(3 + 2 * c) * 28 + x] = 200
-        px += bytes(img)
-        lab.append(c)
-    with gzip.open(f"{d}/{prefix}-images-idx3-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(px))
-    with gzip.open(f"{d}/{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">II", 0x801, n) + bytes(lab))
-PY
+# Data: 64 training and 32 test images of 10 easy classes (shlib.sh).
+make_idx_data "$T/data" 64 32 || exit 99
 
 # st.py whole FILE | step FILE | same A B | sleeps SEED N
 cat >"$T/st.py" <<'PY'

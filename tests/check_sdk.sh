@@ -26,12 +26,7 @@ done
 T=$(mktemp -d /tmp/smlp-sdk-test.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT INT TERM
 D="$T/inst"
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-show() { sed 's/^/  | /' "$1"; }
+. "${SMLP_TEST_SRCDIR:-.}/tests/shlib.sh"
 finish() {
     echo "$pass passed, $fail failed"
     [ "$fail" -eq 0 ]
