@@ -448,20 +448,33 @@ smlp_expf(float a)
 }
 
 /*
- * d/dx of the exact GELU: Φ(x) + x·φ(x), with Φ(x) = (1 + erf(x/√2))/2
- * and φ(x) = e^(-x²/2)/√(2π).  Beyond |x| = 10 the x·φ term is below
- * 1e-21, so x is clamped there (a NaN stays NaN).  Branch-free.
+ * The exact GELU and its derivative with one erf: returns d/dx =
+ * Φ(x) + x·φ(x), with Φ(x) = (1 + erf(x/√2))/2 and φ(x) = e^(-x²/2)/√(2π),
+ * and stores act(x) = x·Φ(x) (the same bits as smlp_gelu_erf) in *act.
+ * Beyond |x| = 10 the x·φ term is below 1e-21, so x is clamped there for
+ * it (smlp_erff saturates at |x/√2| = 4 anyway; a NaN stays NaN).
+ * Branch-free.
  */
+static inline float
+smlp_gelu_erf_both(float x, float *act)
+{
+    float e1 = 1.0f + smlp_erff(x * 0.70710678118654752f);
+    float xc = x > 10.0f ? 10.0f : x;
+    float pdf;
+
+    xc = xc < -10.0f ? -10.0f : xc;
+    pdf = 0.39894228040143268f * smlp_expf(-0.5f * xc * xc);
+    *act = 0.5f * x * e1;
+    return 0.5f * e1 + xc * pdf;
+}
+
+/* d/dx of the exact GELU (smlp_gelu_erf_both without the activation). */
 static inline float
 smlp_gelu_erf_grad(float x)
 {
-    float cdf, pdf;
+    float act;
 
-    x = x > 10.0f ? 10.0f : x;
-    x = x < -10.0f ? -10.0f : x;
-    cdf = 0.5f * (1.0f + smlp_erff(x * 0.70710678118654752f));
-    pdf = 0.39894228040143268f * smlp_expf(-0.5f * x * x);
-    return cdf + x * pdf;
+    return smlp_gelu_erf_both(x, &act);
 }
 
 #ifdef __cplusplus

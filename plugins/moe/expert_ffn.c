@@ -485,7 +485,8 @@ column_sums(const float *src, int64_t rows, int64_t n, int64_t ld,
  * The fused elementwise pass over a block of rows x n values (row stride
  * ld) of A (the product X·W1ᵀ without bias) and G (d act, when g is not
  * NULL): a += b, g *= act'(a), then a = act(a) when keep_act.  ReLU' =
- * [a > 0]; GELU' = smlp_gelu_erf_grad (Φ(a) + a·φ(a)), branch-free so
+ * [a > 0]; GELU' = Φ(a) + a·φ(a) (smlp_gelu_erf_both: one erf for act and
+ * act' when both are wanted), branch-free so
  * that the loops vectorise.
  */
 SMLP_VECTOR_CLONES static void
@@ -507,17 +508,12 @@ act_pass(float *a, float *g, const float *b, int64_t rows, int64_t n,
             continue;
         }
         if (gr != NULL && keep_act) {
-            /* One erf per value for both: act(a) = ½·a·(1 + erf(a/√2)),
-             * the same bits as smlp_gelu_erf. */
+            /* One erf per value for both act(a) and act'(a). */
             for (i = 0; i < n; i++) {
-                float x = ar[i];
-                float e1 = 1.0f + smlp_erff(x * 0.70710678118654752f);
-                float xc = x > 10.0f ? 10.0f : x < -10.0f ? -10.0f : x;
-                float pdf =
-                    0.39894228040143268f * smlp_expf(-0.5f * xc * xc);
+                float act, d = smlp_gelu_erf_both(ar[i], &act);
 
-                gr[i] *= 0.5f * e1 + xc * pdf;
-                ar[i] = 0.5f * x * e1;
+                gr[i] *= d;
+                ar[i] = act;
             }
             continue;
         }
