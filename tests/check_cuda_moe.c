@@ -19,9 +19,10 @@
  * ties -> lower expert, importance ties -> lower item).  Training cases
  * add the seeded gate noise, which both devices draw from the same
  * counter-based stream.  The whole sparse_mlp_fmnist graph runs with the
- * PyTorch reference's weights and images (tests/reference/
- * sparse_mlp_fmnist.safetensors, batch 4, whose routing margins the
- * reference chose far above float rounding) and at batch 8 with those
+ * PyTorch reference's weights and images (drawn from the generator
+ * settings in tests/reference/sparse_mlp_fmnist.safetensors by
+ * tests/refspec.c; batch 4, whose routing margins the reference chose far
+ * above float rounding) and at batch 8 with those
  * four images twice (a routing group is one image, so each group routes
  * as at batch 4).
  *
@@ -34,6 +35,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "refspec.h"
 #include "testutil.h"
 
 #define TOL 1e-4
@@ -529,7 +531,7 @@ fmnist(int64_t batch)
     smlp_session_t *ref, *cpu, *gpu;
     struct smlp_error err;
     struct smlp_tensor a;
-    char path[600], label[64];
+    char path[600], wpath[700], label[64], msg[1024];
     float first[80];
     int64_t n;
     int r;
@@ -538,12 +540,17 @@ fmnist(int64_t batch)
     g = smlp_graph_load(path, &err);
     ck_assert_msg(g != NULL, "%s", err.msg);
     ref_path(path, sizeof(path));
-    /* The reference's four images, from a batch-4 session. */
-    ref = session_opts(g, reg, SMLP_DEVICE_CPU, 4, 0, path);
-    ck_assert_msg(smlp_session_read_inputs(ref, path) == SMLP_OK, "%s",
-                  smlp_session_errmsg(ref));
-    cpu = session_opts(g, reg, SMLP_DEVICE_CPU, batch, 0, path);
-    gpu = gpu_session(g, reg, batch, 0, path);
+    /* The reference's weights (drawn from its generator settings) as a
+     * file both sessions load, its four images from a batch-4 session. */
+    snprintf(wpath, sizeof(wpath), "%s/ref_weights.safetensors",
+             tu_tmpdir());
+    ck_assert_msg(refspec_write_weights(g, reg, path, wpath, msg,
+                                        sizeof(msg)) == 0, "%s", msg);
+    ref = session_opts(g, reg, SMLP_DEVICE_CPU, 4, 0, wpath);
+    ck_assert_msg(refspec_fill(ref, path, 1, msg, sizeof(msg)) == 0, "%s",
+                  msg);
+    cpu = session_opts(g, reg, SMLP_DEVICE_CPU, batch, 0, wpath);
+    gpu = gpu_session(g, reg, batch, 0, wpath);
     copy_repeated(ref, cpu, "image", (int)(batch / 4));
     copy_repeated(ref, gpu, "image", (int)(batch / 4));
     snprintf(label, sizeof(label), "sparse_mlp_fmnist b=%lld",

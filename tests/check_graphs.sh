@@ -23,12 +23,7 @@ GEN="$S/tools/gen_graphs.py"
 SCHEMA="$S/schemas/graph.fbs"
 T=$(mktemp -d /tmp/smlp-graphs-test.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT INT TERM
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-show() { sed 's/^/  | /' "$1"; }
+. "${SMLP_TEST_SRCDIR:-.}/tests/shlib.sh"
 
 # (a) committed sources = generator output.
 if "$PYTHON3" "$GEN" --check >"$T/check" 2>&1; then

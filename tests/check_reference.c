@@ -11,6 +11,12 @@
  *       combine), in inference and in training mode (noise_std 0): y,
  *       routing (expert, slot), combine weights, load and aux.
  *
+ * The files hold the expected outputs only: the parameters and inputs
+ * come from the reference's counter-based generator, whose settings for
+ * each tensor are in the file's __metadata__ ("init.NAME": "KIND SEED
+ * CENTER HALF SUM"); tests/refspec.c draws the same values and checks
+ * their sum against the reference's.
+ *
  * Float results are compared with the relative error
  *     rel = max_i |got_i - want_i| / max_i |want_i|  <= 1e-4
  * (one norm for the whole tensor, so that entries near zero do not
@@ -22,6 +28,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "refspec.h"
 #include "testutil.h"
 
 #define REL_TOL 1e-4
@@ -228,20 +235,24 @@ registry(void)
     return reg;
 }
 
+/* A session of `g` with the parameters and (with `inputs`) the inputs of
+ * reference file f. */
 static smlp_session_t *
 session(const smlp_graph_t *g, smlp_registry_t *reg, int64_t batch,
-        int training, const char *weights)
+        int training, const struct ref_file *f, int inputs)
 {
     struct smlp_session_opts o;
     struct smlp_error err;
     smlp_session_t *s;
+    char msg[1024];
 
     smlp_session_opts_init(&o);
     o.batch = batch;
     o.training = training;
-    o.weights = weights;
     s = smlp_session_create(g, reg, &o, &err);
     ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_msg(refspec_fill(s, f->path, inputs, msg, sizeof(msg)) == 0,
+                  "%s", msg);
     return s;
 }
 
@@ -282,9 +293,7 @@ START_TEST(test_fmnist_matches_reference)
     size_t i;
 
     ref_open(&f, "sparse_mlp_fmnist.safetensors");
-    s = session(g, reg, 4, 0, f.path);
-    ck_assert_msg(smlp_session_read_inputs(s, f.path) == SMLP_OK, "%s",
-                  smlp_session_errmsg(s));
+    s = session(g, reg, 4, 0, &f, 1);
     run(s);
     expect_close(s, "features", &f, "expected.features");
     expect_close(s, "logits", &f, "expected.logits");
@@ -338,10 +347,9 @@ START_TEST(test_fmnist_image_alone_equals_in_batch)
 
     memset(load_sum, 0, sizeof(load_sum));
     ref_open(&f, "sparse_mlp_fmnist.safetensors");
-    s4 = session(g, reg, 4, 0, f.path);
-    ck_assert_int_eq(smlp_session_read_inputs(s4, f.path), SMLP_OK);
+    s4 = session(g, reg, 4, 0, &f, 1);
     run(s4);
-    s1 = session(g, reg, 1, 0, f.path);
+    s1 = session(g, reg, 1, 0, &f, 0); /* its image: s4's, one by one */
     out_tensor(s4, "image", &img4);
     out_tensor(s1, "image", &img1);
     per_image = smlp_tensor_numel(&img1);
@@ -485,7 +493,7 @@ check_moe_s(int training)
     smlp_registry_t *reg = registry();
     struct smlp_error err;
     struct ref_file f;
-    struct ref_tensor x;
+    struct ref_tensor y;
     struct smlp_tensor aux;
     smlp_session_t *s;
     smlp_graph_t *g;
@@ -493,16 +501,14 @@ check_moe_s(int training)
     size_t i;
 
     ref_open(&f, "sparse_mlp_s_moe.safetensors");
-    x = ref_get(&f, "x");
-    ck_assert_int_eq(x.rank, 2);
-    ck_assert_int_eq(x.shape[0], 2 * 256);
-    ck_assert_int_eq(x.shape[1], 392);
+    y = ref_get(&f, "expected.y");
+    ck_assert_int_eq(y.rank, 2);
+    ck_assert_int_eq(y.shape[0], 2 * 256);
+    ck_assert_int_eq(y.shape[1], 392);
     moe_s_graph(training ? "0.0" : "1.0", path, sizeof(path));
     g = smlp_graph_load(path, &err);
     ck_assert_msg(g != NULL, "%s", err.msg);
-    s = session(g, reg, x.shape[0], training, f.path);
-    ck_assert_msg(smlp_session_read_inputs(s, f.path) == SMLP_OK, "%s",
-                  smlp_session_errmsg(s));
+    s = session(g, reg, y.shape[0], training, &f, 1);
     run(s);
     for (i = 0; i < sizeof(gate_i32) / sizeof(gate_i32[0]); i++) {
         snprintf(name, sizeof(name), L ".gate.%s", gate_i32[i]);

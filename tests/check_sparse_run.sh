@@ -10,11 +10,7 @@ B=${SMLP_TEST_BUILDDIR:-.}
 RUN="$B/tools/smlp-run"
 T=$(mktemp -d /tmp/smlp-sparse-test.XXXXXX)
 trap 'rm -rf "$T"' EXIT INT TERM
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+. "${SMLP_TEST_SRCDIR:-.}/tests/shlib.sh"
 
 for n in sparse_mlp_fmnist sparse_mlp_s sparse_mlp_b sparse_mlp_b_topk \
     sparse_mlp_b_per_image sparse_mlp_b_hash sparse_mlp_b_norr \
@@ -25,20 +21,22 @@ for n in sparse_mlp_fmnist sparse_mlp_s sparse_mlp_b sparse_mlp_b_topk \
        grep -q "routing (gate+dispatch+combine)" "$T/out"; then
         ok "$n runs at batch 1 and prints the MoE table"
     else
-        bad "$n at batch 1"; sed 's/^/  | /' "$T/out"
+        bad "$n at batch 1"; show "$T/out"
     fi
 done
 
-# With the PyTorch reference's weights and images (tests/reference/) the
-# logits are not zero: the report shows each row's top-5, and the outputs
-# file holds them.
+# With the PyTorch reference's weights (drawn from the generator settings
+# in tests/reference/ by tests/ref_weights) the logits are not zero: the
+# report shows each row's top-5, and the outputs file holds them.
 REF="${SMLP_TEST_SRCDIR:-.}/tests/reference/sparse_mlp_fmnist.safetensors"
-if "$RUN" "$B/graphs/sparse_mlp_fmnist.fbs" --batch 4 --repeat 1 \
-        --weights "$REF" --input "$REF" --output "$T/ref_out.safetensors" \
-        >"$T/out" 2>&1 &&
+if "$B/tests/ref_weights" "$REF" "$B/graphs/sparse_mlp_fmnist.fbs" \
+        "$T/ref_weights.safetensors" >"$T/out" 2>&1 &&
+   "$RUN" "$B/graphs/sparse_mlp_fmnist.fbs" --batch 4 --repeat 1 \
+        --weights "$T/ref_weights.safetensors" \
+        --output "$T/ref_out.safetensors" >>"$T/out" 2>&1 &&
    grep -q "^  row 3 top-5:  [0-9]" "$T/out" && [ -s "$T/ref_out.safetensors" ]
 then ok "sparse_mlp_fmnist with reference weights: top-5 of 4 rows"
-else bad "sparse_mlp_fmnist with reference weights"; sed 's/^/  | /' "$T/out"
+else bad "sparse_mlp_fmnist with reference weights"; show "$T/out"
 fi
 
 if [ -z "$PYTHON3" ] || [ "$PYTHON3" = no ]; then
@@ -90,14 +88,14 @@ if "$RUN" "$FM" --batch 4 --repeat 2 --json "$T/fm.json" >"$T/out" 2>&1 &&
    check_json "$T/fm.json" eval $L_EVAL >>"$T/out" 2>&1; then
     ok "sparse_mlp_fmnist inference: capacities, loads, aux = 0"
 else
-    bad "sparse_mlp_fmnist inference JSON"; sed 's/^/  | /' "$T/out"
+    bad "sparse_mlp_fmnist inference JSON"; show "$T/out"
 fi
 if "$RUN" "$FM" --batch 4 --repeat 1 --training --json "$T/fmt.json" \
         >"$T/out" 2>&1 &&
    check_json "$T/fmt.json" train $L_TRAIN >>"$T/out" 2>&1; then
     ok "sparse_mlp_fmnist training: capacities, loads, aux > 0"
 else
-    bad "sparse_mlp_fmnist training JSON"; sed 's/^/  | /' "$T/out"
+    bad "sparse_mlp_fmnist training JSON"; show "$T/out"
 fi
 
 # Ablations at batch 1 (from the runs above): cf05 halves the inference
@@ -106,7 +104,7 @@ if check_json "$T/sparse_mlp_b_cf05.json" eval \
         10.moe_s.gate:8:1:384:0.5 10.moe_c.gate:8:2:196:0.5 \
         11.moe_s.gate:8:1:384:0.5 11.moe_c.gate:8:2:196:0.5 >"$T/out" 2>&1
 then ok "sparse_mlp_b_cf05 capacities (24, 25)"
-else bad "sparse_mlp_b_cf05 capacities"; sed 's/^/  | /' "$T/out"; fi
+else bad "sparse_mlp_b_cf05 capacities"; show "$T/out"; fi
 if check_json "$T/sparse_mlp_b_hash.json" eval \
         10.moe_s.gate:8:1:384:0 10.moe_c.gate:8:1:196:0 \
         11.moe_s.gate:8:1:384:0 11.moe_c.gate:8:1:196:0 >"$T/out" 2>&1 &&
@@ -121,7 +119,7 @@ for l in r['moe']:
     assert l['kept'] == want, (l['gate'], l['kept'], want)
 " "$T/sparse_mlp_b_hash.json" >>"$T/out" 2>&1
 then ok "sparse_mlp_b_hash: chunk routing, no drops"
-else bad "sparse_mlp_b_hash"; sed 's/^/  | /' "$T/out"; fi
+else bad "sparse_mlp_b_hash"; show "$T/out"; fi
 if check_json "$T/sparse_mlp_b_per_image.json" eval \
         10.moe_s.gate:8:1:384:1.0 10.moe_c.gate:8:2:196:0 \
         11.moe_s.gate:8:1:384:1.0 11.moe_c.gate:8:2:196:0 >"$T/out" 2>&1 &&
@@ -134,7 +132,7 @@ for l in r['moe'][1::2]:
         and sum(l['kept']) == 392, l
 " "$T/sparse_mlp_b_per_image.json" >>"$T/out" 2>&1
 then ok "sparse_mlp_b_per_image: one decision per image"
-else bad "sparse_mlp_b_per_image"; sed 's/^/  | /' "$T/out"; fi
+else bad "sparse_mlp_b_per_image"; show "$T/out"; fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -29,13 +29,18 @@ What it computes
 
 Outputs (safetensors, written with struct + json; no safetensors package)
   tests/reference/sparse_mlp_fmnist.safetensors
-      parameters under their graph names, `image`, `expected.features`,
-      `expected.logits`, `expected.blocks.N.moe_X.gate.{expert,slot,
-      combine_weight,load}`.
+      `expected.features`, `expected.logits`,
+      `expected.blocks.N.moe_X.gate.{expert,slot,combine_weight,load}`.
   tests/reference/sparse_mlp_s_moe.safetensors
-      `x`, the blocks.6.moe_s.* parameters, `expected.y`,
+      `expected.y`,
       `expected.blocks.6.moe_s.gate.{expert,slot,combine_weight,load,aux}`
       and the same under `expected_train.` (training, noise_std = 0).
+  The parameters (under their graph names) and the input (`image`, `x`)
+  are not stored: they come from a counter-based generator (below) that
+  the C test implements too, and each file's __metadata__ holds its
+  settings per tensor, "init.NAME": "KIND SEED CENTER HALF SUM" (the sum
+  of the float32 values, which the C test checks).  So the files stay
+  small (28 KB and 1.6 MB instead of 7.1 and 5.7 MB).
   tests/check_reference.c compares the C runtime against these files
   (relative error max|a-b|/max|b| <= 1e-4; routing and loads exactly).
 
@@ -57,6 +62,7 @@ import sys
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
@@ -126,40 +132,93 @@ def meta(g, key):
 
 
 # ---------------------------------------------------------------------------
-# Random, non-degenerate parameters.
+# Random, non-degenerate parameters and inputs from a counter-based
+# generator that tests/check_reference.c implements too, so that the
+# committed files hold only the generator's settings ("init.NAME" in
+# __metadata__), not megabytes of weights.
+#
+#   u_j = (mix64(seed + (j + 1) * 0x9E3779B97F4A7C15) >> 40) * 2^-24
+#
+# (mix64 = splitmix64's finaliser; j = 0, 1, ... the element; 24-bit
+# uniforms in [0, 1), exact in float and double).  Kind "u": element j =
+# float32(center + (2 u_j - 1) * half); kind "n" (an Irwin-Hall normal,
+# mean center, std half): float32(center + (u_12j + ... + u_12j+11 - 6)
+# * half).  The arithmetic is in double on both sides and rounded to
+# float32 once; the file also records each tensor's sum, which the C test
+# checks against its own values.
 
-def make_params(specs, gen):
-    """Values for [(name, shape)] but the routers (*.gate.weight):
-    linear/conv/expert weights Xavier uniform, biases and layer-norm
-    parameters small random (not 0/1).  float32."""
+GOLDEN = 0x9E3779B97F4A7C15
+MASK64 = (1 << 64) - 1
+
+
+def counter_uniform(seed, n):
+    """u_0 .. u_n-1 of the stream `seed` (float64)."""
+    u64 = numpy.uint64
+    with numpy.errstate(over="ignore"):
+        z = u64(seed & MASK64) + numpy.arange(1, n + 1, dtype=u64) * u64(GOLDEN)
+        z = (z ^ (z >> u64(30))) * u64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> u64(27))) * u64(0x94D049BB133111EB)
+        z = z ^ (z >> u64(31))
+    return (z >> u64(40)).astype(numpy.float64) * 2.0 ** -24
+
+
+def counter_tensor(kind, seed, center, half, shape):
+    """(float32 tensor, its init spec string) for kind "u" or "n"."""
+    n = math.prod(shape)
+    if kind == "u":
+        v = center + (2.0 * counter_uniform(seed, n) - 1.0) * half
+    elif kind == "n":
+        v = center + (counter_uniform(seed, 12 * n).reshape(n, 12).sum(1)
+                      - 6.0) * half
+    else:
+        raise ValueError(kind)
+    t = torch.from_numpy(v.astype(numpy.float32)).reshape(shape)
+    spec = "%s %d %r %r %r" % (kind, seed, float(center), float(half),
+                               t.double().sum().item())
+    return t.contiguous(), spec
+
+
+def param_init(name, shape):
+    """(kind, center, half) of a parameter but the routers: linear/conv/
+    expert weights Xavier uniform, biases and layer-norm parameters small
+    random (not 0/1)."""
+    if name.endswith(".bias"):
+        return "u", 0.0, 0.1
+    if len(shape) == 1:                      # layer-norm weight (gamma)
+        return "u", 1.0, 0.2
+    if len(shape) == 4:                      # conv [C, Cin, P, P]: PyTorch fans
+        fan_in = shape[1] * shape[2] * shape[3]
+        fan_out = shape[0] * shape[2] * shape[3]
+        return "u", 0.0, math.sqrt(6.0 / (fan_in + fan_out))
+    # [out, in] or stacked experts [E, out, in]
+    return "u", 0.0, math.sqrt(6.0 / (shape[-1] + shape[-2]))
+
+
+def make_params(specs, base_seed, init):
+    """Values for [(name, shape)] but the routers (*.gate.weight), the
+    i-th from seed base_seed * 100000 + 50000 + i; their specs go to
+    init[name]."""
     out = {}
-    for name, shape in specs:
+    for i, (name, shape) in enumerate(specs):
         if name.endswith(".gate.weight"):
             continue
-        if name.endswith(".bias"):
-            t = (torch.rand(shape, generator=gen) * 2 - 1) * 0.1
-        elif len(shape) == 1:
-            # layer-norm weight (gamma)
-            t = 1.0 + (torch.rand(shape, generator=gen) * 2 - 1) * 0.2
-        elif len(shape) == 4:
-            # conv [C, Cin, P, P]: PyTorch fans
-            fan_in = shape[1] * shape[2] * shape[3]
-            fan_out = shape[0] * shape[2] * shape[3]
-            b = math.sqrt(6.0 / (fan_in + fan_out))
-            t = (torch.rand(shape, generator=gen) * 2 - 1) * b
-        else:
-            # [out, in] or stacked experts [E, out, in]
-            b = math.sqrt(6.0 / (shape[-1] + shape[-2]))
-            t = (torch.rand(shape, generator=gen) * 2 - 1) * b
-        out[name] = t.to(torch.float32).contiguous()
+        kind, center, half = param_init(name, shape)
+        out[name], init[name] = counter_tensor(
+            kind, base_seed * 100000 + 50000 + i, center, half, shape)
     return out
 
 
+def make_input(shape, base_seed, name, init):
+    """A unit-normal input from seed base_seed * 100000 + 99999."""
+    t, init[name] = counter_tensor("n", base_seed * 100000 + 99999, 0.0, 1.0,
+                                   shape)
+    return t
+
+
 def router_weight(shape, seed, scale):
-    """A router weight [E, d] ~ normal(0, (scale / sqrt(d))^2), float32."""
-    gen = torch.Generator().manual_seed(seed)
-    return (torch.randn(shape, generator=gen)
-            * (scale / math.sqrt(shape[-1]))).to(torch.float32)
+    """A router weight [E, d] ~ normal(0, (scale / sqrt(d))^2), float32,
+    and its init spec."""
+    return counter_tensor("n", seed, 0.0, scale / math.sqrt(shape[-1]), shape)
 
 
 # ---------------------------------------------------------------------------
@@ -544,7 +603,7 @@ def layer_problems(key, r, r64):
     return why
 
 
-def choose_routers(P, specs, seed, layers, k_of, check):
+def choose_routers(P, init, specs, seed, layers, k_of, check):
     """Draws the router weight of each MoE layer in `layers` (graph order)
     from seed*100000 + 1000*layer + t, t = 0, 1, ..., keeping the first
     for which check(P, layer) finds no problem (a list of strings)."""
@@ -553,8 +612,9 @@ def choose_routers(P, specs, seed, layers, k_of, check):
         name = key + ".gate.weight"
         rejected = []
         for t in range(MAX_TRIES):
-            P[name] = router_weight(shapes[name], seed * 100000 + 1000 * li + t,
-                                    ROUTER_SCALE[k_of(key)])
+            P[name], init[name] = router_weight(
+                shapes[name], seed * 100000 + 1000 * li + t,
+                ROUTER_SCALE[k_of(key)])
             why = check(P, key)
             if not why:
                 break
@@ -567,6 +627,14 @@ def choose_routers(P, specs, seed, layers, k_of, check):
                  "; first: " + "; ".join(rejected[0]) if rejected else ""))
 
 
+def init_metadata(init, names):
+    """__metadata__ entries "init.NAME": "KIND SEED CENTER HALF SUM"."""
+    if sorted(init) != sorted(names):
+        raise SystemExit("init specs differ from the tensors: %s"
+                         % sorted(set(init) ^ set(names)))
+    return {"init." + n: init[n] for n in names}
+
+
 def make_fmnist(out_dir):
     g = load_graph("sparse_mlp_fmnist")
     specs = graph_params(g)
@@ -576,9 +644,9 @@ def make_fmnist(out_dir):
                          sorted(set(names) ^ set(used_param_names(g))))
     batch = 4
     cin, hgt, wid = (int(v) for v in meta(g, "image").split("x"))
-    gen = torch.Generator().manual_seed(FMNIST_SEED)
-    P = make_params(specs, gen)
-    image = torch.randn((batch, cin, hgt, wid), generator=gen)
+    init = {}
+    P = make_params(specs, FMNIST_SEED, init)
+    image = make_input((batch, cin, hgt, wid), FMNIST_SEED, "image", init)
     layers = [n["name"][:-len(".gate")] for n in g["nodes"]
               if n["op"].startswith("moe.gate.")]
     print("sparse_mlp_fmnist: base seed %d, batch %d, inference; routers:"
@@ -593,10 +661,10 @@ def make_fmnist(out_dir):
                               forward(to64(P), g, image.double())[2][key])
 
     for li, key in enumerate(layers):       # provisional routers
-        P[key + ".gate.weight"] = router_weight(
+        P[key + ".gate.weight"], _ = router_weight(
             dict(specs)[key + ".gate.weight"], FMNIST_SEED * 100000 + 1000 * li,
             ROUTER_SCALE[k_of(key)])
-    choose_routers(P, specs, FMNIST_SEED, layers, k_of, check)
+    choose_routers(P, init, specs, FMNIST_SEED, layers, k_of, check)
 
     feats, logits, routes = forward(P, g, image)
     feats64, logits64, routes64 = forward(to64(P), g, image.double())
@@ -610,14 +678,14 @@ def make_fmnist(out_dir):
     report_routes(routes)
     print("  float32 vs float64: features rel err %.2e, logits rel err %.2e"
           % (rel_err(feats, feats64), rel_err(logits, logits64)))
-    tensors = [(n, P[n]) for n in names] + [("image", image)]
-    tensors += [("expected.features", feats), ("expected.logits", logits)]
+    tensors = [("expected.features", feats), ("expected.logits", logits)]
     for key, r in routes.items():
         tensors += gate_tensors("expected", key, r)
     path = os.path.join(out_dir, "sparse_mlp_fmnist.safetensors")
-    size = write_safetensors(path, tensors, {
+    size = write_safetensors(path, tensors, dict({
         "graph": "sparse_mlp_fmnist", "batch": batch, "seed": FMNIST_SEED,
-        "mode": "inference", "generator": "tests/reference/sparse_mlp_ref.py"})
+        "mode": "inference", "generator": "tests/reference/sparse_mlp_ref.py"},
+        **init_metadata(init, names + ["image"])))
     print("wrote %s (%d bytes)" % (path, size))
 
 
@@ -632,9 +700,9 @@ def make_moe_s(out_dir):
     batch = 2
     train_attrs = dict(attrs, noise_std=0.0)
     act = node_attrs(g, layer + ".experts").get("activation", "gelu")
-    gen = torch.Generator().manual_seed(MOE_S_SEED)
-    P = make_params(specs, gen)
-    x = torch.randn((batch * items, d), generator=gen)
+    init = {}
+    P = make_params(specs, MOE_S_SEED, init)
+    x = make_input((batch * items, d), MOE_S_SEED, "x", init)
 
     def layer_run(P, x, training):
         return moe_layer(x, P, layer, train_attrs if training else attrs, act,
@@ -653,7 +721,7 @@ def make_moe_s(out_dir):
 
     print("sparse_mlp_s %s: base seed %d, x [%d, %d]; router:"
           % (layer, MOE_S_SEED, batch * items, d))
-    choose_routers(P, specs, MOE_S_SEED, [layer],
+    choose_routers(P, init, specs, MOE_S_SEED, [layer],
                    lambda key: int(attrs.get("k", 1)), check)
     y, r = layer_run(P, x, False)
     yt, rt = layer_run(P, x, True)
@@ -669,16 +737,16 @@ def make_moe_s(out_dir):
     print("  float32 vs float64: y rel err %.2e (infer), %.2e (train); "
           "train aux %.9g (float64 %.9g)" % (rel_err(y, y64), rel_err(yt, yt64),
                                             rt.aux.item(), rt64.aux.item()))
-    tensors = [("x", x)] + [(n, P[n]) for n in names]
-    tensors.append(("expected.y", y))
+    tensors = [("expected.y", y)]
     tensors += gate_tensors("expected", layer, r, with_aux=True)
     tensors.append(("expected_train.y", yt))
     tensors += gate_tensors("expected_train", layer, rt, with_aux=True)
     path = os.path.join(out_dir, "sparse_mlp_s_moe.safetensors")
-    size = write_safetensors(path, tensors, {
+    size = write_safetensors(path, tensors, dict({
         "graph": "sparse_mlp_s", "layer": layer, "seed": MOE_S_SEED,
         "images": batch, "train_noise_std": 0.0,
-        "generator": "tests/reference/sparse_mlp_ref.py"})
+        "generator": "tests/reference/sparse_mlp_ref.py"},
+        **init_metadata(init, names + ["x"])))
     print("wrote %s (%d bytes)" % (path, size))
 
 
