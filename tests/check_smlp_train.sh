@@ -56,7 +56,7 @@ st() { "$PY" "$T/st.py" "$@"; }
 
 # ---- usage and data errors ----
 expect "help" 0 "usage: smlp-train GRAPH" "$TRAIN" --help
-expect "help says svg only" 0 "(PNG is not" "$TRAIN" --help
+expect "help names both plot formats" 0 "--plot F.svg|F.png" "$TRAIN" --help
 expect "version" 0 "smlp-train " "$TRAIN" --version
 expect "no graph" 2 "no graph file given" "$TRAIN" --out "$T/x.st"
 expect "no out" 2 "--out CKPT is required" "$TRAIN" "$MIXER"
@@ -73,8 +73,8 @@ expect "bad augment" 2 "--augment: 'flip' is not none, moco or shift" \
 expect "bad lr" 2 "--lr: 'fast'" "$TRAIN" "$MIXER" --out "$T/x.st" --lr fast
 expect "bad warmup" 2 "--warmup: '2x'" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --warmup 2x
-expect "png plot" 2 "--plot: 'p.png' is not a .svg file" \
-    "$TRAIN" "$MIXER" --out "$T/x.st" --plot p.png
+expect "jpg plot" 2 "--plot: 'p.jpg' is not a .svg or .png file" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --plot p.jpg
 expect "weights and resume" 2 "--weights and --resume exclude" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --weights a --resume b
 expect "stop after past epochs" 2 "--stop-after 3 is past --epochs 2" \
@@ -192,15 +192,49 @@ expect "nothing left to do" 0 "nothing to do" \
 
 # ---- resume: 2 epochs = 1 epoch + --resume 1 epoch, bit for bit ----
 M="$MIXER $COMMON --limit-train 256 --epochs 2 --augment moco"
-"$TRAIN" $M --out "$T/a.st" >"$T/out" 2>&1 || bad "2 epochs"
+"$TRAIN" $M --out "$T/a.st" --plot "$T/a.svg" >"$T/out" 2>&1 ||
+    bad "2 epochs"
 "$TRAIN" $M --out "$T/b.st" --stop-after 1 --metrics "$T/b.csv" \
     >"$T/out" 2>&1 || bad "1 epoch"
 expect "stopped after 1" 0 "resuming at epoch 2, step 8 of 16" \
-    "$TRAIN" $M --out "$T/b.st" --resume "$T/b.st" --metrics "$T/b.csv"
+    "$TRAIN" $M --out "$T/b.st" --resume "$T/b.st" --metrics "$T/b.csv" \
+    --plot "$T/b.png"
 if st same "$T/a.st" "$T/b.st"; then ok "resume is bit-identical (mixer)"
 else bad "resume is bit-identical (mixer)"; fi
 if [ "$(grep -c . "$T/b.csv")" = 3 ]; then ok "metrics continue on resume"
 else bad "metrics continue on resume"; cat "$T/b.csv"; fi
+# The PNG plot of the resumed run (the same curves as a.svg's: the runs
+# are the same bits), decoded here with zlib: chunks and CRCs, 960 x 400
+# RGB, and every test point of the SVG an orange disc in the PNG.
+if "$PY" - "$T/a.svg" "$T/b.png" <<'PY'
+import re, struct, sys, zlib
+b = open(sys.argv[2], "rb").read()
+assert b[:8] == b"\x89PNG\r\n\x1a\n"
+pos, chunks = 8, []
+while pos < len(b):
+    n, = struct.unpack(">I", b[pos:pos + 4])
+    typ, data = b[pos + 4:pos + 8], b[pos + 8:pos + 8 + n]
+    crc, = struct.unpack(">I", b[pos + 8 + n:pos + 12 + n])
+    assert zlib.crc32(typ + data) & 0xffffffff == crc, typ
+    chunks.append((typ, data))
+    pos += 12 + n
+assert [c[0] for c in chunks] == [b"IHDR", b"IDAT", b"IEND"], chunks
+w, h, depth, ctype, _, _, lace = struct.unpack(">IIBBBBB", chunks[0][1])
+assert (w, h, depth, ctype, lace) == (960, 400, 8, 2, 0)
+raw, row = zlib.decompress(chunks[1][1]), 1 + 3 * w
+assert len(raw) == h * row and all(raw[y * row] == 0 for y in range(h))
+px = lambda x, y: tuple(raw[y * row + 1 + 3 * x:y * row + 4 + 3 * x])
+dots = re.findall(r"<circle cx='([0-9.]+)' cy='([0-9.]+)' r='3' "
+                  r"fill='#ff7f0e'", open(sys.argv[1]).read())
+assert len(dots) == 4, dots
+for cx, cy in dots:
+    p = px(int(float(cx)), int(float(cy)))
+    assert max(abs(u - v) for u, v in zip(p, (255, 127, 14))) <= 8, (cx, p)
+blue = sum(px(x, y) == (31, 119, 180) for y in range(h) for x in range(w))
+ink = sum(px(x, y) == (0, 0, 0) for y in range(30) for x in range(w))
+assert blue > 50 and ink > 200, (blue, ink)
+PY
+then ok "PNG plot: valid, the SVG's test points"; else bad "PNG plot"; fi
 S="$SPARSE $COMMON --limit-train 64 --epochs 2 --seed 5 --augment shift"
 "$TRAIN" $S --out "$T/sa.st" >"$T/out" 2>&1 || bad "sparse 2 epochs"
 "$TRAIN" $S --out "$T/sb.st" --stop-after 1 >"$T/out" 2>&1 ||

@@ -4,7 +4,7 @@
  *   smlp-train GRAPH --out CKPT [--data fashion-mnist|DIR] [--epochs N]
  *              [--batch N] [--lr X] [--optimizer adamw|sgd] [--weights F]
  *              [--resume CKPT] [--eval-every N] [--metrics F.csv]
- *              [--plot F.svg] ... (--help lists every option)
+ *              [--plot F.svg|F.png] ... (--help lists every option)
  *
  * The graph gets a loss head in memory (train_head.c) and two sessions:
  * one in training mode with a backward pass, one in inference mode that
@@ -334,7 +334,7 @@ write_reports(struct train_run *r)
                  r->mode == TRAIN_MODE_PROBE ? " (linear probe)" : "",
                  100.0 * r->best_acc);
     if (r->o.plot != NULL &&
-        train_log_write_svg(&r->log, r->o.plot, title, err, sizeof(err)) !=
+        train_log_write_plot(&r->log, r->o.plot, title, err, sizeof(err)) !=
             0) {
         train_fail("--plot %s", err);
         return -1;

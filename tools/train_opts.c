@@ -92,8 +92,8 @@ train_usage(FILE *f)
 "                      (default 50)\n"
 "  --metrics F.csv     " TRAIN_CSV_HEADER "\n"
 "                      rows, rewritten atomically at each epoch end\n"
-"  --plot F.svg        loss and accuracy curves as SVG (PNG is not\n"
-"                      written: convert the SVG, e.g. with rsvg-convert)\n"
+"  --plot F.svg|F.png  loss and accuracy curves, as SVG or as a PNG\n"
+"                      image (960 x 400), by the name's suffix\n"
 "  --trace F.json      a Chrome/Perfetto trace of the last training step\n"
 "                      (forward and backward, one event per node)\n"
 "  --progress auto|bar|lines  a progress bar on a terminal, plain lines\n"
@@ -193,14 +193,6 @@ parse_choice(const char *opt, const char *s, const char *const *names,
     return bad_value(opt, s, want);
 }
 
-static int
-has_suffix(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 const char *const train_optimizer_names[] = {"sgd", "adamw", NULL};
 const char *const train_augment_names[] = {"none", "moco", "shift",
                                             NULL};
@@ -236,11 +228,9 @@ parse_one(int c, const char *v, struct train_opts *o)
     case OPT_PLUGIN_PATH: o->plugin_path = v; return 0;
     case OPT_PLOT:
         o->plot = v;
-        if (has_suffix(v, ".svg"))
+        if (train_plot_format(v) >= 0)
             return 0;
-        return bad_value("--plot", v, "a .svg file (PNG is not written: "
-                                      "convert the SVG, e.g. with "
-                                      "rsvg-convert)");
+        return bad_value("--plot", v, "a .svg or .png file");
     case OPT_EPOCHS: return parse_int("--epochs", v, 1, 1000000, &o->epochs);
     case OPT_BATCH: return parse_int("--batch", v, 1, 1 << 20, &o->batch);
     case OPT_EVAL_BATCH:

@@ -1,6 +1,6 @@
 /*
  * train_report.c - smlp-train's metrics log: CSV out and back in (for
- * --resume) and a hand-written SVG of the loss and accuracy curves.  See
+ * --resume) and the loss and accuracy curves as SVG or PNG (plot.h).  See
  * train_report.h.  Written, like every file smlp-train makes, to a
  * temporary file that is synced and renamed over the target.
  */
@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "plot.h"
 #include "train_report.h"
 
 int
@@ -202,15 +203,17 @@ train_log_read_csv(struct train_log *log, const char *path,
     return 0;
 }
 
-/* ---- SVG ---------------------------------------------------------------- */
+/* ---- the plot (SVG or PNG) ---------------------------------------------- */
 
-#define SVG_W 960
-#define SVG_H 400
+#define PLOT_W 960
+#define PLOT_H 400
 #define PANEL_W 390
 #define PANEL_H 280
 #define PANEL_TOP 60
-#define BLUE "#1f77b4"
-#define ORANGE "#ff7f0e"
+#define BLUE 0x1f77b4
+#define ORANGE 0xff7f0e
+#define FRAME 0x444444
+#define GRID 0xdddddd
 
 /* One panel: its position and data ranges. */
 struct panel {
@@ -242,109 +245,93 @@ nice_step(double range)
 }
 
 static void
-svg_text(FILE *f, const char *s)
+draw_axes(plot_t *g, const struct panel *p, const char *ylabel)
 {
-    for (; *s; s++)
-        if (*s == '&')
-            fputs("&amp;", f);
-        else if (*s == '<')
-            fputs("&lt;", f);
-        else if (*s == '>')
-            fputs("&gt;", f);
-        else
-            fputc(*s, f);
-}
-
-static void
-draw_axes(FILE *f, const struct panel *p, const char *ylabel)
-{
+    char num[32];
     double step, v;
 
-    fprintf(f, "<rect x='%.1f' y='%.1f' width='%d' height='%d' fill='none' "
-               "stroke='#444'/>\n", p->x0, p->y0, PANEL_W, PANEL_H);
+    plot_rect(g, p->x0, p->y0, PANEL_W, PANEL_H, FRAME, PLOT_NO_FILL, 0);
     step = nice_step(p->xmax - p->xmin);
-    for (v = ceil(p->xmin / step) * step; v <= p->xmax + 1e-9; v += step)
-        fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' "
-                   "stroke='#ddd'/><text x='%.1f' y='%.1f' "
-                   "text-anchor='middle'>%g</text>\n",
-                px_x(p, v), p->y0, px_x(p, v), p->y0 + PANEL_H, px_x(p, v),
-                p->y0 + PANEL_H + 16, v);
+    for (v = ceil(p->xmin / step) * step; v <= p->xmax + 1e-9; v += step) {
+        plot_line(g, px_x(p, v), p->y0, px_x(p, v), p->y0 + PANEL_H, GRID,
+                  1);
+        snprintf(num, sizeof(num), "%g", v);
+        plot_text(g, px_x(p, v), p->y0 + PANEL_H + 16, PLOT_ANCHOR_MIDDLE,
+                  12, 0, num);
+    }
     step = nice_step(p->ymax - p->ymin);
-    for (v = ceil(p->ymin / step) * step; v <= p->ymax + 1e-9; v += step)
-        fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' "
-                   "stroke='#ddd'/><text x='%.1f' y='%.1f' "
-                   "text-anchor='end'>%g</text>\n",
-                p->x0, px_y(p, v), p->x0 + PANEL_W, px_y(p, v), p->x0 - 6,
-                px_y(p, v) + 4, v);
-    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>epoch</text>\n",
-            p->x0 + PANEL_W / 2.0, p->y0 + PANEL_H + 36);
-    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' "
-               "font-weight='bold'>%s</text>\n",
-            p->x0 + PANEL_W / 2.0, p->y0 - 10, ylabel);
+    for (v = ceil(p->ymin / step) * step; v <= p->ymax + 1e-9; v += step) {
+        plot_line(g, p->x0, px_y(p, v), p->x0 + PANEL_W, px_y(p, v), GRID,
+                  1);
+        snprintf(num, sizeof(num), "%g", v);
+        plot_text(g, p->x0 - 6, px_y(p, v) + 4, PLOT_ANCHOR_END, 12, 0, num);
+    }
+    plot_text(g, p->x0 + PANEL_W / 2.0, p->y0 + PANEL_H + 36,
+              PLOT_ANCHOR_MIDDLE, 12, 0, "epoch");
+    plot_text(g, p->x0 + PANEL_W / 2.0, p->y0 - 10, PLOT_ANCHOR_MIDDLE, 12,
+              1, ylabel);
 }
 
 /* The curve of column `col` (a train_row member offset) in colour c;
- * dots at each point when `dots`. */
-static void
-draw_curve(FILE *f, const struct panel *p, const struct train_log *log,
-           size_t col, double scale, const char *c, int dots)
+ * dots at each point when `dots`.  -1 when out of memory. */
+static int
+draw_curve(plot_t *g, const struct panel *p, const struct train_log *log,
+           size_t col, double scale, uint32_t c, int dots)
 {
+    double *xy = calloc((log->n + 1) * 2, sizeof(double));
     size_t i;
     int n = 0;
 
-    fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='1.5' "
-               "points='", c);
+    if (xy == NULL)
+        return -1;
     for (i = 0; i < log->n; i++) {
         double v = *(const double *)((const char *)&log->rows[i] + col);
 
         if (isnan(v))
             continue;
-        fprintf(f, "%s%.1f,%.1f", n++ ? " " : "",
-                px_x(p, log->rows[i].epoch), px_y(p, v * scale));
+        xy[2 * n] = px_x(p, log->rows[i].epoch);
+        xy[2 * n + 1] = px_y(p, v * scale);
+        n++;
     }
-    fprintf(f, "'/>\n");
-    for (i = 0; dots && i < log->n; i++) {
-        double v = *(const double *)((const char *)&log->rows[i] + col);
-
-        if (!isnan(v))
-            fprintf(f, "<circle cx='%.1f' cy='%.1f' r='3' fill='%s'/>\n",
-                    px_x(p, log->rows[i].epoch), px_y(p, v * scale), c);
-    }
+    plot_polyline(g, xy, n, c, 1.5);
+    for (i = 0; dots && i < (size_t)n; i++)
+        plot_disc(g, xy[2 * i], xy[2 * i + 1], 3, c);
+    free(xy);
+    return 0;
 }
 
 /* The legend in the top-right corner (bottom-right with `bottom`). */
 static void
-draw_legend(FILE *f, const struct panel *p, const char *a, const char *b,
+draw_legend(plot_t *g, const struct panel *p, const char *a, const char *b,
             int bottom)
 {
     double x = p->x0 + PANEL_W - 120;
     double y = bottom ? p->y0 + PANEL_H - 34 : p->y0 + 14;
 
-    fprintf(f, "<rect x='%.1f' y='%.1f' width='112' height='40' "
-               "fill='white' fill-opacity='0.8' stroke='#ccc'/>\n",
-            x - 4, y - 10);
-    fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='%s' "
-               "stroke-width='2'/><text x='%.1f' y='%.1f'>%s</text>\n",
-            x, y, x + 20, y, BLUE, x + 26, y + 4, a);
-    fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='%s' "
-               "stroke-width='2'/><text x='%.1f' y='%.1f'>%s</text>\n",
-            x, y + 18, x + 20, y + 18, ORANGE, x + 26, y + 22, b);
+    plot_rect(g, x - 4, y - 10, 112, 40, 0xcccccc, 0xffffff, 0.8);
+    plot_line(g, x, y, x + 20, y, BLUE, 2);
+    plot_text(g, x + 26, y + 4, PLOT_ANCHOR_START, 12, 0, a);
+    plot_line(g, x, y + 18, x + 20, y + 18, ORANGE, 2);
+    plot_text(g, x + 26, y + 22, PLOT_ANCHOR_START, 12, 0, b);
 }
 
-struct svg_job {
+struct plot_job {
     const struct train_log *log;
     const char *title;
+    enum plot_format format;
 };
 
 static int
-fill_svg(FILE *f, void *arg)
+fill_plot(FILE *f, void *arg)
 {
-    const struct svg_job *job = arg;
+    const struct plot_job *job = arg;
     const struct train_log *log = job->log;
     struct panel loss = {70, PANEL_TOP, 0, 1, 0, 1};
     struct panel acc = {70 + PANEL_W + 100, PANEL_TOP, 0, 1, 0, 100};
     double amin = 100;
+    plot_t *g;
     size_t i;
+    int bad;
 
     for (i = 0; i < log->n; i++) {
         const struct train_row *r = &log->rows[i];
@@ -364,36 +351,51 @@ fill_svg(FILE *f, void *arg)
     acc.ymin = floor(amin / 10.0) * 10.0;
     if (acc.ymin > 90)
         acc.ymin = 90;
-    fprintf(f, "<?xml version='1.0' encoding='UTF-8'?>\n"
-               "<svg xmlns='http://www.w3.org/2000/svg' version='1.1' "
-               "width='%d' height='%d' viewBox='0 0 %d %d' "
-               "font-family='sans-serif' font-size='12'>\n"
-               "<rect width='100%%' height='100%%' fill='white'/>\n"
-               "<text x='%d' y='22' text-anchor='middle' font-size='15'>",
-            SVG_W, SVG_H, SVG_W, SVG_H, SVG_W / 2);
-    svg_text(f, job->title);
-    fprintf(f, "</text>\n");
-    draw_axes(f, &loss, "loss");
-    draw_curve(f, &loss, log, offsetof(struct train_row, loss), 1.0, BLUE,
-               0);
-    draw_curve(f, &loss, log, offsetof(struct train_row, test_loss), 1.0,
-               ORANGE, 1);
-    draw_legend(f, &loss, "train", "test", 0);
-    draw_axes(f, &acc, "accuracy (%)");
-    draw_curve(f, &acc, log, offsetof(struct train_row, acc), 100.0, BLUE,
-               0);
-    draw_curve(f, &acc, log, offsetof(struct train_row, test_acc), 100.0,
-               ORANGE, 1);
-    draw_legend(f, &acc, "train", "test", 1);
-    fprintf(f, "</svg>\n");
-    return 0;
+    g = plot_create(f, job->format, PLOT_W, PLOT_H);
+    if (g == NULL)
+        return -1;
+    plot_text(g, PLOT_W / 2.0, 22, PLOT_ANCHOR_MIDDLE, 15, 0, job->title);
+    draw_axes(g, &loss, "loss");
+    bad = draw_curve(g, &loss, log, offsetof(struct train_row, loss), 1.0,
+                     BLUE, 0);
+    bad |= draw_curve(g, &loss, log, offsetof(struct train_row, test_loss),
+                      1.0, ORANGE, 1);
+    draw_legend(g, &loss, "train", "test", 0);
+    draw_axes(g, &acc, "accuracy (%)");
+    bad |= draw_curve(g, &acc, log, offsetof(struct train_row, acc), 100.0,
+                      BLUE, 0);
+    bad |= draw_curve(g, &acc, log, offsetof(struct train_row, test_acc),
+                      100.0, ORANGE, 1);
+    draw_legend(g, &acc, "train", "test", 1);
+    bad |= plot_finish(g);
+    return bad ? -1 : 0;
 }
 
 int
-train_log_write_svg(const struct train_log *log, const char *path,
-                    const char *title, char *err, size_t errlen)
+train_plot_format(const char *path)
 {
-    struct svg_job job = {log, title};
+    size_t n = strlen(path);
 
-    return train_write_atomic(path, fill_svg, &job, err, errlen);
+    if (n > 4 && strcmp(path + n - 4, ".svg") == 0)
+        return PLOT_FORMAT_SVG;
+    if (n > 4 && strcmp(path + n - 4, ".png") == 0)
+        return PLOT_FORMAT_PNG;
+    return -1;
+}
+
+int
+train_log_write_plot(const struct train_log *log, const char *path,
+                     const char *title, char *err, size_t errlen)
+{
+    struct plot_job job;
+    int format = train_plot_format(path);
+
+    if (format < 0) {
+        snprintf(err, errlen, "%s: the name must end in .svg or .png", path);
+        return -1;
+    }
+    job.log = log;
+    job.title = title;
+    job.format = (enum plot_format)format;
+    return train_write_atomic(path, fill_plot, &job, err, errlen);
 }

@@ -1,6 +1,6 @@
 /*
  * train_report.h - smlp-train's metrics: rows kept in memory, written as
- * CSV (--metrics) and drawn as an SVG (--plot), both atomically.
+ * CSV (--metrics) and drawn as SVG or PNG (--plot), both atomically.
  */
 #ifndef SMLP_TRAIN_REPORT_H
 #define SMLP_TRAIN_REPORT_H
@@ -49,12 +49,17 @@ int train_log_write_csv(const struct train_log *log, const char *path,
                         char *err, size_t errlen);
 
 /*
- * Draws loss (left) and accuracy (right) against epochs as a standalone
- * SVG 1.1 file, atomically: training curves in blue, test points in
- * orange.  `title` heads the figure.  0, or -1 with a message.
+ * Draws loss (left) and accuracy (right) against epochs, atomically, as
+ * a standalone SVG 1.1 file or a PNG image (960 x 400) by the name's
+ * suffix: training curves in blue, test points in orange.  `title` heads
+ * the figure.  0, or -1 with a message.
  */
-int train_log_write_svg(const struct train_log *log, const char *path,
-                        const char *title, char *err, size_t errlen);
+int train_log_write_plot(const struct train_log *log, const char *path,
+                         const char *title, char *err, size_t errlen);
+
+/* PLOT_FORMAT_SVG or PLOT_FORMAT_PNG (plot.h) for a path ending in .svg
+ * or .png, -1 otherwise. */
+int train_plot_format(const char *path);
 
 /*
  * Writes what fill() writes to a temporary file beside path, syncs it
