@@ -361,15 +361,20 @@ smlp_infer_set_priv(struct smlp_infer_ctx *ctx, const void *src, size_t size)
 }
 
 /*
- * SMLP_VECTOR_CLONES before an elementwise loop function builds it twice,
- * for AVX2 and for the baseline, picked at load time (GCC's ifunc-based
- * target_clones), so a portable build still runs 8-wide where it can.
- * Plugins compile with -fno-trapping-math -fvect-cost-model=dynamic
- * ($(SMLP_VEC_CFLAGS)) so that branch-free float loops vectorise at -O2.
+ * SMLP_VECTOR_CLONES before an elementwise loop function builds it three
+ * times, for AVX-512 (x86-64-v4), AVX2 and the baseline, picked at load
+ * time (GCC's ifunc-based target_clones), so a portable build still runs
+ * 16- or 8-wide where it can.  Plugins compile with -fno-trapping-math
+ * -fvect-cost-model=dynamic ($(SMLP_VEC_CFLAGS)) so that branch-free
+ * float loops vectorise at -O2, and with -ffp-contract=off: the clones do
+ * the same IEEE operations per element (no FMA contraction, and GCC does
+ * not reorder float sums without -ffast-math), so every clone gives the
+ * same bits.
  */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     defined(__linux__)
-#define SMLP_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#define SMLP_VECTOR_CLONES                                                  \
+    __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define SMLP_VECTOR_CLONES
 #endif
