@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -376,9 +377,9 @@ train_plot_format(const char *path)
 {
     size_t n = strlen(path);
 
-    if (n > 4 && strcmp(path + n - 4, ".svg") == 0)
+    if (n > 4 && strcasecmp(path + n - 4, ".svg") == 0)
         return PLOT_FORMAT_SVG;
-    if (n > 4 && strcmp(path + n - 4, ".png") == 0)
+    if (n > 4 && strcasecmp(path + n - 4, ".png") == 0)
         return PLOT_FORMAT_PNG;
     return -1;
 }

@@ -58,7 +58,7 @@ int train_log_write_plot(const struct train_log *log, const char *path,
                          const char *title, char *err, size_t errlen);
 
 /* PLOT_FORMAT_SVG or PLOT_FORMAT_PNG (plot.h) for a path ending in .svg
- * or .png, -1 otherwise. */
+ * or .png (any case), -1 otherwise. */
 int train_plot_format(const char *path);
 
 /*
