@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 #define SMLP_ABI_MAJOR 1
-#define SMLP_ABI_MINOR 1
+#define SMLP_ABI_MINOR 2
 #define SMLP_ABI_VERSION ((uint32_t)((SMLP_ABI_MAJOR << 16) | SMLP_ABI_MINOR))
 #define SMLP_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 #define SMLP_ABI_MINOR_OF(v) ((uint32_t)(v)&0xffffu)
@@ -176,6 +176,14 @@ struct smlp_infer_ctx {
      * workspace (whatever the backward needs from the forward pass it
      * reads from the node's inputs and outputs, or recomputes). */
     size_t backward_workspace;
+    /* Out (since 1.2): bytes the forward kernel keeps for the backward
+     * (e.g. a hidden activation it would otherwise recompute).  Only a
+     * training session whose backward of this node runs gives them
+     * (smlp_kernel_ctx.saved, 64-byte aligned); the backward of the same
+     * step gets the same bytes unchanged (smlp_backward_ctx.saved).
+     * Anywhere else saved is NULL: the forward writes them only when it
+     * has them, and a backward without them recomputes. */
+    size_t saved_bytes;
 };
 
 /* One forward kernel invocation. */
@@ -200,6 +208,10 @@ struct smlp_kernel_ctx {
     uint64_t step;
     /* CUDA stream (cudaStream_t) for CUDA kernels; NULL on the CPU. */
     void *stream;
+    /* (since 1.2) smlp_infer_ctx.saved_bytes bytes for the backward, or
+     * NULL (see there). */
+    void *saved;
+    size_t saved_size;
 };
 
 /*
@@ -235,6 +247,10 @@ struct smlp_backward_ctx {
     uint64_t seed;
     uint64_t step;
     void *stream;
+    /* (since 1.2) what the forward of this step left in its saved bytes
+     * (smlp_infer_ctx.saved_bytes), or NULL when it had none. */
+    const void *saved;
+    size_t saved_size;
 };
 
 typedef int (*smlp_infer_cb)(struct smlp_infer_ctx *ctx);

@@ -690,6 +690,11 @@ smlp__autograd_node(smlp_session_t *s, struct smlp__node_rt *n)
             (char *)s->arena + s->plan.buffers[n->bwd_ws_buffer].offset;
         ctx.workspace_size = n->bwd_workspace;
     }
+    if (n->saved_buffer >= 0) {
+        ctx.saved =
+            (char *)s->arena + s->plan.buffers[n->saved_buffer].offset;
+        ctx.saved_size = n->saved_bytes;
+    }
     ctx.threads = s->intra_op;
     ctx.seed = s->opts.seed;
     ctx.step = s->ag->fwd_step;

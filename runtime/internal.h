@@ -187,10 +187,15 @@ struct smlp__node_rt {
      * gradient), writing store gin_store[i]; gout[j]: grad_outputs
      * (&tensors[output j].grad, or NULL).  Scheduling as the forward's,
      * over the reverse graph: bsucc are the backward nodes that wait for
-     * this one. */
+     * this one.  saved_bytes: what infer() asked to keep from the forward
+     * for the backward (ABI 1.2), planned as saved_buffer from the node's
+     * forward step to its backward step when the backward runs a kernel
+     * (-1 otherwise: the kernels get saved NULL). */
     int32_t bwd;
     size_t bwd_workspace;
     int32_t bwd_ws_buffer;
+    size_t saved_bytes;
+    int32_t saved_buffer;
     struct smlp_tensor *gin_t;
     struct smlp_tensor **gin;
     int32_t *gin_store;

@@ -26,7 +26,9 @@
  * A forward value that a backward reads (the node's inputs and outputs)
  * lives until its last backward read, and no longer; gradient stores and
  * backward workspaces are buffers like the others, from their first write
- * to their last read.  So the one arena, its size and its lower bound
+ * to their last read, and so are the bytes a node's forward saves for its
+ * backward (ABI 1.2 saved_bytes: from its forward step, written there,
+ * to its backward step).  So the one arena, its size and its lower bound
  * cover forward and backward together.
  */
 #include <stdlib.h>
@@ -261,7 +263,8 @@ static void
 plan_backward_buffers(smlp_session_t *s, struct smlp__plan *p)
 {
     struct smlp__autograd *ag = s->ag;
-    int32_t k;
+    const smlp_graph_t *g = s->graph;
+    int32_t k, i;
 
     for (k = ag->n_trainable; k < ag->n_stores; k++) {
         struct smlp__gstore *st = &ag->stores[k];
@@ -273,6 +276,17 @@ plan_backward_buffers(smlp_session_t *s, struct smlp__plan *p)
         if (n->bwd_workspace > 0)
             n->bwd_ws_buffer = add_buffer(p, n->bwd_workspace,
                                           s->n_nodes + k, s->n_nodes + k, -1);
+    }
+    /* Saved bytes: written by the forward at step i (its writer, for the
+     * forward's reuse edges), read by the backward at n_nodes + k. */
+    for (i = 0; i < s->n_nodes; i++) {
+        int32_t node = g->order[i];
+        struct smlp__node_rt *n = &s->nodes[node];
+
+        if (n->saved_bytes > 0 && n->bwd == SMLP__BWD_KERNEL &&
+            ag->bpos[node] >= 0 && side_of(n) == SMLP__RES_HOST)
+            n->saved_buffer = add_buffer(p, n->saved_bytes, i,
+                                         s->n_nodes + ag->bpos[node], node);
     }
 }
 
@@ -293,7 +307,8 @@ build_side(smlp_session_t *s, uint32_t side, struct smlp__plan *p,
     last = smlp__malloc((size_t)s->n_tensors * sizeof(*last) + 1);
     p->buffers = smlp__calloc(
         (size_t)(s->n_tensors + s->n_nodes) +
-            (train ? (size_t)(s->ag->n_stores + s->ag->n_bwd) : 0),
+            (train ? (size_t)(s->ag->n_stores + s->ag->n_bwd + s->n_nodes)
+                   : 0),
         sizeof(*p->buffers));
     if (first == NULL || last == NULL || p->buffers == NULL) {
         rc = smlp__seterr(err, SMLP_ENOMEM, "out of memory planning memory");
@@ -414,7 +429,8 @@ touches(smlp_session_t *s, int32_t node, int32_t b, uint32_t side)
     const struct smlp__node_ir *nir = n->node.ir;
     int32_t j;
 
-    if (*ws_on(n, side) == b)
+    if (*ws_on(n, side) == b ||
+        (side == SMLP__RES_HOST && n->saved_buffer == b))
         return 1;
     for (j = 0; j < nir->n_outputs; j++)
         if (*buffer_on(s, nir->outputs[j], side) == b)
@@ -493,7 +509,7 @@ bwd_touches(smlp_session_t *s, int32_t node, int32_t b)
     const struct smlp__node_ir *nir = n->node.ir;
     int32_t j, e;
 
-    if (n->bwd_ws_buffer == b)
+    if (n->bwd_ws_buffer == b || n->saved_buffer == b)
         return 1;
     for (j = 0; j < nir->n_outputs; j++) {
         int32_t o = nir->outputs[j];

@@ -246,6 +246,10 @@ run_node(struct smlp__node_rt *n)
             (char *)s->arena + s->plan.buffers[n->ws_buffer].offset;
         ctx.workspace_size = n->workspace;
     }
+    if (n->saved_buffer >= 0) {
+        ctx.saved = (char *)s->arena + s->plan.buffers[n->saved_buffer].offset;
+        ctx.saved_size = n->saved_bytes;
+    }
     ctx.training = s->opts.training;
     ctx.threads = s->intra_op;
     ctx.seed = s->opts.seed;

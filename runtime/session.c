@@ -234,6 +234,7 @@ infer_node(smlp_session_t *s, struct smlp__node_rt *n, struct smlp_error *err)
             return rc;
     n->workspace = ctx.workspace;
     n->bwd_workspace = ctx.backward_workspace;
+    n->saved_bytes = ctx.saved_bytes;
     n->macs = ctx.macs;
     n->is_view = (n->op->def.flags & SMLP_OP_VIEW) != 0;
     if (n->is_view &&
@@ -289,6 +290,7 @@ resolve_nodes(smlp_session_t *s, struct smlp_error *err)
         n->session = s;
         n->ws_buffer = -1;
         n->dev_ws_buffer = -1;
+        n->saved_buffer = -1;
         n->op = smlp__registry_find(s->reg, nir->op);
         if (n->op == NULL) {
             struct smlp__plugin *p;

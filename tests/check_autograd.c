@@ -496,6 +496,68 @@ START_TEST(test_autograd_same_step_as_forward)
 }
 END_TEST
 
+/*
+ * Saved bytes (ABI 1.2): the forward of gradfix.stash keeps x, the
+ * backward gets the same bytes back after every other node's forward and
+ * backward ran in between (gradient buffers and square_sum's backward
+ * workspace are planned in the same arena), for several steps and thread
+ * counts; an inference session and a stash off the gradient path get
+ * NULL (the latter's forward still runs).
+ */
+START_TEST(test_autograd_saved_bytes)
+{
+    smlp_registry_t *reg = registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    struct gb gb;
+    char path[512];
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    float want[256];
+    const float *w, *w2;
+    int i, r, threads;
+
+    gb_init(&gb);
+    gb_param(&gb, "w", "[256]", 3);
+    gb_param(&gb, "w2", "[256]", 4);
+    gb_tensor(&gb, "c", "Input", "[256]", NULL);
+    gb_tensor(&gb, "s", "Activation", NULL, NULL);
+    gb_tensor(&gb, "a", "Activation", NULL, NULL);
+    gb_tensor(&gb, "b", "Activation", NULL, NULL);
+    gb_tensor(&gb, "cs", "Output", NULL, NULL);
+    gb_tensor(&gb, "loss", "Output", NULL, NULL);
+    gb_node(&gb, "stash", "gradfix.stash", "w", "s", NULL);
+    gb_node(&gb, "mul", "gradfix.mul", "s w2", "a", NULL);
+    gb_node(&gb, "add", "gradfix.add", "a w2", "b", NULL);
+    gb_node(&gb, "ss", "gradfix.square_sum", "b", "loss", NULL);
+    gb_node(&gb, "off", "gradfix.stash", "c", "cs", NULL);
+    g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+    for (threads = 1; threads <= 2; threads++) {
+        s = must_session(g, reg, "loss", NULL, threads);
+        for (r = 0; r < 3; r++) {
+            run_backward(s);
+            w = data(s, "w");
+            w2 = data(s, "w2");
+            /* L = sum (3w * w2 + w2)^2: dL/dw = 2b * w2 * 3 */
+            for (i = 0; i < 256; i++)
+                want[i] = 3.0f * ((2.0f * (3.0f * w[i] * w2[i] + w2[i])) *
+                                  1.0f * w2[i]);
+            assert_bits(grad(s, "w"), want, 256, "dw");
+        }
+        smlp_session_destroy(s);
+    }
+    smlp_session_opts_init(&o);
+    o.batch = 2;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 /* ---- what gets a gradient ---------------------------------------------- */
 
 START_TEST(test_autograd_frozen_params)
@@ -1322,6 +1384,7 @@ autograd_suite(void)
     tcase_add_test(tc, test_autograd_views);
     tcase_add_test(tc, test_autograd_int_output_null);
     tcase_add_test(tc, test_autograd_same_step_as_forward);
+    tcase_add_test(tc, test_autograd_saved_bytes);
     suite_add_tcase(s, tc);
     tc = tcase_create("params");
     tcase_add_test(tc, test_autograd_frozen_params);

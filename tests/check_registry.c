@@ -68,15 +68,18 @@ START_TEST(test_registry_load_path_refused)
 }
 END_TEST
 
+/* The host's ABI as the messages print it. */
+#define HOST_ABI "ABI " SMLP_STR(SMLP_ABI_MAJOR) "." SMLP_STR(SMLP_ABI_MINOR)
+
 START_TEST(test_registry_load_abi_old)
 {
-    expect_load("abi_old", SMLP_EABI, "ABI 0.9, this host has ABI 1.1");
+    expect_load("abi_old", SMLP_EABI, "ABI 0.9, this host has " HOST_ABI);
 }
 END_TEST
 
 START_TEST(test_registry_load_abi_new)
 {
-    expect_load("abi_new", SMLP_EABI, "refused host ABI 1.1");
+    expect_load("abi_new", SMLP_EABI, "refused host " HOST_ABI);
 }
 END_TEST
 

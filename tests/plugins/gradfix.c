@@ -15,6 +15,9 @@
  *   gradfix.stopgrad(x)    y = x, SMLP_OP_NO_GRAD (no backward: its
  *                          output is a constant to autograd, as
  *                          moco.momentum_update's)
+ *   gradfix.stash(x)       y = 3 * x, keeping a copy of x in its saved
+ *                          bytes (ABI 1.2) when it gets them; the backward
+ *                          fails unless they came back holding x
  *
  * Backwards write every gradient they are given, read NULL grad_outputs as
  * zeros, and compute each element as go * other (mul), go (add),
@@ -277,6 +280,62 @@ noise_backward(struct smlp_backward_ctx *ctx)
     return SMLP_OK;
 }
 
+/* ---- stash ------------------------------------------------------------ */
+
+static int
+stash_infer(struct smlp_infer_ctx *ctx)
+{
+    int rc = infer_unary(ctx);
+
+    ctx->saved_bytes = (size_t)smlp_tensor_numel(ctx->inputs[0]) *
+                       sizeof(float);
+    return rc;
+}
+
+static int
+stash_run(struct smlp_kernel_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    const float *x = fp(ctx->inputs[0]);
+    float *y = fp(ctx->outputs[0]);
+
+    for (i = 0; i < n; i++)
+        y[i] = 3.0f * x[i];
+    if (ctx->saved != NULL) {
+        if (ctx->saved_size < (size_t)n * sizeof(float)) {
+            ctx->host->errorf(ctx->node, "saved bytes: %zu, %zu asked",
+                              ctx->saved_size, (size_t)n * sizeof(float));
+            return SMLP_EINVAL;
+        }
+        memcpy(ctx->saved, x, (size_t)n * sizeof(float));
+    }
+    return SMLP_OK;
+}
+
+static int
+stash_backward(struct smlp_backward_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    float *gx = fp(ctx->grad_inputs[0]);
+    float go;
+
+    if (ctx->saved == NULL) {
+        ctx->host->errorf(ctx->node, "no saved bytes in the backward");
+        return SMLP_EINVAL;
+    }
+    if (memcmp(ctx->saved, ctx->inputs[0]->data,
+               (size_t)n * sizeof(float)) != 0) {
+        ctx->host->errorf(ctx->node, "the saved bytes changed between the "
+                                     "forward and the backward");
+        return SMLP_EINVAL;
+    }
+    for (i = 0; gx != NULL && i < n; i++) {
+        go = ctx->grad_outputs[0] != NULL ? fp(ctx->grad_outputs[0])[i] : 0;
+        gx[i] = 3.0f * go;
+    }
+    return SMLP_OK;
+}
+
 /* ---- flat, nobwd ------------------------------------------------------ */
 
 static int
@@ -319,6 +378,7 @@ KERNEL(noise_op, noise_run);
 KERNEL(flat_op, copy_run);
 KERNEL(nobwd_op, copy_run);
 KERNEL(stopgrad_op, copy_run);
+KERNEL(stash_op, stash_run);
 
 OP(mul_op, "gradfix.mul", 2, 1, 0, infer_binary, mul_backward, "a * b");
 OP(add_op, "gradfix.add", 2, 1, 0, infer_binary, add_backward, "a + b");
@@ -334,10 +394,12 @@ OP(nobwd_op, "gradfix.nobwd", 1, 1, 0, infer_unary, NULL,
    "a copy without backward");
 OP(stopgrad_op, "gradfix.stopgrad", 1, 1, SMLP_OP_NO_GRAD, infer_unary,
    NULL, "a copy that no gradient goes through");
+OP(stash_op, "gradfix.stash", 1, 1, 0, stash_infer, stash_backward,
+   "3 * x, x kept in its saved bytes");
 
 static const struct smlp_op_def *const ops[] = {
     &mul_op, &add_op, &square_sum_op, &split_op, &noise_op, &flat_op,
-    &nobwd_op, &stopgrad_op, NULL};
+    &nobwd_op, &stopgrad_op, &stash_op, NULL};
 static const struct smlp_plugin_def def = {
     sizeof(def), SMLP_ABI_VERSION, "gradfix", "1", SMLP_BUILD_SIGNATURE, ops,
     NULL};
