@@ -461,6 +461,11 @@ check_ffn_fd(const char *act, int with_si, double tol)
 
     ffn_inputs(in, strcmp(act, "relu") == 0, with_si, 20);
     grad_ok(&s);
+    /* In training the forward keeps Z = X·W1ᵀ + b1 for the backward
+     * (saved bytes, ABI 1.2): the same check on that path. */
+    ophost_set_training(host, 1);
+    grad_ok(&s);
+    ophost_set_training(host, 0);
     free_all(in, 6);
 }
 
@@ -580,11 +585,87 @@ START_TEST(test_expert_ffn_backward_threads)
     const int want[] = {1, 1, 1, 1, 1, 0};
     int with_si;
 
-    for (with_si = 0; with_si < 2; with_si++) {
-        ffn_inputs(in, 0, with_si, 50);
+    for (with_si = 0; with_si < 4; with_si++) {
+        ophost_set_training(host, with_si >= 2); /* saved Z */
+        ffn_inputs(in, 0, with_si % 2, 50);
         check_threads("moe.expert_ffn", attrs, in, 6, want);
         free_all(in, 6);
     }
+    ophost_set_training(host, 0);
+}
+END_TEST
+
+/* The backward from the forward's saved Z (training) against the one
+ * that recomputes it (inference host, ophost_set_saved(h, 0)): the same
+ * gradients within 1e-6 normwise (Z comes from products of other
+ * shapes, so its last bits may differ), at the tiny shape (hidden
+ * columns mode, M <= h) and at one with M > h (rows mode), gelu and relu,
+ * with and without slot_item. */
+START_TEST(test_expert_ffn_backward_saved)
+{
+    static const int64_t big[5] = {2, 40, 8, 16, 8}; /* E, M, d, h, o */
+    struct smlp_tensor *in[6], *out[1] = {NULL}, *gout, *ga[6], *gb[6];
+    int32_t si[2 * 40];
+    int shape, relu, with_si, i;
+
+    for (i = 0; i < 2 * 40; i++)
+        si[i] = i % 3 == 1 ? -1 : i / 2;
+    for (shape = 0; shape < 2; shape++)
+        for (relu = 0; relu < 2; relu++)
+            for (with_si = 0; with_si < 2; with_si++) {
+                struct ophost_attr attrs[] = {
+                    OPHOST_STRING("activation", relu ? "relu" : "gelu"),
+                    OPHOST_END};
+
+                if (shape == 0) {
+                    ffn_inputs(in, relu, with_si, 70);
+                } else {
+                    in[0] = rnd_f32(OPHOST_SHAPE(big[0], big[1], big[2]), 71,
+                                    1.0);
+                    in[1] = rnd_f32(OPHOST_SHAPE(big[0], big[3], big[2]), 72,
+                                    1.0);
+                    in[2] = rnd_f32(OPHOST_SHAPE(big[0], big[3]), 73, 1.0);
+                    in[3] = rnd_f32(OPHOST_SHAPE(big[0], big[4], big[3]), 74,
+                                    1.0);
+                    in[4] = rnd_f32(OPHOST_SHAPE(big[0], big[4]), 75, 1.0);
+                    in[5] = with_si ? ophost_i32(OPHOST_SHAPE(big[0], big[1]),
+                                                 si)
+                                    : NULL;
+                }
+                forward_ok("moe.expert_ffn", attrs, in, 6, out, 1);
+                gout = ophost_tensor_like(out[0]);
+                fill(gout->data, smlp_tensor_numel(gout), 76, 1.0, 0.0);
+                for (i = 0; i < 6; i++) {
+                    ga[i] = i < 5 ? ophost_tensor_like(in[i]) : NULL;
+                    gb[i] = i < 5 ? ophost_tensor_like(in[i]) : NULL;
+                }
+                ophost_set_training(host, 1);
+                backward_ok("moe.expert_ffn", attrs, in, 6, out, gout, ga);
+                ophost_set_saved(host, 0);
+                backward_ok("moe.expert_ffn", attrs, in, 6, out, gout, gb);
+                ophost_set_saved(host, 1);
+                ophost_set_training(host, 0);
+                for (i = 0; i < 5; i++) {
+                    const float *a = ga[i]->data, *b = gb[i]->data;
+                    double diff = 0, norm = 0;
+                    int64_t j, n = smlp_tensor_numel(ga[i]);
+
+                    for (j = 0; j < n; j++) {
+                        diff = fmax(diff, fabs((double)a[j] - b[j]));
+                        norm = fmax(norm, fabs((double)b[j]));
+                    }
+                    ck_assert_msg(diff <= 1e-6 * norm,
+                                  "shape %d relu %d slot_item %d: gradient "
+                                  "of input %d from saved Z differs by %g "
+                                  "(max %g)",
+                                  shape, relu, with_si, i, diff, norm);
+                }
+                ophost_tensor_free(gout);
+                free_all(ga, 6);
+                free_all(gb, 6);
+                free_all(out, 1);
+                free_all(in, 6);
+            }
 }
 END_TEST
 
@@ -639,6 +720,7 @@ grad_moe_suite(void)
     tcase_add_test(tc, test_expert_ffn_backward_empty_rows);
     tcase_add_test(tc, test_expert_ffn_backward_subsets);
     tcase_add_test(tc, test_expert_ffn_backward_threads);
+    tcase_add_test(tc, test_expert_ffn_backward_saved);
     tcase_add_test(tc, test_expert_ffn_backward_bad_slot_item);
 #undef TC
     return s;

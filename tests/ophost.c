@@ -55,6 +55,7 @@ struct ophost {
     int n_ops;
     struct smlp_op_def *ops;
     int training;
+    int no_saved;   /* ophost_set_saved(h, 0) */
     int threads;
     uint64_t seed, step;
     uint64_t shuffle; /* parallel_for's shuffle state */
@@ -608,6 +609,12 @@ ophost_set_training(struct ophost *h, int training)
 }
 
 void
+ophost_set_saved(struct ophost *h, int on)
+{
+    h->no_saved = !on;
+}
+
+void
 ophost_set_threads(struct ophost *h, int threads)
 {
     h->threads = threads;
@@ -987,15 +994,64 @@ ophost_infer(struct ophost *h, const char *op,
     return rc;
 }
 
+/* Bytes the op's forward keeps for its backward here: what infer asked,
+ * in training mode, unless ophost_set_saved(h, 0). */
+static size_t
+call_saved_bytes(const struct ophost *h, const struct call *c)
+{
+    return h->training && !h->no_saved ? c->ictx.saved_bytes : 0;
+}
+
+/* Runs the forward kernel of the inferred call c into outputs, with a
+ * poisoned workspace and, when `saved` is not NULL, the saved bytes. */
+static int
+call_kernel(struct ophost *h, struct call *c, const char *op,
+            struct smlp_tensor *const *inputs, int n_in,
+            struct smlp_tensor *const *outputs, int n_out, void *saved)
+{
+    const struct smlp_kernel_def *kernel = choose_kernel(c);
+    struct smlp_kernel_ctx k;
+    void *ws = NULL;
+    int rc;
+
+    if (kernel == NULL)
+        return fail(h, SMLP_ENOKERNEL, "no CPU kernel of %s takes this node",
+                    op);
+    if ((rc = call_workspace(h, c->ictx.workspace, &ws)) != SMLP_OK)
+        return rc;
+    memset(&k, 0, sizeof(k));
+    k.size = sizeof(k);
+    k.abi = SMLP_ABI_VERSION;
+    k.host = &host_api;
+    k.node = &c->node;
+    k.priv = c->ictx.priv;
+    k.n_inputs = n_in;
+    k.n_outputs = n_out;
+    k.inputs = (const struct smlp_tensor *const *)inputs;
+    k.outputs = outputs;
+    k.workspace = ws;
+    k.workspace_size = c->ictx.workspace;
+    k.training = h->training;
+    k.threads = h->threads;
+    k.seed = h->seed;
+    k.step = h->step;
+    k.saved = saved;
+    k.saved_size = saved != NULL ? c->ictx.saved_bytes : 0;
+    rc = kernel->run(&k);
+    if (rc != SMLP_OK)
+        rc = fail(h, rc > 0 ? SMLP_EKERNEL : rc, "%s",
+                  c->node.err[0] ? c->node.err : "kernel failed (no message)");
+    free(ws);
+    return rc;
+}
+
 int
 ophost_run(struct ophost *h, const char *op, const struct ophost_attr *attrs,
            struct smlp_tensor *const *inputs, int n_in,
            struct smlp_tensor **outputs, int n_out, const char **errmsg)
 {
-    const struct smlp_kernel_def *kernel;
-    struct smlp_kernel_ctx k;
     struct call c;
-    void *ws = NULL;
+    void *saved = NULL;
     int rc;
 
     rc = call_infer(h, &c, op, attrs, inputs, n_in, n_out);
@@ -1003,40 +1059,54 @@ ophost_run(struct ophost *h, const char *op, const struct ophost_attr *attrs,
         goto out;
     if ((rc = call_outputs(h, &c, outputs, n_out, 0)) != SMLP_OK)
         goto out_priv;
-    kernel = choose_kernel(&c);
-    if (kernel == NULL) {
-        rc = fail(h, SMLP_ENOKERNEL, "no CPU kernel of %s takes this node",
-                  op);
+    if ((rc = call_workspace(h, call_saved_bytes(h, &c), &saved)) !=
+        SMLP_OK)
         goto out_priv;
-    }
-    if ((rc = call_workspace(h, c.ictx.workspace, &ws)) != SMLP_OK)
-        goto out_priv;
-    memset(&k, 0, sizeof(k));
-    k.size = sizeof(k);
-    k.abi = SMLP_ABI_VERSION;
-    k.host = &host_api;
-    k.node = &c.node;
-    k.priv = c.ictx.priv;
-    k.n_inputs = n_in;
-    k.n_outputs = n_out;
-    k.inputs = (const struct smlp_tensor *const *)inputs;
-    k.outputs = outputs;
-    k.workspace = ws;
-    k.workspace_size = c.ictx.workspace;
-    k.training = h->training;
-    k.threads = h->threads;
-    k.seed = h->seed;
-    k.step = h->step;
-    rc = kernel->run(&k);
-    if (rc != SMLP_OK)
-        rc = fail(h, rc > 0 ? SMLP_EKERNEL : rc, "%s",
-                  c.node.err[0] ? c.node.err : "kernel failed (no message)");
-    free(ws);
+    rc = call_kernel(h, &c, op, inputs, n_in, outputs, n_out, saved);
+    free(saved);
 out_priv:
     call_release_priv(&c);
 out:
     if (errmsg != NULL)
         *errmsg = h->errmsg;
+    return rc;
+}
+
+/*
+ * The saved bytes a backward gets (NULL when the op keeps none): the
+ * forward kernel run again on the same inputs, into scratch copies of the
+ * outputs, as the forward of the same training step would have left them.
+ */
+static int
+call_saved_forward(struct ophost *h, struct call *c, const char *op,
+                   struct smlp_tensor *const *inputs, int n_in,
+                   struct smlp_tensor *const *outputs, int n_out,
+                   void **saved)
+{
+    struct smlp_tensor *tmp[8] = {NULL};
+    int rc, i;
+
+    *saved = NULL;
+    if (call_saved_bytes(h, c) == 0)
+        return SMLP_OK;
+    if (n_out > 8)
+        return fail(h, SMLP_EINVAL, "more than 8 outputs");
+    if ((rc = call_workspace(h, call_saved_bytes(h, c), saved)) != SMLP_OK)
+        return rc;
+    for (i = 0; i < n_out && rc == SMLP_OK; i++) {
+        tmp[i] = ophost_tensor(outputs[i]->dtype, outputs[i]->rank,
+                               outputs[i]->shape, NULL);
+        if (tmp[i] == NULL)
+            rc = fail(h, SMLP_ENOMEM, "out of memory");
+    }
+    if (rc == SMLP_OK)
+        rc = call_kernel(h, c, op, inputs, n_in, tmp, n_out, *saved);
+    for (i = 0; i < n_out; i++)
+        ophost_tensor_free(tmp[i]);
+    if (rc != SMLP_OK) {
+        free(*saved);
+        *saved = NULL;
+    }
     return rc;
 }
 
@@ -1050,7 +1120,7 @@ ophost_backward(struct ophost *h, const char *op,
 {
     struct smlp_backward_ctx b;
     struct call c;
-    void *ws = NULL;
+    void *ws = NULL, *saved = NULL;
     size_t bws;
     char b1[200], b2[200];
     int rc, i;
@@ -1088,8 +1158,13 @@ ophost_backward(struct ophost *h, const char *op,
     bws = c.ictx.backward_workspace > c.ictx.workspace
               ? c.ictx.backward_workspace
               : c.ictx.workspace;
-    if ((rc = call_workspace(h, bws, &ws)) != SMLP_OK)
+    if ((rc = call_saved_forward(h, &c, op, inputs, n_in, outputs, n_out,
+                                 &saved)) != SMLP_OK)
         goto out_priv;
+    if ((rc = call_workspace(h, bws, &ws)) != SMLP_OK) {
+        free(saved);
+        goto out_priv;
+    }
     memset(&b, 0, sizeof(b));
     b.size = sizeof(b);
     b.abi = SMLP_ABI_VERSION;
@@ -1107,12 +1182,15 @@ ophost_backward(struct ophost *h, const char *op,
     b.threads = h->threads;
     b.seed = h->seed;
     b.step = h->step;
+    b.saved = saved;
+    b.saved_size = saved != NULL ? c.ictx.saved_bytes : 0;
     rc = c.op->backward(&b);
     if (rc != SMLP_OK)
         rc = fail(h, rc > 0 ? SMLP_EKERNEL : rc, "%s",
                   c.node.err[0] ? c.node.err
                                 : "backward failed (no message)");
     free(ws);
+    free(saved);
 out_priv:
     call_release_priv(&c);
 out:

@@ -91,6 +91,12 @@ const struct smlp_op_def *ophost_op(const struct ophost *h, const char *name);
 
 /* Session mode handed to infer and the kernels (default 0, inference). */
 void ophost_set_training(struct ophost *h, int training);
+/* In training mode, ops that ask for saved bytes (ABI 1.2) get them: a
+ * poisoned buffer in ophost_run, and in ophost_backward the bytes a
+ * forward kernel run on the same inputs (into scratch outputs) leaves
+ * there, as in a session's step.  ophost_set_saved(h, 0) gives NULL
+ * instead, as an older host or an inference session does (default on). */
+void ophost_set_saved(struct ophost *h, int on);
 /* Calls the plugin's set_threads (when it has one), passes `threads` to
  * kernels as ctx->threads (default 1) and runs host->parallel_for on that
  * many threads, handing tasks out in a shuffled order (ophost.c). */

@@ -270,6 +270,13 @@ ffn_infer(struct smlp_infer_ctx *ctx)
     if (ctx->size >= offsetof(struct smlp_infer_ctx, backward_workspace) +
                         sizeof(ctx->backward_workspace))
         ctx->backward_workspace = total;
+    /* Training: the forward keeps the pre-activations Z = X·W1ᵀ + b1 of
+     * every filled row, [E,M,h], so that the backward need not recompute
+     * them (one of its five products). */
+    if (ctx->training &&
+        ctx->size >= offsetof(struct smlp_infer_ctx, saved_bytes) +
+                         sizeof(ctx->saved_bytes))
+        ctx->saved_bytes = (size_t)(e * m * h) * sizeof(float);
     ctx->macs = (uint64_t)e * (uint64_t)m *
                 ((uint64_t)d * (uint64_t)h + (uint64_t)h * (uint64_t)o);
     return smlp_infer_set_priv(ctx, &priv, sizeof(priv));
@@ -323,6 +330,17 @@ bias_act(float *hd, const float *b, int64_t rows, int64_t h, int64_t ld,
     }
 }
 
+/* dst = src + b over n values (a pre-activation kept for the backward:
+ * the same sum bias_act makes). */
+SMLP_VECTOR_CLONES static void
+add_bias_to(float *dst, const float *src, const float *b, int64_t n)
+{
+    int64_t j;
+
+    for (j = 0; j < n; j++)
+        dst[j] = src[j] + b[j];
+}
+
 /* Y += b over rows of o values. */
 static void
 add_bias(float *y, const float *b, int64_t rows, int64_t o)
@@ -340,6 +358,7 @@ struct ffn_fwd {
     const float *buf, *w1, *b1, *w2, *b2;
     const int32_t *si; /* NULL: every row is computed */
     float *out;
+    float *z;       /* saved pre-activations [E,M,h], or NULL */
     int64_t m, d, h, o;
     int64_t blocks; /* row blocks per expert */
     char *slots;    /* worker w's slot at slots + w·slot */
@@ -350,7 +369,9 @@ struct ffn_fwd {
  * Task (expert, block): the block's rows (the filled ones gathered into
  * the worker's slot, or all of them in place), then per chunk of
  * ffn_chunk(h) hidden units Hc = act(X·W1cᵀ + b1c) and Y += Hc·W2cᵀ (the
- * first chunk sets Y), then b2 and the scatter.
+ * first chunk sets Y), then b2 and the scatter.  With saved bytes (a
+ * training step whose backward runs) each filled row's X·W1cᵀ + b1c is
+ * kept there too, at its row of [E,M,h].
  */
 static int
 ffn_fwd_task(void *arg, int64_t task, int worker)
@@ -358,7 +379,8 @@ ffn_fwd_task(void *arg, int64_t task, int worker)
     const struct ffn_fwd *f = arg;
     int64_t ex = task / f->blocks, b = task % f->blocks;
     int64_t r0 = b * f->m / f->blocks, r1 = (b + 1) * f->m / f->blocks;
-    int64_t d = f->d, h = f->h, o = f->o, chunk = ffn_chunk(h), n, r, c0, cw;
+    int64_t d = f->d, h = f->h, o = f->o, chunk = ffn_chunk(h), n, r, j, c0;
+    int64_t cw;
     const float *be = f->buf + ex * f->m * d, *src;
     const float *w1e = f->w1 + ex * h * d, *w2e = f->w2 + ex * o * h;
     const int32_t *sie = f->si != NULL ? f->si + ex * f->m : NULL;
@@ -384,6 +406,10 @@ ffn_fwd_task(void *arg, int64_t task, int worker)
         for (c0 = 0; c0 < h; c0 += chunk) {
             cw = h - c0 < chunk ? h - c0 : chunk;
             gemm(0, 1, n, cw, d, src, d, w1e + c0 * d, d, 0.0f, hs, cw);
+            for (r = r0, j = 0; f->z != NULL && r < r1; r++)
+                if (sie == NULL || sie[r] != -1)
+                    add_bias_to(f->z + (ex * f->m + r) * h + c0,
+                                hs + (j++) * cw, f->b1 + ex * h + c0, cw);
             bias_act(hs, f->b1 + ex * h + c0, n, cw, cw, f->relu);
             gemm(0, 1, n, o, cw, hs, cw, w2e + c0, h, c0 > 0 ? 1.0f : 0.0f,
                  dst, o);
@@ -434,6 +460,12 @@ ffn_run(struct smlp_kernel_ctx *ctx)
     f.d = bt->shape[2];
     f.h = ctx->inputs[1]->shape[1];
     f.o = ctx->inputs[3]->shape[1];
+    f.z = NULL;
+    if (ctx->size >= offsetof(struct smlp_kernel_ctx, saved_size) +
+                         sizeof(ctx->saved_size) &&
+        ctx->saved != NULL &&
+        ctx->saved_size >= (size_t)(e * f.m * f.h) * sizeof(float))
+        f.z = ctx->saved;
     for (r = 0; f.si != NULL && r < e * f.m; r++)
         if (f.si[r] < -1)
             return smlp_kernel_fail(
@@ -484,7 +516,8 @@ column_sums(const float *src, int64_t rows, int64_t n, int64_t ld,
 /*
  * The fused elementwise pass over a block of rows x n values (row stride
  * ld) of A (the product X·W1ᵀ without bias) and G (d act, when g is not
- * NULL): a += b, g *= act'(a), then a = act(a) when keep_act.  ReLU' =
+ * NULL): a += b (unless b is NULL: A holds Z already), g *= act'(a), then
+ * a = act(a) when keep_act.  ReLU' =
  * [a > 0]; GELU' = Φ(a) + a·φ(a) (smlp_gelu_erf_both: one erf for act and
  * act' when both are wanted), branch-free so
  * that the loops vectorise.
@@ -498,7 +531,7 @@ act_pass(float *a, float *g, const float *b, int64_t rows, int64_t n,
     for (r = 0; r < rows; r++) {
         float *ar = a + r * ld, *gr = g != NULL ? g + r * ld : NULL;
 
-        for (i = 0; i < n; i++)
+        for (i = 0; b != NULL && i < n; i++)
             ar[i] += b[i];
         if (relu) {
             for (i = 0; gr != NULL && i < n; i++)
@@ -545,6 +578,7 @@ struct ffn_bwd {
     int64_t n;          /* rows of the expert taken part (filled or all) */
     const int32_t *idx; /* their rows in the expert (gathered), else NULL */
     const float *w1e, *w2e, *b1e;
+    const float *ze;     /* the forward's Z = X·W1ᵀ + b1 [M,h], or NULL */
     const float *x, *dy; /* X [n,d], dY [n,o]: gathered, or in place */
     float *as, *gs;      /* act(A) [n,h], G [n,h] */
     float *dxs;          /* dX [n,d] before the scatter (gathered) */
@@ -593,22 +627,49 @@ ffn_bwd_dx_rows(const struct ffn_bwd *f, int64_t r0, int64_t r1)
 }
 
 /*
- * Round 1 in row mode, rows [r0, r1) of the n: A = X·W1ᵀ + b1, G = dY·W2,
- * G *= act'(A), act(A), and dX = G·W1 of these rows.
+ * The pre-activations of rows [r0, r1) of the n and hidden columns [c0,
+ * c0 + cw) into a (row stride h): the forward's Z when it kept them
+ * (returns NULL: the bias is in), else the product X·W1cᵀ (returns the
+ * bias to add).
+ */
+static const float *
+ffn_bwd_pre(const struct ffn_bwd *f, int64_t r0, int64_t r1, int64_t c0,
+            int64_t cw, float *a)
+{
+    int64_t d = f->d, h = f->h, i;
+
+    if (f->ze == NULL) {
+        gemm(0, 1, r1 - r0, cw, d, f->x + r0 * d, d, f->w1e + c0 * d, d,
+             0.0f, a, h);
+        return f->b1e + c0;
+    }
+    for (i = r0; i < r1; i++)
+        memcpy(a + (i - r0) * h,
+               f->ze + (f->idx != NULL ? (int64_t)f->idx[i] : i) * h + c0,
+               (size_t)cw * sizeof(float));
+    return NULL;
+}
+
+/*
+ * Round 1 in row mode, rows [r0, r1) of the n: A = X·W1ᵀ + b1 (or the
+ * forward's Z), G = dY·W2, G *= act'(A), act(A), and dX = G·W1 of these
+ * rows.
  */
 static int
 ffn_bwd_rows(void *arg, int64_t task, int worker)
 {
     const struct ffn_bwd *f = arg;
-    int64_t n = f->n, d = f->d, h = f->h, o = f->o;
+    int64_t n = f->n, h = f->h, o = f->o;
     int64_t r0 = task * n / f->row_blocks, r1 = (task + 1) * n / f->row_blocks;
     float *as = f->as + r0 * h, *gs = f->gs + r0 * h;
 
+    const float *b;
+
     (void)worker;
-    gemm(0, 1, r1 - r0, h, d, f->x + r0 * d, d, f->w1e, d, 0.0f, as, h);
+    b = ffn_bwd_pre(f, r0, r1, 0, h, as);
     if (f->need_g)
         gemm(0, 0, r1 - r0, h, o, f->dy + r0 * o, o, f->w2e, h, 0.0f, gs, h);
-    act_pass(as, f->need_g ? gs : NULL, f->b1e, r1 - r0, h, h, f->relu,
+    act_pass(as, f->need_g ? gs : NULL, b, r1 - r0, h, h, f->relu,
              f->need_a);
     if (f->dxe != NULL)
         ffn_bwd_dx_rows(f, r0, r1);
@@ -616,8 +677,8 @@ ffn_bwd_rows(void *arg, int64_t task, int worker)
 }
 
 /*
- * Round 1, hidden columns [c0, c1): A = X·W1cᵀ + b1c, G = dY·W2c, G *=
- * act'(A), act(A); then dW1 rows c (Gcᵀ·X), db1 c (column sums of G) and
+ * Round 1, hidden columns [c0, c1): A = X·W1cᵀ + b1c (or the forward's
+ * Z), G = dY·W2c, G *= act'(A), act(A); then dW1 rows c (Gcᵀ·X), db1 c (column sums of G) and
  * dW2 columns c (dYᵀ·act(A)c): everything of these columns, each a sum
  * over all n rows by one task.
  */
@@ -625,16 +686,17 @@ static int
 ffn_bwd_hidden(void *arg, int64_t task, int worker)
 {
     const struct ffn_bwd *f = arg;
-    int64_t n = f->n, d = f->d, h = f->h, o = f->o;
+    int64_t n = f->n, h = f->h, o = f->o;
     int64_t c0 = task * f->hc, cw = c0 + f->hc < h ? f->hc : h - c0;
     float *as = f->as + c0, *gs = f->gs + c0;
 
+    const float *b;
+
     (void)worker;
-    gemm(0, 1, n, cw, d, f->x, d, f->w1e + c0 * d, d, 0.0f, as, h);
+    b = ffn_bwd_pre(f, 0, n, c0, cw, as);
     if (f->need_g)
         gemm(0, 0, n, cw, o, f->dy, o, f->w2e + c0, h, 0.0f, gs, h);
-    act_pass(as, f->need_g ? gs : NULL, f->b1e + c0, n, cw, h, f->relu,
-             f->need_a);
+    act_pass(as, f->need_g ? gs : NULL, b, n, cw, h, f->relu, f->need_a);
     ffn_bwd_weights(f, c0, cw);
     return 0;
 }
@@ -687,6 +749,7 @@ ffn_backward(struct smlp_backward_ctx *ctx)
     const float *dout = ctx->grad_outputs[0] != NULL
                             ? ctx->grad_outputs[0]->data
                             : NULL;
+    const float *z = NULL;
     int64_t e = bt->shape[0], m = bt->shape[1], d = bt->shape[2];
     int64_t h = ctx->inputs[1]->shape[1], o = ctx->inputs[3]->shape[1];
     /* Per expert sizes of buf, W1, b1, W2, b2 (and of their gradients). */
@@ -711,6 +774,12 @@ ffn_backward(struct smlp_backward_ctx *ctx)
                 "input 5 (slot_item)[%lld,%lld] = %d is invalid: expected "
                 "-1 (empty row) or an item index >= 0",
                 (long long)(r / m), (long long)(r % m), (int)si[r]);
+    /* What the forward kept (training with ABI 1.2 hosts). */
+    if (ctx->size >= offsetof(struct smlp_backward_ctx, saved_size) +
+                         sizeof(ctx->saved_size) &&
+        ctx->saved != NULL &&
+        ctx->saved_size >= (size_t)(e * m * h) * sizeof(float))
+        z = ctx->saved;
     ffn_backward_layout(m, d, h, o, si != NULL, off, &total);
     xs = (float *)((char *)ctx->workspace + off[0]);
     dys = (float *)((char *)ctx->workspace + off[3]);
@@ -742,6 +811,7 @@ ffn_backward(struct smlp_backward_ctx *ctx)
         f.w1e = w1 + ex * h * d;
         f.w2e = w2 + ex * o * h;
         f.b1e = b1 + ex * h;
+        f.ze = z != NULL ? z + ex * m * h : NULL;
         f.dxe = dp[0] != NULL ? dp[0] + ex * m * d : NULL;
         f.dw1 = dp[1] != NULL ? dp[1] + ex * h * d : NULL;
         f.db1 = dp[2] != NULL ? dp[2] + ex * h : NULL;
