@@ -162,11 +162,13 @@ raster_polyline(plot_t *p, const double *xy, int n, uint32_t rgb,
         flush_cover(p, xa - r, ya - r, xb + r, yb + r, rgb);
 }
 
+/* Text in the 5 x 7 font, doubled for sizes from 14 px (titles): 6 px
+ * (12 px) per character, the glyph's bottom row on the row above y. */
 static void
 raster_text(plot_t *p, double x, double y, enum plot_anchor anchor,
             int size, int bold, const char *s)
 {
-    int scale = size >= 14 ? 2 : 1, adv = plot_png_char_width(size);
+    int scale = size >= 14 ? 2 : 1, adv = 6 * scale;
     int len = (int)strlen(s), cx, top, i, r, c, k, dx, dy;
     uint8_t rows[9];
 
@@ -188,18 +190,6 @@ raster_text(plot_t *p, double x, double y, enum plot_anchor anchor,
                                   top + r * scale + dy, 0x000000, 1.0);
             }
     }
-}
-
-int
-plot_png_char_width(int size)
-{
-    return size >= 14 ? 12 : 6;
-}
-
-int
-plot_png_char_height(int size)
-{
-    return size >= 14 ? 14 : 7;
 }
 
 /* ---- PNG ---------------------------------------------------------------- */

@@ -43,11 +43,6 @@ void plot_disc(plot_t *p, double x, double y, double r, uint32_t rgb);
 void plot_text(plot_t *p, double x, double y, enum plot_anchor anchor,
                int size, int bold, const char *s);
 
-/* PNG text metrics (tests, layout): the advance of one character and
- * the height above the baseline at `size`. */
-int plot_png_char_width(int size);
-int plot_png_char_height(int size);
-
 /* The 5 x 9 glyph of printable ASCII c in rows[0..8], top to bottom
  * (bit 4 the leftmost column; rows 7 and 8 below the baseline).  0, or
  * -1 for other bytes. */
