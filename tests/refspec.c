@@ -3,6 +3,7 @@
  * their generator settings (refspec.h).
  */
 #include "refspec.h"
+#include "safetensors.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -10,37 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The JSON header of safetensors file `path` (NUL-terminated, malloc'd),
- * or NULL with err. */
-static char *
-read_header(const char *path, char *err, size_t errlen)
+/* The value of metadata key `key` of f, or NULL. */
+static const char *
+meta_value(const struct smlp__st_file *f, const char *key)
 {
-    unsigned char len8[8];
-    uint64_t hlen = 0;
-    char *h = NULL;
-    FILE *fp = fopen(path, "rb");
-    int i;
+    int32_t i;
 
-    if (fp == NULL) {
-        snprintf(err, errlen, "%s: cannot open", path);
-        return NULL;
-    }
-    if (fread(len8, 1, 8, fp) == 8) {
-        for (i = 7; i >= 0; i--)
-            hlen = hlen << 8 | len8[i];
-        if (hlen > 0 && hlen < (UINT64_C(1) << 26) &&
-            (h = malloc((size_t)hlen + 1)) != NULL &&
-            fread(h, 1, (size_t)hlen, fp) != (size_t)hlen) {
-            free(h);
-            h = NULL;
-        }
-    }
-    fclose(fp);
-    if (h == NULL)
-        snprintf(err, errlen, "%s: not a safetensors file", path);
-    else
-        h[hlen] = '\0';
-    return h;
+    for (i = 0; i < f->n_meta; i++)
+        if (strcmp(f->meta_keys[i], key) == 0)
+            return f->meta_values[i];
+    return NULL;
 }
 
 static double
@@ -54,13 +34,13 @@ spec_uniform(uint64_t seed, uint64_t j)
     return (double)(z >> 40) * 0x1p-24;
 }
 
-/* Tensor `name` of s as the header's "init.NAME" says. */
+/* Tensor `name` of s as the file's "init.NAME" says. */
 static int
-fill_one(smlp_session_t *s, const char *header, const char *path,
+fill_one(smlp_session_t *s, const struct smlp__st_file *f, const char *path,
          const char *name, char *err, size_t errlen)
 {
     struct smlp_tensor t;
-    char needle[300], kind;
+    char key[300], kind;
     unsigned long long seed;
     double center, half, want, x, sum = 0, abs_sum = 0;
     const char *p;
@@ -68,14 +48,14 @@ fill_one(smlp_session_t *s, const char *header, const char *path,
     int64_t i, n;
     int r;
 
-    snprintf(needle, sizeof(needle), "\"init.%s\": \"", name);
-    p = strstr(header, needle);
+    snprintf(key, sizeof(key), "init.%s", name);
+    p = meta_value(f, key);
     if (p == NULL) {
         snprintf(err, errlen, "%s has no generator settings for '%s'", path,
                  name);
         return -1;
     }
-    if (sscanf(p + strlen(needle), "%c %llu %lf %lf %lf", &kind, &seed,
+    if (sscanf(p, "%c %llu %lf %lf %lf", &kind, &seed,
                &center, &half, &want) != 5 ||
         (kind != 'u' && kind != 'n')) {
         snprintf(err, errlen, "%s: bad init.%s", path, name);
@@ -114,17 +94,17 @@ int
 refspec_fill(smlp_session_t *s, const char *path, int inputs, char *err,
              size_t errlen)
 {
-    char *header = read_header(path, err, errlen);
+    struct smlp__st_file *f;
     int k, i, rc = 0;
 
-    if (header == NULL)
+    if (smlp__st_open(path, &f, err, errlen) != SMLP_OK)
         return -1;
     /* kinds: 1 parameters, 3 inputs (smlp_session_tensor_count) */
     for (k = 1; rc == 0 && k <= (inputs ? 3 : 1); k += 2)
         for (i = 0; rc == 0 && i < smlp_session_tensor_count(s, k); i++)
-            rc = fill_one(s, header, path, smlp_session_tensor_name(s, k, i),
-                          err, errlen);
-    free(header);
+            rc = fill_one(s, f, path, smlp_session_tensor_name(s, k, i), err,
+                          errlen);
+    smlp__st_close(f);
     return rc;
 }
 
