@@ -330,15 +330,21 @@ bias_act(float *hd, const float *b, int64_t rows, int64_t h, int64_t ld,
     }
 }
 
-/* dst = src + b over n values (a pre-activation kept for the backward:
- * the same sum bias_act makes). */
+/* bias_act of one row of n values that also keeps the pre-activation:
+ * z = row + b (the sum bias_act makes), row = act(z). */
 SMLP_VECTOR_CLONES static void
-add_bias_to(float *dst, const float *src, const float *b, int64_t n)
+bias_act_keep(float *row, const float *b, int64_t n, int relu, float *z)
 {
     int64_t j;
 
     for (j = 0; j < n; j++)
-        dst[j] = src[j] + b[j];
+        z[j] = row[j] + b[j];
+    if (relu)
+        for (j = 0; j < n; j++)
+            row[j] = z[j] > 0.0f ? z[j] : 0.0f;
+    else
+        for (j = 0; j < n; j++)
+            row[j] = smlp_gelu_erf(z[j]);
 }
 
 /* Y += b over rows of o values. */
@@ -406,11 +412,12 @@ ffn_fwd_task(void *arg, int64_t task, int worker)
         for (c0 = 0; c0 < h; c0 += chunk) {
             cw = h - c0 < chunk ? h - c0 : chunk;
             gemm(0, 1, n, cw, d, src, d, w1e + c0 * d, d, 0.0f, hs, cw);
+            if (f->z == NULL)
+                bias_act(hs, f->b1 + ex * h + c0, n, cw, cw, f->relu);
             for (r = r0, j = 0; f->z != NULL && r < r1; r++)
                 if (sie == NULL || sie[r] != -1)
-                    add_bias_to(f->z + (ex * f->m + r) * h + c0,
-                                hs + (j++) * cw, f->b1 + ex * h + c0, cw);
-            bias_act(hs, f->b1 + ex * h + c0, n, cw, cw, f->relu);
+                    bias_act_keep(hs + (j++) * cw, f->b1 + ex * h + c0, cw,
+                                  f->relu, f->z + (ex * f->m + r) * h + c0);
             gemm(0, 1, n, o, cw, hs, cw, w2e + c0, h, c0 > 0 ? 1.0f : 0.0f,
                  dst, o);
         }
