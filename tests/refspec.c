@@ -23,8 +23,8 @@ meta_value(const struct smlp__st_file *f, const char *key)
     return NULL;
 }
 
-static double
-spec_uniform(uint64_t seed, uint64_t j)
+double
+refspec_uniform(uint64_t seed, uint64_t j)
 {
     uint64_t z = seed + (j + 1) * UINT64_C(0x9E3779B97F4A7C15);
 
@@ -70,11 +70,11 @@ fill_one(smlp_session_t *s, const struct smlp__st_file *f, const char *path,
     v = t.data;
     for (i = 0; i < n; i++) {
         if (kind == 'u') {
-            x = 2.0 * spec_uniform(seed, (uint64_t)i) - 1.0;
+            x = 2.0 * refspec_uniform(seed, (uint64_t)i) - 1.0;
         } else {
             x = -6.0;
             for (r = 0; r < 12; r++)
-                x += spec_uniform(seed, (uint64_t)(12 * i + r));
+                x += refspec_uniform(seed, (uint64_t)(12 * i + r));
         }
         v[i] = (float)(center + x * half);
         sum += v[i];
@@ -104,6 +104,20 @@ refspec_fill(smlp_session_t *s, const char *path, int inputs, char *err,
         for (i = 0; rc == 0 && i < smlp_session_tensor_count(s, k); i++)
             rc = fill_one(s, f, path, smlp_session_tensor_name(s, k, i), err,
                           errlen);
+    smlp__st_close(f);
+    return rc;
+}
+
+int
+refspec_fill_tensor(smlp_session_t *s, const char *path, const char *name,
+                    char *err, size_t errlen)
+{
+    struct smlp__st_file *f;
+    int rc;
+
+    if (smlp__st_open(path, &f, err, errlen) != SMLP_OK)
+        return -1;
+    rc = fill_one(s, f, path, name, err, errlen);
     smlp__st_close(f);
     return rc;
 }

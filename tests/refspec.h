@@ -11,13 +11,14 @@
  * Irwin-Hall normal): float(center + (u_12j + ... + u_12j+11 - 6) * half).
  * The sum of the values drawn must match SUM (relative 1e-9).
  *
- * Used by check_reference, check_cuda_moe and the ref_weights helper;
- * no Check calls, errors go to err.
+ * Used by check_reference, check_reference_grad, check_cuda_moe and the
+ * ref_weights helper; no Check calls, errors go to err.
  */
 #ifndef SMLP_TEST_REFSPEC_H
 #define SMLP_TEST_REFSPEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "smlp.h"
 
@@ -25,6 +26,13 @@
  * the reference file at `path`.  0, or -1 with a message in err. */
 int refspec_fill(smlp_session_t *s, const char *path, int inputs, char *err,
                  size_t errlen);
+
+/* Fills the one tensor `name` of s (a parameter or an f32 input). */
+int refspec_fill_tensor(smlp_session_t *s, const char *path,
+                        const char *name, char *err, size_t errlen);
+
+/* u_j of the generator's stream `seed`: a 24-bit uniform in [0, 1). */
+double refspec_uniform(uint64_t seed, uint64_t j);
 
 /* Writes the reference's parameters for graph g (a CPU inference session
  * at batch 1) to the safetensors file `out`.  0, or -1 with err. */

@@ -360,7 +360,11 @@ def gate_importance(x, wg, attrs, training):
     r.k, r.cap, r.cf, r.n_groups = k, cap, cf, n_groups
     r.expert = torch.tensor(expert, dtype=torch.int32)
     r.slot = torch.tensor(slot, dtype=torch.int32)
-    r.weight = torch.tensor(weight, dtype=x.dtype)
+    # the kept choices' p, taken from p itself so that the gradient reaches
+    # the router (tests/reference/grad_ref.py); the same values as `weight`
+    r.weight = torch.where(r.slot >= 0, p.gather(1, r.expert.long()),
+                           torch.zeros((), dtype=x.dtype))
+    assert r.weight.tolist() == weight
     r.slot_item = torch.tensor(slot_item, dtype=torch.int32)
     r.load = torch.tensor(load, dtype=torch.int32)
     if training:
