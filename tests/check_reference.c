@@ -29,105 +29,62 @@
 #include <stdint.h>
 
 #include "refspec.h"
+#include "safetensors.h"
 #include "testutil.h"
 
 #define REL_TOL 1e-4
 
-/* ---- the reference files: a minimal safetensors reader ----------------- */
+/* ---- the reference files (runtime/safetensors.c reads them) ---------- */
 
 struct ref_file {
     char path[600];
-    char *buf;      /* the whole file */
-    size_t len;
-    char *header;   /* NUL-terminated copy of the JSON header */
-    size_t data;    /* offset of the data block */
+    struct smlp__st_file *st;
 };
 
 struct ref_tensor {
     const void *data;
     int dtype;      /* SMLP_DTYPE_F32 or SMLP_DTYPE_I32 */
     int rank;
-    int64_t shape[8];
+    int64_t shape[SMLP_MAX_RANK];
     int64_t numel;
 };
 
 static void
 ref_open(struct ref_file *f, const char *name)
 {
-    FILE *fp;
-    uint64_t hlen;
-    long len;
+    char err[512];
 
     snprintf(f->path, sizeof(f->path), "%s/tests/reference/%s", tu_srcdir(),
              name);
-    fp = fopen(f->path, "rb");
-    ck_assert_msg(fp != NULL, "cannot open %s (SMLP_TEST_SRCDIR?)", f->path);
-    ck_assert_int_eq(fseek(fp, 0, SEEK_END), 0);
-    len = ftell(fp);
-    ck_assert_int_gt(len, 8);
-    rewind(fp);
-    f->len = (size_t)len;
-    f->buf = malloc(f->len);
-    ck_assert_ptr_nonnull(f->buf);
-    ck_assert_uint_eq(fread(f->buf, 1, f->len, fp), f->len);
-    fclose(fp);
-    memcpy(&hlen, f->buf, 8); /* little-endian host */
-    ck_assert_msg(hlen < f->len - 8, "%s: bad header length", f->path);
-    f->header = malloc(hlen + 1);
-    ck_assert_ptr_nonnull(f->header);
-    memcpy(f->header, f->buf + 8, hlen);
-    f->header[hlen] = '\0';
-    f->data = 8 + hlen;
+    ck_assert_msg(smlp__st_open(f->path, &f->st, err, sizeof(err)) ==
+                      SMLP_OK, "%s (SMLP_TEST_SRCDIR?)", err);
 }
 
 static void
 ref_close(struct ref_file *f)
 {
-    free(f->buf);
-    free(f->header);
+    smlp__st_close(f->st);
 }
 
-/* Tensor `name` of the file (the reference writes each entry as
- * "NAME": {"dtype": "F32", "shape": [..], "data_offsets": [a, b]}). */
 static struct ref_tensor
 ref_get(const struct ref_file *f, const char *name)
 {
+    const struct smlp__st_entry *e = smlp__st_find(f->st, name);
     struct ref_tensor t;
-    char needle[300], dtype[8];
-    const char *p;
-    long long a, b;
-    int n;
+    int d;
 
+    ck_assert_msg(e != NULL, "%s has no tensor '%s'", f->path, name);
+    ck_assert_msg(e->dtype == SMLP_DTYPE_F32 || e->dtype == SMLP_DTYPE_I32,
+                  "%s: '%s' has dtype %s", f->path, name, e->dtype_name);
     memset(&t, 0, sizeof(t));
-    snprintf(needle, sizeof(needle), "\"%s\": {", name);
-    p = strstr(f->header, needle);
-    ck_assert_msg(p != NULL, "%s has no tensor '%s'", f->path, name);
-    p += strlen(needle);
-    ck_assert_int_eq(sscanf(p, " \"dtype\": \"%7[A-Z0-9]\"", dtype), 1);
-    t.dtype = strcmp(dtype, "F32") == 0 ? SMLP_DTYPE_F32 : SMLP_DTYPE_I32;
-    ck_assert_msg(strcmp(dtype, "F32") == 0 || strcmp(dtype, "I32") == 0,
-                  "%s: '%s' has dtype %s", f->path, name, dtype);
-    p = strstr(p, "\"shape\": [");
-    ck_assert_ptr_nonnull(p);
-    p += strlen("\"shape\": [");
+    t.data = e->data;
+    t.dtype = e->dtype;
+    t.rank = e->rank;
     t.numel = 1;
-    while (*p != ']') {
-        long long d;
-        ck_assert_int_eq(sscanf(p, " %lld%n", &d, &n), 1);
-        ck_assert_int_lt(t.rank, 8);
-        t.shape[t.rank++] = d;
-        t.numel *= d;
-        p += n;
-        if (*p == ',')
-            p++;
+    for (d = 0; d < e->rank; d++) {
+        t.shape[d] = e->shape[d];
+        t.numel *= e->shape[d];
     }
-    p = strstr(p, "\"data_offsets\": [");
-    ck_assert_ptr_nonnull(p);
-    ck_assert_int_eq(sscanf(p, "\"data_offsets\": [%lld, %lld]", &a, &b), 2);
-    ck_assert_msg(a >= 0 && b - a == t.numel * 4 &&
-                      f->data + (size_t)b <= f->len,
-                  "%s: '%s' has bad data_offsets", f->path, name);
-    t.data = f->buf + f->data + a;
     return t;
 }
 
