@@ -181,8 +181,10 @@ struct smlp_infer_ctx {
      * training session whose backward of this node runs gives them
      * (smlp_kernel_ctx.saved, 64-byte aligned); the backward of the same
      * step gets the same bytes unchanged (smlp_backward_ctx.saved).
-     * Anywhere else saved is NULL: the forward writes them only when it
-     * has them, and a backward without them recomputes. */
+     * Anywhere else saved is NULL, and in a training session that
+     * recomputes instead (smlp_session_opts.recompute): the forward
+     * writes them only when it has them, and a backward without them
+     * recomputes. */
     size_t saved_bytes;
 };
 

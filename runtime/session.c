@@ -234,7 +234,7 @@ infer_node(smlp_session_t *s, struct smlp__node_rt *n, struct smlp_error *err)
             return rc;
     n->workspace = ctx.workspace;
     n->bwd_workspace = ctx.backward_workspace;
-    n->saved_bytes = ctx.saved_bytes;
+    n->saved_bytes = s->opts.recompute ? 0 : ctx.saved_bytes;
     n->macs = ctx.macs;
     n->is_view = (n->op->def.flags & SMLP_OP_VIEW) != 0;
     if (n->is_view &&

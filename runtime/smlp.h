@@ -179,6 +179,14 @@ struct smlp_session_opts {
      * one (a frozen backbone for a linear probe).  NULL: none frozen.
      * Only read during smlp_session_create. */
     const char *const *frozen;
+    /* Training: 1 = give no op the bytes it asks to keep from its forward
+     * for its backward (ABI 1.2 saved bytes, e.g. moe.expert_ffn's
+     * pre-activations); their backwards recompute them instead.  Less
+     * memory (they live from the node's forward step to its backward
+     * step), a slower backward, gradients equal to rounding (another
+     * summation order).  Default 0: keep them.  Only read during
+     * smlp_session_create. */
+    int recompute;
 };
 
 SMLP_API void smlp_session_opts_init(struct smlp_session_opts *opts);

@@ -502,7 +502,9 @@ END_TEST
  * backward ran in between (gradient buffers and square_sum's backward
  * workspace are planned in the same arena), for several steps and thread
  * counts; an inference session and a stash off the gradient path get
- * NULL (the latter's forward still runs).
+ * NULL (the latter's forward still runs).  A session created with
+ * opts.recompute plans no saved bytes (a smaller arena) and gives the
+ * kernels NULL: the stash's backward, which cannot recompute, says so.
  */
 START_TEST(test_autograd_saved_bytes)
 {
@@ -513,6 +515,7 @@ START_TEST(test_autograd_saved_bytes)
     char path[512];
     smlp_graph_t *g;
     smlp_session_t *s;
+    struct smlp_session_stats st[2];
     float want[256];
     const float *w, *w2;
     int i, r, threads;
@@ -552,6 +555,28 @@ START_TEST(test_autograd_saved_bytes)
     ck_assert_msg(s != NULL, "%s", err.msg);
     ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
                   smlp_session_errmsg(s));
+    smlp_session_destroy(s);
+    for (r = 0; r < 2; r++) {
+        smlp_session_opts_init(&o);
+        o.training = 1;
+        o.loss = "loss";
+        o.recompute = r;
+        o.plan_only = 1;
+        s = smlp_session_create(g, reg, &o, &err);
+        ck_assert_msg(s != NULL, "%s", err.msg);
+        ck_assert_int_eq(smlp_session_get_stats(s, &st[r]), SMLP_OK);
+        smlp_session_destroy(s);
+    }
+    /* the stash's 1 KiB of saved x, at least */
+    ck_assert_uint_ge(st[0].arena_bytes, st[1].arena_bytes + 1024);
+    o.plan_only = 0;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+    ck_assert_int_ne(smlp_session_backward(s), SMLP_OK);
+    tu_assert_contains(smlp_session_errmsg(s), "stash");
+    tu_assert_contains(smlp_session_errmsg(s), "no saved bytes");
     smlp_session_destroy(s);
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);

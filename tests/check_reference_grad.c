@@ -224,9 +224,10 @@ struct model {
     double g_max;
 };
 
-/* Session at batch 4 with the reference's values, one forward+backward. */
+/* Session at batch 4 with the reference's values, one forward+backward;
+ * recompute: opts.recompute. */
 static void
-model_run(struct model *m, const char *name)
+model_run(struct model *m, const char *name, int recompute)
 {
     struct smlp_session_opts o;
     struct smlp_error e;
@@ -248,6 +249,7 @@ model_run(struct model *m, const char *name)
     o.training = 1;
     o.loss = "loss";
     o.threads = 2;
+    o.recompute = recompute;
     m->s = smlp_session_create(m->g, m->reg, &o, &e);
     ck_assert_msg(m->s != NULL, "%s", e.msg);
     ck_assert_msg(refspec_fill(m->s, m->path, 0, err, sizeof(err)) == 0, "%s",
@@ -281,7 +283,7 @@ model_free(struct model *m)
 }
 
 static void
-check_model(const char *name, int min_params)
+check_model(const char *name, int min_params, int recompute)
 {
     struct model m;
     struct smlp_tensor gr;
@@ -289,7 +291,7 @@ check_model(const char *name, int min_params)
     const char *bad;
     int k, n, norms = 0;
 
-    model_run(&m, name);
+    model_run(&m, name, recompute);
     n = smlp_session_tensor_count(m.s, 1);
     ck_assert_int_ge(n, min_params);
     for (k = 0; k < n; k++) {
@@ -308,13 +310,21 @@ check_model(const char *name, int min_params)
 
 START_TEST(test_grad_mixer_fmnist)
 {
-    check_model("mixer_fmnist", 78);
+    check_model("mixer_fmnist", 78, 0);
 }
 END_TEST
 
 START_TEST(test_grad_sparse_mlp_fmnist)
 {
-    check_model("sparse_mlp_fmnist", 98);
+    check_model("sparse_mlp_fmnist", 98, 0);
+}
+END_TEST
+
+/* opts.recompute: moe.expert_ffn's backward recomputes its
+ * pre-activations instead of keeping them (ABI 1.2 saved bytes) */
+START_TEST(test_grad_sparse_mlp_fmnist_recompute)
+{
+    check_model("sparse_mlp_fmnist", 98, 1);
 }
 END_TEST
 
@@ -330,7 +340,7 @@ START_TEST(test_grad_compare_sees_one_element)
     const char *p = "blocks.5.moe_c.experts.fc1.weight";
     char msg[512];
 
-    model_run(&m, "sparse_mlp_fmnist");
+    model_run(&m, "sparse_mlp_fmnist", 0);
     ck_assert_int_eq(smlp_session_grad(m.s, p, &gr), SMLP_OK);
     ck_assert_int_gt(smlp_tensor_numel(&gr), 4096);
     ck_assert_ptr_null(compare_grad(m.f, m.g_max, p, &gr, msg, sizeof(msg)));
@@ -352,6 +362,7 @@ grad_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_grad_mixer_fmnist);
     tcase_add_test(tc, test_grad_sparse_mlp_fmnist);
+    tcase_add_test(tc, test_grad_sparse_mlp_fmnist_recompute);
     tcase_add_test(tc, test_grad_compare_sees_one_element);
     suite_add_tcase(s, tc);
     return s;

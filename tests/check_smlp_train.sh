@@ -243,6 +243,20 @@ expect "sparse resumed" 0 "loss = cross-entropy + aux_loss" \
     "$TRAIN" $S --out "$T/sb.st" --resume "$T/sb.st"
 if st same "$T/sa.st" "$T/sb.st"; then ok "resume is bit-identical (sparse)"
 else bad "resume is bit-identical (sparse)"; fi
+# --recompute (no saved pre-activations in moe.expert_ffn): resumes bit
+# for bit too, and is an option that changes the result.
+"$TRAIN" $S --recompute --out "$T/ra.st" >"$T/out" 2>&1 ||
+    bad "sparse --recompute 2 epochs"
+"$TRAIN" $S --recompute --out "$T/rb.st" --stop-after 1 >"$T/out" 2>&1 ||
+    bad "sparse --recompute 1 epoch"
+expect "sparse --recompute resumed" 0 "done:" \
+    "$TRAIN" $S --recompute --out "$T/rb.st" --resume "$T/rb.st"
+if st same "$T/ra.st" "$T/rb.st"; then
+    ok "resume is bit-identical (sparse, --recompute)"
+else bad "resume is bit-identical (sparse, --recompute)"; fi
+expect "resume without --recompute" 1 \
+    "made with --recompute 1, this run has 0" \
+    "$TRAIN" $S --out "$T/x.st" --resume "$T/ra.st"
 
 # Interrupted inside epoch 2 (SIGTERM), then resumed.
 "$TRAIN" $M --out "$T/c.st" --log-every 1 --progress lines \

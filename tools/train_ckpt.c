@@ -95,6 +95,8 @@ meta_options(struct train_run *r, struct meta_item *m)
                  "%.17g", o->label_smoothing);
     n = meta_add(m, n, "train.augment", "--augment", 0, "%s",
                  train_augment_names[o->augment]);
+    n = meta_add(m, n, "train.recompute", "--recompute", 0, "%d",
+                 r->o.recompute);
     n = meta_add(m, n, "train.mode", "the mode (--probe, or a MoCo graph)",
                  0, "%s", train_mode_names[r->mode]);
     if (r->mode == TRAIN_MODE_MOCO)
@@ -178,9 +180,13 @@ train_ckpt_resume(struct train_run *r)
         v = smlp_checkpoint_meta(r->ts, m[i].key);
         if (v != NULL && strcmp(v, m[i].value) == 0)
             continue;
-        /* Checkpoints from before the modes trained classifiers. */
+        /* Checkpoints from before the modes trained classifiers, and from
+         * before --recompute. */
         if (v == NULL && strcmp(m[i].key, "train.mode") == 0 &&
             r->mode == TRAIN_MODE_CLASSIFY)
+            continue;
+        if (v == NULL && strcmp(m[i].key, "train.recompute") == 0 &&
+            !r->o.recompute)
             continue;
         if (strcmp(m[i].opt, "GRAPH") == 0) {
             train_fail("--resume %s: made from another graph than %s "

@@ -67,6 +67,7 @@ struct train_opts {
     int augment_set;         /* --augment was given */
     int probe;               /* --probe: train head.* only */
     int eval_only;           /* --eval-only: test accuracy, no training */
+    int recompute;           /* --recompute: opts.recompute */
     double moco_m0;          /* --moco-m0: MoCo's momentum at step 0 */
     int progress;            /* enum train_progress */
     int threads;

@@ -77,6 +77,9 @@ train_usage(FILE *f)
 "  --moco-m0 X         MoCo: momentum at step 0, rising to 1 on a cosine\n"
 "                      over the run (default 0.99)\n"
 "  --threads N         thread budget (default: all CPUs)\n"
+"  --recompute         ops recompute in their backward what they would keep\n"
+"                      from the forward (moe.expert_ffn's pre-activations):\n"
+"                      less memory, a slower step, other last bits\n"
 "  --plugin-path DIRS  colon-separated plugin directories searched first\n"
 "output\n"
 "  --out CKPT          checkpoint (safetensors: parameters, optimizer\n"
@@ -206,7 +209,7 @@ enum {
     OPT_MAX_STEPS, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST, OPT_AUGMENT,
     OPT_MOMENTUM, OPT_STOP_AFTER, OPT_EVAL_BATCH, OPT_LOG_EVERY,
     OPT_PLUGIN_PATH, OPT_PROGRESS, OPT_INIT_FROM, OPT_PROBE, OPT_MOCO_M0,
-    OPT_TRACE, OPT_EVAL_ONLY, OPT_HELP, OPT_VERSION
+    OPT_TRACE, OPT_EVAL_ONLY, OPT_RECOMPUTE, OPT_HELP, OPT_VERSION
 };
 
 /* Parses one option with a value; -1 after a message. */
@@ -323,6 +326,7 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
         {"init-from", required_argument, NULL, OPT_INIT_FROM},
         {"probe", no_argument, NULL, OPT_PROBE},
         {"eval-only", no_argument, NULL, OPT_EVAL_ONLY},
+        {"recompute", no_argument, NULL, OPT_RECOMPUTE},
         {"moco-m0", required_argument, NULL, OPT_MOCO_M0},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -357,6 +361,10 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
         }
         if (c == OPT_EVAL_ONLY) {
             o->eval_only = 1;
+            continue;
+        }
+        if (c == OPT_RECOMPUTE) {
+            o->recompute = 1;
             continue;
         }
         if (c == '?' || c == ':') {

@@ -275,6 +275,7 @@ train_create_sessions(struct train_run *r)
     so.loss = "loss";
     so.weights = r->o.weights;
     so.frozen = r->frozen;
+    so.recompute = r->o.recompute;
     r->ts = smlp_session_create(r->tg, r->reg, &so, &err);
     if (r->ts == NULL) {
         train_fail("%s", err.msg);
