@@ -9,7 +9,8 @@
  * reference's parameters, images and labels: the loss and d loss / d p of
  * every parameter, after one forward and one backward of the runtime's
  * reverse schedule (autograd.c, the plugins' backwards), against the
- * reference's float64 gradients.
+ * reference's float64 gradients; sparse_mlp_fmnist also with
+ * opts.recompute (moe.expert_ffn's backward without its saved bytes).
  *
  * grad_NAME.safetensors holds, per parameter, the whole gradient (up to
  * 4096 elements) or, for a larger one viewed as [numel / d, d], its row
