@@ -236,13 +236,46 @@ assert blue > 50 and ink > 200, (blue, ink)
 PY
 then ok "PNG plot: valid, the SVG's test points"; else bad "PNG plot"; fi
 S="$SPARSE $COMMON --limit-train 64 --epochs 2 --seed 5 --augment shift"
-"$TRAIN" $S --out "$T/sa.st" >"$T/out" 2>&1 || bad "sparse 2 epochs"
-"$TRAIN" $S --out "$T/sb.st" --stop-after 1 >"$T/out" 2>&1 ||
-    bad "sparse 1 epoch"
+"$TRAIN" $S --out "$T/sa.st" --moe-stats "$T/sa.csv" >"$T/sa.out" 2>&1 ||
+    bad "sparse 2 epochs"
+"$TRAIN" $S --out "$T/sb.st" --moe-stats "$T/sb.csv" --stop-after 1 \
+    >"$T/out" 2>&1 || bad "sparse 1 epoch"
 expect "sparse resumed" 0 "loss = cross-entropy + aux_loss" \
-    "$TRAIN" $S --out "$T/sb.st" --resume "$T/sb.st"
+    "$TRAIN" $S --out "$T/sb.st" --moe-stats "$T/sb.csv" --resume "$T/sb.st"
 if st same "$T/sa.st" "$T/sb.st"; then ok "resume is bit-identical (sparse)"
 else bad "resume is bit-identical (sparse)"; fi
+# --moe-stats: a row per (metrics row, layer, expert); each layer routes
+# k x items per step (MoE_s: 32 images x C1 = 64 channels, k 1; MoE_c: 32
+# x 49 tokens, k 2), 2 steps per epoch; the resumed run's file is the same.
+if "$PY" - "$T/sa.csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert list(rows[0]) == "step,epoch,layer,expert,kept,dropped,aux".split(",")
+per = {}
+for r in rows:
+    key = (int(r["step"]), r["layer"])
+    per.setdefault(key, []).append(r)
+layers = sorted({k[1] for k in per})
+assert layers == ["blocks.%d.moe_%s.gate" % (b, m) for b in (4, 5)
+                  for m in ("c", "s")], layers
+assert sorted({k[0] for k in per}) == [2, 4], per.keys()
+for (step, layer), rs in per.items():
+    assert [int(r["expert"]) for r in rs] == [0, 1, 2, 3], rs
+    routed = sum(int(r["kept"]) + int(r["dropped"]) for r in rs)
+    want = 2 * 32 * (64 if "moe_s" in layer else 49 * 2)
+    assert routed == want, (step, layer, routed, want)
+    assert len({r["aux"] for r in rs}) == 1 and float(rs[0]["aux"]) > 0
+PY
+then ok "--moe-stats: every layer's assignments, per expert"
+else bad "--moe-stats rows"; fi
+if cmp -s "$T/sa.csv" "$T/sb.csv"; then ok "--moe-stats continues on resume"
+else bad "--moe-stats continues on resume"; diff "$T/sa.csv" "$T/sb.csv"; fi
+if grep -q "epoch 2/2: .*, dropped [0-9.]*%$" "$T/sa.out"; then
+    ok "epoch lines give the dropped share"
+else bad "epoch lines give the dropped share"; cat "$T/sa.out"; fi
+expect "--moe-stats on a dense graph" 1 "--moe-stats: $MIXER has no MoE layer" \
+    "$TRAIN" "$MIXER" $COMMON --limit-train 64 --out "$T/x.st" \
+    --moe-stats "$T/x.csv"
 # --recompute (no saved pre-activations in moe.expert_ffn): resumes bit
 # for bit too, and is an option that changes the result.
 "$TRAIN" $S --recompute --out "$T/ra.st" >"$T/out" 2>&1 ||

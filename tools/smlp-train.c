@@ -4,6 +4,7 @@
  *   smlp-train GRAPH --out CKPT [--data fashion-mnist|DIR] [--epochs N]
  *              [--batch N] [--lr X] [--optimizer adamw|sgd] [--weights F]
  *              [--resume CKPT] [--eval-every N] [--metrics F.csv]
+ *              [--moe-stats F.csv]
  *              [--plot F.svg|F.png] ... (--help lists every option)
  *
  * The graph gets a loss head in memory (train_head.c) and two sessions:
@@ -187,6 +188,7 @@ train_step(struct train_run *r, const struct train_batch *b, double *loss,
         return -1;
     }
     *loss = *(const float *)r->t_loss.data;
+    train_moe_step(&r->moe);
     if (!isfinite(*loss)) {
         train_fail("step %lld (epoch %lld): the loss is %g; try a lower "
                    "--lr or --clip-norm (the checkpoint keeps the last "
@@ -302,6 +304,10 @@ add_row(struct train_run *r, double test_acc, double test_loss)
                        (dt > 0 ? dt : 1e-9);
     row.test_acc = test_acc;
     row.test_loss = test_loss;
+    if (train_moe_row(&r->moe, row.step, row.epoch) != 0) {
+        train_fail("out of memory");
+        return -1;
+    }
     r->row_loss = r->row_acc = 0.0;
     r->row_steps = 0;
     r->row_t0 = train_now();
@@ -323,6 +329,11 @@ write_reports(struct train_run *r)
         train_fail("--metrics %s", err);
         return -1;
     }
+    if (r->o.moe_stats != NULL &&
+        train_moe_write(&r->moe, r->o.moe_stats, err, sizeof(err)) != 0) {
+        train_fail("--moe-stats %s", err);
+        return -1;
+    }
     if (r->mode == TRAIN_MODE_MOCO)
         snprintf(title, sizeof(title), "%s: MoCo v3 pre-training on "
                                        "Fashion-MNIST (no test evaluation)",
@@ -342,6 +353,19 @@ write_reports(struct train_run *r)
     return 0;
 }
 
+/* ", dropped X%" of the MoE layers' assignments since the last call, or
+ * "" for a dense graph. */
+static const char *
+dropped_note(struct train_run *r, char *buf, size_t len)
+{
+    double share = train_moe_epoch(&r->moe);
+
+    buf[0] = '\0';
+    if (!isnan(share))
+        snprintf(buf, len, ", dropped %.2f%%", 100.0 * share);
+    return buf;
+}
+
 /* Evaluates, prints the epoch's (or run's) summary, checkpoints and
  * writes the reports. */
 static int
@@ -349,6 +373,7 @@ end_of_period(struct train_run *r, int checkpoint)
 {
     double acc = NAN, loss = NAN, t0 = train_now();
     double ep_s = t0 - r->ep_t0 - (r->eval_s - r->ep_eval0);
+    char drop[64];
 
     if (interrupted) {
         /* Quick: the checkpoint and reports, no evaluation. */
@@ -366,12 +391,12 @@ end_of_period(struct train_run *r, int checkpoint)
         if (r->bar)
             printf("\r\033[K");
         printf("epoch %lld/%lld%s: loss %.4f, m %.5f, %.0f img/s, %.1f s, "
-               "lr %.3g\n",
+               "lr %.3g%s\n",
                (long long)(r->in_epoch == 0 ? r->epoch : r->epoch + 1),
                (long long)r->o.epochs, r->in_epoch == 0 ? "" : " (part)",
                r->ep_steps ? r->ep_loss / (double)r->ep_steps : 0.0, r->m,
                (double)(r->ep_steps * r->o.batch) / (ep_s > 0 ? ep_s : 1e-9),
-               ep_s, r->lr);
+               ep_s, r->lr, dropped_note(r, drop, sizeof(drop)));
         fflush(stdout);
         if (checkpoint && train_ckpt_save(r) != 0)
             return -1;
@@ -387,7 +412,7 @@ end_of_period(struct train_run *r, int checkpoint)
     if (r->bar)
         printf("\r\033[K");
     printf("epoch %lld/%lld%s: loss %.4f, train acc %.2f%%, test acc %.2f%% "
-           "(best %.2f%%), test loss %.4f, %.0f img/s, %.1f s, lr %.3g\n",
+           "(best %.2f%%), test loss %.4f, %.0f img/s, %.1f s, lr %.3g%s\n",
            (long long)(r->in_epoch == 0 ? r->epoch : r->epoch + 1),
            (long long)r->o.epochs,
            r->in_epoch == 0 ? "" : " (part)",
@@ -395,7 +420,7 @@ end_of_period(struct train_run *r, int checkpoint)
            r->ep_steps ? 100.0 * r->ep_acc / (double)r->ep_steps : 0.0,
            100.0 * acc, 100.0 * r->best_acc, loss,
            (double)(r->ep_steps * r->o.batch) / (ep_s > 0 ? ep_s : 1e-9),
-           ep_s, r->lr);
+           ep_s, r->lr, dropped_note(r, drop, sizeof(drop)));
     fflush(stdout);
     if (checkpoint && train_ckpt_save(r) != 0)
         return -1;
@@ -514,6 +539,8 @@ main(int argc, char **argv)
     rc = TRAIN_EXIT_FAIL;
     if ((r.o.out != NULL && train_check_dir("--out", r.o.out) != 0) ||
         (r.o.metrics && train_check_dir("--metrics", r.o.metrics) != 0) ||
+        (r.o.moe_stats &&
+         train_check_dir("--moe-stats", r.o.moe_stats) != 0) ||
         (r.o.plot && train_check_dir("--plot", r.o.plot) != 0))
         goto out;
     if (train_load_data(&r) != 0 || train_create_sessions(&r) != 0 ||
@@ -535,6 +562,17 @@ main(int argc, char **argv)
             fprintf(stderr, "smlp-train: warning: --metrics %s; the file "
                             "starts again\n", err);
             train_log_free(&r.log);
+        }
+        if (r.o.moe_stats != NULL &&
+            train_moe_read(&r.moe, r.o.moe_stats, r.step, err,
+                           sizeof(err)) != 0) {
+            fprintf(stderr, "smlp-train: warning: --moe-stats %s; the file "
+                            "starts again\n", err);
+            train_moe_free(&r.moe);
+            if (train_moe_init(&r.moe, r.ts, err, sizeof(err)) != 0) {
+                train_fail("%s", err);
+                goto out;
+            }
         }
         if (r.step >= r.end_step) {
             printf("nothing to do: the checkpoint is at step %lld of %lld\n",

@@ -95,6 +95,10 @@ train_usage(FILE *f)
 "                      (default 50)\n"
 "  --metrics F.csv     " TRAIN_CSV_HEADER "\n"
 "                      rows, rewritten atomically at each epoch end\n"
+"  --moe-stats F.csv   per MoE layer (a gate's outputs NAME.load and\n"
+"                      NAME.aux) and expert, with each metrics row:\n"
+"                      " TRAIN_MOE_CSV_HEADER "\n"
+"                      (assignments kept/dropped since the previous row)\n"
 "  --plot F.svg|F.png  loss and accuracy curves, as SVG or as a PNG\n"
 "                      image (960 x 400), by the name's suffix\n"
 "  --trace F.json      a Chrome/Perfetto trace of the last training step\n"
@@ -209,7 +213,8 @@ enum {
     OPT_MAX_STEPS, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST, OPT_AUGMENT,
     OPT_MOMENTUM, OPT_STOP_AFTER, OPT_EVAL_BATCH, OPT_LOG_EVERY,
     OPT_PLUGIN_PATH, OPT_PROGRESS, OPT_INIT_FROM, OPT_PROBE, OPT_MOCO_M0,
-    OPT_TRACE, OPT_EVAL_ONLY, OPT_RECOMPUTE, OPT_HELP, OPT_VERSION
+    OPT_TRACE, OPT_EVAL_ONLY, OPT_RECOMPUTE, OPT_MOE_STATS, OPT_HELP,
+    OPT_VERSION
 };
 
 /* Parses one option with a value; -1 after a message. */
@@ -227,6 +232,7 @@ parse_one(int c, const char *v, struct train_opts *o)
     case OPT_OUT: o->out = v; return 0;
     case OPT_RESUME: o->resume = v; return 0;
     case OPT_METRICS: o->metrics = v; return 0;
+    case OPT_MOE_STATS: o->moe_stats = v; return 0;
     case OPT_TRACE: o->trace = v; return 0;
     case OPT_PLUGIN_PATH: o->plugin_path = v; return 0;
     case OPT_PLOT:
@@ -306,6 +312,7 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
         {"eval-batch", required_argument, NULL, OPT_EVAL_BATCH},
         {"log-every", required_argument, NULL, OPT_LOG_EVERY},
         {"metrics", required_argument, NULL, OPT_METRICS},
+        {"moe-stats", required_argument, NULL, OPT_MOE_STATS},
         {"plot", required_argument, NULL, OPT_PLOT},
         {"trace", required_argument, NULL, OPT_TRACE},
         {"warmup", required_argument, NULL, OPT_WARMUP},
@@ -387,13 +394,15 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
     }
     o->graph = argv[optind];
     if (o->eval_only && (o->out != NULL || o->metrics != NULL ||
-                         o->plot != NULL || o->trace != NULL)) {
+                         o->plot != NULL || o->trace != NULL ||
+                         o->moe_stats != NULL)) {
         fprintf(stderr, "smlp-train: --eval-only trains nothing: %s has "
                         "nothing to write\n",
-                o->out != NULL       ? "--out"
-                : o->metrics != NULL ? "--metrics"
-                : o->plot != NULL    ? "--plot"
-                                     : "--trace");
+                o->out != NULL         ? "--out"
+                : o->metrics != NULL   ? "--metrics"
+                : o->plot != NULL      ? "--plot"
+                : o->moe_stats != NULL ? "--moe-stats"
+                                       : "--trace");
         goto usage;
     }
     if (o->out == NULL && !o->eval_only) {

@@ -317,6 +317,16 @@ train_create_sessions(struct train_run *r)
         train_fail("%s", err.msg);
         return -1;
     }
+    if (train_moe_init(&r->moe, r->ts, msg, sizeof(msg)) != 0) {
+        train_fail("%s", msg);
+        return -1;
+    }
+    if (r->o.moe_stats != NULL && r->moe.n_layers == 0) {
+        train_fail("--moe-stats: %s has no MoE layer (no graph output "
+                   "NAME.load i32 [E,2] with NAME.aux, as a gate's)",
+                   r->o.graph);
+        return -1;
+    }
     return 0;
 }
 
@@ -389,6 +399,7 @@ train_run_free(struct train_run *r)
     train_set_free(&r->train);
     train_set_free(&r->test);
     train_log_free(&r->log);
+    train_moe_free(&r->moe);
     free(r->frozen);
 }
 

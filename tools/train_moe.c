@@ -1,0 +1,228 @@
+/*
+ * train_moe.c - routing statistics during training (train_moe.h).
+ */
+#include "train_moe.h"
+#include "train_report.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* PREFIX.load i32 [E, 2] with an f32 scalar PREFIX.aux beside it. */
+static int
+find_layer(smlp_session_t *s, const char *name, struct train_moe_layer *l)
+{
+    size_t n = strlen(name);
+    char aux[600];
+
+    if (n < 6 || n - 5 >= sizeof(aux) - 4 ||
+        strcmp(name + n - 5, ".load") != 0 ||
+        smlp_session_tensor(s, name, &l->load) != SMLP_OK ||
+        l->load.data == NULL || l->load.dtype != SMLP_DTYPE_I32 ||
+        l->load.rank != 2 || l->load.shape[1] != 2 || l->load.shape[0] < 1)
+        return 0;
+    snprintf(aux, sizeof(aux), "%.*s.aux", (int)(n - 5), name);
+    if (smlp_session_tensor(s, aux, &l->aux) != SMLP_OK ||
+        l->aux.data == NULL || l->aux.dtype != SMLP_DTYPE_F32 ||
+        l->aux.rank != 0)
+        return 0;
+    l->prefix = name;
+    l->prefix_len = n - 5;
+    l->experts = l->load.shape[0];
+    return 1;
+}
+
+int
+train_moe_init(struct train_moe *m, smlp_session_t *s, char *err,
+               size_t errlen)
+{
+    int i, n = smlp_session_tensor_count(s, 4); /* outputs */
+
+    memset(m, 0, sizeof(*m));
+    m->layers = calloc((size_t)(n > 0 ? n : 1), sizeof(*m->layers));
+    if (m->layers == NULL)
+        goto oom;
+    for (i = 0; i < n; i++) {
+        struct train_moe_layer *l = &m->layers[m->n_layers];
+
+        if (!find_layer(s, smlp_session_tensor_name(s, 4, i), l))
+            continue;
+        l->kept = calloc((size_t)l->experts, sizeof(int64_t));
+        l->dropped = calloc((size_t)l->experts, sizeof(int64_t));
+        m->n_layers++;
+        if (l->kept == NULL || l->dropped == NULL)
+            goto oom;
+    }
+    return 0;
+oom:
+    snprintf(err, errlen, "--moe-stats: out of memory");
+    train_moe_free(m);
+    return -1;
+}
+
+void
+train_moe_step(struct train_moe *m)
+{
+    int i;
+    int64_t e;
+
+    for (i = 0; i < m->n_layers; i++) {
+        struct train_moe_layer *l = &m->layers[i];
+        const int32_t *load = l->load.data;
+
+        for (e = 0; e < l->experts; e++) {
+            l->kept[e] += load[2 * e];
+            l->dropped[e] += load[2 * e + 1];
+            m->ep_kept += load[2 * e];
+            m->ep_dropped += load[2 * e + 1];
+        }
+        l->aux_sum += *(const float *)l->aux.data;
+    }
+    m->row_steps++;
+}
+
+static int
+add_line(struct train_moe *m, const char *line)
+{
+    char *copy;
+
+    if (m->n_lines == m->cap) {
+        size_t cap = m->cap ? 2 * m->cap : 256;
+        char **p = realloc(m->lines, cap * sizeof(*p));
+
+        if (p == NULL)
+            return -1;
+        m->lines = p;
+        m->cap = cap;
+    }
+    copy = strdup(line);
+    if (copy == NULL)
+        return -1;
+    m->lines[m->n_lines++] = copy;
+    return 0;
+}
+
+int
+train_moe_row(struct train_moe *m, int64_t step, double epoch)
+{
+    char line[1024];
+    int i;
+    int64_t e;
+
+    if (m->row_steps == 0)
+        return 0;
+    for (i = 0; i < m->n_layers; i++) {
+        struct train_moe_layer *l = &m->layers[i];
+
+        for (e = 0; e < l->experts; e++) {
+            snprintf(line, sizeof(line),
+                     "%" PRId64 ",%.6f,%.*s,%" PRId64 ",%" PRId64 ",%" PRId64
+                     ",%.9g",
+                     step, epoch, (int)l->prefix_len, l->prefix, e,
+                     l->kept[e], l->dropped[e],
+                     l->aux_sum / (double)m->row_steps);
+            if (add_line(m, line) != 0)
+                return -1;
+            l->kept[e] = l->dropped[e] = 0;
+        }
+        l->aux_sum = 0.0;
+    }
+    m->row_steps = 0;
+    return 0;
+}
+
+double
+train_moe_epoch(struct train_moe *m)
+{
+    int64_t all = m->ep_kept + m->ep_dropped;
+    double share = all > 0 ? (double)m->ep_dropped / (double)all : NAN;
+
+    m->ep_kept = m->ep_dropped = 0;
+    return share;
+}
+
+int
+train_moe_read(struct train_moe *m, const char *path, int64_t max_step,
+               char *err, size_t errlen)
+{
+    char line[1024], *end;
+    FILE *f = fopen(path, "r");
+    int lineno = 1;
+    long long step;
+    size_t n;
+
+    if (f == NULL) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fgets(line, sizeof(line), f) == NULL ||
+        strcmp(line, TRAIN_MOE_CSV_HEADER "\n") != 0) {
+        snprintf(err, errlen, "%s: not a --moe-stats file of smlp-train "
+                              "(the first line is not '%s')",
+                 path, TRAIN_MOE_CSV_HEADER);
+        fclose(f);
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        n = strlen(line);
+        step = strtoll(line, &end, 10);
+        if (n == 0 || line[n - 1] != '\n' || end == line || *end != ',') {
+            snprintf(err, errlen, "%s:%d: not a row of smlp-train's "
+                                  "--moe-stats", path, lineno);
+            fclose(f);
+            return -1;
+        }
+        if (step > max_step)
+            break;
+        line[n - 1] = '\0';
+        if (add_line(m, line) != 0) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            fclose(f);
+            return -1;
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+static int
+fill_csv(FILE *f, void *arg)
+{
+    const struct train_moe *m = arg;
+    size_t i;
+
+    fprintf(f, "%s\n", TRAIN_MOE_CSV_HEADER);
+    for (i = 0; i < m->n_lines; i++)
+        fprintf(f, "%s\n", m->lines[i]);
+    return 0;
+}
+
+int
+train_moe_write(const struct train_moe *m, const char *path, char *err,
+                size_t errlen)
+{
+    return train_write_atomic(path, fill_csv, (void *)m, err, errlen);
+}
+
+void
+train_moe_free(struct train_moe *m)
+{
+    size_t i;
+    int k;
+
+    for (k = 0; k < m->n_layers; k++) {
+        free(m->layers[k].kept);
+        free(m->layers[k].dropped);
+    }
+    free(m->layers);
+    for (i = 0; i < m->n_lines; i++)
+        free(m->lines[i]);
+    free(m->lines);
+    memset(m, 0, sizeof(*m));
+}
