@@ -174,18 +174,6 @@ out_free:
     return rc;
 }
 
-/* Value of metadata `key` in f, or NULL. */
-static const char *
-file_meta(const struct smlp__st_file *f, const char *key)
-{
-    int32_t i;
-
-    for (i = 0; i < f->n_meta; i++)
-        if (strcmp(f->meta_keys[i], key) == 0)
-            return f->meta_values[i];
-    return NULL;
-}
-
 /* Parses a decimal count (digits only, at most 2^63 - 1) into *out;
  * returns 0, or -1 when v is not one. */
 static int
@@ -318,7 +306,7 @@ smlp_checkpoint_load(smlp_session_t *s, smlp_optim_t *opt, const char *path)
     if (rc != SMLP_OK)
         return smlp__session_fail(s, rc, "%s", err);
 
-    if (file_meta(f, "smlp.graph") == NULL) {
+    if (smlp__st_meta(f, "smlp.graph") == NULL) {
         rc = smlp__session_fail(s, SMLP_EBADFILE,
                                 "%s: is not an smlp checkpoint (no "
                                 "smlp.graph in __metadata__; a weights "
@@ -326,7 +314,7 @@ smlp_checkpoint_load(smlp_session_t *s, smlp_optim_t *opt, const char *path)
                                 path);
         goto out_close;
     }
-    v = file_meta(f, "smlp.step");
+    v = smlp__st_meta(f, "smlp.step");
     if (parse_count(v, &step) != 0) {
         rc = smlp__session_fail(s, SMLP_EBADFILE,
                                 "%s: metadata smlp.step is %s%s%s, not a "
@@ -336,7 +324,7 @@ smlp_checkpoint_load(smlp_session_t *s, smlp_optim_t *opt, const char *path)
         goto out_close;
     }
     if (opt != NULL) {
-        kind = file_meta(f, "smlp.optim.kind");
+        kind = smlp__st_meta(f, "smlp.optim.kind");
         if (kind == NULL) {
             rc = smlp__session_fail(s, SMLP_EINVAL,
                                     "%s: holds no optimizer state (saved "
@@ -353,7 +341,7 @@ smlp_checkpoint_load(smlp_session_t *s, smlp_optim_t *opt, const char *path)
                                     smlp__optim_kind_name(opt->o.kind));
             goto out_close;
         }
-        v = file_meta(f, "smlp.optim.steps");
+        v = smlp__st_meta(f, "smlp.optim.steps");
         if (parse_count(v, &steps) != 0) {
             rc = smlp__session_fail(s, SMLP_EBADFILE,
                                     "%s: metadata smlp.optim.steps is "

@@ -597,6 +597,20 @@ out_close_fd:
     return rc;
 }
 
+/* See safetensors.h. */
+const char *
+smlp__st_meta(const struct smlp__st_file *f, const char *key)
+{
+    int32_t i;
+
+    if (f == NULL || key == NULL)
+        return NULL;
+    for (i = 0; i < f->n_meta; i++)
+        if (strcmp(f->meta_keys[i], key) == 0)
+            return f->meta_values[i];
+    return NULL;
+}
+
 /* See safetensors.h.  The entry belongs to f. */
 const struct smlp__st_entry *
 smlp__st_find(const struct smlp__st_file *f, const char *name)

@@ -52,6 +52,9 @@ int smlp__st_open(const char *path, struct smlp__st_file **out, char *err,
 const struct smlp__st_entry *smlp__st_find(const struct smlp__st_file *f,
                                            const char *name);
 
+/* The value of metadata key `key` (it belongs to f), or NULL. */
+const char *smlp__st_meta(const struct smlp__st_file *f, const char *key);
+
 void smlp__st_close(struct smlp__st_file *f);
 
 /*

@@ -42,16 +42,6 @@
 
 static int selftest; /* SMLP_CUDA_MOE_SELFTEST: both sides on the CPU */
 
-static smlp_registry_t *
-registry(void)
-{
-    struct smlp_error err;
-    smlp_registry_t *reg = smlp_registry_create(NULL, &err);
-
-    ck_assert_msg(reg != NULL, "%s", err.msg);
-    return reg;
-}
-
 static smlp_graph_t *
 graph_json(const char *json)
 {
@@ -258,7 +248,7 @@ exact_router(smlp_session_t *s)
 static void
 parity(const char *label, const char *json, int training, int runs)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     smlp_graph_t *g = graph_json(json);
     smlp_session_t *cpu = session_opts(g, reg, SMLP_DEVICE_CPU, 1, training,
                                        NULL);
@@ -526,7 +516,7 @@ copy_repeated(smlp_session_t *src, smlp_session_t *dst, const char *name,
 static void
 fmnist(int64_t batch)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     smlp_graph_t *g;
     smlp_session_t *ref, *cpu, *gpu;
     struct smlp_error err;

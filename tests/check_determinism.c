@@ -29,16 +29,6 @@
 #include "graph_ir.h"
 #include "testutil.h"
 
-static smlp_registry_t *
-registry(void)
-{
-    struct smlp_error err;
-    smlp_registry_t *reg = smlp_registry_create(NULL, &err);
-
-    ck_assert_msg(reg != NULL, "%s", err.msg);
-    return reg;
-}
-
 static smlp_graph_t *
 shipped(const char *name)
 {
@@ -245,7 +235,7 @@ run_snap(const smlp_graph_t *g, smlp_registry_t *reg, int threads,
 
 START_TEST(test_sparse_threads_and_repeats_bit_identical)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     smlp_graph_t *g = routing_graph(NULL);
     struct snapshot one, one_last, two, two_last, three, three_last;
     struct smlp_session_stats st;
@@ -296,7 +286,7 @@ END_TEST
  * next. */
 START_TEST(test_sparse_training_threads_bit_identical)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     smlp_graph_t *g = routing_graph(NULL);
     struct snapshot one, one_last, two, two_last, three, three_last;
     struct smlp_tensor t;
@@ -478,7 +468,7 @@ grads_at(const smlp_graph_t *g, smlp_registry_t *reg, int threads,
 
 START_TEST(test_sparse_backward_threads_bit_identical)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     smlp_graph_t *g = loss_graph();
     struct snapshot one, two, three;
     struct smlp_session_stats st;
@@ -693,7 +683,7 @@ check_composition(const char *gate_op)
     static const int orders[][POOL] = {
         {0, 1, 2, 3, 4}, {4, 3, 2, 1, 0}, {2, 0, 4, -1}, {3, 3, 1, -1},
         {1, 4, -1}, {4, 2, 0, 3, -1}};
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     smlp_graph_t *g = routing_graph(gate_op);
     struct result alone[POOL], b;
     struct smlp_tensor t;
@@ -744,7 +734,7 @@ END_TEST
 
 START_TEST(test_sparse_shipped_graph_threads_bit_identical)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     smlp_graph_t *g = shipped("sparse_mlp_fmnist");
     struct snapshot a, b, c;
 

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "graph_ir.h"
+#include "testutil.h"
 
 #ifndef FBGRAPH_TEST_SRCDIR
 #define FBGRAPH_TEST_SRCDIR "."
@@ -52,27 +53,6 @@ static const char *
 srcdir(void)
 {
     return env_or("SMLP_TEST_SRCDIR", FBGRAPH_TEST_SRCDIR);
-}
-
-static uint8_t *
-read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t *buf;
-    long n;
-
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    /* Exactly n bytes, so that ASan sees any read past the end. */
-    buf = malloc(n > 0 ? (size_t)n : 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
 }
 
 static void
@@ -110,7 +90,7 @@ build_file(const char *json, const char *opts, size_t *len)
     flatc(args);
     snprintf(out, sizeof(out), "%s/%.*s.fbs", tmpdir,
              (int)(strlen(base) - 5), base);
-    return read_file(out, len);
+    return tu_read_file(out, len);
 }
 
 /* Builds tests/data/fbgraph/NAME.json. */

@@ -539,20 +539,16 @@ file_meta(const char *path, const char *key)
 {
     static char value[256];
     struct smlp__st_file *f;
+    const char *v;
     char err[512];
-    int32_t i;
-    int found;
 
     ck_assert_msg(smlp__st_open(path, &f, err, sizeof(err)) == SMLP_OK, "%s",
                   err);
-    for (i = 0; i < f->n_meta; i++)
-        if (strcmp(f->meta_keys[i], key) == 0)
-            break;
-    found = i < f->n_meta;
-    if (found)
-        snprintf(value, sizeof(value), "%s", f->meta_values[i]);
+    v = smlp__st_meta(f, key);
+    if (v != NULL)
+        snprintf(value, sizeof(value), "%s", v);
     smlp__st_close(f);
-    return found ? value : NULL;
+    return v != NULL ? value : NULL;
 }
 
 /* Asserts that two files hold the same tensors, bit for bit, and the same

@@ -182,16 +182,6 @@ expect_equal_i32(smlp_session_t *s, const char *name,
                   (long long)w.numel, (long long)first, a[first], b[first]);
 }
 
-static smlp_registry_t *
-registry(void)
-{
-    struct smlp_error err;
-    smlp_registry_t *reg = smlp_registry_create(NULL, &err);
-
-    ck_assert_msg(reg != NULL, "%s", err.msg);
-    return reg;
-}
-
 /* A session of `g` with the parameters and (with `inputs`) the inputs of
  * reference file f. */
 static smlp_session_t *
@@ -241,7 +231,7 @@ static const char *const fmnist_moe[] = {
 
 START_TEST(test_fmnist_matches_reference)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     smlp_graph_t *g = shipped("sparse_mlp_fmnist");
     struct ref_file f;
     smlp_session_t *s;
@@ -290,7 +280,7 @@ END_TEST
 
 START_TEST(test_fmnist_image_alone_equals_in_batch)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     smlp_graph_t *g = shipped("sparse_mlp_fmnist");
     static const char *const outs[] = {"features", "logits"};
     enum { N_MOE = sizeof(fmnist_moe) / sizeof(fmnist_moe[0]) };
@@ -447,7 +437,7 @@ check_moe_s(int training)
 {
     static const char *const gate_i32[] = {"expert", "slot", "load"};
     const char *pre = training ? "expected_train." : "expected.";
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     struct smlp_error err;
     struct ref_file f;
     struct ref_tensor y;

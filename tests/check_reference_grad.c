@@ -43,36 +43,6 @@
 #define ZERO_TOL 1e-5
 #define SAMPLES 256
 
-static smlp_registry_t *
-registry(void)
-{
-    struct smlp_error err;
-    smlp_registry_t *reg = smlp_registry_create(NULL, &err);
-
-    ck_assert_msg(reg != NULL, "%s", err.msg);
-    return reg;
-}
-
-static uint8_t *
-read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t *buf;
-    long n;
-
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    n = ftell(f);
-    ck_assert_int_gt(n, 0);
-    rewind(f);
-    buf = malloc((size_t)n);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 /* The shipped graph NAME without gate noise, with smlp-train's head. */
 static smlp_graph_t *
 training_graph(const char *name)
@@ -87,7 +57,7 @@ training_graph(const char *name)
     int32_t i, j, edited = 0;
 
     tu_shipped_graph(name, path, sizeof(path));
-    buf = read_file(path, &len);
+    buf = tu_read_file(path, &len);
     ck_assert_msg(smlp__graph_ir_decode(buf, len, path, &ir, err,
                                         sizeof(err)) == SMLP_OK, "%s", err);
     for (i = 0; i < ir->n_nodes; i++)
@@ -115,13 +85,10 @@ training_graph(const char *name)
 static const char *
 meta(const struct smlp__st_file *f, const char *key)
 {
-    int32_t i;
+    const char *v = smlp__st_meta(f, key);
 
-    for (i = 0; i < f->n_meta; i++)
-        if (strcmp(f->meta_keys[i], key) == 0)
-            return f->meta_values[i];
-    ck_abort_msg("reference file has no metadata '%s'", key);
-    return NULL;
+    ck_assert_msg(v != NULL, "reference file has no metadata '%s'", key);
+    return v;
 }
 
 /*
@@ -243,7 +210,7 @@ model_run(struct model *m, const char *name, int recompute)
                   "%s", err);
     m->g_max = atof(meta(m->f, "max_grad"));
     ck_assert(m->g_max > 0);
-    m->reg = registry();
+    m->reg = tu_registry();
     m->g = training_graph(name);
     smlp_session_opts_init(&o);
     o.batch = 4;

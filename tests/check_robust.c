@@ -13,16 +13,6 @@
 
 #include "testutil.h"
 
-static smlp_registry_t *
-registry(void)
-{
-    struct smlp_error err;
-    smlp_registry_t *reg = smlp_registry_create(NULL, &err);
-
-    ck_assert_msg(reg != NULL, "%s", err.msg);
-    return reg;
-}
-
 /* x [-1, 2] -> linear(W [3, 2], b [3]) -> y. */
 static const char *graph_tiny =
     "{\"name\": \"tiny\", \"plugins\": [\"core\"], \"tensors\": ["
@@ -88,7 +78,7 @@ START_TEST(test_check_finite_weights)
 {
     static const float b[3] = {1, 2, 3};
     float w[6] = {1, 2, 3, 4, 5, 6};
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     smlp_graph_t *g = load_json("tiny", graph_tiny);
     const char *dir = tu_tmpdir();
     struct smlp_tensor t;
@@ -157,7 +147,7 @@ END_TEST
  * allocated: the exact need passes, one byte less fails. */
 START_TEST(test_max_memory_exact)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     struct smlp_session_opts o;
     struct smlp_session_stats st;
     struct smlp_error err;

@@ -457,6 +457,9 @@ START_TEST(test_safetensors_open_handmade)
     ck_assert_int_eq(f->n_meta, 1);
     ck_assert_str_eq(f->meta_keys[0], "format");
     ck_assert_str_eq(f->meta_values[0], "pt");
+    ck_assert_str_eq(smlp__st_meta(f, "format"), "pt");
+    ck_assert_ptr_null(smlp__st_meta(f, "pt"));
+    ck_assert_ptr_null(smlp__st_meta(f, "w"));
 
     w = smlp__st_find(f, "w");
     ck_assert_ptr_nonnull(w);

@@ -8,16 +8,6 @@
 
 #include "testutil.h"
 
-static smlp_registry_t *
-registry(void)
-{
-    struct smlp_error err;
-    smlp_registry_t *reg = smlp_registry_create(NULL, &err);
-
-    ck_assert_msg(reg != NULL, "%s", err.msg);
-    return reg;
-}
-
 /* Loads a graph from JSON; returns NULL and fills err when it is bad. */
 static smlp_graph_t *
 graph_json(const char *json, struct smlp_error *err, char *path, size_t len)
@@ -175,7 +165,7 @@ run_branches(int threads, float *out)
 {
     static const float w1[6] = {1, 2, 3, 4, 5, 6}, b1[3] = {0.5f, -1, 2};
     static const float x[4] = {1, -1, 0.25f, 2};
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     struct smlp_session_opts o;
     struct smlp_session_stats st;
     struct smlp_error err;
@@ -268,7 +258,7 @@ wide_json(void)
 static void
 run_wide(int threads)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     struct smlp_session_opts o;
     struct smlp_session_stats st;
     struct smlp_error err;
@@ -332,7 +322,7 @@ static float *
 run_shipped(const char *graph, int64_t batch, int threads, int runs,
             const char *name, int64_t *numel)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     struct smlp_session_opts o;
     struct smlp_error err;
     smlp_session_t *s;
@@ -405,7 +395,7 @@ START_TEST(test_graph_flatc_json_roundtrip_runs_identically)
 {
     const char *dir = tu_tmpdir();
     char src[512], cmd[2048], json[600], again[600];
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     struct smlp_error err;
     smlp_graph_t *g1, *g2;
     smlp_session_t *s1, *s2;
@@ -448,7 +438,7 @@ static void
 expect_bad_session(const char *json, int64_t batch, int status,
                    const char *needle)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     struct smlp_session_opts o;
     struct smlp_error err;
     smlp_graph_t *g;
@@ -533,7 +523,7 @@ plan_shipped(const char *graph, int64_t batch, uint64_t max_memory,
 
 START_TEST(test_plan_mixer_b_within_bound)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     struct smlp_session_stats st;
     struct smlp_error err;
     smlp_session_t *s;
@@ -561,7 +551,7 @@ END_TEST
 
 START_TEST(test_plan_max_memory)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     struct smlp_error err;
     smlp_graph_t *g;
 
@@ -612,7 +602,7 @@ branches_session(const char *weights, smlp_graph_t **g, smlp_registry_t *reg,
 
 START_TEST(test_weights_save_load_roundtrip)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     const char *dir = tu_tmpdir();
     struct smlp_error err;
     smlp_session_t *a, *b;
@@ -652,7 +642,7 @@ expect_bad_weights(const char *name, const char *dtype, const char *shape,
                    size_t nbytes, const char *needle)
 {
     static const float data[16];
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     struct smlp_error err;
     smlp_graph_t *g;
     char path[600];
@@ -681,7 +671,7 @@ END_TEST
 START_TEST(test_inputs_read_file)
 {
     static const float x2[4] = {1, 2, 3, 4};
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_registry();
     struct smlp_error err;
     smlp_session_t *s;
     smlp_graph_t *g;

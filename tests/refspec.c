@@ -11,18 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The value of metadata key `key` of f, or NULL. */
-static const char *
-meta_value(const struct smlp__st_file *f, const char *key)
-{
-    int32_t i;
-
-    for (i = 0; i < f->n_meta; i++)
-        if (strcmp(f->meta_keys[i], key) == 0)
-            return f->meta_values[i];
-    return NULL;
-}
-
 double
 refspec_uniform(uint64_t seed, uint64_t j)
 {
@@ -49,7 +37,7 @@ fill_one(smlp_session_t *s, const struct smlp__st_file *f, const char *path,
     int r;
 
     snprintf(key, sizeof(key), "init.%s", name);
-    p = meta_value(f, key);
+    p = smlp__st_meta(f, key);
     if (p == NULL) {
         snprintf(err, errlen, "%s has no generator settings for '%s'", path,
                  name);

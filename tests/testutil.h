@@ -7,6 +7,7 @@
 #define SMLP_TESTUTIL_H
 
 #include <check.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,40 @@ tu_graph_from_json(const char *dir, const char *name, const char *json,
              tu_env("FLATC", "flatc"), dir, tu_srcdir(), jpath);
     ck_assert_msg(system(cmd) == 0, "flatc failed: %s", cmd);
     snprintf(out, len, "%s/%s.fbs", dir, name);
+}
+
+/* A registry on the default plugin path (the test environment sets
+ * SMLP_PLUGIN_PATH to the build tree's plugins). */
+static inline smlp_registry_t *
+tu_registry(void)
+{
+    struct smlp_error err;
+    smlp_registry_t *reg = smlp_registry_create(NULL, &err);
+
+    ck_assert_msg(reg != NULL, "%s", err.msg);
+    return reg;
+}
+
+/* The bytes of a file, in a buffer of exactly that size (at least 1
+ * byte), so that ASan sees any read past the end; free it. */
+static inline uint8_t *
+tu_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf;
+    long n;
+
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    n = ftell(f);
+    ck_assert_int_ge(n, 0);
+    rewind(f);
+    buf = malloc(n > 0 ? (size_t)n : 1);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
 }
 
 /* Path of a graph built into the build tree's graphs/. */
