@@ -273,6 +273,15 @@ else bad "--moe-stats continues on resume"; diff "$T/sa.csv" "$T/sb.csv"; fi
 if grep -q "epoch 2/2: .*, dropped [0-9.]*%$" "$T/sa.out"; then
     ok "epoch lines give the dropped share"
 else bad "epoch lines give the dropped share"; cat "$T/sa.out"; fi
+printf 'hello\n' >"$T/junk1.csv"
+printf 'step,epoch\n' >"$T/junk2.csv"
+expect "resume: not a --moe-stats file" 0 \
+    "warning: --moe-stats $T/junk2.csv: not a --moe-stats file of smlp-train" \
+    "$TRAIN" $S --out "$T/sb.st" --resume "$T/sb.st" \
+    --metrics "$T/junk1.csv" --moe-stats "$T/junk2.csv"
+if grep -q "warning: --metrics $T/junk1.csv: not a metrics file" "$T/out"
+then ok "resume: not a metrics file"
+else bad "resume: not a metrics file"; cat "$T/out"; fi
 expect "--moe-stats on a dense graph" 1 "--moe-stats: $MIXER has no MoE layer" \
     "$TRAIN" "$MIXER" $COMMON --limit-train 64 --out "$T/x.st" \
     --moe-stats "$T/x.csv"

@@ -4,7 +4,6 @@
 #include "train_moe.h"
 #include "train_report.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -149,25 +148,16 @@ train_moe_read(struct train_moe *m, const char *path, int64_t max_step,
                char *err, size_t errlen)
 {
     char line[1024], *end;
-    FILE *f = fopen(path, "r");
+    FILE *f;
     int lineno = 1;
     long long step;
     size_t n;
 
-    if (f == NULL) {
-        if (errno == ENOENT)
-            return 0;
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    if (train_csv_open(path, TRAIN_MOE_CSV_HEADER, "--moe-stats", &f, err,
+                       errlen) != 0)
         return -1;
-    }
-    if (fgets(line, sizeof(line), f) == NULL ||
-        strcmp(line, TRAIN_MOE_CSV_HEADER "\n") != 0) {
-        snprintf(err, errlen, "%s: not a --moe-stats file of smlp-train "
-                              "(the first line is not '%s')",
-                 path, TRAIN_MOE_CSV_HEADER);
-        fclose(f);
-        return -1;
-    }
+    if (f == NULL)
+        return 0;
     while (fgets(line, sizeof(line), f) != NULL) {
         lineno++;
         n = strlen(line);

@@ -145,13 +145,13 @@ csv_field(char **p, double *out)
 }
 
 int
-train_log_read_csv(struct train_log *log, const char *path,
-                   int64_t max_step, char *err, size_t errlen)
+train_csv_open(const char *path, const char *header, const char *what,
+               FILE **out, char *err, size_t errlen)
 {
     char line[1024];
     FILE *f = fopen(path, "r");
-    int lineno = 1;
 
+    *out = NULL;
     if (f == NULL) {
         if (errno == ENOENT)
             return 0;
@@ -159,13 +159,30 @@ train_log_read_csv(struct train_log *log, const char *path,
         return -1;
     }
     if (fgets(line, sizeof(line), f) == NULL ||
-        strncmp(line, TRAIN_CSV_HEADER, strlen(TRAIN_CSV_HEADER)) != 0) {
-        snprintf(err, errlen, "%s: not a metrics file of smlp-train (the "
-                              "first line is not '%s')",
-                 path, TRAIN_CSV_HEADER);
+        strncmp(line, header, strlen(header)) != 0) {
+        snprintf(err, errlen, "%s: not a %s file of smlp-train (the first "
+                              "line is not '%s')",
+                 path, what, header);
         fclose(f);
         return -1;
     }
+    *out = f;
+    return 0;
+}
+
+int
+train_log_read_csv(struct train_log *log, const char *path,
+                   int64_t max_step, char *err, size_t errlen)
+{
+    char line[1024];
+    FILE *f;
+    int lineno = 1;
+
+    if (train_csv_open(path, TRAIN_CSV_HEADER, "metrics", &f, err,
+                       errlen) != 0)
+        return -1;
+    if (f == NULL)
+        return 0;
     while (fgets(line, sizeof(line), f) != NULL) {
         struct train_row r;
         double v[8];

@@ -37,6 +37,15 @@ int train_log_add(struct train_log *log, const struct train_row *row);
 void train_log_free(struct train_log *log);
 
 /*
+ * Opens a CSV of smlp-train (--metrics, --moe-stats) to continue it and
+ * checks that its first line starts with `header`.  0 with *out NULL when
+ * the file does not exist, 0 with *out open after the header, or -1 with
+ * a message naming `what`.
+ */
+int train_csv_open(const char *path, const char *header, const char *what,
+                   FILE **out, char *err, size_t errlen);
+
+/*
  * Reads the rows of a CSV written by train_log_write_csv with step <=
  * max_step (a resumed run continues the file).  A missing file gives no
  * rows and 0; a file that is not such a CSV gives -1 and a message.
