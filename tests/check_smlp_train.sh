@@ -127,7 +127,8 @@ expect "short run" 0 "done: 24 steps" \
     --out "$T/run.st" --metrics "$T/run.csv" --plot "$T/run.svg" \
     --trace "$T/run.json"
 for want in "256 training images (8 steps of 32 per epoch)" \
-    "epoch 1/3: loss" "epoch 3/3: loss" "test acc" "img/s"; do
+    "epoch 1/3: loss" "epoch 3/3: loss" "test acc" "img/s" \
+    "MiB resident"; do
     if grep -qF -- "$want" "$T/out"; then ok "run prints '$want'"
     else bad "run lacks '$want'"; fi
 done

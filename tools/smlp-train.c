@@ -37,6 +37,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "train_main.h"
@@ -433,6 +434,7 @@ static int
 train(struct train_run *r)
 {
     double loss, acc, tacc, tloss;
+    struct rusage ru;
 
     r->t_start = r->ep_t0 = r->row_t0 = train_now();
     r->step_start = r->step;
@@ -502,6 +504,9 @@ train(struct train_run *r)
                 r->o.out, (long long)r->epoch, (long long)r->step, r->o.out);
         return TRAIN_EXIT_INTERRUPTED;
     }
+    if (getrusage(RUSAGE_SELF, &ru) == 0) /* ru_maxrss: KiB on Linux */
+        printf("peak memory: %.1f MiB resident\n",
+               (double)ru.ru_maxrss / 1024.0);
     if (r->step < r->total) {
         printf("stopped after epoch %lld (--stop-after): checkpoint %s; "
                "continue with --resume %s\n", (long long)r->epoch, r->o.out,
