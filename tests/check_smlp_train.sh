@@ -237,8 +237,13 @@ assert blue > 50 and ink > 200, (blue, ink)
 PY
 then ok "PNG plot: valid, the SVG's test points"; else bad "PNG plot"; fi
 S="$SPARSE $COMMON --limit-train 64 --epochs 2 --seed 5 --augment shift"
-"$TRAIN" $S --out "$T/sa.st" --moe-stats "$T/sa.csv" >"$T/sa.out" 2>&1 ||
+# (sa: also --routing-by-class, which must not change the run)
+"$TRAIN" $S --out "$T/sa.st" --moe-stats "$T/sa.csv" \
+    --routing-by-class "$T/sa_rbc.csv" >"$T/sa.out" 2>&1 ||
     bad "sparse 2 epochs"
+if [ "$(grep -c . "$T/sa_rbc.csv")" = 161 ]; then
+    ok "--routing-by-class written at each evaluation"
+else bad "--routing-by-class written at each evaluation"; fi
 "$TRAIN" $S --out "$T/sb.st" --moe-stats "$T/sb.csv" --stop-after 1 \
     >"$T/out" 2>&1 || bad "sparse 1 epoch"
 expect "sparse resumed" 0 "loss = cross-entropy + aux_loss" \
@@ -283,6 +288,35 @@ expect "resume: not a --moe-stats file" 0 \
 if grep -q "warning: --metrics $T/junk1.csv: not a metrics file" "$T/out"
 then ok "resume: not a metrics file"
 else bad "resume: not a metrics file"; cat "$T/out"; fi
+# --routing-by-class: the test set's assignments per layer, class and
+# expert.  Each class's images route items x k each (MoE_s: 64 channels,
+# k 1; MoE_c: 49 tokens, k 2), whichever expert takes them.
+expect "--routing-by-class" 0 "routing by class, blocks.5.moe_c.gate" \
+    "$TRAIN" "$SPARSE" --data "$D" --limit-test 64 --threads 2 --eval-only \
+    --weights "$T/sa.st" --routing-by-class "$T/rbc.csv"
+if "$PY" - "$T/rbc.csv" "$D/t10k-labels-idx1-ubyte.gz" <<'PY'
+import csv, gzip, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert list(rows[0]) == "layer,class,expert,assigned,dropped".split(",")
+labels = gzip.open(sys.argv[2]).read()[8:8 + 64]
+per = {}
+for r in rows:
+    key = (r["layer"], int(r["class"]))
+    a, d = int(r["assigned"]), int(r["dropped"])
+    assert 0 <= d <= a, r
+    per.setdefault(key, []).append((int(r["expert"]), a))
+assert len(per) == 4 * 10, sorted(per)
+for (layer, c), cells in per.items():
+    assert [e for e, _ in cells] == [0, 1, 2, 3], cells
+    want = labels.count(c) * (64 if "moe_s" in layer else 49 * 2)
+    assert sum(a for _, a in cells) == want, (layer, c, cells, want)
+assert sum(int(r["dropped"]) for r in rows) > 0
+PY
+then ok "--routing-by-class: every test image's assignments, by class"
+else bad "--routing-by-class rows"; cat "$T/rbc.csv"; fi
+expect "--routing-by-class on a dense graph" 1 \
+    "--routing-by-class: $MIXER has no MoE gate" \
+    "$TRAIN" "$MIXER" --data "$D" --eval-only --routing-by-class "$T/x.csv"
 expect "--moe-stats on a dense graph" 1 "--moe-stats: $MIXER has no MoE layer" \
     "$TRAIN" "$MIXER" $COMMON --limit-train 64 --out "$T/x.st" \
     --moe-stats "$T/x.csv"

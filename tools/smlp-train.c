@@ -111,9 +111,11 @@ evaluate(struct train_run *r, double *acc, double *loss)
     int64_t nb = train_loader_batches(r->el), i, correct = 0;
     size_t floats = (size_t)smlp_tensor_numel(&r->e_image);
     double t0 = train_now(), ce = 0.0;
+    char err[1024];
 
     if (copy_params(r) != 0)
         return -1;
+    train_routing_reset(&r->routing);
     train_loader_request(r->el, 0, 0);
     for (i = 0; i < nb; i++) {
         const struct train_batch *b = train_loader_wait(r->el);
@@ -127,10 +129,18 @@ evaluate(struct train_run *r, double *acc, double *loss)
         }
         correct += score(r->e_logits.data, r->e_logits.shape[1], b->labels,
                          b->n, &ce);
+        train_routing_add(&r->routing, b->labels, b->n,
+                          r->e_logits.shape[0]);
     }
     *acc = (double)correct / (double)r->test.n;
     *loss = ce / (double)r->test.n;
     r->eval_s += train_now() - t0;
+    if (r->o.routing != NULL &&
+        train_routing_write(&r->routing, r->o.routing, err, sizeof(err)) !=
+            0) {
+        train_fail("--routing-by-class %s", err);
+        return -1;
+    }
     return 0;
 }
 
@@ -154,6 +164,10 @@ eval_only(struct train_run *r)
            "s)\n",
            smlp_graph_name(r->eg), 100.0 * acc, loss, (long long)r->test.n,
            train_now() - t0);
+    if (r->o.routing != NULL) {
+        train_routing_print(&r->routing, stdout);
+        printf("routing by class written to %s\n", r->o.routing);
+    }
     return TRAIN_EXIT_OK;
 }
 
@@ -546,6 +560,8 @@ main(int argc, char **argv)
         (r.o.metrics && train_check_dir("--metrics", r.o.metrics) != 0) ||
         (r.o.moe_stats &&
          train_check_dir("--moe-stats", r.o.moe_stats) != 0) ||
+        (r.o.routing &&
+         train_check_dir("--routing-by-class", r.o.routing) != 0) ||
         (r.o.plot && train_check_dir("--plot", r.o.plot) != 0))
         goto out;
     if (train_load_data(&r) != 0 || train_create_sessions(&r) != 0 ||

@@ -4,7 +4,8 @@
  * command line), train_setup.c (data, graphs, sessions, loaders, the
  * schedule), train_ckpt.c (checkpoints and --resume), train_data.h (data
  * and loader), train_head.h (the loss head), train_report.h (metrics CSV
- * and SVG), train_moe.h (routing statistics).  Messages go to stderr as "smlp-train: ..." (train_fail).
+ * and SVG), train_moe.h (routing statistics during training),
+ * train_routing.h (routing of the test set by class).  Messages go to stderr as "smlp-train: ..." (train_fail).
  */
 #ifndef SMLP_TRAIN_MAIN_H
 #define SMLP_TRAIN_MAIN_H
@@ -17,6 +18,7 @@
 #include "train_head.h"
 #include "train_moe.h"
 #include "train_report.h"
+#include "train_routing.h"
 
 /* Exit statuses. */
 #define TRAIN_EXIT_OK 0
@@ -43,6 +45,7 @@ struct train_opts {
     const char *init_from;   /* --init-from: a partial initial load */
     const char *metrics;
     const char *moe_stats;   /* --moe-stats F.csv */
+    const char *routing;     /* --routing-by-class F.csv */
     const char *plot;
     const char *trace;       /* --trace: the last step's Chrome trace */
     const char *plugin_path;
@@ -122,6 +125,7 @@ struct train_run {
     double lr, best_acc, last_acc;
     struct train_log log;
     struct train_moe moe;      /* the MoE layers' loads (none: dense) */
+    struct train_routing routing; /* --routing-by-class */
     /* Since the last metrics row and since the epoch began. */
     double row_loss, row_acc, row_t0, ep_loss, ep_acc, ep_t0;
     double row_eval0, ep_eval0; /* eval_s when the row / epoch began */

@@ -99,6 +99,11 @@ train_usage(FILE *f)
 "                      NAME.aux) and expert, with each metrics row:\n"
 "                      " TRAIN_MOE_CSV_HEADER "\n"
 "                      (assignments kept/dropped since the previous row)\n"
+"  --routing-by-class F.csv  after each test evaluation (and with\n"
+"                      --eval-only): per MoE layer, class and expert, the\n"
+"                      test set's assignments and drops:\n"
+"                      " TRAIN_ROUTING_CSV_HEADER "\n"
+"                      (--eval-only also prints the shares)\n"
 "  --plot F.svg|F.png  loss and accuracy curves, as SVG or as a PNG\n"
 "                      image (960 x 400), by the name's suffix\n"
 "  --trace F.json      a Chrome/Perfetto trace of the last training step\n"
@@ -213,8 +218,8 @@ enum {
     OPT_MAX_STEPS, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST, OPT_AUGMENT,
     OPT_MOMENTUM, OPT_STOP_AFTER, OPT_EVAL_BATCH, OPT_LOG_EVERY,
     OPT_PLUGIN_PATH, OPT_PROGRESS, OPT_INIT_FROM, OPT_PROBE, OPT_MOCO_M0,
-    OPT_TRACE, OPT_EVAL_ONLY, OPT_RECOMPUTE, OPT_MOE_STATS, OPT_HELP,
-    OPT_VERSION
+    OPT_TRACE, OPT_EVAL_ONLY, OPT_RECOMPUTE, OPT_MOE_STATS, OPT_ROUTING,
+    OPT_HELP, OPT_VERSION
 };
 
 /* Parses one option with a value; -1 after a message. */
@@ -233,6 +238,7 @@ parse_one(int c, const char *v, struct train_opts *o)
     case OPT_RESUME: o->resume = v; return 0;
     case OPT_METRICS: o->metrics = v; return 0;
     case OPT_MOE_STATS: o->moe_stats = v; return 0;
+    case OPT_ROUTING: o->routing = v; return 0;
     case OPT_TRACE: o->trace = v; return 0;
     case OPT_PLUGIN_PATH: o->plugin_path = v; return 0;
     case OPT_PLOT:
@@ -313,6 +319,7 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
         {"log-every", required_argument, NULL, OPT_LOG_EVERY},
         {"metrics", required_argument, NULL, OPT_METRICS},
         {"moe-stats", required_argument, NULL, OPT_MOE_STATS},
+        {"routing-by-class", required_argument, NULL, OPT_ROUTING},
         {"plot", required_argument, NULL, OPT_PLOT},
         {"trace", required_argument, NULL, OPT_TRACE},
         {"warmup", required_argument, NULL, OPT_WARMUP},

@@ -204,8 +204,26 @@ train_create_sessions(struct train_run *r)
 
     if (read_file(r->o.graph, &r->graph_buf, &r->graph_len) != 0)
         return -1;
-    r->eg = smlp_graph_load_buffer(r->graph_buf, r->graph_len, r->o.graph,
-                                   &err);
+    if (r->o.routing != NULL) {
+        /* the evaluation graph keeps the gates' expert and slot */
+        if (train_routing_graph(&r->routing, r->graph_buf, r->graph_len,
+                                r->o.graph, &head, &head_len, msg,
+                                sizeof(msg)) != 0) {
+            train_fail("%s", msg);
+            return -1;
+        }
+        r->eg = smlp_graph_load_buffer(head, head_len, r->o.graph, &err);
+        free(head);
+        head = NULL;
+        if (r->eg != NULL && r->routing.n_layers == 0) {
+            train_fail("--routing-by-class: %s has no MoE gate (moe.gate.*)",
+                       r->o.graph);
+            return -1;
+        }
+    } else {
+        r->eg = smlp_graph_load_buffer(r->graph_buf, r->graph_len,
+                                       r->o.graph, &err);
+    }
     if (r->eg == NULL) {
         train_fail("%s", err.msg);
         return -1;
@@ -233,6 +251,12 @@ train_create_sessions(struct train_run *r)
     r->mode = r->head.moco ? TRAIN_MODE_MOCO
               : r->o.probe ? TRAIN_MODE_PROBE
                            : TRAIN_MODE_CLASSIFY;
+    if (r->head.moco && r->o.routing != NULL) {
+        train_fail("--routing-by-class reports the test evaluation of a "
+                   "classifier, and %s is a MoCo pre-training graph (no "
+                   "evaluation)", r->o.graph);
+        return -1;
+    }
     if (r->head.moco && r->o.probe) {
         train_fail("--probe trains a classifier's head on a frozen backbone, "
                    "and %s is a MoCo pre-training graph: probe its "
@@ -262,6 +286,15 @@ train_create_sessions(struct train_run *r)
         r->es = smlp_session_create(r->eg, r->reg, &so, &err);
         if (r->es == NULL) {
             train_fail("%s (evaluation session)", err.msg);
+            return -1;
+        }
+        if (r->o.routing != NULL &&
+            train_routing_init(&r->routing, r->es, so.batch,
+                               r->train.classes > r->test.classes
+                                   ? r->train.classes
+                                   : r->test.classes,
+                               msg, sizeof(msg)) != 0) {
+            train_fail("%s", msg);
             return -1;
         }
         if (r->mode == TRAIN_MODE_PROBE && probe_frozen(r) != 0)
@@ -400,6 +433,7 @@ train_run_free(struct train_run *r)
     train_set_free(&r->test);
     train_log_free(&r->log);
     train_moe_free(&r->moe);
+    train_routing_free(&r->routing);
     free(r->frozen);
 }
 
