@@ -10,9 +10,10 @@
  * and an edited IR is encoded, verified again and only then written
  * (sg_write_atomic).
  *
- * Files: graph_json.c (the JSON dump), graph_edit.c (edits), graph_dot.c
- * (Graphviz), graph_diff.c (comparison), smlp-graph.c (the command line,
- * check and stats).  Messages go to stderr as "smlp-graph CMD: ...".
+ * Files: graph_json.c (the JSON dump), graph_edit.c, graph_edit_apply.c
+ * and graph_edit_block.c (edits; graph_edit.h), graph_dot.c (Graphviz),
+ * graph_diff.c (comparison), smlp-graph.c (the command line, check and
+ * stats).  Messages go to stderr as "smlp-graph CMD: ...".
  */
 #ifndef SMLP_GRAPH_TOOL_H
 #define SMLP_GRAPH_TOOL_H
