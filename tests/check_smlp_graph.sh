@@ -148,6 +148,47 @@ if grep -qF "removed 4 tensors no node uses: blocks.10.moe_s.gate.weight" \
     "$T/out"; then ok "hash: the router weights are pruned"
 else bad "hash: pruning note"; show "$T/out"; fi
 
+# The number of experts (docs/graphs.md, "More ablations"): new leading
+# dimensions for the router and expert tensors; the capacities follow.
+expect "experts: sparse_mlp_b with 16" 0 "wrote $T/e16.fbs" \
+    "$SG" edit "$GB" -o "$T/e16.fbs" \
+    --set-shape '*.moe_s.gate.weight=16,392' \
+    --set-shape '*.moe_s.experts.fc1.weight=16,384,392' \
+    --set-shape '*.moe_s.experts.fc1.bias=16,384' \
+    --set-shape '*.moe_s.experts.fc2.weight=16,392,384' \
+    --set-shape '*.moe_s.experts.fc2.bias=16,392' \
+    --set-shape '*.moe_c.gate.weight=16,768' \
+    --set-shape '*.moe_c.experts.fc1.weight=16,3072,768' \
+    --set-shape '*.moe_c.experts.fc1.bias=16,3072' \
+    --set-shape '*.moe_c.experts.fc2.weight=16,768,3072' \
+    --set-shape '*.moe_c.experts.fc2.bias=16,768' \
+    --set-shape '*.gate.load=16,2' \
+    --set-meta experts_s=16 --set-meta experts_c=16
+expect "experts: a half-done edit is refused" 1 \
+    "'blocks.10.moe_c.experts' (moe.expert_ffn): input 1 (W1) has shape [8,3072,768], expected [16,3072,768]" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --set-shape '*.moe_c.gate.weight=16,768' \
+    --set-shape '*.moe_c.gate.load=16,2'
+"$SG" edit "$G" -o "$T/e8.fbs" \
+    --set-shape '*.moe_s.gate.weight=8,98' \
+    --set-shape '*.moe_s.experts.fc1.weight=8,64,98' \
+    --set-shape '*.moe_s.experts.fc1.bias=8,64' \
+    --set-shape '*.moe_s.experts.fc2.weight=8,98,64' \
+    --set-shape '*.moe_s.experts.fc2.bias=8,98' \
+    --set-shape '*.moe_c.gate.weight=8,128' \
+    --set-shape '*.moe_c.experts.fc1.weight=8,512,128' \
+    --set-shape '*.moe_c.experts.fc1.bias=8,512' \
+    --set-shape '*.moe_c.experts.fc2.weight=8,128,512' \
+    --set-shape '*.moe_c.experts.fc2.bias=8,128' \
+    --set-shape '*.gate.load=8,2' >"$T/out" 2>&1 ||
+    bad "experts: sparse_mlp_fmnist with 8"
+# MoE_c: k 2 of 49 tokens over 8 experts, capacity ceil(2*49/8) = 13
+expect "experts: the edited graph runs with 8 experts" 0 \
+    "392 items x k 2, 8 group(s), capacity 13 (104 rows/expert)" \
+    "$B/tools/smlp-run" "$T/e8.fbs" --batch 8 --threads 1
+if grep -qE "^ +expert +0 +1 +2 +3 +4 +5 +6 +7$" "$T/out"; then
+    ok "experts: the MoE table has 8 experts"
+else bad "experts: the MoE table has 8 experts"; show "$T/out"; fi
+
 # (c) diff's exit status.
 expect "diff: different graphs exit 1" 1 \
     "~ node blocks.10.moe_s.gate: op moe.gate.importance -> moe.gate.topk" \
