@@ -294,6 +294,21 @@ else bad "resume: not a metrics file"; cat "$T/out"; fi
 expect "--routing-by-class" 0 "routing by class, blocks.5.moe_c.gate" \
     "$TRAIN" "$SPARSE" --data "$D" --limit-test 64 --threads 2 --eval-only \
     --weights "$T/sa.st" --routing-by-class "$T/rbc.csv"
+# --eval-only also gives each class's accuracy: the counts are the labels'
+if "$PY" - "$T/out" "$D/t10k-labels-idx1-ubyte.gz" <<'PY'
+import gzip, re, sys
+text = open(sys.argv[1]).read()
+labels = gzip.open(sys.argv[2]).read()[8:8 + 64]
+rows = re.findall(r"(\d+) +([0-9.]+)% \((\d+)\)",
+                  text.split("per class: accuracy (test images)")[1])
+assert {int(c): int(n) for c, _, n in rows} == \
+    {c: labels.count(c) for c in set(labels)}, rows
+acc = float(re.search(r"test acc ([0-9.]+)%", text).group(1))
+mean = sum(float(a) * int(n) for _, a, n in rows) / 64
+assert abs(mean - acc) < 0.01, (mean, acc)
+PY
+then ok "--eval-only: accuracy per class"
+else bad "--eval-only: accuracy per class"; cat "$T/out"; fi
 if "$PY" - "$T/rbc.csv" "$D/t10k-labels-idx1-ubyte.gz" <<'PY'
 import csv, gzip, sys
 rows = list(csv.DictReader(open(sys.argv[1])))

@@ -81,10 +81,11 @@ copy_params(struct train_run *r)
 }
 
 /* Correct predictions among the first n rows of logits [*, k]; adds the
- * rows' cross-entropy to *ce when not NULL. */
+ * rows' cross-entropy to *ce and, per label c < k, the rows to tally[2c]
+ * and the correct ones to tally[2c + 1], when not NULL. */
 static int64_t
 score(const float *logits, int64_t k, const int32_t *labels, int64_t n,
-      double *ce)
+      double *ce, int64_t *tally)
 {
     int64_t i, j, best, correct = 0;
 
@@ -96,6 +97,10 @@ score(const float *logits, int64_t k, const int32_t *labels, int64_t n,
             if (row[j] > row[best])
                 best = j;
         correct += best == labels[i];
+        if (tally != NULL && labels[i] >= 0 && labels[i] < k) {
+            tally[2 * labels[i]]++;
+            tally[2 * labels[i] + 1] += best == labels[i];
+        }
         if (ce == NULL)
             continue;
         for (j = 0; j < k; j++)
@@ -115,6 +120,12 @@ evaluate(struct train_run *r, double *acc, double *loss)
 
     if (copy_params(r) != 0)
         return -1;
+    free(r->tally);
+    r->tally = calloc((size_t)(2 * r->e_logits.shape[1]), sizeof(int64_t));
+    if (r->tally == NULL) {
+        train_fail("out of memory");
+        return -1;
+    }
     train_routing_reset(&r->routing);
     train_loader_request(r->el, 0, 0);
     for (i = 0; i < nb; i++) {
@@ -128,7 +139,7 @@ evaluate(struct train_run *r, double *acc, double *loss)
             return -1;
         }
         correct += score(r->e_logits.data, r->e_logits.shape[1], b->labels,
-                         b->n, &ce);
+                         b->n, &ce, r->tally);
         train_routing_add(&r->routing, b->labels, b->n,
                           r->e_logits.shape[0]);
     }
@@ -150,6 +161,7 @@ static int
 eval_only(struct train_run *r)
 {
     double acc, loss, t0 = train_now();
+    int64_t k;
 
     if (r->mode == TRAIN_MODE_MOCO) {
         train_fail("--eval-only: %s is a MoCo pre-training graph, not a "
@@ -164,6 +176,15 @@ eval_only(struct train_run *r)
            "s)\n",
            smlp_graph_name(r->eg), 100.0 * acc, loss, (long long)r->test.n,
            train_now() - t0);
+    printf("per class: accuracy (test images)");
+    for (k = 0; k < r->e_logits.shape[1]; k++)
+        if (r->tally[2 * k] > 0)
+            printf("%s%3lld %6.2f%% (%lld)", k % 5 == 0 ? "\n" : "  ",
+                   (long long)k,
+                   100.0 * (double)r->tally[2 * k + 1] /
+                       (double)r->tally[2 * k],
+                   (long long)r->tally[2 * k]);
+    printf("\n");
     if (r->o.routing != NULL) {
         train_routing_print(&r->routing, stdout);
         printf("routing by class written to %s\n", r->o.routing);
@@ -214,7 +235,7 @@ train_step(struct train_run *r, const struct train_batch *b, double *loss,
     *acc = r->mode == TRAIN_MODE_MOCO
                ? NAN
                : (double)score(r->t_logits.data, r->t_logits.shape[1],
-                               b->labels, b->n, NULL) / (double)b->n;
+                               b->labels, b->n, NULL, NULL) / (double)b->n;
     if (smlp_session_backward(r->ts) != SMLP_OK) {
         train_fail("step %lld: %s", (long long)r->step,
                    smlp_session_errmsg(r->ts));

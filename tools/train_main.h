@@ -123,6 +123,8 @@ struct train_run {
      * `epoch` (0-based). */
     int64_t epoch, in_epoch, step;
     double lr, best_acc, last_acc;
+    int64_t *tally;            /* per class of the last evaluation: test
+                                  images, correct (score()) */
     struct train_log log;
     struct train_moe moe;      /* the MoE layers' loads (none: dense) */
     struct train_routing routing; /* --routing-by-class */

@@ -434,6 +434,7 @@ train_run_free(struct train_run *r)
     train_log_free(&r->log);
     train_moe_free(&r->moe);
     train_routing_free(&r->routing);
+    free(r->tally);
     free(r->frozen);
 }
 
