@@ -1,11 +1,12 @@
 /*
  * train_main.h - the parts of smlp-train shared between its files:
- * smlp-train.c (evaluation, steps, progress, the loop), train_opts.c (the
- * command line), train_setup.c (data, graphs, sessions, loaders, the
- * schedule), train_ckpt.c (checkpoints and --resume), train_data.h (data
- * and loader), train_head.h (the loss head), train_report.h (metrics CSV
- * and SVG), train_moe.h (routing statistics during training),
- * train_routing.h (routing of the test set by class).  Messages go to stderr as "smlp-train: ..." (train_fail).
+ * smlp-train.c (steps, progress, the loop), train_eval.c (test
+ * evaluation), train_opts.c (the command line), train_setup.c (data,
+ * graphs, sessions, loaders, the schedule), train_ckpt.c (checkpoints and
+ * --resume), train_data.h (data and loader), train_head.h (the loss head),
+ * train_report.h (metrics CSV and plot), train_moe.h (routing statistics
+ * during training), train_routing.h (routing of the test set by class).
+ * Messages go to stderr as "smlp-train: ..." (train_fail).
  */
 #ifndef SMLP_TRAIN_MAIN_H
 #define SMLP_TRAIN_MAIN_H
@@ -161,6 +162,21 @@ void train_plan_schedule(struct train_run *r);
 /* smlp_session_tensor with host data, or -1 after train_fail. */
 int train_tensor(smlp_session_t *s, const char *name, struct smlp_tensor *t);
 void train_run_free(struct train_run *r);
+
+/* ---- train_eval.c ---- */
+
+/* Correct predictions among the first n rows of logits [*, k]; adds the
+ * rows' cross-entropy to *ce and per-label tallies (images, correct) to
+ * tally[2c], tally[2c + 1] when not NULL. */
+int64_t train_score(const float *logits, int64_t k, const int32_t *labels,
+                    int64_t n, double *ce, int64_t *tally);
+/* The test set's accuracy and mean loss with the training session's
+ * current parameters (copied into the evaluation session); writes
+ * --routing-by-class.  0 or -1 after train_fail. */
+int train_evaluate(struct train_run *r, double *acc, double *loss);
+/* --eval-only: prints accuracy, loss and per-class accuracy (and the
+ * routing by class); an exit status. */
+int train_eval_only(struct train_run *r);
 
 /* ---- train_ckpt.c ---- */
 
