@@ -144,6 +144,10 @@ expect "MoCo with the supervised shift" 1 "use --augment moco" \
     "$TRAIN" "$MOCO" $COMMON --batch 16 --augment shift --out "$T/x.st"
 expect "MoCo --eval-only" 1 "is a MoCo pre-training graph, not a classifier" \
     "$TRAIN" "$MOCO" $COMMON --batch 16 --eval-only
+expect "MoCo --routing-by-class" 1 \
+    "--routing-by-class reports the test evaluation of a classifier, and $MOCO is a MoCo pre-training graph" \
+    "$TRAIN" "$MOCO" $COMMON --batch 16 --out "$T/x.st" \
+    --routing-by-class "$T/x.csv"
 expect "init-from and weights" 2 "--init-from excludes --weights" \
     "$TRAIN" "$SPARSE" --out "$T/x.st" --init-from a --weights b
 expect "moco-m0 out of range" 2 "--moco-m0: '1.5' is not a number" \

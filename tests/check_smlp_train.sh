@@ -187,6 +187,16 @@ expect "--eval-only with --out" 2 "--eval-only trains nothing: --out has" \
     "$TRAIN" "$MIXER" --data "$D" --eval-only --out "$T/x.st"
 expect "--eval-only with --trace" 2 "--eval-only trains nothing: --trace" \
     "$TRAIN" "$MIXER" --data "$D" --eval-only --trace "$T/x.json"
+expect "--eval-only with --moe-stats" 2 \
+    "--eval-only trains nothing: --moe-stats has nothing to write" \
+    "$TRAIN" "$SPARSE" --data "$D" --eval-only --moe-stats "$T/x.csv"
+expect "--moe-stats in a missing directory" 1 \
+    "--moe-stats $T/no/dir/x.csv: cannot write in directory $T/no/dir" \
+    "$TRAIN" "$SPARSE" --data "$D" --out "$T/x.st" \
+    --moe-stats "$T/no/dir/x.csv"
+expect "--routing-by-class in a missing directory" 1 \
+    "--routing-by-class $T/no/x.csv: cannot write in directory $T/no" \
+    "$TRAIN" "$SPARSE" --data "$D" --eval-only --routing-by-class "$T/no/x.csv"
 expect "nothing left to do" 0 "nothing to do" \
     "$TRAIN" "$MIXER" $COMMON --limit-train 256 --epochs 3 --lr 2e-3 \
     --out "$T/run2.st" --resume "$T/run.st"
