@@ -29,7 +29,10 @@
  * to their last read, and so are the bytes a node's forward saves for its
  * backward (ABI 1.2 saved_bytes: from its forward step, written there,
  * to its backward step).  So the one arena, its size and its lower bound
- * cover forward and backward together.
+ * cover forward and backward together.  Backwards run on the CPU, also in
+ * a session whose forward nodes run on a device: the device arena holds
+ * the forward only, the forward values that backwards read get host
+ * copies (smlp__plan_residency), and a device node saves no bytes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +108,20 @@ smlp__plan_residency(smlp_session_t *s)
         for (j = 0; j < nir->n_inputs; j++)
             if (nir->inputs[j] >= 0)
                 s->tensors[root_of(s, nir->inputs[j])].res |= side;
+    }
+    /* Training: backwards run on the CPU, so whatever a backward kernel
+     * reads of the forward (its node's inputs and outputs) needs a host
+     * copy, which a device producer makes right after its kernel. */
+    for (i = 0; s->ag != NULL && i < s->n_nodes; i++) {
+        const struct smlp__node_ir *nir = s->nodes[i].node.ir;
+
+        if (s->nodes[i].bwd != SMLP__BWD_KERNEL)
+            continue;
+        for (j = 0; j < nir->n_outputs; j++)
+            s->tensors[root_of(s, nir->outputs[j])].res |= SMLP__RES_HOST;
+        for (j = 0; j < nir->n_inputs; j++)
+            if (nir->inputs[j] >= 0)
+                s->tensors[root_of(s, nir->inputs[j])].res |= SMLP__RES_HOST;
     }
     /* Views share their root's copies. */
     for (i = 0; i < s->n_tensors; i++)

@@ -632,15 +632,6 @@ smlp_session_create(const smlp_graph_t *graph, smlp_registry_t *reg,
                      opts->device);
         return NULL;
     }
-    if (opts->loss != NULL && opts->device != SMLP_DEVICE_CPU) {
-        smlp__seterr(err, SMLP_EDEVICE,
-                     "%s: loss '%s': the backward pass runs on the CPU only "
-                     "for now (no %s backward yet); create the training "
-                     "session with device cpu",
-                     graph != NULL ? graph->source : "?", opts->loss,
-                     smlp__device_name(opts->device));
-        return NULL;
-    }
     s = smlp__calloc(1, sizeof(*s));
     if (s == NULL) {
         smlp__seterr(err, SMLP_ENOMEM, "out of memory");

@@ -169,10 +169,12 @@ struct smlp_session_opts {
      * run in training mode).  smlp_session_create fails, naming the graph
      * file and the tensor, when there is no such tensor (SMLP_ENOENT), it
      * is not an f32 scalar computed by a node or training is 0
-     * (SMLP_EINVAL), the device is not the CPU (SMLP_EDEVICE: no GPU
-     * backward yet), or a node on a path from a trainable parameter to
-     * the loss has an op without backward (SMLP_ENOKERNEL).  Only read
-     * during smlp_session_create. */
+     * (SMLP_EINVAL), or a node on a path from a trainable parameter to
+     * the loss has an op without backward (SMLP_ENOKERNEL).  With a
+     * device, the forward runs there as in inference and the backward on
+     * the CPU: the forward values the backward reads are copied to the
+     * host, and the optimizer's updates reach the device at the next run
+     * (docs/gpu.md, "Training").  Only read during smlp_session_create. */
     const char *loss;
     /* NULL-terminated list of shell globs (fnmatch, '*' matches '.'):
      * parameters matching one get no gradient and are not planned for

@@ -282,7 +282,7 @@ END_TEST
  * the CPU, reshape views, a parameter, several outputs, wide levels.
  */
 static char *
-random_dag(unsigned seed, int n_nodes)
+random_dag(unsigned seed, int n_nodes, int with_loss)
 {
     size_t cap = 65536, len = 0;
     char *j = malloc(cap);
@@ -300,6 +300,8 @@ random_dag(unsigned seed, int n_nodes)
     for (i = 0; i < n_nodes; i++)
         PUT(", {\"name\": \"t%d\"%s}", i,
             i >= n_nodes - 3 || i % 7 == 3 ? ", \"kind\": \"Output\"" : "");
+    if (with_loss) /* loss = mean of the last tensor */
+        PUT(", {\"name\": \"loss\", \"kind\": \"Output\"}");
     PUT("], \"nodes\": [");
     for (i = 0; i < n_nodes; i++) {
         /* Inputs among the last few tensors: wide, with reuse. */
@@ -336,6 +338,9 @@ random_dag(unsigned seed, int n_nodes)
         PUT(", \"outputs\": [%d]}", n_t);
         n_t++;
     }
+    if (with_loss)
+        PUT(", {\"name\": \"mean\", \"op\": \"fakegpu.mean\", \"inputs\":"
+            " [%d], \"outputs\": [%d]}", n_t - 1, n_t);
     PUT("]}");
 #undef PUT
     ck_assert_uint_lt(len, cap);
@@ -348,7 +353,7 @@ START_TEST(test_cuda_sched_random_dags_bit_identical)
     unsigned seed;
 
     for (seed = 1; seed <= 6; seed++) {
-        char *json = random_dag(seed * 7919u, 40);
+        char *json = random_dag(seed * 7919u, 40, 0);
         smlp_graph_t *g = graph_json(json);
         smlp_session_t *cpu = session(g, reg, SMLP_DEVICE_CPU, 1, 1);
         smlp_session_t *g1 = session(g, reg, SMLP_DEVICE_CUDA, 1, 1);
@@ -371,6 +376,93 @@ START_TEST(test_cuda_sched_random_dags_bit_identical)
         smlp_graph_unload(g);
         free(json);
     }
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* A training session (loss "loss", SGD with momentum) on `device`. */
+static smlp_session_t *
+train_session(const smlp_graph_t *g, smlp_registry_t *reg, int device,
+              int threads, smlp_optim_t **opt)
+{
+    struct smlp_optim_opts oo;
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+
+    smlp_session_opts_init(&o);
+    o.device = device;
+    o.threads = threads;
+    o.training = 1;
+    o.loss = "loss";
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    smlp_optim_opts_init(&oo);
+    oo.kind = SMLP_OPTIM_SGD;
+    oo.weight_decay = 0;
+    *opt = smlp_optim_create(s, &oo, &err);
+    ck_assert_msg(*opt != NULL, "%s", err.msg);
+    return s;
+}
+
+/*
+ * Training with the forward on the (fake) GPU and the backward on the
+ * CPU: losses, gradients and updated parameters equal the CPU session's
+ * bit for bit over several steps, so the forward values the backward
+ * reads reach the host and each update reaches the device.
+ */
+START_TEST(test_cuda_sched_training_bit_identical)
+{
+    smlp_registry_t *reg = registry();
+    unsigned seed;
+    int moved = 0;
+
+    for (seed = 1; seed <= 6; seed++) {
+        char *json = random_dag(seed * 104729u, 30, 1);
+        smlp_graph_t *g = graph_json(json);
+        smlp_optim_t *oc, *o1, *o3;
+        smlp_session_t *cpu = train_session(g, reg, SMLP_DEVICE_CPU, 1, &oc);
+        smlp_session_t *g1 = train_session(g, reg, SMLP_DEVICE_CUDA, 1, &o1);
+        smlp_session_t *g3 = train_session(g, reg, SMLP_DEVICE_CUDA, 3, &o3);
+        struct smlp_tensor gc, gg;
+        float w0 = data(cpu, "W", NULL)[0];
+        int step;
+
+        for (step = 0; step < 3; step++) {
+            smlp_session_t *all[3] = {cpu, g1, g3};
+            smlp_optim_t *opts[3] = {oc, o1, o3};
+            int k;
+
+            for (k = 0; k < 3; k++) {
+                run_ok(all[k]);
+                ck_assert_msg(smlp_session_backward(all[k]) == SMLP_OK, "%s",
+                              smlp_session_errmsg(all[k]));
+            }
+            expect_same(cpu, g1, "loss");
+            expect_same(cpu, g3, "loss");
+            ck_assert_int_eq(smlp_session_grad(cpu, "W", &gc), SMLP_OK);
+            for (k = 1; k < 3; k++) {
+                ck_assert_int_eq(smlp_session_grad(all[k], "W", &gg),
+                                 SMLP_OK);
+                ck_assert_mem_eq(gc.data, gg.data, 64 * sizeof(float));
+            }
+            for (k = 0; k < 3; k++)
+                ck_assert_int_eq(smlp_optim_step(opts[k], 0.5, NULL),
+                                 SMLP_OK);
+        }
+        expect_same(cpu, g1, "W");
+        expect_same(cpu, g3, "W");
+        moved += data(cpu, "W", NULL)[0] != w0;
+        smlp_optim_destroy(oc);
+        smlp_optim_destroy(o1);
+        smlp_optim_destroy(o3);
+        smlp_session_destroy(cpu);
+        smlp_session_destroy(g1);
+        smlp_session_destroy(g3);
+        smlp_graph_unload(g);
+        free(json);
+    }
+    ck_assert_int_gt(moved, 0); /* the loss reached W somewhere */
     smlp_registry_destroy(reg);
 }
 END_TEST
@@ -495,6 +587,7 @@ cuda_sched_suite(void)
     tcase_add_test(tc, test_cuda_sched_params_upload);
     tcase_add_test(tc, test_cuda_sched_state_download);
     tcase_add_test(tc, test_cuda_sched_random_dags_bit_identical);
+    tcase_add_test(tc, test_cuda_sched_training_bit_identical);
     tcase_add_test(tc, test_cuda_sched_profile_times);
     tcase_add_test(tc, test_cuda_sched_stream_failure);
     tcase_add_test(tc, test_cuda_sched_no_device_message);

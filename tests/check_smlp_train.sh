@@ -70,6 +70,14 @@ expect "bad optimizer" 2 "--optimizer: 'adam' is not sgd or adamw" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --optimizer adam
 expect "bad augment" 2 "--augment: 'flip' is not none, moco or shift" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --augment flip
+expect "bad device" 2 "--device: 'gpu' is not cpu or cuda" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --device gpu
+# No GPU here (CI never has one): the session says why, exit 1.
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1
+then echo "skip - device cuda error (a GPU is present)"
+else expect "device cuda without GPU" 1 "device cuda: " \
+    "$TRAIN" "$MIXER" --data "$D" --out "$T/x.st" --device cuda
+fi
 expect "bad lr" 2 "--lr: 'fast'" "$TRAIN" "$MIXER" --out "$T/x.st" --lr fast
 expect "bad warmup" 2 "--warmup: '2x'" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --warmup 2x
@@ -359,6 +367,9 @@ else bad "resume is bit-identical (sparse, --recompute)"; fi
 expect "resume without --recompute" 1 \
     "made with --recompute 1, this run has 0" \
     "$TRAIN" $S --out "$T/x.st" --resume "$T/ra.st"
+if [ "$(st meta "$T/ra.st" train.device)" = cpu ]
+then ok "the checkpoint records the device (cpu)"
+else bad "train.device in the checkpoint"; fi
 
 # Interrupted inside epoch 2 (SIGTERM), then resumed.
 "$TRAIN" $M --out "$T/c.st" --log-every 1 --progress lines \

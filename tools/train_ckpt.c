@@ -97,6 +97,9 @@ meta_options(struct train_run *r, struct meta_item *m)
                  train_augment_names[o->augment]);
     n = meta_add(m, n, "train.recompute", "--recompute", 0, "%d",
                  r->o.recompute);
+    /* The GPU's kernels round differently from the CPU's. */
+    n = meta_add(m, n, "train.device", "--device", 0, "%s",
+                 train_device_names[r->o.device]);
     n = meta_add(m, n, "train.mode", "the mode (--probe, or a MoCo graph)",
                  0, "%s", train_mode_names[r->mode]);
     if (r->mode == TRAIN_MODE_MOCO)
@@ -181,12 +184,15 @@ train_ckpt_resume(struct train_run *r)
         if (v != NULL && strcmp(v, m[i].value) == 0)
             continue;
         /* Checkpoints from before the modes trained classifiers, and from
-         * before --recompute. */
+         * before --recompute and --device. */
         if (v == NULL && strcmp(m[i].key, "train.mode") == 0 &&
             r->mode == TRAIN_MODE_CLASSIFY)
             continue;
         if (v == NULL && strcmp(m[i].key, "train.recompute") == 0 &&
             !r->o.recompute)
+            continue;
+        if (v == NULL && strcmp(m[i].key, "train.device") == 0 &&
+            r->o.device == SMLP_DEVICE_CPU)
             continue;
         if (strcmp(m[i].opt, "GRAPH") == 0) {
             train_fail("--resume %s: made from another graph than %s "

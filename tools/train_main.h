@@ -77,6 +77,7 @@ struct train_opts {
     double moco_m0;          /* --moco-m0: MoCo's momentum at step 0 */
     int progress;            /* enum train_progress */
     int threads;
+    int device;              /* enum smlp_device: opts.device */
     uint64_t seed;
 };
 
@@ -93,6 +94,7 @@ enum train_mode {
 extern const char *const train_optimizer_names[];
 extern const char *const train_augment_names[];
 extern const char *const train_mode_names[];
+extern const char *const train_device_names[];
 
 void train_usage(FILE *f);
 /* 0, TRAIN_USAGE_ERR (described on stderr) or TRAIN_HELP_DONE. */

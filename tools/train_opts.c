@@ -77,6 +77,9 @@ train_usage(FILE *f)
 "  --moco-m0 X         MoCo: momentum at step 0, rising to 1 on a cosine\n"
 "                      over the run (default 0.99)\n"
 "  --threads N         thread budget (default: all CPUs)\n"
+"  --device cpu|cuda   where forward passes run (default cpu); cuda: each\n"
+"                      op with a CUDA kernel on the GPU, the others, the\n"
+"                      backward and the optimizer on the CPU (docs/gpu.md)\n"
 "  --recompute         ops recompute in their backward what they would keep\n"
 "                      from the forward (moe.expert_ffn's pre-activations):\n"
 "                      less memory, a slower step, other last bits\n"
@@ -211,6 +214,8 @@ const char *const train_augment_names[] = {"none", "moco", "shift",
                                             NULL};
 const char *const train_mode_names[] = {"classify", "probe", "moco", NULL};
 static const char *const progress_names[] = {"auto", "bar", "lines", NULL};
+/* Indexed by enum smlp_device. */
+const char *const train_device_names[] = {"cpu", "cuda", NULL};
 
 enum {
     OPT_DATA = 256, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_OPTIMIZER, OPT_WEIGHTS,
@@ -220,7 +225,7 @@ enum {
     OPT_MOMENTUM, OPT_STOP_AFTER, OPT_EVAL_BATCH, OPT_LOG_EVERY,
     OPT_PLUGIN_PATH, OPT_PROGRESS, OPT_INIT_FROM, OPT_PROBE, OPT_MOCO_M0,
     OPT_TRACE, OPT_EVAL_ONLY, OPT_RECOMPUTE, OPT_MOE_STATS, OPT_ROUTING,
-    OPT_HELP, OPT_VERSION
+    OPT_DEVICE, OPT_HELP, OPT_VERSION
 };
 
 /* Parses one option with a value; -1 after a message. */
@@ -299,6 +304,8 @@ parse_one(int c, const char *v, struct train_opts *o)
                             &o->augment);
     case OPT_PROGRESS:
         return parse_choice("--progress", v, progress_names, &o->progress);
+    case OPT_DEVICE:
+        return parse_choice("--device", v, train_device_names, &o->device);
     }
     return -1;
 }
@@ -343,6 +350,7 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
         {"eval-only", no_argument, NULL, OPT_EVAL_ONLY},
         {"recompute", no_argument, NULL, OPT_RECOMPUTE},
         {"moco-m0", required_argument, NULL, OPT_MOCO_M0},
+        {"device", required_argument, NULL, OPT_DEVICE},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0}};

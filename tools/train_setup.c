@@ -282,6 +282,7 @@ train_create_sessions(struct train_run *r)
         so.batch = r->test.n < r->o.eval_batch ? r->test.n
                                                : r->o.eval_batch;
         so.threads = r->o.threads;
+        so.device = r->o.device;
         so.no_init = 1;
         r->es = smlp_session_create(r->eg, r->reg, &so, &err);
         if (r->es == NULL) {
@@ -303,6 +304,7 @@ train_create_sessions(struct train_run *r)
     smlp_session_opts_init(&so);
     so.batch = r->o.batch;
     so.threads = r->o.threads;
+    so.device = r->o.device;
     so.seed = r->o.seed;
     so.training = 1;
     so.loss = "loss";

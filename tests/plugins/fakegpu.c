@@ -13,7 +13,10 @@
  *   fakegpu.mul     x, w -> x·w (w usually a parameter)
  *   fakegpu.accum   x, s (state) -> s += x in place, y = s
  *   fakegpu.host    x -> x + 1, CPU only (the runtime falls back)
+ *   fakegpu.mean    x -> the mean of all of x, a scalar (a loss)
  *   fakegpu.poison  x -> x; the CUDA kernel makes the stream fail
+ * affine, mul, host and mean have a backward (on the CPU, as every backward),
+ * for training sessions whose forward runs on the fake GPU.
  */
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -23,7 +26,7 @@
 
 #define F32 (1u << SMLP_DTYPE_F32)
 
-enum fake_op { FAKE_AFFINE, FAKE_MUL, FAKE_ACCUM, FAKE_HOST };
+enum fake_op { FAKE_AFFINE, FAKE_MUL, FAKE_ACCUM, FAKE_HOST, FAKE_MEAN };
 
 struct job {
     enum fake_op op;
@@ -59,6 +62,13 @@ compute(const struct job *j)
         for (i = 0; i < j->n; i++)
             j->y[i] = j->x[i] + 1.0f;
         break;
+    case FAKE_MEAN: {
+        double sum = 0.0;
+        for (i = 0; i < j->n; i++)
+            sum += j->x[i];
+        j->y[0] = (float)(sum / (double)j->n);
+        break;
+    }
     }
 }
 
@@ -172,6 +182,16 @@ host_cpu(struct smlp_kernel_ctx *ctx)
 {
     return run_cpu(ctx, FAKE_HOST);
 }
+static int
+mean_cpu(struct smlp_kernel_ctx *ctx)
+{
+    return run_cpu(ctx, FAKE_MEAN);
+}
+static int
+mean_gpu(struct smlp_kernel_ctx *ctx)
+{
+    return run_gpu(ctx, FAKE_MEAN);
+}
 
 static int
 poison_cpu(struct smlp_kernel_ctx *ctx)
@@ -195,6 +215,64 @@ poison_gpu(struct smlp_kernel_ctx *ctx)
     return SMLP_OK;
 }
 
+/* gx = a·gy (affine), gy·w and gw = gy·x (mul), gy (host); a NULL
+ * grad_output reads as zeros. */
+static int
+backward(struct smlp_backward_ctx *ctx, enum fake_op op)
+{
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    float a = 1.0f;
+    int k;
+
+    if (op == FAKE_AFFINE) {
+        double v = 0.0;
+        ctx->host->attr_float(ctx->node, "a", &v);
+        a = (float)v;
+    }
+    if (op == FAKE_MEAN) {
+        float d = gy != NULL ? *(const float *)gy->data / (float)n : 0.0f;
+        for (i = 0; i < n; i++)
+            ((float *)ctx->grad_inputs[0]->data)[i] = d;
+        return SMLP_OK;
+    }
+    for (k = 0; k < ctx->n_inputs; k++) {
+        float *g;
+        const float *other;
+
+        if (ctx->grad_inputs[k] == NULL)
+            continue;
+        g = ctx->grad_inputs[k]->data;
+        other = op == FAKE_MUL ? ctx->inputs[1 - k]->data : NULL;
+        for (i = 0; i < n; i++) {
+            float d = gy != NULL ? ((const float *)gy->data)[i] : 0.0f;
+            g[i] = other != NULL ? d * other[i] : a * d;
+        }
+    }
+    return SMLP_OK;
+}
+
+static int
+affine_bwd(struct smlp_backward_ctx *ctx)
+{
+    return backward(ctx, FAKE_AFFINE);
+}
+static int
+mul_bwd(struct smlp_backward_ctx *ctx)
+{
+    return backward(ctx, FAKE_MUL);
+}
+static int
+host_bwd(struct smlp_backward_ctx *ctx)
+{
+    return backward(ctx, FAKE_HOST);
+}
+static int
+mean_bwd(struct smlp_backward_ctx *ctx)
+{
+    return ctx->grad_inputs[0] != NULL ? backward(ctx, FAKE_MEAN) : SMLP_OK;
+}
+
 /* Output 0 is x's shape; affine asks for a workspace of x's size. */
 static int
 same_shape_infer(struct smlp_infer_ctx *ctx)
@@ -215,6 +293,18 @@ same_shape_infer(struct smlp_infer_ctx *ctx)
     return SMLP_OK;
 }
 
+static int
+mean_infer(struct smlp_infer_ctx *ctx)
+{
+    if (ctx->inputs[0]->dtype != SMLP_DTYPE_F32) {
+        ctx->host->errorf(ctx->node, "x must be f32");
+        return SMLP_EINVAL;
+    }
+    ctx->outputs[0]->dtype = SMLP_DTYPE_F32;
+    ctx->outputs[0]->rank = 0;
+    return SMLP_OK;
+}
+
 #define KERNEL(var, dev, fn)                                                 \
     static const struct smlp_kernel_def var = {                              \
         sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, dev, F32, NULL,    \
@@ -227,6 +317,8 @@ KERNEL(mul_g, SMLP_DEVICE_CUDA, mul_gpu);
 KERNEL(accum_c, SMLP_DEVICE_CPU, accum_cpu);
 KERNEL(accum_g, SMLP_DEVICE_CUDA, accum_gpu);
 KERNEL(host_c, SMLP_DEVICE_CPU, host_cpu);
+KERNEL(mean_c, SMLP_DEVICE_CPU, mean_cpu);
+KERNEL(mean_g, SMLP_DEVICE_CUDA, mean_gpu);
 KERNEL(poison_c, SMLP_DEVICE_CPU, poison_cpu);
 KERNEL(poison_g, SMLP_DEVICE_CUDA, poison_gpu);
 
@@ -236,6 +328,8 @@ static const struct smlp_kernel_def *const mul_k[] = {&mul_c, &mul_g, NULL};
 static const struct smlp_kernel_def *const accum_k[] = {&accum_c, &accum_g,
                                                         NULL};
 static const struct smlp_kernel_def *const host_k[] = {&host_c, NULL};
+static const struct smlp_kernel_def *const mean_k[] = {&mean_c, &mean_g,
+                                                       NULL};
 static const struct smlp_kernel_def *const poison_k[] = {&poison_c,
                                                          &poison_g, NULL};
 
@@ -245,19 +339,22 @@ static const struct smlp_attr_def affine_attrs[] = {
     {NULL, 0, 0, NULL},
 };
 
-#define OP(var, name, nin, attrs, kernels)                                   \
+#define OP_INFER(var, name, nin, attrs, infer, kernels, bwd)                \
     static const struct smlp_op_def var = {                                  \
         sizeof(struct smlp_op_def), SMLP_ABI_VERSION, name, nin, nin, 1, 0,  \
-        attrs, same_shape_infer, kernels, NULL, name}
+        attrs, infer, kernels, bwd, name}
+#define OP(var, name, nin, attrs, kernels, bwd)                              \
+    OP_INFER(var, name, nin, attrs, same_shape_infer, kernels, bwd)
 
-OP(affine_op, "fakegpu.affine", 1, affine_attrs, affine_k);
-OP(mul_op, "fakegpu.mul", 2, NULL, mul_k);
-OP(accum_op, "fakegpu.accum", 2, NULL, accum_k);
-OP(host_op, "fakegpu.host", 1, NULL, host_k);
-OP(poison_op, "fakegpu.poison", 1, NULL, poison_k);
+OP(affine_op, "fakegpu.affine", 1, affine_attrs, affine_k, affine_bwd);
+OP(mul_op, "fakegpu.mul", 2, NULL, mul_k, mul_bwd);
+OP(accum_op, "fakegpu.accum", 2, NULL, accum_k, NULL);
+OP(host_op, "fakegpu.host", 1, NULL, host_k, host_bwd);
+OP(poison_op, "fakegpu.poison", 1, NULL, poison_k, NULL);
+OP_INFER(mean_op, "fakegpu.mean", 1, NULL, mean_infer, mean_k, mean_bwd);
 
 static const struct smlp_op_def *const ops[] = {
-    &affine_op, &mul_op, &accum_op, &host_op, &poison_op, NULL};
+    &affine_op, &mul_op, &accum_op, &host_op, &poison_op, &mean_op, NULL};
 static const struct smlp_plugin_def def = {
     sizeof(def), SMLP_ABI_VERSION, "fakegpu", "1", SMLP_BUILD_SIGNATURE, ops,
     NULL};
