@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 #define SMLP_ABI_MAJOR 1
-#define SMLP_ABI_MINOR 2
+#define SMLP_ABI_MINOR 3
 #define SMLP_ABI_VERSION ((uint32_t)((SMLP_ABI_MAJOR << 16) | SMLP_ABI_MINOR))
 #define SMLP_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 #define SMLP_ABI_MINOR_OF(v) ((uint32_t)(v)&0xffffu)
@@ -270,6 +270,14 @@ struct smlp_kernel_def {
     smlp_supports_cb supports; /* (optional) */
     smlp_kernel_cb run;
     int32_t score; /* higher wins among kernels that support a node */
+    /* (since 1.3) The backward of a node this kernel ran, on the kernel's
+     * device: for a CUDA kernel, enqueued on ctx->stream (the session's)
+     * with device pointers in every tensor, workspace and saved bytes, and
+     * the same contract as smlp_op_def.backward.  NULL: the op's backward
+     * runs on the CPU.  Ignored for CPU kernels.  A session runs its
+     * backward on the device only when every node that needs one has
+     * it. */
+    smlp_backward_cb backward;
 };
 
 /* Schema entry for one attribute; arrays of these end with name == NULL. */

@@ -31,13 +31,20 @@
  * Stores of activations' gradients are arena buffers that plan.c places
  * with the forward's buffers on one timeline; trainable parameters'
  * gradients are one persistent block (smlp_session_grad).
+ *
+ * In a session with a device, the backward runs there when every node
+ * with a backward kernel ran there with a kernel that has a device
+ * backward (choose_side; ag->on_dev): then the stores live in the device
+ * arena and device_cuda_bwd.c does on the stream what this file does on
+ * the CPU (sums, copies, kernels), in the same order.  Otherwise every
+ * backward runs here, reading host copies of the forward values.
  */
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "device.h"
 
 #define ROUND(x) (((x) + SMLP__ALIGN - 1) & ~(uint64_t)(SMLP__ALIGN - 1))
 
@@ -437,6 +444,38 @@ build(smlp_session_t *s, struct smlp_error *err)
     return SMLP_OK;
 }
 
+/*
+ * Where the backward runs: on the session's device when every node with
+ * a backward kernel ran its forward there with a kernel that has a
+ * device backward (ABI 1.3), else on the CPU, with a notice naming the
+ * first node (in graph order) that keeps it there.
+ */
+static void
+choose_side(smlp_session_t *s)
+{
+    struct smlp__autograd *ag = s->ag;
+    int32_t k;
+
+    if (s->n_dev_nodes == 0)
+        return;
+    for (k = ag->n_bwd - 1; k >= 0; k--) {
+        const struct smlp__node_rt *n = &s->nodes[ag->border[k]];
+
+        if (n->bwd != SMLP__BWD_KERNEL ||
+            (n->device != SMLP_DEVICE_CPU && n->kernel->def.backward != NULL))
+            continue;
+        smlp__host_api.log(SMLP_LOG_WARN,
+                           "%s: node %d '%s' (%s): no %s backward, so the "
+                           "backward runs on the CPU (the runtime copies the "
+                           "forward values it reads)",
+                           s->graph->source, n->node.index, n->node.ir->name,
+                           n->node.ir->op,
+                           smlp__device_name(s->opts.device));
+        return;
+    }
+    ag->on_dev = 1;
+}
+
 int
 smlp__autograd_prepare(smlp_session_t *s, struct smlp_error *err)
 {
@@ -494,6 +533,8 @@ smlp__autograd_prepare(smlp_session_t *s, struct smlp_error *err)
     rc = mark(s, fwd, reach, witness, err);
     if (rc == SMLP_OK)
         rc = build(s, err);
+    if (rc == SMLP_OK)
+        choose_side(s);
 out:
     smlp__free(fwd);
     smlp__free(reach);
@@ -523,10 +564,12 @@ smlp__autograd_alloc(smlp_session_t *s, struct smlp_error *err)
         if (k < ag->n_trainable) {
             st->data = (char *)ag->grads + off;
             off += ROUND(st->bytes);
-        } else if (st->buffer >= 0) {
+        } else if (st->buffer >= 0 && !ag->on_dev) {
             st->data = (char *)s->arena + s->plan.buffers[st->buffer].offset;
         }
     }
+    if (ag->on_dev)
+        return SMLP_OK; /* the rest is device memory (device.h) */
     for (i = 0; i < s->n_tensors; i++)
         if (s->tensors[i].gstore >= 0)
             s->tensors[i].grad.data = ag->stores[s->tensors[i].gstore].data;
@@ -555,6 +598,12 @@ smlp__autograd_free(smlp_session_t *s)
         smlp__free(n->gin_store);
         smlp__free(n->gout);
         smlp__free(n->bsucc);
+        smlp__free(n->dgin_t);
+        smlp__free(n->dgin);
+        smlp__free(n->dgout_t);
+        smlp__free(n->dgout);
+        n->dgin_t = n->dgout_t = NULL;
+        n->dgin = n->dgout = NULL;
         n->gin_t = NULL;
         n->gin = NULL;
         n->gin_store = NULL;

@@ -74,6 +74,16 @@ int smlp__device_run_end(smlp_session_t *s);
 /* Waits for the stream and frees everything smlp__device_open and
  * smlp__device_alloc made (unpinning host memory).  Safe on any state. */
 void smlp__device_close(smlp_session_t *s);
+/*
+ * The backward of the last run on the device (s->ag->on_dev), node by
+ * node in backward order on the stream: the seed d loss / d loss = 1, the
+ * sums of contributions, view copies and each node's device backward;
+ * then the parameters' gradients (sums, zeros) are copied to their host
+ * block and the stream is waited for.  Fills the nodes' backward times.
+ * SMLP_EKERNEL naming the node when a backward kernel fails to enqueue,
+ * SMLP_EDEVICE when the device does (both recorded in the session).
+ */
+int smlp__device_backward(smlp_session_t *s);
 
 #else /* no device support built in: opening fails, the rest is unused */
 
@@ -132,6 +142,12 @@ smlp__device_run_end(smlp_session_t *s)
 static inline void
 smlp__device_close(smlp_session_t *s)
 {
+}
+
+static inline int
+smlp__device_backward(smlp_session_t *s)
+{
+    return SMLP_EDEVICE;
 }
 
 #endif /* SMLP_HAVE_CUDA */

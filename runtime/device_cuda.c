@@ -6,7 +6,8 @@
  * A session on CUDA owns one non-blocking stream on device 0 (pick
  * another with CUDA_VISIBLE_DEVICES), a device arena planned like the
  * host one (s->dev_plan), one block for the device copies of parameters
- * and state, and two events per device node that time it on the GPU.
+ * and state, and two events per device node that time it on the GPU
+ * (device_cuda_bwd.c adds what a backward on the GPU needs).
  * Every CUDA call is made from the thread running the session (the loop
  * thread); the only code CUDA runs on its own threads is the fences' host
  * function, smlp__sched_fence_cb in sched.c, which calls no CUDA API.
@@ -14,38 +15,24 @@
  * page-locked with cudaHostRegister so that copies are asynchronous;
  * otherwise, or when that fails, the copies still work, synchronously.
  */
-#include <cuda_runtime.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "device.h"
-
-struct cuda_state {
-    int device;
-    cudaStream_t stream;
-    void *arena;      /* device arena, s->dev_plan.arena_bytes */
-    void *params;     /* device copies of parameters and state */
-    int arena_pinned; /* s->arena is registered with CUDA */
-    int params_pinned;
-    cudaEvent_t base;  /* recorded when a run starts */
-    cudaEvent_t *ev;   /* per node: start, end (device nodes only) */
-    int32_t n_ev;
-};
+#include "device_cuda.h"
 
 /* Host blocks at least this big are page-locked (see smlp__device_alloc). */
 #define PIN_MIN ((uint64_t)1 << 20)
 
-#define ROUND(x) (((x) + SMLP__ALIGN - 1) & ~(uint64_t)(SMLP__ALIGN - 1))
+#define ROUND(x) SMLP__ROUND(x)
 
 static uint64_t
 tensor_bytes(const struct smlp__tensor_rt *t)
 {
-    return (uint64_t)smlp_tensor_numel(&t->t) * smlp__dtype_size(t->t.dtype);
+    return smlp__cuda_tensor_bytes(&t->t);
 }
 
-/* Records a device error in the session (the first one wins). */
-static int
-fail(smlp_session_t *s, cudaError_t e, const char *what)
+int
+smlp__cuda_fail(smlp_session_t *s, cudaError_t e, const char *what)
 {
     if (!s->failed)
         smlp__session_fail(s, SMLP_EDEVICE,
@@ -56,9 +43,8 @@ fail(smlp_session_t *s, cudaError_t e, const char *what)
     return SMLP_EDEVICE;
 }
 
-/* The same for a node: the message goes where a kernel's would. */
-static int
-fail_node(struct smlp__node_rt *n, cudaError_t e, const char *what)
+int
+smlp__cuda_fail_node(struct smlp__node_rt *n, cudaError_t e, const char *what)
 {
     snprintf(n->node.err, sizeof(n->node.err), "device cuda: %s: %s (%s)",
              what, cudaGetErrorString(e), cudaGetErrorName(e));
@@ -216,6 +202,8 @@ smlp__device_alloc(smlp_session_t *s, struct smlp_error *err)
                          cudaHostRegisterDefault) == cudaSuccess)
         c->params_pinned = 1;
     (void)cudaGetLastError();
+    if (s->ag != NULL && s->ag->on_dev)
+        return smlp__cuda_bwd_alloc(s, err);
     return SMLP_OK;
 }
 
@@ -244,7 +232,8 @@ smlp__device_run_begin(smlp_session_t *s)
         }
     }
     if (e != cudaSuccess)
-        return fail(s, e, "cannot copy inputs and parameters to the GPU");
+        return smlp__cuda_fail(s, e,
+                               "cannot copy inputs and parameters to the GPU");
     return SMLP_OK;
 }
 
@@ -273,6 +262,11 @@ smlp__device_launch(smlp_session_t *s, struct smlp__node_rt *n)
             (char *)c->arena + s->dev_plan.buffers[n->dev_ws_buffer].offset;
         ctx.workspace_size = n->workspace;
     }
+    if (n->saved_buffer >= 0) { /* its backward runs on the device */
+        ctx.saved =
+            (char *)c->arena + s->dev_plan.buffers[n->saved_buffer].offset;
+        ctx.saved_size = n->saved_bytes;
+    }
     ctx.training = s->opts.training;
     ctx.threads = 1;
     ctx.seed = s->opts.seed;
@@ -280,7 +274,7 @@ smlp__device_launch(smlp_session_t *s, struct smlp__node_rt *n)
     ctx.stream = c->stream;
     e = cudaEventRecord(c->ev[2 * id], c->stream);
     if (e != cudaSuccess)
-        return fail_node(n, e, "cannot record an event");
+        return smlp__cuda_fail_node(n, e, "cannot record an event");
     rc = n->kernel->def.run(&ctx);
     if (rc < 0)
         return rc;
@@ -293,11 +287,12 @@ smlp__device_launch(smlp_session_t *s, struct smlp__node_rt *n)
         e = cudaMemcpyAsync(t->t.data, t->dev_data, tensor_bytes(t),
                             cudaMemcpyDeviceToHost, c->stream);
         if (e != cudaSuccess)
-            return fail_node(n, e, "cannot copy an output to the host");
+            return smlp__cuda_fail_node(n, e,
+                                        "cannot copy an output to the host");
     }
     e = cudaEventRecord(c->ev[2 * id + 1], c->stream);
     if (e != cudaSuccess)
-        return fail_node(n, e, "cannot record an event");
+        return smlp__cuda_fail_node(n, e, "cannot record an event");
     return SMLP_OK;
 }
 
@@ -317,7 +312,8 @@ smlp__device_push(smlp_session_t *s, struct smlp__node_rt *n)
         e = cudaMemcpyAsync(t->dev_data, t->t.data, tensor_bytes(t),
                             cudaMemcpyHostToDevice, c->stream);
         if (e != cudaSuccess)
-            return fail_node(n, e, "cannot copy an output to the GPU");
+            return smlp__cuda_fail_node(n, e,
+                                        "cannot copy an output to the GPU");
     }
     return SMLP_OK;
 }
@@ -329,7 +325,7 @@ smlp__device_fence(smlp_session_t *s, struct smlp__fence *f)
     cudaError_t e = cudaLaunchHostFunc(c->stream, smlp__sched_fence_cb, f);
 
     if (e != cudaSuccess)
-        return fail(s, e, "cannot enqueue a fence");
+        return smlp__cuda_fail(s, e, "cannot enqueue a fence");
     return SMLP_OK;
 }
 
@@ -341,7 +337,7 @@ smlp__device_poll(smlp_session_t *s)
 
     if (e == cudaSuccess || e == cudaErrorNotReady)
         return SMLP_OK;
-    return fail(s, e, "the stream failed");
+    return smlp__cuda_fail(s, e, "the stream failed");
 }
 
 int
@@ -354,7 +350,7 @@ smlp__device_run_end(smlp_session_t *s)
 
     e = cudaStreamSynchronize(c->stream);
     if (e != cudaSuccess)
-        return fail(s, e, "the run failed on the GPU");
+        return smlp__cuda_fail(s, e, "the run failed on the GPU");
     /* State that device kernels may have updated (batch-norm statistics)
      * goes back to its host master copy. */
     for (i = 0; i < s->n_tensors; i++) {
@@ -365,7 +361,7 @@ smlp__device_run_end(smlp_session_t *s)
         e = cudaMemcpy(t->t.data, t->dev_data, tensor_bytes(t),
                        cudaMemcpyDeviceToHost);
         if (e != cudaSuccess)
-            return fail(s, e, "cannot copy state back to the host");
+            return smlp__cuda_fail(s, e, "cannot copy state back to the host");
     }
     if (s->failed)
         return SMLP_OK; /* some nodes never ran: no times */
@@ -395,6 +391,7 @@ smlp__device_close(smlp_session_t *s)
     cudaSetDevice(c->device);
     if (c->stream != NULL)
         cudaStreamSynchronize(c->stream);
+    smlp__cuda_bwd_free(s);
     for (i = 0; i < c->n_ev; i++)
         if (c->ev[i] != NULL)
             cudaEventDestroy(c->ev[i]);

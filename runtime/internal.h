@@ -204,6 +204,12 @@ struct smlp__node_rt {
     int32_t *bsucc;
     int32_t n_bpred;
     int32_t bpending;
+    /* A device backward (ag->on_dev): device views of the gradients,
+     * dgin_t[i] / dgin[i] and dgout[j] as gin_t, gin and gout. */
+    struct smlp_tensor *dgin_t;
+    struct smlp_tensor **dgin;
+    struct smlp_tensor **dgout;
+    struct smlp_tensor *dgout_t;
     double bt0, bt1; /* the last backward's start and end (0: not run) */
     int bthread;
 };
@@ -363,9 +369,13 @@ struct smlp__gstore {
     uint64_t bytes;
     int32_t first;  /* timeline step of its first access (a write) */
     int32_t last;   /* timeline step of its last read */
-    int32_t buffer; /* host plan buffer; -1 for a parameter's gradient */
+    int32_t buffer; /* buffer of the backward's plan (the host's, or the
+                       device's when ag->on_dev); -1 for a parameter's
+                       gradient */
     int32_t param;  /* that parameter's tensor id, else -1 */
-    void *data;     /* after allocation (NULL with plan_only) */
+    void *data;     /* host bytes after allocation (NULL with plan_only,
+                       and for the arena stores of a device backward) */
+    void *dev_data; /* device bytes (a device backward only) */
 };
 
 /* A gradient contribution: node `node` writes d loss / d (its input
@@ -394,6 +404,12 @@ struct smlp__autograd {
     struct smlp__gstore *stores;
     void *grads;         /* the parameters' gradient block */
     uint64_t grad_bytes;
+    /* The backward runs on the session's device (every node with a
+     * backward kernel ran there with a kernel that has a device backward,
+     * ABI 1.3): stores, backward workspaces and saved bytes are planned
+     * in the device arena, and the parameters' gradients are copied to
+     * `grads` at the end (device.h).  0: every backward on the CPU. */
+    int on_dev;
     int fwd_ready;       /* a forward ran (and succeeded) since the last
                             backward */
     uint64_t fwd_step;   /* the step that forward ran with */

@@ -29,10 +29,12 @@
  * to their last read, and so are the bytes a node's forward saves for its
  * backward (ABI 1.2 saved_bytes: from its forward step, written there,
  * to its backward step).  So the one arena, its size and its lower bound
- * cover forward and backward together.  Backwards run on the CPU, also in
- * a session whose forward nodes run on a device: the device arena holds
- * the forward only, the forward values that backwards read get host
- * copies (smlp__plan_residency), and a device node saves no bytes.
+ * cover forward and backward together.  That timeline is planned on the
+ * side the backward runs on (bwd_side): the host, also in a session whose
+ * forward nodes run on a device (then the device arena holds the forward
+ * only, the forward values that backwards read get host copies and a
+ * device node saves no bytes), or the device when its backward runs there
+ * (autograd.c, ag->on_dev: then the host arena holds the forward only).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +59,13 @@ static uint32_t
 side_of(const struct smlp__node_rt *n)
 {
     return n->device == SMLP_DEVICE_CPU ? SMLP__RES_HOST : SMLP__RES_DEV;
+}
+
+/* The side the backward runs on (sessions with a loss). */
+static uint32_t
+bwd_side(const smlp_session_t *s)
+{
+    return s->ag != NULL && s->ag->on_dev ? SMLP__RES_DEV : SMLP__RES_HOST;
 }
 
 /* The plan buffer of tensor t on `side`. */
@@ -109,10 +118,13 @@ smlp__plan_residency(smlp_session_t *s)
             if (nir->inputs[j] >= 0)
                 s->tensors[root_of(s, nir->inputs[j])].res |= side;
     }
-    /* Training: backwards run on the CPU, so whatever a backward kernel
+    /* Training with backwards on the CPU: whatever a backward kernel
      * reads of the forward (its node's inputs and outputs) needs a host
-     * copy, which a device producer makes right after its kernel. */
-    for (i = 0; s->ag != NULL && i < s->n_nodes; i++) {
+     * copy, which a device producer makes right after its kernel.  (A
+     * device backward reads the device copies its forward read.) */
+    for (i = 0; bwd_side(s) == SMLP__RES_HOST && s->ag != NULL &&
+                i < s->n_nodes;
+         i++) {
         const struct smlp__node_ir *nir = s->nodes[i].node.ir;
 
         if (s->nodes[i].bwd != SMLP__BWD_KERNEL)
@@ -301,7 +313,7 @@ plan_backward_buffers(smlp_session_t *s, struct smlp__plan *p)
         struct smlp__node_rt *n = &s->nodes[node];
 
         if (n->saved_bytes > 0 && n->bwd == SMLP__BWD_KERNEL &&
-            ag->bpos[node] >= 0 && side_of(n) == SMLP__RES_HOST)
+            ag->bpos[node] >= 0 && side_of(n) == bwd_side(s))
             n->saved_buffer = add_buffer(p, n->saved_bytes, i,
                                          s->n_nodes + ag->bpos[node], node);
     }
@@ -312,7 +324,7 @@ build_side(smlp_session_t *s, uint32_t side, struct smlp__plan *p,
            struct smlp_error *err)
 {
     const smlp_graph_t *g = s->graph;
-    int train = side == SMLP__RES_HOST && s->ag != NULL;
+    int train = s->ag != NULL && side == bwd_side(s);
     int32_t n_fwd = s->n_nodes, i, j, *order = NULL, *live = NULL;
     int32_t n_steps = n_fwd + (train ? s->ag->n_bwd : 0);
     int32_t *first, *last;
@@ -447,7 +459,7 @@ touches(smlp_session_t *s, int32_t node, int32_t b, uint32_t side)
     int32_t j;
 
     if (*ws_on(n, side) == b ||
-        (side == SMLP__RES_HOST && n->saved_buffer == b))
+        (s->ag != NULL && side == bwd_side(s) && n->saved_buffer == b))
         return 1;
     for (j = 0; j < nir->n_outputs; j++)
         if (*buffer_on(s, nir->outputs[j], side) == b)
@@ -559,8 +571,8 @@ smlp__plan_add_backward_edges(smlp_session_t *s, struct smlp_error *err)
     const struct smlp__autograd *ag = s->ag;
     int32_t n = s->n_nodes, end, a, b, i;
 
-    if (ag == NULL)
-        return SMLP_OK;
+    if (ag == NULL || ag->on_dev)
+        return SMLP_OK; /* a device backward runs in order on one stream */
     end = n + ag->n_bwd;
     for (a = 0; a < p->n_buffers; a++) {
         const struct smlp__buffer *A = &p->buffers[a];

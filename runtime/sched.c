@@ -35,7 +35,9 @@
  * backwards that send gradients to its outputs are done (plus the
  * ordering edges of memory reuse), ready ones start lowest backward step
  * first, at most inter_op at once, on the pool.  Aliased views with
- * nothing to sum complete on the loop thread.  CPU only.
+ * nothing to sum complete on the loop thread.  A backward on the device
+ * (autograd.c, ag->on_dev) is enqueued node by node in backward order on
+ * the stream instead (smlp__device_backward).
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -799,6 +801,12 @@ smlp__sched_backward(smlp_session_t *s)
     s->failed = 0;
     s->errmsg[0] = '\0';
     t0 = smlp__now_us();
+    if (ag->on_dev) { /* device_cuda_bwd.c */
+        int rc = smlp__device_backward(s);
+
+        ag->last_backward_ms = (smlp__now_us() - t0) / 1e3;
+        return rc;
+    }
     smlp__autograd_begin(s);
     for (k = 0; k < ag->n_bwd; k++) {
         struct smlp__node_rt *n = &s->nodes[ag->border[k]];

@@ -281,9 +281,12 @@ END_TEST
  * A random DAG over tensors [1, 64]: affine and mul on the "GPU", host on
  * the CPU, reshape views, a parameter, several outputs, wide levels.
  */
+enum { DAG_LOSS = 1, DAG_NO_HOST = 2 };
+
 static char *
-random_dag(unsigned seed, int n_nodes, int with_loss)
+random_dag(unsigned seed, int n_nodes, int flags)
 {
+    int with_loss = flags & DAG_LOSS;
     size_t cap = 65536, len = 0;
     char *j = malloc(cap);
     int i, n_t = 2;
@@ -318,8 +321,10 @@ random_dag(unsigned seed, int n_nodes, int with_loss)
                 "{\"name\": \"b\", \"type\": \"Float\", \"f\": %g}]",
                 in, 0.5 + (rand_r(&seed) % 100) / 100.0,
                 (rand_r(&seed) % 100) / 50.0 - 1.0);
-        else if (kind < 5)
+        else if (kind < 5 && !(flags & DAG_NO_HOST))
             PUT("\"op\": \"fakegpu.host\", \"inputs\": [%d]", in);
+        else if (kind < 5)
+            PUT("\"op\": \"fakegpu.affine\", \"inputs\": [%d]", in);
         else if (kind < 6)
             PUT("\"op\": \"core.reshape\", \"inputs\": [%d], \"attrs\": "
                 "[{\"name\": \"shape\", \"type\": \"Ints\", \"ints\": "
@@ -380,6 +385,8 @@ START_TEST(test_cuda_sched_random_dags_bit_identical)
 }
 END_TEST
 
+static smlp_registry_t *registry_for_train; /* make_train's */
+
 /* A training session (loss "loss", SGD with momentum) on `device`. */
 static smlp_session_t *
 train_session(const smlp_graph_t *g, smlp_registry_t *reg, int device,
@@ -405,20 +412,25 @@ train_session(const smlp_graph_t *g, smlp_registry_t *reg, int device,
     return s;
 }
 
+int fakecuda_backwards(void); /* tests/fakecuda.c */
+
 /*
- * Training with the forward on the (fake) GPU and the backward on the
- * CPU: losses, gradients and updated parameters equal the CPU session's
- * bit for bit over several steps, so the forward values the backward
- * reads reach the host and each update reaches the device.
+ * Training with the forward on the (fake) GPU: losses, gradients and
+ * updated parameters equal the CPU session's bit for bit over several
+ * steps.  With fakegpu.host nodes (no GPU backward) the backward runs on
+ * the CPU, so the forward values it reads must reach the host; without
+ * (_i == 1) it runs on the GPU (the fixture counts its device backwards),
+ * with the gradient sums there.  Each update must reach the device.
  */
 START_TEST(test_cuda_sched_training_bit_identical)
 {
     smlp_registry_t *reg = registry();
+    int flags = _i == 1 ? DAG_NO_HOST : 0, before = fakecuda_backwards();
     unsigned seed;
     int moved = 0;
 
     for (seed = 1; seed <= 6; seed++) {
-        char *json = random_dag(seed * 104729u, 30, 1);
+        char *json = random_dag(seed * 104729u, 30, DAG_LOSS | flags);
         smlp_graph_t *g = graph_json(json);
         smlp_optim_t *oc, *o1, *o3;
         smlp_session_t *cpu = train_session(g, reg, SMLP_DEVICE_CPU, 1, &oc);
@@ -463,7 +475,143 @@ START_TEST(test_cuda_sched_training_bit_identical)
         free(json);
     }
     ck_assert_int_gt(moved, 0); /* the loss reached W somewhere */
+    if (flags & DAG_NO_HOST)
+        ck_assert_int_gt(fakecuda_backwards(), before);
+    else
+        ck_assert_int_eq(fakecuda_backwards(), before);
     smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* x -> mul(W) -> NODE -> mean: NODE decides where the backward runs. */
+static char *
+loss_graph(const char *node_json)
+{
+    static char buf[2048];
+
+    snprintf(buf, sizeof(buf),
+             "{\"name\": \"tiny\", \"plugins\": [\"fakegpu\"], \"tensors\": ["
+             "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 8]},"
+             "{\"name\": \"W\", \"kind\": \"Parameter\", \"shape\": [8],"
+             " \"init\": {\"kind\": \"Uniform\", \"a\": -1, \"b\": 1, \"seed\": 3}},"
+             "{\"name\": \"h\"}, {\"name\": \"y\"},"
+             "{\"name\": \"loss\", \"kind\": \"Output\"}], \"nodes\": ["
+             "{\"name\": \"m\", \"op\": \"fakegpu.mul\", \"inputs\": [0, 1],"
+             " \"outputs\": [2]}, %s,"
+             "{\"name\": \"mean\", \"op\": \"fakegpu.mean\", \"inputs\": [3],"
+             " \"outputs\": [4]}]}",
+             node_json);
+    return buf;
+}
+
+static smlp_session_t *
+make_train(void *arg)
+{
+    smlp_optim_t *opt;
+    smlp_session_t *s = train_session(arg, registry_for_train, 1, 1, &opt);
+
+    smlp_optim_destroy(opt);
+    return s;
+}
+
+/* Where the backward runs is said: a notice names the node that keeps it
+ * on the CPU; none when it runs on the GPU. */
+START_TEST(test_cuda_sched_backward_side_notice)
+{
+    smlp_graph_t *gh, *ga;
+    smlp_session_t *s;
+    const char *out;
+    int before;
+
+    registry_for_train = registry();
+    gh = graph_json(loss_graph("{\"name\": \"hh\", \"op\": \"fakegpu.host\","
+                               " \"inputs\": [2], \"outputs\": [3]}"));
+    out = capture_stderr(make_train, gh, &s);
+    tu_assert_contains(out, "node 1 'hh' (fakegpu.host): no cuda backward, "
+                            "so the backward runs on the CPU");
+    before = fakecuda_backwards();
+    run_ok(s);
+    ck_assert_int_eq(smlp_session_backward(s), SMLP_OK);
+    ck_assert_int_eq(fakecuda_backwards(), before);
+    smlp_session_destroy(s);
+    smlp_graph_unload(gh);
+    /* A kernel of an ABI 1.2 plugin has no backward, whatever follows. */
+    gh = graph_json(loss_graph("{\"name\": \"oo\", \"op\": \"fakegpu.old\","
+                               " \"inputs\": [2], \"outputs\": [3]}"));
+    out = capture_stderr(make_train, gh, &s);
+    tu_assert_contains(out, "node 1 'oo' (fakegpu.old): no cuda backward");
+    run_ok(s);
+    ck_assert_int_eq(smlp_session_backward(s), SMLP_OK);
+    ck_assert_int_eq(fakecuda_backwards(), before);
+    smlp_session_destroy(s);
+    ga = graph_json(loss_graph("{\"name\": \"aa\", \"op\": \"fakegpu.affine\","
+                               " \"inputs\": [2], \"outputs\": [3]}"));
+    out = capture_stderr(make_train, ga, &s);
+    ck_assert_msg(strstr(out, "backward") == NULL, "%s", out);
+    run_ok(s);
+    ck_assert_int_eq(smlp_session_backward(s), SMLP_OK);
+    ck_assert_int_eq(fakecuda_backwards(), before + 3);
+    smlp_session_destroy(s);
+    smlp_graph_unload(gh);
+    smlp_graph_unload(ga);
+    smlp_registry_destroy(registry_for_train);
+}
+END_TEST
+
+/* W -> poison (its backward fails on the GPU as `mode` says) -> mul by x
+ * -> mean: the poison's backward is the last one enqueued. */
+static char *
+poison_graph(int mode)
+{
+    static char buf[2048];
+
+    snprintf(buf, sizeof(buf),
+             "{\"name\": \"bad\", \"plugins\": [\"fakegpu\"], \"tensors\": ["
+             "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 8]},"
+             "{\"name\": \"W\", \"kind\": \"Parameter\", \"shape\": [8],"
+             " \"init\": {\"kind\": \"Uniform\", \"a\": -1, \"b\": 1, \"seed\": 3}},"
+             "{\"name\": \"Wp\"}, {\"name\": \"y\"},"
+             "{\"name\": \"loss\", \"kind\": \"Output\"}], \"nodes\": ["
+             "{\"name\": \"pp\", \"op\": \"fakegpu.poison\", \"inputs\": [1],"
+             " \"outputs\": [2], \"attrs\": [{\"name\": \"in_backward\","
+             " \"type\": \"Int\", \"i\": %d}]},"
+             "{\"name\": \"m\", \"op\": \"fakegpu.mul\", \"inputs\": [0, 2],"
+             " \"outputs\": [3]},"
+             "{\"name\": \"mean\", \"op\": \"fakegpu.mean\", \"inputs\": [3],"
+             " \"outputs\": [4]}]}",
+             mode);
+    return buf;
+}
+
+/* A device backward that fails on the stream (EDEVICE) or to enqueue
+ * (EKERNEL, naming the node): a clear error, not a hang or a crash. */
+START_TEST(test_cuda_sched_backward_failures)
+{
+    smlp_graph_t *g1, *g2;
+    smlp_session_t *s;
+    smlp_optim_t *opt;
+
+    registry_for_train = registry();
+    g1 = graph_json(poison_graph(1));
+    s = train_session(g1, registry_for_train, SMLP_DEVICE_CUDA, 1, &opt);
+    run_ok(s);
+    ck_assert_int_eq(smlp_session_backward(s), SMLP_EDEVICE);
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "device cuda: the backward failed on the GPU");
+    smlp_optim_destroy(opt);
+    smlp_session_destroy(s);
+    g2 = graph_json(poison_graph(2));
+    s = train_session(g2, registry_for_train, SMLP_DEVICE_CUDA, 1, &opt);
+    run_ok(s);
+    ck_assert_int_eq(smlp_session_backward(s), SMLP_EKERNEL);
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "node 0 'pp' (fakegpu.poison): backward failed: "
+                       "refused to enqueue (in_backward 2)");
+    smlp_optim_destroy(opt);
+    smlp_session_destroy(s);
+    smlp_graph_unload(g1);
+    smlp_graph_unload(g2);
+    smlp_registry_destroy(registry_for_train);
 }
 END_TEST
 
@@ -587,7 +735,9 @@ cuda_sched_suite(void)
     tcase_add_test(tc, test_cuda_sched_params_upload);
     tcase_add_test(tc, test_cuda_sched_state_download);
     tcase_add_test(tc, test_cuda_sched_random_dags_bit_identical);
-    tcase_add_test(tc, test_cuda_sched_training_bit_identical);
+    tcase_add_loop_test(tc, test_cuda_sched_training_bit_identical, 0, 2);
+    tcase_add_test(tc, test_cuda_sched_backward_side_notice);
+    tcase_add_test(tc, test_cuda_sched_backward_failures);
     tcase_add_test(tc, test_cuda_sched_profile_times);
     tcase_add_test(tc, test_cuda_sched_stream_failure);
     tcase_add_test(tc, test_cuda_sched_no_device_message);

@@ -41,7 +41,7 @@ then echo "skip - device cuda error (a GPU is present)"
 else expect "device cuda without GPU" 1 "device cuda" "$RUN" "$G" --device cuda
 fi
 expect "help" 0 "usage: smlp-run GRAPH" "$RUN" --help
-expect "version" 0 "plugin ABI 1.2" "$RUN" --version
+expect "version" 0 "plugin ABI 1.3" "$RUN" --version
 expect "no graph" 2 "no graph file given" "$RUN"
 expect "unknown option" 2 "unknown option '--bogus'" "$RUN" "$G" --bogus
 expect "batch 0" 2 "--batch: '0' is not an integer" "$RUN" "$G" --batch 0

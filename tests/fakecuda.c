@@ -17,10 +17,15 @@
  * and queries report cudaErrorIllegalAddress.  With FAKECUDA_NO_DEVICE set,
  * cudaGetDeviceCount fails like the real one on a machine without a
  * driver.  Kernels of real CUDA plugins cannot run here (they go to the
- * real libcudart and fail): graphs use the fakegpu fixture plugin.
+ * real libcudart and fail): graphs use the fakegpu fixture plugin.  The
+ * four cuBLAS functions the runtime's backward uses for gradient sums
+ * (runtime/device_cuda_bwd.c finds loaded symbols first) are here too, and
+ * a counter of the fixture's device backwards (fakecuda_backwards).
  */
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +34,7 @@
 
 #define FAKE_API __attribute__((visibility("default")))
 
-enum op_kind { OP_COPY, OP_EVENT, OP_HOSTFN, OP_POISON };
+enum op_kind { OP_COPY, OP_EVENT, OP_HOSTFN, OP_POISON, OP_MEMSET };
 
 struct op {
     enum op_kind kind;
@@ -108,6 +113,9 @@ worker(void *arg)
                 break;
             case OP_COPY:
                 memcpy(op->dst, op->src, op->n);
+                break;
+            case OP_MEMSET:
+                memset(op->dst, (int)(intptr_t)op->arg, op->n);
                 break;
             case OP_EVENT:
                 op->ev->t = now_s();
@@ -355,6 +363,20 @@ cudaMemcpyAsync(void *dst, const void *src, size_t n,
 }
 
 FAKE_API cudaError_t
+cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t st)
+{
+    struct op *op = calloc(1, sizeof(*op));
+
+    if (op != NULL) {
+        op->kind = OP_MEMSET;
+        op->dst = dst;
+        op->arg = (void *)(intptr_t)value;
+        op->n = n;
+    }
+    return enqueue(st, op);
+}
+
+FAKE_API cudaError_t
 cudaLaunchHostFunc(cudaStream_t st, cudaHostFn_t fn, void *arg)
 {
     struct op *op = calloc(1, sizeof(*op));
@@ -365,4 +387,87 @@ cudaLaunchHostFunc(cudaStream_t st, cudaHostFn_t fn, void *arg)
         op->arg = arg;
     }
     return enqueue(st, op);
+}
+
+/* ---- what the fixture plugin and the runtime's backward use ---------- */
+
+/* Device backwards enqueued by the fixture (tests/plugins/fakegpu.c). */
+static atomic_int backwards;
+
+FAKE_API void
+fakecuda_count_backward(void)
+{
+    atomic_fetch_add(&backwards, 1);
+}
+
+int
+fakecuda_backwards(void)
+{
+    return atomic_load(&backwards);
+}
+
+/* cuBLAS, as far as the runtime's gradient sums need it: a handle holds
+ * its stream, and saxpy runs there as a host function. */
+struct cublasContext {
+    cudaStream_t stream;
+};
+
+struct saxpy_job {
+    int n;
+    float alpha;
+    const float *x;
+    float *y;
+};
+
+static void
+saxpy_fn(void *arg)
+{
+    struct saxpy_job *j = arg;
+    int i;
+
+    for (i = 0; i < j->n; i++)
+        j->y[i] = j->alpha * j->x[i] + j->y[i];
+    free(j);
+}
+
+FAKE_API cublasStatus_t
+cublasCreate_v2(cublasHandle_t *h)
+{
+    *h = calloc(1, sizeof(**h));
+    return *h != NULL ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
+}
+
+FAKE_API cublasStatus_t
+cublasDestroy_v2(cublasHandle_t h)
+{
+    free(h);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+FAKE_API cublasStatus_t
+cublasSetStream_v2(cublasHandle_t h, cudaStream_t st)
+{
+    h->stream = st;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+FAKE_API cublasStatus_t
+cublasSaxpy_v2(cublasHandle_t h, int n, const float *alpha, const float *x,
+               int incx, float *y, int incy)
+{
+    struct saxpy_job *j = malloc(sizeof(*j));
+
+    if (j == NULL || incx != 1 || incy != 1) {
+        free(j);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    j->n = n;
+    j->alpha = *alpha; /* host pointer mode: read at the call */
+    j->x = x;
+    j->y = y;
+    if (cudaLaunchHostFunc(h->stream, saxpy_fn, j) != cudaSuccess) {
+        free(j);
+        return CUBLAS_STATUS_EXECUTION_FAILED;
+    }
+    return CUBLAS_STATUS_SUCCESS;
 }

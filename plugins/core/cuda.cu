@@ -844,6 +844,7 @@ matmul_run(struct smlp_kernel_ctx *ctx)
         NULL,                                                                \
         fn,                                                                  \
         SMLP__CORE_CPU_SCORE,                                                \
+        NULL, /* backward: the op's, on the CPU */                           \
     }
 
 extern "C" {

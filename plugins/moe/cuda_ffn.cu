@@ -263,6 +263,7 @@ combine_run(struct smlp_kernel_ctx *ctx)
         NULL,                                                                \
         fn,                                                                  \
         SMLP__MOE_CPU_SCORE,                                                 \
+        NULL, /* backward: the op's, on the CPU */                           \
     }
 
 extern "C" {

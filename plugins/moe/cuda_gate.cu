@@ -757,9 +757,11 @@ extern "C" {
 const struct smlp_kernel_def smlp__moe_gate_cuda = {
     sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, SMLP_DEVICE_CUDA,
     SMLP__MOE_MASK_F32, gate_supports, gate_run, SMLP__MOE_CPU_SCORE,
+    NULL, /* backward: the op's, on the CPU */
 };
 const struct smlp_kernel_def smlp__moe_hash_cuda = {
     sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, SMLP_DEVICE_CUDA,
     SMLP__MOE_MASK_F32, gate_supports, hash_run, SMLP__MOE_CPU_SCORE,
+    NULL, /* backward: the op's, on the CPU */
 };
 }

@@ -174,9 +174,11 @@ extern "C" {
 const struct smlp_kernel_def smlp__norm_layer_norm_cuda = {
     sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, SMLP_DEVICE_CUDA,
     1u << SMLP_DTYPE_F32, NULL, layer_norm_run, SMLP__NORM_CPU_SCORE,
+    NULL, /* backward: the op's, on the CPU */
 };
 const struct smlp_kernel_def smlp__norm_batch_norm_cuda = {
     sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, SMLP_DEVICE_CUDA,
     1u << SMLP_DTYPE_F32, NULL, batch_norm_run, SMLP__NORM_CPU_SCORE,
+    NULL, /* backward: the op's, on the CPU */
 };
 }

@@ -14,11 +14,16 @@
  *   fakegpu.accum   x, s (state) -> s += x in place, y = s
  *   fakegpu.host    x -> x + 1, CPU only (the runtime falls back)
  *   fakegpu.mean    x -> the mean of all of x, a scalar (a loss)
- *   fakegpu.poison  x -> x; the CUDA kernel makes the stream fail
- * affine, mul, host and mean have a backward (on the CPU, as every backward),
- * for training sessions whose forward runs on the fake GPU.
+ *   fakegpu.old     x -> x, its CUDA kernel declared with ABI 1.2's size
+ *   fakegpu.poison  x -> x; the CUDA kernel makes the stream fail (with
+ *                   attribute in_backward: its CUDA backward does)
+ * Every op but accum has a CPU backward, and its CUDA kernel (but host,
+ * which has none) a "CUDA" backward (ABI 1.3), enqueued like the kernels
+ * and counted by fakecuda_count_backward: training sessions run their
+ * backward on the fake GPU, or on the CPU when the graph holds a host.
  */
 #include <dlfcn.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +31,9 @@
 
 #define F32 (1u << SMLP_DTYPE_F32)
 
-enum fake_op { FAKE_AFFINE, FAKE_MUL, FAKE_ACCUM, FAKE_HOST, FAKE_MEAN };
+enum fake_op {
+    FAKE_AFFINE, FAKE_MUL, FAKE_ACCUM, FAKE_HOST, FAKE_MEAN, FAKE_COPY
+};
 
 struct job {
     enum fake_op op;
@@ -61,6 +68,9 @@ compute(const struct job *j)
     case FAKE_HOST:
         for (i = 0; i < j->n; i++)
             j->y[i] = j->x[i] + 1.0f;
+        break;
+    case FAKE_COPY:
+        memcpy(j->y, j->x, (size_t)j->n * sizeof(float));
         break;
     case FAKE_MEAN: {
         double sum = 0.0;
@@ -194,6 +204,17 @@ mean_gpu(struct smlp_kernel_ctx *ctx)
 }
 
 static int
+old_cpu(struct smlp_kernel_ctx *ctx)
+{
+    return run_cpu(ctx, FAKE_COPY);
+}
+static int
+old_gpu(struct smlp_kernel_ctx *ctx)
+{
+    return run_gpu(ctx, FAKE_COPY);
+}
+
+static int
 poison_cpu(struct smlp_kernel_ctx *ctx)
 {
     memcpy(ctx->outputs[0]->data, ctx->inputs[0]->data,
@@ -206,7 +227,11 @@ poison_gpu(struct smlp_kernel_ctx *ctx)
 {
     void (*poison)(void *) =
         (void (*)(void *))dlsym(RTLD_DEFAULT, "fakecuda_poison");
+    int64_t in_backward = 0;
 
+    ctx->host->attr_int(ctx->node, "in_backward", &in_backward);
+    if (in_backward)
+        return run_gpu(ctx, FAKE_COPY);
     if (poison == NULL) {
         ctx->host->errorf(ctx->node, "not on the fake CUDA runtime");
         return SMLP_EDEVICE;
@@ -215,62 +240,142 @@ poison_gpu(struct smlp_kernel_ctx *ctx)
     return SMLP_OK;
 }
 
-/* gx = a·gy (affine), gy·w and gw = gy·x (mul), gy (host); a NULL
- * grad_output reads as zeros. */
-static int
-backward(struct smlp_backward_ctx *ctx, enum fake_op op)
+/* A backward: gx = a·gy (affine), gy·w and gw = gy·x (mul), gy (host),
+ * gy/n everywhere (mean); a NULL grad_output reads as zeros. */
+struct bjob {
+    enum fake_op op;
+    int64_t n;
+    float a;
+    const float *gy;
+    const float *in[2];
+    float *g[2];
+};
+
+static void
+bcompute(const struct bjob *j)
 {
-    const struct smlp_tensor *gy = ctx->grad_outputs[0];
-    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
-    float a = 1.0f;
+    int64_t i;
     int k;
 
-    if (op == FAKE_AFFINE) {
-        double v = 0.0;
-        ctx->host->attr_float(ctx->node, "a", &v);
-        a = (float)v;
-    }
-    if (op == FAKE_MEAN) {
-        float d = gy != NULL ? *(const float *)gy->data / (float)n : 0.0f;
-        for (i = 0; i < n; i++)
-            ((float *)ctx->grad_inputs[0]->data)[i] = d;
-        return SMLP_OK;
-    }
-    for (k = 0; k < ctx->n_inputs; k++) {
-        float *g;
-        const float *other;
-
-        if (ctx->grad_inputs[k] == NULL)
+    for (k = 0; k < 2; k++) {
+        if (j->g[k] == NULL)
             continue;
-        g = ctx->grad_inputs[k]->data;
-        other = op == FAKE_MUL ? ctx->inputs[1 - k]->data : NULL;
-        for (i = 0; i < n; i++) {
-            float d = gy != NULL ? ((const float *)gy->data)[i] : 0.0f;
-            g[i] = other != NULL ? d * other[i] : a * d;
+        for (i = 0; i < j->n; i++) {
+            float d = j->gy != NULL ? j->gy[j->op == FAKE_MEAN ? 0 : i] : 0.0f;
+
+            j->g[k][i] = j->op == FAKE_MUL    ? d * j->in[1 - k][i]
+                         : j->op == FAKE_MEAN ? d / (float)j->n
+                                              : j->a * d;
         }
     }
+}
+
+static void
+bjob_fn(void *arg)
+{
+    bcompute(arg);
+    free(arg);
+}
+
+static void
+fill_bjob(struct smlp_backward_ctx *ctx, enum fake_op op, struct bjob *j)
+{
+    double v = 1.0;
+    int k;
+
+    memset(j, 0, sizeof(*j));
+    j->op = op;
+    j->n = smlp_tensor_numel(ctx->inputs[0]);
+    if (op == FAKE_AFFINE)
+        ctx->host->attr_float(ctx->node, "a", &v);
+    j->a = (float)v;
+    j->gy = ctx->grad_outputs[0] != NULL ? ctx->grad_outputs[0]->data : NULL;
+    for (k = 0; k < ctx->n_inputs && k < 2; k++) {
+        j->in[k] = ctx->inputs[k]->data;
+        j->g[k] = ctx->grad_inputs[k] != NULL ? ctx->grad_inputs[k]->data
+                                              : NULL;
+    }
+}
+
+static int
+bwd_cpu(struct smlp_backward_ctx *ctx, enum fake_op op)
+{
+    struct bjob j;
+
+    fill_bjob(ctx, op, &j);
+    bcompute(&j);
     return SMLP_OK;
 }
 
+/* On the (fake) GPU: later, on the stream, and counted by fakecuda. */
 static int
-affine_bwd(struct smlp_backward_ctx *ctx)
+bwd_gpu(struct smlp_backward_ctx *ctx, enum fake_op op)
 {
-    return backward(ctx, FAKE_AFFINE);
+    launch_host_func_cb launch =
+        (launch_host_func_cb)dlsym(RTLD_DEFAULT, "cudaLaunchHostFunc");
+    void (*count)(void) =
+        (void (*)(void))dlsym(RTLD_DEFAULT, "fakecuda_count_backward");
+    struct bjob *j = malloc(sizeof(*j));
+
+    if (j == NULL || launch == NULL || count == NULL || ctx->stream == NULL) {
+        free(j);
+        ctx->host->errorf(ctx->node, "not on the fake CUDA runtime");
+        return SMLP_EDEVICE;
+    }
+    fill_bjob(ctx, op, j);
+    if (launch(ctx->stream, bjob_fn, j) != 0) {
+        free(j);
+        return SMLP_EDEVICE;
+    }
+    count();
+    return SMLP_OK;
 }
-static int
-mul_bwd(struct smlp_backward_ctx *ctx)
-{
-    return backward(ctx, FAKE_MUL);
-}
+
+#define BACKWARD(name, op)                                                   \
+    static int name##_bwd(struct smlp_backward_ctx *ctx)                     \
+    {                                                                        \
+        return bwd_cpu(ctx, op);                                             \
+    }                                                                        \
+    static int name##_bwd_gpu(struct smlp_backward_ctx *ctx)                 \
+    {                                                                        \
+        return bwd_gpu(ctx, op);                                             \
+    }
+BACKWARD(affine, FAKE_AFFINE)
+BACKWARD(mul, FAKE_MUL)
+BACKWARD(mean, FAKE_MEAN)
+
 static int
 host_bwd(struct smlp_backward_ctx *ctx)
 {
-    return backward(ctx, FAKE_HOST);
+    return bwd_cpu(ctx, FAKE_HOST);
 }
+
+/* poison's backward passes gy on the CPU; on the GPU it makes the stream
+ * fail (attribute in_backward = 1) or fails to enqueue (2). */
 static int
-mean_bwd(struct smlp_backward_ctx *ctx)
+poison_bwd(struct smlp_backward_ctx *ctx)
 {
-    return ctx->grad_inputs[0] != NULL ? backward(ctx, FAKE_MEAN) : SMLP_OK;
+    return bwd_cpu(ctx, FAKE_HOST);
+}
+
+static int
+poison_bwd_gpu(struct smlp_backward_ctx *ctx)
+{
+    void (*poison)(void *) =
+        (void (*)(void *))dlsym(RTLD_DEFAULT, "fakecuda_poison");
+    int64_t in_backward = 0;
+
+    ctx->host->attr_int(ctx->node, "in_backward", &in_backward);
+    if (in_backward == 2) {
+        ctx->host->errorf(ctx->node, "refused to enqueue (in_backward 2)");
+        return SMLP_EKERNEL;
+    }
+    if (poison == NULL) {
+        ctx->host->errorf(ctx->node, "not on the fake CUDA runtime");
+        return SMLP_EDEVICE;
+    }
+    poison(ctx->stream);
+    return SMLP_OK;
 }
 
 /* Output 0 is x's shape; affine asks for a workspace of x's size. */
@@ -305,22 +410,29 @@ mean_infer(struct smlp_infer_ctx *ctx)
     return SMLP_OK;
 }
 
-#define KERNEL(var, dev, fn)                                                 \
+/* bwd: the kernel's own backward (ABI 1.3), on its device. */
+#define KERNEL(var, dev, fn, bwd)                                            \
     static const struct smlp_kernel_def var = {                              \
         sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, dev, F32, NULL,    \
-        fn, 1}
+        fn, 1, bwd}
 
-KERNEL(affine_c, SMLP_DEVICE_CPU, affine_cpu);
-KERNEL(affine_g, SMLP_DEVICE_CUDA, affine_gpu);
-KERNEL(mul_c, SMLP_DEVICE_CPU, mul_cpu);
-KERNEL(mul_g, SMLP_DEVICE_CUDA, mul_gpu);
-KERNEL(accum_c, SMLP_DEVICE_CPU, accum_cpu);
-KERNEL(accum_g, SMLP_DEVICE_CUDA, accum_gpu);
-KERNEL(host_c, SMLP_DEVICE_CPU, host_cpu);
-KERNEL(mean_c, SMLP_DEVICE_CPU, mean_cpu);
-KERNEL(mean_g, SMLP_DEVICE_CUDA, mean_gpu);
-KERNEL(poison_c, SMLP_DEVICE_CPU, poison_cpu);
-KERNEL(poison_g, SMLP_DEVICE_CUDA, poison_gpu);
+KERNEL(affine_c, SMLP_DEVICE_CPU, affine_cpu, NULL);
+KERNEL(affine_g, SMLP_DEVICE_CUDA, affine_gpu, affine_bwd_gpu);
+KERNEL(mul_c, SMLP_DEVICE_CPU, mul_cpu, NULL);
+KERNEL(mul_g, SMLP_DEVICE_CUDA, mul_gpu, mul_bwd_gpu);
+KERNEL(accum_c, SMLP_DEVICE_CPU, accum_cpu, NULL);
+KERNEL(accum_g, SMLP_DEVICE_CUDA, accum_gpu, NULL);
+KERNEL(host_c, SMLP_DEVICE_CPU, host_cpu, NULL);
+KERNEL(mean_c, SMLP_DEVICE_CPU, mean_cpu, NULL);
+KERNEL(mean_g, SMLP_DEVICE_CUDA, mean_gpu, mean_bwd_gpu);
+KERNEL(poison_c, SMLP_DEVICE_CPU, poison_cpu, NULL);
+KERNEL(poison_g, SMLP_DEVICE_CUDA, poison_gpu, poison_bwd_gpu);
+KERNEL(old_c, SMLP_DEVICE_CPU, old_cpu, NULL);
+/* A plugin of ABI 1.2 knew no kernel backward: the host must not read
+ * past the size it gives (this pointer would make the stream fail). */
+static const struct smlp_kernel_def old_g = {
+    offsetof(struct smlp_kernel_def, backward), SMLP_ABI_VERSION,
+    SMLP_DEVICE_CUDA, F32, NULL, old_gpu, 1, poison_bwd_gpu};
 
 static const struct smlp_kernel_def *const affine_k[] = {&affine_c,
                                                          &affine_g, NULL};
@@ -332,10 +444,17 @@ static const struct smlp_kernel_def *const mean_k[] = {&mean_c, &mean_g,
                                                        NULL};
 static const struct smlp_kernel_def *const poison_k[] = {&poison_c,
                                                          &poison_g, NULL};
+static const struct smlp_kernel_def *const old_k[] = {&old_c, &old_g, NULL};
 
 static const struct smlp_attr_def affine_attrs[] = {
     {"a", SMLP_ATTR_FLOAT, 0, "factor"},
     {"b", SMLP_ATTR_FLOAT, 0, "offset"},
+    {NULL, 0, 0, NULL},
+};
+static const struct smlp_attr_def poison_attrs[] = {
+    {"in_backward", SMLP_ATTR_INT, 0,
+     "0: the forward fails; 1: its GPU backward fails; 2: it fails to "
+     "enqueue"},
     {NULL, 0, 0, NULL},
 };
 
@@ -350,11 +469,13 @@ OP(affine_op, "fakegpu.affine", 1, affine_attrs, affine_k, affine_bwd);
 OP(mul_op, "fakegpu.mul", 2, NULL, mul_k, mul_bwd);
 OP(accum_op, "fakegpu.accum", 2, NULL, accum_k, NULL);
 OP(host_op, "fakegpu.host", 1, NULL, host_k, host_bwd);
-OP(poison_op, "fakegpu.poison", 1, NULL, poison_k, NULL);
+OP(poison_op, "fakegpu.poison", 1, poison_attrs, poison_k, poison_bwd);
 OP_INFER(mean_op, "fakegpu.mean", 1, NULL, mean_infer, mean_k, mean_bwd);
+OP(old_op, "fakegpu.old", 1, NULL, old_k, host_bwd);
 
 static const struct smlp_op_def *const ops[] = {
-    &affine_op, &mul_op, &accum_op, &host_op, &poison_op, &mean_op, NULL};
+    &affine_op, &mul_op, &accum_op, &host_op, &poison_op, &mean_op,
+    &old_op, NULL};
 static const struct smlp_plugin_def def = {
     sizeof(def), SMLP_ABI_VERSION, "fakegpu", "1", SMLP_BUILD_SIGNATURE, ops,
     NULL};

@@ -35,7 +35,7 @@ fixture_copy(struct smlp_kernel_ctx *ctx)
 
 static const struct smlp_kernel_def fixture_kernel = {
     sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, SMLP_DEVICE_CPU,
-    1u << SMLP_DTYPE_F32, NULL, fixture_copy, 1};
+    1u << SMLP_DTYPE_F32, NULL, fixture_copy, 1, NULL};
 static const struct smlp_kernel_def *const fixture_kernels[] = {
     &fixture_kernel, NULL};
 

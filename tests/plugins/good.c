@@ -10,7 +10,7 @@ fail_run(struct smlp_kernel_ctx *ctx)
 
 static const struct smlp_kernel_def fail_kernel = {
     sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, SMLP_DEVICE_CPU,
-    1u << SMLP_DTYPE_F32, NULL, fail_run, 1};
+    1u << SMLP_DTYPE_F32, NULL, fail_run, 1, NULL};
 static const struct smlp_kernel_def *const fail_kernels[] = {&fail_kernel,
                                                              NULL};
 

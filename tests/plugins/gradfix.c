@@ -362,7 +362,7 @@ copy_run(struct smlp_kernel_ctx *ctx)
 #define KERNEL(var, fn)                                                      \
     static const struct smlp_kernel_def var##_k = {                          \
         sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, SMLP_DEVICE_CPU,   \
-        F32, NULL, fn, 1};                                                   \
+        F32, NULL, fn, 1, NULL};                                             \
     static const struct smlp_kernel_def *const var##_ks[] = {&var##_k, NULL}
 
 #define OP(var, name, nin, nout, flags, infer, bwd, doc)                     \

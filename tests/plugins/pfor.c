@@ -164,7 +164,7 @@ probe_run(struct smlp_kernel_ctx *ctx)
 
 static const struct smlp_kernel_def probe_cpu = {
     sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, SMLP_DEVICE_CPU,
-    1u << SMLP_DTYPE_F32, NULL, probe_run, 1};
+    1u << SMLP_DTYPE_F32, NULL, probe_run, 1, NULL};
 static const struct smlp_kernel_def *const probe_kernels[] = {&probe_cpu,
                                                               NULL};
 static const struct smlp_attr_def probe_attrs[] = {
