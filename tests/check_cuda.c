@@ -9,8 +9,12 @@
  * the whole graphs/mixer_fmnist graph, a CUDA session with a CPU session
  * of the same graph, seed and weights: the normwise relative error
  * max|gpu - cpu| / max|cpu| of every output (and of state) must be at
- * most 1e-4; i32 outputs must be equal.  It prints each error.  With
- * SMLP_CUDA_BENCH=1 it also times mixer_b at batch 8 on the GPU.
+ * most 1e-4; i32 outputs must be equal.  It prints each error.  Training
+ * sessions of two small graphs that use every core and norm op with a
+ * backward run their whole backward on the GPU (plugin ABI 1.3), and
+ * their losses and parameter gradients must agree with the CPU's the
+ * same way over two SGD steps.  With SMLP_CUDA_BENCH=1 it also times
+ * mixer_b at batch 8 on the GPU.
  *
  * Check runs the GPU tests in one process (CK_NOFORK): a CUDA context
  * does not survive fork().
@@ -580,6 +584,190 @@ no_device_checks(smlp_registry_t *reg, smlp_graph_t *g, const char *msg,
     return ok;
 }
 
+/* ---- training: the backward on the GPU (plugin ABI 1.3) ------------------ */
+
+/* A training session of g with loss "loss" (stderr of its creation in
+ * *notice when notice is not NULL). */
+static smlp_session_t *
+train_session(const smlp_graph_t *g, smlp_registry_t *reg, int device,
+              int64_t batch, const char **notice)
+{
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+    int saved = notice != NULL ? tu_stderr_begin() : -1;
+
+    smlp_session_opts_init(&o);
+    o.device = device;
+    o.batch = batch;
+    o.training = 1;
+    o.loss = "loss";
+    o.threads = 1;
+    s = smlp_session_create(g, reg, &o, &err);
+    if (notice != NULL)
+        *notice = tu_stderr_end(saved);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    return s;
+}
+
+/* Normwise relative error of parameter `name`'s gradients. */
+static double
+grad_error(smlp_session_t *cpu, smlp_session_t *gpu, const char *name)
+{
+    struct smlp_tensor a, b;
+    double diff = 0, scale = 0;
+    int64_t i;
+
+    ck_assert_int_eq(smlp_session_grad(cpu, name, &a), SMLP_OK);
+    ck_assert_int_eq(smlp_session_grad(gpu, name, &b), SMLP_OK);
+    for (i = 0; i < smlp_tensor_numel(&a); i++) {
+        double x = ((const float *)a.data)[i], y = ((const float *)b.data)[i];
+
+        if (!(fabs(x - y) <= diff)) /* NaN too */
+            diff = fabs(x - y);
+        if (fabs(x) > scale)
+            scale = fabs(x);
+    }
+    return scale > 0 ? diff / scale : diff;
+}
+
+/*
+ * Two training steps (SGD) of graph `json` on the CPU and on the GPU from
+ * the same weights and inputs: the whole backward runs on the GPU (no
+ * notice), and the loss and every parameter's gradient agree within TOL
+ * at each step (the second step also checks that the update reached the
+ * GPU's copy of the parameters).
+ */
+static void
+train_parity(const char *label, const char *json, int64_t batch)
+{
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g = graph_json(json);
+    const char *notice;
+    smlp_session_t *cpu = train_session(g, reg, SMLP_DEVICE_CPU, batch, NULL);
+    smlp_session_t *gpu = train_session(g, reg, SMLP_DEVICE_CUDA, batch,
+                                        &notice);
+    struct smlp_optim_opts oo;
+    struct smlp_error err;
+    smlp_optim_t *oc, *og;
+    int step, k;
+
+    ck_assert_msg(strstr(notice, "backward runs on the CPU") == NULL, "%s",
+                  notice);
+    smlp_optim_opts_init(&oo);
+    oo.kind = SMLP_OPTIM_SGD;
+    oo.weight_decay = 0;
+    oc = smlp_optim_create(cpu, &oo, &err);
+    og = smlp_optim_create(gpu, &oo, &err);
+    ck_assert_ptr_nonnull(oc);
+    ck_assert_ptr_nonnull(og);
+    for (step = 0; step < 2; step++) {
+        double e;
+
+        run_ok(cpu);
+        run_ok(gpu);
+        ck_assert_int_eq(smlp_session_backward(cpu), SMLP_OK);
+        ck_assert_msg(smlp_session_backward(gpu) == SMLP_OK, "%s",
+                      smlp_session_errmsg(gpu));
+        e = rel_error(cpu, gpu, "loss");
+        printf("train %-20s step %d %-14s max rel err %.3g\n", label, step,
+               "loss", e);
+        ck_assert_msg(e <= TOL, "%s: loss: %g", label, e);
+        for (k = 0; k < smlp_session_tensor_count(cpu, 1); k++) {
+            const char *name = smlp_session_tensor_name(cpu, 1, k);
+
+            e = grad_error(cpu, gpu, name);
+            printf("train %-20s step %d d %-12s max rel err %.3g\n", label,
+                   step, name, e);
+            ck_assert_msg(e <= TOL, "%s: d %s: %g", label, name, e);
+        }
+        fflush(stdout);
+        ck_assert_int_eq(smlp_optim_step(oc, 0.05, NULL), SMLP_OK);
+        ck_assert_int_eq(smlp_optim_step(og, 0.05, NULL), SMLP_OK);
+    }
+    smlp_optim_destroy(oc);
+    smlp_optim_destroy(og);
+    smlp_session_destroy(cpu);
+    smlp_session_destroy(gpu);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+
+#define CORE_NORM "[\"core\", \"norm\"]"
+
+/* A Mixer in small: patch_embed, layer_norm, token mixing along axis -2,
+ * both GELUs, residual adds, channel mixing, transpose, mean, a head and
+ * the cross-entropy (with label smoothing). */
+START_TEST(test_cuda_train_mixer_ops)
+{
+    train_parity("mixer ops", GRAPH(CORE_NORM,
+        IN("img", "[-1, 1, 8, 8]") ","
+        IN_INIT("labels", "I32", "[-1]", "Uniform", "0", "4") ","
+        PARAM("pw", "[16, 1, 4, 4]", "21") "," PARAM("pb", "[16]", "22") ","
+        PARAM("g1", "[16]", "23") "," PARAM("b1", "[16]", "24") ","
+        PARAM("t1", "[6, 4]", "25") "," PARAM("t1b", "[6]", "26") ","
+        PARAM("t2", "[4, 6]", "27") "," PARAM("t2b", "[4]", "28") ","
+        PARAM("g2", "[16]", "29") "," PARAM("b2", "[16]", "30") ","
+        PARAM("c1", "[32, 16]", "31") "," PARAM("c1b", "[32]", "32") ","
+        PARAM("c2", "[16, 32]", "33") "," PARAM("c2b", "[16]", "34") ","
+        PARAM("hw", "[5, 16]", "35") "," PARAM("hb", "[5]", "36") ","
+        ACT("x0") "," ACT("n1") "," ACT("h1") "," ACT("a1") "," ACT("h2")
+        "," ACT("x1") "," ACT("n2") "," ACT("h3") "," ACT("a3") ","
+        ACT("h4") "," ACT("x2") "," ACT("xt") "," ACT("f") ","
+        OUT("logits") "," OUT("loss"),
+        NODE("pe", "core.patch_embed", "[0, 2, 3]", "[18]",
+             AINT("patch", "4")) ","
+        NODE("ln1", "norm.layer_norm", "[18, 4, 5]", "[19]", "") ","
+        NODE("tok1", "core.linear", "[19, 6, 7]", "[20]", AINT("axis", "-2"))
+        "," NODE("gelu1", "core.gelu", "[20]", "[21]", "") ","
+        NODE("tok2", "core.linear", "[21, 8, 9]", "[22]", AINT("axis", "-2"))
+        "," NODE("res1", "core.add", "[18, 22]", "[23]", "") ","
+        NODE("ln2", "norm.layer_norm", "[23, 10, 11]", "[24]", "") ","
+        NODE("ch1", "core.linear", "[24, 12, 13]", "[25]", "") ","
+        NODE("gelu2", "core.gelu", "[25]", "[26]",
+             ASTR("approximate", "tanh")) ","
+        NODE("ch2", "core.linear", "[26, 14, 15]", "[27]", "") ","
+        NODE("res2", "core.add", "[23, 27]", "[28]", "") ","
+        NODE("tr", "core.transpose", "[28]", "[29]",
+             AINTS("perm", "[0, 2, 1]")) ","
+        NODE("pool", "core.mean", "[29]", "[30]", AINT("axis", "2")) ","
+        NODE("head", "core.linear", "[30, 16, 17]", "[31]", "") ","
+        NODE("ce", "core.softmax_cross_entropy", "[31, 1]", "[32]",
+             AFLOAT("label_smoothing", "0.1"))), 6);
+}
+END_TEST
+
+/* batch_norm, relu, scale, a view, the four matmul forms and nested
+ * means. */
+START_TEST(test_cuda_train_mlp_ops)
+{
+    train_parity("mlp ops", GRAPH(CORE_NORM,
+        IN("x", "[-1, 8]") "," PARAM("w", "[12, 8]", "41") ","
+        PARAM("g", "[12]", "42") "," PARAM("b", "[12]", "43") ","
+        STATE("rm", "[12]", "-0.5", "0.5", "44") ","
+        STATE("rv", "[12]", "0.5", "1.5", "45") ","
+        ACT("h") "," ACT("n") "," ACT("r") "," ACT("s") "," ACT("v") ","
+        ACT("p") "," ACT("q") "," ACT("t") "," ACT("u") "," ACT("m2") ","
+        ACT("m1") "," OUT("loss"),
+        NODE("fc", "core.linear", "[0, 1, -1]", "[6]", "") ","
+        NODE("bn", "norm.batch_norm", "[6, 2, 3, 4, 5]", "[7]", "") ","
+        NODE("relu", "core.relu", "[7]", "[8]", "") ","
+        NODE("sc", "core.scale", "[8]", "[9]", AFLOAT("alpha", "0.5")) ","
+        NODE("view", "core.reshape", "[9]", "[10]",
+             AINTS("shape", "[0, 3, 4]")) ","
+        NODE("nt", "core.matmul", "[10, 10]", "[11]",
+             AINT("transpose_b", "1")) ","
+        NODE("tn", "core.matmul", "[10, 11]", "[12]",
+             AINT("transpose_a", "1")) ","
+        NODE("tt", "core.matmul", "[12, 10]", "[13]",
+             AINT("transpose_a", "1") "," AINT("transpose_b", "1")) ","
+        NODE("nn", "core.matmul", "[13, 10]", "[14]", "") ","
+        NODE("mean2", "core.mean", "[14]", "[15]", AINT("axis", "2")) ","
+        NODE("mean1", "core.mean", "[15]", "[16]", AINT("axis", "1")) ","
+        NODE("mean0", "core.mean", "[16]", "[17]", AINT("axis", "0"))), 6);
+}
+END_TEST
+
 static Suite *
 cuda_suite(void)
 {
@@ -601,6 +789,11 @@ cuda_suite(void)
     tcase_add_test(tc, test_cuda_mixer_fmnist);
     if (getenv("SMLP_CUDA_BENCH") != NULL)
         tcase_add_test(tc, test_cuda_bench_mixer);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("training");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_cuda_train_mixer_ops);
+    tcase_add_test(tc, test_cuda_train_mlp_ops);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -9,7 +9,6 @@
  * arithmetic, so any missing copy or ordering shows as a difference
  * (fakecuda runs each stream operation after a random pause).
  */
-#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -42,29 +41,13 @@ graph_json(const char *json)
 }
 
 /* Runs f(arg) with stderr going to a file; returns what it printed. */
-static char *
+static const char *
 capture_stderr(smlp_session_t *(*f)(void *), void *arg, smlp_session_t **s)
 {
-    char path[600];
-    static char buf[8192];
-    int fd, saved;
-    ssize_t n;
+    int saved = tu_stderr_begin();
 
-    snprintf(path, sizeof(path), "%s/stderr.txt", tu_tmpdir());
-    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    ck_assert_int_ge(fd, 0);
-    fflush(stderr);
-    saved = dup(2);
-    dup2(fd, 2);
     *s = f(arg);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    lseek(fd, 0, SEEK_SET);
-    n = read(fd, buf, sizeof(buf) - 1);
-    buf[n > 0 ? n : 0] = '\0';
-    close(fd);
-    return buf;
+    return tu_stderr_end(saved);
 }
 
 struct make_args {

@@ -7,6 +7,7 @@
 #define SMLP_TESTUTIL_H
 
 #include <check.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +120,48 @@ static inline void
 tu_fixture_dir(char *out, size_t len)
 {
     snprintf(out, len, "%s/tests/plugins/.libs", tu_builddir());
+}
+
+/*
+ * Sends stderr to a file from tu_stderr_begin (which returns the saved
+ * descriptor) to tu_stderr_end, which restores it and returns what was
+ * written there (a static buffer, up to 8 KiB).  Not nested.
+ */
+static char tu_stderr_path[600];
+
+static inline int
+tu_stderr_begin(void)
+{
+    int fd, saved;
+
+    snprintf(tu_stderr_path, sizeof(tu_stderr_path), "%s/stderr.txt",
+             tu_tmpdir());
+    fd = open(tu_stderr_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    fflush(stderr);
+    saved = dup(2);
+    ck_assert_int_ge(saved, 0);
+    dup2(fd, 2);
+    close(fd);
+    return saved;
+}
+
+static inline const char *
+tu_stderr_end(int saved)
+{
+    static char buf[8192];
+    ssize_t n;
+    int fd;
+
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    fd = open(tu_stderr_path, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    n = read(fd, buf, sizeof(buf) - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    close(fd);
+    return buf;
 }
 
 #define tu_assert_contains(haystack, needle)                                 \

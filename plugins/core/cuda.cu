@@ -1,5 +1,6 @@
 /*
- * cuda.cu - CUDA kernels of the `core` plugin (forward, f32 and i32).
+ * cuda.cu - CUDA kernels of the `core` plugin (forward, f32 and i32), and
+ * what cuda_bwd.cu (the backwards) shares with them (cuda_core.h).
  *
  * One kernel definition per op, listed after the CPU one in the op's
  * kernel table (core.h, SMLP__CORE_CUDA).  The runtime calls run() on its
@@ -30,13 +31,15 @@
 #include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "cuda_core.h"
 
-#define BLOCK 256
+#define BLOCK SMLP__CU_BLOCK
 #define TILE 32
 #define BLAS_SLOTS 16
 
@@ -61,16 +64,44 @@ stream_of(const struct smlp_kernel_ctx *ctx)
     return (cudaStream_t)ctx->stream;
 }
 
-/* Checks the launches just made; a failure names the op's kernel. */
-static int
-launched(struct smlp_kernel_ctx *ctx, const char *what)
+unsigned
+smlp__cu_grid(int64_t n)
+{
+    return grid_for(n);
+}
+
+int
+smlp__cu_fail(const struct smlp__cu_call *c, int status, const char *fmt,
+              ...)
+{
+    char msg[SMLP_KERNEL_MSGLEN];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    c->host->errorf(c->node, "%s", msg);
+    return status;
+}
+
+int
+smlp__cu_launched(const struct smlp__cu_call *c, const char *what)
 {
     cudaError_t e = cudaGetLastError();
 
     if (e == cudaSuccess)
         return SMLP_OK;
-    return smlp_kernel_fail(ctx, SMLP_EDEVICE, "CUDA %s: %s (%s)", what,
-                            cudaGetErrorString(e), cudaGetErrorName(e));
+    return smlp__cu_fail(c, SMLP_EDEVICE, "CUDA %s: %s (%s)", what,
+                         cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+/* Checks the launches just made; a failure names the op's kernel. */
+static int
+launched(struct smlp_kernel_ctx *ctx, const char *what)
+{
+    struct smlp__cu_call c = smlp__cu_of(ctx);
+
+    return smlp__cu_launched(&c, what);
 }
 
 static int64_t
@@ -136,7 +167,7 @@ blas_status(cublasStatus_t rc)
 
 /* Opens cuBLAS once (under blas_lock); SMLP_OK or a failure named. */
 static int
-blas_open(struct smlp_kernel_ctx *ctx)
+blas_open(const struct smlp__cu_call *c)
 {
     void *lib;
 
@@ -144,13 +175,13 @@ blas_open(struct smlp_kernel_ctx *ctx)
         return SMLP_OK;
     lib = dlopen(BLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
     if (lib == NULL)
-        return smlp_kernel_fail(ctx, SMLP_EDEVICE, "cannot load %s: %s",
-                                BLAS_SONAME, dlerror());
+        return smlp__cu_fail(c, SMLP_EDEVICE, "cannot load %s: %s",
+                             BLAS_SONAME, dlerror());
 #define BLAS_SYM(field, name)                                                \
     if ((*(void **)&blas.field = dlsym(lib, name)) == NULL) {                \
         dlclose(lib);                                                        \
-        return smlp_kernel_fail(ctx, SMLP_EDEVICE, "%s has no %s",           \
-                                BLAS_SONAME, name);                          \
+        return smlp__cu_fail(c, SMLP_EDEVICE, "%s has no %s", BLAS_SONAME,   \
+                             name);                                          \
     }
     BLAS_SYM(create, "cublasCreate_v2");
     BLAS_SYM(set_stream, "cublasSetStream_v2");
@@ -188,20 +219,20 @@ blas_shutdown(void)
 }
 
 /*
- * Takes blas_lock and returns, in *h, the handle of ctx's stream, bound to
+ * Takes blas_lock and returns, in *h, the handle of c's stream, bound to
  * it.  On SMLP_OK the caller enqueues its calls and then calls
  * blas_release(); on failure the lock is not held.
  */
 static int
-blas_acquire(struct smlp_kernel_ctx *ctx, cublasHandle_t *h)
+blas_acquire(const struct smlp__cu_call *c, cublasHandle_t *h)
 {
-    cudaStream_t st = stream_of(ctx);
+    cudaStream_t st = c->stream;
     struct blas_slot *slot = NULL;
     cublasStatus_t rc;
     int i;
 
     pthread_mutex_lock(&blas_lock);
-    if ((i = blas_open(ctx)) != SMLP_OK) {
+    if ((i = blas_open(c)) != SMLP_OK) {
         pthread_mutex_unlock(&blas_lock);
         return i;
     }
@@ -214,9 +245,9 @@ blas_acquire(struct smlp_kernel_ctx *ctx, cublasHandle_t *h)
         rc = blas.create(&nh);
         if (rc != CUBLAS_STATUS_SUCCESS) {
             pthread_mutex_unlock(&blas_lock);
-            return smlp_kernel_fail(ctx, SMLP_EDEVICE,
-                                    "cuBLAS: cannot create a handle: %s",
-                                    blas_status(rc));
+            return smlp__cu_fail(c, SMLP_EDEVICE,
+                                 "cuBLAS: cannot create a handle: %s",
+                                 blas_status(rc));
         }
         /* Default math: true FP32 products, no TF32 tensor-core path. */
         blas.set_math_mode(nh, CUBLAS_DEFAULT_MATH);
@@ -237,9 +268,9 @@ blas_acquire(struct smlp_kernel_ctx *ctx, cublasHandle_t *h)
     rc = blas.set_stream(slot->handle, st);
     if (rc != CUBLAS_STATUS_SUCCESS) {
         pthread_mutex_unlock(&blas_lock);
-        return smlp_kernel_fail(ctx, SMLP_EDEVICE,
-                                "cuBLAS: cannot bind the stream: %s",
-                                blas_status(rc));
+        return smlp__cu_fail(c, SMLP_EDEVICE,
+                             "cuBLAS: cannot bind the stream: %s",
+                             blas_status(rc));
     }
     slot->stream = st;
     slot->used = ++blas_clock;
@@ -248,14 +279,45 @@ blas_acquire(struct smlp_kernel_ctx *ctx, cublasHandle_t *h)
 }
 
 static int
-blas_release(struct smlp_kernel_ctx *ctx, cublasStatus_t rc,
+blas_release(const struct smlp__cu_call *c, cublasStatus_t rc,
              const char *what)
 {
     pthread_mutex_unlock(&blas_lock);
     if (rc == CUBLAS_STATUS_SUCCESS)
         return SMLP_OK;
-    return smlp_kernel_fail(ctx, SMLP_EDEVICE, "cuBLAS %s: %s", what,
-                            blas_status(rc));
+    return smlp__cu_fail(c, SMLP_EDEVICE, "cuBLAS %s: %s", what,
+                         blas_status(rc));
+}
+
+int
+smlp__cu_gemm(const struct smlp__cu_call *c, int ta, int tb, int64_t m,
+              int64_t n, int64_t k, const float *a, int64_t lda, int64_t sa,
+              const float *b, int64_t ldb, int64_t sb, float beta, float *cm,
+              int64_t ldc, int64_t sc, int64_t batch)
+{
+    const float one = 1.0f;
+    cublasHandle_t h;
+    cublasStatus_t rc;
+    int st;
+
+    if (m * n * batch == 0)
+        return SMLP_OK;
+    if ((st = blas_acquire(c, &h)) != SMLP_OK)
+        return st;
+    /* Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, and a
+     * row-major matrix read column-major is its transpose. */
+    if (batch == 1)
+        rc = blas.sgemm(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                        ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m,
+                        (int)k, &one, b, (int)ldb, a, (int)lda, &beta, cm,
+                        (int)ldc);
+    else
+        rc = blas.sgemm_strided_batched(
+            h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+            (int)n, (int)m, (int)k, &one, b, (int)ldb, sb, a, (int)lda, sa,
+            &beta, cm, (int)ldc, sc, (int)batch);
+    return blas_release(c, rc, batch == 1 ? "sgemm"
+                                          : "sgemm (strided batched)");
 }
 
 /*
@@ -266,17 +328,18 @@ static int
 gemm_xwt(struct smlp_kernel_ctx *ctx, const float *x, const float *w,
          float *y, int64_t rows, int64_t in, int64_t out)
 {
+    struct smlp__cu_call c = smlp__cu_of(ctx);
     const float one = 1.0f, zero = 0.0f;
     cublasHandle_t h;
     cublasStatus_t rc;
     int st;
 
-    if ((st = blas_acquire(ctx, &h)) != SMLP_OK)
+    if ((st = blas_acquire(&c, &h)) != SMLP_OK)
         return st;
     rc = blas.sgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)rows,
                      (int)in, &one, w, (int)in, x, (int)in, &zero, y,
                      (int)out);
-    return blas_release(ctx, rc, "sgemm");
+    return blas_release(&c, rc, "sgemm");
 }
 
 /* ---- shared kernels ----------------------------------------------------- */
@@ -309,6 +372,7 @@ linear_run(struct smlp_kernel_ctx *ctx)
     float *y = (float *)ctx->outputs[0]->data;
     int64_t axis = attr_int(ctx, "axis", -1), outer = 1, inner = 1;
     int64_t in = w->shape[1], out = w->shape[0];
+    struct smlp__cu_call c = smlp__cu_of(ctx);
     const float one = 1.0f, zero = 0.0f;
     cublasHandle_t h;
     cublasStatus_t rc;
@@ -334,14 +398,14 @@ linear_run(struct smlp_kernel_ctx *ctx)
     } else {
         /* Per outer index o: Y_o[out, inner] = W[out, in]·X_o[in, inner],
          * i.e. column-major Y_oᵀ = X_oᵀ·Wᵀ, W shared (stride 0). */
-        if ((st = blas_acquire(ctx, &h)) != SMLP_OK)
+        if ((st = blas_acquire(&c, &h)) != SMLP_OK)
             return st;
         rc = blas.sgemm_strided_batched(
             h, CUBLAS_OP_N, CUBLAS_OP_N, (int)inner, (int)out, (int)in, &one,
             (const float *)x->data, (int)inner, in * inner,
             (const float *)w->data, (int)in, 0, &zero, y, (int)inner,
             out * inner, (int)outer);
-        if ((st = blas_release(ctx, rc, "sgemm (strided batched)")) !=
+        if ((st = blas_release(&c, rc, "sgemm (strided batched)")) !=
             SMLP_OK)
             return st;
     }
@@ -532,31 +596,28 @@ k_transpose_tiled(const uint32_t *src, uint32_t *dst, int64_t n0,
     }
 }
 
-static int
-transpose_run(struct smlp_kernel_ctx *ctx)
+int
+smlp__cu_transpose(const struct smlp__cu_call *c, void *dstv,
+                   const void *srcv, int rank, const int64_t *shape,
+                   const int64_t *perm)
 {
-    const struct smlp_tensor *x = ctx->inputs[0];
-    const uint32_t *src = (const uint32_t *)x->data;
-    uint32_t *dst = (uint32_t *)ctx->outputs[0]->data;
-    int64_t istride[SMLP_MAX_RANK], total = smlp_tensor_numel(x);
-    const int64_t *perm;
+    const uint32_t *src = (const uint32_t *)srcv;
+    uint32_t *dst = (uint32_t *)dstv;
+    int64_t istride[SMLP_MAX_RANK], total = 1;
     struct tp_desc desc;
-    size_t np = 0;
     int d;
 
+    for (d = 0; d < rank; d++)
+        total *= shape[d];
     if (total == 0)
         return SMLP_OK;
-    if (ctx->host->attr_ints(ctx->node, "perm", &perm, &np) != SMLP_OK ||
-        np != (size_t)x->rank)
-        return smlp_kernel_fail(ctx, SMLP_EINVAL,
-                                "attribute 'perm' is missing");
-    istride[x->rank > 0 ? x->rank - 1 : 0] = 1;
-    for (d = x->rank - 2; d >= 0; d--)
-        istride[d] = istride[d + 1] * x->shape[d + 1];
+    istride[rank > 0 ? rank - 1 : 0] = 1;
+    for (d = rank - 2; d >= 0; d--)
+        istride[d] = istride[d + 1] * shape[d + 1];
     /* As the CPU kernel: drop 1s, merge dims contiguous in the input. */
     memset(&desc, 0, sizeof(desc));
-    for (d = 0; d < x->rank; d++) {
-        int64_t n = x->shape[perm[d]], s = istride[perm[d]];
+    for (d = 0; d < rank; d++) {
+        int64_t n = shape[perm[d]], s = istride[perm[d]];
 
         if (n == 1)
             continue;
@@ -578,7 +639,7 @@ transpose_run(struct smlp_kernel_ctx *ctx)
                   (unsigned)((n0 + TILE - 1) / TILE),
                   (unsigned)(batches < 65535 ? batches : 65535));
 
-        k_transpose_tiled<<<grid, dim3(TILE, 8), 0, stream_of(ctx)>>>(
+        k_transpose_tiled<<<grid, dim3(TILE, 8), 0, c->stream>>>(
             src, dst, n0, n1, desc.stride[desc.m - 1], batches, desc);
     } else {
         if (desc.m == 0) { /* every dim is 1 */
@@ -586,10 +647,28 @@ transpose_run(struct smlp_kernel_ctx *ctx)
             desc.size[0] = 1;
             desc.stride[0] = 1;
         }
-        k_transpose<<<grid_for(total), BLOCK, 0, stream_of(ctx)>>>(
-            src, dst, total, desc);
+        k_transpose<<<grid_for(total), BLOCK, 0, c->stream>>>(src, dst,
+                                                             total, desc);
     }
-    return launched(ctx, "transpose");
+    return smlp__cu_launched(c, "transpose");
+}
+
+static int
+transpose_run(struct smlp_kernel_ctx *ctx)
+{
+    const struct smlp_tensor *x = ctx->inputs[0];
+    struct smlp__cu_call c = smlp__cu_of(ctx);
+    const int64_t *perm;
+    size_t np = 0;
+
+    if (smlp_tensor_numel(x) == 0)
+        return SMLP_OK;
+    if (ctx->host->attr_ints(ctx->node, "perm", &perm, &np) != SMLP_OK ||
+        np != (size_t)x->rank)
+        return smlp_kernel_fail(ctx, SMLP_EINVAL,
+                                "attribute 'perm' is missing");
+    return smlp__cu_transpose(&c, ctx->outputs[0]->data, x->data, x->rank,
+                              x->shape, perm);
 }
 
 /* Runs only when the runtime does not alias (reshape of a parameter). */
@@ -760,6 +839,15 @@ k_im2col(float *cols, const float *x, int64_t rows, int64_t cin, int64_t h,
     }
 }
 
+int
+smlp__cu_im2col(const struct smlp__cu_call *c, float *cols, const float *x,
+                int64_t rows, int64_t cin, int64_t h, int64_t wid, int64_t p)
+{
+    k_im2col<<<grid_for(rows * cin * p * p), BLOCK, 0, c->stream>>>(
+        cols, x, rows, cin, h, wid, p);
+    return smlp__cu_launched(c, "im2col");
+}
+
 static int
 patch_embed_run(struct smlp_kernel_ctx *ctx)
 {
@@ -808,6 +896,7 @@ matmul_run(struct smlp_kernel_ctx *ctx)
     int64_t m = a->shape[r - 2 + ta], k = a->shape[r - 1 - ta];
     int64_t n = b->shape[r - 1 - tb], batch = 1;
     float *y = (float *)ctx->outputs[0]->data;
+    struct smlp__cu_call c = smlp__cu_of(ctx);
     const float one = 1.0f, zero = 0.0f;
     cublasHandle_t h;
     cublasStatus_t rc;
@@ -823,19 +912,20 @@ matmul_run(struct smlp_kernel_ctx *ctx)
         return SMLP_OK;
     }
     /* Column-major Y_iᵀ[n, m] = op(B_i)ᵀ · op(A_i)ᵀ. */
-    if ((st = blas_acquire(ctx, &h)) != SMLP_OK)
+    if ((st = blas_acquire(&c, &h)) != SMLP_OK)
         return st;
     rc = blas.sgemm_strided_batched(
         h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
         (int)n, (int)m, (int)k, &one, (const float *)b->data,
         (int)(tb ? k : n), k * n, (const float *)a->data, (int)(ta ? m : k),
         m * k, &zero, y, (int)n, m * n, (int)batch);
-    return blas_release(ctx, rc, "sgemm (strided batched)");
+    return blas_release(&c, rc, "sgemm (strided batched)");
 }
 
 /* ---- definitions -------------------------------------------------------- */
 
-#define CUDA_KERNEL(var, mask, fn)                                           \
+/* bwd: the backward on the GPU (cuda_bwd.cu; ABI 1.3), NULL for none. */
+#define CUDA_KERNEL(var, mask, fn, bwd)                                      \
     const struct smlp_kernel_def var = {                                     \
         sizeof(struct smlp_kernel_def),                                      \
         SMLP_ABI_VERSION,                                                    \
@@ -844,22 +934,31 @@ matmul_run(struct smlp_kernel_ctx *ctx)
         NULL,                                                                \
         fn,                                                                  \
         SMLP__CORE_CPU_SCORE,                                                \
-        NULL, /* backward: the op's, on the CPU */                           \
+        bwd,                                                                 \
     }
 
 extern "C" {
-CUDA_KERNEL(smlp__core_linear_cuda, SMLP__MASK_F32, linear_run);
-CUDA_KERNEL(smlp__core_gelu_cuda, SMLP__MASK_F32, gelu_run);
-CUDA_KERNEL(smlp__core_relu_cuda, SMLP__MASK_F32, relu_run);
-CUDA_KERNEL(smlp__core_add_cuda, SMLP__MASK_F32, add_run);
-CUDA_KERNEL(smlp__core_scale_cuda, SMLP__MASK_F32, scale_run);
+CUDA_KERNEL(smlp__core_linear_cuda, SMLP__MASK_F32, linear_run,
+            smlp__core_linear_bwd_cuda);
+CUDA_KERNEL(smlp__core_gelu_cuda, SMLP__MASK_F32, gelu_run,
+            smlp__core_gelu_bwd_cuda);
+CUDA_KERNEL(smlp__core_relu_cuda, SMLP__MASK_F32, relu_run,
+            smlp__core_relu_bwd_cuda);
+CUDA_KERNEL(smlp__core_add_cuda, SMLP__MASK_F32, add_run,
+            smlp__core_add_bwd_cuda);
+CUDA_KERNEL(smlp__core_scale_cuda, SMLP__MASK_F32, scale_run,
+            smlp__core_scale_bwd_cuda);
 CUDA_KERNEL(smlp__core_transpose_cuda, SMLP__MASK_F32 | SMLP__MASK_I32,
-            transpose_run);
+            transpose_run, smlp__core_transpose_bwd_cuda);
 CUDA_KERNEL(smlp__core_reshape_cuda, SMLP__MASK_F32 | SMLP__MASK_I32,
-            reshape_run);
-CUDA_KERNEL(smlp__core_mean_cuda, SMLP__MASK_F32, mean_run);
-CUDA_KERNEL(smlp__core_patch_embed_cuda, SMLP__MASK_F32, patch_embed_run);
-CUDA_KERNEL(smlp__core_matmul_cuda, SMLP__MASK_F32, matmul_run);
-CUDA_KERNEL(smlp__core_sce_cuda, SMLP__MASK_F32 | SMLP__MASK_I32, sce_run);
-CUDA_KERNEL(smlp__core_argmax_cuda, SMLP__MASK_F32, argmax_run);
+            reshape_run, smlp__core_reshape_bwd_cuda);
+CUDA_KERNEL(smlp__core_mean_cuda, SMLP__MASK_F32, mean_run,
+            smlp__core_mean_bwd_cuda);
+CUDA_KERNEL(smlp__core_patch_embed_cuda, SMLP__MASK_F32, patch_embed_run,
+            smlp__core_patch_embed_bwd_cuda);
+CUDA_KERNEL(smlp__core_matmul_cuda, SMLP__MASK_F32, matmul_run,
+            smlp__core_matmul_bwd_cuda);
+CUDA_KERNEL(smlp__core_sce_cuda, SMLP__MASK_F32 | SMLP__MASK_I32, sce_run,
+            smlp__core_sce_bwd_cuda);
+CUDA_KERNEL(smlp__core_argmax_cuda, SMLP__MASK_F32, argmax_run, NULL);
 }
