@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../ops/smlp_plugin.h"
 
@@ -125,5 +126,28 @@ int smlp__graph_ir_encode(const struct smlp__graph_ir *ir, uint8_t **out,
 struct smlp__graph_ir *smlp__graph_ir_clone(const struct smlp__graph_ir *ir);
 
 void smlp__graph_ir_free(struct smlp__graph_ir *ir);
+
+/* The index of the tensor / node called `name`, or -1 (a linear scan). */
+static inline int32_t
+smlp__graph_ir_find_tensor(const struct smlp__graph_ir *ir, const char *name)
+{
+    int32_t i;
+
+    for (i = 0; i < ir->n_tensors; i++)
+        if (strcmp(ir->tensors[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+static inline int32_t
+smlp__graph_ir_find_node(const struct smlp__graph_ir *ir, const char *name)
+{
+    int32_t i;
+
+    for (i = 0; i < ir->n_nodes; i++)
+        if (strcmp(ir->nodes[i].name, name) == 0)
+            return i;
+    return -1;
+}
 
 #endif /* SMLP_GRAPH_IR_H */

@@ -29,28 +29,6 @@ struct diff_ctx {
     int count;
 };
 
-static int32_t
-tensor_index(const struct smlp__graph_ir *ir, const char *name)
-{
-    int32_t i;
-
-    for (i = 0; i < ir->n_tensors; i++)
-        if (strcmp(ir->tensors[i].name, name) == 0)
-            return i;
-    return -1;
-}
-
-static int32_t
-node_index(const struct smlp__graph_ir *ir, const char *name)
-{
-    int32_t i;
-
-    for (i = 0; i < ir->n_nodes; i++)
-        if (strcmp(ir->nodes[i].name, name) == 0)
-            return i;
-    return -1;
-}
-
 static void __attribute__((format(printf, 3, 4)))
 line(struct diff_ctx *c, char mark, const char *fmt, ...)
 {
@@ -247,7 +225,7 @@ diff_tensors(struct diff_ctx *c)
         const struct smlp__tensor_ir *x = &c->a->tensors[i], *y;
         int shape_same;
 
-        j = tensor_index(c->b, x->name);
+        j = smlp__graph_ir_find_tensor(c->b, x->name);
         if (j < 0) {
             line(c, '-', "tensor %s (%s)", x->name,
                  tensor_str(x, b1, sizeof(b1)));
@@ -272,7 +250,7 @@ diff_tensors(struct diff_ctx *c)
                  init_str(&y->init, b2, sizeof(b2)));
     }
     for (j = 0; j < c->b->n_tensors; j++)
-        if (tensor_index(c->a, c->b->tensors[j].name) < 0)
+        if (smlp__graph_ir_find_tensor(c->a, c->b->tensors[j].name) < 0)
             line(c, '+', "tensor %s (%s)", c->b->tensors[j].name,
                  tensor_str(&c->b->tensors[j], b1, sizeof(b1)));
 }
@@ -286,7 +264,7 @@ diff_nodes(struct diff_ctx *c)
     for (i = 0; i < c->a->n_nodes; i++) {
         const struct smlp__node_ir *x = &c->a->nodes[i], *y;
 
-        j = node_index(c->b, x->name);
+        j = smlp__graph_ir_find_node(c->b, x->name);
         if (j < 0) {
             line(c, '-', "node %s (%s)", x->name, x->op);
             continue;
@@ -320,7 +298,7 @@ diff_nodes(struct diff_ctx *c)
                      attr_str(&y->attrs[k], b2, sizeof(b2)));
     }
     for (j = 0; j < c->b->n_nodes; j++)
-        if (node_index(c->a, c->b->nodes[j].name) < 0)
+        if (smlp__graph_ir_find_node(c->a, c->b->nodes[j].name) < 0)
             line(c, '+', "node %s (%s)", c->b->nodes[j].name,
                  c->b->nodes[j].op);
 }

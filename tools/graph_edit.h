@@ -71,9 +71,6 @@ int ge_attr_set(struct smlp__attr_ir *a, int type, const char *v,
 
 /* "no WHAT matches GLOB" for the edit; returns -1. */
 int ge_no_match(const struct edit *e, const char *what, const char *glob);
-/* Index of the tensor or node called name, or -1. */
-int32_t ge_find_tensor(const struct smlp__graph_ir *ir, const char *name);
-int32_t ge_find_node(const struct smlp__graph_ir *ir, const char *name);
 /* Adds plugin name[0..len) to the graph's list unless it is there. */
 void ge_need_plugin(struct smlp__graph_ir *ir, const char *name,
                     size_t len);

@@ -23,28 +23,6 @@ ge_no_match(const struct edit *e, const char *what, const char *glob)
     return -1;
 }
 
-int32_t
-ge_find_tensor(const struct smlp__graph_ir *ir, const char *name)
-{
-    int32_t i;
-
-    for (i = 0; i < ir->n_tensors; i++)
-        if (strcmp(ir->tensors[i].name, name) == 0)
-            return i;
-    return -1;
-}
-
-int32_t
-ge_find_node(const struct smlp__graph_ir *ir, const char *name)
-{
-    int32_t i;
-
-    for (i = 0; i < ir->n_nodes; i++)
-        if (strcmp(ir->nodes[i].name, name) == 0)
-            return i;
-    return -1;
-}
-
 /* Adds plugin `name` (len bytes) to the graph's list when missing. */
 void
 ge_need_plugin(struct smlp__graph_ir *ir, const char *name, size_t len)
@@ -272,21 +250,21 @@ ge_apply_rename(struct smlp__graph_ir *ir, const struct edit *e)
 {
     size_t from_len = strlen(e->key), to_len = strlen(e->value);
     int32_t i, t, nd;
+    int node_clash;
     char *s;
     int n = 0;
 
     if (e->key[from_len - 1] != '*') {
-        nd = ge_find_node(ir, e->key);
-        t = ge_find_tensor(ir, e->key);
+        nd = smlp__graph_ir_find_node(ir, e->key);
+        t = smlp__graph_ir_find_tensor(ir, e->key);
         if (nd < 0 && t < 0)
             return ge_no_match(e, "node or tensor", e->key);
-        if ((nd >= 0 && ge_find_node(ir, e->value) >= 0) ||
-            (t >= 0 && ge_find_tensor(ir, e->value) >= 0)) {
+        node_clash = nd >= 0 && smlp__graph_ir_find_node(ir, e->value) >= 0;
+        if (node_clash ||
+            (t >= 0 && smlp__graph_ir_find_tensor(ir, e->value) >= 0)) {
             sg_error("%s '%s': a %s named '%s' exists already",
                      edit_opt[e->kind], e->spec,
-                     nd >= 0 && ge_find_node(ir, e->value) >= 0 ? "node"
-                                                              : "tensor",
-                     e->value);
+                     node_clash ? "node" : "tensor", e->value);
             return -1;
         }
         if (nd >= 0) {

@@ -236,7 +236,7 @@ ge_apply_clone_block(struct smlp__graph_ir *ir, const struct edit *e)
                                             src.len, e->value, dlen);
     }
     for (k = 0; k < n_clone; k++) {
-        t = ge_find_tensor(ir, names[k]);
+        t = smlp__graph_ir_find_tensor(ir, names[k]);
         if (t >= 0 && !(dst.use[t] & USE_OWNED)) {
             sg_error("%s '%s': the copy of '%s' would be named '%s', and "
                      "a tensor outside block '%s' has that name",
@@ -252,7 +252,7 @@ ge_apply_clone_block(struct smlp__graph_ir *ir, const struct edit *e)
             continue;
         name = ge_prefix_rename(ir->nodes[i].name, src.prefix, src.len,
                                 e->value, dlen);
-        j = ge_find_node(ir, name);
+        j = smlp__graph_ir_find_node(ir, name);
         if (j >= 0 && !dst.in[j]) {
             sg_error("%s '%s': the copy of node '%s' would be named '%s', "
                      "and a node outside block '%s' has that name",
@@ -461,7 +461,7 @@ ge_apply_sum_tensors(struct smlp__graph_ir *ir, const struct edit *e)
     size_t plen, nlen;
     int rc = -1;
 
-    out = ge_find_tensor(ir, e->value);
+    out = smlp__graph_ir_find_tensor(ir, e->value);
     if (out >= 0)
         for (i = 0; i < ir->n_nodes && writer < 0; i++)
             for (j = 0; j < ir->nodes[i].n_outputs; j++)
@@ -562,14 +562,14 @@ ge_apply_sum_tensors(struct smlp__graph_ir *ir, const struct edit *e)
     }
     for (j = 0; j < n_sum - 1; j++) {
         snprintf(name, nlen, "%s.%d", prefix, (int)j);
-        i = ge_find_node(ir, name);
+        i = smlp__graph_ir_find_node(ir, name);
         if (i >= 0 && !old[i]) {
             sg_error("%s '%s': a node named '%s' exists already",
                      edit_opt[e->kind], e->spec, name);
             goto out;
         }
         snprintf(name, nlen, "%s.%d.out", prefix, (int)j);
-        t = ge_find_tensor(ir, j == n_sum - 2 ? e->value : name);
+        t = smlp__graph_ir_find_tensor(ir, j == n_sum - 2 ? e->value : name);
         if (t >= 0 && !gone[t]) {
             sg_error("%s '%s': a tensor named '%s' exists already",
                      edit_opt[e->kind], e->spec,

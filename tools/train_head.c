@@ -16,28 +16,6 @@
 /* Seed of the synthetic labels (any constant: "labels"). */
 #define HEAD_LABEL_SEED UINT64_C(0x6c6162656c73)
 
-static int32_t
-find_tensor(const struct smlp__graph_ir *ir, const char *name)
-{
-    int32_t i;
-
-    for (i = 0; i < ir->n_tensors; i++)
-        if (strcmp(ir->tensors[i].name, name) == 0)
-            return i;
-    return -1;
-}
-
-static int32_t
-find_node(const struct smlp__graph_ir *ir, const char *name)
-{
-    int32_t i;
-
-    for (i = 0; i < ir->n_nodes; i++)
-        if (strcmp(ir->nodes[i].name, name) == 0)
-            return i;
-    return -1;
-}
-
 /* Appends a tensor; returns its index or -1 when out of memory. */
 static int32_t
 add_tensor(struct smlp__graph_ir *ir, const char *name, int dtype, int kind,
@@ -147,7 +125,7 @@ find_image(const struct smlp__graph_ir *ir, const char *what, char *err,
 {
     int32_t i, found = -1, n = 0;
 
-    i = find_tensor(ir, "image");
+    i = smlp__graph_ir_find_tensor(ir, "image");
     if (i >= 0 && ir->tensors[i].kind == SMLP__TENSOR_INPUT)
         found = i;
     for (i = 0; found < 0 && i < ir->n_tensors; i++)
@@ -183,8 +161,8 @@ check_names(const struct smlp__graph_ir *ir, const char *what,
 {
     static const char *const tensors[] = {"labels", "ce", "loss"};
     static const char *const nodes[] = {"train.ce", "train.loss"};
-    int32_t labels = find_tensor(ir, "labels");
-    int32_t loss = find_tensor(ir, "loss");
+    int32_t labels = smlp__graph_ir_find_tensor(ir, "labels");
+    int32_t loss = smlp__graph_ir_find_tensor(ir, "loss");
     size_t i;
 
     if (labels >= 0 && loss >= 0 &&
@@ -199,7 +177,7 @@ check_names(const struct smlp__graph_ir *ir, const char *what,
         return 1;
     }
     for (i = 0; i < sizeof(tensors) / sizeof(tensors[0]); i++)
-        if (find_tensor(ir, tensors[i]) >= 0) {
+        if (smlp__graph_ir_find_tensor(ir, tensors[i]) >= 0) {
             snprintf(err, errlen,
                      "%s: the graph already has a tensor '%s', the name of "
                      "one smlp-train adds for the loss (rename it with "
@@ -207,7 +185,7 @@ check_names(const struct smlp__graph_ir *ir, const char *what,
             return -1;
         }
     for (i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++)
-        if (find_node(ir, nodes[i]) >= 0) {
+        if (smlp__graph_ir_find_node(ir, nodes[i]) >= 0) {
             snprintf(err, errlen,
                      "%s: the graph already has a node '%s', the name of "
                      "one smlp-train adds for the loss", what, nodes[i]);
@@ -272,8 +250,10 @@ static int
 check_moco(const struct smlp__graph_ir *ir, const char *what,
            struct train_head_info *info, char *err, size_t errlen)
 {
-    int32_t v1 = find_tensor(ir, "view1"), v2 = find_tensor(ir, "view2");
-    int32_t loss = find_tensor(ir, "loss"), m = find_tensor(ir, "m");
+    int32_t v1 = smlp__graph_ir_find_tensor(ir, "view1");
+    int32_t v2 = smlp__graph_ir_find_tensor(ir, "view2");
+    int32_t loss = smlp__graph_ir_find_tensor(ir, "loss");
+    int32_t m = smlp__graph_ir_find_tensor(ir, "m");
 
     if (v1 < 0 || v2 < 0 || ir->tensors[v1].kind != SMLP__TENSOR_INPUT ||
         ir->tensors[v2].kind != SMLP__TENSOR_INPUT)
@@ -307,7 +287,7 @@ check_moco(const struct smlp__graph_ir *ir, const char *what,
     info->moco = 1;
     info->has_m = m >= 0;
     info->existing = 1;
-    info->has_aux = find_tensor(ir, "aux_loss") >= 0;
+    info->has_aux = smlp__graph_ir_find_tensor(ir, "aux_loss") >= 0;
     return 1;
 }
 
@@ -336,7 +316,7 @@ train_head_build(const uint8_t *buf, size_t len, const char *what,
     t = &ir->tensors[image];
     snprintf(info->image, sizeof(info->image), "%s", t->name);
     memcpy(info->chw, t->shape + 1, sizeof(info->chw));
-    logits = find_tensor(ir, "logits");
+    logits = smlp__graph_ir_find_tensor(ir, "logits");
     if (logits < 0 || ir->tensors[logits].dtype != SMLP_DTYPE_F32 ||
         (ir->tensors[logits].has_shape && ir->tensors[logits].rank != 2)) {
         snprintf(err, errlen,
@@ -346,7 +326,7 @@ train_head_build(const uint8_t *buf, size_t len, const char *what,
     }
     if (ir->tensors[logits].has_shape)
         info->classes = ir->tensors[logits].shape[1];
-    aux = find_tensor(ir, "aux_loss");
+    aux = smlp__graph_ir_find_tensor(ir, "aux_loss");
     if (aux >= 0 && (ir->tensors[aux].dtype != SMLP_DTYPE_F32 ||
                      (ir->tensors[aux].has_shape &&
                       ir->tensors[aux].rank != 0))) {
