@@ -41,7 +41,8 @@ is_elf() {
 }
 
 # Programs: libtool keeps the real binary in .libs/ next to a script.
-for p in tests/check_cuda tests/check_cuda_sched tools/smlp-run; do
+for p in tests/check_cuda tests/check_cuda_moe tests/check_cuda_sched \
+         tools/smlp-run tools/smlp-train; do
     real="$build/$(dirname $p)/.libs/$(basename $p)"
     is_elf "$real" || real="$build/$p"
     is_elf "$real" || { echo "$0: no ELF binary for $p" >&2; exit 1; }
@@ -53,6 +54,15 @@ cp "$build"/plugins/.libs/*.so "$dir/plugins/"
 cp "$build"/tests/plugins/.libs/*.so "$dir/tests/plugins/.libs/"
 cp "$build"/graphs/*.fbs "$dir/graphs/"
 cp "$src/schemas/graph.fbs" "$dir/schemas/"
+# The GPU table (bench/gpu_table.py: PyTorch eager on the same weights)
+# and a small synthetic data set in Fashion-MNIST's layout for timing
+# smlp-train's steps.
+mkdir -p "$dir/bench" "$dir/data"
+cp "$src/bench/gpu_table.py" "$src/bench/torch_graph.py" "$dir/bench/"
+cp "$src/graphs/sparse_mlp_b.json" "$src/graphs/mixer_b.json" "$dir/graphs/"
+T=$dir
+. "$src/tests/shlib.sh"
+make_idx_data "$dir/data" 4096 512
 
 # Libraries they need, except the C/C++ runtime and CUDA's (the GPU
 # machine has its own, matching its driver).
@@ -75,6 +85,12 @@ cat >"$dir/run-gpu.sh" <<'EOF'
 #!/bin/sh
 # Runs smlp's GPU checks on the GPU machine (made by
 # tools/device-bundle.sh).  Logs go to $OUT, else to this dir's out/.
+#   run-gpu.sh [all|checks|bench|sanitizer]
+# checks: check_cuda (ops, graphs, training), check_cuda_moe,
+# check_cuda_sched; bench: smlp-run timings, smlp-train steps on the GPU
+# and the CPU, bench/gpu_table.py (issue 8's table against PyTorch);
+# sanitizer: compute-sanitizer memcheck on check_cuda_moe and check_cuda.
+# Each part fits one 10-minute call of the device tool.
 b=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$b/out}
 mkdir -p "$out"
@@ -99,24 +115,51 @@ export SMLP_PLUGIN_PATH="$b/plugins" SMLP_TEST_BUILDDIR="$b" \
     done
 } >"$out/probe.txt" 2>&1
 cd "$b" || exit 1
-SMLP_CUDA_BENCH=1 timeout 300 bin/check_cuda >"$out/check_cuda.log" 2>&1
-echo "check_cuda exit $?" >>"$out/check_cuda.log"
-FAKECUDA_JITTER_US=50 timeout 120 bin/check_cuda_sched \
-    >"$out/check_cuda_sched.log" 2>&1
-echo "check_cuda_sched exit $?" >>"$out/check_cuda_sched.log"
-{
-    for g in mixer_fmnist mixer_b; do
+# What to run: all (default), or one part (each fits a 10-minute call).
+part=${1:-all}
+if [ "$part" = all ] || [ "$part" = checks ]; then
+    SMLP_CUDA_BENCH=1 timeout 300 bin/check_cuda >"$out/check_cuda.log" 2>&1
+    echo "check_cuda exit $?" >>"$out/check_cuda.log"
+    timeout 120 bin/check_cuda_moe >"$out/check_cuda_moe.log" 2>&1
+    echo "check_cuda_moe exit $?" >>"$out/check_cuda_moe.log"
+    FAKECUDA_JITTER_US=50 timeout 120 bin/check_cuda_sched \
+        >"$out/check_cuda_sched.log" 2>&1
+    echo "check_cuda_sched exit $?" >>"$out/check_cuda_sched.log"
+fi
+if [ "$part" = all ] || [ "$part" = bench ]; then
+    {
+        for g in mixer_fmnist mixer_b; do
+            for d in cuda cpu; do
+                [ $g.$d = mixer_b.cpu ] && continue
+                echo "== smlp-run --device $d graphs/$g.fbs --batch 8"
+                timeout 120 bin/smlp-run --device $d --batch 8 --repeat 5 \
+                    graphs/$g.fbs
+                echo "exit $?"
+            done
+        done
+    } >"$out/smlp-run.log" 2>&1
+    # Training steps (forward on the GPU; the backward too for the Mixer):
+    # metrics rows are steps (bench/run's method).
+    for g in mixer_fmnist sparse_mlp_fmnist; do
         for d in cuda cpu; do
-            [ $g.$d = mixer_b.cpu ] && continue
-            echo "== smlp-run --device $d graphs/$g.fbs --batch 8"
-            timeout 120 bin/smlp-run --device $d --batch 8 --repeat 5 \
-                graphs/$g.fbs
-            echo "exit $?"
+            timeout 150 bin/smlp-train graphs/$g.fbs --data data --device $d \
+                --batch 128 --max-steps 12 --log-every 1 --limit-test 256 \
+                --progress lines --out "$b/train_$g.$d.st" \
+                --metrics "$out/train_$g.$d.csv" \
+                >"$out/train_$g.$d.log" 2>&1
+            echo "exit $?" >>"$out/train_$g.$d.log"
         done
     done
-} >"$out/smlp-run.log" 2>&1
-if command -v compute-sanitizer >/dev/null; then
-    timeout 200 compute-sanitizer --tool memcheck --leak-check no \
+    timeout 400 python3 bench/gpu_table.py --smlp-run bin/smlp-run \
+        --graphs graphs --out "$out/table" >"$out/gpu_table.log" 2>&1
+    echo "gpu_table exit $?" >>"$out/gpu_table.log"
+fi
+if { [ "$part" = all ] || [ "$part" = sanitizer ]; } &&
+   command -v compute-sanitizer >/dev/null; then
+    timeout 250 compute-sanitizer --tool memcheck --leak-check no \
+        bin/check_cuda_moe >"$out/sanitizer_moe.log" 2>&1
+    echo "compute-sanitizer exit $?" >>"$out/sanitizer_moe.log"
+    timeout 300 compute-sanitizer --tool memcheck --leak-check no \
         bin/check_cuda >"$out/sanitizer.log" 2>&1
     echo "compute-sanitizer exit $?" >>"$out/sanitizer.log"
 fi
