@@ -697,6 +697,23 @@ smlp__autograd_node_has_work(const smlp_session_t *s,
     return 0;
 }
 
+void
+smlp__backward_ctx_init(const smlp_session_t *s, struct smlp__node_rt *n,
+                        struct smlp_backward_ctx *ctx)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->size = sizeof(*ctx);
+    ctx->abi = SMLP_ABI_VERSION;
+    ctx->host = &smlp__host_api;
+    ctx->node = &n->node;
+    ctx->priv = n->priv;
+    ctx->n_inputs = n->node.ir->n_inputs;
+    ctx->n_outputs = n->node.ir->n_outputs;
+    ctx->threads = 1;
+    ctx->seed = s->opts.seed;
+    ctx->step = s->ag->fwd_step;
+}
+
 int
 smlp__autograd_node(smlp_session_t *s, struct smlp__node_rt *n)
 {
@@ -722,14 +739,7 @@ smlp__autograd_node(smlp_session_t *s, struct smlp__node_rt *n)
     default:
         break;
     }
-    memset(&ctx, 0, sizeof(ctx));
-    ctx.size = sizeof(ctx);
-    ctx.abi = SMLP_ABI_VERSION;
-    ctx.host = &smlp__host_api;
-    ctx.node = &n->node;
-    ctx.priv = n->priv;
-    ctx.n_inputs = nir->n_inputs;
-    ctx.n_outputs = nir->n_outputs;
+    smlp__backward_ctx_init(s, n, &ctx);
     ctx.inputs = (const struct smlp_tensor *const *)n->in;
     ctx.outputs = (const struct smlp_tensor *const *)n->out;
     ctx.grad_outputs = (const struct smlp_tensor *const *)n->gout;
@@ -745,8 +755,6 @@ smlp__autograd_node(smlp_session_t *s, struct smlp__node_rt *n)
         ctx.saved_size = n->saved_bytes;
     }
     ctx.threads = s->intra_op;
-    ctx.seed = s->opts.seed;
-    ctx.step = s->ag->fwd_step;
     return n->op->def.backward(&ctx);
 }
 

@@ -44,6 +44,24 @@ smlp__cuda_fail(smlp_session_t *s, cudaError_t e, const char *what)
 }
 
 int
+smlp__cuda_node_events(smlp_session_t *s, cudaEvent_t *ev, int32_t id,
+                       int32_t *n_ev, struct smlp_error *err)
+{
+    cudaError_t e = cudaEventCreate(&ev[2 * id]);
+
+    if (e == cudaSuccess)
+        e = cudaEventCreate(&ev[2 * id + 1]);
+    if (*n_ev < 2 * id + 2)
+        *n_ev = 2 * id + 2; /* destroyed at close, created or not */
+    if (e == cudaSuccess)
+        return SMLP_OK;
+    (void)cudaGetLastError();
+    return smlp__seterr(err, SMLP_EDEVICE,
+                        "%s: device cuda: cannot create events: %s",
+                        s->graph->source, cudaGetErrorString(e));
+}
+
+int
 smlp__cuda_fail_node(struct smlp__node_rt *n, cudaError_t e, const char *what)
 {
     snprintf(n->node.err, sizeof(n->node.err), "device cuda: %s: %s (%s)",
@@ -178,16 +196,8 @@ smlp__device_alloc(smlp_session_t *s, struct smlp_error *err)
             continue;
         if (node_views(s, n) != SMLP_OK)
             return smlp__seterr(err, SMLP_ENOMEM, "out of memory");
-        e = cudaEventCreate(&c->ev[2 * i]);
-        if (e == cudaSuccess)
-            e = cudaEventCreate(&c->ev[2 * i + 1]);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            return smlp__seterr(err, SMLP_EDEVICE,
-                                "%s: device cuda: cannot create events: %s",
-                                s->graph->source, cudaGetErrorString(e));
-        }
-        c->n_ev = 2 * i + 2;
+        if (smlp__cuda_node_events(s, c->ev, i, &c->n_ev, err) != SMLP_OK)
+            return SMLP_EDEVICE;
     }
     /* Page-locked host memory makes the copies asynchronous.  Only big
      * blocks (which malloc maps on pages of their own, so no registration

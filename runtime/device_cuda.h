@@ -54,6 +54,11 @@ int smlp__cuda_fail(smlp_session_t *s, cudaError_t e, const char *what);
 int smlp__cuda_fail_node(struct smlp__node_rt *n, cudaError_t e,
                          const char *what);
 
+/* Creates node id's start and end events, ev[2·id] and ev[2·id + 1],
+ * and raises *n_ev over them; SMLP_EDEVICE (in err) when CUDA cannot. */
+int smlp__cuda_node_events(smlp_session_t *s, cudaEvent_t *ev, int32_t id,
+                           int32_t *n_ev, struct smlp_error *err);
+
 /* From smlp__device_alloc when s->ag->on_dev: the device's gradient
  * stores, the backward's device views and events. */
 int smlp__cuda_bwd_alloc(smlp_session_t *s, struct smlp_error *err);

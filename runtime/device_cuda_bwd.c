@@ -103,17 +103,8 @@ smlp__cuda_bwd_alloc(smlp_session_t *s, struct smlp_error *err)
 
         if (node_views(s, &s->nodes[id]) != SMLP_OK)
             return smlp__seterr(err, SMLP_ENOMEM, "out of memory");
-        e = cudaEventCreate(&c->bev[2 * id]);
-        if (e == cudaSuccess)
-            e = cudaEventCreate(&c->bev[2 * id + 1]);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            return smlp__seterr(err, SMLP_EDEVICE,
-                                "%s: device cuda: cannot create events: %s",
-                                s->graph->source, cudaGetErrorString(e));
-        }
-        if (c->n_bev < 2 * id + 2)
-            c->n_bev = 2 * id + 2;
+        if (smlp__cuda_node_events(s, c->bev, id, &c->n_bev, err) != SMLP_OK)
+            return SMLP_EDEVICE;
     }
     if (ag->grad_bytes >= PIN_MIN &&
         cudaHostRegister(ag->grads, ag->grad_bytes + SMLP__ALIGN,
@@ -269,14 +260,7 @@ node_backward(smlp_session_t *s, struct smlp__node_rt *n)
     default:
         break;
     }
-    memset(&ctx, 0, sizeof(ctx));
-    ctx.size = sizeof(ctx);
-    ctx.abi = SMLP_ABI_VERSION;
-    ctx.host = &smlp__host_api;
-    ctx.node = &n->node;
-    ctx.priv = n->priv;
-    ctx.n_inputs = nir->n_inputs;
-    ctx.n_outputs = nir->n_outputs;
+    smlp__backward_ctx_init(s, n, &ctx);
     ctx.inputs = (const struct smlp_tensor *const *)n->dev_in;
     ctx.outputs = (const struct smlp_tensor *const *)n->dev_out;
     ctx.grad_outputs = (const struct smlp_tensor *const *)n->dgout;
@@ -291,9 +275,6 @@ node_backward(smlp_session_t *s, struct smlp__node_rt *n)
             (char *)c->arena + s->dev_plan.buffers[n->saved_buffer].offset;
         ctx.saved_size = n->saved_bytes;
     }
-    ctx.threads = 1;
-    ctx.seed = s->opts.seed;
-    ctx.step = s->ag->fwd_step;
     ctx.stream = c->stream;
     return n->kernel->def.backward(&ctx);
 }

@@ -432,6 +432,12 @@ void smlp__autograd_free(smlp_session_t *s);
  * its outputs' gradients, then runs its kernel (or copy).  Returns the
  * kernel's status. */
 int smlp__autograd_node(smlp_session_t *s, struct smlp__node_rt *n);
+/* The fields of node n's backward context that do not depend on where it
+ * runs (size, abi, host, node, priv, counts, seed, step; threads 1); the
+ * caller adds the tensors, workspace, saved bytes and stream. */
+void smlp__backward_ctx_init(const smlp_session_t *s,
+                             struct smlp__node_rt *n,
+                             struct smlp_backward_ctx *ctx);
 /* Whether node n's backward has work for a worker (aliased views with
  * nothing to sum complete on the loop thread). */
 int smlp__autograd_node_has_work(const smlp_session_t *s,

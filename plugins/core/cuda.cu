@@ -821,10 +821,14 @@ sce_run(struct smlp_kernel_ctx *ctx)
 
 /* ---- core.patch_embed --------------------------------------------------- */
 
-/* cols[B·L, Cin·P·P], columns in (cin, ky, kx) order like W's rows. */
+/*
+ * cols[B·L, Cin·P·P], columns in (cin, ky, kx) order like W's rows, from
+ * the image x, or (to_image) the image from cols: patches do not
+ * overlap, so each pixel has exactly one element (patch_embed's backward).
+ */
 __global__ void
-k_im2col(float *cols, const float *x, int64_t rows, int64_t cin, int64_t h,
-         int64_t wid, int64_t p)
+k_im2col(float *cols, float *x, int64_t rows, int64_t cin, int64_t h,
+         int64_t wid, int64_t p, int to_image)
 {
     int64_t kdim = cin * p * p, pw = wid / p, l = (h / p) * pw;
     int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
@@ -834,18 +838,23 @@ k_im2col(float *cols, const float *x, int64_t rows, int64_t cin, int64_t h,
         int64_t i = row / l, li = row - i * l, pr = li / pw, pc = li - pr * pw;
         int64_t ci = col / (p * p), rem = col - ci * p * p;
         int64_t ky = rem / p, kx = rem - ky * p;
+        int64_t at = ((i * cin + ci) * h + pr * p + ky) * wid + pc * p + kx;
 
-        cols[e] = x[((i * cin + ci) * h + pr * p + ky) * wid + pc * p + kx];
+        if (to_image)
+            x[at] = cols[e];
+        else
+            cols[e] = x[at];
     }
 }
 
 int
-smlp__cu_im2col(const struct smlp__cu_call *c, float *cols, const float *x,
-                int64_t rows, int64_t cin, int64_t h, int64_t wid, int64_t p)
+smlp__cu_im2col(const struct smlp__cu_call *c, float *cols, float *x,
+                int64_t rows, int64_t cin, int64_t h, int64_t wid, int64_t p,
+                int to_image)
 {
     k_im2col<<<grid_for(rows * cin * p * p), BLOCK, 0, c->stream>>>(
-        cols, x, rows, cin, h, wid, p);
-    return smlp__cu_launched(c, "im2col");
+        cols, x, rows, cin, h, wid, p, to_image);
+    return smlp__cu_launched(c, to_image ? "col2im" : "im2col");
 }
 
 static int
@@ -858,6 +867,7 @@ patch_embed_run(struct smlp_kernel_ctx *ctx)
     int64_t wid = img->shape[3], p = attr_int(ctx, "patch", 1);
     int64_t c = w->shape[0], kdim = cin * p * p;
     int64_t rows = nb * (h / p) * (wid / p);
+    struct smlp__cu_call cc = smlp__cu_of(ctx);
     int st;
 
     if (rows * c == 0)
@@ -872,9 +882,8 @@ patch_embed_run(struct smlp_kernel_ctx *ctx)
                                     "workspace of %zu bytes, need %lld",
                                     ctx->workspace_size,
                                     (long long)(rows * kdim * 4));
-        k_im2col<<<grid_for(rows * kdim), BLOCK, 0, stream_of(ctx)>>>(
-            cols, (const float *)img->data, rows, cin, h, wid, p);
-        if ((st = launched(ctx, "im2col")) != SMLP_OK ||
+        if ((st = smlp__cu_im2col(&cc, cols, (float *)img->data, rows, cin,
+                                  h, wid, p, 0)) != SMLP_OK ||
             (st = gemm_xwt(ctx, cols, (const float *)w->data, y, rows, kdim,
                            c)) != SMLP_OK)
             return st;

@@ -428,26 +428,6 @@ smlp__core_sce_bwd_cuda(struct smlp_backward_ctx *ctx)
 
 /* ---- core.patch_embed --------------------------------------------------- */
 
-/* dimg from dcols[B·L, Cin·P·P]: patches do not overlap, so each pixel
- * takes its one element (the inverse of cuda.cu's im2col). */
-__global__ void
-k_col2im(float *dimg, const float *dcols, int64_t rows, int64_t cin,
-         int64_t h, int64_t wid, int64_t p)
-{
-    int64_t kdim = cin * p * p, pw = wid / p, l = (h / p) * pw;
-    int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-
-    for (; e < rows * kdim; e += (int64_t)gridDim.x * blockDim.x) {
-        int64_t row = e / kdim, col = e - row * kdim;
-        int64_t i = row / l, li = row - i * l, pr = li / pw, pc = li - pr * pw;
-        int64_t ci = col / (p * p), rem = col - ci * p * p;
-        int64_t ky = rem / p, kx = rem - ky * p;
-
-        dimg[((i * cin + ci) * h + pr * p + ky) * wid + pc * p + kx] =
-            dcols[e];
-    }
-}
-
 /*
  * dW = dYᵀ·cols (im2col redone in the workspace), then dcols = dY·W in
  * the same space, scattered back to dimg; db = Σ_rows dY.  The workspace
@@ -483,8 +463,8 @@ smlp__core_patch_embed_bwd_cuda(struct smlp_backward_ctx *ctx)
                              ctx->workspace_size,
                              (long long)(rows * kdim * 4));
     if (rows * ch * kdim > 0 && gw != NULL) {
-        if ((st = smlp__cu_im2col(&c, cols, (const float *)img->data, rows,
-                                  cin, h, wid, p)) != SMLP_OK ||
+        if ((st = smlp__cu_im2col(&c, cols, (float *)img->data, rows, cin,
+                                  h, wid, p, 0)) != SMLP_OK ||
             (st = smlp__cu_gemm(&c, 1, 0, ch, kdim, rows, dy, ch, 0, cols,
                                 kdim, 0, 0.0f, (float *)gw->data, kdim, 0,
                                 1)) != SMLP_OK)
@@ -495,9 +475,8 @@ smlp__core_patch_embed_bwd_cuda(struct smlp_backward_ctx *ctx)
                                 (const float *)w->data, kdim, 0, 0.0f, cols,
                                 kdim, 0, 1)) != SMLP_OK)
             return st;
-        k_col2im<<<GRID(rows * kdim), BLOCK, 0, c.stream>>>(
-            (float *)gimg->data, cols, rows, cin, h, wid, p);
-        if ((st = smlp__cu_launched(&c, "col2im")) != SMLP_OK)
+        if ((st = smlp__cu_im2col(&c, cols, (float *)gimg->data, rows, cin,
+                                  h, wid, p, 1)) != SMLP_OK)
             return st;
     }
     if (gb != NULL && rows * ch > 0)

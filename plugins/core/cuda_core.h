@@ -75,10 +75,11 @@ int smlp__cu_gemm(const struct smlp__cu_call *c, int ta, int tb, int64_t m,
 int smlp__cu_transpose(const struct smlp__cu_call *c, void *dst,
                        const void *src, int rank, const int64_t *shape,
                        const int64_t *perm);
-/* cols[B·L, Cin·P·P] of x [B,Cin,H,W], as core.patch_embed's forward. */
-int smlp__cu_im2col(const struct smlp__cu_call *c, float *cols,
-                    const float *x, int64_t rows, int64_t cin, int64_t h,
-                    int64_t wid, int64_t p);
+/* cols[B·L, Cin·P·P] of x [B,Cin,H,W], as core.patch_embed's forward;
+ * to_image: x from cols (its backward's scatter; x is then written). */
+int smlp__cu_im2col(const struct smlp__cu_call *c, float *cols, float *x,
+                    int64_t rows, int64_t cin, int64_t h, int64_t wid,
+                    int64_t p, int to_image);
 
 /* The backwards (cuda_bwd.cu), named in cuda.cu's kernel definitions. */
 int smlp__core_linear_bwd_cuda(struct smlp_backward_ctx *ctx);

@@ -29,19 +29,23 @@
 #define LN_BLOCK 128
 #define BN_BLOCK 128
 
+/* For a kernel's or a backward's context alike. */
+template <class Ctx>
 static int
-launched(struct smlp_kernel_ctx *ctx, const char *what)
+launched(Ctx *ctx, const char *what)
 {
     cudaError_t e = cudaGetLastError();
 
     if (e == cudaSuccess)
         return SMLP_OK;
-    return smlp_kernel_fail(ctx, SMLP_EDEVICE, "CUDA %s: %s (%s)", what,
-                            cudaGetErrorString(e), cudaGetErrorName(e));
+    ctx->host->errorf(ctx->node, "CUDA %s: %s (%s)", what,
+                      cudaGetErrorString(e), cudaGetErrorName(e));
+    return SMLP_EDEVICE;
 }
 
+template <class Ctx>
 static double
-attr_float(const struct smlp_kernel_ctx *ctx, const char *name, double def)
+attr_float(const Ctx *ctx, const char *name, double def)
 {
     double v;
 
@@ -67,6 +71,26 @@ block_sum(double v, double *red)
     return total;
 }
 
+/* Mean and 1/sqrt(var + eps) of the row xr[0..d), the same tree in the
+ * forward and the backward; all threads of the block get them. */
+__device__ void
+row_stats(const float *xr, int64_t d, double eps, double *red, double *mean,
+          double *rstd)
+{
+    double s = 0.0;
+    int64_t j;
+
+    for (j = threadIdx.x; j < d; j += LN_BLOCK)
+        s += xr[j];
+    *mean = block_sum(s, red) / (double)d;
+    s = 0.0;
+    for (j = threadIdx.x; j < d; j += LN_BLOCK) {
+        double c = xr[j] - *mean;
+        s += c * c;
+    }
+    *rstd = 1.0 / sqrt(block_sum(s, red) / (double)d + eps);
+}
+
 __global__ void
 k_layer_norm(const float *x, const float *gamma, const float *beta,
              float *y, int64_t rows, int64_t d, double eps)
@@ -77,18 +101,9 @@ k_layer_norm(const float *x, const float *gamma, const float *beta,
     for (r = blockIdx.x; r < rows; r += gridDim.x) {
         const float *xr = x + r * d;
         float *yr = y + r * d;
-        double mean, var, rstd, s = 0.0;
+        double mean, rstd;
 
-        for (j = threadIdx.x; j < d; j += LN_BLOCK)
-            s += xr[j];
-        mean = block_sum(s, red) / (double)d;
-        s = 0.0;
-        for (j = threadIdx.x; j < d; j += LN_BLOCK) {
-            double c = xr[j] - mean;
-            s += c * c;
-        }
-        var = block_sum(s, red) / (double)d;
-        rstd = 1.0 / sqrt(var + eps);
+        row_stats(xr, d, eps, red, &mean, &rstd);
         for (j = threadIdx.x; j < d; j += LN_BLOCK)
             yr[j] = (float)((xr[j] - mean) * rstd * gamma[j] + beta[j]);
     }
@@ -178,28 +193,6 @@ batch_norm_run(struct smlp_kernel_ctx *ctx)
 
 /* ---- backwards (plugin ABI 1.3) ----------------------------------------- */
 
-/* The backward's launch check (the forward's, for its context). */
-static int
-bwd_launched(struct smlp_backward_ctx *ctx, const char *what)
-{
-    cudaError_t e = cudaGetLastError();
-
-    if (e == cudaSuccess)
-        return SMLP_OK;
-    ctx->host->errorf(ctx->node, "CUDA %s: %s (%s)", what,
-                      cudaGetErrorString(e), cudaGetErrorName(e));
-    return SMLP_EDEVICE;
-}
-
-static double
-bwd_attr_float(const struct smlp_backward_ctx *ctx, const char *name,
-               double def)
-{
-    double v;
-
-    return ctx->host->attr_float(ctx->node, name, &v) == SMLP_OK ? v : def;
-}
-
 /* Zeroes gradient g when wanted. */
 static int
 zero_grad(struct smlp_backward_ctx *ctx, struct smlp_tensor *g)
@@ -208,7 +201,7 @@ zero_grad(struct smlp_backward_ctx *ctx, struct smlp_tensor *g)
         return SMLP_OK;
     if (cudaMemsetAsync(g->data, 0, (size_t)smlp_tensor_numel(g) * 4,
                         (cudaStream_t)ctx->stream) != cudaSuccess)
-        return bwd_launched(ctx, "memset");
+        return launched(ctx, "memset");
     return SMLP_OK;
 }
 
@@ -227,17 +220,9 @@ k_layer_norm_bwd_rows(const float *x, const float *dy, const float *gamma,
 
     for (r = blockIdx.x; r < rows; r += gridDim.x) {
         const float *xr = x + r * d, *dr = dy + r * d;
-        double mean, rstd, s = 0.0, s1, s2;
+        double mean, rstd, s1, s2;
 
-        for (j = threadIdx.x; j < d; j += LN_BLOCK)
-            s += xr[j];
-        mean = block_sum(s, red) / (double)d;
-        s = 0.0;
-        for (j = threadIdx.x; j < d; j += LN_BLOCK) {
-            double c = xr[j] - mean;
-            s += c * c;
-        }
-        rstd = 1.0 / sqrt(block_sum(s, red) / (double)d + eps);
+        row_stats(xr, d, eps, red, &mean, &rstd);
         if (threadIdx.x == 0) {
             stats[2 * r] = mean;
             stats[2 * r + 1] = rstd;
@@ -318,8 +303,8 @@ layer_norm_backward(struct smlp_backward_ctx *ctx)
                             LN_BLOCK, 0, st>>>(
         (const float *)xt->data, dy, (const float *)ctx->inputs[1]->data,
         gx != NULL ? (float *)gx->data : NULL, stats, rows, d,
-        bwd_attr_float(ctx, "eps", 1e-6));
-    if ((rc = bwd_launched(ctx, "layer_norm backward")) != SMLP_OK ||
+        attr_float(ctx, "eps", 1e-6));
+    if ((rc = launched(ctx, "layer_norm backward")) != SMLP_OK ||
         (gg == NULL && gb == NULL))
         return rc;
     k_layer_norm_bwd_cols<<<(unsigned)((d + LN_BLOCK - 1) / LN_BLOCK),
@@ -327,7 +312,7 @@ layer_norm_backward(struct smlp_backward_ctx *ctx)
         (const float *)xt->data, dy, stats,
         gg != NULL ? (float *)gg->data : NULL,
         gb != NULL ? (float *)gb->data : NULL, rows, d);
-    return bwd_launched(ctx, "layer_norm backward");
+    return launched(ctx, "layer_norm backward");
 }
 
 /*
@@ -404,8 +389,8 @@ batch_norm_backward(struct smlp_backward_ctx *ctx)
         gx != NULL ? (float *)gx->data : NULL,
         gg != NULL ? (float *)gg->data : NULL,
         gb != NULL ? (float *)gb->data : NULL, n, d,
-        bwd_attr_float(ctx, "eps", 1e-5));
-    return bwd_launched(ctx, "batch_norm backward");
+        attr_float(ctx, "eps", 1e-5));
+    return launched(ctx, "batch_norm backward");
 }
 
 extern "C" {
