@@ -22,8 +22,10 @@
  *     stream, at most SMLP_CUDA_BLAS_SLOTS, the least recently used one
  *     rebound beyond that, each used only under the cache's lock
  *     (smlp_cublas_acquire / smlp_cublas_release), in the default FP32
- *     math mode (no TF32); and two row-major products on top of it
- *     (smlp_cuda_sgemm_xwt, smlp_cuda_sgemm_xwt_batched).
+ *     math mode (no TF32); and row-major products on top of it
+ *     (smlp_cuda_sgemm_xwt, smlp_cuda_sgemm_xwt_batched, and the general
+ *     smlp_cuda_sgemm).
+ * Each helper takes a kernel's context or a backward's (template Ctx).
  *
  * Threads: run() is called on the session's loop thread, but two
  * sessions may run on two threads at once; the cache is guarded by a
@@ -41,7 +43,9 @@
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "smlp_kernel.h"
@@ -53,7 +57,26 @@
 /* cuBLAS handles per translation unit (one per stream in use). */
 #define SMLP_CUDA_BLAS_SLOTS 16
 
-/* ---- launches ----------------------------------------------------------- */
+/* ---- errors and launches ------------------------------------------------ */
+
+/*
+ * Records a failure for the node of ctx -- a kernel's context or a
+ * backward's (plugin ABI 1.3 device backwards): every helper here takes
+ * either -- and returns status.
+ */
+template <class Ctx>
+static inline int
+smlp_cuda_fail(const Ctx *ctx, int status, const char *fmt, ...)
+{
+    char msg[SMLP_KERNEL_MSGLEN];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ctx->host->errorf(ctx->node, "%s", msg);
+    return status;
+}
 
 /* Blocks of `block` threads for a grid-stride loop over n items (>= 1). */
 static inline unsigned
@@ -75,34 +98,38 @@ smlp_cuda_grid(int64_t n)
     return smlp_cuda_grid_of(n, SMLP_CUDA_BLOCK);
 }
 
+template <class Ctx>
 static inline cudaStream_t
-smlp_cuda_stream(const struct smlp_kernel_ctx *ctx)
+smlp_cuda_stream(const Ctx *ctx)
 {
     return (cudaStream_t)ctx->stream;
 }
 
 /* Status of an enqueue call (memset, copy...): SMLP_OK, or SMLP_EDEVICE
  * after an errorf naming `what` and the CUDA error. */
+template <class Ctx>
 static inline int
-smlp_cuda_check(struct smlp_kernel_ctx *ctx, cudaError_t e, const char *what)
+smlp_cuda_check(Ctx *ctx, cudaError_t e, const char *what)
 {
     if (e == cudaSuccess)
         return SMLP_OK;
     (void)cudaGetLastError(); /* clear it: the next check is not about it */
-    return smlp_kernel_fail(ctx, SMLP_EDEVICE, "CUDA %s: %s (%s)", what,
+    return smlp_cuda_fail(ctx, SMLP_EDEVICE, "CUDA %s: %s (%s)", what,
                             cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
 /* Checks the kernel launches just made; a failure names `what`. */
+template <class Ctx>
 static inline int
-smlp_cuda_launched(struct smlp_kernel_ctx *ctx, const char *what)
+smlp_cuda_launched(Ctx *ctx, const char *what)
 {
     return smlp_cuda_check(ctx, cudaGetLastError(), what);
 }
 
 /* cudaMemsetAsync of `bytes` bytes (nothing when 0) on ctx's stream. */
+template <class Ctx>
 static inline int
-smlp_cuda_memset(struct smlp_kernel_ctx *ctx, void *p, int value,
+smlp_cuda_memset(Ctx *ctx, void *p, int value,
                  size_t bytes, const char *what)
 {
     if (bytes == 0)
@@ -115,8 +142,9 @@ smlp_cuda_memset(struct smlp_kernel_ctx *ctx, void *p, int value,
 
 /* Attribute `name` of the node, or def when absent (or of another type:
  * infer() has rejected that already). */
+template <class Ctx>
 static inline int64_t
-smlp_cuda_attr_int(const struct smlp_kernel_ctx *ctx, const char *name,
+smlp_cuda_attr_int(const Ctx *ctx, const char *name,
                    int64_t def)
 {
     int64_t v;
@@ -124,8 +152,9 @@ smlp_cuda_attr_int(const struct smlp_kernel_ctx *ctx, const char *name,
     return ctx->host->attr_int(ctx->node, name, &v) == SMLP_OK ? v : def;
 }
 
+template <class Ctx>
 static inline double
-smlp_cuda_attr_float(const struct smlp_kernel_ctx *ctx, const char *name,
+smlp_cuda_attr_float(const Ctx *ctx, const char *name,
                      double def)
 {
     double v;
@@ -134,8 +163,9 @@ smlp_cuda_attr_float(const struct smlp_kernel_ctx *ctx, const char *name,
 }
 
 /* The string is owned by the host and lives as long as the node. */
+template <class Ctx>
 static inline const char *
-smlp_cuda_attr_string(const struct smlp_kernel_ctx *ctx, const char *name,
+smlp_cuda_attr_string(const Ctx *ctx, const char *name,
                       const char *def)
 {
     const char *v;
@@ -144,8 +174,9 @@ smlp_cuda_attr_string(const struct smlp_kernel_ctx *ctx, const char *name,
 }
 
 /* Input i, or NULL when the node has fewer inputs or it is absent. */
+template <class Ctx>
 static inline const struct smlp_tensor *
-smlp_cuda_input(const struct smlp_kernel_ctx *ctx, int i)
+smlp_cuda_input(const Ctx *ctx, int i)
 {
     return i < ctx->n_inputs ? ctx->inputs[i] : NULL;
 }
@@ -207,8 +238,9 @@ smlp_cublas_status(cublasStatus_t rc)
 }
 
 /* Opens cuBLAS once (under the lock); SMLP_OK or a failure named. */
+template <class Ctx>
 static inline int
-smlp_cublas__open(struct smlp_kernel_ctx *ctx, struct smlp_cublas_cache *c)
+smlp_cublas__open(Ctx *ctx, struct smlp_cublas_cache *c)
 {
     void *lib;
 
@@ -216,12 +248,12 @@ smlp_cublas__open(struct smlp_kernel_ctx *ctx, struct smlp_cublas_cache *c)
         return SMLP_OK;
     lib = dlopen(SMLP_CUBLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
     if (lib == NULL)
-        return smlp_kernel_fail(ctx, SMLP_EDEVICE, "cannot load %s: %s",
+        return smlp_cuda_fail(ctx, SMLP_EDEVICE, "cannot load %s: %s",
                                 SMLP_CUBLAS_SONAME, dlerror());
 #define SMLP_CUBLAS_SYM_(field, name)                                        \
     if ((*(void **)&c->api.field = dlsym(lib, name)) == NULL) {              \
         dlclose(lib);                                                        \
-        return smlp_kernel_fail(ctx, SMLP_EDEVICE, "%s has no %s",           \
+        return smlp_cuda_fail(ctx, SMLP_EDEVICE, "%s has no %s",           \
                                 SMLP_CUBLAS_SONAME, name);                   \
     }
     SMLP_CUBLAS_SYM_(create, "cublasCreate_v2");
@@ -263,8 +295,9 @@ smlp_cublas__shutdown(void)
  * enqueues its calls and then calls smlp_cublas_release(); on failure
  * (described with errorf) the lock is not held.
  */
+template <class Ctx>
 static inline int
-smlp_cublas_acquire(struct smlp_kernel_ctx *ctx, cublasHandle_t *h,
+smlp_cublas_acquire(Ctx *ctx, cublasHandle_t *h,
                     const struct smlp_cublas_api **api)
 {
     struct smlp_cublas_cache *c = smlp_cublas__cache();
@@ -287,7 +320,7 @@ smlp_cublas_acquire(struct smlp_kernel_ctx *ctx, cublasHandle_t *h,
         rc = c->api.create(&nh);
         if (rc != CUBLAS_STATUS_SUCCESS) {
             pthread_mutex_unlock(smlp_cublas__lock());
-            return smlp_kernel_fail(ctx, SMLP_EDEVICE,
+            return smlp_cuda_fail(ctx, SMLP_EDEVICE,
                                     "cuBLAS: cannot create a handle: %s",
                                     smlp_cublas_status(rc));
         }
@@ -310,7 +343,7 @@ smlp_cublas_acquire(struct smlp_kernel_ctx *ctx, cublasHandle_t *h,
     rc = c->api.set_stream(slot->handle, st);
     if (rc != CUBLAS_STATUS_SUCCESS) {
         pthread_mutex_unlock(smlp_cublas__lock());
-        return smlp_kernel_fail(ctx, SMLP_EDEVICE,
+        return smlp_cuda_fail(ctx, SMLP_EDEVICE,
                                 "cuBLAS: cannot bind the stream: %s",
                                 smlp_cublas_status(rc));
     }
@@ -322,14 +355,15 @@ smlp_cublas_acquire(struct smlp_kernel_ctx *ctx, cublasHandle_t *h,
 }
 
 /* Drops the lock; turns the status of the calls made into ours. */
+template <class Ctx>
 static inline int
-smlp_cublas_release(struct smlp_kernel_ctx *ctx, cublasStatus_t rc,
+smlp_cublas_release(Ctx *ctx, cublasStatus_t rc,
                     const char *what)
 {
     pthread_mutex_unlock(smlp_cublas__lock());
     if (rc == CUBLAS_STATUS_SUCCESS)
         return SMLP_OK;
-    return smlp_kernel_fail(ctx, SMLP_EDEVICE, "cuBLAS %s: %s", what,
+    return smlp_cuda_fail(ctx, SMLP_EDEVICE, "cuBLAS %s: %s", what,
                             smlp_cublas_status(rc));
 }
 
@@ -339,8 +373,9 @@ smlp_cublas_release(struct smlp_kernel_ctx *ctx, cublasStatus_t rc,
  * Yᵀ = W·Xᵀ there: sgemm(T, N, out, rows, in, W, in, X, in, Y, out).
  * in == 0 gives zeros.  Sizes must fit an int (infer() checks them).
  */
+template <class Ctx>
 static inline int
-smlp_cuda_sgemm_xwt(struct smlp_kernel_ctx *ctx, const float *x,
+smlp_cuda_sgemm_xwt(Ctx *ctx, const float *x,
                     const float *w, float *y, int64_t rows, int64_t in,
                     int64_t out)
 {
@@ -369,8 +404,9 @@ smlp_cuda_sgemm_xwt(struct smlp_kernel_ctx *ctx, const float *x,
  * X_b = x + b·sx, W_b = w + b·sw, Y_b = y + b·sy (strides in elements;
  * sw = 0 shares W), one cublasSgemmStridedBatched.
  */
+template <class Ctx>
 static inline int
-smlp_cuda_sgemm_xwt_batched(struct smlp_kernel_ctx *ctx, const float *x,
+smlp_cuda_sgemm_xwt_batched(Ctx *ctx, const float *x,
                             int64_t sx, const float *w, int64_t sw, float *y,
                             int64_t sy, int64_t rows, int64_t in,
                             int64_t out, int64_t batch)
@@ -385,7 +421,7 @@ smlp_cuda_sgemm_xwt_batched(struct smlp_kernel_ctx *ctx, const float *x,
         return SMLP_OK;
     if (in == 0) {
         if (sy != rows * out)
-            return smlp_kernel_fail(ctx, SMLP_EINVAL,
+            return smlp_cuda_fail(ctx, SMLP_EINVAL,
                                     "sgemm with in = 0 needs packed "
                                     "outputs");
         return smlp_cuda_memset(ctx, y, 0,
@@ -399,6 +435,46 @@ smlp_cuda_sgemm_xwt_batched(struct smlp_kernel_ctx *ctx, const float *x,
         (int)in, (long long)sw, x, (int)in, (long long)sx, &zero, y,
         (int)out, (long long)sy, (int)batch);
     return smlp_cublas_release(ctx, rc, "sgemm (strided batched)");
+}
+
+/*
+ * Row-major products on ctx's stream, the general form:
+ *   C_i[m,n] = op(A_i)[m,k]·op(B_i)[k,n] + beta·C_i,  i < batch,
+ * op = transpose when ta / tb; lda, ldb, ldc are the stored rows'
+ * lengths and sa, sb, sc the strides between batch members (0: shared).
+ * Column-major cuBLAS computes Cᵀ = op(B)ᵀ·op(A)ᵀ, a row-major matrix
+ * read column-major being its transpose.  k == 0 is left to the caller.
+ */
+template <class Ctx>
+static inline int
+smlp_cuda_sgemm(Ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k,
+                const float *a, int64_t lda, int64_t sa, const float *b,
+                int64_t ldb, int64_t sb, float beta, float *c, int64_t ldc,
+                int64_t sc, int64_t batch)
+{
+    const float one = 1.0f;
+    const struct smlp_cublas_api *api = NULL;
+    cublasHandle_t h = NULL;
+    cublasStatus_t rc;
+    int st;
+
+    if (m * n * batch == 0)
+        return SMLP_OK;
+    if ((st = smlp_cublas_acquire(ctx, &h, &api)) != SMLP_OK)
+        return st;
+    if (batch == 1)
+        rc = api->sgemm(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                        ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m,
+                        (int)k, &one, b, (int)ldb, a, (int)lda, &beta, c,
+                        (int)ldc);
+    else
+        rc = api->sgemm_strided_batched(
+            h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+            (int)n, (int)m, (int)k, &one, b, (int)ldb, (long long)sb, a,
+            (int)lda, (long long)sa, &beta, c, (int)ldc, (long long)sc,
+            (int)batch);
+    return smlp_cublas_release(ctx, rc, batch == 1 ? "sgemm"
+                                                   : "sgemm (strided batched)");
 }
 
 #endif /* SMLP_CUDA_H */

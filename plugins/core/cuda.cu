@@ -1,6 +1,7 @@
 /*
- * cuda.cu - CUDA kernels of the `core` plugin (forward, f32 and i32), and
- * what cuda_bwd.cu (the backwards) shares with them (cuda_core.h).
+ * cuda.cu - CUDA kernels of the `core` plugin (forward, f32 and i32); the
+ * transpose and im2col launchers are shared with cuda_bwd.cu (the
+ * backwards) through cuda_core.h.
  *
  * One kernel definition per op, listed after the CPU one in the op's
  * kernel table (core.h, SMLP__CORE_CUDA).  The runtime calls run() on its
@@ -39,7 +40,7 @@
 
 #include "cuda_core.h"
 
-#define BLOCK SMLP__CU_BLOCK
+#define BLOCK 256
 #define TILE 32
 #define BLAS_SLOTS 16
 
@@ -64,13 +65,8 @@ stream_of(const struct smlp_kernel_ctx *ctx)
     return (cudaStream_t)ctx->stream;
 }
 
-unsigned
-smlp__cu_grid(int64_t n)
-{
-    return grid_for(n);
-}
-
-int
+/* Records a failure for c's node; returns status. */
+static int
 smlp__cu_fail(const struct smlp__cu_call *c, int status, const char *fmt,
               ...)
 {
@@ -84,7 +80,8 @@ smlp__cu_fail(const struct smlp__cu_call *c, int status, const char *fmt,
     return status;
 }
 
-int
+/* Checks the launches just made; a failure names `what`. */
+static int
 smlp__cu_launched(const struct smlp__cu_call *c, const char *what)
 {
     cudaError_t e = cudaGetLastError();
@@ -287,37 +284,6 @@ blas_release(const struct smlp__cu_call *c, cublasStatus_t rc,
         return SMLP_OK;
     return smlp__cu_fail(c, SMLP_EDEVICE, "cuBLAS %s: %s", what,
                          blas_status(rc));
-}
-
-int
-smlp__cu_gemm(const struct smlp__cu_call *c, int ta, int tb, int64_t m,
-              int64_t n, int64_t k, const float *a, int64_t lda, int64_t sa,
-              const float *b, int64_t ldb, int64_t sb, float beta, float *cm,
-              int64_t ldc, int64_t sc, int64_t batch)
-{
-    const float one = 1.0f;
-    cublasHandle_t h;
-    cublasStatus_t rc;
-    int st;
-
-    if (m * n * batch == 0)
-        return SMLP_OK;
-    if ((st = blas_acquire(c, &h)) != SMLP_OK)
-        return st;
-    /* Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, and a
-     * row-major matrix read column-major is its transpose. */
-    if (batch == 1)
-        rc = blas.sgemm(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                        ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m,
-                        (int)k, &one, b, (int)ldb, a, (int)lda, &beta, cm,
-                        (int)ldc);
-    else
-        rc = blas.sgemm_strided_batched(
-            h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-            (int)n, (int)m, (int)k, &one, b, (int)ldb, sb, a, (int)lda, sa,
-            &beta, cm, (int)ldc, sc, (int)batch);
-    return blas_release(c, rc, batch == 1 ? "sgemm"
-                                          : "sgemm (strided batched)");
 }
 
 /*

@@ -8,7 +8,9 @@
  * pointers everywhere, grad_outputs included (a scalar incoming gradient
  * is read on the device, never on the host).  A NULL grad_output reads as
  * zeros, a NULL grad_input is not wanted.  Products go through cuBLAS
- * (smlp__cu_gemm, FP32 math); sums run in double in a fixed order (a
+ * (smlp_cuda_sgemm of ops/smlp_cuda.h, FP32 math, this file's own handle
+ * cache); transpose and im2col are cuda.cu's; sums run in double in a
+ * fixed order (a
  * thread per output, in index order), so results do not depend on timing:
  * a sum over the batch of products (linear's dW with inner > 1) is a
  * chain of products with beta = 1 in batch order.  A label out of range
@@ -20,9 +22,10 @@
 #include <string.h>
 
 #include "cuda_core.h"
+#include "smlp_cuda.h"
 
-#define BLOCK SMLP__CU_BLOCK
-#define GRID(n) smlp__cu_grid(n)
+#define BLOCK SMLP_CUDA_BLOCK
+#define GRID(n) smlp_cuda_grid(n)
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -30,31 +33,33 @@
 static int
 zero_grads(struct smlp_backward_ctx *ctx)
 {
-    struct smlp__cu_call c = smlp__cu_of(ctx);
-    int i;
+    int i, st;
 
     for (i = 0; i < ctx->n_inputs; i++) {
         struct smlp_tensor *g = ctx->grad_inputs[i];
-        int64_t n = g != NULL ? smlp_tensor_numel(g) : 0;
 
-        if (n > 0 && cudaMemsetAsync(g->data, 0, (size_t)n * sizeof(float),
-                                     c.stream) != cudaSuccess)
-            return smlp__cu_launched(&c, "memset");
+        if (g != NULL &&
+            (st = smlp_cuda_memset(ctx, g->data, 0,
+                                   (size_t)smlp_tensor_numel(g) *
+                                       sizeof(float),
+                                   "memset")) != SMLP_OK)
+            return st;
     }
     return SMLP_OK;
 }
 
 /* dst = src (n floats); nothing when the runtime aliased them. */
 static int
-copy_grad(const struct smlp__cu_call *c, void *dst, const void *src,
+copy_grad(struct smlp_backward_ctx *ctx, void *dst, const void *src,
           int64_t n)
 {
     if (dst == src || n == 0)
         return SMLP_OK;
-    if (cudaMemcpyAsync(dst, src, (size_t)n * sizeof(float),
-                        cudaMemcpyDeviceToDevice, c->stream) != cudaSuccess)
-        return smlp__cu_launched(c, "copy");
-    return SMLP_OK;
+    return smlp_cuda_check(ctx,
+                           cudaMemcpyAsync(dst, src, (size_t)n * sizeof(float),
+                                           cudaMemcpyDeviceToDevice,
+                                           smlp_cuda_stream(ctx)),
+                           "copy");
 }
 
 /* The dims of x before and after `axis` (normalised). */
@@ -91,14 +96,14 @@ k_bias_grad(float *db, const float *dy, int64_t outer, int64_t out,
 }
 
 static int
-bias_grad(const struct smlp__cu_call *c, float *db, const float *dy,
+bias_grad(struct smlp_backward_ctx *ctx, float *db, const float *dy,
           int64_t outer, int64_t out, int64_t inner)
 {
     if (out == 0)
         return SMLP_OK;
-    k_bias_grad<<<GRID(out), BLOCK, 0, c->stream>>>(db, dy, outer, out,
-                                                    inner);
-    return smlp__cu_launched(c, "bias gradient");
+    k_bias_grad<<<GRID(out), BLOCK, 0, smlp_cuda_stream(ctx)>>>(
+        db, dy, outer, out, inner);
+    return smlp_cuda_launched(ctx, "bias gradient");
 }
 
 /* ---- core.linear -------------------------------------------------------- */
@@ -110,8 +115,7 @@ smlp__core_linear_bwd_cuda(struct smlp_backward_ctx *ctx)
     const struct smlp_tensor *gy = ctx->grad_outputs[0];
     struct smlp_tensor *gx = ctx->grad_inputs[0], *gw = ctx->grad_inputs[1];
     struct smlp_tensor *gb = ctx->n_inputs > 2 ? ctx->grad_inputs[2] : NULL;
-    struct smlp__cu_call c = smlp__cu_of(ctx);
-    int64_t axis = smlp__cu_attr_int(ctx, "axis", -1), outer, inner, o;
+    int64_t axis = smlp_cuda_attr_int(ctx, "axis", -1), outer, inner, o;
     int64_t in = w->shape[1], out = w->shape[0];
     const float *dy, *xd = (const float *)x->data;
     const float *wd = (const float *)w->data;
@@ -127,30 +131,30 @@ smlp__core_linear_bwd_cuda(struct smlp_backward_ctx *ctx)
         if ((st = zero_grads(ctx)) != SMLP_OK)
             return st;
         if (gb != NULL && outer * inner * out > 0)
-            return bias_grad(&c, (float *)gb->data, dy, outer, out, inner);
+            return bias_grad(ctx, (float *)gb->data, dy, outer, out, inner);
         return SMLP_OK;
     }
     if (inner == 1) {
         /* dX[outer, in] = dY[outer, out]·W;  dW = dYᵀ·X. */
         if (gx != NULL &&
-            (st = smlp__cu_gemm(&c, 0, 0, outer, in, out, dy, out, 0, wd, in,
+            (st = smlp_cuda_sgemm(ctx, 0, 0, outer, in, out, dy, out, 0, wd, in,
                                 0, 0.0f, (float *)gx->data, in, 0, 1)) !=
                 SMLP_OK)
             return st;
         if (gw != NULL &&
-            (st = smlp__cu_gemm(&c, 1, 0, out, in, outer, dy, out, 0, xd, in,
+            (st = smlp_cuda_sgemm(ctx, 1, 0, out, in, outer, dy, out, 0, xd, in,
                                 0, 0.0f, (float *)gw->data, in, 0, 1)) !=
                 SMLP_OK)
             return st;
     } else {
         /* Per o: dX_o[in, inner] = Wᵀ·dY_o;  dW = Σ_o dY_o·X_oᵀ. */
         if (gx != NULL &&
-            (st = smlp__cu_gemm(&c, 1, 0, in, inner, out, wd, in, 0, dy,
+            (st = smlp_cuda_sgemm(ctx, 1, 0, in, inner, out, wd, in, 0, dy,
                                 inner, out * inner, 0.0f, (float *)gx->data,
                                 inner, in * inner, outer)) != SMLP_OK)
             return st;
         for (o = 0; gw != NULL && o < outer; o++)
-            if ((st = smlp__cu_gemm(&c, 0, 1, out, in, inner,
+            if ((st = smlp_cuda_sgemm(ctx, 0, 1, out, in, inner,
                                     dy + o * out * inner, inner, 0,
                                     xd + o * in * inner, inner, 0,
                                     o > 0 ? 1.0f : 0.0f, (float *)gw->data,
@@ -158,7 +162,7 @@ smlp__core_linear_bwd_cuda(struct smlp_backward_ctx *ctx)
                 return st;
     }
     if (gb != NULL)
-        return bias_grad(&c, (float *)gb->data, dy, outer, out, inner);
+        return bias_grad(ctx, (float *)gb->data, dy, outer, out, inner);
     return SMLP_OK;
 }
 
@@ -218,7 +222,6 @@ int
 smlp__core_gelu_bwd_cuda(struct smlp_backward_ctx *ctx)
 {
     struct smlp_tensor *gx = ctx->grad_inputs[0];
-    struct smlp__cu_call c = smlp__cu_of(ctx);
     int64_t n = smlp_tensor_numel(ctx->inputs[0]);
     const char *approx = "none";
     const float *x = (const float *)ctx->inputs[0]->data, *dy;
@@ -232,36 +235,34 @@ smlp__core_gelu_bwd_cuda(struct smlp_backward_ctx *ctx)
         SMLP_OK)
         approx = "none";
     if (strcmp(approx, "tanh") == 0)
-        k_gelu_tanh_grad<<<GRID(n), BLOCK, 0, c.stream>>>(
+        k_gelu_tanh_grad<<<GRID(n), BLOCK, 0, smlp_cuda_stream(ctx)>>>(
             x, dy, (float *)gx->data, n);
     else
-        k_gelu_erf_grad<<<GRID(n), BLOCK, 0, c.stream>>>(
+        k_gelu_erf_grad<<<GRID(n), BLOCK, 0, smlp_cuda_stream(ctx)>>>(
             x, dy, (float *)gx->data, n);
-    return smlp__cu_launched(&c, "gelu backward");
+    return smlp_cuda_launched(ctx, "gelu backward");
 }
 
 int
 smlp__core_relu_bwd_cuda(struct smlp_backward_ctx *ctx)
 {
     struct smlp_tensor *gx = ctx->grad_inputs[0];
-    struct smlp__cu_call c = smlp__cu_of(ctx);
     int64_t n = smlp_tensor_numel(ctx->inputs[0]);
 
     if (gx == NULL || n == 0)
         return SMLP_OK;
     if (ctx->grad_outputs[0] == NULL)
         return zero_grads(ctx);
-    k_relu_grad<<<GRID(n), BLOCK, 0, c.stream>>>(
+    k_relu_grad<<<GRID(n), BLOCK, 0, smlp_cuda_stream(ctx)>>>(
         (const float *)ctx->inputs[0]->data,
         (const float *)ctx->grad_outputs[0]->data, (float *)gx->data, n);
-    return smlp__cu_launched(&c, "relu backward");
+    return smlp_cuda_launched(ctx, "relu backward");
 }
 
 /* da = db = dy. */
 int
 smlp__core_add_bwd_cuda(struct smlp_backward_ctx *ctx)
 {
-    struct smlp__cu_call c = smlp__cu_of(ctx);
     int64_t n = smlp_tensor_numel(ctx->inputs[0]);
     int i, st;
 
@@ -269,7 +270,7 @@ smlp__core_add_bwd_cuda(struct smlp_backward_ctx *ctx)
         return zero_grads(ctx);
     for (i = 0; i < 2; i++)
         if (ctx->grad_inputs[i] != NULL &&
-            (st = copy_grad(&c, ctx->grad_inputs[i]->data,
+            (st = copy_grad(ctx, ctx->grad_inputs[i]->data,
                             ctx->grad_outputs[0]->data, n)) != SMLP_OK)
             return st;
     return SMLP_OK;
@@ -279,17 +280,16 @@ int
 smlp__core_scale_bwd_cuda(struct smlp_backward_ctx *ctx)
 {
     struct smlp_tensor *gx = ctx->grad_inputs[0];
-    struct smlp__cu_call c = smlp__cu_of(ctx);
     int64_t n = smlp_tensor_numel(ctx->inputs[0]);
 
     if (gx == NULL || n == 0)
         return SMLP_OK;
     if (ctx->grad_outputs[0] == NULL)
         return zero_grads(ctx);
-    k_scale_grad<<<GRID(n), BLOCK, 0, c.stream>>>(
+    k_scale_grad<<<GRID(n), BLOCK, 0, smlp_cuda_stream(ctx)>>>(
         (const float *)ctx->grad_outputs[0]->data, (float *)gx->data,
-        (float)smlp__cu_attr_float(ctx, "alpha", 0.0), n);
-    return smlp__cu_launched(&c, "scale backward");
+        (float)smlp_cuda_attr_float(ctx, "alpha", 0.0), n);
+    return smlp_cuda_launched(ctx, "scale backward");
 }
 
 /* ---- core.transpose and core.reshape ------------------------------------ */
@@ -312,7 +312,7 @@ smlp__core_transpose_bwd_cuda(struct smlp_backward_ctx *ctx)
         return zero_grads(ctx);
     if (ctx->host->attr_ints(ctx->node, "perm", &perm, &np) != SMLP_OK ||
         np != (size_t)gy->rank)
-        return smlp__cu_fail(&c, SMLP_EINVAL, "attribute 'perm' is missing");
+        return smlp_cuda_fail(ctx, SMLP_EINVAL, "attribute 'perm' is missing");
     for (d = 0; d < np; d++)
         inv[perm[d]] = (int64_t)d;
     return smlp__cu_transpose(&c, gx->data, gy->data, gy->rank, gy->shape,
@@ -323,13 +323,12 @@ int
 smlp__core_reshape_bwd_cuda(struct smlp_backward_ctx *ctx)
 {
     struct smlp_tensor *gx = ctx->grad_inputs[0];
-    struct smlp__cu_call c = smlp__cu_of(ctx);
 
     if (gx == NULL)
         return SMLP_OK;
     if (ctx->grad_outputs[0] == NULL)
         return zero_grads(ctx);
-    return copy_grad(&c, gx->data, ctx->grad_outputs[0]->data,
+    return copy_grad(ctx, gx->data, ctx->grad_outputs[0]->data,
                      smlp_tensor_numel(gx));
 }
 
@@ -355,8 +354,7 @@ smlp__core_mean_bwd_cuda(struct smlp_backward_ctx *ctx)
 {
     const struct smlp_tensor *x = ctx->inputs[0];
     struct smlp_tensor *gx = ctx->grad_inputs[0];
-    struct smlp__cu_call c = smlp__cu_of(ctx);
-    int64_t axis = smlp__cu_attr_int(ctx, "axis", 0), outer, inner, len;
+    int64_t axis = smlp_cuda_attr_int(ctx, "axis", 0), outer, inner, len;
 
     if (gx == NULL || smlp_tensor_numel(x) == 0)
         return SMLP_OK;
@@ -366,10 +364,10 @@ smlp__core_mean_bwd_cuda(struct smlp_backward_ctx *ctx)
         axis += x->rank;
     split(x, axis, &outer, &inner);
     len = x->shape[axis];
-    k_mean_grad<<<GRID(outer * len * inner), BLOCK, 0, c.stream>>>(
+    k_mean_grad<<<GRID(outer * len * inner), BLOCK, 0, smlp_cuda_stream(ctx)>>>(
         (const float *)ctx->grad_outputs[0]->data, (float *)gx->data, outer,
         len, inner);
-    return smlp__cu_launched(&c, "mean backward");
+    return smlp_cuda_launched(ctx, "mean backward");
 }
 
 /*
@@ -412,18 +410,17 @@ smlp__core_sce_bwd_cuda(struct smlp_backward_ctx *ctx)
 {
     const struct smlp_tensor *lt = ctx->inputs[0];
     struct smlp_tensor *gx = ctx->grad_inputs[0];
-    struct smlp__cu_call c = smlp__cu_of(ctx);
     int64_t n = lt->shape[0];
 
     if (gx == NULL || n == 0)
         return SMLP_OK;
     if (ctx->grad_outputs[0] == NULL)
         return zero_grads(ctx);
-    k_sce_grad<<<GRID(n), BLOCK, 0, c.stream>>>(
+    k_sce_grad<<<GRID(n), BLOCK, 0, smlp_cuda_stream(ctx)>>>(
         (const float *)lt->data, (const int32_t *)ctx->inputs[1]->data,
         (const float *)ctx->grad_outputs[0]->data, (float *)gx->data, n,
-        lt->shape[1], smlp__cu_attr_float(ctx, "label_smoothing", 0.0));
-    return smlp__cu_launched(&c, "softmax_cross_entropy backward");
+        lt->shape[1], smlp_cuda_attr_float(ctx, "label_smoothing", 0.0));
+    return smlp_cuda_launched(ctx, "softmax_cross_entropy backward");
 }
 
 /* ---- core.patch_embed --------------------------------------------------- */
@@ -440,11 +437,11 @@ smlp__core_patch_embed_bwd_cuda(struct smlp_backward_ctx *ctx)
     const struct smlp_tensor *gyt = ctx->grad_outputs[0];
     struct smlp_tensor *gimg = ctx->grad_inputs[0], *gw = ctx->grad_inputs[1];
     struct smlp_tensor *gb = ctx->n_inputs > 2 ? ctx->grad_inputs[2] : NULL;
-    struct smlp__cu_call c = smlp__cu_of(ctx);
     int64_t nb = img->shape[0], cin = img->shape[1], h = img->shape[2];
-    int64_t wid = img->shape[3], p = smlp__cu_attr_int(ctx, "patch", 1);
+    int64_t wid = img->shape[3], p = smlp_cuda_attr_int(ctx, "patch", 1);
     int64_t ch = w->shape[0], kdim = cin * p * p;
     int64_t rows = nb * (h / p) * (wid / p);
+    struct smlp__cu_call c = smlp__cu_of(ctx);
     float *cols = (float *)ctx->workspace;
     const float *dy;
     int st;
@@ -458,20 +455,20 @@ smlp__core_patch_embed_bwd_cuda(struct smlp_backward_ctx *ctx)
     if (rows * ch * kdim > 0 && (gw != NULL || gimg != NULL) &&
         (cols == NULL ||
          ctx->workspace_size < (size_t)(rows * kdim) * sizeof(float)))
-        return smlp__cu_fail(&c, SMLP_EINVAL,
+        return smlp_cuda_fail(ctx, SMLP_EINVAL,
                              "backward workspace of %zu bytes, need %lld",
                              ctx->workspace_size,
                              (long long)(rows * kdim * 4));
     if (rows * ch * kdim > 0 && gw != NULL) {
         if ((st = smlp__cu_im2col(&c, cols, (float *)img->data, rows, cin,
                                   h, wid, p, 0)) != SMLP_OK ||
-            (st = smlp__cu_gemm(&c, 1, 0, ch, kdim, rows, dy, ch, 0, cols,
+            (st = smlp_cuda_sgemm(ctx, 1, 0, ch, kdim, rows, dy, ch, 0, cols,
                                 kdim, 0, 0.0f, (float *)gw->data, kdim, 0,
                                 1)) != SMLP_OK)
             return st;
     }
     if (rows * ch * kdim > 0 && gimg != NULL) {
-        if ((st = smlp__cu_gemm(&c, 0, 0, rows, kdim, ch, dy, ch, 0,
+        if ((st = smlp_cuda_sgemm(ctx, 0, 0, rows, kdim, ch, dy, ch, 0,
                                 (const float *)w->data, kdim, 0, 0.0f, cols,
                                 kdim, 0, 1)) != SMLP_OK)
             return st;
@@ -480,7 +477,7 @@ smlp__core_patch_embed_bwd_cuda(struct smlp_backward_ctx *ctx)
             return st;
     }
     if (gb != NULL && rows * ch > 0)
-        return bias_grad(&c, (float *)gb->data, dy, rows, ch, 1);
+        return bias_grad(ctx, (float *)gb->data, dy, rows, ch, 1);
     return SMLP_OK;
 }
 
@@ -496,9 +493,8 @@ smlp__core_matmul_bwd_cuda(struct smlp_backward_ctx *ctx)
 {
     const struct smlp_tensor *a = ctx->inputs[0], *b = ctx->inputs[1];
     struct smlp_tensor *ga = ctx->grad_inputs[0], *gb = ctx->grad_inputs[1];
-    struct smlp__cu_call c = smlp__cu_of(ctx);
-    int ta = smlp__cu_attr_int(ctx, "transpose_a", 0) != 0;
-    int tb = smlp__cu_attr_int(ctx, "transpose_b", 0) != 0;
+    int ta = smlp_cuda_attr_int(ctx, "transpose_a", 0) != 0;
+    int tb = smlp_cuda_attr_int(ctx, "transpose_b", 0) != 0;
     int r = a->rank, d, st;
     int64_t m = a->shape[r - 2 + ta], k = a->shape[r - 1 - ta];
     int64_t n = b->shape[r - 1 - tb], batch = 1;
@@ -517,20 +513,20 @@ smlp__core_matmul_bwd_cuda(struct smlp_backward_ctx *ctx)
         return zero_grads(ctx);
     }
     if (ga != NULL) {
-        st = ta ? smlp__cu_gemm(&c, tb, 1, k, m, n, bd, ldb, k * n, dy, n,
+        st = ta ? smlp_cuda_sgemm(ctx, tb, 1, k, m, n, bd, ldb, k * n, dy, n,
                                 m * n, 0.0f, (float *)ga->data, m, m * k,
                                 batch)
-                : smlp__cu_gemm(&c, 0, !tb, m, k, n, dy, n, m * n, bd, ldb,
+                : smlp_cuda_sgemm(ctx, 0, !tb, m, k, n, dy, n, m * n, bd, ldb,
                                 k * n, 0.0f, (float *)ga->data, k, m * k,
                                 batch);
         if (st != SMLP_OK)
             return st;
     }
     if (gb != NULL) {
-        st = tb ? smlp__cu_gemm(&c, 1, ta, n, k, m, dy, n, m * n, ad, lda,
+        st = tb ? smlp_cuda_sgemm(ctx, 1, ta, n, k, m, dy, n, m * n, ad, lda,
                                 m * k, 0.0f, (float *)gb->data, k, k * n,
                                 batch)
-                : smlp__cu_gemm(&c, !ta, 0, k, n, m, ad, lda, m * k, dy, n,
+                : smlp_cuda_sgemm(ctx, !ta, 0, k, n, m, ad, lda, m * k, dy, n,
                                 m * n, 0.0f, (float *)gb->data, n, k * n,
                                 batch);
         if (st != SMLP_OK)
