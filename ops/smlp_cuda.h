@@ -138,6 +138,51 @@ smlp_cuda_memset(Ctx *ctx, void *p, int value,
         ctx, cudaMemsetAsync(p, value, bytes, smlp_cuda_stream(ctx)), what);
 }
 
+/* ---- block reductions (device code) ------------------------------------- */
+
+/*
+ * The sum (or the maximum) of v over the B threads of the block, by the
+ * same fixed tree every time, so the result does not depend on timing;
+ * every thread gets it.  red is the caller's __shared__ double[B].
+ */
+template <int B>
+static __device__ inline double
+smlp_cuda_block_sum(double v, double *red)
+{
+    int t = threadIdx.x, s;
+    double total;
+
+    red[t] = v;
+    __syncthreads();
+    for (s = B / 2; s > 0; s /= 2) {
+        if (t < s)
+            red[t] += red[t + s];
+        __syncthreads();
+    }
+    total = red[0];
+    __syncthreads(); /* red is reused by the next call */
+    return total;
+}
+
+template <int B>
+static __device__ inline double
+smlp_cuda_block_max(double v, double *red)
+{
+    int t = threadIdx.x, s;
+    double top;
+
+    red[t] = v;
+    __syncthreads();
+    for (s = B / 2; s > 0; s /= 2) {
+        if (t < s && red[t + s] > red[t])
+            red[t] = red[t + s];
+        __syncthreads();
+    }
+    top = red[0];
+    __syncthreads();
+    return top;
+}
+
 /* ---- attributes and inputs ---------------------------------------------- */
 
 /* Attribute `name` of the node, or def when absent (or of another type:
@@ -473,8 +518,8 @@ smlp_cuda_sgemm(Ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k,
             (int)n, (int)m, (int)k, &one, b, (int)ldb, (long long)sb, a,
             (int)lda, (long long)sa, &beta, c, (int)ldc, (long long)sc,
             (int)batch);
-    return smlp_cublas_release(ctx, rc, batch == 1 ? "sgemm"
-                                                   : "sgemm (strided batched)");
+    return smlp_cublas_release(
+        ctx, rc, batch == 1 ? "sgemm" : "sgemm (strided batched)");
 }
 
 #endif /* SMLP_CUDA_H */

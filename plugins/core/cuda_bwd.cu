@@ -137,28 +137,28 @@ smlp__core_linear_bwd_cuda(struct smlp_backward_ctx *ctx)
     if (inner == 1) {
         /* dX[outer, in] = dY[outer, out]·W;  dW = dYᵀ·X. */
         if (gx != NULL &&
-            (st = smlp_cuda_sgemm(ctx, 0, 0, outer, in, out, dy, out, 0, wd, in,
-                                0, 0.0f, (float *)gx->data, in, 0, 1)) !=
-                SMLP_OK)
+            (st = smlp_cuda_sgemm(ctx, 0, 0, outer, in, out, dy, out, 0, wd,
+                                  in, 0, 0.0f, (float *)gx->data, in, 0,
+                                  1)) != SMLP_OK)
             return st;
         if (gw != NULL &&
-            (st = smlp_cuda_sgemm(ctx, 1, 0, out, in, outer, dy, out, 0, xd, in,
-                                0, 0.0f, (float *)gw->data, in, 0, 1)) !=
-                SMLP_OK)
+            (st = smlp_cuda_sgemm(ctx, 1, 0, out, in, outer, dy, out, 0, xd,
+                                  in, 0, 0.0f, (float *)gw->data, in, 0,
+                                  1)) != SMLP_OK)
             return st;
     } else {
         /* Per o: dX_o[in, inner] = Wᵀ·dY_o;  dW = Σ_o dY_o·X_oᵀ. */
         if (gx != NULL &&
             (st = smlp_cuda_sgemm(ctx, 1, 0, in, inner, out, wd, in, 0, dy,
-                                inner, out * inner, 0.0f, (float *)gx->data,
-                                inner, in * inner, outer)) != SMLP_OK)
+                                  inner, out * inner, 0.0f, (float *)gx->data,
+                                  inner, in * inner, outer)) != SMLP_OK)
             return st;
         for (o = 0; gw != NULL && o < outer; o++)
             if ((st = smlp_cuda_sgemm(ctx, 0, 1, out, in, inner,
-                                    dy + o * out * inner, inner, 0,
-                                    xd + o * in * inner, inner, 0,
-                                    o > 0 ? 1.0f : 0.0f, (float *)gw->data,
-                                    in, 0, 1)) != SMLP_OK)
+                                      dy + o * out * inner, inner, 0,
+                                      xd + o * in * inner, inner, 0,
+                                      o > 0 ? 1.0f : 0.0f, (float *)gw->data,
+                                      in, 0, 1)) != SMLP_OK)
                 return st;
     }
     if (gb != NULL)
@@ -312,7 +312,8 @@ smlp__core_transpose_bwd_cuda(struct smlp_backward_ctx *ctx)
         return zero_grads(ctx);
     if (ctx->host->attr_ints(ctx->node, "perm", &perm, &np) != SMLP_OK ||
         np != (size_t)gy->rank)
-        return smlp_cuda_fail(ctx, SMLP_EINVAL, "attribute 'perm' is missing");
+        return smlp_cuda_fail(ctx, SMLP_EINVAL,
+                              "attribute 'perm' is missing");
     for (d = 0; d < np; d++)
         inv[perm[d]] = (int64_t)d;
     return smlp__cu_transpose(&c, gx->data, gy->data, gy->rank, gy->shape,
@@ -364,7 +365,8 @@ smlp__core_mean_bwd_cuda(struct smlp_backward_ctx *ctx)
         axis += x->rank;
     split(x, axis, &outer, &inner);
     len = x->shape[axis];
-    k_mean_grad<<<GRID(outer * len * inner), BLOCK, 0, smlp_cuda_stream(ctx)>>>(
+    k_mean_grad<<<GRID(outer * len * inner), BLOCK, 0,
+                  smlp_cuda_stream(ctx)>>>(
         (const float *)ctx->grad_outputs[0]->data, (float *)gx->data, outer,
         len, inner);
     return smlp_cuda_launched(ctx, "mean backward");
@@ -456,21 +458,21 @@ smlp__core_patch_embed_bwd_cuda(struct smlp_backward_ctx *ctx)
         (cols == NULL ||
          ctx->workspace_size < (size_t)(rows * kdim) * sizeof(float)))
         return smlp_cuda_fail(ctx, SMLP_EINVAL,
-                             "backward workspace of %zu bytes, need %lld",
-                             ctx->workspace_size,
-                             (long long)(rows * kdim * 4));
+                              "backward workspace of %zu bytes, need %lld",
+                              ctx->workspace_size,
+                              (long long)(rows * kdim * 4));
     if (rows * ch * kdim > 0 && gw != NULL) {
         if ((st = smlp__cu_im2col(&c, cols, (float *)img->data, rows, cin,
                                   h, wid, p, 0)) != SMLP_OK ||
             (st = smlp_cuda_sgemm(ctx, 1, 0, ch, kdim, rows, dy, ch, 0, cols,
-                                kdim, 0, 0.0f, (float *)gw->data, kdim, 0,
-                                1)) != SMLP_OK)
+                                  kdim, 0, 0.0f, (float *)gw->data, kdim, 0,
+                                  1)) != SMLP_OK)
             return st;
     }
     if (rows * ch * kdim > 0 && gimg != NULL) {
         if ((st = smlp_cuda_sgemm(ctx, 0, 0, rows, kdim, ch, dy, ch, 0,
-                                (const float *)w->data, kdim, 0, 0.0f, cols,
-                                kdim, 0, 1)) != SMLP_OK)
+                                  (const float *)w->data, kdim, 0, 0.0f, cols,
+                                  kdim, 0, 1)) != SMLP_OK)
             return st;
         if ((st = smlp__cu_im2col(&c, cols, (float *)gimg->data, rows, cin,
                                   h, wid, p, 1)) != SMLP_OK)
@@ -514,21 +516,21 @@ smlp__core_matmul_bwd_cuda(struct smlp_backward_ctx *ctx)
     }
     if (ga != NULL) {
         st = ta ? smlp_cuda_sgemm(ctx, tb, 1, k, m, n, bd, ldb, k * n, dy, n,
-                                m * n, 0.0f, (float *)ga->data, m, m * k,
-                                batch)
+                                  m * n, 0.0f, (float *)ga->data, m, m * k,
+                                  batch)
                 : smlp_cuda_sgemm(ctx, 0, !tb, m, k, n, dy, n, m * n, bd, ldb,
-                                k * n, 0.0f, (float *)ga->data, k, m * k,
-                                batch);
+                                  k * n, 0.0f, (float *)ga->data, k, m * k,
+                                  batch);
         if (st != SMLP_OK)
             return st;
     }
     if (gb != NULL) {
         st = tb ? smlp_cuda_sgemm(ctx, 1, ta, n, k, m, dy, n, m * n, ad, lda,
-                                m * k, 0.0f, (float *)gb->data, k, k * n,
-                                batch)
+                                  m * k, 0.0f, (float *)gb->data, k, k * n,
+                                  batch)
                 : smlp_cuda_sgemm(ctx, !ta, 0, k, n, m, ad, lda, m * k, dy, n,
-                                m * n, 0.0f, (float *)gb->data, n, k * n,
-                                batch);
+                                  m * n, 0.0f, (float *)gb->data, n, k * n,
+                                  batch);
         if (st != SMLP_OK)
             return st;
     }

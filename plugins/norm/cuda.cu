@@ -25,50 +25,15 @@
 #include <stdint.h>
 
 #include "norm.h"
+#include "smlp_cuda.h"
 
 #define LN_BLOCK 128
 #define BN_BLOCK 128
 
-/* For a kernel's or a backward's context alike. */
-template <class Ctx>
-static int
-launched(Ctx *ctx, const char *what)
-{
-    cudaError_t e = cudaGetLastError();
-
-    if (e == cudaSuccess)
-        return SMLP_OK;
-    ctx->host->errorf(ctx->node, "CUDA %s: %s (%s)", what,
-                      cudaGetErrorString(e), cudaGetErrorName(e));
-    return SMLP_EDEVICE;
-}
-
-template <class Ctx>
-static double
-attr_float(const Ctx *ctx, const char *name, double def)
-{
-    double v;
-
-    return ctx->host->attr_float(ctx->node, name, &v) == SMLP_OK ? v : def;
-}
-
-/* Sum of v over the block, the same tree every time; all threads get it. */
-__device__ double
+static __device__ inline double
 block_sum(double v, double *red)
 {
-    int t = threadIdx.x, s;
-    double total;
-
-    red[t] = v;
-    __syncthreads();
-    for (s = LN_BLOCK / 2; s > 0; s /= 2) {
-        if (t < s)
-            red[t] += red[t + s];
-        __syncthreads();
-    }
-    total = red[0];
-    __syncthreads(); /* red is reused by the next call */
-    return total;
+    return smlp_cuda_block_sum<LN_BLOCK>(v, red);
 }
 
 /* Mean and 1/sqrt(var + eps) of the row xr[0..d), the same tree in the
@@ -122,8 +87,8 @@ layer_norm_run(struct smlp_kernel_ctx *ctx)
                    0, (cudaStream_t)ctx->stream>>>(
         (const float *)xt->data, (const float *)ctx->inputs[1]->data,
         (const float *)ctx->inputs[2]->data, (float *)ctx->outputs[0]->data,
-        rows, d, attr_float(ctx, "eps", 1e-6));
-    return launched(ctx, "layer_norm");
+        rows, d, smlp_cuda_attr_float(ctx, "eps", 1e-6));
+    return smlp_cuda_launched(ctx, "layer_norm");
 }
 
 /*
@@ -186,9 +151,10 @@ batch_norm_run(struct smlp_kernel_ctx *ctx)
         affine ? (const float *)ctx->inputs[1]->data : NULL,
         affine ? (const float *)ctx->inputs[2]->data : NULL,
         (float *)ctx->inputs[rm]->data, (float *)ctx->inputs[rm + 1]->data,
-        (float *)ctx->outputs[0]->data, n, d, attr_float(ctx, "eps", 1e-5),
-        attr_float(ctx, "momentum", 0.1), ctx->training != 0);
-    return launched(ctx, "batch_norm");
+        (float *)ctx->outputs[0]->data, n, d,
+        smlp_cuda_attr_float(ctx, "eps", 1e-5),
+        smlp_cuda_attr_float(ctx, "momentum", 0.1), ctx->training != 0);
+    return smlp_cuda_launched(ctx, "batch_norm");
 }
 
 /* ---- backwards (plugin ABI 1.3) ----------------------------------------- */
@@ -197,12 +163,11 @@ batch_norm_run(struct smlp_kernel_ctx *ctx)
 static int
 zero_grad(struct smlp_backward_ctx *ctx, struct smlp_tensor *g)
 {
-    if (g == NULL || smlp_tensor_numel(g) == 0)
+    if (g == NULL)
         return SMLP_OK;
-    if (cudaMemsetAsync(g->data, 0, (size_t)smlp_tensor_numel(g) * 4,
-                        (cudaStream_t)ctx->stream) != cudaSuccess)
-        return launched(ctx, "memset");
-    return SMLP_OK;
+    return smlp_cuda_memset(ctx, g->data, 0,
+                            (size_t)smlp_tensor_numel(g) * sizeof(float),
+                            "memset");
 }
 
 /*
@@ -303,8 +268,8 @@ layer_norm_backward(struct smlp_backward_ctx *ctx)
                             LN_BLOCK, 0, st>>>(
         (const float *)xt->data, dy, (const float *)ctx->inputs[1]->data,
         gx != NULL ? (float *)gx->data : NULL, stats, rows, d,
-        attr_float(ctx, "eps", 1e-6));
-    if ((rc = launched(ctx, "layer_norm backward")) != SMLP_OK ||
+        smlp_cuda_attr_float(ctx, "eps", 1e-6));
+    if ((rc = smlp_cuda_launched(ctx, "layer_norm backward")) != SMLP_OK ||
         (gg == NULL && gb == NULL))
         return rc;
     k_layer_norm_bwd_cols<<<(unsigned)((d + LN_BLOCK - 1) / LN_BLOCK),
@@ -312,7 +277,7 @@ layer_norm_backward(struct smlp_backward_ctx *ctx)
         (const float *)xt->data, dy, stats,
         gg != NULL ? (float *)gg->data : NULL,
         gb != NULL ? (float *)gb->data : NULL, rows, d);
-    return launched(ctx, "layer_norm backward");
+    return smlp_cuda_launched(ctx, "layer_norm backward");
 }
 
 /*
@@ -389,8 +354,8 @@ batch_norm_backward(struct smlp_backward_ctx *ctx)
         gx != NULL ? (float *)gx->data : NULL,
         gg != NULL ? (float *)gg->data : NULL,
         gb != NULL ? (float *)gb->data : NULL, n, d,
-        attr_float(ctx, "eps", 1e-5));
-    return launched(ctx, "batch_norm backward");
+        smlp_cuda_attr_float(ctx, "eps", 1e-5));
+    return smlp_cuda_launched(ctx, "batch_norm backward");
 }
 
 extern "C" {
