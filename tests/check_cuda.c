@@ -10,7 +10,7 @@
  * of the same graph, seed and weights: the normwise relative error
  * max|gpu - cpu| / max|cpu| of every output (and of state) must be at
  * most 1e-4; i32 outputs must be equal.  It prints each error.  Training
- * sessions of two small graphs that use every core and norm op with a
+ * sessions of small graphs that use every core, norm and moco op with a
  * backward run their whole backward on the GPU (plugin ABI 1.3), and
  * their losses and parameter gradients must agree with the CPU's the
  * same way over two SGD steps.  With SMLP_CUDA_BENCH=1 it also times
@@ -768,6 +768,39 @@ START_TEST(test_cuda_train_mlp_ops)
 }
 END_TEST
 
+#define MOCO_GRAPH                                                           \
+    GRAPH("[\"moco\"]",                                                      \
+          IN("q1", "[-1, 24]") "," IN("q2", "[-1, 24]") ","                  \
+          IN("k1", "[-1, 24]") "," IN("k2", "[-1, 24]") "," OUT("loss") ","  \
+          STATE("tk", "[7, 5]", "-1", "1", "51") ","                        \
+          PARAM("tq", "[7, 5]", "52") ","                                    \
+          IN_INIT("m", "F32", "[]", "Uniform", "0.9", "0.99") "," OUT("y"),  \
+          NODE("ctr", "moco.loss", "[0, 1, 2, 3]", "[4]",                    \
+               AFLOAT("tau", "0.2")) ","                                     \
+          NODE("mom", "moco.momentum_update", "[5, 6, 7]", "[8]", ""))
+
+/* moco.loss and moco.momentum_update (its state moved, with an m input). */
+START_TEST(test_cuda_moco)
+{
+    parity("moco", MOCO_GRAPH, 33, 1, 3, NULL);
+}
+END_TEST
+
+/* moco.loss's backward: q1, q2 from linear layers, the keys inputs. */
+START_TEST(test_cuda_train_moco)
+{
+    train_parity("moco loss", GRAPH("[\"core\", \"moco\"]",
+        IN("x", "[-1, 16]") "," IN("k1", "[-1, 12]") ","
+        IN("k2", "[-1, 12]") "," PARAM("w1", "[12, 16]", "53") ","
+        PARAM("w2", "[12, 16]", "54") "," ACT("q1") "," ACT("q2") ","
+        OUT("loss"),
+        NODE("l1", "core.linear", "[0, 3, -1]", "[5]", "") ","
+        NODE("l2", "core.linear", "[0, 4, -1]", "[6]", "") ","
+        NODE("ctr", "moco.loss", "[5, 6, 1, 2]", "[7]",
+             AFLOAT("tau", "0.2"))), 20);
+}
+END_TEST
+
 static Suite *
 cuda_suite(void)
 {
@@ -782,6 +815,7 @@ cuda_suite(void)
     tcase_add_test(tc, test_cuda_argmax);
     tcase_add_test(tc, test_cuda_patch_embed_matmul);
     tcase_add_test(tc, test_cuda_norm);
+    tcase_add_test(tc, test_cuda_moco);
     tcase_add_test(tc, test_cuda_fallback_to_cpu);
     suite_add_tcase(s, tc);
     tc = tcase_create("graphs");
@@ -794,6 +828,7 @@ cuda_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_cuda_train_mixer_ops);
     tcase_add_test(tc, test_cuda_train_mlp_ops);
+    tcase_add_test(tc, test_cuda_train_moco);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -58,31 +58,6 @@ struct loss_priv {
     double tau;
 };
 
-/* Byte offsets of q̂, k̂, s, the norms and the row terms; *total = 0
- * when it overflows. */
-static void
-loss_layout(int64_t n, int64_t d, size_t off[5], size_t *total)
-{
-    uint64_t nd = (uint64_t)n * (uint64_t)d, nn = (uint64_t)n * (uint64_t)n;
-    size_t rows, sq, dn;
-
-    *total = 0;
-    /* n, d <= INT_MAX (checked), so nd and nn fit 62 bits. */
-    if (nd > SIZE_MAX / 8 || nn > SIZE_MAX / 8)
-        return;
-    rows = smlp__moco_align((size_t)nd * sizeof(float));
-    sq = smlp__moco_align((size_t)nn * sizeof(float));
-    dn = smlp__moco_align((size_t)n * sizeof(double));
-    if (rows > SIZE_MAX / 4 - sq)
-        return;
-    off[0] = 0;
-    off[1] = rows;
-    off[2] = 2 * rows;
-    off[3] = 2 * rows + sq;
-    off[4] = off[3] + dn;
-    *total = off[4] + dn;
-}
-
 static int
 loss_infer(struct smlp_infer_ctx *ctx)
 {
@@ -118,7 +93,7 @@ loss_infer(struct smlp_infer_ctx *ctx)
                                    "moco.loss: size %lld exceeds the BLAS "
                                    "limit %d",
                                    (long long)q1->shape[i], INT_MAX);
-    loss_layout(q1->shape[0], q1->shape[1], off, &total);
+    smlp__moco_loss_layout(q1->shape[0], q1->shape[1], off, &total);
     if (total == 0)
         return smlp_infer_fail(ctx, SMLP_ELIMIT,
                                "input 0 (q1) has shape %s: the [n,n] "
@@ -175,7 +150,7 @@ loss_ws_get(void *ws, int64_t n, int64_t d, struct loss_ws *w)
 {
     size_t off[5] = {0}, total;
 
-    loss_layout(n, d, off, &total);
+    smlp__moco_loss_layout(n, d, off, &total);
     w->qh = (float *)((char *)ws + off[0]);
     w->kh = (float *)((char *)ws + off[1]);
     w->s = (float *)((char *)ws + off[2]);
@@ -360,8 +335,8 @@ static const struct smlp_kernel_def loss_cpu = {
     .score = SMLP__MOCO_CPU_SCORE,
 };
 
-static const struct smlp_kernel_def *const loss_kernels[] = {&loss_cpu,
-                                                             NULL};
+static const struct smlp_kernel_def *const loss_kernels[] = {
+    &loss_cpu, SMLP__MOCO_CUDA(smlp__moco_loss_cuda) NULL};
 
 static const struct smlp_attr_def loss_attrs[] = {
     {"tau", SMLP_ATTR_FLOAT, 0, "temperature, > 0 (default 0.2)"},

@@ -102,7 +102,7 @@ static const struct smlp_kernel_def momentum_cpu = {
 };
 
 static const struct smlp_kernel_def *const momentum_kernels[] = {
-    &momentum_cpu, NULL};
+    &momentum_cpu, SMLP__MOCO_CUDA(smlp__moco_momentum_cuda) NULL};
 
 static const struct smlp_attr_def momentum_attrs[] = {
     {"m", SMLP_ATTR_FLOAT, 0,
