@@ -10,9 +10,9 @@
  * of the same graph, seed and weights: the normwise relative error
  * max|gpu - cpu| / max|cpu| of every output (and of state) must be at
  * most 1e-4; i32 outputs must be equal.  It prints each error.  Training
- * sessions of small graphs that use every core, norm and moco op with a
- * backward run their whole backward on the GPU (plugin ABI 1.3), and
- * their losses and parameter gradients must agree with the CPU's the
+ * sessions of small graphs that use every core, norm, moco and moe op
+ * with a backward run their whole backward on the GPU (plugin ABI 1.3),
+ * and their losses and parameter gradients must agree with the CPU's the
  * same way over two SGD steps.  With SMLP_CUDA_BENCH=1 it also times
  * mixer_b at batch 8 on the GPU.
  *
@@ -801,6 +801,32 @@ START_TEST(test_cuda_train_moco)
 }
 END_TEST
 
+/*
+ * The moe ops' backwards: three sparse blocks (importance gate with noise
+ * and the vmoe aux; topk gate with normalize topk and the switch aux;
+ * per_image gate with superclass labels), dispatch, expert FFN and
+ * combine, residual adds, and the loss = mean + the three aux outputs
+ * (tests/data/cuda_train_moe.json; aux_weight 0.5 so that the aux
+ * gradients count).  Routing must be the same on both devices (the gates'
+ * forward parity, tests/check_cuda_moe), so the gradients can agree.
+ */
+START_TEST(test_cuda_train_moe)
+{
+    char path[600];
+    size_t len;
+    char *json;
+
+    snprintf(path, sizeof(path), "%s/tests/data/cuda_train_moe.json",
+             tu_srcdir());
+    json = (char *)tu_read_file(path, &len);
+    json = realloc(json, len + 1);
+    ck_assert_ptr_nonnull(json);
+    json[len] = '\0';
+    train_parity("moe ops", json, 5);
+    free(json);
+}
+END_TEST
+
 static Suite *
 cuda_suite(void)
 {
@@ -829,6 +855,7 @@ cuda_suite(void)
     tcase_add_test(tc, test_cuda_train_mixer_ops);
     tcase_add_test(tc, test_cuda_train_mlp_ops);
     tcase_add_test(tc, test_cuda_train_moco);
+    tcase_add_test(tc, test_cuda_train_moe);
     suite_add_tcase(s, tc);
     return s;
 }

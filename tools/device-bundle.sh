@@ -54,6 +54,8 @@ cp "$build"/plugins/.libs/*.so "$dir/plugins/"
 cp "$build"/tests/plugins/.libs/*.so "$dir/tests/plugins/.libs/"
 cp "$build"/graphs/*.fbs "$dir/graphs/"
 cp "$src/schemas/graph.fbs" "$dir/schemas/"
+mkdir -p "$dir/tests/data"
+cp "$src/tests/data/cuda_train_moe.json" "$dir/tests/data/"
 # The GPU table (bench/gpu_table.py: PyTorch eager on the same weights)
 # and a small synthetic data set in Fashion-MNIST's layout for timing
 # smlp-train's steps.

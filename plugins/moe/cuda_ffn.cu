@@ -1,6 +1,6 @@
 /*
  * cuda_ffn.cu - CUDA kernels of moe.dispatch, moe.expert_ffn and
- * moe.combine (forward, f32).
+ * moe.combine (forward and, plugin ABI 1.3, backward; f32).
  *
  * Listed after the CPU kernels in the ops' kernel tables (moe.h,
  * SMLP__MOE_CUDA).  run() is called on the runtime's loop thread with
@@ -37,6 +37,17 @@
  * zero row, expert_ffn treats any negative slot_item as empty (zero row),
  * combine skips the choice.  In a graph these indices come from a gate,
  * whose outputs are always valid.
+ *
+ * Backwards (the CPU files' formulas, in the same orders where they sum):
+ *   dispatch    dx = 0, then expert by expert dx[item] += d buf[row] (an
+ *               item has one row per expert at most: no two threads meet);
+ *   expert_ffn  expert by expert in the workspace's first 2·M·h floats:
+ *               A = X·W1ᵀ and G = dY·W2 (cuBLAS), one pass for G ⊙=
+ *               act'(A + b1) and A = act(A + b1) (empty rows zeroed),
+ *               then dW2 = dYᵀ·A, dW1 = Gᵀ·X, dX = G·W1 (cuBLAS) and the
+ *               bias sums in float in row order over the filled rows;
+ *   combine     d out written by the one choice that points to each row,
+ *               d weight a dot product in double.
  *
  * cuBLAS handles come from smlp_cuda.h's cache of this file (one per
  * stream; cuda_gate.cu has its own).
@@ -252,9 +263,303 @@ combine_run(struct smlp_kernel_ctx *ctx)
     return smlp_cuda_launched(ctx, "moe.combine");
 }
 
+/* ---- backwards (plugin ABI 1.3) ----------------------------------------- */
+
+/* Zeroes gradient input i when it is wanted. */
+static int
+zero_grad(struct smlp_backward_ctx *ctx, int i)
+{
+    struct smlp_tensor *g = i < ctx->n_inputs ? ctx->grad_inputs[i] : NULL;
+
+    if (g == NULL)
+        return SMLP_OK;
+    return smlp_cuda_memset(ctx, g->data, 0,
+                            (size_t)smlp_tensor_numel(g) * sizeof(float),
+                            "memset");
+}
+
+/* dx[slot_item[e, r]] += dbuf[e, r] for the rows of one expert: an item
+ * sits in at most one row per expert, so no two threads add to the same
+ * element, and the experts run in order (dispatch.c's order, in float). */
+__global__ void
+k_dispatch_bwd(const float *dbuf, const int32_t *si, float *dx, int64_t n,
+               int64_t m, int64_t d)
+{
+    int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+
+    for (; idx < m * d; idx += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = idx / d, c = idx - r * d;
+        int32_t item = si[r];
+
+        if (item >= 0 && item < n)
+            dx[(int64_t)item * d + c] =
+                __fadd_rn(dx[(int64_t)item * d + c], dbuf[idx]);
+    }
+}
+
+static int
+dispatch_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct smlp_tensor *xt = ctx->inputs[0], *st = ctx->inputs[1];
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    struct smlp_tensor *gx = ctx->grad_inputs[0];
+    int64_t e = st->shape[0], m = st->shape[1], d = xt->shape[1], ex;
+    int rc;
+
+    if (gx == NULL)
+        return SMLP_OK;
+    if ((rc = zero_grad(ctx, 0)) != SMLP_OK || gy == NULL || m * d == 0)
+        return rc;
+    for (ex = 0; ex < e; ex++) {
+        k_dispatch_bwd<<<smlp_cuda_grid(m * d), SMLP_CUDA_BLOCK, 0,
+                         smlp_cuda_stream(ctx)>>>(
+            (const float *)gy->data + ex * m * d,
+            (const int32_t *)st->data + ex * m, (float *)gx->data,
+            xt->shape[0], m, d);
+        if ((rc = smlp_cuda_launched(ctx, "moe.dispatch backward")) !=
+            SMLP_OK)
+            return rc;
+    }
+    return SMLP_OK;
+}
+
+/*
+ * a = A + b1 (A = X·W1ᵀ in place), then G ⊙= act'(a) and A = act(a), per
+ * expert_ffn.c's act_pass; rows whose slot_item is negative get zeros in
+ * both (they take no part in the sums, as on the CPU).  The GELU
+ * derivative is smlp_gelu_erf_both's: 0.5·(1 + erf(a/√2)) + a·φ(a), a
+ * clamped to ±10 in φ.
+ */
+__global__ void
+k_act_grad(float *a, float *g, const float *b1, const int32_t *si,
+           int64_t m, int64_t h, int relu)
+{
+    int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+
+    for (; idx < m * h; idx += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = idx / h;
+        float v = __fadd_rn(a[idx], b1[idx - r * h]), xc, e1;
+
+        if (si != NULL && si[r] < 0) {
+            a[idx] = 0.0f;
+            g[idx] = 0.0f;
+            continue;
+        }
+        if (relu) {
+            g[idx] = v > 0.0f ? g[idx] : 0.0f;
+            a[idx] = v > 0.0f ? v : 0.0f;
+            continue;
+        }
+        e1 = __fadd_rn(1.0f, erf_cpu(__fmul_rn(v, 0.70710678118654752f)));
+        xc = fminf(fmaxf(v, -10.0f), 10.0f);
+        g[idx] *= 0.5f * e1 +
+                  xc * 0.39894228040143268f * expf(-0.5f * xc * xc);
+        a[idx] = __fmul_rn(__fmul_rn(0.5f, v), e1);
+    }
+}
+
+/* db[c] = Σ_r y[r, c] over the rows not marked empty, in float, in row
+ * order (a thread per column). */
+__global__ void
+k_colsum(const float *y, const int32_t *si, float *db, int64_t m, int64_t n)
+{
+    int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, r;
+
+    for (; c < n; c += (int64_t)gridDim.x * blockDim.x) {
+        float acc = 0.0f;
+
+        for (r = 0; r < m; r++)
+            if (si == NULL || si[r] >= 0)
+                acc = __fadd_rn(acc, y[r * n + c]);
+        db[c] = acc;
+    }
+}
+
+/*
+ * Expert by expert (expert_ffn.c's formulas), in the workspace's first
+ * 2·M·h floats: A = X·W1ᵀ, G = dY·W2, then act_pass; dW2 = dYᵀ·act(A),
+ * db2 = Σ dY, dW1 = Gᵀ·X, db1 = Σ G, dX = G·W1.
+ */
+static int
+ffn_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct smlp_tensor *bt = ctx->inputs[0];
+    const struct smlp_tensor *sit = smlp_cuda_input(ctx, 5);
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    const float *x = (const float *)bt->data;
+    const float *w1 = (const float *)ctx->inputs[1]->data;
+    const float *b1 = (const float *)ctx->inputs[2]->data;
+    const float *w2 = (const float *)ctx->inputs[3]->data;
+    const int32_t *si = sit != NULL ? (const int32_t *)sit->data : NULL;
+    float *gp[5];
+    int64_t e = bt->shape[0], m = bt->shape[1], d = bt->shape[2];
+    int64_t h = ctx->inputs[1]->shape[1], o = ctx->inputs[3]->shape[1], ex;
+    size_t need = 2 * smlp__moe_align((size_t)(m * h) * sizeof(float));
+    float *as = (float *)ctx->workspace, *gs;
+    const float *dy;
+    int relu, i, rc;
+
+    for (i = 0; i < 5; i++)
+        gp[i] = ctx->grad_inputs[i] != NULL
+                    ? (float *)ctx->grad_inputs[i]->data
+                    : NULL;
+    if (gy == NULL || e * m == 0 || h == 0) {
+        /* Nothing flows, or an empty product: zeros, then db2 = Σ dY. */
+        for (i = 0; i < 5; i++)
+            if ((rc = zero_grad(ctx, i)) != SMLP_OK)
+                return rc;
+        if (gy == NULL || gp[4] == NULL || e * m == 0)
+            return SMLP_OK;
+        for (ex = 0; ex < e; ex++) {
+            k_colsum<<<smlp_cuda_grid(o), SMLP_CUDA_BLOCK, 0,
+                       smlp_cuda_stream(ctx)>>>(
+                (const float *)gy->data + ex * m * o,
+                si != NULL ? si + ex * m : NULL, gp[4] + ex * o, m, o);
+            if ((rc = smlp_cuda_launched(ctx, "moe.expert_ffn db2")) !=
+                SMLP_OK)
+                return rc;
+        }
+        return SMLP_OK;
+    }
+    if (as == NULL || ctx->workspace_size < need)
+        return smlp_cuda_fail(ctx, SMLP_EINVAL,
+                              "backward workspace of %zu bytes, need %zu",
+                              ctx->workspace_size, need);
+    gs = (float *)((char *)as + need / 2);
+    dy = (const float *)gy->data;
+    relu = strcmp(smlp_cuda_attr_string(ctx, "activation", "gelu"),
+                  "relu") == 0;
+    for (ex = 0; ex < e; ex++) {
+        const float *xe = x + ex * m * d, *dye = dy + ex * m * o;
+        const float *w1e = w1 + ex * h * d, *w2e = w2 + ex * o * h;
+        const int32_t *sie = si != NULL ? si + ex * m : NULL;
+
+        if ((rc = smlp_cuda_sgemm_xwt(ctx, xe, w1e, as, m, d, h)) !=
+                SMLP_OK ||
+            (rc = smlp_cuda_sgemm(ctx, 0, 0, m, h, o, dye, o, 0, w2e, h, 0,
+                                  0.0f, gs, h, 0, 1)) != SMLP_OK)
+            return rc;
+        k_act_grad<<<smlp_cuda_grid(m * h), SMLP_CUDA_BLOCK, 0,
+                     smlp_cuda_stream(ctx)>>>(as, gs, b1 + ex * h, sie, m, h,
+                                              relu);
+        if ((rc = smlp_cuda_launched(ctx, "moe.expert_ffn act'")) !=
+            SMLP_OK)
+            return rc;
+        if (gp[3] != NULL &&
+            (rc = smlp_cuda_sgemm(ctx, 1, 0, o, h, m, dye, o, 0, as, h, 0,
+                                  0.0f, gp[3] + ex * o * h, h, 0, 1)) !=
+                SMLP_OK)
+            return rc;
+        if (gp[1] != NULL &&
+            (rc = smlp_cuda_sgemm(ctx, 1, 0, h, d, m, gs, h, 0, xe, d, 0,
+                                  0.0f, gp[1] + ex * h * d, d, 0, 1)) !=
+                SMLP_OK)
+            return rc;
+        if (gp[0] != NULL &&
+            (rc = smlp_cuda_sgemm(ctx, 0, 0, m, d, h, gs, h, 0, w1e, d, 0,
+                                  0.0f, gp[0] + ex * m * d, d, 0, 1)) !=
+                SMLP_OK)
+            return rc;
+        if (gp[4] != NULL)
+            k_colsum<<<smlp_cuda_grid(o), SMLP_CUDA_BLOCK, 0,
+                       smlp_cuda_stream(ctx)>>>(dye, sie, gp[4] + ex * o, m,
+                                                o);
+        if (gp[2] != NULL)
+            k_colsum<<<smlp_cuda_grid(h), SMLP_CUDA_BLOCK, 0,
+                       smlp_cuda_stream(ctx)>>>(gs, sie, gp[2] + ex * h, m,
+                                                h);
+        if ((rc = smlp_cuda_launched(ctx, "moe.expert_ffn bias grads")) !=
+            SMLP_OK)
+            return rc;
+    }
+    return SMLP_OK;
+}
+
+/*
+ * d out[e, s] = weight·dy[n] for the kept choice (n, j) that points to
+ * (e, s) (one at most: a slot holds one item); a thread per element of
+ * the choices' rows.  d out is zeroed first (rows nobody points to).
+ */
+__global__ void
+k_combine_dout(const float *dy, const int32_t *expert, const int32_t *slot,
+               const float *weight, float *dout, int64_t n, int64_t k,
+               int64_t e, int64_t m, int64_t o)
+{
+    int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+
+    for (; idx < n * k * o; idx += (int64_t)gridDim.x * blockDim.x) {
+        int64_t ch = idx / o, c = idx - ch * o, i = ch / k;
+        int32_t ex = expert[ch], s = slot[ch];
+
+        if (ex < 0 || ex >= e || s < 0 || s >= m)
+            continue;
+        dout[((int64_t)ex * m + s) * o + c] =
+            __fmul_rn(weight[ch], dy[i * o + c]);
+    }
+}
+
+/* d weight[n, j] = <out[expert, slot], dy[n]> in double, column order; 0
+ * for a dropped choice.  A thread per choice. */
+__global__ void
+k_combine_dw(const float *out, const float *dy, const int32_t *expert,
+             const int32_t *slot, float *dw, int64_t n, int64_t k, int64_t e,
+             int64_t m, int64_t o)
+{
+    int64_t ch = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, c;
+
+    for (; ch < n * k; ch += (int64_t)gridDim.x * blockDim.x) {
+        int32_t ex = expert[ch], s = slot[ch];
+        const float *row, *g = dy + (ch / k) * o;
+        double acc = 0.0;
+
+        if (ex < 0 || ex >= e || s < 0 || s >= m) {
+            dw[ch] = 0.0f;
+            continue;
+        }
+        row = out + ((int64_t)ex * m + s) * o;
+        for (c = 0; c < o; c++)
+            acc += (double)row[c] * (double)g[c];
+        dw[ch] = (float)acc;
+    }
+}
+
+static int
+combine_backward(struct smlp_backward_ctx *ctx)
+{
+    const struct smlp_tensor *ot = ctx->inputs[0], *et = ctx->inputs[1];
+    const struct smlp_tensor *gy = ctx->grad_outputs[0];
+    struct smlp_tensor *gout = ctx->grad_inputs[0], *gw = ctx->grad_inputs[3];
+    int64_t n = et->shape[0], k = et->shape[1], o = ot->shape[2];
+    int64_t e = ot->shape[0], m = ot->shape[1];
+    const int32_t *ex = (const int32_t *)et->data;
+    const int32_t *sl = (const int32_t *)ctx->inputs[2]->data;
+    int rc;
+
+    if ((rc = zero_grad(ctx, 0)) != SMLP_OK ||
+        (rc = zero_grad(ctx, 3)) != SMLP_OK || gy == NULL)
+        return rc;
+    if (gout != NULL && n * k * o > 0) {
+        k_combine_dout<<<smlp_cuda_grid(n * k * o), SMLP_CUDA_BLOCK, 0,
+                         smlp_cuda_stream(ctx)>>>(
+            (const float *)gy->data, ex, sl,
+            (const float *)ctx->inputs[3]->data, (float *)gout->data, n, k,
+            e, m, o);
+        if ((rc = smlp_cuda_launched(ctx, "moe.combine d out")) != SMLP_OK)
+            return rc;
+    }
+    if (gw != NULL && n * k > 0) {
+        k_combine_dw<<<smlp_cuda_grid(n * k), SMLP_CUDA_BLOCK, 0,
+                       smlp_cuda_stream(ctx)>>>(
+            (const float *)ot->data, (const float *)gy->data, ex, sl,
+            (float *)gw->data, n, k, e, m, o);
+        return smlp_cuda_launched(ctx, "moe.combine d weight");
+    }
+    return SMLP_OK;
+}
+
 /* ---- definitions -------------------------------------------------------- */
 
-#define CUDA_KERNEL(var, fn)                                                 \
+#define CUDA_KERNEL(var, fn, bwd)                                            \
     const struct smlp_kernel_def var = {                                     \
         sizeof(struct smlp_kernel_def),                                      \
         SMLP_ABI_VERSION,                                                    \
@@ -263,11 +568,11 @@ combine_run(struct smlp_kernel_ctx *ctx)
         NULL,                                                                \
         fn,                                                                  \
         SMLP__MOE_CPU_SCORE,                                                 \
-        NULL, /* backward: the op's, on the CPU */                           \
+        bwd, /* the backward on the GPU (ABI 1.3) */                         \
     }
 
 extern "C" {
-CUDA_KERNEL(smlp__moe_dispatch_cuda, dispatch_run);
-CUDA_KERNEL(smlp__moe_expert_ffn_cuda, ffn_run);
-CUDA_KERNEL(smlp__moe_combine_cuda, combine_run);
+CUDA_KERNEL(smlp__moe_dispatch_cuda, dispatch_run, dispatch_backward);
+CUDA_KERNEL(smlp__moe_expert_ffn_cuda, ffn_run, ffn_backward);
+CUDA_KERNEL(smlp__moe_combine_cuda, combine_run, combine_backward);
 }

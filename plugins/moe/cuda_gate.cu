@@ -1,7 +1,8 @@
 /*
  * cuda_gate.cu - CUDA kernels of the four gates of the `moe` plugin
  * (forward, f32): moe.gate.topk, .importance and .per_image (one kernel
- * definition, like the CPU's gate_run) and moe.gate.hash.
+ * definition, like the CPU's gate_run) and moe.gate.hash.  Their
+ * backwards are in cuda_gate_bwd.cu, the helpers both use in cuda_gate.h.
  *
  * Listed after the CPU kernels in the ops' kernel tables (moe.h,
  * SMLP__MOE_CUDA).  The runtime calls run() on its loop thread with device
@@ -70,186 +71,13 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "moe.h"
-#include "smlp_cuda.h"
+#include "cuda_gate.h"
 
 #define ROW_BLOCK 128      /* k_route_rows: threads per block */
 #define GATE_BLOCK 256     /* k_assign: threads per block (>= 32) */
 #define AUX_BLOCK 256      /* k_aux: its one block */
 #define SHARED_G_MAX 4096  /* importance: keys and order in shared memory */
 #define GATE_E_MAX 2048    /* experts the CUDA gate takes */
-#define MOE_GAMMA 0x9e3779b97f4a7c15ull
-
-/* ---- shared with gate_common.c ------------------------------------------ */
-
-/* One SplitMix64 step (gate_common.c, mix64). */
-__host__ __device__ static inline uint64_t
-mix64(uint64_t x)
-{
-    uint64_t z = x + MOE_GAMMA;
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* smlp__moe_lowbias32. */
-__device__ static inline uint32_t
-lowbias32(uint32_t x)
-{
-    uint32_t h = x;
-
-    h ^= h >> 16;
-    h *= 0x7feb352dU;
-    h ^= h >> 15;
-    h *= 0x846ca68bU;
-    h ^= h >> 16;
-    return h;
-}
-
-/* Expert a ranks before expert b in row v (gate_common.c). */
-__device__ static inline bool
-ranks_before(const float *v, int64_t a, int64_t b)
-{
-    return v[a] > v[b] || (v[a] == v[b] && a < b);
-}
-
-/* smlp__moe_softmax of one row of e values. */
-__device__ static void
-softmax_row(const float *z, float *p, int64_t e)
-{
-    double max = z[0], sum = 0.0;
-    int64_t j;
-
-    for (j = 1; j < e; j++)
-        if (z[j] > max)
-            max = z[j];
-    for (j = 0; j < e; j++)
-        sum += exp((double)z[j] - max);
-    for (j = 0; j < e; j++)
-        p[j] = (float)(exp((double)z[j] - max) / sum);
-}
-
-/* smlp__moe_cv2, the same sums in the same order (no FMA). */
-__device__ static double
-cv2(const double *v, int64_t n)
-{
-    double mean = 0.0, var = 0.0;
-    int64_t i;
-
-    if (n <= 0)
-        return 0.0;
-    for (i = 0; i < n; i++)
-        mean += v[i];
-    mean /= (double)n;
-    for (i = 0; i < n; i++)
-        var = __dadd_rn(var, __dmul_rn(v[i] - mean, v[i] - mean));
-    var /= (double)n;
-    return mean != 0.0 ? var / (mean * mean) : 0.0;
-}
-
-/*
- * The value of the k-th expert of row v in the ranks_before order (what
- * the CPU's select_top gives as v[sel[k-1]]): the one that exactly k - 1
- * experts rank before.  O(e²), no scratch.  A row with NaN has no such
- * order; then v[0] (the aux is NaN on both devices anyway).
- */
-__device__ static float
-kth_value(const float *v, int64_t e, int64_t k)
-{
-    int64_t i, j;
-
-    for (i = 0; i < e; i++) {
-        int64_t rank = 0;
-
-        for (j = 0; j < e; j++)
-            rank += ranks_before(v, j, i);
-        if (rank == k - 1)
-            return v[i];
-    }
-    return v[0];
-}
-
-/* ---- steps 1 and 3 ------------------------------------------------------ */
-
-/* xm[b, c] = mean of x[b·t + i, c] over i, summed in double (image_means). */
-__global__ void
-k_image_means(const float *x, float *xm, int64_t rows, int64_t t, int64_t d)
-{
-    int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-
-    for (; idx < rows * d; idx += (int64_t)gridDim.x * blockDim.x) {
-        int64_t b = idx / d, c = idx - b * d, i;
-        double s = 0.0;
-
-        for (i = 0; i < t; i++)
-            s += x[(b * t + i) * d + c];
-        xm[idx] = (float)(s / (double)t);
-    }
-}
-
-/*
- * One thread per routing row r: noisy logits zn (when zn != NULL: element
- * r·e + j is number r·e + j of the node's stream, keyed by `key`), the
- * routing softmax p (of zn, else of zc) and the clean one pc (with
- * noise), then the k choices into expert[(r·t + i)·k + j] for each of the
- * row's t items.  Choice j is the best expert by ranks_before that is not
- * among choices 0..j-1: for a row without NaN that is the CPU's partial
- * selection sort; for an all-NaN row (the only other kind a softmax gives)
- * both give experts 0..k-1.
- */
-__global__ void
-k_route_rows(const float *zc, float *zn, float *p, float *pc,
-             int32_t *expert, int64_t rows, int64_t e, int64_t k, int64_t t,
-             double sigma, uint64_t key)
-{
-    const double two_pi = 6.283185307179586476925287;
-    const double inv53 = 1.0 / 9007199254740992.0; /* 2^-53 */
-    int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-
-    for (; r < rows; r += (int64_t)gridDim.x * blockDim.x) {
-        const float *z = zc + r * e;
-        float *pr = p + r * e;
-        int32_t *ch = expert + r * t * k;
-        int64_t i, j, q;
-
-        if (zn != NULL) {
-            float *zr = zn + r * e;
-
-            for (j = 0; j < e; j++) {
-                uint64_t c = 2 * (uint64_t)(r * e + j);
-                uint64_t a = mix64(key + c * MOE_GAMMA);
-                uint64_t b = mix64(key + (c + 1) * MOE_GAMMA);
-                double u1 = ((double)(a >> 11) + 1.0) * inv53;
-                double u2 = (double)(b >> 11) * inv53;
-                double g = sqrt(-2.0 * log(u1)) * cos(two_pi * u2);
-
-                zr[j] = (float)__dadd_rn((double)z[j], __dmul_rn(sigma, g));
-            }
-            softmax_row(zr, pr, e);
-            softmax_row(z, pc + r * e, e);
-        } else {
-            softmax_row(z, pr, e);
-        }
-        for (j = 0; j < k; j++) {
-            int64_t best = -1;
-
-            for (i = 0; i < e; i++) {
-                bool chosen = false;
-
-                for (q = 0; q < j; q++)
-                    chosen = chosen || ch[q] == i;
-                if (!chosen && (best < 0 || ranks_before(pr, i, best)))
-                    best = i;
-            }
-            ch[j] = (int32_t)best;
-        }
-        for (i = 1; i < t; i++)
-            for (j = 0; j < k; j++)
-                ch[i * k + j] = ch[j];
-    }
-}
-
 /* hash_run's experts: position q = i mod t; chunk or lowbias32. */
 __global__ void
 k_hash_expert(int32_t *expert, int64_t n, int64_t e, int64_t t, int chunk)
@@ -757,11 +585,11 @@ extern "C" {
 const struct smlp_kernel_def smlp__moe_gate_cuda = {
     sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, SMLP_DEVICE_CUDA,
     SMLP__MOE_MASK_F32, gate_supports, gate_run, SMLP__MOE_CPU_SCORE,
-    NULL, /* backward: the op's, on the CPU */
+    smlp__moe_gate_bwd_cuda, /* cuda_gate_bwd.cu (ABI 1.3) */
 };
 const struct smlp_kernel_def smlp__moe_hash_cuda = {
     sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, SMLP_DEVICE_CUDA,
     SMLP__MOE_MASK_F32, gate_supports, hash_run, SMLP__MOE_CPU_SCORE,
-    NULL, /* backward: the op's, on the CPU */
+    smlp__moe_hash_bwd_cuda,
 };
 }

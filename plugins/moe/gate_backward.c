@@ -66,23 +66,6 @@
 
 #include "moe.h"
 
-/* Byte offsets of the backward's scratch arrays. */
-struct gate_bwd_layout {
-    size_t zc;     /* f32 [R,E] clean logits */
-    size_t zn;     /* f32 [R,E] noisy logits (noisy training) */
-    size_t p;      /* f32 [R,E] routing softmax */
-    size_t pc;     /* f32 [R,E] clean softmax (noisy training) */
-    size_t xm;     /* f32 [R,d] image means (per_image) */
-    size_t dp;     /* f64 [R,E] d p, then d logits in place */
-    size_t dpc;    /* f64 [R,E] d pc (noisy training) */
-    size_t dzf;    /* f32 [R,E] d logits for the sgemm calls */
-    size_t dsrc;   /* f32 [R,d] d image means (per_image) */
-    size_t sel;    /* i32 [GT,E] selection scratch per group task */
-    size_t choice; /* i32 [GT,k] top-k of one row, per group task */
-    size_t acc;    /* f64 [GT,2E] per-group sums and their gradients */
-    size_t total;
-};
-
 /* Reserves count·size bytes at *off (aligned) as *field; -1 on overflow. */
 static int
 take(size_t *off, size_t *field, int64_t count, size_t size)
@@ -100,9 +83,9 @@ take(size_t *off, size_t *field, int64_t count, size_t size)
     return 0;
 }
 
-static int
-backward_layout(const struct smlp__moe_gate_priv *pv,
-                struct gate_bwd_layout *l)
+int
+smlp__moe_gate_bwd_layout(const struct smlp__moe_gate_priv *pv,
+                          struct smlp__moe_gate_bwd_layout *l)
 {
     int noisy = pv->training && pv->noise_std > 0.0;
     int per_image = pv->kind == SMLP__MOE_GATE_PER_IMAGE;
@@ -137,11 +120,11 @@ backward_layout(const struct smlp__moe_gate_priv *pv,
 size_t
 smlp__moe_gate_backward_size(const struct smlp__moe_gate_priv *p)
 {
-    struct gate_bwd_layout l;
+    struct smlp__moe_gate_bwd_layout l;
 
     if (p->kind == SMLP__MOE_GATE_HASH)
         return 0;
-    return backward_layout(p, &l) == 0 ? l.total : SIZE_MAX;
+    return smlp__moe_gate_bwd_layout(p, &l) == 0 ? l.total : SIZE_MAX;
 }
 
 static void
@@ -369,7 +352,7 @@ gemm(int trans_a, int64_t m, int64_t n, int64_t inner, const float *a,
 /* What the tasks of a gate backward share. */
 struct gate_bwd_args {
     const struct smlp__moe_gate_priv *pv;
-    const struct gate_bwd_layout *l;
+    const struct smlp__moe_gate_bwd_layout *l;
     char *ws;
     const float *x, *wg, *src, *dw;
     const int32_t *expert, *slot, *labels; /* labels: when aux_on */
@@ -489,7 +472,7 @@ int
 smlp__moe_gate_backward(struct smlp_backward_ctx *ctx)
 {
     const struct smlp__moe_gate_priv *pv = ctx->priv;
-    struct gate_bwd_layout l;
+    struct smlp__moe_gate_bwd_layout l;
     struct gate_bwd_args a;
     char *ws = ctx->workspace;
     struct smlp_tensor *gx = ctx->grad_inputs[0], *gwg = ctx->grad_inputs[1];
@@ -525,7 +508,8 @@ smlp__moe_gate_backward(struct smlp_backward_ctx *ctx)
                     "input 2 (superclass): label %d of image %lld is out of "
                     "range [0, %lld) (E experts)",
                     (int)labels[i], (long long)i, (long long)e);
-    if (backward_layout(pv, &l) != 0 || ctx->workspace_size < l.total)
+    if (smlp__moe_gate_bwd_layout(pv, &l) != 0 ||
+        ctx->workspace_size < l.total)
         return smlp__moe_backward_fail(ctx, SMLP_EINVAL,
                                        "backward workspace of %zu bytes, "
                                        "the gate needs %zu",

@@ -364,6 +364,34 @@ smlp__moe_backward_fail(struct smlp_backward_ctx *ctx, int status,
     return status;
 }
 
+/* Byte offsets of a gate backward's scratch arrays in its workspace
+ * (gate_backward.c; the CUDA backward uses the same layout). */
+struct smlp__moe_gate_bwd_layout {
+    size_t zc;     /* f32 [R,E] clean logits */
+    size_t zn;     /* f32 [R,E] noisy logits (noisy training) */
+    size_t p;      /* f32 [R,E] routing softmax */
+    size_t pc;     /* f32 [R,E] clean softmax (noisy training) */
+    size_t xm;     /* f32 [R,d] image means (per_image) */
+    size_t dp;     /* f64 [R,E] d p, then d logits in place */
+    size_t dpc;    /* f64 [R,E] d pc (noisy training) */
+    size_t dzf;    /* f32 [R,E] d logits for the sgemm calls */
+    size_t dsrc;   /* f32 [R,d] d image means (per_image) */
+    size_t sel;    /* i32 [GT,E] selection scratch per group task */
+    size_t choice; /* i32 [GT,k] top-k of one row, per group task */
+    size_t acc;    /* f64 [GT,2E] per-group sums and their gradients */
+    size_t total;
+};
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* The layout for pv; -1 when a size overflows. */
+int smlp__moe_gate_bwd_layout(const struct smlp__moe_gate_priv *pv,
+                              struct smlp__moe_gate_bwd_layout *l);
+#ifdef __cplusplus
+}
+#endif
+
 extern const struct smlp_op_def smlp__moe_op_gate_topk;
 extern const struct smlp_op_def smlp__moe_op_gate_importance;
 extern const struct smlp_op_def smlp__moe_op_gate_per_image;
