@@ -138,6 +138,20 @@ smlp_cuda_memset(Ctx *ctx, void *p, int value,
         ctx, cudaMemsetAsync(p, value, bytes, smlp_cuda_stream(ctx)), what);
 }
 
+/* Zeroes the gradient of input i of a backward when it is wanted (the
+ * node's gradient does not reach it, or it has none). */
+static inline int
+smlp_cuda_zero_grad(struct smlp_backward_ctx *ctx, int i)
+{
+    struct smlp_tensor *g = i < ctx->n_inputs ? ctx->grad_inputs[i] : NULL;
+
+    if (g == NULL)
+        return SMLP_OK;
+    return smlp_cuda_memset(ctx, g->data, 0,
+                            (size_t)smlp_tensor_numel(g) * sizeof(float),
+                            "memset");
+}
+
 /* ---- block reductions (device code) ------------------------------------- */
 
 /*

@@ -35,16 +35,9 @@ zero_grads(struct smlp_backward_ctx *ctx)
 {
     int i, st;
 
-    for (i = 0; i < ctx->n_inputs; i++) {
-        struct smlp_tensor *g = ctx->grad_inputs[i];
-
-        if (g != NULL &&
-            (st = smlp_cuda_memset(ctx, g->data, 0,
-                                   (size_t)smlp_tensor_numel(g) *
-                                       sizeof(float),
-                                   "memset")) != SMLP_OK)
+    for (i = 0; i < ctx->n_inputs; i++)
+        if ((st = smlp_cuda_zero_grad(ctx, i)) != SMLP_OK)
             return st;
-    }
     return SMLP_OK;
 }
 

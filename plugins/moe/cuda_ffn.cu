@@ -265,19 +265,6 @@ combine_run(struct smlp_kernel_ctx *ctx)
 
 /* ---- backwards (plugin ABI 1.3) ----------------------------------------- */
 
-/* Zeroes gradient input i when it is wanted. */
-static int
-zero_grad(struct smlp_backward_ctx *ctx, int i)
-{
-    struct smlp_tensor *g = i < ctx->n_inputs ? ctx->grad_inputs[i] : NULL;
-
-    if (g == NULL)
-        return SMLP_OK;
-    return smlp_cuda_memset(ctx, g->data, 0,
-                            (size_t)smlp_tensor_numel(g) * sizeof(float),
-                            "memset");
-}
-
 /* dx[slot_item[e, r]] += dbuf[e, r] for the rows of one expert: an item
  * sits in at most one row per expert, so no two threads add to the same
  * element, and the experts run in order (dispatch.c's order, in float). */
@@ -308,7 +295,8 @@ dispatch_backward(struct smlp_backward_ctx *ctx)
 
     if (gx == NULL)
         return SMLP_OK;
-    if ((rc = zero_grad(ctx, 0)) != SMLP_OK || gy == NULL || m * d == 0)
+    if ((rc = smlp_cuda_zero_grad(ctx, 0)) != SMLP_OK || gy == NULL ||
+        m * d == 0)
         return rc;
     for (ex = 0; ex < e; ex++) {
         k_dispatch_bwd<<<smlp_cuda_grid(m * d), SMLP_CUDA_BLOCK, 0,
@@ -406,7 +394,7 @@ ffn_backward(struct smlp_backward_ctx *ctx)
     if (gy == NULL || e * m == 0 || h == 0) {
         /* Nothing flows, or an empty product: zeros, then db2 = Σ dY. */
         for (i = 0; i < 5; i++)
-            if ((rc = zero_grad(ctx, i)) != SMLP_OK)
+            if ((rc = smlp_cuda_zero_grad(ctx, i)) != SMLP_OK)
                 return rc;
         if (gy == NULL || gp[4] == NULL || e * m == 0)
             return SMLP_OK;
@@ -535,8 +523,8 @@ combine_backward(struct smlp_backward_ctx *ctx)
     const int32_t *sl = (const int32_t *)ctx->inputs[2]->data;
     int rc;
 
-    if ((rc = zero_grad(ctx, 0)) != SMLP_OK ||
-        (rc = zero_grad(ctx, 3)) != SMLP_OK || gy == NULL)
+    if ((rc = smlp_cuda_zero_grad(ctx, 0)) != SMLP_OK ||
+        (rc = smlp_cuda_zero_grad(ctx, 3)) != SMLP_OK || gy == NULL)
         return rc;
     if (gout != NULL && n * k * o > 0) {
         k_combine_dout<<<smlp_cuda_grid(n * k * o), SMLP_CUDA_BLOCK, 0,

@@ -26,19 +26,6 @@
 
 #define BWD_BLOCK 128
 
-/* Zeroes gradient input i when it is wanted. */
-static int
-zero_grad(struct smlp_backward_ctx *ctx, int i)
-{
-    struct smlp_tensor *g = i < ctx->n_inputs ? ctx->grad_inputs[i] : NULL;
-
-    if (g == NULL)
-        return SMLP_OK;
-    return smlp_cuda_memset(ctx, g->data, 0,
-                            (size_t)smlp_tensor_numel(g) * sizeof(float),
-                            "memset");
-}
-
 /* Round 1, a thread per routing row: d p (and d pc) zeroed, then d p from
  * d weight of the row's t items (gate_backward.c, weight_grad). */
 __global__ void
@@ -80,46 +67,6 @@ k_weight_grad(const float *p, const int32_t *expert, const int32_t *slot,
                 if (sl[j] >= 0 && ex[j] >= 0 && ex[j] < e)
                     drow[ex[j]] += ((double)g[j] - dot) / sum;
         }
-    }
-}
-
-/* g[i] = scale·∂CV²(v)/∂v_i (gate_backward.c, cv2_grad). */
-__device__ static void
-cv2_grad(const double *v, int64_t n, double scale, double *g)
-{
-    double mean = 0.0, var = 0.0, f;
-    int64_t i;
-
-    for (i = 0; i < n; i++)
-        mean += v[i];
-    mean /= (double)n;
-    for (i = 0; i < n; i++)
-        var += (v[i] - mean) * (v[i] - mean);
-    var /= (double)n;
-    if (mean == 0.0) {
-        for (i = 0; i < n; i++)
-            g[i] = 0.0;
-        return;
-    }
-    f = scale * 2.0 / ((double)n * mean * mean);
-    for (i = 0; i < n; i++)
-        g[i] = f * (v[i] - mean - var / mean);
-}
-
-/* dz = (d − <p, d>)·p per row, in place. */
-__device__ static void
-softmax_backward(const float *p, int64_t rows, int64_t e, double *d)
-{
-    int64_t r, j;
-
-    for (r = 0; r < rows; r++) {
-        const float *pr = p + r * e;
-        double *dr = d + r * e, s = 0.0;
-
-        for (j = 0; j < e; j++)
-            s += (double)pr[j] * dr[j];
-        for (j = 0; j < e; j++)
-            dr[j] = (double)pr[j] * (dr[j] - s);
     }
 }
 
@@ -179,7 +126,7 @@ k_groups_grad(struct groups_args a)
                 for (r = q0; r < q0 + a.rg; r++)
                     for (j = 0; j < e; j++)
                         sum[j] += a.pc[r * e + j];
-                cv2_grad(sum, e, 0.5 * c, g);
+                smlp__moe_cv2_grad(sum, e, 0.5 * c, g);
                 for (r = q0; r < q0 + a.rg; r++)
                     for (j = 0; j < e; j++)
                         a.dpc[r * e + j] += g[j];
@@ -198,9 +145,9 @@ k_groups_grad(struct groups_args a)
                         a.dp[r * e + j] += g[j];
             }
         }
-        softmax_backward(a.p + r0 * e, nr, e, a.dp + r0 * e);
+        smlp__moe_softmax_backward(a.p + r0 * e, nr, e, a.dp + r0 * e);
         if (a.noisy) {
-            softmax_backward(a.pc + r0 * e, nr, e, a.dpc + r0 * e);
+            smlp__moe_softmax_backward(a.pc + r0 * e, nr, e, a.dpc + r0 * e);
             for (i = r0 * e; i < (r0 + nr) * e; i++)
                 a.dp[i] += a.dpc[i];
         }
@@ -217,7 +164,7 @@ k_groups_grad(struct groups_args a)
             }
             for (j = 0; j < e; j++)
                 sum[j] /= (double)a.rg;
-            cv2_grad(sum, e, 0.5 * c, g);
+            smlp__moe_cv2_grad(sum, e, 0.5 * c, g);
             for (r = q0; r < q0 + a.rg; r++) {
                 int64_t star = kth_expert(a.zn + r * e, e, a.k);
                 double thr = a.zn[r * e + star], total = 0.0;
@@ -282,7 +229,7 @@ smlp__moe_gate_bwd_cuda(struct smlp_backward_ctx *ctx)
     double sigma = pv->noise_std / (double)e;
     uint64_t key = 0;
 
-    if ((rc = zero_grad(ctx, 2)) != SMLP_OK)
+    if ((rc = smlp_cuda_zero_grad(ctx, 2)) != SMLP_OK)
         return rc;
     if (gx == NULL && gwg == NULL)
         return SMLP_OK;
@@ -291,9 +238,9 @@ smlp__moe_gate_bwd_cuda(struct smlp_backward_ctx *ctx)
     aux_on = gat != NULL && pv->training &&
              (pv->aux != SMLP__MOE_AUX_NONE || labels != NULL);
     if ((gwt == NULL && !aux_on) || rows == 0) {
-        if ((rc = zero_grad(ctx, 0)) != SMLP_OK)
+        if ((rc = smlp_cuda_zero_grad(ctx, 0)) != SMLP_OK)
             return rc;
-        return zero_grad(ctx, 1);
+        return smlp_cuda_zero_grad(ctx, 1);
     }
     if (smlp__moe_gate_bwd_layout(pv, &l) != 0 || ws == NULL ||
         ctx->workspace_size < l.total)
@@ -391,5 +338,5 @@ smlp__moe_gate_bwd_cuda(struct smlp_backward_ctx *ctx)
 int
 smlp__moe_hash_bwd_cuda(struct smlp_backward_ctx *ctx)
 {
-    return zero_grad(ctx, 0);
+    return smlp_cuda_zero_grad(ctx, 0);
 }

@@ -134,33 +134,6 @@ zero_grad(struct smlp_tensor *t)
         memset(t->data, 0, (size_t)smlp_tensor_numel(t) * sizeof(float));
 }
 
-/*
- * g[i] = scale·∂CV²(v)/∂v_i over v[0..n), with the mean and variance
- * summed in the order of smlp__moe_cv2; all 0 when the mean is 0 (the
- * forward's CV² is then the constant 0).
- */
-static void
-cv2_grad(const double *v, int64_t n, double scale, double *g)
-{
-    double mean = 0.0, var = 0.0, f;
-    int64_t i;
-
-    for (i = 0; i < n; i++)
-        mean += v[i];
-    mean /= (double)n;
-    for (i = 0; i < n; i++)
-        var += (v[i] - mean) * (v[i] - mean);
-    var /= (double)n;
-    if (mean == 0.0) {
-        for (i = 0; i < n; i++)
-            g[i] = 0.0;
-        return;
-    }
-    f = scale * 2.0 / ((double)n * mean * mean);
-    for (i = 0; i < n; i++)
-        g[i] = f * (v[i] - mean - var / mean);
-}
-
 /* d p from d weight of items [i0, i1) (items in index order, choices in
  * j order). */
 static void
@@ -220,7 +193,7 @@ balance_grad(const struct smlp__moe_gate_priv *pv, const float *pc,
             for (r = r0; r < r0 + rg; r++)
                 for (j = 0; j < e; j++)
                     sum[j] += pc[r * e + j];
-            cv2_grad(sum, e, 0.5 * c, g);
+            smlp__moe_cv2_grad(sum, e, 0.5 * c, g);
             for (r = r0; r < r0 + rg; r++)
                 for (j = 0; j < e; j++)
                     dpc[r * e + j] += g[j];
@@ -235,23 +208,6 @@ balance_grad(const struct smlp__moe_gate_priv *pv, const float *pc,
                 for (j = 0; j < e; j++)
                     dp[r * e + j] += g[j];
         }
-    }
-}
-
-/* dz = (d − <p, d>)·p per row of e, in place (the softmax backward). */
-static void
-softmax_backward(const float *p, int64_t rows, int64_t e, double *d)
-{
-    int64_t r, j;
-
-    for (r = 0; r < rows; r++) {
-        const float *pr = p + r * e;
-        double *dr = d + r * e, s = 0.0;
-
-        for (j = 0; j < e; j++)
-            s += (double)pr[j] * dr[j];
-        for (j = 0; j < e; j++)
-            dr[j] = (double)pr[j] * (dr[j] - s);
     }
 }
 
@@ -293,7 +249,7 @@ load_grad(const struct smlp__moe_gate_priv *pv, const float *zc,
         }
         for (j = 0; j < e; j++)
             load[j] /= (double)rg;
-        cv2_grad(load, e, 0.5 * c, g);
+        smlp__moe_cv2_grad(load, e, 0.5 * c, g);
         for (r = r0; r < r0 + rg; r++) {
             int32_t star = threshold_expert(zn + r * e, e, k, sel, choice);
             double thr = zn[r * e + star], total = 0.0;
@@ -415,9 +371,9 @@ gbwd_groups_task(void *arg, int64_t task, int worker)
     (void)worker;
     if (a->balance)
         balance_grad(pv, a->pc, a->expert, a->c, g0, g1, a->dp, a->dpc, acc);
-    softmax_backward(a->p + r0 * e, nr, e, a->dp + r0 * e);
+    smlp__moe_softmax_backward(a->p + r0 * e, nr, e, a->dp + r0 * e);
     if (a->noisy) {
-        softmax_backward(a->pc + r0 * e, nr, e, a->dpc + r0 * e);
+        smlp__moe_softmax_backward(a->pc + r0 * e, nr, e, a->dpc + r0 * e);
         for (i = r0 * e; i < (r0 + nr) * e; i++)
             a->dp[i] += a->dpc[i];
     }

@@ -364,6 +364,58 @@ smlp__moe_backward_fail(struct smlp_backward_ctx *ctx, int status,
     return status;
 }
 
+/* The gate backward's pieces that its CPU (gate_backward.c) and CUDA
+ * (cuda_gate_bwd.cu) versions share: host and device code. */
+#ifdef __CUDACC__
+#define SMLP__MOE_HD __host__ __device__
+#else
+#define SMLP__MOE_HD
+#endif
+
+/*
+ * g[i] = scale·∂CV²(v)/∂v_i over v[0..n), with the mean and variance
+ * summed in the order of smlp__moe_cv2; all 0 when the mean is 0 (the
+ * forward's CV² is then the constant 0).
+ */
+static inline SMLP__MOE_HD void
+smlp__moe_cv2_grad(const double *v, int64_t n, double scale, double *g)
+{
+    double mean = 0.0, var = 0.0, f;
+    int64_t i;
+
+    for (i = 0; i < n; i++)
+        mean += v[i];
+    mean /= (double)n;
+    for (i = 0; i < n; i++)
+        var += (v[i] - mean) * (v[i] - mean);
+    var /= (double)n;
+    if (mean == 0.0) {
+        for (i = 0; i < n; i++)
+            g[i] = 0.0;
+        return;
+    }
+    f = scale * 2.0 / ((double)n * mean * mean);
+    for (i = 0; i < n; i++)
+        g[i] = f * (v[i] - mean - var / mean);
+}
+
+/* dz = (d − <p, d>)·p per row of e, in place (the softmax backward). */
+static inline SMLP__MOE_HD void
+smlp__moe_softmax_backward(const float *p, int64_t rows, int64_t e, double *d)
+{
+    int64_t r, j;
+
+    for (r = 0; r < rows; r++) {
+        const float *pr = p + r * e;
+        double *dr = d + r * e, s = 0.0;
+
+        for (j = 0; j < e; j++)
+            s += (double)pr[j] * dr[j];
+        for (j = 0; j < e; j++)
+            dr[j] = (double)pr[j] * (dr[j] - s);
+    }
+}
+
 /* Byte offsets of a gate backward's scratch arrays in its workspace
  * (gate_backward.c; the CUDA backward uses the same layout). */
 struct smlp__moe_gate_bwd_layout {
