@@ -306,8 +306,11 @@ random_dag(unsigned seed, int n_nodes, int flags)
                 (rand_r(&seed) % 100) / 50.0 - 1.0);
         else if (kind < 5 && !(flags & DAG_NO_HOST))
             PUT("\"op\": \"fakegpu.host\", \"inputs\": [%d]", in);
-        else if (kind < 5)
-            PUT("\"op\": \"fakegpu.affine\", \"inputs\": [%d]", in);
+        else if (kind < 5) /* host's x + 1, on the GPU */
+            PUT("\"op\": \"fakegpu.affine\", \"inputs\": [%d], \"attrs\": "
+                "[{\"name\": \"a\", \"type\": \"Float\", \"f\": 1}, "
+                "{\"name\": \"b\", \"type\": \"Float\", \"f\": 1}]",
+                in);
         else if (kind < 6)
             PUT("\"op\": \"core.reshape\", \"inputs\": [%d], \"attrs\": "
                 "[{\"name\": \"shape\", \"type\": \"Ints\", \"ints\": "

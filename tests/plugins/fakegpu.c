@@ -9,7 +9,8 @@
  * device memory from the host and must not be used.
  *
  * Ops (f32, elementwise over x's shape):
- *   fakegpu.affine  x -> a·x + b (attributes a, b), through a workspace
+ *   fakegpu.affine  x -> a·x + b (attributes a, b), through a workspace;
+ *                   keeps a·x as saved bytes, which its backward checks
  *   fakegpu.mul     x, w -> x·w (w usually a parameter)
  *   fakegpu.accum   x, s (state) -> s += x in place, y = s
  *   fakegpu.host    x -> x + 1, CPU only (the runtime falls back)
@@ -23,6 +24,7 @@
  * backward on the fake GPU, or on the CPU when the graph holds a host.
  */
 #include <dlfcn.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,7 @@ struct job {
     int64_t n;
     const float *x, *w;
     float *s, *y, *ws;
+    float *saved; /* affine: a·x kept for the backward (ABI 1.2), or NULL */
     float a, b;
 };
 
@@ -54,6 +57,8 @@ compute(const struct job *j)
             j->ws[i] = j->a * j->x[i];
         for (i = 0; i < j->n; i++)
             j->y[i] = j->ws[i] + j->b;
+        for (i = 0; j->saved != NULL && i < j->n; i++)
+            j->saved[i] = j->ws[i];
         break;
     case FAKE_MUL:
         for (i = 0; i < j->n; i++)
@@ -112,6 +117,7 @@ fill_job(struct smlp_kernel_ctx *ctx, enum fake_op op, struct job *j)
         j->s = ctx->inputs[1]->data;
     if (op == FAKE_AFFINE) {
         j->ws = ctx->workspace;
+        j->saved = (float *)ctx->saved;
         j->a = attr(ctx, "a");
         j->b = attr(ctx, "b");
         if (ctx->workspace_size < (size_t)j->n * sizeof(float)) {
@@ -249,6 +255,7 @@ struct bjob {
     const float *gy;
     const float *in[2];
     float *g[2];
+    const float *saved; /* affine: what its forward kept, or NULL */
 };
 
 static void
@@ -266,6 +273,10 @@ bcompute(const struct bjob *j)
             j->g[k][i] = j->op == FAKE_MUL    ? d * j->in[1 - k][i]
                          : j->op == FAKE_MEAN ? d / (float)j->n
                                               : j->a * d;
+            /* Saved bytes that did not survive to the backward poison
+             * the gradient (they are not needed otherwise). */
+            if (j->saved != NULL && j->saved[i] != j->a * j->in[0][i])
+                j->g[k][i] = NAN;
         }
     }
 }
@@ -280,16 +291,19 @@ bjob_fn(void *arg)
 static void
 fill_bjob(struct smlp_backward_ctx *ctx, enum fake_op op, struct bjob *j)
 {
-    double v = 1.0;
+    double v = 1.0; /* host, poison: gx = gy */
     int k;
 
     memset(j, 0, sizeof(*j));
     j->op = op;
     j->n = smlp_tensor_numel(ctx->inputs[0]);
-    if (op == FAKE_AFFINE)
+    if (op == FAKE_AFFINE) {
+        v = 0.0; /* the forward's default (attr) */
         ctx->host->attr_float(ctx->node, "a", &v);
+    }
     j->a = (float)v;
     j->gy = ctx->grad_outputs[0] != NULL ? ctx->grad_outputs[0]->data : NULL;
+    j->saved = op == FAKE_AFFINE ? (const float *)ctx->saved : NULL;
     for (k = 0; k < ctx->n_inputs && k < 2; k++) {
         j->in[k] = ctx->inputs[k]->data;
         j->g[k] = ctx->grad_inputs[k] != NULL ? ctx->grad_inputs[k]->data
@@ -398,6 +412,17 @@ same_shape_infer(struct smlp_infer_ctx *ctx)
     return SMLP_OK;
 }
 
+/* affine also keeps a·x for its backward, which checks it (ABI 1.2). */
+static int
+affine_infer(struct smlp_infer_ctx *ctx)
+{
+    int rc = same_shape_infer(ctx);
+
+    if (rc == SMLP_OK)
+        ctx->saved_bytes = ctx->workspace;
+    return rc;
+}
+
 static int
 mean_infer(struct smlp_infer_ctx *ctx)
 {
@@ -465,7 +490,8 @@ static const struct smlp_attr_def poison_attrs[] = {
 #define OP(var, name, nin, attrs, kernels, bwd)                              \
     OP_INFER(var, name, nin, attrs, same_shape_infer, kernels, bwd)
 
-OP(affine_op, "fakegpu.affine", 1, affine_attrs, affine_k, affine_bwd);
+OP_INFER(affine_op, "fakegpu.affine", 1, affine_attrs, affine_infer,
+         affine_k, affine_bwd);
 OP(mul_op, "fakegpu.mul", 2, NULL, mul_k, mul_bwd);
 OP(accum_op, "fakegpu.accum", 2, NULL, accum_k, NULL);
 OP(host_op, "fakegpu.host", 1, NULL, host_k, host_bwd);
