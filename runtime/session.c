@@ -13,6 +13,7 @@
  */
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -808,6 +809,42 @@ smlp_session_get_stats(const smlp_session_t *s, struct smlp_session_stats *st)
     st->inter_op = s->inter_op;
     st->intra_op = s->intra_op;
     st->last_run_ms = s->last_run_ms;
+    return SMLP_OK;
+}
+
+SMLP_API int
+smlp_session_get_device_stats(const smlp_session_t *s,
+                              struct smlp_device_stats *st)
+{
+    struct smlp_device_stats d;
+    int32_t i;
+
+    if (st == NULL || st->size < offsetof(struct smlp_device_stats, device) +
+                                      sizeof(st->device))
+        return SMLP_EINVAL;
+    memset(&d, 0, sizeof(d));
+    d.size = st->size < sizeof(d) ? st->size : (uint32_t)sizeof(d);
+    d.device = s->n_dev_nodes > 0 ? s->opts.device : SMLP_DEVICE_CPU;
+    d.device_nodes = s->n_dev_nodes;
+    if (s->n_dev_nodes > 0) {
+        d.backward_on_device = s->ag != NULL && s->ag->on_dev;
+        d.arena_bytes = s->dev_plan.arena_bytes;
+        d.lower_bound = s->dev_plan.lower_bound;
+        for (i = 0; i < s->n_tensors; i++) {
+            const struct smlp__tensor_rt *t = &s->tensors[i];
+
+            if ((t->kind == SMLP__TENSOR_PARAMETER ||
+                 t->kind == SMLP__TENSOR_STATE) &&
+                (t->res & SMLP__RES_DEV))
+                d.param_bytes +=
+                    ((uint64_t)smlp_tensor_numel(&t->t) *
+                         smlp__dtype_size(t->t.dtype) +
+                     SMLP__ALIGN - 1) &
+                    ~(uint64_t)(SMLP__ALIGN - 1);
+        }
+        d.grad_bytes = d.backward_on_device ? s->ag->grad_bytes : 0;
+    }
+    memcpy(st, &d, d.size);
     return SMLP_OK;
 }
 

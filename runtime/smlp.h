@@ -253,6 +253,31 @@ struct smlp_session_stats {
 SMLP_API int smlp_session_get_stats(const smlp_session_t *s,
                                     struct smlp_session_stats *st);
 
+/*
+ * Device memory of a session (smlp_session_stats cannot grow
+ * without breaking callers, so this struct starts with its size: set
+ * `size` to sizeof(struct smlp_device_stats) before the call; fields past
+ * the size you give are not written).  For a session with no node on a
+ * device every count is 0 and `device` is SMLP_DEVICE_CPU.
+ */
+struct smlp_device_stats {
+    uint32_t size;
+    int32_t device;        /* enum smlp_device the nodes run on */
+    int32_t device_nodes;  /* nodes placed there */
+    int32_t backward_on_device; /* training: 1 when the backward runs
+                                   there too (docs/gpu.md, "Training") */
+    uint64_t arena_bytes;  /* planned device arena (activations, and the
+                              backward's timeline when it runs there) */
+    uint64_t lower_bound;  /* largest sum of simultaneously live device
+                              buffers */
+    uint64_t param_bytes;  /* device copies of parameters and state */
+    uint64_t grad_bytes;   /* parameters' gradients on the device */
+};
+/* SMLP_EINVAL when st is NULL or st->size is below the first fields'
+ * (size and device). */
+SMLP_API int smlp_session_get_device_stats(const smlp_session_t *s,
+                                           struct smlp_device_stats *st);
+
 /* Per-node profile of the last run. */
 struct smlp_node_profile {
     const char *name;

@@ -544,6 +544,72 @@ START_TEST(test_cuda_sched_backward_side_notice)
 }
 END_TEST
 
+/*
+ * smlp_session_get_device_stats: nothing for a CPU session; the device
+ * arena, the device copy of W and, with the backward on the device, its
+ * gradient; a caller's shorter struct is not written past its size.
+ */
+START_TEST(test_cuda_sched_device_stats)
+{
+    smlp_graph_t *ga, *gh;
+    smlp_session_t *cpu, *fwd, *bwd, *host;
+    struct smlp_device_stats st;
+    smlp_optim_t *o1, *o2;
+
+    registry_for_train = registry();
+    ga = graph_json(loss_graph("{\"name\": \"aa\", \"op\": \"fakegpu.affine\","
+                               " \"inputs\": [2], \"outputs\": [3]}"));
+    gh = graph_json(loss_graph("{\"name\": \"hh\", \"op\": \"fakegpu.host\","
+                               " \"inputs\": [2], \"outputs\": [3]}"));
+    cpu = train_session(ga, registry_for_train, SMLP_DEVICE_CPU, 1, &o1);
+    bwd = train_session(ga, registry_for_train, SMLP_DEVICE_CUDA, 1, &o2);
+    (void)capture_stderr(make_train, gh, &host); /* its notice */
+    fwd = session(ga, registry_for_train, SMLP_DEVICE_CUDA, 1, 1);
+    st.size = sizeof(st);
+    ck_assert_int_eq(smlp_session_get_device_stats(cpu, &st), SMLP_OK);
+    ck_assert_int_eq(st.device, SMLP_DEVICE_CPU);
+    ck_assert_int_eq(st.device_nodes, 0);
+    ck_assert_uint_eq(st.arena_bytes + st.param_bytes + st.grad_bytes, 0);
+    /* Inference: three nodes on the device, W's copy (8 floats, one
+     * aligned block of 64 bytes), no gradients. */
+    ck_assert_int_eq(smlp_session_get_device_stats(fwd, &st), SMLP_OK);
+    ck_assert_int_eq(st.device, SMLP_DEVICE_CUDA);
+    ck_assert_int_eq(st.device_nodes, 3);
+    ck_assert_int_eq(st.backward_on_device, 0);
+    ck_assert_uint_gt(st.arena_bytes, 0);
+    ck_assert_uint_ge(st.arena_bytes, st.lower_bound);
+    ck_assert_uint_eq(st.param_bytes, 64);
+    ck_assert_uint_eq(st.grad_bytes, 0);
+    /* Training with the backward there: W's gradient too. */
+    ck_assert_int_eq(smlp_session_get_device_stats(bwd, &st), SMLP_OK);
+    ck_assert_int_eq(st.backward_on_device, 1);
+    ck_assert_uint_eq(st.grad_bytes, 64);
+    /* The backward on the CPU (a host node): none on the device. */
+    ck_assert_int_eq(smlp_session_get_device_stats(host, &st), SMLP_OK);
+    ck_assert_int_eq(st.device_nodes, 2);
+    ck_assert_int_eq(st.backward_on_device, 0);
+    ck_assert_uint_eq(st.grad_bytes, 0);
+    /* A shorter struct: size and device only. */
+    memset(&st, 0xab, sizeof(st));
+    st.size = offsetof(struct smlp_device_stats, device_nodes);
+    ck_assert_int_eq(smlp_session_get_device_stats(bwd, &st), SMLP_OK);
+    ck_assert_int_eq(st.device, SMLP_DEVICE_CUDA);
+    ck_assert_int_eq(st.device_nodes, (int32_t)0xabababab);
+    st.size = 2;
+    ck_assert_int_eq(smlp_session_get_device_stats(bwd, &st), SMLP_EINVAL);
+    ck_assert_int_eq(smlp_session_get_device_stats(bwd, NULL), SMLP_EINVAL);
+    smlp_optim_destroy(o1);
+    smlp_optim_destroy(o2);
+    smlp_session_destroy(cpu);
+    smlp_session_destroy(bwd);
+    smlp_session_destroy(host);
+    smlp_session_destroy(fwd);
+    smlp_graph_unload(ga);
+    smlp_graph_unload(gh);
+    smlp_registry_destroy(registry_for_train);
+}
+END_TEST
+
 /* W -> poison (its backward fails on the GPU as `mode` says) -> mul by x
  * -> mean: the poison's backward is the last one enqueued. */
 static char *
@@ -724,6 +790,7 @@ cuda_sched_suite(void)
     tcase_add_loop_test(tc, test_cuda_sched_training_bit_identical, 0, 2);
     tcase_add_test(tc, test_cuda_sched_backward_side_notice);
     tcase_add_test(tc, test_cuda_sched_backward_failures);
+    tcase_add_test(tc, test_cuda_sched_device_stats);
     tcase_add_test(tc, test_cuda_sched_profile_times);
     tcase_add_test(tc, test_cuda_sched_stream_failure);
     tcase_add_test(tc, test_cuda_sched_no_device_message);

@@ -325,6 +325,7 @@ static void
 json_body(FILE *f, const struct run_report *r)
 {
     const struct smlp_session_stats *st = r->stats;
+    struct smlp_device_stats ds;
     double gflops = r->median_ms > 0
                         ? 2.0 * (double)st->macs / (r->median_ms * 1e6)
                         : 0.0;
@@ -365,9 +366,18 @@ json_body(FILE *f, const struct run_report *r)
     fprintf(f, ",\n  \"gflops\": ");
     jnum(f, gflops);
     fprintf(f, ",\n  \"memory\": {\"arena_bytes\": %llu, "
-               "\"lower_bound_bytes\": %llu},\n",
+               "\"lower_bound_bytes\": %llu",
             (unsigned long long)st->arena_bytes,
             (unsigned long long)st->lower_bound);
+    ds.size = sizeof(ds);
+    if (smlp_session_get_device_stats(r->session, &ds) == SMLP_OK &&
+        ds.device_nodes > 0)
+        fprintf(f, ", \"device\": {\"nodes\": %d, \"arena_bytes\": %llu, "
+                   "\"lower_bound_bytes\": %llu, \"param_bytes\": %llu}",
+                ds.device_nodes, (unsigned long long)ds.arena_bytes,
+                (unsigned long long)ds.lower_bound,
+                (unsigned long long)ds.param_bytes);
+    fprintf(f, "},\n");
     json_moe(f, r);
     json_nodes(f, r);
     json_outputs(f, r);

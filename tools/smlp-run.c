@@ -422,9 +422,17 @@ main(int argc, char **argv)
     printf("batch       %lld, threads %d x %d (nodes at once x threads "
            "per node)\n",
            (long long)st.batch, st.inter_op, st.intra_op);
-    if (o.device == SMLP_DEVICE_CUDA)
-        printf("device      cuda (ops without a CUDA kernel run on the CPU)"
-               "\n");
+    if (o.device == SMLP_DEVICE_CUDA) {
+        struct smlp_device_stats ds;
+
+        ds.size = sizeof(ds);
+        smlp_session_get_device_stats(s, &ds);
+        printf("device      cuda: %d of %d nodes (ops without a CUDA kernel "
+               "run on the CPU); arena %s bytes, parameters %.1f MiB\n",
+               ds.device_nodes, st.n_nodes,
+               human((double)ds.arena_bytes, b1, sizeof(b1)),
+               (double)ds.param_bytes / 1048576.0);
+    }
     print_top5(s);
     qsort(times, (size_t)o.repeat, sizeof(*times), cmp_double);
     med = o.repeat % 2 ? times[o.repeat / 2]
