@@ -404,6 +404,19 @@ train(struct train_run *r)
     if (getrusage(RUSAGE_SELF, &ru) == 0) /* ru_maxrss: KiB on Linux */
         printf("peak memory: %.1f MiB resident\n",
                (double)ru.ru_maxrss / 1024.0);
+    if (r->o.device != SMLP_DEVICE_CPU) {
+        struct smlp_device_stats ds;
+
+        ds.size = sizeof(ds);
+        if (smlp_session_get_device_stats(r->ts, &ds) == SMLP_OK)
+            printf("device memory (training session): arena %.1f MiB, "
+                   "parameters %.1f MiB, gradients %.1f MiB; backward on "
+                   "the %s\n",
+                   (double)ds.arena_bytes / 1048576.0,
+                   (double)ds.param_bytes / 1048576.0,
+                   (double)ds.grad_bytes / 1048576.0,
+                   ds.backward_on_device ? "GPU" : "CPU");
+    }
     if (r->step < r->total) {
         printf("stopped after epoch %lld (--stop-after): checkpoint %s; "
                "continue with --resume %s\n", (long long)r->epoch, r->o.out,
