@@ -112,28 +112,19 @@ smlp__plan_residency(smlp_session_t *s)
 
         if (s->nodes[i].is_view)
             continue;
+        /* Training with backwards on the CPU: what a backward kernel
+         * reads of the forward (its node's inputs and outputs) needs a
+         * host copy too, which a device producer makes right after its
+         * kernel.  (A device backward reads its forward's device
+         * copies.) */
+        if (s->ag != NULL && bwd_side(s) == SMLP__RES_HOST &&
+            s->nodes[i].bwd == SMLP__BWD_KERNEL)
+            side |= SMLP__RES_HOST;
         for (j = 0; j < nir->n_outputs; j++)
             s->tensors[root_of(s, nir->outputs[j])].res |= side;
         for (j = 0; j < nir->n_inputs; j++)
             if (nir->inputs[j] >= 0)
                 s->tensors[root_of(s, nir->inputs[j])].res |= side;
-    }
-    /* Training with backwards on the CPU: whatever a backward kernel
-     * reads of the forward (its node's inputs and outputs) needs a host
-     * copy, which a device producer makes right after its kernel.  (A
-     * device backward reads the device copies its forward read.) */
-    for (i = 0; bwd_side(s) == SMLP__RES_HOST && s->ag != NULL &&
-                i < s->n_nodes;
-         i++) {
-        const struct smlp__node_ir *nir = s->nodes[i].node.ir;
-
-        if (s->nodes[i].bwd != SMLP__BWD_KERNEL)
-            continue;
-        for (j = 0; j < nir->n_outputs; j++)
-            s->tensors[root_of(s, nir->outputs[j])].res |= SMLP__RES_HOST;
-        for (j = 0; j < nir->n_inputs; j++)
-            if (nir->inputs[j] >= 0)
-                s->tensors[root_of(s, nir->inputs[j])].res |= SMLP__RES_HOST;
     }
     /* Views share their root's copies. */
     for (i = 0; i < s->n_tensors; i++)

@@ -32,13 +32,12 @@
 #include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda_core.h"
+#include "smlp_cuda.h"
 
 #define BLOCK 256
 #define TILE 32
@@ -65,40 +64,11 @@ stream_of(const struct smlp_kernel_ctx *ctx)
     return (cudaStream_t)ctx->stream;
 }
 
-/* Records a failure for c's node; returns status. */
-static int
-smlp__cu_fail(const struct smlp__cu_call *c, int status, const char *fmt,
-              ...)
-{
-    char msg[SMLP_KERNEL_MSGLEN];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    c->host->errorf(c->node, "%s", msg);
-    return status;
-}
-
-/* Checks the launches just made; a failure names `what`. */
-static int
-smlp__cu_launched(const struct smlp__cu_call *c, const char *what)
-{
-    cudaError_t e = cudaGetLastError();
-
-    if (e == cudaSuccess)
-        return SMLP_OK;
-    return smlp__cu_fail(c, SMLP_EDEVICE, "CUDA %s: %s (%s)", what,
-                         cudaGetErrorString(e), cudaGetErrorName(e));
-}
-
 /* Checks the launches just made; a failure names the op's kernel. */
 static int
 launched(struct smlp_kernel_ctx *ctx, const char *what)
 {
-    struct smlp__cu_call c = smlp__cu_of(ctx);
-
-    return smlp__cu_launched(&c, what);
+    return smlp_cuda_launched(ctx, what);
 }
 
 static int64_t
@@ -172,13 +142,13 @@ blas_open(const struct smlp__cu_call *c)
         return SMLP_OK;
     lib = dlopen(BLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
     if (lib == NULL)
-        return smlp__cu_fail(c, SMLP_EDEVICE, "cannot load %s: %s",
-                             BLAS_SONAME, dlerror());
+        return smlp_cuda_fail(c, SMLP_EDEVICE, "cannot load %s: %s",
+                              BLAS_SONAME, dlerror());
 #define BLAS_SYM(field, name)                                                \
     if ((*(void **)&blas.field = dlsym(lib, name)) == NULL) {                \
         dlclose(lib);                                                        \
-        return smlp__cu_fail(c, SMLP_EDEVICE, "%s has no %s", BLAS_SONAME,   \
-                             name);                                          \
+        return smlp_cuda_fail(c, SMLP_EDEVICE, "%s has no %s", BLAS_SONAME,  \
+                              name);                                         \
     }
     BLAS_SYM(create, "cublasCreate_v2");
     BLAS_SYM(set_stream, "cublasSetStream_v2");
@@ -242,9 +212,9 @@ blas_acquire(const struct smlp__cu_call *c, cublasHandle_t *h)
         rc = blas.create(&nh);
         if (rc != CUBLAS_STATUS_SUCCESS) {
             pthread_mutex_unlock(&blas_lock);
-            return smlp__cu_fail(c, SMLP_EDEVICE,
-                                 "cuBLAS: cannot create a handle: %s",
-                                 blas_status(rc));
+            return smlp_cuda_fail(c, SMLP_EDEVICE,
+                                  "cuBLAS: cannot create a handle: %s",
+                                  blas_status(rc));
         }
         /* Default math: true FP32 products, no TF32 tensor-core path. */
         blas.set_math_mode(nh, CUBLAS_DEFAULT_MATH);
@@ -265,9 +235,9 @@ blas_acquire(const struct smlp__cu_call *c, cublasHandle_t *h)
     rc = blas.set_stream(slot->handle, st);
     if (rc != CUBLAS_STATUS_SUCCESS) {
         pthread_mutex_unlock(&blas_lock);
-        return smlp__cu_fail(c, SMLP_EDEVICE,
-                             "cuBLAS: cannot bind the stream: %s",
-                             blas_status(rc));
+        return smlp_cuda_fail(c, SMLP_EDEVICE,
+                              "cuBLAS: cannot bind the stream: %s",
+                              blas_status(rc));
     }
     slot->stream = st;
     slot->used = ++blas_clock;
@@ -282,8 +252,8 @@ blas_release(const struct smlp__cu_call *c, cublasStatus_t rc,
     pthread_mutex_unlock(&blas_lock);
     if (rc == CUBLAS_STATUS_SUCCESS)
         return SMLP_OK;
-    return smlp__cu_fail(c, SMLP_EDEVICE, "cuBLAS %s: %s", what,
-                         blas_status(rc));
+    return smlp_cuda_fail(c, SMLP_EDEVICE, "cuBLAS %s: %s", what,
+                          blas_status(rc));
 }
 
 /*
@@ -616,7 +586,7 @@ smlp__cu_transpose(const struct smlp__cu_call *c, void *dstv,
         k_transpose<<<grid_for(total), BLOCK, 0, c->stream>>>(src, dst,
                                                              total, desc);
     }
-    return smlp__cu_launched(c, "transpose");
+    return smlp_cuda_launched(c, "transpose");
 }
 
 static int
@@ -820,7 +790,7 @@ smlp__cu_im2col(const struct smlp__cu_call *c, float *cols, float *x,
 {
     k_im2col<<<grid_for(rows * cin * p * p), BLOCK, 0, c->stream>>>(
         cols, x, rows, cin, h, wid, p, to_image);
-    return smlp__cu_launched(c, to_image ? "col2im" : "im2col");
+    return smlp_cuda_launched(c, to_image ? "col2im" : "im2col");
 }
 
 static int

@@ -87,13 +87,13 @@ cv2(const double *v, int64_t n)
 }
 
 /*
- * The value of the k-th expert of row v in the ranks_before order (what
- * the CPU's select_top gives as v[sel[k-1]]): the one that exactly k - 1
- * experts rank before.  O(e²), no scratch.  A row with NaN has no such
- * order; then v[0] (the aux is NaN on both devices anyway).
+ * The k-th expert of row v in the ranks_before order (what the CPU's
+ * select_top gives as sel[k-1]): the one that exactly k - 1 experts rank
+ * before.  O(e²), no scratch.  A row with NaN has no such order; then
+ * expert 0 (the aux is NaN on both devices anyway).
  */
-__device__ static inline float
-kth_value(const float *v, int64_t e, int64_t k)
+__device__ static inline int64_t
+kth_expert(const float *v, int64_t e, int64_t k)
 {
     int64_t i, j;
 
@@ -103,9 +103,16 @@ kth_value(const float *v, int64_t e, int64_t k)
         for (j = 0; j < e; j++)
             rank += ranks_before(v, j, i);
         if (rank == k - 1)
-            return v[i];
+            return i;
     }
-    return v[0];
+    return 0;
+}
+
+/* Its value (the vmoe load term's threshold). */
+__device__ static inline float
+kth_value(const float *v, int64_t e, int64_t k)
+{
+    return v[kth_expert(v, e, k)];
 }
 
 /* ---- steps 1 and 3 ------------------------------------------------------ */

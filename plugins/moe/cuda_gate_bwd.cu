@@ -70,24 +70,6 @@ k_weight_grad(const float *p, const int32_t *expert, const int32_t *slot,
     }
 }
 
-/* The expert of row v's k-th largest value in the ranks_before order
- * (the forward's threshold; row 0's first expert for a row with NaN). */
-__device__ static int64_t
-kth_expert(const float *v, int64_t e, int64_t k)
-{
-    int64_t i, j;
-
-    for (i = 0; i < e; i++) {
-        int64_t rank = 0;
-
-        for (j = 0; j < e; j++)
-            rank += ranks_before(v, j, i);
-        if (rank == k - 1)
-            return i;
-    }
-    return 0;
-}
-
 struct groups_args {
     const float *p, *pc, *zc, *zn, *gaux;
     const int32_t *expert, *labels;
@@ -157,7 +139,7 @@ k_groups_grad(struct groups_args a)
             for (j = 0; j < e; j++)
                 sum[j] = 0.0; /* the group's load */
             for (r = q0; r < q0 + a.rg; r++) {
-                double thr = a.zn[r * e + kth_expert(a.zn + r * e, e, a.k)];
+                double thr = kth_value(a.zn + r * e, e, a.k);
 
                 for (j = 0; j < e; j++)
                     sum[j] += 0.5 * erfc((thr - a.zc[r * e + j]) * scale);
