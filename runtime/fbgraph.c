@@ -17,14 +17,16 @@
  * used before it is checked: every table, vtable, field, offset, vector
  * and string goes through the fb_* helpers below, which check that the
  * bytes lie inside the buffer (and inside the table's object), are
- * aligned, and that counts, lengths, enums and indices are in range.  The
- * check and the read happen in one pass, and every multi-byte value is
- * read with memcpy, so unaligned or hostile input can neither crash nor
- * trap.  Shared sub-objects are legal in FlatBuffers; a budget on the
- * bytes the IR may take (a multiple of the file size) stops a small file
- * from expanding into gigabytes through them.  Fields that this reader
- * does not know (added by a newer schema) are skipped unread, as
- * FlatBuffers intends.
+ * aligned, and that counts, lengths, enums and indices are in range and
+ * strings well-formed UTF-8 (as FlatBuffers requires).  The check and the
+ * read happen in one pass, and every multi-byte value is read with
+ * memcpy, so unaligned or hostile input can neither crash nor trap.
+ * Shared sub-objects are legal in FlatBuffers; a budget on the bytes the
+ * IR may take (a multiple of the file size) stops a small file from
+ * expanding into gigabytes through them.  Fields that this reader does
+ * not know (added by a newer schema) are skipped unread, as FlatBuffers
+ * intends.  The format version is not checked here (graph.c does), so
+ * that tools can still decode and mend a graph the runtime refuses.
  *
  * Messages name the input, the place and the fault: "g.fbs: tensor 12
  * 'blocks.0.w': shape vector (offset 4096, 3 x 8 bytes) runs past the end
@@ -369,14 +371,56 @@ fb_vector_field(struct fb_reader *r, const struct fb_table *t, int id,
 }
 
 /*
+ * Returns the offset of the first byte of s[0..n) that does not belong to
+ * well-formed UTF-8 (no overlong forms, surrogates or code points beyond
+ * U+10FFFF), or n when there is none.  FlatBuffers strings are UTF-8; a
+ * copy of this test is in safetensors.c, a library that does not link
+ * this one.
+ */
+static size_t
+utf8_bad_at(const uint8_t *s, size_t n)
+{
+    size_t i = 0, start, len, k;
+    uint32_t cp;
+
+    while (i < n) {
+        start = i;
+        cp = s[i++];
+        if (cp < 0x80)
+            continue;
+        if (cp >= 0xc2 && cp <= 0xdf) {
+            len = 1;
+            cp &= 0x1f;
+        } else if (cp >= 0xe0 && cp <= 0xef) {
+            len = 2;
+            cp &= 0x0f;
+        } else if (cp >= 0xf0 && cp <= 0xf4) {
+            len = 3;
+            cp &= 0x07;
+        } else {
+            return start;
+        }
+        for (k = 0; k < len; k++, i++) {
+            if (i >= n || (s[i] & 0xc0) != 0x80)
+                return start;
+            cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        if ((len == 2 && cp < 0x800) || (len == 3 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return start;
+    }
+    return n;
+}
+
+/*
  * Checks the string at pos (from fb_deref): inside the file, terminated,
- * within SMLP__MAX_STRING and free of inner NULs (C strings could not
- * carry them).  *out receives a malloc'ed copy.
+ * within SMLP__MAX_STRING, free of inner NULs (C strings could not carry
+ * them) and well-formed UTF-8.  *out receives a malloc'ed copy.
  */
 static int
 fb_string(struct fb_reader *r, size_t pos, const char *desc, char **out)
 {
-    size_t n = rd_u32(r->buf + pos), data = pos + 4;
+    size_t n = rd_u32(r->buf + pos), data = pos + 4, bad;
     int rc;
 
     if (n >= r->len - data)
@@ -395,6 +439,11 @@ fb_string(struct fb_reader *r, size_t pos, const char *desc, char **out)
         return fail(r, SMLP_EBADFILE,
                     "%s string (offset %zu) contains a NUL byte", desc,
                     pos);
+    bad = utf8_bad_at(r->buf + data, n);
+    if (bad < n)
+        return fail(r, SMLP_EBADFILE,
+                    "%s string (offset %zu) is not valid UTF-8: byte %zu "
+                    "is 0x%02x", desc, pos, bad, r->buf[data + bad]);
     rc = ir_alloc(r, n + 1, 1, out);
     if (rc == SMLP_OK)
         memcpy(*out, r->buf + data, n + 1);
@@ -816,9 +865,17 @@ smlp__graph_ir_decode(const uint8_t *buf, size_t len, const char *what,
         return fail(&r, SMLP_EBADFILE, "file is %zu bytes, too short for "
                     "a FlatBuffer header (8 bytes)", r.len);
     if (memcmp(buf + 4, "SMLG", 4) != 0) {
+        size_t i = 0;
+
         format_ident(buf + 4, ident);
+        while (i < r.len && strchr(" \t\r\n", buf[i]) != NULL && buf[i])
+            i++;
         return fail(&r, SMLP_EBADFILE, "file identifier is \"%s\", "
-                    "expected \"SMLG\" (not a smlp graph)", ident);
+                    "expected \"SMLG\" (not a smlp graph%s)", ident,
+                    i < r.len && buf[i] == '{'
+                        ? "; it looks like a JSON source: compile it with "
+                          "flatc -b schemas/graph.fbs FILE.json"
+                        : "");
     }
     root = rd_u32(buf);
     if (root < 8 || root > r.len - 4)
@@ -831,7 +888,7 @@ smlp__graph_ir_decode(const uint8_t *buf, size_t len, const char *what,
     rc = ir_alloc(&r, 1, sizeof(*ir), &ir);
     if (rc != SMLP_OK)
         return rc;
-    ir->format_version = 1;
+    ir->format_version = SMLP__GRAPH_FORMAT_VERSION; /* when absent */
     rc = decode_graph(&r, root, ir);
     if (rc != SMLP_OK)
         goto out_free_ir;

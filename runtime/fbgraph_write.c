@@ -405,7 +405,7 @@ write_graph(struct fbw *w, const struct smlp__graph_ir *ir)
 
     fbw_grow(w, 8);
     fbw_set(w, 4, "SMLG", 4);
-    if (ir->format_version != 1)
+    if (ir->format_version != SMLP__GRAPH_FORMAT_VERSION)
         fbw_scalar(&t, GRAPH_VERSION, &ir->format_version, 4);
     fbw_ref(&t, GRAPH_NAME, &name);
     if (ir->n_plugins > 0)

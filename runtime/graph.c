@@ -1,13 +1,18 @@
 /*
  * graph.c - loading a graph file and checking what the format cannot:
- * unique names, one writer per tensor, no reads of unwritten tensors, no
- * cycles, plugin names that are names (never paths), declared shapes.
+ * the format version, names that are printable and unique, one writer per
+ * tensor, no reads of unwritten tensors, no cycles, at least one node and
+ * one output, plugin names that are names (never paths), declared shapes
+ * (-1, the batch, as the first dimension only) and initializers whose
+ * values are finite in the tensor's dtype.
  *
  * The FlatBuffer itself is verified and decoded by fbgraph.c; this file
  * owns the resulting IR.  A loaded graph is immutable.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,15 +71,77 @@ plugin_name_ok(const char *name)
     return 1;
 }
 
+/*
+ * Copies name into out[0..len) for a message, control characters written
+ * as \xNN, cut short with "..." when long.
+ */
+static const char *
+shown_name(const char *name, char *out, size_t len)
+{
+    const unsigned char *p;
+    size_t n = 0;
+
+    for (p = (const unsigned char *)name; *p != 0 && n + 8 < len; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            n += (size_t)snprintf(out + n, len - n, "\\x%02x", *p);
+        else
+            out[n++] = (char)*p;
+    }
+    if (*p != 0)
+        n += (size_t)snprintf(out + n, len - n, "...");
+    out[n] = '\0';
+    return out;
+}
+
+/*
+ * Checks that the name of `what` ("tensor 3", "node 0", "the graph") can
+ * be shown and typed: not empty, no control characters (< 0x20, 0x7f).
+ * The decoder has checked that it is UTF-8.
+ */
+static int
+check_name_text(const smlp_graph_t *g, const char *what, const char *name,
+                struct smlp_error *err)
+{
+    const unsigned char *p;
+    char shown[120];
+
+    if (name[0] == '\0')
+        return smlp__seterr(err, SMLP_EBADGRAPH, "%s: %s has an empty name",
+                            g->source, what);
+    for (p = (const unsigned char *)name; *p != 0; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return smlp__seterr(err, SMLP_EBADGRAPH,
+                                "%s: %s has the name '%s', which contains "
+                                "the control character 0x%02x",
+                                g->source, what,
+                                shown_name(name, shown, sizeof(shown)), *p);
+    return SMLP_OK;
+}
+
 static int
 check_names(smlp_graph_t *g, struct smlp_error *err)
 {
     const struct smlp__graph_ir *ir = g->ir;
     const char **names;
     const char *dup;
+    char what[32];
     int32_t i, n;
     int rc;
 
+    if ((rc = check_name_text(g, "the graph", ir->name, err)) != SMLP_OK)
+        return rc;
+    for (i = 0; i < ir->n_tensors; i++) {
+        snprintf(what, sizeof(what), "tensor %d", i);
+        if ((rc = check_name_text(g, what, ir->tensors[i].name, err)) !=
+            SMLP_OK)
+            return rc;
+    }
+    for (i = 0; i < ir->n_nodes; i++) {
+        snprintf(what, sizeof(what), "node %d", i);
+        if ((rc = check_name_text(g, what, ir->nodes[i].name, err)) !=
+            SMLP_OK)
+            return rc;
+    }
     n = ir->n_tensors > ir->n_nodes ? ir->n_tensors : ir->n_nodes;
     if (n < ir->n_plugins)
         n = ir->n_plugins;
@@ -138,18 +205,94 @@ graph_lists_plugin(const struct smlp__graph_ir *ir, const char *op)
     return 0;
 }
 
+/*
+ * |z| of the normal initializer's Box-Muller draw is below this (init.c:
+ * u1 >= 2^-25, sqrt(-2 ln 2^-25) = 5.89...).
+ */
+#define NORMAL_MAX_Z 5.9
+
+/*
+ * Checks tensor i's initializer: the parameters its kind uses (constant
+ * a; uniform a <= b; normal mean a and std b >= 0) are finite float32
+ * values, and every value it can give is finite in the tensor's dtype
+ * (float32; int32 for i32 tensors), so that a run never starts from NaN,
+ * infinity or a wrapped integer.  Zeros and ones use no parameter.
+ */
+static int
+check_init(const smlp_graph_t *g, int32_t i, struct smlp_error *err)
+{
+    static const char *const kinds[] = {"zeros", "ones", "constant",
+                                        "uniform", "normal"};
+    const struct smlp__tensor_ir *t = &g->ir->tensors[i];
+    const struct smlp__init_ir *in = &t->init;
+    const char *kind = kinds[in->kind];
+    int is_i32 = t->dtype == SMLP_DTYPE_I32;
+    double lo = in->a, hi = in->a;
+    double top = is_i32 ? 2147483647.0 : FLT_MAX;
+    double bottom = is_i32 ? -2147483648.0 : -FLT_MAX;
+    int n_params = 0, k;
+
+    _Static_assert(sizeof(kinds) / sizeof(kinds[0]) == SMLP__INIT_KIND_COUNT,
+                   "a name per init kind");
+    if (in->kind == SMLP__INIT_CONSTANT)
+        n_params = 1; /* a */
+    else if (in->kind == SMLP__INIT_UNIFORM || in->kind == SMLP__INIT_NORMAL)
+        n_params = 2; /* a and b */
+    for (k = 0; k < n_params; k++) {
+        double v = k == 0 ? in->a : in->b;
+
+        if (!isfinite(v) || fabs(v) > FLT_MAX)
+            return smlp__seterr(err, SMLP_EBADGRAPH,
+                                "%s: tensor %d '%s': %s initializer: %s=%g "
+                                "is not a finite float32 value",
+                                g->source, i, t->name, kind,
+                                k == 0 ? "a" : "b", v);
+    }
+    if (in->kind == SMLP__INIT_UNIFORM && !(in->a <= in->b))
+        return smlp__seterr(err, SMLP_EBADGRAPH,
+                            "%s: tensor %d '%s': uniform initializer "
+                            "needs a <= b (a=%g, b=%g)",
+                            g->source, i, t->name, in->a, in->b);
+    if (in->kind == SMLP__INIT_NORMAL && !(in->b >= 0))
+        return smlp__seterr(err, SMLP_EBADGRAPH,
+                            "%s: tensor %d '%s': normal initializer "
+                            "needs std b >= 0 (b=%g)",
+                            g->source, i, t->name, in->b);
+    if (in->kind == SMLP__INIT_UNIFORM)
+        hi = in->b;
+    if (in->kind == SMLP__INIT_NORMAL) {
+        lo = in->a - NORMAL_MAX_Z * in->b;
+        hi = in->a + NORMAL_MAX_Z * in->b;
+    }
+    if (n_params > 0 && (lo < bottom || hi > top))
+        return smlp__seterr(err, SMLP_EBADGRAPH,
+                            "%s: tensor %d '%s': %s initializer (a=%g, "
+                            "b=%g) can give %g, beyond the range of %s",
+                            g->source, i, t->name, kind, in->a, in->b,
+                            fabs(lo) > fabs(hi) ? lo : hi,
+                            is_i32 ? "int32" : "float32");
+    return SMLP_OK;
+}
+
+/*
+ * Declared shapes: required for inputs, parameters and state; dimensions
+ * are >= 0, or -1 for the batch, which only the first dimension of an
+ * input, output or activation can be (the session puts the batch size in
+ * every -1).  Then the initializers.
+ */
 static int
 check_tensors(smlp_graph_t *g, struct smlp_error *err)
 {
     const struct smlp__graph_ir *ir = g->ir;
     char buf[160];
     int32_t i, d;
+    int rc;
 
     for (i = 0; i < ir->n_tensors; i++) {
         const struct smlp__tensor_ir *t = &ir->tensors[i];
-        int needs_shape = t->kind == SMLP__TENSOR_PARAMETER ||
-                          t->kind == SMLP__TENSOR_STATE ||
-                          t->kind == SMLP__TENSOR_INPUT;
+        int fixed = t->kind == SMLP__TENSOR_PARAMETER ||
+                    t->kind == SMLP__TENSOR_STATE;
+        int needs_shape = fixed || t->kind == SMLP__TENSOR_INPUT;
 
         if (needs_shape && !t->has_shape)
             return smlp__seterr(err, SMLP_EBADGRAPH,
@@ -158,31 +301,27 @@ check_tensors(smlp_graph_t *g, struct smlp_error *err)
                                 g->source, i, t->name);
         for (d = 0; t->has_shape && d < t->rank; d++) {
             int64_t v = t->shape[d];
+            const char *why = NULL;
 
-            if (v < -1 || (v == -1 && (t->kind == SMLP__TENSOR_PARAMETER ||
-                                       t->kind == SMLP__TENSOR_STATE)))
+            if (v < -1)
+                why = "dimensions are >= 0, or -1 for the batch";
+            else if (v == -1 && fixed)
+                why = "-1 marks the batch and is allowed on inputs, "
+                      "outputs and activations only";
+            else if (v == -1 && d > 0)
+                why = "-1 marks the batch and is allowed as the first "
+                      "dimension only";
+            if (why != NULL)
                 return smlp__seterr(
                     err, SMLP_EBADGRAPH,
-                    "%s: tensor %d '%s': shape %s has invalid dimension %lld"
-                    " (-1 marks the batch and is allowed on inputs and "
-                    "activations only)",
+                    "%s: tensor %d '%s': shape %s has invalid dimension "
+                    "%lld at position %d (%s)",
                     g->source, i, t->name,
                     smlp__shape_str(t->shape, t->rank, buf, sizeof(buf)),
-                    (long long)v);
+                    (long long)v, d, why);
         }
-        if (t->init.present && t->init.kind == SMLP__INIT_UNIFORM &&
-            !(t->init.a <= t->init.b))
-            return smlp__seterr(err, SMLP_EBADGRAPH,
-                                "%s: tensor %d '%s': uniform initializer "
-                                "needs a <= b (a=%g, b=%g)",
-                                g->source, i, t->name, (double)t->init.a,
-                                (double)t->init.b);
-        if (t->init.present && t->init.kind == SMLP__INIT_NORMAL &&
-            !(t->init.b >= 0))
-            return smlp__seterr(err, SMLP_EBADGRAPH,
-                                "%s: tensor %d '%s': normal initializer "
-                                "needs std b >= 0 (b=%g)",
-                                g->source, i, t->name, (double)t->init.b);
+        if (t->init.present && (rc = check_init(g, i, err)) != SMLP_OK)
+            return rc;
     }
     return SMLP_OK;
 }
@@ -271,6 +410,23 @@ check_nodes(smlp_graph_t *g, struct smlp_error *err)
                                 "%s: output tensor '%s' is written by no node",
                                 g->source, ir->tensors[i].name);
     return SMLP_OK;
+}
+
+/* A graph computes something: it has a node and an output tensor. */
+static int
+check_has_work(const smlp_graph_t *g, struct smlp_error *err)
+{
+    const struct smlp__graph_ir *ir = g->ir;
+    int32_t i;
+
+    if (ir->n_nodes == 0)
+        return smlp__seterr(err, SMLP_EBADGRAPH, "%s: the graph has no "
+                            "nodes", g->source);
+    for (i = 0; i < ir->n_tensors; i++)
+        if (ir->tensors[i].kind == SMLP__TENSOR_OUTPUT)
+            return SMLP_OK;
+    return smlp__seterr(err, SMLP_EBADGRAPH, "%s: the graph has no output "
+                        "tensor (no tensor of kind Output)", g->source);
 }
 
 /* Kahn's algorithm, lowest node index first (file order when possible). */
@@ -362,7 +518,8 @@ smlp_graph_load_buffer(const void *buf, size_t len, const char *what,
         goto fail;
     }
     rc = smlp__graph_ir_decode(buf, len, g->source, &g->ir,
-                               err ? err->msg : NULL, err ? sizeof(err->msg) : 0);
+                               err ? err->msg : NULL,
+                               err ? sizeof(err->msg) : 0);
     if (rc != SMLP_OK) {
         if (err != NULL)
             err->status = rc;
@@ -375,13 +532,16 @@ smlp_graph_load_buffer(const void *buf, size_t len, const char *what,
         smlp__seterr(err, SMLP_ENOMEM, "%s: out of memory", g->source);
         goto fail;
     }
-    if (g->ir->name[0] == '\0') {
-        smlp__seterr(err, SMLP_EBADGRAPH, "%s: the graph has an empty name",
-                     g->source);
+    if (g->ir->format_version != SMLP__GRAPH_FORMAT_VERSION) {
+        smlp__seterr(err, SMLP_EBADFILE, "%s: graph format_version %u is "
+                     "not supported (this runtime reads version %d)",
+                     g->source, (unsigned)g->ir->format_version,
+                     SMLP__GRAPH_FORMAT_VERSION);
         goto fail;
     }
     if (check_names(g, err) != SMLP_OK || check_tensors(g, err) != SMLP_OK ||
-        check_nodes(g, err) != SMLP_OK || sort_nodes(g, err) != SMLP_OK)
+        check_nodes(g, err) != SMLP_OK || sort_nodes(g, err) != SMLP_OK ||
+        check_has_work(g, err) != SMLP_OK)
         goto fail;
     return g;
 fail:

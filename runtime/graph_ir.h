@@ -5,8 +5,9 @@
  * this structure and encodes it back.  Everything is owned by the IR and
  * released with smlp__graph_ir_free().  Indices are as in the file: a node
  * input of -1 means an absent optional input.  The decoder checks the
- * *format* (offsets, lengths, enums, index ranges, rank); graph semantics
- * (cycles, writers, shapes) are checked by runtime/graph.c.
+ * *format* (offsets, lengths, enums, index ranges, rank, UTF-8 strings);
+ * graph semantics (the format version, names, cycles, writers, shapes,
+ * initializers) are checked by runtime/graph.c.
  */
 #ifndef SMLP_GRAPH_IR_H
 #define SMLP_GRAPH_IR_H
@@ -93,6 +94,10 @@ struct smlp__graph_ir {
     int32_t n_meta;
     struct smlp__meta_ir *meta;
 };
+
+/* The format_version this runtime reads (the schema's default: a file
+ * without the field has it).  runtime/graph.c refuses any other. */
+#define SMLP__GRAPH_FORMAT_VERSION 1
 
 /* Limits enforced by the decoder (a file over them is rejected). */
 #define SMLP__MAX_TENSORS 1000000

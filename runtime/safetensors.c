@@ -28,6 +28,7 @@
 
 #include <jansson.h>
 
+#include "atomic_file.h"
 #include "safetensors.h"
 
 /* A larger header is certainly not a real one (the format says 100 MB). */
@@ -883,136 +884,36 @@ out_nomem:
     return fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
 }
 
-/* Writes all of buf to fd.  Returns 0, or -1 with errno set. */
-static int
-write_all(int fd, const void *buf, size_t len)
-{
-    const unsigned char *p = buf;
-    ssize_t w;
-
-    while (len > 0) {
-        w = write(fd, p, len > (1u << 30) ? (1u << 30) : len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /*
- * Makes a rename in the directory of path durable.  File systems that
- * cannot sync a directory (EINVAL) are fine.  Returns SMLP_OK or SMLP_EIO.
- */
-static int
-sync_dir(const char *path, char *err, size_t errlen)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    int fd, rc = SMLP_OK;
-
-    if (slash == NULL)
-        dir = strdup(".");
-    else if (slash == path)
-        dir = strdup("/");
-    else
-        dir = strndup(path, (size_t)(slash - path));
-    if (dir == NULL)
-        return fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = fail(err, errlen, SMLP_EIO,
-                  "%s: written, but cannot open its directory to sync it: "
-                  "%s",
-                  path, strerror(errno));
-        goto out_free_dir;
-    }
-    if (fsync(fd) != 0 && errno != EINVAL)
-        rc = fail(err, errlen, SMLP_EIO,
-                  "%s: written, but cannot sync its directory: %s", path,
-                  strerror(errno));
-    close(fd);
-out_free_dir:
-    free(dir);
-    return rc;
-}
-
-/*
- * Writes header and data to a temporary file beside path, syncs it and
- * renames it over path.  The new file gets the permission bits of the file
- * it replaces, or 0644.  On failure the temporary file is removed and path
- * is untouched.  Returns SMLP_OK, SMLP_EIO or SMLP_ENOMEM.
+ * Writes header and data to path through smlp__atomic_file (a temporary
+ * file beside it, synced and renamed over it; a device or FIFO written in
+ * place; a symbolic link's target replaced).  The new file gets the
+ * permission bits of the file it replaces, or 0666 & ~umask.  On failure
+ * the temporary file is removed and path is untouched.  Returns SMLP_OK,
+ * SMLP_EINVAL (an empty name), SMLP_EIO or SMLP_ENOMEM.
  */
 static int
 write_file(const char *path, const unsigned char *header, size_t hlen,
            const struct smlp__st_entry *entries, int32_t n, char *err,
            size_t errlen)
 {
-    static const char suffix[] = ".tmp.XXXXXX";
-    struct stat st;
-    mode_t mode = 0644;
-    char *tmp;
+    struct smlp__atomic_file af;
     int32_t i;
-    int fd, rc;
+    int rc;
 
-    tmp = malloc(strlen(path) + sizeof(suffix));
-    if (tmp == NULL)
-        return fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
-    strcpy(tmp, path);
-    strcat(tmp, suffix);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        rc = fail(err, errlen, SMLP_EIO,
-                  "%s: cannot create the temporary file %s%s: %s", path,
-                  path, suffix, strerror(errno));
-        goto out_free_tmp;
+    rc = smlp__atomic_file_open(&af, path, err, errlen);
+    if (rc != SMLP_OK)
+        return rc;
+    rc = smlp__atomic_file_write(&af, header, hlen, err, errlen);
+    for (i = 0; i < n && rc == SMLP_OK; i++)
+        if (entries[i].nbytes > 0)
+            rc = smlp__atomic_file_write(&af, entries[i].data,
+                                         entries[i].nbytes, err, errlen);
+    if (rc != SMLP_OK) {
+        smlp__atomic_file_abort(&af);
+        return rc;
     }
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-        mode = st.st_mode & 07777;
-    if (fchmod(fd, mode) != 0) {
-        rc = fail(err, errlen, SMLP_EIO, "%s: cannot chmod %s: %s", path,
-                  tmp, strerror(errno));
-        goto out_close_fd;
-    }
-    if (write_all(fd, header, hlen) != 0) {
-        rc = fail(err, errlen, SMLP_EIO, "%s: cannot write %s: %s", path,
-                  tmp, strerror(errno));
-        goto out_close_fd;
-    }
-    for (i = 0; i < n; i++)
-        if (entries[i].nbytes > 0 &&
-            write_all(fd, entries[i].data, entries[i].nbytes) != 0) {
-            rc = fail(err, errlen, SMLP_EIO, "%s: cannot write %s: %s",
-                      path, tmp, strerror(errno));
-            goto out_close_fd;
-        }
-    if (fsync(fd) != 0) {
-        rc = fail(err, errlen, SMLP_EIO, "%s: cannot sync %s: %s", path,
-                  tmp, strerror(errno));
-        goto out_close_fd;
-    }
-    if (close(fd) != 0) {
-        rc = fail(err, errlen, SMLP_EIO, "%s: cannot close %s: %s", path,
-                  tmp, strerror(errno));
-        goto out_unlink;
-    }
-    if (rename(tmp, path) != 0) {
-        rc = fail(err, errlen, SMLP_EIO, "%s: cannot rename %s over it: %s",
-                  path, tmp, strerror(errno));
-        goto out_unlink;
-    }
-    free(tmp);
-    return sync_dir(path, err, errlen);
-
-out_close_fd:
-    close(fd);
-out_unlink:
-    unlink(tmp);
-out_free_tmp:
-    free(tmp);
-    return rc;
+    return smlp__atomic_file_commit(&af, err, errlen);
 }
 
 /*

@@ -141,6 +141,73 @@ choose_kernel(const struct smlp__op *op, const struct smlp_infer_ctx *ctx,
     return best;
 }
 
+/*
+ * The first input whose declared shape has no -1 and starts with `first`,
+ * or -1.  When a dimension declared -1 comes out as `first` instead of the
+ * session's batch, such an input has fixed the graph's batch.
+ */
+static int32_t
+fixed_batch_input(const smlp_session_t *s, int64_t first)
+{
+    const struct smlp__graph_ir *ir = s->graph->ir;
+    int32_t i, d;
+
+    for (i = 0; i < ir->n_tensors; i++) {
+        const struct smlp__tensor_ir *ti = &ir->tensors[i];
+
+        if (ti->kind != SMLP__TENSOR_INPUT || ti->rank < 1 ||
+            ti->shape[0] != first)
+            continue;
+        for (d = 1; d < ti->rank && ti->shape[d] != -1; d++)
+            ;
+        if (d == ti->rank)
+            return i;
+    }
+    return -1;
+}
+
+/*
+ * Output j of node n did not come out as the graph declares it: `want`,
+ * its -1s replaced by the session's batch.  When the difference is in a
+ * dimension declared -1 and an input has fixed the batch to what came out
+ * there, that input and the session's batch are at fault, not node n:
+ * reports so (SMLP_ESHAPE) and returns the status; else returns SMLP_OK
+ * and the caller reports the mismatch itself.
+ */
+static int
+output_batch_mismatch(smlp_session_t *s, const struct smlp__node_rt *n,
+                      int32_t j, const int64_t *want,
+                      struct smlp_error *err)
+{
+    const struct smlp__tensor_ir *decl =
+        &s->graph->ir->tensors[n->node.ir->outputs[j]];
+    const struct smlp_tensor *t = n->out[j];
+    const struct smlp__tensor_ir *in;
+    char b1[200], b2[200], b3[200];
+    int32_t d, k;
+
+    for (d = 0; d < decl->rank && d < t->rank; d++) {
+        if (decl->shape[d] != -1 || t->shape[d] == s->opts.batch)
+            continue;
+        k = fixed_batch_input(s, t->shape[d]);
+        if (k < 0)
+            continue;
+        in = &s->graph->ir->tensors[k];
+        return smlp__seterr(
+            err, SMLP_ESHAPE,
+            "%s: input '%s' has a fixed batch of %lld (declared %s); the "
+            "session asks for batch %lld (node %d '%s' (%s) gives output "
+            "'%s' %s where the graph declares %s)",
+            s->graph->source, in->name, (long long)in->shape[0],
+            smlp__shape_str(in->shape, in->rank, b1, sizeof(b1)),
+            (long long)s->opts.batch, n->node.index, n->node.ir->name,
+            n->node.ir->op, decl->name,
+            smlp__shape_str(t->shape, t->rank, b2, sizeof(b2)),
+            smlp__shape_str(want, decl->rank, b3, sizeof(b3)));
+    }
+    return SMLP_OK;
+}
+
 /* Checks what infer() wrote into output j of node n. */
 static int
 check_output(smlp_session_t *s, struct smlp__node_rt *n, int32_t j,
@@ -177,6 +244,8 @@ check_output(smlp_session_t *s, struct smlp__node_rt *n, int32_t j,
             if (same && want[d] != t->shape[d])
                 same = 0;
         }
+        if (!same && output_batch_mismatch(s, n, j, want, err) != SMLP_OK)
+            return SMLP_ESHAPE;
         if (!same || decl->dtype != t->dtype)
             return smlp__seterr(
                 err, SMLP_ESHAPE,
@@ -270,6 +339,43 @@ infer_node(smlp_session_t *s, struct smlp__node_rt *n, struct smlp_error *err)
     return SMLP_OK;
 }
 
+/*
+ * Refuses an attribute of node n that its op does not declare (when the
+ * op declares its attributes: def.attrs not NULL), so that a misspelt
+ * name is an error rather than a run with the default value.
+ */
+static int
+check_attrs(const smlp_session_t *s, const struct smlp__node_rt *n,
+            struct smlp_error *err)
+{
+    const struct smlp__node_ir *nir = n->node.ir;
+    const struct smlp_attr_def *decl = n->op->def.attrs;
+    char list[300] = "";
+    size_t used = 0;
+    int32_t j, k;
+
+    if (decl == NULL)
+        return SMLP_OK;
+    for (j = 0; j < nir->n_attrs; j++) {
+        for (k = 0; decl[k].name != NULL; k++)
+            if (strcmp(decl[k].name, nir->attrs[j].name) == 0)
+                break;
+        if (decl[k].name != NULL)
+            continue;
+        for (k = 0; decl[k].name != NULL && used < sizeof(list); k++)
+            used += (size_t)snprintf(list + used, sizeof(list) - used,
+                                     "%s%s", k > 0 ? ", " : "",
+                                     decl[k].name);
+        return smlp__seterr(err, SMLP_EBADGRAPH,
+                            "%s: node %d '%s' (%s): attribute '%s' is not "
+                            "one that the op declares (it declares %s)",
+                            s->graph->source, n->node.index, nir->name,
+                            nir->op, nir->attrs[j].name,
+                            list[0] != '\0' ? list : "none");
+    }
+    return SMLP_OK;
+}
+
 static int
 resolve_nodes(smlp_session_t *s, struct smlp_error *err)
 {
@@ -337,6 +443,8 @@ resolve_nodes(smlp_session_t *s, struct smlp_error *err)
                 n->op->def.min_inputs, n->op->def.max_inputs,
                 n->op->def.n_outputs);
         }
+        if ((rc = check_attrs(s, n, err)) != SMLP_OK)
+            return rc;
         n->in = smlp__calloc((size_t)nir->n_inputs + 1, sizeof(*n->in));
         n->out = smlp__calloc((size_t)nir->n_outputs + 1, sizeof(*n->out));
         if (n->in == NULL || n->out == NULL)

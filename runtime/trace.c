@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "internal.h"
 
 /* The characters of s, escaped for a JSON string. */
@@ -35,27 +36,27 @@ put_json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/*
+ * Written through smlp__atomic_file (atomic_file.h): replaced atomically,
+ * a device or FIFO written in place, a link's target replaced.  Messages
+ * read "cannot write trace: PATH: why".
+ */
 SMLP_API int
 smlp_session_write_trace(smlp_session_t *s, const char *path)
 {
-    size_t len = strlen(path) + 16;
-    char *tmp = smlp__malloc(len);
+    struct smlp__atomic_file af;
+    char err[SMLP__ERRLEN];
     FILE *f;
-    int fd, i, rc = SMLP_OK;
+    int i, rc;
 
-    if (tmp == NULL)
-        return smlp__session_fail(s, SMLP_ENOMEM, "out of memory");
-    snprintf(tmp, len, "%s.tmp.XXXXXX", path);
-    fd = mkstemp(tmp);
-    if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
-        rc = smlp__session_fail(s, SMLP_EIO, "%s: cannot write trace: %s",
-                                path, strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-            unlink(tmp);
-        }
-        smlp__free(tmp);
-        return rc;
+    rc = smlp__atomic_file_open(&af, path, err, sizeof(err));
+    if (rc != SMLP_OK)
+        return smlp__session_fail(s, rc, "cannot write trace: %s", err);
+    f = smlp__atomic_file_stream(&af, err, sizeof(err));
+    if (f == NULL) {
+        smlp__atomic_file_abort(&af);
+        return smlp__session_fail(s, SMLP_ENOMEM, "cannot write trace: %s",
+                                  err);
     }
     fprintf(f, "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n");
     fprintf(f, "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 1, "
@@ -91,16 +92,8 @@ smlp_session_write_trace(smlp_session_t *s, const char *path)
                 n->bthread, n->bt0 - s->run_t0, n->bt1 - n->bt0);
     }
     fprintf(f, "\n]}\n");
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        rc = smlp__session_fail(s, SMLP_EIO, "%s: cannot write trace: %s",
-                                path, strerror(errno));
-        fclose(f);
-        unlink(tmp);
-    } else if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        rc = smlp__session_fail(s, SMLP_EIO, "%s: cannot write trace: %s",
-                                path, strerror(errno));
-        unlink(tmp);
-    }
-    smlp__free(tmp);
-    return rc;
+    rc = smlp__atomic_file_commit(&af, err, sizeof(err));
+    if (rc != SMLP_OK)
+        return smlp__session_fail(s, rc, "cannot write trace: %s", err);
+    return SMLP_OK;
 }

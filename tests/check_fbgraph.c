@@ -714,6 +714,57 @@ START_TEST(test_fbgraph_decode_string_inner_nul)
 }
 END_TEST
 
+/* Puts the 4 bytes of b over the graph's name ("full", 4 bytes). */
+static void
+put_graph_name(const char *b)
+{
+    size_t s = deref(full, field(full, root(full), G_NAME));
+
+    ck_assert_uint_eq(get32(full, s), 4);
+    memcpy(full + s + 4, b, 4);
+}
+
+/* FlatBuffers strings are UTF-8: anything else is refused where it is. */
+START_TEST(test_fbgraph_decode_string_not_utf8)
+{
+    static const char *const bad[] = {
+        "\xc0\x80ll",         /* overlong NUL */
+        "fu\xe2\x82",         /* cut short by the end of the string */
+        "\xed\xa0\x80l",     /* a surrogate */
+        "\xf4\x90\x80\x80", /* beyond U+10FFFF */
+        "f\x80ll",            /* a lone continuation byte */
+    };
+    size_t i, t, n;
+    struct smlp__graph_ir *ir;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        put_graph_name(bad[i]);
+        expect_bad(full, full_len, "bad.fbs: graph: name string (offset ");
+        expect_bad(full, full_len, "is not valid UTF-8: byte ");
+    }
+    put_graph_name("f\x80ll");
+    expect_bad(full, full_len, "is not valid UTF-8: byte 1 is 0x80");
+    put_graph_name("\xf0\x9f\x98\x80"); /* U+1F600: fine */
+    ir = decode_ok(full, full_len);
+    ck_assert_str_eq(ir->name, "\xf0\x9f\x98\x80");
+    smlp__graph_ir_free(ir);
+    put_graph_name("full");
+    /* A node name (node 0 'fc') and a tensor name (tensor 0 'x'). */
+    n = deref(full, field(full, element(full, root(full), G_NODES, 0),
+                          N_NAME));
+    full[n + 5] = (uint8_t)0xff;
+    expect_bad(full, full_len,
+               "bad.fbs: node 0: name string (offset ");
+    expect_bad(full, full_len, "is not valid UTF-8: byte 1 is 0xff");
+    full[n + 5] = 'c';
+    t = deref(full, field(full, element(full, root(full), G_TENSORS, 0),
+                          T_NAME));
+    full[t + 4] = (uint8_t)0xc3; /* a lead byte with no continuation */
+    expect_bad(full, full_len, "bad.fbs: tensor 0: name string (offset ");
+    expect_bad(full, full_len, "is not valid UTF-8: byte 0 is 0xc3");
+}
+END_TEST
+
 START_TEST(test_fbgraph_decode_vector_overflow)
 {
     size_t t = element(full, root(full), G_TENSORS, 0);
@@ -1327,6 +1378,7 @@ fbgraph_suite(void)
     tcase_add_test(tc, test_fbgraph_decode_string_unterminated);
     tcase_add_test(tc, test_fbgraph_decode_string_past_end);
     tcase_add_test(tc, test_fbgraph_decode_string_inner_nul);
+    tcase_add_test(tc, test_fbgraph_decode_string_not_utf8);
     tcase_add_test(tc, test_fbgraph_decode_vector_overflow);
     tcase_add_test(tc, test_fbgraph_decode_misaligned_offset);
     tcase_add_test(tc, test_fbgraph_decode_enum_out_of_range);

@@ -1,7 +1,8 @@
 /*
  * check_robust.c - reliability checks that the bad-input catalogue
  * (tests/check_bad_inputs.sh) cannot make through smlp-run: the
- * check_finite session option (NaN and infinity in loaded weights), a
+ * check_finite session option (NaN and infinity in loaded weights),
+ * initializers whose values would not be finite (refused at load), a
  * FIFO given as a graph (must not block), the --max-memory budget checked
  * at planning time to the byte, and no recursion on graph input (a chain
  * of 20000 nodes loads, plans and runs on a thread with a small stack).
@@ -126,6 +127,75 @@ START_TEST(test_check_finite_weights)
     smlp_session_destroy(s);
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * Loads graph_tiny with W's init replaced by `init` (JSON) and W's dtype
+ * by `dtype`; expects the load to fail with `needle`.
+ */
+static void
+expect_bad_init(const char *dtype, const char *init, const char *needle)
+{
+    struct smlp_error err;
+    char json[1024], path[512];
+
+    snprintf(json, sizeof(json),
+             "{\"name\": \"tiny\", \"plugins\": [\"core\"], \"tensors\": ["
+             "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]},"
+             "{\"name\": \"W\", \"kind\": \"Parameter\", \"dtype\": \"%s\","
+             " \"shape\": [3, 2], \"init\": %s},"
+             "{\"name\": \"y\", \"kind\": \"Output\"}],"
+             "\"nodes\": [{\"name\": \"fc\", \"op\": \"core.linear\","
+             " \"inputs\": [0, 1], \"outputs\": [2]}]}",
+             dtype, init);
+    tu_graph_from_json(tu_tmpdir(), "init", json, path, sizeof(path));
+    ck_assert_msg(smlp_graph_load(path, &err) == NULL,
+                  "loaded with init %s", init);
+    ck_assert_int_eq(err.status, SMLP_EBADGRAPH);
+    tu_assert_contains(err.msg, path);
+    tu_assert_contains(err.msg, needle);
+}
+
+/* An initializer that would fill NaN, infinity or a wrapped integer is
+ * refused when the graph loads, naming the tensor and the kind. */
+START_TEST(test_graph_load_init_not_finite)
+{
+    expect_bad_init("F32", "{\"kind\": \"Constant\", \"a\": nan}",
+                    "tensor 1 'W': constant initializer: a=nan is not a "
+                    "finite float32 value");
+    expect_bad_init("F32", "{\"kind\": \"Constant\", \"a\": 1e300}",
+                    "tensor 1 'W': constant initializer: a=1e+300 is not a "
+                    "finite float32 value");
+    expect_bad_init("F32", "{\"kind\": \"Constant\", \"a\": -inf}",
+                    "constant initializer: a=-inf is not a finite float32");
+    expect_bad_init("F32", "{\"kind\": \"Normal\", \"a\": 1e300,"
+                    " \"b\": 1}",
+                    "tensor 1 'W': normal initializer: a=1e+300 is not a "
+                    "finite float32 value");
+    expect_bad_init("F32", "{\"kind\": \"Normal\", \"a\": 0,"
+                    " \"b\": 1e300}",
+                    "tensor 1 'W': normal initializer: b=1e+300 is not a "
+                    "finite float32 value");
+    expect_bad_init("F32", "{\"kind\": \"Normal\", \"a\": 0,"
+                    " \"b\": 1e38}",
+                    "tensor 1 'W': normal initializer (a=0, b=1e+38) can "
+                    "give 5.9e+38, beyond the range of float32");
+    expect_bad_init("F32", "{\"kind\": \"Uniform\", \"a\": 0,"
+                    " \"b\": inf}",
+                    "uniform initializer: b=inf is not a finite float32");
+    expect_bad_init("F32", "{\"kind\": \"Uniform\", \"a\": nan,"
+                    " \"b\": 1}",
+                    "uniform initializer: a=nan is not a finite float32");
+    expect_bad_init("I32", "{\"kind\": \"Constant\", \"a\": 1e10}",
+                    "tensor 1 'W': constant initializer (a=1e+10, b=0) can "
+                    "give 1e+10, beyond the range of int32");
+    /* The checks that were there before stay. */
+    expect_bad_init("F32", "{\"kind\": \"Uniform\", \"a\": 1,"
+                    " \"b\": -1}",
+                    "uniform initializer needs a <= b (a=1, b=-1)");
+    expect_bad_init("F32", "{\"kind\": \"Normal\", \"b\": -1}",
+                    "normal initializer needs std b >= 0 (b=-1)");
 }
 END_TEST
 
@@ -289,6 +359,7 @@ robust_suite(void)
     TCase *tc = tcase_create("weights");
 
     tcase_add_test(tc, test_check_finite_weights);
+    tcase_add_test(tc, test_graph_load_init_not_finite);
     suite_add_tcase(s, tc);
     tc = tcase_create("limits");
     tcase_add_test(tc, test_graph_fifo_does_not_block);

@@ -17,19 +17,43 @@ graph_json(const char *json, struct smlp_error *err, char *path, size_t len)
 }
 
 static void
-expect_bad_graph(const char *json, const char *needle)
+expect_bad_graph_status(const char *json, int status, const char *needle)
 {
     struct smlp_error err;
     char path[512];
     smlp_graph_t *g = graph_json(json, &err, path, sizeof(path));
 
     ck_assert_msg(g == NULL, "graph loaded, expected '%s'", needle);
-    ck_assert_int_eq(err.status, SMLP_EBADGRAPH);
+    ck_assert_msg(err.status == status, "got %s: %s",
+                  smlp_status_name(err.status), err.msg);
     tu_assert_contains(err.msg, needle);
     tu_assert_contains(err.msg, path);
 }
 
+static void
+expect_bad_graph(const char *json, const char *needle)
+{
+    expect_bad_graph_status(json, SMLP_EBADGRAPH, needle);
+}
+
+/* Loads a graph that must load. */
+static void
+expect_good_graph(const char *json)
+{
+    struct smlp_error err;
+    char path[512];
+    smlp_graph_t *g = graph_json(json, &err, path, sizeof(path));
+
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_graph_unload(g);
+}
+
 #define T_IN "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]}"
+
+/* The rest of a graph whose tensor 0 is x: y = relu(x), the output. */
+#define T_RELU_Y                                                             \
+    "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": [{\"name\":"       \
+    " \"r\", \"op\": \"core.relu\", \"inputs\": [0], \"outputs\": [1]}]}"
 
 START_TEST(test_graph_load_cycle)
 {
@@ -115,6 +139,118 @@ START_TEST(test_graph_load_misc_semantics)
                      " \"kind\": \"Output\"}]}",
                      "output tensor 'y' is written by no node");
     expect_bad_graph("{\"name\": \"\"}", "empty name");
+}
+END_TEST
+
+/* Only the version this runtime reads; absent means 1 (the default). */
+START_TEST(test_graph_load_format_version)
+{
+    static const char *const bad[] = {"99", "0", "2", "4294967295"};
+    char json[512], want[128];
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(json, sizeof(json), "{\"name\": \"g\", \"format_version\":"
+                 " %s, \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
+                 T_RELU_Y, bad[i]);
+        snprintf(want, sizeof(want), "g.fbs: graph format_version %s is not "
+                 "supported (this runtime reads version 1)", bad[i]);
+        expect_bad_graph_status(json, SMLP_EBADFILE, want);
+    }
+    expect_good_graph("{\"name\": \"g\", \"format_version\": 1, "
+                      "\"plugins\": [\"core\"], \"tensors\": [" T_IN ","
+                      T_RELU_Y);
+    expect_good_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                      "\"tensors\": [" T_IN "," T_RELU_Y);
+}
+END_TEST
+
+/* Tensor and node names are not empty and have no control characters. */
+START_TEST(test_graph_load_bad_names)
+{
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [{\"name\": \"x\", \"kind\": \"Input\","
+                     " \"shape\": [-1, 2]}, {\"name\": \"\", \"kind\":"
+                     " \"Output\"}], \"nodes\": [{\"name\": \"r\", \"op\":"
+                     " \"core.relu\", \"inputs\": [0], \"outputs\": [1]}]}",
+                     "g.fbs: tensor 1 has an empty name");
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [" T_IN ", {\"name\": \"y\", \"kind\":"
+                     " \"Output\"}], \"nodes\": [{\"name\": \"\", \"op\":"
+                     " \"core.relu\", \"inputs\": [0], \"outputs\": [1]}]}",
+                     "g.fbs: node 0 has an empty name");
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [" T_IN ", {\"name\": \"y\\u0001z\","
+                     " \"kind\": \"Output\"}], \"nodes\": [{\"name\": \"r\","
+                     " \"op\": \"core.relu\", \"inputs\": [0], \"outputs\":"
+                     " [1]}]}",
+                     "g.fbs: tensor 1 has the name 'y\\x01z', which contains "
+                     "the control character 0x01");
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [" T_IN ", {\"name\": \"y\", \"kind\":"
+                     " \"Output\"}], \"nodes\": [{\"name\": \"r\\n\", \"op\":"
+                     " \"core.relu\", \"inputs\": [0], \"outputs\": [1]}]}",
+                     "g.fbs: node 0 has the name 'r\\x0a', which contains the "
+                     "control character 0x0a");
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [" T_IN ", {\"name\": \"y\", \"kind\":"
+                     " \"Output\"}], \"nodes\": [{\"name\": \"\\u007f\","
+                     " \"op\": \"core.relu\", \"inputs\": [0], \"outputs\":"
+                     " [1]}]}",
+                     "control character 0x7f");
+    expect_bad_graph("{\"name\": \"g\\t\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [" T_IN "," T_RELU_Y,
+                     "g.fbs: the graph has the name 'g\\x09', which "
+                     "contains the control character 0x09");
+    /* UTF-8 beyond ASCII is a name like any other. */
+    expect_good_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                      "\"tensors\": [" T_IN ", {\"name\": \"y\\u00e9\","
+                      " \"kind\": \"Output\"}], \"nodes\": [{\"name\":"
+                      " \"\\u20ac\", \"op\": \"core.relu\", \"inputs\": [0],"
+                      " \"outputs\": [1]}]}");
+}
+END_TEST
+
+/* A graph computes something: a node and an output tensor. */
+START_TEST(test_graph_load_no_nodes_no_output)
+{
+    expect_bad_graph("{\"name\": \"g\", \"tensors\": [" T_IN "]}",
+                     "g.fbs: the graph has no nodes");
+    expect_bad_graph("{\"name\": \"g\"}", "g.fbs: the graph has no nodes");
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [" T_IN ", {\"name\": \"y\"}],"
+                     " \"nodes\": [{\"name\": \"r\", \"op\": \"core.relu\","
+                     " \"inputs\": [0], \"outputs\": [1]}]}",
+                     "g.fbs: the graph has no output tensor");
+}
+END_TEST
+
+/* -1 (the batch) is the first dimension, once. */
+START_TEST(test_graph_load_batch_dim_first_only)
+{
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [{\"name\": \"x\", \"kind\": \"Input\","
+                     " \"shape\": [2, -1]}," T_RELU_Y,
+                     "tensor 0 'x': shape [2,-1] has invalid dimension -1 at "
+                     "position 1 (-1 marks the batch and is allowed as the "
+                     "first dimension only)");
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [{\"name\": \"x\", \"kind\": \"Input\","
+                     " \"shape\": [-1, -1]}," T_RELU_Y,
+                     "tensor 0 'x': shape [-1,-1] has invalid dimension -1 "
+                     "at position 1");
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [" T_IN ", {\"name\": \"y\", \"kind\":"
+                     " \"Output\", \"shape\": [-1, 2, -1]}], \"nodes\":"
+                     " [{\"name\": \"r\", \"op\": \"core.relu\", \"inputs\":"
+                     " [0], \"outputs\": [1]}]}",
+                     "tensor 1 'y': shape [-1,2,-1] has invalid dimension -1 "
+                     "at position 2");
+    expect_good_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                      "\"tensors\": [" T_IN ", {\"name\": \"y\", \"kind\":"
+                      " \"Output\", \"shape\": [-1, 2]}], \"nodes\":"
+                      " [{\"name\": \"r\", \"op\": \"core.relu\","
+                      " \"inputs\": [0], \"outputs\": [1]}]}");
 }
 END_TEST
 
@@ -482,11 +618,13 @@ END_TEST
 
 START_TEST(test_infer_batch_zero_and_overflow)
 {
-    expect_bad_session("{\"name\": \"g\", \"tensors\": [" T_IN "]}", 0,
-                       SMLP_EINVAL, "batch size 0 is out of range");
+    expect_bad_session("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                       "\"tensors\": [" T_IN "," T_RELU_Y, 0, SMLP_EINVAL,
+                       "batch size 0 is out of range");
     expect_bad_session(
-        "{\"name\": \"g\", \"tensors\": [{\"name\": \"x\", \"kind\":"
-        " \"Input\", \"shape\": [-1, 4294967296, 4294967296]}]}",
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\":"
+        " [-1, 4294967296, 4294967296]}," T_RELU_Y,
         1, SMLP_ESHAPE, "tensor 'x': shape [1,4294967296,4294967296] is too "
                         "large");
 }
@@ -496,11 +634,71 @@ START_TEST(test_infer_arity)
 {
     expect_bad_session(
         "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
-        "{\"name\": \"y\"}], \"nodes\": [{\"name\": \"a\", \"op\":"
-        " \"core.add\", \"inputs\": [0], \"outputs\": [1]}]}",
+        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": [{\"name\":"
+        " \"a\", \"op\": \"core.add\", \"inputs\": [0], \"outputs\": [1]}]}",
         1, SMLP_EBADGRAPH,
         "node 0 'a' (core.add): has 1 inputs and 1 outputs, the op takes 2 "
         "inputs");
+}
+END_TEST
+
+/* A misspelt attribute is an error, not a run with the default. */
+START_TEST(test_infer_undeclared_attr)
+{
+    expect_bad_session(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
+        "{\"name\": \"W\", \"kind\": \"Parameter\", \"shape\": [3, 2]},"
+        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": ["
+        "{\"name\": \"fc\", \"op\": \"core.linear\", \"inputs\": [0, 1],"
+        " \"outputs\": [2], \"attrs\": [{\"name\": \"axsi\", \"i\": -1}]}]}",
+        1, SMLP_EBADGRAPH,
+        "g.fbs: node 0 'fc' (core.linear): attribute 'axsi' is not one that "
+        "the op declares (it declares axis)");
+    expect_bad_session(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
+        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": [{\"name\":"
+        " \"r\", \"op\": \"core.relu\", \"inputs\": [0], \"outputs\": [1],"
+        " \"attrs\": [{\"name\": \"slope\", \"type\": \"Float\","
+        " \"f\": 0.1}]}]}",
+        1, SMLP_EBADGRAPH,
+        "node 0 'r' (core.relu): attribute 'slope' is not one that the op "
+        "declares (it declares none)");
+}
+END_TEST
+
+/* An input with a fixed first dimension fixes the batch: a session with
+ * another batch blames the input, not a node downstream. */
+START_TEST(test_infer_fixed_batch_input)
+{
+    static const char *json =
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"image\", \"kind\": \"Input\", \"shape\": [2, 3]},"
+        "{\"name\": \"h\"},"
+        "{\"name\": \"y\", \"kind\": \"Output\", \"shape\": [-1, 3]}],"
+        "\"nodes\": [{\"name\": \"r\", \"op\": \"core.relu\","
+        " \"inputs\": [0], \"outputs\": [1]},"
+        "{\"name\": \"s\", \"op\": \"core.relu\", \"inputs\": [1],"
+        " \"outputs\": [2]}]}";
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+
+    expect_bad_session(json, 5, SMLP_ESHAPE,
+                       "g.fbs: input 'image' has a fixed batch of 2 "
+                       "(declared [2,3]); the session asks for batch 5");
+    g = graph_json(json, &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.batch = 2;
+    o.plan_only = 1;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
 }
 END_TEST
 
@@ -706,6 +904,10 @@ session_suite(void)
     tcase_add_test(tc, test_graph_load_duplicate_names);
     tcase_add_test(tc, test_graph_load_plugin_path_refused);
     tcase_add_test(tc, test_graph_load_misc_semantics);
+    tcase_add_test(tc, test_graph_load_format_version);
+    tcase_add_test(tc, test_graph_load_bad_names);
+    tcase_add_test(tc, test_graph_load_no_nodes_no_output);
+    tcase_add_test(tc, test_graph_load_batch_dim_first_only);
     tcase_add_test(tc, test_graph_load_not_a_file);
     tcase_add_test(tc, test_graph_flatc_json_roundtrip_runs_identically);
     suite_add_tcase(s, tc);
@@ -714,6 +916,8 @@ session_suite(void)
     tcase_add_test(tc, test_infer_declared_shape_mismatch);
     tcase_add_test(tc, test_infer_batch_zero_and_overflow);
     tcase_add_test(tc, test_infer_arity);
+    tcase_add_test(tc, test_infer_undeclared_attr);
+    tcase_add_test(tc, test_infer_fixed_batch_input);
     suite_add_tcase(s, tc);
     tc = tcase_create("sched");
     tcase_set_timeout(tc, 120);

@@ -219,14 +219,20 @@ expect "edit in place: changed" 1 "attr noise_std: 1.0 (Float) -> 0.5 (Float)" \
 expect "edit --dry-run" 0 "checked" \
     "$SG" edit "$G" -n --set-attr 'blocks.5.moe_c.gate:k=1'
 expect "edit: new attribute, type from the value" 0 "" \
-    "$SG" edit "$G" -o "$T/new.fbs" --set-attr 'head:note=hello' \
+    "$SG" edit "$G" -o "$T/new.fbs" \
     --set-attr 'blocks.5.moe_c.gate:capacity_multiple=4'
 if "$SG" dump "$T/new.fbs" | grep -qF '{"name": "capacity_factor", "type": "Float", "f": 1.05}, {"name": "capacity_multiple", "type": "Int", "i": 4}, {"name": "eval_capacity_factor"'
 then ok "a new attribute goes in name order"
 else bad "a new attribute is not in name order"; fi
-expect "edit: lint of an undeclared attribute" 0 \
-    "attribute 'note' is not one that op 'core.linear' declares" \
-    "$SG" check "$T/new.fbs" -q
+# An attribute the op does not declare (a typo) would be ignored: refused.
+expect "edit: an undeclared attribute" 1 \
+    "node 87 'head' (core.linear): attribute 'note' is not one that the op declares (it declares axis); nothing written" \
+    "$SG" edit "$G" -o "$T/note.fbs" --set-attr 'head:note=hello'
+expect "edit --no-infer writes it" 0 "" \
+    "$SG" edit "$G" -o "$T/note.fbs" --set-attr 'head:note=hello' --no-infer
+expect "check refuses an undeclared attribute" 1 \
+    "attribute 'note' is not one that the op declares" \
+    "$SG" check "$T/note.fbs" -q
 expect "edit: explicit type" 0 "" \
     "$SG" edit "$G" -o "$T/typed.fbs" --set-attr 'head:axis:float=1' --no-infer
 expect "edit: explicit type seen" 1 "attr axis: (absent) -> 1.0 (Float)" \
@@ -423,6 +429,47 @@ expect "stats of a failing graph" 1 "input 1 (Wg)" "$SG" stats "$T/broken.fbs"
 expect "dump of a graph with a cycle" 0 "warning: the graph does not pass" \
     "$SG" dump "$T/cycle.fbs"
 expect "check of a graph with a cycle" 1 "cycle" "$SG" check "$T/cycle.fbs"
+expect "diff against a graph the runtime refuses" 2 "cycle" \
+    "$SG" diff "$G" "$T/cycle.fbs"
+if grep -q "compute the same thing" "$T/out"; then
+    bad "diff calls a refused graph the same"
+else ok "diff does not call a refused graph the same"; fi
+
+# Edits that break only training mode or another batch are refused too.
+expect "edit: breaks training mode only" 1 \
+    "does not check in training mode:" \
+    "$SG" edit "$G" -o "$T/x.fbs" \
+    --set-attr '*.moe_c.gate:capacity_factor=1e9'
+expect "edit: breaks batches other than 1" 1 \
+    "attribute 'shape' = [49,128] gives 6272 elements, input 0 (x) of shape [2,49,128]" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-attr '*.moe_c.flatten:shape=49,128'
+if [ ! -e "$T/x.fbs" ]; then ok "refused edits write nothing"
+else bad "a refused edit wrote $T/x.fbs"; fi
+expect "clone-block: notes the graph outputs it drops" 0 \
+    "note: the copy of 'norm' has no tensor named as 1 graph output of 'head', which goes: 'logits'" \
+    "$SG" edit "$G" -o "$T/nohead.fbs" --clone-block norm=head
+# Long names in the note on removed tensors (a fixed buffer once overran).
+L=$(printf 'x%.0s' $(seq 200))
+expect "edit: long names in the removal note" 0 "removed 3 tensors" \
+    "$SG" edit "$G" -o "$T/long.fbs" --rename "blocks.0.norm1*=$L*" \
+    --remove-node "$L"
+expect "flag with a value" 2 "option '--quiet' takes no value" \
+    "$SG" check "$G" --quiet=1
+expect "unknown short option" 2 "unknown option '-z'" "$SG" check "$G" -z
+cp "$G" "$T/victim.fbs"
+expect "dump -o its own input" 2 "that is the graph file" \
+    "$SG" dump "$T/victim.fbs" -o "$T/victim.fbs"
+if cmp -s "$G" "$T/victim.fbs"; then ok "dump -o its input leaves it"
+else bad "dump -o its input changed it"; fi
+expect "edit -o ''" 2 "-o: empty file name" "$SG" edit "$G" -o "" --name x
+expect "dot -o a directory" 2 "-o $T/d.svg: is a directory, not a file" \
+    sh -c "mkdir -p '$T/d.svg' && '$SG' dot '$G' -o '$T/d.svg'"
+expect "set-init on an activation" 1 \
+    "tensor 'stem.out' is computed by a node (an activation)" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-init 'stem.out=zeros'
+mkfifo "$T/fifo" 2>/dev/null &&
+    expect "a FIFO is refused, not waited on" 1 "not a regular file" \
+        timeout 20 "$SG" dump "$T/fifo"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -53,7 +53,7 @@ printf 'not a flatbuffer at all' >"$T/junk.fbs"
 expect "junk graph" 1 "$T/junk.fbs" "$RUN" "$T/junk.fbs"
 expect "max memory" 1 "over the memory limit" "$RUN" "$G" --max-memory 64K
 expect "bad max memory" 2 "--max-memory: 'lots'" "$RUN" "$G" --max-memory lots
-expect "missing weights" 1 "$T/none.safetensors" \
+expect "missing weights" 1 "--weights $T/none.safetensors: cannot open" \
     "$RUN" "$G" --weights "$T/none.safetensors"
 expect "outputs as weights" 1 "has no tensor 'stem.proj.weight'" \
     "$RUN" "$G" --weights "$T/out.safetensors"
@@ -67,8 +67,61 @@ JSON
     "$T/np.json"
 expect "missing plugin" 1 "plugin 'nosuch' not found: no nosuch.so in /x/y:" \
     "$RUN" "$T/np.fbs" --plugin-path /x/y
-expect "unwritable trace" 1 "cannot write trace" \
-    "$RUN" "$G" --repeat 1 --trace /nonexistent/dir/t.json
+# Output paths are checked before the run, so nothing is written when one
+# of them cannot be.
+expect "unwritable trace" 1 \
+    "--trace /nonexistent/dir/t.json: cannot write: the directory" \
+    "$RUN" "$G" --repeat 1 --output "$T/early.safetensors" \
+    --trace /nonexistent/dir/t.json
+if [ -e "$T/early.safetensors" ]; then bad "output written before a bad --trace"
+else ok "nothing written when --trace cannot be"; fi
+expect "empty output name" 2 "--output: empty file name" "$RUN" "$G" --output ""
+expect "json is a directory" 1 "--json $T: is a directory, not a file" \
+    "$RUN" "$G" --json "$T"
+expect "unknown short option" 2 "unknown option '-x'" "$RUN" "$G" -x
+expect "flag with a value" 2 "option '--training' takes no value" \
+    "$RUN" "$G" --training=1
+expect "max memory under a byte" 2 "--max-memory: '0.5' is not a size" \
+    "$RUN" "$G" --max-memory 0.5
+# A tensor named logits that is not an output: the report shows the output.
+cat >"$T/lg.json" <<'JSON'
+{"name": "lg", "plugins": ["core"],
+ "tensors": [{"name": "x", "kind": "Input", "shape": [-1, 4]},
+             {"name": "logits", "kind": "Activation"},
+             {"name": "y", "kind": "Output"}],
+ "nodes": [{"name": "a", "op": "core.gelu", "inputs": [0], "outputs": [1]},
+           {"name": "b", "op": "core.gelu", "inputs": [1], "outputs": [2]}]}
+JSON
+"${FLATC:-flatc}" -b -o "$T" "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" \
+    "$T/lg.json"
+expect "logits not an output" 0 "output      y f32 [2,4]" \
+    "$RUN" "$T/lg.fbs" --batch 2 --repeat 1
+# Outputs that are not regular files: devices and FIFOs are written in
+# place (never replaced by a rename), links are followed.
+if [ -c /dev/full ]; then
+    expect "--output /dev/full" 1 \
+        "/dev/full: cannot write: No space left on device" \
+        "$RUN" "$G" --repeat 1 --output /dev/full
+fi
+if "$RUN" "$G" --repeat 1 --json /dev/null >/dev/null 2>&1 &&
+   [ -c /dev/null ] && { [ ! -e /dev/full ] || [ -c /dev/full ]; }
+then ok "--json /dev/null; the devices stay devices"
+else bad "--json /dev/null, or a device was replaced"; fi
+echo '{}' >"$T/real.json"
+chmod 640 "$T/real.json"
+ln -s real.json "$T/link.json"
+if "$RUN" "$G" --repeat 1 --json "$T/link.json" >/dev/null 2>&1 &&
+   [ -L "$T/link.json" ] && grep -q '"graph' "$T/real.json" &&
+   [ "$(stat -c %a "$T/real.json")" = 640 ]
+then ok "--json through a link: the target written, its mode kept"
+else bad "--json through a link"; fi
+if mkfifo "$T/tr.fifo"; then
+    cat "$T/tr.fifo" >"$T/tr.got" &
+    timeout 60 "$RUN" "$G" --repeat 1 --trace "$T/tr.fifo" >/dev/null 2>&1
+    wait
+    if [ -p "$T/tr.fifo" ] && grep -q traceEvents "$T/tr.got"
+    then ok "--trace into a FIFO"; else bad "--trace into a FIFO"; fi
+fi
 rm -rf "$T"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

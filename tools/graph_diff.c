@@ -358,7 +358,7 @@ diff_usage(FILE *f)
 "attributes), matched by name; file order does not matter.  The graph's\n"
 "name and metadata are shown as notes.  Exit status 0 when A and B\n"
 "compute the same thing (name and metadata aside), 1 when they differ,\n"
-"2 when a graph cannot be read.\n"
+"2 when a graph cannot be read or the runtime refuses it.\n"
 "\n"
 "  -q, --quiet  print only the summary line\n"
 "  --help\n");
@@ -397,6 +397,19 @@ sg_diff_main(int argc, char **argv)
     diff_tensors(&c);
     diff_nodes(&c);
     notes = note_meta(&c);
+    if (a.graph == NULL || b.graph == NULL) {
+        /* A graph the runtime refuses computes nothing: no "same". */
+        if (c.count > 0)
+            printf("%d difference%s between %s and %s\n", c.count,
+                   c.count == 1 ? "" : "s", a.path, b.path);
+        if (a.graph == NULL)
+            sg_error("%s", a.why);
+        if (b.graph == NULL)
+            sg_error("%s", b.why);
+        sg_graph_close(&a);
+        sg_graph_close(&b);
+        return SG_EXIT_USAGE;
+    }
     if (c.count == 0)
         printf("%s and %s compute the same thing%s\n", a.path, b.path,
                notes ? " (name and metadata aside)" : "");

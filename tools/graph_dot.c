@@ -12,12 +12,15 @@
  *
  * The text goes to standard output or -o FILE.dot; FILE.svg, FILE.png and
  * FILE.pdf are drawn by Graphviz's `dot` program (Debian package
- * graphviz), which reads the text from a pipe and writes a temporary file
- * that is then renamed over FILE.
+ * graphviz), which reads the text from a pipe and prints the picture to
+ * another, copied into FILE as every output file is written
+ * (runtime/atomic_file.h: a temporary file renamed over it).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "graph_tool.h"
 
 struct dot_ctx {
@@ -265,65 +269,131 @@ fill_dot(FILE *f, void *arg)
 }
 
 /*
- * Pipes the DOT text into `dot -TFORMAT -o TMP` and renames TMP over
- * path.  Returns 0, or -1 after a message (dot missing or failing).
+ * Feeds text to the child's stdin (in, made non-blocking) while copying
+ * its stdout (out) into af, until the child closes its stdout; both fds
+ * are closed.  poll() keeps either pipe from filling up while we wait on
+ * the other.  Returns 0, or -1 after a message: a write error of af (its
+ * message; the rest of the output is drained so that dot ends) or a pipe
+ * error.  An early end of the child's stdin (dot missing) is no error
+ * here: its exit status tells.
+ */
+static int
+pump(int in, int out, const char *text, size_t len,
+     struct smlp__atomic_file *af)
+{
+    char buf[65536], err[4096 + 256];
+    struct pollfd pfd[2];
+    size_t sent = 0;
+    ssize_t n;
+    int rc = 0;
+
+    if (len == 0) {
+        close(in);
+        in = -1;
+    }
+    for (;;) {
+        pfd[0].fd = in;
+        pfd[0].events = POLLOUT;
+        pfd[1].fd = out;
+        pfd[1].events = POLLIN;
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            sg_error("%s: poll: %s", af->path, strerror(errno));
+            rc = -1;
+            break;
+        }
+        if (in >= 0 && pfd[0].revents != 0) {
+            n = write(in, text + sent, len - sent);
+            if (n > 0)
+                sent += (size_t)n;
+            if ((n < 0 && errno != EINTR && errno != EAGAIN) ||
+                sent == len) {
+                close(in);
+                in = -1;
+            }
+        }
+        if (pfd[1].revents == 0)
+            continue;
+        n = read(out, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            sg_error("%s: cannot read dot's output: %s", af->path,
+                     strerror(errno));
+            rc = -1;
+            break;
+        }
+        if (n == 0)
+            break;
+        if (rc == 0 && smlp__atomic_file_write(af, buf, (size_t)n, err,
+                                               sizeof(err)) != SMLP_OK) {
+            sg_error("%s", err);
+            rc = -1;
+        }
+    }
+    if (in >= 0)
+        close(in);
+    close(out);
+    return rc;
+}
+
+/*
+ * Pipes the DOT text into `dot -TFORMAT` and writes what it prints to
+ * path through smlp__atomic_file (runtime/atomic_file.h): replaced
+ * atomically, a device or FIFO written in place, a link's target
+ * replaced; write errors are ours to see, since dot ignores them.
+ * Returns 0, or -1 after a message (dot missing or failing).
  */
 static int
 render(const char *path, const char *format, struct dot_ctx *c)
 {
-    static const char suffix[] = ".tmp.XXXXXX";
-    char *tmp, fmt[32];
-    int fds[2], fd, status = 0, rc = -1;
+    struct smlp__atomic_file af;
+    char err[4096 + 256], fmt[32];
+    char *text = NULL;
+    size_t len = 0;
+    int in[2], out[2], status = 0, pumped, rc = -1;
+    void (*old)(int);
     pid_t pid;
     FILE *f;
 
-    tmp = malloc(strlen(path) + sizeof(suffix));
-    if (tmp == NULL) {
+    f = open_memstream(&text, &len);
+    if (f == NULL || fill_dot(f, c) != 0 || fclose(f) != 0) {
         sg_error("out of memory");
+        free(text);
         return -1;
     }
-    strcpy(tmp, path);
-    strcat(tmp, suffix);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        sg_error("%s: cannot create a temporary file beside it: %s", path,
-                 strerror(errno));
-        free(tmp);
-        return -1;
+    if (smlp__atomic_file_open(&af, path, err, sizeof(err)) != SMLP_OK) {
+        sg_error("%s", err);
+        goto out_free_text;
     }
-    (void)fchmod(fd, 0644);
-    close(fd);
     snprintf(fmt, sizeof(fmt), "-T%s", format);
-    if (pipe(fds) != 0) {
+    if (pipe2(in, O_CLOEXEC) != 0) {
         sg_error("cannot create a pipe: %s", strerror(errno));
-        goto out_unlink;
+        goto out_abort;
+    }
+    if (pipe2(out, O_CLOEXEC) != 0) {
+        sg_error("cannot create a pipe: %s", strerror(errno));
+        goto out_close_in;
     }
     pid = fork();
     if (pid < 0) {
         sg_error("cannot start dot: %s", strerror(errno));
-        close(fds[0]);
-        close(fds[1]);
-        goto out_unlink;
+        goto out_close_out;
     }
     if (pid == 0) {
-        dup2(fds[0], 0);
-        close(fds[0]);
-        close(fds[1]);
-        execlp("dot", "dot", fmt, "-o", tmp, (char *)NULL);
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execlp("dot", "dot", fmt, (char *)NULL);
         _exit(127);
     }
-    close(fds[0]);
-    f = fdopen(fds[1], "w");
-    if (f != NULL) {
-        /* dot may exit early (missing); do not die of SIGPIPE. */
-        void (*old)(int) = signal(SIGPIPE, SIG_IGN);
-
-        fill_dot(f, c);
-        fclose(f);
-        signal(SIGPIPE, old);
-    } else {
-        close(fds[1]);
-    }
+    close(in[0]);
+    close(out[1]);
+    (void)fcntl(in[1], F_SETFL, O_NONBLOCK);
+    /* dot may exit early (missing); do not die of SIGPIPE. */
+    old = signal(SIGPIPE, SIG_IGN);
+    pumped = pump(in[1], out[0], text, len, &af);
+    signal(SIGPIPE, old);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
@@ -331,23 +401,32 @@ render(const char *path, const char *format, struct dot_ctx *c)
                  "not installed (apt-get install -y graphviz); -o FILE.dot "
                  "writes the text it reads",
                  path, format);
-        goto out_unlink;
+        goto out_abort;
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         sg_error("%s: dot -T%s failed (exit status %d)", path, format,
                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-        goto out_unlink;
+        goto out_abort;
     }
-    if (rename(tmp, path) != 0) {
-        sg_error("%s: cannot rename %s over it: %s", path, tmp,
-                 strerror(errno));
-        goto out_unlink;
+    if (pumped != 0)
+        goto out_abort;
+    if (smlp__atomic_file_commit(&af, err, sizeof(err)) != SMLP_OK) {
+        sg_error("%s", err);
+        goto out_free_text;
     }
-    free(tmp);
-    return 0;
-out_unlink:
-    unlink(tmp);
-    free(tmp);
+    rc = 0;
+    goto out_free_text;
+
+out_close_out:
+    close(out[0]);
+    close(out[1]);
+out_close_in:
+    close(in[0]);
+    close(in[1]);
+out_abort:
+    smlp__atomic_file_abort(&af);
+out_free_text:
+    free(text);
     return rc;
 }
 
@@ -405,7 +484,8 @@ sg_dot_main(int argc, char **argv)
         default: return sg_bad_option(argv, "o:h");
         }
     }
-    if (sg_operands(argc, 1, "dot GRAPH [-o FILE]") != 0)
+    if (sg_operands(argc, 1, "dot GRAPH [-o FILE]") != 0 ||
+        (out != NULL && sg_check_out(out, argv[optind], 0) != 0))
         return SG_USAGE_ERR;
     if (out != NULL) {
         ext = strrchr(out, '.');

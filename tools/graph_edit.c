@@ -527,7 +527,8 @@ note_removed(const char *what, char **names, int n)
     size_t used = 0;
     int i;
 
-    for (i = 0; i < n && i < 4; i++)
+    /* snprintf returns what it would have written: stop once full. */
+    for (i = 0; i < n && i < 4 && used < sizeof(list) - 1; i++)
         used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
                                  i ? ", " : "", names[i]);
     sg_note("removed %d %s no node uses: %s%s (--keep-unused keeps them)",
@@ -761,6 +762,8 @@ parse_args(int argc, char **argv, struct edit_opts *o)
         sg_error("no output file: give -o OUT (or --dry-run)");
         return SG_USAGE_ERR;
     }
+    if (o->output != NULL)
+        return sg_check_out(o->output, o->input, 1);
     return 0;
 }
 
@@ -775,7 +778,7 @@ verify(const struct smlp__graph_ir *ir, const struct edit_opts *o,
     smlp_graph_t *g;
     smlp_session_t *s;
     uint8_t *buf = NULL;
-    char msg[1024];
+    char msg[1200];
     const char *what = o->output ? o->output : o->input;
 
     if (smlp__graph_ir_encode(ir, &buf, len, msg, sizeof(msg)) != SMLP_OK) {
@@ -803,7 +806,13 @@ verify(const struct smlp__graph_ir *ir, const struct edit_opts *o,
             return NULL;
         }
         smlp_session_destroy(s);
-        sg_lint_attrs(ir, reg);
+        if (sg_plan_modes(g, ir, reg, o->batch, msg, sizeof(msg)) != 0) {
+            sg_error("the edited graph does not check %s; nothing written",
+                     msg);
+            smlp_graph_unload(g);
+            free(buf);
+            return NULL;
+        }
     }
     smlp_graph_unload(g);
     return buf;

@@ -488,6 +488,7 @@ ge_apply_set_init(struct smlp__graph_ir *ir, const struct edit *e)
     static const int n_args[] = {0, 0, 1, 2, 2};
     char *spec = ge_strdup(e->value), *args, *at;
     double v[2] = {0.0, 0.0}, *floats = NULL, bound;
+    const struct smlp__tensor_ir *computed = NULL;
     unsigned long long seed = 0;
     char *end;
     size_t n = 0;
@@ -540,6 +541,12 @@ ge_apply_set_init(struct smlp__graph_ir *ir, const struct edit *e)
 
         if (!sg_glob(e->glob, t->name))
             continue;
+        if (t->kind == SMLP__TENSOR_ACTIVATION ||
+            t->kind == SMLP__TENSOR_OUTPUT) {
+            /* A node computes it: an initializer would be ignored. */
+            computed = computed ? computed : t;
+            continue;
+        }
         matched++;
         if (none) {
             memset(&t->init, 0, sizeof(t->init));
@@ -564,7 +571,14 @@ ge_apply_set_init(struct smlp__graph_ir *ir, const struct edit *e)
         t->init.a = generator_f32(-bound);
         t->init.b = generator_f32(bound);
     }
-    rc = matched > 0 ? 0 : ge_no_match(e, "tensor", e->glob);
+    if (matched == 0 && computed != NULL)
+        sg_error("%s '%s': tensor '%s' is computed by a node (%s); "
+                 "initializers are for parameters, state and inputs",
+                 edit_opt[e->kind], e->spec, computed->name,
+                 computed->kind == SMLP__TENSOR_OUTPUT ? "an output"
+                                                       : "an activation");
+    else
+        rc = matched > 0 ? 0 : ge_no_match(e, "tensor", e->glob);
 out:
     free(floats);
     free(spec);

@@ -183,6 +183,8 @@ ge_apply_clone_block(struct smlp__graph_ir *ir, const struct edit *e)
     int32_t *outputs = NULL, kept, at;
     struct smlp__tensor_ir *tensors = NULL;
     struct smlp__node_ir *nodes = NULL, *copy = NULL;
+    uint8_t *promote = NULL;
+    int32_t *dropped = NULL, n_dropped = 0;
     char **names = NULL, list[512], list2[512];
     size_t dlen = strlen(e->value);
     int rc = -1;
@@ -308,6 +310,29 @@ ge_apply_clone_block(struct smlp__graph_ir *ir, const struct edit *e)
         goto out;
     }
 
+    /* DST's graph outputs: a copy's activation of the same name takes
+     * their place; the others go, with a note. */
+    promote = ge_realloc(NULL, (size_t)n_clone + 1);
+    memset(promote, 0, (size_t)n_clone + 1);
+    dropped = ge_realloc(NULL, ((size_t)n_t + 1) * sizeof(*dropped));
+    for (t = 0; t < n_t; t++) {
+        if (!(dst.use[t] & USE_OWNED) ||
+            ir->tensors[t].kind != SMLP__TENSOR_OUTPUT)
+            continue;
+        for (k = 0; k < n_clone && strcmp(names[k], ir->tensors[t].name); k++)
+            ;
+        if (k == n_clone)
+            dropped[n_dropped++] = t;
+        else if (ir->tensors[clone_t[k]].kind == SMLP__TENSOR_ACTIVATION)
+            promote[k] = 1;
+    }
+    if (n_dropped > 0)
+        sg_note("the copy of '%s' has no tensor named as %d graph output%s "
+                "of '%s', which go%s: %s",
+                src.prefix, (int)n_dropped, n_dropped == 1 ? "" : "s",
+                dst.prefix, n_dropped == 1 ? "es" : "",
+                tensor_list(ir, dropped, n_dropped, list, sizeof(list)));
+
     /* The new tensors: DST's own go, the copy's come at the first of
      * them.  map: old index (or n_t + copy index) -> new index. */
     map = ge_realloc(NULL, ((size_t)n_t + n_clone + 1) * sizeof(*map));
@@ -326,8 +351,10 @@ ge_apply_clone_block(struct smlp__graph_ir *ir, const struct edit *e)
                 names[k] = NULL;
                 if (c->init.present)
                     c->init.seed = ge_fnv1a64(c->name);
-                if (c->kind == SMLP__TENSOR_OUTPUT)
+                if (c->kind == SMLP__TENSOR_OUTPUT && !promote[k])
                     outputs[n_outputs++] = kept;
+                if (promote[k])
+                    c->kind = SMLP__TENSOR_OUTPUT;
                 map[n_t + k] = kept++;
             }
         }
@@ -424,6 +451,8 @@ out:
     free(exits);
     free(map);
     free(outputs);
+    free(promote);
+    free(dropped);
     free(copy);
     block_free(&src);
     block_free(&dst);

@@ -136,11 +136,21 @@ smlp_session_t *sg_plan(const smlp_graph_t *graph, const char *plugin_path,
                         int64_t batch, smlp_registry_t **reg);
 
 /*
- * Warns about attributes that a node's op does not declare (a leftover
- * of --set-op, or a typo): they are ignored by the op.  Returns the
- * number of warnings.
+ * Checks -o OUT before the work: a file we can write (tool_check_output),
+ * and, unless may_be_input, not the graph file `input` itself.  0, or
+ * SG_USAGE_ERR after a message.
  */
-int sg_lint_attrs(const struct smlp__graph_ir *ir, smlp_registry_t *reg);
+int sg_check_out(const char *out, const char *input, int may_be_input);
+
+/*
+ * Plans the graph in the other settings a run may use: training mode
+ * (gate noise, training capacity factors) at `batch`, and, when an input
+ * has a batch dimension, inference at another batch.  0, or -1 with why
+ * in buf ("in training mode: ..." / "at batch 2: ...").
+ */
+int sg_plan_modes(const smlp_graph_t *graph, const struct smlp__graph_ir *ir,
+                  smlp_registry_t *reg, int64_t batch, char *buf, size_t len);
+
 
 /* What a subcommand's argument parsing returns besides 0: a usage error
  * (already described; main adds "Try ...") or --help (printed). */

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "run_report.h"
 
 static int
@@ -384,48 +385,26 @@ json_body(FILE *f, const struct run_report *r)
     fprintf(f, "}\n");
 }
 
+/* json_body as smlp__atomic_file_fill's writer. */
+static int
+fill_json(FILE *f, void *arg)
+{
+    json_body(f, arg);
+    return ferror(f) != 0 ? -1 : 0;
+}
+
+/* Written through smlp__atomic_file (runtime/atomic_file.h): replaced
+ * atomically, a device or FIFO written in place, a link's target
+ * replaced. */
 int
 run_report_write_json(const char *path, const struct run_report *r)
 {
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 16);
-    FILE *f;
-    int fd, bad;
+    char err[4096 + 256];
 
-    if (tmp == NULL)
-        return -1;
-    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        fprintf(stderr, "smlp-run: --json %s: cannot create %s: %s\n", path,
-                tmp, strerror(errno));
-        free(tmp);
+    if (smlp__atomic_file_fill(path, fill_json, (void *)r, err,
+                               sizeof(err)) != SMLP_OK) {
+        fprintf(stderr, "smlp-run: --json %s\n", err);
         return -1;
     }
-    {
-        mode_t mask = umask(0);
-
-        umask(mask);
-        (void)fchmod(fd, 0666 & ~mask);
-    }
-    f = fdopen(fd, "w");
-    if (f == NULL) {
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    json_body(f, r);
-    bad = ferror(f) != 0;
-    bad |= fflush(f) != 0 || fsync(fd) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        fprintf(stderr, "smlp-run: --json %s: cannot write: %s\n", path,
-                strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
     return 0;
 }

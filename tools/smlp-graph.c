@@ -19,6 +19,7 @@
 #include <fnmatch.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "graph_tool.h"
+#include "tool_opts.h"
 
 const char *sg_cmd = NULL;
 
@@ -203,17 +206,9 @@ sg_parse_int(const char *opt, const char *s, int64_t min, int64_t max,
 int
 sg_bad_option(char **argv, const char *shortopts)
 {
-    const char *arg = argv[optind - 1], *p;
-    int needs = 0;
+    char msg[160];
 
-    if (optopt != 0) {
-        p = strchr(shortopts, optopt);
-        needs = strncmp(arg, "--", 2) == 0 || (p != NULL && p[1] == ':');
-    }
-    if (needs)
-        sg_error("option '%s' needs a value", arg);
-    else
-        sg_error("unknown option '%s'", arg);
+    sg_error("%s", tool_bad_option(argv, shortopts, msg, sizeof(msg)));
     return SG_USAGE_ERR;
 }
 
@@ -238,7 +233,8 @@ read_file(const char *path, uint8_t **buf, size_t *len)
     uint8_t *b;
     int fd;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO does not block the open (it is refused below). */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         sg_error("%s: cannot open graph: %s", path, strerror(errno));
         return -1;
@@ -316,79 +312,46 @@ sg_graph_close(struct sg_graph *g)
     memset(g, 0, sizeof(*g));
 }
 
-/* fsync a directory so that a rename in it is durable (EINVAL: the file
- * system cannot, which is fine). */
-static void
-sync_dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    int fd;
-
-    if (slash == NULL)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == path)
-        snprintf(dir, sizeof(dir), "/");
-    else
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
+/* Writes through smlp__atomic_file (runtime/atomic_file.h): replaced
+ * atomically, a device or FIFO written in place, a link's target
+ * replaced. */
 int
 sg_write_atomic(const char *path, const void *data, size_t len,
                 int (*fill)(FILE *f, void *arg), void *arg)
 {
-    static const char suffix[] = ".tmp.XXXXXX";
-    struct stat st;
-    mode_t mode = 0644;
-    FILE *f = NULL;
-    char *tmp;
-    int fd, bad = 0;
+    struct smlp__atomic_file af;
+    char err[4096 + 256];
+    FILE *f;
+    int bad;
 
-    tmp = malloc(strlen(path) + sizeof(suffix));
-    if (tmp == NULL) {
-        sg_error("%s: out of memory", path);
-        return -1;
-    }
-    strcpy(tmp, path);
-    strcat(tmp, suffix);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        sg_error("%s: cannot create a temporary file beside it: %s", path,
-                 strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-        mode = st.st_mode & 07777;
-    (void)fchmod(fd, mode);
-    f = fdopen(fd, "wb");
+    if (smlp__atomic_file_open(&af, path, err, sizeof(err)) != SMLP_OK)
+        goto out_error;
+    f = smlp__atomic_file_stream(&af, err, sizeof(err));
     if (f == NULL) {
-        close(fd);
-        bad = 1;
-    } else if (data != NULL) {
+        smlp__atomic_file_abort(&af);
+        goto out_error;
+    }
+    errno = 0;
+    if (data != NULL)
         bad = len > 0 && fwrite(data, 1, len, f) != len;
-    } else if (fill != NULL) {
-        bad = fill(f, arg) != 0;
-    }
-    if (f != NULL) {
-        bad |= fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
-        bad |= fclose(f) != 0;
-    }
-    if (bad || rename(tmp, path) != 0) {
-        sg_error("%s: cannot write it (through %s): %s", path, tmp,
-                 errno ? strerror(errno) : "write error");
-        unlink(tmp);
-        free(tmp);
+    else
+        bad = fill != NULL && fill(f, arg) != 0;
+    if (bad) {
+        if (af.tmp != NULL)
+            sg_error("%s: cannot write it (through %s): %s", path, af.tmp,
+                     errno ? strerror(errno) : "write error");
+        else
+            sg_error("%s: cannot write it: %s", path,
+                     errno ? strerror(errno) : "write error");
+        smlp__atomic_file_abort(&af);
         return -1;
     }
-    free(tmp);
-    sync_dir_of(path);
+    if (smlp__atomic_file_commit(&af, err, sizeof(err)) != SMLP_OK)
+        goto out_error;
     return 0;
+out_error:
+    sg_error("%s", err);
+    return -1;
 }
 
 /* ---- plugins: planning and linting ------------------------------------- */
@@ -420,32 +383,60 @@ sg_plan(const smlp_graph_t *graph, const char *plugin_path, int64_t batch,
 }
 
 int
-sg_lint_attrs(const struct smlp__graph_ir *ir, smlp_registry_t *reg)
+sg_check_out(const char *out, const char *input, int may_be_input)
 {
-    int32_t i, j;
-    int n = 0, k;
+    struct stat a, b;
+    char msg[PATH_MAX + 200];
 
-    for (i = 0; i < ir->n_nodes; i++) {
-        const struct smlp__node_ir *node = &ir->nodes[i];
-        const struct smlp_op_def *def = smlp_registry_op_def(reg, node->op);
-
-        if (def == NULL || def->attrs == NULL)
-            continue;
-        for (j = 0; j < node->n_attrs; j++) {
-            for (k = 0; def->attrs[k].name != NULL; k++)
-                if (strcmp(def->attrs[k].name, node->attrs[j].name) == 0)
-                    break;
-            if (def->attrs[k].name != NULL)
-                continue;
-            sg_warn("node %d '%s': attribute '%s' is not one that op '%s' "
-                    "declares (it is ignored; --del-attr '%s:%s' removes "
-                    "it)",
-                    (int)i, node->name, node->attrs[j].name, node->op,
-                    node->name, node->attrs[j].name);
-            n++;
-        }
+    if (tool_check_output("-o", out, msg, sizeof(msg)) != 0) {
+        sg_error("%s", msg);
+        return SG_USAGE_ERR;
     }
-    return n;
+    if (!may_be_input && stat(out, &a) == 0 && stat(input, &b) == 0 &&
+        a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+        sg_error("-o %s: that is the graph file %s; give another name",
+                 out, input);
+        return SG_USAGE_ERR;
+    }
+    return 0;
+}
+
+int
+sg_plan_modes(const smlp_graph_t *graph, const struct smlp__graph_ir *ir,
+              smlp_registry_t *reg, int64_t batch, char *buf, size_t len)
+{
+    struct smlp_session_opts so;
+    struct smlp_error err;
+    smlp_session_t *s;
+    int32_t i;
+    int k, batched = 0;
+
+    for (i = 0; i < ir->n_tensors; i++)
+        if (ir->tensors[i].kind == SMLP__TENSOR_INPUT && ir->tensors[i].has_shape &&
+            ir->tensors[i].rank > 0 && ir->tensors[i].shape[0] < 0)
+            batched = 1;
+    for (k = 0; k < 1 + batched; k++) {
+        smlp_session_opts_init(&so);
+        so.threads = 1;
+        so.plan_only = 1;
+        so.training = k == 0;
+        /* Training mode at 2 rows at least (batch norm needs them). */
+        if (k == 0)
+            so.batch = batched && batch == 1 ? 2 : batch;
+        else
+            so.batch = batch > 1 ? batch - 1 : 2;
+        s = smlp_session_create(graph, reg, &so, &err);
+        if (s == NULL) {
+            if (k == 0)
+                snprintf(buf, len, "in training mode: %s", err.msg);
+            else
+                snprintf(buf, len, "at batch %" PRId64 ": %s", so.batch,
+                         err.msg);
+            return -1;
+        }
+        smlp_session_destroy(s);
+    }
+    return 0;
 }
 
 /* ---- dump -------------------------------------------------------------- */
@@ -490,7 +481,8 @@ cmd_dump(int argc, char **argv)
         default: return sg_bad_option(argv, "o:h");
         }
     }
-    if (sg_operands(argc, 1, "dump GRAPH [-o FILE.json]") != 0)
+    if (sg_operands(argc, 1, "dump GRAPH [-o FILE.json]") != 0 ||
+        (out != NULL && sg_check_out(out, argv[optind], 0) != 0))
         return SG_USAGE_ERR;
     if (sg_graph_open(&g, argv[optind], 0) != 0)
         return SG_EXIT_FAIL;
@@ -512,11 +504,12 @@ check_usage(FILE *f)
     fprintf(f,
 "usage: smlp-graph check GRAPH [--batch N] [--plugin-path DIRS]\n"
 "Verifies GRAPH (the FlatBuffer, then names, writers and cycles), loads\n"
-"its plugins, resolves every node to an op and a CPU kernel and infers\n"
-"every tensor's shape for batch N.  Prints each tensor's kind, dtype and\n"
-"shape, and warns about attributes an op does not declare.  The first\n"
-"error names the node, its op and the input at fault; the exit status is\n"
-"then 1.\n"
+"its plugins, resolves every node to an op and a CPU kernel, checks its\n"
+"attributes against the op's and infers every tensor's shape for batch\n"
+"N, in inference and in training mode (batch 2 at least), and at a\n"
+"second batch when an input has a batch dimension.  Prints each\n"
+"tensor's kind, dtype and shape.  The first error names the node, its\n"
+"op and the input or attribute at fault; the exit status is then 1.\n"
 "\n"
 "  --batch N           batch size for shape inference (default 1)\n"
 "  --plugin-path DIRS  colon-separated plugin directories searched first\n"
@@ -573,9 +566,9 @@ cmd_check(int argc, char **argv)
     smlp_session_t *s;
     struct smlp_tensor t;
     size_t width = 4;
-    char buf[200];
+    char buf[1200];
     int32_t i;
-    int rc, warnings;
+    int rc;
 
     if ((rc = parse_plan_opts(argc, argv, &o, check_usage,
                               "check GRAPH [--batch N]")) != 0)
@@ -587,7 +580,13 @@ cmd_check(int argc, char **argv)
         sg_graph_close(&g);
         return SG_EXIT_FAIL;
     }
-    warnings = sg_lint_attrs(g.ir, reg);
+    if (sg_plan_modes(g.graph, g.ir, reg, o.batch, buf, sizeof(buf)) != 0) {
+        sg_error("%s", buf);
+        smlp_session_destroy(s);
+        smlp_registry_destroy(reg);
+        sg_graph_close(&g);
+        return SG_EXIT_FAIL;
+    }
     if (!o.quiet) {
         printf("graph %s (%s): %d nodes, %d tensors, batch %" PRId64 "\n",
                g.ir->name, g.path, (int)g.ir->n_nodes, (int)g.ir->n_tensors,
@@ -614,9 +613,8 @@ cmd_check(int argc, char **argv)
                    sg_shape_str(t.shape, t.rank, buf, sizeof(buf)));
         }
         printf("ok: %d nodes resolved and shapes inferred for batch %" PRId64
-               "%s\n",
-               (int)g.ir->n_nodes, o.batch,
-               warnings ? " (with warnings)" : "");
+               "\n",
+               (int)g.ir->n_nodes, o.batch);
     }
     smlp_session_destroy(s);
     smlp_registry_destroy(reg);

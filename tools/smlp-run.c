@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 
 #include "run_report.h"
 #include "smlp.h"
+#include "tool_opts.h"
 
 struct options {
     const char *graph;
@@ -110,15 +112,44 @@ parse_bytes(const char *opt, const char *s, uint64_t *out)
         mul = 1048576.0, end++;
     else if (end != s && (*end == 'G' || *end == 'g'))
         mul = 1073741824.0, end++;
-    if (errno != 0 || end == s || *end != '\0' || !(v > 0) ||
+    if (errno != 0 || end == s || *end != '\0' || !(v * mul >= 1) ||
         v * mul > 1e19) {
-        fprintf(stderr,
-                "smlp-run: %s: '%s' is not a size in bytes (e.g. 512M)\n",
+        fprintf(stderr, "smlp-run: %s: '%s' is not a size in bytes of at "
+                        "least 1 (e.g. 512M)\n",
                 opt, s);
         return -1;
     }
     *out = (uint64_t)(v * mul);
     return 0;
+}
+
+/* Before the graph loads and runs: the files named can be read, the
+ * outputs written (so that a long run does not end on a typo). */
+static int
+check_files(const struct options *o)
+{
+    const char *in[2][2] = {{"--weights", o->weights},
+                            {"--input", o->input}};
+    const char *out[3][2] = {{"--output", o->output},
+                             {"--json", o->json},
+                             {"--trace", o->trace}};
+    char msg[PATH_MAX + 200];
+    int i;
+
+    for (i = 0; i < 2; i++)
+        if (in[i][1] != NULL &&
+            tool_check_input(in[i][0], in[i][1], msg, sizeof(msg)) != 0)
+            goto bad;
+    for (i = 0; i < 3; i++)
+        if (out[i][1] != NULL &&
+            tool_check_output(out[i][0], out[i][1], msg, sizeof(msg)) != 0)
+            goto bad;
+    return 0;
+bad:
+    /* An empty name is a usage error; a file we cannot use, a bad file
+     * (exit 1, as when the runtime finds it). */
+    fprintf(stderr, "smlp-run: %s\n", msg);
+    return strstr(msg, ": empty file name") != NULL ? 2 : 1;
 }
 
 static int
@@ -142,6 +173,7 @@ parse_args(int argc, char **argv, struct options *o)
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
+    char msg[160];
     int64_t v;
     int c;
 
@@ -149,7 +181,7 @@ parse_args(int argc, char **argv, struct options *o)
     o->batch = 1;
     o->repeat = 3;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         switch (c) {
         case 'w': o->weights = optarg; break;
         case 'i': o->input = optarg; break;
@@ -202,13 +234,8 @@ parse_args(int argc, char **argv, struct options *o)
                    SMLP_ABI_MAJOR, SMLP_ABI_MINOR);
             exit(0);
         default:
-            if (optopt != 0)
-                fprintf(stderr, "smlp-run: option '%s' needs a value\n",
-                        argv[optind - 1]);
-            else
-                fprintf(stderr, "smlp-run: unknown option '%s'\n",
-                        argv[optind - 1]);
-            fprintf(stderr, "Try 'smlp-run --help'.\n");
+            fprintf(stderr, "smlp-run: %s\nTry 'smlp-run --help'.\n",
+                    tool_bad_option(argv, ":", msg, sizeof(msg)));
             return 2;
         }
     }
@@ -219,7 +246,7 @@ parse_args(int argc, char **argv, struct options *o)
         return 2;
     }
     o->graph = argv[optind];
-    return 0;
+    return check_files(o);
 }
 
 static int
@@ -253,9 +280,12 @@ print_top5(smlp_session_t *s)
     char shape[128];
     size_t used = 0;
 
-    if (smlp_session_tensor(s, name, &t) != SMLP_OK) {
+    /* "logits" when the graph outputs it (an activation of that name has
+     * no data after the run), else the first output. */
+    if (smlp_session_tensor(s, name, &t) != SMLP_OK || t.data == NULL) {
         name = smlp_session_tensor_name(s, 4, 0);
-        if (name == NULL || smlp_session_tensor(s, name, &t) != SMLP_OK)
+        if (name == NULL || smlp_session_tensor(s, name, &t) != SMLP_OK ||
+            t.data == NULL)
             return;
     }
     used += (size_t)snprintf(shape, sizeof(shape), "[");

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "plot.h"
 #include "train_report.h"
 
@@ -39,52 +40,16 @@ train_log_free(struct train_log *log)
     memset(log, 0, sizeof(*log));
 }
 
+/* Through smlp__atomic_file (runtime/atomic_file.h): replaced
+ * atomically, a device or FIFO written in place, a link's target
+ * replaced. */
 int
 train_write_atomic(const char *path, int (*fill)(FILE *f, void *arg),
                    void *arg, char *err, size_t errlen)
 {
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 16);
-    mode_t mask;
-    FILE *f;
-    int fd, bad, e;
-
-    if (tmp == NULL) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        return -1;
-    }
-    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: cannot create %s: %s", path, tmp,
-                 strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    mask = umask(0);
-    umask(mask);
-    (void)fchmod(fd, 0666 & ~mask);
-    f = fdopen(fd, "w");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        close(fd);
-        goto out_unlink;
-    }
-    bad = fill(f, arg) != 0 || ferror(f) != 0;
-    bad |= fflush(f) != 0 || fsync(fd) != 0;
-    e = errno;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        snprintf(err, errlen, "%s: cannot write: %s", path,
-                 strerror(bad ? e : errno));
-        goto out_unlink;
-    }
-    free(tmp);
-    return 0;
-out_unlink:
-    unlink(tmp);
-    free(tmp);
-    return -1;
+    return smlp__atomic_file_fill(path, fill, arg, err, errlen) == SMLP_OK
+               ? 0
+               : -1;
 }
 
 /* ---- CSV ---------------------------------------------------------------- */

@@ -1,0 +1,108 @@
+/*
+ * tool_opts.c - what the command-line tools say about a refused option
+ * (tool_opts.h).
+ */
+#include "tool_opts.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *
+tool_bad_option(char **argv, const char *shortopts, char *buf, size_t len)
+{
+    const char *arg = argv[optind - 1];
+    const char *p, *eq;
+
+    if (strncmp(arg, "--", 2) != 0) {
+        /* A short option: optopt is its letter. */
+        p = optopt != 0 ? strchr(shortopts, optopt) : NULL;
+        if (p != NULL && *p != ':' && p[1] == ':')
+            snprintf(buf, len, "option '-%c' needs a value", optopt);
+        else if (optopt != 0)
+            snprintf(buf, len, "unknown option '-%c'", optopt);
+        else
+            snprintf(buf, len, "unknown option '%s'", arg);
+        return buf;
+    }
+    eq = strchr(arg, '=');
+    if (optopt == 0)
+        snprintf(buf, len, "unknown option '%.*s'",
+                 (int)(eq ? (size_t)(eq - arg) : strlen(arg)), arg);
+    else if (eq != NULL)
+        /* A known option that failed with "=VALUE": it takes none (an
+         * option taking one would have accepted it). */
+        snprintf(buf, len, "option '%.*s' takes no value", (int)(eq - arg),
+                 arg);
+    else
+        snprintf(buf, len, "option '%s' needs a value", arg);
+    return buf;
+}
+
+int
+tool_check_output(const char *opt, const char *path, char *buf, size_t len)
+{
+    struct stat st;
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    int rc = 0;
+
+    if (path[0] == '\0') {
+        snprintf(buf, len, "%s: empty file name", opt);
+        return -1;
+    }
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            snprintf(buf, len, "%s %s: is a directory, not a file", opt,
+                     path);
+            return -1;
+        }
+        if (access(path, W_OK) != 0) {
+            snprintf(buf, len, "%s %s: cannot write: %s", opt, path,
+                     strerror(errno));
+            return -1;
+        }
+    }
+    if (slash == NULL)
+        dir = strdup(".");
+    else if (slash == path)
+        dir = strdup("/");
+    else
+        dir = strndup(path, (size_t)(slash - path));
+    if (dir == NULL) {
+        snprintf(buf, len, "%s: out of memory", opt);
+        return -1;
+    }
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(buf, len, "%s %s: cannot write: the directory %s does "
+                 "not exist", opt, path, dir);
+        rc = -1;
+    } else if (access(dir, W_OK | X_OK) != 0) {
+        snprintf(buf, len, "%s %s: cannot write in directory %s: %s", opt,
+                 path, dir, strerror(errno));
+        rc = -1;
+    }
+    free(dir);
+    return rc;
+}
+
+int
+tool_check_input(const char *opt, const char *path, char *buf, size_t len)
+{
+    struct stat st;
+
+    if (path[0] == '\0')
+        snprintf(buf, len, "%s: empty file name", opt);
+    else if (stat(path, &st) != 0 || access(path, R_OK) != 0)
+        snprintf(buf, len, "%s %s: cannot open: %s", opt, path,
+                 strerror(errno));
+    else if (S_ISDIR(st.st_mode))
+        snprintf(buf, len, "%s %s: is a directory, not a file", opt, path);
+    else
+        return 0;
+    return -1;
+}
