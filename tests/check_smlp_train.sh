@@ -1,12 +1,17 @@
 #!/bin/sh
 # End-to-end checks of tools/smlp-train on a tiny gzip'd IDX data set made
-# here (256 training and 64 test images of 10 easy classes): usage errors,
-# missing and corrupt data, a short run on mixer_fmnist (the loss falls;
-# checkpoint, metrics CSV and SVG plot written), --resume bit-identity
-# (2 epochs = 1 epoch + --resume, on mixer_fmnist with MoCo augmentations
-# and on sparse_mlp_fmnist with its gate noise; a run interrupted by
-# SIGTERM inside an epoch and resumed), resume refusals, and checkpoints
-# that a reader never sees half-written.  Prints "N passed, M failed".
+# here (256 training and 64 test images of 10 easy classes): usage errors
+# (output files checked and distinct before training, options the mode
+# would ignore), missing and corrupt data (gzip streams cut short or with
+# trailing bytes, labels out of range), a short run on mixer_fmnist (the
+# loss falls; checkpoint, metrics CSV and SVG plot written), weights with
+# a NaN, --init-from another graph, --resume bit-identity (2 epochs =
+# --stop-after 1 + --resume, on mixer_fmnist with MoCo augmentations and
+# on sparse_mlp_fmnist with its gate noise; a run interrupted by SIGTERM
+# inside an epoch and resumed; one interrupted inside a metrics row gives
+# the same epoch line and rows), signals after an evaluation and during
+# the last one, resume refusals, and checkpoints that a reader never sees
+# half-written.  Prints "N passed, M failed".
 # Needs python3 (makes the data, reads safetensors); exit 77 (skip)
 # without it.
 B=${SMLP_TEST_BUILDDIR:-.}
@@ -92,8 +97,36 @@ expect "missing data" 1 "apt-get install dataset-fashion-mnist" \
 if grep -qF "$T/nodata/train-images-idx3-ubyte.gz" "$T/out"; then
     ok "missing data names the path"
 else bad "missing data names the path"; sed 's/^/  | /' "$T/out"; fi
-expect "out directory missing" 1 "cannot write in directory $T/nodir" \
+expect "out directory missing" 2 \
+    "--out $T/nodir/x.st: cannot write: the directory $T/nodir does not" \
     "$TRAIN" "$MIXER" --out "$T/nodir/x.st" --data "$D"
+# Every output is checked before training, and each needs its own file.
+mkdir -p "$T/adir"
+expect "--out a directory" 2 "--out $T/adir: is a directory" \
+    "$TRAIN" "$MIXER" --out "$T/adir" --data "$D"
+expect "--out a name with a trailing slash" 2 "--out $T/: is a directory" \
+    "$TRAIN" "$MIXER" --out "$T/" --data "$D"
+expect "--out empty" 2 "--out: empty file name" \
+    "$TRAIN" "$MIXER" --out "" --data "$D"
+expect "--metrics a directory" 2 "--metrics $T/adir: is a directory" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --metrics "$T/adir" --data "$D"
+expect "--trace in a missing directory" 2 \
+    "--trace $T/nodir/t.json: cannot write: the directory $T/nodir" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --trace "$T/nodir/t.json" --data "$D"
+expect "--metrics names --out's file" 2 \
+    "--out $T/x.st and --metrics $T/x.st name the same file" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --metrics "$T/x.st" --data "$D"
+expect "--trace names --out's file" 2 \
+    "--out $T/x.st and --trace $T/adir/../x.st name the same file" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --trace "$T/adir/../x.st" --data "$D"
+: >"$T/exists.csv"
+ln -s exists.csv "$T/link.csv"
+expect "--moe-stats and --routing-by-class: one file, two names" 2 \
+    "--moe-stats $T/link.csv and --routing-by-class $T/exists.csv name" \
+    "$TRAIN" "$SPARSE" --out "$T/x.st" --moe-stats "$T/link.csv" \
+    --routing-by-class "$T/exists.csv" --data "$D"
+expect "--warmup in hex" 2 "--warmup: '0x10' is not" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --warmup 0x10
 mkdir -p "$T/magic" "$T/trunc" "$T/other"
 cp "$D"/*.gz "$T/magic/"
 cp "$D"/*.gz "$T/trunc/"
@@ -115,6 +148,37 @@ expect "bad magic" 1 "$T/magic/t10k-labels-idx1-ubyte.gz: not an IDX file" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/magic"
 expect "truncated" 1 "$T/trunc/train-images-idx3-ubyte.gz: truncated" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/trunc"
+# gzip streams that zlib returns whole, without complaint from gzread:
+# the trailer (CRC and length) cut off, or 4 bytes of it; bytes after
+# the stream.  And a label out of the graph's range.
+for sub in notrailer tail4 garbage label; do
+    mkdir -p "$T/$sub" && cp "$D"/*.gz "$T/$sub/"
+done
+"$PY" -c "
+import gzip, sys
+d = sys.argv[1]
+raw = gzip.open(d + '/notrailer/t10k-labels-idx1-ubyte.gz').read()
+g = gzip.compress(raw)
+open(d + '/notrailer/t10k-labels-idx1-ubyte.gz', 'wb').write(g[:-8])
+open(d + '/tail4/t10k-labels-idx1-ubyte.gz', 'wb').write(g[:-4])
+open(d + '/garbage/t10k-labels-idx1-ubyte.gz', 'wb').write(g + b'garbage!')
+raw = bytearray(gzip.open(d + '/label/train-labels-idx1-ubyte.gz').read())
+raw[8 + 7] = 12
+open(d + '/label/train-labels-idx1-ubyte.gz', 'wb').write(
+    gzip.compress(bytes(raw)))
+" "$T"
+expect "gzip without its trailer" 1 \
+    "$T/notrailer/t10k-labels-idx1-ubyte.gz: truncated or corrupt gzip" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/notrailer"
+expect "gzip without 4 bytes of its trailer" 1 \
+    "$T/tail4/t10k-labels-idx1-ubyte.gz: truncated or corrupt gzip" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/tail4"
+expect "gzip with trailing garbage" 1 \
+    "$T/garbage/t10k-labels-idx1-ubyte.gz: data after the gzip stream" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/garbage"
+expect "label out of range" 1 \
+    "$T/label/train-labels-idx1-ubyte.gz: image 7 has label 12, out of range" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/label"
 expect "batch over data" 1 "--batch 512 is more than the 256" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --data "$D" --batch 512
 cat >"$T/notcls.json" <<'JSON'
@@ -198,16 +262,71 @@ expect "--eval-only with --trace" 2 "--eval-only trains nothing: --trace" \
 expect "--eval-only with --moe-stats" 2 \
     "--eval-only trains nothing: --moe-stats has nothing to write" \
     "$TRAIN" "$SPARSE" --data "$D" --eval-only --moe-stats "$T/x.csv"
-expect "--moe-stats in a missing directory" 1 \
-    "--moe-stats $T/no/dir/x.csv: cannot write in directory $T/no/dir" \
+expect "--moe-stats in a missing directory" 2 \
+    "--moe-stats $T/no/dir/x.csv: cannot write: the directory $T/no/dir" \
     "$TRAIN" "$SPARSE" --data "$D" --out "$T/x.st" \
     --moe-stats "$T/no/dir/x.csv"
-expect "--routing-by-class in a missing directory" 1 \
-    "--routing-by-class $T/no/x.csv: cannot write in directory $T/no" \
+expect "--routing-by-class in a missing directory" 2 \
+    "--routing-by-class $T/no/x.csv: cannot write: the directory $T/no" \
     "$TRAIN" "$SPARSE" --data "$D" --eval-only --routing-by-class "$T/no/x.csv"
-expect "nothing left to do" 0 "nothing to do" \
+expect "nothing left to do" 0 \
+    "nothing to do: $T/run.st is at step 24, already at this run's end" \
     "$TRAIN" "$MIXER" $COMMON --limit-train 256 --epochs 3 --lr 2e-3 \
     --out "$T/run2.st" --resume "$T/run.st"
+expect "nothing left to do: past the end" 0 \
+    "$T/run.st is at step 24, already past this run's end (step 16" \
+    "$TRAIN" "$MIXER" $COMMON --limit-train 256 --epochs 3 --lr 2e-3 \
+    --stop-after 2 --out "$T/run2.st" --resume "$T/run.st"
+
+# ---- options the mode would ignore: usage errors ----
+MOCO="$B/graphs/moco_sparse_mlp_fmnist.fbs"
+expect "--label-smoothing on MoCo" 2 \
+    "--label-smoothing does nothing for $MOCO, a MoCo pre-training graph" \
+    "$TRAIN" "$MOCO" --data "$D" --out "$T/x.st" --label-smoothing 0.1
+expect "--eval-every on MoCo" 2 "--eval-every does nothing for $MOCO" \
+    "$TRAIN" "$MOCO" --data "$D" --out "$T/x.st" --eval-every 1
+expect "--moco-m0 on a classifier" 2 \
+    "--moco-m0 is for a MoCo pre-training graph" \
+    "$TRAIN" "$MIXER" --data "$D" --out "$T/x.st" --moco-m0 0.5
+
+# ---- weights with a NaN: named, whichever option loads them ----
+"$PY" - "$T/run.st" "$T/nan.st" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+at = json.loads(b[8:8 + n])["head.bias"]["data_offsets"][0] + 8 + n + 4 * 3
+b[at:at + 4] = struct.pack("<f", float("nan"))
+open(sys.argv[2], "wb").write(bytes(b))
+PY
+for how in --weights --init-from --resume; do
+    expect "NaN in $how" 1 "$T/nan.st: tensor 'head.bias': element 3 is NaN" \
+        "$TRAIN" "$MIXER" $COMMON --limit-train 256 --epochs 3 --lr 2e-3 \
+        --out "$T/x.st" $how "$T/nan.st"
+done
+if grep -q "lower --lr" "$T/out"; then bad "NaN weights blamed on --lr"
+else ok "NaN weights not blamed on --lr"; fi
+expect "NaN in --eval-only --weights" 1 \
+    "tensor 'head.bias': element 3 is NaN" \
+    "$TRAIN" "$MIXER" --data "$D" --limit-test 64 --eval-only \
+    --weights "$T/nan.st"
+
+# ---- --init-from another graph's checkpoint: allowed, with a warning ----
+expect "--init-from another graph" 0 "warning: --init-from $T/run.st: a \
+checkpoint of graph 'mixer_fmnist', and this graph is 'sparse_mlp_fmnist'" \
+    "$TRAIN" "$SPARSE" $COMMON --limit-train 64 --max-steps 1 \
+    --out "$T/x.st" --init-from "$T/run.st"
+expect "--init-from the same graph" 0 "78 of 78 parameters loaded" \
+    "$TRAIN" "$MIXER" $COMMON --limit-train 64 --max-steps 1 \
+    --out "$T/x.st" --init-from "$T/run.st"
+if grep -q "warning" "$T/out"; then bad "--init-from the same graph warns"
+else ok "--init-from the same graph: no warning"; fi
+"$TRAIN" "$MOCO" $COMMON --limit-train 64 --max-steps 1 --out "$T/moco.st" \
+    >"$T/out" 2>&1 || bad "a MoCo step"
+expect "--init-from its MoCo pre-training" 0 "done: 1 steps" \
+    "$TRAIN" "$SPARSE" $COMMON --limit-train 64 --max-steps 1 \
+    --out "$T/x.st" --init-from "$T/moco.st"
+if grep -q "warning" "$T/out"; then bad "--init-from MoCo warns"; show "$T/out"
+else ok "--init-from its MoCo pre-training: no warning"; fi
 
 # ---- resume: 2 epochs = 1 epoch + --resume 1 epoch, bit for bit ----
 M="$MIXER $COMMON --limit-train 256 --epochs 2 --augment moco"
@@ -382,8 +501,10 @@ done
 kill -TERM $pid
 wait $pid
 rc=$?
-if [ $rc -eq 130 ] && grep -q "interrupted: checkpoint" "$T/c.out"; then
-    ok "SIGTERM: exit 130 after a checkpoint"
+if [ $rc -eq 130 ] &&
+    grep -q "interrupted: checkpoint $T/c.st in epoch 2/2 at step [1-8]/8" \
+        "$T/c.out"; then
+    ok "SIGTERM: exit 130 after a checkpoint (epochs counted from 1)"
 else bad "SIGTERM: exit $rc"; sed 's/^/  | /' "$T/c.out"; fi
 step=$(st meta "$T/c.st" train.step_in_epoch)
 if [ -n "$step" ] && [ "$step" -gt 0 ]; then ok "checkpoint inside an epoch"
@@ -392,6 +513,85 @@ expect "resume inside an epoch" 0 "done: 16 steps" \
     "$TRAIN" $M --out "$T/c.st" --resume "$T/c.st"
 if st same "$T/a.st" "$T/c.st"; then ok "interrupted + resumed = whole run"
 else bad "interrupted + resumed = whole run"; fi
+
+# Interrupted inside a metrics row (rows every 3 steps; epoch 2 is steps
+# 9-16) and resumed: the epoch's line, the metrics CSV and --moe-stats
+# are the uninterrupted run's (the checkpoint keeps the running sums),
+# but for the wall-clock columns (img/s, seconds).
+I="$SPARSE $COMMON --limit-train 256 --epochs 2 --log-every 3 --progress lines"
+"$TRAIN" $I --out "$T/ia.st" --metrics "$T/ia.csv" --moe-stats "$T/iam.csv" \
+    >"$T/ia.out" 2>&1 || bad "sparse, rows every 3 steps"
+"$TRAIN" $I --out "$T/ib.st" --metrics "$T/ib.csv" --moe-stats "$T/ibm.csv" \
+    >"$T/ib.out" 2>&1 &
+pid=$!
+i=0
+while ! grep -q "epoch 2/2 step 1/8" "$T/ib.out" && [ $i -lt 600 ]; do
+    sleep 0.05; i=$((i + 1))
+done
+kill -INT $pid
+wait $pid
+rc=$?
+"$TRAIN" $I --out "$T/ib.st" --metrics "$T/ib.csv" --moe-stats "$T/ibm.csv" \
+    --resume "$T/ib.st" >>"$T/ib.out" 2>&1 || bad "resumed inside a row"
+if [ $rc -eq 130 ] && "$PY" - "$T/ia" "$T/ib" <<'PY'
+import re, sys
+a, b = sys.argv[1], sys.argv[2]
+def epoch2(p):
+    line = [l for l in open(p + ".out") if l.startswith("epoch 2/2:")]
+    assert len(line) == 1, line
+    return re.sub(r" [0-9]+ img/s, [0-9.]+ s,", "", line[0])
+assert epoch2(a) == epoch2(b), (epoch2(a), epoch2(b))
+def rows(p):  # all but images_per_s
+    return [l.split(",")[:5] + l.split(",")[6:] for l in open(p + ".csv")]
+assert rows(a) == rows(b), (rows(a), rows(b))
+assert open(a + "m.csv").read() == open(b + "m.csv").read()
+PY
+then ok "interrupted inside a row: epoch line, metrics and moe-stats as whole"
+else bad "interrupted inside a row (exit $rc)"; show "$T/ib.out"; fi
+
+# SIGINT after an --eval-every evaluation: its row keeps the test results.
+"$TRAIN" "$MIXER" $COMMON --limit-train 256 --epochs 1 --eval-every 1 \
+    --log-every 1 --progress lines --out "$T/e.st" --metrics "$T/e.csv" \
+    >"$T/e.out" 2>&1 &
+pid=$!
+i=0
+while ! grep -q "^step 2: test acc" "$T/e.out" && [ $i -lt 600 ]; do
+    sleep 0.05; i=$((i + 1))
+done
+kill -INT $pid
+wait $pid
+rc=$?
+if [ $rc -eq 130 ] && [ "$(tail -n 1 "$T/e.csv" | cut -d, -f8)" != "" ]; then
+    ok "SIGINT after an evaluation: the row keeps it"
+else bad "SIGINT after an evaluation (exit $rc)"; show "$T/e.csv"; fi
+
+# SIGINT during the last evaluation, after the last step: the run is done.
+mkdir -p "$T/bigtest"
+cp "$D"/train-* "$T/bigtest/"
+"$PY" -c "
+import gzip, struct, sys
+d = sys.argv[1]
+im = gzip.open(d + '/data/t10k-images-idx3-ubyte.gz').read()[16:]
+lb = gzip.open(d + '/data/t10k-labels-idx1-ubyte.gz').read()[8:]
+with gzip.open(d + '/bigtest/t10k-images-idx3-ubyte.gz', 'wb', 1) as f:
+    f.write(struct.pack('>IIII', 0x803, 64 * 40, 28, 28) + im * 40)
+with gzip.open(d + '/bigtest/t10k-labels-idx1-ubyte.gz', 'wb', 1) as f:
+    f.write(struct.pack('>II', 0x801, 64 * 40) + lb * 40)
+" "$T"
+"$TRAIN" "$MIXER" --data "$T/bigtest" --batch 32 --threads 2 --max-steps 1 \
+    --log-every 1 --progress lines --out "$T/f.st" >"$T/f.out" 2>&1 &
+pid=$!
+i=0
+while ! grep -q "step 1/8" "$T/f.out" && [ $i -lt 600 ]; do
+    sleep 0.05; i=$((i + 1))
+done
+kill -INT $pid
+wait $pid
+rc=$?
+if [ $rc -eq 0 ] && grep -q "^done: 1 steps" "$T/f.out" &&
+    ! grep -q interrupted "$T/f.out"; then
+    ok "SIGINT during the last evaluation: done, exit 0"
+else bad "SIGINT during the last evaluation (exit $rc)"; show "$T/f.out"; fi
 
 # Refusals.
 expect "resume other lr" 1 "made with --lr 0.001, this run has 0.002" \

@@ -19,8 +19,10 @@
  *
  * --resume is exact: batches are a pure function of (seed, epoch, index),
  * gate noise of (seed, step), and the checkpoint restores parameters and
- * optimizer state, so 1 epoch + --resume 1 epoch gives the same bytes as
- * 2 epochs.  Exit status: 0 done, 1 error, 2 usage, 130 interrupted.
+ * optimizer state, so --stop-after 1 (or a signal) + --resume gives the
+ * same bytes as 2 epochs; the checkpoint also keeps the epoch's and the
+ * metrics row's running sums, so the epoch lines and rows match too.
+ * Exit status: 0 done, 1 error, 2 usage, 130 interrupted.
  *
  * Two more modes.  --probe trains head.* only (a linear probe: every
  * other parameter is frozen through opts.frozen, so the backward stops at
@@ -88,9 +90,10 @@ train_step(struct train_run *r, const struct train_batch *b, double *loss,
     train_moe_step(&r->moe);
     if (!isfinite(*loss)) {
         train_fail("step %lld (epoch %lld): the loss is %g; try a lower "
-                   "--lr or --clip-norm (the checkpoint keeps the last "
-                   "good epoch)",
-                   (long long)r->step, (long long)r->epoch + 1, *loss);
+                   "--lr or --clip-norm%s",
+                   (long long)r->step, (long long)r->epoch + 1, *loss,
+                   r->saved ? " (the checkpoint keeps the last good epoch)"
+                            : "");
         return -1;
     }
     *acc = r->mode == TRAIN_MODE_MOCO
@@ -136,7 +139,7 @@ progress(struct train_run *r, int force)
         return;
     r->last_draw = now;
     ep_s -= r->eval_s - r->ep_eval0;
-    speed = (double)(r->ep_steps * r->o.batch) / (ep_s > 0 ? ep_s : 1e-9);
+    speed = (double)(r->ep_timed * r->o.batch) / (ep_s > 0 ? ep_s : 1e-9);
     eta = done > 0 ? train_s / done * (double)(r->end_step - r->step) : 0;
     fmt_time(eta, eta_s, sizeof(eta_s));
     if (!r->bar && r->mode == TRAIN_MODE_MOCO) {
@@ -187,8 +190,11 @@ add_row(struct train_run *r, double test_acc, double test_loss)
     double dt = train_now() - r->row_t0 - (r->eval_s - r->row_eval0);
 
     if (r->log.n > 0 && r->log.rows[r->log.n - 1].step == r->step) {
-        r->log.rows[r->log.n - 1].test_acc = test_acc;
-        r->log.rows[r->log.n - 1].test_loss = test_loss;
+        /* This step's row exists: add an evaluation, never remove one. */
+        if (!isnan(test_acc)) {
+            r->log.rows[r->log.n - 1].test_acc = test_acc;
+            r->log.rows[r->log.n - 1].test_loss = test_loss;
+        }
         return 0;
     }
     if (r->row_steps == 0)
@@ -198,7 +204,7 @@ add_row(struct train_run *r, double test_acc, double test_loss)
     row.lr = r->lr;
     row.loss = r->row_loss / (double)r->row_steps;
     row.acc = r->row_acc / (double)r->row_steps;
-    row.images_per_s = (double)(r->row_steps * r->o.batch) /
+    row.images_per_s = (double)(r->row_timed * r->o.batch) /
                        (dt > 0 ? dt : 1e-9);
     row.test_acc = test_acc;
     row.test_loss = test_loss;
@@ -207,7 +213,7 @@ add_row(struct train_run *r, double test_acc, double test_loss)
         return -1;
     }
     r->row_loss = r->row_acc = 0.0;
-    r->row_steps = 0;
+    r->row_steps = r->row_timed = 0;
     r->row_t0 = train_now();
     r->row_eval0 = r->eval_s;
     if (train_log_add(&r->log, &row) != 0) {
@@ -274,11 +280,17 @@ end_of_period(struct train_run *r, int checkpoint)
     char drop[64];
 
     if (interrupted) {
-        /* Quick: the checkpoint and reports, no evaluation. */
+        /* Quick: the checkpoint and reports, no evaluation.  At an
+         * epoch's end its row closes first, as in a run not stopped;
+         * inside an epoch the checkpoint keeps the open row's sums (a
+         * resumed run continues them) and the reports get the partial
+         * row, which a resumed run drops. */
+        r->cut_short = 1;
         if (r->bar)
             printf("\r\033[K");
-        if (add_row(r, NAN, NAN) != 0 ||
-            (checkpoint && train_ckpt_save(r) != 0))
+        if ((r->in_epoch == 0 && add_row(r, NAN, NAN) != 0) ||
+            (checkpoint && train_ckpt_save(r) != 0) ||
+            add_row(r, NAN, NAN) != 0)
             return -1;
         return write_reports(r);
     }
@@ -293,7 +305,7 @@ end_of_period(struct train_run *r, int checkpoint)
                (long long)(r->in_epoch == 0 ? r->epoch : r->epoch + 1),
                (long long)r->o.epochs, r->in_epoch == 0 ? "" : " (part)",
                r->ep_steps ? r->ep_loss / (double)r->ep_steps : 0.0, r->m,
-               (double)(r->ep_steps * r->o.batch) / (ep_s > 0 ? ep_s : 1e-9),
+               (double)(r->ep_timed * r->o.batch) / (ep_s > 0 ? ep_s : 1e-9),
                ep_s, r->lr, dropped_note(r, drop, sizeof(drop)));
         fflush(stdout);
         if (checkpoint && train_ckpt_save(r) != 0)
@@ -317,7 +329,7 @@ end_of_period(struct train_run *r, int checkpoint)
            r->ep_steps ? r->ep_loss / (double)r->ep_steps : 0.0,
            r->ep_steps ? 100.0 * r->ep_acc / (double)r->ep_steps : 0.0,
            100.0 * acc, 100.0 * r->best_acc, loss,
-           (double)(r->ep_steps * r->o.batch) / (ep_s > 0 ? ep_s : 1e-9),
+           (double)(r->ep_timed * r->o.batch) / (ep_s > 0 ? ep_s : 1e-9),
            ep_s, r->lr, dropped_note(r, drop, sizeof(drop)));
     fflush(stdout);
     if (checkpoint && train_ckpt_save(r) != 0)
@@ -353,16 +365,18 @@ train(struct train_run *r)
         r->row_loss += loss;
         r->row_acc += acc;
         r->row_steps++;
+        r->row_timed++;
         r->ep_loss += loss;
         r->ep_acc += acc;
         r->ep_steps++;
+        r->ep_timed++;
         if (r->in_epoch == r->spe) {
             r->epoch++;
             r->in_epoch = 0;
             if (end_of_period(r, 1) != 0)
                 return TRAIN_EXIT_FAIL;
             r->ep_loss = r->ep_acc = 0.0;
-            r->ep_steps = 0;
+            r->ep_steps = r->ep_timed = 0;
             r->ep_t0 = train_now();
             r->ep_eval0 = r->eval_s;
             continue;
@@ -385,20 +399,34 @@ train(struct train_run *r)
         }
         progress(r, r->step % r->o.log_every == 0);
     }
-    if (r->o.trace != NULL && r->step > r->step_start &&
-        smlp_session_write_trace(r->ts, r->o.trace) != SMLP_OK) {
-        train_fail("--trace: %s", smlp_session_errmsg(r->ts));
-        return TRAIN_EXIT_FAIL;
-    }
     if (r->in_epoch != 0) {
         /* --max-steps or a signal stopped the run inside an epoch. */
         if (end_of_period(r, 1) != 0)
             return TRAIN_EXIT_FAIL;
     }
-    if (interrupted) {
-        fprintf(stderr, "smlp-train: interrupted: checkpoint %s at epoch "
-                        "%lld, step %lld; continue with --resume %s\n",
-                r->o.out, (long long)r->epoch, (long long)r->step, r->o.out);
+    /* After the checkpoint: a trace that cannot be written loses no
+     * training. */
+    if (r->o.trace != NULL && r->step > r->step_start &&
+        smlp_session_write_trace(r->ts, r->o.trace) != SMLP_OK) {
+        train_fail("--trace: %s (the checkpoint %s is written)",
+                   smlp_session_errmsg(r->ts), r->o.out);
+        return TRAIN_EXIT_FAIL;
+    }
+    /* A signal during the last evaluation, or after it, ended nothing. */
+    if (interrupted && (r->step < r->end_step || r->cut_short)) {
+        if (r->in_epoch == 0)
+            fprintf(stderr, "smlp-train: interrupted: checkpoint %s after "
+                            "epoch %lld/%lld (step %lld); continue with "
+                            "--resume %s\n",
+                    r->o.out, (long long)r->epoch, (long long)r->o.epochs,
+                    (long long)r->step, r->o.out);
+        else
+            fprintf(stderr, "smlp-train: interrupted: checkpoint %s in "
+                            "epoch %lld/%lld at step %lld/%lld (step %lld); "
+                            "continue with --resume %s\n",
+                    r->o.out, (long long)r->epoch + 1,
+                    (long long)r->o.epochs, (long long)r->in_epoch,
+                    (long long)r->spe, (long long)r->step, r->o.out);
         return TRAIN_EXIT_INTERRUPTED;
     }
     if (getrusage(RUSAGE_SELF, &ru) == 0) /* ru_maxrss: KiB on Linux */
@@ -451,17 +479,18 @@ main(int argc, char **argv)
     r.bar = r.o.progress == TRAIN_PROGRESS_BAR ||
             (r.o.progress == TRAIN_PROGRESS_AUTO && isatty(STDOUT_FILENO));
     r.last_acc = NAN;
-    rc = TRAIN_EXIT_FAIL;
-    if ((r.o.out != NULL && train_check_dir("--out", r.o.out) != 0) ||
-        (r.o.metrics && train_check_dir("--metrics", r.o.metrics) != 0) ||
-        (r.o.moe_stats &&
-         train_check_dir("--moe-stats", r.o.moe_stats) != 0) ||
-        (r.o.routing &&
-         train_check_dir("--routing-by-class", r.o.routing) != 0) ||
-        (r.o.plot && train_check_dir("--plot", r.o.plot) != 0))
+    rc = train_check_outputs(&r.o);
+    if (rc != 0)
         goto out;
-    if (train_load_data(&r) != 0 || train_create_sessions(&r) != 0 ||
-        train_create_loaders(&r) != 0)
+    rc = TRAIN_EXIT_FAIL;
+    if (train_load_data(&r) != 0 || train_create_sessions(&r) != 0)
+        goto out;
+    if (train_check_mode_options(&r) != 0) {
+        fprintf(stderr, "Try 'smlp-train --help'.\n");
+        rc = TRAIN_EXIT_USAGE;
+        goto out;
+    }
+    if (train_create_loaders(&r) != 0)
         goto out;
     train_plan_schedule(&r);
     if (r.o.init_from != NULL && train_init_from(&r) != 0)
@@ -473,15 +502,19 @@ main(int argc, char **argv)
         goto out;
     }
     if (r.o.resume != NULL) {
+        /* A row still open at the checkpoint: the file's row at its step
+         * is the partial one an interrupt wrote; this run replaces it. */
+        int64_t last = r.row_steps > 0 ? r.step - 1 : r.step;
+
         if (r.o.metrics != NULL &&
-            train_log_read_csv(&r.log, r.o.metrics, r.step, err,
+            train_log_read_csv(&r.log, r.o.metrics, last, err,
                                sizeof(err)) != 0) {
             fprintf(stderr, "smlp-train: warning: --metrics %s; the file "
                             "starts again\n", err);
             train_log_free(&r.log);
         }
         if (r.o.moe_stats != NULL &&
-            train_moe_read(&r.moe, r.o.moe_stats, r.step, err,
+            train_moe_read(&r.moe, r.o.moe_stats, last, err,
                            sizeof(err)) != 0) {
             fprintf(stderr, "smlp-train: warning: --moe-stats %s; the file "
                             "starts again\n", err);
@@ -490,10 +523,16 @@ main(int argc, char **argv)
                 train_fail("%s", err);
                 goto out;
             }
+            /* the checkpoint's sums, as train_ckpt_resume checked them */
+            (void)train_moe_set_sums(&r.moe, smlp_checkpoint_meta(
+                                                 r.ts, "train.moe_sums"));
         }
         if (r.step >= r.end_step) {
-            printf("nothing to do: the checkpoint is at step %lld of %lld\n",
-                   (long long)r.step, (long long)r.end_step);
+            printf("nothing to do: %s is at step %lld, %s this run's end "
+                   "(step %lld: --epochs, --max-steps, --stop-after)\n",
+                   r.o.resume, (long long)r.step,
+                   r.step == r.end_step ? "already at" : "already past",
+                   (long long)r.end_step);
             rc = TRAIN_EXIT_OK;
             goto out;
         }

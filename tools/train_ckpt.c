@@ -7,8 +7,10 @@
  * with; smlp.optim.steps); this file adds "train.*" pairs: the position
  * (epoch, step in the epoch, step), the shuffle's state (a pure function
  * of the seed and the epoch, so those two are the state), the best and
- * last test accuracy, and every option that changes the result, compared
- * on --resume.
+ * last test accuracy, the running sums behind the epoch line and the
+ * open metrics row (and --moe-stats'), and every option that changes the
+ * result, compared on --resume.  --init-from (a partial load by name) is
+ * here too.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -19,7 +21,7 @@
 #include "safetensors.h"
 #include "train_main.h"
 
-#define MAX_META 40
+#define MAX_META 48
 
 /* One metadata entry; `opt` names the option for resume checks, `soft`
  * ones (the schedule's length) may change on resume. */
@@ -91,8 +93,9 @@ meta_options(struct train_run *r, struct meta_item *m)
                  o->momentum);
     n = meta_add(m, n, "train.clip_norm", "--clip-norm", 0, "%.17g",
                  o->clip_norm);
-    n = meta_add(m, n, "train.label_smoothing", "--label-smoothing", 0,
-                 "%.17g", o->label_smoothing);
+    if (r->mode != TRAIN_MODE_MOCO) /* MoCo has its own loss */
+        n = meta_add(m, n, "train.label_smoothing", "--label-smoothing", 0,
+                     "%.17g", o->label_smoothing);
     n = meta_add(m, n, "train.augment", "--augment", 0, "%s",
                  train_augment_names[o->augment]);
     n = meta_add(m, n, "train.recompute", "--recompute", 0, "%d",
@@ -107,7 +110,8 @@ meta_options(struct train_run *r, struct meta_item *m)
                      o->moco_m0);
     n = meta_add(m, n, "train.epochs", "--epochs", 1, "%lld",
                  (long long)o->epochs);
-    n = meta_add(m, n, "train.total_steps", "--max-steps", 1, "%lld",
+    n = meta_add(m, n, "train.total_steps",
+                 "the number of steps (--epochs, --max-steps)", 1, "%lld",
                  (long long)r->total);
     n = meta_add(m, n, "train.warmup_steps", "--warmup", 1, "%lld",
                  (long long)r->warmup);
@@ -118,8 +122,9 @@ int
 train_ckpt_save(struct train_run *r)
 {
     struct meta_item m[MAX_META];
-    const char *keys[MAX_META], *values[MAX_META];
-    int n = meta_options(r, m), i;
+    const char *keys[MAX_META + 1], *values[MAX_META + 1];
+    int n = meta_options(r, m), i, rc = 0, open_ep = r->in_epoch != 0;
+    char *moe = NULL;
 
     n = meta_add(m, n, "train.format", NULL, 0, "1");
     n = meta_add(m, n, "train.graph_file", NULL, 0, "%s", r->o.graph);
@@ -133,15 +138,70 @@ train_ckpt_save(struct train_run *r)
                  r->o.seed, (long long)r->epoch);
     if (r->o.init_from != NULL)
         n = meta_add(m, n, "train.init_from", NULL, 0, "%s", r->o.init_from);
+    /* A MoCo graph's classifier: --init-from expects this checkpoint
+     * there. */
+    if (r->mode == TRAIN_MODE_MOCO &&
+        smlp_graph_meta(r->eg, "backbone") != NULL)
+        n = meta_add(m, n, "train.backbone", NULL, 0, "%s",
+                     smlp_graph_meta(r->eg, "backbone"));
     n = meta_add(m, n, "train.best_acc", NULL, 0, "%.17g", r->best_acc);
     n = meta_add(m, n, "train.test_acc", NULL, 0, "%.17g", r->last_acc);
+    /* The running sums of the epoch (once it has begun) and of the open
+     * metrics row: a resumed run prints and writes what one not stopped
+     * does.  Loss sum, accuracy sum, steps. */
+    n = meta_add(m, n, "train.epoch_sums", NULL, 0, "%.17g %.17g %lld",
+                 open_ep ? r->ep_loss : 0.0, open_ep ? r->ep_acc : 0.0,
+                 open_ep ? (long long)r->ep_steps : 0LL);
+    n = meta_add(m, n, "train.row_sums", NULL, 0, "%.17g %.17g %lld",
+                 r->row_loss, r->row_acc, (long long)r->row_steps);
     for (i = 0; i < n; i++) {
         keys[i] = m[i].key;
         values[i] = m[i].value;
     }
+    if (r->moe.n_layers > 0) {
+        moe = train_moe_sums(&r->moe, open_ep);
+        if (moe == NULL) {
+            train_fail("out of memory");
+            return -1;
+        }
+        keys[n] = "train.moe_sums";
+        values[n++] = moe;
+    }
     if (smlp_checkpoint_save(r->ts, r->opt, r->o.out, keys, values, n) !=
         SMLP_OK) {
         train_fail("%s", smlp_session_errmsg(r->ts));
+        rc = -1;
+    }
+    free(moe);
+    r->saved |= rc == 0;
+    return rc;
+}
+
+/* "LOSS ACC STEPS" of train.epoch_sums or train.row_sums; absent (older
+ * checkpoints): zeros.  0 or -1 after train_fail. */
+static int
+meta_sums(struct train_run *r, const char *key, double *loss, double *acc,
+          int64_t *steps)
+{
+    const char *v = smlp_checkpoint_meta(r->ts, key);
+    char *end;
+
+    *loss = *acc = 0.0;
+    *steps = 0;
+    if (v == NULL)
+        return 0;
+    *loss = strtod(v, &end);
+    if (end != v && *end == ' ') {
+        v = end;
+        *acc = strtod(v, &end);
+    }
+    if (end != v && *end == ' ') {
+        v = end;
+        *steps = strtoll(v, &end, 10);
+    }
+    if (end == v || *end != '\0' || *steps < 0) {
+        train_fail("--resume %s: metadata '%s' is not 'loss acc steps'",
+                   r->o.resume, key);
         return -1;
     }
     return 0;
@@ -231,6 +291,17 @@ train_ckpt_resume(struct train_run *r)
     r->best_acc = v ? strtod(v, NULL) : 0.0;
     v = smlp_checkpoint_meta(r->ts, "train.test_acc");
     r->last_acc = v ? strtod(v, NULL) : NAN;
+    if (meta_sums(r, "train.epoch_sums", &r->ep_loss, &r->ep_acc,
+                  &r->ep_steps) != 0 ||
+        meta_sums(r, "train.row_sums", &r->row_loss, &r->row_acc,
+                  &r->row_steps) != 0)
+        return -1;
+    v = smlp_checkpoint_meta(r->ts, "train.moe_sums");
+    if (v != NULL && train_moe_set_sums(&r->moe, v) != 0) {
+        train_fail("--resume %s: metadata 'train.moe_sums' does not fit the "
+                   "MoE layers of %s", r->o.resume, r->o.graph);
+        return -1;
+    }
     return 0;
 }
 
@@ -277,9 +348,46 @@ init_one(struct train_run *r, const char *name,
                    shape_str(t.shape, t.rank, b, sizeof(b)));
         return -1;
     }
+    if (t.dtype == SMLP_DTYPE_F32) {
+        int64_t k, n = (int64_t)(e->nbytes / sizeof(float));
+        float v;
+
+        /* memcpy: data in the mapping need not be aligned. */
+        for (k = 0; k < n; k++) {
+            memcpy(&v, (const char *)e->data + k * sizeof(float), sizeof(v));
+            if (!isfinite(v)) {
+                train_fail("--init-from %s: tensor '%s': element %lld is %s",
+                           r->o.init_from, name, (long long)k,
+                           isnan(v) ? "NaN" : "infinite");
+                return -1;
+            }
+        }
+    }
     memcpy(t.data, e->data, e->nbytes);
     (void)smlp_session_tensor(r->ts, name, &t); /* device copy, if any */
     return 1;
+}
+
+/* Warns when --init-from's file f was made with another graph than
+ * this one or than its MoCo pre-training graph (train.backbone; older
+ * files: the name moco_GRAPH): loading by name is meant for those. */
+static void
+init_check_graph(struct train_run *r, const struct smlp__st_file *f)
+{
+    const char *file = smlp__st_meta(f, "smlp.graph");
+    const char *backbone = smlp__st_meta(f, "train.backbone");
+    const char *name = smlp_graph_name(r->eg);
+
+    if (file == NULL || strcmp(file, name) == 0 ||
+        (backbone != NULL && strcmp(backbone, name) == 0) ||
+        (backbone == NULL && strncmp(file, "moco_", 5) == 0 &&
+         strcmp(file + 5, name) == 0))
+        return;
+    fprintf(stderr, "smlp-train: warning: --init-from %s: a checkpoint of "
+                    "graph '%s'%s%s%s, and this graph is '%s': only the "
+                    "tensors with the same names and shapes load\n",
+            r->o.init_from, file, backbone ? " (backbone '" : "",
+            backbone ? backbone : "", backbone ? "')" : "", name);
 }
 
 int
@@ -294,6 +402,7 @@ train_init_from(struct train_run *r)
         train_fail("--init-from %s", err);
         return -1;
     }
+    init_check_graph(r, f);
     for (kind = 1; kind <= 2; kind++)
         for (i = 0; i < smlp_session_tensor_count(r->ts, kind); i++) {
             const char *name = smlp_session_tensor_name(r->ts, kind, i);

@@ -32,6 +32,17 @@ file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/* gzerror's message without the "PATH: " that zlib puts first. */
+static const char *
+gz_msg(const char *path, const char *msg)
+{
+    size_t n = strlen(path);
+
+    return strncmp(msg, path, n) == 0 && strncmp(msg + n, ": ", 2) == 0
+               ? msg + n + 2
+               : msg;
+}
+
 /* Reads exactly n bytes; returns the bytes read (short at end of data),
  * or -1 after a zlib error (message in err). */
 static int64_t
@@ -49,8 +60,12 @@ read_full(gzFile f, const char *path, uint8_t *buf, uint64_t n, char *err,
         if (got < 0) {
             const char *msg = gzerror(f, &zerr);
 
-            snprintf(err, errlen, "%s: cannot read: %s", path,
-                     zerr == Z_ERRNO ? strerror(errno) : msg);
+            if (zerr == Z_ERRNO)
+                snprintf(err, errlen, "%s: cannot read: %s", path,
+                         strerror(errno));
+            else
+                snprintf(err, errlen, "%s: truncated or corrupt gzip: %s",
+                         path, gz_msg(path, msg));
             return -1;
         }
         if (got == 0)
@@ -58,6 +73,54 @@ read_full(gzFile f, const char *path, uint8_t *buf, uint64_t n, char *err,
         done += (uint64_t)got;
     }
     return (int64_t)done;
+}
+
+/* After the last read: gzread reports a gzip stream that ends early (a
+ * cut-off trailer, so no CRC check either) only through gzerror.  1 with
+ * a message when so. */
+static int
+gz_cut_short(gzFile f, const char *path, char *err, size_t errlen)
+{
+    int zerr;
+    const char *msg = gzerror(f, &zerr);
+
+    if (zerr == Z_OK)
+        return 0;
+    snprintf(err, errlen, "%s: truncated or corrupt gzip: %s", path,
+             gz_msg(path, msg));
+    return 1;
+}
+
+/* zlib ignores bytes after a gzip stream.  A file of one gzip member
+ * ends with the CRC-32 and length of all the data read (head, then
+ * data): 1 with a message when its last 8 bytes are something else. */
+static int
+gz_trailing_data(const char *path, const uint8_t *head, size_t head_len,
+                 const uint8_t *data, uint64_t len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t t[8];
+    uLong crc = crc32(0L, Z_NULL, 0);
+    uint64_t off;
+    int ok;
+
+    ok = f != NULL && fseek(f, -8, SEEK_END) == 0 && fread(t, 1, 8, f) == 8;
+    if (f != NULL)
+        fclose(f);
+    if (!ok)
+        return 0; /* zlib read it a moment ago */
+    crc = crc32(crc, head, (uInt)head_len);
+    for (off = 0; off < len; off += IDX_CHUNK)
+        crc = crc32(crc, data + off,
+                    (uInt)(len - off < IDX_CHUNK ? len - off : IDX_CHUNK));
+    if (((uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 |
+         (uint32_t)t[3] << 24) == (uint32_t)crc &&
+        ((uint32_t)t[4] | (uint32_t)t[5] << 8 | (uint32_t)t[6] << 16 |
+         (uint32_t)t[7] << 24) == (uint32_t)(head_len + len))
+        return 0;
+    snprintf(err, errlen, "%s: data after the gzip stream (trailing "
+                          "garbage, or more than one gzip member)", path);
+    return 1;
 }
 
 static uint32_t
@@ -151,6 +214,8 @@ train_idx_read(const char *path, int rank, uint32_t *dims, uint8_t **data,
     got = read_full(f, name, buf, bytes, err, errlen);
     if (got < 0)
         goto out_free;
+    if ((uint64_t)got < bytes && gz_cut_short(f, name, err, errlen))
+        goto out_free;
     if ((uint64_t)got < bytes) {
         snprintf(err, errlen,
                  "%s: truncated: the header promises %llu bytes of data, "
@@ -158,7 +223,8 @@ train_idx_read(const char *path, int rank, uint32_t *dims, uint8_t **data,
                  name, (unsigned long long)bytes, (long long)got);
         goto out_free;
     }
-    /* The end must follow (this also makes zlib check the CRC). */
+    /* The end must follow (this also makes zlib check the CRC, when the
+     * trailer is there). */
     got = read_full(f, name, &extra, 1, err, errlen);
     if (got < 0)
         goto out_free;
@@ -168,6 +234,10 @@ train_idx_read(const char *path, int rank, uint32_t *dims, uint8_t **data,
                  name, (unsigned long long)bytes);
         goto out_free;
     }
+    if (gz_cut_short(f, name, err, errlen) ||
+        (!gzdirect(f) && gz_trailing_data(name, head, 4 + 4 * (size_t)rank,
+                                          buf, bytes, err, errlen)))
+        goto out_free;
     gzclose(f);
     *data = buf;
     return 0;
@@ -176,6 +246,17 @@ out_free:
 out_close:
     gzclose(f);
     return -1;
+}
+
+/* PATH, or PATH.gz when PATH does not exist: the file train_idx_read
+ * read. */
+static void
+name_read(char *path, size_t len)
+{
+    size_t n = strlen(path);
+
+    if (!file_exists(path) && n + 4 <= len)
+        memcpy(path + n, ".gz", 4);
 }
 
 int
@@ -199,9 +280,12 @@ train_set_load(struct train_set *set, const char *dir, const char *prefix,
                         errlen);
     if (rc != 0)
         goto out_free;
+    /* From here on the paths name the files read. */
+    name_read(set->images_path, sizeof(set->images_path));
+    name_read(set->labels_path, sizeof(set->labels_path));
     if (ldims[0] != idims[0]) {
         snprintf(err, errlen,
-                 "%s: %lu labels for the %lu images of %s(.gz)",
+                 "%s: %lu labels for the %lu images of %s",
                  set->labels_path, (unsigned long)ldims[0],
                  (unsigned long)idims[0], set->images_path);
         rc = -1;
@@ -211,8 +295,10 @@ train_set_load(struct train_set *set, const char *dir, const char *prefix,
     set->rows = (int)idims[1];
     set->cols = (int)idims[2];
     for (i = 0; i < set->n; i++)
-        if (set->labels[i] >= set->classes)
+        if (set->labels[i] >= set->classes) {
             set->classes = set->labels[i] + 1;
+            set->top_label_at = i;
+        }
     return 0;
 out_free:
     train_set_free(set);

@@ -41,6 +41,7 @@ struct train_set {
     uint8_t *images;  /* n * rows * cols bytes, row-major, 0 = background */
     uint8_t *labels;  /* n bytes, class 0..9 */
     int classes;      /* 1 + the largest label */
+    int64_t top_label_at; /* the first image with label classes - 1 */
     char images_path[4096]; /* the files read, for messages */
     char labels_path[4096];
 };

@@ -129,6 +129,12 @@ train_eval_only(struct train_run *r)
     }
     if (train_evaluate(r, &acc, &loss) != 0)
         return TRAIN_EXIT_FAIL;
+    if (!isfinite(loss)) {
+        /* The accuracy of NaN logits means nothing (argmax picks 0). */
+        train_fail("--eval-only: the test loss is %g: the logits are not "
+                   "finite (overflow in the graph?)", loss);
+        return TRAIN_EXIT_FAIL;
+    }
     printf("%s: test acc %.2f%%, test loss %.4f (%lld test images, %.1f "
            "s)\n",
            smlp_graph_name(r->eg), 100.0 * acc, loss, (long long)r->test.n,

@@ -65,6 +65,7 @@ struct train_opts {
     double momentum;         /* NaN: the optimizer's default */
     double clip_norm;
     double label_smoothing;
+    int label_smoothing_set; /* --label-smoothing was given */
     double warmup;           /* steps, or epochs with warmup_epochs */
     int warmup_epochs;
     int warmup_set;
@@ -75,6 +76,7 @@ struct train_opts {
     int eval_only;           /* --eval-only: test accuracy, no training */
     int recompute;           /* --recompute: opts.recompute */
     double moco_m0;          /* --moco-m0: MoCo's momentum at step 0 */
+    int moco_m0_set;         /* --moco-m0 was given */
     int progress;            /* enum train_progress */
     int threads;
     int device;              /* enum smlp_device: opts.device */
@@ -131,10 +133,14 @@ struct train_run {
     struct train_log log;
     struct train_moe moe;      /* the MoE layers' loads (none: dense) */
     struct train_routing routing; /* --routing-by-class */
-    /* Since the last metrics row and since the epoch began. */
+    int saved;                 /* this run wrote a checkpoint */
+    int cut_short;             /* a signal skipped an evaluation */
+    /* Since the last metrics row and since the epoch began (the sums
+     * are kept in checkpoints); *_timed: the steps since *_t0, for the
+     * images per second. */
     double row_loss, row_acc, row_t0, ep_loss, ep_acc, ep_t0;
     double row_eval0, ep_eval0; /* eval_s when the row / epoch began */
-    int64_t row_steps, ep_steps;
+    int64_t row_steps, ep_steps, row_timed, ep_timed;
     /* Progress display. */
     int bar;
     double t_start, eval_s, last_draw;
@@ -149,15 +155,20 @@ double train_now(void);
 
 /* ---- train_setup.c: each returns 0, or -1 after train_fail ---- */
 
-/* The directory of path exists and is writable (checked before a long
- * run, not at its first checkpoint). */
-int train_check_dir(const char *opt, const char *path);
+/* Before a long run, not at its first checkpoint: the output options
+ * name distinct files, each writable (tool_check_output).  0, or
+ * TRAIN_EXIT_USAGE after train_fail. */
+int train_check_outputs(const struct train_opts *o);
 /* Both splits from --data, with the hint to install the package when
  * the files are missing; --limit-train/--limit-test applied. */
 int train_load_data(struct train_run *r);
 /* The graph as given (evaluation) and with the loss head (training),
  * the registry, both sessions, the tensors fed and read, the optimizer. */
 int train_create_sessions(struct train_run *r);
+/* The options that the mode (known once the graph is) would ignore:
+ * --label-smoothing and --eval-every with a MoCo graph, --moco-m0 with
+ * a classifier.  0, or -1 after train_fail (a usage error). */
+int train_check_mode_options(const struct train_run *r);
 int train_create_loaders(struct train_run *r);
 /* Steps in all, warm-up steps and where this invocation stops. */
 void train_plan_schedule(struct train_run *r);
@@ -189,12 +200,15 @@ int train_ckpt_save(struct train_run *r);
  * session that the file holds (by name; dtype and shape must match) and
  * keeps the graph's initial values for the others; in MoCo mode a
  * momentum twin the file lacks starts equal to its loaded parameter.
- * Prints what was loaded.  0 or -1 after train_fail. */
+ * Refuses NaN and infinity; warns when the file is of another graph than
+ * this one or its MoCo pre-training graph.  Prints what was loaded.  0
+ * or -1 after train_fail. */
 int train_init_from(struct train_run *r);
 /* Loads --resume into the training session and optimizer, checks that
  * the graph and the options that change the result match (the length of
- * the schedule may change, with a warning) and sets the position.  0 or
- * -1 after train_fail. */
+ * the schedule may change, with a warning) and sets the position and the
+ * running sums (r->row_steps > 0: the checkpoint's metrics row was still
+ * open).  0 or -1 after train_fail. */
 int train_ckpt_resume(struct train_run *r);
 
 #endif /* SMLP_TRAIN_MAIN_H */

@@ -143,6 +143,74 @@ train_moe_epoch(struct train_moe *m)
     return share;
 }
 
+char *
+train_moe_sums(const struct train_moe *m, int with_epoch)
+{
+    size_t len = 64, n;
+    char *buf;
+    int i;
+    int64_t e;
+
+    for (i = 0; i < m->n_layers; i++)
+        len += 32 + 42 * (size_t)m->layers[i].experts;
+    buf = malloc(len);
+    if (buf == NULL)
+        return NULL;
+    n = (size_t)snprintf(buf, len, "%" PRId64 " %" PRId64 " %" PRId64,
+                         with_epoch ? m->ep_kept : 0,
+                         with_epoch ? m->ep_dropped : 0, m->row_steps);
+    for (i = 0; i < m->n_layers; i++) {
+        const struct train_moe_layer *l = &m->layers[i];
+
+        n += (size_t)snprintf(buf + n, len - n, " %.17g", l->aux_sum);
+        for (e = 0; e < l->experts; e++)
+            n += (size_t)snprintf(buf + n, len - n, " %" PRId64 " %" PRId64,
+                                  l->kept[e], l->dropped[e]);
+    }
+    return buf;
+}
+
+/* The next integer of *p into *out, or -1. */
+static int
+next_int(const char **p, int64_t *out)
+{
+    char *end;
+
+    *out = strtoll(*p, &end, 10);
+    if (end == *p)
+        return -1;
+    *p = end;
+    return 0;
+}
+
+int
+train_moe_set_sums(struct train_moe *m, const char *sums)
+{
+    const char *p = sums;
+    char *end;
+    int i;
+    int64_t e;
+
+    if (p == NULL)
+        return 0;
+    if (next_int(&p, &m->ep_kept) != 0 || next_int(&p, &m->ep_dropped) != 0 ||
+        next_int(&p, &m->row_steps) != 0)
+        return -1;
+    for (i = 0; i < m->n_layers; i++) {
+        struct train_moe_layer *l = &m->layers[i];
+
+        l->aux_sum = strtod(p, &end);
+        if (end == p)
+            return -1;
+        p = end;
+        for (e = 0; e < l->experts; e++)
+            if (next_int(&p, &l->kept[e]) != 0 ||
+                next_int(&p, &l->dropped[e]) != 0)
+                return -1;
+    }
+    return *p == '\0' ? 0 : -1;
+}
+
 int
 train_moe_read(struct train_moe *m, const char *path, int64_t max_step,
                char *err, size_t errlen)

@@ -57,6 +57,13 @@ int train_moe_row(struct train_moe *m, int64_t step, double epoch);
 /* The share of dropped assignments (0..1) over all layers since the last
  * call, and resets it; NaN when nothing was routed. */
 double train_moe_epoch(struct train_moe *m);
+/* The sums since the last row (and since train_moe_epoch when
+ * with_epoch, else 0) as text for a checkpoint's metadata (--resume
+ * continues them); malloc'ed, NULL when out of memory. */
+char *train_moe_sums(const struct train_moe *m, int with_epoch);
+/* Restores what train_moe_sums wrote (NULL: nothing): 0, or -1 when the
+ * text does not fit these layers. */
+int train_moe_set_sums(struct train_moe *m, const char *sums);
 /* Reads the rows of a file written by train_moe_write with step <=
  * max_step (--resume).  A missing file gives no rows and 0; another file
  * -1 and a message. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tool_opts.h"
 #include "train_main.h"
 
 void
@@ -54,7 +55,7 @@ train_usage(FILE *f)
 "  --weight-decay X    (default 0.05 adamw, 0 sgd; never on biases/norms)\n"
 "  --momentum X        SGD momentum (default 0.9)\n"
 "  --clip-norm X       clip the global gradient norm (default 0: off)\n"
-"  --label-smoothing X (default 0)\n"
+"  --label-smoothing X (default 0; not for MoCo, which has its own loss)\n"
 "  --max-steps N       at most N steps in all: the schedule shrinks to fit\n"
 "                      (quick runs, tests)\n"
 "  --stop-after E      stop after epoch E (with its checkpoint), keeping\n"
@@ -92,7 +93,8 @@ train_usage(FILE *f)
 "                      the options that change the result must match, and\n"
 "                      the run goes on exactly as if never stopped (same\n"
 "                      batches, noise and optimizer state)\n"
-"  --eval-every N      also evaluate every N steps (default: per epoch)\n"
+"  --eval-every N      also evaluate every N steps (default: per epoch;\n"
+"                      not for MoCo, which has no evaluation)\n"
 "  --eval-batch N      images per evaluation run (default 250)\n"
 "  --log-every N       a progress line and metrics row every N steps\n"
 "                      (default 50)\n"
@@ -116,8 +118,9 @@ train_usage(FILE *f)
 "                      otherwise (default auto)\n"
 "  --help, --version\n"
 "\n"
-"Exit status: 0 done, 1 error, 2 usage error, 130 interrupted (after the\n"
-"checkpoint).\n");
+"Each output is a file of its own, checked before training starts.\n"
+"Exit status: 0 done, 1 error, 2 usage error (options, output files), 130\n"
+"interrupted (after the checkpoint).\n");
 }
 
 static int
@@ -164,16 +167,21 @@ parse_double(const char *opt, const char *s, double min, double max,
     return 0;
 }
 
-/* N (steps) or N followed by ep / epoch / epochs. */
+/* N (steps) or N followed by ep / epoch / epochs; N in decimal digits
+ * (an epoch count may have a fraction), not strtod's hex or exponents. */
 static int
 parse_warmup(const char *s, struct train_opts *o)
 {
+    size_t digits = strspn(s, "0123456789");
     char *end;
     double v;
 
+    if (s[digits] == '.')
+        digits += 1 + strspn(s + digits + 1, "0123456789");
     errno = 0;
     v = strtod(s, &end);
-    if (errno == 0 && end != s && v >= 0 && v <= 1e9) {
+    if (digits > 0 && s[0] != '.' && end == s + digits && errno == 0 &&
+        v >= 0 && v <= 1e9) {
         if (strcmp(end, "ep") == 0 || strcmp(end, "epoch") == 0 ||
             strcmp(end, "epochs") == 0) {
             o->warmup = v;
@@ -238,8 +246,9 @@ parse_one(int c, const char *v, struct train_opts *o)
     case OPT_DATA: o->data = v; return 0;
     case OPT_WEIGHTS: o->weights = v; return 0;
     case OPT_INIT_FROM: o->init_from = v; return 0;
-    case OPT_MOCO_M0: return parse_double("--moco-m0", v, 0, 1,
-                                          &o->moco_m0);
+    case OPT_MOCO_M0:
+        o->moco_m0_set = 1;
+        return parse_double("--moco-m0", v, 0, 1, &o->moco_m0);
     case OPT_OUT: o->out = v; return 0;
     case OPT_RESUME: o->resume = v; return 0;
     case OPT_METRICS: o->metrics = v; return 0;
@@ -292,8 +301,10 @@ parse_one(int c, const char *v, struct train_opts *o)
                                            &o->momentum);
     case OPT_CLIP: return parse_double("--clip-norm", v, 0, 1e12,
                                        &o->clip_norm);
-    case OPT_LS: return parse_double("--label-smoothing", v, 0, 1,
-                                     &o->label_smoothing);
+    case OPT_LS:
+        o->label_smoothing_set = 1;
+        return parse_double("--label-smoothing", v, 0, 1,
+                            &o->label_smoothing);
     case OPT_WARMUP: return parse_warmup(v, o);
     case OPT_OPTIMIZER:
         return parse_choice("--optimizer", v, train_optimizer_names,
@@ -354,6 +365,7 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0}};
+    char msg[160];
     int c;
 
     memset(o, 0, sizeof(*o));
@@ -368,7 +380,7 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
     o->lr = NAN;
     o->moco_m0 = 0.99;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         if (c == OPT_HELP) {
             train_usage(stdout);
             return TRAIN_HELP_DONE;
@@ -391,12 +403,8 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
             continue;
         }
         if (c == '?' || c == ':') {
-            if (optopt != 0)
-                fprintf(stderr, "smlp-train: option '%s' needs a value\n",
-                        argv[optind - 1]);
-            else
-                fprintf(stderr, "smlp-train: unknown option '%s'\n",
-                        argv[optind - 1]);
+            fprintf(stderr, "smlp-train: %s\n",
+                    tool_bad_option(argv, ":", msg, sizeof(msg)));
             goto usage;
         }
         if (parse_one(c, optarg, o) != 0)

@@ -1,8 +1,9 @@
 /*
  * train_setup.c - what smlp-train does before its first step: check the
- * output directories, load the data, build the training graph (the given
- * graph plus the loss head of train_head.c), create the registry, the
- * training and evaluation sessions and the optimizer, start the loaders
+ * output files (each its own, each writable), load the data, build the
+ * training graph (the given graph plus the loss head of train_head.c),
+ * create the registry, the training and evaluation sessions and the
+ * optimizer, check the options against the mode, start the loaders
  * and plan the learning-rate schedule; and release it all.  See
  * train_main.h.
  */
@@ -16,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tool_opts.h"
 #include "train_main.h"
 
 void
@@ -70,24 +72,72 @@ read_file(const char *path, uint8_t **buf, size_t *len)
     return 0;
 }
 
-int
-train_check_dir(const char *opt, const char *path)
+/* path with its directory resolved (realpath) and its last component
+ * kept, malloc'ed; NULL when the directory does not resolve. */
+static char *
+resolve_output(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    char dir[4096];
-    struct stat st;
+    char *dir, *real, *out = NULL;
 
-    snprintf(dir, sizeof(dir), "%.*s",
-             slash == NULL ? 1 : slash == path ? 1 : (int)(slash - path),
-             slash == NULL ? "." : path);
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
-        access(dir, W_OK) != 0) {
-        train_fail("%s %s: cannot write in directory %s: %s", opt, path, dir,
-                   stat(dir, &st) != 0   ? strerror(errno)
-                   : !S_ISDIR(st.st_mode) ? "not a directory"
-                                          : strerror(EACCES));
-        return -1;
-    }
+    if (slash == NULL)
+        dir = strdup(".");
+    else
+        dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+    real = dir != NULL ? realpath(dir, NULL) : NULL;
+    if (real != NULL &&
+        (out = malloc(strlen(real) + strlen(path) + 2)) != NULL)
+        sprintf(out, "%s/%s", real, slash == NULL ? path : slash + 1);
+    free(real);
+    free(dir);
+    return out;
+}
+
+/* a and b name one file: the same inode when both exist, else the same
+ * name once their directories are resolved. */
+static int
+same_output(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    char *ra, *rb;
+    int same;
+
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    ra = resolve_output(a);
+    rb = resolve_output(b);
+    same = ra != NULL && rb != NULL ? strcmp(ra, rb) == 0 : strcmp(a, b) == 0;
+    free(ra);
+    free(rb);
+    return same;
+}
+
+int
+train_check_outputs(const struct train_opts *o)
+{
+    const char *out[6][2] = {{"--out", o->out},
+                             {"--metrics", o->metrics},
+                             {"--plot", o->plot},
+                             {"--moe-stats", o->moe_stats},
+                             {"--routing-by-class", o->routing},
+                             {"--trace", o->trace}};
+    char msg[8192];
+    int i, j;
+
+    for (i = 0; i < 6; i++)
+        for (j = i + 1; out[i][1] != NULL && j < 6; j++)
+            if (out[j][1] != NULL && same_output(out[i][1], out[j][1])) {
+                train_fail("%s %s and %s %s name the same file: each output "
+                           "needs its own", out[i][0], out[i][1], out[j][0],
+                           out[j][1]);
+                return TRAIN_EXIT_USAGE;
+            }
+    for (i = 0; i < 6; i++)
+        if (out[i][1] != NULL &&
+            tool_check_output(out[i][0], out[i][1], msg, sizeof(msg)) != 0) {
+            train_fail("%s", msg);
+            return TRAIN_EXIT_USAGE;
+        }
     return 0;
 }
 
@@ -200,7 +250,8 @@ train_create_sessions(struct train_run *r)
     uint8_t *head = NULL;
     size_t head_len;
     char msg[1024];
-    int64_t k, want;
+    const struct train_set *top;
+    int64_t k;
 
     if (read_file(r->o.graph, &r->graph_buf, &r->graph_len) != 0)
         return -1;
@@ -309,11 +360,20 @@ train_create_sessions(struct train_run *r)
     so.training = 1;
     so.loss = "loss";
     so.weights = r->o.weights;
+    /* A NaN in --weights or --resume's file: named here, not blamed on
+     * the learning rate at the first step. */
+    so.check_finite = 1;
     so.frozen = r->frozen;
     so.recompute = r->o.recompute;
     r->ts = smlp_session_create(r->tg, r->reg, &so, &err);
     if (r->ts == NULL) {
-        train_fail("%s", err.msg);
+        /* "FILE: tensor ...": say which option named FILE */
+        train_fail("%s%s", r->o.weights != NULL &&
+                                   strncmp(err.msg, r->o.weights,
+                                           strlen(r->o.weights)) == 0
+                               ? "--weights "
+                               : "",
+                   err.msg);
         return -1;
     }
     if (r->mode == TRAIN_MODE_MOCO) {
@@ -328,11 +388,13 @@ train_create_sessions(struct train_run *r)
             train_tensor(r->es, "logits", &r->e_logits) != 0)
             return -1;
         k = r->e_logits.shape[1];
-        want = r->train.classes > r->test.classes ? r->train.classes
-                                                  : r->test.classes;
-        if (r->e_logits.rank != 2 || k < want) {
-            train_fail("%s: 'logits' has %lld classes, the data have %lld",
-                       r->o.graph, (long long)k, (long long)want);
+        top = r->train.classes >= r->test.classes ? &r->train : &r->test;
+        if (r->e_logits.rank != 2 || k < top->classes) {
+            train_fail("%s: image %lld has label %d, out of range: %s's "
+                       "'logits' has %lld classes (labels 0 to %lld)",
+                       top->labels_path, (long long)top->top_label_at,
+                       top->classes - 1, r->o.graph, (long long)k,
+                       (long long)k - 1);
             return -1;
         }
     }
@@ -363,6 +425,28 @@ train_create_sessions(struct train_run *r)
         return -1;
     }
     return 0;
+}
+
+int
+train_check_mode_options(const struct train_run *r)
+{
+    const char *opt = NULL, *why = "";
+
+    if (r->mode == TRAIN_MODE_MOCO && r->o.label_smoothing_set) {
+        opt = "--label-smoothing";
+        why = "it has its own loss (no labels)";
+    } else if (r->mode == TRAIN_MODE_MOCO && r->o.eval_every > 0) {
+        opt = "--eval-every";
+        why = "pre-training has no test evaluation";
+    } else if (r->mode != TRAIN_MODE_MOCO && r->o.moco_m0_set) {
+        train_fail("--moco-m0 is for a MoCo pre-training graph (inputs "
+                   "view1 and view2), and %s is a classifier", r->o.graph);
+        return -1;
+    }
+    if (opt != NULL)
+        train_fail("%s does nothing for %s, a MoCo pre-training graph: %s",
+                   opt, r->o.graph, why);
+    return opt != NULL ? -1 : 0;
 }
 
 int
