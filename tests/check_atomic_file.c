@@ -10,7 +10,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +22,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "testutil.h"
 
 /* One scratch directory per TCase, made before its tests fork. */
 static char tmpdir[64];
@@ -32,28 +32,13 @@ static char errbuf[1024];
 static void
 setup_dir(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/check_af.XXXXXX");
-    if (mkdtemp(tmpdir) == NULL) {
-        perror("mkdtemp");
-        exit(1);
-    }
-}
-
-static int
-remove_entry(const char *path, const struct stat *st, int flag,
-             struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    tu_scratch_make(tmpdir, sizeof(tmpdir), "af");
 }
 
 static void
 teardown_dir(void)
 {
-    /* FTW_PHYS: links are removed, never followed. */
-    (void)nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_scratch_remove(tmpdir);
 }
 
 /* tmpdir/name into buf. */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "safetensors.h"
+#include "testutil.h"
 
 /* One scratch directory per TCase, made before its tests fork. */
 static char tmpdir[64];
@@ -25,42 +26,13 @@ static char errbuf[512];
 static void
 setup_dir(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/check_st.XXXXXX");
-    if (mkdtemp(tmpdir) == NULL) {
-        perror("mkdtemp");
-        exit(1);
-    }
-}
-
-/* Removes the scratch directory with its files and subdirectories. */
-static void
-remove_tree(const char *dir)
-{
-    char p[512];
-    struct dirent *d;
-    struct stat st;
-    DIR *dp;
-
-    dp = opendir(dir);
-    if (dp == NULL)
-        return;
-    while ((d = readdir(dp)) != NULL) {
-        if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", dir, d->d_name);
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(dp);
-    rmdir(dir);
+    tu_scratch_make(tmpdir, sizeof(tmpdir), "st");
 }
 
 static void
 teardown_dir(void)
 {
-    remove_tree(tmpdir);
+    tu_scratch_remove(tmpdir);
 }
 
 /* Puts tmpdir/name into buf. */

@@ -8,10 +8,12 @@
 
 #include <check.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "smlp.h"
@@ -45,6 +47,38 @@ tu_tmpdir(void)
     snprintf(buf, sizeof(buf), "/tmp/smlp-test-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(buf));
     return buf;
+}
+
+/*
+ * A Check fixture's scratch directory (unchecked fixtures run before the
+ * tests fork): tu_scratch_make makes a fresh /tmp/check_TAG.XXXXXX into
+ * dir; tu_scratch_remove deletes it with everything in it (links are
+ * removed, never followed).
+ */
+static inline void
+tu_scratch_make(char *dir, size_t len, const char *tag)
+{
+    snprintf(dir, len, "/tmp/check_%s.XXXXXX", tag);
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp");
+        exit(1);
+    }
+}
+
+static int
+tu__remove_entry(const char *path, const struct stat *st, int flag,
+                 struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static inline void
+tu_scratch_remove(const char *dir)
+{
+    (void)nftw(dir, tu__remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static inline void
