@@ -440,6 +440,14 @@ expect "edit: breaks training mode only" 1 \
     "does not check in training mode:" \
     "$SG" edit "$G" -o "$T/x.fbs" \
     --set-attr '*.moe_c.gate:capacity_factor=1e9'
+expect "edit: a capacity beyond any index" 1 \
+    "capacity factor 1e+30 (attribute 'eval_capacity_factor') gives a capacity beyond 2^62 per expert for groups of 49 items" \
+    "$SG" edit "$G" -o "$T/x.fbs" \
+    --set-attr '*.moe_c.gate:eval_capacity_factor=1e30'
+expect "edit: a capacity beyond i32 indices" 1 \
+    "exceed the i32 index range" \
+    "$SG" edit "$G" -o "$T/x.fbs" --batch 64 \
+    --set-attr '*.moe_c.gate:eval_capacity_factor=1e8'
 expect "edit: breaks batches other than 1" 1 \
     "attribute 'shape' = [49,128] gives 6272 elements, input 0 (x) of shape [2,49,128]" \
     "$SG" edit "$G" -o "$T/x.fbs" --set-attr '*.moe_c.flatten:shape=49,128'

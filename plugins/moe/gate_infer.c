@@ -224,7 +224,15 @@ infer_groups(struct smlp_infer_ctx *ctx, struct smlp__moe_gate_priv *p)
         return rc;
     p->cf = ctx->training ? cf : ecf;
     p->cap = smlp__moe_capacity(p->k, p->g, p->cf, p->e, mult);
-    if (p->n > INT32_MAX || p->cap < 0 || p->cap > INT32_MAX ||
+    if (p->cap < 0)
+        return smlp_infer_fail(ctx, SMLP_ELIMIT,
+                               "capacity factor %g (attribute '%s') gives a "
+                               "capacity beyond 2^62 per expert for groups "
+                               "of %lld items",
+                               p->cf, ctx->training ? "capacity_factor"
+                                                    : "eval_capacity_factor",
+                               (long long)p->g);
+    if (p->n > INT32_MAX || p->cap > INT32_MAX ||
         p->groups * p->cap > INT32_MAX)
         return smlp_infer_fail(ctx, SMLP_ELIMIT,
                                "%lld items in %lld groups with capacity "
