@@ -67,8 +67,11 @@ extern "C" {
 
 /*
  * Status codes shared by host and plugins: 0 is success, failures are
- * negative.  SMLP_DECLINED (positive) is not an error: a kernel that turns
- * a node down returns it so that the next kernel is tried.
+ * negative.  SMLP_DECLINED (positive) is not an error: the host's
+ * attribute getters return it for an absent attribute.  A kernel turns a
+ * node down in its supports() callback, when kernels are chosen; its run
+ * (and a backward) returns 0 or a negative status, and any other value
+ * fails the node.
  */
 #define SMLP_STATUS_MAP(XX)                                                  \
     XX(OK, 0, "success")                                                     \

@@ -755,7 +755,7 @@ smlp__autograd_node(smlp_session_t *s, struct smlp__node_rt *n)
         ctx.saved_size = n->saved_bytes;
     }
     ctx.threads = s->intra_op;
-    return n->op->def.backward(&ctx);
+    return smlp__node_status(&n->node, n->op->def.backward(&ctx));
 }
 
 void

@@ -285,7 +285,7 @@ smlp__device_launch(smlp_session_t *s, struct smlp__node_rt *n)
     e = cudaEventRecord(c->ev[2 * id], c->stream);
     if (e != cudaSuccess)
         return smlp__cuda_fail_node(n, e, "cannot record an event");
-    rc = n->kernel->def.run(&ctx);
+    rc = smlp__node_status(&n->node, n->kernel->def.run(&ctx));
     if (rc < 0)
         return rc;
     /* Outputs the host needs (CPU consumers, graph outputs). */

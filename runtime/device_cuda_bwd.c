@@ -276,7 +276,7 @@ node_backward(smlp_session_t *s, struct smlp__node_rt *n)
         ctx.saved_size = n->saved_bytes;
     }
     ctx.stream = c->stream;
-    return n->kernel->def.backward(&ctx);
+    return smlp__node_status(&n->node, n->kernel->def.backward(&ctx));
 }
 
 /* The parameters' gradients: sums, zeros for those the loss does not

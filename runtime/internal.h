@@ -20,6 +20,13 @@
 #include "smlp.h"
 
 #define SMLP__ALIGN 64
+/*
+ * The most bytes one tensor, workspace or memory block may take: 2^48
+ * (256 TiB, beyond any machine).  Sizes are checked against it where
+ * they enter (shapes, what infer asks for), so that sums of them, rounded
+ * up to SMLP__ALIGN, cannot wrap around.
+ */
+#define SMLP__MAX_BYTES (UINT64_C(1) << 48)
 #define SMLP__ERRLEN 1024
 
 #define SMLP_ASSERT(cond)                                                    \
@@ -114,6 +121,15 @@ struct smlp_node {
     int32_t index;
     char err[SMLP__ERRLEN]; /* filled by host->errorf */
 };
+
+/*
+ * A kernel's or backward's return value: 0 or a negative status.  Any
+ * other (SMLP_DECLINED is for attribute getters; a kernel turns a node
+ * down in supports(), before the run) becomes SMLP_EKERNEL with a
+ * message in node->err, so that it fails the node instead of passing
+ * for success.  (util.c)
+ */
+int smlp__node_status(struct smlp_node *node, int rc);
 
 /* ---- session.c ---- */
 
@@ -228,6 +244,7 @@ struct smlp__plan {
     struct smlp__buffer *buffers;
     uint64_t arena_bytes;
     uint64_t lower_bound;
+    uint64_t sum_bytes; /* all buffers' sizes (saturating): >= arena */
 };
 
 struct smlp_session_s {

@@ -147,6 +147,10 @@ add_buffer(struct smlp__plan *p, uint64_t size, int32_t first, int32_t last,
     struct smlp__buffer *b = &p->buffers[p->n_buffers];
 
     b->size = ROUND(size);
+    /* Each size is at most SMLP__MAX_BYTES (session.c): the sum
+     * saturates instead of wrapping, and is checked after planning. */
+    p->sum_bytes = p->sum_bytes > UINT64_MAX - b->size ? UINT64_MAX
+                                                       : p->sum_bytes + b->size;
     b->first = first;
     b->last = last;
     b->writer = writer;
@@ -411,6 +415,17 @@ build_side(smlp_session_t *s, uint32_t side, struct smlp__plan *p,
     }
     if (train)
         plan_backward_buffers(s, p);
+    if (p->sum_bytes > SMLP__MAX_BYTES) {
+        /* The arena is at most the sum: bounding the sum keeps every
+         * offset below from wrapping. */
+        rc = smlp__seterr(err, SMLP_ELIMIT,
+                          "%s: batch %lld: the %s buffers add up to %llu "
+                          "bytes, over the limit of 2^48",
+                          g->source, (long long)s->opts.batch,
+                          side == SMLP__RES_HOST ? "host" : "device",
+                          (unsigned long long)p->sum_bytes);
+        goto out;
+    }
     order = smlp__malloc((size_t)p->n_buffers * sizeof(*order) + 1);
     live = smlp__malloc((size_t)p->n_buffers * sizeof(*live) + 1);
     if (order == NULL || live == NULL) {

@@ -259,7 +259,7 @@ run_node(struct smlp__node_rt *n)
     n->node.err[0] = '\0';
     n->thread = thread_id;
     n->t0 = smlp__now_us();
-    n->status = n->kernel->def.run(&ctx);
+    n->status = smlp__node_status(&n->node, n->kernel->def.run(&ctx));
     n->t1 = smlp__now_us();
 }
 

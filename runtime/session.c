@@ -56,7 +56,8 @@ smlp_session_errmsg(const smlp_session_t *s)
     return s->errmsg[0] ? s->errmsg : "no error";
 }
 
-/* numel * dtype size of a shape, or -1 when it overflows 2^62. */
+/* numel * dtype size of a shape, or -1 when a dimension is negative or
+ * the size is over SMLP__MAX_BYTES. */
 static int64_t
 shape_bytes(const int64_t *shape, int rank, size_t elem)
 {
@@ -66,11 +67,22 @@ shape_bytes(const int64_t *shape, int rank, size_t elem)
     for (i = 0; i < rank; i++) {
         if (shape[i] < 0)
             return -1;
-        if (shape[i] != 0 && n > (INT64_C(1) << 62) / shape[i])
+        if (shape[i] != 0 && n > (int64_t)SMLP__MAX_BYTES / shape[i])
             return -1;
         n *= shape[i];
     }
     return n;
+}
+
+static int
+negative_dim(const struct smlp_tensor *t)
+{
+    int d;
+
+    for (d = 0; d < t->rank; d++)
+        if (t->shape[d] < 0)
+            return 1;
+    return 0;
 }
 
 static int
@@ -105,7 +117,7 @@ setup_tensors(smlp_session_t *s, struct smlp_error *err)
             0)
             return smlp__seterr(err, SMLP_ESHAPE,
                                 "%s: tensor '%s': shape %s is too large "
-                                "(its size overflows)",
+                                "(over 2^48 bytes)",
                                 s->graph->source, ti->name,
                                 smlp__shape_str(t->t.shape, t->t.rank, buf,
                                                 sizeof(buf)));
@@ -230,11 +242,13 @@ check_output(smlp_session_t *s, struct smlp__node_rt *n, int32_t j,
     if (shape_bytes(t->shape, t->rank, smlp__dtype_size(t->dtype)) < 0)
         return smlp__seterr(err, SMLP_ESHAPE,
                             "%s: node %d '%s' (%s): output %d '%s' has shape "
-                            "%s, whose size overflows",
+                            "%s, %s",
                             s->graph->source, n->node.index, n->node.ir->name,
                             n->node.ir->op, j, decl->name,
                             smlp__shape_str(t->shape, t->rank, b1,
-                                            sizeof(b1)));
+                                            sizeof(b1)),
+                            negative_dim(t) ? "with a negative dimension"
+                                            : "over 2^48 bytes");
     if (decl->has_shape) {
         int64_t want[SMLP_MAX_RANK];
         int same = decl->rank == t->rank;
@@ -302,6 +316,22 @@ infer_node(smlp_session_t *s, struct smlp__node_rt *n, struct smlp_error *err)
     for (j = 0; j < nir->n_outputs; j++)
         if ((rc = check_output(s, n, j, err)) != SMLP_OK)
             return rc;
+    if (ctx.workspace > SMLP__MAX_BYTES ||
+        ctx.backward_workspace > SMLP__MAX_BYTES ||
+        ctx.saved_bytes > SMLP__MAX_BYTES)
+        return smlp__seterr(err, SMLP_ELIMIT,
+                            "%s: node %d '%s' (%s): shape inference asks "
+                            "for %zu bytes of %s, over the limit of 2^48",
+                            src, n->node.index, nir->name, nir->op,
+                            ctx.workspace > SMLP__MAX_BYTES
+                                ? ctx.workspace
+                            : ctx.backward_workspace > SMLP__MAX_BYTES
+                                ? ctx.backward_workspace
+                                : ctx.saved_bytes,
+                            ctx.workspace > SMLP__MAX_BYTES ? "workspace"
+                            : ctx.backward_workspace > SMLP__MAX_BYTES
+                                ? "backward workspace"
+                                : "saved bytes");
     n->workspace = ctx.workspace;
     n->bwd_workspace = ctx.backward_workspace;
     n->saved_bytes = s->opts.recompute ? 0 : ctx.saved_bytes;
@@ -639,13 +669,21 @@ alloc_memory(smlp_session_t *s, struct smlp_error *err)
         struct smlp__tensor_rt *t = &s->tensors[i];
         if (t->kind != SMLP__TENSOR_PARAMETER && t->kind != SMLP__TENSOR_STATE)
             continue;
-        off += ((uint64_t)shape_bytes(t->t.shape, t->t.rank,
-                                      smlp__dtype_size(t->t.dtype)) +
-                SMLP__ALIGN - 1) &
-               ~(uint64_t)(SMLP__ALIGN - 1);
+        /* Each at most SMLP__MAX_BYTES (setup_tensors): stop adding
+         * before the sum could wrap. */
+        if (off <= SMLP__MAX_BYTES)
+            off += ((uint64_t)shape_bytes(t->t.shape, t->t.rank,
+                                          smlp__dtype_size(t->t.dtype)) +
+                    SMLP__ALIGN - 1) &
+                   ~(uint64_t)(SMLP__ALIGN - 1);
         if (t->kind == SMLP__TENSOR_PARAMETER)
             s->n_params += (uint64_t)smlp_tensor_numel(&t->t);
     }
+    if (off > SMLP__MAX_BYTES)
+        return smlp__seterr(err, SMLP_ELIMIT,
+                            "%s: the parameters and state need more than "
+                            "2^48 bytes",
+                            s->graph->source);
     s->param_bytes = off;
     grad_bytes = s->ag != NULL ? s->ag->grad_bytes : 0;
     need = s->plan.arena_bytes + s->param_bytes + grad_bytes;

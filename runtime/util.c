@@ -171,3 +171,16 @@ smlp__now_us(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
+
+int
+smlp__node_status(struct smlp_node *node, int rc)
+{
+    if (rc <= 0)
+        return rc;
+    if (node->err[0] == '\0')
+        snprintf(node->err, sizeof(node->err),
+                 "returned %d (%s), not 0 or a negative status (a kernel "
+                 "turns a node down in supports(), before any run)",
+                 rc, smlp_status_name(rc));
+    return SMLP_EKERNEL;
+}

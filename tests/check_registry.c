@@ -191,6 +191,16 @@ static const char *graph_fail =
     "  {\"name\": \"boom\", \"op\": \"good.fail\","
     "  \"inputs\": [1], \"outputs\": [2]}]}";
 
+/* graph_fail with node 'boom' of op OP. */
+#define GRAPH_ONE_BAD(op)                                                    \
+    "{\"name\": \"t\", \"plugins\": [\"good\"],"                             \
+    " \"tensors\": [{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 4]},"\
+    "  {\"name\": \"a\"}, {\"name\": \"y\", \"kind\": \"Output\"}],"          \
+    " \"nodes\": [{\"name\": \"copy\", \"op\": \"good.identity\","             \
+    "  \"inputs\": [0], \"outputs\": [1]},"                                 \
+    "  {\"name\": \"boom\", \"op\": \"" op "\","                               \
+    "  \"inputs\": [1], \"outputs\": [2]}]}"
+
 static const char *graph_missing_plugin =
     "{\"name\": \"t\", \"plugins\": [\"nosuch\"],"
     " \"tensors\": [{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 4]},"
@@ -319,6 +329,49 @@ START_TEST(test_registry_kernel_failure_reported)
 }
 END_TEST
 
+/* A run returning SMLP_DECLINED (positive) fails the node: it used to
+ * pass for done, leaving the output unwritten. */
+START_TEST(test_registry_kernel_positive_status_fails)
+{
+    smlp_registry_t *reg = fixture_registry();
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+
+    s = session_for(GRAPH_ONE_BAD("good.decline"), &g, reg, &err, path,
+                    sizeof(path));
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_run(s), SMLP_EKERNEL);
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "node 1 'boom' (good.decline) failed: returned 1 "
+                       "(DECLINED), not 0 or a negative status");
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* A workspace near SIZE_MAX is refused at inference, naming the node (its
+ * rounding wrapped the arena's size, and the runtime wrote outside it). */
+START_TEST(test_registry_huge_workspace_refused)
+{
+    smlp_registry_t *reg = fixture_registry();
+    struct smlp_error err;
+    smlp_graph_t *g;
+    char path[512];
+
+    ck_assert_ptr_null(session_for(GRAPH_ONE_BAD("good.hugews"), &g, reg,
+                                   &err, path, sizeof(path)));
+    ck_assert_int_eq(err.status, SMLP_ELIMIT);
+    tu_assert_contains(err.msg, "node 1 'boom' (good.hugews): shape "
+                                "inference asks for 18446744073709551488 "
+                                "bytes of workspace, over the limit of 2^48");
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 static Suite *
 registry_suite(void)
 {
@@ -343,6 +396,8 @@ registry_suite(void)
     tcase_add_test(tc, test_registry_unknown_op);
     tcase_add_test(tc, test_registry_missing_plugin_of_graph);
     tcase_add_test(tc, test_registry_kernel_failure_reported);
+    tcase_add_test(tc, test_registry_kernel_positive_status_fails);
+    tcase_add_test(tc, test_registry_huge_workspace_refused);
     tcase_add_test(tc, test_registry_kernel_failure_in_wide_graph);
     suite_add_tcase(s, tc);
     return s;
