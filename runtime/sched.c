@@ -609,22 +609,51 @@ again:
         fence(s);
 }
 
-/* Called once per process: the pool is sized at its first use. */
+/*
+ * libuv's thread pool is one per process, sized from UV_THREADPOOL_SIZE
+ * when it first gets work.  Once per process (sessions on several
+ * threads race here): unless the host set the variable, set it to the
+ * first session's inter_op (at least libuv's 4), start the pool with a
+ * no-op on a loop of our own, and unset it again, so that the host's
+ * environment is left as it was.
+ */
+static uv_once_t pool_once = UV_ONCE_INIT;
+static atomic_int pool_want;
+
+static void
+pool_noop(uv_work_t *req)
+{
+    (void)req;
+}
+
+static void
+pool_start(void)
+{
+    uv_work_t req;
+    uv_loop_t loop;
+    char buf[16];
+    int want = atomic_load(&pool_want);
+
+    if (getenv("UV_THREADPOOL_SIZE") != NULL)
+        return;
+    snprintf(buf, sizeof(buf), "%d", want < 4 ? 4 : want);
+    if (setenv("UV_THREADPOOL_SIZE", buf, 0) != 0)
+        return;
+    if (uv_loop_init(&loop) == 0) {
+        if (uv_queue_work(&loop, &req, pool_noop, NULL) == 0)
+            uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+    }
+    unsetenv("UV_THREADPOOL_SIZE");
+}
+
 static void
 size_pool(int want)
 {
-    static int done;
-    char buf[16];
+    int zero = 0;
 
-    if (done)
-        return;
-    done = 1;
-    if (getenv("UV_THREADPOOL_SIZE") != NULL)
-        return;
-    if (want < 4)
-        want = 4;
-    snprintf(buf, sizeof(buf), "%d", want);
-    setenv("UV_THREADPOOL_SIZE", buf, 0);
+    atomic_compare_exchange_strong(&pool_want, &zero, want);
+    uv_once(&pool_once, pool_start);
 }
 
 int

@@ -372,6 +372,28 @@ START_TEST(test_registry_huge_workspace_refused)
 }
 END_TEST
 
+/* A run leaves the host's environment as it was (libuv's pool size is
+ * set only while the pool starts). */
+START_TEST(test_registry_run_keeps_environment)
+{
+    smlp_registry_t *reg = fixture_registry();
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+
+    unsetenv("UV_THREADPOOL_SIZE");
+    s = session_for(GRAPH_ONE_BAD("good.identity"), &g, reg, &err, path,
+                    sizeof(path));
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_run(s), SMLP_OK);
+    ck_assert_ptr_null(getenv("UV_THREADPOOL_SIZE"));
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 static Suite *
 registry_suite(void)
 {
@@ -398,6 +420,7 @@ registry_suite(void)
     tcase_add_test(tc, test_registry_kernel_failure_reported);
     tcase_add_test(tc, test_registry_kernel_positive_status_fails);
     tcase_add_test(tc, test_registry_huge_workspace_refused);
+    tcase_add_test(tc, test_registry_run_keeps_environment);
     tcase_add_test(tc, test_registry_kernel_failure_in_wide_graph);
     suite_add_tcase(s, tc);
     return s;

@@ -67,7 +67,7 @@ for h in smlp.h smlp_plugin.h smlp_kernel.h; do
 done
 if ls "$libdir"/libsmlp.so* >/dev/null 2>&1; then ok "libsmlp installed"
 else bad "no libsmlp in '$libdir'"; fi
-for p in core norm moe; do
+for p in core norm moe moco; do
     if [ -f "$plugindir/$p.so" ]; then ok "plugin $p.so in the plugindir"
     else bad "no $p.so in plugindir '$plugindir'"; fi
 done
@@ -101,6 +101,13 @@ fi
 if "$CC" $san $cflags -o "$T/prog" "$T/prog.c" $libs >"$T/cc.log" 2>&1 &&
    LD_LIBRARY_PATH="$libdir" "$T/prog" >"$T/prog.out" 2>&1; then
     ok "a program builds and runs: $(cat "$T/prog.out")"
+    # The package's version (configure.ac) and the header's agree.
+    if [ "smlp $(pkg-config --modversion smlp), ABI $(sed -n \
+            's/^#define SMLP_ABI_MAJOR \([0-9]*\).*/\1/p' "$incdir/smlp_plugin.h")" \
+            = "$(cat "$T/prog.out")" ]
+    then ok "smlp.pc and smlp.h give the same version"
+    else bad "smlp.pc says $(pkg-config --modversion smlp), the library $(cat "$T/prog.out")"
+    fi
 else
     bad "a program against the SDK"; show "$T/cc.log"; show "$T/prog.out"
 fi
