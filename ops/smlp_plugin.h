@@ -392,9 +392,11 @@ typedef int (*smlp_plugin_init_cb)(const struct smlp_host_api *host,
                                    char **errmsg);
 
 /*
- * Defines the entry point.  The host ABI major must equal the plugin's;
- * then the plugin definition is registered.  On failure *errmsg may be set
- * to a string allocated with host->alloc.
+ * Defines the entry point.  The host ABI major must equal the plugin's
+ * and its table must hold every ABI 1.0 slot (through attr_floats, the
+ * last of them); then the plugin definition is registered.  Else it
+ * returns SMLP_EABI without a message.  (An entry point written by hand
+ * may set *errmsg on failure, to a string allocated with host->alloc.)
  */
 #define SMLP_PLUGIN_DEFINE(def)                                              \
     SMLP_PLUGIN_EXPORT int smlp_plugin_init(const struct smlp_host_api *host, \
@@ -404,7 +406,8 @@ typedef int (*smlp_plugin_init_cb)(const struct smlp_host_api *host,
         (void)errmsg;                                                        \
         if (host == NULL ||                                                  \
             SMLP_ABI_MAJOR_OF(host->abi) != SMLP_ABI_MAJOR ||                \
-            host->size < offsetof(struct smlp_host_api, attr_floats))        \
+            host->size < offsetof(struct smlp_host_api, attr_floats) +       \
+                             sizeof(host->attr_floats))                      \
             return SMLP_EABI;                                                \
         return host->register_plugin(reg, &(def));                           \
     }

@@ -9,9 +9,17 @@
 #     from a copy of its directory, against that tree only;
 #  5. the installed smlp-graph edits the installed sparse_mlp_fmnist to
 #     route with expertchoice.gate, and the installed smlp-run runs it
-#     with --plugin-path; every expert takes exactly its capacity.
-# Environment: SMLP_TEST_SRCDIR, SMLP_TEST_BUILDDIR, PYTHON3, MAKE (see
-# AM_TESTS_ENVIRONMENT).  Exit 77 (skip) without pkg-config or a C
+#     with --plugin-path; every expert takes exactly its capacity;
+#  6. each listing of docs/plugins.md marked `<!-- file: PATH -->` is
+#     PATH byte for byte, and the guide quotes examples/plugin-minimal
+#     whole (minimal.c, Makefile, leaky.json);
+#  7. examples/plugin-minimal builds the same way, and its leaky.json,
+#     compiled by flatc, passes the installed smlp-graph check and runs
+#     in the installed smlp-run on a hand-written input with the
+#     hand-computed output; a misspelt attribute and a bad value are
+#     refused with the guide's messages.
+# Environment: SMLP_TEST_SRCDIR, SMLP_TEST_BUILDDIR, PYTHON3, FLATC, MAKE
+# (see AM_TESTS_ENVIRONMENT).  Exit 77 (skip) without pkg-config or a C
 # compiler.  Prints "N passed, M failed".
 S=${SMLP_TEST_SRCDIR:-.}
 B=${SMLP_TEST_BUILDDIR:-.}
@@ -192,4 +200,115 @@ EOF
 else
     echo "skip - load check (no python3)"
 fi
+
+# 6. The guide's listings are the files they name.  A marker line
+# `<!-- file: PATH -->` before a fence: the fenced lines must be PATH.
+mkdir -p "$T/doc"
+awk -v dir="$T/doc" '
+    want == 2 && /^```$/ { want = 0; close(out); print n, path[n]; next }
+    want == 2 { print > out; next }
+    want == 1 && /^```/ { want = 2; out = dir "/" n; printf "" > out; next }
+    /^<!-- file: [^ ]* -->$/ { n++; path[n] = $3; want = 1; next }
+    { want = 0 }
+' "$S/docs/plugins.md" >"$T/doc/list"
+while read -r n path; do
+    if cmp -s "$T/doc/$n" "$S/$path"; then
+        ok "docs/plugins.md quotes $path as it is"
+    else
+        bad "docs/plugins.md's listing of $path is not the file"
+        diff "$S/$path" "$T/doc/$n" >"$T/doc/diff" 2>&1
+        show "$T/doc/diff"
+    fi
+done <"$T/doc/list"
+for f in minimal.c Makefile leaky.json; do
+    grep -q " examples/plugin-minimal/$f\$" "$T/doc/list" ||
+        bad "docs/plugins.md has no marked listing of examples/plugin-minimal/$f"
+done
+
+# 7. The minimal plugin, built like the example, in a graph of its own.
+mkdir -p "$T/min"
+cp "$S"/examples/plugin-minimal/Makefile \
+   "$S"/examples/plugin-minimal/minimal.c \
+   "$S"/examples/plugin-minimal/leaky.json "$T/min/"
+if env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL "$MAKE" -C "$T/min" \
+        >"$T/min.log" 2>&1 && [ -f "$T/min/minimal.so" ]; then
+    ok "examples/plugin-minimal builds against the installed SDK"
+else
+    bad "the minimal plugin does not build"; show "$T/min.log"; finish
+fi
+if grep -q 'warning' "$T/min.log"; then
+    bad "the minimal plugin builds with warnings"; show "$T/min.log"
+fi
+case ${FLATC:-} in
+''|no) FLATC=$(command -v flatc) ;;
+esac
+if [ -z "$FLATC" ]; then
+    echo "skip - the minimal plugin's graph (no flatc)"
+    finish
+fi
+if (cd "$T/min" && "$FLATC" -b "$S/schemas/graph.fbs" leaky.json) \
+        >"$T/flatc.log" 2>&1 && [ -f "$T/min/leaky.fbs" ]; then
+    ok "flatc -b schemas/graph.fbs leaky.json writes leaky.fbs"
+else
+    bad "flatc of leaky.json"; show "$T/flatc.log"; finish
+fi
+expect "smlp-graph check of leaky.fbs" 0 \
+    "ok: 1 nodes resolved and shapes inferred for batch 1" \
+    run "$bindir/smlp-graph" check "$T/min/leaky.fbs" --plugin-path "$T/min"
+if grep -q '^  y  *output  *f32 \[1,4\]$' "$T/out"; then
+    ok "check: y is f32 [1,4]"
+else
+    bad "check does not print y f32 [1,4]"; show "$T/out"
+fi
+# x = [[-2, -0.5, 1, 3], [0, -10, 0.25, -1]] as a safetensors file: an
+# 8-byte little-endian header length, the JSON header padded with spaces
+# to 8 bytes, then the f32 values (little-endian, as the build signature
+# says).
+hdr='{"x":{"dtype":"F32","shape":[2,4],"data_offsets":[0,32]}}'
+while [ $((${#hdr} % 8)) -ne 0 ]; do hdr="$hdr "; done
+{
+    printf "\\$(printf %o ${#hdr})\\000\\000\\000\\000\\000\\000\\000"
+    printf '%s' "$hdr"
+    printf '\000\000\000\300\000\000\000\277\000\000\200\077\000\000\100\100'
+    printf '\000\000\000\000\000\000\040\301\000\000\200\076\000\000\200\277'
+} >"$T/min/x.safetensors"
+expect "smlp-run leaky.fbs --input x.safetensors" 0 "minimal.leaky_relu" \
+    run "$bindir/smlp-run" "$T/min/leaky.fbs" --plugin-path "$T/min" \
+    --batch 2 --repeat 1 --input "$T/min/x.safetensors" \
+    --output "$T/min/y.safetensors"
+# y = x where x > 0, else 0.1 x: read y's 8 floats at its data offset.
+y=$(if [ -s "$T/min/y.safetensors" ]; then
+    n=$(od -A n -t u4 -N 4 "$T/min/y.safetensors" | tr -d ' ')
+    at=$(head -c $((8 + n)) "$T/min/y.safetensors" |
+         sed -n 's/.*"y":{[^}]*"data_offsets":\[\([0-9]*\),.*/\1/p')
+    od -A n -t f4 -j $((8 + n + at)) -N 32 "$T/min/y.safetensors"
+fi | tr -s ' \n' '  ')
+if echo "$y" | awk '{
+        split("-0.2 -0.05 1 3 0 -1 0.25 -0.1", w, " ")
+        if (NF != 8) exit 1
+        for (i = 1; i <= 8; i++) {
+            d = $i - w[i]; if (d < 0) d = -d
+            if (d > 1e-6) exit 1
+        }
+    }'; then
+    ok "y = [-0.2 -0.05 1 3; 0 -1 0.25 -0.1], as computed by hand"
+else
+    bad "y of leaky.fbs is '$y', want -0.2 -0.05 1 3 0 -1 0.25 -0.1"
+fi
+expect "without --plugin-path: plugin 'minimal' not found" 1 \
+    "plugin 'minimal' not found" run "$bindir/smlp-run" "$T/min/leaky.fbs"
+# The guide's two refusals: a misspelt attribute, a slope out of range.
+sed 's/"slope"/"slop"/' "$T/min/leaky.json" >"$T/min/slop.json"
+sed 's/"f": 0.1/"f": 2.5/' "$T/min/leaky.json" >"$T/min/steep.json"
+(cd "$T/min" && "$FLATC" -b "$S/schemas/graph.fbs" slop.json steep.json) \
+    >"$T/flatc.log" 2>&1 || show "$T/flatc.log"
+expect "check refuses an attribute the op does not declare" 1 \
+    "node 0 'act' (minimal.leaky_relu): attribute 'slop' is not one that the op declares (it declares slope)" \
+    run "$bindir/smlp-graph" check "$T/min/slop.fbs" --plugin-path "$T/min"
+expect "smlp-run refuses it too" 1 \
+    "attribute 'slop' is not one that the op declares" \
+    run "$bindir/smlp-run" "$T/min/slop.fbs" --plugin-path "$T/min"
+expect "check prints infer's message for slope 2.5" 1 \
+    "node 0 'act' (minimal.leaky_relu): attribute 'slope' is 2.5, expected 0 to 1" \
+    run "$bindir/smlp-graph" check "$T/min/steep.fbs" --plugin-path "$T/min"
 finish
