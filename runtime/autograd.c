@@ -808,6 +808,8 @@ smlp_session_backward(smlp_session_t *s)
 {
     int rc;
 
+    if (s == NULL)
+        return SMLP_EINVAL;
     if (s->ag == NULL)
         return smlp__session_fail(s, SMLP_EINVAL,
                                   "%s: the session has no loss to "
@@ -829,6 +831,8 @@ smlp_session_backward(smlp_session_t *s)
     rc = smlp__sched_backward(s);
     /* The backward reuses the bytes of the forward values it has read. */
     s->ag->fwd_ready = 0;
+    /* A new generation of gradients for the optimizers, or none. */
+    s->ag->grad_gen = rc == SMLP_OK ? ++s->ag->n_backward : 0;
     return rc;
 }
 
@@ -838,16 +842,22 @@ smlp_session_grad(smlp_session_t *s, const char *name,
 {
     int32_t i, k;
 
+    if (s == NULL)
+        return SMLP_EINVAL;
+    if (name == NULL || out == NULL)
+        return smlp__session_fail(s, SMLP_EINVAL,
+                                  "smlp_session_grad: no %s (NULL)",
+                                  name == NULL ? "name" : "output tensor");
     if (s->ag == NULL)
         return smlp__session_fail(s, SMLP_EINVAL,
                                   "%s: the session has no loss, so no "
                                   "gradients (opts.loss)",
                                   s->graph->source);
-    i = name != NULL ? find_tensor(s, name) : -1;
+    i = find_tensor(s, name);
     if (i < 0 || s->tensors[i].kind != SMLP__TENSOR_PARAMETER)
         return smlp__session_fail(s, SMLP_ENOENT,
                                   "%s: no parameter named '%s'",
-                                  s->graph->source, name ? name : "(null)");
+                                  s->graph->source, name);
     k = s->ag->pindex[i];
     if (k < 0)
         return smlp__session_fail(

@@ -84,10 +84,19 @@ smlp_checkpoint_save(smlp_session_t *s, const smlp_optim_t *opt,
     size_t cap;
     int rc = SMLP_OK, k;
 
-    if (path == NULL || n_meta < 0 ||
+    if (s == NULL)
+        return SMLP_EINVAL;
+    if (path == NULL)
+        return smlp__session_fail(s, SMLP_EINVAL,
+                                  "smlp_checkpoint_save: no path (NULL)");
+    if (n_meta < 0 ||
         (n_meta > 0 && (meta_keys == NULL || meta_values == NULL)))
         return smlp__session_fail(s, SMLP_EINVAL,
-                                  "smlp_checkpoint_save: invalid arguments");
+                                  "smlp_checkpoint_save: %d metadata pairs "
+                                  "with %s",
+                                  n_meta,
+                                  n_meta < 0 ? "a negative count"
+                                             : "NULL keys or values");
     if (s->arena == NULL)
         return smlp__session_fail(s, SMLP_EINVAL,
                                   "%s: the session was planned only",
@@ -290,9 +299,11 @@ smlp_checkpoint_load(smlp_session_t *s, smlp_optim_t *opt, const char *path)
     size_t cap;
     int rc, k;
 
+    if (s == NULL)
+        return SMLP_EINVAL;
     if (path == NULL)
         return smlp__session_fail(s, SMLP_EINVAL,
-                                  "smlp_checkpoint_load: no path");
+                                  "smlp_checkpoint_load: no path (NULL)");
     if (s->arena == NULL)
         return smlp__session_fail(s, SMLP_EINVAL,
                                   "%s: the session was planned only",

@@ -511,9 +511,19 @@ smlp_graph_load_buffer(const void *buf, size_t len, const char *what,
     smlp_graph_t *g;
     int rc;
 
+    if (buf == NULL) {
+        smlp__seterr(err, SMLP_EINVAL, "%s: no graph buffer (NULL)",
+                     what ? what : "<buffer>");
+        return NULL;
+    }
     g = smlp__calloc(1, sizeof(*g));
-    if (g == NULL || (g->source = smlp__strdup(what ? what : "<buffer>")) ==
-                         NULL) {
+    if (g == NULL) {
+        smlp__seterr(err, SMLP_ENOMEM, "out of memory loading a graph");
+        return NULL;
+    }
+    g->refs = 1; /* the caller's, dropped by smlp_graph_unload */
+    g->source = smlp__strdup(what ? what : "<buffer>");
+    if (g->source == NULL) {
         smlp__seterr(err, SMLP_ENOMEM, "out of memory loading a graph");
         goto fail;
     }
@@ -558,6 +568,10 @@ smlp_graph_load(const char *path, struct smlp_error *err)
     size_t got = 0;
     int fd;
 
+    if (path == NULL) {
+        smlp__seterr(err, SMLP_EINVAL, "no graph path (NULL)");
+        return NULL;
+    }
     /* O_NONBLOCK: a FIFO must not block the open (it is refused below). */
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
@@ -604,11 +618,9 @@ out_close:
     return g;
 }
 
-SMLP_API void
-smlp_graph_unload(smlp_graph_t *g)
+static void
+graph_free(smlp_graph_t *g)
 {
-    if (g == NULL)
-        return;
     if (g->ir != NULL)
         smlp__graph_ir_free(g->ir);
     smlp__free(g->producer);
@@ -619,40 +631,64 @@ smlp_graph_unload(smlp_graph_t *g)
     smlp__free(g);
 }
 
+/* See internal.h. */
+void
+smlp__graph_hold(const smlp_graph_t *g)
+{
+    __atomic_add_fetch(&((smlp_graph_t *)g)->refs, 1, __ATOMIC_RELAXED);
+}
+
+void
+smlp__graph_release(const smlp_graph_t *g)
+{
+    smlp_graph_t *mut = (smlp_graph_t *)g;
+
+    if (g != NULL && __atomic_sub_fetch(&mut->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        graph_free(mut);
+}
+
+/* With sessions alive this only drops the caller's reference: the last
+ * smlp_session_destroy frees the graph. */
+SMLP_API void
+smlp_graph_unload(smlp_graph_t *g)
+{
+    smlp__graph_release(g);
+}
+
 SMLP_API const char *
 smlp_graph_name(const smlp_graph_t *g)
 {
-    return g->ir->name;
+    return g != NULL ? g->ir->name : NULL;
 }
 
 SMLP_API const char *
 smlp_graph_source(const smlp_graph_t *g)
 {
-    return g->source;
+    return g != NULL ? g->source : NULL;
 }
 
 SMLP_API int
 smlp_graph_node_count(const smlp_graph_t *g)
 {
-    return g->ir->n_nodes;
+    return g != NULL ? g->ir->n_nodes : 0;
 }
 
 SMLP_API int
 smlp_graph_tensor_count(const smlp_graph_t *g)
 {
-    return g->ir->n_tensors;
+    return g != NULL ? g->ir->n_tensors : 0;
 }
 
 SMLP_API int
 smlp_graph_plugin_count(const smlp_graph_t *g)
 {
-    return g->ir->n_plugins;
+    return g != NULL ? g->ir->n_plugins : 0;
 }
 
 SMLP_API const char *
 smlp_graph_plugin_name(const smlp_graph_t *g, int i)
 {
-    if (i < 0 || i >= g->ir->n_plugins)
+    if (g == NULL || i < 0 || i >= g->ir->n_plugins)
         return NULL;
     return g->ir->plugins[i];
 }
@@ -662,6 +698,8 @@ smlp_graph_meta(const smlp_graph_t *g, const char *key)
 {
     int32_t i;
 
+    if (g == NULL || key == NULL)
+        return NULL;
     for (i = 0; i < g->ir->n_meta; i++)
         if (strcmp(g->ir->meta[i].key, key) == 0)
             return g->ir->meta[i].value;
@@ -690,8 +728,11 @@ SMLP_API int
 smlp_graph_node_attr_int(const smlp_graph_t *g, const char *node,
                          const char *name, int64_t *out)
 {
-    const struct smlp__attr_ir *a = find_node_attr(g, node, name);
+    const struct smlp__attr_ir *a;
 
+    if (g == NULL || node == NULL || name == NULL || out == NULL)
+        return SMLP_EINVAL;
+    a = find_node_attr(g, node, name);
     if (a == NULL || a->type != SMLP_ATTR_INT)
         return SMLP_ENOENT;
     *out = a->i;
@@ -702,8 +743,11 @@ SMLP_API int
 smlp_graph_node_attr_float(const smlp_graph_t *g, const char *node,
                            const char *name, double *out)
 {
-    const struct smlp__attr_ir *a = find_node_attr(g, node, name);
+    const struct smlp__attr_ir *a;
 
+    if (g == NULL || node == NULL || name == NULL || out == NULL)
+        return SMLP_EINVAL;
+    a = find_node_attr(g, node, name);
     if (a == NULL || (a->type != SMLP_ATTR_FLOAT && a->type != SMLP_ATTR_INT))
         return SMLP_ENOENT;
     *out = a->type == SMLP_ATTR_INT ? (double)a->i : a->f;

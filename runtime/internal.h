@@ -72,7 +72,20 @@ struct smlp_graph_s {
     int32_t *cons_off;    /* per tensor: consumers are cons[cons_off[t] ..
                              cons_off[t + 1]), one entry per input slot */
     int32_t *cons;
+    int refs;             /* 1 until smlp_graph_unload, + 1 per live
+                             session (atomic: smlp__graph_hold) */
 };
+
+/*
+ * A session holds its graph and its registry (smlp_session_create) and
+ * releases them last thing in smlp_session_destroy, so that
+ * smlp_graph_unload and smlp_registry_destroy with sessions alive only
+ * drop the caller's reference: the last release frees.  The counts are
+ * atomic, so sessions on different threads may come and go.  The graph
+ * stays immutable otherwise (hold casts away the const).
+ */
+void smlp__graph_hold(const smlp_graph_t *g);
+void smlp__graph_release(const smlp_graph_t *g);
 
 /* ---- registry.c ---- */
 struct smlp__kernel {
@@ -107,7 +120,12 @@ struct smlp_registry {
     struct smlp__plugin *loading;
     int load_status;
     char load_err[SMLP__ERRLEN];
+    int refs; /* 1 until smlp_registry_destroy, + 1 per live session
+                 (atomic; see smlp__graph_hold) */
 };
+
+void smlp__registry_hold(smlp_registry_t *reg);
+void smlp__registry_release(smlp_registry_t *reg);
 
 extern const struct smlp_host_api smlp__host_api;
 const struct smlp__op *smlp__registry_find(const smlp_registry_t *reg,
@@ -266,6 +284,7 @@ struct smlp_session_s {
     struct smlp__team *team; /* NULL when intra_op is 1 */
     double parallelism;  /* the graph's average parallelism (session.c) */
     uint64_t step;
+    int has_run;         /* a run succeeded: the outputs hold its values */
     double last_run_ms;
     double run_t0;
     /* Scheduler state (sched.c). */
@@ -430,6 +449,12 @@ struct smlp__autograd {
     int fwd_ready;       /* a forward ran (and succeeded) since the last
                             backward */
     uint64_t fwd_step;   /* the step that forward ran with */
+    /* The gradients' generation: 0 when they hold no backward's result
+     * (none ran yet, or the last failed), else the count of successful
+     * backwards when the last one ran.  An optimizer steps once per
+     * generation (struct smlp_optim_s.grad_gen). */
+    uint64_t n_backward;
+    uint64_t grad_gen;
     double last_backward_ms;
 };
 

@@ -21,6 +21,8 @@
 SMLP_API void
 smlp_optim_opts_init(struct smlp_optim_opts *o)
 {
+    if (o == NULL)
+        return;
     memset(o, 0, sizeof(*o));
     o->kind = SMLP_OPTIM_ADAMW;
     o->momentum = 0.9;
@@ -200,23 +202,40 @@ smlp_optim_destroy(smlp_optim_t *opt)
 
 /*
  * Reads the gradients where the backward engine keeps them (the bytes
- * smlp_session_grad returns) and changes nothing unless every one is
- * finite.  Messages go to the session (smlp_session_errmsg).
+ * smlp_session_grad returns) and changes nothing unless they come from a
+ * backward this optimizer has not stepped on yet and every one is
+ * finite: a step on stale gradients would apply them twice (and weight
+ * decay, and Adam's moments, with no new information).  Messages go to
+ * the session (smlp_session_errmsg).
  */
 SMLP_API int
 smlp_optim_step(smlp_optim_t *opt, double lr, double *grad_norm)
 {
-    smlp_session_t *s = opt->s;
+    smlp_session_t *s;
     double norm = 0.0;
     int64_t elem = -1;
     int32_t j, bad = -1;
     int rc;
 
+    if (opt == NULL)
+        return SMLP_EINVAL;
+    s = opt->s;
     if (!(lr >= 0.0 && isfinite(lr)))
         return smlp__session_fail(s, SMLP_EINVAL,
                                   "%s: learning rate %g is not a finite "
                                   "number >= 0",
                                   s->graph->source, lr);
+    if (s->ag->grad_gen == 0 || s->ag->grad_gen == opt->grad_gen)
+        return smlp__session_fail(
+            s, SMLP_EINVAL,
+            "%s: %s: each smlp_optim_step needs a successful "
+            "smlp_session_backward of its own before it; nothing was "
+            "updated",
+            s->graph->source,
+            s->ag->n_backward == 0 ? "no backward has run yet"
+            : s->ag->grad_gen == 0 ? "the last backward failed"
+                                   : "no backward since the last optimizer "
+                                     "step");
     for (j = 0; j < opt->n; j++) {
         const struct smlp__optim_tensor *pt = &opt->params[j];
         struct smlp__optim_param *w = &opt->work[j];
@@ -243,13 +262,14 @@ smlp_optim_step(smlp_optim_t *opt, double lr, double *grad_norm)
     for (j = 0; j < opt->n; j++)
         s->tensors[opt->params[j].tensor].dirty = 1;
     opt->steps++;
+    opt->grad_gen = s->ag->grad_gen;
     return SMLP_OK;
 }
 
 SMLP_API int64_t
 smlp_optim_steps(const smlp_optim_t *opt)
 {
-    return opt->steps;
+    return opt != NULL ? opt->steps : 0;
 }
 
 /*

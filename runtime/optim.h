@@ -113,6 +113,9 @@ struct smlp_optim_s {
     struct smlp_optim_opts o; /* as checked; unread fields 0 */
     int n_slots;
     int64_t steps;            /* updates done */
+    uint64_t grad_gen;        /* the gradients' generation of the last
+                                 update (smlp__autograd.grad_gen): one
+                                 update per backward */
     int32_t n;                /* trainable parameters, in graph order */
     struct smlp__optim_tensor *params;
     struct smlp__optim_param *work; /* n entries, filled at each step */

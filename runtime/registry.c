@@ -74,6 +74,7 @@ smlp_registry_create(const char *plugin_path, struct smlp_error *err)
     reg = smlp__calloc(1, sizeof(*reg));
     if (reg == NULL)
         goto fail;
+    reg->refs = 1; /* the caller's, dropped by smlp_registry_destroy */
     if (add_dirs(reg, plugin_path) != SMLP_OK ||
         add_dirs(reg, getenv("SMLP_PLUGIN_PATH")) != SMLP_OK)
         goto fail;
@@ -113,13 +114,11 @@ plugin_free(struct smlp__plugin *p)
     smlp__free(p);
 }
 
-SMLP_API void
-smlp_registry_destroy(smlp_registry_t *reg)
+static void
+registry_free(smlp_registry_t *reg)
 {
     int i;
 
-    if (reg == NULL)
-        return;
     for (i = 0; i < reg->n_ops; i++) {
         smlp__free(reg->ops[i]->kernels);
         smlp__free(reg->ops[i]);
@@ -133,6 +132,28 @@ smlp_registry_destroy(smlp_registry_t *reg)
     smlp__free(reg->dirs);
     smlp__free(reg->search_path);
     smlp__free(reg);
+}
+
+/* See internal.h. */
+void
+smlp__registry_hold(smlp_registry_t *reg)
+{
+    __atomic_add_fetch(&reg->refs, 1, __ATOMIC_RELAXED);
+}
+
+void
+smlp__registry_release(smlp_registry_t *reg)
+{
+    if (reg != NULL && __atomic_sub_fetch(&reg->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        registry_free(reg);
+}
+
+/* With sessions alive this only drops the caller's reference: the last
+ * smlp_session_destroy unloads the plugins and frees the registry. */
+SMLP_API void
+smlp_registry_destroy(smlp_registry_t *reg)
+{
+    smlp__registry_release(reg);
 }
 
 static int
@@ -362,6 +383,10 @@ smlp_registry_load(smlp_registry_t *reg, const char *name,
     size_t len;
     int i, rc;
 
+    if (reg == NULL || name == NULL)
+        return smlp__seterr(err, SMLP_EINVAL,
+                            "smlp_registry_load: no %s (NULL)",
+                            reg == NULL ? "registry" : "plugin name");
     if (smlp__registry_plugin(reg, name) != NULL)
         return SMLP_OK;
     for (i = 0; name[i]; i++)
@@ -454,19 +479,19 @@ smlp_registry_load(smlp_registry_t *reg, const char *name,
 SMLP_API const char *
 smlp_registry_search_path(const smlp_registry_t *reg)
 {
-    return reg->search_path;
+    return reg != NULL ? reg->search_path : NULL;
 }
 
 SMLP_API int
 smlp_registry_op_count(const smlp_registry_t *reg)
 {
-    return reg->n_ops;
+    return reg != NULL ? reg->n_ops : 0;
 }
 
 SMLP_API const char *
 smlp_registry_op_name(const smlp_registry_t *reg, int i)
 {
-    if (i < 0 || i >= reg->n_ops)
+    if (reg == NULL || i < 0 || i >= reg->n_ops)
         return NULL;
     return reg->ops[i]->def.name;
 }

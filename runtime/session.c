@@ -35,6 +35,8 @@ smlp__device_name(int device)
 SMLP_API void
 smlp_session_opts_init(struct smlp_session_opts *o)
 {
+    if (o == NULL)
+        return;
     memset(o, 0, sizeof(*o));
     o->batch = 1;
 }
@@ -53,6 +55,8 @@ smlp__session_fail(smlp_session_t *s, int status, const char *fmt, ...)
 SMLP_API const char *
 smlp_session_errmsg(const smlp_session_t *s)
 {
+    if (s == NULL)
+        return "no session (NULL)";
     return s->errmsg[0] ? s->errmsg : "no error";
 }
 
@@ -696,7 +700,8 @@ alloc_memory(smlp_session_t *s, struct smlp_error *err)
         return smlp__seterr(err, SMLP_ELIMIT,
                             "%s: batch %lld needs %llu bytes (activations "
                             "%llu + parameters %llu%s), over the memory "
-                            "limit of %llu bytes (--max-memory)",
+                            "limit of %llu bytes (the session's max_memory, "
+                            "smlp-run --max-memory)",
                             s->graph->source, (long long)s->opts.batch,
                             (unsigned long long)need,
                             (unsigned long long)s->plan.arena_bytes,
@@ -711,6 +716,9 @@ alloc_memory(smlp_session_t *s, struct smlp_error *err)
         return smlp__seterr(err, SMLP_ENOMEM,
                             "%s: cannot allocate %llu bytes", s->graph->source,
                             (unsigned long long)need);
+    /* Zeroed once, so that no call (smlp_session_tensor before a run, a
+     * plugin reading what it did not write) sees uninitialized bytes. */
+    memset(s->arena, 0, s->plan.arena_bytes);
     memset(s->params, 0, s->param_bytes);
     off = 0;
     for (i = 0; i < s->n_tensors; i++) {
@@ -786,6 +794,8 @@ smlp_session_create(const smlp_graph_t *graph, smlp_registry_t *reg,
     }
     s->graph = graph;
     s->reg = reg;
+    smlp__graph_hold(graph); /* both released by smlp_session_destroy */
+    smlp__registry_hold(reg);
     s->opts = *opts;
     s->opts.weights = NULL; /* not owned; used below only */
     if (s->opts.device != SMLP_DEVICE_CPU &&
@@ -861,15 +871,22 @@ smlp_session_destroy(smlp_session_t *s)
     smlp__plan_free(&s->dev_plan);
     free(s->arena);
     free(s->params);
+    /* Last: priv_free above runs plugin code, and s->graph's names were
+     * in use until here. */
+    smlp__graph_release(s->graph);
+    smlp__registry_release(s->reg);
     smlp__free(s);
 }
 
 SMLP_API int
 smlp_session_fill_inputs(smlp_session_t *s, uint64_t seed)
 {
-    const struct smlp__graph_ir *ir = s->graph->ir;
+    const struct smlp__graph_ir *ir;
     int32_t i;
 
+    if (s == NULL)
+        return SMLP_EINVAL;
+    ir = s->graph->ir;
     if (s->arena == NULL)
         return smlp__session_fail(s, SMLP_EINVAL,
                                   "the session was planned only");
@@ -903,8 +920,15 @@ SMLP_API int
 smlp_session_tensor(smlp_session_t *s, const char *name,
                     struct smlp_tensor *out)
 {
-    int32_t i = find_tensor(s, name);
+    int32_t i;
 
+    if (s == NULL)
+        return SMLP_EINVAL;
+    if (name == NULL || out == NULL)
+        return smlp__session_fail(s, SMLP_EINVAL,
+                                  "smlp_session_tensor: no %s (NULL)",
+                                  name == NULL ? "name" : "output tensor");
+    i = find_tensor(s, name);
     if (i < 0)
         return smlp__session_fail(s, SMLP_ENOENT,
                                   "%s: no tensor named '%s'",
@@ -925,7 +949,7 @@ smlp_session_tensor_count(const smlp_session_t *s, int kind)
 {
     int32_t i, n = 0;
 
-    for (i = 0; i < s->n_tensors; i++)
+    for (i = 0; s != NULL && i < s->n_tensors; i++)
         n += s->tensors[i].kind == kind;
     return n;
 }
@@ -935,7 +959,7 @@ smlp_session_tensor_name(const smlp_session_t *s, int kind, int k)
 {
     int32_t i;
 
-    for (i = 0; i < s->n_tensors; i++)
+    for (i = 0; s != NULL && i < s->n_tensors; i++)
         if (s->tensors[i].kind == kind && k-- == 0)
             return s->graph->ir->tensors[i].name;
     return NULL;
@@ -944,6 +968,8 @@ smlp_session_tensor_name(const smlp_session_t *s, int kind, int k)
 SMLP_API int
 smlp_session_get_stats(const smlp_session_t *s, struct smlp_session_stats *st)
 {
+    if (s == NULL || st == NULL)
+        return SMLP_EINVAL;
     memset(st, 0, sizeof(*st));
     st->batch = s->opts.batch;
     st->params = s->n_params;
@@ -965,8 +991,9 @@ smlp_session_get_device_stats(const smlp_session_t *s,
     struct smlp_device_stats d;
     int32_t i;
 
-    if (st == NULL || st->size < offsetof(struct smlp_device_stats, device) +
-                                      sizeof(st->device))
+    if (s == NULL || st == NULL ||
+        st->size < offsetof(struct smlp_device_stats, device) +
+                       sizeof(st->device))
         return SMLP_EINVAL;
     memset(&d, 0, sizeof(d));
     d.size = st->size < sizeof(d) ? st->size : (uint32_t)sizeof(d);
@@ -1000,7 +1027,7 @@ smlp_session_node_profile(const smlp_session_t *s, int i,
 {
     const struct smlp__node_rt *n;
 
-    if (i < 0 || i >= s->n_nodes)
+    if (s == NULL || p == NULL || i < 0 || i >= s->n_nodes)
         return SMLP_EINVAL;
     n = &s->nodes[s->graph->order[i]];
     p->name = n->node.ir->name;
@@ -1017,7 +1044,7 @@ smlp_session_node_output(const smlp_session_t *s, int i, int j)
 {
     const struct smlp__node_rt *n;
 
-    if (i < 0 || i >= s->n_nodes)
+    if (s == NULL || i < 0 || i >= s->n_nodes)
         return NULL;
     n = &s->nodes[s->graph->order[i]];
     if (j < 0 || j >= n->node.ir->n_outputs || n->node.ir->outputs[j] < 0)
@@ -1028,9 +1055,12 @@ smlp_session_node_output(const smlp_session_t *s, int i, int j)
 SMLP_API int
 smlp_session_run(smlp_session_t *s)
 {
-    uint64_t step = s->step;
+    uint64_t step;
     int rc;
 
+    if (s == NULL)
+        return SMLP_EINVAL;
+    step = s->step;
     if (s->arena == NULL)
         return smlp__session_fail(s, SMLP_EINVAL,
                                   "%s: the session was created with "
@@ -1044,6 +1074,8 @@ smlp_session_run(smlp_session_t *s)
             s->nodes[i].bt0 = s->nodes[i].bt1 = 0; /* the trace's */
     }
     rc = smlp__sched_run(s);
+    if (rc == SMLP_OK)
+        s->has_run = 1;
     if (rc == SMLP_OK && s->ag != NULL) {
         /* What the backward needs: the same seed and step. */
         s->ag->fwd_ready = 1;

@@ -15,8 +15,29 @@
  * Errors: constructors return NULL and fill a struct smlp_error; actions
  * return a status (0 or a negative SMLP_E* code) and keep the message in
  * the object (smlp_session_errmsg).  Messages name the file, node, tensor
- * or option at fault.  Objects are not thread-safe: use one from one
- * thread at a time.
+ * or option at fault.  A message stays until the next call that sets
+ * one (a later successful call does not clear it; smlp_session_run
+ * does).
+ *
+ * Threads: an object is used from one thread at a time.  Sessions (on
+ * the same graph and registry or not) may run on different threads at
+ * once: their results are the same bits as alone.  Two things are per
+ * process: libuv's thread pool, sized by the first session that runs
+ * (UV_THREADPOOL_SIZE, when set, wins), and the BLAS thread count a
+ * plugin sets for its kernels (the core plugin: OpenBLAS at 1 thread,
+ * since the runtime's threads split the work).
+ * Creating a session loads its graph's plugins into the registry: do not
+ * create sessions on a registry while another thread runs one of its
+ * sessions; load the plugins first (smlp_registry_load).
+ *
+ * A NULL pointer argument is refused, never dereferenced: actions return
+ * SMLP_EINVAL (with a message in the session when there is one), getters
+ * return NULL or 0, and init, destroy and unload functions do nothing;
+ * smlp_session_errmsg(NULL) returns a fixed text.
+ *
+ * Lifetimes: strings the library returns (names, sources, metadata)
+ * point into the graph or registry that holds them and stay valid while
+ * it lives; a session keeps its graph and registry alive (below).
  */
 #ifndef SMLP_H
 #define SMLP_H
@@ -75,6 +96,9 @@ SMLP_API smlp_graph_t *smlp_graph_load(const char *path,
 SMLP_API smlp_graph_t *smlp_graph_load_buffer(const void *buf, size_t len,
                                               const char *what,
                                               struct smlp_error *err);
+/* Releases the graph.  Sessions created from it keep it: with some still
+ * alive, the last smlp_session_destroy frees it, and the names the graph
+ * and its sessions hand out stay valid until then. */
 SMLP_API void smlp_graph_unload(smlp_graph_t *graph);
 
 SMLP_API const char *smlp_graph_name(const smlp_graph_t *graph);
@@ -125,12 +149,15 @@ SMLP_API const char *smlp_registry_op_name(const smlp_registry_t *reg,
  * what the plugin registered (fields the plugin did not know read 0;
  * `kernels` is NULL), or NULL when no loaded plugin has the op.  `attrs`
  * and `doc` point into the plugin and stay valid until the registry is
- * destroyed.  Tools read arities and attribute schemas from it (since
+ * freed (smlp_registry_destroy, or the last session's
+ * smlp_session_destroy after it).  Tools read arities and attribute schemas from it (since
  * 0.1.0).
  */
 SMLP_API const struct smlp_op_def *
 smlp_registry_op_def(const smlp_registry_t *reg, const char *name);
-/* Unloads plugins; every session using the registry must be gone. */
+/* Releases the registry.  With sessions created from it still alive this
+ * only drops the caller's reference: the last smlp_session_destroy
+ * unloads the plugins and frees it. */
 SMLP_API void smlp_registry_destroy(smlp_registry_t *reg);
 
 /* ---- sessions ---------------------------------------------------------- */
@@ -198,7 +225,10 @@ SMLP_API void smlp_session_opts_init(struct smlp_session_opts *opts);
  * kernel, infers shapes with opts->batch, plans the arena, allocates it and
  * the parameters, and initializes parameters (from opts->weights or the
  * graph's seeded initializers) and inputs (seeded synthetic data).
- * `graph` and `reg` must outlive the session.
+ * The session holds `graph` and `reg`: smlp_graph_unload and
+ * smlp_registry_destroy may come before smlp_session_destroy, which then
+ * frees them (the last session of each does; sessions may be destroyed
+ * on different threads).
  */
 SMLP_API smlp_session_t *smlp_session_create(const smlp_graph_t *graph,
                                              smlp_registry_t *reg,
@@ -212,9 +242,10 @@ SMLP_API int smlp_session_run(smlp_session_t *s);
 
 /*
  * A view of tensor `name` with the session's shapes.  Inputs, outputs,
- * parameters and state have stable data; other activations get data NULL
- * (their arena bytes are reused).  SMLP_ENOENT when there is no such
- * tensor.
+ * parameters and state have stable data (outputs read as zeros until
+ * the first run: the arena is zeroed at creation); other activations get
+ * data NULL (their arena bytes are reused), and so does every tensor of
+ * a plan_only session.  SMLP_ENOENT when there is no such tensor.
  */
 SMLP_API int smlp_session_tensor(smlp_session_t *s, const char *name,
                                  struct smlp_tensor *out);
@@ -226,13 +257,20 @@ SMLP_API const char *smlp_session_tensor_name(const smlp_session_t *s,
 
 /* Fills inputs with the graph's seeded synthetic data for `seed`. */
 SMLP_API int smlp_session_fill_inputs(smlp_session_t *s, uint64_t seed);
-/* Loads inputs by name from a safetensors file (shapes must match). */
+/* Loads inputs by name from a safetensors file: each input must be there
+ * with the session's dtype and shape (SMLP_EIO, SMLP_ENOENT,
+ * SMLP_EBADFILE, SMLP_ESHAPE, naming the file and the tensor).  Every
+ * tensor is checked before any is copied: a failed call leaves the
+ * inputs as they were. */
 SMLP_API int smlp_session_read_inputs(smlp_session_t *s, const char *path);
-/* Loads parameters and state from a safetensors file. */
+/* Loads parameters and state from a safetensors file, with the same
+ * checks (and opts.check_finite).  Every tensor is checked before any is
+ * copied: a failed load leaves the session as it was. */
 SMLP_API int smlp_session_load_weights(smlp_session_t *s, const char *path);
 /* Writes parameters and state, atomically. */
 SMLP_API int smlp_session_save_weights(smlp_session_t *s, const char *path);
-/* Writes the graph outputs, atomically. */
+/* Writes the graph outputs, atomically.  SMLP_EINVAL ("no run yet")
+ * before the first successful smlp_session_run. */
 SMLP_API int smlp_session_write_outputs(smlp_session_t *s,
                                         const char *path);
 
@@ -380,7 +418,11 @@ SMLP_API smlp_optim_t *smlp_optim_create(smlp_session_t *s,
 SMLP_API void smlp_optim_destroy(smlp_optim_t *opt);
 /*
  * One update with learning rate lr (finite, >= 0) from the session's
- * current gradients (after smlp_session_backward).  Clips first when
+ * current gradients (after smlp_session_backward).  One step per
+ * backward: SMLP_EINVAL, with nothing changed, unless a successful
+ * smlp_session_backward has run since this optimizer's last step (none
+ * has run yet, the last one failed, or its gradients were applied
+ * already); a forward in between is allowed.  Clips first when
  * clip_norm > 0.  *grad_norm (may be NULL) receives the global gradient
  * norm before clipping.  SMLP_EINVAL when a gradient holds a NaN or an
  * infinity: nothing is updated (parameters, state, step count, and the

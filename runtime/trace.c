@@ -49,6 +49,12 @@ smlp_session_write_trace(smlp_session_t *s, const char *path)
     FILE *f;
     int i, rc;
 
+    if (s == NULL)
+        return SMLP_EINVAL;
+    if (path == NULL)
+        return smlp__session_fail(s, SMLP_EINVAL,
+                                  "smlp_session_write_trace: no path "
+                                  "(NULL)");
     rc = smlp__atomic_file_open(&af, path, err, sizeof(err));
     if (rc != SMLP_OK)
         return smlp__session_fail(s, rc, "cannot write trace: %s", err);

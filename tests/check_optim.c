@@ -1043,6 +1043,60 @@ START_TEST(test_optim_session_nonfinite)
 }
 END_TEST
 
+/* A step needs a backward of its own: before any backward, and a second
+ * step on the same gradients, are refused with nothing changed (the
+ * parameters, the step count, and the moments: the run that follows
+ * matches one that never saw the refused steps, bit for bit). */
+START_TEST(test_optim_step_needs_backward)
+{
+    struct fixture fx;
+    struct trainer a, b;
+    struct snap before;
+    double norm = -1;
+
+    fixture_open(&fx);
+    trainer_open(&fx, &a, NULL, NULL);
+    trainer_open(&fx, &b, NULL, NULL);
+    snap_take(a.s, &before);
+    ck_assert_int_eq(smlp_optim_step(a.opt, 0.01, &norm), SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(a.s),
+                       "no backward has run yet: each smlp_optim_step "
+                       "needs a successful smlp_session_backward of its own "
+                       "before it; nothing was updated");
+    snap_expect(a.s, &before);
+    ck_assert_int_eq(smlp_optim_steps(a.opt), 0);
+    /* A run alone is not enough. */
+    ck_assert_int_eq(smlp_session_run(a.s), SMLP_OK);
+    ck_assert_int_eq(smlp_optim_step(a.opt, 0.01, NULL), SMLP_EINVAL);
+    ck_assert_int_eq(smlp_session_backward(a.s), SMLP_OK);
+    ck_assert_int_eq(smlp_optim_step(a.opt, 0.01, NULL), SMLP_OK);
+    train_step(&b, 0.01);
+
+    snap_take(a.s, &before);
+    ck_assert_int_eq(smlp_optim_step(a.opt, 0.01, NULL), SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(a.s),
+                       "no backward since the last optimizer step");
+    snap_expect(a.s, &before);
+    ck_assert_int_eq(smlp_optim_steps(a.opt), 1);
+    /* Also after a forward: the gradients are still the old ones. */
+    ck_assert_int_eq(smlp_session_run(a.s), SMLP_OK);
+    ck_assert_int_eq(smlp_optim_step(a.opt, 0.01, NULL), SMLP_EINVAL);
+    snap_expect(a.s, &before);
+
+    /* A forward between the backward and the step is fine. */
+    ck_assert_int_eq(smlp_session_backward(a.s), SMLP_OK);
+    ck_assert_int_eq(smlp_session_run(a.s), SMLP_OK);
+    ck_assert_int_eq(smlp_optim_step(a.opt, 0.01, NULL), SMLP_OK);
+    train_step(&b, 0.01);
+    ck_assert_int_eq(smlp_optim_steps(a.opt), 2);
+    snap_take(b.s, &before);
+    snap_expect(a.s, &before);
+    trainer_close(&a);
+    trainer_close(&b);
+    fixture_close(&fx);
+}
+END_TEST
+
 START_TEST(test_optim_create_errors)
 {
     struct smlp_optim_opts o;
@@ -1348,6 +1402,7 @@ optim_suite(void)
     tcase_add_test(tc, test_optim_session_step);
     tcase_add_test(tc, test_optim_session_frozen);
     tcase_add_test(tc, test_optim_session_nonfinite);
+    tcase_add_test(tc, test_optim_step_needs_backward);
     tcase_add_test(tc, test_optim_create_errors);
     tcase_add_test(tc, test_checkpoint_resume_bit_identical);
     tcase_add_test(tc, test_checkpoint_resume_noise_step);

@@ -755,7 +755,9 @@ START_TEST(test_plan_max_memory)
 
     ck_assert_ptr_null(plan_shipped("mixer_b", 8, 1 << 20, &g, reg, &err));
     ck_assert_int_eq(err.status, SMLP_ELIMIT);
-    tu_assert_contains(err.msg, "over the memory limit of 1048576 bytes");
+    tu_assert_contains(err.msg, "over the memory limit of 1048576 bytes "
+                                "(the session's max_memory, smlp-run "
+                                "--max-memory)");
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);
 }
@@ -780,6 +782,42 @@ write_st(const char *path, const char *name, const char *dtype,
     memcpy(buf + 8, header, hlen);
     memcpy(buf + 8 + hlen, data, nbytes);
     len = 8 + hlen + nbytes;
+    tu_write(path, buf, len);
+}
+
+/* The same with n tensors: names[k], shapes[k] (JSON) and nbytes[k]
+ * bytes of data[k], F32, laid out one after another. */
+static void
+write_st_n(const char *path, int n, const char *const *names,
+           const char *const *shapes, const void *const *data,
+           const size_t *nbytes)
+{
+    char header[1024], buf[2048];
+    size_t used = 0, off = 0, len;
+    uint64_t hlen;
+    int k;
+
+    used += (size_t)snprintf(header + used, sizeof(header) - used, "{");
+    for (k = 0; k < n; k++) {
+        used += (size_t)snprintf(header + used, sizeof(header) - used,
+                                 "%s\"%s\": {\"dtype\": \"F32\", "
+                                 "\"shape\": %s, \"data_offsets\": [%zu, "
+                                 "%zu]}",
+                                 k > 0 ? ", " : "", names[k], shapes[k], off,
+                                 off + nbytes[k]);
+        off += nbytes[k];
+    }
+    used += (size_t)snprintf(header + used, sizeof(header) - used, "}");
+    ck_assert_uint_lt(used, sizeof(header));
+    hlen = used;
+    ck_assert_uint_le(8 + hlen + off, sizeof(buf));
+    memcpy(buf, &hlen, 8);
+    memcpy(buf + 8, header, hlen);
+    len = 8 + hlen;
+    for (k = 0; k < n; k++) {
+        memcpy(buf + len, data[k], nbytes[k]);
+        len += nbytes[k];
+    }
     tu_write(path, buf, len);
 }
 
@@ -885,7 +923,174 @@ START_TEST(test_inputs_read_file)
     ck_assert_int_eq(smlp_session_read_inputs(s, path), SMLP_ESHAPE);
     tu_assert_contains(smlp_session_errmsg(s),
                        "tensor 'x' has shape [1,2], the session expects "
-                       "[2,2] (is --batch right?)");
+                       "[2,2] (is the session's batch size right? smlp-run "
+                       "--batch)");
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* Copies of the branches graph's parameters, to compare against. */
+struct branches_snap {
+    float W1[6], b1[3], W2[6];
+};
+
+static void
+branches_snap_take(smlp_session_t *s, struct branches_snap *sn)
+{
+    memcpy(sn->W1, tensor_data(s, "W1", NULL), sizeof(sn->W1));
+    memcpy(sn->b1, tensor_data(s, "b1", NULL), sizeof(sn->b1));
+    memcpy(sn->W2, tensor_data(s, "W2", NULL), sizeof(sn->W2));
+}
+
+static void
+branches_snap_expect(smlp_session_t *s, const struct branches_snap *sn)
+{
+    ck_assert_mem_eq(tensor_data(s, "W1", NULL), sn->W1, sizeof(sn->W1));
+    ck_assert_mem_eq(tensor_data(s, "b1", NULL), sn->b1, sizeof(sn->b1));
+    ck_assert_mem_eq(tensor_data(s, "W2", NULL), sn->W2, sizeof(sn->W2));
+}
+
+/*
+ * A load that fails on the last tensor (W2: missing, misshapen, or
+ * infinite with check_finite) leaves the session's tensors as they were:
+ * W1 and b1, good in the file, were not copied either.
+ */
+START_TEST(test_weights_load_failure_changes_nothing)
+{
+    static const char *const names[3] = {"W1", "b1", "W2"};
+    static const char *const shapes[3] = {"[3, 2]", "[3]", "[3, 2]"};
+    static const char *const bad_shapes[3] = {"[3, 2]", "[3]", "[2, 3]"};
+    static const size_t nbytes[3] = {24, 12, 24};
+    smlp_registry_t *reg = tu_registry();
+    struct branches_snap before;
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    float w1[6], b1[3], w2[6];
+    const void *data[3] = {w1, b1, w2};
+    char path[600], gpath[512];
+    int i;
+
+    for (i = 0; i < 6; i++)
+        w1[i] = w2[i] = 9.0f + (float)i;
+    for (i = 0; i < 3; i++)
+        b1[i] = -9.0f;
+    g = graph_json(graph_branches, &err, gpath, sizeof(gpath));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.batch = 2;
+    o.check_finite = 1;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    branches_snap_take(s, &before);
+    snprintf(path, sizeof(path), "%s/w.safetensors", tu_tmpdir());
+
+    write_st_n(path, 2, names, shapes, data, nbytes);
+    ck_assert_int_eq(smlp_session_load_weights(s, path), SMLP_ENOENT);
+    tu_assert_contains(smlp_session_errmsg(s), "has no tensor 'W2'");
+    branches_snap_expect(s, &before);
+
+    write_st_n(path, 3, names, bad_shapes, data, nbytes);
+    ck_assert_int_eq(smlp_session_load_weights(s, path), SMLP_ESHAPE);
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "tensor 'W2' has shape [2,3], the graph declares "
+                       "[3,2]");
+    branches_snap_expect(s, &before);
+
+    w2[5] = INFINITY;
+    write_st_n(path, 3, names, shapes, data, nbytes);
+    ck_assert_int_eq(smlp_session_load_weights(s, path), SMLP_EBADFILE);
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "tensor 'W2': element 5 is infinite");
+    branches_snap_expect(s, &before);
+
+    w2[5] = 1.0f;
+    write_st_n(path, 3, names, shapes, data, nbytes);
+    ck_assert_msg(smlp_session_load_weights(s, path) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+    ck_assert_mem_eq(tensor_data(s, "W1", NULL), w1, sizeof(w1));
+    ck_assert_mem_eq(tensor_data(s, "W2", NULL), w2, sizeof(w2));
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* out = x + x2: two inputs, the second of the wrong batch in the file;
+ * x, good in the file, is not copied either. */
+START_TEST(test_inputs_read_failure_changes_nothing)
+{
+    static const char *graph_two_inputs =
+        "{\"name\": \"two\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]},"
+        "{\"name\": \"x2\", \"kind\": \"Input\", \"shape\": [-1, 2]},"
+        "{\"name\": \"out\", \"kind\": \"Output\"}], \"nodes\": ["
+        "{\"name\": \"sum\", \"op\": \"core.add\", \"inputs\": [0, 1],"
+        " \"outputs\": [2]}]}";
+    static const char *const names[2] = {"x", "x2"};
+    static const char *const shapes[2] = {"[2, 2]", "[1, 2]"};
+    static const float x[4] = {1, 2, 3, 4}, x2[2] = {5, 6};
+    static const void *const data[2] = {x, x2};
+    static const size_t nbytes[2] = {16, 8};
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    float before[4];
+    char path[600], gpath[512];
+
+    g = graph_json(graph_two_inputs, &err, gpath, sizeof(gpath));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.batch = 2;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    memcpy(before, tensor_data(s, "x", NULL), sizeof(before));
+    snprintf(path, sizeof(path), "%s/in.safetensors", tu_tmpdir());
+    write_st_n(path, 2, names, shapes, data, nbytes);
+    ck_assert_int_eq(smlp_session_read_inputs(s, path), SMLP_ESHAPE);
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "tensor 'x2' has shape [1,2], the session expects "
+                       "[2,2]");
+    ck_assert_mem_eq(tensor_data(s, "x", NULL), before, sizeof(before));
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* Before the first run the outputs hold no values: write_outputs refuses
+ * (and writes no file), and the arena reads as zeros, not garbage. */
+START_TEST(test_outputs_write_before_run)
+{
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_error err;
+    struct stat st;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    const float *out;
+    char path[600];
+    int64_t n, i;
+
+    s = branches_session(NULL, &g, reg, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    out = tensor_data(s, "out", &n);
+    for (i = 0; i < n; i++)
+        ck_assert_float_eq(out[i], 0.0f);
+    snprintf(path, sizeof(path), "%s/out.safetensors", tu_tmpdir());
+    ck_assert_int_eq(smlp_session_write_outputs(s, path), SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "no run yet: the outputs hold no values (call "
+                       "smlp_session_run first)");
+    ck_assert_int_ne(stat(path, &st), 0);
+    ck_assert_int_eq(smlp_session_run(s), SMLP_OK);
+    ck_assert_msg(smlp_session_write_outputs(s, path) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+    ck_assert_int_eq(stat(path, &st), 0);
     smlp_session_destroy(s);
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);
@@ -935,6 +1140,9 @@ session_suite(void)
     tcase_add_test(tc, test_weights_save_load_roundtrip);
     tcase_add_test(tc, test_weights_bad_checkpoints);
     tcase_add_test(tc, test_inputs_read_file);
+    tcase_add_test(tc, test_weights_load_failure_changes_nothing);
+    tcase_add_test(tc, test_inputs_read_failure_changes_nothing);
+    tcase_add_test(tc, test_outputs_write_before_run);
     suite_add_tcase(s, tc);
     return s;
 }
