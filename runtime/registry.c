@@ -230,6 +230,27 @@ abi_check(smlp_registry_t *reg, const char *what, uint32_t size,
     return SMLP_OK;
 }
 
+/* Nonzero when def lacks what every op needs; why in buf. */
+static int
+op_def_bad(const struct smlp_op_def *def, char *buf, size_t len)
+{
+    if (def->infer == NULL)
+        snprintf(buf, len, "no infer()");
+    else if (def->kernels == NULL || def->kernels[0] == NULL)
+        snprintf(buf, len, "no kernel");
+    else if (def->min_inputs < 0 || def->max_inputs < def->min_inputs ||
+             def->max_inputs > SMLP__MAX_NODE_IO)
+        snprintf(buf, len, "inputs %d to %d, not within 0 to %d",
+                 (int)def->min_inputs, (int)def->max_inputs,
+                 SMLP__MAX_NODE_IO);
+    else if (def->n_outputs < 1 || def->n_outputs > SMLP__MAX_NODE_IO)
+        snprintf(buf, len, "%d outputs, not within 1 to %d",
+                 (int)def->n_outputs, SMLP__MAX_NODE_IO);
+    else
+        return 0;
+    return 1;
+}
+
 static int
 register_op(smlp_registry_t *reg, const struct smlp_op_def *src)
 {
@@ -263,17 +284,11 @@ register_op(smlp_registry_t *reg, const struct smlp_op_def *src)
                          "plugin '%s' (%s): op '%s' is registered twice",
                          p->name, p->path, name);
     }
-    if (op->def.infer == NULL || op->def.kernels == NULL ||
-        op->def.kernels[0] == NULL || op->def.min_inputs < 0 ||
-        op->def.max_inputs < op->def.min_inputs ||
-        op->def.max_inputs > SMLP__MAX_NODE_IO || op->def.n_outputs < 1 ||
-        op->def.n_outputs > SMLP__MAX_NODE_IO) {
+    if (op_def_bad(&op->def, what, sizeof(what))) {
         const char *name = op->def.name;
         smlp__free(op);
-        return load_fail(reg, SMLP_EINVAL,
-                         "plugin '%s' (%s): op '%s' needs infer(), at least "
-                         "one kernel and sane arities",
-                         p->name, p->path, name);
+        return load_fail(reg, SMLP_EINVAL, "plugin '%s' (%s): op '%s': %s",
+                         p->name, p->path, name, what);
     }
     for (n = 0; op->def.kernels[n] != NULL; n++)
         ;
@@ -291,7 +306,12 @@ register_op(smlp_registry_t *reg, const struct smlp_op_def *src)
                 SMLP_OK ||
             (k->run == NULL &&
              load_fail(reg, SMLP_EINVAL, "plugin '%s' (%s): %s has no run()",
-                       p->name, p->path, what) != SMLP_OK)) {
+                       p->name, p->path, what) != SMLP_OK) ||
+            ((k->device < 0 || k->device >= SMLP_DEVICE_COUNT) &&
+             load_fail(reg, SMLP_EINVAL,
+                       "plugin '%s' (%s): %s has device %d, not one of "
+                       "enum smlp_device",
+                       p->name, p->path, what, (int)k->device) != SMLP_OK)) {
             smlp__free(op->kernels);
             smlp__free(op);
             return reg->load_status;
@@ -415,10 +435,23 @@ smlp_registry_load(smlp_registry_t *reg, const char *name,
             break;
     }
     if (i == reg->n_dirs) {
+        char note[300] = "";
+
+        /* A search-path entry that is a file (a --plugin-path naming the
+         * .so itself, say) is worth saying. */
+        for (i = 0; i < reg->n_dirs && note[0] == '\0'; i++) {
+            struct stat st;
+
+            if (stat(reg->dirs[i], &st) == 0 && !S_ISDIR(st.st_mode))
+                snprintf(note, sizeof(note),
+                         " (%s is not a directory: the path lists "
+                         "directories)",
+                         reg->dirs[i]);
+        }
         plugin_free(p);
         return smlp__seterr(err, SMLP_ENOPLUGIN,
-                            "plugin '%s' not found: no %s.so in %s", name,
-                            name, reg->search_path);
+                            "plugin '%s' not found: no %s.so in %s%s", name,
+                            name, reg->search_path, note);
     }
     p->handle = dlopen(p->path, RTLD_NOW | RTLD_LOCAL);
     if (p->handle == NULL) {
@@ -454,9 +487,9 @@ smlp_registry_load(smlp_registry_t *reg, const char *name,
                          errmsg ? ": " : "", errmsg ? errmsg : "");
         else
             smlp__seterr(err, rc < 0 ? rc : SMLP_EINVAL,
-                         "plugin '%s' (%s): init failed (%s)%s%s", name,
-                         p->path, smlp_status_name(rc), errmsg ? ": " : "",
-                         errmsg ? errmsg : "");
+                         "plugin '%s' (%s): init failed (status %d, %s)%s%s",
+                         name, p->path, rc, smlp_status_name(rc),
+                         errmsg ? ": " : "", errmsg ? errmsg : "");
         rc = err ? err->status : SMLP_EINVAL;
         smlp__free(errmsg);
         unregister_ops(reg, p);

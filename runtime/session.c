@@ -240,9 +240,12 @@ check_output(smlp_session_t *s, struct smlp__node_rt *n, int32_t j,
         t->dtype >= SMLP_DTYPE_COUNT)
         return smlp__seterr(err, SMLP_EINVAL,
                             "%s: node %d '%s' (%s): shape inference left "
-                            "output %d '%s' without a valid rank or dtype",
+                            "output %d '%s' with rank %d and dtype %d (rank "
+                            "0 to %d, dtype 0 to %d)",
                             s->graph->source, n->node.index, n->node.ir->name,
-                            n->node.ir->op, j, decl->name);
+                            n->node.ir->op, j, decl->name, (int)t->rank,
+                            (int)t->dtype, SMLP_MAX_RANK,
+                            SMLP_DTYPE_COUNT - 1);
     if (shape_bytes(t->shape, t->rank, smlp__dtype_size(t->dtype)) < 0)
         return smlp__seterr(err, SMLP_ESHAPE,
                             "%s: node %d '%s' (%s): output %d '%s' has shape "

@@ -136,6 +136,11 @@ END_TEST
 START_TEST(test_registry_load_wrong_name)
 {
     expect_load("wrongname", SMLP_EINVAL, "calls itself 'other'");
+    expect_load("badop", SMLP_EINVAL,
+                "op 'badop.none': 0 outputs, not within 1 to");
+    expect_load("baddev", SMLP_EINVAL,
+                "kernel 0 of op 'baddev.copy' has device 7, not one of "
+                "enum smlp_device");
 }
 END_TEST
 
@@ -372,6 +377,22 @@ START_TEST(test_registry_huge_workspace_refused)
 }
 END_TEST
 
+/* A search-path entry that is a file is named when a plugin is not found
+ * (a --plugin-path naming the .so itself). */
+START_TEST(test_registry_path_entry_not_a_directory)
+{
+    struct smlp_error err;
+    smlp_registry_t *reg = smlp_registry_create("/dev/null", &err);
+
+    ck_assert_ptr_nonnull(reg);
+    ck_assert_int_eq(smlp_registry_load(reg, "nosuch", &err),
+                     SMLP_ENOPLUGIN);
+    tu_assert_contains(err.msg, "plugin 'nosuch' not found");
+    tu_assert_contains(err.msg, "(/dev/null is not a directory");
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 /* A run leaves the host's environment as it was (libuv's pool size is
  * set only while the pool starts). */
 START_TEST(test_registry_run_keeps_environment)
@@ -421,6 +442,7 @@ registry_suite(void)
     tcase_add_test(tc, test_registry_kernel_positive_status_fails);
     tcase_add_test(tc, test_registry_huge_workspace_refused);
     tcase_add_test(tc, test_registry_run_keeps_environment);
+    tcase_add_test(tc, test_registry_path_entry_not_a_directory);
     tcase_add_test(tc, test_registry_kernel_failure_in_wide_graph);
     suite_add_tcase(s, tc);
     return s;
