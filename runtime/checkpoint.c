@@ -424,6 +424,10 @@ smlp_checkpoint_load(smlp_session_t *s, smlp_optim_t *opt, const char *path)
         }
     if (opt != NULL)
         opt->steps = steps;
+    /* The gradients belong to the parameters before the load: a step
+     * needs a backward of the loaded ones first. */
+    if (s->ag != NULL)
+        s->ag->grad_gen = 0;
     s->step = (uint64_t)step;
     smlp__checkpoint_meta_free(s);
     s->ckpt_meta = meta;

@@ -233,7 +233,8 @@ smlp_optim_step(smlp_optim_t *opt, double lr, double *grad_norm)
             "updated",
             s->graph->source,
             s->ag->n_backward == 0 ? "no backward has run yet"
-            : s->ag->grad_gen == 0 ? "the last backward failed"
+            : s->ag->grad_gen == 0 ? "no backward since the last failed "
+                                     "one or checkpoint load"
                                    : "no backward since the last optimizer "
                                      "step");
     for (j = 0; j < opt->n; j++) {

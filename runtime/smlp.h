@@ -420,9 +420,10 @@ SMLP_API void smlp_optim_destroy(smlp_optim_t *opt);
  * One update with learning rate lr (finite, >= 0) from the session's
  * current gradients (after smlp_session_backward).  One step per
  * backward: SMLP_EINVAL, with nothing changed, unless a successful
- * smlp_session_backward has run since this optimizer's last step (none
- * has run yet, the last one failed, or its gradients were applied
- * already); a forward in between is allowed.  Clips first when
+ * smlp_session_backward has run since this optimizer's last step and
+ * since the last smlp_checkpoint_load (none has run yet, the last one
+ * failed, its gradients were applied already, or they belong to the
+ * parameters before a load); a forward in between is allowed.  Clips first when
  * clip_norm > 0.  *grad_norm (may be NULL) receives the global gradient
  * norm before clipping.  SMLP_EINVAL when a gradient holds a NaN or an
  * infinity: nothing is updated (parameters, state, step count, and the

@@ -1091,6 +1091,23 @@ START_TEST(test_optim_step_needs_backward)
     ck_assert_int_eq(smlp_optim_steps(a.opt), 2);
     snap_take(b.s, &before);
     snap_expect(a.s, &before);
+
+    /* A checkpoint load after a backward: those gradients belong to the
+     * parameters before the load, so the next step needs a new one. */
+    {
+        char path[600];
+
+        snprintf(path, sizeof(path), "%s/ck.safetensors", tu_tmpdir());
+        ck_assert_int_eq(
+            smlp_checkpoint_save(a.s, a.opt, path, NULL, NULL, 0), SMLP_OK);
+        ck_assert_int_eq(smlp_session_backward(a.s), SMLP_OK);
+        ck_assert_int_eq(smlp_checkpoint_load(a.s, a.opt, path), SMLP_OK);
+        ck_assert_int_eq(smlp_optim_step(a.opt, 0.01, NULL), SMLP_EINVAL);
+        tu_assert_contains(smlp_session_errmsg(a.s),
+                           "no backward since the last failed one or "
+                           "checkpoint load");
+        snap_expect(a.s, &before);
+    }
     trainer_close(&a);
     trainer_close(&b);
     fixture_close(&fx);
