@@ -74,22 +74,6 @@ read_text(const char *path)
     return buf;
 }
 
-/* The files of dir whose name contains ".tmp.". */
-static int
-count_tmp_files(const char *dir)
-{
-    struct dirent *d;
-    DIR *dp = opendir(dir);
-    int n = 0;
-
-    ck_assert_ptr_nonnull(dp);
-    while ((d = readdir(dp)) != NULL)
-        if (strstr(d->d_name, ".tmp.") != NULL)
-            n++;
-    closedir(dp);
-    return n;
-}
-
 static mode_t
 mode_of(const char *path)
 {
@@ -151,7 +135,7 @@ START_TEST(test_atomic_file_fill_new_mode)
                      SMLP_OK);
     ck_assert_int_eq(mode_of(p), 0666);
     umask(022);
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
 }
 END_TEST
 
@@ -167,7 +151,7 @@ START_TEST(test_atomic_file_fill_kept_mode)
                      SMLP_OK);
     ck_assert_str_eq(read_text(p), "new");
     ck_assert_int_eq(mode_of(p), 0604);
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
 }
 END_TEST
 
@@ -189,14 +173,14 @@ START_TEST(test_atomic_file_write_raw)
                      SMLP_OK);
     /* Not replaced before the commit. */
     ck_assert_str_eq(read_text(p), "previous contents");
-    ck_assert_int_eq(count_tmp_files(tmpdir), 1);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 1);
     ck_assert_int_eq(smlp__atomic_file_commit(&af, errbuf, sizeof(errbuf)),
                      SMLP_OK);
     ck_assert_str_eq(read_text(p), "abcd");
     ck_assert_int_eq(af.fd, -1);
     smlp__atomic_file_abort(&af); /* a no-op once released */
     ck_assert_str_eq(read_text(p), "abcd");
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
 }
 END_TEST
 
@@ -218,7 +202,7 @@ START_TEST(test_atomic_file_abort_keeps_target)
     smlp__atomic_file_abort(&af);
     smlp__atomic_file_abort(&af);
     ck_assert_str_eq(read_text(p), "old");
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
 }
 END_TEST
 
@@ -245,7 +229,7 @@ START_TEST(test_atomic_file_fill_symlink_chain)
     ck_assert_int_eq(n, (ssize_t)strlen("target.txt"));
     ck_assert_str_eq(read_text(t), "new");
     ck_assert_int_eq(mode_of(t), 0600);
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
 }
 END_TEST
 
@@ -268,8 +252,8 @@ START_TEST(test_atomic_file_fill_symlink_other_dir)
                      SMLP_OK);
     ck_assert(is_link(link));
     ck_assert_str_eq(read_text(t), "[1]");
-    ck_assert_int_eq(count_tmp_files(d1), 0);
-    ck_assert_int_eq(count_tmp_files(d2), 0);
+    ck_assert_int_eq(tu_count_tmp_files(d1), 0);
+    ck_assert_int_eq(tu_count_tmp_files(d2), 0);
 }
 END_TEST
 
@@ -288,7 +272,7 @@ START_TEST(test_atomic_file_fill_symlink_dangling)
     ck_assert(!is_link(t));
     ck_assert_str_eq(read_text(t), "a,b\n");
     ck_assert_int_eq(mode_of(t), 0644);
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
 }
 END_TEST
 
@@ -307,7 +291,7 @@ START_TEST(test_atomic_file_open_symlink_loop)
     smlp__atomic_file_abort(&af);
     ck_assert(is_link(a));
     ck_assert(is_link(b));
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
 }
 END_TEST
 
@@ -323,8 +307,8 @@ START_TEST(test_atomic_file_open_symlink_to_directory)
     assert_err(smlp__atomic_file_open(&af, link, errbuf, sizeof(errbuf)),
                SMLP_EIO, "is a directory");
     ck_assert(is_link(link));
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
-    ck_assert_int_eq(count_tmp_files(d), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(d), 0);
 }
 END_TEST
 
@@ -372,7 +356,7 @@ START_TEST(test_atomic_file_fill_fifo)
     ck_assert_str_eq(r.buf, "through a fifo");
     ck_assert_int_eq(lstat(p, &st), 0);
     ck_assert(S_ISFIFO(st.st_mode));
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
 }
 END_TEST
 
@@ -464,7 +448,7 @@ START_TEST(test_atomic_file_write_dev_null)
                      SMLP_OK);
     ck_assert(is_link(link));
     assert_same_device("/dev/null", &before);
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
 }
 END_TEST
 
@@ -488,7 +472,7 @@ START_TEST(test_atomic_file_open_socket)
                SMLP_EIO, "cannot open");
     ck_assert_int_eq(lstat(sa.sun_path, &st), 0);
     ck_assert(S_ISSOCK(st.st_mode));
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
     close(s);
 }
 END_TEST
@@ -525,8 +509,8 @@ START_TEST(test_atomic_file_open_directory)
                SMLP_EIO, "is a directory");
     ck_assert_int_eq(stat(d, &st), 0);
     ck_assert(S_ISDIR(st.st_mode));
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
-    ck_assert_int_eq(count_tmp_files(d), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(d), 0);
 }
 END_TEST
 
@@ -540,7 +524,7 @@ START_TEST(test_atomic_file_open_no_directory)
                SMLP_EIO, "cannot create the temporary file");
     ck_assert(strstr(errbuf, strerror(ENOENT)) != NULL);
     ck_assert(strncmp(errbuf, p, strlen(p)) == 0);
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
 }
 END_TEST
 
@@ -555,7 +539,7 @@ START_TEST(test_atomic_file_fill_writer_fails)
                SMLP_EIO, strerror(EDOM));
     ck_assert(strncmp(errbuf, p, strlen(p)) == 0);
     ck_assert_str_eq(read_text(p), "old");
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
 }
 END_TEST
 
@@ -588,7 +572,7 @@ START_TEST(test_atomic_file_write_too_large)
     rl.rlim_cur = rl.rlim_max;
     ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
     ck_assert_str_eq(read_text(p), "old");
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
 }
 END_TEST
 

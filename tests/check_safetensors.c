@@ -108,22 +108,6 @@ write_st(const char *path, const char *json, size_t data_len)
     write_st_raw(path, strlen(json), json, data_len);
 }
 
-/* Counts the files of dir whose name contains ".tmp.". */
-static int
-count_tmp_files(const char *dir)
-{
-    struct dirent *d;
-    DIR *dp = opendir(dir);
-    int n = 0;
-
-    ck_assert_ptr_nonnull(dp);
-    while ((d = readdir(dp)) != NULL)
-        if (strstr(d->d_name, ".tmp.") != NULL)
-            n++;
-    closedir(dp);
-    return n;
-}
-
 #define assert_err(rc, want, sub)                                            \
     do {                                                                     \
         ck_assert_int_eq((rc), (want));                                      \
@@ -234,7 +218,7 @@ START_TEST(test_safetensors_write_roundtrip)
     ck_assert_int_eq(smlp__st_write(p, e, RT_N, rt_keys, rt_values, 3,
                                     errbuf, sizeof(errbuf)),
                      SMLP_OK);
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
 
     /* The data block starts on a multiple of 64, after space padding. */
     bytes = read_bytes(p, &len);
@@ -309,7 +293,7 @@ START_TEST(test_safetensors_write_overwrite)
     ck_assert_int_eq(smlp__st_write(p, e, 2, rt_keys, rt_values, 1, errbuf,
                                     sizeof(errbuf)),
                      SMLP_OK);
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
     ck_assert_int_eq(smlp__st_open(p, &f, errbuf, sizeof(errbuf)), SMLP_OK);
     ck_assert_int_eq(f->n_entries, 2);
     ck_assert_int_eq(f->n_meta, 1);
@@ -837,7 +821,7 @@ assert_untouched(const char *p, const unsigned char *old, size_t oldlen)
     ck_assert_uint_eq(len, oldlen);
     ck_assert(memcmp(now, old, len) == 0);
     free(now);
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
 }
 
 START_TEST(test_safetensors_write_no_directory)
@@ -853,7 +837,7 @@ START_TEST(test_safetensors_write_no_directory)
                               sizeof(errbuf)),
                SMLP_EIO, "cannot create the temporary file");
     ck_assert(strstr(errbuf, "No such file or directory") != NULL);
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
     for (i = 0; i < RT_N; i++)
         free(data[i]);
 }
@@ -873,7 +857,7 @@ START_TEST(test_safetensors_write_target_is_directory)
     assert_err(smlp__st_write(p, e, RT_N, NULL, NULL, 0, errbuf,
                               sizeof(errbuf)),
                SMLP_EIO, "cannot rename");
-    ck_assert_int_eq(count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
     ck_assert_int_eq(stat(p, &st), 0);
     ck_assert(S_ISDIR(st.st_mode));
     for (i = 0; i < RT_N; i++)

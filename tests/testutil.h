@@ -7,6 +7,7 @@
 #define SMLP_TESTUTIL_H
 
 #include <check.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdint.h>
@@ -79,6 +80,23 @@ static inline void
 tu_scratch_remove(const char *dir)
 {
     (void)nftw(dir, tu__remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The files of dir whose name contains ".tmp." (an atomic write's
+ * temporary, which must never be left behind). */
+static inline int
+tu_count_tmp_files(const char *dir)
+{
+    struct dirent *d;
+    DIR *dp = opendir(dir);
+    int n = 0;
+
+    ck_assert_ptr_nonnull(dp);
+    while ((d = readdir(dp)) != NULL)
+        if (strstr(d->d_name, ".tmp.") != NULL)
+            n++;
+    closedir(dp);
+    return n;
 }
 
 static inline void

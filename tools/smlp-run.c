@@ -134,22 +134,19 @@ check_files(const struct options *o)
                              {"--json", o->json},
                              {"--trace", o->trace}};
     char msg[PATH_MAX + 200];
-    int i;
+    int i, rc = TOOL_FILE_OK;
 
-    for (i = 0; i < 2; i++)
-        if (in[i][1] != NULL &&
-            tool_check_input(in[i][0], in[i][1], msg, sizeof(msg)) != 0)
-            goto bad;
-    for (i = 0; i < 3; i++)
-        if (out[i][1] != NULL &&
-            tool_check_output(out[i][0], out[i][1], msg, sizeof(msg)) != 0)
-            goto bad;
-    return 0;
-bad:
-    /* An empty name is a usage error; a file we cannot use, a bad file
-     * (exit 1, as when the runtime finds it). */
-    fprintf(stderr, "smlp-run: %s\n", msg);
-    return strstr(msg, ": empty file name") != NULL ? 2 : 1;
+    for (i = 0; i < 2 && rc == TOOL_FILE_OK; i++)
+        if (in[i][1] != NULL)
+            rc = tool_check_input(in[i][0], in[i][1], msg, sizeof(msg));
+    for (i = 0; i < 3 && rc == TOOL_FILE_OK; i++)
+        if (out[i][1] != NULL)
+            rc = tool_check_output(out[i][0], out[i][1], msg, sizeof(msg));
+    /* The status is the exit status: 2 for an empty name, 1 for a file
+     * we cannot use. */
+    if (rc != TOOL_FILE_OK)
+        fprintf(stderr, "smlp-run: %s\n", msg);
+    return rc;
 }
 
 static int

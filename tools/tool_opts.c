@@ -49,22 +49,22 @@ tool_check_output(const char *opt, const char *path, char *buf, size_t len)
     struct stat st;
     const char *slash = strrchr(path, '/');
     char *dir;
-    int rc = 0;
+    int rc = TOOL_FILE_OK;
 
     if (path[0] == '\0') {
         snprintf(buf, len, "%s: empty file name", opt);
-        return -1;
+        return TOOL_FILE_EMPTY;
     }
     if (stat(path, &st) == 0) {
         if (S_ISDIR(st.st_mode)) {
             snprintf(buf, len, "%s %s: is a directory, not a file", opt,
                      path);
-            return -1;
+            return TOOL_FILE_BAD;
         }
         if (access(path, W_OK) != 0) {
             snprintf(buf, len, "%s %s: cannot write: %s", opt, path,
                      strerror(errno));
-            return -1;
+            return TOOL_FILE_BAD;
         }
     }
     if (slash == NULL)
@@ -75,16 +75,16 @@ tool_check_output(const char *opt, const char *path, char *buf, size_t len)
         dir = strndup(path, (size_t)(slash - path));
     if (dir == NULL) {
         snprintf(buf, len, "%s: out of memory", opt);
-        return -1;
+        return TOOL_FILE_BAD;
     }
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         snprintf(buf, len, "%s %s: cannot write: the directory %s does "
                  "not exist", opt, path, dir);
-        rc = -1;
+        rc = TOOL_FILE_BAD;
     } else if (access(dir, W_OK | X_OK) != 0) {
         snprintf(buf, len, "%s %s: cannot write in directory %s: %s", opt,
                  path, dir, strerror(errno));
-        rc = -1;
+        rc = TOOL_FILE_BAD;
     }
     free(dir);
     return rc;
@@ -95,14 +95,16 @@ tool_check_input(const char *opt, const char *path, char *buf, size_t len)
 {
     struct stat st;
 
-    if (path[0] == '\0')
+    if (path[0] == '\0') {
         snprintf(buf, len, "%s: empty file name", opt);
-    else if (stat(path, &st) != 0 || access(path, R_OK) != 0)
+        return TOOL_FILE_EMPTY;
+    }
+    if (stat(path, &st) != 0 || access(path, R_OK) != 0)
         snprintf(buf, len, "%s %s: cannot open: %s", opt, path,
                  strerror(errno));
     else if (S_ISDIR(st.st_mode))
         snprintf(buf, len, "%s %s: is a directory, not a file", opt, path);
     else
-        return 0;
-    return -1;
+        return TOOL_FILE_OK;
+    return TOOL_FILE_BAD;
 }

@@ -15,17 +15,24 @@
 const char *tool_bad_option(char **argv, const char *shortopts, char *buf,
                             size_t len);
 
+/* What tool_check_output and tool_check_input return; the values are the
+ * tools' exit statuses (an empty name is a usage error, a file that
+ * cannot be used a bad file, as when the runtime finds it). */
+enum { TOOL_FILE_OK = 0, TOOL_FILE_BAD = 1, TOOL_FILE_EMPTY = 2 };
+
 /*
- * Before a long run: 0 when `path` can be an output file of option opt (a
- * non-empty name, not a directory, in a directory that exists and that
- * we may write), else -1 with why in buf, naming opt and path ("OPT
- * PATH: why"; "OPT: empty file name").
+ * Before a long run: TOOL_FILE_OK when `path` can be an output file of
+ * option opt (a non-empty name, not a directory, in a directory that
+ * exists and that we may write), else TOOL_FILE_EMPTY or TOOL_FILE_BAD
+ * with why in buf, naming opt and path ("OPT PATH: why"; "OPT: empty
+ * file name").
  */
 int tool_check_output(const char *opt, const char *path, char *buf,
                       size_t len);
 
-/* 0 when `path`, option opt's input file, can be read (and is not a
- * directory), else -1 with why in buf, naming opt and path. */
+/* TOOL_FILE_OK when `path`, option opt's input file, can be read (and is
+ * not a directory), else TOOL_FILE_EMPTY or TOOL_FILE_BAD with why in
+ * buf, naming opt and path. */
 int tool_check_input(const char *opt, const char *path, char *buf,
                      size_t len);
 
