@@ -905,6 +905,53 @@ START_TEST(test_aux_switch)
 }
 END_TEST
 
+START_TEST(test_aux_switch_clean_p_under_noise)
+{
+    /* With noise the first choices (f) come from the noisy logits and P
+     * from the clean softmax (MODELS.md §0.5).  E = 2, k = 1, one group
+     * of 4, aux_weight 1: aux = 2·Σ_e f_e·P_e, with P_e = mean of σ over
+     * the clean logits x (Wg = identity) and f_e read from the expert
+     * output.  The noisy P (from the weight output: the chosen expert's
+     * noisy probability) gives another value, so the check tells them
+     * apart (f must not be uniform: then both are 1). */
+    static const float x[] = {2, 0, 1.5f, 0, 1.8f, 0, 0, 2.5f};
+    struct ophost_attr attrs[] = {
+        OPHOST_INT("group_size", 4), OPHOST_STRING("aux", "switch"),
+        OPHOST_FLOAT("aux_weight", 1.0), OPHOST_FLOAT("noise_std", 1.0),
+        OPHOST_END};
+    struct smlp_tensor *in[2] = {ophost_f32(OPHOST_SHAPE(4, 2), x), eye(2)};
+    struct smlp_tensor *out[NGATE];
+    double f[2] = {0, 0}, pc[2] = {0, 0}, pn[2] = {0, 0}, want, noisy;
+    const int32_t *ex;
+    const float *wt;
+    int i;
+
+    ophost_set_training(host, 1);
+    ophost_set_seed(host, 5, 2);
+    run_ok("moe.gate.topk", attrs, in, 2, out, NGATE);
+    ex = (const int32_t *)out[0]->data;
+    wt = (const float *)out[2]->data;
+    for (i = 0; i < 4; i++) {
+        double p0 = 1.0 / (1.0 + exp((double)x[2 * i + 1] - x[2 * i]));
+
+        ck_assert(ex[i] == 0 || ex[i] == 1);
+        f[ex[i]] += 0.25;
+        pc[0] += p0 / 4.0;
+        pc[1] += (1.0 - p0) / 4.0;
+        pn[ex[i]] += (double)wt[i] / 4.0;
+        pn[1 - ex[i]] += (1.0 - (double)wt[i]) / 4.0;
+    }
+    want = 2.0 * (f[0] * pc[0] + f[1] * pc[1]);
+    noisy = 2.0 * (f[0] * pn[0] + f[1] * pn[1]);
+    ck_assert_msg(fabs(noisy - want) > 1e-3,
+                  "the draw does not separate noisy %.6f from clean %.6f",
+                  noisy, want);
+    ck_assert_double_eq_tol(*(const float *)out[4]->data, want, 1e-6);
+    free_all(in, 2);
+    free_all(out, NGATE);
+}
+END_TEST
+
 START_TEST(test_aux_zero_in_inference_and_none)
 {
     struct ophost_attr vmoe[] = {OPHOST_INT("group_size", 2),
@@ -1717,6 +1764,7 @@ moe_suite(void)
     TC("aux");
     tcase_add_test(tc, test_aux_vmoe_importance);
     tcase_add_test(tc, test_aux_switch);
+    tcase_add_test(tc, test_aux_switch_clean_p_under_noise);
     tcase_add_test(tc, test_aux_zero_in_inference_and_none);
     tcase_add_test(tc, test_aux_vmoe_load_term);
     TC("noise");

@@ -333,7 +333,7 @@ k_aux(struct aux_args a)
                 for (r = 0; r < a.rg; r++) {
                     if (a.expert[(r0 + r) * a.t * a.k] == j)
                         f += 1.0;
-                    pm += a.p[(r0 + r) * a.e + j];
+                    pm += a.pc[(r0 + r) * a.e + j];
                 }
                 A[j] = f;
                 B[j] = pm;

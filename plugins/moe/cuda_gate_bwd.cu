@@ -10,8 +10,8 @@
  *      kernels); then a thread per routing row zeroes its d p (and d pc)
  *      and adds d weight of its items in item order;
  *   2. a thread per group task (the CPU's tasks: acc and the order are
- *      the CPU's): the balance aux (vmoe importance into d pc, switch into
- *      d p), the softmax backwards, the vmoe load term, the superclass
+ *      the CPU's): the balance aux (vmoe importance and switch's P, both
+ *      into d pc), the softmax backwards, the vmoe load term, the superclass
  *      cross-entropy, d logits as f32; the incoming d aux is read on the
  *      device;
  *   3. d Wg = d logitsᵀ·src and d src = d logits·Wg (cuBLAS); per_image
@@ -124,7 +124,7 @@ k_groups_grad(struct groups_args a)
                            (double)a.rg;
                 for (r = q0; r < q0 + a.rg; r++)
                     for (j = 0; j < e; j++)
-                        a.dp[r * e + j] += g[j];
+                        a.dpc[r * e + j] += g[j];
             }
         }
         smlp__moe_softmax_backward(a.p + r0 * e, nr, e, a.dp + r0 * e);

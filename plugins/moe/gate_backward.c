@@ -30,8 +30,10 @@
  *         dzc[r, e*] −= Σ_e g_e·φ(u)/(σ·R_g)   (t_r moves with zc[r, e*]),
  *       g = c·½·∂CV²/∂Load; which expert is e* is a routing decision
  *       (constant), and the noise itself is a constant draw;
- *     switch: E·Σ_e f_e·P_e, P_e = mean_r p[r, e], f_e the share of first
- *       choices (a count: constant): dp[r, e] += c·E·f_e / R_g;
+ *     switch: E·Σ_e f_e·P_e, P_e = mean_r pc[r, e] (the clean softmax,
+ *       as MODELS.md §0.5 and DeepSpeed's top-1 gate), f_e the share of
+ *       (noisy) first choices (a count: constant): dpc[r, e] += c·E·f_e /
+ *       R_g;
  *     per_image superclass: aux_weight·mean_b CE(zc[b], label_b):
  *       dzc[b, e] += d aux · aux_weight / R · (pc[b, e] − [e = label_b]).
  *   dzc = the softmax backward of dp, (dp_e − <p, dp>)·p_e per row, plus
@@ -173,13 +175,13 @@ weight_grad(const struct smlp__moe_gate_priv *pv, const float *p,
 
 /*
  * The balance aux's gradient w.r.t. the softmaxes for groups [g0, g1), c
- * = d aux · aux_weight / groups: vmoe importance into dpc (clean softmax
- * pc), switch into dp (routing softmax).  acc: 2E doubles.
+ * = d aux · aux_weight / groups, both into dpc (the clean softmax pc):
+ * vmoe importance and switch's P.  acc: 2E doubles.
  */
 static void
 balance_grad(const struct smlp__moe_gate_priv *pv, const float *pc,
              const int32_t *expert, double c, int64_t g0, int64_t g1,
-             double *dp, double *dpc, double *acc)
+             double *dpc, double *acc)
 {
     int64_t rg = pv->g / pv->t, e = pv->e, grp, r, j;
     double *sum = acc, *g = acc + e;
@@ -206,7 +208,7 @@ balance_grad(const struct smlp__moe_gate_priv *pv, const float *pc,
                 g[j] = c * (double)e * (sum[j] / (double)rg) / (double)rg;
             for (r = r0; r < r0 + rg; r++)
                 for (j = 0; j < e; j++)
-                    dp[r * e + j] += g[j];
+                    dpc[r * e + j] += g[j];
         }
     }
 }
@@ -370,7 +372,7 @@ gbwd_groups_task(void *arg, int64_t task, int worker)
 
     (void)worker;
     if (a->balance)
-        balance_grad(pv, a->pc, a->expert, a->c, g0, g1, a->dp, a->dpc, acc);
+        balance_grad(pv, a->pc, a->expert, a->c, g0, g1, a->dpc, acc);
     smlp__moe_softmax_backward(a->p + r0 * e, nr, e, a->dp + r0 * e);
     if (a->noisy) {
         smlp__moe_softmax_backward(a->pc + r0 * e, nr, e, a->dpc + r0 * e);

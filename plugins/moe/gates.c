@@ -212,7 +212,7 @@ gate_groups_task(void *arg, int64_t task, int worker)
                                          a->zn + r0 * e, rg, e, k,
                                          a->noisy ? a->sigma : 0.0, sel, acc);
         else
-            auxg[g] = smlp__moe_aux_switch(a->p + r0 * e, a->rexp + r0 * k,
+            auxg[g] = smlp__moe_aux_switch(a->pc + r0 * e, a->rexp + r0 * k,
                                            rg, e, k, acc);
     }
     return 0;

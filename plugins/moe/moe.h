@@ -258,7 +258,8 @@ double smlp__moe_aux_vmoe(const float *pc, const float *zc, const float *zn,
 /*
  * Switch aux of one group (before aux_weight): E·Σ_e f_e·P_e with f_e the
  * share of rows whose first choice (choice[r, 0], stride k) is e and P_e
- * the mean of p[r, e].  acc: scratch of 2e doubles.
+ * the mean of p[r, e].  The gates pass the clean softmax as p (the
+ * choices come from the noisy one).  acc: scratch of 2e doubles.
  */
 double smlp__moe_aux_switch(const float *p, const int32_t *choice,
                             int64_t rows, int64_t e, int64_t k, double *acc);
