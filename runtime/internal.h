@@ -86,6 +86,9 @@ struct smlp_graph_s {
  */
 void smlp__graph_hold(const smlp_graph_t *g);
 void smlp__graph_release(const smlp_graph_t *g);
+/* An optimizer holds its session the same way (session.c). */
+void smlp__session_hold(smlp_session_t *s);
+void smlp__session_release(smlp_session_t *s);
 
 /* ---- registry.c ---- */
 struct smlp__kernel {
@@ -268,6 +271,8 @@ struct smlp__plan {
 struct smlp_session_s {
     const smlp_graph_t *graph;
     smlp_registry_t *reg;
+    int refs; /* 1 until smlp_session_destroy, + 1 per live optimizer
+                 (atomic; see smlp__graph_hold) */
     struct smlp_session_opts opts;
     int32_t n_tensors;
     struct smlp__tensor_rt *tensors;

@@ -178,6 +178,7 @@ smlp_optim_create(smlp_session_t *s, const struct smlp_optim_opts *o,
         return NULL;
     }
     opt->s = s;
+    smlp__session_hold(s); /* released by smlp_optim_destroy */
     if (check_opts(o, &opt->o, err) != SMLP_OK)
         goto fail;
     opt->n_slots = smlp__optim_n_slots(&opt->o);
@@ -197,6 +198,7 @@ smlp_optim_destroy(smlp_optim_t *opt)
     free(opt->state);
     smlp__free(opt->work);
     smlp__free(opt->params);
+    smlp__session_release(opt->s); /* last: may free the session */
     smlp__free(opt);
 }
 

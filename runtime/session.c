@@ -795,9 +795,10 @@ smlp_session_create(const smlp_graph_t *graph, smlp_registry_t *reg,
         smlp__seterr(err, SMLP_ENOMEM, "out of memory");
         return NULL;
     }
+    s->refs = 1; /* the caller's, dropped by smlp_session_destroy */
     s->graph = graph;
     s->reg = reg;
-    smlp__graph_hold(graph); /* both released by smlp_session_destroy */
+    smlp__graph_hold(graph); /* both released by session_free */
     smlp__registry_hold(reg);
     s->opts = *opts;
     s->opts.weights = NULL; /* not owned; used below only */
@@ -845,13 +846,11 @@ fail:
     return NULL;
 }
 
-SMLP_API void
-smlp_session_destroy(smlp_session_t *s)
+static void
+session_free(smlp_session_t *s)
 {
     int32_t i;
 
-    if (s == NULL)
-        return;
     if (s->opts.device != SMLP_DEVICE_CPU)
         smlp__device_close(s);
     smlp__sched_close(s);
@@ -879,6 +878,27 @@ smlp_session_destroy(smlp_session_t *s)
     smlp__graph_release(s->graph);
     smlp__registry_release(s->reg);
     smlp__free(s);
+}
+
+void
+smlp__session_hold(smlp_session_t *s)
+{
+    __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+}
+
+void
+smlp__session_release(smlp_session_t *s)
+{
+    if (s != NULL && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        session_free(s);
+}
+
+/* With optimizers alive this only drops the caller's reference: the last
+ * smlp_optim_destroy frees the session. */
+SMLP_API void
+smlp_session_destroy(smlp_session_t *s)
+{
+    smlp__session_release(s);
 }
 
 SMLP_API int

@@ -37,7 +37,8 @@
  *
  * Lifetimes: strings the library returns (names, sources, metadata)
  * point into the graph or registry that holds them and stay valid while
- * it lives; a session keeps its graph and registry alive (below).
+ * it lives; a session keeps its graph and registry alive, and an
+ * optimizer its session (below).
  */
 #ifndef SMLP_H
 #define SMLP_H
@@ -408,7 +409,11 @@ SMLP_API void smlp_optim_opts_init(struct smlp_optim_opts *o);
  * An optimizer over the trainable parameters of session s: the f32
  * parameters that no opts.frozen glob matches (s must have been created
  * with training = 1 and a loss).  Its state (momentum buffers, Adam
- * moments, the step count) is zero at creation.  s must outlive it.
+ * moments, the step count) is zero at creation.  The optimizer holds s:
+ * smlp_session_destroy with optimizers alive only drops the caller's
+ * reference (the caller must not use s after it), and the last
+ * smlp_optim_destroy frees the session (since 0.2.1; before, s had to
+ * outlive its optimizers).
  * NULL with SMLP_EINVAL for an option out of range (naming it) or a
  * session without a loss; SMLP_ENOMEM.
  */

@@ -284,6 +284,48 @@ START_TEST(test_api_session_outlives_registry_and_graph)
 }
 END_TEST
 
+/*
+ * The session destroyed before its optimizer: the optimizer keeps it,
+ * steps on the gradients of the last backward, and frees it when it goes
+ * (the sanitizer build sees a use after free or a leak).  The update is
+ * SGD without momentum: W moves by exactly -lr·dW.
+ */
+START_TEST(test_api_optim_outlives_session)
+{
+    smlp_registry_t *reg = tu_registry();
+    smlp_graph_t *g = load_graph();
+    smlp_session_t *s = training_session(g, reg);
+    struct smlp_optim_opts o;
+    struct smlp_error err;
+    struct smlp_tensor w, dw;
+    smlp_optim_t *opt;
+    float want[12];
+    int i;
+
+    smlp_optim_opts_init(&o);
+    o.kind = SMLP_OPTIM_SGD;
+    o.momentum = 0.0;
+    o.weight_decay = 0.0;
+    opt = smlp_optim_create(s, &o, &err);
+    ck_assert_msg(opt != NULL, "%s", err.msg);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+    ck_assert_int_eq(smlp_session_run(s), SMLP_OK);
+    ck_assert_int_eq(smlp_session_backward(s), SMLP_OK);
+    ck_assert_int_eq(smlp_session_tensor(s, "W", &w), SMLP_OK);
+    ck_assert_int_eq(smlp_session_grad(s, "W", &dw), SMLP_OK);
+    for (i = 0; i < 12; i++)
+        want[i] = ((const float *)w.data)[i] -
+                  0.5f * ((const float *)dw.data)[i];
+    smlp_session_destroy(s); /* the optimizer still holds it */
+    ck_assert_int_eq(smlp_optim_step(opt, 0.5, NULL), SMLP_OK);
+    ck_assert_int_eq(smlp_optim_steps(opt), 1);
+    for (i = 0; i < 12; i++)
+        ck_assert_float_eq_tol(((const float *)w.data)[i], want[i], 1e-6);
+    smlp_optim_destroy(opt); /* frees session, graph and registry */
+}
+END_TEST
+
 static void *
 destroy_thread(void *arg)
 {
@@ -332,6 +374,7 @@ api_suite(void)
     tc = tcase_create("lifetimes");
     tcase_add_test(tc, test_api_session_outlives_registry_and_graph);
     tcase_add_test(tc, test_api_last_session_frees_across_threads);
+    tcase_add_test(tc, test_api_optim_outlives_session);
     suite_add_tcase(s, tc);
     return s;
 }
