@@ -17,7 +17,10 @@
 #     compiled by flatc, passes the installed smlp-graph check and runs
 #     in the installed smlp-run on a hand-written input with the
 #     hand-computed output; a misspelt attribute and a bad value are
-#     refused with the guide's messages.
+#     refused with the guide's messages;
+#  8. a program against the SDK runs its backward (smlp_session_backward
+#     on a small training graph, x a parameter) and gets the hand-derived
+#     d x, which central differences of the loss confirm.
 # Environment: SMLP_TEST_SRCDIR, SMLP_TEST_BUILDDIR, PYTHON3, FLATC, MAKE
 # (see AM_TESTS_ENVIRONMENT).  Exit 77 (skip) without pkg-config or a C
 # compiler.  Prints "N passed, M failed".
@@ -311,4 +314,153 @@ expect "smlp-run refuses it too" 1 \
 expect "check prints infer's message for slope 2.5" 1 \
     "node 0 'act' (minimal.leaky_relu): attribute 'slope' is 2.5, expected 0 to 1" \
     run "$bindir/smlp-graph" check "$T/min/steep.fbs" --plugin-path "$T/min"
+# 8. The minimal plugin's backward, through the public training API.  x
+# is a parameter here (graph inputs get no gradient): loss = mean over
+# rows of w . y, y = leaky_relu(x) with leaky.json's node (slope 0.1),
+# w = [2, -1, 0.5, 4] frozen, so d loss / d y[n][j] = w[j] / 2 =
+# [1, -0.5, 0.25, 2] in every row, and d loss / d x = that where x > 0,
+# else 0.1 times it.  At x = 0 the op takes the x <= 0 side (slope * dy,
+# PyTorch's convention): x[1][0] = 0 must get 0.1, not 1.  The program
+# prints the loss, then per element x, the backward's d x and a central
+# difference of the loss (step 1/8, exact in binary, less than every
+# nonzero |x|, so it does not straddle the kink).
+cat >"$T/min/grad.json" <<'EOF'
+{
+  "name": "leaky_grad",
+  "plugins": ["minimal", "core"],
+  "tensors": [
+    {"name": "x", "kind": "Parameter", "shape": [2, 4]},
+    {"name": "w", "kind": "Parameter", "shape": [1, 4]},
+    {"name": "y"},
+    {"name": "z"},
+    {"name": "r"},
+    {"name": "loss", "kind": "Output"}
+  ],
+  "nodes": [
+    {"name": "act", "op": "minimal.leaky_relu", "inputs": [0],
+     "outputs": [2], "attrs": [{"name": "slope", "type": "Float", "f": 0.1}]},
+    {"name": "dot", "op": "core.linear", "inputs": [2, 1], "outputs": [3]},
+    {"name": "row", "op": "core.mean", "inputs": [3], "outputs": [4],
+     "attrs": [{"name": "axis", "type": "Int", "i": 1}]},
+    {"name": "all", "op": "core.mean", "inputs": [4], "outputs": [5],
+     "attrs": [{"name": "axis", "type": "Int", "i": 0}]}
+  ]
+}
+EOF
+cat >"$T/min/grad.c" <<'EOF'
+/* grad GRAPH PLUGIN_PATH: runs the graph's forward and backward, prints
+ * the loss, then "x dx fd" for each element of parameter x. */
+#include <stdio.h>
+#include <string.h>
+#include <smlp.h>
+
+static const float x0[8] = {-2, -0.5f, 1, 3, 0, -10, 0.25f, -1};
+static const float w0[4] = {2, -1, 0.5f, 4};
+
+/* Sets x[i] to v, runs the forward and returns the loss in *loss. */
+static int
+loss_at(smlp_session_t *s, float *x, int i, float v, const float *l,
+        double *loss)
+{
+    int rc;
+
+    x[i] = v;
+    rc = smlp_session_run(s);
+    x[i] = x0[i];
+    *loss = *l;
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const char *const frozen[] = {"w", NULL};
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    struct smlp_tensor x, w, l, g;
+    smlp_registry_t *reg;
+    smlp_graph_t *graph = NULL;
+    smlp_session_t *s = NULL;
+    float dx[8];
+    double h = 0.125, lp, lm;
+    int i, rc = 1;
+
+    if (argc != 3)
+        return 2;
+    smlp_session_opts_init(&o);
+    o.threads = 1;
+    o.training = 1;
+    o.loss = "loss";
+    o.frozen = frozen;
+    if ((reg = smlp_registry_create(argv[2], &err)) == NULL ||
+        (graph = smlp_graph_load(argv[1], &err)) == NULL ||
+        (s = smlp_session_create(graph, reg, &o, &err)) == NULL) {
+        fprintf(stderr, "%s\n", err.msg);
+        goto out;
+    }
+    if (smlp_session_tensor(s, "x", &x) != SMLP_OK ||
+        smlp_session_tensor(s, "w", &w) != SMLP_OK ||
+        smlp_session_tensor(s, "loss", &l) != SMLP_OK)
+        goto out_msg;
+    memcpy(x.data, x0, sizeof(x0));
+    memcpy(w.data, w0, sizeof(w0));
+    if (smlp_session_run(s) != SMLP_OK ||
+        smlp_session_backward(s) != SMLP_OK ||
+        smlp_session_grad(s, "x", &g) != SMLP_OK)
+        goto out_msg;
+    memcpy(dx, g.data, sizeof(dx));
+    printf("loss %.9g\n", *(float *)l.data);
+    for (i = 0; i < 8; i++) {
+        if (loss_at(s, x.data, i, (float)(x0[i] + h), l.data, &lp) ||
+            loss_at(s, x.data, i, (float)(x0[i] - h), l.data, &lm))
+            goto out_msg;
+        printf("%g %.9g %.9g\n", x0[i], dx[i], (lp - lm) / (2 * h));
+    }
+    rc = 0;
+    goto out;
+out_msg:
+    fprintf(stderr, "%s\n", smlp_session_errmsg(s));
+out:
+    smlp_session_destroy(s);
+    smlp_graph_unload(graph);
+    smlp_registry_destroy(reg);
+    return rc;
+}
+EOF
+# shellcheck disable=SC2086
+if (cd "$T/min" && "$FLATC" -b "$S/schemas/graph.fbs" grad.json) \
+        >"$T/flatc.log" 2>&1 &&
+   "$CC" $san $cflags -o "$T/min/grad" "$T/min/grad.c" $libs \
+        >"$T/cc.log" 2>&1; then
+    ok "a program builds a training session of grad.json"
+else
+    bad "flatc of grad.json or the gradient program"
+    show "$T/flatc.log"; show "$T/cc.log"; finish
+fi
+if run "$T/min/grad" "$T/min/grad.fbs" "$T/min:$plugindir" \
+        >"$T/min/grad.out" 2>&1; then
+    ok "smlp_session_backward runs minimal.leaky_relu's backward"
+else
+    bad "forward and backward of grad.fbs"; show "$T/min/grad.out"; finish
+fi
+if awk 'NR == 1 { if ($1 != "loss" || $2 - 6.4375 > 1e-6 ||
+                      6.4375 - $2 > 1e-6) exit 1; next }
+        { split("0.1 -0.05 0.25 2 0.1 -0.05 0.25 0.2", w, " ")
+          d = $2 - w[NR - 1]; if (d < 0) d = -d
+          if (NF != 3 || d > 1e-6) exit 1 }
+        END { if (NR != 9) exit 1 }' "$T/min/grad.out"; then
+    ok "d x = [0.1 -0.05 0.25 2; 0.1 -0.05 0.25 0.2], as computed by hand"
+else
+    bad "grad.fbs: want loss 6.4375, d x = 0.1 -0.05 0.25 2 0.1 -0.05 0.25 0.2"
+    show "$T/min/grad.out"
+fi
+# The central differences, away from the kink (float loss: within 1e-4).
+if awk 'NR > 1 && $1 != 0 { d = $2 - $3; if (d < 0) d = -d
+                            if (d > 1e-4) exit 1; n++ }
+        END { if (n != 7) exit 1 }' "$T/min/grad.out"; then
+    ok "d x = central differences of the loss at the 7 nonzero x"
+else
+    bad "d x of grad.fbs is not the central differences"
+    show "$T/min/grad.out"
+fi
 finish

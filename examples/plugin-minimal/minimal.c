@@ -5,8 +5,9 @@
  * slope * x, elementwise on an f32 tensor of any shape, with an optional
  * float attribute `slope` (default 0.01).  The op has shape inference, a
  * CPU kernel and a backward.  docs/plugins.md quotes this file whole;
- * tests/check_sdk.sh builds it against the installed SDK and runs a graph
- * that uses it.  Build it with the Makefile beside it: make -> minimal.so.
+ * tests/check_sdk.sh builds it against the installed SDK, runs a graph
+ * that uses it and checks the backward's gradient.  Build it with the
+ * Makefile beside it: make -> minimal.so.
  */
 #include <string.h>
 
@@ -64,7 +65,8 @@ minimal_run(struct smlp_kernel_ctx *ctx)
 }
 
 /*
- * The backward, for training: dx = dy where x > 0, else slope * dy.
+ * The backward, for training: dx = dy where x > 0, else slope * dy.  At
+ * x = 0, the kink, it takes slope * dy, as PyTorch's leaky_relu does.
  * grad_outputs[0] NULL means no gradient reaches y (zeros);
  * grad_inputs[0] NULL means x needs none.
  */
