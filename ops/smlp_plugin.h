@@ -385,20 +385,28 @@ struct smlp_host_api {
                          sizeof((host)->field) &&                            \
      (host)->field != NULL)
 
-/* The one exported symbol of every plugin. */
+/* The one exported function of every plugin. */
 #define SMLP_PLUGIN_ENTRY_NAME "smlp_plugin_init"
 typedef int (*smlp_plugin_init_cb)(const struct smlp_host_api *host,
                                    struct smlp_registry *reg,
                                    char **errmsg);
+/*
+ * Optional: the ABI the plugin was built for (a const uint32_t,
+ * SMLP_ABI_VERSION; SMLP_PLUGIN_DEFINE exports it).  The host reads it
+ * only to name the plugin's ABI when the entry point returns SMLP_EABI.
+ */
+#define SMLP_PLUGIN_ABI_NAME "smlp_plugin_abi"
 
 /*
  * Defines the entry point.  The host ABI major must equal the plugin's
  * and its table must hold every ABI 1.0 slot (through attr_floats, the
  * last of them); then the plugin definition is registered.  Else it
- * returns SMLP_EABI without a message.  (An entry point written by hand
- * may set *errmsg on failure, to a string allocated with host->alloc.)
+ * returns SMLP_EABI without a message, and the host names both ABIs from
+ * smlp_plugin_abi.  (An entry point written by hand may set *errmsg on
+ * failure, to a string allocated with host->alloc.)
  */
 #define SMLP_PLUGIN_DEFINE(def)                                              \
+    SMLP_PLUGIN_EXPORT const uint32_t smlp_plugin_abi = SMLP_ABI_VERSION;    \
     SMLP_PLUGIN_EXPORT int smlp_plugin_init(const struct smlp_host_api *host, \
                                             struct smlp_registry *reg,       \
                                             char **errmsg)                   \

@@ -393,6 +393,28 @@ unregister_ops(smlp_registry_t *reg, struct smlp__plugin *p)
     reg->n_ops = j;
 }
 
+/*
+ * The message for an entry point that returned SMLP_EABI: the plugin's
+ * own ABI when it exports smlp_plugin_abi (SMLP_PLUGIN_DEFINE does), and
+ * its message when it wrote one.
+ */
+static void
+abi_refused(const struct smlp__plugin *p, const char *errmsg,
+            struct smlp_error *err)
+{
+    const uint32_t *abi = dlsym(p->handle, SMLP_PLUGIN_ABI_NAME);
+    char built[96] = "";
+
+    if (abi != NULL)
+        snprintf(built, sizeof(built),
+                 ": it was built for ABI %u.%u (rebuild it against this "
+                 "smlp's headers)",
+                 SMLP_ABI_MAJOR_OF(*abi), SMLP_ABI_MINOR_OF(*abi));
+    smlp__seterr(err, SMLP_EABI, "plugin '%s' (%s) refused host ABI %u.%u%s%s%s",
+                 p->name, p->path, SMLP_ABI_MAJOR, SMLP_ABI_MINOR, built,
+                 errmsg ? ": " : "", errmsg ? errmsg : "");
+}
+
 SMLP_API int
 smlp_registry_load(smlp_registry_t *reg, const char *name,
                    struct smlp_error *err)
@@ -481,10 +503,7 @@ smlp_registry_load(smlp_registry_t *reg, const char *name,
         if (reg->load_status != SMLP_OK)
             smlp__seterr(err, reg->load_status, "%s", reg->load_err);
         else if (rc == SMLP_EABI)
-            smlp__seterr(err, rc,
-                         "plugin '%s' (%s) refused host ABI %u.%u%s%s", name,
-                         p->path, SMLP_ABI_MAJOR, SMLP_ABI_MINOR,
-                         errmsg ? ": " : "", errmsg ? errmsg : "");
+            abi_refused(p, errmsg, err);
         else
             smlp__seterr(err, rc < 0 ? rc : SMLP_EINVAL,
                          "plugin '%s' (%s): init failed (status %d, %s)%s%s",

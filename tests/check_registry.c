@@ -83,6 +83,16 @@ START_TEST(test_registry_load_abi_new)
 }
 END_TEST
 
+/* A plugin that exports smlp_plugin_abi (SMLP_PLUGIN_DEFINE's do) gets
+ * its own ABI named too. */
+START_TEST(test_registry_load_abi_future_named)
+{
+    expect_load("abi_future", SMLP_EABI,
+                "refused host " HOST_ABI ": it was built for ABI 2.1 "
+                "(rebuild it against this smlp's headers)");
+}
+END_TEST
+
 START_TEST(test_registry_load_minor_newer_ok)
 {
     smlp_registry_t *reg = fixture_registry();
@@ -426,6 +436,7 @@ registry_suite(void)
     tcase_add_test(tc, test_registry_load_path_refused);
     tcase_add_test(tc, test_registry_load_abi_old);
     tcase_add_test(tc, test_registry_load_abi_new);
+    tcase_add_test(tc, test_registry_load_abi_future_named);
     tcase_add_test(tc, test_registry_load_minor_newer_ok);
     tcase_add_test(tc, test_registry_load_short_size);
     tcase_add_test(tc, test_registry_load_no_entry);
