@@ -772,7 +772,8 @@ def moco_graph(name):
     Query encoder: the backbone (parameters named as in the classifier
     graph, so a checkpoint's backbone loads into it) -> `features` ->
     projector (C -> h -> h -> d, last batch norm without affine) ->
-    predictor (d -> h -> d), run on both views with shared parameters.
+    predictor (d -> h -> d, last batch norm without affine too: MoCo v3's
+    ViT heads), run on both views with shared parameters.
 
     Momentum encoder: backbone + projector again, its parameters state
     tensors `momentum.<name>` that start equal to their twins (same
@@ -825,7 +826,9 @@ def moco_graph(name):
 
     def predictor(scope, x):
         g.scope = scope
-        y = moco_mlp(g, "predictor", x, [dim, hidden_q, dim], False)
+        # MoCo v3's ViT predictor keeps _build_mlp's last batch norm
+        # (MoCo_ResNet drops it): MODELS.md 4.1.
+        y = moco_mlp(g, "predictor", x, [dim, hidden_q, dim], True)
         g.scope = ""
         return y
 
