@@ -3,15 +3,20 @@
 # here (256 training and 64 test images of 10 easy classes): usage errors
 # (output files checked and distinct before training, options the mode
 # would ignore), missing and corrupt data (gzip streams cut short or with
-# trailing bytes, labels out of range), a short run on mixer_fmnist (the
-# loss falls; checkpoint, metrics CSV and SVG plot written), weights with
+# trailing bytes, a bad member among several, labels out of range), a
+# short run on mixer_fmnist (the loss falls; checkpoint, metrics CSV and
+# SVG plot written; the same run on multi-member gzip files), weights with
 # a NaN, --init-from another graph, --resume bit-identity (2 epochs =
 # --stop-after 1 + --resume, on mixer_fmnist with MoCo augmentations and
 # on sparse_mlp_fmnist with its gate noise; a run interrupted by SIGTERM
 # inside an epoch and resumed; one interrupted inside a metrics row gives
-# the same epoch line and rows), signals after an evaluation and during
-# the last one, resume refusals, and checkpoints that a reader never sees
-# half-written.  Prints "N passed, M failed".
+# the same epoch line and rows; one interrupted as an epoch's last step
+# ends still evaluates it, and resumed is the whole run), signals after
+# an evaluation and during the last one, resume refusals, and checkpoints
+# that a reader never sees half-written.  Prints "N passed, M failed".
+# SMLP_TRAIN_TEST_SIGINT_STEP=N makes smlp-train raise SIGINT as step N
+# ends, for a signal at an exact step; the other signal tests wait for a
+# progress line and kill.
 # Needs python3 (makes the data, reads safetensors); exit 77 (skip)
 # without it.
 B=${SMLP_TEST_BUILDDIR:-.}
@@ -176,6 +181,52 @@ expect "gzip without 4 bytes of its trailer" 1 \
 expect "gzip with trailing garbage" 1 \
     "$T/garbage/t10k-labels-idx1-ubyte.gz: data after the gzip stream" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/garbage"
+# Multi-member gzip files (gzip -c a >f; gzip -c b >>f): the data are
+# the members' data end to end.  multi: every file in three members (the
+# second empty; the labels split inside the IDX header), which must train
+# as the one-member files do (after the short run below).  A member with
+# a wrong CRC-32 or length, a last member cut short, or a stray byte
+# after the last member: refused, naming the file and the member.
+mkdir -p "$T/multi"
+for f in train-images-idx3-ubyte train-labels-idx1-ubyte \
+    t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+    gzip -dc "$D/$f.gz" >"$T/raw"
+    case $f in
+    *labels*) cut=6 ;;
+    *) cut=$(($(wc -c <"$T/raw") / 2 + 3)) ;;
+    esac
+    head -c $cut "$T/raw" | gzip -c >"$T/multi/$f.gz"
+    gzip -c </dev/null >>"$T/multi/$f.gz"
+    tail -c +$((cut + 1)) "$T/raw" | gzip -c >>"$T/multi/$f.gz"
+done
+for sub in mcrc mlen mcut mjunk; do
+    mkdir -p "$T/$sub" && cp "$D"/*.gz "$T/$sub/"
+done
+"$PY" -c "
+import gzip, sys
+d = sys.argv[1]
+raw = gzip.open(d + '/data/t10k-labels-idx1-ubyte.gz').read()
+a, b = gzip.compress(raw[:30]), gzip.compress(raw[30:])
+def put(sub, data):
+    open(d + '/' + sub + '/t10k-labels-idx1-ubyte.gz', 'wb').write(data)
+put('mcrc', a[:-8] + bytes([a[-8] ^ 1]) + a[-7:] + b)
+put('mlen', a[:-4] + bytes([a[-4] ^ 1]) + a[-3:] + b)
+put('mcut', a + b[:-8])
+put('mjunk', a + b + b'\x1f')
+" "$T"
+Z="t10k-labels-idx1-ubyte.gz: truncated or corrupt gzip"
+expect "gzip members: a wrong CRC-32 in the first" 1 \
+    "$T/mcrc/$Z: incorrect data check in gzip member 1" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/mcrc"
+expect "gzip members: a wrong length in the first" 1 \
+    "$T/mlen/$Z: incorrect length check in gzip member 1" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/mlen"
+expect "gzip members: the last without its trailer" 1 \
+    "$T/mcut/$Z: the file ends inside gzip member 2" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/mcut"
+expect "gzip members: a byte after the last" 1 \
+    "$T/mjunk/t10k-labels-idx1-ubyte.gz: data after the gzip stream" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/mjunk"
 expect "label out of range" 1 \
     "$T/label/train-labels-idx1-ubyte.gz: image 7 has label 12, out of range" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/label"
@@ -241,6 +292,15 @@ assert any(e["cat"] == "core.linear" for e in bwd.values())
 PY
 then ok "--trace: forward and backward of the last step"
 else bad "--trace"; fi
+# The same run on the multi-member files: the same checkpoint and rows.
+expect "multi-member gzip data" 0 "done: 24 steps" \
+    "$TRAIN" "$MIXER" $COMMON --data "$T/multi" --limit-train 256 \
+    --epochs 3 --lr 2e-3 --out "$T/multi.st" --metrics "$T/multi.csv"
+if st same "$T/run.st" "$T/multi.st" &&
+    [ "$(cut -d, -f1-5,7- "$T/run.csv")" = \
+      "$(cut -d, -f1-5,7- "$T/multi.csv")" ]; then
+    ok "multi-member gzip data: the run of the one-member files"
+else bad "multi-member gzip data: another run"; show "$T/multi.csv"; fi
 if ls "$T" | grep -q '\.tmp\.'; then bad "temporary files left"
 else ok "no temporary files left"; fi
 # --eval-only: the checkpoint's test accuracy is the one its run printed
@@ -548,6 +608,52 @@ assert open(a + "m.csv").read() == open(b + "m.csv").read()
 PY
 then ok "interrupted inside a row: epoch line, metrics and moe-stats as whole"
 else bad "interrupted inside a row (exit $rc)"; show "$T/ib.out"; fi
+
+# SIGINT as the last step of epoch 1 ends (step 8, raised there by the
+# test hook): the epoch is evaluated all the same (its line, its row's
+# test columns), then the checkpoint, exit 130; resumed, the epoch
+# lines, metrics, --moe-stats and checkpoint are the whole run's.
+SMLP_TRAIN_TEST_SIGINT_STEP=8 "$TRAIN" $I --out "$T/ic.st" \
+    --metrics "$T/ic.csv" --moe-stats "$T/icm.csv" >"$T/ic.out" 2>&1
+rc=$?
+cat >"$T/same.py" <<'PY'
+import re, sys
+a, b = sys.argv[1], sys.argv[2]
+epochs, nrows = int(sys.argv[3]), int(sys.argv[4])
+def lines(p):  # the epoch lines, but for img/s and seconds
+    return [re.sub(r" [0-9]+ img/s, [0-9.]+ s,", "", l)
+            for l in open(p + ".out") if re.match(r"epoch [0-9]+/[0-9]+:", l)]
+assert lines(a)[:epochs] == lines(b), (lines(a), lines(b))
+def rows(p):  # all but images_per_s
+    return [l.rstrip("\n").split(",")[:5] + l.rstrip("\n").split(",")[6:]
+            for l in open(p + ".csv")]
+assert len(rows(b)) == nrows and rows(a)[:nrows] == rows(b), (rows(a), rows(b))
+assert rows(b)[-1][6] != "", rows(b)[-1]
+PY
+if [ $rc -eq 130 ] &&
+    grep -q "interrupted: checkpoint $T/ic.st after epoch 1/2 (step 8)" \
+        "$T/ic.out" && "$PY" "$T/same.py" "$T/ia" "$T/ic" 1 4; then
+    ok "SIGINT as an epoch's last step ends: evaluated, then exit 130"
+else bad "SIGINT as an epoch's last step ends (exit $rc)"; show "$T/ic.out"
+    show "$T/ic.csv"; fi
+"$TRAIN" $I --out "$T/ic.st" --metrics "$T/ic.csv" --moe-stats "$T/icm.csv" \
+    --resume "$T/ic.st" >>"$T/ic.out" 2>&1 || bad "resumed after epoch 1"
+if "$PY" "$T/same.py" "$T/ia" "$T/ic" 2 8 && cmp -s "$T/iam.csv" "$T/icm.csv" &&
+    st same "$T/ia.st" "$T/ic.st"; then
+    ok "SIGINT at an epoch's end + resume: lines, metrics, checkpoint as whole"
+else bad "SIGINT at an epoch's end + resume"; show "$T/ic.out"
+    show "$T/ic.csv"; fi
+# The same as the run's last step ends: evaluated, done, exit 0.
+SMLP_TRAIN_TEST_SIGINT_STEP=2 "$TRAIN" "$SPARSE" $COMMON --limit-train 64 \
+    --epochs 1 --progress lines --out "$T/id.st" --metrics "$T/id.csv" \
+    >"$T/id.out" 2>&1
+rc=$?
+if [ $rc -eq 0 ] && grep -q "^epoch 1/1: .*test acc" "$T/id.out" &&
+    grep -q "^done: 2 steps" "$T/id.out" && ! grep -q interrupted "$T/id.out" &&
+    [ "$(tail -n 1 "$T/id.csv" | cut -d, -f1)" = 2 ] &&
+    [ "$(tail -n 1 "$T/id.csv" | cut -d, -f8)" != "" ]; then
+    ok "SIGINT as the run's last step ends: evaluated, done, exit 0"
+else bad "SIGINT as the run's last step ends (exit $rc)"; show "$T/id.out"; fi
 
 # SIGINT after an --eval-every evaluation: its row keeps the test results.
 "$TRAIN" "$MIXER" $COMMON --limit-train 256 --epochs 1 --eval-every 1 \

@@ -24,6 +24,14 @@
  * metrics row's running sums, so the epoch lines and rows match too.
  * Exit status: 0 done, 1 error, 2 usage, 130 interrupted.
  *
+ * SIGINT or SIGTERM stops the run at the end of the step running: inside
+ * an epoch with a checkpoint and no evaluation; an epoch whose last step
+ * it was is evaluated first and ends as if no signal had come (its line,
+ * its metrics row's test columns, then the checkpoint), so that the
+ * metrics of a run stopped there and resumed are the whole run's.  For
+ * tests, SMLP_TRAIN_TEST_SIGINT_STEP=N raises SIGINT as step N (counted
+ * from 1) ends: a signal that lands in that step, whatever the timing.
+ *
  * Two more modes.  --probe trains head.* only (a linear probe: every
  * other parameter is frozen through opts.frozen, so the backward stops at
  * the head).  A MoCo v3 graph (inputs view1 and view2, its own loss;
@@ -45,6 +53,8 @@
 #include "train_main.h"
 
 static volatile sig_atomic_t interrupted;
+/* SMLP_TRAIN_TEST_SIGINT_STEP (0: none). */
+static int64_t test_sigint_step;
 
 static void
 on_signal(int sig)
@@ -279,17 +289,18 @@ end_of_period(struct train_run *r, int checkpoint)
     double ep_s = t0 - r->ep_t0 - (r->eval_s - r->ep_eval0);
     char drop[64];
 
-    if (interrupted) {
-        /* Quick: the checkpoint and reports, no evaluation.  At an
-         * epoch's end its row closes first, as in a run not stopped;
-         * inside an epoch the checkpoint keeps the open row's sums (a
-         * resumed run continues them) and the reports get the partial
-         * row, which a resumed run drops. */
+    if (interrupted && r->in_epoch != 0) {
+        /* Quick: the checkpoint and reports, no evaluation.  The
+         * checkpoint keeps the open row's sums (a resumed run continues
+         * them) and the reports get the partial row, which a resumed run
+         * drops.  At an epoch's end, the signal waits for the epoch's
+         * evaluation: the user waits for one evaluation at most, and
+         * the epoch's line and row are never lost (a resumed run starts
+         * the next epoch and would not make them). */
         r->cut_short = 1;
         if (r->bar)
             printf("\r\033[K");
-        if ((r->in_epoch == 0 && add_row(r, NAN, NAN) != 0) ||
-            (checkpoint && train_ckpt_save(r) != 0) ||
+        if ((checkpoint && train_ckpt_save(r) != 0) ||
             add_row(r, NAN, NAN) != 0)
             return -1;
         return write_reports(r);
@@ -357,6 +368,8 @@ train(struct train_run *r)
             return TRAIN_EXIT_FAIL;
         r->step++;
         r->in_epoch++;
+        if (r->step == test_sigint_step)
+            raise(SIGINT);
         /* b's buffer is free again: prepare the next batch. */
         if (r->step < r->end_step)
             train_loader_request(r->tl, r->in_epoch < r->spe ? r->epoch
@@ -563,6 +576,9 @@ main(int argc, char **argv)
                                           : "");
     fflush(stdout);
     memset(&sa, 0, sizeof(sa));
+    if (getenv("SMLP_TRAIN_TEST_SIGINT_STEP") != NULL)
+        test_sigint_step = strtoll(getenv("SMLP_TRAIN_TEST_SIGINT_STEP"),
+                                   NULL, 10);
     sa.sa_handler = on_signal;
     sa.sa_flags = SA_RESETHAND; /* a second signal ends the process */
     sigaction(SIGINT, &sa, NULL);

@@ -1,12 +1,20 @@
 /*
  * train_data.c - Fashion-MNIST for smlp-train: the IDX reader (gzip'd or
- * plain, through zlib), the train and test splits, and the pixel
+ * plain, inflated with zlib), the train and test splits, and the pixel
  * normalisation.  See train_data.h.
  *
  * The IDX format (yann.lecun.com/exdb/mnist): a big-endian header of a
  * magic number 0x00 0x00 TYPE RANK (TYPE 0x08 = unsigned byte), RANK
  * 32-bit dimensions, then the data in row-major order.  Fashion-MNIST's
  * images are idx3 (n, 28, 28) and its labels idx1 (n).
+ *
+ * A gzip file (RFC 1952) is one or more members, one after another
+ * (`cat a.gz b.gz`); its data are the members' data concatenated.  The
+ * reader inflates member after member itself rather than through gzread,
+ * which ignores bytes after a member that are not a gzip header and
+ * says little about a file cut short: here every member must end with
+ * its trailer (inflate checks its CRC-32 and length) and the file must
+ * end right after the last one.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -21,8 +29,24 @@
  * 47 MB). */
 #define IDX_MAX_DIM (UINT32_C(1) << 24)
 #define IDX_MAX_BYTES (UINT64_C(1) << 32)
-/* Bytes per gzread call (it takes an unsigned int). */
+/* Bytes inflated per call (avail_out is an unsigned int). */
 #define IDX_CHUNK (1u << 20)
+/* Bytes read from the file at a time. */
+#define IDX_IN_BYTES (1u << 16)
+
+/* An IDX file being read: its bytes as they are, or inflated when it
+ * begins with gzip's magic number (as gzread decides). */
+struct idx_in {
+    FILE *f;
+    const char *path;
+    uint8_t *buf;      /* IDX_IN_BYTES; zs.next_in, zs.avail_in: unread */
+    z_stream zs;
+    uint64_t read;     /* bytes read from f into buf */
+    int eof;           /* f has no more */
+    int gz;            /* gzip members, zs initialised */
+    int in_member;     /* a member begun, its trailer not yet read */
+    int members;       /* members begun */
+};
 
 static int
 file_exists(const char *path)
@@ -32,95 +56,159 @@ file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* gzerror's message without the "PATH: " that zlib puts first. */
-static const char *
-gz_msg(const char *path, const char *msg)
+/* Makes `want` (<= IDX_IN_BYTES) unread bytes available, fewer only at
+ * the end of the file.  0, or -1 after a read error (message in err). */
+static int
+idx_in_fill(struct idx_in *in, unsigned want, char *err, size_t errlen)
 {
-    size_t n = strlen(path);
+    while (in->zs.avail_in < want && !in->eof) {
+        size_t got;
 
-    return strncmp(msg, path, n) == 0 && strncmp(msg + n, ": ", 2) == 0
-               ? msg + n + 2
-               : msg;
+        memmove(in->buf, in->zs.next_in, in->zs.avail_in);
+        in->zs.next_in = in->buf;
+        got = fread(in->buf + in->zs.avail_in, 1,
+                    IDX_IN_BYTES - in->zs.avail_in, in->f);
+        if (ferror(in->f)) {
+            snprintf(err, errlen, "%s: cannot read: %s", in->path,
+                     strerror(errno));
+            return -1;
+        }
+        in->eof = feof(in->f);
+        in->zs.avail_in += (uInt)got;
+        in->read += got;
+    }
+    return 0;
 }
 
-/* Reads exactly n bytes; returns the bytes read (short at end of data),
- * or -1 after a zlib error (message in err). */
+static void
+idx_in_close(struct idx_in *in)
+{
+    if (in->gz)
+        inflateEnd(&in->zs);
+    free(in->buf);
+    if (in->f != NULL)
+        fclose(in->f);
+}
+
+/* Opens path (which exists) for idx_in_read.  0, -1 or
+ * TRAIN_DATA_ENOENT with a message; closed on failure. */
+static int
+idx_in_open(struct idx_in *in, const char *path, char *err, size_t errlen)
+{
+    int e;
+
+    memset(in, 0, sizeof(*in));
+    in->path = path;
+    in->f = fopen(path, "rb");
+    if (in->f == NULL) {
+        e = errno;
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(e));
+        return e == ENOENT || e == ENOTDIR ? TRAIN_DATA_ENOENT : -1;
+    }
+    in->buf = malloc(IDX_IN_BYTES);
+    if (in->buf == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto out_close;
+    }
+    in->zs.next_in = in->buf;
+    if (idx_in_fill(in, 2, err, errlen) != 0)
+        goto out_close;
+    if (in->zs.avail_in < 2 || in->buf[0] != 0x1f || in->buf[1] != 0x8b)
+        return 0; /* not gzip: the bytes as they are */
+    if (inflateInit2(&in->zs, 16 + MAX_WBITS) != Z_OK) {
+        snprintf(err, errlen, "%s: out of memory for zlib", path);
+        goto out_close;
+    }
+    in->gz = 1;
+    return 0;
+out_close:
+    idx_in_close(in);
+    return -1;
+}
+
+/* Inflates into out[0..n) (n <= IDX_CHUNK) from the member begun;
+ * returns the bytes made, or -1 with a message when the member is
+ * corrupt or the file ends inside it. */
 static int64_t
-read_full(gzFile f, const char *path, uint8_t *buf, uint64_t n, char *err,
-          size_t errlen)
+idx_in_inflate(struct idx_in *in, uint8_t *out, unsigned n, char *err,
+               size_t errlen)
+{
+    int ret;
+
+    in->zs.next_out = out;
+    in->zs.avail_out = n;
+    ret = inflate(&in->zs, Z_NO_FLUSH);
+    if (ret == Z_STREAM_END)
+        in->in_member = 0; /* its CRC-32 and length are right */
+    else if (ret == Z_BUF_ERROR) /* no input left: idx_in_fill's eof */
+        snprintf(err, errlen, "%s: truncated or corrupt gzip: the file "
+                              "ends inside gzip member %d (its data or "
+                              "its trailer)", in->path, in->members);
+    else if (ret != Z_OK)
+        snprintf(err, errlen, "%s: truncated or corrupt gzip: %s in gzip "
+                              "member %d", in->path,
+                 ret == Z_MEM_ERROR ? "out of memory"
+                 : in->zs.msg != NULL ? in->zs.msg : "corrupt data",
+                 in->members);
+    return ret == Z_OK || ret == Z_STREAM_END ? (int64_t)(n - in->zs.avail_out)
+                                              : -1;
+}
+
+/* Reads n bytes of data into out; returns the bytes read (fewer only at
+ * the end of the data, after whole gzip members), or -1 with a message
+ * on a read error, a corrupt or cut-off member, or bytes after the last
+ * member that are not a gzip member. */
+static int64_t
+idx_in_read(struct idx_in *in, uint8_t *out, uint64_t n, char *err,
+            size_t errlen)
 {
     uint64_t done = 0;
 
     while (done < n) {
         unsigned want = n - done > IDX_CHUNK ? IDX_CHUNK
                                              : (unsigned)(n - done);
-        int got = gzread(f, buf + done, want);
-        int zerr;
+        int64_t got;
 
-        if (got < 0) {
-            const char *msg = gzerror(f, &zerr);
-
-            if (zerr == Z_ERRNO)
-                snprintf(err, errlen, "%s: cannot read: %s", path,
-                         strerror(errno));
-            else
-                snprintf(err, errlen, "%s: truncated or corrupt gzip: %s",
-                         path, gz_msg(path, msg));
+        if (idx_in_fill(in, in->gz && !in->in_member ? 2 : 1, err,
+                        errlen) != 0)
             return -1;
+        if (!in->gz) {
+            got = in->zs.avail_in < want ? in->zs.avail_in : want;
+            if (got == 0)
+                break;
+            memcpy(out + done, in->zs.next_in, (size_t)got);
+            in->zs.next_in += got;
+            in->zs.avail_in -= (uInt)got;
+            done += (uint64_t)got;
+            continue;
         }
-        if (got == 0)
-            break;
+        if (!in->in_member) {
+            const uint8_t *p = in->zs.next_in;
+
+            if (in->zs.avail_in == 0)
+                break; /* the end, right after a member's trailer */
+            if (in->zs.avail_in < 2 || p[0] != 0x1f || p[1] != 0x8b) {
+                snprintf(err, errlen, "%s: data after the gzip stream "
+                                      "(trailing garbage at byte %llu, "
+                                      "after gzip member %d)", in->path,
+                         (unsigned long long)(in->read - in->zs.avail_in),
+                         in->members);
+                return -1;
+            }
+            if (inflateReset(&in->zs) != Z_OK) {
+                snprintf(err, errlen, "%s: zlib cannot start gzip member "
+                                      "%d", in->path, in->members + 1);
+                return -1;
+            }
+            in->in_member = 1;
+            in->members++;
+        }
+        got = idx_in_inflate(in, out + done, want, err, errlen);
+        if (got < 0)
+            return -1;
         done += (uint64_t)got;
     }
     return (int64_t)done;
-}
-
-/* After the last read: gzread reports a gzip stream that ends early (a
- * cut-off trailer, so no CRC check either) only through gzerror.  1 with
- * a message when so. */
-static int
-gz_cut_short(gzFile f, const char *path, char *err, size_t errlen)
-{
-    int zerr;
-    const char *msg = gzerror(f, &zerr);
-
-    if (zerr == Z_OK)
-        return 0;
-    snprintf(err, errlen, "%s: truncated or corrupt gzip: %s", path,
-             gz_msg(path, msg));
-    return 1;
-}
-
-/* zlib ignores bytes after a gzip stream.  A file of one gzip member
- * ends with the CRC-32 and length of all the data read (head, then
- * data): 1 with a message when its last 8 bytes are something else. */
-static int
-gz_trailing_data(const char *path, const uint8_t *head, size_t head_len,
-                 const uint8_t *data, uint64_t len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t t[8];
-    uLong crc = crc32(0L, Z_NULL, 0);
-    uint64_t off;
-    int ok;
-
-    ok = f != NULL && fseek(f, -8, SEEK_END) == 0 && fread(t, 1, 8, f) == 8;
-    if (f != NULL)
-        fclose(f);
-    if (!ok)
-        return 0; /* zlib read it a moment ago */
-    crc = crc32(crc, head, (uInt)head_len);
-    for (off = 0; off < len; off += IDX_CHUNK)
-        crc = crc32(crc, data + off,
-                    (uInt)(len - off < IDX_CHUNK ? len - off : IDX_CHUNK));
-    if (((uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 |
-         (uint32_t)t[3] << 24) == (uint32_t)crc &&
-        ((uint32_t)t[4] | (uint32_t)t[5] << 8 | (uint32_t)t[6] << 16 |
-         (uint32_t)t[7] << 24) == (uint32_t)(head_len + len))
-        return 0;
-    snprintf(err, errlen, "%s: data after the gzip stream (trailing "
-                          "garbage, or more than one gzip member)", path);
-    return 1;
 }
 
 static uint32_t
@@ -138,9 +226,9 @@ train_idx_read(const char *path, int rank, uint32_t *dims, uint8_t **data,
     uint8_t head[4 + 4 * 4], extra;
     uint64_t bytes = 1;
     uint8_t *buf = NULL;
+    struct idx_in in;
     int64_t got;
-    gzFile f;
-    int i;
+    int i, rc;
 
     *data = NULL;
     snprintf(name, sizeof(name), "%s", path);
@@ -153,16 +241,10 @@ train_idx_read(const char *path, int rank, uint32_t *dims, uint8_t **data,
             return e == ENOENT || e == ENOTDIR ? TRAIN_DATA_ENOENT : -1;
         }
     }
-    errno = 0;
-    f = gzopen(name, "rb");
-    if (f == NULL) {
-        int e = errno;
-
-        snprintf(err, errlen, "%s: cannot open: %s", name,
-                 e ? strerror(e) : "out of memory");
-        return e == ENOENT || e == ENOTDIR ? TRAIN_DATA_ENOENT : -1;
-    }
-    got = read_full(f, name, head, 4, err, errlen);
+    rc = idx_in_open(&in, name, err, errlen);
+    if (rc != 0)
+        return rc;
+    got = idx_in_read(&in, head, 4, err, errlen);
     if (got < 0)
         goto out_close;
     if (got == 4 && (head[0] != 0 || head[1] != 0 || head[2] != 0x08 ||
@@ -175,8 +257,8 @@ train_idx_read(const char *path, int rank, uint32_t *dims, uint8_t **data,
         goto out_close;
     }
     if (got == 4) {
-        int64_t more = read_full(f, name, head + 4, 4 * (uint64_t)rank, err,
-                                 errlen);
+        int64_t more = idx_in_read(&in, head + 4, 4 * (uint64_t)rank, err,
+                                   errlen);
 
         if (more < 0)
             goto out_close;
@@ -211,10 +293,8 @@ train_idx_read(const char *path, int rank, uint32_t *dims, uint8_t **data,
                  (unsigned long long)bytes);
         goto out_close;
     }
-    got = read_full(f, name, buf, bytes, err, errlen);
+    got = idx_in_read(&in, buf, bytes, err, errlen);
     if (got < 0)
-        goto out_free;
-    if ((uint64_t)got < bytes && gz_cut_short(f, name, err, errlen))
         goto out_free;
     if ((uint64_t)got < bytes) {
         snprintf(err, errlen,
@@ -223,9 +303,9 @@ train_idx_read(const char *path, int rank, uint32_t *dims, uint8_t **data,
                  name, (unsigned long long)bytes, (long long)got);
         goto out_free;
     }
-    /* The end must follow (this also makes zlib check the CRC, when the
-     * trailer is there). */
-    got = read_full(f, name, &extra, 1, err, errlen);
+    /* The end must follow: this also reads the last member's trailer
+     * when the data filled buf first. */
+    got = idx_in_read(&in, &extra, 1, err, errlen);
     if (got < 0)
         goto out_free;
     if (got != 0) {
@@ -234,17 +314,13 @@ train_idx_read(const char *path, int rank, uint32_t *dims, uint8_t **data,
                  name, (unsigned long long)bytes);
         goto out_free;
     }
-    if (gz_cut_short(f, name, err, errlen) ||
-        (!gzdirect(f) && gz_trailing_data(name, head, 4 + 4 * (size_t)rank,
-                                          buf, bytes, err, errlen)))
-        goto out_free;
-    gzclose(f);
+    idx_in_close(&in);
     *data = buf;
     return 0;
 out_free:
     free(buf);
 out_close:
-    gzclose(f);
+    idx_in_close(&in);
     return -1;
 }
 

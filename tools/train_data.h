@@ -48,7 +48,9 @@ struct train_set {
 
 /*
  * Reads an IDX file of unsigned bytes with `rank` dimensions: PATH when
- * it exists, else PATH.gz (zlib reads either).  Checks the
+ * it exists, else PATH.gz; either may be gzip'd (one member or several
+ * concatenated, each with its CRC-32 and length checked, nothing after
+ * the last) or plain.  Checks the
  * magic (0x0000 08 rank), the dimensions (each 1..2^24, 2^32 bytes at
  * most) and that the data are exactly as long as the header says.
  * Returns 0 with dims[0..rank) and *data (malloc'ed; free it) set; -1 or
