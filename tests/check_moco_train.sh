@@ -202,7 +202,8 @@ L="$L --weight-decay 0"
 LOADED="96 of 98 parameters loaded; 2 keep the graph's initial values"
 expect "probe: the backbone loads" 0 "$LOADED (head.weight, head.bias)" \
     "$TRAIN" $L --probe --init-from "$T/pre.st" --out "$T/probe.st"
-if grep -qF "linear probe (head.* trained, the rest frozen)" "$T/out"; then
+SAYS="linear probe (head.* trained, the rest frozen; its gates route as in"
+if grep -qF "$SAYS inference)" "$T/out"; then
     ok "probe says what it trains"
 else bad "probe summary"; sed 's/^/  | /' "$T/out"; fi
 if st probe "$T/pre.st" "$T/probe.st" >"$T/out" 2>&1; then

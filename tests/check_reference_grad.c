@@ -70,8 +70,9 @@ training_graph(const char *name)
                   "%s: no gate with noise_std", name);
     ck_assert_msg(smlp__graph_ir_encode(ir, &enc, &enc_len, err,
                                         sizeof(err)) == SMLP_OK, "%s", err);
-    ck_assert_msg(train_head_build(enc, enc_len, path, 0.0, &head, &head_len,
-                                   &info, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(train_head_build(enc, enc_len, path, 0.0, 0, &head,
+                                   &head_len, &info, err, sizeof(err)) == 0,
+                  "%s", err);
     ck_assert_int_eq(info.existing, 0);
     g = smlp_graph_load_buffer(head, head_len, path, &e);
     ck_assert_msg(g != NULL, "%s", e.msg);

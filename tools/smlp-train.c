@@ -34,7 +34,7 @@
  *
  * Two more modes.  --probe trains head.* only (a linear probe: every
  * other parameter is frozen through opts.frozen, so the backward stops at
- * the head).  A MoCo v3 graph (inputs view1 and view2, its own loss;
+ * the head), with the gates routing as in inference (train_probe.c).  A MoCo v3 graph (inputs view1 and view2, its own loss;
  * graphs/moco_sparse_mlp_fmnist) is pre-trained: each step feeds the two
  * augmented views of a batch and the momentum m = 1 - (1 - m0)(1 +
  * cos(pi step / total)) / 2 (MoCo v3's schedule, rising from --moco-m0 to
@@ -565,15 +565,21 @@ main(int argc, char **argv)
     else
         printf("%s: %lld training images (%lld steps of %lld per epoch), "
                "%lld test images, %s lr %g, warm-up %lld steps, %lld steps "
-               "in all%s%s\n",
+               "in all%s%s%s\n",
                smlp_graph_name(r.eg), (long long)r.train.n, (long long)r.spe,
                (long long)r.o.batch, (long long)r.test.n,
                train_optimizer_names[r.o.optimizer], r.o.lr,
                (long long)r.warmup, (long long)r.total,
-               r.head.has_aux ? ", loss = cross-entropy + aux_loss" : "",
+               r.head.has_aux && r.mode != TRAIN_MODE_PROBE
+                   ? ", loss = cross-entropy + aux_loss"
+                   : "",
                r.mode == TRAIN_MODE_PROBE ? ", linear probe (head.* "
-                                            "trained, the rest frozen)"
-                                          : "");
+                                            "trained, the rest frozen"
+                                          : "",
+               r.mode != TRAIN_MODE_PROBE ? ""
+               : r.head.probe_gates > 0   ? "; its gates route as in "
+                                            "inference)"
+                                          : ")");
     fflush(stdout);
     memset(&sa, 0, sizeof(sa));
     if (getenv("SMLP_TRAIN_TEST_SIGINT_STEP") != NULL)

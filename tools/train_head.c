@@ -293,8 +293,9 @@ check_moco(const struct smlp__graph_ir *ir, const char *what,
 
 int
 train_head_build(const uint8_t *buf, size_t len, const char *what,
-                 double label_smoothing, uint8_t **out, size_t *out_len,
-                 struct train_head_info *info, char *err, size_t errlen)
+                 double label_smoothing, int probe, uint8_t **out,
+                 size_t *out_len, struct train_head_info *info, char *err,
+                 size_t errlen)
 {
     struct smlp__graph_ir *ir = NULL;
     const struct smlp__tensor_ir *t;
@@ -337,6 +338,10 @@ train_head_build(const uint8_t *buf, size_t len, const char *what,
     own = check_names(ir, what, label_smoothing, err, errlen);
     if (own < 0)
         goto out_free;
+    if (probe && train_probe_gates(ir, info) != 0) {
+        snprintf(err, errlen, "%s: out of memory", what);
+        goto out_free;
+    }
     if (own) {
         info->existing = 1;
         info->has_aux = 0;

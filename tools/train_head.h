@@ -18,7 +18,8 @@
  * A MoCo v3 pre-training graph (graphs/moco_sparse_mlp_*: f32 inputs
  * `view1` and `view2` [-1,C,H,W], an f32 scalar `loss`, optionally an
  * f32 scalar input `m`, the momentum) gets no head: it is used as it is,
- * with info->moco set.
+ * with info->moco set.  With `probe`, a classifier's gates route as in
+ * inference (train_probe_gates).
  */
 #ifndef SMLP_TRAIN_HEAD_H
 #define SMLP_TRAIN_HEAD_H
@@ -36,6 +37,10 @@ struct train_head_info {
     int moco;         /* a MoCo graph: image is view1, the second view
                          goes to view2 */
     int has_m;        /* MoCo: the graph has the input m */
+    int probe_gates;  /* probe: gate nodes set to inference routing */
+    char probe_bn[256]; /* probe: the first norm.batch_norm node (its
+                           running statistics move in training mode), or
+                           "" */
 };
 
 /*
@@ -47,7 +52,20 @@ struct train_head_info {
  * message naming `what` in err.
  */
 int train_head_build(const uint8_t *buf, size_t len, const char *what,
-                     double label_smoothing, uint8_t **out, size_t *out_len,
-                     struct train_head_info *info, char *err, size_t errlen);
+                     double label_smoothing, int probe, uint8_t **out,
+                     size_t *out_len, struct train_head_info *info, char *err,
+                     size_t errlen);
+
+/*
+ * --probe (train_probe.c; train_head_build calls it when probe is set):
+ * every moe.gate.* node of a classifier routes as in inference — its
+ * capacity_factor set to its eval_capacity_factor, and for the learned
+ * gates noise_std 0 and aux "none" — so the frozen backbone gives the
+ * features of inference (the linear-probe protocol).  Counts the gates
+ * and names the first batch norm in info.  0, or -1 when out of memory.
+ */
+struct smlp__graph_ir;
+int train_probe_gates(struct smlp__graph_ir *ir,
+                      struct train_head_info *info);
 
 #endif /* SMLP_TRAIN_HEAD_H */

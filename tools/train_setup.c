@@ -280,13 +280,19 @@ train_create_sessions(struct train_run *r)
         return -1;
     }
     if (train_head_build(r->graph_buf, r->graph_len, r->o.graph,
-                         r->o.label_smoothing, &head, &head_len, &r->head,
-                         msg, sizeof(msg)) != 0) {
+                         r->o.label_smoothing, r->o.probe, &head, &head_len,
+                         &r->head, msg, sizeof(msg)) != 0) {
         train_fail("%s", msg);
         return -1;
     }
     r->tg = smlp_graph_load_buffer(head, head_len, r->o.graph, &err);
     free(head);
+    if (r->head.probe_bn[0] != '\0')
+        fprintf(stderr, "smlp-train: warning: --probe: node '%s' of %s is a "
+                        "batch norm: it normalises with the batch's "
+                        "statistics and moves its running ones during the "
+                        "probe's steps (the checkpoint keeps them)\n",
+                r->head.probe_bn, r->o.graph);
     if (r->tg == NULL) {
         train_fail("%s (with the loss head)", err.msg);
         return -1;
