@@ -5,6 +5,11 @@ usage: gpu_table.py [--smlp-run BIN] [--graphs DIR] [--torch-graph PY]
                     [--models sparse_mlp_b,mixer_b] [--batches 64,256]
                     [--repeat N] [--out DIR] [--device cuda|cpu]
 
+--graphs DIR (default graphs) holds MODEL.fbs, the graphs smlp-run runs
+(a build tree's graphs/), and MODEL.json, the source torch_graph.py
+reads; a MODEL.json that DIR lacks (an out-of-tree build's graphs/ holds
+only .fbs) is taken from the source tree's graphs/ beside this script.
+
 For each model and batch: PyTorch eager on CUDA (bench/torch_graph.py
 --device cuda) draws the parameters and an image batch, times the graph
 and writes them (--write); smlp-run --device cuda runs the very same
@@ -27,12 +32,15 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SRC_GRAPHS = os.path.join(os.path.dirname(HERE), "graphs")
 
 
 def args_parse(argv):
     ap = argparse.ArgumentParser(prog="gpu_table.py")
     ap.add_argument("--smlp-run", default="tools/smlp-run")
-    ap.add_argument("--graphs", default="graphs")
+    ap.add_argument("--graphs", default="graphs",
+                    help="directory of MODEL.fbs (and MODEL.json, else "
+                    "taken from %s)" % SRC_GRAPHS)
     ap.add_argument("--torch-graph", default=os.path.join(HERE,
                                                           "torch_graph.py"))
     ap.add_argument("--models", default="sparse_mlp_b,mixer_b")
@@ -73,14 +81,29 @@ def cublas_peak():
     return 2.0 * n ** 3 / best / 1e12
 
 
+def graph_files(a, model):
+    """(MODEL.json, MODEL.fbs) for model, or exit 2 naming --graphs."""
+    gf = os.path.join(a.graphs, model + ".fbs")
+    gj = os.path.join(a.graphs, model + ".json")
+    if not os.path.isfile(gj):
+        gj = os.path.join(SRC_GRAPHS, model + ".json")
+    missing = [f for f in (gf, gj) if not os.path.isfile(f)]
+    if missing:
+        sys.stderr.write("gpu_table.py: %s: not found; --graphs DIR must "
+                         "hold %s.fbs (built: a build tree's graphs/) and "
+                         "%s.json (else read from %s)\n"
+                         % (", ".join(missing), model, model, SRC_GRAPHS))
+        sys.exit(2)
+    return gj, gf
+
+
 def one(a, model, batch, peak):
     """The row of one model and batch."""
     row = {"model": model, "batch": batch}
     w = os.path.join(a.out, "w_%s_%d.safetensors" % (model, batch))
     s_out = os.path.join(a.out, "smlp_%s_%d.safetensors" % (model, batch))
     s_json = os.path.join(a.out, "smlp_%s_%d.json" % (model, batch))
-    gj = os.path.join(a.graphs, model + ".json")
-    gf = os.path.join(a.graphs, model + ".fbs")
+    gj, gf = graph_files(a, model)
     rc, out = run([sys.executable, a.torch_graph, gj, "--device", a.device,
                    "--batch", str(batch), "--repeat", str(a.repeat),
                    "--write", w, "--json"])
@@ -121,6 +144,8 @@ def fmt(v, spec):
 
 def main(argv):
     a = args_parse(argv)
+    for m in a.models.split(","):
+        graph_files(a, m)  # before any timing: exits naming --graphs
     os.makedirs(a.out, exist_ok=True)
     peak = None
     if a.device == "cuda":

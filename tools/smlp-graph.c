@@ -2,8 +2,8 @@
  * smlp-graph - inspect, check, draw, compare and edit model graphs.
  *
  *   smlp-graph dump  GRAPH [-o FILE.json]
- *   smlp-graph check GRAPH [--batch N] [--plugin-path DIRS]
- *   smlp-graph stats GRAPH [--batch N] [--plugin-path DIRS]
+ *   smlp-graph check GRAPH [--batch N] [--plugin-path DIRS] [-q]
+ *   smlp-graph stats GRAPH [--batch N] [--plugin-path DIRS] [-q]
  *   smlp-graph dot   GRAPH [-o FILE.dot|FILE.svg|FILE.png] [--shapes]
  *   smlp-graph edit  GRAPH -o OUT [EDITS...]
  *   smlp-graph diff  A B
@@ -502,7 +502,7 @@ static void
 check_usage(FILE *f)
 {
     fprintf(f,
-"usage: smlp-graph check GRAPH [--batch N] [--plugin-path DIRS]\n"
+"usage: smlp-graph check GRAPH [--batch N] [--plugin-path DIRS] [-q]\n"
 "Verifies GRAPH (the FlatBuffer, then names, writers and cycles), loads\n"
 "its plugins, resolves every node to an op and a CPU kernel, checks its\n"
 "attributes against the op's and infers every tensor's shape for batch\n"
@@ -571,7 +571,8 @@ cmd_check(int argc, char **argv)
     int rc;
 
     if ((rc = parse_plan_opts(argc, argv, &o, check_usage,
-                              "check GRAPH [--batch N]")) != 0)
+                              "check GRAPH [--batch N] "
+                              "[--plugin-path DIRS] [-q]")) != 0)
         return rc == SG_HELP_DONE ? SG_EXIT_OK : rc;
     if (sg_graph_open(&g, argv[optind], 1) != 0)
         return SG_EXIT_FAIL;
@@ -628,7 +629,7 @@ static void
 stats_usage(FILE *f)
 {
     fprintf(f,
-"usage: smlp-graph stats GRAPH [--batch N] [--plugin-path DIRS]\n"
+"usage: smlp-graph stats GRAPH [--batch N] [--plugin-path DIRS] [-q]\n"
 "Prints parameters and multiply-accumulates (MACs) per node, per block\n"
 "(blocks.N, stem, head, ...) and in total.  MACs come from the plugins'\n"
 "own shape inference for batch N (default 1: MACs per image); a\n"
@@ -676,7 +677,8 @@ cmd_stats(int argc, char **argv)
     int rc, status = SG_EXIT_FAIL;
 
     if ((rc = parse_plan_opts(argc, argv, &o, stats_usage,
-                              "stats GRAPH [--batch N]")) != 0)
+                              "stats GRAPH [--batch N] "
+                              "[--plugin-path DIRS] [-q]")) != 0)
         return rc == SG_HELP_DONE ? SG_EXIT_OK : rc;
     if (sg_graph_open(&g, argv[optind], 1) != 0)
         return SG_EXIT_FAIL;
