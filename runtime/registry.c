@@ -410,8 +410,9 @@ abi_refused(const struct smlp__plugin *p, const char *errmsg,
                  ": it was built for ABI %u.%u (rebuild it against this "
                  "smlp's headers)",
                  SMLP_ABI_MAJOR_OF(*abi), SMLP_ABI_MINOR_OF(*abi));
-    smlp__seterr(err, SMLP_EABI, "plugin '%s' (%s) refused host ABI %u.%u%s%s%s",
-                 p->name, p->path, SMLP_ABI_MAJOR, SMLP_ABI_MINOR, built,
+    smlp__seterr(err, SMLP_EABI,
+                 "plugin '%s' (%s) refused host ABI %u.%u%s%s%s", p->name,
+                 p->path, SMLP_ABI_MAJOR, SMLP_ABI_MINOR, built,
                  errmsg ? ": " : "", errmsg ? errmsg : "");
 }
 

@@ -5,14 +5,14 @@
  * The shipped sparse_mlp_fmnist (gates: noise_std 1, capacity_factor
  * 1.05, eval_capacity_factor 1.0, aux vmoe) with the loss head, built with
  * probe = 1: every gate node gets capacity_factor = the graph's
- * eval_capacity_factor, noise_std 0 and aux "none".  Then the behaviour
- * those attributes are for: a training session of the probe graph (what
- * the probe trains with) gives the logits of an inference session of the
- * graph as shipped (what the probe is tested with), on the same images
- * and parameters (the head set to non-zero values), and the loss is the
- * cross-entropy alone (aux 0).  The training session of the graph built
- * without probe gives other logits (gate noise, training capacity), so
- * the comparison can tell.
+ * eval_capacity_factor, noise_std 0, aux "none" and aux_weight 0.  Then
+ * the behaviour those attributes are for: a training session of the probe
+ * graph (what the probe trains with) gives the logits of an inference
+ * session of the graph as shipped (what the probe is tested with), on the
+ * same images and parameters (the head set to non-zero values), and the
+ * loss is the cross-entropy alone (aux 0).  The training session of the
+ * graph built without probe gives other logits (gate noise, training
+ * capacity), so the comparison can tell.
  */
 #include <math.h>
 #include <stdint.h>
@@ -97,6 +97,7 @@ START_TEST(test_probe_gate_attributes)
         ck_assert_double_eq(attr(n, "noise_std")->f, 0.0);
         ck_assert_ptr_nonnull(attr(n, "aux"));
         ck_assert_str_eq(attr(n, "aux")->s, "none");
+        ck_assert_double_eq(attr(n, "aux_weight")->f, 0.0);
     }
     ck_assert_int_eq(gates, 4); /* two sparse blocks, MoE_s and MoE_c */
     ck_assert_int_eq(info.probe_gates, gates);

@@ -11,8 +11,10 @@
  *
  *   capacity_factor = its eval_capacity_factor (when it has one; the op's
  *                     inference default is capacity_factor itself);
- *   noise_std 0 and aux "none"  (learned gates; moe.gate.hash has
- *                     neither).
+ *   noise_std 0, aux "none" and aux_weight 0  (learned gates;
+ *                     moe.gate.hash has none of them; aux_weight 0 also
+ *                     drops per_image's superclass cross-entropy, which
+ *                     aux "none" keeps).
  *
  * The evaluation session uses the graph as given, in inference: the same
  * routing, so the probe trains on the features it is tested on.
@@ -114,7 +116,8 @@ train_probe_gates(struct smlp__graph_ir *ir, struct train_head_info *info)
         if (strcmp(n->op, "moe.gate.hash") == 0)
             continue;
         if (set_float(n, "noise_std", 0.0) != 0 ||
-            set_string(n, "aux", "none") != 0)
+            set_string(n, "aux", "none") != 0 ||
+            set_float(n, "aux_weight", 0.0) != 0)
             return -1;
     }
     return 0;
