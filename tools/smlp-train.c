@@ -34,7 +34,8 @@
  *
  * Two more modes.  --probe trains head.* only (a linear probe: every
  * other parameter is frozen through opts.frozen, so the backward stops at
- * the head), with the gates routing as in inference (train_probe.c).  A MoCo v3 graph (inputs view1 and view2, its own loss;
+ * the head), with the gates routing as in inference (train_probe.c).  A
+ * MoCo v3 graph (inputs view1 and view2, its own loss;
  * graphs/moco_sparse_mlp_fmnist) is pre-trained: each step feeds the two
  * augmented views of a batch and the momentum m = 1 - (1 - m0)(1 +
  * cos(pi step / total)) / 2 (MoCo v3's schedule, rising from --moco-m0 to
