@@ -129,6 +129,13 @@ struct smlp_registry {
 
 void smlp__registry_hold(smlp_registry_t *reg);
 void smlp__registry_release(smlp_registry_t *reg);
+/*
+ * The SMLP_LOG level (default SMLP_LOG_WARN), read from the environment
+ * once per process: plugins log from worker threads, and sched.c's pool
+ * start sets UV_THREADPOOL_SIZE for a moment (getenv beside setenv is not
+ * thread-safe), so that start reads it first.
+ */
+int smlp__log_max(void);
 
 extern const struct smlp_host_api smlp__host_api;
 const struct smlp__op *smlp__registry_find(const smlp_registry_t *reg,

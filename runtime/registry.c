@@ -562,12 +562,30 @@ smlp_registry_op_def(const smlp_registry_t *reg, const char *name)
 
 /* ---- the host table ---------------------------------------------------- */
 
+static uv_once_t log_once = UV_ONCE_INIT;
+static int log_max = SMLP_LOG_WARN;
+
+static void
+read_log_env(void)
+{
+    const char *env = getenv("SMLP_LOG");
+
+    if (env != NULL)
+        log_max = atoi(env);
+}
+
+int
+smlp__log_max(void)
+{
+    uv_once(&log_once, read_log_env);
+    return log_max;
+}
+
 static void
 host_log(int level, const char *fmt, ...)
 {
     static const char *const names[] = {"error", "warning", "info", "debug"};
-    const char *env = getenv("SMLP_LOG");
-    int max = env ? atoi(env) : SMLP_LOG_WARN;
+    int max = smlp__log_max();
     va_list ap;
 
     if (level > max || level < 0 || level >= SMLP_LOG_LEVEL_COUNT)

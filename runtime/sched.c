@@ -634,6 +634,7 @@ pool_start(void)
     char buf[16];
     int want = atomic_load(&pool_want);
 
+    (void)smlp__log_max(); /* its getenv before, not beside, the setenv */
     if (getenv("UV_THREADPOOL_SIZE") != NULL)
         return;
     snprintf(buf, sizeof(buf), "%d", want < 4 ? 4 : want);

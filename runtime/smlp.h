@@ -25,7 +25,12 @@
  * process: libuv's thread pool, sized by the first session that runs
  * (UV_THREADPOOL_SIZE, when set, wins), and the BLAS thread count a
  * plugin sets for its kernels (the core plugin: OpenBLAS at 1 thread,
- * since the runtime's threads split the work).
+ * since the runtime's threads split the work).  libuv reads the pool
+ * size only from the environment, so that first run sets
+ * UV_THREADPOOL_SIZE for a moment and removes it again: other threads of
+ * the program should not read or change the environment during the
+ * process's first smlp_session_run (getenv beside setenv is not
+ * thread-safe in C).  smlp reads SMLP_LOG once, before that moment.
  * Creating a session loads its graph's plugins into the registry: do not
  * create sessions on a registry while another thread runs one of its
  * sessions; load the plugins first (smlp_registry_load).
