@@ -717,8 +717,15 @@ alloc_memory(smlp_session_t *s, struct smlp_error *err)
     s->params = aligned_alloc(SMLP__ALIGN, s->param_bytes + SMLP__ALIGN);
     if (s->arena == NULL || s->params == NULL)
         return smlp__seterr(err, SMLP_ENOMEM,
-                            "%s: cannot allocate %llu bytes", s->graph->source,
-                            (unsigned long long)need);
+                            "%s: cannot allocate %llu bytes for batch %lld "
+                            "(activations %llu + parameters %llu): try a "
+                            "smaller batch",
+                            s->graph->source,
+                            (unsigned long long)(s->plan.arena_bytes +
+                                                 s->param_bytes),
+                            (long long)s->opts.batch,
+                            (unsigned long long)s->plan.arena_bytes,
+                            (unsigned long long)s->param_bytes);
     /* Zeroed once, so that no call (smlp_session_tensor before a run, a
      * plugin reading what it did not write) sees uninitialized bytes. */
     memset(s->arena, 0, s->plan.arena_bytes);
