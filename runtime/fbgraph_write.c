@@ -884,3 +884,45 @@ out_free_copy:
     smlp__graph_ir_free(c);
     return NULL;
 }
+
+/* Nonzero when the node's attributes are in ascending name order. */
+static int
+attrs_sorted(const struct smlp__node_ir *n)
+{
+    int32_t i;
+
+    for (i = 1; i < n->n_attrs; i++)
+        if (strcmp(n->attrs[i - 1].name, n->attrs[i].name) > 0)
+            return 0;
+    return 1;
+}
+
+/* See graph_ir.h. */
+struct smlp__attr_ir *
+smlp__graph_ir_node_attr(struct smlp__node_ir *n, const char *name)
+{
+    struct smlp__attr_ir *a;
+    char *copy = NULL;
+    int32_t i, at;
+
+    for (i = 0; i < n->n_attrs; i++)
+        if (strcmp(n->attrs[i].name, name) == 0)
+            return &n->attrs[i];
+    if (n->n_attrs >= SMLP__MAX_ATTRS || copy_str(&copy, name) != 0)
+        return NULL;
+    a = realloc(n->attrs, ((size_t)n->n_attrs + 1) * sizeof(*a));
+    if (a == NULL) {
+        free(copy);
+        return NULL;
+    }
+    n->attrs = a;
+    at = n->n_attrs;
+    if (attrs_sorted(n))
+        for (at = 0; at < n->n_attrs && strcmp(a[at].name, name) < 0; at++)
+            ;
+    memmove(&a[at + 1], &a[at], (size_t)(n->n_attrs - at) * sizeof(*a));
+    n->n_attrs++;
+    memset(&a[at], 0, sizeof(*a));
+    a[at].name = copy;
+    return &a[at];
+}

@@ -132,6 +132,16 @@ struct smlp__graph_ir *smlp__graph_ir_clone(const struct smlp__graph_ir *ir);
 
 void smlp__graph_ir_free(struct smlp__graph_ir *ir);
 
+/*
+ * Node n's attribute `name`, or, when it has none, a new zeroed one (the
+ * name copied, type 0: the caller sets the type and value) placed in name
+ * order when the node's attributes are sorted, else last.  Other
+ * attribute pointers of n are invalid afterwards.  NULL when memory runs
+ * out or n already has SMLP__MAX_ATTRS attributes.
+ */
+struct smlp__attr_ir *smlp__graph_ir_node_attr(struct smlp__node_ir *n,
+                                               const char *name);
+
 /* The index of the tensor / node called `name`, or -1 (a linear scan). */
 static inline int32_t
 smlp__graph_ir_find_tensor(const struct smlp__graph_ir *ir, const char *name)

@@ -118,22 +118,10 @@ ge_apply_set_op(struct smlp__graph_ir *ir, const struct edit *e,
     return 0;
 }
 
-/* Nonzero when the node's attributes are in ascending name order. */
-static int
-attrs_sorted(const struct smlp__node_ir *n)
-{
-    int32_t i;
-
-    for (i = 1; i < n->n_attrs; i++)
-        if (strcmp(n->attrs[i - 1].name, n->attrs[i].name) > 0)
-            return 0;
-    return 1;
-}
-
 int
 ge_apply_set_attr(struct smlp__graph_ir *ir, const struct edit *e)
 {
-    int32_t i, j, at;
+    int32_t i, j;
     int n = 0;
 
     for (i = 0; i < ir->n_nodes; i++) {
@@ -163,20 +151,11 @@ ge_apply_set_attr(struct smlp__graph_ir *ir, const struct edit *e)
         }
         if (type < 0)
             type = ge_infer_type(e->value);
-        at = node->n_attrs;
-        if (attrs_sorted(node))
-            for (at = 0; at < node->n_attrs &&
-                         strcmp(node->attrs[at].name, e->key) < 0;
-                 at++)
-                ;
-        node->attrs = ge_realloc(node->attrs, (size_t)(node->n_attrs + 1) *
-                                                sizeof(*node->attrs));
-        memmove(&node->attrs[at + 1], &node->attrs[at],
-                (size_t)(node->n_attrs - at) * sizeof(*node->attrs));
-        node->n_attrs++;
-        a = &node->attrs[at];
-        memset(a, 0, sizeof(*a));
-        a->name = ge_strdup(e->key);
+        a = smlp__graph_ir_node_attr(node, e->key);
+        if (a == NULL) {
+            sg_error("out of memory");
+            exit(SG_EXIT_FAIL);
+        }
         if (ge_attr_set(a, type, e->value, e, node->name) != 0)
             return -1;
     }

@@ -27,35 +27,11 @@
 #include "smlp.h"
 #include "train_head.h"
 
-/* The attribute `name` of node n, appended (zeroed, name set) when the
- * node has none; NULL when out of memory. */
-static struct smlp__attr_ir *
-node_attr(struct smlp__node_ir *n, const char *name)
-{
-    struct smlp__attr_ir *a;
-    int32_t i;
-
-    for (i = 0; i < n->n_attrs; i++)
-        if (strcmp(n->attrs[i].name, name) == 0)
-            return &n->attrs[i];
-    a = realloc(n->attrs, ((size_t)n->n_attrs + 1) * sizeof(*a));
-    if (a == NULL)
-        return NULL;
-    n->attrs = a;
-    a += n->n_attrs;
-    memset(a, 0, sizeof(*a));
-    a->name = strdup(name);
-    if (a->name == NULL)
-        return NULL;
-    n->n_attrs++;
-    return a;
-}
-
 /* Sets float attribute `name`; -1 when out of memory. */
 static int
 set_float(struct smlp__node_ir *n, const char *name, double v)
 {
-    struct smlp__attr_ir *a = node_attr(n, name);
+    struct smlp__attr_ir *a = smlp__graph_ir_node_attr(n, name);
 
     if (a == NULL)
         return -1;
@@ -68,7 +44,7 @@ set_float(struct smlp__node_ir *n, const char *name, double v)
 static int
 set_string(struct smlp__node_ir *n, const char *name, const char *v)
 {
-    struct smlp__attr_ir *a = node_attr(n, name);
+    struct smlp__attr_ir *a = smlp__graph_ir_node_attr(n, name);
     char *s;
 
     if (a == NULL || (s = strdup(v)) == NULL)
