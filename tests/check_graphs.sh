@@ -100,7 +100,8 @@ done
 # projector C*h + 2h + h*h + 2h + h*d and predictor d*h + 2h + h*d (no
 # biases; batch-norm gains and shifts); MACs: 4 backbones (query and
 # momentum encoders on two views, the sparse graph's MACs less the head's
-# C*K), 4 projectors (C*h + h*h + h*d) and 2 predictors (2*d*h).  fmnist:
+# C*K), 4 projectors (C*h + h*h + h*d), 2 predictors (2*d*h) and the loss
+# at batch 1 (2*d: two 1 x 1 x d similarity products).  fmnist:
 # C 128, h 512, d 128, K 10; B: C 768, h 4096, d 256, K 1000.
 if "$PYTHON3" "$GEN" --stats >"$T/stats" 2>&1; then
     ok "gen_graphs.py --stats runs"
@@ -130,8 +131,8 @@ sparse_mlp_b_norr 128125456 14456272896
 sparse_mlp_b_k1 132030632 13305034752
 sparse_mlp_b_last4 204180792 17707677696
 sparse_mlp_b_hash 132012072 13300217856
-moco_sparse_mlp_fmnist 2295058 250105856
-moco_sparse_mlp_b 154354880 60703899648
+moco_sparse_mlp_fmnist 2295058 250106112
+moco_sparse_mlp_b 154354880 60703900160
 EOF
 
 echo "$pass passed, $fail failed"

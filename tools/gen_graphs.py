@@ -54,7 +54,8 @@ Conventions:
 Statistics (--stats) use the formulas of MODELS.md section 0.6 /
 reference/param_macs.py, summed over the nodes of the graph for one image:
 core.linear costs in*out per output row, core.patch_embed S*Cin*P*P*C,
-every elementwise, normalisation and reduction op 0.
+moco.loss 2*d (at batch 1: it grows with the batch), every elementwise,
+normalisation and reduction op 0.
 
 Adding graphs: a graph is a function that fills a GraphBuilder; blocks are
 functions of the builder (mixer_block, later sparse_block), and GRAPHS maps
@@ -860,8 +861,10 @@ def moco_graph(name):
     k1 = encoder("k1.", views[0], noise=False)
     k2 = encoder("k2.", views[1], noise=False)
     g.param_hook = None
+    # Its two n x n x dim similarity products cost 2 n dim per image in a
+    # batch of n: counted at n = 1, as smlp-graph stats (batch 1) does.
     loss = g.mark_output(g.op("moco_loss", "moco.loss", [q1, q2, k1, k2],
-                              [], [("tau", MOCO_TAU)],
+                              [], [("tau", MOCO_TAU)], macs=2 * dim,
                               out_name="moco_loss"))
     auxes = [i for i, t in enumerate(g.tensors)
              if t["name"].endswith(".gate.aux") and
