@@ -142,6 +142,20 @@ void smlp__graph_ir_free(struct smlp__graph_ir *ir);
 struct smlp__attr_ir *smlp__graph_ir_node_attr(struct smlp__node_ir *n,
                                                const char *name);
 
+/* Renumbers node n's tensor indices: each input and output i becomes
+ * map[i] (absent inputs, -1, stay). */
+static inline void
+smlp__graph_ir_node_remap(struct smlp__node_ir *n, const int32_t *map)
+{
+    int32_t j;
+
+    for (j = 0; j < n->n_inputs; j++)
+        if (n->inputs[j] >= 0)
+            n->inputs[j] = map[n->inputs[j]];
+    for (j = 0; j < n->n_outputs; j++)
+        n->outputs[j] = map[n->outputs[j]];
+}
+
 /* The index of the tensor / node called `name`, or -1 (a linear scan). */
 static inline int32_t
 smlp__graph_ir_find_tensor(const struct smlp__graph_ir *ir, const char *name)

@@ -19,6 +19,9 @@
 #   - --probe from the pre-trained checkpoint (--init-from): the backbone
 #     loads, only head.* trains (backbone bytes unchanged, optimizer state
 #     for the head only), and from a random init;
+#   - the probe's feature cache: the same bytes as --no-probe-cache, also
+#     across a stop and --resume in the other mode and for a head that
+#     starts at the final layer norm; a note where it cannot be used;
 #   - fine-tuning with --init-from: every backbone tensor is the
 #     pre-trained one after a step at a negligible learning rate, the head
 #     keeps its zero initialisation until trained.
@@ -206,6 +209,10 @@ SAYS="linear probe (head.* trained, the rest frozen; its gates route as in"
 if grep -qF "$SAYS inference)" "$T/out"; then
     ok "probe says what it trains"
 else bad "probe summary"; sed 's/^/  | /' "$T/out"; fi
+CACHED="probe: the frozen backbone's 'features' (128 floats per image) of"
+if grep -qF "$CACHED 128 + 64 images cached" "$T/out"; then
+    ok "probe: features cached"
+else bad "probe cache message"; sed 's/^/  | /' "$T/out"; fi
 if st probe "$T/pre.st" "$T/probe.st" >"$T/out" 2>&1; then
     ok "probe: backbone bytes unchanged, only the head trained"
 else bad "probe froze the backbone"; sed 's/^/  | /' "$T/out"; fi
@@ -217,6 +224,53 @@ expect "probe from random init" 0 "done: 16 steps" \
     "$TRAIN" $L --probe --out "$T/probe0.st"
 expect "resume a probe as a fine-tune" 1 "--resume $T/probe0.st" \
     "$TRAIN" $L --epochs 3 --out "$T/x.st" --resume "$T/probe0.st"
+
+# ---- the probe's feature cache ----
+# The cached run trains the same head on the same features: every tensor
+# (the head, the frozen backbone, the optimizer state) equals the run that
+# recomputes the backbone at every step, bit for bit; and a run stopped in
+# either mode resumes in the other to the same bytes.
+expect "probe without the cache" 0 "done: 16 steps" \
+    "$TRAIN" $L --probe --no-probe-cache --init-from "$T/pre.st" \
+    --out "$T/probe_nc.st"
+if grep -qF "$CACHED" "$T/out"; then bad "--no-probe-cache cached"
+elif st same "$T/probe.st" "$T/probe_nc.st" >"$T/out" 2>&1; then
+    ok "probe: cached = recomputed, bit for bit"
+else bad "probe: cached != recomputed"; sed 's/^/  | /' "$T/out"; fi
+"$TRAIN" $L --probe --init-from "$T/pre.st" --stop-after 1 \
+    --out "$T/pc1.st" >"$T/out" 2>&1 &&
+"$TRAIN" $L --probe --no-probe-cache --resume "$T/pc1.st" \
+    --out "$T/pc1.st" >>"$T/out" 2>&1 &&
+SMLP_TRAIN_TEST_SIGINT_STEP=5 "$TRAIN" $L --probe --no-probe-cache \
+    --init-from "$T/pre.st" --out "$T/pc2.st" >>"$T/out" 2>&1
+rc=$?
+"$TRAIN" $L --probe --resume "$T/pc2.st" --out "$T/pc2.st" >>"$T/out" 2>&1
+if [ "$rc" -eq 130 ] && st same "$T/probe.st" "$T/pc1.st" >>"$T/out" 2>&1 &&
+    st same "$T/probe.st" "$T/pc2.st" >>"$T/out" 2>&1; then
+    ok "probe: stopped in one mode, resumed in the other, bit for bit"
+else bad "probe: resume across the cache (first rc $rc)"
+    sed 's/^/  | /' "$T/out"; fi
+# A head from the final layer norm on: the cut is [-1,49,128].
+"$B/tools/smlp-graph" edit "$SPARSE" -o "$T/wide.fbs" \
+    --rename norm.weight=head.norm.weight \
+    --rename norm.bias=head.norm.bias >"$T/out" 2>&1
+W="$T/wide.fbs $COMMON --batch 16 --limit-train 64 --epochs 1 --lr 0.01"
+expect "probe: a wider head" 0 "'blocks.5.res2.out' (6272 floats per" \
+    "$TRAIN" $W --probe --out "$T/wide1.st"
+"$TRAIN" $W --probe --no-probe-cache --out "$T/wide2.st" >"$T/out" 2>&1
+if st same "$T/wide1.st" "$T/wide2.st" >>"$T/out" 2>&1; then
+    ok "probe: a wider head, cached = recomputed"
+else bad "probe: a wider head"; sed 's/^/  | /' "$T/out"; fi
+# Where the cache cannot help, the probe says why and runs as before.
+NOTE="note: --probe runs the frozen backbone at every step (no feature cache)"
+expect "probe with --augment: no cache" 0 "$NOTE: with --augment" \
+    "$TRAIN" $L --probe --augment shift --max-steps 2 --out "$T/x.st"
+"$B/tools/smlp-graph" edit "$SPARSE" -o "$T/gate.fbs" \
+    --rename blocks.5.moe_c.gate.weight=head.gate >"$T/out" 2>&1
+expect "probe: a head reading two backbone tensors" 0 \
+    "$NOTE: the head reads more than one backbone tensor" \
+    "$TRAIN" "$T/gate.fbs" $COMMON --batch 16 --limit-train 32 --epochs 1 \
+    --probe --out "$T/x.st"
 
 # ---- fine-tuning from the pre-trained backbone ----
 expect "fine-tune: the backbone loads" 0 "96 of 98 parameters loaded" \

@@ -13,12 +13,20 @@
  * loss is the cross-entropy alone (aux 0).  The training session of the
  * graph built without probe gives other logits (gate noise, training
  * capacity), so the comparison can tell.
+ *
+ * The probe's feature cache (tools/train_cache.c): the probe graph of
+ * each shipped classifier is cut at `features` into a graph of the two
+ * head nodes that keeps every parameter and state tensor; edits that put
+ * the images, two backbone tensors or no head.* parameter on the loss's
+ * path are refused with the reason.  (check_moco_train.sh checks that
+ * smlp-train's cached probe gives the bytes of the uncached one.)
  */
 #include <math.h>
 #include <stdint.h>
 
 #include "graph_ir.h"
 #include "testutil.h"
+#include "train_cache.h"
 #include "train_head.h"
 
 #define BATCH 8
@@ -224,6 +232,183 @@ START_TEST(test_probe_trains_on_inference_features)
 }
 END_TEST
 
+/* The probe = 1 training graph of shipped graph `name`, encoded, with
+ * tensor `from` renamed `to` when from is not NULL. */
+static uint8_t *
+probe_buffer(const char *name, const char *from, const char *to,
+             size_t *len)
+{
+    struct smlp__graph_ir *ir;
+    struct train_head_info info;
+    uint8_t *buf, *head, *out;
+    size_t n, head_len;
+    char path[512], err[512];
+    int32_t t;
+
+    tu_shipped_graph(name, path, sizeof(path));
+    buf = tu_read_file(path, &n);
+    ck_assert_msg(train_head_build(buf, n, path, 0.0, 1, &head, &head_len,
+                                   &info, err, sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert_str_eq(info.image, "image");
+    ck_assert_int_eq(smlp__graph_ir_decode(head, head_len, path, &ir, err,
+                                           sizeof(err)),
+                     SMLP_OK);
+    if (from != NULL) {
+        t = smlp__graph_ir_find_tensor(ir, from);
+        ck_assert_msg(t >= 0, "no tensor %s", from);
+        free(ir->tensors[t].name);
+        ir->tensors[t].name = strdup(to);
+    }
+    ck_assert_int_eq(smlp__graph_ir_encode(ir, &out, len, err, sizeof(err)),
+                     SMLP_OK);
+    smlp__graph_ir_free(ir);
+    free(head);
+    free(buf);
+    return out;
+}
+
+/* train_cache_find on it: the cut's name (ok) or the reason. */
+static int
+find_cut(const uint8_t *buf, size_t len, char *tensor, char *why)
+{
+    char err[512];
+    int ok = -1;
+
+    ck_assert_msg(train_cache_find(buf, len, "probe", "image", &ok, tensor,
+                                   256, why, 1024, err, sizeof(err)) == 0,
+                  "%s", err);
+    return ok;
+}
+
+START_TEST(test_cache_cut_shipped)
+{
+    static const char *const graphs[] = {"sparse_mlp_fmnist", "mixer_fmnist"};
+    int gi;
+
+    for (gi = 0; gi < 2; gi++) {
+        struct smlp__graph_ir *full, *cut;
+        uint8_t *buf, *out;
+        size_t len, out_len;
+        const int64_t dims[1] = {128};
+        char tensor[256], why[1024], err[512];
+        int32_t i, t, params = 0;
+        struct smlp_error e;
+        smlp_graph_t *g;
+
+        buf = probe_buffer(graphs[gi], NULL, NULL, &len);
+        ck_assert_msg(find_cut(buf, len, tensor, why) == 1, "%s: %s",
+                      graphs[gi], why);
+        ck_assert_str_eq(tensor, "features");
+        ck_assert_int_eq(train_cache_head(buf, len, "probe", tensor, dims, 1,
+                                          &out, &out_len, err, sizeof(err)),
+                         0);
+        ck_assert_int_eq(smlp__graph_ir_decode(buf, len, "full", &full, err,
+                                               sizeof(err)),
+                         SMLP_OK);
+        ck_assert_int_eq(smlp__graph_ir_decode(out, out_len, "cut", &cut,
+                                               err, sizeof(err)),
+                         SMLP_OK);
+        /* the linear head and the cross-entropy, nothing else */
+        ck_assert_int_eq(cut->n_nodes, 2);
+        ck_assert_str_eq(cut->nodes[0].name, "head");
+        ck_assert_str_eq(cut->nodes[1].name, "train.ce");
+        t = smlp__graph_ir_find_tensor(cut, "features");
+        ck_assert_int_ge(t, 0);
+        ck_assert_int_eq(cut->tensors[t].kind, SMLP__TENSOR_INPUT);
+        ck_assert_int_eq(cut->tensors[t].rank, 2);
+        ck_assert_int_eq(cut->tensors[t].shape[0], -1);
+        ck_assert_int_eq(cut->tensors[t].shape[1], 128);
+        ck_assert_int_lt(smlp__graph_ir_find_tensor(cut, "image"), 0);
+        ck_assert_int_lt(smlp__graph_ir_find_tensor(cut, "aux_loss"), 0);
+        ck_assert_int_ge(smlp__graph_ir_find_tensor(cut, "labels"), 0);
+        ck_assert_int_ge(smlp__graph_ir_find_tensor(cut, "loss"), 0);
+        ck_assert_int_ge(smlp__graph_ir_find_tensor(cut, "logits"), 0);
+        /* every parameter and state tensor, as it was */
+        for (i = 0; i < full->n_tensors; i++) {
+            const struct smlp__tensor_ir *a = &full->tensors[i];
+
+            if (a->kind != SMLP__TENSOR_PARAMETER &&
+                a->kind != SMLP__TENSOR_STATE)
+                continue;
+            params++;
+            t = smlp__graph_ir_find_tensor(cut, a->name);
+            ck_assert_msg(t >= 0, "%s: %s dropped", graphs[gi], a->name);
+            ck_assert_int_eq(cut->tensors[t].kind, a->kind);
+            ck_assert_int_eq(cut->tensors[t].rank, a->rank);
+            ck_assert_mem_eq(cut->tensors[t].shape, a->shape,
+                             (size_t)a->rank * sizeof(a->shape[0]));
+            ck_assert_int_eq(cut->tensors[t].init.seed, a->init.seed);
+        }
+        ck_assert_int_gt(params, 40);
+        for (i = 0; i < cut->n_meta; i++)
+            if (strcmp(cut->meta[i].key, "train.probe_cache") == 0)
+                break;
+        ck_assert_int_lt(i, cut->n_meta);
+        ck_assert_str_eq(cut->meta[i].value, "features");
+        g = smlp_graph_load_buffer(out, out_len, "cut", &e);
+        ck_assert_msg(g != NULL, "%s: %s", graphs[gi], e.msg);
+        smlp_graph_unload(g);
+        smlp__graph_ir_free(full);
+        smlp__graph_ir_free(cut);
+        free(out);
+        free(buf);
+    }
+}
+END_TEST
+
+START_TEST(test_cache_refusals)
+{
+    static const struct {
+        const char *from, *to, *why;
+    } cases[] = {
+        /* the stem's weight trained: the head starts at the images */
+        {"stem.proj.weight", "head.stem", "head node 'stem' reads the "
+                                          "images 'image'"},
+        /* a router trained: its gate, dispatch and combine read the
+         * block's normalised tokens, the residual add its input */
+        {"blocks.5.moe_c.gate.weight", "head.gate",
+         "the head reads more than one backbone tensor"},
+        /* no head.* parameter left */
+        {"head.weight", "w", NULL},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len;
+        uint8_t *buf = probe_buffer("sparse_mlp_fmnist", cases[i].from,
+                                    cases[i].to, &len);
+        char tensor[256], why[1024];
+
+        if (cases[i].why == NULL) {
+            /* head.bias alone still trains: rename it too */
+            struct smlp__graph_ir *ir;
+            char err[512];
+            int32_t t;
+
+            ck_assert_int_eq(smlp__graph_ir_decode(buf, len, "p", &ir, err,
+                                                   sizeof(err)),
+                             SMLP_OK);
+            t = smlp__graph_ir_find_tensor(ir, "head.bias");
+            free(ir->tensors[t].name);
+            ir->tensors[t].name = strdup("b");
+            free(buf);
+            ck_assert_int_eq(smlp__graph_ir_encode(ir, &buf, &len, err,
+                                                   sizeof(err)),
+                             SMLP_OK);
+            smlp__graph_ir_free(ir);
+        }
+        ck_assert_int_eq(find_cut(buf, len, tensor, why), 0);
+        ck_assert_msg(strstr(why, cases[i].why != NULL
+                                      ? cases[i].why
+                                      : "the loss does not depend on "
+                                        "head.*") != NULL,
+                      "%s: %s", cases[i].from, why);
+        free(buf);
+    }
+}
+END_TEST
+
 static Suite *
 probe_suite(void)
 {
@@ -232,6 +417,8 @@ probe_suite(void)
 
     tcase_add_test(tc, test_probe_gate_attributes);
     tcase_add_test(tc, test_probe_trains_on_inference_features);
+    tcase_add_test(tc, test_cache_cut_shipped);
+    tcase_add_test(tc, test_cache_refusals);
     suite_add_tcase(s, tc);
     return s;
 }

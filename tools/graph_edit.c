@@ -575,13 +575,8 @@ prune(struct smlp__graph_ir *ir)
             free(gone[i]);
     }
     ir->n_tensors = kept;
-    for (i = 0; i < ir->n_nodes; i++) {
-        for (j = 0; j < ir->nodes[i].n_inputs; j++)
-            if (ir->nodes[i].inputs[j] >= 0)
-                ir->nodes[i].inputs[j] = map[ir->nodes[i].inputs[j]];
-        for (j = 0; j < ir->nodes[i].n_outputs; j++)
-            ir->nodes[i].outputs[j] = map[ir->nodes[i].outputs[j]];
-    }
+    for (i = 0; i < ir->n_nodes; i++)
+        smlp__graph_ir_node_remap(&ir->nodes[i], map);
     n_gone = 0;
     kept = 0;
     for (i = 0; i < ir->n_plugins; i++) {

@@ -630,11 +630,7 @@ ge_apply_sum_tensors(struct smlp__graph_ir *ir, const struct edit *e)
             ge_node_free(n);
             continue;
         }
-        for (j = 0; j < n->n_inputs; j++)
-            if (n->inputs[j] >= 0)
-                n->inputs[j] = map[n->inputs[j]];
-        for (j = 0; j < n->n_outputs; j++)
-            n->outputs[j] = map[n->outputs[j]];
+        smlp__graph_ir_node_remap(n, map);
         ir->nodes[kept++] = *n;
     }
     ir->n_nodes = kept;

@@ -554,6 +554,8 @@ main(int argc, char **argv)
                (long long)r.epoch + 1, (long long)r.step,
                (long long)r.total);
     }
+    if (r.cache.on && train_cache_fill(&r) != 0)
+        goto out;
     if (r.mode == TRAIN_MODE_MOCO)
         printf("%s: MoCo v3 pre-training, %lld training images (%lld steps "
                "of %lld image pairs per epoch), %s lr %g, warm-up %lld "

@@ -296,8 +296,10 @@ train_ckpt_resume(struct train_run *r)
         meta_sums(r, "train.row_sums", &r->row_loss, &r->row_acc,
                   &r->row_steps) != 0)
         return -1;
+    /* A probe's cached run counts no routing (its session has no gate):
+     * the sums of a run without the cache are left. */
     v = smlp_checkpoint_meta(r->ts, "train.moe_sums");
-    if (v != NULL && train_moe_set_sums(&r->moe, v) != 0) {
+    if (v != NULL && !r->cache.on && train_moe_set_sums(&r->moe, v) != 0) {
         train_fail("--resume %s: metadata 'train.moe_sums' does not fit the "
                    "MoE layers of %s", r->o.resume, r->o.graph);
         return -1;

@@ -184,10 +184,16 @@ struct train_loader_opts {
     int drop_last;  /* leave out a last partial batch (training) */
     int augment;    /* enum train_augment */
     int views;      /* augmented views per image: 1, or 2 (MoCo) */
+    /* When not NULL: a batch's "images" are these rows, row_floats floats
+     * per image of set (a probe's cached features, train_cache.h), in
+     * the same order as the images would be; one view, no augment. */
+    const float *rows;
+    size_t row_floats;
 };
 
 /* A batch: images [views * batch, 1, rows, cols] normalised (view v of
- * row i at v * batch + i), labels [batch].  Rows past n (a last partial
+ * row i at v * batch + i), or [batch, row_floats] with opts.rows; labels
+ * [batch].  Rows past n (a last partial
  * batch) are zero with label 0. */
 struct train_batch {
     int64_t epoch;

@@ -102,8 +102,9 @@ add_plugin(struct smlp__graph_ir *ir, const char *name)
     return 0;
 }
 
-static int
-add_meta(struct smlp__graph_ir *ir, const char *key, const char *value)
+int
+train_head_add_meta(struct smlp__graph_ir *ir, const char *key,
+                    const char *value)
 {
     struct smlp__meta_ir *m;
 
@@ -230,7 +231,7 @@ append_head(struct smlp__graph_ir *ir, int32_t logits, int32_t aux,
     }
     if (add_plugin(ir, "core") != 0)
         return -1;
-    return add_meta(ir, "train.head",
+    return train_head_add_meta(ir, "train.head",
                     aux >= 0 ? "core.softmax_cross_entropy(logits, labels) "
                                "+ aux_loss"
                              : "core.softmax_cross_entropy(logits, labels)");
@@ -346,6 +347,11 @@ train_head_build(const uint8_t *buf, size_t len, const char *what,
         info->existing = 1;
         info->has_aux = 0;
     } else {
+        /* A probe's loss is the head's cross-entropy: aux_loss comes
+         * from the frozen backbone (and is 0 once train_probe_gates has
+         * set every aux_weight to 0), so it moves no trained value. */
+        if (probe)
+            aux = -1;
         info->has_aux = aux >= 0;
         if (append_head(ir, logits, aux, info->classes,
                         label_smoothing) != 0) {

@@ -9,7 +9,8 @@
  *                                     so the graph also runs in smlp-run)
  *   node   train.ce    core.softmax_cross_entropy(logits, labels) -> ce
  *                      (attribute label_smoothing when not 0)
- *   node   train.loss  core.add(ce, aux_loss) -> loss  (only with aux_loss)
+ *   node   train.loss  core.add(ce, aux_loss) -> loss  (only with aux_loss,
+ *                      and not for a probe: its loss is ce)
  *
  * with `ce` named `loss` when there is no aux_loss; loss (and ce) are graph
  * outputs, so their values are readable after a run.  A graph that
@@ -67,5 +68,10 @@ int train_head_build(const uint8_t *buf, size_t len, const char *what,
 struct smlp__graph_ir;
 int train_probe_gates(struct smlp__graph_ir *ir,
                       struct train_head_info *info);
+
+/* Appends the metadata pair key = value to ir; 0, or -1 when out of
+ * memory. */
+int train_head_add_meta(struct smlp__graph_ir *ir, const char *key,
+                        const char *value);
 
 #endif /* SMLP_TRAIN_HEAD_H */

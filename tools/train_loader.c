@@ -100,9 +100,16 @@ fill(struct train_loader *l, int which, int64_t epoch, int64_t index,
     b->n = rows;
     for (i = 0; i < rows; i++) {
         int64_t item = perm[start + i];
-        const uint8_t *px = set->images + (size_t)item * l->pixels;
+        const uint8_t *px;
 
         b->labels[i] = set->labels[item];
+        if (l->o.rows != NULL) {
+            memcpy(b->images + (size_t)i * l->pixels,
+                   l->o.rows + (size_t)item * l->pixels,
+                   l->pixels * sizeof(float));
+            continue;
+        }
+        px = set->images + (size_t)item * l->pixels;
         for (v = 0; v < views; v++) {
             float *dst = b->images + ((size_t)v * batch + i) * l->pixels;
 
@@ -183,7 +190,9 @@ train_loader_create(const struct train_loader_opts *o, char *err,
     size_t floats;
     int i;
 
-    if (o->batch < 1 || o->views < 1 || o->views > 2 || o->set->n < 1) {
+    if (o->batch < 1 || o->views < 1 || o->views > 2 || o->set->n < 1 ||
+        (o->rows != NULL && (o->views != 1 || o->row_floats < 1 ||
+                             o->augment != TRAIN_AUGMENT_NONE))) {
         snprintf(err, errlen, "loader: bad options (batch %lld, views %d, "
                               "%lld images)",
                  (long long)o->batch, o->views, (long long)o->set->n);
@@ -193,7 +202,8 @@ train_loader_create(const struct train_loader_opts *o, char *err,
     if (l == NULL)
         goto out_nomem;
     l->o = *o;
-    l->pixels = (size_t)o->set->rows * (size_t)o->set->cols;
+    l->pixels = o->rows != NULL ? o->row_floats
+                                : (size_t)o->set->rows * (size_t)o->set->cols;
     l->n_batches = o->drop_last ? o->set->n / o->batch
                                 : (o->set->n + o->batch - 1) / o->batch;
     for (i = 0; i < 2; i++)

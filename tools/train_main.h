@@ -73,6 +73,7 @@ struct train_opts {
     int augment;             /* enum train_augment */
     int augment_set;         /* --augment was given */
     int probe;               /* --probe: train head.* only */
+    int no_probe_cache;      /* --no-probe-cache */
     int eval_only;           /* --eval-only: test accuracy, no training */
     int recompute;           /* --recompute: opts.recompute */
     double moco_m0;          /* --moco-m0: MoCo's momentum at step 0 */
@@ -123,6 +124,18 @@ struct train_run {
                                       NULL when the graph has no m */
     double m;                  /* MoCo: the momentum of the last step */
     const char **frozen;       /* --probe: opts.frozen (names in es) */
+    /* --probe's feature cache (train_cache.h): when on, ts and es run the
+     * head graph, fed the rows of `tensor` that fs (the classifier as
+     * given, inference) computed once per image. */
+    struct {
+        int on;
+        char tensor[256];
+        int64_t row;           /* floats per image */
+        float *train, *test;   /* n * row floats each */
+        smlp_session_t *fs;    /* until the cache is filled */
+        uint8_t *head;         /* the training graph, until it is cut */
+        size_t head_len;
+    } cache;
     int64_t spe, total, warmup, end_step;
     /* Position: the next step is number `step`, batch `in_epoch` of
      * `epoch` (0-based). */
@@ -190,6 +203,10 @@ int train_evaluate(struct train_run *r, double *acc, double *loss);
 /* --eval-only: prints accuracy, loss and per-class accuracy (and the
  * routing by class); an exit status. */
 int train_eval_only(struct train_run *r);
+/* --probe with the cache: the parameters of ts copied into cache.fs,
+ * which then computes the cached rows of both sets and is released.  0
+ * or -1 after train_fail. */
+int train_cache_fill(struct train_run *r);
 
 /* ---- train_ckpt.c ---- */
 

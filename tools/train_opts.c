@@ -75,7 +75,13 @@ train_usage(FILE *f)
 "  --probe             linear probe: train head.* only, every other\n"
 "                      parameter frozen (no gradient, not updated); the\n"
 "                      gates route as in inference (no noise, inference\n"
-"                      capacity factor, no aux loss)\n"
+"                      capacity factor, no aux loss); the features the\n"
+"                      frozen backbone gives each image are computed once\n"
+"                      and the head trains on them (without --augment,\n"
+"                      --moe-stats or --routing-by-class)\n"
+"  --no-probe-cache    --probe without that cache: the backbone runs at\n"
+"                      every step (slower; the same bytes, unless the\n"
+"                      backbone has a batch norm: docs/training.md)\n"
 "  --eval-only         evaluate the parameters (the graph's initializers,\n"
 "                      --weights, --init-from or --resume's checkpoint) on\n"
 "                      the test set and exit; no --out needed.  With a\n"
@@ -243,7 +249,7 @@ enum {
     OPT_MOMENTUM, OPT_STOP_AFTER, OPT_EVAL_BATCH, OPT_LOG_EVERY,
     OPT_PLUGIN_PATH, OPT_PROGRESS, OPT_INIT_FROM, OPT_PROBE, OPT_MOCO_M0,
     OPT_TRACE, OPT_EVAL_ONLY, OPT_RECOMPUTE, OPT_MOE_STATS, OPT_ROUTING,
-    OPT_DEVICE, OPT_HELP, OPT_VERSION
+    OPT_DEVICE, OPT_NO_PROBE_CACHE, OPT_HELP, OPT_VERSION
 };
 
 /* Parses one option with a value; -1 after a message. */
@@ -368,6 +374,7 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
         {"progress", required_argument, NULL, OPT_PROGRESS},
         {"init-from", required_argument, NULL, OPT_INIT_FROM},
         {"probe", no_argument, NULL, OPT_PROBE},
+        {"no-probe-cache", no_argument, NULL, OPT_NO_PROBE_CACHE},
         {"eval-only", no_argument, NULL, OPT_EVAL_ONLY},
         {"recompute", no_argument, NULL, OPT_RECOMPUTE},
         {"moco-m0", required_argument, NULL, OPT_MOCO_M0},
@@ -402,6 +409,10 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
         }
         if (c == OPT_PROBE) {
             o->probe = 1;
+            continue;
+        }
+        if (c == OPT_NO_PROBE_CACHE) {
+            o->no_probe_cache = 1;
             continue;
         }
         if (c == OPT_EVAL_ONLY) {

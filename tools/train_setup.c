@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "tool_opts.h"
+#include "train_cache.h"
 #include "train_main.h"
 
 void
@@ -241,6 +242,119 @@ moco_tensors(struct train_run *r)
     return 0;
 }
 
+/* --probe: whether the head can train on cached features (cache.on,
+ * cache.tensor); a note says why not when the user did not ask for that.
+ * eg becomes the graph as given with the cut tensor as an output.  0, or
+ * -1 after train_fail. */
+static int
+cache_plan(struct train_run *r, const uint8_t *head, size_t head_len)
+{
+    const char *off = NULL;
+    smlp_graph_t *g;
+    struct smlp_error err;
+    uint8_t *buf;
+    size_t len;
+    char why[1024], msg[1024];
+    int ok;
+
+    if (!r->o.probe || r->o.no_probe_cache || r->o.eval_only ||
+        r->head.moco)
+        return 0;
+    if (r->o.augment != TRAIN_AUGMENT_NONE)
+        off = "with --augment the backbone sees other images every epoch";
+    else if (r->o.moe_stats != NULL)
+        off = "--moe-stats counts the backbone's routing at every step";
+    else if (r->o.routing != NULL)
+        off = "--routing-by-class reports the backbone's evaluation";
+    if (off == NULL &&
+        train_cache_find(head, head_len, r->o.graph, r->head.image, &ok,
+                         r->cache.tensor, sizeof(r->cache.tensor), why,
+                         sizeof(why), msg, sizeof(msg)) != 0) {
+        train_fail("%s", msg);
+        return -1;
+    }
+    if (off != NULL || !ok) {
+        printf("note: --probe runs the frozen backbone at every step (no "
+               "feature cache): %s\n", off != NULL ? off : why);
+        return 0;
+    }
+    if (train_cache_expose(r->graph_buf, r->graph_len, r->o.graph,
+                           r->cache.tensor, &buf, &len, msg,
+                           sizeof(msg)) != 0) {
+        train_fail("%s", msg);
+        return -1;
+    }
+    g = smlp_graph_load_buffer(buf, len, r->o.graph, &err);
+    free(buf);
+    if (g == NULL) {
+        train_fail("%s (with '%s' as an output)", err.msg, r->cache.tensor);
+        return -1;
+    }
+    smlp_graph_unload(r->eg);
+    r->eg = g;
+    r->cache.on = 1;
+    return 0;
+}
+
+/* --probe with the cache: the training graph cut at the cached tensor,
+ * whose shape the feature session es (batch b) inferred
+ * (train_cache_head), in r->tg; the cache's memory.  cache.on drops to 0
+ * with a note when the tensor is not one row per image or the rows would
+ * not fit.  0, or -1 after train_fail. */
+static int
+cache_cut(struct train_run *r, int64_t b)
+{
+    const double cap = 4.0 * 1073741824.0; /* bytes */
+    struct smlp_tensor t;
+    struct smlp_error err;
+    smlp_graph_t *g;
+    uint8_t *buf;
+    size_t len;
+    double bytes;
+    char msg[1024];
+
+    if (smlp_session_tensor(r->es, r->cache.tensor, &t) != SMLP_OK) {
+        train_fail("%s", smlp_session_errmsg(r->es));
+        return -1;
+    }
+    r->cache.row = t.rank >= 1 && t.shape[0] == b && b > 0
+                       ? smlp_tensor_numel(&t) / b : 0;
+    bytes = (double)(r->train.n + r->test.n) * (double)r->cache.row * 4.0;
+    if (r->cache.row == 0 || bytes > cap) {
+        printf("note: --probe runs the frozen backbone at every step (no "
+               "feature cache): '%s' %s\n", r->cache.tensor,
+               r->cache.row == 0 ? "is not one row per image"
+                                 : "would take more than 4 GiB");
+        r->cache.on = 0;
+        return 0;
+    }
+    if (train_cache_head(r->cache.head, r->cache.head_len, r->o.graph,
+                         r->cache.tensor, t.shape + 1, t.rank - 1, &buf, &len,
+                         msg, sizeof(msg)) != 0) {
+        train_fail("%s", msg);
+        return -1;
+    }
+    g = smlp_graph_load_buffer(buf, len, r->o.graph, &err);
+    free(buf);
+    if (g == NULL) {
+        train_fail("%s (the probe's head, cut at '%s')", err.msg,
+                   r->cache.tensor);
+        return -1;
+    }
+    smlp_graph_unload(r->tg);
+    r->tg = g;
+    r->cache.train = malloc((size_t)r->train.n * (size_t)r->cache.row *
+                            sizeof(float));
+    r->cache.test = malloc((size_t)r->test.n * (size_t)r->cache.row *
+                           sizeof(float));
+    if (r->cache.train == NULL || r->cache.test == NULL) {
+        train_fail("out of memory for the probe's feature cache (%.0f MiB; "
+                   "--no-probe-cache needs none)", bytes / 1048576.0);
+        return -1;
+    }
+    return 0;
+}
+
 int
 train_create_sessions(struct train_run *r)
 {
@@ -286,13 +400,17 @@ train_create_sessions(struct train_run *r)
         return -1;
     }
     r->tg = smlp_graph_load_buffer(head, head_len, r->o.graph, &err);
-    free(head);
-    if (r->head.probe_bn[0] != '\0')
-        fprintf(stderr, "smlp-train: warning: --probe: node '%s' of %s is a "
-                        "batch norm: it normalises with the batch's "
-                        "statistics and moves its running ones during the "
-                        "probe's steps (the checkpoint keeps them)\n",
-                r->head.probe_bn, r->o.graph);
+    if (r->tg != NULL && cache_plan(r, head, head_len) != 0) {
+        free(head);
+        return -1;
+    }
+    if (r->cache.on) { /* cut once the feature session knows its shape */
+        r->cache.head = head;
+        r->cache.head_len = head_len;
+    } else {
+        free(head);
+    }
+    head = NULL;
     if (r->tg == NULL) {
         train_fail("%s (with the loss head)", err.msg);
         return -1;
@@ -357,6 +475,19 @@ train_create_sessions(struct train_run *r)
         }
         if (r->mode == TRAIN_MODE_PROBE && probe_frozen(r) != 0)
             return -1;
+        if (r->cache.on && cache_cut(r, so.batch) != 0)
+            return -1;
+        if (r->head.probe_bn[0] != '\0' && r->cache.on)
+            printf("note: --probe: node '%s' of %s is a batch norm: the "
+                   "cached features use its running statistics, as "
+                   "inference does (without the cache it would normalise "
+                   "with each batch's)\n", r->head.probe_bn, r->o.graph);
+        else if (r->head.probe_bn[0] != '\0')
+            fprintf(stderr, "smlp-train: warning: --probe: node '%s' of %s "
+                            "is a batch norm: it normalises with the "
+                            "batch's statistics and moves its running ones "
+                            "during the probe's steps (the checkpoint keeps "
+                            "them)\n", r->head.probe_bn, r->o.graph);
     }
     smlp_session_opts_init(&so);
     so.batch = r->o.batch;
@@ -382,15 +513,34 @@ train_create_sessions(struct train_run *r)
                    err.msg);
         return -1;
     }
+    if (r->cache.on) {
+        /* The feature session fills the cache (train_cache_fill); the
+         * evaluation runs the head graph on the cached test rows. */
+        so.batch = r->test.n < r->o.eval_batch ? r->test.n
+                                               : r->o.eval_batch;
+        so.training = 0;
+        so.loss = NULL;
+        so.weights = NULL;
+        so.frozen = NULL;
+        so.no_init = 1;
+        r->cache.fs = r->es;
+        r->es = smlp_session_create(r->tg, r->reg, &so, &err);
+        if (r->es == NULL) {
+            train_fail("%s (the probe's head, evaluation session)", err.msg);
+            return -1;
+        }
+    }
     if (r->mode == TRAIN_MODE_MOCO) {
         if (moco_tensors(r) != 0)
             return -1;
     } else {
-        if (train_tensor(r->ts, r->head.image, &r->t_image) != 0 ||
+        const char *feed = r->cache.on ? r->cache.tensor : r->head.image;
+
+        if (train_tensor(r->ts, feed, &r->t_image) != 0 ||
             train_tensor(r->ts, "labels", &r->t_labels) != 0 ||
             train_tensor(r->ts, "loss", &r->t_loss) != 0 ||
             train_tensor(r->ts, "logits", &r->t_logits) != 0 ||
-            train_tensor(r->es, r->head.image, &r->e_image) != 0 ||
+            train_tensor(r->es, feed, &r->e_image) != 0 ||
             train_tensor(r->es, "logits", &r->e_logits) != 0)
             return -1;
         k = r->e_logits.shape[1];
@@ -469,6 +619,8 @@ train_create_loaders(struct train_run *r)
     lo.drop_last = 1;
     lo.augment = r->o.augment;
     lo.views = r->mode == TRAIN_MODE_MOCO ? 2 : 1;
+    lo.rows = r->cache.train; /* NULL without the cache */
+    lo.row_floats = (size_t)r->cache.row;
     r->tl = train_loader_create(&lo, err, sizeof(err));
     if (r->tl != NULL && r->mode == TRAIN_MODE_MOCO) {
         /* Pre-training has no test evaluation. */
@@ -480,6 +632,7 @@ train_create_loaders(struct train_run *r)
     lo.shuffle = 0;
     lo.drop_last = 0;
     lo.augment = TRAIN_AUGMENT_NONE;
+    lo.rows = r->cache.test;
     r->el = r->tl != NULL ? train_loader_create(&lo, err, sizeof(err)) : NULL;
     if (r->el == NULL) {
         train_fail("%s", err);
@@ -516,6 +669,7 @@ train_run_free(struct train_run *r)
     train_loader_destroy(r->el);
     smlp_optim_destroy(r->opt);
     smlp_session_destroy(r->es);
+    smlp_session_destroy(r->cache.fs);
     smlp_session_destroy(r->ts);
     smlp_registry_destroy(r->reg);
     smlp_graph_unload(r->tg);
@@ -528,5 +682,8 @@ train_run_free(struct train_run *r)
     train_routing_free(&r->routing);
     free(r->tally);
     free(r->frozen);
+    free(r->cache.head);
+    free(r->cache.train);
+    free(r->cache.test);
 }
 
