@@ -250,6 +250,11 @@ if [ "$rc" -eq 130 ] && st same "$T/probe.st" "$T/pc1.st" >>"$T/out" 2>&1 &&
     ok "probe: stopped in one mode, resumed in the other, bit for bit"
 else bad "probe: resume across the cache (first rc $rc)"
     sed 's/^/  | /' "$T/out"; fi
+# The resumed run still says where its backbone came from.
+if [ "$(st meta "$T/pc2.st" train.init_from)" = "$T/pre.st" ]; then
+    ok "probe resumed: train.init_from kept"
+else bad "probe resumed: train.init_from '$(st meta "$T/pc2.st" \
+    train.init_from)'"; fi
 # A head from the final layer norm on: the cut is [-1,49,128].
 "$B/tools/smlp-graph" edit "$SPARSE" -o "$T/wide.fbs" \
     --rename norm.weight=head.norm.weight \

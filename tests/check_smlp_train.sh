@@ -654,6 +654,20 @@ if [ $rc -eq 0 ] && grep -q "^epoch 1/1: .*test acc" "$T/id.out" &&
     [ "$(tail -n 1 "$T/id.csv" | cut -d, -f8)" != "" ]; then
     ok "SIGINT as the run's last step ends: evaluated, done, exit 0"
 else bad "SIGINT as the run's last step ends (exit $rc)"; show "$T/id.out"; fi
+# The same when the run ends inside an epoch (--max-steps): that last
+# part is evaluated too (it used to be cut short, with exit 130, and
+# --resume then had nothing to do: the evaluation was lost).
+SMLP_TRAIN_TEST_SIGINT_STEP=3 "$TRAIN" "$SPARSE" $COMMON --limit-train 256 \
+    --epochs 1 --max-steps 3 --progress lines --out "$T/ie.st" \
+    --metrics "$T/ie.csv" >"$T/ie.out" 2>&1
+rc=$?
+if [ $rc -eq 0 ] && grep -q "^epoch 1/1 (part): .*test acc" "$T/ie.out" &&
+    grep -q "^done: 3 steps" "$T/ie.out" && ! grep -q interrupted "$T/ie.out" &&
+    [ "$(tail -n 1 "$T/ie.csv" | cut -d, -f1)" = 3 ] &&
+    [ "$(tail -n 1 "$T/ie.csv" | cut -d, -f8)" != "" ]; then
+    ok "SIGINT as a run's last step ends inside an epoch: evaluated, exit 0"
+else bad "SIGINT at the last step inside an epoch (exit $rc)"
+    show "$T/ie.out"; fi
 
 # SIGINT after an --eval-every evaluation: its row keeps the test results.
 "$TRAIN" "$MIXER" $COMMON --limit-train 256 --epochs 1 --eval-every 1 \

@@ -26,9 +26,10 @@
  *
  * SIGINT or SIGTERM stops the run at the end of the step running: inside
  * an epoch with a checkpoint and no evaluation; an epoch whose last step
- * it was is evaluated first and ends as if no signal had come (its line,
- * its metrics row's test columns, then the checkpoint), so that the
- * metrics of a run stopped there and resumed are the whole run's.  For
+ * it was, or the run's last step (--max-steps inside an epoch), is
+ * evaluated first and ends as if no signal had come (its line, its
+ * metrics row's test columns, then the checkpoint), so that the metrics
+ * of a run stopped there and resumed are the whole run's.  For
  * tests, SMLP_TRAIN_TEST_SIGINT_STEP=N raises SIGINT as step N (counted
  * from 1) ends: a signal that lands in that step, whatever the timing.
  *
@@ -290,14 +291,14 @@ end_of_period(struct train_run *r, int checkpoint)
     double ep_s = t0 - r->ep_t0 - (r->eval_s - r->ep_eval0);
     char drop[64];
 
-    if (interrupted && r->in_epoch != 0) {
+    if (interrupted && r->in_epoch != 0 && r->step < r->end_step) {
         /* Quick: the checkpoint and reports, no evaluation.  The
          * checkpoint keeps the open row's sums (a resumed run continues
          * them) and the reports get the partial row, which a resumed run
-         * drops.  At an epoch's end, the signal waits for the epoch's
-         * evaluation: the user waits for one evaluation at most, and
-         * the epoch's line and row are never lost (a resumed run starts
-         * the next epoch and would not make them). */
+         * drops.  At an epoch's end or the run's, the signal waits for
+         * the evaluation: the user waits for one evaluation at most, and
+         * the line and row are never lost (a resumed run starts the next
+         * epoch, or has nothing to do, and would not make them). */
         r->cut_short = 1;
         if (r->bar)
             printf("\r\033[K");

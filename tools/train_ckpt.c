@@ -226,12 +226,28 @@ train_ckpt_resume(struct train_run *r)
 {
     struct meta_item m[MAX_META];
     const char *v;
-    int n, i;
+    int n, i, rc;
 
-    if (smlp_checkpoint_load(r->ts, r->opt, r->o.resume) != SMLP_OK) {
-        train_fail("--resume %s: %s", r->o.resume, smlp_session_errmsg(r->ts));
+    rc = smlp_checkpoint_load(r->ts, r->opt, r->o.resume);
+    if (rc != SMLP_OK) {
+        const char *e = smlp_session_errmsg(r->ts);
+        size_t len = strlen(r->o.resume);
+
+        /* The message names the file already when it starts with it. */
+        if (strncmp(e, r->o.resume, len) == 0 && e[len] == ':')
+            train_fail("--resume %s%s", e,
+                       rc == SMLP_ENOENT ? " (a checkpoint of another "
+                                           "graph?)" : "");
+        else
+            train_fail("--resume %s: %s%s", r->o.resume, e,
+                       rc == SMLP_ENOENT ? " (a checkpoint of another "
+                                           "graph?)" : "");
         return -1;
     }
+    /* A run started with --init-from keeps saying so (--resume excludes
+     * --init-from); the string lives as long as the session. */
+    if (r->o.init_from == NULL)
+        r->o.init_from = smlp_checkpoint_meta(r->ts, "train.init_from");
     if (smlp_checkpoint_meta(r->ts, "train.format") == NULL) {
         train_fail("--resume %s: not a checkpoint of smlp-train (no train.* "
                    "metadata); --weights starts from its parameters",
