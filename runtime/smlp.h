@@ -64,8 +64,8 @@ extern "C" {
 #endif
 
 #define SMLP_VERSION_MAJOR 0
-#define SMLP_VERSION_MINOR 2
-#define SMLP_VERSION_PATCH 1
+#define SMLP_VERSION_MINOR 3
+#define SMLP_VERSION_PATCH 0
 #define SMLP_VERSION_HEX                                                     \
     ((SMLP_VERSION_MAJOR << 16) | (SMLP_VERSION_MINOR << 8) |                \
      SMLP_VERSION_PATCH)
