@@ -26,11 +26,19 @@
  * (a missed threshold path of the load loss, a missing 1/T, a dropped
  * choice counted) gives errors of O(0.1..1).  aux_weight is 1 in the aux
  * checks so that their gradients are well above the floor, and those
- * checks also require max |gradient| > 1e-3 (not a vacuous 0 = 0).
+ * checks also require max |gradient| > 1e-3 (not a vacuous 0 = 0); one
+ * corner below takes 0.3.
  *
  * Noise: ophost_set_seed fixes (seed, step), and the forward and the
  * backward both draw the node's noise from it, so every finite
  * difference run sees the same noise as the backward.
+ *
+ * Corners (found unchecked by a mutation test of the backward): both
+ * outputs in one loss with the switch aux (one buffer for the clean and
+ * the noisy softmax), aux_weight 0.3 for the superclass term, shapes of
+ * several row and group tasks with noise and with superclass labels,
+ * and normalize topk where an item's kept choices have p = 0 in f32
+ * (weight 0; the backward must stay finite).
  */
 #include <check.h>
 #include <math.h>
@@ -685,6 +693,109 @@ START_TEST(test_grad_gate_threads)
 }
 END_TEST
 
+/* ---- cases a mutation test of the backward found unchecked ------------- */
+
+/* Both the combine weights and the aux loss in the checked sum. */
+static const int use_both[NGATE] = {0, 0, 1, 0, 1, 0};
+
+/* per_image's superclass cross-entropy at aux_weight 0.3 (the other
+ * checks use 1, so a backward that ignores the weight passed); topk's
+ * switch aux without noise with the weights and the aux in one loss
+ * (there the clean and the noisy softmax share a buffer, and the aux
+ * term must add to the weights' gradient, not replace it). */
+START_TEST(test_grad_gate_aux_weight_and_both_outputs)
+{
+    static const int32_t labels[4] = {2, 0, 3, 1};
+    struct smlp_tensor *in[3];
+    struct ophost_attr ce[] = {OPHOST_INT("items_per_image", 4),
+                               OPHOST_STRING("aux", "none"),
+                               OPHOST_FLOAT("aux_weight", 0.3), OPHOST_END};
+    struct ophost_attr sw[] = {OPHOST_STRING("aux", "switch"),
+                               OPHOST_INT("group_size", 8),
+                               OPHOST_FLOAT("aux_weight", 1.0), OPHOST_END};
+    int n;
+
+    ophost_set_training(host, 1);
+    n = gate_inputs(in, 16, 6, 4, 7, labels, 4);
+    gate_fd("per_image superclass, aux_weight 0.3", "moe.gate.per_image", ce,
+            in, n, use_aux, 1);
+    free_all(in, 3);
+    n = gate_inputs(in, 16, 6, 4, 38, NULL, 0);
+    gate_fd("topk switch aux, no noise, weight + aux", "moe.gate.topk", sw,
+            in, n, use_both, 1);
+    free_all(in, 3);
+}
+END_TEST
+
+/* Shapes that cross the backward's row tasks (64 rows) and group tasks:
+ * the noise redrawn, the clean softmax and the superclass labels of each
+ * task must be that task's rows (the other checks have one task of each,
+ * and the thread comparisons cannot see an error made the same way at
+ * any thread count). */
+START_TEST(test_grad_gate_task_boundaries)
+{
+    struct smlp_tensor *in[3];
+    struct ophost_attr noisy[] = {OPHOST_INT("k", 2),
+                                  OPHOST_INT("group_size", 8),
+                                  OPHOST_FLOAT("noise_std", 2.0),
+                                  OPHOST_FLOAT("aux_weight", 1.0),
+                                  OPHOST_END};
+    struct ophost_attr pim[] = {OPHOST_INT("items_per_image", 2),
+                                OPHOST_INT("group_size", 4),
+                                OPHOST_STRING("aux", "none"),
+                                OPHOST_FLOAT("aux_weight", 1.0), OPHOST_END};
+    int32_t labels[40];
+    int n, i;
+
+    ophost_set_training(host, 1);
+    n = gate_inputs(in, 136, 3, 3, 91, NULL, 0);
+    gate_fd("topk noise 2, 136 rows: weight", "moe.gate.topk", noisy, in, n,
+            use_weight, 1);
+    gate_fd("topk noise 2, 136 rows: aux", "moe.gate.topk", noisy, in, n,
+            use_aux, 1);
+    free_all(in, 3);
+    for (i = 0; i < 40; i++)
+        labels[i] = (i * 7) % 3;
+    n = gate_inputs(in, 80, 3, 3, 92, labels, 40);
+    gate_fd("per_image superclass, 40 images", "moe.gate.per_image", pim, in,
+            n, use_aux, 1);
+    free_all(in, 3);
+}
+END_TEST
+
+/* normalize topk: an item whose first choice is dropped and whose kept
+ * second choice has p == 0 in f32 (sum of kept p = 0): weight 0, and the
+ * backward must give finite (zero) gradients, not NaN. */
+START_TEST(test_grad_gate_topk_zero_sum)
+{
+    struct smlp_tensor *in[3], *g[2];
+    struct ophost_attr attrs[] = {OPHOST_INT("k", 2),
+                                  OPHOST_INT("group_size", 2),
+                                  OPHOST_FLOAT("capacity_factor", 1.0),
+                                  OPHOST_STRING("normalize", "topk"),
+                                  OPHOST_END};
+    const float x[2 * 2] = {1.0f, 0.0f, 0.0f, 1.0f};
+    const float wg[4 * 2] = {200.0f, 200.0f, 0.0f, 0.0f,
+                             150.0f, -100.0f, -1.0f, -100.0f};
+    const float dw[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    int64_t i;
+
+    in[0] = ophost_f32(OPHOST_SHAPE(2, 2), x);
+    in[1] = ophost_f32(OPHOST_SHAPE(4, 2), wg);
+    in[2] = NULL;
+    ophost_set_training(host, 0);
+    gate_backward("moe.gate.topk", attrs, in, 2, dw, NULL, g);
+    for (i = 0; i < 4; i++)
+        ck_assert_msg(isfinite(((float *)g[0]->data)[i]), "d x[%lld] = %g",
+                      (long long)i, (double)((float *)g[0]->data)[i]);
+    for (i = 0; i < 8; i++)
+        ck_assert_msg(isfinite(((float *)g[1]->data)[i]), "d Wg[%lld] = %g",
+                      (long long)i, (double)((float *)g[1]->data)[i]);
+    free_all(g, 2);
+    free_all(in, 3);
+}
+END_TEST
+
 static Suite *
 grad_gate_suite(void)
 {
@@ -714,6 +825,10 @@ grad_gate_suite(void)
     tcase_add_test(tc, test_grad_gate_empty_batch);
     tcase_add_test(tc, test_grad_gate_hash_zeros);
     tcase_add_test(tc, test_grad_gate_threads);
+    TC("corners");
+    tcase_add_test(tc, test_grad_gate_aux_weight_and_both_outputs);
+    tcase_add_test(tc, test_grad_gate_task_boundaries);
+    tcase_add_test(tc, test_grad_gate_topk_zero_sum);
 #undef TC
     return s;
 }

@@ -556,6 +556,36 @@ START_TEST(test_loss_tasks)
 }
 END_TEST
 
+/* A zero query row: its norm is below the 1e-12 floor, so its gradient is
+ * d q-hat / 1e-12 (checked against the double-precision reference, the
+ * row apart from the others). */
+START_TEST(test_loss_zero_row)
+{
+    const int64_t n = 5, d = 4;
+    const double tau = 0.2, g = 1.0;
+    struct ophost_attr attrs[] = {OPHOST_FLOAT("tau", tau), OPHOST_END};
+    struct smlp_tensor *in[4], *g1[4];
+    const int want[4] = {1, 1, 0, 0};
+    double *dq1 = calloc((size_t)(n * d), sizeof(double)), ref = 0.0;
+    const float *got;
+    int64_t c;
+
+    loss_inputs(in, n, d, NULL, 500);
+    memset((float *)in[0]->data + 2 * d, 0, (size_t)d * sizeof(float));
+    loss_backward(attrs, in, 1, (float)g, want, g1);
+    ctr_reference(in[0]->data, in[3]->data, n, d, tau, g, &ref, dq1);
+    got = g1[0]->data;
+    for (c = 0; c < d; c++)
+        ck_assert_msg(fabs(got[2 * d + c] - dq1[2 * d + c]) <=
+                          1e-5 * fabs(dq1[2 * d + c]) + 1e-3,
+                      "zero row: d q1[2,%lld] = %g, want %g", (long long)c,
+                      (double)got[2 * d + c], dq1[2 * d + c]);
+    free(dq1);
+    free_all(g1, 4);
+    free_all(in, 4);
+}
+END_TEST
+
 START_TEST(test_loss_errors)
 {
     struct smlp_tensor *in[4];
@@ -822,6 +852,7 @@ moco_suite(void)
 
     TC("loss");
     tcase_add_test(tc, test_loss_reference_tau02);
+    tcase_add_test(tc, test_loss_zero_row);
     tcase_add_test(tc, test_loss_reference_tau1);
     tcase_add_test(tc, test_loss_default_tau);
     tcase_add_test(tc, test_loss_single_row);
