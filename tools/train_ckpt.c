@@ -186,20 +186,26 @@ meta_sums(struct train_run *r, const char *key, double *loss, double *acc,
     const char *v = smlp_checkpoint_meta(r->ts, key);
     char *end;
 
+    int ok;
+
     *loss = *acc = 0.0;
     *steps = 0;
     if (v == NULL)
         return 0;
+    /* Three fields, each followed by what the writer puts there. */
     *loss = strtod(v, &end);
-    if (end != v && *end == ' ') {
-        v = end;
+    ok = end != v && *end == ' ';
+    if (ok) {
+        v = end + 1;
         *acc = strtod(v, &end);
+        ok = end != v && *end == ' ';
     }
-    if (end != v && *end == ' ') {
-        v = end;
+    if (ok) {
+        v = end + 1;
         *steps = strtoll(v, &end, 10);
+        ok = end != v && *end == '\0' && *steps >= 0;
     }
-    if (end == v || *end != '\0' || *steps < 0) {
+    if (!ok) {
         train_fail("--resume %s: metadata '%s' is not 'loss acc steps'",
                    r->o.resume, key);
         return -1;
@@ -293,14 +299,20 @@ train_ckpt_resume(struct train_run *r)
         meta_int(r, "train.step_in_epoch", &r->in_epoch) != 0 ||
         meta_int(r, "train.step", &r->step) != 0)
         return -1;
+    /* smlp.step, the session's run counter that seeds the gate noise,
+     * counts the steps too: the training session runs once per step. */
+    v = smlp_checkpoint_meta(r->ts, "smlp.step");
     if (r->in_epoch < 0 || r->in_epoch >= r->spe || r->epoch < 0 ||
         r->step != r->epoch * r->spe + r->in_epoch ||
-        smlp_optim_steps(r->opt) != r->step) {
+        smlp_optim_steps(r->opt) != r->step || v == NULL ||
+        strtoll(v, NULL, 10) != r->step) {
         train_fail("--resume %s: inconsistent position (epoch %lld, step "
-                   "%lld of the epoch, step %lld, optimizer steps %lld)",
+                   "%lld of the epoch, step %lld, optimizer steps %lld, "
+                   "session runs %s)",
                    r->o.resume,
                    (long long)r->epoch, (long long)r->in_epoch,
-                   (long long)r->step, (long long)smlp_optim_steps(r->opt));
+                   (long long)r->step, (long long)smlp_optim_steps(r->opt),
+                   v != NULL ? v : "missing");
         return -1;
     }
     v = smlp_checkpoint_meta(r->ts, "train.best_acc");
@@ -312,6 +324,15 @@ train_ckpt_resume(struct train_run *r)
         meta_sums(r, "train.row_sums", &r->row_loss, &r->row_acc,
                   &r->row_steps) != 0)
         return -1;
+    if (r->ep_steps > r->in_epoch || r->row_steps > r->step) {
+        train_fail("--resume %s: metadata 'train.epoch_sums' or "
+                   "'train.row_sums' counts more steps (%lld, %lld) than "
+                   "the run made (%lld in the epoch, %lld in all)",
+                   r->o.resume, (long long)r->ep_steps,
+                   (long long)r->row_steps, (long long)r->in_epoch,
+                   (long long)r->step);
+        return -1;
+    }
     /* A probe's cached run counts no routing (its session has no gate):
      * the sums of a run without the cache are left. */
     v = smlp_checkpoint_meta(r->ts, "train.moe_sums");

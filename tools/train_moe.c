@@ -177,7 +177,7 @@ next_int(const char **p, int64_t *out)
     char *end;
 
     *out = strtoll(*p, &end, 10);
-    if (end == *p)
+    if (end == *p || *out < 0)
         return -1;
     *p = end;
     return 0;
