@@ -38,7 +38,7 @@
 #include "safetensors.h"
 
 #define CKPT_RESERVED "smlp."
-#define CKPT_MAX_OWN 6 /* metadata pairs smlp writes itself */
+#define CKPT_MAX_OWN 7 /* metadata pairs smlp writes itself */
 
 /* Name of the tensor holding slot `slot` of parameter `param`, in a new
  * string (smlp__free), or NULL when out of memory. */
@@ -79,7 +79,7 @@ smlp_checkpoint_save(smlp_session_t *s, const smlp_optim_t *opt,
 {
     const char **keys = NULL, **vals = NULL;
     struct smlp__st_entry *e = NULL;
-    char step[24], seed[24], steps[24], err[SMLP__ERRLEN];
+    char step[24], seed[24], steps[24], hash[24], err[SMLP__ERRLEN];
     int32_t i, j, n = 0, n_slot_names = 0, nm = 0;
     size_t cap;
     int rc = SMLP_OK, k;
@@ -169,6 +169,10 @@ smlp_checkpoint_save(smlp_session_t *s, const smlp_optim_t *opt,
         keys[nm] = "smlp.optim.steps";
         vals[nm++] = steps;
     }
+    snprintf(hash, sizeof(hash), "%016llx",
+             (unsigned long long)smlp__st_data_hash(e, n));
+    keys[nm] = SMLP__ST_HASH_KEY;
+    vals[nm++] = hash;
     rc = smlp__st_write(path, e, n, keys, vals, nm, err, sizeof(err));
     if (rc != SMLP_OK)
         smlp__session_fail(s, rc, "%s", err);

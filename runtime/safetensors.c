@@ -477,6 +477,40 @@ out_free_spans:
  * may be unaligned when the writer of the file did not pad its header.
  * Reentrant: no global state; an open file may be read from any thread.
  */
+/* A file with metadata SMLP__ST_HASH_KEY: its data block must hash to
+ * it. */
+static int
+check_hash(const struct smlp__st_file *f, const char *path,
+           const unsigned char *data, uint64_t len, char *err, size_t errlen)
+{
+    const char *v = smlp__st_meta(f, SMLP__ST_HASH_KEY);
+    struct smlp__st_hash h;
+    unsigned long long want = 0, got;
+    size_t i;
+
+    if (v == NULL)
+        return SMLP_OK;
+    for (i = 0; i < 16 && ((v[i] >= '0' && v[i] <= '9') ||
+                           (v[i] >= 'a' && v[i] <= 'f'));
+         i++)
+        want = want << 4 | (unsigned)(v[i] <= '9' ? v[i] - '0'
+                                                  : v[i] - 'a' + 10);
+    if (i != 16 || v[16] != '\0')
+        return fail(err, errlen, SMLP_EBADFILE,
+                    "%s: metadata %s is '%s', not 16 hex digits", path,
+                    SMLP__ST_HASH_KEY, v);
+    smlp__st_hash_init(&h);
+    smlp__st_hash_update(&h, data, (size_t)len);
+    got = smlp__st_hash_final(&h);
+    if (got != want)
+        return fail(err, errlen, SMLP_EBADFILE,
+                    "%s: the tensor data do not match the file's %s (%s; "
+                    "they hash to %016llx): the file was changed or "
+                    "damaged after it was written",
+                    path, SMLP__ST_HASH_KEY, v, got);
+    return SMLP_OK;
+}
+
 int
 smlp__st_open(const char *path, struct smlp__st_file **out, char *err,
               size_t errlen)
@@ -583,6 +617,9 @@ smlp__st_open(const char *path, struct smlp__st_file **out, char *err,
     }
     rc = parse_header(f, path, root, map + 8 + hlen, size - 8 - hlen, err,
                       errlen);
+    if (rc == SMLP_OK)
+        rc = check_hash(f, path, map + 8 + hlen, size - 8 - hlen, err,
+                        errlen);
     if (rc != SMLP_OK)
         goto out_free;
     qsort(f->entries, (size_t)f->n_entries, sizeof(*f->entries),

@@ -69,4 +69,27 @@ int smlp__st_write(const char *path, const struct smlp__st_entry *entries,
                    const char *const *meta_values, int32_t n_meta,
                    char *err, size_t errlen);
 
+/*
+ * The data block's hash (safetensors_hash.c).  smlp's writers put
+ * smlp__st_data_hash of their entries (the data block smlp__st_write
+ * makes: the entries' bytes in their order) under this metadata key, as
+ * 16 lowercase hex digits; smlp__st_open checks a file that has the key
+ * (SMLP_EBADFILE naming it when the data differ) and takes one without
+ * it as it is.
+ */
+#define SMLP__ST_HASH_KEY "smlp.data_hash"
+
+struct smlp__st_hash {
+    uint64_t h, total;
+    unsigned char buf[8];
+    int nbuf;
+};
+
+void smlp__st_hash_init(struct smlp__st_hash *s);
+void smlp__st_hash_update(struct smlp__st_hash *s, const void *data,
+                          size_t n);
+uint64_t smlp__st_hash_final(const struct smlp__st_hash *s);
+uint64_t smlp__st_data_hash(const struct smlp__st_entry *entries,
+                            int32_t n);
+
 #endif /* SMLP_SAFETENSORS_H */

@@ -271,9 +271,13 @@ SMLP_API int smlp_session_fill_inputs(smlp_session_t *s, uint64_t seed);
 SMLP_API int smlp_session_read_inputs(smlp_session_t *s, const char *path);
 /* Loads parameters and state from a safetensors file, with the same
  * checks (and opts.check_finite).  Every tensor is checked before any is
- * copied: a failed load leaves the session as it was. */
+ * copied: a failed load leaves the session as it was.  Every safetensors
+ * reader here also checks metadata "smlp.data_hash" when the file has it
+ * (smlp's writers put it there since 0.3.0: a 64-bit hash of the data
+ * block), so a file changed or damaged after it was written is refused
+ * (SMLP_EBADFILE) instead of loading other numbers. */
 SMLP_API int smlp_session_load_weights(smlp_session_t *s, const char *path);
-/* Writes parameters and state, atomically. */
+/* Writes parameters and state, atomically, with "smlp.data_hash". */
 SMLP_API int smlp_session_save_weights(smlp_session_t *s, const char *path);
 /* Writes the graph outputs, atomically.  SMLP_EINVAL ("no run yet")
  * before the first successful smlp_session_run. */
@@ -476,8 +480,9 @@ SMLP_API double smlp_lr_cosine(double base, double min_lr, int64_t step,
  * "smlp.graph" (graph name), "smlp.version", "smlp.step" (the session's
  * run counter, which seeds gate noise: restored by a load so that a
  * resumed run is bit-identical), "smlp.seed" (the session's seed, which
- * the caller must give the resuming session) and, with an optimizer,
- * "smlp.optim.kind" ("sgd" or "adamw") and "smlp.optim.steps".  It is
+ * the caller must give the resuming session), "smlp.data_hash" (since
+ * 0.3.0; loads check it) and, with an optimizer, "smlp.optim.kind"
+ * ("sgd" or "adamw") and "smlp.optim.steps".  It is
  * written to a temporary file in the same directory, fsync'ed, renamed
  * over path and the directory fsync'ed: a reader sees the old file or the
  * new one, never a part.  SMLP_EINVAL (reserved or duplicate key, opt of

@@ -127,8 +127,9 @@ int
 smlp__weights_save(smlp_session_t *s, const char *path, int kinds_mask)
 {
     struct smlp__st_entry *e;
-    const char *keys[2] = {"graph", "format"};
-    const char *vals[2];
+    const char *keys[3] = {"graph", "format", SMLP__ST_HASH_KEY};
+    const char *vals[3];
+    char hash[24];
     char err[SMLP__ERRLEN];
     int32_t i, n = 0;
     int rc;
@@ -154,9 +155,12 @@ smlp__weights_save(smlp_session_t *s, const char *path, int kinds_mask)
                       smlp__dtype_size(t->t.dtype);
         n++;
     }
+    snprintf(hash, sizeof(hash), "%016llx",
+             (unsigned long long)smlp__st_data_hash(e, n));
     vals[0] = s->graph->ir->name;
     vals[1] = "pt";
-    rc = smlp__st_write(path, e, n, keys, vals, 2, err, sizeof(err));
+    vals[2] = hash;
+    rc = smlp__st_write(path, e, n, keys, vals, 3, err, sizeof(err));
     smlp__free(e);
     if (rc != SMLP_OK)
         return smlp__session_fail(s, rc, "%s", err);

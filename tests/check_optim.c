@@ -819,6 +819,22 @@ expect_load_error(smlp_session_t *s, const char *path, int status,
     ck_assert_str_eq(smlp_checkpoint_meta(s, "tag"), "good");
 }
 
+/* dst = src with one bit of its last byte flipped. */
+static void
+copy_flipped(const char *src, const char *dst)
+{
+    size_t len;
+    unsigned char *b = tu_read_file(src, &len);
+    FILE *f = fopen(dst, "wb");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_gt(len, 0);
+    b[len - 1] ^= 0x10;
+    ck_assert_uint_eq(fwrite(b, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+    free(b);
+}
+
 START_TEST(test_checkpoint_load_errors)
 {
     static const char *const keys[] = {"smlp.graph", "smlp.step"};
@@ -887,6 +903,19 @@ START_TEST(test_checkpoint_load_errors)
     ck_assert_int_eq(system(cmd), 0);
     expect_load_error(s, path, SMLP_EBADFILE, "beyond the data block",
                       &before);
+    /* Damaged after it was written: one bit of the last data byte
+     * flipped (a value that still reads as a float); the same as weights
+     * (smlp_session_save_weights writes the hash too). */
+    copy_flipped(good, path);
+    expect_load_error(s, path, SMLP_EBADFILE,
+                      "the tensor data do not match the file's "
+                      "smlp.data_hash",
+                      &before);
+    ck_assert_int_eq(smlp_session_save_weights(s, good), SMLP_OK);
+    ck_assert_int_eq(smlp_session_load_weights(s, good), SMLP_OK);
+    copy_flipped(good, path);
+    ck_assert_int_eq(smlp_session_load_weights(s, path), SMLP_EBADFILE);
+    tu_assert_contains(smlp_session_errmsg(s), "smlp.data_hash");
     /* Absent. */
     snprintf(path, sizeof(path), "%s/absent.safetensors", fx.dir);
     expect_load_error(s, path, SMLP_EIO, "cannot open", &before);

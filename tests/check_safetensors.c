@@ -2,8 +2,10 @@
  * check_safetensors.c - tests of the safetensors reader and writer
  * (runtime/safetensors.c): write/read round trips, a file made byte by
  * byte here (independent of the writer), malformed headers, writer
- * failures that must leave the target and the directory as they were, and
- * truncated or corrupted files that must be refused without a crash.
+ * failures that must leave the target and the directory as they were,
+ * truncated or corrupted files that must be refused without a crash, and
+ * the data hash smlp's writers put in the metadata (known answers, every
+ * bit flip seen, a damaged file refused).
  */
 #include <check.h>
 #include <dirent.h>
@@ -270,6 +272,115 @@ START_TEST(test_safetensors_write_roundtrip)
         ck_assert(found);
     }
     smlp__st_close(f);
+    for (i = 0; i < RT_N; i++)
+        free(data[i]);
+}
+END_TEST
+
+/* Known answers of the data hash, computed by a separate Python version
+ * of the definition in runtime/safetensors_hash.c (the hash must never
+ * change: files written with it must keep loading). */
+START_TEST(test_safetensors_hash_known)
+{
+    static const struct {
+        size_t n;
+        uint64_t want;
+    } kat[] = {{0, UINT64_C(0xd8a310150df90781)},
+               {1, UINT64_C(0x3d501a075b82c03a)},
+               {8, UINT64_C(0x27c57a46dd215844)},
+               {37, UINT64_C(0xced3b94720748b86)}};
+    unsigned char b[37];
+    struct smlp__st_hash h;
+    size_t i, k, chunk;
+    uint64_t one;
+
+    for (k = 0; k < sizeof(kat) / sizeof(kat[0]); k++) {
+        for (i = 0; i < kat[k].n; i++)
+            b[i] = kat[k].n == 1 ? 0 : (unsigned char)i;
+        smlp__st_hash_init(&h);
+        smlp__st_hash_update(&h, b, kat[k].n);
+        ck_assert_uint_eq(smlp__st_hash_final(&h), kat[k].want);
+    }
+    /* In pieces of any size: the same. */
+    for (i = 0; i < 37; i++)
+        b[i] = (unsigned char)i;
+    for (chunk = 1; chunk <= 13; chunk++) {
+        smlp__st_hash_init(&h);
+        for (i = 0; i < 37; i += chunk)
+            smlp__st_hash_update(&h, b + i, i + chunk <= 37 ? chunk : 37 - i);
+        ck_assert_uint_eq(smlp__st_hash_final(&h), kat[3].want);
+    }
+    /* Every single bit flipped changes it. */
+    for (i = 0; i < 37 * 8; i++) {
+        b[i / 8] ^= (unsigned char)(1u << (i % 8));
+        smlp__st_hash_init(&h);
+        smlp__st_hash_update(&h, b, 37);
+        one = smlp__st_hash_final(&h);
+        ck_assert_msg(one != kat[3].want, "bit %zu: the same hash", i);
+        b[i / 8] ^= (unsigned char)(1u << (i % 8));
+    }
+}
+END_TEST
+
+/* A file whose metadata has smlp.data_hash opens when its data hash to
+ * it, and is refused, naming the key, when a bit of the data flipped or
+ * the value is not 16 hex digits. */
+START_TEST(test_safetensors_hash_checked)
+{
+    static const char *const bad_values[] = {"", "0123", "0123456789ABCDEF",
+                                             "0123456789abcdefg",
+                                             "0123456789abcdeg"};
+    struct smlp__st_entry e[RT_N];
+    struct smlp__st_file *f = NULL;
+    const char *keys[2] = {"format", SMLP__ST_HASH_KEY};
+    const char *values[2];
+    uint32_t *data[RT_N];
+    unsigned char *bytes;
+    uint64_t hlen = 0;
+    size_t len, at[3];
+    char p[256], q[256], hex[24];
+    int i;
+
+    rt_entries(e, data);
+    snprintf(hex, sizeof(hex), "%016llx",
+             (unsigned long long)smlp__st_data_hash(e, RT_N));
+    values[0] = "pt";
+    values[1] = hex;
+    tpath(p, sizeof(p), "hash.safetensors");
+    tpath(q, sizeof(q), "flip.safetensors");
+    ck_assert_int_eq(smlp__st_write(p, e, RT_N, keys, values, 2, errbuf,
+                                    sizeof(errbuf)),
+                     SMLP_OK);
+    ck_assert_int_eq(smlp__st_open(p, &f, errbuf, sizeof(errbuf)), SMLP_OK);
+    ck_assert_str_eq(smlp__st_meta(f, SMLP__ST_HASH_KEY), hex);
+    smlp__st_close(f);
+    bytes = read_bytes(p, &len);
+    for (i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | bytes[i];
+    at[0] = 8 + hlen;
+    at[1] = (8 + hlen + len) / 2;
+    at[2] = len - 1;
+    for (i = 0; i < 3; i++) {
+        bytes[at[i]] ^= 0x10;
+        write_bytes(q, bytes, len);
+        f = (struct smlp__st_file *)1;
+        assert_err(smlp__st_open(q, &f, errbuf, sizeof(errbuf)),
+                   SMLP_EBADFILE, "do not match the file's smlp.data_hash");
+        ck_assert_ptr_null(f);
+        ck_assert_msg(strncmp(errbuf, q, strlen(q)) == 0, "%s", errbuf);
+        bytes[at[i]] ^= 0x10;
+    }
+    free(bytes);
+    for (i = 0; i < (int)(sizeof(bad_values) / sizeof(bad_values[0])); i++) {
+        values[1] = bad_values[i];
+        ck_assert_int_eq(smlp__st_write(p, e, RT_N, keys, values, 2, errbuf,
+                                        sizeof(errbuf)),
+                         SMLP_OK);
+        f = (struct smlp__st_file *)1;
+        assert_err(smlp__st_open(p, &f, errbuf, sizeof(errbuf)),
+                   SMLP_EBADFILE, "not 16 hex digits");
+        ck_assert_ptr_null(f);
+    }
     for (i = 0; i < RT_N; i++)
         free(data[i]);
 }
@@ -1037,6 +1148,8 @@ safetensors_suite(void)
     tc = tcase_create("roundtrip");
     tcase_add_unchecked_fixture(tc, setup_dir, teardown_dir);
     tcase_add_test(tc, test_safetensors_write_roundtrip);
+    tcase_add_test(tc, test_safetensors_hash_known);
+    tcase_add_test(tc, test_safetensors_hash_checked);
     tcase_add_test(tc, test_safetensors_write_overwrite);
     tcase_add_test(tc, test_safetensors_write_empty);
     tcase_add_test(tc, test_safetensors_find_absent);

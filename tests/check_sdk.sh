@@ -282,7 +282,8 @@ expect "smlp-run leaky.fbs --input x.safetensors" 0 "minimal.leaky_relu" \
 # y = x where x > 0, else 0.1 x: read y's 8 floats at its data offset.
 y=$(if [ -s "$T/min/y.safetensors" ]; then
     n=$(od -A n -t u4 -N 4 "$T/min/y.safetensors" | tr -d ' ')
-    at=$(head -c $((8 + n)) "$T/min/y.safetensors" |
+    # (the JSON alone: the length's bytes are no text for sed's '.')
+    at=$(head -c $((8 + n)) "$T/min/y.safetensors" | tail -c +9 |
          sed -n 's/.*"y":{[^}]*"data_offsets":\[\([0-9]*\),.*/\1/p')
     od -A n -t f4 -j $((8 + n + at)) -N 32 "$T/min/y.safetensors"
 fi | tr -s ' \n' '  ')
