@@ -25,12 +25,8 @@
 #define AF_MAX_TRIES 100
 
 /* Formats into err (when there is one); returns status. */
-static int
-fail(char *err, size_t errlen, int status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int
-fail(char *err, size_t errlen, int status, const char *fmt, ...)
+int
+smlp__fail(char *err, size_t errlen, int status, const char *fmt, ...)
 {
     va_list ap;
 
@@ -102,7 +98,7 @@ resolve(const char *path, char **out, struct stat *st, int *exists,
 
     cur = strdup(path);
     if (cur == NULL)
-        return fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
+        return smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
     for (hops = 0;; hops++) {
         if (lstat(cur, st) != 0) {
             *exists = 0;
@@ -114,8 +110,8 @@ resolve(const char *path, char **out, struct stat *st, int *exists,
         }
         if (hops == AF_MAX_LINKS) {
             free(cur);
-            return fail(err, errlen, SMLP_EIO, "%s: %s", path,
-                        strerror(ELOOP));
+            return smlp__fail(err, errlen, SMLP_EIO, "%s: %s", path,
+                              strerror(ELOOP));
         }
         link = read_link(cur);
         if (link == NULL) {
@@ -123,11 +119,11 @@ resolve(const char *path, char **out, struct stat *st, int *exists,
 
             free(cur);
             if (e == ENOMEM)
-                return fail(err, errlen, SMLP_ENOMEM, "%s: out of memory",
-                            path);
-            return fail(err, errlen, SMLP_EIO,
-                        "%s: cannot read the symbolic link: %s", path,
-                        strerror(e));
+                return smlp__fail(err, errlen, SMLP_ENOMEM,
+                                  "%s: out of memory", path);
+            return smlp__fail(err, errlen, SMLP_EIO,
+                              "%s: cannot read the symbolic link: %s", path,
+                              strerror(e));
         }
         /* A relative link is relative to the directory holding it. */
         slash = strrchr(cur, '/');
@@ -145,7 +141,8 @@ resolve(const char *path, char **out, struct stat *st, int *exists,
         }
         free(cur);
         if (next == NULL)
-            return fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
+            return smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory",
+                              path);
         cur = next;
     }
     *out = cur;
@@ -208,31 +205,32 @@ smlp__atomic_file_open(struct smlp__atomic_file *af, const char *path,
     memset(af, 0, sizeof(*af));
     af->fd = -1;
     if (path == NULL || path[0] == '\0')
-        return fail(err, errlen, SMLP_EINVAL, "empty file name");
+        return smlp__fail(err, errlen, SMLP_EINVAL, "empty file name");
     af->path = strdup(path);
     if (af->path == NULL)
-        return fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
+        return smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
     rc = resolve(path, &af->target, &st, &exists, err, errlen);
     if (rc != SMLP_OK)
         goto out_free_path;
     if (exists && S_ISDIR(st.st_mode)) {
-        rc = fail(err, errlen, SMLP_EIO,
-                  "%s: is a directory (cannot rename a file over it)", path);
+        rc = smlp__fail(err, errlen, SMLP_EIO,
+                        "%s: is a directory (cannot rename a file over it)",
+                        path);
         goto out_free_target;
     }
     if (exists && !S_ISREG(st.st_mode)) {
         /* A device, FIFO or socket: written in place. */
         af->fd = open(af->target, O_WRONLY | O_NOCTTY | O_CLOEXEC);
         if (af->fd < 0) {
-            rc = fail(err, errlen, SMLP_EIO, "%s: cannot open: %s", path,
-                      strerror(errno));
+            rc = smlp__fail(err, errlen, SMLP_EIO, "%s: cannot open: %s", path,
+                            strerror(errno));
             goto out_free_target;
         }
         if (fstat(af->fd, &st) != 0 || S_ISREG(st.st_mode) ||
             S_ISDIR(st.st_mode)) {
-            rc = fail(err, errlen, SMLP_EIO,
-                      "%s: replaced by another file while being opened",
-                      path);
+            rc = smlp__fail(err, errlen, SMLP_EIO,
+                            "%s: replaced by another file while being opened",
+                            path);
             goto out_close_fd;
         }
         return SMLP_OK;
@@ -240,22 +238,23 @@ smlp__atomic_file_open(struct smlp__atomic_file *af, const char *path,
     len = strlen(af->target);
     af->tmp = malloc(len + sizeof(AF_SUFFIX));
     if (af->tmp == NULL) {
-        rc = fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
+        rc = smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
         goto out_free_target;
     }
     memcpy(af->tmp, af->target, len);
     memcpy(af->tmp + len, AF_SUFFIX, sizeof(AF_SUFFIX));
     af->fd = create_tmp(af->tmp, len + sizeof(AF_SUFFIX) - 7);
     if (af->fd < 0) {
-        rc = fail(err, errlen, SMLP_EIO,
-                  "%s: cannot create the temporary file %s%s: %s", path,
-                  af->target, AF_SUFFIX, strerror(errno));
+        rc = smlp__fail(err, errlen, SMLP_EIO,
+                        "%s: cannot create the temporary file %s%s: %s", path,
+                        af->target, AF_SUFFIX, strerror(errno));
         goto out_free_tmp;
     }
     /* An existing file keeps its permission bits. */
     if (exists && fchmod(af->fd, st.st_mode & 07777) != 0) {
-        rc = fail(err, errlen, SMLP_EIO, "%s: cannot set the mode of %s: %s",
-                  path, af->tmp, strerror(errno));
+        rc = smlp__fail(err, errlen, SMLP_EIO,
+                        "%s: cannot set the mode of %s: %s", path, af->tmp,
+                        strerror(errno));
         goto out_unlink;
     }
     return SMLP_OK;
@@ -284,8 +283,8 @@ smlp__atomic_file_stream(struct smlp__atomic_file *af, char *err,
     if (af->f == NULL && af->fd >= 0) {
         af->f = fdopen(af->fd, "wb");
         if (af->f == NULL)
-            fail(err, errlen, SMLP_ENOMEM, "%s: %s", af->path,
-                 strerror(errno));
+            smlp__fail(err, errlen, SMLP_ENOMEM, "%s: %s", af->path,
+                       strerror(errno));
     }
     return af->f;
 }
@@ -299,10 +298,10 @@ io_fail(const struct smlp__atomic_file *af, const char *verb, int e,
     const char *cause = e != 0 ? strerror(e) : "write error";
 
     if (af->tmp != NULL)
-        return fail(err, errlen, SMLP_EIO, "%s: cannot %s %s: %s", af->path,
-                    verb, af->tmp, cause);
-    return fail(err, errlen, SMLP_EIO, "%s: cannot %s: %s", af->path, verb,
-                cause);
+        return smlp__fail(err, errlen, SMLP_EIO, "%s: cannot %s %s: %s",
+                          af->path, verb, af->tmp, cause);
+    return smlp__fail(err, errlen, SMLP_EIO, "%s: cannot %s: %s", af->path,
+                      verb, cause);
 }
 
 int
@@ -358,20 +357,21 @@ sync_dir(const struct smlp__atomic_file *af, char *err, size_t errlen)
     int fd, rc = SMLP_OK;
 
     if (dir == NULL)
-        return fail(err, errlen, SMLP_ENOMEM, "%s: out of memory",
-                    af->path);
+        return smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory",
+                          af->path);
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
-        rc = fail(err, errlen, SMLP_EIO,
-                  "%s: written, but cannot open its directory to sync it: "
-                  "%s",
-                  af->path, strerror(errno));
+        rc = smlp__fail(
+            err, errlen, SMLP_EIO,
+            "%s: written, but cannot open its directory to sync it: "
+            "%s",
+            af->path, strerror(errno));
         goto out_free_dir;
     }
     if (fsync(fd) != 0 && errno != EINVAL)
-        rc = fail(err, errlen, SMLP_EIO,
-                  "%s: written, but cannot sync its directory: %s", af->path,
-                  strerror(errno));
+        rc = smlp__fail(err, errlen, SMLP_EIO,
+                        "%s: written, but cannot sync its directory: %s",
+                        af->path, strerror(errno));
     close(fd);
 out_free_dir:
     free(dir);
@@ -385,8 +385,8 @@ smlp__atomic_file_commit(struct smlp__atomic_file *af, char *err,
     int rc, closed;
 
     if (af->fd < 0)
-        return fail(err, errlen, SMLP_EIO, "%s: not open",
-                    af->path != NULL ? af->path : "(released)");
+        return smlp__fail(err, errlen, SMLP_EIO, "%s: not open",
+                          af->path != NULL ? af->path : "(released)");
     if (af->f != NULL) {
         errno = 0;
         if (fflush(af->f) != 0 || ferror(af->f)) {
@@ -408,12 +408,14 @@ smlp__atomic_file_commit(struct smlp__atomic_file *af, char *err,
     }
     if (af->tmp != NULL && rename(af->tmp, af->target) != 0) {
         if (strcmp(af->target, af->path) == 0)
-            rc = fail(err, errlen, SMLP_EIO,
-                      "%s: cannot rename %s over it: %s", af->path, af->tmp,
-                      strerror(errno));
+            rc = smlp__fail(err, errlen, SMLP_EIO,
+                            "%s: cannot rename %s over it: %s", af->path,
+                            af->tmp, strerror(errno));
         else
-            rc = fail(err, errlen, SMLP_EIO, "%s: cannot rename %s over %s: "
-                      "%s", af->path, af->tmp, af->target, strerror(errno));
+            rc = smlp__fail(err, errlen, SMLP_EIO,
+                            "%s: cannot rename %s over %s: "
+                            "%s",
+                            af->path, af->tmp, af->target, strerror(errno));
         goto out_unlink;
     }
     rc = af->tmp != NULL ? sync_dir(af, err, errlen) : SMLP_OK;

@@ -106,4 +106,12 @@ int smlp__atomic_file_fill(const char *path,
                            int (*fill)(FILE *f, void *arg), void *arg,
                            char *err, size_t errlen);
 
+/*
+ * Formats a message into err[0..errlen) (when err is not NULL and errlen
+ * is not 0) and returns status, so that a failing path of the file code
+ * here and in safetensors.c reads "return smlp__fail(err, errlen, ...)".
+ */
+int smlp__fail(char *err, size_t errlen, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 #endif /* SMLP_ATOMIC_FILE_H */

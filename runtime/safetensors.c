@@ -75,23 +75,6 @@ struct span {
     const char *name;
 };
 
-/*
- * Formats an error message into err (when there is room for one) and
- * returns status, so that a failing path reads "return fail(...)".
- */
-static int __attribute__((format(printf, 4, 5)))
-fail(char *err, size_t errlen, int status, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
-
 /* Returns the table row of a dtype name, or NULL for an unknown one. */
 static const struct dtype_info *
 dtype_lookup(const char *name)
@@ -260,94 +243,99 @@ parse_entry(struct smlp__st_entry *e, struct span *span, const char *path,
 
     e->name = strdup(name);
     if (e->name == NULL)
-        return fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
+        return smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
     if (!json_is_object(v))
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: tensor '%s': entry is %s, not an object", path,
-                    name, json_type_str(v));
+        return smlp__fail(err, errlen, SMLP_EBADFILE,
+                          "%s: tensor '%s': entry is %s, not an object", path,
+                          name, json_type_str(v));
 
     dt = json_object_get(v, "dtype");
     if (!json_is_string(dt))
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: tensor '%s': dtype is missing or not a string",
-                    path, name);
+        return smlp__fail(err, errlen, SMLP_EBADFILE,
+                          "%s: tensor '%s': dtype is missing or not a string",
+                          path, name);
     info = dtype_lookup(json_string_value(dt));
     if (info == NULL)
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: tensor '%s': unknown dtype '%.40s'", path, name,
-                    json_string_value(dt));
+        return smlp__fail(err, errlen, SMLP_EBADFILE,
+                          "%s: tensor '%s': unknown dtype '%.40s'", path, name,
+                          json_string_value(dt));
     e->dtype = info->dtype;
     snprintf(e->dtype_name, sizeof(e->dtype_name), "%s", info->name);
 
     shape = json_object_get(v, "shape");
     if (!json_is_array(shape))
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: tensor '%s': shape is missing or not an array",
-                    path, name);
+        return smlp__fail(err, errlen, SMLP_EBADFILE,
+                          "%s: tensor '%s': shape is missing or not an array",
+                          path, name);
     rank = json_array_size(shape);
     if (rank > SMLP_MAX_RANK)
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: tensor '%s': shape has rank %zu, smlp allows at "
-                    "most %d",
-                    path, name, rank, SMLP_MAX_RANK);
+        return smlp__fail(
+            err, errlen, SMLP_EBADFILE,
+            "%s: tensor '%s': shape has rank %zu, smlp allows at "
+            "most %d",
+            path, name, rank, SMLP_MAX_RANK);
     e->rank = (int32_t)rank;
     json_array_foreach(shape, d, x) {
         if (!json_is_integer(x))
-            return fail(err, errlen, SMLP_EBADFILE,
-                        "%s: tensor '%s': shape[%zu] is %s, not an integer",
-                        path, name, d, json_type_str(x));
+            return smlp__fail(
+                err, errlen, SMLP_EBADFILE,
+                "%s: tensor '%s': shape[%zu] is %s, not an integer", path,
+                name, d, json_type_str(x));
         if (json_integer_value(x) < 0)
-            return fail(err, errlen, SMLP_EBADFILE,
-                        "%s: tensor '%s': shape[%zu] is negative (%lld)",
-                        path, name, d, (long long)json_integer_value(x));
+            return smlp__fail(err, errlen, SMLP_EBADFILE,
+                              "%s: tensor '%s': shape[%zu] is negative (%lld)",
+                              path, name, d, (long long)json_integer_value(x));
         e->shape[d] = (int64_t)json_integer_value(x);
     }
     shape_str(e->shape, e->rank, sbuf, sizeof(sbuf));
     r = tensor_nbytes(e->shape, e->rank, info->bits, &nbytes);
     if (r == -1)
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: tensor '%s': shape %s %s overflows: its byte size "
-                    "is not representable",
-                    path, name, sbuf, info->name);
+        return smlp__fail(
+            err, errlen, SMLP_EBADFILE,
+            "%s: tensor '%s': shape %s %s overflows: its byte size "
+            "is not representable",
+            path, name, sbuf, info->name);
     if (r == -2)
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: tensor '%s': shape %s %s is not a whole number of "
-                    "bytes",
-                    path, name, sbuf, info->name);
+        return smlp__fail(
+            err, errlen, SMLP_EBADFILE,
+            "%s: tensor '%s': shape %s %s is not a whole number of "
+            "bytes",
+            path, name, sbuf, info->name);
 
     offs = json_object_get(v, "data_offsets");
     if (!json_is_array(offs) || json_array_size(offs) != 2 ||
         !json_is_integer(json_array_get(offs, 0)) ||
         !json_is_integer(json_array_get(offs, 1)))
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: tensor '%s': data_offsets is missing or not an "
-                    "array of two integers",
-                    path, name);
+        return smlp__fail(err, errlen, SMLP_EBADFILE,
+                          "%s: tensor '%s': data_offsets is missing or not an "
+                          "array of two integers",
+                          path, name);
     begin = json_integer_value(json_array_get(offs, 0));
     end = json_integer_value(json_array_get(offs, 1));
     if (begin < 0 || end < 0)
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: tensor '%s': data_offsets [%lld, %lld] are "
-                    "negative",
-                    path, name, (long long)begin, (long long)end);
+        return smlp__fail(err, errlen, SMLP_EBADFILE,
+                          "%s: tensor '%s': data_offsets [%lld, %lld] are "
+                          "negative",
+                          path, name, (long long)begin, (long long)end);
     if (begin > end)
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: tensor '%s': data_offsets [%lld, %lld] are "
-                    "reversed",
-                    path, name, (long long)begin, (long long)end);
+        return smlp__fail(err, errlen, SMLP_EBADFILE,
+                          "%s: tensor '%s': data_offsets [%lld, %lld] are "
+                          "reversed",
+                          path, name, (long long)begin, (long long)end);
     if ((uint64_t)end > data_size)
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: tensor '%s': data_offsets [%lld, %lld] reach "
-                    "beyond the data block (%llu bytes)",
-                    path, name, (long long)begin, (long long)end,
-                    (unsigned long long)data_size);
+        return smlp__fail(err, errlen, SMLP_EBADFILE,
+                          "%s: tensor '%s': data_offsets [%lld, %lld] reach "
+                          "beyond the data block (%llu bytes)",
+                          path, name, (long long)begin, (long long)end,
+                          (unsigned long long)data_size);
     if ((uint64_t)(end - begin) != nbytes)
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: tensor '%s': data_offsets [%lld, %lld] hold %lld "
-                    "bytes, shape %s %s needs %llu",
-                    path, name, (long long)begin, (long long)end,
-                    (long long)(end - begin), sbuf, info->name,
-                    (unsigned long long)nbytes);
+        return smlp__fail(
+            err, errlen, SMLP_EBADFILE,
+            "%s: tensor '%s': data_offsets [%lld, %lld] hold %lld "
+            "bytes, shape %s %s needs %llu",
+            path, name, (long long)begin, (long long)end,
+            (long long)(end - begin), sbuf, info->name,
+            (unsigned long long)nbytes);
     e->data = data + begin;
     e->nbytes = (size_t)nbytes;
     span->begin = (uint64_t)begin;
@@ -369,27 +357,27 @@ parse_meta(struct smlp__st_file *f, const char *path, json_t *meta,
     size_t n;
 
     if (!json_is_object(meta))
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: " ST_META_KEY " is %s, not an object", path,
-                    json_type_str(meta));
+        return smlp__fail(err, errlen, SMLP_EBADFILE,
+                          "%s: " ST_META_KEY " is %s, not an object", path,
+                          json_type_str(meta));
     n = json_object_size(meta);
     f->meta_keys = calloc(n ? n : 1, sizeof(*f->meta_keys));
     f->meta_values = calloc(n ? n : 1, sizeof(*f->meta_values));
     if (f->meta_keys == NULL || f->meta_values == NULL)
-        return fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
+        return smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
     json_object_foreach(meta, key, v) {
         if (!json_is_string(v))
-            return fail(err, errlen, SMLP_EBADFILE,
-                        "%s: " ST_META_KEY " '%s': value is %s, not a "
-                        "string",
-                        path, key, json_type_str(v));
+            return smlp__fail(err, errlen, SMLP_EBADFILE,
+                              "%s: " ST_META_KEY " '%s': value is %s, not a "
+                              "string",
+                              path, key, json_type_str(v));
         f->meta_keys[f->n_meta] = strdup(key);
         f->meta_values[f->n_meta] = strdup(json_string_value(v));
         f->n_meta++;
         if (f->meta_keys[f->n_meta - 1] == NULL ||
             f->meta_values[f->n_meta - 1] == NULL)
-            return fail(err, errlen, SMLP_ENOMEM, "%s: out of memory",
-                        path);
+            return smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory",
+                              path);
     }
     return SMLP_OK;
 }
@@ -412,13 +400,13 @@ check_overlaps(struct span *spans, int32_t n, const char *path, char *err,
         if (s->begin == s->end)
             continue;
         if (last != NULL && s->begin < last->end)
-            return fail(err, errlen, SMLP_EBADFILE,
-                        "%s: tensor '%s': data_offsets [%llu, %llu] "
-                        "overlap tensor '%s' [%llu, %llu]",
-                        path, s->name, (unsigned long long)s->begin,
-                        (unsigned long long)s->end, last->name,
-                        (unsigned long long)last->begin,
-                        (unsigned long long)last->end);
+            return smlp__fail(err, errlen, SMLP_EBADFILE,
+                              "%s: tensor '%s': data_offsets [%llu, %llu] "
+                              "overlap tensor '%s' [%llu, %llu]",
+                              path, s->name, (unsigned long long)s->begin,
+                              (unsigned long long)s->end, last->name,
+                              (unsigned long long)last->begin,
+                              (unsigned long long)last->end);
         if (last == NULL || s->end > last->end)
             last = s;
     }
@@ -445,12 +433,12 @@ parse_header(struct smlp__st_file *f, const char *path, json_t *root,
     if (json_object_get(root, ST_META_KEY) != NULL)
         n--;
     if (n > INT32_MAX)
-        return fail(err, errlen, SMLP_EBADFILE, "%s: too many tensors (%zu)",
-                    path, n);
+        return smlp__fail(err, errlen, SMLP_EBADFILE,
+                          "%s: too many tensors (%zu)", path, n);
     f->entries = calloc(n ? n : 1, sizeof(*f->entries));
     spans = calloc(n ? n : 1, sizeof(*spans));
     if (f->entries == NULL || spans == NULL) {
-        rc = fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
+        rc = smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
         goto out_free_spans;
     }
     json_object_foreach(root, key, v) {
@@ -496,18 +484,19 @@ check_hash(const struct smlp__st_file *f, const char *path,
         want = want << 4 | (unsigned)(v[i] <= '9' ? v[i] - '0'
                                                   : v[i] - 'a' + 10);
     if (i != 16 || v[16] != '\0')
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: metadata %s is '%s', not 16 hex digits", path,
-                    SMLP__ST_HASH_KEY, v);
+        return smlp__fail(err, errlen, SMLP_EBADFILE,
+                          "%s: metadata %s is '%s', not 16 hex digits", path,
+                          SMLP__ST_HASH_KEY, v);
     smlp__st_hash_init(&h);
     smlp__st_hash_update(&h, data, (size_t)len);
     got = smlp__st_hash_final(&h);
     if (got != want)
-        return fail(err, errlen, SMLP_EBADFILE,
-                    "%s: the tensor data do not match the file's %s (%s; "
-                    "they hash to %016llx): the file was changed or "
-                    "damaged after it was written",
-                    path, SMLP__ST_HASH_KEY, v, got);
+        return smlp__fail(
+            err, errlen, SMLP_EBADFILE,
+            "%s: the tensor data do not match the file's %s (%s; "
+            "they hash to %016llx): the file was changed or "
+            "damaged after it was written",
+            path, SMLP__ST_HASH_KEY, v, got);
     return SMLP_OK;
 }
 
@@ -525,52 +514,54 @@ smlp__st_open(const char *path, struct smlp__st_file **out, char *err,
     int fd, rc;
 
     if (out == NULL || path == NULL)
-        return fail(err, errlen, SMLP_EINVAL,
-                    "smlp__st_open: NULL argument");
+        return smlp__fail(err, errlen, SMLP_EINVAL,
+                          "smlp__st_open: NULL argument");
     *out = NULL;
     /* O_NONBLOCK keeps a FIFO from blocking the open; it is refused below. */
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
-        return fail(err, errlen, SMLP_EIO, "%s: cannot open: %s", path,
-                    strerror(errno));
+        return smlp__fail(err, errlen, SMLP_EIO, "%s: cannot open: %s", path,
+                          strerror(errno));
     if (fstat(fd, &st) != 0) {
-        rc = fail(err, errlen, SMLP_EIO, "%s: cannot stat: %s", path,
-                  strerror(errno));
+        rc = smlp__fail(err, errlen, SMLP_EIO, "%s: cannot stat: %s", path,
+                        strerror(errno));
         goto out_close_fd;
     }
     if (S_ISDIR(st.st_mode)) {
-        rc = fail(err, errlen, SMLP_EIO, "%s: is a directory, not a file",
-                  path);
+        rc = smlp__fail(err, errlen, SMLP_EIO,
+                        "%s: is a directory, not a file", path);
         goto out_close_fd;
     }
     if (!S_ISREG(st.st_mode)) {
-        rc = fail(err, errlen, SMLP_EIO, "%s: is not a regular file", path);
+        rc = smlp__fail(err, errlen, SMLP_EIO, "%s: is not a regular file",
+                        path);
         goto out_close_fd;
     }
     size = (uint64_t)st.st_size;
     if (size < 8) {
-        rc = fail(err, errlen, SMLP_EBADFILE,
-                  "%s: file is too short (%llu bytes), the header length "
-                  "alone takes 8",
-                  path, (unsigned long long)size);
+        rc =
+            smlp__fail(err, errlen, SMLP_EBADFILE,
+                       "%s: file is too short (%llu bytes), the header length "
+                       "alone takes 8",
+                       path, (unsigned long long)size);
         goto out_close_fd;
     }
     if (size > SIZE_MAX) {
-        rc = fail(err, errlen, SMLP_EBADFILE,
-                  "%s: file is too large to map (%llu bytes)", path,
-                  (unsigned long long)size);
+        rc = smlp__fail(err, errlen, SMLP_EBADFILE,
+                        "%s: file is too large to map (%llu bytes)", path,
+                        (unsigned long long)size);
         goto out_close_fd;
     }
     f = calloc(1, sizeof(*f));
     if (f == NULL) {
-        rc = fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
+        rc = smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
         goto out_close_fd;
     }
     f->map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (f->map == MAP_FAILED) {
         f->map = NULL;
-        rc = fail(err, errlen, SMLP_EIO, "%s: cannot map: %s", path,
-                  strerror(errno));
+        rc = smlp__fail(err, errlen, SMLP_EIO, "%s: cannot map: %s", path,
+                        strerror(errno));
         goto out_free;
     }
     f->map_len = (size_t)size;
@@ -580,39 +571,39 @@ smlp__st_open(const char *path, struct smlp__st_file **out, char *err,
     for (i = 7; i >= 0; i--)
         hlen = (hlen << 8) | map[i];
     if (hlen > ST_HEADER_MAX) {
-        rc = fail(err, errlen, SMLP_EBADFILE,
-                  "%s: header length %llu is absurd (more than 100 MB)", path,
-                  (unsigned long long)hlen);
+        rc = smlp__fail(err, errlen, SMLP_EBADFILE,
+                        "%s: header length %llu is absurd (more than 100 MB)",
+                        path, (unsigned long long)hlen);
         goto out_free;
     }
     if (hlen > size - 8) {
-        rc = fail(err, errlen, SMLP_EBADFILE,
-                  "%s: header length %llu exceeds the file (%llu bytes "
-                  "after the length)",
-                  path, (unsigned long long)hlen,
-                  (unsigned long long)(size - 8));
+        rc = smlp__fail(err, errlen, SMLP_EBADFILE,
+                        "%s: header length %llu exceeds the file (%llu bytes "
+                        "after the length)",
+                        path, (unsigned long long)hlen,
+                        (unsigned long long)(size - 8));
         goto out_free;
     }
     root = json_loadb((const char *)map + 8, (size_t)hlen,
                       JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (root == NULL) {
         if (json_error_code(&jerr) == json_error_duplicate_key)
-            rc = fail(err, errlen, SMLP_EBADFILE,
-                      "%s: header names a key twice (duplicate): %s "
-                      "(line %d, column %d)",
-                      path, jerr.text, jerr.line, jerr.column);
+            rc = smlp__fail(err, errlen, SMLP_EBADFILE,
+                            "%s: header names a key twice (duplicate): %s "
+                            "(line %d, column %d)",
+                            path, jerr.text, jerr.line, jerr.column);
         else
-            rc = fail(err, errlen, SMLP_EBADFILE,
-                      "%s: header is not valid JSON: %s (line %d, column "
-                      "%d, byte %d)",
-                      path, jerr.text, jerr.line, jerr.column,
-                      jerr.position);
+            rc = smlp__fail(
+                err, errlen, SMLP_EBADFILE,
+                "%s: header is not valid JSON: %s (line %d, column "
+                "%d, byte %d)",
+                path, jerr.text, jerr.line, jerr.column, jerr.position);
         goto out_free;
     }
     if (!json_is_object(root)) {
-        rc = fail(err, errlen, SMLP_EBADFILE,
-                  "%s: header is %s, not a JSON object", path,
-                  json_type_str(root));
+        rc = smlp__fail(err, errlen, SMLP_EBADFILE,
+                        "%s: header is %s, not a JSON object", path,
+                        json_type_str(root));
         goto out_free;
     }
     rc = parse_header(f, path, root, map + 8 + hlen, size - 8 - hlen, err,
@@ -708,54 +699,54 @@ check_entry(const struct smlp__st_entry *e, int32_t idx, const char *path,
     int32_t d;
 
     if (e->name == NULL)
-        return fail(err, errlen, SMLP_EINVAL, "%s: entry %d has no name",
-                    path, (int)idx);
+        return smlp__fail(err, errlen, SMLP_EINVAL, "%s: entry %d has no name",
+                          path, (int)idx);
     if (!utf8_valid(e->name))
-        return fail(err, errlen, SMLP_EINVAL,
-                    "%s: the name of entry %d is not valid UTF-8", path,
-                    (int)idx);
+        return smlp__fail(err, errlen, SMLP_EINVAL,
+                          "%s: the name of entry %d is not valid UTF-8", path,
+                          (int)idx);
     if (strcmp(e->name, ST_META_KEY) == 0)
-        return fail(err, errlen, SMLP_EINVAL,
-                    "%s: tensor '%s': the name is reserved for metadata",
-                    path, e->name);
+        return smlp__fail(err, errlen, SMLP_EINVAL,
+                          "%s: tensor '%s': the name is reserved for metadata",
+                          path, e->name);
     if (memchr(e->dtype_name, 0, sizeof(e->dtype_name)) == NULL)
-        return fail(err, errlen, SMLP_EINVAL,
-                    "%s: tensor '%s': dtype_name is not NUL-terminated",
-                    path, e->name);
+        return smlp__fail(err, errlen, SMLP_EINVAL,
+                          "%s: tensor '%s': dtype_name is not NUL-terminated",
+                          path, e->name);
     info = dtype_lookup(e->dtype_name);
     if (info == NULL)
-        return fail(err, errlen, SMLP_EINVAL,
-                    "%s: tensor '%s': unknown dtype '%s'", path, e->name,
-                    e->dtype_name);
+        return smlp__fail(err, errlen, SMLP_EINVAL,
+                          "%s: tensor '%s': unknown dtype '%s'", path, e->name,
+                          e->dtype_name);
     if (info->dtype != e->dtype)
-        return fail(err, errlen, SMLP_EINVAL,
-                    "%s: tensor '%s': dtype %d does not match dtype_name "
-                    "'%s' (expected %d)",
-                    path, e->name, (int)e->dtype, e->dtype_name,
-                    (int)info->dtype);
+        return smlp__fail(
+            err, errlen, SMLP_EINVAL,
+            "%s: tensor '%s': dtype %d does not match dtype_name "
+            "'%s' (expected %d)",
+            path, e->name, (int)e->dtype, e->dtype_name, (int)info->dtype);
     if (e->rank < 0 || e->rank > SMLP_MAX_RANK)
-        return fail(err, errlen, SMLP_EINVAL,
-                    "%s: tensor '%s': rank %d is outside 0..%d", path,
-                    e->name, (int)e->rank, SMLP_MAX_RANK);
+        return smlp__fail(err, errlen, SMLP_EINVAL,
+                          "%s: tensor '%s': rank %d is outside 0..%d", path,
+                          e->name, (int)e->rank, SMLP_MAX_RANK);
     for (d = 0; d < e->rank; d++)
         if (e->shape[d] < 0)
-            return fail(err, errlen, SMLP_EINVAL,
-                        "%s: tensor '%s': shape[%d] is negative (%lld)",
-                        path, e->name, (int)d, (long long)e->shape[d]);
+            return smlp__fail(err, errlen, SMLP_EINVAL,
+                              "%s: tensor '%s': shape[%d] is negative (%lld)",
+                              path, e->name, (int)d, (long long)e->shape[d]);
     shape_str(e->shape, e->rank, sbuf, sizeof(sbuf));
     if (tensor_nbytes(e->shape, e->rank, info->bits, &nbytes) != 0)
-        return fail(err, errlen, SMLP_EINVAL,
-                    "%s: tensor '%s': shape %s %s overflows or is not a "
-                    "whole number of bytes",
-                    path, e->name, sbuf, info->name);
+        return smlp__fail(err, errlen, SMLP_EINVAL,
+                          "%s: tensor '%s': shape %s %s overflows or is not a "
+                          "whole number of bytes",
+                          path, e->name, sbuf, info->name);
     if (nbytes != e->nbytes)
-        return fail(err, errlen, SMLP_EINVAL,
-                    "%s: tensor '%s': nbytes is %zu, shape %s %s needs %llu",
-                    path, e->name, e->nbytes, sbuf, info->name,
-                    (unsigned long long)nbytes);
+        return smlp__fail(
+            err, errlen, SMLP_EINVAL,
+            "%s: tensor '%s': nbytes is %zu, shape %s %s needs %llu", path,
+            e->name, e->nbytes, sbuf, info->name, (unsigned long long)nbytes);
     if (e->data == NULL && e->nbytes > 0)
-        return fail(err, errlen, SMLP_EINVAL,
-                    "%s: tensor '%s': data is NULL", path, e->name);
+        return smlp__fail(err, errlen, SMLP_EINVAL,
+                          "%s: tensor '%s': data is NULL", path, e->name);
     return SMLP_OK;
 }
 
@@ -776,14 +767,14 @@ check_unique(const char *const *names, int32_t n, const char *path,
         return SMLP_OK;
     sorted = malloc((size_t)n * sizeof(*sorted));
     if (sorted == NULL)
-        return fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
+        return smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
     memcpy(sorted, names, (size_t)n * sizeof(*sorted));
     qsort(sorted, (size_t)n, sizeof(*sorted), cmp_str_ptr);
     for (i = 1; i < n; i++)
         if (strcmp(sorted[i - 1], sorted[i]) == 0) {
-            rc = fail(err, errlen, SMLP_EINVAL,
-                      "%s: %s '%s': the name appears twice", path, what,
-                      sorted[i]);
+            rc = smlp__fail(err, errlen, SMLP_EINVAL,
+                            "%s: %s '%s': the name appears twice", path, what,
+                            sorted[i]);
             break;
         }
     free(sorted);
@@ -806,26 +797,27 @@ check_input(const char *path, const struct smlp__st_entry *entries,
 
     if (path == NULL || n < 0 || n_meta < 0 || (n > 0 && entries == NULL) ||
         (n_meta > 0 && (keys == NULL || values == NULL)))
-        return fail(err, errlen, SMLP_EINVAL,
-                    "smlp__st_write: invalid arguments");
+        return smlp__fail(err, errlen, SMLP_EINVAL,
+                          "smlp__st_write: invalid arguments");
     for (i = 0; i < n; i++) {
         rc = check_entry(&entries[i], i, path, err, errlen);
         if (rc != SMLP_OK)
             return rc;
         total += entries[i].nbytes;
         if (total > (uint64_t)INT64_MAX)
-            return fail(err, errlen, SMLP_EINVAL,
-                        "%s: the tensors hold more than 2^63 bytes", path);
+            return smlp__fail(err, errlen, SMLP_EINVAL,
+                              "%s: the tensors hold more than 2^63 bytes",
+                              path);
     }
     for (i = 0; i < n_meta; i++) {
         if (keys[i] == NULL || values[i] == NULL)
-            return fail(err, errlen, SMLP_EINVAL,
-                        "%s: metadata pair %d has a NULL key or value", path,
-                        (int)i);
+            return smlp__fail(err, errlen, SMLP_EINVAL,
+                              "%s: metadata pair %d has a NULL key or value",
+                              path, (int)i);
         if (!utf8_valid(keys[i]) || !utf8_valid(values[i]))
-            return fail(err, errlen, SMLP_EINVAL,
-                        "%s: metadata pair %d is not valid UTF-8", path,
-                        (int)i);
+            return smlp__fail(err, errlen, SMLP_EINVAL,
+                              "%s: metadata pair %d is not valid UTF-8", path,
+                              (int)i);
     }
     rc = check_unique(keys, n_meta, path, "metadata key", err, errlen);
     if (rc != SMLP_OK)
@@ -833,7 +825,7 @@ check_input(const char *path, const struct smlp__st_entry *entries,
 
     names = malloc((n ? (size_t)n : 1) * sizeof(*names));
     if (names == NULL)
-        return fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
+        return smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
     for (i = 0; i < n; i++)
         names[i] = entries[i].name;
     rc = check_unique(names, n, path, "tensor", err, errlen);
@@ -918,7 +910,7 @@ build_header(const struct smlp__st_entry *entries, int32_t n,
 out_nomem:
     free(text);
     json_decref(root);
-    return fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
+    return smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
 }
 
 /*
