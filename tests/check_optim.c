@@ -851,6 +851,7 @@ START_TEST(test_checkpoint_load_errors)
     struct snap before;
     char good[600], path[600], cmd[1400];
     struct stat st;
+    int k;
 
     fixture_open(&fx);
     s = session(&fx, NULL, NULL);
@@ -881,6 +882,12 @@ START_TEST(test_checkpoint_load_errors)
     expect_load_error(s, path, SMLP_ESHAPE,
                       "tensor 'W' has shape [4,3], graph ", &before);
     tu_assert_contains(smlp_session_errmsg(s), "needs [3,4]");
+    /* Only the last dimension differs ([3,5] against [3,4]). */
+    ts[0] = W;
+    ts[0].shape[1] = 5;
+    write_fake(path, ts, 3, keys, vals, 2);
+    expect_load_error(s, path, SMLP_ESHAPE,
+                      "tensor 'W' has shape [3,5], graph ", &before);
     /* Wrong dtype. */
     ts[0] = W;
     ts[2].dtype = "I32";
@@ -896,6 +903,16 @@ START_TEST(test_checkpoint_load_errors)
     expect_load_error(s, path, SMLP_EBADFILE,
                       "metadata smlp.step is '5x', not a step count",
                       &before);
+    /* A sign or a space strtoull would take, and 2^63 (over int64). */
+    for (k = 0; k < 3; k++) {
+        static const char *const steps[] = {"+5", " 5",
+                                            "9223372036854775808"};
+        const char *v2[2] = {"ce", steps[k]};
+
+        write_fake(path, ts, 3, keys, v2, 2);
+        expect_load_error(s, path, SMLP_EBADFILE, "not a step count",
+                          &before);
+    }
     /* Truncated: the good file less its last 4 bytes. */
     ck_assert_int_eq(stat(good, &st), 0);
     snprintf(cmd, sizeof(cmd), "head -c %lld '%s' > '%s'",
