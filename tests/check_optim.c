@@ -1183,6 +1183,17 @@ START_TEST(test_optim_create_errors)
     o.beta2 = 1.0;
     ck_assert_ptr_null(smlp_optim_create(s, &o, &err));
     tu_assert_contains(err.msg, "betas (0.9, 1) are outside [0, 1)");
+    /* The edges of the open intervals: 1 itself is out (a momentum or
+     * beta of 1 never forgets: the update grows without bound). */
+    smlp_optim_opts_init(&o);
+    o.beta1 = 1.0;
+    ck_assert_ptr_null(smlp_optim_create(s, &o, &err));
+    tu_assert_contains(err.msg, "betas (1, 0.999) are outside [0, 1)");
+    smlp_optim_opts_init(&o);
+    o.kind = SMLP_OPTIM_SGD;
+    o.momentum = 1.0;
+    ck_assert_ptr_null(smlp_optim_create(s, &o, &err));
+    tu_assert_contains(err.msg, "momentum 1 is outside [0, 1)");
     smlp_optim_opts_init(&o);
     o.kind = SMLP_OPTIM_SGD;
     o.momentum = 0;
