@@ -526,10 +526,10 @@ resolve_nodes(smlp_session_t *s, struct smlp_error *err)
  *
  * Measured (docs/performance.md): the shipped Mixer and Sparse-MLP graphs
  * are chains (p = 1.00) and get 1 x T (a sparse graph at batch 1, whose
- * aux-loss branches weigh next to its tiny kernels, gets 2 x 1); the MoCo graphs have four encoder
- * passes that the graph allows side by side, but their memory plan chains
- * them (p about 1.2 with the ordering edges), and 1 x 2 trains them 1.8x
- * faster than 2 x 1 on 2 cores.
+ * aux-loss branches weigh next to its tiny kernels, gets 2 x 1); the MoCo
+ * graphs have four encoder passes that the graph allows side by side, but
+ * their memory plan chains them (p about 1.2 with the ordering edges),
+ * and 1 x 2 trains them 1.8x faster than 2 x 1 on 2 cores.
  */
 /* The widest level of the graph's data edges (views not counted). */
 static int32_t
