@@ -75,6 +75,25 @@ elif cmd == "same":                     # A B: the same tensors and bytes
     assert sorted(a) == sorted(b), "tensor names differ"
     for k in a:
         assert a[k].tobytes() == b[k].tobytes(), "tensor %s differs" % k
+elif cmd == "close":                    # A B: frozen bytes equal, head close
+    # The head trains on the backbone's features, which the cache computes
+    # in batches of other rows than the training steps. Where the BLAS's
+    # result for a row depends on the rows beside it (OpenBLAS on Zen), the
+    # features differ in the last bit, and so does the head, slightly.
+    (a, _), (b, _) = read(args[0]), read(args[1])
+    assert sorted(a) == sorted(b), "tensor names differ"
+    worst = 0.0
+    for k in a:
+        if not k.startswith(("head.", "optim.")):
+            assert a[k].tobytes() == b[k].tobytes(), "tensor %s differs" % k
+            continue
+        scale = max(abs(x) for x in a[k])
+        assert scale > 0, "%s is all zero" % k
+        for i, (x, y) in enumerate(zip(a[k], b[k])):
+            d = abs(x - y) / scale
+            assert d <= 1e-4, "%s[%d]: %r vs %r (of %r)" % (k, i, x, y, scale)
+            worst = max(worst, d)
+    print("head and optimizer state within %.3g of their scale" % worst)
 elif cmd == "momentum":                 # A B: B is one step after A
     (a, ma), (b, mb) = read(args[0]), read(args[1])
     step, total = int(ma["train.step"]), int(ma["train.total_steps"])
@@ -226,16 +245,17 @@ expect "resume a probe as a fine-tune" 1 "--resume $T/probe0.st" \
     "$TRAIN" $L --epochs 3 --out "$T/x.st" --resume "$T/probe0.st"
 
 # ---- the probe's feature cache ----
-# The cached run trains the same head on the same features: every tensor
-# (the head, the frozen backbone, the optimizer state) equals the run that
-# recomputes the backbone at every step, bit for bit; and a run stopped in
-# either mode resumes in the other to the same bytes.
+# The cached run trains the same head on the same features as the run that
+# recomputes the backbone at every step: the frozen backbone keeps its
+# bytes, and the head and its optimizer state agree to 1e-4 of their scale
+# (bit for bit where the BLAS computes a row alike in any batch; OpenBLAS's
+# Zen kernels do not). A run stopped in either mode resumes in the other.
 expect "probe without the cache" 0 "done: 16 steps" \
     "$TRAIN" $L --probe --no-probe-cache --init-from "$T/pre.st" \
     --out "$T/probe_nc.st"
 if grep -qF "$CACHED" "$T/out"; then bad "--no-probe-cache cached"
-elif st same "$T/probe.st" "$T/probe_nc.st" >"$T/out" 2>&1; then
-    ok "probe: cached = recomputed, bit for bit"
+elif st close "$T/probe.st" "$T/probe_nc.st" >"$T/out" 2>&1; then
+    ok "probe: cached = recomputed: $(cat "$T/out")"
 else bad "probe: cached != recomputed"; sed 's/^/  | /' "$T/out"; fi
 "$TRAIN" $L --probe --init-from "$T/pre.st" --stop-after 1 \
     --out "$T/pc1.st" >"$T/out" 2>&1 &&
@@ -245,9 +265,9 @@ SMLP_TRAIN_TEST_SIGINT_STEP=5 "$TRAIN" $L --probe --no-probe-cache \
     --init-from "$T/pre.st" --out "$T/pc2.st" >>"$T/out" 2>&1
 rc=$?
 "$TRAIN" $L --probe --resume "$T/pc2.st" --out "$T/pc2.st" >>"$T/out" 2>&1
-if [ "$rc" -eq 130 ] && st same "$T/probe.st" "$T/pc1.st" >>"$T/out" 2>&1 &&
-    st same "$T/probe.st" "$T/pc2.st" >>"$T/out" 2>&1; then
-    ok "probe: stopped in one mode, resumed in the other, bit for bit"
+if [ "$rc" -eq 130 ] && st close "$T/probe.st" "$T/pc1.st" >>"$T/out" 2>&1 &&
+    st close "$T/probe.st" "$T/pc2.st" >>"$T/out" 2>&1; then
+    ok "probe: stopped in one mode, resumed in the other"
 else bad "probe: resume across the cache (first rc $rc)"
     sed 's/^/  | /' "$T/out"; fi
 # The resumed run still says where its backbone came from.
@@ -263,7 +283,7 @@ W="$T/wide.fbs $COMMON --batch 16 --limit-train 64 --epochs 1 --lr 0.01"
 expect "probe: a wider head" 0 "'blocks.5.res2.out' (6272 floats per" \
     "$TRAIN" $W --probe --out "$T/wide1.st"
 "$TRAIN" $W --probe --no-probe-cache --out "$T/wide2.st" >"$T/out" 2>&1
-if st same "$T/wide1.st" "$T/wide2.st" >>"$T/out" 2>&1; then
+if st close "$T/wide1.st" "$T/wide2.st" >>"$T/out" 2>&1; then
     ok "probe: a wider head, cached = recomputed"
 else bad "probe: a wider head"; sed 's/^/  | /' "$T/out"; fi
 # Where the cache cannot help, the probe says why and runs as before.
