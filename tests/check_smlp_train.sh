@@ -752,6 +752,12 @@ expect "resume missing" 1 "$T/none.st" \
     "$TRAIN" $M --out "$T/x.st" --resume "$T/none.st"
 expect "resume other epochs" 0 "--epochs was 2, now 3" \
     "$TRAIN" $M --epochs 3 --stop-after 2 --out "$T/x.st" --resume "$T/b.st"
+# Another test set changes no step, but the accuracies (the best kept in
+# the checkpoint among them) are of other images: a warning says so.
+expect "resume other test set" 0 \
+    "--limit-test was 64 test images, now 32: the accuracies before" \
+    "$TRAIN" $M --limit-test 32 --epochs 3 --stop-after 2 --out "$T/x.st" \
+    --resume "$T/b.st"
 
 # ---- a reader never sees a half-written checkpoint ----
 "$TRAIN" "$MIXER" $COMMON --limit-train 64 --limit-test 32 --epochs 100000 \

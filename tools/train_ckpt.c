@@ -23,8 +23,12 @@
 
 #define MAX_META 48
 
-/* One metadata entry; `opt` names the option for resume checks, `soft`
- * ones (the schedule's length) may change on resume. */
+/* One metadata entry; `opt` names the option for resume checks.  Its
+ * `soft` says what a change on resume does: SOFT_NO, refused; SOFT_SCHEDULE
+ * (the schedule's length), recomputed with a warning; SOFT_EVAL (the test
+ * set), the accuracies change meaning, with a warning. */
+enum { SOFT_NO, SOFT_SCHEDULE, SOFT_EVAL };
+
 struct meta_item {
     const char *key;
     const char *opt;
@@ -108,13 +112,16 @@ meta_options(struct train_run *r, struct meta_item *m)
     if (r->mode == TRAIN_MODE_MOCO)
         n = meta_add(m, n, "train.moco_m0", "--moco-m0", 0, "%.17g",
                      o->moco_m0);
-    n = meta_add(m, n, "train.epochs", "--epochs", 1, "%lld",
+    n = meta_add(m, n, "train.epochs", "--epochs", SOFT_SCHEDULE, "%lld",
                  (long long)o->epochs);
     n = meta_add(m, n, "train.total_steps",
-                 "the number of steps (--epochs, --max-steps)", 1, "%lld",
-                 (long long)r->total);
-    n = meta_add(m, n, "train.warmup_steps", "--warmup", 1, "%lld",
-                 (long long)r->warmup);
+                 "the number of steps (--epochs, --max-steps)",
+                 SOFT_SCHEDULE, "%lld", (long long)r->total);
+    n = meta_add(m, n, "train.warmup_steps", "--warmup", SOFT_SCHEDULE,
+                 "%lld", (long long)r->warmup);
+    if (r->mode != TRAIN_MODE_MOCO) /* MoCo evaluates nothing */
+        n = meta_add(m, n, "train.n_test", "--limit-test", SOFT_EVAL, "%lld",
+                     (long long)r->test.n);
     return n;
 }
 
@@ -276,6 +283,8 @@ train_ckpt_resume(struct train_run *r)
         if (v == NULL && strcmp(m[i].key, "train.device") == 0 &&
             r->o.device == SMLP_DEVICE_CPU)
             continue;
+        if (v == NULL && m[i].soft == SOFT_EVAL) /* before 0.3.1 */
+            continue;
         if (strcmp(m[i].opt, "GRAPH") == 0) {
             train_fail("--resume %s: made from another graph than %s "
                        "(graph hash %s, this one %s)",
@@ -283,17 +292,24 @@ train_ckpt_resume(struct train_run *r)
                        m[i].value);
             return -1;
         }
-        if (!m[i].soft) {
+        if (m[i].soft == SOFT_NO) {
             train_fail("--resume %s: made with %s %s, this run has %s "
                        "(options that change the result must match)",
                        r->o.resume, m[i].opt, v ? v : "(unset)",
                        m[i].value);
             return -1;
         }
-        fprintf(stderr, "smlp-train: warning: --resume %s: %s was %s, now "
-                        "%s: the schedule is recomputed, so the run differs "
-                        "from one started with these options\n",
-                r->o.resume, m[i].opt, v ? v : "(unset)", m[i].value);
+        if (m[i].soft == SOFT_EVAL)
+            fprintf(stderr, "smlp-train: warning: --resume %s: %s was %s "
+                            "test images, now %s: the accuracies before and "
+                            "after (the best included) are of other test "
+                            "sets\n",
+                    r->o.resume, m[i].opt, v, m[i].value);
+        else
+            fprintf(stderr, "smlp-train: warning: --resume %s: %s was %s, "
+                            "now %s: the schedule is recomputed, so the run "
+                            "differs from one started with these options\n",
+                    r->o.resume, m[i].opt, v ? v : "(unset)", m[i].value);
     }
     if (meta_int(r, "train.epoch", &r->epoch) != 0 ||
         meta_int(r, "train.step_in_epoch", &r->in_epoch) != 0 ||
