@@ -2,8 +2,7 @@
  * train_eval.c - smlp-train's test evaluation: the training session's
  * parameters copied into the inference session, the test set run through
  * it (accuracy, loss, per-class tallies, --routing-by-class), and
- * --eval-only; and filling a probe's feature cache, which runs the
- * classifier in inference over both sets.
+ * --eval-only.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -11,10 +10,8 @@
 
 #include "train_main.h"
 
-/* Copies the parameters and state of session `to` from the training
- * session (which has every tensor `to` has). */
-static int
-copy_params(struct train_run *r, smlp_session_t *to)
+int
+train_copy_params(struct train_run *r, smlp_session_t *to)
 {
     int kind, i;
 
@@ -76,7 +73,7 @@ train_evaluate(struct train_run *r, double *acc, double *loss)
     double t0 = train_now(), ce = 0.0;
     char err[1024];
 
-    if (copy_params(r, r->es) != 0)
+    if (train_copy_params(r, r->es) != 0)
         return -1;
     free(r->tally);
     r->tally = calloc((size_t)(2 * r->e_logits.shape[1]), sizeof(int64_t));
@@ -96,8 +93,8 @@ train_evaluate(struct train_run *r, double *acc, double *loss)
             train_fail("evaluation: %s", smlp_session_errmsg(r->es));
             return -1;
         }
-        correct += train_score(r->e_logits.data, r->e_logits.shape[1], b->labels,
-                         b->n, &ce, r->tally);
+        correct += train_score(r->e_logits.data, r->e_logits.shape[1],
+                               b->labels, b->n, &ce, r->tally);
         train_routing_add(&r->routing, b->labels, b->n,
                           r->e_logits.shape[0]);
     }
@@ -154,72 +151,4 @@ train_eval_only(struct train_run *r)
         printf("routing by class written to %s\n", r->o.routing);
     }
     return TRAIN_EXIT_OK;
-}
-
-/* Runs the feature session over `set` in order and keeps each image's row
- * of the cut tensor in rows. */
-static int
-cache_set(struct train_run *r, const struct train_set *set, float *rows)
-{
-    struct train_loader_opts lo;
-    struct train_loader *l;
-    struct smlp_tensor in, cut;
-    int64_t nb, i;
-    char err[256];
-
-    if (train_tensor(r->cache.fs, r->head.image, &in) != 0 ||
-        train_tensor(r->cache.fs, r->cache.tensor, &cut) != 0)
-        return -1;
-    memset(&lo, 0, sizeof(lo));
-    lo.set = set;
-    lo.batch = in.shape[0];
-    lo.seed = r->o.seed;
-    lo.views = 1;
-    l = train_loader_create(&lo, err, sizeof(err));
-    if (l == NULL) {
-        train_fail("%s", err);
-        return -1;
-    }
-    nb = train_loader_batches(l);
-    train_loader_request(l, 0, 0);
-    for (i = 0; i < nb; i++) {
-        const struct train_batch *b = train_loader_wait(l);
-
-        memcpy(in.data, b->images,
-               (size_t)smlp_tensor_numel(&in) * sizeof(float));
-        if (i + 1 < nb)
-            train_loader_request(l, 0, i + 1);
-        if (smlp_session_run(r->cache.fs) != SMLP_OK) {
-            train_fail("the probe's feature cache: %s",
-                       smlp_session_errmsg(r->cache.fs));
-            train_loader_destroy(l);
-            return -1;
-        }
-        memcpy(rows + (size_t)(i * lo.batch) * (size_t)r->cache.row,
-               cut.data,
-               (size_t)b->n * (size_t)r->cache.row * sizeof(float));
-    }
-    train_loader_destroy(l);
-    return 0;
-}
-
-int
-train_cache_fill(struct train_run *r)
-{
-    double t0 = train_now();
-
-    if (copy_params(r, r->cache.fs) != 0 ||
-        cache_set(r, &r->train, r->cache.train) != 0 ||
-        cache_set(r, &r->test, r->cache.test) != 0)
-        return -1;
-    printf("probe: the frozen backbone's '%s' (%lld floats per image) of "
-           "%lld + %lld images cached in %.1f s\n", r->cache.tensor,
-           (long long)r->cache.row, (long long)r->train.n,
-           (long long)r->test.n, train_now() - t0);
-    fflush(stdout);
-    smlp_session_destroy(r->cache.fs);
-    r->cache.fs = NULL;
-    free(r->frozen); /* its names were the feature session's */
-    r->frozen = NULL;
-    return 0;
 }

@@ -203,9 +203,25 @@ int train_evaluate(struct train_run *r, double *acc, double *loss);
 /* --eval-only: prints accuracy, loss and per-class accuracy (and the
  * routing by class); an exit status. */
 int train_eval_only(struct train_run *r);
-/* --probe with the cache: the parameters of ts copied into cache.fs,
- * which then computes the cached rows of both sets and is released.  0
- * or -1 after train_fail. */
+/* Copies the parameters and state of session `to` from the training
+ * session (which has every tensor `to` has).  0 or -1 after train_fail. */
+int train_copy_params(struct train_run *r, smlp_session_t *to);
+
+/* ---- train_cache_run.c: --probe's feature cache ---- */
+
+/* Whether the head can train on cached features (cache.on, cache.tensor;
+ * a note says why not when the user did not ask for that); r->eg becomes
+ * the graph as given with the cut tensor as an output.  head is the
+ * training graph.  0, or -1 after train_fail. */
+int train_cache_plan(struct train_run *r, const uint8_t *head,
+                     size_t head_len);
+/* The training graph cut at the cached tensor, whose shape the feature
+ * session r->es (batch b) inferred, in r->tg; the cache's memory.
+ * cache.on drops to 0 with a note when the tensor is not one row per
+ * image or the rows would not fit.  0, or -1 after train_fail. */
+int train_cache_cut(struct train_run *r, int64_t b);
+/* The parameters of ts copied into cache.fs, which then computes the
+ * cached rows of both sets and is released.  0 or -1 after train_fail. */
 int train_cache_fill(struct train_run *r);
 
 /* ---- train_ckpt.c ---- */

@@ -3,9 +3,9 @@
  * output files (each its own, each writable), load the data, build the
  * training graph (the given graph plus the loss head of train_head.c),
  * create the registry, the training and evaluation sessions and the
- * optimizer, check the options against the mode, start the loaders
- * and plan the learning-rate schedule; and release it all.  See
- * train_main.h.
+ * optimizer (with the probe's feature cache of train_cache_run.c),
+ * check the options against the mode, start the loaders and plan the
+ * learning-rate schedule; and release it all.  See train_main.h.
  */
 #include <errno.h>
 #include <fnmatch.h>
@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "tool_opts.h"
-#include "train_cache.h"
 #include "train_main.h"
 
 void
@@ -242,119 +241,6 @@ moco_tensors(struct train_run *r)
     return 0;
 }
 
-/* --probe: whether the head can train on cached features (cache.on,
- * cache.tensor); a note says why not when the user did not ask for that.
- * eg becomes the graph as given with the cut tensor as an output.  0, or
- * -1 after train_fail. */
-static int
-cache_plan(struct train_run *r, const uint8_t *head, size_t head_len)
-{
-    const char *off = NULL;
-    smlp_graph_t *g;
-    struct smlp_error err;
-    uint8_t *buf;
-    size_t len;
-    char why[1024], msg[1024];
-    int ok;
-
-    if (!r->o.probe || r->o.no_probe_cache || r->o.eval_only ||
-        r->head.moco)
-        return 0;
-    if (r->o.augment != TRAIN_AUGMENT_NONE)
-        off = "with --augment the backbone sees other images every epoch";
-    else if (r->o.moe_stats != NULL)
-        off = "--moe-stats counts the backbone's routing at every step";
-    else if (r->o.routing != NULL)
-        off = "--routing-by-class reports the backbone's evaluation";
-    if (off == NULL &&
-        train_cache_find(head, head_len, r->o.graph, r->head.image, &ok,
-                         r->cache.tensor, sizeof(r->cache.tensor), why,
-                         sizeof(why), msg, sizeof(msg)) != 0) {
-        train_fail("%s", msg);
-        return -1;
-    }
-    if (off != NULL || !ok) {
-        printf("note: --probe runs the frozen backbone at every step (no "
-               "feature cache): %s\n", off != NULL ? off : why);
-        return 0;
-    }
-    if (train_cache_expose(r->graph_buf, r->graph_len, r->o.graph,
-                           r->cache.tensor, &buf, &len, msg,
-                           sizeof(msg)) != 0) {
-        train_fail("%s", msg);
-        return -1;
-    }
-    g = smlp_graph_load_buffer(buf, len, r->o.graph, &err);
-    free(buf);
-    if (g == NULL) {
-        train_fail("%s (with '%s' as an output)", err.msg, r->cache.tensor);
-        return -1;
-    }
-    smlp_graph_unload(r->eg);
-    r->eg = g;
-    r->cache.on = 1;
-    return 0;
-}
-
-/* --probe with the cache: the training graph cut at the cached tensor,
- * whose shape the feature session es (batch b) inferred
- * (train_cache_head), in r->tg; the cache's memory.  cache.on drops to 0
- * with a note when the tensor is not one row per image or the rows would
- * not fit.  0, or -1 after train_fail. */
-static int
-cache_cut(struct train_run *r, int64_t b)
-{
-    const double cap = 4.0 * 1073741824.0; /* bytes */
-    struct smlp_tensor t;
-    struct smlp_error err;
-    smlp_graph_t *g;
-    uint8_t *buf;
-    size_t len;
-    double bytes;
-    char msg[1024];
-
-    if (smlp_session_tensor(r->es, r->cache.tensor, &t) != SMLP_OK) {
-        train_fail("%s", smlp_session_errmsg(r->es));
-        return -1;
-    }
-    r->cache.row = t.rank >= 1 && t.shape[0] == b && b > 0
-                       ? smlp_tensor_numel(&t) / b : 0;
-    bytes = (double)(r->train.n + r->test.n) * (double)r->cache.row * 4.0;
-    if (r->cache.row == 0 || bytes > cap) {
-        printf("note: --probe runs the frozen backbone at every step (no "
-               "feature cache): '%s' %s\n", r->cache.tensor,
-               r->cache.row == 0 ? "is not one row per image"
-                                 : "would take more than 4 GiB");
-        r->cache.on = 0;
-        return 0;
-    }
-    if (train_cache_head(r->cache.head, r->cache.head_len, r->o.graph,
-                         r->cache.tensor, t.shape + 1, t.rank - 1, &buf, &len,
-                         msg, sizeof(msg)) != 0) {
-        train_fail("%s", msg);
-        return -1;
-    }
-    g = smlp_graph_load_buffer(buf, len, r->o.graph, &err);
-    free(buf);
-    if (g == NULL) {
-        train_fail("%s (the probe's head, cut at '%s')", err.msg,
-                   r->cache.tensor);
-        return -1;
-    }
-    smlp_graph_unload(r->tg);
-    r->tg = g;
-    r->cache.train = malloc((size_t)r->train.n * (size_t)r->cache.row *
-                            sizeof(float));
-    r->cache.test = malloc((size_t)r->test.n * (size_t)r->cache.row *
-                           sizeof(float));
-    if (r->cache.train == NULL || r->cache.test == NULL) {
-        train_fail("out of memory for the probe's feature cache (%.0f MiB; "
-                   "--no-probe-cache needs none)", bytes / 1048576.0);
-        return -1;
-    }
-    return 0;
-}
-
 int
 train_create_sessions(struct train_run *r)
 {
@@ -400,7 +286,7 @@ train_create_sessions(struct train_run *r)
         return -1;
     }
     r->tg = smlp_graph_load_buffer(head, head_len, r->o.graph, &err);
-    if (r->tg != NULL && cache_plan(r, head, head_len) != 0) {
+    if (r->tg != NULL && train_cache_plan(r, head, head_len) != 0) {
         free(head);
         return -1;
     }
@@ -475,7 +361,7 @@ train_create_sessions(struct train_run *r)
         }
         if (r->mode == TRAIN_MODE_PROBE && probe_frozen(r) != 0)
             return -1;
-        if (r->cache.on && cache_cut(r, so.batch) != 0)
+        if (r->cache.on && train_cache_cut(r, so.batch) != 0)
             return -1;
         if (r->head.probe_bn[0] != '\0' && r->cache.on)
             printf("note: --probe: node '%s' of %s is a batch norm: the "
