@@ -121,6 +121,21 @@ free_all(struct smlp_tensor **t, int n)
         ophost_tensor_free(t[i]);
 }
 
+/* Runs op's backward with one output y and its gradient dy into gin[]
+ * (NULL entries: no gradient wanted), asserting success. */
+static void
+backward_ok(const char *op, const struct ophost_attr *attrs,
+            struct smlp_tensor *const *in, int n_in, struct smlp_tensor *y,
+            struct smlp_tensor *dy, struct smlp_tensor *const *gin)
+{
+    const char *msg;
+    int rc = ophost_backward(host, op, attrs, in, n_in, &y, 1, &dy, gin,
+                             &msg);
+
+    ck_assert_msg(rc == SMLP_OK, "%s backward failed (%s): %s", op,
+                  ophost_status_name(rc), msg);
+}
+
 /* ---- core.linear -------------------------------------------------------- */
 
 /*
@@ -333,6 +348,71 @@ START_TEST(test_linear_threads)
     check_linear(OPHOST_SHAPE(16, 40, 24), -1, 32, 1, 0);
     check_linear(OPHOST_SHAPE(4, 40, 24), -2, 32, 1, 0);
     ophost_set_threads(host, 1);
+}
+END_TEST
+
+START_TEST(test_linear_bias_on_tiles)
+{
+    /*
+     * Products big enough that gemm.c cuts them into tiles (each cut
+     * keeps at least 64 rows or columns and 2^21 multiply-adds), so that
+     * the bias is added tile by tile at an offset into b:
+     *   axis -1, Y [128, 256] = X [128, 512]·Wᵀ: 2 x 4 tiles of 64 x 64,
+     *     b[n0 + k] on the tiles of columns n0 = 64, 128, 192;
+     *   axis -2 on [2, 256, 64], Y_o [256, 64] = W [256, 256]·X_o: row
+     *     tiles of 128, b[m0 + r] on the rows m0 = 128 of each image.
+     * A bias read from the start of b on every tile shows against the
+     * naive loop.
+     */
+    check_linear(OPHOST_SHAPE(128, 512), -1, 256, 1, 0);
+    check_linear(OPHOST_SHAPE(2, 256, 64), -2, 256, 1, 0);
+}
+END_TEST
+
+START_TEST(test_linear_in_0_is_bias)
+{
+    /*
+     * in = 0: the sum over in is empty, so y = b broadcast along the
+     * other dims (0 without b), and the outputs, poisoned by ophost, must
+     * all be written.  x [2,0], W [3,0], b = (0.5, -1, 2) -> y [2,3] =
+     * two rows of b; axis -2 on x [2,0,2] -> y[o,j,k] = b[j].
+     * Backward with dy = 1..6 on y [2,3]: db[j] = dy[0,j] + dy[1,j] =
+     * (1+4, 2+5, 3+6) = (5, 7, 9); dx and dW have no elements.
+     */
+    const float b[] = {0.5f, -1, 2};
+    const float dyv[] = {1, 2, 3, 4, 5, 6};
+    const double want[] = {0.5, -1, 2, 0.5, -1, 2};
+    const double want3[] = {0.5, 0.5, -1, -1, 2, 2, 0.5, 0.5, -1, -1, 2, 2};
+    const double zeros[6] = {0};
+    const double db[] = {5, 7, 9};
+    struct smlp_tensor *t[3] = {ophost_f32(OPHOST_SHAPE(2, 0), NULL),
+                                ophost_f32(OPHOST_SHAPE(3, 0), NULL),
+                                ophost_f32(OPHOST_SHAPE(3), b)};
+    struct smlp_tensor *y, *dy, *g[3];
+    struct ophost_attr m2[] = {OPHOST_INT("axis", -2), OPHOST_END};
+
+    y = run_ok("core.linear", NULL, t, 3);
+    assert_shape(y, 2, (const int64_t[]){2, 3});
+    assert_close(y, want, 6, 0.0);
+    dy = ophost_f32(OPHOST_SHAPE(2, 3), dyv);
+    g[0] = ophost_tensor_like(t[0]);
+    g[1] = ophost_tensor_like(t[1]);
+    g[2] = ophost_f32(OPHOST_SHAPE(3), (const float[]){-9, -9, -9});
+    backward_ok("core.linear", NULL, t, 3, y, dy, g);
+    assert_close(g[2], db, 3, 0.0);
+    free_all(g, 3);
+    ophost_tensor_free(dy);
+    ophost_tensor_free(y);
+    y = run_ok("core.linear", NULL, t, 2);
+    assert_close(y, zeros, 6, 0.0);
+    ophost_tensor_free(y);
+    ophost_tensor_free(t[0]);
+    t[0] = ophost_f32(OPHOST_SHAPE(2, 0, 2), NULL);
+    y = run_ok("core.linear", m2, t, 3);
+    assert_shape(y, 3, (const int64_t[]){2, 3, 2});
+    assert_close(y, want3, 12, 0.0);
+    ophost_tensor_free(y);
+    free_all(t, 3);
 }
 END_TEST
 
@@ -778,6 +858,83 @@ START_TEST(test_mean_axis0)
 }
 END_TEST
 
+START_TEST(test_mean_wide_inner)
+{
+    /*
+     * The forward sums columns in tasks of 256 (MEAN_COLS) and the
+     * backward goes by rows of 16384 elements (SMLP__CORE_CHUNK): an inner
+     * size of 600 gives column chunks 0-255, 256-511 and a partial
+     * 512-599.  x [2,3,600] with x[o,k,i] = 1000·o + 10·k + i (exact in
+     * f32) has the mean over k of 1000·o + 10 + i, exact too.
+     */
+    const int64_t inner = 600;
+    float *x = malloc((size_t)(2 * 3 * inner) * sizeof(float));
+    double *want = malloc((size_t)(2 * inner) * sizeof(double));
+    struct smlp_tensor *t[2];
+    struct ophost_attr attrs[] = {OPHOST_INT("axis", 1), OPHOST_END};
+    int64_t o, k, i;
+
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(want);
+    for (o = 0; o < 2; o++) {
+        for (k = 0; k < 3; k++)
+            for (i = 0; i < inner; i++)
+                x[(o * 3 + k) * inner + i] = (float)(1000 * o + 10 * k + i);
+        for (i = 0; i < inner; i++)
+            want[o * inner + i] = (double)(1000 * o + 10 + i);
+    }
+    t[0] = ophost_f32(OPHOST_SHAPE(2, 3, inner), x);
+    t[1] = run_ok("core.mean", attrs, t, 1);
+    assert_shape(t[1], 2, (const int64_t[]){2, inner});
+    assert_close(t[1], want, 2 * inner, 0.0);
+    ophost_set_threads(host, 3);
+    ophost_tensor_free(t[1]);
+    t[1] = run_ok("core.mean", attrs, t, 1);
+    assert_close(t[1], want, 2 * inner, 0.0);
+    ophost_set_threads(host, 1);
+    free(x);
+    free(want);
+    free_all(t, 2);
+}
+END_TEST
+
+START_TEST(test_mean_backward_wide_inner)
+{
+    /*
+     * dx[o,k,i] = dy[o,i] / len for every k.  x [2,2,20000] (inner above
+     * the 16384 elements of a backward task: one row per task); dy[o,i] =
+     * (i mod 7) - 3 + o, so dx = dy / 2, exact in f32.
+     */
+    const int64_t inner = 20000;
+    float *dyv = malloc((size_t)(2 * inner) * sizeof(float));
+    double *want = malloc((size_t)(2 * 2 * inner) * sizeof(double));
+    struct smlp_tensor *t[1], *y, *dy, *g[1];
+    struct ophost_attr attrs[] = {OPHOST_INT("axis", 1), OPHOST_END};
+    int64_t o, k, i;
+
+    ck_assert_ptr_nonnull(dyv);
+    ck_assert_ptr_nonnull(want);
+    for (o = 0; o < 2; o++)
+        for (i = 0; i < inner; i++) {
+            dyv[o * inner + i] = (float)(i % 7 - 3 + o);
+            for (k = 0; k < 2; k++)
+                want[(o * 2 + k) * inner + i] = (i % 7 - 3 + o) / 2.0;
+        }
+    t[0] = ophost_f32(OPHOST_SHAPE(2, 2, inner), NULL);
+    y = run_ok("core.mean", attrs, t, 1);
+    dy = ophost_f32(OPHOST_SHAPE(2, inner), dyv);
+    g[0] = ophost_tensor_like(t[0]);
+    backward_ok("core.mean", attrs, t, 1, y, dy, g);
+    assert_close(g[0], want, 2 * 2 * inner, 0.0);
+    free(dyv);
+    free(want);
+    free_all(g, 1);
+    ophost_tensor_free(dy);
+    ophost_tensor_free(y);
+    free_all(t, 1);
+}
+END_TEST
+
 START_TEST(test_mean_bad_attrs)
 {
     struct smlp_tensor *t[1] = {ophost_f32(OPHOST_SHAPE(2, 3), NULL)};
@@ -872,6 +1029,58 @@ END_TEST
 START_TEST(test_patch_embed_no_bias)
 {
     check_patch_embed(2, 1, 8, 8, 4, 3, 0);
+}
+END_TEST
+
+START_TEST(test_patch_embed_channel_tiles)
+{
+    /* C = 256 channels on 128 patch rows of 8·8·8 = 512 values: gemm.c
+     * cuts Y [128, 256] into 2 x 4 tiles of 64 x 64, so the bias is added
+     * at b[n0] for n0 = 64, 128, 192 (checked against the naive conv). */
+    check_patch_embed(2, 8, 64, 64, 8, 256, 1);
+}
+END_TEST
+
+START_TEST(test_patch_embed_no_input_channels)
+{
+    /*
+     * Cin = 0: every patch is empty, so y[b, l, c] = b[c] (0 without b;
+     * the poisoned outputs must all be written).  img [2,0,4,6], patch
+     * 2: L = 2·3 = 6 patches, b = (1, -2, 0.25).
+     * Backward with dy[i, l, c] = c + 1 on the 12 rows: db[c] = 12·(c+1)
+     * = (12, 24, 36); dimg and dW have no elements.
+     */
+    const float b[] = {1, -2, 0.25f};
+    float dyv[36];
+    double want[36], zeros[36] = {0};
+    const double db[] = {12, 24, 36};
+    struct smlp_tensor *t[3] = {ophost_f32(OPHOST_SHAPE(2, 0, 4, 6), NULL),
+                                ophost_f32(OPHOST_SHAPE(3, 0, 2, 2), NULL),
+                                ophost_f32(OPHOST_SHAPE(3), b)};
+    struct smlp_tensor *y, *dy, *g[3];
+    struct ophost_attr attrs[] = {OPHOST_INT("patch", 2), OPHOST_END};
+    int r;
+
+    for (r = 0; r < 36; r++) {
+        want[r] = b[r % 3];
+        dyv[r] = (float)(r % 3 + 1);
+    }
+    y = run_ok("core.patch_embed", attrs, t, 3);
+    assert_shape(y, 3, (const int64_t[]){2, 6, 3});
+    assert_close(y, want, 36, 0.0);
+    dy = ophost_f32(OPHOST_SHAPE(2, 6, 3), dyv);
+    g[0] = ophost_tensor_like(t[0]);
+    g[1] = ophost_tensor_like(t[1]);
+    g[2] = ophost_f32(OPHOST_SHAPE(3), (const float[]){-9, -9, -9});
+    backward_ok("core.patch_embed", attrs, t, 3, y, dy, g);
+    assert_close(g[2], db, 3, 0.0);
+    free_all(g, 3);
+    ophost_tensor_free(dy);
+    ophost_tensor_free(y);
+    y = run_ok("core.patch_embed", attrs, t, 2);
+    assert_close(y, zeros, 36, 0.0);
+    ophost_tensor_free(y);
+    free_all(t, 3);
 }
 END_TEST
 
@@ -1232,6 +1441,8 @@ core_suite(void)
     tcase_add_test(tc, test_linear_axis_wrong_type);
     tcase_add_test(tc, test_linear_wrong_dtype);
     tcase_add_test(tc, test_linear_threads);
+    tcase_add_test(tc, test_linear_bias_on_tiles);
+    tcase_add_test(tc, test_linear_in_0_is_bias);
     TC("gelu");
     tcase_add_test(tc, test_gelu_exact_known_points);
     tcase_add_test(tc, test_gelu_default_is_exact);
@@ -1265,11 +1476,15 @@ core_suite(void)
     tcase_add_test(tc, test_mean_axis1_tokens);
     tcase_add_test(tc, test_mean_last_keepdims);
     tcase_add_test(tc, test_mean_axis0);
+    tcase_add_test(tc, test_mean_wide_inner);
+    tcase_add_test(tc, test_mean_backward_wide_inner);
     tcase_add_test(tc, test_mean_bad_attrs);
     TC("patch_embed");
     tcase_add_test(tc, test_patch_embed_hand);
     tcase_add_test(tc, test_patch_embed_naive_conv);
     tcase_add_test(tc, test_patch_embed_no_bias);
+    tcase_add_test(tc, test_patch_embed_channel_tiles);
+    tcase_add_test(tc, test_patch_embed_no_input_channels);
     tcase_add_test(tc, test_patch_embed_not_dividing);
     tcase_add_test(tc, test_patch_embed_weight_shape);
     TC("matmul");

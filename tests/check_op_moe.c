@@ -11,6 +11,7 @@
  * $SMLP_TEST_BUILDDIR/plugins/.libs/moe.so through tests/ophost.c.
  */
 #include <check.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -419,6 +420,68 @@ START_TEST(test_gate_capacity_multiple_no_drop)
                                   OPHOST_END};
 
     gate_eye("moe.gate.topk", attrs, x, 4, 2, 1, &w);
+}
+END_TEST
+
+START_TEST(test_gate_capacity_at_least_one)
+{
+    /* OPS.md: the capacity is "at least 1".  ceil(k·G·cf/E) is already 1
+     * for any cf > 0 unless k·G·cf/E underflows: with the smallest
+     * subnormal cf = DBL_TRUE_MIN = 2^-1074, k = 1, G = N = 2, E = 8 the
+     * quotient 2^-1076 rounds to 0 and so does its ceil, so only the
+     * "at least 1" rule keeps cap = 1 (M = 1).  Both items prefer e0 (eye
+     * router, logits [1,0,...] and [2,0,...]): topk (item order) gives
+     * the one row to item 0 (weight p = e/(e + 7)) and drops item 1;
+     * importance gives it to the more confident item 1 (weight e²/(e² +
+     * 7)) and drops item 0.
+     * With capacity_multiple 4 the 1 is rounded up to cap = M = 4 and
+     * both items are kept (item 1's weight e²/(e² + 7)); a capacity of 0
+     * would stay 0 through the rounding. */
+    const float x[] = {1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0};
+    const struct gate_want one = {
+        .expert = (const int32_t[]){0, 0},
+        .slot = (const int32_t[]){0, -1},
+        .slot_item = (const int32_t[]){0, -1, -1, -1, -1, -1, -1, -1},
+        .load = (const int32_t[]){1, 1, 0, 0, 0, 0, 0, 0,
+                                  0, 0, 0, 0, 0, 0, 0, 0},
+        .weight = (const double[]){0.27970806737656245, 0.0},
+        .m = 1,
+    };
+    const struct gate_want one_imp = {
+        .expert = (const int32_t[]){0, 0},
+        .slot = (const int32_t[]){-1, 0},
+        .slot_item = (const int32_t[]){1, -1, -1, -1, -1, -1, -1, -1},
+        .load = (const int32_t[]){1, 1, 0, 0, 0, 0, 0, 0,
+                                  0, 0, 0, 0, 0, 0, 0, 0},
+        .weight = (const double[]){0.0, 0.5135191667978681},
+        .m = 1,
+    };
+    const struct gate_want four = {
+        .slot = (const int32_t[]){0, 1},
+        .slot_item = (const int32_t[]){0,  1,  -1, -1, -1, -1, -1, -1,
+                                       -1, -1, -1, -1, -1, -1, -1, -1,
+                                       -1, -1, -1, -1, -1, -1, -1, -1,
+                                       -1, -1, -1, -1, -1, -1, -1, -1},
+        .load = (const int32_t[]){2, 0, 0, 0, 0, 0, 0, 0,
+                                  0, 0, 0, 0, 0, 0, 0, 0},
+        .weight = (const double[]){0.27970806737656245, 0.5135191667978681},
+        .m = 4,
+    };
+    struct ophost_attr tiny[] = {OPHOST_FLOAT("capacity_factor",
+                                              DBL_TRUE_MIN),
+                                 OPHOST_END};
+    struct ophost_attr tiny4[] = {OPHOST_FLOAT("capacity_factor",
+                                               DBL_TRUE_MIN),
+                                  OPHOST_INT("capacity_multiple", 4),
+                                  OPHOST_END};
+
+    gate_eye("moe.gate.topk", tiny, x, 2, 8, 1, &one);
+    gate_eye("moe.gate.importance", tiny, x, 2, 8, 1, &one_imp);
+    gate_eye("moe.gate.topk", tiny4, x, 2, 8, 1, &four);
+    /* The runs above are in inference, on eval_capacity_factor (which
+     * defaults to capacity_factor); training uses capacity_factor. */
+    ophost_set_training(host, 1);
+    gate_eye("moe.gate.topk", tiny, x, 2, 8, 1, &one);
 }
 END_TEST
 
@@ -1426,6 +1489,104 @@ START_TEST(test_expert_ffn_errors)
 }
 END_TEST
 
+START_TEST(test_expert_ffn_hidden_0)
+{
+    /* h = 0 is a valid shape (OPS.md sets no minimum, infer accepts it):
+     * the hidden layer is empty, act(buf·W1ᵀ + b1) is a [M,0] matrix and
+     * its product with W2 [o,0] is an empty sum, 0.  So every computed
+     * row is b2 of its expert, and rows marked -1 in slot_item are 0.
+     * E = 2, M = 2, d = 3, o = 2; b2 = (0.5, -1) and (2, 3).  Outputs and
+     * the gathered scratch are poisoned (NaN) by ophost: a kernel that
+     * only adds b2 to rows it never set gives NaN. */
+    const float b2[] = {0.5f, -1, 2, 3};
+    const float buf[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    const int32_t si[] = {0, -1, -1, 1};
+    const double all[] = {0.5, -1, 0.5, -1, 2, 3, 2, 3};
+    const double some[] = {0.5, -1, 0, 0, 0, 0, 2, 3};
+    struct smlp_tensor *in[6] = {
+        ophost_f32(OPHOST_SHAPE(2, 2, 3), buf),
+        ophost_f32(OPHOST_SHAPE(2, 0, 3), NULL),
+        ophost_f32(OPHOST_SHAPE(2, 0), NULL),
+        ophost_f32(OPHOST_SHAPE(2, 2, 0), NULL),
+        ophost_f32(OPHOST_SHAPE(2, 2), b2),
+        ophost_i32(OPHOST_SHAPE(2, 2), si),
+    };
+    struct ophost_attr relu[] = {OPHOST_STRING("activation", "relu"),
+                                 OPHOST_END};
+    struct smlp_tensor *out[1];
+
+    run_ok("moe.expert_ffn", NULL, in, 5, out, 1);
+    assert_shape(out[0], 3, (const int64_t[]){2, 2, 2});
+    assert_f32(out[0], all, 8, 0.0, "out (all rows)");
+    ck_assert_int_eq(ophost_stats(host)->macs, 0);
+    free_all(out, 1);
+    run_ok("moe.expert_ffn", relu, in, 6, out, 1);
+    assert_f32(out[0], some, 8, 0.0, "out (slot_item)");
+    free_all(out, 1);
+    free_all(in, 6);
+}
+END_TEST
+
+START_TEST(test_expert_ffn_more_threads_than_slots)
+{
+    /*
+     * The forward workspace holds 4 worker slots (FFN_SLOTS, when that
+     * exceeds the M·h floats floor, as here: one slot is at least M·h
+     * floats); on more threads each worker's slot must come from
+     * host->alloc.  E = 8 experts of M = 3 rows are 8 tasks (one row
+     * block each); with round-robin dealing on n threads every worker id
+     * in [0, n) runs a task whatever the timing, so for n = 5..8 a worker
+     * >= 4 would use a slot past the workspace, which ophost's guard zone
+     * reports ("wrote past its workspace").  n = 1..4 fit the workspace.
+     * The outputs are checked against ffn_ref, with and without
+     * slot_item (gathered slots hold X, H, Y; in place only H).
+     */
+    const int64_t e = 8, m = 3, d = 4, h = 5, o = 3;
+    const int32_t si[] = {0,  1,  2,  -1, 3,  4,  5,  -1, -1, 6,  7,  8,
+                          -1, -1, -1, 9,  10, 11, 12, -1, 13, 14, 15, 16};
+    float *bv = rnd(e * m * d, 21), *w1 = rnd(e * h * d, 22);
+    float *b1 = rnd(e * h, 23), *w2 = rnd(e * o * h, 24);
+    float *b2 = rnd(e * o, 25);
+    struct smlp_tensor *in[6] = {
+        ophost_f32(OPHOST_SHAPE(e, m, d), bv),
+        ophost_f32(OPHOST_SHAPE(e, h, d), w1),
+        ophost_f32(OPHOST_SHAPE(e, h), b1),
+        ophost_f32(OPHOST_SHAPE(e, o, h), w2),
+        ophost_f32(OPHOST_SHAPE(e, o), b2),
+        ophost_i32(OPHOST_SHAPE(e, m), si),
+    };
+    double *want_all, *want_si;
+    struct smlp_tensor *out[1];
+    char what[64];
+    int n, g;
+
+    want_all = ffn_ref(bv, e, m, d, w1, b1, h, w2, b2, o, NULL, 0);
+    want_si = ffn_ref(bv, e, m, d, w1, b1, h, w2, b2, o, si, 0);
+    ophost_set_round_robin(host, 1);
+    for (n = 1; n <= 8; n++) {
+        ophost_set_threads(host, n);
+        for (g = 0; g < 2; g++) {
+            snprintf(what, sizeof(what), "out (%d threads, %s)", n,
+                     g ? "slot_item" : "all rows");
+            run_ok("moe.expert_ffn", NULL, in, g ? 6 : 5, out, 1);
+            assert_f32(out[0], g ? want_si : want_all, e * m * o, 1e-5,
+                       what);
+            free_all(out, 1);
+        }
+    }
+    ophost_set_threads(host, 1);
+    ophost_set_round_robin(host, 0);
+    free(want_all);
+    free(want_si);
+    free(bv);
+    free(w1);
+    free(b1);
+    free(w2);
+    free(b2);
+    free_all(in, 6);
+}
+END_TEST
+
 /* ---- the four nodes together -------------------------------------------- */
 
 /*
@@ -1741,6 +1902,7 @@ moe_suite(void)
     TC("capacity");
     tcase_add_test(tc, test_gate_capacity_multiple);
     tcase_add_test(tc, test_gate_capacity_multiple_no_drop);
+    tcase_add_test(tc, test_gate_capacity_at_least_one);
     tcase_add_test(tc, test_gate_eval_vs_training_capacity);
     TC("normalize");
     tcase_add_test(tc, test_gate_normalize_topk);
@@ -1785,6 +1947,8 @@ moe_suite(void)
     tcase_add_test(tc, test_expert_ffn_relu);
     tcase_add_test(tc, test_expert_ffn_slot_item_invalid);
     tcase_add_test(tc, test_expert_ffn_errors);
+    tcase_add_test(tc, test_expert_ffn_hidden_0);
+    tcase_add_test(tc, test_expert_ffn_more_threads_than_slots);
     TC("layer");
     tcase_add_test(tc, test_layer_one_expert_is_dense_mlp);
     tcase_add_test(tc, test_layer_importance_equals_topk_without_drops);

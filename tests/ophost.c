@@ -14,7 +14,13 @@
  * order shows it, hands them out in a shuffled order that changes from
  * call to call.  It checks that each task ran exactly once.  A nested call
  * (from inside a task) runs serially, also shuffled, as the runtime's
- * does (in order there).
+ * does (in order there).  With ophost_set_round_robin the shuffled tasks
+ * are dealt to the workers like cards, so which worker id runs which
+ * task no longer depends on timing.
+ *
+ * Workspaces and saved bytes are followed by a guard zone of canary bytes
+ * that is checked after the kernel returns (check_guard): a write past
+ * the end fails the call, however the threads were scheduled.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -30,6 +36,9 @@
 #define ALIGN 64
 #define POISON 0xff
 #define MAX_IO 32 /* most inputs or outputs of a node */
+#define CANARY 0xa5 /* the guard zone after workspaces (check_guard) */
+#define GUARD_MIN 4096
+#define GUARD_MAX (1 << 20)
 
 /* The node under test, opaque to plugins. */
 struct smlp_node {
@@ -57,6 +66,7 @@ struct ophost {
     int training;
     int no_saved;   /* ophost_set_saved(h, 0) */
     int threads;
+    int round_robin; /* ophost_set_round_robin */
     uint64_t seed, step;
     uint64_t shuffle; /* parallel_for's shuffle state */
     struct ophost_stats stats;
@@ -338,6 +348,7 @@ struct pjob {
     atomic_int rc;
     atomic_int bad_worker;
     int threads;
+    int round_robin; /* worker w runs entries w, w + threads, ... of order */
 };
 
 struct pworker {
@@ -359,26 +370,37 @@ splitmix(uint64_t *state)
     return z ^ (z >> 31);
 }
 
+/* Runs entry k of j's order as worker w. */
+static void
+pjob_run(struct pjob *j, int w, int64_t k)
+{
+    int64_t task = j->order[k];
+    int r, zero;
+
+    if (w < 0 || w >= j->threads)
+        atomic_store(&j->bad_worker, 1);
+    atomic_fetch_add(&j->runs[task], 1);
+    r = j->fn(j->arg, task, w);
+    if (r != 0) {
+        zero = 0;
+        atomic_compare_exchange_strong(&j->rc, &zero, r);
+    }
+}
+
 static void
 pjob_work(struct pjob *j, int w)
 {
     int64_t k;
-    int r, zero, saved = cur_worker;
+    int saved = cur_worker;
 
     in_task++;
     cur_worker = w;
-    while ((k = atomic_fetch_add(&j->next, 1)) < j->n_tasks) {
-        int64_t task = j->order[k];
-
-        if (w < 0 || w >= j->threads)
-            atomic_store(&j->bad_worker, 1);
-        atomic_fetch_add(&j->runs[task], 1);
-        r = j->fn(j->arg, task, w);
-        if (r != 0) {
-            zero = 0;
-            atomic_compare_exchange_strong(&j->rc, &zero, r);
-        }
-    }
+    if (j->round_robin)
+        for (k = w; k < j->n_tasks; k += j->threads)
+            pjob_run(j, w, k);
+    else
+        while ((k = atomic_fetch_add(&j->next, 1)) < j->n_tasks)
+            pjob_run(j, w, k);
     cur_worker = saved;
     in_task--;
 }
@@ -437,6 +459,7 @@ host_parallel_for(const struct smlp_node *node, int64_t n_tasks,
     if (in_task > 0) {
         pjob_work(&j, cur_worker); /* nested: serial, as the outer worker */
     } else {
+        j.round_robin = h->round_robin;
         for (i = 1; i < threads && i < n_tasks; i++) {
             pw[i].job = &j;
             pw[i].id = i;
@@ -447,6 +470,10 @@ host_parallel_for(const struct smlp_node *node, int64_t n_tasks,
         pjob_work(&j, 0);
         for (i = 1; i <= started; i++)
             pthread_join(tid[i], NULL);
+        /* Round robin: the shares of threads that did not start. */
+        for (i = started + 1; j.round_robin && i < threads && i < n_tasks;
+             i++)
+            pjob_work(&j, i);
     }
     for (k = 0; k < n_tasks; k++)
         if (atomic_load(&j.runs[k]) != 1) {
@@ -620,6 +647,12 @@ ophost_set_threads(struct ophost *h, int threads)
     h->threads = threads;
     if (h->def.set_threads != NULL)
         h->def.set_threads(threads);
+}
+
+void
+ophost_set_round_robin(struct ophost *h, int on)
+{
+    h->round_robin = on;
 }
 
 void
@@ -932,20 +965,61 @@ call_outputs(struct ophost *h, struct call *c, struct smlp_tensor **outputs,
     return SMLP_OK;
 }
 
-/* A poisoned, 64-byte aligned workspace (NULL for size 0). */
+/* The guard zone after a buffer of `size` bytes: from its end to the end
+ * of the 64-byte rounding, plus as many bytes as the rounded size (at
+ * least GUARD_MIN, at most GUARD_MAX), so that a kernel that indexes up
+ * to twice its workspace lands in the guard, not in other heap blocks. */
+static size_t
+guard_bytes(size_t size)
+{
+    size_t rounded = (size + ALIGN - 1) / ALIGN * ALIGN;
+    size_t extra = rounded < GUARD_MIN   ? GUARD_MIN
+                   : rounded > GUARD_MAX ? GUARD_MAX
+                                         : rounded;
+
+    return rounded - size + extra;
+}
+
+/* A poisoned, 64-byte aligned workspace (NULL for size 0) followed by a
+ * guard zone of CANARY bytes (see check_guard). */
 static int
 call_workspace(struct ophost *h, size_t size, void **out)
 {
-    size_t rounded = (size + ALIGN - 1) / ALIGN * ALIGN;
+    size_t guard = guard_bytes(size);
 
     *out = NULL;
     if (size == 0)
         return SMLP_OK;
-    *out = aligned_alloc(ALIGN, rounded);
+    *out = aligned_alloc(ALIGN, size + guard);
     if (*out == NULL)
         return fail(h, SMLP_ENOMEM, "out of memory (workspace %zu)", size);
-    memset(*out, POISON, rounded);
+    memset(*out, POISON, size);
+    memset((char *)*out + size, CANARY, guard);
     return SMLP_OK;
+}
+
+/*
+ * After a kernel or backward ran on buf (size bytes from call_workspace,
+ * NULL for none): rc, or SMLP_EKERNEL when rc is SMLP_OK and a byte of
+ * the guard zone changed, i.e. the kernel wrote past the `what` it was
+ * given (however its threads were scheduled: the zone is checked after
+ * the run, not watched).
+ */
+static int
+check_guard(struct ophost *h, const void *buf, size_t size,
+            const char *what, int rc)
+{
+    const unsigned char *g = (const unsigned char *)buf + size;
+    size_t guard = guard_bytes(size), i;
+
+    if (buf == NULL || rc != SMLP_OK)
+        return rc;
+    for (i = 0; i < guard; i++)
+        if (g[i] != CANARY)
+            return fail(h, SMLP_EKERNEL, "the kernel wrote past its %s of "
+                        "%zu bytes (byte %zu after its end changed)", what,
+                        size, i);
+    return rc;
 }
 
 static const struct smlp_kernel_def *
@@ -1041,6 +1115,8 @@ call_kernel(struct ophost *h, struct call *c, const char *op,
     if (rc != SMLP_OK)
         rc = fail(h, rc > 0 ? SMLP_EKERNEL : rc, "%s",
                   c->node.err[0] ? c->node.err : "kernel failed (no message)");
+    rc = check_guard(h, ws, c->ictx.workspace, "workspace", rc);
+    rc = check_guard(h, saved, k.saved_size, "saved bytes", rc);
     free(ws);
     return rc;
 }
@@ -1189,6 +1265,8 @@ ophost_backward(struct ophost *h, const char *op,
         rc = fail(h, rc > 0 ? SMLP_EKERNEL : rc, "%s",
                   c.node.err[0] ? c.node.err
                                 : "backward failed (no message)");
+    rc = check_guard(h, ws, bws, "backward workspace", rc);
+    rc = check_guard(h, saved, b.saved_size, "saved bytes", rc);
     free(ws);
     free(saved);
 out_priv:

@@ -8,7 +8,10 @@
  * of the inferred output shapes, workspace allocation and the CPU kernel
  * (or the backward).  Workspaces and outputs it allocates are filled with
  * 0xff bytes (NaN for f32, -1 for i32) so that reading scratch memory or
- * leaving output elements unwritten shows up.
+ * leaving output elements unwritten shows up.  Each workspace (and the
+ * saved bytes) is followed by a guard zone of canary bytes, checked after
+ * the kernel or backward returns: a write past its end makes the call
+ * fail with SMLP_EKERNEL ("the kernel wrote past its workspace ...").
  *
  * Errors: every call returns an enum smlp_status; the message that the
  * plugin gave host->errorf (the first one, as in the runtime) or that
@@ -101,6 +104,13 @@ void ophost_set_saved(struct ophost *h, int on);
  * kernels as ctx->threads (default 1) and runs host->parallel_for on that
  * many threads, handing tasks out in a shuffled order (ophost.c). */
 void ophost_set_threads(struct ophost *h, int threads);
+/* With `on`, parallel_for (top level, on ophost_set_threads' n threads)
+ * deals its shuffled tasks round robin: entries w, w + n, w + 2n, ... of
+ * the shuffled order go to worker w, on its own thread.  So a call with
+ * at least n tasks runs every worker id in [0, n) whatever the timing,
+ * which is what a test of per-worker scratch needs.  Default off: tasks
+ * go to whichever thread asks first. */
+void ophost_set_round_robin(struct ophost *h, int on);
 /* Seed and step handed to kernels (default 0, 0). */
 void ophost_set_seed(struct ophost *h, uint64_t seed, uint64_t step);
 
