@@ -705,6 +705,43 @@ START_TEST(test_fbgraph_decode_string_past_end)
 }
 END_TEST
 
+/*
+ * A uoffset is 32 bits unsigned, but FlatBuffers buffers are under 2 GiB:
+ * an offset of 2^31 or more is invalid whatever the size of the file, as
+ * in the FlatBuffers verifier, and is reported as such.  2^31 - 1 is the
+ * largest offset that may be valid; in this small file it points past the
+ * end, which is a different message.  Checked on a string field (the
+ * graph's name) and on an element of a vector of tables (tensor 0).
+ */
+START_TEST(test_fbgraph_decode_offset_over_int32)
+{
+    size_t f = field(full, root(full), G_NAME);
+    size_t e = deref(full, field(full, root(full), G_TENSORS)) + 4;
+    uint32_t saved = get32(full, f);
+    char want[128];
+
+    put32(full, f, 0x80000000u);
+    snprintf(want, sizeof(want),
+             "bad.fbs: graph: name: offset 2147483648 at %zu is invalid", f);
+    expect_bad(full, full_len, want);
+    put32(full, f, 0xffffffffu);
+    snprintf(want, sizeof(want),
+             "name: offset 4294967295 at %zu is invalid", f);
+    expect_bad(full, full_len, want);
+    put32(full, f, 0x7fffffffu);
+    snprintf(want, sizeof(want),
+             "name offset 2147483647 at %zu points past the end of the "
+             "file (%zu bytes)", f, full_len);
+    expect_bad(full, full_len, want);
+    put32(full, f, saved);
+    put32(full, e, 0x80000000u);
+    snprintf(want, sizeof(want),
+             "bad.fbs: tensor 0: table: offset 2147483648 at %zu is "
+             "invalid", e);
+    expect_bad(full, full_len, want);
+}
+END_TEST
+
 START_TEST(test_fbgraph_decode_string_inner_nul)
 {
     size_t s = deref(full, field(full, root(full), G_NAME));
@@ -778,6 +815,49 @@ START_TEST(test_fbgraph_decode_vector_overflow)
     v = deref(full, field(full, root(full), G_TENSORS));
     put32(full, v, 0x40000000u);
     expect_bad(full, full_len, "graph: tensors vector (offset");
+}
+END_TEST
+
+/*
+ * A vector may end exactly at the end of the file, and not one element
+ * later.  The shape of tensor 0 'x' ([-1, 4]: a length of 2, then 2 x 8
+ * bytes) is copied to the very end of a longer buffer, its data 8-byte
+ * aligned, and the tensor's shape field pointed at the copy.  Ending at
+ * the last byte, the file decodes to the same IR as the original; with
+ * the length 3, the third element would lie in the 8 bytes after the end
+ * of the buffer, and the file is refused.  The buffer is allocated to
+ * its exact size, so that ASan sees a read past the end.
+ */
+START_TEST(test_fbgraph_decode_vector_at_end)
+{
+    size_t t = element(full, root(full), G_TENSORS, 0);
+    size_t f = field(full, t, T_SHAPE);
+    size_t old = deref(full, f);
+    size_t pos = (full_len + 7) / 8 * 8 + 4; /* pos + 4 is 8-aligned */
+    size_t len = pos + 4 + 2 * 8;
+    struct smlp__graph_ir *whole, *ir;
+    uint8_t *buf = calloc(1, len);
+    char want[160];
+
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_uint_eq(get32(full, old), 2);
+    memcpy(buf, full, full_len);
+    memcpy(buf + pos, full + old, 4 + 2 * 8);
+    put32(buf, f, (uint32_t)(pos - f));
+    whole = decode_ok(full, full_len);
+    ir = decode_ok(buf, len);
+    assert_ir_equal(whole, ir);
+    ck_assert_int_eq(ir->tensors[0].rank, 2);
+    ck_assert_int_eq(ir->tensors[0].shape[1], 4);
+    smlp__graph_ir_free(ir);
+    smlp__graph_ir_free(whole);
+
+    put32(buf, pos, 3);
+    snprintf(want, sizeof(want),
+             "bad.fbs: tensor 0 'x': shape vector (offset %zu, 3 x 8 bytes) "
+             "runs past the end of the file (%zu bytes)", pos, len);
+    expect_bad(buf, len, want);
+    free(buf);
 }
 END_TEST
 
@@ -1007,6 +1087,36 @@ START_TEST(test_fbgraph_decode_attr_mismatch)
                  "[{\"name\": \"n\", \"op\": \"c.o\", \"attrs\": [%s]}]}",
                  cases[i][0]);
         buf = build_json("attr", json, &len);
+        expect_bad(buf, len, cases[i][1]);
+        free(buf);
+    }
+}
+END_TEST
+
+/*
+ * Two attributes of a node with one name are refused, wherever they are;
+ * here they are the last two of the list, and the first two of a list
+ * of two (adjacent pairs, and the pair that ends the list: a check that
+ * stops one pair early misses them).  The message names both indices.
+ */
+START_TEST(test_fbgraph_decode_attr_duplicate_last)
+{
+    static const char *const cases[][2] = {
+        {"{\"name\": \"a\"}, {\"name\": \"b\"}, {\"name\": \"d\"}, "
+         "{\"name\": \"d\"}",
+         "bad.fbs: node 0 'n': attrs 2 and 3 are both named 'd'"},
+        {"{\"name\": \"d\"}, {\"name\": \"d\"}",
+         "node 0 'n': attrs 0 and 1 are both named 'd'"},
+    };
+    char json[512];
+    size_t i, len;
+    uint8_t *buf;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(json, sizeof(json), "{\"name\": \"g\", \"nodes\": "
+                 "[{\"name\": \"n\", \"op\": \"c.o\", \"attrs\": [%s]}]}",
+                 cases[i][0]);
+        buf = build_json("attr_dup", json, &len);
         expect_bad(buf, len, cases[i][1]);
         free(buf);
     }
@@ -1378,8 +1488,10 @@ fbgraph_suite(void)
     tcase_add_test(tc, test_fbgraph_decode_string_unterminated);
     tcase_add_test(tc, test_fbgraph_decode_string_past_end);
     tcase_add_test(tc, test_fbgraph_decode_string_inner_nul);
+    tcase_add_test(tc, test_fbgraph_decode_offset_over_int32);
     tcase_add_test(tc, test_fbgraph_decode_string_not_utf8);
     tcase_add_test(tc, test_fbgraph_decode_vector_overflow);
+    tcase_add_test(tc, test_fbgraph_decode_vector_at_end);
     tcase_add_test(tc, test_fbgraph_decode_misaligned_offset);
     tcase_add_test(tc, test_fbgraph_decode_enum_out_of_range);
     tcase_add_test(tc, test_fbgraph_decode_missing_name);
@@ -1388,6 +1500,7 @@ fbgraph_suite(void)
     tcase_add_test(tc, test_fbgraph_decode_over_limits);
     tcase_add_test(tc, test_fbgraph_decode_shared_objects);
     tcase_add_test(tc, test_fbgraph_decode_attr_mismatch);
+    tcase_add_test(tc, test_fbgraph_decode_attr_duplicate_last);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("fuzz");

@@ -386,6 +386,18 @@ START_TEST(test_lr_cosine_key_points)
                             1e-15);
     ck_assert_double_eq(smlp_lr_cosine(base, min, 110, 10, 110), min);
     ck_assert_double_eq(smlp_lr_cosine(base, min, 1000, 10, 110), min);
+    /*
+     * A cosine of no steps (total == warmup): the warm-up ramps to step
+     * total, where the schedule is min_lr exactly.  The cosine's span
+     * total - warmup is 0 here, so computing t at step == total would
+     * give 0 / 0, NaN; step >= total must return first.  The same with
+     * no warm-up and no steps at all.
+     */
+    ck_assert_double_eq_tol(smlp_lr_cosine(base, min, 9, 10, 10), 9e-4,
+                            1e-15);
+    ck_assert_double_eq(smlp_lr_cosine(base, min, 10, 10, 10), min);
+    ck_assert_double_eq(smlp_lr_cosine(base, min, 11, 10, 10), min);
+    ck_assert_double_eq(smlp_lr_cosine(base, min, 0, 0, 0), min);
     /* No warm-up; negative steps count as 0. */
     ck_assert_double_eq(smlp_lr_cosine(base, min, 0, 0, 100), base);
     ck_assert_double_eq(smlp_lr_cosine(base, min, -3, 0, 100), base);

@@ -1,11 +1,14 @@
 /*
  * check_robust.c - reliability checks that the bad-input catalogue
  * (tests/check_bad_inputs.sh) cannot make through smlp-run: the
- * check_finite session option (NaN and infinity in loaded weights),
- * initializers whose values would not be finite (refused at load), a
- * FIFO given as a graph (must not block), the --max-memory budget checked
- * at planning time to the byte, and no recursion on graph input (a chain
- * of 20000 nodes loads, plans and runs on a thread with a small stack).
+ * check_finite session option (NaN and infinity in loaded weights and
+ * checkpoints, up to the last element), initializers whose values would
+ * not be finite (refused at load) and the edges of the ranges the graph
+ * verifier allows (int32 initializers, uniform a == b, 64-character
+ * plugin names), the deterministic run order of the nodes, a FIFO given
+ * as a graph (must not block), the --max-memory budget checked at
+ * planning time to the byte, and no recursion on graph input (a chain of
+ * 20000 nodes loads, plans and runs on a thread with a small stack).
  */
 #include <math.h>
 #include <pthread.h>
@@ -132,13 +135,14 @@ END_TEST
 
 /*
  * Loads graph_tiny with W's init replaced by `init` (JSON) and W's dtype
- * by `dtype`; expects the load to fail with `needle`.
+ * by `dtype`; the path of the graph file goes to path[0..len).  Returns
+ * the graph, or NULL with err set.
  */
-static void
-expect_bad_init(const char *dtype, const char *init, const char *needle)
+static smlp_graph_t *
+load_with_init(const char *dtype, const char *init, char *path, size_t len,
+               struct smlp_error *err)
 {
-    struct smlp_error err;
-    char json[1024], path[512];
+    char json[1024];
 
     snprintf(json, sizeof(json),
              "{\"name\": \"tiny\", \"plugins\": [\"core\"], \"tensors\": ["
@@ -149,12 +153,37 @@ expect_bad_init(const char *dtype, const char *init, const char *needle)
              "\"nodes\": [{\"name\": \"fc\", \"op\": \"core.linear\","
              " \"inputs\": [0, 1], \"outputs\": [2]}]}",
              dtype, init);
-    tu_graph_from_json(tu_tmpdir(), "init", json, path, sizeof(path));
-    ck_assert_msg(smlp_graph_load(path, &err) == NULL,
+    tu_graph_from_json(tu_tmpdir(), "init", json, path, len);
+    return smlp_graph_load(path, err);
+}
+
+/* Expects the load of graph_tiny with W's `dtype` and `init` to fail
+ * with `needle`, the message naming the file. */
+static void
+expect_bad_init(const char *dtype, const char *init, const char *needle)
+{
+    struct smlp_error err;
+    char path[512];
+
+    ck_assert_msg(load_with_init(dtype, init, path, sizeof(path), &err) ==
+                      NULL,
                   "loaded with init %s", init);
     ck_assert_int_eq(err.status, SMLP_EBADGRAPH);
     tu_assert_contains(err.msg, path);
     tu_assert_contains(err.msg, needle);
+}
+
+/* Expects graph_tiny with W's `dtype` and `init` to load. */
+static void
+expect_good_init(const char *dtype, const char *init)
+{
+    struct smlp_error err;
+    smlp_graph_t *g;
+    char path[512];
+
+    g = load_with_init(dtype, init, path, sizeof(path), &err);
+    ck_assert_msg(g != NULL, "init %s refused: %s", init, err.msg);
+    smlp_graph_unload(g);
 }
 
 /* An initializer that would fill NaN, infinity or a wrapped integer is
@@ -196,6 +225,247 @@ START_TEST(test_graph_load_init_not_finite)
                     "uniform initializer needs a <= b (a=1, b=-1)");
     expect_bad_init("F32", "{\"kind\": \"Normal\", \"b\": -1}",
                     "normal initializer needs std b >= 0 (b=-1)");
+}
+END_TEST
+
+/*
+ * check_finite looks at every element of a tensor, the last one too: a
+ * NaN in the last element of W (element 5 of its 6) or of b (element 2
+ * of 3) is refused by smlp_session_load_weights and by
+ * smlp_checkpoint_load, naming the file, the tensor and the element.  The
+ * checkpoints are saved by a session that does not check, which loaded
+ * the NaN.
+ */
+START_TEST(test_check_finite_last_element)
+{
+    static const float b_good[3] = {1, 2, 3};
+    static const float w_good[6] = {1, 2, 3, 4, 5, 6};
+    static const char *const names[2] = {"W", "b"};
+    static const char *const needles[2] = {"tensor 'W': element 5 is NaN",
+                                           "tensor 'b': element 2 is NaN"};
+    smlp_registry_t *reg = tu_registry();
+    smlp_graph_t *g = load_json("tiny", graph_tiny);
+    const char *dir = tu_tmpdir();
+    float w[6], b[3];
+    struct smlp_error err;
+    smlp_session_t *s, *plain;
+    char wpath[600], cpath[600];
+    int i;
+
+    s = tiny_session(g, reg, 1, NULL, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    for (i = 0; i < 2; i++) {
+        memcpy(w, w_good, sizeof(w));
+        memcpy(b, b_good, sizeof(b));
+        if (i == 0)
+            w[5] = NAN;
+        else
+            b[2] = NAN;
+        snprintf(wpath, sizeof(wpath), "%s/last_%s.safetensors", dir,
+                 names[i]);
+        snprintf(cpath, sizeof(cpath), "%s/last_%s.ckpt", dir, names[i]);
+        write_wb(wpath, w, b, 0);
+
+        ck_assert_int_eq(smlp_session_load_weights(s, wpath),
+                         SMLP_EBADFILE);
+        tu_assert_contains(smlp_session_errmsg(s), wpath);
+        tu_assert_contains(smlp_session_errmsg(s), needles[i]);
+
+        plain = tiny_session(g, reg, 0, wpath, &err);
+        ck_assert_msg(plain != NULL, "%s", err.msg);
+        ck_assert_msg(smlp_checkpoint_save(plain, NULL, cpath, NULL, NULL,
+                                           0) == SMLP_OK,
+                      "%s", smlp_session_errmsg(plain));
+        smlp_session_destroy(plain);
+        ck_assert_int_eq(smlp_checkpoint_load(s, NULL, cpath),
+                         SMLP_EBADFILE);
+        tu_assert_contains(smlp_session_errmsg(s), cpath);
+        tu_assert_contains(smlp_session_errmsg(s), needles[i]);
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * An int32 initializer may give any int32, the ends included: a constant
+ * of -2^31 or of 2^31 - 1 loads, and so does a uniform over the whole
+ * range.  One past either end is refused (a and b are doubles in the
+ * file, so -2^31 - 1 and 2^31 are exact; %g prints them as
+ * -2.14748e+09 and 2.14748e+09).  The int32 range is not applied to a
+ * float32 tensor, which takes -2^31 - 1.
+ */
+START_TEST(test_graph_load_init_int32_range)
+{
+    expect_good_init("I32", "{\"kind\": \"Constant\", \"a\": -2147483648}");
+    expect_good_init("I32", "{\"kind\": \"Constant\", \"a\": 2147483647}");
+    expect_good_init("I32", "{\"kind\": \"Uniform\", \"a\": -2147483648,"
+                            " \"b\": 2147483647}");
+    expect_bad_init("I32", "{\"kind\": \"Constant\", \"a\": -2147483649}",
+                    "tensor 1 'W': constant initializer (a=-2.14748e+09, "
+                    "b=0) can give -2.14748e+09, beyond the range of "
+                    "int32");
+    expect_bad_init("I32", "{\"kind\": \"Uniform\", \"a\": -2147483649,"
+                           " \"b\": 0}",
+                    "tensor 1 'W': uniform initializer (a=-2.14748e+09, "
+                    "b=0) can give -2.14748e+09, beyond the range of "
+                    "int32");
+    expect_bad_init("I32", "{\"kind\": \"Constant\", \"a\": 2147483648}",
+                    "tensor 1 'W': constant initializer (a=2.14748e+09, "
+                    "b=0) can give 2.14748e+09, beyond the range of int32");
+    expect_good_init("F32", "{\"kind\": \"Constant\", \"a\": -2147483649}");
+}
+END_TEST
+
+/*
+ * A uniform initializer needs a <= b: a == b is allowed (every value is
+ * a; the session fills W with 0.5), a > b is refused, naming the tensor
+ * and both values.
+ */
+START_TEST(test_graph_load_init_uniform_equal_ends)
+{
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_tensor t;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+    int i;
+
+    g = load_with_init("F32", "{\"kind\": \"Uniform\", \"a\": 0.5,"
+                              " \"b\": 0.5, \"seed\": 3}",
+                       path, sizeof(path), &err);
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    s = tiny_session(g, reg, 1, NULL, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_tensor(s, "W", &t), SMLP_OK);
+    for (i = 0; i < 6; i++)
+        ck_assert_float_eq(((const float *)t.data)[i], 0.5f);
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+    expect_good_init("I32", "{\"kind\": \"Uniform\", \"a\": -7, \"b\": -7}");
+    expect_bad_init("F32", "{\"kind\": \"Uniform\", \"a\": 0.5,"
+                           " \"b\": 0.25}",
+                    "tensor 1 'W': uniform initializer needs a <= b "
+                    "(a=0.5, b=0.25)");
+}
+END_TEST
+
+/*
+ * A graph with the plugin `name` and one node of it, `name`.relu, x -> y;
+ * loads it (the plugin itself is not looked for until a session).
+ */
+static smlp_graph_t *
+load_plugin_graph(const char *name, char *path, size_t len,
+                  struct smlp_error *err)
+{
+    char json[1024];
+
+    snprintf(json, sizeof(json),
+             "{\"name\": \"p\", \"plugins\": [\"%s\"], \"tensors\": ["
+             "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]},"
+             "{\"name\": \"y\", \"kind\": \"Output\"}],"
+             "\"nodes\": [{\"name\": \"n\", \"op\": \"%s.relu\","
+             " \"inputs\": [0], \"outputs\": [1]}]}",
+             name, name);
+    tu_graph_from_json(tu_tmpdir(), "plugin", json, path, len);
+    return smlp_graph_load(path, err);
+}
+
+/*
+ * A plugin name has at most 64 characters: a name of exactly 64 loads
+ * (and is kept whole), one of 65 is refused, the message naming the
+ * file and the plugin.
+ */
+START_TEST(test_graph_load_plugin_name_limit)
+{
+    struct smlp_error err;
+    smlp_graph_t *g;
+    char name[66], path[512], needle[128];
+
+    memset(name, 'p', 64);
+    name[64] = '\0';
+    g = load_plugin_graph(name, path, sizeof(path), &err);
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_graph_plugin_count(g), 1);
+    ck_assert_str_eq(smlp_graph_plugin_name(g, 0), name);
+    smlp_graph_unload(g);
+
+    name[64] = 'p';
+    name[65] = '\0';
+    ck_assert_ptr_null(load_plugin_graph(name, path, sizeof(path), &err));
+    ck_assert_int_eq(err.status, SMLP_EBADGRAPH);
+    tu_assert_contains(err.msg, path);
+    snprintf(needle, sizeof(needle), "plugin '%s' is not a plugin name",
+             name);
+    tu_assert_contains(err.msg, needle);
+}
+END_TEST
+
+/*
+ * Nodes run in a fixed order: Kahn's sort taking the ready node of the
+ * lowest index first (graph.c).  The graph, nodes in file order:
+ *
+ *   n0: a -> b    n1: x -> p    n2: x -> q
+ *   n3: b -> r    n4: x -> a    n5: x -> s     (all core.relu)
+ *
+ * At the start n1, n2, n4 and n5 are ready; n1, n2 and n4 run.  n4 makes
+ * n0 ready, which runs before n5 (0 < 5), and n0 makes n3 ready (3 < 5).
+ * So: n1 n2 n4 n0 n3 n5; file order, or a first-in first-out queue
+ * (n1 n2 n4 n5 n0 n3), would differ.  The order is read back through
+ * smlp_session_node_profile and smlp_session_node_output, which index
+ * the nodes in run order.
+ */
+START_TEST(test_run_order_lowest_index_first)
+{
+    static const char *const order[6] = {"n1", "n2", "n4", "n0", "n3",
+                                         "n5"};
+    static const char *const outs[6] = {"p", "q", "a", "b", "r", "s"};
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_node_profile p;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    int i;
+
+    g = load_json(
+        "order",
+        "{\"name\": \"order\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]},"
+        "{\"name\": \"a\"}, {\"name\": \"b\"},"
+        "{\"name\": \"p\", \"kind\": \"Output\"},"
+        "{\"name\": \"q\", \"kind\": \"Output\"},"
+        "{\"name\": \"r\", \"kind\": \"Output\"},"
+        "{\"name\": \"s\", \"kind\": \"Output\"}],"
+        "\"nodes\": ["
+        "{\"name\": \"n0\", \"op\": \"core.relu\", \"inputs\": [1],"
+        " \"outputs\": [2]},"
+        "{\"name\": \"n1\", \"op\": \"core.relu\", \"inputs\": [0],"
+        " \"outputs\": [3]},"
+        "{\"name\": \"n2\", \"op\": \"core.relu\", \"inputs\": [0],"
+        " \"outputs\": [4]},"
+        "{\"name\": \"n3\", \"op\": \"core.relu\", \"inputs\": [2],"
+        " \"outputs\": [5]},"
+        "{\"name\": \"n4\", \"op\": \"core.relu\", \"inputs\": [0],"
+        " \"outputs\": [1]},"
+        "{\"name\": \"n5\", \"op\": \"core.relu\", \"inputs\": [0],"
+        " \"outputs\": [6]}]}");
+    s = tiny_session(g, reg, 0, NULL, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_run(s), SMLP_OK);
+    for (i = 0; i < 6; i++) {
+        ck_assert_int_eq(smlp_session_node_profile(s, i, &p), SMLP_OK);
+        ck_assert_msg(strcmp(p.name, order[i]) == 0,
+                      "run order position %d: %s, expected %s", i, p.name,
+                      order[i]);
+        ck_assert_str_eq(smlp_session_node_output(s, i, 0), outs[i]);
+    }
+    ck_assert_int_eq(smlp_session_node_profile(s, 6, &p), SMLP_EINVAL);
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
 }
 END_TEST
 
@@ -359,7 +629,14 @@ robust_suite(void)
     TCase *tc = tcase_create("weights");
 
     tcase_add_test(tc, test_check_finite_weights);
+    tcase_add_test(tc, test_check_finite_last_element);
     tcase_add_test(tc, test_graph_load_init_not_finite);
+    tcase_add_test(tc, test_graph_load_init_int32_range);
+    tcase_add_test(tc, test_graph_load_init_uniform_equal_ends);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("graph");
+    tcase_add_test(tc, test_graph_load_plugin_name_limit);
+    tcase_add_test(tc, test_run_order_lowest_index_first);
     suite_add_tcase(s, tc);
     tc = tcase_create("limits");
     tcase_add_test(tc, test_graph_fifo_does_not_block);
