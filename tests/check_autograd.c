@@ -1091,6 +1091,341 @@ START_TEST(test_autograd_plan_frees_saved_values)
 }
 END_TEST
 
+/* ---- the scheduler and the plan, through fixture ops that watch ---------- */
+
+/*
+ * A training session of g with `threads` threads that must run `inter`
+ * nodes at once.
+ */
+static smlp_session_t *
+session_inter(const smlp_graph_t *g, smlp_registry_t *reg, int threads,
+              int inter)
+{
+    smlp_session_t *s = must_session(g, reg, "loss", NULL, threads);
+    struct smlp_session_stats st;
+
+    ck_assert_int_eq(smlp_session_get_stats(s, &st), SMLP_OK);
+    ck_assert_int_eq(st.inter_op, inter);
+    return s;
+}
+
+/*
+ * loss = gradfix.sum(op(w0), .., op(w3)) with nodes named na, nb, nc, nd
+ * (n = prefix), op gradfix.fail (the kernel fails) or gradfix.bfail (the
+ * backward fails).
+ */
+static smlp_graph_t *
+four_failing(const char *op, char prefix, char *path, size_t len)
+{
+    struct gb gb;
+    char name[8], w[8], f[8];
+    int i;
+
+    gb_init(&gb);
+    for (i = 0; i < 4; i++) {
+        snprintf(w, sizeof(w), "w%d", i);
+        gb_param(&gb, w, "[4]", i + 1);
+        snprintf(f, sizeof(f), "f%d", i);
+        gb_tensor(&gb, f, "Activation", NULL, NULL);
+        snprintf(name, sizeof(name), "%c%c", prefix, 'a' + i);
+        gb_node(&gb, name, op, w, f, NULL);
+    }
+    gb_tensor(&gb, "loss", "Output", NULL, NULL);
+    gb_node(&gb, "sum", "gradfix.sum", "f0 f1 f2 f3", "loss", NULL);
+    return gb_load(&gb, P_GRADFIX, path, len);
+}
+
+/*
+ * Two nodes fail in one run: the session keeps the first failure's
+ * message.  Four failing nodes (or backwards) are ready at once on 2
+ * runners; the scheduler takes the lowest step first and hands the small
+ * ones to the pool in batches of an even share per free runner
+ * (sched.c's make_batch): {na, nb} and {nc, nd} in the forward, and in
+ * the backward (reverse order) {bd, bc} and {bb, ba}.  A work item runs
+ * its whole batch and reports its nodes in order, so whichever item
+ * comes back first, the first failure reported is the first node of a
+ * batch; the second of each batch, and the other item, fail later.
+ * Both items are in flight when the first failure comes back, so a
+ * later failure always follows it.
+ */
+START_TEST(test_autograd_first_failure_kept)
+{
+    smlp_registry_t *reg = registry();
+    char path[512];
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    const char *msg;
+    int r;
+
+    g = four_failing("gradfix.fail", 'n', path, sizeof(path));
+    s = session_inter(g, reg, 2, 2);
+    for (r = 0; r < 3; r++) {
+        ck_assert_int_eq(smlp_session_run(s), SMLP_EKERNEL);
+        msg = smlp_session_errmsg(s);
+        tu_assert_contains(msg, "(gradfix.fail) failed: fails on purpose");
+        ck_assert_msg(strstr(msg, "'na'") != NULL ||
+                          strstr(msg, "'nc'") != NULL,
+                      "not the first failure: %s", msg);
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+
+    g = four_failing("gradfix.bfail", 'b', path, sizeof(path));
+    s = session_inter(g, reg, 2, 2);
+    for (r = 0; r < 3; r++) {
+        ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                      smlp_session_errmsg(s));
+        ck_assert_int_eq(smlp_session_backward(s), SMLP_EKERNEL);
+        msg = smlp_session_errmsg(s);
+        tu_assert_contains(msg, "(gradfix.bfail): backward failed: fails "
+                                "on purpose");
+        ck_assert_msg(strstr(msg, "'bd'") != NULL ||
+                          strstr(msg, "'bb'") != NULL,
+                      "not the first failure: %s", msg);
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * At most inter_op nodes run at once, forward and backward: six
+ * gradfix.count nodes (w_i -> c_i, summed into the loss) are ready
+ * together, too big to be batched; each fails when it sees more than
+ * `limit` (= the session's inter_op) of them running, and waits 30 ms
+ * (while within the limit) so that any started together overlap.  The
+ * count is an upper bound that no schedule of a correct host exceeds.
+ */
+START_TEST(test_autograd_inter_op_bounds_concurrency)
+{
+    smlp_registry_t *reg = registry();
+    struct gb gb;
+    char path[512], name[16], node[16], w_i[16], attr[64], ins[64] = "";
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    float *w;
+    int i, r, threads;
+
+    for (threads = 2; threads <= 3; threads++) {
+        gb_init(&gb);
+        snprintf(attr, sizeof(attr),
+                 "{\"name\": \"limit\", \"type\": \"Int\", \"i\": %d}",
+                 threads);
+        ins[0] = '\0';
+        for (i = 0; i < 6; i++) {
+            snprintf(name, sizeof(name), "w%d", i);
+            gb_param(&gb, name, "[4]", i + 1);
+            snprintf(name, sizeof(name), "c%d", i);
+            gb_tensor(&gb, name, "Activation", NULL, NULL);
+            cat(ins, sizeof(ins), i ? " " : "");
+            cat(ins, sizeof(ins), name);
+            snprintf(node, sizeof(node), "count%d", i);
+            snprintf(w_i, sizeof(w_i), "w%d", i);
+            gb_node(&gb, node, "gradfix.count", w_i, name, attr);
+        }
+        gb_tensor(&gb, "loss", "Output", NULL, NULL);
+        gb_node(&gb, "sum", "gradfix.sum", ins, "loss", NULL);
+        g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+        /* 7 nodes, the longest path 2: parallelism 3.5. */
+        s = session_inter(g, reg, threads, threads);
+        for (r = 0; r < 2; r++) {
+            run_backward(s);
+            /* d loss / d w_i = 1 through the copies. */
+            for (i = 0; i < 6; i++) {
+                snprintf(name, sizeof(name), "w%d", i);
+                w = grad(s, name);
+                ck_assert_float_eq(w[0], 1.0f);
+                ck_assert_float_eq(w[3], 1.0f);
+            }
+        }
+        smlp_session_destroy(s);
+        smlp_graph_unload(g);
+    }
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * The backward's workspace holds at least the forward's (smlp_plugin.h,
+ * backward_workspace): gradfix.fwdws asks for a forward workspace only
+ * and its backward fails with less.  L = sum (2 (x w))^2:
+ * dL/dw = (2 (2b * 1)) x with b = 2 (x w), in the fixture's order.
+ */
+START_TEST(test_autograd_bwd_workspace_covers_forward)
+{
+    smlp_registry_t *reg = registry();
+    struct gb gb;
+    char path[512];
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    float want[48], *x, *w, b;
+    int i, threads;
+
+    gb_init(&gb);
+    gb_tensor(&gb, "x", "Input", "[48]", NULL);
+    gb_param(&gb, "w", "[48]", 3);
+    gb_tensor(&gb, "a", "Activation", NULL, NULL);
+    gb_tensor(&gb, "b", "Activation", NULL, NULL);
+    gb_tensor(&gb, "loss", "Output", NULL, NULL);
+    gb_node(&gb, "mul", "gradfix.mul", "x w", "a", NULL);
+    gb_node(&gb, "ws", "gradfix.fwdws", "a", "b", NULL);
+    gb_node(&gb, "ss", "gradfix.square_sum", "b", "loss", NULL);
+    g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+    for (threads = 1; threads <= 2; threads++) {
+        s = must_session(g, reg, "loss", NULL, threads);
+        run_backward(s);
+        x = data(s, "x");
+        w = data(s, "w");
+        for (i = 0; i < 48; i++) {
+            b = 2.0f * (x[i] * w[i]);
+            want[i] = (2.0f * ((2.0f * b) * 1.0f)) * x[i];
+        }
+        assert_bits(grad(s, "w"), want, 48, "dw");
+        smlp_session_destroy(s);
+    }
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * The forward's reuse edges (plan.c): a node writing bytes that an
+ * earlier buffer held waits for every node that touched that buffer,
+ * its last reader included.  Buffers x, z, a, r, b, y of 256 bytes:
+ *
+ *   side:  z = x * x     step 0     (an output: [0, end])
+ *   dbl:   a = x + x          1     a lives [1, 2]
+ *   watch: r = a + 1          2     (an output: [2, end])
+ *   sq:    b = x * x          3     b fits exactly in a's old bytes
+ *   out:   y = b + x          4
+ *
+ * sq does not read a, so only the plan's edges keep it from running
+ * beside watch (the session runs 2 nodes at once: side is independent of
+ * the rest).  gradfix.watch fails when its input changes while it runs
+ * (it watches for 30 ms); x * x differs from 2x for every x here.
+ */
+START_TEST(test_autograd_reuse_edge_last_reader)
+{
+    smlp_registry_t *reg = registry();
+    struct smlp_session_opts o;
+    struct smlp_session_stats st;
+    struct smlp_error err;
+    struct gb gb;
+    char path[512];
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    float *x, *r, *y;
+    int i, run;
+
+    gb_init(&gb);
+    gb_tensor(&gb, "x", "Input", "[64]", NULL);
+    gb_tensor(&gb, "z", "Output", NULL, NULL);
+    gb_tensor(&gb, "a", "Activation", NULL, NULL);
+    gb_tensor(&gb, "r", "Output", NULL, NULL);
+    gb_tensor(&gb, "b", "Activation", NULL, NULL);
+    gb_tensor(&gb, "y", "Output", NULL, NULL);
+    gb_node(&gb, "side", "gradfix.mul", "x x", "z", NULL);
+    gb_node(&gb, "dbl", "gradfix.add", "x x", "a", NULL);
+    gb_node(&gb, "watch", "gradfix.watch", "a", "r", NULL);
+    gb_node(&gb, "sq", "gradfix.mul", "x x", "b", NULL);
+    gb_node(&gb, "out", "gradfix.add", "b x", "y", NULL);
+    g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+    smlp_session_opts_init(&o);
+    o.threads = 2;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_get_stats(s, &st), SMLP_OK);
+    ck_assert_int_eq(st.inter_op, 2);
+    /* 6 buffers of 256 bytes, 5 live at step 4 (x, z, r, b, y): the
+     * arena holds no more only if b took a's bytes. */
+    ck_assert_uint_eq(st.lower_bound, 5 * 256);
+    ck_assert_uint_eq(st.arena_bytes, 5 * 256);
+    x = data(s, "x");
+    for (run = 0; run < 3; run++) {
+        for (i = 0; i < 64; i++)
+            x[i] = 0.25f * (float)(i + 3 * run) - 5.125f;
+        ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                      smlp_session_errmsg(s));
+        r = data(s, "r");
+        y = data(s, "y");
+        for (i = 0; i < 64; i++) {
+            ck_assert_float_eq(r[i], (x[i] + x[i]) + 1.0f);
+            ck_assert_float_eq(y[i], x[i] * x[i] + x[i]);
+        }
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * The same for the backward's reuse edges (plan.c,
+ * smlp__plan_add_backward_edges): a backward writing bytes that an
+ * earlier buffer held waits for every backward that touched it, the last
+ * one included.  Two branches, A and B, each of 256-byte tensors:
+ *
+ *   node    forward          backward step
+ *   mulA:   a = x * w1       11
+ *   mulB:   p = x * w2       10
+ *   watchB: q = p + 1         9: writes dp, d loss / d p
+ *   watchA: c = a + 1         8: the last to read c and dc
+ *   add:    e = c + q         7
+ *   ss:     loss = sum e^2    6
+ *
+ * c dies at step 8 and the plan gives dp its bytes (the first free 256
+ * bytes when dp is placed).  watchB's backward needs nothing of watchA's,
+ * so only the plan's edge orders it after watchA's, the last reader of c.
+ * Each watch backward watches its tensors for 30 ms and fails when one
+ * changes.  dL/dw_i = (2e * 1) x: the watches pass gradients through.
+ */
+START_TEST(test_autograd_backward_reuse_edge_last_reader)
+{
+    smlp_registry_t *reg = registry();
+    struct gb gb;
+    char path[512];
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    float want[64], *x, *w1, *w2, e;
+    int i, r;
+
+    gb_init(&gb);
+    gb_tensor(&gb, "x", "Input", "[64]", NULL);
+    gb_param(&gb, "w1", "[64]", 1);
+    gb_param(&gb, "w2", "[64]", 2);
+    gb_tensor(&gb, "p", "Activation", NULL, NULL);
+    gb_tensor(&gb, "q", "Activation", NULL, NULL);
+    gb_tensor(&gb, "a", "Activation", NULL, NULL);
+    gb_tensor(&gb, "c", "Activation", NULL, NULL);
+    gb_tensor(&gb, "e", "Activation", NULL, NULL);
+    gb_tensor(&gb, "loss", "Output", NULL, NULL);
+    gb_node(&gb, "mulA", "gradfix.mul", "x w1", "a", NULL);
+    gb_node(&gb, "mulB", "gradfix.mul", "x w2", "p", NULL);
+    gb_node(&gb, "watchB", "gradfix.watch", "p", "q", NULL);
+    gb_node(&gb, "watchA", "gradfix.watch", "a", "c", NULL);
+    gb_node(&gb, "add", "gradfix.add", "c q", "e", NULL);
+    gb_node(&gb, "ss", "gradfix.square_sum", "e", "loss", NULL);
+    g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+    s = session_inter(g, reg, 2, 2);
+    for (r = 0; r < 3; r++) {
+        run_backward(s);
+        x = data(s, "x");
+        w1 = data(s, "w1");
+        w2 = data(s, "w2");
+        for (i = 0; i < 64; i++) {
+            e = (x[i] * w1[i] + 1.0f) + (x[i] * w2[i] + 1.0f);
+            want[i] = ((2.0f * e) * 1.0f) * x[i];
+        }
+        assert_bits(grad(s, "w1"), want, 64, "dw1");
+        assert_bits(grad(s, "w2"), want, 64, "dw2");
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 /* ---- whole graphs against finite differences ---------------------------- */
 
 static int
@@ -1427,6 +1762,11 @@ autograd_suite(void)
     tcase_add_test(tc, test_autograd_threads_bit_identical);
     tcase_add_test(tc, test_autograd_wide_backward_tree);
     tcase_add_test(tc, test_autograd_plan_frees_saved_values);
+    tcase_add_test(tc, test_autograd_first_failure_kept);
+    tcase_add_test(tc, test_autograd_inter_op_bounds_concurrency);
+    tcase_add_test(tc, test_autograd_bwd_workspace_covers_forward);
+    tcase_add_test(tc, test_autograd_reuse_edge_last_reader);
+    tcase_add_test(tc, test_autograd_backward_reuse_edge_last_reader);
     suite_add_tcase(s, tc);
     tc = tcase_create("finite_differences");
     tcase_set_timeout(tc, 300);

@@ -616,6 +616,21 @@ START_TEST(test_infer_declared_shape_mismatch)
 }
 END_TEST
 
+/* The declared dtype counts as much as the shape: relu's output is f32,
+ * the graph declares i32 (same shape). */
+START_TEST(test_infer_declared_dtype_mismatch)
+{
+    expect_bad_session(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
+        "{\"name\": \"y\", \"kind\": \"Output\", \"shape\": [-1, 2],"
+        " \"dtype\": \"I32\"}], \"nodes\": [{\"name\": \"r\", \"op\":"
+        " \"core.relu\", \"inputs\": [0], \"outputs\": [1]}]}",
+        2, SMLP_ESHAPE,
+        "node 0 'r' (core.relu): output 0 'y' is f32 [2,2], but the graph "
+        "declares i32 [2,2]");
+}
+END_TEST
+
 START_TEST(test_infer_batch_zero_and_overflow)
 {
     expect_bad_session("{\"name\": \"g\", \"plugins\": [\"core\"], "
@@ -763,6 +778,120 @@ START_TEST(test_plan_max_memory)
 }
 END_TEST
 
+/*
+ * Exact fits: a chain x -> a -> b -> c -> y of core.relu, each 4032
+ * bytes (1000 floats, 64-byte aligned).  Lifetimes (steps): x and y the
+ * whole run, a [0, 1], b [1, 2], c [2, 3].  Placed largest first, ties
+ * by first step: x at 0, a at 4032, b at 8064; c overlaps x and b but
+ * not a, so it takes a's gap [4032, 8064), exactly its size; y overlaps
+ * x and c and takes [8064, 12096).  Three buffers, the lower bound (x,
+ * a, b at step 1).
+ */
+START_TEST(test_plan_exact_fit_gap)
+{
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_session_stats st;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+
+    g = graph_json(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 1000]},"
+        "{\"name\": \"a\"}, {\"name\": \"b\"}, {\"name\": \"c\"},"
+        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": ["
+        "{\"name\": \"r0\", \"op\": \"core.relu\", \"inputs\": [0],"
+        " \"outputs\": [1]},"
+        "{\"name\": \"r1\", \"op\": \"core.relu\", \"inputs\": [1],"
+        " \"outputs\": [2]},"
+        "{\"name\": \"r2\", \"op\": \"core.relu\", \"inputs\": [2],"
+        " \"outputs\": [3]},"
+        "{\"name\": \"r3\", \"op\": \"core.relu\", \"inputs\": [3],"
+        " \"outputs\": [4]}]}",
+        &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.threads = 1;
+    o.plan_only = 1;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    smlp_session_get_stats(s, &st);
+    ck_assert_uint_eq(st.lower_bound, 3 * 4032);
+    ck_assert_uint_eq(st.arena_bytes, 3 * 4032);
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * A buffer lives until its last reader has run: y = relu(W relu(x)) with
+ * W the reversal scaled by row, W[j][3 - j] = j + 1, so that
+ * y[i][j] = (j + 1) x[i][3 - j] for positive x.  The linear node reads
+ * a = relu(x) while it writes b: were a's lifetime to end before that
+ * step, b could take a's bytes and the product would read entries it
+ * had already overwritten (a reversal cannot be computed in place in
+ * any order).
+ */
+START_TEST(test_plan_lifetime_covers_last_read)
+{
+    static const float x[8] = {1, 2, 3, 4, 0.5f, 0.25f, 8, 16};
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+    float *w;
+    const float *y;
+    int64_t n;
+    int i, j, threads;
+
+    g = graph_json(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 4]},"
+        "{\"name\": \"W\", \"kind\": \"Parameter\", \"shape\": [4, 4]},"
+        "{\"name\": \"a\"}, {\"name\": \"b\"},"
+        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": ["
+        "{\"name\": \"r0\", \"op\": \"core.relu\", \"inputs\": [0],"
+        " \"outputs\": [2]},"
+        "{\"name\": \"fc\", \"op\": \"core.linear\", \"inputs\": [2, 1],"
+        " \"outputs\": [3]},"
+        "{\"name\": \"r1\", \"op\": \"core.relu\", \"inputs\": [3],"
+        " \"outputs\": [4]}]}",
+        &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    for (threads = 1; threads <= 2; threads++) {
+        smlp_session_opts_init(&o);
+        o.batch = 2;
+        o.threads = threads;
+        s = smlp_session_create(g, reg, &o, &err);
+        ck_assert_msg(s != NULL, "%s", err.msg);
+        w = tensor_data(s, "W", NULL);
+        memset(w, 0, 16 * sizeof(float));
+        for (j = 0; j < 4; j++)
+            w[j * 4 + (3 - j)] = (float)(j + 1);
+        memcpy(tensor_data(s, "x", NULL), x, sizeof(x));
+        ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                      smlp_session_errmsg(s));
+        y = tensor_data(s, "y", &n);
+        ck_assert_int_eq(n, 8);
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < 4; j++)
+                ck_assert_msg(y[i * 4 + j] == (float)(j + 1) *
+                                                  x[i * 4 + 3 - j],
+                              "%d threads: y[%d][%d] = %g, want %g", threads,
+                              i, j, y[i * 4 + j],
+                              (float)(j + 1) * x[i * 4 + 3 - j]);
+        smlp_session_destroy(s);
+    }
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 /* Writes a one-tensor safetensors file by hand (independent of the
  * runtime's writer). */
 static void
@@ -785,12 +914,13 @@ write_st(const char *path, const char *name, const char *dtype,
     tu_write(path, buf, len);
 }
 
-/* The same with n tensors: names[k], shapes[k] (JSON) and nbytes[k]
- * bytes of data[k], F32, laid out one after another. */
+/* The same with n tensors: names[k], dtypes[k] (F32 for all when
+ * dtypes is NULL), shapes[k] (JSON) and nbytes[k] bytes of data[k],
+ * laid out one after another. */
 static void
-write_st_n(const char *path, int n, const char *const *names,
-           const char *const *shapes, const void *const *data,
-           const size_t *nbytes)
+write_st_dt(const char *path, int n, const char *const *names,
+            const char *const *dtypes, const char *const *shapes,
+            const void *const *data, const size_t *nbytes)
 {
     char header[1024], buf[2048];
     size_t used = 0, off = 0, len;
@@ -800,11 +930,12 @@ write_st_n(const char *path, int n, const char *const *names,
     used += (size_t)snprintf(header + used, sizeof(header) - used, "{");
     for (k = 0; k < n; k++) {
         used += (size_t)snprintf(header + used, sizeof(header) - used,
-                                 "%s\"%s\": {\"dtype\": \"F32\", "
+                                 "%s\"%s\": {\"dtype\": \"%s\", "
                                  "\"shape\": %s, \"data_offsets\": [%zu, "
                                  "%zu]}",
-                                 k > 0 ? ", " : "", names[k], shapes[k], off,
-                                 off + nbytes[k]);
+                                 k > 0 ? ", " : "", names[k],
+                                 dtypes != NULL ? dtypes[k] : "F32",
+                                 shapes[k], off, off + nbytes[k]);
         off += nbytes[k];
     }
     used += (size_t)snprintf(header + used, sizeof(header) - used, "}");
@@ -819,6 +950,14 @@ write_st_n(const char *path, int n, const char *const *names,
         len += nbytes[k];
     }
     tu_write(path, buf, len);
+}
+
+static void
+write_st_n(const char *path, int n, const char *const *names,
+           const char *const *shapes, const void *const *data,
+           const size_t *nbytes)
+{
+    write_st_dt(path, n, names, NULL, shapes, data, nbytes);
 }
 
 static smlp_session_t *
@@ -1063,6 +1202,129 @@ START_TEST(test_inputs_read_failure_changes_nothing)
 }
 END_TEST
 
+/*
+ * Inputs are read with the dtype the graph declares: labels are i32,
+ * and a file holding them as F32 (4 bytes each too, the same shape) is
+ * refused naming the file and the input, and changes nothing (the
+ * logits, good in the file, included).  With zero logits over 3 classes
+ * the loss is ln 3 for any labels.
+ */
+START_TEST(test_inputs_read_wrong_dtype)
+{
+    static const char *const names[2] = {"logits", "labels"};
+    static const char *const f32[2] = {"F32", "F32"};
+    static const char *const i32[2] = {"F32", "I32"};
+    static const char *const shapes[2] = {"[2, 3]", "[2]"};
+    static const float zeros[6], flabels[2] = {1, 2};
+    static const int32_t labels[2] = {2, 1};
+    const void *fdata[2] = {zeros, flabels}, *idata[2] = {zeros, labels};
+    static const size_t nbytes[2] = {24, 8};
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[600], gpath[512];
+    int32_t before[2];
+    float *logits, lbefore[6];
+
+    g = graph_json(
+        "{\"name\": \"ce\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"logits\", \"kind\": \"Input\", \"shape\": [-1, 3]},"
+        "{\"name\": \"labels\", \"kind\": \"Input\", \"shape\": [-1],"
+        " \"dtype\": \"I32\", \"init\": {\"kind\": \"Zeros\"}},"
+        "{\"name\": \"loss\", \"kind\": \"Output\"}], \"nodes\": ["
+        "{\"name\": \"ce\", \"op\": \"core.softmax_cross_entropy\","
+        " \"inputs\": [0, 1], \"outputs\": [2]}]}",
+        &err, gpath, sizeof(gpath));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.batch = 2;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    memcpy(before, tensor_data(s, "labels", NULL), sizeof(before));
+    memcpy(lbefore, tensor_data(s, "logits", NULL), sizeof(lbefore));
+    snprintf(path, sizeof(path), "%s/labels.safetensors", tu_tmpdir());
+    write_st_dt(path, 2, names, f32, shapes, fdata, nbytes);
+    ck_assert_msg(smlp_session_read_inputs(s, path) == SMLP_EBADFILE, "%s",
+                  smlp_session_errmsg(s));
+    tu_assert_contains(smlp_session_errmsg(s), path);
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "tensor 'labels' has dtype F32, the graph declares "
+                       "i32");
+    ck_assert_mem_eq(tensor_data(s, "labels", NULL), before,
+                     sizeof(before));
+    ck_assert_mem_eq(tensor_data(s, "logits", NULL), lbefore,
+                     sizeof(lbefore));
+    write_st_dt(path, 2, names, i32, shapes, idata, nbytes);
+    ck_assert_msg(smlp_session_read_inputs(s, path) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+    ck_assert_mem_eq(tensor_data(s, "labels", NULL), labels,
+                     sizeof(labels));
+    logits = tensor_data(s, "logits", NULL);
+    ck_assert_mem_eq(logits, zeros, sizeof(zeros));
+    ck_assert_int_eq(smlp_session_run(s), SMLP_OK);
+    ck_assert_msg(fabs(*tensor_data(s, "loss", NULL) - log(3.0)) < 1e-6,
+                  "loss %g, want ln 3", *tensor_data(s, "loss", NULL));
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * Inputs without an initializer get seeded synthetic data: a standard
+ * normal whose seed depends on the input (its index) and on the fill
+ * seed.  Two such inputs of one shape get different values, the same
+ * in every session, and another fill seed changes both.
+ */
+START_TEST(test_inputs_synthetic_per_input_seed)
+{
+    static const char *graph_two_inputs =
+        "{\"name\": \"two\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 8]},"
+        "{\"name\": \"x2\", \"kind\": \"Input\", \"shape\": [-1, 8]},"
+        "{\"name\": \"out\", \"kind\": \"Output\"}], \"nodes\": ["
+        "{\"name\": \"sum\", \"op\": \"core.add\", \"inputs\": [0, 1],"
+        " \"outputs\": [2]}]}";
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s, *t;
+    smlp_graph_t *g;
+    float x[16], x2[16];
+    char gpath[512];
+    int i, same = 0;
+
+    g = graph_json(graph_two_inputs, &err, gpath, sizeof(gpath));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.batch = 2;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    t = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(t != NULL, "%s", err.msg);
+    memcpy(x, tensor_data(s, "x", NULL), sizeof(x));
+    memcpy(x2, tensor_data(s, "x2", NULL), sizeof(x2));
+    for (i = 0; i < 16; i++) {
+        ck_assert(isfinite(x[i]) && isfinite(x2[i]));
+        same += x[i] == x2[i];
+    }
+    ck_assert_msg(same == 0, "x and x2 share %d of 16 values", same);
+    ck_assert_mem_eq(tensor_data(t, "x", NULL), x, sizeof(x));
+    ck_assert_mem_eq(tensor_data(t, "x2", NULL), x2, sizeof(x2));
+    ck_assert_int_eq(smlp_session_fill_inputs(t, 1), SMLP_OK);
+    for (i = 0; i < 16; i++) {
+        ck_assert_float_ne(tensor_data(t, "x", NULL)[i], x[i]);
+        ck_assert_float_ne(tensor_data(t, "x2", NULL)[i], x2[i]);
+    }
+    smlp_session_destroy(s);
+    smlp_session_destroy(t);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 /* Before the first run the outputs hold no values: write_outputs refuses
  * (and writes no file), and the arena reads as zeros, not garbage. */
 START_TEST(test_outputs_write_before_run)
@@ -1119,6 +1381,7 @@ session_suite(void)
     tc = tcase_create("infer");
     tcase_add_test(tc, test_infer_linear_mismatch_names_node);
     tcase_add_test(tc, test_infer_declared_shape_mismatch);
+    tcase_add_test(tc, test_infer_declared_dtype_mismatch);
     tcase_add_test(tc, test_infer_batch_zero_and_overflow);
     tcase_add_test(tc, test_infer_arity);
     tcase_add_test(tc, test_infer_undeclared_attr);
@@ -1135,6 +1398,8 @@ session_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_plan_mixer_b_within_bound);
     tcase_add_test(tc, test_plan_max_memory);
+    tcase_add_test(tc, test_plan_exact_fit_gap);
+    tcase_add_test(tc, test_plan_lifetime_covers_last_read);
     suite_add_tcase(s, tc);
     tc = tcase_create("weights");
     tcase_add_test(tc, test_weights_save_load_roundtrip);
@@ -1142,6 +1407,8 @@ session_suite(void)
     tcase_add_test(tc, test_inputs_read_file);
     tcase_add_test(tc, test_weights_load_failure_changes_nothing);
     tcase_add_test(tc, test_inputs_read_failure_changes_nothing);
+    tcase_add_test(tc, test_inputs_read_wrong_dtype);
+    tcase_add_test(tc, test_inputs_synthetic_per_input_seed);
     tcase_add_test(tc, test_outputs_write_before_run);
     suite_add_tcase(s, tc);
     return s;

@@ -309,6 +309,53 @@ START_TEST(test_thread_split)
 }
 END_TEST
 
+/*
+ * The efficiency of splitting a kernel (session.c, choose_threads): each
+ * doubling of a kernel's threads costs a factor e, 0.9 when the kernels
+ * average 2^20 MACs or more, else 0.5.  Two independent equal probes
+ * (parallelism 2) on 3 threads: 1 node x 3 threads scores
+ * 3 e^log2(3) (2.54 for e = 0.9, 1.00 for 0.5), 2 nodes x 1 thread
+ * scores 2.  So small kernels run side by side and big ones split, with
+ * the threshold exactly at an average of 2^20 MACs.
+ */
+START_TEST(test_thread_split_kernel_size)
+{
+    static const struct {
+        int64_t macs;
+        int inter, intra;
+    } cases[] = {
+        {0, 2, 1}, {1048575, 2, 1}, {1048576, 1, 3}, {100000000, 1, 3},
+    };
+    smlp_registry_t *reg = registry();
+    struct smlp_session_stats st;
+    char attrs[128];
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    int i;
+
+    for (i = 0; i < (int)(sizeof(cases) / sizeof(cases[0])); i++) {
+        snprintf(attrs, sizeof(attrs),
+                 "{\"name\": \"macs\", \"type\": \"Int\", \"i\": %lld}",
+                 (long long)cases[i].macs);
+        g = probe_graph(2, attrs);
+        s = session(g, reg, 3);
+        smlp_session_get_stats(s, &st);
+        ck_assert_msg(st.inter_op == cases[i].inter &&
+                          st.intra_op == cases[i].intra,
+                      "macs %lld: %d x %d, expected %d x %d",
+                      (long long)cases[i].macs, st.inter_op, st.intra_op,
+                      cases[i].inter, cases[i].intra);
+        ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                      smlp_session_errmsg(s));
+        check_branch(s, 0, 8, st.intra_op, 0);
+        check_branch(s, 1, 8, st.intra_op, 0);
+        smlp_session_destroy(s);
+        smlp_graph_unload(g);
+    }
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 /* Sessions come and go (helpers start and stop) many times. */
 START_TEST(test_sessions_start_and_stop_helpers)
 {
@@ -342,6 +389,7 @@ team_suite(void)
     tcase_add_test(tc, test_nested_runs_serially);
     tcase_add_test(tc, test_concurrent_callers);
     tcase_add_test(tc, test_thread_split);
+    tcase_add_test(tc, test_thread_split_kernel_size);
     tcase_add_test(tc, test_sessions_start_and_stop_helpers);
     suite_add_tcase(s, tc);
     return s;

@@ -18,14 +18,40 @@
  *   gradfix.stash(x)       y = 3 * x, keeping a copy of x in its saved
  *                          bytes (ABI 1.2) when it gets them; the backward
  *                          fails unless they came back holding x
+ *   gradfix.sum(x, ...)    y = the sum of every element of 1 to 8 inputs,
+ *                          rank 0 (a loss over many branches)
+ *   gradfix.fwdws(x)       y = 2 * x through a forward workspace of
+ *                          numel(x) floats, and no backward_workspace: the
+ *                          backward fails unless its workspace holds at
+ *                          least the forward's (smlp_infer_ctx)
+ *   gradfix.fail(x)        y = x; the kernel fails ("fails on purpose")
+ *   gradfix.bfail(x)       y = x; the backward fails ("fails on purpose")
+ *   gradfix.count(x)       y = x (macs 65536, so the scheduler never
+ *                          batches it); kernel and backward count the
+ *                          instances of the op running at once (one
+ *                          counter for the process) and fail when more
+ *                          than the attribute `limit` (default 1) did.
+ *                          Each waits up to 30 ms while the count is
+ *                          within the limit, so that instances started
+ *                          together overlap; the count only reads high
+ *                          when more did run at once (a timing that
+ *                          can never fail a correct host)
+ *   gradfix.watch(x)       y = x + 1; kernel and backward (gx = go) watch
+ *                          their tensors for 30 ms and fail when any
+ *                          changed meanwhile: another node wrote bytes
+ *                          they were still reading.  The backward also
+ *                          fills a backward workspace of numel(x) floats
+ *                          (a writer at its backward step) and watches it
  *
  * Backwards write every gradient they are given, read NULL grad_outputs as
  * zeros, and compute each element as go * other (mul), go (add),
  * (2 * x) * go (square_sum): tests recompute these in the same order and
  * compare bit for bit.
  */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "smlp_plugin.h"
 
@@ -336,6 +362,288 @@ stash_backward(struct smlp_backward_ctx *ctx)
     return SMLP_OK;
 }
 
+/* ---- sum -------------------------------------------------------------- */
+
+static int
+sum_infer(struct smlp_infer_ctx *ctx)
+{
+    int j;
+
+    for (j = 0; j < ctx->n_inputs; j++)
+        if (ctx->inputs[j] == NULL ||
+            ctx->inputs[j]->dtype != SMLP_DTYPE_F32)
+            return fail(ctx, "inputs must be f32");
+    ctx->outputs[0]->dtype = SMLP_DTYPE_F32;
+    ctx->outputs[0]->rank = 0;
+    return SMLP_OK;
+}
+
+static int
+sum_run(struct smlp_kernel_ctx *ctx)
+{
+    double acc = 0;
+    int64_t i, n;
+    int j;
+
+    for (j = 0; j < ctx->n_inputs; j++) {
+        n = smlp_tensor_numel(ctx->inputs[j]);
+        for (i = 0; i < n; i++)
+            acc += fp(ctx->inputs[j])[i];
+    }
+    *fp(ctx->outputs[0]) = (float)acc;
+    return SMLP_OK;
+}
+
+static int
+sum_backward(struct smlp_backward_ctx *ctx)
+{
+    float go = ctx->grad_outputs[0] != NULL ? *fp(ctx->grad_outputs[0]) : 0;
+    int64_t i, n;
+    int j;
+
+    for (j = 0; j < ctx->n_inputs; j++) {
+        float *g = fp(ctx->grad_inputs[j]);
+        n = smlp_tensor_numel(ctx->inputs[j]);
+        for (i = 0; g != NULL && i < n; i++)
+            g[i] = go;
+    }
+    return SMLP_OK;
+}
+
+/* ---- fwdws ------------------------------------------------------------ */
+
+static int
+fwdws_infer(struct smlp_infer_ctx *ctx)
+{
+    int rc = infer_unary(ctx);
+
+    ctx->workspace = (size_t)smlp_tensor_numel(ctx->inputs[0]) *
+                     sizeof(float);
+    return rc;
+}
+
+static int
+fwdws_run(struct smlp_kernel_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    const float *x = fp(ctx->inputs[0]);
+    float *y = fp(ctx->outputs[0]), *tmp = ctx->workspace;
+
+    if (ctx->workspace_size < (size_t)n * sizeof(float) || tmp == NULL) {
+        ctx->host->errorf(ctx->node, "forward workspace of %zu bytes, "
+                          "%zu needed", ctx->workspace_size,
+                          (size_t)n * sizeof(float));
+        return SMLP_EINVAL;
+    }
+    for (i = 0; i < n; i++)
+        tmp[i] = 2.0f * x[i];
+    memcpy(y, tmp, (size_t)n * sizeof(float));
+    return SMLP_OK;
+}
+
+static int
+fwdws_backward(struct smlp_backward_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    const float *go = fp(ctx->grad_outputs[0]);
+    float *gx = fp(ctx->grad_inputs[0]), *tmp = ctx->workspace;
+
+    if (ctx->workspace_size < (size_t)n * sizeof(float) || tmp == NULL) {
+        ctx->host->errorf(ctx->node, "backward workspace of %zu bytes, "
+                          "less than the forward's %zu",
+                          ctx->workspace_size, (size_t)n * sizeof(float));
+        return SMLP_EINVAL;
+    }
+    for (i = 0; i < n; i++)
+        tmp[i] = 2.0f * (go != NULL ? go[i] : 0.0f);
+    for (i = 0; gx != NULL && i < n; i++)
+        gx[i] = tmp[i];
+    return SMLP_OK;
+}
+
+/* ---- fail, bfail ------------------------------------------------------ */
+
+static int
+fail_run(struct smlp_kernel_ctx *ctx)
+{
+    ctx->host->errorf(ctx->node, "fails on purpose");
+    return SMLP_EINVAL;
+}
+
+static int
+fail_backward(struct smlp_backward_ctx *ctx)
+{
+    ctx->host->errorf(ctx->node, "fails on purpose");
+    return SMLP_EINVAL;
+}
+
+static int
+pass_backward(struct smlp_backward_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    const float *go = fp(ctx->grad_outputs[0]);
+    float *gx = fp(ctx->grad_inputs[0]);
+
+    for (i = 0; gx != NULL && i < n; i++)
+        gx[i] = go != NULL ? go[i] : 0.0f;
+    return SMLP_OK;
+}
+
+/* ---- count, watch: what ran at once ------------------------------------ */
+
+#define WAIT_MS 30
+
+static void
+sleep_ms(void)
+{
+    struct timespec ts = {0, 1000000};
+
+    nanosleep(&ts, NULL);
+}
+
+static atomic_int count_running;
+
+static int
+count_infer(struct smlp_infer_ctx *ctx)
+{
+    int64_t limit, *priv;
+    int rc = ctx->host->attr_int(ctx->node, "limit", &limit);
+
+    if (rc == SMLP_DECLINED)
+        limit = 1;
+    else if (rc != SMLP_OK)
+        return rc;
+    priv = ctx->host->alloc(sizeof(*priv));
+    if (priv == NULL)
+        return SMLP_ENOMEM;
+    *priv = limit;
+    ctx->priv = priv;
+    ctx->priv_free = ctx->host->free;
+    ctx->macs = 65536;
+    return infer_unary(ctx);
+}
+
+/* Counts this instance in, waits, counts it out; the most seen. */
+static int
+count_instances(int64_t limit)
+{
+    int seen = atomic_fetch_add(&count_running, 1) + 1, now, ms;
+
+    for (ms = 0; ms < WAIT_MS && seen <= limit; ms++) {
+        sleep_ms();
+        now = atomic_load(&count_running);
+        if (now > seen)
+            seen = now;
+    }
+    atomic_fetch_sub(&count_running, 1);
+    return seen;
+}
+
+static int
+count_run(struct smlp_kernel_ctx *ctx)
+{
+    int64_t limit = *(const int64_t *)ctx->priv;
+    int seen = count_instances(limit);
+
+    memcpy(ctx->outputs[0]->data, ctx->inputs[0]->data,
+           (size_t)smlp_tensor_numel(ctx->inputs[0]) * sizeof(float));
+    if (seen > limit) {
+        ctx->host->errorf(ctx->node, "%d kernels ran at once, over the "
+                          "limit of %lld", seen, (long long)limit);
+        return SMLP_EINVAL;
+    }
+    return SMLP_OK;
+}
+
+static int
+count_backward(struct smlp_backward_ctx *ctx)
+{
+    int64_t limit = *(const int64_t *)ctx->priv;
+    int seen = count_instances(limit);
+
+    if (seen > limit) {
+        ctx->host->errorf(ctx->node, "%d backwards ran at once, over the "
+                          "limit of %lld", seen, (long long)limit);
+        return SMLP_EINVAL;
+    }
+    return pass_backward(ctx);
+}
+
+static int
+watch_infer(struct smlp_infer_ctx *ctx)
+{
+    ctx->backward_workspace =
+        (size_t)smlp_tensor_numel(ctx->inputs[0]) * sizeof(float);
+    return infer_unary(ctx);
+}
+
+#define WS_MARK (-7.0f)
+
+/* Whether y = x + 1, ws = WS_MARK and gx = go still hold (NULLs skip). */
+static int
+watch_holds(int64_t n, const float *x, const float *y, const float *ws,
+            const float *go, const float *gx)
+{
+    int64_t i;
+
+    for (i = 0; i < n; i++)
+        if (y[i] != x[i] + 1.0f || (ws != NULL && ws[i] != WS_MARK) ||
+            (go != NULL && gx != NULL && gx[i] != go[i]))
+            return 0;
+    return 1;
+}
+
+static int
+watch_run(struct smlp_kernel_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    const float *x = fp(ctx->inputs[0]);
+    float *y = fp(ctx->outputs[0]);
+    int ms;
+
+    for (i = 0; i < n; i++)
+        y[i] = x[i] + 1.0f;
+    for (ms = 0; ms < WAIT_MS; ms++) {
+        sleep_ms();
+        if (!watch_holds(n, x, y, NULL, NULL, NULL)) {
+            ctx->host->errorf(ctx->node, "its input or output changed "
+                              "while the kernel ran");
+            return SMLP_EINVAL;
+        }
+    }
+    return SMLP_OK;
+}
+
+static int
+watch_backward(struct smlp_backward_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    const float *x = fp(ctx->inputs[0]), *y = fp(ctx->outputs[0]);
+    const float *go = fp(ctx->grad_outputs[0]);
+    float *gx = fp(ctx->grad_inputs[0]), *ws = ctx->workspace;
+    int ms;
+
+    if (ctx->workspace_size < (size_t)n * sizeof(float) || ws == NULL) {
+        ctx->host->errorf(ctx->node, "backward workspace of %zu bytes, "
+                          "%zu needed", ctx->workspace_size,
+                          (size_t)n * sizeof(float));
+        return SMLP_EINVAL;
+    }
+    for (i = 0; i < n; i++)
+        ws[i] = WS_MARK;
+    if (pass_backward(ctx) != SMLP_OK)
+        return SMLP_EINVAL;
+    for (ms = 0; ms < WAIT_MS; ms++) {
+        sleep_ms();
+        if (!watch_holds(n, x, y, ws, go, gx)) {
+            ctx->host->errorf(ctx->node, "a tensor or the workspace of "
+                              "its backward changed while it ran");
+            return SMLP_EINVAL;
+        }
+    }
+    return SMLP_OK;
+}
+
 /* ---- flat, nobwd ------------------------------------------------------ */
 
 static int
@@ -379,6 +687,12 @@ KERNEL(flat_op, copy_run);
 KERNEL(nobwd_op, copy_run);
 KERNEL(stopgrad_op, copy_run);
 KERNEL(stash_op, stash_run);
+KERNEL(sum_op, sum_run);
+KERNEL(fwdws_op, fwdws_run);
+KERNEL(fail_op, fail_run);
+KERNEL(bfail_op, copy_run);
+KERNEL(count_op, count_run);
+KERNEL(watch_op, watch_run);
 
 OP(mul_op, "gradfix.mul", 2, 1, 0, infer_binary, mul_backward, "a * b");
 OP(add_op, "gradfix.add", 2, 1, 0, infer_binary, add_backward, "a + b");
@@ -396,10 +710,25 @@ OP(stopgrad_op, "gradfix.stopgrad", 1, 1, SMLP_OP_NO_GRAD, infer_unary,
    NULL, "a copy that no gradient goes through");
 OP(stash_op, "gradfix.stash", 1, 1, 0, stash_infer, stash_backward,
    "3 * x, x kept in its saved bytes");
+static const struct smlp_op_def sum_op = {
+    sizeof(struct smlp_op_def), SMLP_ABI_VERSION, "gradfix.sum", 1, 8, 1, 0,
+    NULL, sum_infer, sum_op_ks, sum_backward,
+    "the sum of every element of its inputs, rank 0"};
+OP(fwdws_op, "gradfix.fwdws", 1, 1, 0, fwdws_infer, fwdws_backward,
+   "2 * x through a forward workspace");
+OP(fail_op, "gradfix.fail", 1, 1, 0, infer_unary, pass_backward,
+   "a kernel that fails");
+OP(bfail_op, "gradfix.bfail", 1, 1, 0, infer_unary, fail_backward,
+   "a copy whose backward fails");
+OP(count_op, "gradfix.count", 1, 1, 0, count_infer, count_backward,
+   "a copy that fails when more than `limit` ran at once");
+OP(watch_op, "gradfix.watch", 1, 1, 0, watch_infer, watch_backward,
+   "x + 1, failing when its tensors change while it runs");
 
 static const struct smlp_op_def *const ops[] = {
     &mul_op, &add_op, &square_sum_op, &split_op, &noise_op, &flat_op,
-    &nobwd_op, &stopgrad_op, &stash_op, NULL};
+    &nobwd_op, &stopgrad_op, &stash_op, &sum_op, &fwdws_op, &fail_op,
+    &bfail_op, &count_op, &watch_op, NULL};
 static const struct smlp_plugin_def def = {
     sizeof(def), SMLP_ABI_VERSION, "gradfix", "1", SMLP_BUILD_SIGNATURE, ops,
     NULL};
