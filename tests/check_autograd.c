@@ -1361,6 +1361,164 @@ START_TEST(test_autograd_reuse_edge_last_reader)
 END_TEST
 
 /*
+ * The forward's reuse edges, read through the split they give
+ * (session.c, choose_threads): p, the average parallelism, follows data
+ * and reuse edges, and on 2 threads with small kernels 1 node x 2
+ * threads scores 2 * 0.5 = 1 and 2 nodes x 1 thread min(2, p), so
+ * inter_op is 2 exactly when p > 1.  Every node here weighs the same
+ * (2^16 + 16 * 64 elements, no MACs).  No timing: the plan's edges, or
+ * their absence, decide it.  Buffers of 256 bytes:
+ *
+ *   dbl:   a = x + x     step 0     a lives [0, 1]
+ *   watch: r = a + 1          1     (an output: [1, end])
+ *   sq:    b = x * x          2     b lives [2, 3], in a's old bytes
+ *   out:   y = b + x          3
+ *
+ * The data edges make two chains (dbl, watch) and (sq, out), two nodes
+ * per level: the session adds the plan's edges (2 threads, width 2).
+ * sq reuses a's bytes, so it waits for dbl and for watch, the last reader
+ * of a: one chain of 4, p = 1, inter_op 1.  Without the edge from watch
+ * (sq after dbl only), p = 4 / 3 (the longest path dbl, sq, out); with
+ * no edges, 4 / 2 = 2; either way inter_op 2.  The control: with a an
+ * output (it lives to the end), b cannot take its bytes, no edge
+ * orders the chains, p = 2, inter_op 2.
+ */
+static smlp_session_t *
+reuse_chain_session(smlp_registry_t *reg, int a_output, int threads,
+                    smlp_graph_t **g)
+{
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    struct gb gb;
+    char path[512];
+    smlp_session_t *s;
+
+    gb_init(&gb);
+    gb_tensor(&gb, "x", "Input", "[64]", NULL);
+    gb_tensor(&gb, "a", a_output ? "Output" : "Activation", NULL, NULL);
+    gb_tensor(&gb, "r", "Output", NULL, NULL);
+    gb_tensor(&gb, "b", "Activation", NULL, NULL);
+    gb_tensor(&gb, "y", "Output", NULL, NULL);
+    gb_node(&gb, "dbl", "gradfix.add", "x x", "a", NULL);
+    gb_node(&gb, "watch", "gradfix.watch", "a", "r", NULL);
+    gb_node(&gb, "sq", "gradfix.mul", "x x", "b", NULL);
+    gb_node(&gb, "out", "gradfix.add", "b x", "y", NULL);
+    *g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+    smlp_session_opts_init(&o);
+    o.threads = threads;
+    s = smlp_session_create(*g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    return s;
+}
+
+START_TEST(test_autograd_reuse_edges_chain_split)
+{
+    smlp_registry_t *reg = registry();
+    struct smlp_session_stats st;
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    float *x, *r, *y;
+    int i;
+
+    s = reuse_chain_session(reg, 0, 2, &g);
+    ck_assert_int_eq(smlp_session_get_stats(s, &st), SMLP_OK);
+    /* 5 buffers of 256 bytes; 4 live at step 3 (x, r, b, y): the arena
+     * holds no more only if b took a's bytes. */
+    ck_assert_uint_eq(st.lower_bound, 4 * 256);
+    ck_assert_uint_eq(st.arena_bytes, 4 * 256);
+    ck_assert_int_eq(st.inter_op, 1);
+    ck_assert_int_eq(st.intra_op, 2);
+    /* The values, for good measure (one node at a time: no race). */
+    x = data(s, "x");
+    for (i = 0; i < 64; i++)
+        x[i] = 0.25f * (float)i - 5.125f;
+    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+    r = data(s, "r");
+    y = data(s, "y");
+    for (i = 0; i < 64; i++) {
+        ck_assert_float_eq(r[i], (x[i] + x[i]) + 1.0f);
+        ck_assert_float_eq(y[i], x[i] * x[i] + x[i]);
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+
+    /* The control: no reuse, no edge, the two chains side by side. */
+    s = reuse_chain_session(reg, 1, 2, &g);
+    ck_assert_int_eq(smlp_session_get_stats(s, &st), SMLP_OK);
+    ck_assert_uint_eq(st.arena_bytes, 5 * 256);
+    ck_assert_int_eq(st.inter_op, 2);
+    ck_assert_int_eq(st.intra_op, 1);
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * The same through a workspace, a buffer that only its node touches (it
+ * is the first and the last toucher): fw's workspace lives [0, 0], and
+ * sq's output takes its bytes.  Buffers of 256 bytes:
+ *
+ *   fw:  f = 2 x (through a workspace)   step 0 (f an output)
+ *   sq:  p = x * x                            1 p lives [1, 2]
+ *   out: y = p + x                            2
+ *
+ * Data levels: fw and sq 0, out 1 (width 2: the session adds the plan's
+ * edges).  With the edge fw -> sq, one chain of 3: p = 1, inter_op 1 (as
+ * above, 2 threads and small kernels).  Without it, fw beside (sq, out):
+ * p = 3 / 2, inter_op 2.
+ */
+START_TEST(test_autograd_reuse_edge_workspace)
+{
+    smlp_registry_t *reg = registry();
+    struct smlp_session_opts o;
+    struct smlp_session_stats st;
+    struct smlp_error err;
+    struct gb gb;
+    char path[512];
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    float *x, *f, *y;
+    int i;
+
+    gb_init(&gb);
+    gb_tensor(&gb, "x", "Input", "[64]", NULL);
+    gb_tensor(&gb, "f", "Output", NULL, NULL);
+    gb_tensor(&gb, "p", "Activation", NULL, NULL);
+    gb_tensor(&gb, "y", "Output", NULL, NULL);
+    gb_node(&gb, "fw", "gradfix.fwdws", "x", "f", NULL);
+    gb_node(&gb, "sq", "gradfix.mul", "x x", "p", NULL);
+    gb_node(&gb, "out", "gradfix.add", "p x", "y", NULL);
+    g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+    smlp_session_opts_init(&o);
+    o.threads = 2;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_get_stats(s, &st), SMLP_OK);
+    /* x, f, y and the workspace or p: 4 x 256 bytes only if p took the
+     * workspace's bytes. */
+    ck_assert_uint_eq(st.lower_bound, 4 * 256);
+    ck_assert_uint_eq(st.arena_bytes, 4 * 256);
+    ck_assert_int_eq(st.inter_op, 1);
+    x = data(s, "x");
+    for (i = 0; i < 64; i++)
+        x[i] = 0.5f * (float)i - 7.25f;
+    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+    f = data(s, "f");
+    y = data(s, "y");
+    for (i = 0; i < 64; i++) {
+        ck_assert_float_eq(f[i], 2.0f * x[i]);
+        ck_assert_float_eq(y[i], x[i] * x[i] + x[i]);
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
  * The same for the backward's reuse edges (plan.c,
  * smlp__plan_add_backward_edges): a backward writing bytes that an
  * earlier buffer held waits for every backward that touched it, the last
@@ -1766,6 +1924,8 @@ autograd_suite(void)
     tcase_add_test(tc, test_autograd_inter_op_bounds_concurrency);
     tcase_add_test(tc, test_autograd_bwd_workspace_covers_forward);
     tcase_add_test(tc, test_autograd_reuse_edge_last_reader);
+    tcase_add_test(tc, test_autograd_reuse_edges_chain_split);
+    tcase_add_test(tc, test_autograd_reuse_edge_workspace);
     tcase_add_test(tc, test_autograd_backward_reuse_edge_last_reader);
     suite_add_tcase(s, tc);
     tc = tcase_create("finite_differences");
