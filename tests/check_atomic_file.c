@@ -7,6 +7,7 @@
  * leaving the target as it was and no temporary file behind.
  */
 #include <check.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -576,6 +577,112 @@ START_TEST(test_atomic_file_write_too_large)
 }
 END_TEST
 
+/* ---- The temporary name, failed commits and what messages name ---- */
+
+/* The temporary file is the target's name + ".tmp." + 6 random letters
+ * or digits, in the target's directory (tu_count_tmp_files and any
+ * cleanup of stale files look for ".tmp."). */
+START_TEST(test_atomic_file_tmp_name)
+{
+    struct smlp__atomic_file af;
+    struct stat st;
+    char p[256];
+    size_t len, i;
+
+    tpath(p, sizeof(p), "named.txt");
+    len = strlen(p);
+    ck_assert_int_eq(smlp__atomic_file_open(&af, p, errbuf, sizeof(errbuf)),
+                     SMLP_OK);
+    ck_assert_ptr_nonnull(af.tmp);
+    ck_assert_uint_eq(strlen(af.tmp), len + 11);
+    ck_assert(strncmp(af.tmp, p, len) == 0);
+    ck_assert_msg(strncmp(af.tmp + len, ".tmp.", 5) == 0, "%s", af.tmp);
+    for (i = len + 5; i < len + 11; i++)
+        ck_assert_msg(isalnum((unsigned char)af.tmp[i]), "%s", af.tmp);
+    ck_assert_int_eq(stat(af.tmp, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    smlp__atomic_file_abort(&af);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
+}
+END_TEST
+
+/*
+ * A rename that fails at the commit (the target became a directory after
+ * the open: rename(2) gives EISDIR) is an error naming the target and the
+ * temporary file, which is removed.  The message says "over it" when the
+ * target is the name given, "over TARGET" when a link led there.
+ */
+START_TEST(test_atomic_file_commit_rename_fails)
+{
+    struct smlp__atomic_file af;
+    char p[256], t[256], l[256], want[600];
+
+    tpath(p, sizeof(p), "became_dir");
+    write_text(p, "old");
+    ck_assert_int_eq(smlp__atomic_file_open(&af, p, errbuf, sizeof(errbuf)),
+                     SMLP_OK);
+    ck_assert_int_eq(smlp__atomic_file_write(&af, "new", 3, errbuf,
+                                             sizeof(errbuf)),
+                     SMLP_OK);
+    ck_assert_int_eq(unlink(p), 0);
+    ck_assert_int_eq(mkdir(p, 0755), 0);
+    snprintf(want, sizeof(want), "%s: cannot rename %s over it: %s", p,
+             af.tmp, strerror(EISDIR));
+    assert_err(smlp__atomic_file_commit(&af, errbuf, sizeof(errbuf)),
+               SMLP_EIO, want);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(af.fd, -1);
+
+    /* Through a link: the message names the link and its target. */
+    tpath(t, sizeof(t), "link_target");
+    tpath(l, sizeof(l), "link");
+    write_text(t, "old");
+    ck_assert_int_eq(symlink("link_target", l), 0);
+    ck_assert_int_eq(smlp__atomic_file_open(&af, l, errbuf, sizeof(errbuf)),
+                     SMLP_OK);
+    ck_assert_int_eq(unlink(t), 0);
+    ck_assert_int_eq(mkdir(t, 0755), 0);
+    snprintf(want, sizeof(want), "%s: cannot rename %s over %s: %s", l,
+             af.tmp, t, strerror(EISDIR));
+    assert_err(smlp__atomic_file_commit(&af, errbuf, sizeof(errbuf)),
+               SMLP_EIO, want);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
+    ck_assert(is_link(l));
+}
+END_TEST
+
+/* A write error names the target first, then the temporary file it could
+ * not write ("PATH: cannot write TMP: cause"): a file size limit of 16
+ * bytes for 64 (SIGXFSZ ignored, so write(2) fails with EFBIG). */
+START_TEST(test_atomic_file_write_error_message)
+{
+    struct smlp__atomic_file af;
+    struct rlimit rl;
+    char p[256], want[600], big[64];
+    int rc;
+
+    tpath(p, sizeof(p), "msg.bin");
+    memset(big, 'y', sizeof(big));
+    signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rl.rlim_cur = 16;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    ck_assert_int_eq(smlp__atomic_file_open(&af, p, errbuf, sizeof(errbuf)),
+                     SMLP_OK);
+    snprintf(want, sizeof(want), "%s: cannot write %s: %s", p, af.tmp,
+             strerror(EFBIG));
+    rc = smlp__atomic_file_write(&af, big, sizeof(big), errbuf,
+                                 sizeof(errbuf));
+    smlp__atomic_file_abort(&af);
+    /* The limit goes before any assertion: Check's report is a file. */
+    rl.rlim_cur = rl.rlim_max;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    assert_err(rc, SMLP_EIO, want);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
+    ck_assert_int_eq(access(p, F_OK), -1);
+}
+END_TEST
+
 static Suite *
 atomic_file_suite(void)
 {
@@ -614,6 +721,9 @@ atomic_file_suite(void)
     tcase_add_test(tc, test_atomic_file_open_no_directory);
     tcase_add_test(tc, test_atomic_file_fill_writer_fails);
     tcase_add_test(tc, test_atomic_file_write_too_large);
+    tcase_add_test(tc, test_atomic_file_tmp_name);
+    tcase_add_test(tc, test_atomic_file_commit_rename_fails);
+    tcase_add_test(tc, test_atomic_file_write_error_message);
     suite_add_tcase(s, tc);
     return s;
 }

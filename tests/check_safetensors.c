@@ -10,10 +10,13 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1139,6 +1142,285 @@ START_TEST(test_safetensors_open_corrupted)
 }
 END_TEST
 
+/* ---- Format edges: limits, UTF-8, special files, failed writes ---- */
+
+/* An 8-byte file holds a header length and nothing else: it is long
+ * enough (the limit is 8 bytes), so what is wrong with it is its header:
+ * length 0 gives "" (not JSON), length 1 asks for 1 byte of the 0 that
+ * follow the length. */
+START_TEST(test_safetensors_open_length_only)
+{
+    struct smlp__st_file *f = (struct smlp__st_file *)1;
+    char p[256];
+
+    tpath(p, sizeof(p), "eight.safetensors");
+    write_st_raw(p, 0, "", 0);
+    assert_err(smlp__st_open(p, &f, errbuf, sizeof(errbuf)), SMLP_EBADFILE,
+               "header is not valid JSON");
+    ck_assert_ptr_null(f);
+    write_st_raw(p, 1, "", 0);
+    assert_err(smlp__st_open(p, &f, errbuf, sizeof(errbuf)), SMLP_EBADFILE,
+               "header length 1 exceeds the file (0 bytes after the "
+               "length)");
+    ck_assert_ptr_null(f);
+}
+END_TEST
+
+/* The 100 MB header limit is inclusive: a length of exactly 100000000 is
+ * not absurd (the file is merely too short for it: 2 + 10 bytes follow
+ * the length), 100000001 is. */
+START_TEST(test_safetensors_open_header_limit)
+{
+    struct smlp__st_file *f = (struct smlp__st_file *)1;
+    char p[256];
+
+    tpath(p, sizeof(p), "limit.safetensors");
+    write_st_raw(p, 100000000, "{}", 10);
+    assert_err(smlp__st_open(p, &f, errbuf, sizeof(errbuf)), SMLP_EBADFILE,
+               "header length 100000000 exceeds the file (12 bytes after "
+               "the length)");
+    ck_assert_ptr_null(f);
+    write_st_raw(p, 100000001, "{}", 10);
+    assert_err(smlp__st_open(p, &f, errbuf, sizeof(errbuf)), SMLP_EBADFILE,
+               "header length 100000001 is absurd");
+    ck_assert_ptr_null(f);
+}
+END_TEST
+
+/* A FIFO is refused as not a regular file (O_NONBLOCK: the open does not
+ * wait for a writer), not read as an empty, too short file. */
+START_TEST(test_safetensors_open_fifo)
+{
+    struct smlp__st_file *f = (struct smlp__st_file *)1;
+    char p[256];
+
+    tpath(p, sizeof(p), "fifo.safetensors");
+    ck_assert_int_eq(mkfifo(p, 0600), 0);
+    assert_err(smlp__st_open(p, &f, errbuf, sizeof(errbuf)), SMLP_EIO,
+               "is not a regular file");
+    ck_assert_ptr_null(f);
+    ck_assert(strncmp(errbuf, p, strlen(p)) == 0);
+    ck_assert_int_eq(unlink(p), 0);
+}
+END_TEST
+
+/*
+ * Tensor names that are not UTF-8 are refused by the writer's own check,
+ * naming the entry, whatever jansson would make of them: an overlong
+ * 2-byte form (C0 AF for '/'), an overlong 3-byte form (E0 80 AF), a
+ * UTF-16 surrogate (ED A0 80 = U+D800) and a code point above U+10FFFF
+ * (F4 90 80 80 = U+110000).  The nearest valid neighbours (U+0080,
+ * U+0800, U+D7FF, U+E000, U+10000, U+10FFFF) are written and read back
+ * under the same name.
+ */
+START_TEST(test_safetensors_write_utf8_bounds)
+{
+    static const char *const bad[] = {"a\xc0\xaf", "a\xe0\x80\xaf",
+                                      "a\xed\xa0\x80", "a\xf4\x90\x80\x80",
+                                      "a\xc1\xbf", "a\xf5\x80\x80\x80"};
+    static const char *const good[] = {"a\xc2\x80", "a\xe0\xa0\x80",
+                                       "a\xed\x9f\xbf", "a\xee\x80\x80",
+                                       "a\xf0\x90\x80\x80",
+                                       "a\xf4\x8f\xbf\xbf"};
+    struct smlp__st_entry e[RT_N];
+    struct smlp__st_file *f = NULL;
+    uint32_t *data[RT_N];
+    unsigned char *old;
+    size_t oldlen, k;
+    char p[256];
+    int i;
+
+    tpath(p, sizeof(p), "utf8.safetensors");
+    old = make_target(p, &oldlen);
+    rt_entries(e, data);
+    for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        e[2].name = (char *)bad[k];
+        assert_err(smlp__st_write(p, e, RT_N, NULL, NULL, 0, errbuf,
+                                  sizeof(errbuf)),
+                   SMLP_EINVAL, "the name of entry 2 is not valid UTF-8");
+        assert_untouched(p, old, oldlen);
+    }
+    for (k = 0; k < sizeof(good) / sizeof(good[0]); k++) {
+        e[2].name = (char *)good[k];
+        ck_assert_msg(smlp__st_write(p, e, RT_N, NULL, NULL, 0, errbuf,
+                                     sizeof(errbuf)) == SMLP_OK,
+                      "name %zu: %s", k, errbuf);
+        ck_assert_int_eq(smlp__st_open(p, &f, errbuf, sizeof(errbuf)),
+                         SMLP_OK);
+        ck_assert_ptr_nonnull(smlp__st_find(f, good[k]));
+        smlp__st_close(f);
+        f = NULL;
+    }
+    for (i = 0; i < RT_N; i++)
+        free(data[i]);
+    free(old);
+}
+END_TEST
+
+/*
+ * Writer input checks that test_safetensors_write_invalid_entry leaves
+ * out, each refused with EINVAL before the target is touched: a metadata
+ * value that is not UTF-8 and a NULL value (pair 1: the message counts
+ * from 0), a negative metadata count, and a negative rank.
+ */
+START_TEST(test_safetensors_write_invalid_more)
+{
+    const char *keys[2] = {"a", "b"}, *vals[2] = {"1", "\xff"};
+    struct smlp__st_entry e[RT_N];
+    uint32_t *data[RT_N];
+    unsigned char *old;
+    size_t oldlen;
+    char p[256];
+    int i;
+
+    tpath(p, sizeof(p), "target2.safetensors");
+    old = make_target(p, &oldlen);
+    rt_entries(e, data);
+    assert_err(smlp__st_write(p, e, RT_N, keys, vals, 2, errbuf,
+                              sizeof(errbuf)),
+               SMLP_EINVAL, "metadata pair 1 is not valid UTF-8");
+    assert_untouched(p, old, oldlen);
+    vals[1] = NULL;
+    assert_err(smlp__st_write(p, e, RT_N, keys, vals, 2, errbuf,
+                              sizeof(errbuf)),
+               SMLP_EINVAL, "metadata pair 1 has a NULL key or value");
+    assert_untouched(p, old, oldlen);
+    assert_err(smlp__st_write(p, e, RT_N, keys, vals, -1, errbuf,
+                              sizeof(errbuf)),
+               SMLP_EINVAL, "invalid arguments");
+    assert_untouched(p, old, oldlen);
+    e[4].rank = -1;
+    assert_err(smlp__st_write(p, e, RT_N, NULL, NULL, 0, errbuf,
+                              sizeof(errbuf)),
+               SMLP_EINVAL, "tensor 'blocks.0.w2': rank -1 is outside 0..8");
+    assert_untouched(p, old, oldlen);
+    for (i = 0; i < RT_N; i++)
+        free(data[i]);
+    free(old);
+}
+END_TEST
+
+/* Rank 8, the most smlp allows, is written and read back: shape
+ * [1, 2, 1, 1, 1, 1, 3, 1] of F32 is 6 elements, 24 bytes. */
+START_TEST(test_safetensors_write_rank_max)
+{
+    static const uint32_t v[6] = {1, 2, 3, 4, 5, 6};
+    struct smlp__st_entry e;
+    struct smlp__st_file *f = NULL;
+    const struct smlp__st_entry *r;
+    static const int64_t shape[8] = {1, 2, 1, 1, 1, 1, 3, 1};
+    char p[256];
+    int d;
+
+    memset(&e, 0, sizeof(e));
+    e.name = (char *)"r8";
+    e.dtype = SMLP_DTYPE_F32;
+    snprintf(e.dtype_name, sizeof(e.dtype_name), "F32");
+    e.rank = 8;
+    memcpy(e.shape, shape, sizeof(shape));
+    e.data = v;
+    e.nbytes = sizeof(v);
+    tpath(p, sizeof(p), "r8.safetensors");
+    ck_assert_msg(smlp__st_write(p, &e, 1, NULL, NULL, 0, errbuf,
+                                 sizeof(errbuf)) == SMLP_OK,
+                  "%s", errbuf);
+    ck_assert_int_eq(smlp__st_open(p, &f, errbuf, sizeof(errbuf)), SMLP_OK);
+    r = smlp__st_find(f, "r8");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->rank, 8);
+    for (d = 0; d < 8; d++)
+        ck_assert_int_eq(r->shape[d], shape[d]);
+    ck_assert_uint_eq(r->nbytes, 24);
+    ck_assert(memcmp(r->data, v, sizeof(v)) == 0);
+    smlp__st_close(f);
+}
+END_TEST
+
+/*
+ * Eight U8 tensors of shape [2^60] hold 2^60 bytes each, 2^63 in all:
+ * one more than INT64_MAX, so the writer refuses them before it reads
+ * any data.  Their data is a page that cannot be read, so a writer that
+ * went on would fail on it, not write gigabytes.
+ */
+START_TEST(test_safetensors_write_total_too_large)
+{
+    static const char *const names[8] = {"t0", "t1", "t2", "t3",
+                                         "t4", "t5", "t6", "t7"};
+    struct smlp__st_entry e[8];
+    long page = sysconf(_SC_PAGESIZE);
+    void *none;
+    char p[256];
+    int i;
+
+    none = mmap(NULL, (size_t)page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+                -1, 0);
+    ck_assert(none != MAP_FAILED);
+    memset(e, 0, sizeof(e));
+    for (i = 0; i < 8; i++) {
+        e[i].name = (char *)names[i];
+        e[i].dtype = -1;
+        snprintf(e[i].dtype_name, sizeof(e[i].dtype_name), "U8");
+        e[i].rank = 1;
+        e[i].shape[0] = (int64_t)1 << 60;
+        e[i].data = none;
+        e[i].nbytes = (size_t)1 << 60;
+    }
+    tpath(p, sizeof(p), "huge.safetensors");
+    /* Seven are 7 * 2^60 bytes, below 2^63: only the eighth is refused,
+     * so the check reaches them all. */
+    assert_err(smlp__st_write(p, e, 8, NULL, NULL, 0, errbuf,
+                              sizeof(errbuf)),
+               SMLP_EINVAL, "the tensors hold more than 2^63 bytes");
+    ck_assert(strncmp(errbuf, p, strlen(p)) == 0);
+    ck_assert_int_eq(access(p, F_OK), -1);
+    ck_assert_int_eq(tu_count_tmp_files(tmpdir), 0);
+    munmap(none, (size_t)page);
+}
+END_TEST
+
+/*
+ * A write that fails half way (a file size limit of 4096 bytes, with
+ * SIGXFSZ ignored, for a data block of 8192) reports the temporary file
+ * it could not write, removes it and leaves the target as it was.  (The
+ * test runs in its own process: Check forks.)
+ */
+START_TEST(test_safetensors_write_fails_midway)
+{
+    static uint32_t big[2048];
+    struct smlp__st_entry e;
+    struct rlimit rl;
+    unsigned char *old;
+    size_t oldlen;
+    char p[256];
+    int rc;
+
+    tpath(p, sizeof(p), "midway.safetensors");
+    old = make_target(p, &oldlen);
+    ck_assert_uint_lt(oldlen, 4096);
+    memset(&e, 0, sizeof(e));
+    e.name = (char *)"big";
+    e.dtype = SMLP_DTYPE_I32;
+    snprintf(e.dtype_name, sizeof(e.dtype_name), "I32");
+    e.rank = 1;
+    e.shape[0] = 2048;
+    e.data = big;
+    e.nbytes = sizeof(big);
+    signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rl.rlim_cur = 4096;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    rc = smlp__st_write(p, &e, 1, NULL, NULL, 0, errbuf, sizeof(errbuf));
+    /* The limit goes before any assertion: Check's report is a file. */
+    rl.rlim_cur = rl.rlim_max;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    assert_err(rc, SMLP_EIO, "cannot write");
+    ck_assert(strncmp(errbuf, p, strlen(p)) == 0);
+    ck_assert_msg(strstr(errbuf, ".tmp.") != NULL, "%s", errbuf);
+    assert_untouched(p, old, oldlen);
+    free(old);
+}
+END_TEST
+
 static Suite *
 safetensors_suite(void)
 {
@@ -1198,6 +1480,18 @@ safetensors_suite(void)
     tcase_add_unchecked_fixture(tc, setup_dir, teardown_dir);
     tcase_add_test(tc, test_safetensors_open_truncated);
     tcase_add_test(tc, test_safetensors_open_corrupted);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("limits");
+    tcase_add_unchecked_fixture(tc, setup_dir, teardown_dir);
+    tcase_add_test(tc, test_safetensors_open_length_only);
+    tcase_add_test(tc, test_safetensors_open_header_limit);
+    tcase_add_test(tc, test_safetensors_open_fifo);
+    tcase_add_test(tc, test_safetensors_write_utf8_bounds);
+    tcase_add_test(tc, test_safetensors_write_invalid_more);
+    tcase_add_test(tc, test_safetensors_write_rank_max);
+    tcase_add_test(tc, test_safetensors_write_total_too_large);
+    tcase_add_test(tc, test_safetensors_write_fails_midway);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1040,6 +1040,64 @@ START_TEST(test_weights_bad_checkpoints)
                        "[3,2]");
     expect_bad_weights("W1", "I32", "[3, 2]", 24,
                        "tensor 'W1' has dtype I32, the graph declares f32");
+    /* Only the last dimension differs: every dimension is compared. */
+    expect_bad_weights("W1", "F32", "[3, 4]", 48,
+                       "tensor 'W1' has shape [3,4], the graph declares "
+                       "[3,2]");
+}
+END_TEST
+
+/*
+ * A weights file holds the parameters and state only, not the inputs
+ * (nor the outputs): read as inputs, it lacks x.
+ */
+START_TEST(test_weights_save_params_only)
+{
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[600];
+
+    s = branches_session(NULL, &g, reg, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    snprintf(path, sizeof(path), "%s/params.safetensors", tu_tmpdir());
+    ck_assert_int_eq(smlp_session_save_weights(s, path), SMLP_OK);
+    ck_assert_int_eq(smlp_session_read_inputs(s, path), SMLP_ENOENT);
+    tu_assert_contains(smlp_session_errmsg(s), "has no tensor 'x'");
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* check_finite is for weights: an input may hold NaN and infinity (a
+ * model may mask them), and they are read as they are. */
+START_TEST(test_inputs_read_nonfinite)
+{
+    const float x2[4] = {1, NAN, INFINITY, 4};
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[600];
+
+    g = graph_json(graph_branches, &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.batch = 2;
+    o.check_finite = 1;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    snprintf(path, sizeof(path), "%s/xnan.safetensors", tu_tmpdir());
+    write_st(path, "x", "F32", "[2, 2]", x2, sizeof(x2));
+    ck_assert_msg(smlp_session_read_inputs(s, path) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+    ck_assert_mem_eq(tensor_data(s, "x", NULL), x2, sizeof(x2));
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
 }
 END_TEST
 
@@ -1405,6 +1463,8 @@ session_suite(void)
     tcase_add_test(tc, test_weights_save_load_roundtrip);
     tcase_add_test(tc, test_weights_bad_checkpoints);
     tcase_add_test(tc, test_inputs_read_file);
+    tcase_add_test(tc, test_weights_save_params_only);
+    tcase_add_test(tc, test_inputs_read_nonfinite);
     tcase_add_test(tc, test_weights_load_failure_changes_nothing);
     tcase_add_test(tc, test_inputs_read_failure_changes_nothing);
     tcase_add_test(tc, test_inputs_read_wrong_dtype);

@@ -259,6 +259,174 @@ START_TEST(test_train_set_load_count_mismatch)
 }
 END_TEST
 
+/* ---- IDX header checks ------------------------------------------------- */
+
+/* Writes the 4 + 4 * rank header bytes of an IDX file of element type
+ * `type`, big-endian, and no data: the header is all these tests need. */
+static void
+write_head(const char *path, uint8_t type, int rank, const uint32_t *dims)
+{
+    uint8_t head[4 + 4 * 3];
+    int i;
+
+    head[0] = head[1] = 0;
+    head[2] = type;
+    head[3] = (uint8_t)rank;
+    for (i = 0; i < rank; i++) {
+        head[4 + 4 * i] = (uint8_t)(dims[i] >> 24);
+        head[5 + 4 * i] = (uint8_t)(dims[i] >> 16);
+        head[6 + 4 * i] = (uint8_t)(dims[i] >> 8);
+        head[7 + 4 * i] = (uint8_t)dims[i];
+    }
+    tu_write(path, head, 4 + 4 * (size_t)rank);
+}
+
+/* A dimension of 0 is refused, naming it by its index from 0 (the
+ * second of [2, 0, 3] is dimension 1), not read as an empty set. */
+START_TEST(test_train_idx_read_zero_dim)
+{
+    uint32_t dims[3] = {2, 0, 3}, got[3];
+    uint8_t *out = (uint8_t *)1;
+    char path[128];
+
+    snprintf(path, sizeof(path), "%s/z-idx3-ubyte", dir);
+    write_head(path, 0x08, 3, dims);
+    ck_assert_int_eq(train_idx_read(path, 3, got, &out, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "z-idx3-ubyte: dimension 1 is 0, "
+                                      "expected 1 to 16777216"));
+    ck_assert_ptr_null(out);
+}
+END_TEST
+
+/*
+ * The largest dimension is 2^24 = 16777216, inclusive: a label file of
+ * 2^24 labels and no data gets as far as reading them (and is then
+ * truncated: 0 of 16777216 bytes); 2^24 + 1 is refused from the header.
+ */
+START_TEST(test_train_idx_read_dim_limit)
+{
+    uint32_t dims[1] = {UINT32_C(1) << 24}, got[1];
+    uint8_t *out;
+    char path[128];
+
+    snprintf(path, sizeof(path), "%s/d-idx1-ubyte", dir);
+    write_head(path, 0x08, 1, dims);
+    ck_assert_int_eq(train_idx_read(path, 1, got, &out, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "truncated: the header promises "
+                                      "16777216 bytes of data, the file "
+                                      "has 0"));
+    dims[0]++;
+    write_head(path, 0x08, 1, dims);
+    ck_assert_int_eq(train_idx_read(path, 1, got, &out, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "dimension 0 is 16777217, expected "
+                                      "1 to 16777216"));
+}
+END_TEST
+
+/* Images of 2^24 x 2^24 x 2^24 bytes: each dimension is allowed, but
+ * 2^24 * 2^24 = 2^48 bytes is already more than the 2^32 limit (their
+ * 2^72 product would wrap to 0 in 64 bits: an empty set, silently). */
+START_TEST(test_train_idx_read_too_many_bytes)
+{
+    uint32_t dims[3] = {UINT32_C(1) << 24, UINT32_C(1) << 24,
+                        UINT32_C(1) << 24},
+             got[3];
+    uint8_t *out = (uint8_t *)1;
+    char path[128];
+
+    snprintf(path, sizeof(path), "%s/b-idx3-ubyte", dir);
+    write_head(path, 0x08, 3, dims);
+    ck_assert_int_eq(train_idx_read(path, 3, got, &out, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "b-idx3-ubyte: the header promises "
+                                      "more than 4294967296 bytes"));
+    ck_assert_ptr_null(out);
+}
+END_TEST
+
+/* An IDX file of another element type (0x0D, float) is refused by its
+ * magic number even with the right rank: its bytes are not pixels. */
+START_TEST(test_train_idx_read_wrong_type)
+{
+    uint32_t dims[1] = {4}, got[1];
+    uint8_t *out = (uint8_t *)1;
+    char path[128];
+
+    snprintf(path, sizeof(path), "%s/f-idx1-ubyte", dir);
+    write_head(path, 0x0d, 1, dims);
+    ck_assert_int_eq(train_idx_read(path, 1, got, &out, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "magic 0x00000d01, expected "
+                                      "0x00000801"));
+    ck_assert_ptr_null(out);
+}
+END_TEST
+
+/*
+ * Bytes after the last gzip member are reported at their offset in the
+ * file: a member of N bytes followed by "garbage!" has them at byte N
+ * (not at the end of what was read into the buffer, N + 8).
+ */
+START_TEST(test_train_idx_read_garbage_offset)
+{
+    uint32_t dims[1] = {6}, got[1];
+    uint8_t data[6] = {1, 2, 3, 4, 5, 6}, *out, *gz;
+    char path[128], gzpath[128], want[160];
+    long n;
+    FILE *f;
+
+    snprintf(gzpath, sizeof(gzpath), "%s/g-idx1-ubyte.gz", dir);
+    snprintf(path, sizeof(path), "%s/g-idx1-ubyte", dir);
+    write_idx(gzpath, 1, 1, dims, data, 6);
+    f = fopen(gzpath, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    n = ftell(f);
+    ck_assert_int_gt(n, 0);
+    gz = malloc((size_t)n + 8);
+    ck_assert_ptr_nonnull(gz);
+    rewind(f);
+    ck_assert_uint_eq(fread(gz, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+
+    memcpy(gz + n, "garbage!", 8);
+    tu_write(gzpath, gz, (size_t)n + 8);
+    ck_assert_int_eq(train_idx_read(path, 1, got, &out, err, sizeof(err)),
+                     -1);
+    snprintf(want, sizeof(want), "trailing garbage at byte %ld, after gzip "
+             "member 1)", n);
+    ck_assert_msg(strstr(err, want) != NULL, "'%s' lacks '%s'", err, want);
+
+    free(gz);
+}
+END_TEST
+
+/* The number of classes is the largest label + 1, and top_label_at the
+ * first image with that label: labels 1, 2, 2, 0 give 3 classes, the
+ * first 2 at image 1.  A label equal to the count so far raises it too
+ * (1 with 0 classes counted makes 2, then 2 makes 3). */
+START_TEST(test_train_set_load_classes)
+{
+    uint32_t idims[3] = {4, 1, 1}, ldims[1] = {4};
+    uint8_t px[4] = {10, 20, 30, 40}, lab[4] = {1, 2, 2, 0};
+    char path[256];
+    struct train_set s;
+
+    snprintf(path, sizeof(path), "%s/c-images-idx3-ubyte", dir);
+    write_idx(path, 0, 3, idims, px, 4);
+    snprintf(path, sizeof(path), "%s/c-labels-idx1-ubyte", dir);
+    write_idx(path, 0, 1, ldims, lab, 4);
+    ck_assert_int_eq(train_set_load(&s, dir, "c", err, sizeof(err)), 0);
+    ck_assert_int_eq(s.n, 4);
+    ck_assert_int_eq(s.classes, 3);
+    ck_assert_int_eq(s.top_label_at, 1);
+    train_set_free(&s);
+}
+END_TEST
+
 /* ---- normalisation, random numbers, shuffle -------------------------------- */
 
 START_TEST(test_train_normalize_values)
@@ -720,6 +888,12 @@ train_data_suite(void)
     tcase_add_test(tc, test_train_idx_read_missing);
     tcase_add_test(tc, test_train_set_load_ok);
     tcase_add_test(tc, test_train_set_load_count_mismatch);
+    tcase_add_test(tc, test_train_idx_read_zero_dim);
+    tcase_add_test(tc, test_train_idx_read_dim_limit);
+    tcase_add_test(tc, test_train_idx_read_too_many_bytes);
+    tcase_add_test(tc, test_train_idx_read_wrong_type);
+    tcase_add_test(tc, test_train_idx_read_garbage_offset);
+    tcase_add_test(tc, test_train_set_load_classes);
     suite_add_tcase(s, tc);
     tc = tcase_create("normalize_shuffle");
     tcase_add_test(tc, test_train_normalize_values);
