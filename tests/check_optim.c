@@ -1458,6 +1458,94 @@ START_TEST(test_checkpoint_load_optimizer_errors)
 }
 END_TEST
 
+/*
+ * check_finite covers the optimizer's state too: a checkpoint whose
+ * optim.exp_avg.W holds a NaN in its last element (W is [3, 4]: element
+ * 11) is refused by a check_finite session naming that tensor, and
+ * nothing is loaded.  The file is written as another program would,
+ * without smlp.data_hash (which would refuse the edited bytes first);
+ * a session without check_finite loads it, so the refusal is that check.
+ */
+START_TEST(test_checkpoint_load_optimizer_nonfinite)
+{
+    struct smlp__st_file *f;
+    struct smlp__st_entry *e;
+    struct smlp_session_opts so;
+    struct smlp_error err;
+    struct fixture fx;
+    struct trainer a, c;
+    struct snap before;
+    const char *keys[64], *values[64];
+    float *bad = NULL;
+    char path[600], edited[600], msg[768], ebuf[512];
+    int32_t i, n_meta = 0;
+
+    fixture_open(&fx);
+    snprintf(path, sizeof(path), "%s/state.safetensors", fx.dir);
+    snprintf(edited, sizeof(edited), "%s/nan_state.safetensors", fx.dir);
+    trainer_open(&fx, &a, NULL, NULL);
+    train_step(&a, 0.01);
+    ck_assert_int_eq(smlp_checkpoint_save(a.s, a.opt, path, NULL, NULL, 0),
+                     SMLP_OK);
+    trainer_close(&a);
+
+    ck_assert_msg(smlp__st_open(path, &f, ebuf, sizeof(ebuf)) == SMLP_OK, "%s",
+                  ebuf);
+    e = malloc((size_t)f->n_entries * sizeof(*e));
+    ck_assert_ptr_nonnull(e);
+    for (i = 0; i < f->n_entries; i++) {
+        e[i] = f->entries[i];
+        if (strcmp(e[i].name, "optim.exp_avg.W") != 0)
+            continue;
+        ck_assert_uint_eq(e[i].nbytes, 12 * sizeof(float));
+        bad = malloc(e[i].nbytes);
+        ck_assert_ptr_nonnull(bad);
+        memcpy(bad, e[i].data, e[i].nbytes);
+        bad[11] = NAN;
+        e[i].data = bad;
+    }
+    ck_assert_ptr_nonnull(bad);
+    for (i = 0; i < f->n_meta; i++)
+        if (strcmp(f->meta_keys[i], SMLP__ST_HASH_KEY) != 0) {
+            ck_assert_int_lt(n_meta, 64);
+            keys[n_meta] = f->meta_keys[i];
+            values[n_meta++] = f->meta_values[i];
+        }
+    ck_assert_msg(smlp__st_write(edited, e, f->n_entries, keys, values, n_meta,
+                                 ebuf, sizeof(ebuf)) == SMLP_OK,
+                  "%s", ebuf);
+    smlp__st_close(f);
+    free(e);
+    free(bad);
+
+    smlp_session_opts_init(&so);
+    so.batch = 2;
+    so.threads = 1;
+    so.training = 1;
+    so.loss = "loss";
+    so.check_finite = 1;
+    c.s = smlp_session_create(fx.g, fx.reg, &so, &err);
+    ck_assert_msg(c.s != NULL, "%s", err.msg);
+    c.opt = smlp_optim_create(c.s, NULL, &err);
+    ck_assert_msg(c.opt != NULL, "%s", err.msg);
+    snap_take(c.s, &before);
+    ck_assert_int_eq(smlp_checkpoint_load(c.s, c.opt, edited), SMLP_EBADFILE);
+    snprintf(msg, sizeof(msg),
+             "%s: tensor 'optim.exp_avg.W': element 11 is NaN", edited);
+    tu_assert_contains(smlp_session_errmsg(c.s), msg);
+    snap_expect(c.s, &before);
+    ck_assert_int_eq(smlp_optim_steps(c.opt), 0);
+    trainer_close(&c);
+
+    trainer_open(&fx, &c, NULL, NULL); /* no check_finite: it loads */
+    ck_assert_msg(smlp_checkpoint_load(c.s, c.opt, edited) == SMLP_OK, "%s",
+                  smlp_session_errmsg(c.s));
+    ck_assert_int_eq(smlp_optim_steps(c.opt), 1);
+    trainer_close(&c);
+    fixture_close(&fx);
+}
+END_TEST
+
 static Suite *
 optim_suite(void)
 {
@@ -1493,6 +1581,7 @@ optim_suite(void)
     tcase_add_test(tc, test_checkpoint_resume_bit_identical);
     tcase_add_test(tc, test_checkpoint_resume_noise_step);
     tcase_add_test(tc, test_checkpoint_load_optimizer_errors);
+    tcase_add_test(tc, test_checkpoint_load_optimizer_nonfinite);
     suite_add_tcase(s, tc);
     return s;
 }
