@@ -1109,6 +1109,48 @@ session_inter(const smlp_graph_t *g, smlp_registry_t *reg, int threads,
     return s;
 }
 
+/* An inference session of g on `threads` threads; it must be created. */
+static smlp_session_t *
+infer_session(const smlp_graph_t *g, smlp_registry_t *reg, int threads)
+{
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+
+    smlp_session_opts_init(&o);
+    o.threads = threads;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    return s;
+}
+
+/* Asserts s's plan: its arena (and lower bound) and nodes at once. */
+static void
+expect_plan(smlp_session_t *s, uint64_t arena, int inter)
+{
+    struct smlp_session_stats st;
+
+    ck_assert_int_eq(smlp_session_get_stats(s, &st), SMLP_OK);
+    ck_assert_uint_eq(st.lower_bound, arena);
+    ck_assert_uint_eq(st.arena_bytes, arena);
+    ck_assert_int_eq(st.inter_op, inter);
+}
+
+/* Sets the input x [64] of s to x[i] = a i + b (exact in f32 for the
+ * quarters used here), runs s and returns x. */
+static const float *
+run_ramp(smlp_session_t *s, float a, float b)
+{
+    float *x = data(s, "x");
+    int i;
+
+    for (i = 0; i < 64; i++)
+        x[i] = a * (float)i + b;
+    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+    return x;
+}
+
 /*
  * loss = gradfix.sum(op(w0), .., op(w3)) with nodes named na, nb, nc, nd
  * (n = prefix), op gradfix.fail (the kernel fails) or gradfix.bfail (the
@@ -1308,14 +1350,11 @@ END_TEST
 START_TEST(test_autograd_reuse_edge_last_reader)
 {
     smlp_registry_t *reg = registry();
-    struct smlp_session_opts o;
-    struct smlp_session_stats st;
-    struct smlp_error err;
     struct gb gb;
     char path[512];
     smlp_graph_t *g;
     smlp_session_t *s;
-    float *x, *r, *y;
+    const float *x, *r, *y;
     int i, run;
 
     gb_init(&gb);
@@ -1331,22 +1370,12 @@ START_TEST(test_autograd_reuse_edge_last_reader)
     gb_node(&gb, "sq", "gradfix.mul", "x x", "b", NULL);
     gb_node(&gb, "out", "gradfix.add", "b x", "y", NULL);
     g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
-    smlp_session_opts_init(&o);
-    o.threads = 2;
-    s = smlp_session_create(g, reg, &o, &err);
-    ck_assert_msg(s != NULL, "%s", err.msg);
-    ck_assert_int_eq(smlp_session_get_stats(s, &st), SMLP_OK);
-    ck_assert_int_eq(st.inter_op, 2);
+    s = infer_session(g, reg, 2);
     /* 6 buffers of 256 bytes, 5 live at step 4 (x, z, r, b, y): the
      * arena holds no more only if b took a's bytes. */
-    ck_assert_uint_eq(st.lower_bound, 5 * 256);
-    ck_assert_uint_eq(st.arena_bytes, 5 * 256);
-    x = data(s, "x");
+    expect_plan(s, 5 * 256, 2);
     for (run = 0; run < 3; run++) {
-        for (i = 0; i < 64; i++)
-            x[i] = 0.25f * (float)(i + 3 * run) - 5.125f;
-        ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
-                      smlp_session_errmsg(s));
+        x = run_ramp(s, 0.25f, 0.75f * (float)run - 5.125f);
         r = data(s, "r");
         y = data(s, "y");
         for (i = 0; i < 64; i++) {
@@ -1387,11 +1416,8 @@ static smlp_session_t *
 reuse_chain_session(smlp_registry_t *reg, int a_output, int threads,
                     smlp_graph_t **g)
 {
-    struct smlp_session_opts o;
-    struct smlp_error err;
     struct gb gb;
     char path[512];
-    smlp_session_t *s;
 
     gb_init(&gb);
     gb_tensor(&gb, "x", "Input", "[64]", NULL);
@@ -1404,11 +1430,7 @@ reuse_chain_session(smlp_registry_t *reg, int a_output, int threads,
     gb_node(&gb, "sq", "gradfix.mul", "x x", "b", NULL);
     gb_node(&gb, "out", "gradfix.add", "b x", "y", NULL);
     *g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
-    smlp_session_opts_init(&o);
-    o.threads = threads;
-    s = smlp_session_create(*g, reg, &o, &err);
-    ck_assert_msg(s != NULL, "%s", err.msg);
-    return s;
+    return infer_session(*g, reg, threads);
 }
 
 START_TEST(test_autograd_reuse_edges_chain_split)
@@ -1417,23 +1439,17 @@ START_TEST(test_autograd_reuse_edges_chain_split)
     struct smlp_session_stats st;
     smlp_graph_t *g;
     smlp_session_t *s;
-    float *x, *r, *y;
+    const float *x, *r, *y;
     int i;
 
     s = reuse_chain_session(reg, 0, 2, &g);
-    ck_assert_int_eq(smlp_session_get_stats(s, &st), SMLP_OK);
     /* 5 buffers of 256 bytes; 4 live at step 3 (x, r, b, y): the arena
      * holds no more only if b took a's bytes. */
-    ck_assert_uint_eq(st.lower_bound, 4 * 256);
-    ck_assert_uint_eq(st.arena_bytes, 4 * 256);
-    ck_assert_int_eq(st.inter_op, 1);
+    expect_plan(s, 4 * 256, 1);
+    ck_assert_int_eq(smlp_session_get_stats(s, &st), SMLP_OK);
     ck_assert_int_eq(st.intra_op, 2);
     /* The values, for good measure (one node at a time: no race). */
-    x = data(s, "x");
-    for (i = 0; i < 64; i++)
-        x[i] = 0.25f * (float)i - 5.125f;
-    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
-                  smlp_session_errmsg(s));
+    x = run_ramp(s, 0.25f, -5.125f);
     r = data(s, "r");
     y = data(s, "y");
     for (i = 0; i < 64; i++) {
@@ -1472,14 +1488,11 @@ END_TEST
 START_TEST(test_autograd_reuse_edge_workspace)
 {
     smlp_registry_t *reg = registry();
-    struct smlp_session_opts o;
-    struct smlp_session_stats st;
-    struct smlp_error err;
     struct gb gb;
     char path[512];
     smlp_graph_t *g;
     smlp_session_t *s;
-    float *x, *f, *y;
+    const float *x, *f, *y;
     int i;
 
     gb_init(&gb);
@@ -1491,21 +1504,11 @@ START_TEST(test_autograd_reuse_edge_workspace)
     gb_node(&gb, "sq", "gradfix.mul", "x x", "p", NULL);
     gb_node(&gb, "out", "gradfix.add", "p x", "y", NULL);
     g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
-    smlp_session_opts_init(&o);
-    o.threads = 2;
-    s = smlp_session_create(g, reg, &o, &err);
-    ck_assert_msg(s != NULL, "%s", err.msg);
-    ck_assert_int_eq(smlp_session_get_stats(s, &st), SMLP_OK);
+    s = infer_session(g, reg, 2);
     /* x, f, y and the workspace or p: 4 x 256 bytes only if p took the
      * workspace's bytes. */
-    ck_assert_uint_eq(st.lower_bound, 4 * 256);
-    ck_assert_uint_eq(st.arena_bytes, 4 * 256);
-    ck_assert_int_eq(st.inter_op, 1);
-    x = data(s, "x");
-    for (i = 0; i < 64; i++)
-        x[i] = 0.5f * (float)i - 7.25f;
-    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
-                  smlp_session_errmsg(s));
+    expect_plan(s, 4 * 256, 1);
+    x = run_ramp(s, 0.5f, -7.25f);
     f = data(s, "f");
     y = data(s, "y");
     for (i = 0; i < 64; i++) {
