@@ -479,5 +479,282 @@ mkfifo "$T/fifo" 2>/dev/null &&
     expect "a FIFO is refused, not waited on" 1 "not a regular file" \
         timeout 20 "$SG" dump "$T/fifo"
 
+# (f) edits checked independently of smlp-graph's reader: flatc turns the
+# written graph into JSON (schemas/graph.fbs; fields at their default are
+# left out) and python3 prints what a case asks of it.  jq FILE EXPR
+# prints EXPR, where g is the graph, t(NAME)/n(NAME) a tensor/node by
+# name, tn(I) tensor I's name and at(NODE, ATTR) an attribute.
+jq() {
+    rm -rf "$T/jq" && mkdir -p "$T/jq" &&
+    "$FLATC" --json --strict-json --raw-binary -o "$T/jq" "$SCHEMA" -- \
+        "$1" >/dev/null 2>&1 || { echo "flatc failed on $1"; return 1; }
+    "${PYTHON3:-python3}" - "$T/jq/$(basename "$1" .fbs).json" "$2" <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1]))
+def t(name): return next((x for x in g["tensors"] if x["name"] == name), None)
+def n(name): return next((x for x in g["nodes"] if x["name"] == name), None)
+def tn(i): return g["tensors"][i]["name"]
+def at(node, a): return next((x for x in n(node).get("attrs", [])
+                             if x["name"] == a), None)
+print(eval(sys.argv[2]))
+PY
+}
+# jqis NAME FILE EXPR WANT: a case passing when jq prints exactly WANT.
+jqis() {
+    got=$(jq "$2" "$3" 2>&1)
+    if [ "$got" = "$4" ]; then ok "$1"
+    else bad "$1: got '$got', want '$4'"; fi
+}
+
+# Globs are fnmatch(3) patterns and case-sensitive: 'HEAD' is no node.
+expect "edit: globs are case-sensitive" 1 "no node matches 'HEAD'" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-attr 'HEAD:axis=1'
+# A new attribute's type comes from its value: 1,2 is a list of ints,
+# 0.5,1 one of floats (1 alone would be an int, 0.5 a float).
+expect "edit: new list attributes" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/lists.fbs" --no-infer \
+    --set-attr 'head:li=1,2' --set-attr 'head:lf=0.5,1'
+jqis "edit: 1,2 is Ints, 0.5,1 is Floats" "$T/lists.fbs" \
+    '[(a["type"], a.get("ints"), a.get("floats")) for a in
+      (at("head", "lf"), at("head", "li"))]' \
+    "[('Floats', None, [0.5, 1.0]), ('Ints', [1, 2], None)]"
+# Attributes match by whole name: k_x is new, the gate's k stays 2.
+expect "edit: an attribute named like another's prefix" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/kx.fbs" --no-infer \
+    --set-attr 'blocks.5.moe_c.gate:k_x=3'
+jqis "edit: k_x added, k kept" "$T/kx.fbs" \
+    '(at("blocks.5.moe_c.gate", "k")["i"],
+      at("blocks.5.moe_c.gate", "k_x").get("type", "Int"),
+      at("blocks.5.moe_c.gate", "k_x")["i"])' "(2, 'Int', 3)"
+# A rename renames the node and the tensor of that name: after head ->
+# logits, 'logits' names both, and logits=scores renames both.
+expect "edit: rename a node and a tensor of one name" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/both.fbs" --rename head=logits \
+    --rename logits=scores
+jqis "edit: node and tensor renamed" "$T/both.fbs" \
+    '(n("scores")["op"], [tn(i) for i in n("scores")["outputs"]],
+      t("scores")["kind"], t("logits"), n("logits"), n("head"))' \
+    "('core.linear', ['scores'], 'Output', None, None, None)"
+# A prefix rename covers every name with the prefix: the graph outputs
+# blocks.5.*.gate.aux/load (no blocks.5 name is left), the graph input
+# 'image', and the graph's last node (aux_sum.2).
+jqis "edit: prefix rename leaves no blocks.5 name" "$T/ren.fbs" \
+    '([x["name"] for x in g["tensors"] + g["nodes"]
+       if x["name"].startswith("blocks.5.")],
+      t("blocks.6.moe_c.gate.aux")["kind"])' "([], 'Output')"
+expect "edit: prefix rename of the graph input and the sum" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/ren2.fbs" --rename 'image*=pixels*' \
+    --rename 'aux_sum.*=aux_total.*'
+jqis "edit: the graph input renamed" "$T/ren2.fbs" \
+    '(tn(0), t("pixels")["kind"], tn(n("stem")["inputs"][0]), t("image"))' \
+    "('pixels', 'Input', 'pixels', None)"
+jqis "edit: the whole chain renamed, its last node too" "$T/ren2.fbs" \
+    '[x["name"] for x in g["nodes"][-3:]]' \
+    "['aux_total.0', 'aux_total.1', 'aux_total.2']"
+# Removing a node rewires every reader of its output 0, whichever input
+# reads it: blocks.0.res1 reads mlp_tokens.fc2's output as input 1.
+expect "edit: remove a node read as input 1" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/rm1.fbs" --no-infer \
+    --remove-node 'blocks.0.mlp_tokens.fc2'
+jqis "edit: its reader reads its input 0" "$T/rm1.fbs" \
+    '([tn(i) for i in n("blocks.0.res1")["inputs"]],
+      t("blocks.0.mlp_tokens.fc2.weight"), t("blocks.0.mlp_tokens.fc2.out"))' \
+    "(['stem.out', 'blocks.0.mlp_tokens.act.out'], None, None)"
+# head has inputs 0..2: index 3 is none of them.
+expect "edit: drop-input past the end" 1 \
+    "node 'head' has 3 inputs, no input 3" \
+    "$SG" edit "$G" -o "$T/x.fbs" --drop-input 'head:3'
+expect "edit: a dimension below -1" 1 "dimension -2 is invalid" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-shape 'head.bias=-2'
+# =none removes the declared shape; a scalar's [] is a declared shape of
+# rank 0, so aux_loss without one differs from aux_loss [].
+expect "edit: set-shape none" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/none.fbs" --no-infer --set-shape 'aux_loss=none'
+jqis "edit: the shape is gone" "$T/none.fbs" '"shape" in t("aux_loss")' \
+    "False"
+expect "diff: a declared [] against none" 1 \
+    "~ tensor aux_loss: output f32 [] -> output f32 (shape inferred)" \
+    "$SG" diff "$G" "$T/none.fbs"
+# A changed initializer keeps its seed, even when the name (whose FNV-1a
+# a new one gets) has changed; @SEED sets it.
+expect "edit: set-init after a rename" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/seed.fbs" --rename head.weight=hw \
+    --set-init 'hw=ones'
+jqis "edit: the seed stays" "$T/seed.fbs" 't("hw")["init"]' \
+    "{'kind': 'Ones', 'seed': 15190259207091184883}"
+jqis "edit: @SEED on an initializer that exists" "$T/init.fbs" \
+    't("head.weight")["init"]' "{'kind': 'Normal', 'b': 0.02, 'seed': 7}"
+# xavier for the stem's convolution [128,1,4,4]: fan_in 1*4*4 = 16,
+# fan_out 128*16 = 2048, bound sqrt(6/2064) = 0.053916387 (f32), the
+# generator's own: the same graph.
+expect "edit: xavier of a convolution" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/xav.fbs" --set-init 'stem.proj.weight=xavier'
+jqis "edit: xavier bound of the convolution" "$T/xav.fbs" \
+    '[t("stem.proj.weight")["init"][k] for k in ("kind", "a", "b")]' \
+    "['Uniform', -0.053916387, 0.053916387]"
+# Metadata keys match whole: 'gen' is not 'generator'.
+expect "edit: set-meta of a key that prefixes another" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/meta.fbs" --set-meta gen=x
+jqis "edit: generator kept, gen added" "$T/meta.fbs" \
+    '[(m["key"], m["value"]) for m in g["metadata"]
+      if m["key"].startswith("gen")]' \
+    "[('generator', 'tools/gen_graphs.py'), ('gen', 'x')]"
+expect "edit: del-meta of a prefix" 1 "no metadata key matches 'gen'" \
+    "$SG" edit "$G" -o "$T/x.fbs" --del-meta gen
+
+# diff sees every difference: a float change below f32 precision (1 and
+# 1+1e-10 round to one f32, not to one double), an int turned float, a
+# longer list, a node's outputs renamed, a seed alone, a dtype, a plugin.
+expect "edit: a float that rounds to the same f32" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/d1.fbs" \
+    --set-attr 'blocks.5.moe_c.gate:noise_std=1.0000000001'
+expect "diff: doubles compared exactly" 1 "attr noise_std: 1.0 (Float) ->" \
+    "$SG" diff "$G" "$T/d1.fbs"
+expect "edit: an int attribute made float" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/d2.fbs" --no-infer \
+    --set-attr 'blocks.5.moe_c.gate:k:float=2' \
+    --set-attr 'blocks.5.moe_c.flatten:shape=-1,128,1'
+expect "diff: an int against a float of one value" 1 \
+    "attr k: 2 -> 2.0 (Float)" "$SG" diff "$G" "$T/d2.fbs"
+expect "diff: a list that grew" 1 \
+    "attr shape: [-1,128] (Ints) -> [-1,128,1] (Ints)" \
+    "$SG" diff "$G" "$T/d2.fbs"
+expect "diff: a node's outputs" 1 "~ node head: outputs [logits] -> [scores]" \
+    "$SG" diff "$G" "$T/ren1.fbs"
+expect "edit: a seed alone" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/d3.fbs" --set-init 'head.weight=zeros@7'
+Z="~ tensor head.weight: init Zeros a=0.0 b=0.0 seed=15190259207091184883"
+expect "diff: a seed alone" 1 "$Z -> Zeros a=0.0 b=0.0 seed=7" \
+    "$SG" diff "$G" "$T/d3.fbs"
+"$SG" dump "$G" | sed -e '/"plugins": /s/"moe"\]/"moe", "moco"]/' \
+    -e '/{"name": "blocks.5.moe_c.gate.load"/s/"I32"/"F32"/' >"$T/d4.json"
+"$FLATC" -b -o "$T" "$SCHEMA" "$T/d4.json" >/dev/null 2>&1
+jqis "d4: the plugin and dtype edits took" "$T/d4.fbs" \
+    '(g["plugins"], t("blocks.5.moe_c.gate.load").get("dtype", "F32"))' \
+    "(['core', 'norm', 'moe', 'moco'], 'F32')"
+"$SG" diff "$G" "$T/d4.fbs" >"$T/out" 2>&1
+if grep -qF "+ plugin moco" "$T/out" &&
+   grep -qF "gate.load: output i32 [4,2] -> output f32 [4,2]" "$T/out"
+then ok "diff: a plugin more and a dtype"
+else bad "diff: a plugin more and a dtype"; show "$T/out"; fi
+"$SG" diff "$T/d4.fbs" "$G" >"$T/out" 2>&1
+if grep -qF -- "- plugin moco" "$T/out"; then ok "diff: a plugin fewer"
+else bad "diff: a plugin fewer"; show "$T/out"; fi
+
+# A block is PREFIX or PREFIX.*: blocks.1 is not blocks.10 or blocks.11,
+# so Mixer block 1 over its twin 0 gives back the same graph.
+expect "clone-block: blocks.1 is not blocks.1*" 0 "wrote" \
+    "$SG" edit "$GB" -o "$T/b1.fbs" --clone-block blocks.1=blocks.0
+if "$SG" dump "$T/b1.fbs" | cmp -s - "$S/graphs/sparse_mlp_b.json"
+then ok "clone-block: blocks.1 over blocks.0 is the same graph"
+else bad "clone-block: blocks.1 over blocks.0 differs"; fi
+# The output is replaced, not overwritten in place: a hard link to the
+# old file keeps the old graph.
+cp "$G" "$T/old.fbs"
+ln "$T/old.fbs" "$T/link.fbs"
+expect "edit over a hard-linked file" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/old.fbs" --set-attr 'blocks.5.moe_c.gate:k=1'
+if cmp -s "$G" "$T/link.fbs" && ! cmp -s "$G" "$T/old.fbs"; then
+    ok "edit: the output is a new file (the link keeps the old graph)"
+else bad "edit: the output was written in place"; fi
+# --dry-run writes nothing, and leaves its input as it was.
+cp "$G" "$T/dry.fbs"
+expect "edit -n on a copy" 0 "checked" \
+    "$SG" edit "$T/dry.fbs" -n --set-attr 'blocks.5.moe_c.gate:k=1'
+if cmp -s "$G" "$T/dry.fbs"; then ok "edit -n leaves the graph"
+else bad "edit -n changed the graph"; fi
+
+# The runtime orders nodes itself (Kahn's algorithm), so a reader may
+# come before the node it reads in the file: removing a node rewires
+# readers before it too.  Here fc2 is moved above act, which it reads.
+"$SG" dump "$G" | awk '/"name": "blocks.0.mlp_tokens.act"/ { a = $0; next }
+    { print } /"name": "blocks.0.mlp_tokens.fc2"/ { print a }' \
+    >"$T/order.json"
+"$FLATC" -b -o "$T" "$SCHEMA" "$T/order.json" >/dev/null 2>&1
+expect "a graph with a reader before its writer checks" 0 "ok: " \
+    "$SG" check "$T/order.fbs"
+expect "edit: remove a node read by an earlier one" 0 "wrote" \
+    "$SG" edit "$T/order.fbs" -o "$T/order2.fbs" \
+    --remove-node 'blocks.0.mlp_tokens.act'
+jqis "edit: the earlier reader rewired" "$T/order2.fbs" \
+    '[tn(i) for i in n("blocks.0.mlp_tokens.fc2")["inputs"]][0]' \
+    "blocks.0.mlp_tokens.fc1.out"
+# Outputs after 0 are checked from output 1: the gate's slot (output 1)
+# is read by the dispatch, and the message names that one first.
+expect "edit: remove-node names output 1 first" 1 \
+    "output 1 'blocks.5.moe_c.gate.slot' is read by another node" \
+    "$SG" edit "$G" -o "$T/x.fbs" --remove-node 'blocks.5.moe_c.gate'
+# --set-op lists the new op's plugin, and pruning drops a plugin no op
+# belongs to ('normx.*' ops are not the plugin 'norm''s).  --no-infer:
+# no plugin normx exists.
+expect "edit: set-op to another plugin" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/normx.fbs" --no-infer \
+    --set-op norm.layer_norm=normx.layer_norm
+jqis "edit: normx listed, norm pruned" "$T/normx.fbs" 'g["plugins"]' \
+    "['core', 'moe', 'normx']"
+# Graph inputs stay when no node reads them any more (the caller feeds
+# them): stem's input 0 dropped, 'image' is still the graph's input.
+expect "edit: a graph input no node reads" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/noimg.fbs" --no-infer --drop-input 'stem:0'
+jqis "edit: the unread graph input is kept" "$T/noimg.fbs" \
+    '(tn(0), t("image")["kind"], [tn(i) for i in n("stem")["inputs"]])' \
+    "('image', 'Input', ['stem.proj.weight', 'stem.proj.bias'])"
+# --keep-unused keeps the router weights that the hash gate no longer
+# reads (the diff above shows the inputs dropped, not the tensors gone).
+jqis "edit: --keep-unused kept the unread tensors" "$T/keep.fbs" \
+    '[t("blocks.%d.moe_%s.gate.weight" % (b, m))["kind"]
+      for b in (10, 11) for m in "sc"]' \
+    "['Parameter', 'Parameter', 'Parameter', 'Parameter']"
+# Int 0 and float 0.0 differ in type alone (an op reading an int would
+# refuse the float): diff reports it.
+"$SG" edit "$G" -o "$T/i0.fbs" --no-infer --set-attr 'head:z:int=0' \
+    >/dev/null 2>&1
+"$SG" edit "$G" -o "$T/f0.fbs" --no-infer --set-attr 'head:z:float=0' \
+    >/dev/null 2>&1
+expect "diff: int 0 against float 0.0" 1 "attr z: 0 -> 0.0 (Float)" \
+    "$SG" diff "$T/i0.fbs" "$T/f0.fbs"
+# A node's output that nothing reads and that is no graph output (the
+# gate's load, made an activation) is still the node's: pruning keeps it.
+"$SG" dump "$G" |
+    sed '/{"name": "blocks.5.moe_c.gate.load"/s/"Output"/"Activation"/' \
+    >"$T/deadout.json"
+"$FLATC" -b -o "$T" "$SCHEMA" "$T/deadout.json" >/dev/null 2>&1
+expect "edit: a graph with an unread output" 0 "wrote" \
+    "$SG" edit "$T/deadout.fbs" -o "$T/deadout2.fbs" --name dead
+jqis "edit: the unread output is kept" "$T/deadout2.fbs" \
+    '(t("blocks.5.moe_c.gate.load").get("kind", "Activation"),
+      tn(n("blocks.5.moe_c.gate")["outputs"][5]))' \
+    "('Activation', 'blocks.5.moe_c.gate.load')"
+# dot labels a MoE layer with E (the router weight's rows: 8 after the
+# experts edit above) and k (the gate's attribute: 2 for MoE_c).
+expect "dot of the 8-expert graph" 0 "" "$SG" dot "$T/e8.fbs" -o "$T/e8.dot"
+if grep -qF 'label="MoE blocks.5.moe_c: moe.gate.importance, E=8, k=2"' \
+    "$T/e8.dot"; then ok "dot: E and k of a MoE layer"
+else bad "dot: E and k of a MoE layer"; grep -F 'label="MoE' "$T/e8.dot"; fi
+# Numbers are finite: inf is no float value, and nan as a new
+# attribute's value reads as a string.
+expect "edit: inf for a float attribute" 1 \
+    "attribute 'noise_std' is a float, and 'inf' is not a finite number" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-attr 'blocks.5.moe_c.gate:noise_std=inf'
+expect "edit: nan as a new attribute" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/nan.fbs" --no-infer --set-attr 'head:note=nan'
+jqis "edit: nan is a string" "$T/nan.fbs" 'at("head", "note")' \
+    "{'name': 'note', 'type': 'String', 's': 'nan'}"
+# Initializer kinds are whole words.
+expect "edit: an initializer kind with a tail" 1 \
+    "'onesie' is not an initializer" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-init 'head.weight=onesie'
+# head computes logits: an initializer on the graph output is refused
+# like one on an activation.
+expect "set-init on a graph output" 1 \
+    "tensor 'logits' is computed by a node (an output)" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-init 'logits=zeros'
+# '*' matches a leading '.' too (fnmatch without FNM_PERIOD): a node
+# renamed '.head' is matched by '*head'.
+expect "edit: '*' matches a leading dot" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/dot1.fbs" --rename 'head=.head' \
+    --set-attr '*head:axis=1'
+jqis "edit: the attribute on '.head'" "$T/dot1.fbs" 'at(".head", "axis")' \
+    "{'name': 'axis', 'i': 1}"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
