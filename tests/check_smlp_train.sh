@@ -139,6 +139,76 @@ expect "--moe-stats and --routing-by-class: one file, two names" 2 \
     --routing-by-class "$T/exists.csv" --data "$D"
 expect "--warmup in hex" 2 "--warmup: '0x10' is not" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --warmup 0x10
+# Option ranges: each refusal names the option and its whole range (the
+# bounds as train_opts.c documents them in --help and as the message
+# says them), and a value at a bound is accepted: an accepted option
+# runs on to the missing data (exit 1), a refused one stops at the usage
+# error (exit 2).  Every case names the missing data, so that an option
+# wrongly accepted fails at once instead of training on the real set.
+expect "--epochs 0" 2 "--epochs: '0' is not an integer from 1 to 1000000" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --epochs 0
+expect "--epochs with trailing letters" 2 "--epochs: '3x' is not an integer" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --epochs 3x
+expect "--batch 2^20 + 1" 2 \
+    "--batch: '1048577' is not an integer from 1 to 1048576" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --batch 1048577
+expect "--threads 1025" 2 "--threads: '1025' is not an integer from 1 to 1024" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --threads 1025
+expect "--seed -1" 2 \
+    "--seed: '-1' is not an integer from 0 to 9223372036854775807" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --seed -1
+# NaN compares false with everything: it must fail the range check.
+expect "--lr nan" 2 "--lr: 'nan' is not a number from 1e-12 to 1000" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --lr nan
+expect "--weight-decay -1" 2 \
+    "--weight-decay: '-1' is not a number from 0 to 10" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --weight-decay -1
+# Momentum 1 would never forget a gradient: 0.9999 is the largest.
+expect "--momentum 1" 2 "--momentum: '1' is not a number from 0 to 0.9999" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" \
+    --optimizer sgd --momentum 1
+expect "--label-smoothing 1.5" 2 \
+    "--label-smoothing: '1.5' is not a number from 0 to 1" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --label-smoothing 1.5
+expect "--moco-m0 1.5" 2 "--moco-m0: '1.5' is not a number from 0 to 1" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --moco-m0 1.5
+expect "--eval-every 0 (per epoch) accepted" 1 "apt-get install" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --eval-every 0
+# Steps are whole; only an epoch count may have a fraction, and it
+# starts with a digit.
+expect "--warmup 2.5 steps" 2 "--warmup: '2.5' is not" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --warmup 2.5
+expect "--warmup 2.5ep accepted" 1 "apt-get install" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --warmup 2.5ep
+expect "--warmup .5ep" 2 "--warmup: '.5ep' is not" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --warmup .5ep
+# Option combinations.
+expect "--momentum with adamw" 2 "--momentum is for --optimizer sgd" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --momentum 0.5
+expect "--init-from with --weights" 2 \
+    "--init-from excludes --weights and --resume" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" \
+    --init-from a --weights b
+expect "two graphs" 2 "more than one graph file given" \
+    "$TRAIN" "$MIXER" "$MIXER" --out "$T/x.st" --data "$T/nodata"
+expect "--eval-only with --metrics" 2 \
+    "--eval-only trains nothing: --metrics has" \
+    "$TRAIN" "$MIXER" --data "$T/nodata" --eval-only --metrics "$T/m.csv"
+expect "--eval-only with --plot" 2 "--eval-only trains nothing: --plot has" \
+    "$TRAIN" "$MIXER" --data "$T/nodata" --eval-only --plot "$T/p.svg"
+# --min-lr may equal --lr (a constant rate), not exceed it; sgd's
+# default --lr is 0.05.
+expect "--min-lr equal to --lr accepted" 1 "apt-get install" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --lr 0.01 --min-lr 0.01
+expect "--min-lr above --lr" 2 "--min-lr 0.02 is above --lr 0.01" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --lr 0.01 --min-lr 0.02
+expect "--min-lr above sgd's default --lr" 2 \
+    "--min-lr 0.06 is above --lr 0.05" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" \
+    --optimizer sgd --min-lr 0.06
+expect "--stop-after at --epochs accepted" 1 "apt-get install" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --epochs 2 \
+    --stop-after 2
 mkdir -p "$T/magic" "$T/trunc" "$T/other"
 cp "$D"/*.gz "$T/magic/"
 cp "$D"/*.gz "$T/trunc/"

@@ -760,6 +760,359 @@ START_TEST(test_train_aug_shift_flip)
 }
 END_TEST
 
+/* ---- mutation-test additions: augmentations ------------------------------ */
+
+/* train_rng_unit is uniform on [0, 1): of 4000 draws about half lie in
+ * [0.5, 1) (binomial(4000, 1/2) is within 1800..2200 with p > 1 - 1e-9);
+ * a unit built from too few bits would never reach 0.5. */
+START_TEST(test_train_rng_unit_spread)
+{
+    struct train_rng r;
+    int i, upper = 0;
+
+    train_rng_seed(&r, 1);
+    for (i = 0; i < 4000; i++)
+        upper += train_rng_unit(&r) >= 0.5;
+    ck_assert_int_ge(upper, 1800);
+    ck_assert_int_le(upper, 2200);
+}
+END_TEST
+
+/* The view is part of the key as given: view -1 (one view) is not view 0
+ * of a two-view run, so a supervised run's images are not a MoCo view's. */
+START_TEST(test_train_aug_key_view_minus_one)
+{
+    ck_assert_uint_ne(train_aug_key(5, 2, 17, -1),
+                      train_aug_key(5, 2, 17, 0));
+    ck_assert_uint_ne(train_aug_key(5, 2, 17, -1),
+                      train_aug_key(5, 2, 17, 1));
+}
+END_TEST
+
+/*
+ * Crop positions: with scale 1/2 and ratio 1 on a 4 x 8 image the target
+ * area is 16 and the box sqrt(16) = 4 on a side, which fits at the first
+ * try; its top is then 0 (4 rows of 4) and its left uniform over the
+ * 8 - 4 + 1 = 5 places 0..4, each of which must occur in 500 draws (a
+ * place missed has p (4/5)^500 < 1e-48).  The same transposed (8 x 4)
+ * for the top.
+ */
+START_TEST(test_train_aug_crop_box_positions)
+{
+    struct train_rng r;
+    int seen[5] = {0}, i, top, left, ch, cw;
+
+    train_rng_seed(&r, 9);
+    for (i = 0; i < 500; i++) {
+        train_aug_crop_box(&r, 4, 8, 0.5, 0.5, 1.0, 1.0, &top, &left, &ch,
+                           &cw);
+        ck_assert_int_eq(ch, 4);
+        ck_assert_int_eq(cw, 4);
+        ck_assert_int_eq(top, 0);
+        ck_assert(left >= 0 && left <= 4);
+        seen[left]++;
+    }
+    for (i = 0; i < 5; i++)
+        ck_assert_int_gt(seen[i], 0);
+    memset(seen, 0, sizeof(seen));
+    for (i = 0; i < 500; i++) {
+        train_aug_crop_box(&r, 8, 4, 0.5, 0.5, 1.0, 1.0, &top, &left, &ch,
+                           &cw);
+        ck_assert_int_eq(ch, 4);
+        ck_assert_int_eq(cw, 4);
+        ck_assert_int_eq(left, 0);
+        ck_assert(top >= 0 && top <= 4);
+        seen[top]++;
+    }
+    for (i = 0; i < 5; i++)
+        ck_assert_int_gt(seen[i], 0);
+}
+END_TEST
+
+/*
+ * The ratio is width / height: ratio 2 and scale 1/2 of an 8 x 8 image
+ * ask for area 32 = w * h with w = 2 h, so w = 8 and h = 4 (a 4-row
+ * strip at top 0..4, left 0).
+ */
+START_TEST(test_train_aug_crop_box_ratio_axis)
+{
+    struct train_rng r;
+    int i, top, left, ch, cw;
+
+    train_rng_seed(&r, 10);
+    for (i = 0; i < 50; i++) {
+        train_aug_crop_box(&r, 8, 8, 0.5, 0.5, 2.0, 2.0, &top, &left, &ch,
+                           &cw);
+        ck_assert_int_eq(cw, 8);
+        ck_assert_int_eq(ch, 4);
+        ck_assert_int_eq(left, 0);
+        ck_assert(top >= 0 && top <= 4);
+    }
+}
+END_TEST
+
+/*
+ * When no try fits, the centre crop with the ratio clamped: the whole
+ * 4 x 4 image (area 16) at ratio 2 wants w = sqrt(32) = 5.66 -> 6 > 4,
+ * every time, so the fallback takes the full width 4 and height
+ * round(4 / 2) = 2, centred: top (4 - 2) / 2 = 1.  At ratio 1/2 the
+ * height 4 = sqrt(32) rounded is again too big; the fallback keeps the
+ * height and takes width round(4 * 0.5) = 2, left 1.
+ */
+START_TEST(test_train_aug_crop_box_fallback)
+{
+    struct train_rng r;
+    int top, left, ch, cw;
+
+    train_rng_seed(&r, 11);
+    train_aug_crop_box(&r, 4, 4, 1.0, 1.0, 2.0, 2.0, &top, &left, &ch, &cw);
+    ck_assert_int_eq(cw, 4);
+    ck_assert_int_eq(ch, 2);
+    ck_assert_int_eq(top, 1);
+    ck_assert_int_eq(left, 0);
+    train_aug_crop_box(&r, 4, 4, 1.0, 1.0, 0.5, 0.5, &top, &left, &ch, &cw);
+    ck_assert_int_eq(cw, 2);
+    ck_assert_int_eq(ch, 4);
+    ck_assert_int_eq(top, 0);
+    ck_assert_int_eq(left, 1);
+}
+END_TEST
+
+/*
+ * A box that is not square and not on the diagonal, so that rows and
+ * columns cannot be confused: src(y, x) = 4 y + x on 4 x 4.
+ * Box top 2, left 0, 2 rows x 4 columns: columns map 1:1
+ * (sx = (x + 0.5) * 4 / 4 - 0.5 = x), rows sample
+ * sy = 2 + (y + 0.5) * 2 / 4 - 0.5 = 1.75, 2.25, 2.75, 3.25, clamped to
+ * [2, 3]: 2, 2.25, 2.75, 3; bilinear in y gives 4 sy + x.
+ * Box top 0, left 1, 4 rows x 2 columns: the transpose, columns sampled
+ * at 1 + {0, 0.25, 0.75, 1}, value 4 y + sx.
+ */
+START_TEST(test_train_aug_resize_crop_rect)
+{
+    static const float s[4] = {0.0f, 0.25f, 0.75f, 1.0f};
+    float src[16], dst[16];
+    int i, y, x;
+
+    for (i = 0; i < 16; i++)
+        src[i] = (float)i;
+    train_aug_resize_crop(src, 4, 4, 2, 0, 2, 4, dst);
+    for (y = 0; y < 4; y++)
+        for (x = 0; x < 4; x++)
+            ck_assert_float_eq_tol(dst[y * 4 + x], 4 * (2 + s[y]) + x,
+                                   1e-6);
+    train_aug_resize_crop(src, 4, 4, 0, 1, 4, 2, dst);
+    for (y = 0; y < 4; y++)
+        for (x = 0; x < 4; x++)
+            ck_assert_float_eq_tol(dst[y * 4 + x], 4 * y + (1 + s[x]),
+                                   1e-6);
+}
+END_TEST
+
+/* An even width: every column moves, the middle two swap too. */
+START_TEST(test_train_aug_flip_even)
+{
+    float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    float want[8] = {4, 3, 2, 1, 8, 7, 6, 5};
+
+    train_aug_flip(x, 2, 4);
+    ck_assert_mem_eq(x, want, sizeof(x));
+}
+END_TEST
+
+/*
+ * The radius is ceil(3 sigma) but at most 3: sigma 2 (radius 6 uncapped)
+ * still reaches 3 pixels from an impulse and not 4, and the 7 weights
+ * still sum to 1.
+ */
+START_TEST(test_train_aug_blur_radius_cap)
+{
+    float x[121], tmp[121], sum = 0.0f;
+    int i;
+
+    memset(x, 0, sizeof(x));
+    x[60] = 1.0f;
+    train_aug_blur(x, 11, 11, 2.0, tmp);
+    for (i = 0; i < 121; i++)
+        sum += x[i];
+    ck_assert_float_eq_tol(sum, 1.0f, 1e-5);
+    ck_assert_float_gt(x[57], 0.0f);      /* 3 left */
+    ck_assert_float_eq(x[56], 0.0f);      /* 4 left */
+    ck_assert_float_gt(x[60 + 33], 0.0f); /* 3 down */
+    ck_assert_float_eq(x[60 + 44], 0.0f); /* 4 down */
+}
+END_TEST
+
+/*
+ * A 3 x 7 image (not square): an impulse at row 1, column 3, sigma 1/3
+ * (radius 1, weights w1 = e / (1 + 2 e) at +-1 and w0 = 1 / (1 + 2 e),
+ * e = exp(-4.5)).  Rows 0 and 2 each reach row 1 through tap -1 and,
+ * reflected, tap +1 (row 3 -> 1, row -1 -> 1): 2 w1 of the impulse's
+ * row, times w0 in x at column 3.  The
+ * scratch is twice as big and zero past the image, so reading a row
+ * past the last (reflecting by the width) would give w1 w0 instead.
+ */
+START_TEST(test_train_aug_blur_not_square)
+{
+    float x[21], tmp[42];
+    double e = exp(-4.5), w1 = e / (1 + 2 * e), w0 = 1 / (1 + 2 * e);
+
+    memset(x, 0, sizeof(x));
+    memset(tmp, 0, sizeof(tmp));
+    x[7 + 3] = 1.0f;
+    train_aug_blur(x, 3, 7, 1.0 / 3.0, tmp);
+    ck_assert_float_eq_tol(x[7 + 3], w0 * w0, 1e-6);
+    ck_assert_float_eq_tol(x[0 + 3], 2 * w1 * w0, 1e-6);
+    ck_assert_float_eq_tol(x[14 + 3], 2 * w1 * w0, 1e-6);
+    ck_assert_float_eq_tol(x[7 + 4], w0 * w1, 1e-6);
+    ck_assert_float_eq_tol(x[7 + 6], 0.0, 1e-7);
+}
+END_TEST
+
+/* The recipes as train_data.h documents them. */
+START_TEST(test_train_aug_preset_values)
+{
+    struct train_aug_params p;
+    int v;
+
+    for (v = -1; v <= 1; v++) {
+        train_aug_preset(&p, v);
+        ck_assert(p.scale_min == 0.2 && p.scale_max == 1.0);
+        ck_assert(p.ratio_min == 3.0 / 4.0 && p.ratio_max == 4.0 / 3.0);
+        ck_assert(p.p_jitter == 0.8 && p.brightness == 0.4 &&
+                  p.contrast == 0.4);
+        ck_assert(p.sigma_min == 0.1 && p.sigma_max == 1.0);
+        ck_assert(p.p_flip == 0.5);
+        ck_assert(p.p_blur == (v == 0 ? 1.0 : v == 1 ? 0.1 : 0.5));
+        ck_assert(p.p_solarize == (v == 0 ? 0.0 : v == 1 ? 0.2 : 0.1));
+    }
+}
+END_TEST
+
+/*
+ * Every draw happens whether or not its step runs: with sigma 0 the blur
+ * does nothing, and with brightness and contrast 0 the jitter multiplies
+ * by 1, so p_blur 0 or 1 and p_jitter 0 or 1 must give the very same
+ * image, flip included (p 0.5, drawn after them), for every key.
+ */
+START_TEST(test_train_aug_apply_draws_always)
+{
+    struct train_aug_params p;
+    uint8_t src[784];
+    float a[784], b[784], tmp[2 * 784];
+    int i, k, flipped = 0;
+
+    for (i = 0; i < 784; i++)
+        src[i] = (uint8_t)(i % 28 * 9);
+    train_aug_preset(&p, -1);
+    p.brightness = p.contrast = 0.0;
+    p.sigma_min = p.sigma_max = 0.0;
+    p.p_solarize = 0.0;
+    for (k = 0; k < 64; k++) {
+        uint64_t key = train_aug_key(1, 0, k, -1);
+
+        p.p_blur = 0.0;
+        p.p_jitter = 0.0;
+        train_aug_apply(&p, key, src, 28, 28, a, tmp);
+        p.p_blur = 1.0;
+        train_aug_apply(&p, key, src, 28, 28, b, tmp);
+        ck_assert_mem_eq(a, b, sizeof(a));
+        p.p_jitter = 1.0;
+        train_aug_apply(&p, key, src, 28, 28, b, tmp);
+        ck_assert_mem_eq(a, b, sizeof(a));
+        /* The same crop with p_flip 0 tells whether it was flipped. */
+        p.p_flip = 0.0;
+        train_aug_apply(&p, key, src, 28, 28, b, tmp);
+        flipped += memcmp(a, b, sizeof(a)) != 0;
+        p.p_flip = 0.5;
+    }
+    /* Both outcomes of the flip occur (64 coins). */
+    ck_assert_int_gt(flipped, 0);
+    ck_assert_int_lt(flipped, 64);
+}
+END_TEST
+
+/*
+ * The jitter, by a reference model of the draws: after the crop's (scale
+ * 1, ratio 1: the first try fits, the image unchanged) come u, then b
+ * uniform in [1 - 0.4, 1 + 0.4], c likewise, then a bit choosing the
+ * order.  The image is half 0 and half 1, so clamping makes the two
+ * orders differ; every key's output must be one of the two orders as
+ * computed here by plain loops, and both orders must occur.
+ */
+static void
+ref_jitter(const float *in, float *out, size_t n, double b, double c,
+           int b_first)
+{
+    double mean = 0.0;
+    size_t i;
+    int step;
+
+    memcpy(out, in, n * sizeof(float));
+    for (step = 0; step < 2; step++) {
+        if ((step == 0) == b_first) {
+            for (i = 0; i < n; i++) {
+                float v = (float)(out[i] * b);
+
+                out[i] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+            }
+        } else {
+            mean = 0.0;
+            for (i = 0; i < n; i++)
+                mean += out[i];
+            mean /= (double)n;
+            for (i = 0; i < n; i++) {
+                float v = (float)(c * out[i] + (1.0 - c) * mean);
+
+                out[i] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+            }
+        }
+    }
+}
+
+START_TEST(test_train_aug_apply_jitter_order)
+{
+    struct train_aug_params p;
+    uint8_t src[16];
+    float in[16], got[16], bc[16], cb[16], tmp[32];
+    int i, k, n_bc = 0, n_cb = 0;
+
+    for (i = 0; i < 16; i++) {
+        src[i] = i < 8 ? 255 : 0;
+        in[i] = (float)src[i] / 255.0f;
+    }
+    train_aug_preset(&p, -1);
+    p.scale_min = p.scale_max = p.ratio_min = p.ratio_max = 1.0;
+    p.p_jitter = 1.0;
+    p.p_blur = p.p_solarize = p.p_flip = 0.0;
+    for (k = 0; k < 64; k++) {
+        uint64_t key = train_aug_key(2, 0, k, -1);
+        struct train_rng r;
+        int top, left, ch, cw, ok_bc, ok_cb;
+        double b, c;
+
+        train_rng_seed(&r, key);
+        train_aug_crop_box(&r, 4, 4, 1, 1, 1, 1, &top, &left, &ch, &cw);
+        (void)train_rng_unit(&r); /* u, below p_jitter 1 */
+        b = 0.6 + 0.8 * train_rng_unit(&r);
+        c = 0.6 + 0.8 * train_rng_unit(&r);
+        ref_jitter(in, bc, 16, b, c, 1);
+        ref_jitter(in, cb, 16, b, c, 0);
+        train_aug_apply(&p, key, src, 4, 4, got, tmp);
+        ok_bc = ok_cb = 1;
+        for (i = 0; i < 16; i++) {
+            ok_bc &= fabsf(got[i] - bc[i]) < 1e-6f;
+            ok_cb &= fabsf(got[i] - cb[i]) < 1e-6f;
+        }
+        ck_assert_msg(ok_bc || ok_cb, "key %d: neither order", k);
+        n_bc += ok_bc && !ok_cb;
+        n_cb += ok_cb && !ok_bc;
+    }
+    ck_assert_int_gt(n_bc, 0);
+    ck_assert_int_gt(n_cb, 0);
+}
+END_TEST
+
 /* ---- the loader ---------------------------------------------------------- */
 
 static void
@@ -871,6 +1224,276 @@ START_TEST(test_train_loader_normalised)
 }
 END_TEST
 
+/* ---- mutation-test additions: shuffle and loader ------------------------- */
+
+/* train_shuffle as train_data.h documents it, in a plain loop: the
+ * identity, then Fisher-Yates from the last item down to item 1, item i
+ * swapped with one uniform in 0..i, all drawn from train_rng seeded with
+ * train_mix64(seed ^ train_mix64(epoch)). */
+static void
+ref_shuffle(uint64_t seed, int64_t epoch, int64_t n, int64_t *perm)
+{
+    struct train_rng r;
+    int64_t i;
+
+    for (i = 0; i < n; i++)
+        perm[i] = i;
+    train_rng_seed(&r, train_mix64(seed ^ train_mix64((uint64_t)epoch)));
+    for (i = n - 1; i >= 1; i--) {
+        int64_t j = (int64_t)train_rng_below(&r, (uint64_t)(i + 1)), t;
+
+        t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+START_TEST(test_train_shuffle_reference)
+{
+    int64_t got[100], want[100];
+    int s, swapped = 0;
+
+    train_shuffle(7, 0, 100, got);
+    ref_shuffle(7, 0, 100, want);
+    ck_assert_mem_eq(got, want, sizeof(got));
+    train_shuffle(7, 3, 100, got);
+    ref_shuffle(7, 3, 100, want);
+    ck_assert_mem_eq(got, want, sizeof(got));
+    /* Two items: each order occurs (the last swap, j in {0, 1}, is a
+     * coin; 64 seeds all alike has p 2^-63). */
+    for (s = 0; s < 64; s++) {
+        train_shuffle((uint64_t)s, 0, 2, got);
+        ck_assert(got[0] + got[1] == 1);
+        swapped += got[0] == 1;
+    }
+    ck_assert_int_gt(swapped, 0);
+    ck_assert_int_lt(swapped, 64);
+}
+END_TEST
+
+/* A loader over the 23 images of 4 x 4 that write_split makes, batches
+ * of 5, seed 11, shuffled. */
+static struct train_loader *
+make_loader(struct train_set *s, int augment, int views)
+{
+    struct train_loader_opts o;
+    struct train_loader *l;
+
+    write_split("train", 23, 4, 4);
+    ck_assert_int_eq(train_set_load(s, dir, "train", err, sizeof(err)), 0);
+    memset(&o, 0, sizeof(o));
+    o.set = s;
+    o.batch = 5;
+    o.seed = 11;
+    o.shuffle = 1;
+    o.augment = augment;
+    o.views = views;
+    l = train_loader_create(&o, err, sizeof(err));
+    ck_assert_ptr_nonnull(l);
+    return l;
+}
+
+/*
+ * Each image of batch 1 of epoch 1 is, independently of the loader, the
+ * augmentation of the image perm[5 + i] (the image, not its place in the
+ * batch) with the key (seed, epoch, image, view), view -1 for one view
+ * (and the one-view recipe), and sits at v * batch + i: the contract of
+ * train_data.h, rebuilt here step by step.
+ */
+static void
+check_loader_images(int augment, int views)
+{
+    struct train_loader *l;
+    struct train_set s;
+    const struct train_batch *b;
+    struct train_aug_params p;
+    int64_t perm[23];
+    float want[16], tmp[32];
+    uint8_t moved[16];
+    int i, v;
+
+    l = make_loader(&s, augment, views);
+    ref_shuffle(11, 1, 23, perm);
+    train_loader_request(l, 1, 1);
+    b = train_loader_wait(l);
+    ck_assert_int_eq(b->n, 5);
+    for (i = 0; i < 5; i++) {
+        int64_t item = perm[5 + i];
+        const uint8_t *px = s.images + item * 16;
+
+        ck_assert_int_eq(b->labels[i], s.labels[item]);
+        for (v = 0; v < views; v++) {
+            int view = views == 1 ? -1 : v;
+            uint64_t key = train_aug_key(11, 1, item, view);
+
+            if (augment == TRAIN_AUGMENT_SHIFT) {
+                train_aug_shift_flip(key, px, 4, 4, TRAIN_AUG_SHIFT_MAX,
+                                     moved);
+                train_normalize(moved, want, 16);
+            } else {
+                train_aug_preset(&p, view);
+                train_aug_apply(&p, key, px, 4, 4, want, tmp);
+                train_normalize_unit(want, 16);
+            }
+            ck_assert_mem_eq(b->images + ((size_t)v * 5 + i) * 16, want,
+                             sizeof(want));
+        }
+    }
+    train_loader_destroy(l);
+    train_set_free(&s);
+}
+
+START_TEST(test_train_loader_images_moco2)
+{
+    check_loader_images(TRAIN_AUGMENT_MOCO, 2);
+}
+END_TEST
+
+START_TEST(test_train_loader_images_moco1)
+{
+    check_loader_images(TRAIN_AUGMENT_MOCO, 1);
+}
+END_TEST
+
+START_TEST(test_train_loader_images_shift)
+{
+    check_loader_images(TRAIN_AUGMENT_SHIFT, 1);
+}
+END_TEST
+
+/* The last batch (23 = 4 * 5 + 3) of a two-view loader: rows 3 and 4 of
+ * both views are zero with label 0, whatever the buffer held before
+ * (0x7f bytes here). */
+START_TEST(test_train_loader_partial_two_views)
+{
+    struct train_loader *l;
+    struct train_set s;
+    struct train_batch b;
+    size_t floats = 2 * 5 * 16, k;
+    int v, i;
+
+    l = make_loader(&s, TRAIN_AUGMENT_MOCO, 2);
+    b.images = malloc(floats * sizeof(float));
+    b.labels = malloc(5 * sizeof(int32_t));
+    memset(b.images, 0x7f, floats * sizeof(float));
+    memset(b.labels, 0x7f, 5 * sizeof(int32_t));
+    train_loader_fill(l, 0, 4, &b);
+    ck_assert_int_eq(b.n, 3);
+    for (i = 3; i < 5; i++) {
+        ck_assert_int_eq(b.labels[i], 0);
+        for (v = 0; v < 2; v++)
+            for (k = 0; k < 16; k++)
+                ck_assert_float_eq(b.images[((size_t)v * 5 + i) * 16 + k],
+                                   0.0f);
+    }
+    free(b.images);
+    free(b.labels);
+    train_loader_destroy(l);
+    train_set_free(&s);
+}
+END_TEST
+
+/* 20 images in batches of 5: 4 batches, with or without drop_last (no
+ * partial batch to drop or keep). */
+START_TEST(test_train_loader_batches_exact)
+{
+    struct train_loader_opts o;
+    struct train_loader *l;
+    struct train_set s;
+
+    write_split("train", 20, 2, 2);
+    ck_assert_int_eq(train_set_load(&s, dir, "train", err, sizeof(err)), 0);
+    memset(&o, 0, sizeof(o));
+    o.set = &s;
+    o.batch = 5;
+    o.views = 1;
+    l = train_loader_create(&o, err, sizeof(err));
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(train_loader_batches(l), 4);
+    train_loader_destroy(l);
+    o.drop_last = 1;
+    l = train_loader_create(&o, err, sizeof(err));
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(train_loader_batches(l), 4);
+    train_loader_destroy(l);
+    train_set_free(&s);
+}
+END_TEST
+
+/* Options the loader refuses: 3 views, and rows (cached features) with
+ * two views or with an augmentation (features cannot be augmented). */
+START_TEST(test_train_loader_bad_options)
+{
+    struct train_loader_opts o;
+    struct train_set s;
+    float rows[4 * 3] = {0};
+
+    write_split("train", 4, 2, 2);
+    ck_assert_int_eq(train_set_load(&s, dir, "train", err, sizeof(err)), 0);
+    memset(&o, 0, sizeof(o));
+    o.set = &s;
+    o.batch = 2;
+    o.views = 3;
+    err[0] = '\0';
+    ck_assert_ptr_null(train_loader_create(&o, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "loader: bad options"));
+    o.views = 2;
+    o.rows = rows;
+    o.row_floats = 3;
+    err[0] = '\0';
+    ck_assert_ptr_null(train_loader_create(&o, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "loader: bad options"));
+    o.views = 1;
+    o.augment = TRAIN_AUGMENT_MOCO;
+    err[0] = '\0';
+    ck_assert_ptr_null(train_loader_create(&o, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "loader: bad options"));
+    train_set_free(&s);
+}
+END_TEST
+
+/* With rows (a probe's cached features, 3 floats per image here, row k
+ * holding 10 k + j), batch 1 of epoch 1 holds the rows of the images
+ * perm[5..10) of the shuffle, in that order, with their labels. */
+START_TEST(test_train_loader_rows_shuffled)
+{
+    struct train_loader_opts o;
+    struct train_loader *l;
+    const struct train_batch *b;
+    struct train_set s;
+    float rows[23 * 3];
+    int64_t perm[23];
+    int i, j;
+
+    write_split("train", 23, 2, 2);
+    ck_assert_int_eq(train_set_load(&s, dir, "train", err, sizeof(err)), 0);
+    for (i = 0; i < 23; i++)
+        for (j = 0; j < 3; j++)
+            rows[i * 3 + j] = (float)(10 * i + j);
+    memset(&o, 0, sizeof(o));
+    o.set = &s;
+    o.batch = 5;
+    o.seed = 11;
+    o.shuffle = 1;
+    o.views = 1;
+    o.rows = rows;
+    o.row_floats = 3;
+    l = train_loader_create(&o, err, sizeof(err));
+    ck_assert_ptr_nonnull(l);
+    ref_shuffle(11, 1, 23, perm);
+    train_loader_request(l, 1, 1);
+    b = train_loader_wait(l);
+    for (i = 0; i < 5; i++) {
+        ck_assert_int_eq(b->labels[i], s.labels[perm[5 + i]]);
+        for (j = 0; j < 3; j++)
+            ck_assert_float_eq(b->images[i * 3 + j],
+                               (float)(10 * perm[5 + i] + j));
+    }
+    train_loader_destroy(l);
+    train_set_free(&s);
+}
+END_TEST
+
 static Suite *
 train_data_suite(void)
 {
@@ -910,6 +1533,19 @@ train_data_suite(void)
     tcase_add_test(tc, test_train_aug_apply_identity);
     tcase_add_test(tc, test_train_aug_apply_deterministic);
     tcase_add_test(tc, test_train_aug_shift_flip);
+    tcase_add_test(tc, test_train_rng_unit_spread);
+    tcase_add_test(tc, test_train_aug_key_view_minus_one);
+    tcase_add_test(tc, test_train_aug_crop_box_positions);
+    tcase_add_test(tc, test_train_aug_crop_box_ratio_axis);
+    tcase_add_test(tc, test_train_aug_crop_box_fallback);
+    tcase_add_test(tc, test_train_aug_resize_crop_rect);
+    tcase_add_test(tc, test_train_aug_flip_even);
+    tcase_add_test(tc, test_train_aug_blur_radius_cap);
+    tcase_add_test(tc, test_train_aug_blur_not_square);
+    tcase_add_test(tc, test_train_aug_preset_values);
+    tcase_add_test(tc, test_train_aug_apply_draws_always);
+    tcase_add_test(tc, test_train_aug_apply_jitter_order);
+    tcase_add_test(tc, test_train_shuffle_reference);
     suite_add_tcase(s, tc);
     tc = tcase_create("loader");
     tcase_add_checked_fixture(tc, setup, NULL);
@@ -917,6 +1553,13 @@ train_data_suite(void)
     tcase_add_test(tc, test_train_loader_batches_moco);
     tcase_add_test(tc, test_train_loader_batches_shift);
     tcase_add_test(tc, test_train_loader_normalised);
+    tcase_add_test(tc, test_train_loader_images_moco2);
+    tcase_add_test(tc, test_train_loader_images_moco1);
+    tcase_add_test(tc, test_train_loader_images_shift);
+    tcase_add_test(tc, test_train_loader_partial_two_views);
+    tcase_add_test(tc, test_train_loader_batches_exact);
+    tcase_add_test(tc, test_train_loader_bad_options);
+    tcase_add_test(tc, test_train_loader_rows_shuffled);
     suite_add_tcase(s, tc);
     return s;
 }
