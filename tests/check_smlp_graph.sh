@@ -735,7 +735,8 @@ else bad "dot: E and k of a MoE layer"; grep -F 'label="MoE' "$T/e8.dot"; fi
 # attribute's value reads as a string.
 expect "edit: inf for a float attribute" 1 \
     "attribute 'noise_std' is a float, and 'inf' is not a finite number" \
-    "$SG" edit "$G" -o "$T/x.fbs" --set-attr 'blocks.5.moe_c.gate:noise_std=inf'
+    "$SG" edit "$G" -o "$T/x.fbs" \
+    --set-attr 'blocks.5.moe_c.gate:noise_std=inf'
 expect "edit: nan as a new attribute" 0 "wrote" \
     "$SG" edit "$G" -o "$T/nan.fbs" --no-infer --set-attr 'head:note=nan'
 jqis "edit: nan is a string" "$T/nan.fbs" 'at("head", "note")' \

@@ -152,7 +152,8 @@ expect "--epochs with trailing letters" 2 "--epochs: '3x' is not an integer" \
 expect "--batch 2^20 + 1" 2 \
     "--batch: '1048577' is not an integer from 1 to 1048576" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --batch 1048577
-expect "--threads 1025" 2 "--threads: '1025' is not an integer from 1 to 1024" \
+expect "--threads 1025" 2 \
+    "--threads: '1025' is not an integer from 1 to 1024" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --threads 1025
 expect "--seed -1" 2 \
     "--seed: '-1' is not an integer from 0 to 9223372036854775807" \
@@ -199,9 +200,11 @@ expect "--eval-only with --plot" 2 "--eval-only trains nothing: --plot has" \
 # --min-lr may equal --lr (a constant rate), not exceed it; sgd's
 # default --lr is 0.05.
 expect "--min-lr equal to --lr accepted" 1 "apt-get install" \
-    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --lr 0.01 --min-lr 0.01
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --lr 0.01 \
+    --min-lr 0.01
 expect "--min-lr above --lr" 2 "--min-lr 0.02 is above --lr 0.01" \
-    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --lr 0.01 --min-lr 0.02
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --lr 0.01 \
+    --min-lr 0.02
 expect "--min-lr above sgd's default --lr" 2 \
     "--min-lr 0.06 is above --lr 0.05" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" \

@@ -760,7 +760,7 @@ START_TEST(test_train_aug_shift_flip)
 }
 END_TEST
 
-/* ---- mutation-test additions: augmentations ------------------------------ */
+/* ---- augmentations: crops, flips, blur, jitter, presets ------------------ */
 
 /* train_rng_unit is uniform on [0, 1): of 4000 draws about half lie in
  * [0.5, 1) (binomial(4000, 1/2) is within 1800..2200 with p > 1 - 1e-9);
@@ -1224,7 +1224,7 @@ START_TEST(test_train_loader_normalised)
 }
 END_TEST
 
-/* ---- mutation-test additions: shuffle and loader ------------------------- */
+/* ---- the shuffle and the loader, against reference loops ----------------- */
 
 /* train_shuffle as train_data.h documents it, in a plain loop: the
  * identity, then Fisher-Yates from the last item down to item 1, item i
