@@ -575,6 +575,14 @@ jqis "edit: the shape is gone" "$T/none.fbs" '"shape" in t("aux_loss")' \
 expect "diff: a declared [] against none" 1 \
     "~ tensor aux_loss: output f32 [] -> output f32 (shape inferred)" \
     "$SG" diff "$G" "$T/none.fbs"
+# An empty list after = declares a scalar: [] again, the graph as it was.
+expect "edit: set-shape T= declares a scalar" 0 "wrote" \
+    "$SG" edit "$T/none.fbs" -o "$T/scalar.fbs" --no-infer \
+    --set-shape 'aux_loss='
+jqis "edit: the shape is []" "$T/scalar.fbs" 't("aux_loss").get("shape")' \
+    "[]"
+expect "diff: T= gives the graph back" 0 "compute the same thing" \
+    "$SG" diff "$G" "$T/scalar.fbs"
 # A changed initializer keeps its seed, even when the name (whose FNV-1a
 # a new one gets) has changed; @SEED sets it.
 expect "edit: set-init after a rename" 0 "wrote" \
