@@ -21,7 +21,9 @@
 #     for the head only), and from a random init;
 #   - the probe's feature cache: the same bytes as --no-probe-cache, also
 #     across a stop and --resume in the other mode and for a head that
-#     starts at the final layer norm; a note where it cannot be used;
+#     starts at the final layer norm, and in cache batches that do not
+#     divide the sets; a note where it cannot be used (--moe-stats and
+#     --routing-by-class then count the backbone's routing);
 #   - fine-tuning with --init-from: every backbone tensor is the
 #     pre-trained one after a step at a negligible learning rate, the head
 #     keeps its zero initialisation until trained.
@@ -296,6 +298,50 @@ expect "probe: a head reading two backbone tensors" 0 \
     "$NOTE: the head reads more than one backbone tensor" \
     "$TRAIN" "$T/gate.fbs" $COMMON --batch 16 --limit-train 32 --epochs 1 \
     --probe --out "$T/x.st"
+# Cache batches that do not divide the sets (evaluation batch 48: the
+# 128 training rows in 48 + 48 + 32, the 64 test rows in 48 + 16): each
+# row in its image's place, the head and the epoch's test accuracy and
+# loss those of the run without the cache.
+E="$L --epochs 1 --eval-batch 48 --init-from $T/pre.st"
+expect "probe: cache batches of 48" 0 "$CACHED 128 + 64 images cached" \
+    "$TRAIN" $E --probe --out "$T/e48.st"
+cp "$T/out" "$T/e48.out"
+"$TRAIN" $E --probe --no-probe-cache --out "$T/e48nc.st" >"$T/e48nc.out" 2>&1
+if st close "$T/e48.st" "$T/e48nc.st" >"$T/out" 2>&1 &&
+    "$PY" - "$T/e48.out" "$T/e48nc.out" <<'PY' >>"$T/out" 2>&1
+import re, sys
+def test(path):
+    m = re.search(r"^epoch 1/1: .*test acc ([0-9.]+)% .*test loss ([0-9.]+)",
+                  open(path).read(), re.M)
+    return float(m.group(1)), float(m.group(2))
+(a, l), (b, m) = test(sys.argv[1]), test(sys.argv[2])
+assert abs(a - b) < 1.57 and abs(l - m) <= 2e-4, (a, l, b, m)
+PY
+then ok "probe: cache batches of 48, cached = recomputed"
+else bad "probe: cache batches of 48"; show "$T/out"; fi
+# --moe-stats and --routing-by-class count the backbone's routing: no
+# cache, and every step's (2 x 16 images) and the test set's (64 images)
+# assignments counted, items x k each (MoE_s 64 x 1, MoE_c 49 x 2).
+expect "probe with --moe-stats: no cache" 0 "$NOTE: --moe-stats counts" \
+    "$TRAIN" $L --probe --max-steps 2 --moe-stats "$T/pm.csv" --out "$T/x.st"
+expect "probe with --routing-by-class: no cache" 0 \
+    "$NOTE: --routing-by-class reports" \
+    "$TRAIN" $L --probe --max-steps 2 --routing-by-class "$T/pr.csv" \
+    --out "$T/x.st"
+if "$PY" - "$T/pm.csv" "$T/pr.csv" <<'PY'
+import csv, sys
+for path, col, col2, images in ((sys.argv[1], "kept", "dropped", 32),
+                                (sys.argv[2], "assigned", None, 64)):
+    per = {}
+    for r in csv.DictReader(open(path)):
+        n = int(r[col]) + (int(r[col2]) if col2 else 0)
+        per[r["layer"]] = per.get(r["layer"], 0) + n
+    assert len(per) == 4, per
+    for layer, n in per.items():
+        assert n == images * (64 if "moe_s" in layer else 49 * 2), (path, per)
+PY
+then ok "probe: --moe-stats and --routing-by-class count the backbone"
+else bad "probe: --moe-stats and --routing-by-class"; fi
 
 # ---- fine-tuning from the pre-trained backbone ----
 expect "fine-tune: the backbone loads" 0 "96 of 98 parameters loaded" \

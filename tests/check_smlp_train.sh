@@ -13,7 +13,11 @@
 # the same epoch line and rows; one interrupted as an epoch's last step
 # ends still evaluates it, and resumed is the whole run), signals after
 # an evaluation and during the last one, resume refusals, and checkpoints
-# that a reader never sees half-written.  Prints "N passed, M failed".
+# that a reader never sees half-written.  The test evaluation against
+# values computed here (a batch norm classifier's checkpoint in python;
+# the zero initial head), a partial last batch and a class without
+# images; --moe-stats rows against rows every step; --routing-by-class
+# sums, shares and drops.  Prints "N passed, M failed".
 # SMLP_TRAIN_TEST_SIGINT_STEP=N makes smlp-train raise SIGINT as step N
 # ends, for a signal at an exact step; the other signal tests wait for a
 # progress line and kill.
@@ -395,6 +399,118 @@ expect "--eval-only" 0 "mixer_fmnist: $want" \
     --weights "$T/run.st"
 expect "--eval-only of the initializers" 0 "(64 test images" \
     "$TRAIN" "$MIXER" --data "$D" --limit-test 64 --eval-only
+# The initial head is zero: every logit is 0, the loss ln 10, and the
+# argmax of a tie the first class, so the accuracy is class 0's share.
+if "$PY" - "$T/out" "$D/t10k-labels-idx1-ubyte.gz" <<'PY'
+import gzip, re, sys
+text = open(sys.argv[1]).read()
+labels = gzip.open(sys.argv[2]).read()[8:8 + 64]
+want = "test acc %.2f%%, test loss 2.3026 " % (100 * labels.count(0) / 64)
+assert want in text, (want, text)
+rows = re.findall(r"(\d+) +([0-9.]+)% \((\d+)\)",
+                  text.split("per class: accuracy (test images)")[1])
+assert {int(c): (float(a), int(n)) for c, a, n in rows} == \
+    {c: (100.0 if c == 0 else 0.0, labels.count(c)) for c in set(labels)}, \
+    rows
+PY
+then ok "--eval-only of the initializers: all logits 0, class 0 predicted"
+else bad "--eval-only of the initializers: all logits 0"; show "$T/out"; fi
+# A classifier with a batch norm: its running statistics, state tensors,
+# move in training (from 0: the layer before it has bias 3), and the
+# run's evaluation uses them, as --eval-only of its checkpoint does.
+cat >"$T/bncls.json" <<'JSON'
+{"name": "bncls", "plugins": ["core", "norm"],
+ "tensors": [{"name": "image", "kind": "Input", "shape": [-1, 1, 28, 28]},
+  {"name": "flat"},
+  {"name": "fc.weight", "kind": "Parameter", "shape": [16, 784],
+   "init": {"kind": "Uniform", "a": -0.05, "b": 0.05, "seed": 1}},
+  {"name": "fc.bias", "kind": "Parameter", "shape": [16],
+   "init": {"kind": "Constant", "a": 3.0}},
+  {"name": "h"},
+  {"name": "bn.weight", "kind": "Parameter", "shape": [16],
+   "init": {"kind": "Ones"}},
+  {"name": "bn.bias", "kind": "Parameter", "shape": [16],
+   "init": {"kind": "Zeros"}},
+  {"name": "bn.running_mean", "kind": "State", "shape": [16],
+   "init": {"kind": "Zeros"}},
+  {"name": "bn.running_var", "kind": "State", "shape": [16],
+   "init": {"kind": "Ones"}},
+  {"name": "hn"},
+  {"name": "head.weight", "kind": "Parameter", "shape": [10, 16],
+   "init": {"kind": "Uniform", "a": -0.2, "b": 0.2, "seed": 2}},
+  {"name": "head.bias", "kind": "Parameter", "shape": [10],
+   "init": {"kind": "Zeros"}},
+  {"name": "logits", "kind": "Output", "shape": [-1, 10]}],
+ "nodes": [{"name": "flatten", "op": "core.reshape", "inputs": [0],
+   "outputs": [1],
+   "attrs": [{"name": "shape", "type": "Ints", "ints": [-1, 784]}]},
+  {"name": "fc", "op": "core.linear", "inputs": [1, 2, 3], "outputs": [4]},
+  {"name": "bn", "op": "norm.batch_norm", "inputs": [4, 5, 6, 7, 8],
+   "outputs": [9]},
+  {"name": "head", "op": "core.linear", "inputs": [9, 10, 11],
+   "outputs": [12]}]}
+JSON
+"${FLATC:-flatc}" -b -o "$T" "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" \
+    "$T/bncls.json"
+"$TRAIN" "$T/bncls.fbs" $COMMON --limit-train 256 --epochs 1 --lr 3e-3 \
+    --out "$T/bn.st" >"$T/bn.out" 2>&1 || bad "a batch norm classifier"
+want=$("$PY" -c "
+import re, sys
+m = re.search(r'^epoch 1/1: .*test acc ([0-9.]+%) \(best [0-9.]+%\), '
+              r'(test loss [0-9.]+),', open(sys.argv[1]).read(), re.M)
+print('test acc %s, %s' % m.groups() if m else '(no epoch line)')
+" "$T/bn.out")
+expect "--eval-only of a batch norm classifier" 0 \
+    "bncls: $want" \
+    "$TRAIN" "$T/bncls.fbs" --data "$D" --limit-test 64 --threads 2 \
+    --eval-only --weights "$T/bn.st"
+# The accuracy, each class's and the loss of its checkpoint, computed here
+# in double: (pixel / 255 - 0.2860) / 0.3530, fc, the batch norm with the
+# running statistics (eps 1e-5), head, softmax cross-entropy.
+if "$PY" - "$T/bn.st" "$D" "$T/out" <<'PY'
+import gzip, json, math, re, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+def t(name):
+    lo, hi = h[name]["data_offsets"]
+    return struct.unpack("<%df" % ((hi - lo) // 4), b[8 + n + lo:8 + n + hi])
+w1, b1, g, beta = t("fc.weight"), t("fc.bias"), t("bn.weight"), t("bn.bias")
+mean, var, w2, b2 = (t("bn.running_mean"), t("bn.running_var"),
+                     t("head.weight"), t("head.bias"))
+assert min(abs(x) for x in mean) > 0.1, mean  # the statistics moved
+px = gzip.open(sys.argv[2] + "/t10k-images-idx3-ubyte.gz").read()[16:]
+labels = gzip.open(sys.argv[2] + "/t10k-labels-idx1-ubyte.gz").read()[8:]
+ce, right, per, preds = 0.0, 0, {}, set()
+for i in range(64):
+    x = [(p / 255 - 0.2860) / 0.3530 for p in px[784 * i:784 * (i + 1)]]
+    y = [sum(a * c for a, c in zip(w1[784 * j:784 * (j + 1)], x)) + b1[j]
+         for j in range(16)]
+    y = [(y[j] - mean[j]) / math.sqrt(var[j] + 1e-5) * g[j] + beta[j]
+         for j in range(16)]
+    z = [sum(a * c for a, c in zip(w2[16 * k:16 * (k + 1)], y)) + b2[k]
+         for k in range(10)]
+    top = sorted(z)
+    assert top[-1] - top[-2] > 1e-4, (i, top)  # no near tie
+    c, best = labels[i], z.index(top[-1])
+    preds.add(best)
+    ce += math.log(sum(math.exp(v - top[-1]) for v in z)) + top[-1] - z[c]
+    right += best == c
+    per.setdefault(c, [0, 0])[0] += 1
+    per[c][1] += best == c
+# right and wrong ones, class 1 predicted: the test can tell
+assert 0 < right < 64 and 1 in preds, (right, preds)
+text = open(sys.argv[3]).read()
+m = re.search(r"test acc ([0-9.]+)%, test loss ([0-9.]+)", text)
+assert abs(float(m.group(1)) - 100 * right / 64) < 0.006, (m.group(0), right)
+assert abs(float(m.group(2)) - ce / 64) < 2e-4, (m.group(0), ce / 64)
+rows = re.findall(r"(\d+) +([0-9.]+)% \((\d+)\)",
+                  text.split("per class: accuracy (test images)")[1])
+assert {int(c): (int(k), round(float(a) * int(k) / 100)) for c, a, k in rows} \
+    == {c: tuple(v) for c, v in per.items()}, (rows, per)
+PY
+then ok "--eval-only of a batch norm classifier: accuracy, per class, loss"
+else bad "--eval-only of a batch norm classifier"; show "$T/out"; fi
 expect "--eval-only with --out" 2 "--eval-only trains nothing: --out has" \
     "$TRAIN" "$MIXER" --data "$D" --eval-only --out "$T/x.st"
 expect "--eval-only with --trace" 2 "--eval-only trains nothing: --trace" \
@@ -527,6 +643,28 @@ S="$SPARSE $COMMON --limit-train 64 --epochs 2 --seed 5 --augment shift"
 if [ "$(grep -c . "$T/sa_rbc.csv")" = 161 ]; then
     ok "--routing-by-class written at each evaluation"
 else bad "--routing-by-class written at each evaluation"; fi
+# rbc.py CSV LABELS N [nodrop]: each (layer, class) of the file has the
+# assignments of its images among the first N test images once: items x k
+# each (MoE_s: 64 channels, k 1; MoE_c: 49 tokens, k 2); with nodrop, no
+# item dropped.  sa_rbc.csv, written after the second evaluation, holds
+# that one alone (not the sum of the two).
+cat >"$T/rbc.py" <<'PY'
+import csv, gzip, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+labels = gzip.open(sys.argv[2]).read()[8:8 + int(sys.argv[3])]
+per = {}
+for r in rows:
+    a, d = int(r["assigned"]), int(r["dropped"])
+    assert 0 <= d <= a and (d == 0 or sys.argv[4:] != ["nodrop"]), r
+    per.setdefault((r["layer"], int(r["class"])), []).append(a)
+assert len(per) == 4 * 10 and all(len(a) == 4 for a in per.values()), per
+for (layer, c), a in per.items():
+    want = labels.count(c) * (64 if "moe_s" in layer else 49 * 2)
+    assert sum(a) == want, (layer, c, a, want)
+PY
+if "$PY" "$T/rbc.py" "$T/sa_rbc.csv" "$D/t10k-labels-idx1-ubyte.gz" 64; then
+    ok "--routing-by-class: the last evaluation's assignments alone"
+else bad "--routing-by-class after two evaluations"; show "$T/sa_rbc.csv"; fi
 "$TRAIN" $S --out "$T/sb.st" --moe-stats "$T/sb.csv" --stop-after 1 \
     >"$T/out" 2>&1 || bad "sparse 1 epoch"
 expect "sparse resumed" 0 "loss = cross-entropy + aux_loss" \
@@ -559,6 +697,34 @@ then ok "--moe-stats: every layer's assignments, per expert"
 else bad "--moe-stats rows"; fi
 if cmp -s "$T/sa.csv" "$T/sb.csv"; then ok "--moe-stats continues on resume"
 else bad "--moe-stats continues on resume"; diff "$T/sa.csv" "$T/sb.csv"; fi
+# The same run with a row every step: each row of sa.csv (one per epoch,
+# 2 steps) has the sum of its steps' counts and the mean of their aux;
+# each epoch line's dropped share is that of its rows.
+"$TRAIN" $S --log-every 1 --out "$T/s1.st" --moe-stats "$T/s1.csv" \
+    >"$T/out" 2>&1 || bad "sparse, rows every step"
+if "$PY" - "$T/sa.csv" "$T/s1.csv" "$T/sa.out" <<'PY'
+import csv, re, sys
+def load(path):
+    return {(int(r["step"]), r["layer"], int(r["expert"])):
+            (int(r["kept"]), int(r["dropped"]), float(r["aux"]))
+            for r in csv.DictReader(open(path))}
+rows, steps = load(sys.argv[1]), load(sys.argv[2])
+assert len(rows) == 2 * 4 * 4 and len(steps) == 2 * len(rows), len(steps)
+for (step, layer, e), (k, d, aux) in rows.items():
+    a, b = steps[(step - 1, layer, e)], steps[(step, layer, e)]
+    assert (k, d) == (a[0] + b[0], a[1] + b[1]), (step, layer, e)
+    assert abs(aux - (a[2] + b[2]) / 2) <= 1e-6 * aux, (step, layer, aux)
+shares = re.findall(r"^epoch \d/2: .*, dropped ([0-9.]+)%$",
+                    open(sys.argv[3]).read(), re.M)
+assert len(shares) == 2, shares
+for share, step in zip(shares, (2, 4)):
+    k = sum(v[0] for key, v in rows.items() if key[0] == step)
+    d = sum(v[1] for key, v in rows.items() if key[0] == step)
+    assert d > 0 and abs(float(share) - 100 * d / (k + d)) < 0.006, \
+        (share, k, d)
+PY
+then ok "--moe-stats: rows sum their steps; the epochs' dropped shares"
+else bad "--moe-stats rows against rows every step"; show "$T/s1.csv"; fi
 if grep -q "epoch 2/2: .*, dropped [0-9.]*%$" "$T/sa.out"; then
     ok "epoch lines give the dropped share"
 else bad "epoch lines give the dropped share"; cat "$T/sa.out"; fi
@@ -612,6 +778,73 @@ assert sum(int(r["dropped"]) for r in rows) > 0
 PY
 then ok "--routing-by-class: every test image's assignments, by class"
 else bad "--routing-by-class rows"; cat "$T/rbc.csv"; fi
+# Nine test images (a class has none) in batches of 6: the last batch has
+# 3 rows of padding (label 0) that count nowhere.  The accuracy is the
+# per-class rows' correct / 9; accuracy and loss are those of one batch
+# of 9 (up to an image and the BLAS's last bits); the routing counts are
+# the nine images'; the printed table has each class's shares of its CSV
+# counts, and no row for a class without images.
+for eb in 6 9; do
+    expect "--eval-only, 9 test images in batches of $eb" 0 "(9 test images" \
+        "$TRAIN" "$SPARSE" --data "$D" --limit-test 9 --eval-batch $eb \
+        --threads 2 --eval-only --weights "$T/sa.st" \
+        --routing-by-class "$T/rbc$eb.csv"
+    cp "$T/out" "$T/eval$eb.out"
+done
+if "$PY" "$T/rbc.py" "$T/rbc6.csv" "$D/t10k-labels-idx1-ubyte.gz" 9 &&
+    "$PY" - "$T/eval6.out" "$T/eval9.out" "$T/rbc6.csv" \
+    "$D/t10k-labels-idx1-ubyte.gz" <<'PY'
+import csv, gzip, re, sys
+labels = gzip.open(sys.argv[4]).read()[8:8 + 9]
+def result(path):
+    text = open(path).read()
+    m = re.search(r"test acc ([0-9.]+)%, test loss ([0-9.]+)", text)
+    return text, float(m.group(1)), float(m.group(2))
+text, acc, loss = result(sys.argv[1])
+_, acc9, loss9 = result(sys.argv[2])
+assert abs(acc - acc9) < 11.2 and abs(loss - loss9) <= 2e-4, \
+    (acc, loss, acc9, loss9)
+part = text.split("per class: accuracy (test images)")[1].split("routing")[0]
+assert "nan" not in part, part
+rows = re.findall(r"(\d+) +([0-9.]+)% \((\d+)\)", part)
+assert {int(c): int(n) for c, _, n in rows} == \
+    {c: labels.count(c) for c in set(labels)}, rows
+right = sum(float(a) * int(n) / 100 for _, a, n in rows)
+assert abs(100 * right / 9 - acc) < 0.01, (right, acc)
+cells = {}
+for r in csv.DictReader(open(sys.argv[3])):
+    cells.setdefault((r["layer"], int(r["class"])), []).append(
+        (int(r["assigned"]), int(r["dropped"])))
+tables = re.findall(r"routing by class, (\S+): .*\n  class.*\n"
+                    r"((?: +\d.*\n)*)", text)
+assert len(tables) == 4, tables
+for layer, body in tables:
+    got = {int(l.split()[0]): [float(x) for x in l.split()[1:]]
+           for l in body.splitlines()}
+    assert sorted(got) == sorted(set(labels)), (layer, got)
+    for c, shares in got.items():
+        a = [x for x, _ in cells[(layer, c)]]
+        d = sum(y for _, y in cells[(layer, c)])
+        want = [100 * x / sum(a) for x in a] + [100 * d / sum(a)]
+        assert all(abs(g - w) <= 0.051 for g, w in zip(shares, want)), \
+            (layer, c, shares, want)
+PY
+then ok "--eval-only: a partial last batch, a class without images"
+else bad "--eval-only: a partial last batch, a class without images"
+    show "$T/eval6.out"; fi
+# With room for every item (eval_capacity_factor 4: capacity
+# ceil(k G 4 / 4) = k G, and an expert gets at most G of a group's G
+# items), nothing is dropped.
+"$B/tools/smlp-graph" edit "$SPARSE" -o "$T/nodrop.fbs" \
+    --set-attr '*.gate:eval_capacity_factor=4' >"$T/out" 2>&1 ||
+    bad "smlp-graph edit eval_capacity_factor"
+expect "--routing-by-class, room for every item" 0 "routing by class" \
+    "$TRAIN" "$T/nodrop.fbs" --data "$D" --limit-test 9 --threads 2 \
+    --eval-only --routing-by-class "$T/nodrop.csv"
+if "$PY" "$T/rbc.py" "$T/nodrop.csv" "$D/t10k-labels-idx1-ubyte.gz" 9 nodrop
+then ok "--routing-by-class: nothing dropped where every item fits"
+else bad "--routing-by-class: nothing dropped where every item fits"
+    show "$T/nodrop.csv"; fi
 expect "--routing-by-class on a dense graph" 1 \
     "--routing-by-class: $MIXER has no MoE gate" \
     "$TRAIN" "$MIXER" --data "$D" --eval-only --routing-by-class "$T/x.csv"

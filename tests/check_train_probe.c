@@ -18,8 +18,12 @@
  * each shipped classifier is cut at `features` into a graph of the two
  * head nodes that keeps every parameter and state tensor; edits that put
  * the images, two backbone tensors or no head.* parameter on the loss's
- * path are refused with the reason.  (check_moco_train.sh checks that
- * smlp-train's cached probe gives the bytes of the uncached one.)
+ * path are refused with the reason; a backbone's state tensors stay, a
+ * head's are not cut at, a node off the path to loss and logits is left
+ * out.  (check_moco_train.sh checks that smlp-train's cached probe gives
+ * the bytes of the uncached one.)  Also: hash gates keep their
+ * attributes, the first batch norm is named, and the head's labels,
+ * label smoothing and loss.
  */
 #include <math.h>
 #include <stdint.h>
@@ -409,6 +413,291 @@ START_TEST(test_cache_refusals)
 }
 END_TEST
 
+/* The hash gates of sparse_mlp_b_hash have no router, gate noise, aux
+ * loss or capacity factor: the probe counts them but adds none of those
+ * attributes (the graph still loads).  The first batch norm of the
+ * backbone is named, for smlp-train's warning: two layer norms made
+ * batch norms here, the first one's name. */
+START_TEST(test_probe_hash_gates_and_batch_norm)
+{
+    struct smlp__graph_ir *orig, *ir;
+    struct train_head_info info;
+    struct smlp_error e;
+    smlp_graph_t *g;
+    uint8_t *buf, *head;
+    size_t len, head_len;
+    char path[512], err[512];
+    int32_t i, first = -1, gates = 0, hash = 0, norms = 0;
+
+    tu_shipped_graph("sparse_mlp_b_hash", path, sizeof(path));
+    buf = tu_read_file(path, &len);
+    ck_assert_msg(train_head_build(buf, len, path, 0.0, 1, &head, &head_len,
+                                   &info, err, sizeof(err)) == 0,
+                  "%s", err);
+    g = smlp_graph_load_buffer(head, head_len, path, &e);
+    ck_assert_msg(g != NULL, "%s", e.msg);
+    ck_assert_int_eq(smlp__graph_ir_decode(buf, len, path, &orig, err,
+                                           sizeof(err)),
+                     SMLP_OK);
+    ck_assert_int_eq(smlp__graph_ir_decode(head, head_len, path, &ir, err,
+                                           sizeof(err)),
+                     SMLP_OK);
+    for (i = 0; i < orig->n_nodes; i++) {
+        const struct smlp__node_ir *o = &orig->nodes[i], *n = &ir->nodes[i];
+
+        ck_assert_str_eq(o->name, n->name);
+        if (strncmp(o->op, "moe.gate.", 9) != 0)
+            continue;
+        gates++;
+        if (strcmp(o->op, "moe.gate.hash") != 0)
+            continue;
+        hash++;
+        ck_assert_int_eq(n->n_attrs, o->n_attrs);
+        ck_assert_ptr_null(attr(n, "noise_std"));
+        ck_assert_ptr_null(attr(n, "aux"));
+        ck_assert_ptr_null(attr(n, "aux_weight"));
+        ck_assert_ptr_null(attr(n, "capacity_factor"));
+    }
+    ck_assert_int_eq(hash, 4);
+    ck_assert_int_eq(info.probe_gates, gates);
+    ck_assert_str_eq(info.probe_bn, "");
+    for (i = 0; i < ir->n_nodes && norms < 2; i++)
+        if (strcmp(ir->nodes[i].op, "norm.layer_norm") == 0) {
+            free(ir->nodes[i].op);
+            ir->nodes[i].op = strdup("norm.batch_norm");
+            if (norms++ == 0)
+                first = i;
+        }
+    ck_assert_int_eq(norms, 2);
+    memset(&info, 0, sizeof(info));
+    ck_assert_int_eq(train_probe_gates(ir, &info), 0);
+    ck_assert_str_eq(info.probe_bn, ir->nodes[first].name);
+    smlp__graph_ir_free(orig);
+    smlp__graph_ir_free(ir);
+    smlp_graph_unload(g);
+    free(head);
+    free(buf);
+}
+END_TEST
+
+/* The head smlp-train appends to sparse_mlp_fmnist: 'labels' an i32
+ * input whose initializer (smlp-run's synthetic labels) is uniform on
+ * [-0.5, 9.5), every class 0..9 once rounded; the loss ce + aux_loss,
+ * with --label-smoothing an attribute of train.ce; for a probe the
+ * cross-entropy alone (its backbone's aux is 0) and no aux in info. */
+START_TEST(test_head_labels_aux_smoothing)
+{
+    int probe;
+
+    for (probe = 0; probe < 2; probe++) {
+        struct smlp__graph_ir *ir;
+        struct train_head_info info;
+        const struct smlp__tensor_ir *t;
+        const struct smlp__node_ir *ce;
+        const struct smlp__attr_ir *a;
+        uint8_t *buf, *head;
+        size_t len, head_len;
+        char path[512], err[512];
+        int32_t i;
+
+        tu_shipped_graph("sparse_mlp_fmnist", path, sizeof(path));
+        buf = tu_read_file(path, &len);
+        ck_assert_msg(train_head_build(buf, len, path, probe ? 0.0 : 0.1,
+                                       probe, &head, &head_len, &info, err,
+                                       sizeof(err)) == 0,
+                      "%s", err);
+        ck_assert_int_eq(smlp__graph_ir_decode(head, head_len, path, &ir,
+                                               err, sizeof(err)),
+                         SMLP_OK);
+        ck_assert_int_eq(info.classes, 10);
+        ck_assert_int_eq(info.existing, 0);
+        i = smlp__graph_ir_find_tensor(ir, "labels");
+        ck_assert_int_ge(i, 0);
+        t = &ir->tensors[i];
+        ck_assert_int_eq(t->kind, SMLP__TENSOR_INPUT);
+        ck_assert_int_eq(t->dtype, SMLP_DTYPE_I32);
+        ck_assert_int_eq(t->init.present, 1);
+        ck_assert_int_eq(t->init.kind, SMLP__INIT_UNIFORM);
+        ck_assert_double_eq(t->init.a, -0.5);
+        ck_assert_double_eq(t->init.b, 9.5);
+        i = smlp__graph_ir_find_node(ir, "train.ce");
+        ck_assert_int_ge(i, 0);
+        ce = &ir->nodes[i];
+        ck_assert_str_eq(ir->tensors[ce->inputs[0]].name, "logits");
+        ck_assert_str_eq(ir->tensors[ce->inputs[1]].name, "labels");
+        a = attr(ce, "label_smoothing");
+        i = smlp__graph_ir_find_node(ir, "train.loss");
+        if (probe) {
+            ck_assert_int_eq(info.has_aux, 0);
+            ck_assert_int_lt(i, 0);
+            ck_assert_str_eq(ir->tensors[ce->outputs[0]].name, "loss");
+            ck_assert_ptr_null(a);
+        } else {
+            ck_assert_int_eq(info.has_aux, 1);
+            ck_assert_int_ge(i, 0);
+            ck_assert_str_eq(ir->tensors[ce->outputs[0]].name, "ce");
+            ck_assert_str_eq(ir->tensors[ir->nodes[i].inputs[1]].name,
+                             "aux_loss");
+            ck_assert_ptr_nonnull(a);
+            ck_assert_double_eq(a->f, 0.1);
+        }
+        smlp__graph_ir_free(ir);
+        free(head);
+        free(buf);
+    }
+}
+END_TEST
+
+/* Appends tensor `name` (f32, of kind) to ir; its index. */
+static int32_t
+append_tensor(struct smlp__graph_ir *ir, const char *name, int kind)
+{
+    struct smlp__tensor_ir *t;
+
+    t = realloc(ir->tensors, ((size_t)ir->n_tensors + 1) * sizeof(*t));
+    ck_assert_ptr_nonnull(t);
+    ir->tensors = t;
+    t += ir->n_tensors;
+    memset(t, 0, sizeof(*t));
+    t->name = strdup(name);
+    t->dtype = SMLP_DTYPE_F32;
+    t->kind = kind;
+    return ir->n_tensors++;
+}
+
+/* Appends node `name` (op) reading a and b, writing out, to ir. */
+static void
+append_node(struct smlp__graph_ir *ir, const char *name, const char *op,
+            int32_t a, int32_t b, int32_t out)
+{
+    struct smlp__node_ir *n;
+
+    n = realloc(ir->nodes, ((size_t)ir->n_nodes + 1) * sizeof(*n));
+    ck_assert_ptr_nonnull(n);
+    ir->nodes = n;
+    n += ir->n_nodes++;
+    memset(n, 0, sizeof(*n));
+    n->name = strdup(name);
+    n->op = strdup(op);
+    n->n_inputs = 2;
+    n->inputs = malloc(2 * sizeof(int32_t));
+    n->inputs[0] = a;
+    n->inputs[1] = b;
+    n->n_outputs = 1;
+    n->outputs = malloc(sizeof(int32_t));
+    n->outputs[0] = out;
+}
+
+/* The cut beyond the shipped graphs' two head nodes: a state tensor of
+ * the backbone (as a batch norm's running statistics are) stays in the
+ * cut graph as the parameters do; a state tensor the head reads
+ * (head.bias made one) is not a backbone tensor to cut at; a node that
+ * reads a head.* parameter but feeds neither loss nor logits (an extra
+ * output) is not part of the head. */
+START_TEST(test_cache_cut_states_and_side_nodes)
+{
+    static const char *const states[] = {"norm.weight", "head.bias"};
+    struct smlp__graph_ir *ir, *cut;
+    uint8_t *buf, *out;
+    size_t len, out_len;
+    const int64_t dims[1] = {128};
+    char tensor[256], why[1024], err[512];
+    int32_t i, t, w, extra;
+
+    buf = probe_buffer("sparse_mlp_fmnist", NULL, NULL, &len);
+    ck_assert_int_eq(smlp__graph_ir_decode(buf, len, "p", &ir, err,
+                                           sizeof(err)),
+                     SMLP_OK);
+    free(buf);
+    for (i = 0; i < 2; i++) {
+        t = smlp__graph_ir_find_tensor(ir, states[i]);
+        ck_assert_int_ge(t, 0);
+        ck_assert_int_eq(ir->tensors[t].kind, SMLP__TENSOR_PARAMETER);
+        ir->tensors[t].kind = SMLP__TENSOR_STATE;
+    }
+    w = smlp__graph_ir_find_tensor(ir, "head.weight");
+    extra = append_tensor(ir, "head.weight_sq", SMLP__TENSOR_OUTPUT);
+    append_node(ir, "head.monitor", "core.mul", w, w, extra);
+    ck_assert_int_eq(smlp__graph_ir_encode(ir, &buf, &len, err, sizeof(err)),
+                     SMLP_OK);
+    smlp__graph_ir_free(ir);
+    ck_assert_msg(find_cut(buf, len, tensor, why) == 1, "%s", why);
+    ck_assert_str_eq(tensor, "features");
+    ck_assert_int_eq(train_cache_head(buf, len, "probe", tensor, dims, 1, &out,
+                                      &out_len, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(smlp__graph_ir_decode(out, out_len, "cut", &cut, err,
+                                           sizeof(err)),
+                     SMLP_OK);
+    ck_assert_int_eq(cut->n_nodes, 2);
+    ck_assert_str_eq(cut->nodes[0].name, "head");
+    ck_assert_str_eq(cut->nodes[1].name, "train.ce");
+    for (i = 0; i < 2; i++) {
+        t = smlp__graph_ir_find_tensor(cut, states[i]);
+        ck_assert_msg(t >= 0, "%s dropped", states[i]);
+        ck_assert_int_eq(cut->tensors[t].kind, SMLP__TENSOR_STATE);
+    }
+    ck_assert_int_lt(smlp__graph_ir_find_tensor(cut, "head.weight_sq"), 0);
+    smlp__graph_ir_free(cut);
+    free(out);
+    free(buf);
+}
+END_TEST
+
+/* The head is what `loss` or `logits` depends on: here the loss reads a
+ * second linear head ('head.second', of the same parameters) and only
+ * the logits read the first; the cut keeps both heads and the logits. */
+START_TEST(test_cache_cut_keeps_logits)
+{
+    struct smlp__graph_ir *ir, *cut;
+    uint8_t *buf, *out;
+    size_t len, out_len;
+    const int64_t dims[1] = {128};
+    char tensor[256], why[1024], err[512];
+    int32_t h, ce, second, in[3];
+
+    buf = probe_buffer("sparse_mlp_fmnist", NULL, NULL, &len);
+    ck_assert_int_eq(smlp__graph_ir_decode(buf, len, "p", &ir, err,
+                                           sizeof(err)),
+                     SMLP_OK);
+    free(buf);
+    h = smlp__graph_ir_find_node(ir, "head");
+    ce = smlp__graph_ir_find_node(ir, "train.ce");
+    ck_assert_int_ge(h, 0);
+    ck_assert_int_ge(ce, 0);
+    ck_assert_int_eq(ir->nodes[h].n_inputs, 3);
+    memcpy(in, ir->nodes[h].inputs, sizeof(in)); /* features, w, b */
+    second = append_tensor(ir, "logits2", SMLP__TENSOR_ACTIVATION);
+    append_node(ir, "head.second", "core.linear", in[0], in[1], second);
+    h = ir->n_nodes - 1;
+    ir->nodes[h].inputs = realloc(ir->nodes[h].inputs, sizeof(in));
+    ck_assert_ptr_nonnull(ir->nodes[h].inputs);
+    ir->nodes[h].n_inputs = 3;
+    ir->nodes[h].inputs[2] = in[2];
+    ir->nodes[ce].inputs[0] = second;
+    ck_assert_int_eq(smlp__graph_ir_encode(ir, &buf, &len, err, sizeof(err)),
+                     SMLP_OK);
+    smlp__graph_ir_free(ir);
+    ck_assert_msg(find_cut(buf, len, tensor, why) == 1, "%s", why);
+    ck_assert_str_eq(tensor, "features");
+    ck_assert_int_eq(train_cache_head(buf, len, "probe", tensor, dims, 1, &out,
+                                      &out_len, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(smlp__graph_ir_decode(out, out_len, "cut", &cut, err,
+                                           sizeof(err)),
+                     SMLP_OK);
+    ck_assert_int_eq(cut->n_nodes, 3);
+    ck_assert_str_eq(cut->nodes[0].name, "head");
+    ck_assert_str_eq(cut->nodes[1].name, "train.ce");
+    ck_assert_str_eq(cut->nodes[2].name, "head.second");
+    ck_assert_int_ge(smlp__graph_ir_find_tensor(cut, "logits"), 0);
+    ck_assert_int_ge(smlp__graph_ir_find_tensor(cut, "logits2"), 0);
+    smlp__graph_ir_free(cut);
+    free(out);
+    free(buf);
+}
+END_TEST
+
 static Suite *
 probe_suite(void)
 {
@@ -419,6 +708,10 @@ probe_suite(void)
     tcase_add_test(tc, test_probe_trains_on_inference_features);
     tcase_add_test(tc, test_cache_cut_shipped);
     tcase_add_test(tc, test_cache_refusals);
+    tcase_add_test(tc, test_probe_hash_gates_and_batch_norm);
+    tcase_add_test(tc, test_head_labels_aux_smoothing);
+    tcase_add_test(tc, test_cache_cut_states_and_side_nodes);
+    tcase_add_test(tc, test_cache_cut_keeps_logits);
     suite_add_tcase(s, tc);
     return s;
 }
