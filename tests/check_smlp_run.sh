@@ -32,6 +32,179 @@ assert len(x) > 20 and all(e['dur'] >= 0 for e in x), len(x)
 assert any(e['cat'] == 'core.linear' for e in x)
 " "$T/trace.json"; then ok "trace is valid JSON"; else bad "trace JSON"; fi
 fi
+# The report against the graph (flatc's JSON of it: parameters, nodes,
+# ops) and against itself: the JSON's times sorted, min / median / max of
+# them, images/s = batch / median, GFLOP/s = 2 MACs / median, the MACs
+# the nodes' sum; the printed lines the JSON's numbers; the op table the
+# nodes' times and MACs summed per op, by time descending.  tiny.fbs's
+# numbers are known: 4 -> 3 -> 2 (linear, gelu, linear) has 23
+# parameters and 18 MACs an image; so are gap.fbs's (16 -> 64 -> 16 -> 32
+# -> 48, linear without bias): 4096 parameters, 4096 MACs an image, and
+# the most bytes live at once, the lower bound, 4 x batch x 96 (x, h1, h2
+# at fc2 or x, h3, y at fc4), under the arena (first-fit by size leaves a
+# gap there).
+cat >"$T/tiny.json" <<'JSON'
+{"name": "tiny", "plugins": ["core"],
+ "tensors": [{"name": "x", "kind": "Input", "shape": [-1, 4]},
+             {"name": "w1", "kind": "Parameter", "shape": [3, 4],
+              "init": {"kind": "Uniform", "a": -1, "b": 1, "seed": 1}},
+             {"name": "b1", "kind": "Parameter", "shape": [3]},
+             {"name": "h"}, {"name": "g"},
+             {"name": "w2", "kind": "Parameter", "shape": [2, 3],
+              "init": {"kind": "Uniform", "a": -1, "b": 1, "seed": 2}},
+             {"name": "b2", "kind": "Parameter", "shape": [2]},
+             {"name": "y", "kind": "Output"}],
+ "nodes": [{"name": "fc1", "op": "core.linear", "inputs": [0, 1, 2],
+            "outputs": [3]},
+           {"name": "act", "op": "core.gelu", "inputs": [3], "outputs": [4]},
+           {"name": "fc2", "op": "core.linear", "inputs": [4, 5, 6],
+            "outputs": [7]}]}
+JSON
+cat >"$T/gap.json" <<'JSON'
+{"name": "gap", "plugins": ["core"],
+ "tensors": [{"name": "x", "kind": "Input", "shape": [-1, 16]},
+             {"name": "w1", "kind": "Parameter", "shape": [64, 16]},
+             {"name": "h1"},
+             {"name": "w2", "kind": "Parameter", "shape": [16, 64]},
+             {"name": "h2"},
+             {"name": "w3", "kind": "Parameter", "shape": [32, 16]},
+             {"name": "h3"},
+             {"name": "w4", "kind": "Parameter", "shape": [48, 32]},
+             {"name": "y", "kind": "Output"}],
+ "nodes": [{"name": "fc1", "op": "core.linear", "inputs": [0, 1],
+            "outputs": [2]},
+           {"name": "fc2", "op": "core.linear", "inputs": [2, 3],
+            "outputs": [4]},
+           {"name": "fc3", "op": "core.linear", "inputs": [4, 5],
+            "outputs": [6]},
+           {"name": "fc4", "op": "core.linear", "inputs": [6, 7],
+            "outputs": [8]}]}
+JSON
+for n in tiny gap; do
+    "${FLATC:-flatc}" -b -o "$T" \
+        "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" "$T/$n.json"
+done
+cat >"$T/report.py" <<'PY'
+import json, math, re, statistics, sys
+out, rep, gj = sys.argv[1:4]
+want = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+txt, r, g = open(out).read(), json.load(open(rep)), json.load(open(gj))
+def near(a, b, dec):  # a printed with dec decimals, b exact
+    assert abs(a - b) <= 0.5 * 10 ** -dec + 1e-9 * abs(b), (a, b, dec)
+def line(pat):
+    m = re.search(pat, txt, re.M)
+    assert m, pat
+    return m.groups()
+def human(v):
+    for s, u in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if v >= s:
+            return "%.2f %s" % (v / s, u)
+    return "%.0f" % v
+numel = lambda t: math.prod(t.get("shape", []))
+params = sum(numel(t) for t in g["tensors"] if t.get("kind") == "Parameter")
+assert r["params"] == params and r["param_bytes"] >= 4 * params, r
+assert r["n_nodes"] == len(g["nodes"]) == len(r["nodes"]), r["n_nodes"]
+for k, v in want.items():
+    got = r["memory"][k] if k == "lower_bound_bytes" else r.get(k)
+    assert k == "repeat" or got == v, (k, got, v)
+b, macs = r["batch"], r["macs_per_batch"]
+assert macs == sum(n["macs"] for n in r["nodes"]), macs
+assert r["macs_per_image"] == macs / b, r["macs_per_image"]
+t = r["time_ms"]
+runs = t["runs"]
+assert runs == sorted(runs) and runs[0] > 0 and len(runs) == want.get(
+    "repeat", len(runs)), runs
+assert (t["min"], t["max"]) == (runs[0], runs[-1]), t
+assert abs(t["median"] - statistics.median(runs)) <= 1e-6 * runs[-1], t
+rel = lambda a, b: abs(a - b) <= 1e-7 * abs(b)
+assert rel(r["images_per_s"], b * 1e3 / t["median"]), r["images_per_s"]
+assert rel(r["gflops"], 2 * macs / (t["median"] * 1e6)), r["gflops"]
+p = line(r"^params      (.+) parameters \(([0-9.]+) MiB\)$")
+assert p[0] == human(params), p
+near(float(p[1]), r["param_bytes"] / 2**20, 1)
+assert line(r"^MACs        (.+) per image$")[0] == human(macs / b)
+m = line(r"^time        ([0-9.]+) ms per batch \(median of ([0-9]+); "
+         r"min ([0-9.]+), max ([0-9.]+)\)$")
+assert int(m[1]) == len(runs), m
+for s, v in zip(m[0:1] + m[2:], (t["median"], t["min"], t["max"])):
+    near(float(s), v, 3)
+m = line(r"^throughput  ([0-9.]+) images/s, ([0-9.]+) GFLOP/s$")
+near(float(m[0]), r["images_per_s"], 2)
+near(float(m[1]), r["gflops"], 1)
+mem = r["memory"]
+a, lb = mem["arena_bytes"], mem["lower_bound_bytes"]
+m = line(r"^memory      arena (.+) bytes, lower bound (.+) bytes "
+         r"\(([0-9.]+)x\); parameters ([0-9.]+) MiB$")
+assert m[:2] == (human(a), human(lb)), (m, a, lb)
+near(float(m[2]), a / lb if lb else 1.0, 3)
+near(float(m[3]), r["param_bytes"] / 2**20, 1)
+# the op table: nodes, ms, share, GFLOP/s of each op; by time descending
+ops = {}
+for n in r["nodes"]:
+    assert n["end_us"] >= n["start_us"], n
+    o = ops.setdefault(n["op"], [0, 0.0, 0])
+    o[0] += 1
+    o[1] += (n["end_us"] - n["start_us"]) / 1e3
+    o[2] += n["macs"]
+assert {o: sum(n["op"] == o for n in g["nodes"]) for o in ops} == \
+    {o: v[0] for o, v in ops.items()}
+total = sum(v[1] for v in ops.values())
+near(total, r["moe_time_ms"]["all_nodes"], 3)
+near(float(line(r"^time by op \(last run; node time, ([0-9.]+) ms in all")
+           [0]), total, 1)
+rows = re.findall(r"^  (\S+) +([0-9]+) +([0-9.]+) +([0-9.]+)% +([0-9.]+)$",
+                  txt, re.M)
+assert sorted(x[0] for x in rows) == sorted(ops), rows
+for op, nodes, ms, share, gf in rows:
+    n, t_ms, mc = ops[op]
+    assert int(nodes) == n, (op, nodes, n)
+    near(float(ms), t_ms, 3)
+    near(float(share), 100 * t_ms / total if total > 0 else 0, 1)
+    gf_want = 2 * mc / t_ms / 1e6 if t_ms > 0 else 0
+    assert abs(float(gf) - gf_want) <= 0.05 + 1e-3 * gf_want, (op, gf)
+assert [float(x[2]) for x in rows] == sorted((float(x[2]) for x in rows),
+                                             reverse=True), rows
+PY
+if [ -n "$PYTHON3" ] && [ "$PYTHON3" != no ]; then
+    "${FLATC:-flatc}" --json --strict-json --raw-binary -o "$T" \
+        "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" -- "$G"
+    if "$RUN" "$G" --batch 3 --repeat 4 --threads 2 --json "$T/rep.json" \
+            >"$T/rep.out" 2>&1 &&
+       "$PYTHON3" "$T/report.py" "$T/rep.out" "$T/rep.json" \
+            "$T/mixer_fmnist.json" \
+            '{"batch": 3, "training": false, "moe": [], "repeat": 4,
+              "outputs": [{"name": "features", "dtype": "f32",
+                           "shape": [3, 128]},
+                          {"name": "logits", "dtype": "f32",
+                           "shape": [3, 10]}]}' >>"$T/rep.out" 2>&1
+    then ok "report: mixer_fmnist's JSON and lines agree with the graph"
+    else bad "report: mixer_fmnist"; show "$T/rep.out"; fi
+    "${FLATC:-flatc}" --json --strict-json --raw-binary -o "$T/tj" \
+        "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" -- "$T/tiny.fbs"
+    if "$RUN" "$T/tiny.fbs" --batch 5 --repeat 3 --json "$T/tiny.rep" \
+            >"$T/rep.out" 2>&1 &&
+       "$PYTHON3" "$T/report.py" "$T/rep.out" "$T/tiny.rep" \
+            "$T/tj/tiny.json" \
+            '{"params": 23, "macs_per_image": 18, "macs_per_batch": 90,
+              "n_nodes": 3, "batch": 5, "repeat": 3,
+              "outputs": [{"name": "y", "dtype": "f32", "shape": [5, 2]}]}' \
+            >>"$T/rep.out" 2>&1 &&
+       grep -q "^params      23 parameters" "$T/rep.out" &&
+       grep -q "^MACs        18 per image" "$T/rep.out"
+    then ok "report: tiny.fbs's 23 parameters, 18 MACs an image"
+    else bad "report: tiny.fbs"; show "$T/rep.out"; fi
+    "${FLATC:-flatc}" --json --strict-json --raw-binary -o "$T/tj" \
+        "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" -- "$T/gap.fbs"
+    if "$RUN" "$T/gap.fbs" --batch 2 --repeat 1 --json "$T/gap.rep" \
+            >"$T/rep.out" 2>&1 &&
+       "$PYTHON3" "$T/report.py" "$T/rep.out" "$T/gap.rep" \
+            "$T/tj/gap.json" \
+            '{"params": 4096, "macs_per_image": 4096, "batch": 2,
+              "lower_bound_bytes": 768}' >>"$T/rep.out" 2>&1 &&
+       grep -q "lower bound 768 bytes" "$T/rep.out"
+    then ok "report: gap.fbs's lower bound, 768 bytes at batch 2"
+    else bad "report: gap.fbs"; show "$T/rep.out"; fi
+fi
 expect "bad device" 2 "--device: 'gpu' is not cpu or cuda" \
     "$RUN" "$G" --device gpu
 # This machine has no GPU (CI never has one): a clear error, not a crash.
@@ -52,6 +225,10 @@ expect "directory graph" 1 "is a directory" "$RUN" "$T"
 printf 'not a flatbuffer at all' >"$T/junk.fbs"
 expect "junk graph" 1 "$T/junk.fbs" "$RUN" "$T/junk.fbs"
 expect "max memory" 1 "over the memory limit" "$RUN" "$G" --max-memory 64K
+expect "max memory in M" 1 "over the memory limit of 2097152 bytes" \
+    "$RUN" "$G" --max-memory 2m
+expect "max memory in G" 1 "over the memory limit of 1073741 bytes" \
+    "$RUN" "$G" --max-memory 0.001G
 expect "bad max memory" 2 "--max-memory: 'lots'" "$RUN" "$G" --max-memory lots
 expect "missing weights" 1 "--weights $T/none.safetensors: cannot open" \
     "$RUN" "$G" --weights "$T/none.safetensors"

@@ -596,6 +596,7 @@ M="$MIXER $COMMON --limit-train 256 --epochs 2 --augment moco"
     bad "2 epochs"
 "$TRAIN" $M --out "$T/b.st" --stop-after 1 --metrics "$T/b.csv" \
     >"$T/out" 2>&1 || bad "1 epoch"
+cp "$T/b.st" "$T/b1.st"
 expect "stopped after 1" 0 "resuming at epoch 2, step 8 of 16" \
     "$TRAIN" $M --out "$T/b.st" --resume "$T/b.st" --metrics "$T/b.csv" \
     --plot "$T/b.png"
@@ -635,6 +636,115 @@ ink = sum(px(x, y) == (0, 0, 0) for y in range(30) for x in range(w))
 assert blue > 50 and ink > 200, (blue, ink)
 PY
 then ok "PNG plot: valid, the SVG's test points"; else bad "PNG plot"; fi
+# --resume reads the metrics CSV back: a row of chosen numbers at the
+# checkpoint's step (b1.st: epoch 1 of M) is written again as it was, and
+# the plot draws it.  plot.py reads the SVG back: each panel's axis from
+# its tick labels, the frame spanning epochs [0, max(1, last)], loss [0,
+# the largest loss, train or test, at least 1] and accuracy [the
+# smallest, train or test, rounded down to 10 (at most 90), 100] %; each
+# curve's points the CSV's (loss, test_loss, 100 x train_acc, 100 x
+# test_acc by epoch), inside the frame.  Two rows: the first puts the
+# accuracy axis at 0 (train 5 %) and the largest loss in the test column;
+# the second above 0 (the smallest accuracy, epoch 2's, over 10 %).
+cat >"$T/plot.py" <<'PY'
+import csv, math, sys, xml.dom.minidom as m
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert [int(r["step"]) for r in rows] == [8, 16], rows
+num = lambda r, k: float(r[k]) if r[k] != "" else math.nan
+ep = [num(r, "epoch") for r in rows]
+cols = {"loss": [num(r, "loss") for r in rows],
+        "test_loss": [num(r, "test_loss") for r in rows],
+        "acc": [100 * num(r, "train_acc") for r in rows],
+        "test_acc": [100 * num(r, "test_acc") for r in rows]}
+d = m.parse(sys.argv[2])
+frames = [(float(e.getAttribute("x")), float(e.getAttribute("y")),
+           float(e.getAttribute("width")), float(e.getAttribute("height")))
+          for e in d.getElementsByTagName("rect")
+          if e.getAttribute("fill") == "none"]
+assert len(frames) == 2, frames
+texts = [(float(e.getAttribute("x")), float(e.getAttribute("y")),
+          e.getAttribute("text-anchor"), e.firstChild.data)
+         for e in d.getElementsByTagName("text") if e.firstChild]
+def axis(pairs):  # (value, pixel) pairs -> pixel to value
+    (v0, p0), (v1, p1) = pairs[0], pairs[-1]
+    f = lambda p: v0 + (p - p0) * (v1 - v0) / (p1 - p0)
+    assert len(pairs) >= 3 and all(abs(f(p) - v) <= 0.002 * abs(v1 - v0)
+                                   for v, p in pairs), pairs
+    return f
+ymax = max([1] + [v for k in ("loss", "test_loss") for v in cols[k]
+                  if not math.isnan(v)])
+amin = min(v for k in ("acc", "test_acc") for v in cols[k]
+           if not math.isnan(v))
+ranges = [(0, ymax), (min(90, math.floor(amin / 10) * 10), 100)]
+polys = d.getElementsByTagName("polyline")
+assert len(polys) == 4, len(polys)
+for i, (x0, y0, w, h) in enumerate(frames):
+    fx = axis(sorted((float(s), x) for x, y, a, s in texts
+                     if a == "middle" and abs(y - (y0 + h + 16)) < 0.01
+                     and x0 - 50 < x < x0 + w + 50))
+    fy = axis(sorted((float(s), y - 4) for x, y, a, s in texts
+                     if a == "end" and abs(x - (x0 - 6)) < 0.01))
+    ux, uy = 0.2 * abs(fx(1) - fx(0)), 0.2 * abs(fy(1) - fy(0))
+    for (a, b), (lo, hi), u in zip(((fx(x0), fx(x0 + w)),
+                                    (fy(y0 + h), fy(y0))),
+                                   ((0, max(1, max(ep))), ranges[i]),
+                                   (ux, uy)):
+        assert abs(a - lo) <= u and abs(b - hi) <= u, (i, a, b, lo, hi)
+    for p, key, colour in zip(polys[2 * i:2 * i + 2],
+                              (("loss", "test_loss"), ("acc", "test_acc"))[i],
+                              ("#1f77b4", "#ff7f0e")):
+        assert p.getAttribute("stroke") == colour, (key, colour)
+        pts = [tuple(map(float, s.split(",")))
+               for s in p.getAttribute("points").split()]
+        want = [(e, v) for e, v in zip(ep, cols[key]) if not math.isnan(v)]
+        assert len(pts) == len(want), (key, pts, want)
+        for (px, py), (e, v) in zip(pts, want):
+            assert x0 - 0.5 <= px <= x0 + w + 0.5, (key, px)
+            assert y0 - 0.5 <= py <= y0 + h + 0.5, (key, py)
+            assert abs(fx(px) - e) <= ux and abs(fy(py) - v) <= uy, \
+                (key, fx(px), e, fy(py), v)
+PY
+for ROW in "8,1.0000,0.00123,0.5,0.05,1234.5,3.7,0.6" \
+    "8,1.0000,0.00123,0.5,0.3,1234.5,0.4,0.9"; do
+    printf 'step,epoch,lr,loss,train_acc,images_per_s,test_loss,test_acc\n' \
+        >"$T/p.csv"
+    echo "$ROW" >>"$T/p.csv"
+    expect "resume with the metrics row $ROW" 0 "done: 16 steps" \
+        "$TRAIN" $M --out "$T/p.st" --resume "$T/b1.st" \
+        --metrics "$T/p.csv" --plot "$T/p.svg"
+    if [ "$(sed -n 2p "$T/p.csv")" = "$ROW" ] &&
+        "$PY" "$T/plot.py" "$T/p.csv" "$T/p.svg" >"$T/out" 2>&1
+    then ok "--resume keeps the row $ROW; the SVG plot draws the CSV"
+    else bad "metrics row $ROW read back / SVG plot"; show "$T/p.csv"
+        show "$T/out"
+    fi
+done
+# A row without train accuracy (as MoCo's) leaves that curve one point:
+# the SVG draws it, and the PNG (of the same CSV) a blue dot there.
+ROW="8,1.0000,0.00123,0.5,,1234.5,0.4,0.9"
+for ext in svg png; do
+    printf 'step,epoch,lr,loss,train_acc,images_per_s,test_loss,test_acc\n' \
+        >"$T/p.csv"
+    echo "$ROW" >>"$T/p.csv"
+    "$TRAIN" $M --out "$T/p.st" --resume "$T/b1.st" --metrics "$T/p.csv" \
+        --plot "$T/p1.$ext" >"$T/out" 2>&1 || bad "--plot p1.$ext"
+done
+if "$PY" "$T/plot.py" "$T/p.csv" "$T/p1.svg" >"$T/out" 2>&1 &&
+    "$PY" - "$T/p1.svg" "$T/p1.png" >>"$T/out" 2>&1 <<'PY'
+import struct, sys, zlib, xml.dom.minidom as m
+p = m.parse(sys.argv[1]).getElementsByTagName("polyline")[2]
+x, y = map(float, p.getAttribute("points").split(","))
+b = open(sys.argv[2], "rb").read()
+w, h = struct.unpack(">II", b[16:24])
+n, = struct.unpack(">I", b[33:37])
+raw, row = zlib.decompress(b[41:41 + n]), 1 + 3 * w
+px = lambda i, j: raw[j * row + 1 + 3 * i:j * row + 4 + 3 * i]
+blue = max(px(i, j)[2] - px(i, j)[0] for i in range(int(x) - 1, int(x) + 2)
+           for j in range(int(y) - 1, int(y) + 2))
+assert blue >= 40, (x, y, blue)
+PY
+then ok "a curve of one point: in the SVG, a blue dot in the PNG"
+else bad "a curve of one point"; show "$T/out"; fi
 S="$SPARSE $COMMON --limit-train 64 --epochs 2 --seed 5 --augment shift"
 # (sa: also --routing-by-class, which must not change the run)
 "$TRAIN" $S --out "$T/sa.st" --moe-stats "$T/sa.csv" \

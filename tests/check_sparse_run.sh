@@ -3,9 +3,10 @@
 # sparse graph and ablation runs at batch 1 and prints the MoE table; the
 # JSON report of sparse_mlp_fmnist holds, per MoE layer, the capacity that
 # OPS.md's formula gives (computed here independently), kept + dropped =
-# items x k, and aux = 0 in inference / > 0 in training.  Prints
-# "N passed, M failed".  sparse_mlp_l (741 M parameters, 3 GB) is left to
-# hand runs.
+# items x k, and aux = 0 in inference / > 0 in training; the MoE table
+# and the JSON's per-expert counts are the gates' `load` outputs, the
+# top-5 lines the logits'.  Prints "N passed, M failed".  sparse_mlp_l
+# (741 M parameters, 3 GB) is left to hand runs.
 B=${SMLP_TEST_BUILDDIR:-.}
 RUN="$B/tools/smlp-run"
 T=$(mktemp -d /tmp/smlp-sparse-test.XXXXXX)
@@ -38,12 +39,35 @@ if "$B/tests/ref_weights" "$REF" "$B/graphs/sparse_mlp_fmnist.fbs" \
 then ok "sparse_mlp_fmnist with reference weights: top-5 of 4 rows"
 else bad "sparse_mlp_fmnist with reference weights"; show "$T/out"
 fi
+cp "$T/out" "$T/ref.out"
 
 if [ -z "$PYTHON3" ] || [ "$PYTHON3" = no ]; then
     echo "$pass passed, $fail failed (JSON checks skipped: no python3)"
     [ "$fail" -eq 0 ]
     exit
 fi
+
+# The top-5 lines of the run with the reference weights: each row's five
+# largest logits (of the outputs file), largest first, their values.
+if "$PYTHON3" - "$T/ref.out" "$T/ref_out.safetensors" >"$T/out" 2>&1 <<'PY'
+import json, re, struct, sys
+b = open(sys.argv[2], "rb").read()
+n, = struct.unpack("<Q", b[:8])
+t = json.loads(b[8:8 + n])["logits"]
+lo, hi = t["data_offsets"]
+rows, cols = t["shape"]
+x = struct.unpack("<%df" % (rows * cols), b[8 + n + lo:8 + n + hi])
+got = re.findall(r"^  row ([0-9]+) top-5:(.*)$", open(sys.argv[1]).read(),
+                 re.M)
+assert [int(g[0]) for g in got] == list(range(min(rows, 4))), got
+for r, line in got:
+    row = x[int(r) * cols:(int(r) + 1) * cols]
+    best = sorted(range(cols), key=lambda j: -row[j])[:5]
+    want = "".join("  %d (%.4g)" % (j, row[j]) for j in best)
+    assert line == want, (r, line, want)
+PY
+then ok "sparse_mlp_fmnist with reference weights: the top-5 are the logits'"
+else bad "top-5 of the reference run"; show "$T/out"; fi
 
 # check_json FILE MODE ...: MODE is eval or train; each further argument
 # is LAYER_SUFFIX:E:k:G:cf, where the capacity per group is
@@ -84,12 +108,87 @@ L_EVAL="4.moe_s.gate:4:1:64:1.0 4.moe_c.gate:4:2:49:1.0
         5.moe_s.gate:4:1:64:1.0 5.moe_c.gate:4:2:49:1.0"
 L_TRAIN="4.moe_s.gate:4:1:64:1.05 4.moe_c.gate:4:2:49:1.05
          5.moe_s.gate:4:1:64:1.05 5.moe_c.gate:4:2:49:1.05"
-if "$RUN" "$FM" --batch 4 --repeat 2 --json "$T/fm.json" >"$T/out" 2>&1 &&
-   check_json "$T/fm.json" eval $L_EVAL >>"$T/out" 2>&1; then
+if "$RUN" "$FM" --batch 4 --repeat 2 --json "$T/fm.json" \
+        --output "$T/fm.safetensors" >"$T/fm.out" 2>&1 &&
+   check_json "$T/fm.json" eval $L_EVAL >"$T/out" 2>&1; then
     ok "sparse_mlp_fmnist inference: capacities, loads, aux = 0"
 else
-    bad "sparse_mlp_fmnist inference JSON"; show "$T/out"
+    bad "sparse_mlp_fmnist inference JSON"; show "$T/fm.out"; show "$T/out"
 fi
+# The MoE table and the JSON's layers against the gates' own outputs
+# (the graph's outputs `load` [E, 2] and `aux`, in --output's file, each
+# gate's found through flatc's JSON of the graph): per layer the kept and
+# dropped counts of each expert, their totals and share, aux; the moe
+# time line against the nodes' times summed per op.
+"${FLATC:-flatc}" --json --strict-json --raw-binary -o "$T" \
+    "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" -- "$FM"
+if "$PYTHON3" - "$T/fm.out" "$T/fm.json" "$T/fm.safetensors" \
+        "$T/sparse_mlp_fmnist.json" >"$T/out" 2>&1 <<'PY'
+import json, re, struct, sys
+txt, r = open(sys.argv[1]).read(), json.load(open(sys.argv[2]))
+b = open(sys.argv[3], "rb").read()
+n, = struct.unpack("<Q", b[:8])
+head, data = json.loads(b[8:8 + n]), b[8 + n:]
+def tensor(name):
+    t = head[name]
+    lo, hi = t["data_offsets"]
+    return struct.unpack("<%d%s" % ((hi - lo) // 4, "f" if t["dtype"] ==
+                                    "F32" else "i"), data[lo:hi])
+g = json.load(open(sys.argv[4]))
+gates = {nd["name"]: nd for nd in g["nodes"]
+         if nd["op"].startswith("moe.gate.")}
+assert sorted(l["gate"] for l in r["moe"]) == sorted(gates), r["moe"]
+blocks = re.split(r"^  (?=\S)", txt.split("\nmoe layers  ")[1], flags=re.M)
+assert txt.count("\nmoe layers  %d (inference" % len(gates)) == 1
+blocks = [x for x in blocks[1:] if not x.startswith("moe time")]
+assert len(blocks) == len(r["moe"]), blocks
+def nums(row, block):
+    return [int(v) for l in re.findall(r"^    %s +([0-9 ]+)$" % row, block,
+                                       re.M) for v in l.split()]
+for l, blk in zip(r["moe"], blocks):
+    out = gates[l["gate"]]["outputs"]
+    load = tensor(g["tensors"][out[5]]["name"])
+    aux, = tensor(g["tensors"][out[4]]["name"])
+    E = len(load) // 2
+    assert l["experts"] == E and l["aux"] == aux, (l, aux)
+    assert l["kept"] == list(load[0::2]), (l["gate"], l["kept"], load)
+    assert l["dropped"] == list(load[1::2]), (l["gate"], l["dropped"])
+    assert blk.startswith("%s  %s  %d items x k %d, %d group(s), capacity "
+                          "%d (%d rows/expert), aux %.6g\n" %
+                          (l["gate"], l["op"], l["items"], l["k"],
+                           l["groups"], l["capacity"], l["rows"], aux)), blk
+    assert nums("expert", blk) == list(range(E)), blk
+    assert nums("kept", blk) == l["kept"], blk
+    assert nums("dropped", blk) == l["dropped"], blk
+    k, d = sum(l["kept"]), sum(l["dropped"])
+    assert k + d == l["items"] * l["k"], l
+    assert "    total    kept %d, dropped %d (%.2f%% of %d choices)\n" % (
+        k, d, 100.0 * d / (k + d), k + d) in blk, blk
+t = r["moe_time_ms"]
+want = {"gate": 0, "dispatch": 0, "experts": 0, "combine": 0, "all_nodes": 0}
+for nd in r["nodes"]:
+    ms = (nd["end_us"] - nd["start_us"]) / 1e3
+    want["all_nodes"] += ms
+    op = nd["op"]
+    key = "gate" if op.startswith("moe.gate.") else {
+        "moe.dispatch": "dispatch", "moe.expert_ffn": "experts",
+        "moe.combine": "combine"}.get(op)
+    if key:
+        want[key] += ms
+assert all(abs(t[x] - want[x]) <= 1e-3 for x in want), (t, want)
+m = re.search(r"^moe time    gate ([0-9.]+) ms, dispatch ([0-9.]+), experts "
+              r"([0-9.]+), combine ([0-9.]+): routing \(gate\+dispatch\+"
+              r"combine\) ([0-9.]+)% of MoE time, ([0-9.]+)% of all node "
+              r"time$", txt, re.M)
+routing = t["gate"] + t["dispatch"] + t["combine"]
+got = [float(v) for v in m.groups()]
+exp = [t["gate"], t["dispatch"], t["experts"], t["combine"],
+       100 * routing / (routing + t["experts"]), 100 * routing / t["all_nodes"]]
+assert all(abs(a - b) <= 0.0051 if i < 4 else abs(a - b) <= 0.051
+           for i, (a, b) in enumerate(zip(got, exp))), (got, exp)
+PY
+then ok "sparse_mlp_fmnist: the MoE table and JSON are the gates' loads"
+else bad "sparse_mlp_fmnist: the MoE table and JSON"; show "$T/out"; fi
 if "$RUN" "$FM" --batch 4 --repeat 1 --training --json "$T/fmt.json" \
         >"$T/out" 2>&1 &&
    check_json "$T/fmt.json" train $L_TRAIN >>"$T/out" 2>&1; then
