@@ -276,7 +276,7 @@ json_moe(FILE *f, const struct run_report *r)
 static void
 json_nodes(FILE *f, const struct run_report *r)
 {
-    int i;
+    int i, n = 0;
 
     fprintf(f, "  \"nodes\": [");
     for (i = 0; i < r->stats->n_nodes; i++) {
@@ -284,7 +284,7 @@ json_nodes(FILE *f, const struct run_report *r)
 
         if (smlp_session_node_profile(r->session, i, &p) != SMLP_OK)
             continue;
-        fprintf(f, "%s\n    {\"name\": ", i ? "," : "");
+        fprintf(f, "%s\n    {\"name\": ", n++ ? "," : "");
         jstr(f, p.name);
         fprintf(f, ", \"op\": ");
         jstr(f, p.op);
@@ -301,7 +301,7 @@ json_nodes(FILE *f, const struct run_report *r)
 static void
 json_outputs(FILE *f, const struct run_report *r)
 {
-    int i, n = smlp_session_tensor_count(r->session, 4), d;
+    int i, n = smlp_session_tensor_count(r->session, 4), d, done = 0;
 
     fprintf(f, "  \"outputs\": [");
     for (i = 0; i < n; i++) {
@@ -311,7 +311,7 @@ json_outputs(FILE *f, const struct run_report *r)
         if (name == NULL ||
             smlp_session_tensor(r->session, name, &t) != SMLP_OK)
             continue;
-        fprintf(f, "%s\n    {\"name\": ", i ? "," : "");
+        fprintf(f, "%s\n    {\"name\": ", done++ ? "," : "");
         jstr(f, name);
         fprintf(f, ", \"dtype\": \"%s\", \"shape\": [",
                 t.dtype == SMLP_DTYPE_F32 ? "f32" : "i32");
