@@ -26,7 +26,12 @@
 #     --routing-by-class then count the backbone's routing);
 #   - fine-tuning with --init-from: every backbone tensor is the
 #     pre-trained one after a step at a negligible learning rate, the head
-#     keeps its zero initialisation until trained.
+#     keeps its zero initialisation until trained;
+#   - --init-from files that do not fit (a tensor of another shape, of
+#     the same rank too), an old MoCo file (no train.backbone) of another
+#     graph warns, and a MoCo run from a classifier's checkpoint (each
+#     momentum twin starts as its parameter) or from a MoCo one (the
+#     twins load).
 # Prints "N passed, M failed".  Needs python3 (makes the data, reads
 # safetensors); exit 77 (skip) without it.
 B=${SMLP_TEST_BUILDDIR:-.}
@@ -138,11 +143,41 @@ elif cmd == "finetune":                 # PRE FT: backbone loaded
         for x, y in zip(p[k], q[k]):
             assert abs(x - y) <= 1e-6 * max(1.0, abs(x)), (k, x, y)
     assert "optim.exp_avg.stem.proj.weight" in q, "backbone not trained"
-elif cmd == "write":                    # FILE NAME: one F32 [2] tensor
-    h = json.dumps({args[1]: {"dtype": "F32", "shape": [2],
-                              "data_offsets": [0, 8]}}).encode()
+elif cmd == "write":                    # FILE NAME [D,...]: one F32
+    shape = [int(d) for d in args[2].split(",")] if len(args) > 2 else [2]
+    n = math.prod(shape)
+    h = json.dumps({args[1]: {"dtype": "F32", "shape": shape,
+                              "data_offsets": [0, 4 * n]}}).encode()
     open(args[0], "wb").write(struct.pack("<Q", len(h)) + h +
-                              struct.pack("<2f", 1.0, 2.0))
+                              struct.pack("<%df" % n, *range(1, n + 1)))
+elif cmd == "oldmoco":                  # IN OUT GRAPH: as files without
+    # train.backbone were, and of graph GRAPH
+    b = open(args[0], "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    del h["__metadata__"]["train.backbone"]
+    h["__metadata__"]["smlp.graph"] = args[2]
+    hb = json.dumps(h).encode()
+    open(args[1], "wb").write(struct.pack("<Q", len(hb)) + hb + b[8 + n:])
+elif cmd == "twins":                    # FROM AFTER: one MoCo step later
+    # each momentum.X is m0 K + (1 - m0) X of FROM (m is m0 at step 0),
+    # K FROM's momentum.X, or X where FROM has none
+    (p, _), (q, mq) = read(args[0]), read(args[1])
+    m0 = float(mq["train.moco_m0"])
+    twins = [k for k in q if k.startswith("momentum.")]
+    n = 0
+    for k in twins:
+        x = p.get(k[len("momentum."):])
+        if x is None:
+            continue
+        kp = p.get(k, x)
+        for i, (a, b, c) in enumerate(zip(kp, x, q[k])):
+            want = m0 * a + (1 - m0) * b
+            assert abs(c - want) <= 1e-6 * max(1.0, abs(want)), \
+                "%s[%d]: %r, want %r" % (k, i, c, want)
+        n += 1
+    assert n > 50, n
+    print("%d of %d twins" % (n, len(twins)))
 elif cmd == "loss":                     # CSV: finite losses that fall
     import csv
     rows = list(csv.DictReader(open(args[0])))
@@ -360,6 +395,30 @@ expect "init-from another backbone" 1 \
     "tensor 'stem.proj.weight' is F32 [2], the graph's is F32 [128, 1, 4, 4]" \
     "$TRAIN" "$SPARSE" $COMMON --batch 16 --limit-train 16 --epochs 1 \
     --init-from "$T/shape.st" --out "$T/x.st"
+# The same rank, another shape.
+st write "$T/shape4.st" stem.proj.weight 128,1,4,3
+expect "init-from another shape of the same rank" 1 \
+    "tensor 'stem.proj.weight' is F32 [128, 1, 4, 3], the graph's is F32" \
+    "$TRAIN" "$SPARSE" $COMMON --batch 16 --limit-train 16 --epochs 1 \
+    --init-from "$T/shape4.st" --out "$T/x.st"
+# A file from before train.backbone: its graph's name moco_GRAPH says
+# which classifier it pre-trains; another name warns.
+st oldmoco "$T/pre.st" "$T/old.st" moco_mixer_fmnist
+expect "init-from an old MoCo file of another graph" 0 \
+    "a checkpoint of graph 'moco_mixer_fmnist', and this graph is" \
+    "$TRAIN" "$SPARSE" $COMMON --batch 16 --limit-train 16 --max-steps 1 \
+    --init-from "$T/old.st" --out "$T/x.st"
+# A MoCo run from a classifier's checkpoint: each momentum twin starts
+# as its parameter; from a MoCo checkpoint: the twins load too.
+for from in ft pre; do
+    "$TRAIN" "$MOCO" $COMMON --batch 16 --limit-train 16 --max-steps 1 \
+        --init-from "$T/$from.st" --out "$T/mfrom.st" >"$T/out" 2>&1 &&
+    st twins "$T/$from.st" "$T/mfrom.st" >"$T/out" 2>&1
+    rc=$?
+    if [ $rc -eq 0 ]; then
+        ok "MoCo --init-from $from.st: the twins ($(cat "$T/out"))"
+    else bad "MoCo --init-from $from.st: the twins"; show "$T/out"; fi
+done
 
 rm -rf "$T"
 echo "$pass passed, $fail failed"

@@ -12,12 +12,18 @@
 # inside an epoch and resumed; one interrupted inside a metrics row gives
 # the same epoch line and rows; one interrupted as an epoch's last step
 # ends still evaluates it, and resumed is the whole run), signals after
-# an evaluation and during the last one, resume refusals, and checkpoints
-# that a reader never sees half-written.  The test evaluation against
-# values computed here (a batch norm classifier's checkpoint in python;
-# the zero initial head), a partial last batch and a class without
-# images; --moe-stats rows against rows every step; --routing-by-class
-# sums, shares and drops.  Prints "N passed, M failed".
+# an evaluation and during the last one, resume refusals (each option
+# that changes the result, the data and graph hashes, positions that
+# contradict themselves; older checkpoints accepted), the accuracies a
+# checkpoint carries, metrics rows against the schedule and the epoch
+# lines, --eval-every, the warm-up, SGD's defaults and --clip-norm,
+# --seed's shuffle, test images left unaugmented, a loss that overflows
+# after a checkpoint, and checkpoints that a reader never sees
+# half-written.  The test evaluation against values computed here (a
+# batch norm classifier's checkpoint in python; the zero initial head), a
+# partial last batch and a class without images; --moe-stats rows against
+# rows every step; --routing-by-class sums, shares and drops.  Prints "N
+# passed, M failed".
 # SMLP_TRAIN_TEST_SIGINT_STEP=N makes smlp-train raise SIGINT as step N
 # ends, for a signal at an exact step; the other signal tests wait for a
 # progress line and kill.
@@ -41,7 +47,8 @@ make_idx_data "$D" 256 64 || exit 99
 
 # st.py check FILE: a complete safetensors file; st.py same A B: the same
 # tensors (names, dtypes, shapes, bytes); st.py meta FILE KEY: a value;
-# st.py setmeta IN OUT KEY VALUE: a copy of IN with one value changed.
+# st.py setmeta IN OUT KEY VALUE: a copy of IN with one value changed;
+# st.py delmeta IN OUT KEY...: a copy without those keys (KEY*: a prefix).
 cat >"$T/st.py" <<'PY'
 import json, struct, sys
 def read(path):
@@ -69,6 +76,15 @@ elif cmd == "meta":
 elif cmd == "setmeta":  # IN OUT KEY VALUE: a copy with one value changed
     h, meta, data = read(sys.argv[2])
     meta[sys.argv[4]] = sys.argv[5]
+    h["__metadata__"] = meta
+    hb = json.dumps(h).encode()
+    open(sys.argv[3], "wb").write(struct.pack("<Q", len(hb)) + hb + data)
+elif cmd == "delmeta":  # IN OUT KEY...: a copy without those keys
+    h, meta, data = read(sys.argv[2])
+    for k in list(meta):
+        if any(k == d or (d.endswith("*") and k.startswith(d[:-1]))
+               for d in sys.argv[4:]):
+            del meta[k]
     h["__metadata__"] = meta
     hb = json.dumps(h).encode()
     open(sys.argv[3], "wb").write(struct.pack("<Q", len(hb)) + hb + data)
@@ -571,6 +587,27 @@ expect "NaN in --eval-only --weights" 1 \
     "tensor 'head.bias': element 3 is NaN" \
     "$TRAIN" "$MIXER" --data "$D" --limit-test 64 --eval-only \
     --weights "$T/nan.st"
+# A loss that becomes infinite after a checkpoint: head.weight 1e30
+# gives a finite first loss and gradients of 1e30 into the backbone, so
+# SGD at --lr 1000 overflows it; one step an epoch, the second step's
+# loss is not finite, and the message says the checkpoint is the last
+# good epoch's.
+"$PY" - "$T/run.st" "$T/big.st" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+del h["__metadata__"]["smlp.data_hash"]
+data = b[8 + n:]
+lo, hi = h["head.weight"]["data_offsets"]
+data[lo:hi] = struct.pack("<f", 1e30) * ((hi - lo) // 4)
+hb = json.dumps(h).encode()
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hb)) + hb + data)
+PY
+expect "a loss that overflows after a checkpoint" 1 \
+    "try a lower --lr or --clip-norm (the checkpoint keeps the last good" \
+    "$TRAIN" "$MIXER" $COMMON --limit-train 32 --epochs 2 --optimizer sgd \
+    --lr 1000 --weights "$T/big.st" --out "$T/x.st"
 
 # ---- --init-from another graph's checkpoint: allowed, with a warning ----
 expect "--init-from another graph" 0 "warning: --init-from $T/run.st: a \
@@ -853,6 +890,17 @@ else bad "resume: not a metrics file"; cat "$T/out"; fi
 expect "--routing-by-class" 0 "routing by class, blocks.5.moe_c.gate" \
     "$TRAIN" "$SPARSE" --data "$D" --limit-test 64 --threads 2 --eval-only \
     --weights "$T/sa.st" --routing-by-class "$T/rbc.csv"
+# Test images are never augmented: the evaluation of sa's last epoch
+# (trained with --augment shift) is --eval-only's of its checkpoint.
+accloss() {
+    grep "$1" "$2" | grep -o 'test acc [0-9.]*%\|test loss [0-9.]*' |
+        tr '\n' ' '
+}
+e2=$(accloss "^epoch 2/2:" "$T/sa.out")
+e1=$(accloss "^sparse_mlp_fmnist: test acc" "$T/out")
+if [ -n "$e1" ] && [ "$e1" = "$e2" ]; then
+    ok "--augment shift leaves the test images alone ($e1)"
+else bad "--augment shift: the evaluation '$e2', --eval-only '$e1'"; fi
 # --eval-only also gives each class's accuracy: the counts are the labels'
 if "$PY" - "$T/out" "$D/t10k-labels-idx1-ubyte.gz" <<'PY'
 import gzip, re, sys
@@ -1151,6 +1199,17 @@ expect "resume other lr" 1 "made with --lr 0.001, this run has 0.002" \
 expect "resume other graph" 1 "made from another graph than $T/mixer2.fbs" \
     "$TRAIN" "$T/mixer2.fbs" $COMMON --limit-train 256 --epochs 2 \
     --augment moco --out "$T/x.st" --resume "$T/a.st"
+# The hash covers the whole file: the graph's name, which the encoder
+# writes last, changed in place.
+"$PY" -c "
+import sys
+b = open(sys.argv[1], 'rb').read()
+assert b.count(b'mixer_fmnist') == 1
+open(sys.argv[2], 'wb').write(b.replace(b'mixer_fmnist', b'mixer_fmnisx'))
+" "$MIXER" "$T/mixer3.fbs"
+expect "resume a renamed graph" 1 "made from another graph than $T/mixer3.fbs" \
+    "$TRAIN" "$T/mixer3.fbs" $COMMON --limit-train 256 --epochs 2 \
+    --augment moco --out "$T/x.st" --resume "$T/a.st"
 expect "resume other model" 1 "(a checkpoint of another graph?)" \
     "$TRAIN" $S --out "$T/x.st" --resume "$T/a.st"
 # Metadata that contradicts itself: the session's run counter (which
@@ -1174,6 +1233,235 @@ expect "resume other test set" 0 \
     "--limit-test was 64 test images, now 32: the accuracies before" \
     "$TRAIN" $M --limit-test 32 --epochs 3 --stop-after 2 --out "$T/x.st" \
     --resume "$T/b.st"
+
+# Every option that changes the result is compared on resume, its value
+# as the checkpoint writes it (%.17g: 0.0010001 is not 0.001, which
+# three digits would make it); $T/b.st is step 16 of --epochs 2.
+while read -r opt val was; do
+    expect "resume other $opt" 1 \
+        "made with $opt $was, this run has " \
+        "$TRAIN" $M "$opt" "$val" --out "$T/x.st" --resume "$T/b.st"
+done <<'EOF'
+--batch 16 32
+--seed 1 0
+--lr 0.0010001 0.001
+--min-lr 1e-5 0
+--weight-decay 0.01 0.050000000000000003
+--clip-norm 1 0
+--label-smoothing 0.1 0
+--augment shift moco
+EOF
+# The defaults given explicitly are the same run (adamw: weight decay
+# 0.05, momentum 0.9 recorded though unused).
+expect "resume with the defaults given explicitly" 0 \
+    "nothing to do: $T/b.st is at step 16" \
+    "$TRAIN" $M --weight-decay 0.05 --clip-norm 0 --seed 0 --min-lr 0 \
+    --out "$T/x.st" --resume "$T/b.st"
+# The training set is hashed whole: a label, or the last pixel of the
+# last image, changed.
+mkdir -p "$T/olab" "$T/olast"
+cp "$D"/*.gz "$T/olab/"
+cp "$D"/*.gz "$T/olast/"
+"$PY" -c "
+import gzip, sys
+d = sys.argv[1]
+raw = bytearray(gzip.open(d + '/olab/train-labels-idx1-ubyte.gz').read())
+raw[-1] = (raw[-1] + 1) % 10
+open(d + '/olab/train-labels-idx1-ubyte.gz', 'wb').write(
+    gzip.compress(bytes(raw)))
+raw = bytearray(gzip.open(d + '/olast/train-images-idx3-ubyte.gz').read())
+raw[-1] ^= 1
+open(d + '/olast/train-images-idx3-ubyte.gz', 'wb').write(
+    gzip.compress(bytes(raw)))
+" "$T"
+expect "resume with another label" 1 "made with --data (the training images)" \
+    "$TRAIN" $M --data "$T/olab" --out "$T/x.st" --resume "$T/b.st"
+expect "resume with another last pixel" 1 \
+    "made with --data (the training images)" \
+    "$TRAIN" $M --data "$T/olast" --out "$T/x.st" --resume "$T/b.st"
+# Another --warmup recomputes the schedule, with a warning; the default
+# is 1 epoch (8 steps) or a tenth of the 16, whichever is shorter: 1.
+expect "resume other warmup" 0 "--warmup was 1, now 3: the schedule" \
+    "$TRAIN" $M --warmup 3 --out "$T/x.st" --resume "$T/b.st"
+# A resume with the same options is silent.
+expect "resume with the same options" 0 "nothing to do" \
+    "$TRAIN" $M --out "$T/x.st" --resume "$T/b.st"
+if grep -q warning "$T/out"; then bad "resume with the same options warns"
+    show "$T/out"
+else ok "resume with the same options: no warning"; fi
+# Positions that contradict themselves (spe 8, step 16): in_epoch 8 of
+# epoch 1; epoch 1 at step 16; 15 optimizer steps; a step with a letter;
+# running sums of -1 steps or of more steps than the epoch has made.
+st setmeta "$T/b.st" "$T/p1.st" train.epoch 1
+st setmeta "$T/p1.st" "$T/p2.st" train.step_in_epoch 8
+st setmeta "$T/b.st" "$T/p3.st" smlp.optim.steps 15
+st setmeta "$T/b.st" "$T/p4.st" train.step 16x
+st setmeta "$T/b.st" "$T/p5.st" train.epoch_sums "0 0 -1"
+st setmeta "$T/b.st" "$T/p6.st" train.epoch_sums "1 1 1"
+while IFS='|' read -r f what needle; do
+    expect "resume refuses $what" 1 "$needle" \
+        "$TRAIN" $M --out "$T/x.st" --resume "$T/$f.st"
+done <<'EOF'
+p1|epoch 1 at step 16|inconsistent position
+p2|step 8 of an 8-step epoch|inconsistent position
+p3|15 optimizer steps at step 16|inconsistent position
+p4|a step with a letter|'train.step' is missing or not a number
+p5|sums of -1 steps|'train.epoch_sums' is not 'loss acc steps'
+p6|sums of more steps than made|'train.epoch_sums' or 'train.row_sums' counts
+EOF
+# A checkpoint without train.* metadata (smlp_checkpoint_save's own) is
+# named as such; one from before train.mode, train.recompute,
+# train.device and train.n_test resumes, without a warning.
+st delmeta "$T/b.st" "$T/p7.st" "train.*"
+expect "resume: not a checkpoint of smlp-train" 1 \
+    "not a checkpoint of smlp-train (no train.* metadata)" \
+    "$TRAIN" $M --out "$T/x.st" --resume "$T/p7.st"
+st delmeta "$T/b.st" "$T/p8.st" train.mode train.recompute train.device \
+    train.n_test
+expect "resume an older checkpoint" 0 "nothing to do: $T/p8.st is at step 16" \
+    "$TRAIN" $M --out "$T/x.st" --resume "$T/p8.st"
+if grep -q warning "$T/out"; then bad "resume an older checkpoint warns"
+    show "$T/out"
+else ok "resume an older checkpoint: no warning"; fi
+# The best and last test accuracy are carried by the checkpoint: set to
+# 1.5 and 0.125 (no run can reach them), they survive a resume stopped
+# inside epoch 3 (no evaluation); at its end the best is still 1.5 and
+# the last is the new evaluation's (the metrics' last row).
+st setmeta "$T/b.st" "$T/acc0.st" train.best_acc 1.5
+st setmeta "$T/acc0.st" "$T/acc0.st" train.test_acc 0.125
+SMLP_TRAIN_TEST_SIGINT_STEP=17 "$TRAIN" $M --epochs 3 --out "$T/acc.st" \
+    --metrics "$T/acc.csv" --resume "$T/acc0.st" >"$T/out" 2>&1
+rc=$?
+if [ $rc -eq 130 ] && [ "$(st meta "$T/acc.st" train.best_acc)" = 1.5 ] &&
+    [ "$(st meta "$T/acc.st" train.test_acc)" = 0.125 ]; then
+    ok "resume keeps the best and last test accuracy"
+else bad "resume keeps the best and last test accuracy (exit $rc)"
+    show "$T/out"; fi
+expect "resume to the end of epoch 3" 0 "(best 150.00%)" \
+    "$TRAIN" $M --epochs 3 --out "$T/acc.st" --metrics "$T/acc.csv" \
+    --resume "$T/acc.st"
+if [ "$(st meta "$T/acc.st" train.best_acc)" = 1.5 ] && "$PY" -c "
+import csv, sys
+last = list(csv.DictReader(open(sys.argv[1])))[-1]
+assert last['step'] == '24', last
+assert abs(float(last['test_acc']) - float(sys.argv[2])) < 1e-6, last
+" "$T/acc.csv" "$(st meta "$T/acc.st" train.test_acc)"; then
+    ok "an evaluation keeps the better best, replaces the last"
+else bad "an evaluation keeps the better best, replaces the last"
+    show "$T/acc.csv"; fi
+
+# The metrics rows and epoch lines of the run "ia" (sparse, 8 steps an
+# epoch, rows every 3 steps and at each epoch's end): each row's epoch
+# is step / 8, its lr the schedule's at its last step (adamw's 1e-3,
+# warm-up 1 step, cosine to 0 at step 16: docs/training.md), and each
+# epoch line's loss and train accuracy are the means of its steps, so of
+# its rows weighted by their steps.
+if "$PY" - "$T/ia.csv" "$T/ia.out" <<'PY'
+import csv, math, re, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+steps = [int(r["step"]) for r in rows]
+assert steps == [3, 6, 8, 9, 12, 15, 16], steps
+def lr(s):
+    if s < 1:
+        return 1e-3 * s
+    return 0.5 * 1e-3 * (1 + math.cos(math.pi * (s - 1) / 15))
+prev, sums = 0, {}
+for r, s in zip(rows, steps):
+    assert r["epoch"] == "%.4f" % (s / 8), r
+    assert abs(float(r["lr"]) - lr(s - 1)) <= 1e-6 * lr(s - 1) + 1e-12, r
+    e = sums.setdefault((s - 1) // 8 + 1, [0.0, 0.0, 0])
+    e[0] += float(r["loss"]) * (s - prev)
+    e[1] += float(r["train_acc"]) * (s - prev)
+    e[2] += s - prev
+    prev = s
+for e, (loss, acc, n) in sums.items():
+    line = [l for l in open(sys.argv[2]) if l.startswith("epoch %d/2:" % e)]
+    m = re.search(r"loss ([0-9.]+), train acc ([0-9.]+)%", line[0])
+    assert n == 8 and abs(float(m.group(1)) - loss / n) < 1e-4, (line, loss)
+    assert abs(float(m.group(2)) - 100 * acc / n) < 0.006, (line, acc)
+PY
+then ok "metrics rows: epoch, lr, and the epoch lines' means"
+else bad "metrics rows: epoch, lr, and the epoch lines' means"
+    show "$T/ia.csv"; fi
+# --eval-every 3 evaluates after steps 3 and 6 (not at the epoch's end,
+# which evaluates anyway); a SIGINT at step 4 keeps the evaluation of
+# step 3 as the checkpoint's last and best test accuracy.
+SMLP_TRAIN_TEST_SIGINT_STEP=4 "$TRAIN" "$MIXER" $COMMON --limit-train 256 \
+    --epochs 1 --eval-every 3 --progress lines --out "$T/ev.st" \
+    --metrics "$T/ev.csv" >"$T/ev.out" 2>&1
+rc=$?
+evals=$(grep -c "^step [0-9]*: test acc" "$T/ev.out")
+if [ $rc -eq 130 ] && [ "$evals" = 1 ] &&
+    "$PY" - "$T/ev.csv" "$T/ev.out" \
+    "$(st meta "$T/ev.st" train.test_acc)" \
+    "$(st meta "$T/ev.st" train.best_acc)" <<'PY'
+import csv, re, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert [r["step"] for r in rows] == ["3", "4"], rows
+acc = float(rows[0]["test_acc"])
+m = re.search(r"^step 3: test acc ([0-9.]+)%", open(sys.argv[2]).read(), re.M)
+assert abs(float(m.group(1)) - 100 * acc) < 0.006, (m.group(0), acc)
+assert abs(float(sys.argv[3]) - acc) < 1e-6, sys.argv[3]
+assert abs(float(sys.argv[4]) - acc) < 1e-6, sys.argv[4]
+PY
+then ok "--eval-every 3: step 3's evaluation is the checkpoint's last and best"
+else bad "--eval-every 3 (exit $rc)"; show "$T/ev.out"; fi
+# The schedule: --warmup 0.45ep of 8 steps is 3.6, rounded to 4; a
+# warm-up longer than the run (--max-steps) ends with it; 100 images in
+# steps of 32 are 3 whole steps an epoch (the last 4 images left out).
+SMLP_TRAIN_TEST_SIGINT_STEP=1 "$TRAIN" "$MIXER" $COMMON --limit-train 256 \
+    --epochs 2 --warmup 0.45ep --out "$T/x.st" >"$T/out" 2>&1
+if grep -qF "warm-up 4 steps, 16 steps in all" "$T/out"; then
+    ok "--warmup 0.45ep of 8 steps: 4 steps"
+else bad "--warmup 0.45ep of 8 steps"; show "$T/out"; fi
+expect "--warmup past --max-steps" 0 "warm-up 2 steps, 2 steps in all" \
+    "$TRAIN" "$MIXER" $COMMON --limit-train 100 --max-steps 2 --warmup 100 \
+    --out "$T/x.st"
+if grep -qF "100 training images (3 steps of 32 per epoch)" "$T/out"; then
+    ok "a last partial batch is left out"
+else bad "a last partial batch is left out"; show "$T/out"; fi
+# SGD: weight decay 0 and momentum 0.9 by default, both recorded and
+# compared; after one step with --clip-norm 0.001 the momentum buffers
+# hold the clipped gradient (buf = d at the first update, d = g with no
+# weight decay): their norm is at most 0.001.
+S1="$MIXER $COMMON --limit-train 64 --max-steps 1 --optimizer sgd"
+"$TRAIN" $S1 --clip-norm 0.001 --out "$T/sgd.st" >"$T/out" 2>&1 ||
+    bad "one SGD step"
+if [ "$(st meta "$T/sgd.st" train.weight_decay)" = 0 ] &&
+    [ "$(st meta "$T/sgd.st" train.momentum)" = 0.90000000000000002 ] &&
+    "$PY" - "$T/sgd.st" <<'PY'
+import json, math, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+h.pop("__metadata__")
+bufs = [k for k in h if k.startswith("optim.momentum_buffer.")]
+assert len(bufs) > 10, sorted(h)
+sq = 0.0
+for k in bufs:
+    lo, hi = h[k]["data_offsets"]
+    v = struct.unpack("<%df" % ((hi - lo) // 4), b[8 + n + lo:8 + n + hi])
+    sq += sum(x * x for x in v)
+assert 0 < math.sqrt(sq) <= 0.001 * (1 + 1e-5), math.sqrt(sq)
+PY
+then ok "SGD: defaults recorded, --clip-norm clips"
+else bad "SGD: defaults recorded, --clip-norm clips"; fi
+expect "resume SGD other momentum" 1 \
+    "made with --momentum 0.90000000000000002, this run has 0.5" \
+    "$TRAIN" $S1 --clip-norm 0.001 --momentum 0.5 --out "$T/x.st" \
+    --resume "$T/sgd.st"
+expect "resume SGD without --clip-norm" 1 \
+    "made with --clip-norm 0.001, this run has 0" \
+    "$TRAIN" $S1 --out "$T/x.st" --resume "$T/sgd.st"
+# --seed shuffles: one step from the same weights on another batch.
+for s in 0 1; do
+    "$TRAIN" "$MIXER" $COMMON --limit-train 64 --max-steps 1 --seed $s \
+        --weights "$T/run.st" --out "$T/seed$s.st" >"$T/out" 2>&1 ||
+        bad "one step with --seed $s"
+done
+if st same "$T/seed0.st" "$T/seed1.st" 2>/dev/null; then
+    bad "--seed 0 and 1 train on the same batch"
+else ok "--seed 0 and 1 train on other batches"; fi
 
 # ---- a reader never sees a half-written checkpoint ----
 "$TRAIN" "$MIXER" $COMMON --limit-train 64 --limit-test 32 --epochs 100000 \
