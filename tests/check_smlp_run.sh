@@ -42,7 +42,8 @@ fi
 # -> 48, linear without bias): 4096 parameters, 4096 MACs an image, and
 # the most bytes live at once, the lower bound, 4 x batch x 96 (x, h1, h2
 # at fc2 or x, h3, y at fc4), under the arena (first-fit by size leaves a
-# gap there).
+# gap there).  mixer_fmnist is a chain: its 2 threads run one node at a
+# time, with 2 threads inside it (session.c's split of the budget).
 cat >"$T/tiny.json" <<'JSON'
 {"name": "tiny", "plugins": ["core"],
  "tensors": [{"name": "x", "kind": "Input", "shape": [-1, 4]},
@@ -80,10 +81,25 @@ cat >"$T/gap.json" <<'JSON'
            {"name": "fc4", "op": "core.linear", "inputs": [6, 7],
             "outputs": [8]}]}
 JSON
-for n in tiny gap; do
+# k.fbs (100 -> 10, linear without bias): 1000 parameters and 1000 MACs
+# an image, which the report gives in thousands, as 1.00 K.
+cat >"$T/k.json" <<'JSON'
+{"name": "k", "plugins": ["core"],
+ "tensors": [{"name": "x", "kind": "Input", "shape": [-1, 100]},
+             {"name": "w", "kind": "Parameter", "shape": [10, 100]},
+             {"name": "y", "kind": "Output"}],
+ "nodes": [{"name": "fc", "op": "core.linear", "inputs": [0, 1],
+            "outputs": [2]}]}
+JSON
+for n in tiny gap k; do
     "${FLATC:-flatc}" -b -o "$T" \
         "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" "$T/$n.json"
 done
+if "$RUN" "$T/k.fbs" --batch 1 --repeat 1 >"$T/rep.out" 2>&1 &&
+   grep -q "^params      1.00 K parameters" "$T/rep.out" &&
+   grep -q "^MACs        1.00 K per image$" "$T/rep.out"
+then ok "report: k.fbs's 1000 parameters and MACs an image, 1.00 K"
+else bad "report: k.fbs"; show "$T/rep.out"; fi
 cat >"$T/report.py" <<'PY'
 import json, math, re, statistics, sys
 out, rep, gj = sys.argv[1:4]
@@ -173,6 +189,7 @@ if [ -n "$PYTHON3" ] && [ "$PYTHON3" != no ]; then
        "$PYTHON3" "$T/report.py" "$T/rep.out" "$T/rep.json" \
             "$T/mixer_fmnist.json" \
             '{"batch": 3, "training": false, "moe": [], "repeat": 4,
+              "threads": {"inter_op": 1, "intra_op": 2},
               "outputs": [{"name": "features", "dtype": "f32",
                            "shape": [3, 128]},
                           {"name": "logits", "dtype": "f32",

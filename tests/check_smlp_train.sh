@@ -643,9 +643,11 @@ if [ "$(grep -c . "$T/b.csv")" = 3 ]; then ok "metrics continue on resume"
 else bad "metrics continue on resume"; cat "$T/b.csv"; fi
 # The PNG plot of the resumed run (the same curves as a.svg's: the runs
 # are the same bits), decoded here with zlib: chunks and CRCs, 960 x 400
-# RGB, and every test point of the SVG an orange disc in the PNG.
+# RGB, and every test point of the SVG an orange disc in the PNG: each
+# pixel whose centre is within 2.4 of the point (the radius, 3, less half
+# a pixel and the SVG's rounding) wholly orange.
 if "$PY" - "$T/a.svg" "$T/b.png" <<'PY'
-import re, struct, sys, zlib
+import math, re, struct, sys, zlib
 b = open(sys.argv[2], "rb").read()
 assert b[:8] == b"\x89PNG\r\n\x1a\n"
 pos, chunks = 8, []
@@ -668,6 +670,11 @@ assert len(dots) == 4, dots
 for cx, cy in dots:
     p = px(int(float(cx)), int(float(cy)))
     assert max(abs(u - v) for u, v in zip(p, (255, 127, 14))) <= 8, (cx, p)
+    x0, y0 = float(cx), float(cy)
+    for y in range(int(y0) - 3, int(y0) + 4):
+        for x in range(int(x0) - 3, int(x0) + 4):
+            if math.hypot(x + 0.5 - x0, y + 0.5 - y0) <= 2.4:
+                assert px(x, y) == (255, 127, 14), (cx, cy, x, y, px(x, y))
 blue = sum(px(x, y) == (31, 119, 180) for y in range(h) for x in range(w))
 ink = sum(px(x, y) == (0, 0, 0) for y in range(30) for x in range(w))
 assert blue > 50 and ink > 200, (blue, ink)
@@ -680,7 +687,8 @@ then ok "PNG plot: valid, the SVG's test points"; else bad "PNG plot"; fi
 # the largest loss, train or test, at least 1] and accuracy [the
 # smallest, train or test, rounded down to 10 (at most 90), 100] %; each
 # curve's points the CSV's (loss, test_loss, 100 x train_acc, 100 x
-# test_acc by epoch), inside the frame.  Two rows: the first puts the
+# test_acc by epoch), inside the frame; a grid line across the frame at
+# each tick, the accuracy's top one at 100.  Two rows: the first puts the
 # accuracy axis at 0 (train 5 %) and the largest loss in the test column;
 # the second above 0 (the smallest accuracy, epoch 2's, over 10 %).
 cat >"$T/plot.py" <<'PY'
@@ -715,12 +723,30 @@ amin = min(v for k in ("acc", "test_acc") for v in cols[k]
 ranges = [(0, ymax), (min(90, math.floor(amin / 10) * 10), 100)]
 polys = d.getElementsByTagName("polyline")
 assert len(polys) == 4, len(polys)
+grid = [tuple(float(e.getAttribute(a)) for a in ("x1", "y1", "x2", "y2"))
+        for e in d.getElementsByTagName("line")
+        if e.getAttribute("stroke") == "#dddddd"]
 for i, (x0, y0, w, h) in enumerate(frames):
     fx = axis(sorted((float(s), x) for x, y, a, s in texts
                      if a == "middle" and abs(y - (y0 + h + 16)) < 0.01
                      and x0 - 50 < x < x0 + w + 50))
     fy = axis(sorted((float(s), y - 4) for x, y, a, s in texts
                      if a == "end" and abs(x - (x0 - 6)) < 0.01))
+    for x, y, a, s in texts:
+        if a == "middle" and abs(y - (y0 + h + 16)) < 0.01 and \
+                x0 - 50 < x < x0 + w + 50:
+            want = (x, y0, x, y0 + h)
+        elif a == "end" and abs(x - (x0 - 6)) < 0.01:
+            want = (x0, y - 4, x0 + w, y - 4)
+        else:
+            continue
+        assert any(all(abs(u - v) <= 0.11 for u, v in zip(ln, want))
+                   for ln in grid), (i, s, want)
+    # the accuracy axis, from a multiple of 10 to 100, has ticks 2, 5, 10
+    # or 20 apart: one of them at its top, labelled 100
+    assert i == 0 or any(s == "100" and abs(y - 4 - y0) <= 0.11
+                         for x, y, a, s in texts
+                         if a == "end" and abs(x - (x0 - 6)) < 0.01), texts
     ux, uy = 0.2 * abs(fx(1) - fx(0)), 0.2 * abs(fy(1) - fy(0))
     for (a, b), (lo, hi), u in zip(((fx(x0), fx(x0 + w)),
                                     (fy(y0 + h), fy(y0))),
@@ -756,6 +782,17 @@ for ROW in "8,1.0000,0.00123,0.5,0.05,1234.5,3.7,0.6" \
         show "$T/out"
     fi
 done
+# A row without images/s (written in every row; only train_acc and the
+# test columns may be empty) is refused: the file starts again.
+printf 'step,epoch,lr,loss,train_acc,images_per_s,test_loss,test_acc\n' \
+    >"$T/p.csv"
+echo "8,1.0000,0.00123,0.5,0.3,,0.4,0.9" >>"$T/p.csv"
+expect "resume with a metrics row without images/s" 0 \
+    "warning: --metrics $T/p.csv:2: not a row of 8 numbers; the file starts" \
+    "$TRAIN" $M --out "$T/p.st" --resume "$T/b1.st" --metrics "$T/p.csv"
+if [ "$(cut -d, -f1 "$T/p.csv" | tr '\n' ' ')" = "step 16 " ]; then
+    ok "the refused metrics row is not kept"
+else bad "the refused metrics row is kept"; show "$T/p.csv"; fi
 # A row without train accuracy (as MoCo's) leaves that curve one point:
 # the SVG draws it, and the PNG (of the same CSV) a blue dot there.
 ROW="8,1.0000,0.00123,0.5,,1234.5,0.4,0.9"
