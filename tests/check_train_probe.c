@@ -588,6 +588,27 @@ append_node(struct smlp__graph_ir *ir, const char *name, const char *op,
     n->outputs[0] = out;
 }
 
+/* The cut of a sparse_mlp_fmnist probe graph: found at `features`
+ * ([batch, 128]), made and decoded; *out holds the cut graph's bytes. */
+static struct smlp__graph_ir *
+cut_at_features(const uint8_t *buf, size_t len, uint8_t **out)
+{
+    const int64_t dims[1] = {128};
+    struct smlp__graph_ir *cut;
+    size_t out_len;
+    char tensor[256], why[1024], err[512];
+
+    ck_assert_msg(find_cut(buf, len, tensor, why) == 1, "%s", why);
+    ck_assert_str_eq(tensor, "features");
+    ck_assert_int_eq(train_cache_head(buf, len, "probe", tensor, dims, 1, out,
+                                      &out_len, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(smlp__graph_ir_decode(*out, out_len, "cut", &cut, err,
+                                           sizeof(err)),
+                     SMLP_OK);
+    return cut;
+}
+
 /* The cut beyond the shipped graphs' two head nodes: a state tensor of
  * the backbone (as a batch norm's running statistics are) stays in the
  * cut graph as the parameters do; a state tensor the head reads
@@ -599,9 +620,8 @@ START_TEST(test_cache_cut_states_and_side_nodes)
     static const char *const states[] = {"norm.weight", "head.bias"};
     struct smlp__graph_ir *ir, *cut;
     uint8_t *buf, *out;
-    size_t len, out_len;
-    const int64_t dims[1] = {128};
-    char tensor[256], why[1024], err[512];
+    size_t len;
+    char err[512];
     int32_t i, t, w, extra;
 
     buf = probe_buffer("sparse_mlp_fmnist", NULL, NULL, &len);
@@ -621,14 +641,7 @@ START_TEST(test_cache_cut_states_and_side_nodes)
     ck_assert_int_eq(smlp__graph_ir_encode(ir, &buf, &len, err, sizeof(err)),
                      SMLP_OK);
     smlp__graph_ir_free(ir);
-    ck_assert_msg(find_cut(buf, len, tensor, why) == 1, "%s", why);
-    ck_assert_str_eq(tensor, "features");
-    ck_assert_int_eq(train_cache_head(buf, len, "probe", tensor, dims, 1, &out,
-                                      &out_len, err, sizeof(err)),
-                     0);
-    ck_assert_int_eq(smlp__graph_ir_decode(out, out_len, "cut", &cut, err,
-                                           sizeof(err)),
-                     SMLP_OK);
+    cut = cut_at_features(buf, len, &out);
     ck_assert_int_eq(cut->n_nodes, 2);
     ck_assert_str_eq(cut->nodes[0].name, "head");
     ck_assert_str_eq(cut->nodes[1].name, "train.ce");
@@ -651,9 +664,8 @@ START_TEST(test_cache_cut_keeps_logits)
 {
     struct smlp__graph_ir *ir, *cut;
     uint8_t *buf, *out;
-    size_t len, out_len;
-    const int64_t dims[1] = {128};
-    char tensor[256], why[1024], err[512];
+    size_t len;
+    char err[512];
     int32_t h, ce, second, in[3];
 
     buf = probe_buffer("sparse_mlp_fmnist", NULL, NULL, &len);
@@ -678,14 +690,7 @@ START_TEST(test_cache_cut_keeps_logits)
     ck_assert_int_eq(smlp__graph_ir_encode(ir, &buf, &len, err, sizeof(err)),
                      SMLP_OK);
     smlp__graph_ir_free(ir);
-    ck_assert_msg(find_cut(buf, len, tensor, why) == 1, "%s", why);
-    ck_assert_str_eq(tensor, "features");
-    ck_assert_int_eq(train_cache_head(buf, len, "probe", tensor, dims, 1, &out,
-                                      &out_len, err, sizeof(err)),
-                     0);
-    ck_assert_int_eq(smlp__graph_ir_decode(out, out_len, "cut", &cut, err,
-                                           sizeof(err)),
-                     SMLP_OK);
+    cut = cut_at_features(buf, len, &out);
     ck_assert_int_eq(cut->n_nodes, 3);
     ck_assert_str_eq(cut->nodes[0].name, "head");
     ck_assert_str_eq(cut->nodes[1].name, "train.ce");
