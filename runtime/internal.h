@@ -352,9 +352,10 @@ int smlp__session_fail(smlp_session_t *s, int status, const char *fmt, ...)
 /* ---- plan.c ---- */
 /*
  * Assigns buffers of the session's activations and workspaces offsets in
- * one arena from their lifetimes along the graph order (greedy by size),
- * and records the lower bound.  Fills s->plan, and s->dev_plan for the
- * device copies when nodes run on a device (the same planner).
+ * one arena from their lifetimes along the graph order (greedy by size
+ * and greedy by lifetime, the smaller arena kept), and records the lower
+ * bound.  Fills s->plan, and s->dev_plan for the device copies when nodes
+ * run on a device (the same planner).
  */
 int smlp__plan_build(smlp_session_t *s, struct smlp_error *err);
 /*

@@ -6,7 +6,9 @@
  * [first, last] in steps along the graph order.  Buffers get offsets in one
  * arena, greedily by decreasing size, each at the lowest offset that does
  * not collide with an already placed buffer whose lifetime overlaps (the
- * strategy of TFLite's arena planner).  Inputs and outputs live for the
+ * strategy of TFLite's arena planner); the same greedy placement by
+ * decreasing lifetime is tried too and the smaller arena kept
+ * (place_best).  Inputs and outputs live for the
  * whole run so the caller can write inputs before and read outputs after.
  * The lower bound is the largest total of buffers alive at one step.
  *
@@ -172,6 +174,26 @@ cmp_by_size(const void *x, const void *y, void *arg)
     return *(const int32_t *)x - *(const int32_t *)y;
 }
 
+/* Longest lifetime first, then in the order of their first steps (then
+ * by size): buffers that stay (inputs, a block's residual stream) settle
+ * at the bottom and the short-lived ones stack above them as they come,
+ * each taking the bytes its predecessors have left. */
+static int
+cmp_by_span(const void *x, const void *y, void *arg)
+{
+    const struct smlp__buffer *bufs = arg;
+    const struct smlp__buffer *a = &bufs[*(const int32_t *)x];
+    const struct smlp__buffer *b = &bufs[*(const int32_t *)y];
+    int64_t sa = (int64_t)a->last - a->first;
+    int64_t sb = (int64_t)b->last - b->first;
+
+    if (sa != sb)
+        return sa < sb ? 1 : -1;
+    if (a->first != b->first)
+        return a->first < b->first ? -1 : 1;
+    return cmp_by_size(x, y, arg);
+}
+
 static int
 cmp_by_offset(const void *x, const void *y, void *arg)
 {
@@ -188,15 +210,19 @@ overlap(const struct smlp__buffer *a, const struct smlp__buffer *b)
     return a->first <= b->last && b->first <= a->last;
 }
 
-static void
-place(struct smlp__plan *p, int32_t *order, int32_t *live)
+/* Places the buffers in the order `cmp` gives, each at the lowest offset
+ * that fits among the placed buffers whose lifetimes overlap its own;
+ * returns the arena size. */
+static uint64_t
+place(struct smlp__plan *p, int32_t *order, int32_t *live,
+      int (*cmp)(const void *, const void *, void *))
 {
+    uint64_t arena = 0;
     int32_t i, j, n_live;
 
     for (i = 0; i < p->n_buffers; i++)
         order[i] = i;
-    qsort_r(order, (size_t)p->n_buffers, sizeof(*order), cmp_by_size,
-            p->buffers);
+    qsort_r(order, (size_t)p->n_buffers, sizeof(*order), cmp, p->buffers);
     for (i = 0; i < p->n_buffers; i++) {
         struct smlp__buffer *b = &p->buffers[order[i]];
         uint64_t at = 0;
@@ -215,9 +241,36 @@ place(struct smlp__plan *p, int32_t *order, int32_t *live)
                 at = o->offset + o->size;
         }
         b->offset = at;
-        if (at + b->size > p->arena_bytes)
-            p->arena_bytes = at + b->size;
+        if (at + b->size > arena)
+            arena = at + b->size;
     }
+    return arena;
+}
+
+/* Neither order is best on every graph: by size alone, the chain
+ * 16 -> 64 -> 16 -> 32 -> 48 (tests/check_session.c) puts its output
+ * at 0 and leaves a gap under the input; by lifetime the input goes
+ * first and the chain packs to the lower bound.  Both are placed and
+ * the smaller arena kept (by size on a tie).  `keep` holds the first
+ * placement's offsets. */
+static void
+place_best(struct smlp__plan *p, int32_t *order, int32_t *live,
+           uint64_t *keep)
+{
+    uint64_t by_size, by_span;
+    int32_t i;
+
+    by_size = place(p, order, live, cmp_by_size);
+    for (i = 0; i < p->n_buffers; i++)
+        keep[i] = p->buffers[i].offset;
+    by_span = place(p, order, live, cmp_by_span);
+    if (by_span < by_size) {
+        p->arena_bytes = by_span;
+        return;
+    }
+    for (i = 0; i < p->n_buffers; i++)
+        p->buffers[i].offset = keep[i];
+    p->arena_bytes = by_size;
 }
 
 static void
@@ -323,6 +376,7 @@ build_side(smlp_session_t *s, uint32_t side, struct smlp__plan *p,
     int32_t n_fwd = s->n_nodes, i, j, *order = NULL, *live = NULL;
     int32_t n_steps = n_fwd + (train ? s->ag->n_bwd : 0);
     int32_t *first, *last;
+    uint64_t *keep = NULL;
     int rc = SMLP_OK;
 
     /* Steps: 0..n_fwd-1 are nodes in order, then the backwards (training);
@@ -428,17 +482,19 @@ build_side(smlp_session_t *s, uint32_t side, struct smlp__plan *p,
     }
     order = smlp__malloc((size_t)p->n_buffers * sizeof(*order) + 1);
     live = smlp__malloc((size_t)p->n_buffers * sizeof(*live) + 1);
-    if (order == NULL || live == NULL) {
+    keep = smlp__malloc((size_t)p->n_buffers * sizeof(*keep) + 1);
+    if (order == NULL || live == NULL || keep == NULL) {
         rc = smlp__seterr(err, SMLP_ENOMEM, "out of memory planning memory");
         goto out;
     }
-    place(p, order, live);
+    place_best(p, order, live, keep);
     lower_bound(p, n_steps);
 out:
     smlp__free(first);
     smlp__free(last);
     smlp__free(order);
     smlp__free(live);
+    smlp__free(keep);
     return rc;
 }
 

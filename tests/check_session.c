@@ -827,6 +827,106 @@ START_TEST(test_plan_exact_fit_gap)
 END_TEST
 
 /*
+ * Where placing by size alone leaves a gap: the chain x -> h1 -> h2 ->
+ * h3 -> y of bias-free linears 16 -> 64 -> 16 -> 32 -> 48 at batch 2
+ * (x 128 bytes, h1 512, h2 128, h3 256, y 384).  The most bytes live at
+ * once are 768 (x, h1, h2 at fc2; x, h3, y at fc4).  By size, h1 goes
+ * to 0, y (which does not meet h1) to 0 too, h3 above y at 384, x at 640
+ * and h2 at 768: 896 bytes.  By lifetime x goes first, to 0, and the
+ * rest packs around it: x, h1 [128, 640), h2 [640, 768), h3 [128, 384),
+ * y [384, 768), the bound.  The run then checks that no live bytes were
+ * shared: weights in {-1, 0, 1} and small integer inputs keep every sum
+ * exact in floats, so y must equal the chain computed here in doubles.
+ */
+START_TEST(test_plan_lifetime_order_closes_gap)
+{
+    static const int dims[5] = {16, 64, 16, 32, 48};
+    static const char *const wn[4] = {"w1", "w2", "w3", "w4"};
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_session_stats st;
+    struct smlp_error err;
+    double ref[2][64], nxt[2][64];
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+    float *x, *w;
+    const float *y;
+    int64_t n;
+    int l, i, j, k, plan_only;
+
+    g = graph_json(
+        "{\"name\": \"gap\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 16]},"
+        "{\"name\": \"w1\", \"kind\": \"Parameter\", \"shape\": [64, 16]},"
+        "{\"name\": \"h1\"},"
+        "{\"name\": \"w2\", \"kind\": \"Parameter\", \"shape\": [16, 64]},"
+        "{\"name\": \"h2\"},"
+        "{\"name\": \"w3\", \"kind\": \"Parameter\", \"shape\": [32, 16]},"
+        "{\"name\": \"h3\"},"
+        "{\"name\": \"w4\", \"kind\": \"Parameter\", \"shape\": [48, 32]},"
+        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": ["
+        "{\"name\": \"fc1\", \"op\": \"core.linear\", \"inputs\": [0, 1],"
+        " \"outputs\": [2]},"
+        "{\"name\": \"fc2\", \"op\": \"core.linear\", \"inputs\": [2, 3],"
+        " \"outputs\": [4]},"
+        "{\"name\": \"fc3\", \"op\": \"core.linear\", \"inputs\": [4, 5],"
+        " \"outputs\": [6]},"
+        "{\"name\": \"fc4\", \"op\": \"core.linear\", \"inputs\": [6, 7],"
+        " \"outputs\": [8]}]}",
+        &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    for (plan_only = 1; plan_only >= 0; plan_only--) {
+        smlp_session_opts_init(&o);
+        o.batch = 2;
+        o.threads = 2;
+        o.plan_only = plan_only;
+        s = smlp_session_create(g, reg, &o, &err);
+        ck_assert_msg(s != NULL, "%s", err.msg);
+        smlp_session_get_stats(s, &st);
+        ck_assert_uint_eq(st.lower_bound, 768);
+        ck_assert_uint_eq(st.arena_bytes, 768);
+        if (plan_only) {
+            smlp_session_destroy(s);
+            continue;
+        }
+        x = tensor_data(s, "x", NULL);
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < 16; j++) {
+                x[i * 16 + j] = (float)((i * 5 + j * 3) % 7 - 3);
+                ref[i][j] = x[i * 16 + j];
+            }
+        for (l = 0; l < 4; l++) {
+            w = tensor_data(s, wn[l], NULL);
+            for (j = 0; j < dims[l + 1]; j++)
+                for (k = 0; k < dims[l]; k++)
+                    w[j * dims[l] + k] =
+                        (float)((j * 7 + k * 3 + l) % 3 - 1);
+            for (i = 0; i < 2; i++)
+                for (j = 0; j < dims[l + 1]; j++) {
+                    nxt[i][j] = 0;
+                    for (k = 0; k < dims[l]; k++)
+                        nxt[i][j] += w[j * dims[l] + k] * ref[i][k];
+                }
+            memcpy(ref, nxt, sizeof(ref));
+        }
+        ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                      smlp_session_errmsg(s));
+        y = tensor_data(s, "y", &n);
+        ck_assert_int_eq(n, 96);
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < 48; j++)
+                ck_assert_msg(y[i * 48 + j] == ref[i][j],
+                              "y[%d][%d] = %g, want %g", i, j,
+                              y[i * 48 + j], ref[i][j]);
+        smlp_session_destroy(s);
+    }
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
  * A buffer lives until its last reader has run: y = relu(W relu(x)) with
  * W the reversal scaled by row, W[j][3 - j] = j + 1, so that
  * y[i][j] = (j + 1) x[i][3 - j] for positive x.  The linear node reads
@@ -1457,6 +1557,7 @@ session_suite(void)
     tcase_add_test(tc, test_plan_mixer_b_within_bound);
     tcase_add_test(tc, test_plan_max_memory);
     tcase_add_test(tc, test_plan_exact_fit_gap);
+    tcase_add_test(tc, test_plan_lifetime_order_closes_gap);
     tcase_add_test(tc, test_plan_lifetime_covers_last_read);
     suite_add_tcase(s, tc);
     tc = tcase_create("weights");
