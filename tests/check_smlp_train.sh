@@ -1499,6 +1499,38 @@ done
 if st same "$T/seed0.st" "$T/seed1.st" 2>/dev/null; then
     bad "--seed 0 and 1 train on the same batch"
 else ok "--seed 0 and 1 train on other batches"; fi
+# --seed also seeds the session (the gate noise): on a training set of
+# 64 copies of one image, where every order gives the same batches, the
+# Mixer's step is the same bytes for --seed 0 and 1 (the shuffle is the
+# only thing the seed moves there), while the sparse model's noisy gates
+# route otherwise and its step differs.
+mkdir -p "$T/same" && cp "$D"/t10k-* "$T/same/" &&
+"$PY" - "$D" "$T/same" <<'PY' || bad "making the one-image data set"
+import gzip, sys
+src, dst = sys.argv[1], sys.argv[2]
+img = gzip.open(src + "/train-images-idx3-ubyte.gz").read()
+lab = gzip.open(src + "/train-labels-idx1-ubyte.gz").read()
+n = 64
+with gzip.open(dst + "/train-images-idx3-ubyte.gz", "wb") as f:
+    f.write(img[:4] + n.to_bytes(4, "big") + img[8:16] + img[16:800] * n)
+with gzip.open(dst + "/train-labels-idx1-ubyte.gz", "wb") as f:
+    f.write(lab[:4] + n.to_bytes(4, "big") + lab[8:9] * n)
+PY
+for g in mixer sparse; do
+    [ $g = mixer ] && G=$MIXER || G=$SPARSE
+    for s in 0 1; do
+        "$TRAIN" "$G" --data "$T/same" --batch 32 --limit-test 32 \
+            --threads 2 --max-steps 1 --seed $s --out "$T/one$g$s.st" \
+            >"$T/out" 2>&1 || { bad "$g: one step with --seed $s"
+                                show "$T/out"; }
+    done
+done
+if st same "$T/onemixer0.st" "$T/onemixer1.st"
+then ok "one image: the Mixer's step is the same for --seed 0 and 1"
+else bad "one image: the Mixer's step depends on --seed"; fi
+if st same "$T/onesparse0.st" "$T/onesparse1.st" 2>/dev/null
+then bad "one image: the sparse model's gate noise ignores --seed"
+else ok "one image: --seed 0 and 1 give the sparse gates other noise"; fi
 
 # ---- a reader never sees a half-written checkpoint ----
 "$TRAIN" "$MIXER" $COMMON --limit-train 64 --limit-test 32 --epochs 100000 \
