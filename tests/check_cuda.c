@@ -18,6 +18,12 @@
  *
  * Check runs the GPU tests in one process (CK_NOFORK): a CUDA context
  * does not survive fork().
+ *
+ * Built with SMLP_CUDA_EMU (tests/cudaemu.am: check_cuda_emu), the same
+ * tests run on any machine: the CUDA runtime and cuBLAS are
+ * tests/fakecuda.c's host threads and the plugins' kernels their own
+ * code compiled for the CPU (tests/cudaemu/cudaemu.h), loaded from
+ * SMLP_EMU_PLUGINS.
  */
 #include <fcntl.h>
 #include <math.h>
@@ -872,6 +878,11 @@ main(void)
     SRunner *sr;
     int failed;
 
+#ifdef SMLP_CUDA_EMU
+    /* The emulated plugins come before the build tree's (registry.c's
+     * search order: the fixture directory, then this). */
+    setenv("SMLP_PLUGIN_PATH", SMLP_EMU_PLUGINS, 1);
+#endif
     /* Probe: a session on the GPU. */
     tu_fixture_dir(dir, sizeof(dir));
     if ((reg = smlp_registry_create(dir, &err)) == NULL ||

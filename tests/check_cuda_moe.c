@@ -30,7 +30,9 @@
  * "SKIP: no CUDA device (<reason>)" and exits 77.  SMLP_CUDA_MOE_SELFTEST=1
  * runs the "CUDA" side on the CPU too, to check this test itself on a
  * machine without a GPU.  Check runs the tests in one process (CK_NOFORK):
- * a CUDA context does not survive fork().
+ * a CUDA context does not survive fork().  Built with SMLP_CUDA_EMU
+ * (tests/cudaemu.am: check_cuda_moe_emu) it runs the plugin's own CUDA
+ * kernels on the CPU (tests/cudaemu/cudaemu.h), on any machine.
  */
 #include <math.h>
 #include <stdint.h>
@@ -643,6 +645,10 @@ main(void)
     SRunner *sr;
     int failed;
 
+#ifdef SMLP_CUDA_EMU
+    /* The emulated plugins come before the build tree's. */
+    setenv("SMLP_PLUGIN_PATH", SMLP_EMU_PLUGINS, 1);
+#endif
     memset(&err, 0, sizeof(err));
     selftest = getenv("SMLP_CUDA_MOE_SELFTEST") != NULL &&
                strcmp(getenv("SMLP_CUDA_MOE_SELFTEST"), "1") == 0;

@@ -22,6 +22,7 @@
  * (runtime/device_cuda_bwd.c finds loaded symbols first) are here too, and
  * a counter of the fixture's device backwards (fakecuda_backwards).
  */
+#include <cblas.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <pthread.h>
@@ -176,10 +177,23 @@ cudaGetDeviceCount(int *count)
     return cudaSuccess;
 }
 
+/* The last launch error of this thread (tests/cudaemu: a launch with an
+ * invalid configuration), returned and cleared by cudaGetLastError. */
+static _Thread_local cudaError_t last_error = cudaSuccess;
+
+FAKE_API void
+fakecuda_set_error(cudaError_t e)
+{
+    last_error = e;
+}
+
 FAKE_API cudaError_t
 cudaGetLastError(void)
 {
-    return cudaSuccess;
+    cudaError_t e = last_error;
+
+    last_error = cudaSuccess;
+    return e;
 }
 
 FAKE_API const char *
@@ -193,6 +207,8 @@ cudaGetErrorString(cudaError_t e)
                "version";
     case cudaErrorIllegalAddress:
         return "an illegal memory access was encountered";
+    case cudaErrorInvalidConfiguration:
+        return "invalid configuration argument";
     default:
         return "fake CUDA error";
     }
@@ -208,6 +224,8 @@ cudaGetErrorName(cudaError_t e)
         return "cudaErrorInsufficientDriver";
     case cudaErrorIllegalAddress:
         return "cudaErrorIllegalAddress";
+    case cudaErrorInvalidConfiguration:
+        return "cudaErrorInvalidConfiguration";
     default:
         return "cudaErrorUnknown";
     }
@@ -470,4 +488,97 @@ cublasSaxpy_v2(cublasHandle_t h, int n, const float *alpha, const float *x,
         return CUBLAS_STATUS_EXECUTION_FAILED;
     }
     return CUBLAS_STATUS_SUCCESS;
+}
+
+/* ---- what the plugins' products use (tests/cudaemu) --------------------- */
+
+/* Column-major products as cuBLAS defines them, by OpenBLAS, on the
+ * handle's stream; alpha and beta are host pointers (the default mode),
+ * read at the call.  The math mode is recorded and ignored (FP32 here). */
+struct gemm_job {
+    int ta, tb, m, n, k, lda, ldb, ldc, batches;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+    long long sa, sb, sc;
+};
+
+static void
+gemm_fn(void *arg)
+{
+    struct gemm_job *j = arg;
+    int i;
+
+    for (i = 0; i < j->batches; i++)
+        cblas_sgemm(CblasColMajor, j->ta ? CblasTrans : CblasNoTrans,
+                    j->tb ? CblasTrans : CblasNoTrans, j->m, j->n, j->k,
+                    j->alpha, j->a + i * j->sa, j->lda, j->b + i * j->sb,
+                    j->ldb, j->beta, j->c + i * j->sc, j->ldc);
+    free(j);
+}
+
+static cublasStatus_t
+gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+     int n, int k, const float *alpha, const float *a, int lda,
+     long long sa, const float *b, int ldb, long long sb, const float *beta,
+     float *c, int ldc, long long sc, int batches)
+{
+    struct gemm_job *j;
+
+    if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) ||
+        (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T) || m < 0 || n < 0 ||
+        k < 0 || batches < 0 || ldc < (m > 1 ? m : 1) ||
+        lda < ((ta == CUBLAS_OP_N ? m : k) > 1 ? (ta == CUBLAS_OP_N ? m : k)
+                                              : 1) ||
+        ldb < ((tb == CUBLAS_OP_N ? k : n) > 1 ? (tb == CUBLAS_OP_N ? k : n)
+                                              : 1))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0 || batches == 0)
+        return CUBLAS_STATUS_SUCCESS;
+    j = malloc(sizeof(*j));
+    if (j == NULL)
+        return CUBLAS_STATUS_ALLOC_FAILED;
+    *j = (struct gemm_job){ta == CUBLAS_OP_T, tb == CUBLAS_OP_T, m, n, k,
+                           lda, ldb, ldc, batches, *alpha, *beta, a, b, c,
+                           sa, sb, sc};
+    if (cudaLaunchHostFunc(h->stream, gemm_fn, j) != cudaSuccess) {
+        free(j);
+        return CUBLAS_STATUS_EXECUTION_FAILED;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+FAKE_API cublasStatus_t
+cublasSgemm_v2(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+               int m, int n, int k, const float *alpha, const float *a,
+               int lda, const float *b, int ldb, const float *beta, float *c,
+               int ldc)
+{
+    return gemm(h, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c,
+                ldc, 0, 1);
+}
+
+FAKE_API cublasStatus_t
+cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
+                          cublasOperation_t tb, int m, int n, int k,
+                          const float *alpha, const float *a, int lda,
+                          long long sa, const float *b, int ldb,
+                          long long sb, const float *beta, float *c, int ldc,
+                          long long sc, int batches)
+{
+    return gemm(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c,
+                ldc, sc, batches);
+}
+
+FAKE_API cublasStatus_t
+cublasSetMathMode(cublasHandle_t h, cublasMath_t mode)
+{
+    return h != NULL ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+}
+
+FAKE_API const char *
+cublasGetStatusString(cublasStatus_t s)
+{
+    return s == CUBLAS_STATUS_SUCCESS ? "CUBLAS_STATUS_SUCCESS"
+                                      : "fake cuBLAS error";
 }
