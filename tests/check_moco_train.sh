@@ -23,7 +23,8 @@
 #     across a stop and --resume in the other mode and for a head that
 #     starts at the final layer norm, and in cache batches that do not
 #     divide the sets; a note where it cannot be used (--moe-stats and
-#     --routing-by-class then count the backbone's routing);
+#     --routing-by-class then count the backbone's routing); --probe
+#     --eval-only evaluates as without --probe (no cache to fill);
 #   - fine-tuning with --init-from: every backbone tensor is the
 #     pre-trained one after a step at a negligible learning rate, the head
 #     keeps its zero initialisation until trained;
@@ -197,6 +198,10 @@ expect "smlp-run: MoCo forward in training mode" 0 "moco.momentum_update" \
 COMMON="--data $D --threads 2 --limit-test 64"
 expect "probe a MoCo graph" 1 "is a MoCo pre-training graph" \
     "$TRAIN" "$MOCO" $COMMON --batch 16 --probe --out "$T/x.st"
+# The refusal alone: no note on the feature cache (not for MoCo graphs).
+if grep -qF "feature cache" "$T/out"; then
+    bad "probe a MoCo graph: a feature cache note"; show "$T/out"
+else ok "probe a MoCo graph: no feature cache note"; fi
 expect "MoCo without augmentation" 1 "use --augment moco" \
     "$TRAIN" "$MOCO" $COMMON --batch 16 --augment none --out "$T/x.st"
 expect "MoCo with the supervised shift" 1 "use --augment moco" \
@@ -294,6 +299,19 @@ if grep -qF "$CACHED" "$T/out"; then bad "--no-probe-cache cached"
 elif st close "$T/probe.st" "$T/probe_nc.st" >"$T/out" 2>&1; then
     ok "probe: cached = recomputed: $(cat "$T/out")"
 else bad "probe: cached != recomputed"; sed 's/^/  | /' "$T/out"; fi
+# --eval-only uses no cache (its rows are filled only before training):
+# with --probe, the test accuracy and loss of the same weights evaluated
+# without --probe, and no cache message.
+EV="$SPARSE $COMMON --eval-only --weights $T/probe.st"
+ACC="test acc [0-9.]*%, test loss [0-9.]*"
+"$TRAIN" $EV >"$T/ev.out" 2>&1 || bad "--eval-only of the probe's weights"
+expect "probe --eval-only" 0 "test acc" "$TRAIN" $EV --probe
+if grep -qF "$CACHED" "$T/out"; then bad "probe --eval-only cached"
+elif [ -n "$(grep -o "$ACC" "$T/ev.out")" ] &&
+    [ "$(grep -o "$ACC" "$T/out")" = "$(grep -o "$ACC" "$T/ev.out")" ]; then
+    ok "probe --eval-only: $(grep -o "$ACC" "$T/out"), as without --probe"
+else bad "probe --eval-only: another evaluation"; show "$T/out"
+    show "$T/ev.out"; fi
 "$TRAIN" $L --probe --init-from "$T/pre.st" --stop-after 1 \
     --out "$T/pc1.st" >"$T/out" 2>&1 &&
 "$TRAIN" $L --probe --no-probe-cache --resume "$T/pc1.st" \

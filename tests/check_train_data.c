@@ -4,7 +4,8 @@
  * corrupt gzip, missing files), the data sets, pixel normalisation, the
  * seeded shuffle, each augmentation on hand-checked small cases and their
  * determinism, and the loader thread against the same batches made
- * synchronously.
+ * synchronously (also each batch as wait returns it, a batch past the
+ * end, and the options it refuses).
  */
 #include <check.h>
 #include <math.h>
@@ -1363,7 +1364,8 @@ END_TEST
 
 /* The last batch (23 = 4 * 5 + 3) of a two-view loader: rows 3 and 4 of
  * both views are zero with label 0, whatever the buffer held before
- * (0x7f bytes here). */
+ * (0x7f bytes here).  A batch past the end (index 5: rows 25..30 of 23)
+ * holds no image: n is 0, not negative, and every row is zero. */
 START_TEST(test_train_loader_partial_two_views)
 {
     struct train_loader *l;
@@ -1386,8 +1388,69 @@ START_TEST(test_train_loader_partial_two_views)
                 ck_assert_float_eq(b.images[((size_t)v * 5 + i) * 16 + k],
                                    0.0f);
     }
+    memset(b.images, 0x7f, floats * sizeof(float));
+    memset(b.labels, 0x7f, 5 * sizeof(int32_t));
+    train_loader_fill(l, 0, 5, &b);
+    ck_assert_int_eq(b.n, 0);
+    for (i = 0; i < 5; i++)
+        ck_assert_int_eq(b.labels[i], 0);
+    for (k = 0; k < floats; k++)
+        ck_assert_float_eq(b.images[k], 0.0f);
     free(b.images);
     free(b.labels);
+    train_loader_destroy(l);
+    train_set_free(&s);
+}
+END_TEST
+
+/*
+ * train_loader_wait hands out a batch only once the thread has made it:
+ * 100 batches (20 epochs of 5), each copied the moment wait returns,
+ * before any other call could give the thread time to finish it, are
+ * those train_loader_fill makes (a wait that returned while the request
+ * still waited for the thread would give the slot's batch from two
+ * requests before, or at first uninitialised memory).  Then two requests
+ * in a row and one wait: the batch asked for last.
+ */
+START_TEST(test_train_loader_wait_ready)
+{
+    struct train_loader *l;
+    struct train_set s;
+    struct train_batch want;
+    const struct train_batch *b;
+    float got[5 * 16];
+    int32_t got_labels[5];
+    int64_t e, i, n;
+
+    l = make_loader(&s, TRAIN_AUGMENT_NONE, 1);
+    want.images = malloc(sizeof(got));
+    want.labels = malloc(sizeof(got_labels));
+    for (e = 0; e < 20; e++)
+        for (i = 0; i < 5; i++) {
+            train_loader_request(l, e, i);
+            b = train_loader_wait(l);
+            n = b->n;
+            memcpy(got, b->images, sizeof(got));
+            memcpy(got_labels, b->labels, sizeof(got_labels));
+            ck_assert_int_eq(b->epoch, e);
+            ck_assert_int_eq(b->index, i);
+            train_loader_fill(l, e, i, &want);
+            ck_assert_int_eq(n, i < 4 ? 5 : 3);
+            ck_assert_mem_eq(got, want.images, sizeof(got));
+            ck_assert_mem_eq(got_labels, want.labels, sizeof(got_labels));
+        }
+    train_loader_request(l, 3, 1);
+    train_loader_request(l, 3, 4);
+    b = train_loader_wait(l);
+    ck_assert_int_eq(b->epoch, 3);
+    ck_assert_int_eq(b->index, 4);
+    ck_assert_int_eq(b->n, 3);
+    train_loader_fill(l, 3, 4, &want);
+    ck_assert_mem_eq(b->images, want.images, sizeof(got));
+    ck_assert_mem_eq(b->labels, want.labels, sizeof(got_labels));
+    ck_assert_ptr_null(train_loader_wait(l));
+    free(want.images);
+    free(want.labels);
     train_loader_destroy(l);
     train_set_free(&s);
 }
@@ -1421,11 +1484,13 @@ START_TEST(test_train_loader_batches_exact)
 END_TEST
 
 /* Options the loader refuses: 3 views, and rows (cached features) with
- * two views or with an augmentation (features cannot be augmented). */
+ * two views or with an augmentation (features cannot be augmented); also
+ * batches of 0 images, a set of none and rows of 0 floats (each would
+ * make a loader of no batches or of empty rows: batch 0 divides by 0). */
 START_TEST(test_train_loader_bad_options)
 {
     struct train_loader_opts o;
-    struct train_set s;
+    struct train_set s, empty;
     float rows[4 * 3] = {0};
 
     write_split("train", 4, 2, 2);
@@ -1448,6 +1513,23 @@ START_TEST(test_train_loader_bad_options)
     err[0] = '\0';
     ck_assert_ptr_null(train_loader_create(&o, err, sizeof(err)));
     ck_assert_ptr_nonnull(strstr(err, "loader: bad options"));
+    o.augment = TRAIN_AUGMENT_NONE;
+    o.row_floats = 0;
+    err[0] = '\0';
+    ck_assert_ptr_null(train_loader_create(&o, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "loader: bad options"));
+    o.rows = NULL;
+    o.batch = 0;
+    err[0] = '\0';
+    ck_assert_ptr_null(train_loader_create(&o, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "(batch 0, views 1, 4 images)"));
+    o.batch = 2;
+    empty = s;
+    empty.n = 0;
+    o.set = &empty;
+    err[0] = '\0';
+    ck_assert_ptr_null(train_loader_create(&o, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "(batch 2, views 1, 0 images)"));
     train_set_free(&s);
 }
 END_TEST
@@ -1560,6 +1642,7 @@ train_data_suite(void)
     tcase_add_test(tc, test_train_loader_batches_exact);
     tcase_add_test(tc, test_train_loader_bad_options);
     tcase_add_test(tc, test_train_loader_rows_shuffled);
+    tcase_add_test(tc, test_train_loader_wait_ready);
     suite_add_tcase(s, tc);
     return s;
 }

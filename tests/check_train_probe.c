@@ -20,7 +20,10 @@
  * the images, two backbone tensors or no head.* parameter on the loss's
  * path are refused with the reason; a backbone's state tensors stay, a
  * head's are not cut at, a node off the path to loss and logits is left
- * out.  (check_moco_train.sh checks that smlp-train's cached probe gives
+ * out.  The cut must be f32 with the batch first, its name must fit the
+ * caller's buffer; the cut input takes the rank of its dims (up to
+ * SMLP_MAX_RANK); train_cache_expose makes an activation an output.
+ * (check_moco_train.sh checks that smlp-train's cached probe gives
  * the bytes of the uncached one.)  Also: hash gates keep their
  * attributes, the first batch norm is named, and the head's labels,
  * label smoothing and loss.
@@ -703,6 +706,200 @@ START_TEST(test_cache_cut_keeps_logits)
 }
 END_TEST
 
+/* train_cache_expose on the shipped sparse_mlp_fmnist (which already
+ * outputs `features`): `blocks.5.res2.out`, an activation (the cut of a
+ * head from the final norm on), becomes a graph output and nothing else
+ * changes (the same tensors, of the same kinds, and nodes); a parameter
+ * named instead stays a parameter (only an activation is made an output);
+ * a name the graph lacks is an error that names it, with no buffer. */
+START_TEST(test_cache_expose)
+{
+    struct smlp__graph_ir *orig, *ir;
+    uint8_t *buf, *out;
+    size_t len, out_len;
+    char path[512], err[512];
+    int32_t i, t;
+
+    tu_shipped_graph("sparse_mlp_fmnist", path, sizeof(path));
+    buf = tu_read_file(path, &len);
+    ck_assert_int_eq(smlp__graph_ir_decode(buf, len, path, &orig, err,
+                                           sizeof(err)),
+                     SMLP_OK);
+    ck_assert_int_eq(train_cache_expose(buf, len, path, "blocks.5.res2.out",
+                                        &out, &out_len, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(smlp__graph_ir_decode(out, out_len, "x", &ir, err,
+                                           sizeof(err)),
+                     SMLP_OK);
+    ck_assert_int_eq(ir->n_tensors, orig->n_tensors);
+    ck_assert_int_eq(ir->n_nodes, orig->n_nodes);
+    t = smlp__graph_ir_find_tensor(orig, "blocks.5.res2.out");
+    ck_assert_int_ge(t, 0);
+    ck_assert_int_eq(orig->tensors[t].kind, SMLP__TENSOR_ACTIVATION);
+    for (i = 0; i < ir->n_tensors; i++) {
+        ck_assert_str_eq(ir->tensors[i].name, orig->tensors[i].name);
+        ck_assert_int_eq(ir->tensors[i].kind,
+                         i == t ? SMLP__TENSOR_OUTPUT
+                                : orig->tensors[i].kind);
+    }
+    smlp__graph_ir_free(ir);
+    free(out);
+    ck_assert_int_eq(train_cache_expose(buf, len, path, "head.weight", &out,
+                                        &out_len, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(smlp__graph_ir_decode(out, out_len, "x", &ir, err,
+                                           sizeof(err)),
+                     SMLP_OK);
+    t = smlp__graph_ir_find_tensor(ir, "head.weight");
+    ck_assert_int_ge(t, 0);
+    ck_assert_int_eq(ir->tensors[t].kind, SMLP__TENSOR_PARAMETER);
+    smlp__graph_ir_free(ir);
+    free(out);
+    out = buf; /* not NULL */
+    ck_assert_int_eq(train_cache_expose(buf, len, "g.fbs", "nope", &out,
+                                        &out_len, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_null(out);
+    ck_assert_str_eq(err, "g.fbs: no tensor 'nope'");
+    smlp__graph_ir_free(orig);
+    free(buf);
+}
+END_TEST
+
+/* The cut input of train_cache_head has the rank its dims give, up to
+ * SMLP_MAX_RANK (8): 7 dims 2..8 make `features` an f32 input [-1, 2, 3,
+ * ..., 8], each dim in its place; 8 dims (rank 9), -1 dims and a tensor
+ * the graph lacks are refused, naming the tensor. */
+START_TEST(test_cache_head_ranks)
+{
+    static const int64_t dims[SMLP_MAX_RANK] = {2, 3, 4, 5, 6, 7, 8, 9};
+    struct smlp__graph_ir *cut;
+    uint8_t *buf, *out;
+    size_t len, out_len;
+    char err[512];
+    int32_t i, t;
+
+    ck_assert_int_eq(SMLP_MAX_RANK, 8);
+    buf = probe_buffer("sparse_mlp_fmnist", NULL, NULL, &len);
+    ck_assert_int_eq(train_cache_head(buf, len, "probe", "features", dims,
+                                      SMLP_MAX_RANK - 1, &out, &out_len, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(smlp__graph_ir_decode(out, out_len, "cut", &cut, err,
+                                           sizeof(err)),
+                     SMLP_OK);
+    t = smlp__graph_ir_find_tensor(cut, "features");
+    ck_assert_int_ge(t, 0);
+    ck_assert_int_eq(cut->tensors[t].kind, SMLP__TENSOR_INPUT);
+    ck_assert_int_eq(cut->tensors[t].dtype, SMLP_DTYPE_F32);
+    ck_assert_int_eq(cut->tensors[t].has_shape, 1);
+    ck_assert_int_eq(cut->tensors[t].rank, SMLP_MAX_RANK);
+    ck_assert_int_eq(cut->tensors[t].shape[0], -1);
+    for (i = 1; i < SMLP_MAX_RANK; i++)
+        ck_assert_int_eq(cut->tensors[t].shape[i], i + 1);
+    smlp__graph_ir_free(cut);
+    free(out);
+    ck_assert_int_eq(train_cache_head(buf, len, "probe", "features", dims,
+                                      SMLP_MAX_RANK, &out, &out_len, err,
+                                      sizeof(err)),
+                     -1);
+    ck_assert_str_eq(err, "probe: cannot cut the graph at 'features'");
+    ck_assert_ptr_null(out);
+    err[0] = '\0';
+    ck_assert_int_eq(train_cache_head(buf, len, "probe", "features", dims,
+                                      -1, &out, &out_len, err, sizeof(err)),
+                     -1);
+    ck_assert_str_eq(err, "probe: cannot cut the graph at 'features'");
+    err[0] = '\0';
+    ck_assert_int_eq(train_cache_head(buf, len, "probe", "nope", dims, 1,
+                                      &out, &out_len, err, sizeof(err)),
+                     -1);
+    ck_assert_str_eq(err, "probe: cannot cut the graph at 'nope'");
+    free(buf);
+}
+END_TEST
+
+/* train_cache_find writes the cut's name only when it fits: `features`
+ * (8 bytes and the NUL) in 9 bytes; in 8 the cache is refused with the
+ * name's length rather than cut at a truncated name. */
+START_TEST(test_cache_find_name_room)
+{
+    uint8_t *buf;
+    size_t len;
+    char tensor[16], why[1024], err[512];
+    int ok;
+
+    buf = probe_buffer("sparse_mlp_fmnist", NULL, NULL, &len);
+    ck_assert_int_eq(train_cache_find(buf, len, "probe", "image", &ok, tensor,
+                                      9, why, sizeof(why), err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(ok, 1);
+    ck_assert_str_eq(tensor, "features");
+    ck_assert_int_eq(train_cache_find(buf, len, "probe", "image", &ok, tensor,
+                                      8, why, sizeof(why), err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(ok, 0);
+    ck_assert_str_eq(why, "the head reads a tensor with a name of 8 bytes");
+    free(buf);
+}
+END_TEST
+
+/* The cut must be an f32 tensor with the batch first: `features` of the
+ * sparse_mlp_fmnist probe, declared i32, [128, -1] or a scalar (rank 0),
+ * is refused with the reason; declared [-1, 128] it is the cut. */
+START_TEST(test_cache_refusals_cut_tensor)
+{
+    static const struct {
+        int dtype, rank;
+        int64_t shape[2];
+        const char *why; /* NULL: the cut */
+    } cases[] = {
+        {SMLP_DTYPE_I32, 2, {-1, 128}, "which is not f32"},
+        {SMLP_DTYPE_F32, 2, {128, -1}, "which does not have the batch as "
+                                       "its first dimension"},
+        {SMLP_DTYPE_F32, 0, {0, 0}, "which does not have the batch as "
+                                    "its first dimension"},
+        {SMLP_DTYPE_F32, 2, {-1, 128}, NULL},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct smlp__graph_ir *ir;
+        uint8_t *buf;
+        size_t len;
+        char tensor[256], why[1024], err[512];
+        int32_t t;
+
+        buf = probe_buffer("sparse_mlp_fmnist", NULL, NULL, &len);
+        ck_assert_int_eq(smlp__graph_ir_decode(buf, len, "p", &ir, err,
+                                               sizeof(err)),
+                         SMLP_OK);
+        free(buf);
+        t = smlp__graph_ir_find_tensor(ir, "features");
+        ck_assert_int_ge(t, 0);
+        ir->tensors[t].dtype = cases[i].dtype;
+        ir->tensors[t].has_shape = 1;
+        ir->tensors[t].rank = cases[i].rank;
+        ir->tensors[t].shape[0] = cases[i].shape[0];
+        ir->tensors[t].shape[1] = cases[i].shape[1];
+        ck_assert_int_eq(smlp__graph_ir_encode(ir, &buf, &len, err,
+                                               sizeof(err)),
+                         SMLP_OK);
+        smlp__graph_ir_free(ir);
+        if (cases[i].why == NULL) {
+            ck_assert_msg(find_cut(buf, len, tensor, why) == 1, "%s", why);
+            ck_assert_str_eq(tensor, "features");
+        } else {
+            ck_assert_int_eq(find_cut(buf, len, tensor, why), 0);
+            ck_assert_msg(strstr(why, "the head reads 'features', ") != NULL &&
+                              strstr(why, cases[i].why) != NULL,
+                          "case %zu: %s", i, why);
+        }
+        free(buf);
+    }
+}
+END_TEST
+
 static Suite *
 probe_suite(void)
 {
@@ -717,6 +914,10 @@ probe_suite(void)
     tcase_add_test(tc, test_head_labels_aux_smoothing);
     tcase_add_test(tc, test_cache_cut_states_and_side_nodes);
     tcase_add_test(tc, test_cache_cut_keeps_logits);
+    tcase_add_test(tc, test_cache_expose);
+    tcase_add_test(tc, test_cache_head_ranks);
+    tcase_add_test(tc, test_cache_find_name_room);
+    tcase_add_test(tc, test_cache_refusals_cut_tensor);
     suite_add_tcase(s, tc);
     return s;
 }
