@@ -10,7 +10,11 @@
  * has finished or waits, on the stack of a finished one if there is one
  * (so a kernel without barriers runs its threads one after the other on
  * one stack), and runs until it finishes or waits at a barrier or a warp
- * vote; then the waiting ones are resumed in turn.  A pass in which no
+ * vote; then the waiting ones are resumed in turn.  "Before" is a seeded
+ * shuffle of the block's threads, another for every block: a thread that
+ * reads what another writes without a barrier between them gets the
+ * value in some blocks and not in others, as on a GPU, where nothing
+ * orders them either.  A pass in which no
  * thread can go on is a deadlock (a barrier some threads never reach, a
  * warp vote waiting for a lane that has exited): the test stops with a
  * message naming the kernel, block and thread, where a GPU would hang.
@@ -141,11 +145,13 @@ struct grid_job {
     const char *name;
     dim3 grid, block;
     size_t shared;
+    uint64_t seed; /* of the threads' order */
 };
 
 struct block_run {
     const grid_job *g;
     std::vector<fiber> f;
+    std::vector<int> order; /* in which the threads start and resume */
     std::vector<warp> warps;
     int n, live, running;
     int bar_count;
@@ -284,15 +290,30 @@ run_block(const grid_job *g, unsigned bx, unsigned by, unsigned bz)
     b.bar_count = 0;
     b.bar_gen = 0;
     b.progress = 0;
+    b.order.resize((size_t)n);
     for (t = 0; t < n; t++) {
         set_ids(&b.f[(size_t)t].id, g, bx, by, bz, t);
         b.f[(size_t)t].stack = NULL;
         b.f[(size_t)t].done = false;
+        b.order[(size_t)t] = t;
+    }
+    /* Fisher-Yates with splitmix64 of (kernel, block, i). */
+    for (t = n - 1; t > 0; t--) {
+        uint64_t z = g->seed + 0x9e3779b97f4a7c15ull *
+                                   (((uint64_t)bz << 42) ^
+                                    ((uint64_t)by << 21) ^ bx ^
+                                    ((uint64_t)t << 50));
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        std::swap(b.order[(size_t)t],
+                  b.order[(size_t)(z % (uint64_t)(t + 1))]);
     }
     blk = &b;
     while (b.live > 0) {
         unsigned long before = b.progress;
-        for (t = 0; t < n; t++) {
+        for (int i = 0; i < n; i++) {
+            t = b.order[(size_t)i];
             fiber *f = &b.f[(size_t)t];
             if (f->done)
                 continue;
@@ -440,7 +461,12 @@ launch(job *j, const void *kernel, const char *name, dim3 grid, dim3 block,
         delete j;
         return;
     }
-    g = new grid_job{j, name, grid, block, shared};
+    /* The order's seed: the kernel's name (FNV-1a), so that a run is
+     * the same every time. */
+    uint64_t seed = 0xcbf29ce484222325ull;
+    for (const char *c = name; *c != '\0'; c++)
+        seed = (seed ^ (unsigned char)*c) * 0x100000001b3ull;
+    g = new grid_job{j, name, grid, block, shared, seed};
     if (cudaLaunchHostFunc(stream, run_grid, g) != cudaSuccess) {
         fakecuda_set_error(cudaErrorInvalidResourceHandle);
         delete j;
