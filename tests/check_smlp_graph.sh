@@ -7,7 +7,11 @@
 #      dumps equal the shipped ones; docs/graphs.md has the same recipes);
 #  (c) diff's exit status; (d) edit's pruning, prefix renames, in-place
 #      and dry runs, block clones and sums, atomic writes; (e) errors:
-#      message and exit status.
+#      message and exit status; (f) edits read back by flatc;
+#  (g) dot against the graph as flatc reads it (dotcheck: every node,
+#      edge, cluster and label; also in (a)), --shapes, drawing through
+#      Graphviz; (h) dump against Python's repr and json.dumps and against
+#      flatc's reading; (i) tools/tool_opts.c's messages.
 # Environment: SMLP_TEST_SRCDIR, SMLP_TEST_BUILDDIR, FLATC (see
 # AM_TESTS_ENVIRONMENT).  Prints "N passed, M failed".
 S=${SMLP_TEST_SRCDIR:-.}
@@ -23,6 +27,133 @@ trap 'rm -rf "$T"' EXIT INT TERM
 model_of() {
     sed -n 's/.*{"key": "model", "value": "\(.*\)"}.*/\1/p' \
         "$S/graphs/sparse_mlp_b_$1.json"
+}
+
+# dotcheck GRAPH.fbs FILE.dot [SHAPES]: prints "ok", or what differs
+# between the DOT text and what graph_dot.c's header promises, worked out
+# here from flatc's reading of GRAPH (schemas/graph.fbs): an ellipse per
+# graph input and output (name, declared shape); a box per node ("name
+# less its block or MoE prefix \n op"; fill white, or orange for a gate
+# and light orange for the rest of its MoE layer) inside the clusters of
+# its block (blocks.N for blocks.N.*, else the part before the first dot)
+# and MoE layer ("MoE PREFIX: OP, E=.., k=.."); an edge from the writer
+# of each tensor a node reads (or from the graph input) and from a node
+# to each graph output it writes, no edge for parameters.  SHAPES, the
+# output of `check --batch N`, gives each input edge's label.
+dotcheck() {
+    rm -rf "$T/dc" && mkdir -p "$T/dc" &&
+    "$FLATC" --json --strict-json --raw-binary -o "$T/dc" "$SCHEMA" -- \
+        "$1" >/dev/null 2>&1 || { echo "flatc failed on $1"; return 1; }
+    "${PYTHON3:-python3}" - "$T/dc/$(basename "$1" .fbs).json" "$2" \
+        ${3:+"$3"} <<'PY'
+import collections, json, re, sys
+g = json.load(open(sys.argv[1]))
+dot = open(sys.argv[2]).read().splitlines()
+shapes = {}
+if len(sys.argv) > 3:
+    for line in open(sys.argv[3]):
+        f = line.split()
+        if len(f) == 4 and f[3].startswith("["):
+            shapes[f[0]] = f[3]
+tensors, nodes = g.get("tensors", []), g.get("nodes", [])
+kind = [t.get("kind", "Activation") for t in tensors]
+def shape_str(s): return "[" + ",".join(str(d) for d in s) + "]"
+# What graph_dot.c's header promises, computed from flatc's reading.
+def block(name):  # blocks.N.* -> blocks.N; a.* -> a; no dot: None
+    m = re.match(r"([^.]*\.[0-9]+)\.", name) or re.match(r"([^.]*)\.", name)
+    return m.group(1) if m else None
+def is_gate(op):
+    tail = op.split(".", 1)[1] if "." in op else ""
+    return tail == "gate" or tail.startswith("gate.")
+prefix = {}
+for j, n in enumerate(nodes):
+    if is_gate(n["op"]):
+        nm = n["name"]
+        p = nm[:-4] if len(nm) > 5 and nm.endswith(".gate") else nm
+        prefix[j] = p if p.endswith(".") else p + "."
+def layer(i):
+    return next((j for j in prefix if j == i or
+                 nodes[i]["name"].startswith(prefix[j])), None)
+def moe_label(j):
+    n, e, k = nodes[j], None, 1
+    ins = n.get("inputs", [])
+    if len(ins) > 1 and ins[1] >= 0 and len(tensors[ins[1]].get("shape",
+                                                            [0])) == 2:
+        e = tensors[ins[1]]["shape"][0]
+    for a in n.get("attrs", []):
+        if a.get("type", "Int") == "Int" and a["name"] == "experts":
+            e = a.get("i", 0)
+        if a.get("type", "Int") == "Int" and a["name"] == "k":
+            k = a.get("i", 0)
+    return "MoE %s: %s%s, k=%d" % (prefix[j][:-1], n["op"],
+                                   ", E=%d" % e if e and e > 0 else "", k)
+want_nodes, want_edges, want_ell = {}, collections.Counter(), {}
+for i, t in enumerate(tensors):
+    if kind[i] in ("Input", "Output"):
+        lab = t["name"] + ("\n" + shape_str(t["shape"]) if "shape" in t
+                           else "")
+        fill = "#cfe2f3" if kind[i] == "Input" else "#d9ead3"
+        want_ell["t%d" % i] = (lab, fill)
+writer = {o: i for i, n in enumerate(nodes) for o in n.get("outputs", [])}
+for i, n in enumerate(nodes):
+    lay, blk = layer(i), block(n["name"])
+    strip = prefix[lay] if lay is not None else \
+        blk + "." if blk is not None else None
+    lab = n["name"]
+    if strip and lab.startswith(strip) and len(lab) > len(strip):
+        lab = lab[len(strip):]
+    fill = "#ffffff" if lay is None else \
+        "#f5a65b" if lay == i else "#fcd9b6"
+    clusters = ([blk] if blk is not None else []) + \
+        ([moe_label(lay)] if lay is not None else [])
+    want_nodes["n%d" % i] = (lab + "\n" + n["op"], fill, clusters)
+    for t in n.get("inputs", []):
+        src = "t%d" % t if t >= 0 and kind[t] == "Input" else \
+            "n%d" % writer[t] if t >= 0 and t in writer else None
+        if src:
+            lab = shapes.get(tensors[t]["name"]) if shapes else None
+            want_edges[(src, "n%d" % i, lab)] += 1
+    for o in n.get("outputs", []):
+        if kind[o] == "Output":
+            want_edges[("n%d" % i, "t%d" % o, None)] += 1
+# Read the DOT text: one statement a line, clusters nested by braces.
+S = r'"((?:[^"\\]|\\.)*)"'
+def unq(s): return re.sub(r'\\(.)', lambda m: "\n" if m.group(1) == "n"
+                          else m.group(1), s)
+got_nodes, got_edges, got_ell = {}, collections.Counter(), {}
+stack, errs = [], []
+for line in dot[4:-1]:
+    if re.fullmatch(r"\s*subgraph cluster_\w+ \{", line):
+        stack.append(None)
+    elif m := re.fullmatch(r"\s*label=" + S + r"; style=.*", line):
+        stack[-1] = unq(m.group(1))
+    elif re.fullmatch(r"\s*\}", line):
+        stack.pop()
+    elif m := re.fullmatch(r"\s*(n\d+) \[label=" + S + r", fillcolor=" + S
+                           + r"\];", line):
+        got_nodes[m.group(1)] = (unq(m.group(2)), m.group(3), list(stack))
+    elif m := re.fullmatch(r"\s*(t\d+) \[shape=ellipse, fillcolor=" + S +
+                           r", label=" + S + r"\];", line):
+        got_ell[m.group(1)] = (unq(m.group(3)), m.group(2))
+    elif m := re.fullmatch(r"\s*([nt]\d+) -> ([nt]\d+)(?: \[label=" + S +
+                           r"\])?;", line):
+        got_edges[m.groups()] += 1
+    else:
+        errs.append("unparsed line: " + line)
+name = g["name"].replace('\\', '\\\\').replace('"', '\\"')
+if dot[:1] != ['digraph "%s" {' % name] or dot[-1:] != ["}"] or stack:
+    errs.append("header, final brace or cluster nesting")
+if 'label="%s (%d nodes)"' % (name, len(nodes)) not in dot[1]:
+    errs.append("graph label: " + dot[1])
+for what, w, h in (("node", want_nodes, got_nodes),
+                   ("ellipse", want_ell, got_ell),
+                   ("edge", want_edges, got_edges)):
+    for k in sorted(set(w) | set(h), key=str):
+        if w.get(k) != h.get(k):
+            errs.append("%s %s: want %r, got %r" % (what, k, w.get(k),
+                                                     h.get(k)))
+print("\n".join(errs[:5]) if errs else "ok")
+PY
 }
 
 # (a) every subcommand on every shipped graph.
@@ -51,6 +182,9 @@ for json in "$S"/graphs/*.json; do
     expect "$n: check" 0 "ok: " "$SG" check "$g"
     expect "$n: stats" 0 "graph $n: " "$SG" stats "$g"
     expect "$n: dot" 0 "" "$SG" dot "$g" -o "$T/$n.dot"
+    got=$(dotcheck "$g" "$T/$n.dot")
+    if [ "$got" = ok ]; then ok "$n: dotcheck: every node, edge, cluster"
+    else bad "$n: dotcheck: $got"; fi
     if grep -q '^digraph' "$T/$n.dot" && grep -q 'cluster_' "$T/$n.dot"; then
         ok "$n: dot has clusters"
     else
@@ -765,5 +899,281 @@ expect "edit: '*' matches a leading dot" 0 "wrote" \
     --set-attr '*head:axis=1'
 jqis "edit: the attribute on '.head'" "$T/dot1.fbs" 'at(".head", "axis")' \
     "{'name': 'axis', 'i': 1}"
+
+# (g) dot, checked by dotcheck (above) on a graph made for its corners:
+# a gate named without ".gate" (m.router: its layer is m.router.*, and
+# the node named just "m.router." keeps its name as label); a gate op
+# PLUGIN.gate (hash.gate, f.gate's moe.gate) with E from the "experts"
+# attribute; an absent router input (-1) and one of rank 3 (no E); float
+# "experts" and "k" attributes, which are not counted (E from the router,
+# k 1); ops "x.gateway" (no gate) and "x.gate.y"; two MoE layers in a
+# row; a gate named ".gate" exactly (its prefix is ".gate.", so ".x" is
+# no member); a block split by another node; quotes and a backslash in
+# names, a newline in an op (names may hold no control character, ops
+# may); a graph input read by two nodes, a graph output read by a node;
+# and a MoE layer last in the file.
+cat >"$T/corners.json" <<'JSON'
+{"format_version": 1, "name": "dot \"corners\"",
+ "plugins": ["core", "moe", "hash", "x"],
+ "tensors": [
+  {"name": "x", "kind": "Input", "shape": [-1, 4]},
+  {"name": "w", "kind": "Parameter", "shape": [3, 4]},
+  {"name": "w3", "kind": "Parameter", "shape": [2, 3, 4]},
+  {"name": "a"}, {"name": "g"}, {"name": "h", "kind": "Output"},
+  {"name": "h2"}, {"name": "eg"}, {"name": "ed"}, {"name": "q"},
+  {"name": "qx"}, {"name": "s1"}, {"name": "s2"}, {"name": "s3"},
+  {"name": "fg"}, {"name": "y", "kind": "Output", "shape": []}],
+ "nodes": [
+  {"name": "prep", "op": "core.relu", "inputs": [0], "outputs": [3]},
+  {"name": "m.router", "op": "moe.gate.topk", "inputs": [3, 1],
+   "outputs": [4], "attrs": [{"name": "k", "type": "Int", "i": 2}]},
+  {"name": "m.router.post", "op": "core.relu", "inputs": [4],
+   "outputs": [5]},
+  {"name": "m.router.", "op": "core.relu", "inputs": [5], "outputs": [6]},
+  {"name": "e.gate", "op": "hash.gate", "inputs": [6, -1], "outputs": [7],
+   "attrs": [{"name": "experts", "type": "Int", "i": 5}]},
+  {"name": "e.d", "op": "core.relu", "inputs": [7, 0], "outputs": [8]},
+  {"name": ".gate", "op": "x.gate.y", "inputs": [8, 2], "outputs": [9]},
+  {"name": ".x", "op": "core.relu", "inputs": [9], "outputs": [10]},
+  {"name": "blocks.7.sw", "op": "x.gateway", "inputs": [10],
+   "outputs": [11]},
+  {"name": "notgate", "op": "core.two\nlines", "inputs": [11],
+   "outputs": [12]},
+  {"name": "blocks.7.q\"uo\\te", "op": "core.relu", "inputs": [12],
+   "outputs": [13]},
+  {"name": "f.gate", "op": "moe.gate", "inputs": [13, 1], "outputs": [14],
+   "attrs": [{"name": "experts", "type": "Float", "f": 2.5},
+             {"name": "k", "type": "Float", "f": 3.0}]},
+  {"name": "f.out", "op": "core.relu", "inputs": [14], "outputs": [15]}]}
+JSON
+"$FLATC" -b -o "$T" "$SCHEMA" "$T/corners.json" >/dev/null 2>&1
+expect "dot of the corner cases" 0 "" "$SG" dot "$T/corners.fbs" \
+    -o "$T/corners.dot"
+got=$(dotcheck "$T/corners.fbs" "$T/corners.dot")
+if [ "$got" = ok ]; then ok "dot: the corner cases"
+else bad "dot: the corner cases: $got"; fi
+# The MoE labels of the corner graph, by hand.
+for want in 'MoE m.router: moe.gate.topk, E=3, k=2' \
+    'MoE e: hash.gate, E=5, k=1' 'MoE .gate: x.gate.y, k=1' \
+    'MoE f: moe.gate, E=3, k=1'; do
+    if grep -qF "label=\"$want\"" "$T/corners.dot"; then ok "dot: $want"
+    else bad "dot: no cluster labelled '$want'"; fi
+done
+# Graphviz reads it (quotes escaped, braces balanced).
+if command -v dot >/dev/null 2>&1; then
+    if dot -Tcanon "$T/corners.dot" >/dev/null 2>"$T/err"; then
+        ok "dot: Graphviz reads the corner graph"
+    else bad "dot: Graphviz refuses the corner graph"; show "$T/err"; fi
+fi
+# The hash gate has no router and no k: E from "experts" (8), k 1.
+if grep -qF 'label="MoE blocks.10.moe_s: moe.gate.hash, E=8, k=1"' \
+    "$T/sparse_mlp_b_hash.dot"; then ok "dot: E and k of the hash gate"
+else bad "dot: E and k of the hash gate"; fi
+# --shapes: each edge carries the shape of the tensor it stands for, as
+# check --batch 3 infers it; by hand, the image is [3,1,28,28], the stem
+# gives 7x7 = 49 patches of 128 channels, and the aux losses are
+# scalars [] (the edges from the gates into aux_sum).
+expect "dot --shapes --batch 3" 0 "" "$SG" dot "$G" --shapes --batch 3 \
+    -o "$T/shapes.dot"
+"$SG" check "$G" --batch 3 >"$T/shapes.txt" 2>&1
+got=$(dotcheck "$G" "$T/shapes.dot" "$T/shapes.txt")
+if [ "$got" = ok ]; then ok "dot --shapes: every edge's shape"
+else bad "dot --shapes: $got"; fi
+if grep -qF 't0 -> n0 [label="[3,1,28,28]"];' "$T/shapes.dot" &&
+   grep -qF 'n0 -> n1 [label="[3,49,128]"];' "$T/shapes.dot" &&
+   grep -qF 'n46 -> n88 [label="[]"];' "$T/shapes.dot"; then
+    ok "dot --shapes: shapes by hand"
+else bad "dot --shapes: shapes by hand"; fi
+expect "dot --batch 0" 2 "--batch: '0' is not an integer" \
+    "$SG" dot "$G" --shapes --batch 0
+# -o FILE.gv is DOT text too: the text printed to standard output.
+"$SG" dot "$G" >"$T/stdout.dot" 2>&1
+expect "dot -o .gv" 0 "" "$SG" dot "$G" -o "$T/g.gv"
+if cmp -s "$T/stdout.dot" "$T/g.gv"; then ok "dot: .gv is the DOT text"
+else bad "dot: .gv differs from the DOT text"; fi
+# A graph file named .dot is not overwritten by its own picture.
+cp "$G" "$T/self.dot"
+expect "dot -o its own graph" 2 "that is the graph file" \
+    "$SG" dot "$T/self.dot" -o "$T/self.dot"
+if cmp -s "$G" "$T/self.dot"; then ok "dot -o its input leaves it"
+else bad "dot -o its input changed it"; fi
+# A write error on standard output is an error, also one that shows only
+# as the output is flushed (the corner graph's text fits stdio's buffer),
+# and it is said.
+if [ -w /dev/full ]; then
+    expect "dot >/dev/full" 1 "cannot write to standard output" \
+        sh -c "'$SG' dot '$G' >/dev/full"
+    expect "small dot >/dev/full" 1 "cannot write to standard output" \
+        sh -c "'$SG' dot '$T/corners.fbs' >/dev/full"
+fi
+# Drawing through Graphviz's program: a PDF; a write error of the
+# output (a link to /dev/full: the device is written in place) fails;
+# without 'dot' on PATH, or with a 'dot' that fails, nothing is written.
+# The last 'dot' closes its input unread, then fails: the text of
+# moco_sparse_mlp_b (90 kB) overflows the pipe, and the write that finds
+# the pipe closed must not kill smlp-graph (SIGPIPE).
+if command -v dot >/dev/null 2>&1; then
+    expect "dot -o .pdf" 0 "" "$SG" dot "$G" -o "$T/g.pdf"
+    if head -c 5 "$T/g.pdf" | grep -q '^%PDF-'; then ok "pdf written"
+    else bad "pdf missing"; fi
+    if [ -w /dev/full ]; then
+        ln -s /dev/full "$T/full.svg"
+        expect "dot -o a full device" 1 "No space left on device" \
+            "$SG" dot "$G" -o "$T/full.svg"
+    fi
+fi
+mkdir -p "$T/nodot" "$T/baddot" "$T/deafdot"
+printf '#!/bin/sh\nexit 3\n' >"$T/baddot/dot"
+printf '#!/bin/sh\nexec 0<&-\nsleep 1\nexit 3\n' >"$T/deafdot/dot"
+chmod +x "$T/baddot/dot" "$T/deafdot/dot"
+expect "dot -o .svg without Graphviz's dot" 1 \
+    "drawing svg needs Graphviz's 'dot' program" \
+    env PATH="$T/nodot" "$SG" dot "$G" -o "$T/nodot.svg"
+expect "dot -o .svg when dot fails" 1 "dot -Tsvg failed (exit status 3)" \
+    env PATH="$T/baddot:$PATH" "$SG" dot "$G" -o "$T/bad.svg"
+expect "dot -o .svg when dot closes its input" 1 \
+    "dot -Tsvg failed (exit status 3)" env PATH="$T/deafdot:$PATH" \
+    "$SG" dot "$B/graphs/moco_sparse_mlp_b.fbs" -o "$T/bad.svg"
+if [ ! -e "$T/nodot.svg" ] && [ ! -e "$T/bad.svg" ]; then
+    ok "dot: nothing written when dot is missing or fails"
+else bad "dot: a failed drawing left a file"; fi
+
+# (h) dump, checked against Python and flatc.  A graph of awkward values
+# (made by Python, read by flatc -b): doubles for each branch of the
+# shortest-repr writer (17 digits, the exponent-form thresholds 1e-05 and
+# 1e+16, subnormals, the largest double, -0.0, inf, nan), strings with
+# every escape, an initializer of a kind that does not use a and b but
+# has them, a Constant (b written though 0), a seed of 2^64 - 1, and
+# metadata with an empty value and with none.
+"${PYTHON3:-python3}" - "$T/num.json" "$T/num.want" <<'PY'
+import json, sys
+vals = [0.1 + 0.2, 1e-05, 0.0001, 1e15, 1e16, 5e-324, 1.7976931348623157e308,
+        123456789012345678.0, 100.0, 0.1, -2.5, 1 / 3, 123.456, -0.0,
+        float("inf"), float("-inf"), float("nan")]
+text = "s\t\n\r\b\f\x01\x1f sp \"q\" back\\ \u00e9"
+floats = "[" + ", ".join(map(repr, vals)) + "]"  # flatc reads inf, nan
+g = {"format_version": 1, "name": "num", "plugins": ["core"],
+     "tensors": [
+         {"name": "x", "kind": "Input", "shape": [2]},
+         {"name": "z", "kind": "Parameter", "shape": [2],
+          "init": {"kind": "Zeros", "a": 1.5, "b": -2.0,
+                   "seed": 2**64 - 1}},
+         {"name": "c", "kind": "Parameter", "shape": [2],
+          "init": {"kind": "Constant", "a": 0.25}},
+         {"name": "y", "kind": "Output"}],
+     "nodes": [{"name": "add", "op": "core.add", "inputs": [0, 1],
+                "outputs": [3],
+                "attrs": [{"name": "fl", "type": "Floats", "floats": "@"},
+                          {"name": "s", "type": "String", "s": text}]}],
+     "metadata": [{"key": "empty", "value": ""}, {"key": "absent"},
+                  {"key": "ctl", "value": "a\tb\x02"}]}
+open(sys.argv[1], "w").write(json.dumps(g).replace('"@"', floats))
+with open(sys.argv[2], "w") as f:  # what the dump must hold, by Python
+    f.write('doubles|"floats": %s}\n' % floats)
+    f.write('escapes|"s": %s}\n' % json.dumps(text, ensure_ascii=False))
+    f.write('metadata escapes|{"key": "ctl", "value": %s}\n' %
+            json.dumps("a\tb\x02", ensure_ascii=False))
+    f.write('Constant|{"kind": "Constant", "a": 0.25, "b": 0.0, "seed": 0}\n')
+PY
+"$FLATC" -b -o "$T" "$SCHEMA" "$T/num.json" >"$T/err" 2>&1 || show "$T/err"
+expect "dump of awkward values" 0 "" "$SG" dump "$T/num.fbs" -o "$T/num.d.json"
+while IFS='|' read -r what want; do
+    if grep -qF -- "$want" "$T/num.d.json"; then ok "dump: $what as Python"
+    else bad "dump: $what unlike Python's"; show "$T/num.d.json"; fi
+done <"$T/num.want"
+# The dump read by Python equals flatc's own JSON of the graph, fields at
+# their schema default filled in (flatc prints doubles rounded: they are
+# compared to 1e-12 here, exactly above and by the round trip below).
+"$FLATC" --json --strict-json --raw-binary -o "$T/fj" "$SCHEMA" -- \
+    "$T/num.fbs" >/dev/null 2>&1
+got=$("${PYTHON3:-python3}" - "$T/num.d.json" "$T/fj/num.json" <<'PY'
+import json, math, re, sys
+D = {"tensor": {"dtype": "F32", "kind": "Activation"},
+     "init": {"kind": "Zeros", "a": 0.0, "b": 0.0, "seed": 0},
+     "attr": {"type": "Int", "i": 0, "f": 0.0}}
+def norm(g):
+    for t in g.get("tensors", []):
+        t.update({k: t.get(k, v) for k, v in D["tensor"].items()})
+        if "init" in t:
+            t["init"] = {k: t["init"].get(k, v) for k, v in D["init"].items()}
+    for n in g.get("nodes", []):
+        for a in n.get("attrs", []):
+            a.update({k: a.get(k, v) for k, v in D["attr"].items()})
+    g.setdefault("format_version", 1)
+    return g
+def same(a, b):
+    if isinstance(a, float) or isinstance(b, float):
+        return a == b or math.isnan(a) and math.isnan(b) or \
+            math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-300)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(same, a, b))
+    return a == b
+def load(path):  # bare inf and nan as Python's json reads them
+    text = re.sub(r"(?<=[\[ ])(-?)inf\b", r"\1Infinity", open(path).read())
+    return norm(json.loads(re.sub(r"(?<=[\[ ])nan\b", "NaN", text)))
+a, b = load(sys.argv[1]), load(sys.argv[2])
+print("same" if same(a, b) else "dump %s\nflatc %s" % (a, b))
+PY
+)
+if [ "$got" = same ]; then ok "dump: the graph flatc reads"
+else bad "dump differs from flatc's reading: $got"; fi
+# The round trip is exact: dump -> flatc -b -> dump gives the same text.
+mkdir -p "$T/numrt"
+if "$FLATC" -b -o "$T/numrt" "$SCHEMA" "$T/num.d.json" >"$T/err" 2>&1 &&
+   "$SG" dump "$T/numrt/num.d.fbs" 2>>"$T/err" | cmp -s - "$T/num.d.json"
+then ok "dump: awkward values survive flatc -b exactly"
+else bad "dump: round trip of awkward values"; show "$T/err"; fi
+# A write error on standard output is an error (sparse_mlp_b's dump is
+# larger than stdio's buffer).
+if [ -w /dev/full ]; then
+    expect "dump >/dev/full" 1 "cannot write to standard output" \
+        sh -c "'$SG' dump '$GB' >/dev/full"
+    # And when the error shows only as the output is flushed: the dump of
+    # the small graph above fits in stdio's buffer.
+    expect "small dump >/dev/full" 1 "cannot write to standard output" \
+        sh -c "'$SG' dump '$T/num.fbs' >/dev/full"
+fi
+
+# (i) what tools/tool_opts.c says about refused options and file names.
+expect "a short option without its value" 2 "option '-o' needs a value" \
+    "$SG" dump "$G" -o
+# In a cluster the unknown letter is named, not the cluster.
+expect "an unknown letter in a cluster" 2 "unknown option '-z'" \
+    "$SG" check "$G" -qz
+# An unknown long option is named without the =VALUE given to it.
+expect "an unknown option with a value" 2 "unknown option '--bogus'" \
+    "$SG" stats "$G" --bogus=1
+# -o in a directory that does not exist, or under a regular file: the
+# directory named is the part before the last '/'.
+expect "-o in a missing directory" 2 \
+    "-o $T/nodir/x.json: cannot write: the directory $T/nodir does not exist" \
+    "$SG" dump "$G" -o "$T/nodir/x.json"
+: >"$T/plain"
+expect "-o under a regular file" 2 \
+    "cannot write: the directory $T/plain does not exist" \
+    "$SG" dump "$G" -o "$T/plain/x.json"
+# -o /NAME: its directory is /, which exists (whether we may write there
+# depends on who runs the test: as root the missing graph is what fails).
+"$SG" dump "$T/nope.fbs" -o /smlp-graph-test-none.json >"$T/out" 2>&1
+if ! grep -q "does not exist" "$T/out" &&
+   grep -qE "cannot open graph|cannot write in directory /:" "$T/out"; then
+    ok "-o /NAME: the directory is /"
+else bad "-o /NAME"; show "$T/out"; fi
+# Permissions, which do not hold root back: checked as another user only.
+if [ "$(id -u)" -ne 0 ]; then
+    : >"$T/ro.json"
+    chmod a-w "$T/ro.json"
+    expect "-o a read-only file" 2 \
+        "-o $T/ro.json: cannot write: Permission denied" \
+        "$SG" dump "$G" -o "$T/ro.json"
+    mkdir "$T/rodir"
+    chmod a-w "$T/rodir"
+    expect "-o in a read-only directory" 2 \
+        "cannot write in directory $T/rodir: Permission denied" \
+        "$SG" dump "$G" -o "$T/rodir/x.json"
+    chmod u+w "$T/rodir"
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

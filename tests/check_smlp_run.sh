@@ -256,6 +256,20 @@ expect "missing weights" 1 "--weights $T/none.safetensors: cannot open" \
     "$RUN" "$G" --weights "$T/none.safetensors"
 expect "outputs as weights" 1 "has no tensor 'stem.proj.weight'" \
     "$RUN" "$G" --weights "$T/out.safetensors"
+# Input files (tools/tool_opts.c): an empty name is a usage error (2), a
+# directory a file that cannot be used (1).
+expect "empty weights name" 2 "--weights: empty file name" \
+    "$RUN" "$G" --weights ""
+expect "input is a directory" 1 "--input $T: is a directory, not a file" \
+    "$RUN" "$G" --input "$T"
+# A file we may not read (root may: checked as another user only).
+if [ "$(id -u)" -ne 0 ]; then
+    : >"$T/unreadable"
+    chmod a-r "$T/unreadable"
+    expect "unreadable weights" 1 \
+        "--weights $T/unreadable: cannot open: Permission denied" \
+        "$RUN" "$G" --weights "$T/unreadable"
+fi
 cat >"$T/np.json" <<'JSON'
 {"name": "np", "plugins": ["nosuch"],
  "tensors": [{"name": "x", "kind": "Input", "shape": [-1, 2]},

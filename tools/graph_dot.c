@@ -519,9 +519,12 @@ sg_dot_main(int argc, char **argv)
     if (shapes && (c.session = sg_plan(g.graph, plugin_path, batch,
                                        &reg)) == NULL)
         goto out;
-    if (out == NULL)
+    if (out == NULL) {
         rc = fill_dot(stdout, &c) != 0 || fflush(stdout) != 0 ? -1 : 0;
-    else if (strcmp(ext, ".dot") == 0 || strcmp(ext, ".gv") == 0)
+        if (rc != 0)
+            sg_error("cannot write to standard output: %s",
+                     strerror(errno));
+    } else if (strcmp(ext, ".dot") == 0 || strcmp(ext, ".gv") == 0)
         rc = sg_write_atomic(out, NULL, 0, fill_dot, &c);
     else
         rc = render(out, ext + 1, &c);

@@ -490,8 +490,11 @@ cmd_dump(int argc, char **argv)
         sg_warn("the graph does not pass the runtime's checks: %s", g.why);
     if (out != NULL)
         rc = sg_write_atomic(out, NULL, 0, fill_json, g.ir);
-    else if ((rc = sg_json_write(stdout, g.ir)) != 0 || fflush(stdout) != 0)
+    else if ((rc = sg_json_write(stdout, g.ir)) != 0 ||
+             fflush(stdout) != 0) {
         sg_error("cannot write to standard output: %s", strerror(errno));
+        rc = -1;
+    }
     sg_graph_close(&g);
     return rc == 0 ? SG_EXIT_OK : SG_EXIT_FAIL;
 }
