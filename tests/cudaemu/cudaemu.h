@@ -36,6 +36,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <tuple>
 #include <utility>
 
@@ -159,25 +160,29 @@ static inline unsigned long long atomicAdd(unsigned long long *p,
 {
     return smlp_emu_atomic_add(p, v);
 }
+/* Floats by compare-and-swap of their bits. */
+template <class F, class U> static inline F
+smlp_emu_atomic_add_fp(F *p, F v)
+{
+    U o = __atomic_load_n((U *)p, __ATOMIC_RELAXED), n;
+    F of, nf;
+
+    do {
+        memcpy(&of, &o, sizeof(F));
+        nf = of + v;
+        memcpy(&n, &nf, sizeof(F));
+    } while (!__atomic_compare_exchange_n((U *)p, &o, n, false,
+                                          __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    return of;
+}
 static inline float atomicAdd(float *p, float v)
 {
-    union { float f; uint32_t u; } o, n;
-    o.u = __atomic_load_n((uint32_t *)p, __ATOMIC_RELAXED);
-    do
-        n.f = o.f + v;
-    while (!__atomic_compare_exchange_n((uint32_t *)p, &o.u, n.u, false,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED));
-    return o.f;
+    return smlp_emu_atomic_add_fp<float, uint32_t>(p, v);
 }
 static inline double atomicAdd(double *p, double v)
 {
-    union { double f; uint64_t u; } o, n;
-    o.u = __atomic_load_n((uint64_t *)p, __ATOMIC_RELAXED);
-    do
-        n.f = o.f + v;
-    while (!__atomic_compare_exchange_n((uint64_t *)p, &o.u, n.u, false,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED));
-    return o.f;
+    return smlp_emu_atomic_add_fp<double, uint64_t>(p, v);
 }
 static inline int __popc(unsigned x) { return __builtin_popcount(x); }
 static inline float __fadd_rn(float a, float b) { return a + b; }
