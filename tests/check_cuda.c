@@ -217,6 +217,13 @@ START_TEST(test_cuda_linear)
         IN("x", "[-1, 6, 5, 4]") "," PARAM("W", "[3, 6]", "5") "," OUT("y"),
         NODE("fc", "core.linear", "[0, 1, -1]", "[2]", AINT("axis", "1"))),
         2, 0, 1, NULL);
+    /* inner = 2: only inner = 1 may take the plain x W^T product; any
+     * other inner needs the strided batched one. */
+    parity("linear axis=-2 inner=2", GRAPH(CORE,
+        IN("x", "[-1, 5, 2]") "," PARAM("W", "[3, 5]", "6") ","
+        PARAM("b", "[3]", "7") "," OUT("y"),
+        NODE("fc", "core.linear", "[0, 1, 2]", "[3]", AINT("axis", "-2"))),
+        4, 0, 1, NULL);
 }
 END_TEST
 
@@ -285,10 +292,18 @@ START_TEST(test_cuda_reductions)
         NODE("ce", "core.softmax_cross_entropy", "[0, 1]", "[2]", "") ","
         NODE("cs", "core.softmax_cross_entropy", "[0, 1]", "[3]",
              AFLOAT("label_smoothing", "0.1"))), 37, 0, 1, NULL);
+    /* More rows than the kernel's one block of 256 threads: thread t also
+     * takes row t + 256, and the tree must sum all 256 partial losses
+     * (rows 256..299 and threads 128..255 both change the mean). */
+    parity("softmax_cross_entropy 300 rows", GRAPH(CORE,
+        IN_INIT("x", "F32", "[-1, 3]", "Normal", "0", "4") ","
+        IN_INIT("l", "I32", "[-1]", "Uniform", "0", "2") "," OUT("y"),
+        NODE("ce", "core.softmax_cross_entropy", "[0, 1]", "[2]", "")),
+        300, 0, 1, NULL);
 }
 END_TEST
 
-/* Rows with ties and a NaN for argmax. */
+/* Rows with ties and NaNs for argmax. */
 static void
 argmax_prep(smlp_session_t *s)
 {
@@ -300,6 +315,7 @@ argmax_prep(smlp_session_t *s)
     x[3] = x[7] = 50.0f;     /* row 0: tie -> 3 */
     x[10 + 2] = NAN;         /* row 1: NaN wins -> 2 */
     x[20 + 0] = x[20 + 9] = 60.0f; /* row 2: tie -> 0 */
+    x[30 + 4] = x[30 + 6] = NAN; /* row 3: the first NaN wins -> 4 */
 }
 
 START_TEST(test_cuda_argmax)
@@ -774,6 +790,39 @@ START_TEST(test_cuda_train_mlp_ops)
 }
 END_TEST
 
+/*
+ * Backward branches the graphs above do not take: a layer_norm over 300
+ * features (more than its 128-thread block, so every thread loops over
+ * three columns in the row sums and in dx, which reaches w0), the tanh
+ * GELU's derivative in both saturated tails (scale 1e13: x + 0.044715 x^3
+ * overflows, so both of elementwise.c's clamps decide the value - without
+ * them it is NaN or 1e5 times too large), and batch_norm without
+ * gamma/beta (affine 0).
+ */
+START_TEST(test_cuda_train_norm_tails)
+{
+    train_parity("norm tails", GRAPH(CORE_NORM,
+        IN("x", "[-1, 2, 4]") "," PARAM("w0", "[300, 4]", "60") ","
+        PARAM("g", "[300]", "61") "," PARAM("b", "[300]", "62") ","
+        PARAM("w", "[3, 2]", "63") ","
+        STATE("rm", "[3]", "-0.5", "0.5", "64") ","
+        STATE("rv", "[3]", "0.5", "1.5", "65") ","
+        ACT("h0") "," ACT("n") "," ACT("s") "," ACT("a") "," ACT("m2") ","
+        ACT("h") "," ACT("hn") "," ACT("r") "," ACT("m1") "," OUT("loss"),
+        NODE("fc0", "core.linear", "[0, 1, -1]", "[7]", "") ","
+        NODE("ln", "norm.layer_norm", "[7, 2, 3]", "[8]", "") ","
+        NODE("sc", "core.scale", "[8]", "[9]", AFLOAT("alpha", "1e13")) ","
+        NODE("gelu", "core.gelu", "[9]", "[10]", ASTR("approximate", "tanh"))
+        "," NODE("mean2", "core.mean", "[10]", "[11]", AINT("axis", "2")) ","
+        NODE("fc", "core.linear", "[11, 4, -1]", "[12]", "") ","
+        NODE("bn", "norm.batch_norm", "[12, 5, 6]", "[13]",
+             AINT("affine", "0")) ","
+        NODE("relu", "core.relu", "[13]", "[14]", "") ","
+        NODE("mean1", "core.mean", "[14]", "[15]", AINT("axis", "1")) ","
+        NODE("mean0", "core.mean", "[15]", "[16]", AINT("axis", "0"))), 4);
+}
+END_TEST
+
 #define MOCO_GRAPH                                                           \
     GRAPH("[\"moco\"]",                                                      \
           IN("q1", "[-1, 24]") "," IN("q2", "[-1, 24]") ","                  \
@@ -786,9 +835,55 @@ END_TEST
           NODE("mom", "moco.momentum_update", "[5, 6, 7]", "[8]", ""))
 
 /* moco.loss and moco.momentum_update (its state moved, with an m input). */
+/* All-zero rows: a query row and a key row (their norms clamp to
+ * NORM_EPS, so the normalised rows are 0, not 0/0). */
+static void
+moco_zero_prep(smlp_session_t *s)
+{
+    struct smlp_tensor t;
+
+    ck_assert_int_eq(smlp_session_tensor(s, "q1", &t), SMLP_OK);
+    memset(t.data, 0, 24 * sizeof(float));
+    ck_assert_int_eq(smlp_session_tensor(s, "k2", &t), SMLP_OK);
+    memset((float *)t.data + 24, 0, 24 * sizeof(float));
+}
+
 START_TEST(test_cuda_moco)
 {
     parity("moco", MOCO_GRAPH, 33, 1, 3, NULL);
+    parity("moco zero rows", MOCO_GRAPH, 5, 1, 1, moco_zero_prep);
+}
+END_TEST
+
+/*
+ * An m input outside [0, 1]: the CPU fails the node, the GPU cannot
+ * report it without a synchronisation and gives NaN weights instead
+ * (plugins/moco/cuda.cu): every element of the output and of theta_k.
+ */
+START_TEST(test_cuda_moco_bad_m)
+{
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g = graph_json(GRAPH("[\"moco\"]",
+        STATE("tk", "[7, 5]", "-1", "1", "51") "," PARAM("tq", "[7, 5]", "52")
+        "," IN_INIT("m", "F32", "[]", "Uniform", "1.5", "1.6") ","
+        OUT("y"),
+        NODE("mom", "moco.momentum_update", "[0, 1, 2]", "[3]", "")));
+    smlp_session_t *gpu = session(g, reg, SMLP_DEVICE_CUDA, 1, 1, 1);
+    const char *names[2] = {"y", "tk"};
+    struct smlp_tensor t;
+    int i, k;
+
+    run_ok(gpu);
+    for (k = 0; k < 2; k++) {
+        ck_assert_int_eq(smlp_session_tensor(gpu, names[k], &t), SMLP_OK);
+        ck_assert_int_eq(smlp_tensor_numel(&t), 35);
+        for (i = 0; i < 35; i++)
+            ck_assert_msg(isnan(((const float *)t.data)[i]), "%s[%d] = %g",
+                          names[k], i, ((const float *)t.data)[i]);
+    }
+    smlp_session_destroy(gpu);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
 }
 END_TEST
 
@@ -833,6 +928,62 @@ START_TEST(test_cuda_train_moe)
 }
 END_TEST
 
+/*
+ * The loss reads the gate's weights directly, so even dropped (item,
+ * choice) pairs get a weight gradient.  With normalize none a dropped
+ * pair's weight is the constant 0: it must not reach p, hence Wg (cap 1
+ * per expert and group of 8 drops most of the 16 items' pairs).
+ */
+START_TEST(test_cuda_train_gate_dropped)
+{
+    train_parity("gate dropped pairs", GRAPH("[\"core\", \"moe\"]",
+        IN("x", "[-1, 8]") "," PARAM("Wg", "[4, 8]", "71") ","
+        ACT("expert") "," ACT("slot") "," ACT("weight") ","
+        ACT("slot_item") "," ACT("aux") "," ACT("load") "," ACT("m1") ","
+        OUT("loss"),
+        NODE("gate", "moe.gate.importance", "[0, 1]", "[2, 3, 4, 5, 6, 7]",
+             AINT("group_size", "8") "," AFLOAT("capacity_factor", "0.5"))
+        "," NODE("mean1", "core.mean", "[4]", "[8]", AINT("axis", "1")) ","
+        NODE("mean0", "core.mean", "[8]", "[9]", AINT("axis", "0"))), 16);
+}
+END_TEST
+
+/*
+ * A superclass label out of [0, E) (all four are 4, E = 4): the CPU fails
+ * the node, the GPU cannot report it without a synchronisation, so the
+ * aux (here the loss) is NaN and so is the gradient of every routing row
+ * (plugins/moe/cuda_gate.cu, cuda_gate_bwd.cu), hence of Wg.
+ */
+START_TEST(test_cuda_train_gate_bad_label)
+{
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g = graph_json(GRAPH("[\"moe\"]",
+        IN("x", "[16, 8]") "," PARAM("Wg", "[4, 8]", "72") ","
+        ACT("expert") "," ACT("slot") "," ACT("weight") ","
+        ACT("slot_item") "," OUT("loss") "," ACT("load") ","
+        IN_INIT("sc", "I32", "[4]", "Uniform", "4", "4"),
+        NODE("gate", "moe.gate.per_image", "[0, 1, 8]", "[2, 3, 4, 5, 6, 7]",
+             AINT("items_per_image", "4") "," AFLOAT("aux_weight", "1"))));
+    smlp_session_t *gpu = train_session(g, reg, SMLP_DEVICE_CUDA, 1, NULL);
+    struct smlp_tensor t;
+    int64_t i;
+
+    run_ok(gpu);
+    ck_assert_int_eq(smlp_session_tensor(gpu, "loss", &t), SMLP_OK);
+    ck_assert(isnan(((const float *)t.data)[0]));
+    ck_assert_msg(smlp_session_backward(gpu) == SMLP_OK, "%s",
+                  smlp_session_errmsg(gpu));
+    ck_assert_int_eq(smlp_session_grad(gpu, "Wg", &t), SMLP_OK);
+    ck_assert_int_eq(smlp_tensor_numel(&t), 32);
+    for (i = 0; i < 32; i++)
+        ck_assert_msg(isnan(((const float *)t.data)[i]), "d Wg[%lld] = %g",
+                      (long long)i, ((const float *)t.data)[i]);
+    smlp_session_destroy(gpu);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 static Suite *
 cuda_suite(void)
 {
@@ -848,6 +999,7 @@ cuda_suite(void)
     tcase_add_test(tc, test_cuda_patch_embed_matmul);
     tcase_add_test(tc, test_cuda_norm);
     tcase_add_test(tc, test_cuda_moco);
+    tcase_add_test(tc, test_cuda_moco_bad_m);
     tcase_add_test(tc, test_cuda_fallback_to_cpu);
     suite_add_tcase(s, tc);
     tc = tcase_create("graphs");
@@ -860,8 +1012,11 @@ cuda_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_cuda_train_mixer_ops);
     tcase_add_test(tc, test_cuda_train_mlp_ops);
+    tcase_add_test(tc, test_cuda_train_norm_tails);
     tcase_add_test(tc, test_cuda_train_moco);
     tcase_add_test(tc, test_cuda_train_moe);
+    tcase_add_test(tc, test_cuda_train_gate_dropped);
+    tcase_add_test(tc, test_cuda_train_gate_bad_label);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -228,7 +228,11 @@ eighth(uint64_t i, uint64_t seed)
     return (float)((int)(h % 17) - 8) / 8.0f;
 }
 
-/* x and Wg (when the graph has them) as exact multiples of 1/8. */
+/* Rows of x that exact_router fills with NaN (-1: none). */
+static int64_t nan_rows[2] = {-1, -1};
+
+/* x and Wg (when the graph has them) as exact multiples of 1/8; the rows
+ * of x in nan_rows all NaN. */
 static void
 exact_router(smlp_session_t *s)
 {
@@ -243,6 +247,14 @@ exact_router(smlp_session_t *s)
         ck_assert_int_le(t.shape[t.rank - 1], 16);
         for (i = 0; i < smlp_tensor_numel(&t); i++)
             ((float *)t.data)[i] = eighth((uint64_t)i, (uint64_t)k + 7);
+        for (i = 0; k == 0 && i < 2; i++)
+            if (nan_rows[i] >= 0 && nan_rows[i] < t.shape[0]) {
+                float *row = (float *)t.data + nan_rows[i] * t.shape[1];
+                int64_t c;
+
+                for (c = 0; c < t.shape[1]; c++)
+                    row[c] = NAN;
+            }
     }
 }
 
@@ -373,6 +385,24 @@ START_TEST(test_cuda_moe_gate_importance)
 }
 END_TEST
 
+/*
+ * Items whose router logits are NaN (a NaN row of x): their first-choice
+ * p is NaN, which the importance order takes as -inf (key_cmp's rule), so
+ * they come last in their group and are the ones dropped; a NaN key
+ * compared as is would rank before every item and break the order.
+ */
+START_TEST(test_cuda_moe_gate_importance_nan)
+{
+    nan_rows[0] = 2;
+    nan_rows[1] = 13;
+    parity("importance k=1 G=16 NaN items", GATE("moe.gate.importance",
+        "32", "8", "4",
+        AINT("group_size", "16") "," AFLOAT("capacity_factor", "0.5")), 0,
+        1);
+    nan_rows[0] = nan_rows[1] = -1;
+}
+END_TEST
+
 /* G = 4096 is the largest group whose keys sit in shared memory; 5000
  * takes the global-memory path (the order kept in `weight`). */
 START_TEST(test_cuda_moe_gate_importance_large_groups)
@@ -488,6 +518,25 @@ START_TEST(test_cuda_moe_layer)
 }
 END_TEST
 
+/*
+ * expert_ffn alone on a buffer of large values (Normal, sd 8): most hidden
+ * pre-activations are beyond +-5.7, where the exact-erf GELU's argument
+ * passes smlp_erff's clamp at +-4 (past it the rational approximation is
+ * no longer an erf), and the GPU must clamp as the CPU does.
+ */
+START_TEST(test_cuda_moe_ffn_gelu_tails)
+{
+    parity("expert_ffn gelu tails", GRAPH(
+        "{\"name\": \"buf\", \"kind\": \"Input\", \"shape\": [3, 8, 6], "
+        "\"init\": {\"kind\": \"Normal\", \"a\": 0, \"b\": 8, "
+        "\"seed\": 5}}," PARAM("W1", "[3, 16, 6]", "2") ","
+        PARAM("b1", "[3, 16]", "3") "," PARAM("W2", "[3, 4, 16]", "4") ","
+        PARAM("b2", "[3, 4]", "5") "," OUT("y"),
+        NODE("experts", "moe.expert_ffn", "[0, 1, 2, 3, 4]", "[5]",
+             ASTR("activation", "gelu"))), 0, 1);
+}
+END_TEST
+
 /* ---- sparse_mlp_fmnist with the reference's weights --------------------- */
 
 static void
@@ -591,6 +640,7 @@ cuda_moe_suite(void)
     tcase_add_test(tc, test_cuda_moe_gate_topk);
     tcase_add_test(tc, test_cuda_moe_gate_importance);
     tcase_add_test(tc, test_cuda_moe_gate_importance_large_groups);
+    tcase_add_test(tc, test_cuda_moe_gate_importance_nan);
     tcase_add_test(tc, test_cuda_moe_gate_per_image);
     tcase_add_test(tc, test_cuda_moe_gate_hash);
     tcase_add_test(tc, test_cuda_moe_gate_training);
@@ -598,6 +648,7 @@ cuda_moe_suite(void)
     tc = tcase_create("layer");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_cuda_moe_layer);
+    tcase_add_test(tc, test_cuda_moe_ffn_gelu_tails);
     suite_add_tcase(s, tc);
     tc = tcase_create("graphs");
     tcase_set_timeout(tc, 300);
