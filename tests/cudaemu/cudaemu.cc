@@ -441,14 +441,13 @@ dynamic_shared()
 }
 
 void
-launch(job *j, const void *kernel, const char *name, dim3 grid, dim3 block,
-       size_t shared, cudaStream_t stream)
+launch(job *j, const char *name, dim3 grid, dim3 block, size_t shared,
+       cudaStream_t stream)
 {
     unsigned long threads =
         (unsigned long)block.x * block.y * (unsigned long)block.z;
     grid_job *g;
 
-    (void)kernel;
     if (threads < 1 || threads > 1024 || block.z > 64 || grid.x < 1 ||
         grid.x > 0x7fffffffu || grid.y < 1 || grid.y > 65535 ||
         grid.z < 1 || grid.z > 65535) {

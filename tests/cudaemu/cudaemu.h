@@ -16,9 +16,8 @@
  * it.  There the blocks run one after the other, each thread of a block
  * as a fiber (cudaemu.cc): __syncthreads, __syncwarp and __match_any_sync
  * switch between them, so every thread of the block reaches a barrier
- * before any passes it, as on the GPU.  A kernel's first launch runs its
- * threads as fibers; one that never synchronised runs its later launches
- * as plain calls, thread after thread (much faster).  __shared__ arrays
+ * before any passes it, as on the GPU; a kernel without barriers runs
+ * its threads one after the other on one stack.  __shared__ arrays
  * are per OS thread statics: one block runs at a time on a stream's
  * thread.  The _rn intrinsics are plain IEEE operations (the build does
  * not contract a * b + c).  What this cannot show: timing, races between
@@ -90,8 +89,8 @@ template <class... P> struct bound : job {
 };
 
 /* Checks the configuration and enqueues the grid (cudaemu.cc). */
-void launch(job *j, const void *kernel, const char *name, dim3 grid,
-            dim3 block, size_t shared, cudaStream_t stream);
+void launch(job *j, const char *name, dim3 grid, dim3 block,
+            size_t shared, cudaStream_t stream);
 
 template <class... P> struct launcher {
     void (*k)(P...);
@@ -101,8 +100,8 @@ template <class... P> struct launcher {
     cudaStream_t stream;
     template <class... A> void operator()(A &&...a)
     {
-        launch(new bound<P...>(k, P(std::forward<A>(a))...),
-               (const void *)k, name, grid, block, shared, stream);
+        launch(new bound<P...>(k, P(std::forward<A>(a))...), name, grid,
+               block, shared, stream);
     }
 };
 
