@@ -94,8 +94,9 @@ shown_name(const char *name, char *out, size_t len)
 }
 
 /*
- * Checks that the name of `what` ("tensor 3", "node 0", "the graph") can
- * be shown and typed: not empty, no control characters (< 0x20, 0x7f).
+ * Checks that the name of `what` ("tensor 3", "node 0", "the graph", "the
+ * op of node 2", "attribute 1 of node 2", "metadata entry 0") can be
+ * shown and typed: not empty, no control characters (< 0x20, 0x7f).
  * The decoder has checked that it is UTF-8.
  */
 static int
@@ -137,8 +138,27 @@ check_names(smlp_graph_t *g, struct smlp_error *err)
             return rc;
     }
     for (i = 0; i < ir->n_nodes; i++) {
+        const struct smlp__node_ir *n = &ir->nodes[i];
+        int32_t a;
+
         snprintf(what, sizeof(what), "node %d", i);
-        if ((rc = check_name_text(g, what, ir->nodes[i].name, err)) !=
+        if ((rc = check_name_text(g, what, n->name, err)) != SMLP_OK)
+            return rc;
+        /* Ops and attribute names are matched against what plugins
+         * register and shown in messages: the same rule. */
+        snprintf(what, sizeof(what), "the op of node %d", i);
+        if ((rc = check_name_text(g, what, n->op, err)) != SMLP_OK)
+            return rc;
+        for (a = 0; a < n->n_attrs; a++) {
+            snprintf(what, sizeof(what), "attribute %d of node %d", a, i);
+            if ((rc = check_name_text(g, what, n->attrs[a].name, err)) !=
+                SMLP_OK)
+                return rc;
+        }
+    }
+    for (i = 0; i < ir->n_meta; i++) {
+        snprintf(what, sizeof(what), "metadata entry %d", i);
+        if ((rc = check_name_text(g, what, ir->meta[i].key, err)) !=
             SMLP_OK)
             return rc;
     }

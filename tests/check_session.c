@@ -165,7 +165,8 @@ START_TEST(test_graph_load_format_version)
 }
 END_TEST
 
-/* Tensor and node names are not empty and have no control characters. */
+/* Names (graph, tensors, nodes, ops, attributes, metadata keys) are not
+ * empty and have no control characters. */
 START_TEST(test_graph_load_bad_names)
 {
     expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
@@ -202,6 +203,37 @@ START_TEST(test_graph_load_bad_names)
                      "\"tensors\": [" T_IN "," T_RELU_Y,
                      "g.fbs: the graph has the name 'g\\x09', which "
                      "contains the control character 0x09");
+    /* Ops, attribute names and metadata keys follow the same rule. */
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [" T_IN ", {\"name\": \"y\", \"kind\":"
+                     " \"Output\"}], \"nodes\": [{\"name\": \"r\", \"op\":"
+                     " \"core.re\\nlu\", \"inputs\": [0], \"outputs\": [1]}]}",
+                     "g.fbs: the op of node 0 has the name 'core.re\\x0alu', "
+                     "which contains the control character 0x0a");
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [" T_IN ", {\"name\": \"y\", \"kind\":"
+                     " \"Output\"}], \"nodes\": [{\"name\": \"r\", \"op\":"
+                     " \"core.relu\", \"inputs\": [0], \"outputs\": [1],"
+                     " \"attrs\": [{\"name\": \"a\", \"i\": 1},"
+                     " {\"name\": \"b\\u001b\", \"i\": 2}]}]}",
+                     "g.fbs: attribute 1 of node 0 has the name 'b\\x1b', "
+                     "which contains the control character 0x1b");
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [" T_IN ", {\"name\": \"y\", \"kind\":"
+                     " \"Output\"}], \"nodes\": [{\"name\": \"r\", \"op\":"
+                     " \"core.relu\", \"inputs\": [0], \"outputs\": [1],"
+                     " \"attrs\": [{\"name\": \"\", \"i\": 1}]}]}",
+                     "g.fbs: attribute 0 of node 0 has an empty name");
+    expect_bad_graph("{\"name\": \"g\", \"metadata\": [{\"key\": \"model\","
+                     " \"value\": \"m\\n2\"}, {\"key\": \"k\\r\"}],"
+                     " \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
+                     T_RELU_Y,
+                     "g.fbs: metadata entry 1 has the name 'k\\x0d', which "
+                     "contains the control character 0x0d");
+    /* A metadata value is free text: a newline in it is fine. */
+    expect_good_graph("{\"name\": \"g\", \"metadata\": [{\"key\":"
+                      " \"model\", \"value\": \"m\\n2\"}], \"plugins\":"
+                      " [\"core\"], \"tensors\": [" T_IN "," T_RELU_Y);
     /* UTF-8 beyond ASCII is a name like any other. */
     expect_good_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
                       "\"tensors\": [" T_IN ", {\"name\": \"y\\u00e9\","

@@ -908,10 +908,10 @@ jqis "edit: the attribute on '.head'" "$T/dot1.fbs" 'at(".head", "axis")' \
 # "experts" and "k" attributes, which are not counted (E from the router,
 # k 1); ops "x.gateway" (no gate) and "x.gate.y"; two MoE layers in a
 # row; a gate named ".gate" exactly (its prefix is ".gate.", so ".x" is
-# no member); a block split by another node; quotes and a backslash in
-# names, a newline in an op (names may hold no control character, ops
-# may); a graph input read by two nodes, a graph output read by a node;
-# and a MoE layer last in the file.
+# no member); a block split by another node; quotes and backslashes in
+# names and in an op (one followed by "n", which is no newline); a graph
+# input read by two nodes, a graph output read by a node; and a MoE layer
+# last in the file.
 cat >"$T/corners.json" <<'JSON'
 {"format_version": 1, "name": "dot \"corners\"",
  "plugins": ["core", "moe", "hash", "x"],
@@ -937,7 +937,7 @@ cat >"$T/corners.json" <<'JSON'
   {"name": ".x", "op": "core.relu", "inputs": [9], "outputs": [10]},
   {"name": "blocks.7.sw", "op": "x.gateway", "inputs": [10],
    "outputs": [11]},
-  {"name": "notgate", "op": "core.two\nlines", "inputs": [11],
+  {"name": "notgate", "op": "core.two\"li\\nes", "inputs": [11],
    "outputs": [12]},
   {"name": "blocks.7.q\"uo\\te", "op": "core.relu", "inputs": [12],
    "outputs": [13]},
