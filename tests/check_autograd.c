@@ -10,6 +10,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "testutil.h"
 
@@ -293,6 +294,116 @@ START_TEST(test_autograd_chain_hand_values)
     expect_trace(s, 1);
     ck_assert_int_eq(smlp_session_run(s), SMLP_OK);
     expect_trace(s, 0);
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* Microseconds on CLOCK_MONOTONIC, the runtime's clock. */
+static double
+mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/*
+ * The trace file of a run and a backward (runtime/trace.c), read back:
+ * a node named m"u\l appears escaped for JSON (by hand: m\"u\\l),
+ * forward and backward (graph names hold no control characters, the
+ * third escape); process_name is the graph's
+ * name ("t", not its file); each forward event carries its node's
+ * profile (smlp_session_node_profile: thread, start, end - start, MACs;
+ * gradfix.count declares 65536); the backward events lie after the run's
+ * start, within the time this test saw the run and the backward take.
+ * A trace that cannot be written (/dev/full) fails.
+ */
+START_TEST(test_autograd_trace_file)
+{
+    smlp_registry_t *reg = registry();
+    struct gb gb;
+    char path[512], *buf, *line, *next;
+    double t0, elapsed, ts, dur;
+    unsigned long long macs;
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    uint8_t *raw;
+    size_t len;
+    int tid, fwd = 0, bwd = 0;
+
+    gb_init(&gb);
+    gb_tensor(&gb, "x", "Input", "[4]", NULL);
+    gb_param(&gb, "w1", "[4]", 1);
+    gb_tensor(&gb, "a", "Activation", NULL, NULL);
+    gb_tensor(&gb, "c", "Activation", NULL, NULL);
+    gb_tensor(&gb, "loss", "Output", NULL, NULL);
+    gb_node(&gb, "m\\\"u\\\\l", "gradfix.mul", "x w1", "a", NULL);
+    gb_node(&gb, "cnt", "gradfix.count", "a", "c", NULL);
+    gb_node(&gb, "ss", "gradfix.square_sum", "c", "loss", NULL);
+    g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+    s = must_session(g, reg, "loss", NULL, 1);
+    t0 = mono_us();
+    run_backward(s);
+    elapsed = mono_us() - t0;
+    snprintf(path, sizeof(path), "%s/trace_file.json", tu_tmpdir());
+    ck_assert_int_eq(smlp_session_write_trace(s, path), SMLP_OK);
+    raw = tu_read_file(path, &len);
+    buf = strndup((const char *)raw, len); /* a string: NUL-terminated */
+    ck_assert_ptr_nonnull(buf);
+    free(raw);
+    tu_assert_contains(buf, "\"args\": {\"name\": \"t\"}}");
+    tu_assert_contains(buf, "{\"name\": \"m\\\"u\\\\l\", "
+                            "\"cat\": \"gradfix.mul\"");
+    tu_assert_contains(buf, "{\"name\": \"m\\\"u\\\\l (backward)\", "
+                            "\"cat\": \"gradfix.mul\"");
+    /* One event a line, after the header and process_name lines. */
+    line = strchr(buf, '\n');
+    ck_assert_ptr_nonnull(line);
+    for (line = strchr(line + 1, '\n'); line != NULL; line = next) {
+        const char *f;
+
+        next = strchr(line + 1, '\n');
+        f = strstr(line, "\"tid\": ");
+        if (f == NULL || (next != NULL && f > next))
+            continue;
+        if (strstr(line, "(backward)") != NULL &&
+            (next == NULL || strstr(line, "(backward)") < next)) {
+            ck_assert_int_eq(sscanf(f, "\"tid\": %d, \"ts\": %lf, "
+                                       "\"dur\": %lf}",
+                                    &tid, &ts, &dur),
+                             3);
+            ck_assert_msg(ts >= 0 && dur >= 0 && ts + dur <= elapsed + 0.002,
+                          "backward event at %.3f + %.3f us, the run and "
+                          "backward took %.3f us",
+                          ts, dur, elapsed);
+            bwd++;
+        } else {
+            struct smlp_node_profile p;
+
+            ck_assert_int_eq(sscanf(f, "\"tid\": %d, \"ts\": %lf, "
+                                       "\"dur\": %lf, \"args\": {\"macs\": "
+                                       "%llu}}",
+                                    &tid, &ts, &dur, &macs),
+                             4);
+            ck_assert_int_eq(smlp_session_node_profile(s, fwd, &p), SMLP_OK);
+            ck_assert_int_eq(tid, p.thread);
+            ck_assert_double_le(fabs(ts - p.start_us), 0.001);
+            ck_assert_double_le(fabs(dur - (p.end_us - p.start_us)), 0.001);
+            ck_assert_uint_eq(macs, p.macs);
+            ck_assert_uint_eq(macs, strcmp(p.op, "gradfix.count") == 0
+                                        ? 65536
+                                        : 0);
+            fwd++;
+        }
+    }
+    ck_assert_int_eq(fwd, 3);
+    ck_assert_int_eq(bwd, 3);
+    free(buf);
+    if (access("/dev/full", W_OK) == 0)
+        ck_assert_int_ne(smlp_session_write_trace(s, "/dev/full"), SMLP_OK);
     smlp_session_destroy(s);
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);
@@ -1902,6 +2013,7 @@ autograd_suite(void)
     TCase *tc = tcase_create("values");
 
     tcase_add_test(tc, test_autograd_chain_hand_values);
+    tcase_add_test(tc, test_autograd_trace_file);
     tcase_add_test(tc, test_autograd_fanout_sum_order);
     tcase_add_test(tc, test_autograd_views);
     tcase_add_test(tc, test_autograd_int_output_null);

@@ -358,6 +358,26 @@ START_TEST(test_optim_opts_defaults)
     ck_assert_ptr_null(smlp__optim_slot_name(&o, 1));
     o.momentum = 0;
     ck_assert_int_eq(smlp__optim_n_slots(&o), 0);
+    /* No slot, so no name for slot 0 either. */
+    ck_assert_ptr_null(smlp__optim_slot_name(&o, 0));
+}
+END_TEST
+
+/*
+ * SGD's first update starts the momentum buffer as d itself (PyTorch
+ * clones it), whatever the buffer held before; later updates blend.  By
+ * hand, g = (1, 2), p = (1, 1), lr 0.5, momentum 0.9, no decay: the first
+ * update makes buf = (1, 2), p = (0.5, 0) although buf held (5, -5).
+ */
+START_TEST(test_optim_sgd_first_clones)
+{
+    float p[2] = {1, 1}, g[2] = {1, 2}, buf[2] = {5, -5};
+
+    smlp__sgd_update(p, g, buf, 2, 0.5, 0.0, 0.9, 0, 1);
+    ck_assert_float_eq(buf[0], 1.0f);
+    ck_assert_float_eq(buf[1], 2.0f);
+    ck_assert_float_eq(p[0], 0.5f);
+    ck_assert_float_eq(p[1], 0.0f);
 }
 END_TEST
 
@@ -402,6 +422,10 @@ START_TEST(test_lr_cosine_key_points)
     ck_assert_double_eq(smlp_lr_cosine(base, min, 0, 0, 100), base);
     ck_assert_double_eq(smlp_lr_cosine(base, min, -3, 0, 100), base);
     ck_assert_double_eq(smlp_lr_cosine(base, min, -3, 10, 100), 0.0);
+    /* A negative warm-up counts as none: the cosine spans [0, total). */
+    ck_assert_double_eq(smlp_lr_cosine(base, min, 0, -5, 100), base);
+    ck_assert_double_eq_tol(smlp_lr_cosine(base, min, 50, -5, 100), 5.05e-4,
+                            1e-15);
     /* MoCo v3's momentum: 1 - (1 - m0) (1 + cos(pi k / K)) / 2. */
     ck_assert_double_eq_tol(1 - smlp_lr_cosine(1 - 0.99, 0, 0, 0, 100), 0.99,
                             1e-15);
@@ -683,6 +707,7 @@ START_TEST(test_checkpoint_save_bad_meta)
 {
     static const char *const reserved[] = {"smlp.step"};
     static const char *const dup[] = {"k", "k"};
+    static const char *const nullkey[] = {NULL};
     static const char *const vals[] = {"1", "2"};
     struct fixture fx;
     smlp_session_t *s;
@@ -700,6 +725,15 @@ START_TEST(test_checkpoint_save_bad_meta)
     tu_assert_contains(smlp_session_errmsg(s), "'k'");
     ck_assert_int_eq(smlp_checkpoint_save(s, NULL, path, NULL, NULL, 1),
                      SMLP_EINVAL);
+    /* A negative count; a NULL key (not taken for a reserved one). */
+    ck_assert_int_eq(smlp_checkpoint_save(s, NULL, path, dup, vals, -1),
+                     SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "-1 metadata pairs with a negative count");
+    ck_assert_int_eq(smlp_checkpoint_save(s, NULL, path, nullkey, vals, 1),
+                     SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "metadata pair 0 has a NULL key or value");
     ck_assert_int_eq(access(path, F_OK), -1);
     ck_assert_int_eq(count_files(fx.dir, "c.safetensors"), 0);
     smlp_session_destroy(s);
@@ -880,6 +914,21 @@ START_TEST(test_checkpoint_load_errors)
     write_fake(path, ts, 3, keys, vals, 2);
     ck_assert_int_eq(smlp_checkpoint_load(s, NULL, path), SMLP_OK);
     ck_assert_float_eq(data(s, "W")[0], 0.0f);
+    /* The largest step count, 2^63 - 1, loads, and the session saves it
+     * as its step (one more is refused below). */
+    {
+        static const char *const maxstep[] = {"ce", "9223372036854775807"};
+        char again[700];
+
+        write_fake(path, ts, 3, keys, maxstep, 2);
+        ck_assert_msg(smlp_checkpoint_load(s, NULL, path) == SMLP_OK, "%s",
+                      smlp_session_errmsg(s));
+        snprintf(again, sizeof(again), "%s/again.safetensors", fx.dir);
+        ck_assert_int_eq(smlp_checkpoint_save(s, NULL, again, NULL, NULL, 0),
+                         SMLP_OK);
+        ck_assert_str_eq(file_meta(again, "smlp.step"),
+                         "9223372036854775807");
+    }
     ck_assert_int_eq(smlp_checkpoint_load(s, NULL, good), SMLP_OK);
     perturb(s);
     snap_take(s, &before);
@@ -894,6 +943,12 @@ START_TEST(test_checkpoint_load_errors)
     expect_load_error(s, path, SMLP_ESHAPE,
                       "tensor 'W' has shape [4,3], graph ", &before);
     tu_assert_contains(smlp_session_errmsg(s), "needs [3,4]");
+    /* Another rank whose dimensions match as far as it goes ([3]). */
+    ts[0] = W;
+    ts[0].rank = 1;
+    write_fake(path, ts, 3, keys, vals, 2);
+    expect_load_error(s, path, SMLP_ESHAPE,
+                      "tensor 'W' has shape [3], graph ", &before);
     /* Only the last dimension differs ([3,5] against [3,4]). */
     ts[0] = W;
     ts[0].shape[1] = 5;
@@ -950,6 +1005,91 @@ START_TEST(test_checkpoint_load_errors)
     expect_load_error(s, path, SMLP_EIO, "cannot open", &before);
     smlp_session_destroy(s);
     fixture_close(&fx);
+}
+END_TEST
+
+/*
+ * The dtype that the header of safetensors file `path` gives tensor
+ * `name`, read from the bytes as the format defines them: an 8-byte
+ * little-endian length, then the JSON header {"NAME": {"dtype": ...}}.
+ */
+static void
+header_dtype(const char *path, const char *name, char *out, size_t len)
+{
+    size_t n;
+    unsigned char *b = tu_read_file(path, &n);
+    uint64_t hlen = 0;
+    char key[128], *h, *p, *q;
+    int i;
+
+    ck_assert_uint_ge(n, 8);
+    for (i = 7; i >= 0; i--)
+        hlen = hlen << 8 | b[i];
+    ck_assert_uint_le(hlen, n - 8);
+    h = strndup((const char *)b + 8, (size_t)hlen);
+    ck_assert_ptr_nonnull(h);
+    snprintf(key, sizeof(key), "\"%s\"", name);
+    p = strstr(h, key);
+    ck_assert_msg(p != NULL, "%s: no %s in the header %s", path, key, h);
+    p = strstr(p, "\"dtype\"");
+    ck_assert_ptr_nonnull(p);
+    p = strchr(p + strlen("\"dtype\""), '"');
+    ck_assert_ptr_nonnull(p);
+    q = strchr(p + 1, '"');
+    ck_assert_ptr_nonnull(q);
+    snprintf(out, len, "%.*s", (int)(q - p - 1), p + 1);
+    free(h);
+    free(b);
+}
+
+/* An I32 state tensor is saved as I32 (the header says so) and comes
+ * back bit for bit. */
+START_TEST(test_checkpoint_i32_state)
+{
+    static const char *graph_i32 =
+        "{\"name\": \"i32s\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]},"
+        "{\"name\": \"ticks\", \"dtype\": \"I32\", \"kind\": \"State\","
+        " \"shape\": [3], \"init\": {\"kind\": \"Zeros\"}},"
+        "{\"name\": \"y\", \"kind\": \"Output\"}],"
+        "\"nodes\": [{\"name\": \"dbl\", \"op\": \"core.add\","
+        " \"inputs\": [0, 0], \"outputs\": [2]}]}";
+    static const int32_t ticks[3] = {1, -2, 70000};
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    struct smlp_tensor t;
+    smlp_registry_t *reg;
+    smlp_session_t *a, *b;
+    smlp_graph_t *g;
+    char path[600], dtype[16];
+
+    reg = smlp_registry_create(NULL, &err);
+    ck_assert_msg(reg != NULL, "%s", err.msg);
+    tu_graph_from_json(tu_tmpdir(), "i32s", graph_i32, path, sizeof(path));
+    g = smlp_graph_load(path, &err);
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    a = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(a != NULL, "%s", err.msg);
+    b = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(b != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_tensor(a, "ticks", &t), SMLP_OK);
+    ck_assert_int_eq(t.dtype, SMLP_DTYPE_I32);
+    memcpy(t.data, ticks, sizeof(ticks));
+    snprintf(path, sizeof(path), "%s/i32.safetensors", tu_tmpdir());
+    ck_assert_msg(smlp_checkpoint_save(a, NULL, path, NULL, NULL, 0) ==
+                      SMLP_OK,
+                  "%s", smlp_session_errmsg(a));
+    header_dtype(path, "ticks", dtype, sizeof(dtype));
+    ck_assert_str_eq(dtype, "I32");
+    ck_assert_msg(smlp_checkpoint_load(b, NULL, path) == SMLP_OK, "%s",
+                  smlp_session_errmsg(b));
+    ck_assert_int_eq(smlp_session_tensor(b, "ticks", &t), SMLP_OK);
+    ck_assert_mem_eq(t.data, ticks, sizeof(ticks));
+    smlp_session_destroy(a);
+    smlp_session_destroy(b);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
 }
 END_TEST
 
@@ -1094,7 +1234,18 @@ START_TEST(test_optim_session_nonfinite)
     ck_assert(!isfinite(norm));
     snap_expect(tr.s, &before);
     ck_assert_int_eq(smlp_optim_steps(tr.opt), 1);
+    /* An infinity is named so (the refused step left the gradients). */
+    grad(tr.s, "b")[2] = 0.0f;
+    grad(tr.s, "W")[7] = -INFINITY;
+    ck_assert_int_eq(smlp_optim_step(tr.opt, 0.01, &norm), SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(tr.s),
+                       "the gradient of parameter 'W' is not finite "
+                       "(element 7 is infinite)");
+    snap_expect(tr.s, &before);
     ck_assert_int_eq(smlp_optim_step(tr.opt, NAN, NULL), SMLP_EINVAL);
+    ck_assert_int_eq(smlp_optim_step(tr.opt, INFINITY, NULL), SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(tr.s),
+                       "learning rate inf is not a finite number >= 0");
     ck_assert_int_eq(smlp_optim_step(tr.opt, -1.0, NULL), SMLP_EINVAL);
     trainer_close(&tr);
     fixture_close(&fx);
@@ -1220,6 +1371,88 @@ START_TEST(test_optim_create_errors)
     o.clip_norm = -1;
     ck_assert_ptr_null(smlp_optim_create(s, &o, &err));
     tu_assert_contains(err.msg, "clip norm -1");
+    /* Infinities are no finite numbers (NaN fails every comparison). */
+    smlp_optim_opts_init(&o);
+    o.eps = INFINITY;
+    ck_assert_ptr_null(smlp_optim_create(s, &o, &err));
+    tu_assert_contains(err.msg, "eps inf is not a finite number >= 0");
+    smlp_optim_opts_init(&o);
+    o.weight_decay = INFINITY;
+    ck_assert_ptr_null(smlp_optim_create(s, &o, &err));
+    tu_assert_contains(err.msg, "weight decay inf is not a finite number");
+    smlp_optim_opts_init(&o);
+    o.clip_norm = INFINITY;
+    ck_assert_ptr_null(smlp_optim_create(s, &o, &err));
+    tu_assert_contains(err.msg, "clip norm inf is not a finite number");
+    /* The closed ends are in: beta1 = 0 (no averaging of the gradient),
+     * beta2 = 0, eps = 0, and for SGD momentum 0 and decay 0. */
+    {
+        static const double edges[][3] = {
+            {0.0, 0.999, 1e-8}, {0.9, 0.0, 1e-8}, {0.9, 0.999, 0.0}};
+        smlp_optim_t *opt;
+        int k;
+
+        for (k = 0; k < 3; k++) {
+            smlp_optim_opts_init(&o);
+            o.beta1 = edges[k][0];
+            o.beta2 = edges[k][1];
+            o.eps = edges[k][2];
+            opt = smlp_optim_create(s, &o, &err);
+            ck_assert_msg(opt != NULL, "betas (%g, %g), eps %g: %s",
+                          o.beta1, o.beta2, o.eps, err.msg);
+            smlp_optim_destroy(opt);
+        }
+        smlp_optim_opts_init(&o);
+        o.kind = SMLP_OPTIM_SGD;
+        o.momentum = 0;
+        o.weight_decay = 0;
+        opt = smlp_optim_create(s, &o, &err);
+        ck_assert_msg(opt != NULL, "%s", err.msg);
+        smlp_optim_destroy(opt);
+    }
+    smlp_session_destroy(s);
+    fixture_close(&fx);
+}
+END_TEST
+
+/* A plan_only session has no memory: no optimizer, no checkpoint saved
+ * from it or loaded into it (and no file written). */
+START_TEST(test_optim_plan_only_refused)
+{
+    struct smlp_session_opts so;
+    struct smlp_error err;
+    struct fixture fx;
+    smlp_session_t *s;
+    char path[600];
+
+    fixture_open(&fx);
+    smlp_session_opts_init(&so);
+    so.batch = 2;
+    so.threads = 1;
+    so.training = 1;
+    so.loss = "loss";
+    so.plan_only = 1;
+    s = smlp_session_create(fx.g, fx.reg, &so, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_ptr_null(smlp_optim_create(s, NULL, &err));
+    ck_assert_int_eq(err.status, SMLP_EINVAL);
+    tu_assert_contains(err.msg, "the session was planned only and cannot "
+                                "train");
+    snprintf(path, sizeof(path), "%s/plan_only.safetensors", fx.dir);
+    ck_assert_int_eq(smlp_checkpoint_save(s, NULL, path, NULL, NULL, 0),
+                     SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(s), "was planned only");
+    ck_assert_int_eq(access(path, F_OK), -1);
+    smlp_session_destroy(s);
+    /* A good checkpoint of the same graph is refused too. */
+    s = session(&fx, NULL, NULL);
+    ck_assert_int_eq(smlp_checkpoint_save(s, NULL, path, NULL, NULL, 0),
+                     SMLP_OK);
+    smlp_session_destroy(s);
+    s = smlp_session_create(fx.g, fx.reg, &so, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_checkpoint_load(s, NULL, path), SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(s), "was planned only");
     smlp_session_destroy(s);
     fixture_close(&fx);
 }
@@ -1393,6 +1626,37 @@ START_TEST(test_checkpoint_resume_noise_step)
 }
 END_TEST
 
+/* dst = src with metadata `key` set to `value` (NULL: left out), the
+ * tensors unchanged; written as another program would, without
+ * smlp.data_hash. */
+static void
+copy_with_meta(const char *src, const char *dst, const char *key,
+               const char *value)
+{
+    const char *keys[64], *vals[64];
+    struct smlp__st_file *f;
+    char err[512];
+    int32_t i, n = 0;
+
+    ck_assert_msg(smlp__st_open(src, &f, err, sizeof(err)) == SMLP_OK, "%s",
+                  err);
+    for (i = 0; i < f->n_meta; i++)
+        if (strcmp(f->meta_keys[i], key) != 0 &&
+            strcmp(f->meta_keys[i], SMLP__ST_HASH_KEY) != 0) {
+            ck_assert_int_lt(n, 63);
+            keys[n] = f->meta_keys[i];
+            vals[n++] = f->meta_values[i];
+        }
+    if (value != NULL) {
+        keys[n] = key;
+        vals[n++] = value;
+    }
+    ck_assert_msg(smlp__st_write(dst, f->entries, f->n_entries, keys, vals,
+                                 n, err, sizeof(err)) == SMLP_OK,
+                  "%s", err);
+    smlp__st_close(f);
+}
+
 START_TEST(test_checkpoint_load_optimizer_errors)
 {
     struct smlp_optim_opts o;
@@ -1429,9 +1693,46 @@ START_TEST(test_checkpoint_load_optimizer_errors)
                      SMLP_EINVAL);
     tu_assert_contains(smlp_session_errmsg(sgd.s), "holds no optimizer state");
     snap_expect(sgd.s, &before);
+    /* The optimizer of another session: refused both ways, the file
+     * and the session left as they were. */
+    ck_assert_int_eq(smlp_checkpoint_save(sgd.s, a.opt, plain, NULL, NULL,
+                                          0),
+                     SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(sgd.s),
+                       "the optimizer belongs to another session");
+    ck_assert_ptr_null(file_meta(plain, "smlp.optim.kind"));
+    ck_assert_int_eq(smlp_checkpoint_load(sgd.s, a.opt, path), SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(sgd.s),
+                       "the optimizer belongs to another session");
+    snap_expect(sgd.s, &before);
+    ck_assert_int_eq(smlp_optim_steps(a.opt), 1);
     /* Without the optimizer, the parameters of either file load. */
     ck_assert_int_eq(smlp_checkpoint_load(sgd.s, NULL, path), SMLP_OK);
     ck_assert_int_eq(smlp_optim_steps(sgd.opt), 1);
+    /* An optimizer step count that is not one, or none at all. */
+    {
+        char edited[700];
+
+        snprintf(edited, sizeof(edited), "%s/steps.safetensors", fx.dir);
+        copy_with_meta(path, edited, "smlp.optim.steps", "1x");
+        snap_take(a.s, &before);
+        ck_assert_int_eq(smlp_checkpoint_load(a.s, a.opt, edited),
+                         SMLP_EBADFILE);
+        tu_assert_contains(smlp_session_errmsg(a.s),
+                           "metadata smlp.optim.steps is '1x', not a step "
+                           "count");
+        copy_with_meta(path, edited, "smlp.optim.steps", NULL);
+        ck_assert_int_eq(smlp_checkpoint_load(a.s, a.opt, edited),
+                         SMLP_EBADFILE);
+        tu_assert_contains(smlp_session_errmsg(a.s),
+                           "metadata smlp.optim.steps is missing");
+        snap_expect(a.s, &before);
+        ck_assert_int_eq(smlp_optim_steps(a.opt), 1);
+        /* The edited copy itself is sound: with a count it loads. */
+        copy_with_meta(path, edited, "smlp.optim.steps", "7");
+        ck_assert_int_eq(smlp_checkpoint_load(a.s, a.opt, edited), SMLP_OK);
+        ck_assert_int_eq(smlp_optim_steps(a.opt), 7);
+    }
     /* Same kind, other options: SGD without momentum has no buffers, so
      * the file lacks the ones SGD with momentum needs. */
     trainer_close(&sgd);
@@ -1459,15 +1760,23 @@ START_TEST(test_checkpoint_load_optimizer_errors)
 END_TEST
 
 /*
- * check_finite covers the optimizer's state too: a checkpoint whose
- * optim.exp_avg.W holds a NaN in its last element (W is [3, 4]: element
+ * check_finite covers the checkpoint's tensors: the graph's parameters
+ * and the optimizer's state.  A checkpoint whose tensor holds a NaN in
+ * its last element (b [3]: element 2; optim.exp_avg.W [3, 4]: element
  * 11) is refused by a check_finite session naming that tensor, and
  * nothing is loaded.  The file is written as another program would,
  * without smlp.data_hash (which would refuse the edited bytes first);
  * a session without check_finite loads it, so the refusal is that check.
  */
-START_TEST(test_checkpoint_load_optimizer_nonfinite)
+static const struct {
+    const char *tensor;
+    int elem, n;
+} nan_cases[] = {{"b", 2, 3}, {"optim.exp_avg.W", 11, 12}};
+
+START_TEST(test_checkpoint_load_nonfinite)
 {
+    const char *name = nan_cases[_i].tensor;
+    const int elem = nan_cases[_i].elem;
     struct smlp__st_file *f;
     struct smlp__st_entry *e;
     struct smlp_session_opts so;
@@ -1495,13 +1804,13 @@ START_TEST(test_checkpoint_load_optimizer_nonfinite)
     ck_assert_ptr_nonnull(e);
     for (i = 0; i < f->n_entries; i++) {
         e[i] = f->entries[i];
-        if (strcmp(e[i].name, "optim.exp_avg.W") != 0)
+        if (strcmp(e[i].name, name) != 0)
             continue;
-        ck_assert_uint_eq(e[i].nbytes, 12 * sizeof(float));
+        ck_assert_uint_eq(e[i].nbytes, nan_cases[_i].n * sizeof(float));
         bad = malloc(e[i].nbytes);
         ck_assert_ptr_nonnull(bad);
         memcpy(bad, e[i].data, e[i].nbytes);
-        bad[11] = NAN;
+        bad[elem] = NAN;
         e[i].data = bad;
     }
     ck_assert_ptr_nonnull(bad);
@@ -1530,8 +1839,8 @@ START_TEST(test_checkpoint_load_optimizer_nonfinite)
     ck_assert_msg(c.opt != NULL, "%s", err.msg);
     snap_take(c.s, &before);
     ck_assert_int_eq(smlp_checkpoint_load(c.s, c.opt, edited), SMLP_EBADFILE);
-    snprintf(msg, sizeof(msg),
-             "%s: tensor 'optim.exp_avg.W': element 11 is NaN", edited);
+    snprintf(msg, sizeof(msg), "%s: tensor '%s': element %d is NaN", edited,
+             name, elem);
     tu_assert_contains(smlp_session_errmsg(c.s), msg);
     snap_expect(c.s, &before);
     ck_assert_int_eq(smlp_optim_steps(c.opt), 0);
@@ -1559,6 +1868,7 @@ optim_suite(void)
     tcase_add_test(tc, test_optim_nonfinite_nothing_updated);
     tcase_add_test(tc, test_optim_clip_hand_values);
     tcase_add_test(tc, test_optim_opts_defaults);
+    tcase_add_test(tc, test_optim_sgd_first_clones);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("schedule");
@@ -1570,6 +1880,7 @@ optim_suite(void)
     tcase_add_test(tc, test_checkpoint_save_bad_meta);
     tcase_add_test(tc, test_checkpoint_save_atomic);
     tcase_add_test(tc, test_checkpoint_load_errors);
+    tcase_add_test(tc, test_checkpoint_i32_state);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("train");
@@ -1578,10 +1889,12 @@ optim_suite(void)
     tcase_add_test(tc, test_optim_session_nonfinite);
     tcase_add_test(tc, test_optim_step_needs_backward);
     tcase_add_test(tc, test_optim_create_errors);
+    tcase_add_test(tc, test_optim_plan_only_refused);
     tcase_add_test(tc, test_checkpoint_resume_bit_identical);
     tcase_add_test(tc, test_checkpoint_resume_noise_step);
     tcase_add_test(tc, test_checkpoint_load_optimizer_errors);
-    tcase_add_test(tc, test_checkpoint_load_optimizer_nonfinite);
+    tcase_add_loop_test(tc, test_checkpoint_load_nonfinite, 0,
+                        (int)(sizeof(nan_cases) / sizeof(nan_cases[0])));
     suite_add_tcase(s, tc);
     return s;
 }

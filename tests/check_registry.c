@@ -47,6 +47,19 @@ START_TEST(test_registry_load_good)
     for (i = 0; i < smlp_registry_op_count(reg); i++)
         found += strcmp(smlp_registry_op_name(reg, i), "good.identity") == 0;
     ck_assert_int_eq(found, 1);
+    /* Past the last op there is no name. */
+    ck_assert_ptr_null(
+        smlp_registry_op_name(reg, smlp_registry_op_count(reg)));
+    /* A plugin whose name shares a prefix with a loaded one's is another
+     * plugin: badop still fails to load after badcase loaded. */
+    unsetenv("SMLP_TEST_BADCASE");
+    ck_assert_int_eq(smlp_registry_load(reg, "badcase", &err), SMLP_OK);
+    ck_assert_int_eq(smlp_registry_load(reg, "badop", &err), SMLP_EINVAL);
+    tu_assert_contains(err.msg, "op 'badop.none'");
+    /* Nor is a longer name that starts with a loaded one's. */
+    ck_assert_int_eq(smlp_registry_load(reg, "goodx", &err),
+                     SMLP_ENOPLUGIN);
+    tu_assert_contains(err.msg, "plugin 'goodx' not found");
     smlp_registry_destroy(reg);
 }
 END_TEST
@@ -128,11 +141,22 @@ START_TEST(test_registry_load_duplicate_op)
 {
     smlp_registry_t *reg = fixture_registry();
     struct smlp_error err;
+    int n;
 
     ck_assert_int_eq(smlp_registry_load(reg, "dup", &err), SMLP_EDUPLICATE);
     tu_assert_contains(err.msg, "op 'dup.identity' is registered twice");
     /* A failed load leaves nothing behind. */
     ck_assert_int_eq(smlp_registry_op_count(reg), 0);
+    smlp_registry_destroy(reg);
+    /* And takes nothing away: the ops of a plugin loaded before stay. */
+    reg = fixture_registry();
+    ck_assert_int_eq(smlp_registry_load(reg, "good", &err), SMLP_OK);
+    n = smlp_registry_op_count(reg);
+    ck_assert_int_gt(n, 1);
+    ck_assert_int_eq(smlp_registry_load(reg, "dup", &err), SMLP_EDUPLICATE);
+    ck_assert_int_eq(smlp_registry_op_count(reg), n);
+    ck_assert_ptr_nonnull(smlp_registry_op_def(reg, "good.identity"));
+    ck_assert_ptr_nonnull(smlp_registry_op_def(reg, "good.fail"));
     smlp_registry_destroy(reg);
 }
 END_TEST
@@ -187,6 +211,216 @@ START_TEST(test_registry_search_order)
                   err.msg);
     smlp_registry_destroy(reg);
     unsetenv("SMLP_PLUGIN_PATH");
+}
+END_TEST
+
+/*
+ * tests/plugins/badcase.c registers as $SMLP_TEST_BADCASE says: each case
+ * with the status and a piece of the message a load gets (a failed load
+ * leaves no op behind).
+ */
+static const struct {
+    const char *name;
+    int status;
+    const char *needle;
+} badcases[] = {
+    {"neg_inputs", SMLP_EINVAL,
+     "op 'badcase.id': inputs -1 to 1, not within 0 to 64"},
+    {"many_inputs", SMLP_EINVAL,
+     "op 'badcase.id': inputs 1 to 65, not within 0 to 64"},
+    {"many_outputs", SMLP_EINVAL,
+     "op 'badcase.id': 65 outputs, not within 1 to 64"},
+    {"nodot", SMLP_EINVAL, "op 'badcaseXid' must be named 'badcase.OP'"},
+    {"emptyop", SMLP_EINVAL, "op 'badcase.' must be named 'badcase.OP'"},
+    {"devcount", SMLP_EINVAL, "not one of enum smlp_device"},
+    {"norun", SMLP_EINVAL, "kernel 0 of op 'badcase.id' has no run()"},
+    {"twice", SMLP_EDUPLICATE, "register_plugin called twice"},
+    /* The first error is kept (not the "called twice" that follows). */
+    {"badsig_twice", SMLP_EABI,
+     "build signature 'not-this-build' differs from the host's"},
+    {"noops", SMLP_EINVAL, "no op table"},
+    {"nothing", SMLP_EINVAL, "init registered nothing"},
+    /* A negative status from init comes back as it is. */
+    {"enomem", SMLP_ENOMEM, "init failed (status"},
+};
+
+START_TEST(test_registry_load_badcase)
+{
+    smlp_registry_t *reg = fixture_registry();
+    struct smlp_error err;
+    int rc;
+
+    setenv("SMLP_TEST_BADCASE", badcases[_i].name, 1);
+    memset(&err, 0, sizeof(err));
+    rc = smlp_registry_load(reg, "badcase", &err);
+    ck_assert_msg(rc == badcases[_i].status, "%s: got %s (%s), want %s",
+                  badcases[_i].name, smlp_status_name(rc), err.msg,
+                  smlp_status_name(badcases[_i].status));
+    ck_assert_int_eq(err.status, rc);
+    tu_assert_contains(err.msg, badcases[_i].needle);
+    tu_assert_contains(err.msg, "badcase");
+    ck_assert_int_eq(smlp_registry_op_count(reg), 0);
+    unsetenv("SMLP_TEST_BADCASE");
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+static smlp_session_t *session_for(const char *json, smlp_graph_t **g,
+                                   smlp_registry_t *reg,
+                                   struct smlp_error *err, char *path,
+                                   size_t len);
+
+static const char *graph_badcase =
+    "{\"name\": \"t\", \"plugins\": [\"badcase\"],"
+    " \"tensors\": [{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 4]},"
+    "  {\"name\": \"y\", \"kind\": \"Output\"}],"
+    " \"nodes\": [{\"name\": \"n0\", \"op\": \"badcase.id\","
+    "  \"inputs\": [0], \"outputs\": [1]}]}";
+
+/*
+ * Definitions of the smallest sizes the host accepts (every ABI 1.0
+ * field, no more) load; what lies past a declared size is not read: the
+ * op's backward and doc read as NULL, and the plugin's set_threads
+ * (which would abort) is never called by a run.
+ */
+START_TEST(test_registry_load_smallest_sizes)
+{
+    static const float x[4] = {1, -2, 3.5f, 0};
+    smlp_registry_t *reg = fixture_registry();
+    const struct smlp_op_def *def;
+    struct smlp_error err;
+    struct smlp_tensor t;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+
+    setenv("SMLP_TEST_BADCASE", "exact", 1);
+    ck_assert_msg(smlp_registry_load(reg, "badcase", &err) == SMLP_OK, "%s",
+                  err.msg);
+    def = smlp_registry_op_def(reg, "badcase.id");
+    ck_assert_ptr_nonnull(def);
+    ck_assert_ptr_null(def->backward);
+    ck_assert_ptr_null(def->doc);
+    s = session_for(graph_badcase, &g, reg, &err, path, sizeof(path));
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_tensor(s, "x", &t), SMLP_OK);
+    memcpy(t.data, x, sizeof(x));
+    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+    ck_assert_int_eq(smlp_session_tensor(s, "y", &t), SMLP_OK);
+    ck_assert_mem_eq(t.data, x, sizeof(x));
+    unsetenv("SMLP_TEST_BADCASE");
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * The host table as a plugin sees it (smlp_plugin.h): the attribute
+ * getters return SMLP_EINVAL for another type, SMLP_OK and the value
+ * for a string, SMLP_DECLINED when absent (badcase.attrs
+ * encodes what it saw as its output's length, 7 when all three hold);
+ * errorf keeps a node's first message.
+ */
+START_TEST(test_registry_host_table)
+{
+    static const char *json =
+        "{\"name\": \"t\", \"plugins\": [\"badcase\"],"
+        " \"tensors\": [{\"name\": \"x\", \"kind\": \"Input\","
+        " \"shape\": [-1, 4]}, {\"name\": \"code\", \"kind\": \"Output\"},"
+        "  {\"name\": \"y\", \"kind\": \"Output\"}],"
+        " \"nodes\": [{\"name\": \"probe\", \"op\": \"badcase.attrs\","
+        "  \"inputs\": [0], \"outputs\": [1], \"attrs\": ["
+        "  {\"name\": \"n\", \"type\": \"Int\", \"i\": 3},"
+        "  {\"name\": \"s\", \"type\": \"String\", \"s\": \"v\"}]},"
+        "  {\"name\": \"two\", \"op\": \"badcase.twoerr\","
+        "  \"inputs\": [0], \"outputs\": [2]}]}";
+    smlp_registry_t *reg = fixture_registry();
+    struct smlp_error err;
+    struct smlp_tensor t;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+
+    unsetenv("SMLP_TEST_BADCASE");
+    s = session_for(json, &g, reg, &err, path, sizeof(path));
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_tensor(s, "code", &t), SMLP_OK);
+    ck_assert_int_eq(smlp_tensor_numel(&t), 7);
+    ck_assert_int_eq(smlp_session_run(s), SMLP_EKERNEL);
+    tu_assert_contains(smlp_session_errmsg(s), "'two' (badcase.twoerr) "
+                                               "failed: first message 1");
+    ck_assert_ptr_null(strstr(smlp_session_errmsg(s), "second message"));
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* host->log prints a warning at the default level (SMLP_LOG unset) and
+ * not an info line. */
+START_TEST(test_registry_log_default_level)
+{
+    smlp_registry_t *reg;
+    struct smlp_error err;
+    const char *text;
+    int saved, rc;
+
+    reg = fixture_registry();
+    setenv("SMLP_TEST_BADCASE", "warn", 1);
+    saved = tu_stderr_begin();
+    rc = smlp_registry_load(reg, "badcase", &err);
+    text = tu_stderr_end(saved);
+    ck_assert_int_eq(rc, SMLP_OK);
+    if (getenv("SMLP_LOG") == NULL) { /* else another level was asked for */
+        tu_assert_contains(text, "smlp: warning: badcase warns 7\n");
+        ck_assert_ptr_null(strstr(text, "badcase informs"));
+    }
+    unsetenv("SMLP_TEST_BADCASE");
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* Empty entries of a search path (a leading, doubled or trailing ':')
+ * name no directory: they are left out of the path. */
+START_TEST(test_registry_path_empty_entries)
+{
+    static const char *const want = "/nonexistent/a:/nonexistent/b:";
+    smlp_registry_t *reg;
+    struct smlp_error err;
+    const char *path;
+
+    unsetenv("SMLP_PLUGIN_PATH");
+    reg = smlp_registry_create(":/nonexistent/a::/nonexistent/b:", &err);
+    ck_assert_msg(reg != NULL, "%s", err.msg);
+    path = smlp_registry_search_path(reg);
+    ck_assert_msg(strncmp(path, want, strlen(want)) == 0, "search path %s",
+                  path);
+    ck_assert_ptr_null(strstr(path, "::"));
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* A directory named NAME.so is no plugin: the search goes on to the next
+ * directory of the path. */
+START_TEST(test_registry_skips_directory_named_so)
+{
+    char dir[512], fixtures[512], sub[600], list[1200];
+    smlp_registry_t *reg;
+    struct smlp_error err;
+
+    tu_fixture_dir(fixtures, sizeof(fixtures));
+    snprintf(dir, sizeof(dir), "%s/dirplug", tu_tmpdir());
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    snprintf(sub, sizeof(sub), "%s/good.so", dir);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    snprintf(list, sizeof(list), "%s:%s", dir, fixtures);
+    reg = smlp_registry_create(list, &err);
+    ck_assert_msg(reg != NULL, "%s", err.msg);
+    ck_assert_msg(smlp_registry_load(reg, "good", &err) == SMLP_OK, "%s",
+                  err.msg);
+    smlp_registry_destroy(reg);
 }
 END_TEST
 
@@ -445,6 +679,13 @@ registry_suite(void)
     tcase_add_test(tc, test_registry_load_bad_signature);
     tcase_add_test(tc, test_registry_load_wrong_name);
     tcase_add_test(tc, test_registry_search_order);
+    tcase_add_loop_test(tc, test_registry_load_badcase, 0,
+                        (int)(sizeof(badcases) / sizeof(badcases[0])));
+    tcase_add_test(tc, test_registry_load_smallest_sizes);
+    tcase_add_test(tc, test_registry_host_table);
+    tcase_add_test(tc, test_registry_log_default_level);
+    tcase_add_test(tc, test_registry_skips_directory_named_so);
+    tcase_add_test(tc, test_registry_path_empty_entries);
     suite_add_tcase(s, tc);
     tc = tcase_create("resolve");
     tcase_add_test(tc, test_registry_unknown_op);

@@ -1515,6 +1515,90 @@ START_TEST(test_inputs_synthetic_per_input_seed)
 }
 END_TEST
 
+/*
+ * The seeded initializers (runtime/init.c) against the formulas of its
+ * header, evaluated independently in python3 (double, rounded to f32 once;
+ * I32 rounded to nearest), with seed_xor 0 as for parameters and state:
+ *
+ *   mix(x) = SplitMix64's finalizer of x + 0x9E3779B97F4A7C15
+ *   bits(i) = mix(seed ^ mix(i)),  u(i) = (bits(i) >> 40) / 2^24
+ *   Uniform(a, b):  a + (b - a) u(i)
+ *   Normal(a, b):   a + b sqrt(-2 ln u1) cos(2 pi u2),
+ *                   u1 = ((bits(2i) >> 40) + 0.5) / 2^24, u2 = u(2i + 1)
+ *
+ * Normal goes through log, sqrt and cos: it may differ from python's by
+ * an ulp where a libm rounds otherwise, so it is checked to 1.5e-7
+ * (relative); the rest bit for bit.
+ */
+START_TEST(test_init_values)
+{
+    static const char *graph_init =
+        "{\"name\": \"inits\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]},"
+        "{\"name\": \"u\", \"kind\": \"Parameter\", \"shape\": [4],"
+        " \"init\": {\"kind\": \"Uniform\", \"a\": -0.5, \"b\": 0.5,"
+        " \"seed\": 3}},"
+        "{\"name\": \"n\", \"kind\": \"Parameter\", \"shape\": [8],"
+        " \"init\": {\"kind\": \"Normal\", \"a\": 1, \"b\": 2,"
+        " \"seed\": 9}},"
+        "{\"name\": \"c\", \"kind\": \"State\", \"shape\": [2],"
+        " \"init\": {\"kind\": \"Constant\", \"a\": 0.25, \"b\": 4}},"
+        "{\"name\": \"o\", \"kind\": \"State\", \"shape\": [2],"
+        " \"init\": {\"kind\": \"Ones\"}},"
+        "{\"name\": \"k\", \"kind\": \"State\", \"dtype\": \"I32\","
+        " \"shape\": [6], \"init\": {\"kind\": \"Uniform\", \"a\": -10,"
+        " \"b\": 10, \"seed\": 5}},"
+        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": ["
+        "{\"name\": \"dbl\", \"op\": \"core.add\", \"inputs\": [0, 0],"
+        " \"outputs\": [6]}]}";
+    /* python3: f32(-0.5 + 1.0 * u(i)) for seed 3, and so on. */
+    static const float want_u[4] = {0.2814992666244507f, 0.026717960834503174f,
+                                    0.2083260416984558f, 0.23687756061553955f};
+    static const float want_n[8] = {
+        1.6659984588623047f, 1.8342032432556152f, 0.5549448132514954f,
+        -1.131898283958435f, 1.4394153356552124f, 1.7398041486740112f,
+        2.780251979827881f,  3.026024580001831f};
+    /* -10 + 20 u(i) = -5.10, 3.85, 1.66, 6.12, 9.06, 7.53: rounded. */
+    static const int32_t want_k[6] = {-5, 4, 2, 6, 9, 8};
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    struct smlp_tensor t;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    const float *v;
+    char path[512];
+    int i;
+
+    g = graph_json(graph_init, &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.seed = 77; /* the session seed does not reach initializers */
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    v = tensor_data(s, "u", NULL);
+    for (i = 0; i < 4; i++)
+        ck_assert_msg(v[i] == want_u[i], "u[%d] = %.9g, want %.9g", i,
+                      v[i], want_u[i]);
+    v = tensor_data(s, "n", NULL);
+    for (i = 0; i < 8; i++)
+        ck_assert_msg(fabsf(v[i] - want_n[i]) <= 1.5e-7f * fabsf(want_n[i]),
+                      "n[%d] = %.9g, want %.9g", i, v[i], want_n[i]);
+    v = tensor_data(s, "c", NULL);
+    ck_assert_float_eq(v[0], 0.25f);
+    ck_assert_float_eq(v[1], 0.25f);
+    v = tensor_data(s, "o", NULL);
+    ck_assert_float_eq(v[0], 1.0f);
+    ck_assert_float_eq(v[1], 1.0f);
+    ck_assert_int_eq(smlp_session_tensor(s, "k", &t), SMLP_OK);
+    ck_assert_int_eq(t.dtype, SMLP_DTYPE_I32);
+    ck_assert_mem_eq(t.data, want_k, sizeof(want_k));
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 /* Before the first run the outputs hold no values: write_outputs refuses
  * (and writes no file), and the arena reads as zeros, not garbage. */
 START_TEST(test_outputs_write_before_run)
@@ -1602,6 +1686,7 @@ session_suite(void)
     tcase_add_test(tc, test_inputs_read_failure_changes_nothing);
     tcase_add_test(tc, test_inputs_read_wrong_dtype);
     tcase_add_test(tc, test_inputs_synthetic_per_input_seed);
+    tcase_add_test(tc, test_init_values);
     tcase_add_test(tc, test_outputs_write_before_run);
     suite_add_tcase(s, tc);
     return s;

@@ -31,7 +31,23 @@ registry(void)
  * attributes (a JSON list body, the same for every node).
  */
 static smlp_graph_t *
+probe_graph_each(int branches, const char *const *attrs);
+
+static smlp_graph_t *
 probe_graph(int branches, const char *attrs)
+{
+    const char *each[8];
+    int b;
+
+    ck_assert_int_le(branches, 8);
+    for (b = 0; b < branches; b++)
+        each[b] = attrs;
+    return probe_graph_each(branches, each);
+}
+
+/* probe_graph with attributes attrs[b] for node b. */
+static smlp_graph_t *
+probe_graph_each(int branches, const char *const *attrs)
 {
     static int serial;
     char json[8192], name[64], path[512];
@@ -60,7 +76,8 @@ probe_graph(int branches, const char *attrs)
                                  "\"pfor.probe\", \"inputs\": [0], "
                                  "\"outputs\": [%d, %d, %d], \"attrs\": "
                                  "[%s]}",
-                                 b ? ", " : "", b, t, t + 1, t + 2, attrs);
+                                 b ? ", " : "", b, t, t + 1, t + 2,
+                                 attrs[b]);
     }
     snprintf(json + used, sizeof(json) - used, "]}");
     ck_assert_uint_lt(strlen(json), sizeof(json) - 1);
@@ -155,7 +172,10 @@ START_TEST(test_tasks_run_once)
 }
 END_TEST
 
-/* Slow tasks: helpers join, and some task runs on a helper. */
+/* Slow tasks: helpers join, and some task runs on a helper; again in a
+ * later run (a caller is back outside any task once its job is done, so
+ * its next parallel_for posts a job again rather than running serially
+ * as a nested one). */
 START_TEST(test_helpers_take_tasks)
 {
     smlp_registry_t *reg = registry();
@@ -165,18 +185,20 @@ START_TEST(test_helpers_take_tasks)
                                   "\"type\": \"Int\", \"i\": 200}");
     smlp_session_t *s = session(g, reg, 2);
     const float *worker;
-    int helped = 0, r, k;
+    int helped = 0, h, r, k;
 
     /* On a loaded machine one run may go by without the helper getting a
      * core: try a few times. */
-    for (r = 0; r < 20 && !helped; r++) {
+    for (r = 0; r < 40 && helped < 2; r++) {
         ck_assert_int_eq(smlp_session_run(s), SMLP_OK);
         check_branch(s, 0, 64, 2, 0);
         worker = out(s, "worker", 0, 64);
-        for (k = 0; k < 64; k++)
-            helped |= worker[k] == 1.0f;
+        for (h = 0, k = 0; k < 64; k++)
+            h |= worker[k] == 1.0f;
+        helped += h;
     }
-    ck_assert_msg(helped, "no task ran on a helper in 20 runs");
+    ck_assert_msg(helped == 2, "tasks ran on a helper in %d of %d runs",
+                  helped, r);
     smlp_session_destroy(s);
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);
@@ -204,6 +226,35 @@ START_TEST(test_failing_task)
         check_branch(s, 0, 50, threads, 0);
         smlp_session_destroy(s);
     }
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * Two failing tasks run in order (one thread: no team): the status that
+ * comes back is the first one's, SMLP_EKERNEL of task 17, not the
+ * SMLP_ENOMEM of task 30 (the session's message gives the node's status
+ * as smlp_strerror words); the tasks after them still ran.
+ */
+START_TEST(test_failing_tasks_first_status)
+{
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g = probe_graph(1,
+                                  "{\"name\": \"tasks\", \"type\": \"Int\", "
+                                  "\"i\": 50}, {\"name\": \"fail_task\", "
+                                  "\"type\": \"Int\", \"i\": 17}, "
+                                  "{\"name\": \"fail_task2\", "
+                                  "\"type\": \"Int\", \"i\": 30}");
+    smlp_session_t *s = session(g, reg, 1);
+
+    ck_assert_int_eq(smlp_session_run(s), SMLP_EKERNEL);
+    tu_assert_contains(smlp_session_errmsg(s), "probe0");
+    tu_assert_contains(smlp_session_errmsg(s), smlp_strerror(SMLP_EKERNEL));
+    ck_assert_ptr_null(strstr(smlp_session_errmsg(s),
+                              smlp_strerror(SMLP_ENOMEM)));
+    check_branch(s, 0, 50, 1, 0);
+    smlp_session_destroy(s);
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);
 }
@@ -277,6 +328,44 @@ START_TEST(test_concurrent_callers)
         smlp_session_destroy(s);
         smlp_graph_unload(g);
     }
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * A job never takes more workers than its intra_op, even when helpers of
+ * the team are idle: two big probes (2 x 2 threads, so 2 helpers), probe1
+ * of 2 quick tasks, probe0 of 64 slow ones; once probe1 is done its
+ * helper looks for work, and probe0's job, which has its 2 workers, must
+ * not take it (worker ids stay below 2).  The ids are checked in every
+ * run; whether a helper comes looking depends on the machine, but on a
+ * correct host the check holds whatever it does.
+ */
+START_TEST(test_job_takes_at_most_intra_workers)
+{
+    static const char *const attrs[2] = {
+        "{\"name\": \"tasks\", \"type\": \"Int\", \"i\": 64}, "
+        "{\"name\": \"spin_us\", \"type\": \"Int\", \"i\": 100}, "
+        "{\"name\": \"macs\", \"type\": \"Int\", \"i\": 100000000}",
+        "{\"name\": \"tasks\", \"type\": \"Int\", \"i\": 2}, "
+        "{\"name\": \"macs\", \"type\": \"Int\", \"i\": 100000000}"};
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g = probe_graph_each(2, attrs);
+    smlp_session_t *s = session(g, reg, 4);
+    struct smlp_session_stats st;
+    int r;
+
+    smlp_session_get_stats(s, &st);
+    ck_assert_int_eq(st.inter_op, 2);
+    ck_assert_int_eq(st.intra_op, 2);
+    for (r = 0; r < 10; r++) {
+        ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                      smlp_session_errmsg(s));
+        check_branch(s, 0, 64, 2, 0);
+        check_branch(s, 1, 2, 2, 0);
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
     smlp_registry_destroy(reg);
 }
 END_TEST
@@ -386,8 +475,10 @@ team_suite(void)
     tcase_add_loop_test(tc, test_tasks_run_once, 0, N_TASK_COUNTS);
     tcase_add_test(tc, test_helpers_take_tasks);
     tcase_add_test(tc, test_failing_task);
+    tcase_add_test(tc, test_failing_tasks_first_status);
     tcase_add_test(tc, test_nested_runs_serially);
     tcase_add_test(tc, test_concurrent_callers);
+    tcase_add_test(tc, test_job_takes_at_most_intra_workers);
     tcase_add_test(tc, test_thread_split);
     tcase_add_test(tc, test_thread_split_kernel_size);
     tcase_add_test(tc, test_sessions_start_and_stop_helpers);

@@ -10,6 +10,7 @@
  *   spin_us    each task busy-waits this long (default 0), so that tasks
  *              overlap and helpers join
  *   fail_task  task k == fail_task returns SMLP_EKERNEL (default -1)
+ *   fail_task2 task k == fail_task2 returns SMLP_ENOMEM (default -1)
  *   nested     each task calls parallel_for with 3 tasks from inside;
  *              nested[k] = 1 when they ran in order on the task's own
  *              thread with the task's worker id, else 0
@@ -25,7 +26,7 @@
 #include "smlp_plugin.h"
 
 struct probe_priv {
-    int64_t tasks, spin_us, fail_task, nested;
+    int64_t tasks, spin_us, fail_task, fail_task2, nested;
 };
 
 struct probe_run {
@@ -75,6 +76,7 @@ probe_infer(struct smlp_infer_ctx *ctx)
     if (attr(ctx, "tasks", 8, &p.tasks) != SMLP_OK ||
         attr(ctx, "spin_us", 0, &p.spin_us) != SMLP_OK ||
         attr(ctx, "fail_task", -1, &p.fail_task) != SMLP_OK ||
+        attr(ctx, "fail_task2", -1, &p.fail_task2) != SMLP_OK ||
         attr(ctx, "nested", 0, &p.nested) != SMLP_OK ||
         attr(ctx, "macs", 0, &macs) != SMLP_OK)
         return SMLP_EINVAL;
@@ -135,6 +137,8 @@ probe_task(void *arg, int64_t task, int worker)
             n.ok && n.next == 3)
             r->nested[task] = 1.0f;
     }
+    if (task == r->p->fail_task2)
+        return SMLP_ENOMEM;
     return task == r->p->fail_task ? SMLP_EKERNEL : 0;
 }
 
@@ -171,6 +175,7 @@ static const struct smlp_attr_def probe_attrs[] = {
     {"tasks", SMLP_ATTR_INT, 0, "tasks to run (default 8)"},
     {"spin_us", SMLP_ATTR_INT, 0, "busy time of each task"},
     {"fail_task", SMLP_ATTR_INT, 0, "the task that fails (default -1)"},
+    {"fail_task2", SMLP_ATTR_INT, 0, "another, with SMLP_ENOMEM"},
     {"nested", SMLP_ATTR_INT, 0, "nonzero: a nested parallel_for per task"},
     {"macs", SMLP_ATTR_INT, 0, "MACs reported by infer"},
     {NULL, 0, 0, NULL},
