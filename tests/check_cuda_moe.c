@@ -43,6 +43,7 @@
 #define TOL 1e-4
 
 static int selftest; /* SMLP_CUDA_MOE_SELFTEST: both sides on the CPU */
+static uint64_t session_seed; /* opts.seed of both sessions */
 
 static smlp_graph_t *
 graph_json(const char *json)
@@ -71,6 +72,7 @@ session_opts(const smlp_graph_t *g, smlp_registry_t *reg, int device,
     o.training = training;
     o.threads = 1;
     o.weights = weights;
+    o.seed = session_seed;
     s = smlp_session_create(g, reg, &o, &err);
     ck_assert_msg(s != NULL, "%s", err.msg);
     return s;
@@ -101,6 +103,7 @@ gpu_session(const smlp_graph_t *g, smlp_registry_t *reg, int64_t batch,
     o.training = training;
     o.threads = 1;
     o.weights = weights;
+    o.seed = session_seed;
     fd = mkstemp(path);
     ck_assert_int_ge(fd, 0);
     fflush(stderr);
@@ -486,6 +489,11 @@ START_TEST(test_cuda_moe_gate_training)
         AINT("k", "2") "," AINT("items_per_image", "4") ","
         AINT("group_size", "32") "," ASTR("aux", "switch") ","
         AFLOAT("noise_std", "0.3")), 1, 2);
+    /* The noise follows the session's seed (opts.seed) on both sides. */
+    session_seed = 987654321;
+    parity("topk train noise seed", GATE("moe.gate.topk", "32", "8", "4",
+        AFLOAT("noise_std", "1.0") "," ASTR("aux", "none")), 1, 1);
+    session_seed = 0;
 }
 END_TEST
 

@@ -21,6 +21,13 @@
  * four cuBLAS functions the runtime's backward uses for gradient sums
  * (runtime/device_cuda_bwd.c finds loaded symbols first) are here too, and
  * a counter of the fixture's device backwards (fakecuda_backwards).
+ * For tests of the error paths and of what the runtime allocates and
+ * copies: fakecuda_fail(fn, skip, e) makes a later call of fn fail,
+ * fakecuda_count(what) counts live allocations, events, streams, cuBLAS
+ * handles and registered host blocks and the bytes copied each way, and
+ * device memory starts as NaN bytes (0xff), as unwritten memory should
+ * read to a test.  FAKECUDA_NO_DEVICE=count0 reports no device without
+ * an error.
  */
 #include <cblas.h>
 #include <cublas_v2.h>
@@ -169,9 +176,12 @@ fakecuda_poison(void *stream)
 FAKE_API cudaError_t
 cudaGetDeviceCount(int *count)
 {
-    if (getenv("FAKECUDA_NO_DEVICE") != NULL) {
+    const char *none = getenv("FAKECUDA_NO_DEVICE");
+
+    if (none != NULL) {
         *count = 0;
-        return cudaErrorInsufficientDriver;
+        return strcmp(none, "count0") == 0 ? cudaSuccess
+                                           : cudaErrorInsufficientDriver;
     }
     *count = 1;
     return cudaSuccess;
@@ -185,6 +195,89 @@ FAKE_API void
 fakecuda_set_error(cudaError_t e)
 {
     last_error = e;
+}
+
+/* ---- failures on demand, and counts --------------------------------- */
+
+#define N_FAILS 8
+
+static struct {
+    const char *fn;
+    int skip;
+    cudaError_t e;
+} fails[N_FAILS];
+static pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The call of `fn` after the next `skip` ones fails with e, once (a
+ * cuBLAS function with CUBLAS_STATUS_EXECUTION_FAILED); fn NULL clears
+ * every pending failure.  fn is kept, not copied. */
+FAKE_API void
+fakecuda_fail(const char *fn, int skip, cudaError_t e)
+{
+    int i;
+
+    pthread_mutex_lock(&fail_lock);
+    for (i = 0; i < N_FAILS; i++) {
+        if (fn == NULL) {
+            fails[i].fn = NULL;
+        } else if (fails[i].fn == NULL) {
+            fails[i].fn = fn;
+            fails[i].skip = skip;
+            fails[i].e = e;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&fail_lock);
+}
+
+/* cudaSuccess, or the failure fakecuda_fail asked of this call of fn. */
+static cudaError_t
+fail_now(const char *fn)
+{
+    cudaError_t e = cudaSuccess;
+    int i;
+
+    pthread_mutex_lock(&fail_lock);
+    for (i = 0; i < N_FAILS; i++)
+        if (fails[i].fn != NULL && strcmp(fails[i].fn, fn) == 0 &&
+            fails[i].skip-- == 0) {
+            e = fails[i].e;
+            fails[i].fn = NULL;
+        }
+    pthread_mutex_unlock(&fail_lock);
+    if (e != cudaSuccess)
+        last_error = e;
+    return e;
+}
+
+static atomic_long n_allocs, n_events, n_streams, n_blas, n_pinned;
+static atomic_long copied[4]; /* bytes, by cudaMemcpyKind (0..3) */
+
+/* Live device allocations ("allocs"), events, streams, cuBLAS handles
+ * ("blas"), registered host blocks ("pinned"); bytes copied "h2d", "d2h",
+ * "d2d" (asynchronously or not) since the start. */
+FAKE_API long
+fakecuda_count(const char *what)
+{
+    return strcmp(what, "allocs") == 0    ? atomic_load(&n_allocs)
+           : strcmp(what, "events") == 0  ? atomic_load(&n_events)
+           : strcmp(what, "streams") == 0 ? atomic_load(&n_streams)
+           : strcmp(what, "blas") == 0    ? atomic_load(&n_blas)
+           : strcmp(what, "pinned") == 0  ? atomic_load(&n_pinned)
+           : strcmp(what, "h2d") == 0
+               ? atomic_load(&copied[cudaMemcpyHostToDevice])
+           : strcmp(what, "d2h") == 0
+               ? atomic_load(&copied[cudaMemcpyDeviceToHost])
+           : strcmp(what, "d2d") == 0
+               ? atomic_load(&copied[cudaMemcpyDeviceToDevice])
+               : -1;
+}
+
+static void
+count_copy(enum cudaMemcpyKind kind, size_t n)
+{
+    if ((unsigned)kind < 4)
+        atomic_fetch_add(&copied[kind], (long)n);
 }
 
 FAKE_API cudaError_t
@@ -234,6 +327,8 @@ cudaGetErrorName(cudaError_t e)
 FAKE_API cudaError_t
 cudaSetDevice(int device)
 {
+    if (fail_now("cudaSetDevice") != cudaSuccess)
+        return last_error;
     return device == 0 ? cudaSuccess : cudaErrorInvalidDevice;
 }
 
@@ -241,8 +336,11 @@ FAKE_API cudaError_t
 cudaStreamCreateWithFlags(cudaStream_t *out, unsigned int flags)
 {
     static unsigned streams;
-    struct CUstream_st *st = calloc(1, sizeof(*st));
+    struct CUstream_st *st;
 
+    if (fail_now("cudaStreamCreateWithFlags") != cudaSuccess)
+        return last_error;
+    st = calloc(1, sizeof(*st));
     if (st == NULL)
         return cudaErrorMemoryAllocation;
     pthread_mutex_init(&st->lock, NULL);
@@ -254,6 +352,7 @@ cudaStreamCreateWithFlags(cudaStream_t *out, unsigned int flags)
         return cudaErrorMemoryAllocation;
     }
     *out = st;
+    atomic_fetch_add(&n_streams, 1);
     return cudaSuccess;
 }
 
@@ -267,6 +366,8 @@ cudaStreamSynchronize(cudaStream_t st)
         pthread_cond_wait(&st->idle, &st->lock);
     poisoned = st->poisoned;
     pthread_mutex_unlock(&st->lock);
+    if (fail_now("cudaStreamSynchronize") != cudaSuccess)
+        return last_error;
     return poisoned ? cudaErrorIllegalAddress : cudaSuccess;
 }
 
@@ -295,19 +396,27 @@ cudaStreamDestroy(cudaStream_t st)
     pthread_cond_destroy(&st->wake);
     pthread_cond_destroy(&st->idle);
     free(st);
+    atomic_fetch_sub(&n_streams, 1);
     return cudaSuccess;
 }
 
 FAKE_API cudaError_t
 cudaEventCreate(cudaEvent_t *ev)
 {
+    if (fail_now("cudaEventCreate") != cudaSuccess)
+        return last_error;
     *ev = calloc(1, sizeof(**ev));
-    return *ev != NULL ? cudaSuccess : cudaErrorMemoryAllocation;
+    if (*ev == NULL)
+        return cudaErrorMemoryAllocation;
+    atomic_fetch_add(&n_events, 1);
+    return cudaSuccess;
 }
 
 FAKE_API cudaError_t
 cudaEventDestroy(cudaEvent_t ev)
 {
+    if (ev != NULL)
+        atomic_fetch_sub(&n_events, 1);
     free(ev);
     return cudaSuccess;
 }
@@ -315,8 +424,11 @@ cudaEventDestroy(cudaEvent_t ev)
 FAKE_API cudaError_t
 cudaEventRecord(cudaEvent_t ev, cudaStream_t st)
 {
-    struct op *op = calloc(1, sizeof(*op));
+    struct op *op;
 
+    if (fail_now("cudaEventRecord") != cudaSuccess)
+        return last_error;
+    op = calloc(1, sizeof(*op));
     if (op != NULL) {
         op->kind = OP_EVENT;
         op->ev = ev;
@@ -334,33 +446,74 @@ cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
 FAKE_API cudaError_t
 cudaMalloc(void **p, size_t n)
 {
-    return posix_memalign(p, 256, n > 0 ? n : 1) == 0
-               ? cudaSuccess
-               : cudaErrorMemoryAllocation;
+    if (fail_now("cudaMalloc") != cudaSuccess)
+        return last_error;
+    if (posix_memalign(p, 256, n > 0 ? n : 1) != 0)
+        return cudaErrorMemoryAllocation;
+    memset(*p, 0xff, n); /* NaN floats until written */
+    atomic_fetch_add(&n_allocs, 1);
+    return cudaSuccess;
 }
 
 FAKE_API cudaError_t
 cudaFree(void *p)
 {
+    if (p != NULL)
+        atomic_fetch_sub(&n_allocs, 1);
     free(p);
     return cudaSuccess;
 }
 
+/* Registered host blocks, by address: registering one twice or
+ * unregistering one that is not fails, as with the real runtime. */
+#define N_PINNED 64
+static void *pinned[N_PINNED];
+static pthread_mutex_t pin_lock = PTHREAD_MUTEX_INITIALIZER;
+
 FAKE_API cudaError_t
 cudaHostRegister(void *p, size_t n, unsigned int flags)
 {
-    return cudaSuccess;
+    cudaError_t e = cudaErrorHostMemoryAlreadyRegistered;
+    int i, free_slot = -1;
+
+    if (fail_now("cudaHostRegister") != cudaSuccess)
+        return last_error;
+    pthread_mutex_lock(&pin_lock);
+    for (i = 0; i < N_PINNED && pinned[i] != p; i++)
+        if (pinned[i] == NULL && free_slot < 0)
+            free_slot = i;
+    if (i == N_PINNED && free_slot >= 0) {
+        pinned[free_slot] = p;
+        atomic_fetch_add(&n_pinned, 1);
+        e = cudaSuccess;
+    }
+    pthread_mutex_unlock(&pin_lock);
+    return e;
 }
 
 FAKE_API cudaError_t
 cudaHostUnregister(void *p)
 {
-    return cudaSuccess;
+    cudaError_t e = cudaErrorHostMemoryNotRegistered;
+    int i;
+
+    pthread_mutex_lock(&pin_lock);
+    for (i = 0; i < N_PINNED; i++)
+        if (p != NULL && pinned[i] == p) {
+            pinned[i] = NULL;
+            atomic_fetch_sub(&n_pinned, 1);
+            e = cudaSuccess;
+        }
+    pthread_mutex_unlock(&pin_lock);
+    return e;
 }
 
 FAKE_API cudaError_t
 cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind)
 {
+    if (fail_now("cudaMemcpy") != cudaSuccess)
+        return last_error;
+    count_copy(kind, n);
     memcpy(dst, src, n);
     return cudaSuccess;
 }
@@ -369,8 +522,12 @@ FAKE_API cudaError_t
 cudaMemcpyAsync(void *dst, const void *src, size_t n,
                 enum cudaMemcpyKind kind, cudaStream_t st)
 {
-    struct op *op = calloc(1, sizeof(*op));
+    struct op *op;
 
+    if (fail_now("cudaMemcpyAsync") != cudaSuccess)
+        return last_error;
+    count_copy(kind, n);
+    op = calloc(1, sizeof(*op));
     if (op != NULL) {
         op->kind = OP_COPY;
         op->dst = dst;
@@ -383,8 +540,11 @@ cudaMemcpyAsync(void *dst, const void *src, size_t n,
 FAKE_API cudaError_t
 cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t st)
 {
-    struct op *op = calloc(1, sizeof(*op));
+    struct op *op;
 
+    if (fail_now("cudaMemsetAsync") != cudaSuccess)
+        return last_error;
+    op = calloc(1, sizeof(*op));
     if (op != NULL) {
         op->kind = OP_MEMSET;
         op->dst = dst;
@@ -397,8 +557,11 @@ cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t st)
 FAKE_API cudaError_t
 cudaLaunchHostFunc(cudaStream_t st, cudaHostFn_t fn, void *arg)
 {
-    struct op *op = calloc(1, sizeof(*op));
+    struct op *op;
 
+    if (fail_now("cudaLaunchHostFunc") != cudaSuccess)
+        return last_error;
+    op = calloc(1, sizeof(*op));
     if (op != NULL) {
         op->kind = OP_HOSTFN;
         op->fn = fn;
@@ -451,13 +614,20 @@ saxpy_fn(void *arg)
 FAKE_API cublasStatus_t
 cublasCreate_v2(cublasHandle_t *h)
 {
+    if (fail_now("cublasCreate_v2") != cudaSuccess)
+        return CUBLAS_STATUS_NOT_INITIALIZED;
     *h = calloc(1, sizeof(**h));
-    return *h != NULL ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
+    if (*h == NULL)
+        return CUBLAS_STATUS_ALLOC_FAILED;
+    atomic_fetch_add(&n_blas, 1);
+    return CUBLAS_STATUS_SUCCESS;
 }
 
 FAKE_API cublasStatus_t
 cublasDestroy_v2(cublasHandle_t h)
 {
+    if (h != NULL)
+        atomic_fetch_sub(&n_blas, 1);
     free(h);
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -473,8 +643,11 @@ FAKE_API cublasStatus_t
 cublasSaxpy_v2(cublasHandle_t h, int n, const float *alpha, const float *x,
                int incx, float *y, int incy)
 {
-    struct saxpy_job *j = malloc(sizeof(*j));
+    struct saxpy_job *j;
 
+    if (fail_now("cublasSaxpy_v2") != cudaSuccess)
+        return CUBLAS_STATUS_EXECUTION_FAILED;
+    j = malloc(sizeof(*j));
     if (j == NULL || incx != 1 || incy != 1) {
         free(j);
         return CUBLAS_STATUS_INVALID_VALUE;

@@ -11,6 +11,8 @@
  * Ops (f32, elementwise over x's shape):
  *   fakegpu.affine  x -> a·x + b (attributes a, b), through a workspace;
  *                   keeps a·x as saved bytes, which its backward checks
+ *                   (both fail the node when a workspace or saved size
+ *                   is below x's bytes)
  *   fakegpu.mul     x, w -> x·w (w usually a parameter)
  *   fakegpu.accum   x, s (state) -> s += x in place, y = s
  *   fakegpu.host    x -> x + 1, CPU only (the runtime falls back)
@@ -122,6 +124,11 @@ fill_job(struct smlp_kernel_ctx *ctx, enum fake_op op, struct job *j)
         j->b = attr(ctx, "b");
         if (ctx->workspace_size < (size_t)j->n * sizeof(float)) {
             ctx->host->errorf(ctx->node, "workspace too small");
+            return SMLP_EINVAL;
+        }
+        if (j->saved != NULL &&
+            ctx->saved_size < (size_t)j->n * sizeof(float)) {
+            ctx->host->errorf(ctx->node, "saved bytes too small");
             return SMLP_EINVAL;
         }
     }
@@ -288,7 +295,7 @@ bjob_fn(void *arg)
     free(arg);
 }
 
-static void
+static int
 fill_bjob(struct smlp_backward_ctx *ctx, enum fake_op op, struct bjob *j)
 {
     double v = 1.0; /* host, poison: gx = gy */
@@ -304,21 +311,27 @@ fill_bjob(struct smlp_backward_ctx *ctx, enum fake_op op, struct bjob *j)
     j->a = (float)v;
     j->gy = ctx->grad_outputs[0] != NULL ? ctx->grad_outputs[0]->data : NULL;
     j->saved = op == FAKE_AFFINE ? (const float *)ctx->saved : NULL;
+    if (j->saved != NULL && ctx->saved_size < (size_t)j->n * sizeof(float)) {
+        ctx->host->errorf(ctx->node, "saved bytes too small");
+        return SMLP_EINVAL;
+    }
     for (k = 0; k < ctx->n_inputs && k < 2; k++) {
         j->in[k] = ctx->inputs[k]->data;
         j->g[k] = ctx->grad_inputs[k] != NULL ? ctx->grad_inputs[k]->data
                                               : NULL;
     }
+    return SMLP_OK;
 }
 
 static int
 bwd_cpu(struct smlp_backward_ctx *ctx, enum fake_op op)
 {
     struct bjob j;
+    int rc = fill_bjob(ctx, op, &j);
 
-    fill_bjob(ctx, op, &j);
-    bcompute(&j);
-    return SMLP_OK;
+    if (rc == SMLP_OK)
+        bcompute(&j);
+    return rc;
 }
 
 /* On the (fake) GPU: later, on the stream, and counted by fakecuda. */
@@ -336,7 +349,10 @@ bwd_gpu(struct smlp_backward_ctx *ctx, enum fake_op op)
         ctx->host->errorf(ctx->node, "not on the fake CUDA runtime");
         return SMLP_EDEVICE;
     }
-    fill_bjob(ctx, op, j);
+    if (fill_bjob(ctx, op, j) != SMLP_OK) {
+        free(j);
+        return SMLP_EINVAL;
+    }
     if (launch(ctx->stream, bjob_fn, j) != 0) {
         free(j);
         return SMLP_EDEVICE;
