@@ -987,11 +987,12 @@ START_TEST(test_cuda_sched_pinning_and_release)
 }
 END_TEST
 
-/* Creating a CUDA session of g whose `skip`+1-th call of fn fails:
- * NULL, `status`, a message holding `text`, nothing left behind. */
+/* Creating a CUDA session of g (a training session with loss "loss"
+ * when `training`) whose `skip`+1-th call of fn fails: NULL, `status`, a
+ * message holding `text`, nothing left behind. */
 static void
-create_fails(const smlp_graph_t *g, smlp_registry_t *reg, const char *fn,
-             int skip, int status, const char *text)
+create_fails_as(const smlp_graph_t *g, smlp_registry_t *reg, int training,
+                const char *fn, int skip, int status, const char *text)
 {
     struct smlp_session_opts o;
     struct smlp_error err;
@@ -1001,6 +1002,10 @@ create_fails(const smlp_graph_t *g, smlp_registry_t *reg, const char *fn,
     live_counts(before);
     smlp_session_opts_init(&o);
     o.device = SMLP_DEVICE_CUDA;
+    if (training) {
+        o.training = 1;
+        o.loss = "loss";
+    }
     fakecuda_fail(fn, skip, FAKE_ERR);
     s = smlp_session_create(g, reg, &o, &err);
     fakecuda_fail(NULL, 0, 0);
@@ -1008,6 +1013,13 @@ create_fails(const smlp_graph_t *g, smlp_registry_t *reg, const char *fn,
     ck_assert_int_eq(err.status, status);
     tu_assert_contains(err.msg, text);
     expect_released(before, fn);
+}
+
+static void
+create_fails(const smlp_graph_t *g, smlp_registry_t *reg, const char *fn,
+             int skip, int status, const char *text)
+{
+    create_fails_as(g, reg, 0, fn, skip, status, text);
 }
 
 /* A run of s whose `skip`+1-th call of fn fails says `text`; the next
@@ -1235,25 +1247,10 @@ static void
 create_train_fails(const smlp_graph_t *g, const char *fn, int skip,
                    const char *text)
 {
-    struct smlp_session_opts o;
-    struct smlp_error err;
-    smlp_session_t *s;
-    long before[5];
-
-    live_counts(before);
-    smlp_session_opts_init(&o);
-    o.device = SMLP_DEVICE_CUDA;
-    o.training = 1;
-    o.loss = "loss";
-    fakecuda_fail(fn, skip, FAKE_ERR);
-    s = smlp_session_create(g, registry_for_train, &o, &err);
-    fakecuda_fail(NULL, 0, 0);
-    ck_assert_msg(s == NULL, "%s #%d: the session was created", fn, skip);
-    ck_assert_int_eq(err.status, strstr(text, "allocate") != NULL
-                                     ? SMLP_ENOMEM
-                                     : SMLP_EDEVICE);
-    tu_assert_contains(err.msg, text);
-    expect_released(before, fn);
+    create_fails_as(g, registry_for_train, 1, fn, skip,
+                    strstr(text, "allocate") != NULL ? SMLP_ENOMEM
+                                                     : SMLP_EDEVICE,
+                    text);
 }
 
 /*
