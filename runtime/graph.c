@@ -125,7 +125,7 @@ check_names(smlp_graph_t *g, struct smlp_error *err)
     const struct smlp__graph_ir *ir = g->ir;
     const char **names;
     const char *dup;
-    char what[32];
+    char what[48];
     int32_t i, n;
     int rc;
 
