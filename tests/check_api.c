@@ -78,6 +78,26 @@ expect_null_msg(const smlp_session_t *s, const char *needle)
                   msg);
 }
 
+/* Status words (runtime/util.c): the code's name and text from
+ * SMLP_STATUS_MAP (ops/smlp_plugin.h), SMLP_DECLINED (positive, not in the
+ * map) its own words, any other code "unknown". */
+START_TEST(test_api_status_words)
+{
+    ck_assert_str_eq(smlp_strerror(SMLP_OK), "success");
+    ck_assert_str_eq(smlp_status_name(SMLP_OK), "OK");
+    ck_assert_str_eq(smlp_strerror(SMLP_EINVAL), "invalid argument");
+    ck_assert_str_eq(smlp_status_name(SMLP_EINVAL), "EINVAL");
+    ck_assert_str_eq(smlp_strerror(SMLP_EBADFILE), "malformed file");
+    ck_assert_str_eq(smlp_status_name(SMLP_EBADFILE), "EBADFILE");
+    ck_assert_str_eq(smlp_strerror(SMLP_DECLINED), "declined");
+    ck_assert_str_eq(smlp_status_name(SMLP_DECLINED), "DECLINED");
+    ck_assert_str_eq(smlp_strerror(2), "unknown status");
+    ck_assert_str_eq(smlp_status_name(2), "UNKNOWN");
+    ck_assert_str_eq(smlp_strerror(-1000), "unknown status");
+    ck_assert_str_eq(smlp_status_name(-1000), "UNKNOWN");
+}
+END_TEST
+
 START_TEST(test_api_graph_nulls)
 {
     struct smlp_error err;
@@ -368,6 +388,7 @@ api_suite(void)
 
     tcase_add_test(tc, test_api_graph_nulls);
     tcase_add_test(tc, test_api_registry_nulls);
+    tcase_add_test(tc, test_api_status_words);
     tcase_add_test(tc, test_api_session_nulls);
     tcase_add_test(tc, test_api_optim_checkpoint_nulls);
     suite_add_tcase(s, tc);

@@ -601,6 +601,31 @@ START_TEST(test_registry_kernel_positive_status_fails)
 }
 END_TEST
 
+/* A run that reports an error, then returns a positive status: the node
+ * fails (SMLP_EKERNEL) with the kernel's message, not the runtime's
+ * generic one (util.c's smlp__node_status writes only an empty one). */
+START_TEST(test_registry_kernel_positive_status_keeps_message)
+{
+    smlp_registry_t *reg = fixture_registry();
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+
+    s = session_for(GRAPH_ONE_BAD("good.declinesaid"), &g, reg, &err, path,
+                    sizeof(path));
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_run(s), SMLP_EKERNEL);
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "node 1 'boom' (good.declinesaid) failed: the "
+                       "kernel's own words");
+    ck_assert_ptr_null(strstr(smlp_session_errmsg(s), "returned 1"));
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 /* A workspace near SIZE_MAX is refused at inference, naming the node (its
  * rounding wrapped the arena's size, and the runtime wrote outside it). */
 START_TEST(test_registry_huge_workspace_refused)
@@ -692,6 +717,7 @@ registry_suite(void)
     tcase_add_test(tc, test_registry_missing_plugin_of_graph);
     tcase_add_test(tc, test_registry_kernel_failure_reported);
     tcase_add_test(tc, test_registry_kernel_positive_status_fails);
+    tcase_add_test(tc, test_registry_kernel_positive_status_keeps_message);
     tcase_add_test(tc, test_registry_huge_workspace_refused);
     tcase_add_test(tc, test_registry_run_keeps_environment);
     tcase_add_test(tc, test_registry_path_entry_not_a_directory);

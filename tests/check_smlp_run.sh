@@ -335,6 +335,138 @@ if mkfifo "$T/tr.fifo"; then
     if [ -p "$T/tr.fifo" ] && grep -q traceEvents "$T/tr.got"
     then ok "--trace into a FIFO"; else bad "--trace into a FIFO"; fi
 fi
+# Files in and out of a run, against values computed here.  lin.fbs is
+# y = x w^T + b (x [-1,3], w [2,3], b [2]); st.py writes --weights and
+# --input files and checks an --output file: y computed by hand from them
+# (small integers and halves: exact in f32), and the smlp.data_hash the
+# writer put in its metadata recomputed by a Python version of
+# runtime/safetensors_hash.c's definition (xxHash64's round, one lane;
+# the tail word xor its length, the total length, then the avalanche).
+cat >"$T/lin.json" <<'JSON'
+{"name": "lin", "plugins": ["core"],
+ "tensors": [{"name": "x", "kind": "Input", "shape": [-1, 3]},
+             {"name": "w", "kind": "Parameter", "shape": [2, 3]},
+             {"name": "b", "kind": "Parameter", "shape": [2]},
+             {"name": "y", "kind": "Output"}],
+ "nodes": [{"name": "fc", "op": "core.linear", "inputs": [0, 1, 2],
+            "outputs": [3]}]}
+JSON
+"${FLATC:-flatc}" -b -o "$T" "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" \
+    "$T/lin.json"
+cat >"$T/st.py" <<'PY'
+import json, struct, sys
+M = 2**64 - 1
+P1, P2, P3 = 0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
+def mix(h, w):
+    h ^= (w * P2) & M
+    h = ((h << 31) | (h >> 33)) & M
+    return (h * P1) & M
+def data_hash(d):
+    h, full = P3, len(d) - len(d) % 8
+    for i in range(0, full, 8):
+        h = mix(h, int.from_bytes(d[i:i + 8], "little"))
+    if len(d) % 8:
+        h = mix(h, int.from_bytes(d[full:], "little") ^ (len(d) % 8))
+    h ^= len(d)
+    h = ((h ^ (h >> 33)) * P2) & M
+    h = ((h ^ (h >> 29)) * P3) & M
+    return h ^ (h >> 32)
+def write(path, tensors):  # tensors: name -> (shape, values)
+    hdr, data = {}, b""
+    for name, (shape, vals) in tensors.items():
+        raw = struct.pack("<%df" % len(vals), *vals)
+        hdr[name] = {"dtype": "F32", "shape": shape,
+                     "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + data)
+def read(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    hdr, data = json.loads(b[8:8 + n]), b[8 + n:]
+    meta = hdr.pop("__metadata__", {})
+    out = {}
+    for k, v in hdr.items():
+        lo, hi = v["data_offsets"]
+        out[k] = (v["shape"], struct.unpack("<%df" % ((hi - lo) // 4),
+                                            data[lo:hi]))
+    return meta, data, out
+x = [1, 2, 3, -1, 0.5, 4]
+w = [0.5, -1, 2, 3, 0, -0.5]
+b = [10, -2]
+cmd, d = sys.argv[1:3]
+if cmd == "write":
+    write(d + "/w.st", {"w": ([2, 3], w), "b": ([2], b)})
+    write(d + "/nan.st", {"w": ([2, 3], w[:4] + [float("nan")] + w[5:]),
+                          "b": ([2], b)})
+    write(d + "/x.st", {"x": ([2, 3], x)})
+    write(d + "/tie.st", {"w": ([2, 3], [1] * 6), "b": ([2], [0, 0])})
+elif cmd == "check":
+    meta, data, t = read(d + "/y.st")
+    want = [sum(x[3 * r + k] * w[3 * j + k] for k in range(3)) + b[j]
+            for r in range(2) for j in range(2)]
+    assert t == {"y": ([2, 2], tuple(want))}, (t, want)
+    assert meta["smlp.data_hash"] == "%016x" % data_hash(data), meta
+elif cmd == "hash":  # every tensor of a file, in the order of its data
+    meta, data, t = read(d)
+    assert len(t) > 1 and meta["smlp.data_hash"] == "%016x" % data_hash(
+        data), (meta, "%016x" % data_hash(data))
+PY
+if [ -n "$PYTHON3" ] && [ "$PYTHON3" != no ]; then
+    "$PYTHON3" "$T/st.py" write "$T"
+    if "$RUN" "$T/lin.fbs" --batch 2 --repeat 1 --weights "$T/w.st" \
+            --input "$T/x.st" --output "$T/y.st" >"$T/rep.out" 2>&1 &&
+       "$PYTHON3" "$T/st.py" check "$T" >>"$T/rep.out" 2>&1
+    then ok "--weights, --input, --output: y = x w^T + b, the data hash"
+    else bad "--weights, --input, --output of lin.fbs"; show "$T/rep.out"; fi
+    # mixer_fmnist's outputs (features and logits): the hash runs over
+    # every tensor's data, not the first alone.
+    if "$RUN" "$G" --batch 2 --repeat 1 --output "$T/mx.st" \
+            >"$T/rep.out" 2>&1 &&
+       "$PYTHON3" "$T/st.py" hash "$T/mx.st" >>"$T/rep.out" 2>&1
+    then ok "--output of two tensors: the data hash of both"
+    else bad "--output of mixer_fmnist: data hash"; show "$T/rep.out"; fi
+    # --check-finite refuses the NaN, naming the tensor and element; the
+    # same weights load without it.
+    expect "--check-finite on a NaN" 1 \
+        "$T/nan.st: tensor 'w': element 4 is NaN" \
+        "$RUN" "$T/lin.fbs" --repeat 1 --weights "$T/nan.st" --check-finite
+    expect "a NaN without --check-finite" 0 "graph       lin" \
+        "$RUN" "$T/lin.fbs" --repeat 1 --weights "$T/nan.st"
+    # Tied logits (both rows of w the same): the lower class first, as a
+    # stable sort by value puts them.
+    expect "top-5 of tied logits" 0 "row 0 top-5:  0 (6)  1 (6)" \
+        "$RUN" "$T/lin.fbs" --batch 2 --repeat 1 --weights "$T/tie.st" \
+        --input "$T/x.st"
+    # An --input of the wrong batch: the shapes in the message.
+    expect "--input of another batch" 1 \
+        "tensor 'x' has shape [2,3], the session expects [4,3]" \
+        "$RUN" "$T/lin.fbs" --batch 4 --repeat 1 --input "$T/x.st"
+    # --seed picks the synthetic batch: 0 is the default, 1 another one.
+    for s in d 0 1; do
+        if [ $s = d ]; then set --; else set -- --seed $s; fi
+        "$RUN" "$T/lin.fbs" --batch 2 --repeat 1 --weights "$T/w.st" \
+            --output "$T/seed$s.st" "$@" >/dev/null 2>&1 ||
+            bad "--seed $s: the run"
+    done
+    if cmp -s "$T/seedd.st" "$T/seed0.st" &&
+       ! cmp -s "$T/seed0.st" "$T/seed1.st"
+    then ok "--seed: 0 the default, 1 another synthetic batch"
+    else bad "--seed"; fi
+fi
+expect "two graphs" 2 "more than one graph file given" \
+    "$RUN" "$T/lin.fbs" "$T/lin.fbs"
+# --batch goes up to 2^31 (which core.linear's BLAS call then refuses, at
+# run time: exit 1), one more is a usage error (exit 2).
+expect "--batch 2^31" 1 "size 2147483648 exceeds the BLAS limit" \
+    "$RUN" "$T/lin.fbs" --batch 2147483648 --repeat 1
+expect "--batch 2^31 + 1" 2 \
+    "--batch: '2147483649' is not an integer from 1 to 2147483648" \
+    "$RUN" "$T/lin.fbs" --batch 2147483649
+# K is 1024 bytes, k too.
+expect "max memory in k" 1 "over the memory limit of 1024 bytes" \
+    "$RUN" "$T/lin.fbs" --batch 100 --max-memory 1k
 rm -rf "$T"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

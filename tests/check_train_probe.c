@@ -551,6 +551,189 @@ START_TEST(test_head_labels_aux_smoothing)
 }
 END_TEST
 
+/* A small classifier for train_head_build: tensor 0 (IN0) and `w` feed
+ * node NODE's logits (LOGITS_SHAPE); EXTRA are more tensors (no node reads
+ * them: the head is built from the IR alone). */
+#define HEAD_GRAPH(in0, node, logits_shape, extra)                         \
+    "{\"name\": \"h\", \"plugins\": [\"core\"], \"tensors\": ["            \
+    in0 ", {\"name\": \"w\", \"kind\": \"Parameter\", \"shape\": [3, 4]},"  \
+    " {\"name\": \"logits\", \"kind\": \"Output\", \"shape\": "            \
+    logits_shape "}" extra "], \"nodes\": [{\"name\": \"" node "\", "      \
+    "\"op\": \"core.linear\", \"inputs\": [0, 1], \"outputs\": [2]}]}"
+#define IMG(name, shape)                                                   \
+    "{\"name\": \"" name "\", \"kind\": \"Input\", \"shape\": " shape "}"
+#define OK_IMG IMG("image", "[-1, 1, 2, 2]")
+
+/* train_head_build's refusals, each naming what is wrong: no f32 input
+ * (none named image), an image not [-1,C,H,W], no logits [-1,K], an
+ * aux_loss not a scalar, a graph with its own head given
+ * --label-smoothing, a tensor or node of the names the head adds; and a
+ * MoCo graph's (views of two shapes, no loss, an 'm' not a scalar). */
+START_TEST(test_head_refusals)
+{
+    static const struct {
+        const char *json, *why;
+        double smoothing;
+    } cases[] = {
+        {HEAD_GRAPH("{\"name\": \"x\", \"kind\": \"Input\", \"dtype\": "
+                    "\"I32\", \"shape\": [-1, 1, 2, 2]}",
+                    "fc", "[-1, 3]", ""),
+         "no f32 input", 0},
+        {HEAD_GRAPH(IMG("image", "[2, 1, 2, 2]"), "fc", "[-1, 3]", ""),
+         "input 'image' must be an f32 tensor shaped [-1,C,H,W]", 0},
+        {HEAD_GRAPH(IMG("image", "[-1, 4]"), "fc", "[-1, 3]", ""),
+         "input 'image' must be an f32 tensor shaped [-1,C,H,W]", 0},
+        {HEAD_GRAPH(OK_IMG, "fc", "[-1, 3, 1]", ""),
+         "no f32 tensor 'logits' [-1,K]", 0},
+        {HEAD_GRAPH(OK_IMG, "fc", "[-1, 3]",
+                    ", {\"name\": \"aux_loss\", \"kind\": \"Parameter\", "
+                    "\"shape\": [2]}"),
+         "tensor 'aux_loss' is not an f32 scalar", 0},
+        {HEAD_GRAPH(OK_IMG, "fc", "[-1, 3]",
+                    ", {\"name\": \"labels\", \"kind\": \"Input\", "
+                    "\"dtype\": \"I32\", \"shape\": [-1]}, {\"name\": "
+                    "\"loss\", \"kind\": \"Parameter\", \"shape\": []}"),
+         "the graph has its own loss: set label smoothing in the graph",
+         0.1},
+        {HEAD_GRAPH(OK_IMG, "fc", "[-1, 3]",
+                    ", {\"name\": \"ce\", \"kind\": \"Parameter\", "
+                    "\"shape\": []}"),
+         "the graph already has a tensor 'ce'", 0},
+        /* an i32 input 'labels' but no 'loss': not a head of its own */
+        {HEAD_GRAPH(OK_IMG, "fc", "[-1, 3]",
+                    ", {\"name\": \"labels\", \"kind\": \"Input\", "
+                    "\"dtype\": \"I32\", \"shape\": [-1]}"),
+         "the graph already has a tensor 'labels'", 0},
+        {HEAD_GRAPH(OK_IMG, "fc", "[-1, 3]",
+                    ", {\"name\": \"loss\", \"kind\": \"Parameter\", "
+                    "\"shape\": []}"),
+         "the graph already has a tensor 'loss'", 0},
+        {HEAD_GRAPH(OK_IMG, "train.loss", "[-1, 3]", ""),
+         "the graph already has a node 'train.loss'", 0},
+        {HEAD_GRAPH(IMG("view1", "[-1, 1, 2, 2]"), "fc", "[-1, 3]",
+                    ", " IMG("view2", "[-1, 1, 2, 3]")),
+         "inputs 'view1' and 'view2' must be f32 tensors of one shape", 0},
+        {HEAD_GRAPH(IMG("view1", "[-1, 1, 2, 2]"), "fc", "[-1, 3]",
+                    ", " IMG("view2", "[-1, 1, 2, 2]")),
+         "must compute its loss: an f32 scalar 'loss'", 0},
+        {HEAD_GRAPH(IMG("view1", "[-1, 1, 2, 2]"), "fc", "[-1, 3]",
+                    ", " IMG("view2", "[-1, 1, 2, 2]") ", {\"name\": "
+                    "\"loss\", \"kind\": \"Parameter\", \"shape\": [2]}"),
+         "must compute its loss: an f32 scalar 'loss'", 0},
+        {HEAD_GRAPH(IMG("view1", "[-1, 1, 2, 2]"), "fc", "[-1, 3]",
+                    ", " IMG("view2", "[-1, 1, 2, 2]") ", {\"name\": "
+                    "\"loss\", \"kind\": \"Parameter\", \"shape\": []}, "
+                    IMG("m", "[1]")),
+         "tensor 'm' must be an f32 scalar input", 0},
+    };
+    char dir[512], path[1024], name[16], err[512];
+    struct train_head_info info;
+    uint8_t *buf, *head;
+    size_t i, len, head_len;
+
+    tu_scratch_make(dir, sizeof(dir), "head");
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(name, sizeof(name), "g%zu", i);
+        tu_graph_from_json(dir, name, cases[i].json, path, sizeof(path));
+        buf = tu_read_file(path, &len);
+        err[0] = '\0';
+        ck_assert_msg(train_head_build(buf, len, path, cases[i].smoothing, 0,
+                                       &head, &head_len, &info, err,
+                                       sizeof(err)) == -1,
+                      "case %zu: built", i);
+        ck_assert_msg(strstr(err, cases[i].why) != NULL, "case %zu: %s", i,
+                      err);
+        ck_assert_ptr_null(head);
+        free(buf);
+    }
+    tu_scratch_remove(dir);
+}
+END_TEST
+
+/* The graph's own head (an i32 input 'labels' and a 'loss') is kept as
+ * it is, without --label-smoothing: no train.* node added, existing set,
+ * no aux; a head added to a 3-class classifier draws the synthetic
+ * labels uniform on [-0.5, 2.5) (0, 1, 2 once rounded); a tensor named
+ * 'image' that is not an input leaves the images to the only f32 input. */
+START_TEST(test_head_own_and_three_classes)
+{
+    static const char *const own = HEAD_GRAPH(
+        OK_IMG, "fc", "[-1, 3]",
+        ", {\"name\": \"labels\", \"kind\": \"Input\", \"dtype\": \"I32\", "
+        "\"shape\": [-1]}, {\"name\": \"loss\", \"kind\": \"Parameter\", "
+        "\"shape\": []}, {\"name\": \"aux_loss\", \"kind\": \"Parameter\", "
+        "\"shape\": []}");
+    static const char *const three = HEAD_GRAPH(OK_IMG, "fc", "[-1, 3]", "");
+    static const char *const param_image = HEAD_GRAPH(
+        IMG("x", "[-1, 1, 2, 2]"), "fc", "[-1, 3]",
+        ", {\"name\": \"image\", \"kind\": \"Parameter\", "
+        "\"shape\": [3]}");
+    char dir[512], path[1024], err[512];
+    struct smlp__graph_ir *ir;
+    struct train_head_info info;
+    uint8_t *buf, *head;
+    size_t len, head_len;
+    int32_t t;
+
+    tu_scratch_make(dir, sizeof(dir), "head");
+    tu_graph_from_json(dir, "own", own, path, sizeof(path));
+    buf = tu_read_file(path, &len);
+    ck_assert_msg(train_head_build(buf, len, path, 0.0, 0, &head, &head_len,
+                                   &info, err, sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert_int_eq(info.existing, 1);
+    ck_assert_int_eq(info.has_aux, 0);
+    ck_assert_int_eq(info.classes, 3);
+    ck_assert_str_eq(info.image, "image");
+    ck_assert_int_eq(smlp__graph_ir_decode(head, head_len, path, &ir, err,
+                                           sizeof(err)),
+                     SMLP_OK);
+    ck_assert_int_lt(smlp__graph_ir_find_node(ir, "train.ce"), 0);
+    ck_assert_int_lt(smlp__graph_ir_find_node(ir, "train.loss"), 0);
+    ck_assert_int_eq(ir->n_nodes, 1);
+    smlp__graph_ir_free(ir);
+    free(head);
+    free(buf);
+
+    tu_graph_from_json(dir, "three", three, path, sizeof(path));
+    buf = tu_read_file(path, &len);
+    ck_assert_msg(train_head_build(buf, len, path, 0.0, 0, &head, &head_len,
+                                   &info, err, sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert_int_eq(info.existing, 0);
+    ck_assert_int_eq(info.has_aux, 0);
+    ck_assert_int_eq(info.classes, 3);
+    ck_assert_int_eq(info.chw[0], 1);
+    ck_assert_int_eq(info.chw[1], 2);
+    ck_assert_int_eq(info.chw[2], 2);
+    ck_assert_int_eq(smlp__graph_ir_decode(head, head_len, path, &ir, err,
+                                           sizeof(err)),
+                     SMLP_OK);
+    t = smlp__graph_ir_find_tensor(ir, "labels");
+    ck_assert_int_ge(t, 0);
+    ck_assert_double_eq(ir->tensors[t].init.a, -0.5);
+    ck_assert_double_eq(ir->tensors[t].init.b, 2.5);
+    /* no aux_loss: the cross-entropy is the loss itself */
+    t = smlp__graph_ir_find_node(ir, "train.ce");
+    ck_assert_int_ge(t, 0);
+    ck_assert_str_eq(ir->tensors[ir->nodes[t].outputs[0]].name, "loss");
+    ck_assert_int_lt(smlp__graph_ir_find_node(ir, "train.loss"), 0);
+    smlp__graph_ir_free(ir);
+    free(head);
+    free(buf);
+
+    tu_graph_from_json(dir, "pimage", param_image, path, sizeof(path));
+    buf = tu_read_file(path, &len);
+    ck_assert_msg(train_head_build(buf, len, path, 0.0, 0, &head, &head_len,
+                                   &info, err, sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert_str_eq(info.image, "x");
+    free(head);
+    free(buf);
+    tu_scratch_remove(dir);
+}
+END_TEST
+
 /* Appends tensor `name` (f32, of kind) to ir; its index. */
 static int32_t
 append_tensor(struct smlp__graph_ir *ir, const char *name, int kind)
@@ -912,6 +1095,8 @@ probe_suite(void)
     tcase_add_test(tc, test_cache_refusals);
     tcase_add_test(tc, test_probe_hash_gates_and_batch_norm);
     tcase_add_test(tc, test_head_labels_aux_smoothing);
+    tcase_add_test(tc, test_head_refusals);
+    tcase_add_test(tc, test_head_own_and_three_classes);
     tcase_add_test(tc, test_cache_cut_states_and_side_nodes);
     tcase_add_test(tc, test_cache_cut_keeps_logits);
     tcase_add_test(tc, test_cache_expose);
