@@ -565,8 +565,8 @@ END_TEST
 #define OK_IMG IMG("image", "[-1, 1, 2, 2]")
 
 /* train_head_build's refusals, each naming what is wrong: no f32 input
- * (none named image), an image not [-1,C,H,W], no logits [-1,K], an
- * aux_loss not a scalar, a graph with its own head given
+ * or two of them (none named image), an image not [-1,C,H,W], no logits
+ * [-1,K], an aux_loss not a scalar, a graph with its own head given
  * --label-smoothing, a tensor or node of the names the head adds; and a
  * MoCo graph's (views of two shapes, no loss, an 'm' not a scalar). */
 START_TEST(test_head_refusals)
@@ -579,6 +579,11 @@ START_TEST(test_head_refusals)
                     "\"I32\", \"shape\": [-1, 1, 2, 2]}",
                     "fc", "[-1, 3]", ""),
          "no f32 input", 0},
+        /* two f32 inputs, neither named image: which takes the images?
+         * (find_image took the first and never counted a second) */
+        {HEAD_GRAPH(IMG("x", "[-1, 1, 2, 2]"), "fc", "[-1, 3]",
+                    ", " IMG("y", "[-1, 1, 2, 2]")),
+         "several f32 inputs", 0},
         {HEAD_GRAPH(IMG("image", "[2, 1, 2, 2]"), "fc", "[-1, 3]", ""),
          "input 'image' must be an f32 tensor shaped [-1,C,H,W]", 0},
         {HEAD_GRAPH(IMG("image", "[-1, 4]"), "fc", "[-1, 3]", ""),

@@ -129,12 +129,13 @@ find_image(const struct smlp__graph_ir *ir, const char *what, char *err,
     i = smlp__graph_ir_find_tensor(ir, "image");
     if (i >= 0 && ir->tensors[i].kind == SMLP__TENSOR_INPUT)
         found = i;
-    for (i = 0; found < 0 && i < ir->n_tensors; i++)
-        if (ir->tensors[i].kind == SMLP__TENSOR_INPUT &&
-            ir->tensors[i].dtype == SMLP_DTYPE_F32) {
-            found = i;
-            n++;
-        }
+    /* No 'image': count every f32 input (stopping at the first one
+     * found would take it for the only one). */
+    if (found < 0)
+        for (i = 0; i < ir->n_tensors; i++)
+            if (ir->tensors[i].kind == SMLP__TENSOR_INPUT &&
+                ir->tensors[i].dtype == SMLP_DTYPE_F32 && n++ == 0)
+                found = i;
     if (found < 0 || n > 1) {
         snprintf(err, errlen,
                  "%s: %s: smlp-train feeds images to an f32 input named "
