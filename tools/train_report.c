@@ -270,7 +270,7 @@ draw_curve(plot_t *g, const struct panel *p, const struct train_log *log,
     for (i = 0; i < log->n; i++) {
         double v = *(const double *)((const char *)&log->rows[i] + col);
 
-        if (isnan(v))
+        if (!isfinite(v)) /* empty, or a diverged step: no place on it */
             continue;
         xy[2 * n] = px_x(p, log->rows[i].epoch);
         xy[2 * n + 1] = px_y(p, v * scale);
