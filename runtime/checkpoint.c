@@ -245,7 +245,7 @@ check_tensor(smlp_session_t *s, const struct smlp__st_file *f,
             smlp__shape_str(t->shape, t->rank, b2, sizeof(b2)));
     if (finite && e->dtype == SMLP_DTYPE_F32) {
         n = (int64_t)(e->nbytes / sizeof(float));
-        /* memcpy: data in the mapping need not be aligned. */
+        /* memcpy: data in the file's bytes need not be aligned. */
         for (k = 0; k < n; k++) {
             memcpy(&v, (const char *)e->data + k * sizeof(float), sizeof(v));
             if (!isfinite(v))

@@ -1,9 +1,12 @@
 /*
- * safetensors.c - reading (mmap) and writing (atomic replace) of
- * .safetensors files.
+ * safetensors.c - reading and writing (atomic replace) of .safetensors
+ * files.
  *
  * A file is an 8-byte little-endian header length N, N bytes of UTF-8 JSON
- * and the data block.  The reader maps the whole file read-only, parses the
+ * and the data block.  The reader reads the whole file into memory (not
+ * mmap: a mapped file that another program truncates kills the reader
+ * with SIGBUS when it touches the lost pages; a read sees the bytes the
+ * file had, or comes up short and says so), parses the
  * header with jansson and checks every field before any tensor is handed
  * out: the header comes from an untrusted file, so nothing in it may crash
  * or abort the process, and every error names the file and the tensor or
@@ -22,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -459,12 +461,6 @@ out_free_spans:
     return rc;
 }
 
-/*
- * See safetensors.h.  The returned file (freed with smlp__st_close) owns
- * its names, metadata and mapping; entry data points into the mapping and
- * may be unaligned when the writer of the file did not pad its header.
- * Reentrant: no global state; an open file may be read from any thread.
- */
 /* A file with metadata SMLP__ST_HASH_KEY: its data block must hash to
  * it. */
 static int
@@ -500,12 +496,49 @@ check_hash(const struct smlp__st_file *f, const char *path,
     return SMLP_OK;
 }
 
+/* Reads the size bytes fstat promised into buf; a short read (the file
+ * shrank since) or a read error is reported naming the file. */
+static int
+read_all(int fd, unsigned char *buf, uint64_t size, const char *path,
+         char *err, size_t errlen)
+{
+    uint64_t got = 0;
+
+    while (got < size) {
+        size_t want = size - got > ((size_t)1 << 30) ? (size_t)1 << 30
+                                                     : (size_t)(size - got);
+        ssize_t r = read(fd, buf + got, want);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return smlp__fail(err, errlen, SMLP_EIO, "%s: cannot read: %s",
+                              path, strerror(errno));
+        if (r == 0)
+            return smlp__fail(err, errlen, SMLP_EBADFILE,
+                              "%s: the file ended after %llu of its %llu "
+                              "bytes: it changed while it was read",
+                              path, (unsigned long long)got,
+                              (unsigned long long)size);
+        got += (uint64_t)r;
+    }
+    return SMLP_OK;
+}
+
+/*
+ * See safetensors.h.  The returned file (freed with smlp__st_close) owns
+ * its names, metadata and bytes; entry data points into the bytes (whose
+ * first is 64-byte aligned) and may be unaligned when the writer of the
+ * file did not pad its header.  Reentrant: no global state; an open file
+ * may be read from any thread.
+ */
 int
 smlp__st_open(const char *path, struct smlp__st_file **out, char *err,
               size_t errlen)
 {
+    void *buf = NULL;
     struct smlp__st_file *f = NULL;
-    const unsigned char *map;
+    const unsigned char *b;
     json_t *root = NULL;
     json_error_t jerr;
     struct stat st;
@@ -548,7 +581,7 @@ smlp__st_open(const char *path, struct smlp__st_file **out, char *err,
     }
     if (size > SIZE_MAX) {
         rc = smlp__fail(err, errlen, SMLP_EBADFILE,
-                        "%s: file is too large to map (%llu bytes)", path,
+                        "%s: file is too large to read (%llu bytes)", path,
                         (unsigned long long)size);
         goto out_close_fd;
     }
@@ -557,19 +590,22 @@ smlp__st_open(const char *path, struct smlp__st_file **out, char *err,
         rc = smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
         goto out_close_fd;
     }
-    f->map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (f->map == MAP_FAILED) {
-        f->map = NULL;
-        rc = smlp__fail(err, errlen, SMLP_EIO, "%s: cannot map: %s", path,
-                        strerror(errno));
+    if (posix_memalign(&buf, 64, (size_t)size) != 0) {
+        rc = smlp__fail(err, errlen, SMLP_ENOMEM,
+                        "%s: out of memory (%llu bytes for the file)", path,
+                        (unsigned long long)size);
         goto out_free;
     }
-    f->map_len = (size_t)size;
-    map = f->map;
+    f->bytes = buf;
+    f->len = (size_t)size;
+    rc = read_all(fd, f->bytes, size, path, err, errlen);
+    if (rc != SMLP_OK)
+        goto out_free;
+    b = f->bytes;
 
     hlen = 0;
     for (i = 7; i >= 0; i--)
-        hlen = (hlen << 8) | map[i];
+        hlen = (hlen << 8) | b[i];
     if (hlen > ST_HEADER_MAX) {
         rc = smlp__fail(err, errlen, SMLP_EBADFILE,
                         "%s: header length %llu is absurd (more than 100 MB)",
@@ -584,7 +620,7 @@ smlp__st_open(const char *path, struct smlp__st_file **out, char *err,
                         (unsigned long long)(size - 8));
         goto out_free;
     }
-    root = json_loadb((const char *)map + 8, (size_t)hlen,
+    root = json_loadb((const char *)b + 8, (size_t)hlen,
                       JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (root == NULL) {
         if (json_error_code(&jerr) == json_error_duplicate_key)
@@ -606,10 +642,10 @@ smlp__st_open(const char *path, struct smlp__st_file **out, char *err,
                         json_type_str(root));
         goto out_free;
     }
-    rc = parse_header(f, path, root, map + 8 + hlen, size - 8 - hlen, err,
+    rc = parse_header(f, path, root, b + 8 + hlen, size - 8 - hlen, err,
                       errlen);
     if (rc == SMLP_OK)
-        rc = check_hash(f, path, map + 8 + hlen, size - 8 - hlen, err,
+        rc = check_hash(f, path, b + 8 + hlen, size - 8 - hlen, err,
                         errlen);
     if (rc != SMLP_OK)
         goto out_free;
@@ -680,8 +716,7 @@ smlp__st_close(struct smlp__st_file *f)
     }
     free(f->meta_keys);
     free(f->meta_values);
-    if (f->map != NULL)
-        munmap(f->map, f->map_len);
+    free(f->bytes);
     free(f);
 }
 

@@ -24,7 +24,8 @@ struct smlp__st_entry {
     char dtype_name[8];     /* as in the file: "F32", "I32", "F16", ... */
     int32_t rank;
     int64_t shape[SMLP_MAX_RANK];
-    const void *data;       /* inside the mapping (read) or caller memory (write) */
+    const void *data;       /* in the file's bytes (read) or the caller's
+                               memory (write) */
     size_t nbytes;
 };
 
@@ -34,12 +35,12 @@ struct smlp__st_file {
     int32_t n_meta;
     char **meta_keys;
     char **meta_values;
-    void *map;     /* mmap of the whole file */
-    size_t map_len;
+    unsigned char *bytes; /* the whole file, read at open */
+    size_t len;
 };
 
 /*
- * Maps and validates `path`.  Errors name the file and the tensor or field
+ * Reads and validates `path`.  Errors name the file and the tensor or field
  * at fault: "w.safetensors: tensor 'blocks.0.w1': data_offsets [0, 12]
  * hold 12 bytes, shape [2, 3] F32 needs 24".  Returns SMLP_OK, SMLP_EIO
  * (cannot open/read; a directory is reported as such), SMLP_EBADFILE or

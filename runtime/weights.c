@@ -51,7 +51,7 @@ check_in(smlp_session_t *s, const struct smlp__st_file *f, const char *path,
         int64_t k, n = (int64_t)(e->nbytes / sizeof(float));
         float v;
 
-        /* memcpy: data in the mapping need not be aligned. */
+        /* memcpy: data in the file's bytes need not be aligned. */
         for (k = 0; k < n; k++) {
             memcpy(&v, (const char *)e->data + k * sizeof(float), sizeof(v));
             if (!isfinite(v))

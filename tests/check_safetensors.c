@@ -46,7 +46,7 @@ START_TEST(test_safetensors_write_roundtrip)
     ck_assert_int_eq(smlp__st_open(p, &f, errbuf, sizeof(errbuf)), SMLP_OK);
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(f->n_entries, RT_N);
-    ck_assert_uint_eq((uintptr_t)((const char *)f->map + 8 + hlen) % 64, 0);
+    ck_assert_uint_eq((uintptr_t)((const char *)f->bytes + 8 + hlen) % 64, 0);
     for (i = 1; i < f->n_entries; i++)
         ck_assert_int_lt(strcmp(f->entries[i - 1].name, f->entries[i].name),
                          0);
@@ -64,9 +64,9 @@ START_TEST(test_safetensors_write_roundtrip)
         ck_assert_ptr_nonnull(r->data);
         ck_assert(memcmp(r->data, data[i], r->nbytes) == 0);
         ck_assert(r->nbytes == 0 ||
-                  ((const char *)r->data >= (const char *)f->map + 8 + hlen &&
+                  ((const char *)r->data >= (const char *)f->bytes + 8 + hlen &&
                    (const char *)r->data + r->nbytes <=
-                       (const char *)f->map + f->map_len));
+                       (const char *)f->bytes + f->len));
     }
     ck_assert_int_eq(f->n_meta, 3);
     for (i = 0; i < 3; i++) {
@@ -78,6 +78,41 @@ START_TEST(test_safetensors_write_roundtrip)
             }
         ck_assert(found);
     }
+    smlp__st_close(f);
+    for (i = 0; i < RT_N; i++)
+        free(data[i]);
+}
+END_TEST
+
+/*
+ * The reader holds the bytes the file had when it was opened: another
+ * program that truncates the file afterwards (cp over it, a shell's '>')
+ * changes nothing the open file hands out.  A reader that mapped the file
+ * would die of SIGBUS here, touching pages the truncation took away.
+ */
+START_TEST(test_safetensors_open_then_truncated)
+{
+    struct smlp__st_entry e[RT_N];
+    struct smlp__st_file *f = NULL;
+    uint32_t *data[RT_N];
+    char p[256];
+    int i;
+
+    rt_entries(e, data);
+    tpath(p, sizeof(p), "trunc.safetensors");
+    ck_assert_int_eq(smlp__st_write(p, e, RT_N, rt_keys, rt_values, 3,
+                                    errbuf, sizeof(errbuf)),
+                     SMLP_OK);
+    ck_assert_int_eq(smlp__st_open(p, &f, errbuf, sizeof(errbuf)), SMLP_OK);
+    ck_assert_int_eq(truncate(p, 0), 0);
+    for (i = 0; i < RT_N; i++) {
+        const struct smlp__st_entry *r = smlp__st_find(f, e[i].name);
+
+        ck_assert_ptr_nonnull(r);
+        ck_assert_uint_eq(r->nbytes, e[i].nbytes);
+        ck_assert(memcmp(r->data, data[i], r->nbytes) == 0);
+    }
+    ck_assert_str_eq(smlp__st_meta(f, "graph"), "mlp");
     smlp__st_close(f);
     for (i = 0; i < RT_N; i++)
         free(data[i]);
@@ -370,7 +405,7 @@ START_TEST(test_safetensors_open_handmade)
     memcpy(iv, idx->data, sizeof(iv));
     ck_assert_int_eq(iv[0], 7);
     ck_assert_int_eq(iv[1], -1);
-    ck_assert_ptr_eq(idx->data, (const char *)f->map + 8 + jl + 24);
+    ck_assert_ptr_eq(idx->data, (const char *)f->bytes + 8 + jl + 24);
     smlp__st_close(f);
 }
 END_TEST
@@ -551,6 +586,7 @@ safetensors_suite(void)
     tc = tcase_create("roundtrip");
     tcase_add_unchecked_fixture(tc, setup_dir, teardown_dir);
     tcase_add_test(tc, test_safetensors_write_roundtrip);
+    tcase_add_test(tc, test_safetensors_open_then_truncated);
     tcase_add_test(tc, test_safetensors_hash_known);
     tcase_add_test(tc, test_safetensors_hash_checked);
     tcase_add_test(tc, test_safetensors_write_overwrite);

@@ -283,7 +283,7 @@ END_TEST
 
 /* ---- Truncated and corrupted files never crash the reader. ---- */
 
-/* Opens path; a file that opens must describe memory inside its map. */
+/* Opens path; a file that opens must describe memory inside its bytes. */
 static int
 open_and_check(const char *p)
 {
@@ -301,9 +301,9 @@ open_and_check(const char *p)
     }
     for (i = 0; i < f->n_entries; i++) {
         const struct smlp__st_entry *e = &f->entries[i];
-        const char *d = e->data, *m = f->map;
+        const char *d = e->data, *m = (const char *)f->bytes;
 
-        ck_assert(d >= m + 8 && d + e->nbytes <= m + f->map_len);
+        ck_assert(d >= m + 8 && d + e->nbytes <= m + f->len);
         ck_assert(e->rank >= 0 && e->rank <= SMLP_MAX_RANK);
         ck_assert_ptr_eq(smlp__st_find(f, e->name), e);
     }
@@ -439,6 +439,45 @@ START_TEST(test_safetensors_open_fifo)
     ck_assert_ptr_null(f);
     ck_assert(strncmp(errbuf, p, strlen(p)) == 0);
     ck_assert_int_eq(unlink(p), 0);
+}
+END_TEST
+
+/*
+ * A file that comes up shorter than fstat said (it shrank between the
+ * two) is refused, naming the file and both lengths, not read past its
+ * end or taken as it is.  A sysfs attribute is such a file on every run:
+ * a regular file of 4096 bytes by fstat whose read gives a few.  Where
+ * /sys is missing or does not behave so, the case says so on stderr and
+ * checks nothing.
+ */
+START_TEST(test_safetensors_open_shrinking_file)
+{
+    static const char *const p = "/sys/devices/system/cpu/online";
+    struct smlp__st_file *f = (struct smlp__st_file *)1;
+    unsigned char buf[64];
+    char want[96];
+    struct stat st;
+    ssize_t n = -1;
+    int fd = open(p, O_RDONLY);
+
+    if (fd >= 0) {
+        n = read(fd, buf, sizeof(buf));
+        close(fd);
+    }
+    if (stat(p, &st) != 0 || !S_ISREG(st.st_mode) || n < 0 ||
+        st.st_size <= (off_t)n || st.st_size < 8) {
+        fprintf(stderr, "open_shrinking_file: %s is not a regular file "
+                        "that reads shorter than its size here; not "
+                        "checked\n", p);
+        return;
+    }
+    assert_err(smlp__st_open(p, &f, errbuf, sizeof(errbuf)), SMLP_EBADFILE,
+               "it changed while it was read");
+    ck_assert_ptr_null(f);
+    ck_assert(strncmp(errbuf, p, strlen(p)) == 0);
+    snprintf(want, sizeof(want), "ended after %zd of its %lld bytes", n,
+             (long long)st.st_size);
+    tu_assert_contains(errbuf, want);
 }
 END_TEST
 
@@ -700,6 +739,7 @@ safetensors_bad_suite(void)
     tcase_add_test(tc, test_safetensors_open_length_only);
     tcase_add_test(tc, test_safetensors_open_header_limit);
     tcase_add_test(tc, test_safetensors_open_fifo);
+    tcase_add_test(tc, test_safetensors_open_shrinking_file);
     tcase_add_test(tc, test_safetensors_write_utf8_bounds);
     tcase_add_test(tc, test_safetensors_write_invalid_more);
     tcase_add_test(tc, test_safetensors_write_rank_max);
