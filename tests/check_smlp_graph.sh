@@ -1041,7 +1041,9 @@ else bad "dot: a failed drawing left a file"; fi
 # (h) dump, checked against Python and flatc.  A graph of awkward values
 # (made by Python, read by flatc -b): doubles for each branch of the
 # shortest-repr writer (17 digits, the exponent-form thresholds 1e-05 and
-# 1e+16, subnormals, the largest double, -0.0, inf, nan), strings with
+# 1e+16, subnormals, the largest double, -0.0, inf, nan, powers of two
+# whose correctly rounded 16-digit decimal misses them while another
+# 16-digit one reads back: 2^122 and -2^89), strings with
 # every escape, an initializer of a kind that does not use a and b but
 # has them, a Constant (b written though 0), a seed of 2^64 - 1, and
 # metadata with an empty value and with none.
@@ -1049,6 +1051,7 @@ else bad "dot: a failed drawing left a file"; fi
 import json, sys
 vals = [0.1 + 0.2, 1e-05, 0.0001, 1e15, 1e16, 5e-324, 1.7976931348623157e308,
         123456789012345678.0, 100.0, 0.1, -2.5, 1 / 3, 123.456, -0.0,
+        2.0 ** 122, -2.0 ** 89,
         float("inf"), float("-inf"), float("nan")]
 text = "s\t\n\r\b\f\x01\x1f sp \"q\" back\\ \u00e9"
 floats = "[" + ", ".join(map(repr, vals)) + "]"  # flatc reads inf, nan
@@ -1125,6 +1128,73 @@ if "$FLATC" -b -o "$T/numrt" "$SCHEMA" "$T/num.d.json" >"$T/err" 2>&1 &&
    "$SG" dump "$T/numrt/num.d.fbs" 2>>"$T/err" | cmp -s - "$T/num.d.json"
 then ok "dump: awkward values survive flatc -b exactly"
 else bad "dump: round trip of awkward values"; show "$T/err"; fi
+# What a binary holds that flatc's JSON drops, dumped per graph_json.c's
+# header: a file written by `flatc -b --force-defaults` stores scalars at
+# their default, so it can hold -0.0 (which flatc's JSON reader would
+# store as the default 0.0) and explicit zeros.  An Init's a and b are
+# written for Constant, Uniform and Normal even when 0.0, for Zeros and
+# Ones only when their bits are nonzero (-0.0 is); seeds >= 2^63, a
+# format_version >= 2^31 and 64-bit extremes in full; doubles as Python's
+# repr writes them.  The expected lines are made by Python.
+"${PYTHON3:-python3}" - "$T/neg.json" "$T/neg.want" <<'PY'
+import json, sys
+def init(kind, a, b, seed):
+    return {"kind": kind, "a": a, "b": b, "seed": seed}
+fl = [0.1, 1e-300, 5e-324, -0.0, 2.0**-1074 * 3, 1e22, 0.5]
+g = {"format_version": 3000000000, "name": "neg", "plugins": ["core"],
+     "tensors": [
+         {"name": "u", "kind": "Parameter", "shape": [2],
+          "init": init("Uniform", 0.0, 1.0, 2**63)},
+         {"name": "n", "kind": "Parameter", "shape": [2],
+          "init": init("Normal", 0.0, 0.0, 2**64 - 2)},
+         {"name": "z", "kind": "Parameter", "shape": [2],
+          "init": init("Zeros", -0.0, 0.0, 0)},
+         {"name": "o", "kind": "Parameter", "shape": [2],
+          "init": init("Ones", 0.0, -0.0, 1)},
+         {"name": "y", "kind": "Output"}],
+     "nodes": [{"name": "add", "op": "core.add", "inputs": [0, 1],
+                "outputs": [4],
+                "attrs": [{"name": "i", "type": "Int", "i": -2**63},
+                          {"name": "f", "type": "Float", "f": -0.0},
+                          {"name": "big", "type": "Ints",
+                           "ints": [2**63 - 1, -2**63, -1]},
+                          {"name": "fl", "type": "Floats", "floats": fl}]}]}
+json.dump(g, open(sys.argv[1], "w"))
+with open(sys.argv[2], "w") as f:
+    f.write('version|"format_version": 3000000000,\n')
+    f.write('Uniform|{"kind": "Uniform", "a": 0.0, "b": 1.0, '
+            '"seed": %d}\n' % 2**63)
+    f.write('Normal|{"kind": "Normal", "a": 0.0, "b": 0.0, '
+            '"seed": %d}\n' % (2**64 - 2))
+    f.write('Zeros|{"kind": "Zeros", "a": -0.0, "seed": 0}\n')
+    f.write('Ones|{"kind": "Ones", "b": -0.0, "seed": 1}\n')
+    f.write('Int|{"name": "i", "type": "Int", "i": %d}\n' % -2**63)
+    f.write('Float|{"name": "f", "type": "Float", "f": -0.0}\n')
+    f.write('Ints|"ints": [%d, %d, -1]}\n' % (2**63 - 1, -2**63))
+    f.write('Floats|"floats": [%s]}\n' % ", ".join(map(repr, fl)))
+PY
+mkdir -p "$T/negfd"
+"$FLATC" -b --force-defaults -o "$T/negfd" "$SCHEMA" "$T/neg.json" \
+    >"$T/err" 2>&1 || show "$T/err"
+"$SG" dump "$T/negfd/neg.fbs" -o "$T/neg.d.json" >"$T/err" 2>&1
+while IFS='|' read -r what want; do
+    if grep -qF -- "$want" "$T/neg.d.json"; then
+        ok "dump of stored defaults: $what"
+    else bad "dump of stored defaults: $what"; show "$T/neg.d.json"; fi
+done <"$T/neg.want"
+# Through flatc -b (without --force-defaults) the dump reads back the
+# same, except -0.0 where only the sign tells it from the default: the
+# Zeros init's a, the Ones init's b and the Float attribute come back as
+# the default 0.0, as the header says.
+mkdir -p "$T/negrt"
+if "$FLATC" -b -o "$T/negrt" "$SCHEMA" "$T/neg.d.json" >"$T/err" 2>&1 &&
+   "$SG" dump "$T/negrt/neg.d.fbs" >"$T/neg.rt.json" 2>>"$T/err" &&
+   sed -e 's/"a": -0\.0, //' -e 's/"b": -0\.0, //' \
+       -e 's/"f": -0\.0}/"f": 0.0}/' "$T/neg.d.json" |
+   cmp -s - "$T/neg.rt.json"
+then ok "dump: stored defaults through flatc -b as the header says"
+else bad "dump: stored defaults through flatc -b"; show "$T/err"
+    diff "$T/neg.d.json" "$T/neg.rt.json"; fi
 # A write error on standard output is an error (sparse_mlp_b's dump is
 # larger than stdio's buffer).
 if [ -w /dev/full ]; then

@@ -25,11 +25,55 @@
 
 #include "graph_tool.h"
 
+/*
+ * Writes into e[0..n) the shortest "[-]d[.ddd]e[+-]XX" that strtod reads
+ * back as v (finite, nonzero).  For each number of digits the correctly
+ * rounded decimal is tried, and when it misses, its neighbour on the far
+ * side of v: at a power of two the doubles below v lie closer than those
+ * above, so the nearest p-digit decimal can miss v while the next one up
+ * reads back as v (2^-24 is 5.960464477539063e-08 as Python writes it,
+ * where %.15e gives 5.960464477539062e-08, which reads back as the
+ * double below).
+ */
+static void
+shortest_e(double v, char *e, size_t n)
+{
+    char alt[48], d[24];
+    unsigned long long m;
+    const char *s;
+    int p, x;
+    double r;
+
+    for (p = 1; p < 17; p++) {
+        snprintf(e, n, "%.*e", p - 1, v);
+        r = strtod(e, NULL);
+        if (r == v)
+            return;
+        m = 0;
+        for (s = e; *s != 'e'; s++)
+            if (*s >= '0' && *s <= '9')
+                m = m * 10 + (unsigned long long)(*s - '0');
+        x = atoi(s + 1) - (p - 1); /* e is m x 10^x */
+        m = fabs(r) < fabs(v) ? m + 1 : m - 1;
+        if (m == 0)
+            continue;
+        snprintf(d, sizeof(d), "%llu", m);
+        x += (int)strlen(d) - 1;
+        snprintf(alt, sizeof(alt), "%s%c%s%se%+03d", v < 0 ? "-" : "", d[0],
+                 d[1] != '\0' ? "." : "", d + 1, x);
+        if (strtod(alt, NULL) == v) {
+            snprintf(e, n, "%s", alt);
+            return;
+        }
+    }
+    snprintf(e, n, "%.16e", v);
+}
+
 const char *
 sg_double_str(double v, char *buf, size_t len)
 {
-    char e[40], digits[24];
-    int p, nd = 0, exp10, decpt, i, neg;
+    char e[48], digits[24];
+    int nd = 0, exp10, decpt, i, neg;
     char *s;
     size_t used = 0;
 
@@ -45,14 +89,7 @@ sg_double_str(double v, char *buf, size_t len)
         snprintf(buf, len, signbit(v) ? "-0.0" : "0.0");
         return buf;
     }
-    /* The shortest correctly rounded mantissa that reads back exactly. */
-    for (p = 1; p < 17; p++) {
-        snprintf(e, sizeof(e), "%.*e", p - 1, v);
-        if (strtod(e, NULL) == v)
-            break;
-    }
-    if (p == 17)
-        snprintf(e, sizeof(e), "%.16e", v);
+    shortest_e(v, e, sizeof(e));
     /* e is "[-]d[.ddd]e[+-]XX": take its digits and exponent apart. */
     s = e;
     neg = *s == '-';
