@@ -452,7 +452,7 @@ struct fbw_check {
     char *err;
     size_t errlen;
     const char *graph;
-    char loc[160];
+    char loc[192];
 };
 
 /* Formats "cannot encode graph 'NAME': LOC: message"; returns status. */
@@ -609,7 +609,14 @@ check_node(struct fbw_check *c, const struct smlp__node_ir *n,
             return invalid(c, "output %" PRId32 " is tensor %" PRId32
                            ", out of range", i, n->outputs[i]);
     for (i = 0; i < n->n_attrs; i++) {
+        size_t at = strlen(c->loc);
+
+        /* "node N 'name': attr I 'name': ..." as the reader says it. */
+        snprintf(c->loc + at, sizeof(c->loc) - at, ": attr %" PRId32
+                 " '%.64s'", i, n->attrs[i].name != NULL ? n->attrs[i].name
+                                                         : "");
         rc = check_attr(c, &n->attrs[i]);
+        c->loc[at] = '\0';
         if (rc != SMLP_OK)
             return rc;
         for (j = 0; j < i; j++)

@@ -1840,7 +1840,8 @@ START_TEST(test_fbgraph_encode_invalid_more)
     expect_einval(ir, "tensor 1 'w': init kind 5 is out of range");
     t->init.kind = SMLP__INIT_NORMAL;
     a[0].type = SMLP_ATTR_TYPE_COUNT;
-    expect_einval(ir, "type 5 is out of range");
+    expect_einval(ir, "node 0 'fc': attr 0 '");
+    expect_einval(ir, "': type 5 is out of range");
     a[0].type = SMLP_ATTR_INT;
     /* Flags that are not 0 or 1, a rank without a shape. */
     t->has_shape = 2;
@@ -1867,7 +1868,8 @@ START_TEST(test_fbgraph_encode_invalid_more)
     /* Each attribute holds only the value of its type ("n" is an Int,
      * "eps" a Float, "axes" Ints, "scales" Floats). */
     a[1].i = 1;
-    expect_einval(ir, "holds a value that is not of its type 1");
+    expect_einval(ir, "node 0 'fc': attr 1 'eps': holds a value that is not "
+                      "of its type 1");
     a[1].i = 0;
     a[0].s = a[2].s;
     expect_einval(ir, "holds a value that is not of its type 0");
