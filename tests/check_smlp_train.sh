@@ -148,6 +148,26 @@ expect "--trace in a missing directory" 2 \
 expect "--metrics names --out's file" 2 \
     "--out $T/x.st and --metrics $T/x.st name the same file" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --metrics "$T/x.st" --data "$D"
+# No output may name what the run reads (it would be replaced: a
+# checkpoint lost to a CSV), but --out may name the checkpoint it starts
+# from (read whole first, replaced atomically; the resume cases below).
+: >"$T/in.st"
+expect "--metrics names --resume's file" 2 \
+    "--metrics $T/in.st names the same file as --resume $T/in.st: the run" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --resume "$T/in.st" \
+    --metrics "$T/in.st" --data "$D"
+expect "--moe-stats names --weights' file, by another name" 2 \
+    "--moe-stats $T/adir/../in.st names the same file as --weights $T/in.st" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --weights "$T/in.st" \
+    --moe-stats "$T/adir/../in.st" --data "$D"
+expect "--trace names --init-from's file" 2 \
+    "--trace $T/in.st names the same file as --init-from $T/in.st" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --init-from "$T/in.st" \
+    --trace "$T/in.st" --data "$D"
+cp "$MIXER" "$T/g.fbs"
+expect "--out names the graph" 2 \
+    "--out $T/g.fbs names the same file as the graph $T/g.fbs" \
+    "$TRAIN" "$T/g.fbs" --out "$T/g.fbs" --data "$D"
 expect "--trace names --out's file" 2 \
     "--out $T/x.st and --trace $T/adir/../x.st name the same file" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --trace "$T/adir/../x.st" --data "$D"

@@ -169,7 +169,8 @@ double train_now(void);
 /* ---- train_setup.c: each returns 0, or -1 after train_fail ---- */
 
 /* Before a long run, not at its first checkpoint: the output options
- * name distinct files, each writable (tool_check_output).  0, or
+ * name distinct files, each writable (tool_check_output), none of them
+ * the graph or (but --out) a file the run loads.  0, or
  * TRAIN_EXIT_USAGE after train_fail. */
 int train_check_outputs(const struct train_opts *o);
 /* Both splits from --data, with the hint to install the package when

@@ -121,9 +121,25 @@ train_check_outputs(const struct train_opts *o)
                              {"--moe-stats", o->moe_stats},
                              {"--routing-by-class", o->routing},
                              {"--trace", o->trace}};
+    /* What the run reads.  --out may name its --resume, --weights or
+     * --init-from file: that is read whole before training and replaced
+     * atomically after; no other output may name an input. */
+    const char *in[4][2] = {{"the graph", o->graph},
+                            {"--resume", o->resume},
+                            {"--weights", o->weights},
+                            {"--init-from", o->init_from}};
     char msg[8192];
     int i, j;
 
+    for (i = 0; i < 6; i++)
+        for (j = 0; out[i][1] != NULL && j < 4; j++)
+            if (in[j][1] != NULL && (i > 0 || j == 0) &&
+                same_output(out[i][1], in[j][1])) {
+                train_fail("%s %s names the same file as %s %s: the run "
+                           "would overwrite what it reads", out[i][0],
+                           out[i][1], in[j][0], in[j][1]);
+                return TRAIN_EXIT_USAGE;
+            }
     for (i = 0; i < 6; i++)
         for (j = i + 1; out[i][1] != NULL && j < 6; j++)
             if (out[j][1] != NULL && same_output(out[i][1], out[j][1])) {
