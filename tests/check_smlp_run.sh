@@ -289,6 +289,30 @@ expect "unwritable trace" 1 \
 if [ -e "$T/early.safetensors" ]; then bad "output written before a bad --trace"
 else ok "nothing written when --trace cannot be"; fi
 expect "empty output name" 2 "--output: empty file name" "$RUN" "$G" --output ""
+# No output may name a file the run reads (it would be replaced after
+# the run), nor another output's, also through another path: exit 2,
+# nothing written, the inputs intact.
+cp "$G" "$T/gcopy.fbs"
+"$RUN" "$T/gcopy.fbs" --repeat 1 --output "$T/io.safetensors" >/dev/null
+cp "$T/io.safetensors" "$T/io.bak"
+expect "--output names --input's file" 2 \
+    "--output $T/io.safetensors names the same file as --input $T/io.safetensors: the run would overwrite what it reads" \
+    "$RUN" "$T/gcopy.fbs" --input "$T/io.safetensors" \
+    --output "$T/io.safetensors"
+expect "--json names --weights' file" 2 \
+    "--json $T/io.safetensors names the same file as --weights $T/io.safetensors" \
+    "$RUN" "$T/gcopy.fbs" --weights "$T/io.safetensors" \
+    --json "$T/io.safetensors"
+expect "--trace names the graph, by another path" 2 \
+    "--trace $T/../$(basename "$T")/gcopy.fbs names the same file as the graph $T/gcopy.fbs" \
+    "$RUN" "$T/gcopy.fbs" --trace "$T/../$(basename "$T")/gcopy.fbs"
+expect "--json and --trace: one file" 2 \
+    "--json $T/jt.json names the same file as --trace $T/./jt.json: each output needs its own" \
+    "$RUN" "$T/gcopy.fbs" --json "$T/jt.json" --trace "$T/./jt.json"
+if cmp -s "$T/io.safetensors" "$T/io.bak" && cmp -s "$T/gcopy.fbs" "$G" &&
+   [ ! -e "$T/jt.json" ]
+then ok "outputs naming inputs or each other: nothing written"
+else bad "an input changed or an output was written"; fi
 expect "json is a directory" 1 "--json $T: is a directory, not a file" \
     "$RUN" "$G" --json "$T"
 expect "unknown short option" 2 "unknown option '-x'" "$RUN" "$G" -x

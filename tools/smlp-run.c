@@ -124,26 +124,41 @@ parse_bytes(const char *opt, const char *s, uint64_t *out)
 }
 
 /* Before the graph loads and runs: the files named can be read, the
- * outputs written (so that a long run does not end on a typo). */
+ * outputs written (so that a long run does not end on a typo), each
+ * output a file of its own that the run does not read. */
 static int
 check_files(const struct options *o)
 {
-    const char *in[2][2] = {{"--weights", o->weights},
+    const char *in[3][2] = {{"the graph", o->graph},
+                            {"--weights", o->weights},
                             {"--input", o->input}};
     const char *out[3][2] = {{"--output", o->output},
                              {"--json", o->json},
                              {"--trace", o->trace}};
-    char msg[PATH_MAX + 200];
-    int i, rc = TOOL_FILE_OK;
+    char msg[2 * PATH_MAX + 200];
+    int i, j, rc = TOOL_FILE_OK;
 
-    for (i = 0; i < 2 && rc == TOOL_FILE_OK; i++)
+    for (i = 1; i < 3 && rc == TOOL_FILE_OK; i++)
         if (in[i][1] != NULL)
             rc = tool_check_input(in[i][0], in[i][1], msg, sizeof(msg));
     for (i = 0; i < 3 && rc == TOOL_FILE_OK; i++)
         if (out[i][1] != NULL)
             rc = tool_check_output(out[i][0], out[i][1], msg, sizeof(msg));
-    /* The status is the exit status: 2 for an empty name, 1 for a file
-     * we cannot use. */
+    for (i = 0; i < 3 && rc == TOOL_FILE_OK; i++)
+        for (j = 0; out[i][1] != NULL && j < 6 && rc == TOOL_FILE_OK; j++) {
+            const char *const *other = j < 3 ? in[j] : out[j - 3];
+
+            if (other[1] == NULL || (j >= 3 && j - 3 <= i) ||
+                !tool_same_file(out[i][1], other[1]))
+                continue;
+            snprintf(msg, sizeof(msg), "%s %s names the same file as %s "
+                     "%s: %s", out[i][0], out[i][1], other[0], other[1],
+                     j < 3 ? "the run would overwrite what it reads"
+                           : "each output needs its own");
+            rc = TOOL_FILE_EMPTY; /* exit 2, as for an empty name */
+        }
+    /* The status is the exit status: 2 for an empty name or two roles
+     * for one file (usage errors), 1 for a file we cannot use. */
     if (rc != TOOL_FILE_OK)
         fprintf(stderr, "smlp-run: %s\n", msg);
     return rc;

@@ -108,3 +108,42 @@ tool_check_input(const char *opt, const char *path, char *buf, size_t len)
         return TOOL_FILE_OK;
     return TOOL_FILE_BAD;
 }
+
+/* path with its directory resolved (realpath) and its last component
+ * kept, malloc'ed; NULL when the directory does not resolve. */
+static char *
+resolve_output(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir, *real, *out = NULL;
+
+    if (slash == NULL)
+        dir = strdup(".");
+    else
+        dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+    real = dir != NULL ? realpath(dir, NULL) : NULL;
+    if (real != NULL &&
+        (out = malloc(strlen(real) + strlen(path) + 2)) != NULL)
+        sprintf(out, "%s/%s", real, slash == NULL ? path : slash + 1);
+    free(real);
+    free(dir);
+    return out;
+}
+
+/* See tool_opts.h. */
+int
+tool_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    char *ra, *rb;
+    int same;
+
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    ra = resolve_output(a);
+    rb = resolve_output(b);
+    same = ra != NULL && rb != NULL ? strcmp(ra, rb) == 0 : strcmp(a, b) == 0;
+    free(ra);
+    free(rb);
+    return same;
+}

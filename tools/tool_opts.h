@@ -36,4 +36,9 @@ int tool_check_output(const char *opt, const char *path, char *buf,
 int tool_check_input(const char *opt, const char *path, char *buf,
                      size_t len);
 
+/* Whether a and b name one file: the same inode when both exist, else
+ * the same name once their directories are resolved (an output that does
+ * not exist yet, named through another path). */
+int tool_same_file(const char *a, const char *b);
+
 #endif

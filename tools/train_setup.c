@@ -72,46 +72,6 @@ read_file(const char *path, uint8_t **buf, size_t *len)
     return 0;
 }
 
-/* path with its directory resolved (realpath) and its last component
- * kept, malloc'ed; NULL when the directory does not resolve. */
-static char *
-resolve_output(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir, *real, *out = NULL;
-
-    if (slash == NULL)
-        dir = strdup(".");
-    else
-        dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
-    real = dir != NULL ? realpath(dir, NULL) : NULL;
-    if (real != NULL &&
-        (out = malloc(strlen(real) + strlen(path) + 2)) != NULL)
-        sprintf(out, "%s/%s", real, slash == NULL ? path : slash + 1);
-    free(real);
-    free(dir);
-    return out;
-}
-
-/* a and b name one file: the same inode when both exist, else the same
- * name once their directories are resolved. */
-static int
-same_output(const char *a, const char *b)
-{
-    struct stat sa, sb;
-    char *ra, *rb;
-    int same;
-
-    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
-        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-    ra = resolve_output(a);
-    rb = resolve_output(b);
-    same = ra != NULL && rb != NULL ? strcmp(ra, rb) == 0 : strcmp(a, b) == 0;
-    free(ra);
-    free(rb);
-    return same;
-}
-
 int
 train_check_outputs(const struct train_opts *o)
 {
@@ -134,7 +94,7 @@ train_check_outputs(const struct train_opts *o)
     for (i = 0; i < 6; i++)
         for (j = 0; out[i][1] != NULL && j < 4; j++)
             if (in[j][1] != NULL && (i > 0 || j == 0) &&
-                same_output(out[i][1], in[j][1])) {
+                tool_same_file(out[i][1], in[j][1])) {
                 train_fail("%s %s names the same file as %s %s: the run "
                            "would overwrite what it reads", out[i][0],
                            out[i][1], in[j][0], in[j][1]);
@@ -142,7 +102,7 @@ train_check_outputs(const struct train_opts *o)
             }
     for (i = 0; i < 6; i++)
         for (j = i + 1; out[i][1] != NULL && j < 6; j++)
-            if (out[j][1] != NULL && same_output(out[i][1], out[j][1])) {
+            if (out[j][1] != NULL && tool_same_file(out[i][1], out[j][1])) {
                 train_fail("%s %s and %s %s name the same file: each output "
                            "needs its own", out[i][0], out[i][1], out[j][0],
                            out[j][1]);
