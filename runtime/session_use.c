@@ -182,6 +182,19 @@ smlp_session_node_output(const smlp_session_t *s, int i, int j)
     return s->graph->ir->tensors[n->node.ir->outputs[j]].name;
 }
 
+SMLP_API const char *
+smlp_session_node_input(const smlp_session_t *s, int i, int j)
+{
+    const struct smlp__node_rt *n;
+
+    if (s == NULL || i < 0 || i >= s->n_nodes)
+        return NULL;
+    n = &s->nodes[s->graph->order[i]];
+    if (j < 0 || j >= n->node.ir->n_inputs || n->node.ir->inputs[j] < 0)
+        return NULL;
+    return s->graph->ir->tensors[n->node.ir->inputs[j]].name;
+}
+
 SMLP_API int
 smlp_session_run(smlp_session_t *s)
 {

@@ -64,8 +64,8 @@ extern "C" {
 #endif
 
 #define SMLP_VERSION_MAJOR 0
-#define SMLP_VERSION_MINOR 3
-#define SMLP_VERSION_PATCH 1
+#define SMLP_VERSION_MINOR 4
+#define SMLP_VERSION_PATCH 0
 #define SMLP_VERSION_HEX                                                     \
     ((SMLP_VERSION_MAJOR << 16) | (SMLP_VERSION_MINOR << 8) |                \
      SMLP_VERSION_PATCH)
@@ -342,6 +342,10 @@ SMLP_API int smlp_session_node_profile(const smlp_session_t *s, int i,
  * output is absent. */
 SMLP_API const char *smlp_session_node_output(const smlp_session_t *s,
                                               int i, int j);
+/* The same for input j (since 0.4.0); NULL also when the input is absent
+ * (an optional input the node leaves out). */
+SMLP_API const char *smlp_session_node_input(const smlp_session_t *s,
+                                             int i, int j);
 /* Writes a Chrome/Perfetto trace (JSON) of the last run, atomically. */
 SMLP_API int smlp_session_write_trace(smlp_session_t *s, const char *path);
 

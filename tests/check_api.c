@@ -215,6 +215,7 @@ START_TEST(test_api_session_nulls)
     ck_assert_int_eq(smlp_session_node_profile(NULL, 0, &p), SMLP_EINVAL);
     ck_assert_int_eq(smlp_session_node_profile(s, 0, NULL), SMLP_EINVAL);
     ck_assert_ptr_null(smlp_session_node_output(NULL, 0, 0));
+    ck_assert_ptr_null(smlp_session_node_input(NULL, 0, 0));
     ck_assert_int_eq(smlp_session_write_trace(NULL, path), SMLP_EINVAL);
     ck_assert_int_eq(smlp_session_write_trace(s, NULL), SMLP_EINVAL);
     expect_null_msg(s, "smlp_session_write_trace: no path");

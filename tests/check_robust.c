@@ -415,14 +415,15 @@ END_TEST
  * n0 ready, which runs before n5 (0 < 5), and n0 makes n3 ready (3 < 5).
  * So: n1 n2 n4 n0 n3 n5; file order, or a first-in first-out queue
  * (n1 n2 n4 n5 n0 n3), would differ.  The order is read back through
- * smlp_session_node_profile and smlp_session_node_output, which index
- * the nodes in run order.
+ * smlp_session_node_profile, smlp_session_node_output and
+ * smlp_session_node_input, which index the nodes in run order.
  */
 START_TEST(test_run_order_lowest_index_first)
 {
     static const char *const order[6] = {"n1", "n2", "n4", "n0", "n3",
                                          "n5"};
     static const char *const outs[6] = {"p", "q", "a", "b", "r", "s"};
+    static const char *const ins[6] = {"x", "x", "x", "a", "b", "x"};
     smlp_registry_t *reg = tu_registry();
     struct smlp_node_profile p;
     struct smlp_error err;
@@ -461,7 +462,12 @@ START_TEST(test_run_order_lowest_index_first)
                       "run order position %d: %s, expected %s", i, p.name,
                       order[i]);
         ck_assert_str_eq(smlp_session_node_output(s, i, 0), outs[i]);
+        ck_assert_str_eq(smlp_session_node_input(s, i, 0), ins[i]);
+        ck_assert_ptr_null(smlp_session_node_input(s, i, 1));
+        ck_assert_ptr_null(smlp_session_node_input(s, i, -1));
     }
+    ck_assert_ptr_null(smlp_session_node_input(s, 6, 0));
+    ck_assert_ptr_null(smlp_session_node_input(s, -1, 0));
     ck_assert_int_eq(smlp_session_node_profile(s, 6, &p), SMLP_EINVAL);
     smlp_session_destroy(s);
     smlp_graph_unload(g);

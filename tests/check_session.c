@@ -331,6 +331,20 @@ run_branches(int threads, float *out)
                           "out[%d,%d] = %g, want %g", i, j, out[i * 3 + j],
                           want);
         }
+    /* fc2 leaves its bias out: its input 2 has no name, its others do. */
+    for (i = 0; i < 3; i++) {
+        struct smlp_node_profile p;
+
+        ck_assert_int_eq(smlp_session_node_profile(s, i, &p), SMLP_OK);
+        if (strcmp(p.name, "fc2") != 0)
+            continue;
+        ck_assert_str_eq(smlp_session_node_input(s, i, 0), "x");
+        ck_assert_str_eq(smlp_session_node_input(s, i, 1), "W2");
+        ck_assert_ptr_null(smlp_session_node_input(s, i, 2));
+        ck_assert_ptr_null(smlp_session_node_input(s, i, 3));
+        break;
+    }
+    ck_assert_int_lt(i, 3);
     smlp_session_destroy(s);
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);

@@ -20,6 +20,7 @@ struct moe_layer {
     int64_t groups;      /* N / group_size */
     int64_t capacity;    /* rows per expert per group (cap) */
     int64_t rows;        /* M = groups * cap: buffer rows per expert */
+    const char *slot_item; /* the gate's output 3 */
     int has_aux;         /* aux and load are graph outputs (kept) */
     double aux;
     const int32_t *load; /* [E, 2]: kept, dropped; NULL when not kept */
@@ -36,6 +37,16 @@ struct moe_time {
 int moe_layers_collect(smlp_session_t *s, const smlp_graph_t *g,
                        struct moe_layer **out);
 void moe_time_collect(smlp_session_t *s, int n_nodes, struct moe_time *t);
+/*
+ * The MACs node i (run order) computed in the last run: its profile's
+ * MACs, except for a moe.expert_ffn given its layer's slot_item (OPS.md:
+ * rows marked -1 need not be computed, and the kernels skip them) in a
+ * layer whose load is readable: those MACs times the filled share of the
+ * capacity rows, sum of kept over E x M.  MACs per image stay the
+ * model's; this is for achieved GFLOP/s.
+ */
+uint64_t moe_node_macs(smlp_session_t *s, int i, const struct moe_layer *l,
+                       int n);
 /* Prints the per-expert load table of each layer and the routing share. */
 void moe_layers_print(FILE *f, const struct moe_layer *l, int n,
                       const struct moe_time *t, int training);

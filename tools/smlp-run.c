@@ -348,8 +348,10 @@ struct op_time {
     uint64_t macs;
 };
 
+/* Node time and GFLOP/s (of the MACs computed: moe_node_macs) by op. */
 static void
-print_op_table(smlp_session_t *s, int n_nodes, double total_ms)
+print_op_table(smlp_session_t *s, int n_nodes, double total_ms,
+               const struct moe_layer *moe, int n_moe)
 {
     struct op_time ops[64];
     int n_ops = 0, i, j;
@@ -372,7 +374,7 @@ print_op_table(smlp_session_t *s, int n_nodes, double total_ms)
         }
         ops[j].nodes++;
         ops[j].ms += (p.end_us - p.start_us) / 1e3;
-        ops[j].macs += p.macs;
+        ops[j].macs += moe_node_macs(s, i, moe, n_moe);
         sum += (p.end_us - p.start_us) / 1e3;
     }
     /* Sort by time, descending. */
@@ -404,6 +406,7 @@ main(int argc, char **argv)
     smlp_registry_t *reg = NULL;
     smlp_session_t *s = NULL;
     double *times = NULL, med, gflops;
+    uint64_t done;
     struct moe_layer *moe = NULL;
     struct moe_time mt;
     int n_moe = 0;
@@ -479,12 +482,24 @@ main(int argc, char **argv)
     qsort(times, (size_t)o.repeat, sizeof(*times), cmp_double);
     med = o.repeat % 2 ? times[o.repeat / 2]
                        : 0.5 * (times[o.repeat / 2 - 1] + times[o.repeat / 2]);
-    gflops = 2.0 * (double)st.macs / (med * 1e6);
+    n_moe = moe_layers_collect(s, g, &moe);
+    if (n_moe < 0) {
+        fprintf(stderr, "smlp-run: out of memory\n");
+        goto out;
+    }
+    for (i = 0, done = 0; i < st.n_nodes; i++)
+        done += moe_node_macs(s, i, moe, n_moe);
+    gflops = 2.0 * (double)done / (med * 1e6);
     printf("time        %.3f ms per batch (median of %d; min %.3f, max "
            "%.3f)\n",
            med, o.repeat, times[0], times[o.repeat - 1]);
-    printf("throughput  %.2f images/s, %.1f GFLOP/s\n",
+    printf("throughput  %.2f images/s, %.1f GFLOP/s",
            (double)st.batch * 1e3 / med, gflops);
+    if (done != st.macs)
+        printf(" (of %s MACs per image computed: the expert FFNs skip "
+               "empty capacity rows)",
+               human((double)done / (double)st.batch, b1, sizeof(b1)));
+    printf("\n");
     printf("memory      arena %s bytes, lower bound %s bytes (%.3fx); "
            "parameters %.1f MiB\n",
            human((double)st.arena_bytes, b1, sizeof(b1)),
@@ -492,12 +507,7 @@ main(int argc, char **argv)
            st.lower_bound ? (double)st.arena_bytes / (double)st.lower_bound
                           : 1.0,
            (double)st.param_bytes / 1048576.0);
-    print_op_table(s, st.n_nodes, st.last_run_ms);
-    n_moe = moe_layers_collect(s, g, &moe);
-    if (n_moe < 0) {
-        fprintf(stderr, "smlp-run: out of memory\n");
-        goto out;
-    }
+    print_op_table(s, st.n_nodes, st.last_run_ms, moe, n_moe);
     moe_time_collect(s, st.n_nodes, &mt);
     moe_layers_print(stdout, moe, n_moe, &mt, o.training);
     if (o.json != NULL) {
