@@ -432,6 +432,78 @@ out_unlink:
     return rc;
 }
 
+char *
+smlp__atomic_file_target(const char *path)
+{
+    struct stat st;
+    char *target = NULL;
+    int exists;
+
+    if (path == NULL || path[0] == '\0' ||
+        resolve(path, &target, &st, &exists, NULL, 0) != SMLP_OK)
+        return NULL;
+    return target;
+}
+
+int
+smlp__atomic_file_check(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    char *target = NULL, *dir = NULL;
+    const char *base;
+    long name_max, path_max;
+    size_t blen;
+    int exists = 0, rc;
+
+    if (path == NULL || path[0] == '\0')
+        return smlp__fail(err, errlen, SMLP_EINVAL, "empty file name");
+    rc = resolve(path, &target, &st, &exists, err, errlen);
+    if (rc != SMLP_OK)
+        return rc;
+    if (exists && S_ISDIR(st.st_mode)) {
+        rc = smlp__fail(err, errlen, SMLP_EIO,
+                        "%s: is a directory (cannot rename a file over it)",
+                        path);
+        goto out;
+    }
+    if (exists && !S_ISREG(st.st_mode))
+        goto out; /* written in place */
+    dir = dir_of(target);
+    if (dir == NULL) {
+        rc = smlp__fail(err, errlen, SMLP_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        rc = smlp__fail(err, errlen, SMLP_EIO,
+                        "%s: cannot create %s: the directory %s does not "
+                        "exist", path, target, dir);
+        goto out;
+    }
+    base = strrchr(target, '/');
+    base = base != NULL ? base + 1 : target;
+    blen = strlen(base) + sizeof(AF_SUFFIX) - 1;
+    errno = 0;
+    name_max = pathconf(dir, _PC_NAME_MAX);
+    path_max = pathconf(dir, _PC_PATH_MAX);
+    if (name_max > 0 && blen > (size_t)name_max)
+        rc = smlp__fail(err, errlen, SMLP_EIO,
+                        "%s: the name is too long: its temporary file "
+                        "%s%s would have a name of %zu bytes, over the "
+                        "limit of %ld", path, base, AF_SUFFIX, blen,
+                        name_max);
+    else if (path_max > 0 &&
+             strlen(target) + sizeof(AF_SUFFIX) > (size_t)path_max)
+        rc = smlp__fail(err, errlen, SMLP_EIO,
+                        "%s: the path is too long: its temporary file "
+                        "would have a path of %zu bytes, over the limit of "
+                        "%ld", path, strlen(target) + sizeof(AF_SUFFIX) - 1,
+                        path_max - 1);
+out:
+    free(dir);
+    free(target);
+    return rc;
+}
+
 int
 smlp__atomic_file_fill(const char *path, int (*fill)(FILE *f, void *arg),
                        void *arg, char *err, size_t errlen)

@@ -107,6 +107,26 @@ int smlp__atomic_file_fill(const char *path,
                            char *err, size_t errlen);
 
 /*
+ * Without creating anything, whether smlp__atomic_file_open(path) can
+ * be expected to succeed: the chain of links ends (no loop), the file at
+ * its end is not a directory, and, unless it is a device, FIFO or socket
+ * (written in place), its directory exists and its temporary file's name
+ * (TARGET.tmp.XXXXXX) fits the file system's limits.  For the checks a
+ * tool makes before a long run, so that a name that cannot be written
+ * fails then, not after the work.  Returns SMLP_OK, SMLP_EINVAL (empty
+ * name), SMLP_EIO or SMLP_ENOMEM with the message in err ("PATH: ...").
+ */
+int smlp__atomic_file_check(const char *path, char *err, size_t errlen);
+
+/*
+ * The name of the file smlp__atomic_file_open(path) writes: path with
+ * its chain of symbolic links followed (a dangling link's target),
+ * malloc'ed; NULL when out of memory or when a link cannot be read or
+ * loops.
+ */
+char *smlp__atomic_file_target(const char *path);
+
+/*
  * Formats a message into err[0..errlen) (when err is not NULL and errlen
  * is not 0) and returns status, so that a failing path of the file code
  * here and in safetensors.c reads "return smlp__fail(err, errlen, ...)".

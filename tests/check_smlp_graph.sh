@@ -1006,6 +1006,15 @@ if [ -w /dev/full ]; then
     expect "small dot >/dev/full" 1 "cannot write to standard output" \
         sh -c "'$SG' dot '$T/corners.fbs' >/dev/full"
 fi
+# So do the reports of check, stats and diff (diff: exit 2, not its 1).
+if [ -w /dev/full ]; then
+    for c in check stats; do
+        expect "$c >/dev/full" 1 "smlp-graph $c: cannot write to standard output" \
+            sh -c "'$SG' $c '$G' >/dev/full"
+    done
+    expect "diff >/dev/full" 2 "smlp-graph diff: cannot write to standard output" \
+        sh -c "'$SG' diff '$G' '$G' >/dev/full"
+fi
 # Drawing through Graphviz's program: a PDF; a write error of the
 # output (a link to /dev/full: the device is written in place) fails;
 # without 'dot' on PATH, or with a 'dot' that fails, nothing is written.

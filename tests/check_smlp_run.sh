@@ -491,6 +491,32 @@ expect "--batch 2^31 + 1" 2 \
 # K is 1024 bytes, k too.
 expect "max memory in k" 1 "over the memory limit of 1024 bytes" \
     "$RUN" "$T/lin.fbs" --batch 100 --max-memory 1k
+# The report is the answer: lost to a full disk, the run fails.
+if [ -w /dev/full ]; then
+    expect "report >/dev/full" 1 "smlp-run: cannot write to standard output" \
+        sh -c "'$RUN' '$G' --repeat 1 >/dev/full"
+fi
+# Outputs the writer could not make are refused before the run: a link
+# loop, a link into a missing directory, a name whose temporary file
+# (NAME.tmp.XXXXXX) would be too long.
+ln -s loop2 "$T/loop1"
+ln -s loop1 "$T/loop2"
+expect "--json a link loop" 1 \
+    "--json $T/loop1: Too many levels of symbolic links" \
+    "$RUN" "$G" --repeat 1 --json "$T/loop1"
+ln -s "$T/nodir/x.json" "$T/dangling.json"
+expect "--trace a link into a missing directory" 1 \
+    "--trace $T/dangling.json: cannot create $T/nodir/x.json: the directory" \
+    "$RUN" "$G" --repeat 1 --trace "$T/dangling.json"
+L=$(printf 'a%.0s' $(seq 250))
+expect "--output a name too long for its temporary file" 1 \
+    "--output $T/$L: the name is too long: its temporary file" \
+    "$RUN" "$G" --repeat 1 --output "$T/$L"
+# A dangling link and the file it names are one output.
+ln -s new.json "$T/tonew.json"
+expect "--json a dangling link to --trace" 2 \
+    "--json $T/tonew.json names the same file as --trace $T/new.json" \
+    "$RUN" "$G" --repeat 1 --json "$T/tonew.json" --trace "$T/new.json"
 rm -rf "$T"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

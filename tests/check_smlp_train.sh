@@ -177,6 +177,39 @@ expect "--moe-stats and --routing-by-class: one file, two names" 2 \
     "--moe-stats $T/link.csv and --routing-by-class $T/exists.csv name" \
     "$TRAIN" "$SPARSE" --out "$T/x.st" --moe-stats "$T/link.csv" \
     --routing-by-class "$T/exists.csv" --data "$D"
+# What only the writer would find, after the first epoch: caught before
+# training starts (a long run must not end on a name it cannot write).
+ln -s loop2 "$T/loop1"
+ln -s loop1 "$T/loop2"
+expect "--out a symbolic link loop" 2 \
+    "--out $T/loop1: Too many levels of symbolic links" \
+    "$TRAIN" "$MIXER" --out "$T/loop1" --data "$D"
+ln -s "$T/nodir/x.st" "$T/dangling.st"
+expect "--out a link into a missing directory" 2 \
+    "--out $T/dangling.st: cannot create $T/nodir/x.st: the directory" \
+    "$TRAIN" "$MIXER" --out "$T/dangling.st" --data "$D"
+L=$(printf 'c%.0s' $(seq 250))
+expect "--out a name its temporary file cannot have" 2 \
+    "the name is too long: its temporary file $L.tmp.XXXXXX would have" \
+    "$TRAIN" "$MIXER" --out "$T/$L" --data "$D"
+if ls "$T" | grep -q '\.tmp\.'; then bad "output checks left a file"
+else ok "output checks create nothing"; fi
+# A dangling link and its target are one output (the writer follows it).
+ln -s new.csv "$T/tonew.csv"
+expect "--metrics a dangling link to --moe-stats" 2 \
+    "--metrics $T/tonew.csv and --moe-stats $T/new.csv name the same file" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --metrics "$T/tonew.csv" \
+    --moe-stats "$T/new.csv" --data "$D"
+# Data files that are FIFOs are refused, not waited on.
+mkdir "$T/fifodata"
+for f in train-images-idx3-ubyte train-labels-idx1-ubyte \
+         t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+    mkfifo "$T/fifodata/$f" 2>/dev/null
+done
+[ -p "$T/fifodata/train-images-idx3-ubyte" ] &&
+    expect "--data with FIFOs (must not hang)" 1 \
+        "$T/fifodata/train-images-idx3-ubyte: not a regular file" \
+        timeout 60 "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/fifodata"
 expect "--warmup in hex" 2 "--warmup: '0x10' is not" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --warmup 0x10
 # Option ranges: each refusal names the option and its whole range (the
@@ -813,6 +846,24 @@ expect "resume with a metrics row without images/s" 0 \
 if [ "$(cut -d, -f1 "$T/p.csv" | tr '\n' ' ')" = "step 16 " ]; then
     ok "the refused metrics row is not kept"
 else bad "the refused metrics row is kept"; show "$T/p.csv"; fi
+# Blank lines (an editor's, at the end) are no rows: the row is kept,
+# with no warning.
+printf 'step,epoch,lr,loss,train_acc,images_per_s,test_loss,test_acc\n' \
+    >"$T/p.csv"
+printf '8,1.0000,0.00123,0.5,0.3,1234.5,0.4,0.9\n\n\r\n' >>"$T/p.csv"
+expect "resume with blank lines in the metrics" 0 "done: 16 steps" \
+    "$TRAIN" $M --out "$T/p.st" --resume "$T/b1.st" --metrics "$T/p.csv"
+if ! grep -q warning "$T/out" &&
+    [ "$(cut -d, -f1 "$T/p.csv" | tr '\n' ' ')" = "step 8 16 " ]; then
+    ok "blank lines in the metrics: the rows kept"
+else bad "blank lines in the metrics"; show "$T/out"; show "$T/p.csv"; fi
+# The epoch lines, and --eval-only's accuracies, are the answer: lost to
+# a full disk, the run fails.
+if [ -w /dev/full ]; then
+    expect "--eval-only >/dev/full" 1 "cannot write to standard output" \
+        sh -c "'$TRAIN' $MIXER $COMMON --eval-only --weights '$T/b1.st' \
+               >/dev/full"
+fi
 # A row without train accuracy (as MoCo's) leaves that curve one point:
 # the SVG draws it, and the PNG (of the same CSV) a blue dot there.
 ROW="8,1.0000,0.00123,0.5,,1234.5,0.4,0.9"

@@ -866,5 +866,17 @@ main(int argc, char **argv)
         fprintf(stderr, "Try 'smlp-graph %s --help'.\n", cmd->name);
         return SG_EXIT_USAGE;
     }
+    /* A report that did not reach standard output (a full disk) is an
+     * error: 1, or 2 for diff, whose 1 means "they differ".  dump and
+     * dot have said so already when they failed. */
+    if (rc == SG_EXIT_OK ||
+        (rc == SG_EXIT_FAIL && strcmp(cmd->name, "diff") == 0)) {
+        char prog[64];
+
+        snprintf(prog, sizeof(prog), "smlp-graph %s", cmd->name);
+        if (!tool_stdout_ok(prog))
+            rc = strcmp(cmd->name, "diff") == 0 ? SG_EXIT_USAGE
+                                                : SG_EXIT_FAIL;
+    }
     return rc;
 }

@@ -538,7 +538,8 @@ main(int argc, char **argv)
         fprintf(stderr, "smlp-run: %s\n", smlp_session_errmsg(s));
         goto out;
     }
-    status = 0;
+    /* The report on standard output is this tool's answer. */
+    status = tool_stdout_ok("smlp-run") ? 0 : 1;
 out:
     free(moe);
     free(times);

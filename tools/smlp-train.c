@@ -52,6 +52,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "tool_opts.h"
 #include "train_main.h"
 
 static volatile sig_atomic_t interrupted;
@@ -596,6 +597,9 @@ main(int argc, char **argv)
     rc = train(&r);
 out:
     train_run_free(&r);
+    /* The epoch lines (--eval-only: the accuracies) are the answer. */
+    if (!tool_stdout_ok("smlp-train") && rc == TRAIN_EXIT_OK)
+        rc = TRAIN_EXIT_FAIL;
     return rc;
 }
 

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
+
 const char *
 tool_bad_option(char **argv, const char *shortopts, char *buf, size_t len)
 {
@@ -48,7 +50,7 @@ tool_check_output(const char *opt, const char *path, char *buf, size_t len)
 {
     struct stat st;
     const char *slash = strrchr(path, '/');
-    char *dir;
+    char *dir, why[2 * 4096 + 200];
     int rc = TOOL_FILE_OK;
 
     if (path[0] == '\0') {
@@ -87,6 +89,14 @@ tool_check_output(const char *opt, const char *path, char *buf, size_t len)
         rc = TOOL_FILE_BAD;
     }
     free(dir);
+    /* What only the writer would find out, after the work: a link loop,
+     * a dangling link into no directory, a name too long for the
+     * temporary file beside it. */
+    if (rc == TOOL_FILE_OK &&
+        smlp__atomic_file_check(path, why, sizeof(why)) != SMLP_OK) {
+        snprintf(buf, len, "%s %s", opt, why);
+        rc = TOOL_FILE_BAD;
+    }
     return rc;
 }
 
@@ -135,15 +145,33 @@ int
 tool_same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
-    char *ra, *rb;
+    char *ra, *rb, *ta, *tb;
     int same;
 
     if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
         return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-    ra = resolve_output(a);
-    rb = resolve_output(b);
+    /* A name that does not exist yet may be a dangling link: compare
+     * the files the writer would create (the links' targets). */
+    ta = smlp__atomic_file_target(a);
+    tb = smlp__atomic_file_target(b);
+    ra = resolve_output(ta != NULL ? ta : a);
+    rb = resolve_output(tb != NULL ? tb : b);
+    free(ta);
+    free(tb);
     same = ra != NULL && rb != NULL ? strcmp(ra, rb) == 0 : strcmp(a, b) == 0;
     free(ra);
     free(rb);
     return same;
+}
+
+/* See tool_opts.h. */
+int
+tool_stdout_ok(const char *prog)
+{
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return 1;
+    fprintf(stderr, "%s: cannot write to standard output: %s\n", prog,
+            errno != 0 ? strerror(errno) : "write error");
+    return 0;
 }

@@ -23,7 +23,8 @@ enum { TOOL_FILE_OK = 0, TOOL_FILE_BAD = 1, TOOL_FILE_EMPTY = 2 };
 /*
  * Before a long run: TOOL_FILE_OK when `path` can be an output file of
  * option opt (a non-empty name, not a directory, in a directory that
- * exists and that we may write), else TOOL_FILE_EMPTY or TOOL_FILE_BAD
+ * exists and that we may write, links that end, a name whose temporary
+ * file fits: smlp__atomic_file_check), else TOOL_FILE_EMPTY or TOOL_FILE_BAD
  * with why in buf, naming opt and path ("OPT PATH: why"; "OPT: empty
  * file name").
  */
@@ -40,5 +41,10 @@ int tool_check_input(const char *opt, const char *path, char *buf,
  * the same name once their directories are resolved (an output that does
  * not exist yet, named through another path). */
 int tool_same_file(const char *a, const char *b);
+
+/* Flushes standard output: 1 when everything printed reached it, else 0
+ * after "PROG: cannot write to standard output: why" on standard error
+ * (a report redirected to a full disk must not end with exit status 0). */
+int tool_stdout_ok(const char *prog);
 
 #endif

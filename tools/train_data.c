@@ -17,10 +17,12 @@
  * end right after the last one.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "train_data.h"
@@ -95,15 +97,34 @@ idx_in_close(struct idx_in *in)
 static int
 idx_in_open(struct idx_in *in, const char *path, char *err, size_t errlen)
 {
-    int e;
+    struct stat st;
+    int e, fd;
 
     memset(in, 0, sizeof(*in));
     in->path = path;
-    in->f = fopen(path, "rb");
-    if (in->f == NULL) {
+    /* O_NONBLOCK: a FIFO must not wait for a writer; a regular file
+     * ignores it. */
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         e = errno;
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(e));
         return e == ENOENT || e == ENOTDIR ? TRAIN_DATA_ENOENT : -1;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        e = errno;
+        snprintf(err, errlen, "%s: %s", path,
+                 fstat(fd, &st) != 0   ? strerror(e)
+                 : S_ISDIR(st.st_mode) ? "is a directory, not a file"
+                                       : "not a regular file (a FIFO or "
+                                         "device is not read)");
+        close(fd);
+        return -1;
+    }
+    in->f = fdopen(fd, "rb");
+    if (in->f == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+        return -1;
     }
     in->buf = malloc(IDX_IN_BYTES);
     if (in->buf == NULL) {

@@ -229,6 +229,12 @@ train_moe_read(struct train_moe *m, const char *path, int64_t max_step,
     while (fgets(line, sizeof(line), f) != NULL) {
         lineno++;
         n = strlen(line);
+        if (line[strspn(line, " \t\r\n")] == '\0')
+            continue; /* a blank line (an editor's): no row */
+        if (n + 1 < sizeof(line) && line[n - 1] != '\n' && feof(f)) {
+            line[n++] = '\n'; /* the last line, its newline removed */
+            line[n] = '\0';
+        }
         step = strtoll(line, &end, 10);
         if (n == 0 || line[n - 1] != '\n' || end == line || *end != ',') {
             snprintf(err, errlen, "%s:%d: not a row of smlp-train's "

@@ -155,6 +155,8 @@ train_log_read_csv(struct train_log *log, const char *path,
         int i;
 
         lineno++;
+        if (line[strspn(line, " \t\r\n")] == '\0')
+            continue; /* a blank line (an editor's): no row */
         for (i = 0; i < 8; i++)
             if (csv_field(&p, &v[i]) != 0 ||
                 (i < 6 && i != 4 && isnan(v[i]))) /* train_acc: not in
