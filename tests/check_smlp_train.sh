@@ -200,6 +200,20 @@ expect "--metrics a dangling link to --moe-stats" 2 \
     "--metrics $T/tonew.csv and --moe-stats $T/new.csv name the same file" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --metrics "$T/tonew.csv" \
     --moe-stats "$T/new.csv" --data "$D"
+# One run per checkpoint: while another holds OUT.lock (flock(1) stands
+# in for it) a run with that --out is refused before it loads anything,
+# also when --out reaches the file through a link.
+if command -v flock >/dev/null; then
+    ln -s lk.st "$T/lk_link.st"
+    expect "--out locked by another run" 1 \
+        "--out $T/lk.st: another smlp-train run is writing this checkpoint (it holds $T/lk.st.lock)" \
+        flock "$T/lk.st.lock" "$TRAIN" "$MIXER" --out "$T/lk.st" --data "$D"
+    expect "--out locked, through a link" 1 \
+        "another smlp-train run is writing this checkpoint (it holds $T/lk.st.lock)" \
+        flock "$T/lk.st.lock" "$TRAIN" "$MIXER" --out "$T/lk_link.st" \
+        --data "$D"
+    rm -f "$T/lk.st.lock" "$T/lk_link.st"
+fi
 # Data files that are FIFOs are refused, not waited on.
 mkdir "$T/fifodata"
 for f in train-images-idx3-ubyte train-labels-idx1-ubyte \
@@ -1603,6 +1617,11 @@ if st same "$T/onesparse0.st" "$T/onesparse1.st" 2>/dev/null
 then bad "one image: the sparse model's gate noise ignores --seed"
 else ok "one image: --seed 0 and 1 give the sparse gates other noise"; fi
 
+# Every run above has ended: none left a lock file behind.
+if [ -z "$(find "$T" -name '*.lock' 2>/dev/null)" ]; then
+    ok "no lock file left by the runs"
+else bad "lock files left"; find "$T" -name '*.lock' | head; fi
+
 # ---- a reader never sees a half-written checkpoint ----
 "$TRAIN" "$MIXER" $COMMON --limit-train 64 --limit-test 32 --epochs 100000 \
     --out "$T/z.st" >/dev/null 2>&1 &
@@ -1620,6 +1639,14 @@ wait $pid 2>/dev/null
 if [ $good -eq 20 ] && st check "$T/z.st"; then
     ok "checkpoint always whole while rewritten (step $first read)"
 else bad "checkpoint read half-written ($good of 20 whole)"; fi
+# The killed run left its lock file, but its lock died with it: the next
+# run with that --out goes ahead, and removes the file when it ends.
+if [ -f "$T/z.st.lock" ] &&
+   "$TRAIN" "$MIXER" $COMMON --limit-train 64 --limit-test 32 --epochs 1 \
+       --out "$T/z.st" >"$T/out" 2>&1 && [ ! -e "$T/z.st.lock" ]
+then ok "a killed run's lock file does not block the next run"
+else bad "after a killed run"; ls -l "$T"/z.st*; show "$T/out"; fi
+
 
 rm -rf "$T"
 echo "$pass passed, $fail failed"

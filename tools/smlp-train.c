@@ -496,6 +496,8 @@ main(int argc, char **argv)
             (r.o.progress == TRAIN_PROGRESS_AUTO && isatty(STDOUT_FILENO));
     r.last_acc = NAN;
     rc = train_check_outputs(&r.o);
+    if (rc == 0)
+        rc = train_lock_out(&r);
     if (rc != 0)
         goto out;
     rc = TRAIN_EXIT_FAIL;

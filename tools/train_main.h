@@ -147,6 +147,8 @@ struct train_run {
     struct train_moe moe;      /* the MoE layers' loads (none: dense) */
     struct train_routing routing; /* --routing-by-class */
     int saved;                 /* this run wrote a checkpoint */
+    char *lock_path;           /* OUT.lock, held (lock_fd) while it runs */
+    int lock_fd;
     int cut_short;             /* a signal skipped an evaluation */
     /* Since the last metrics row and since the epoch began (the sums
      * are kept in checkpoints); *_timed: the steps since *_t0, for the
@@ -173,6 +175,11 @@ double train_now(void);
  * the graph or (but --out) a file the run loads.  0, or
  * TRAIN_EXIT_USAGE after train_fail. */
 int train_check_outputs(const struct train_opts *o);
+/* One run per checkpoint: takes an exclusive flock on TARGET.lock beside
+ * --out's file (TARGET: --out with its links followed), released and
+ * removed by train_run_free.  Another run holding it is refused, naming
+ * the file.  0, or TRAIN_EXIT_FAIL after train_fail. */
+int train_lock_out(struct train_run *r);
 /* Both splits from --data, with the hint to install the package when
  * the files are missing; --limit-train/--limit-test applied. */
 int train_load_data(struct train_run *r);

@@ -8,15 +8,18 @@
  * learning-rate schedule; and release it all.  See train_main.h.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "tool_opts.h"
 #include "train_main.h"
 
@@ -114,6 +117,64 @@ train_check_outputs(const struct train_opts *o)
             train_fail("%s", msg);
             return TRAIN_EXIT_USAGE;
         }
+    return 0;
+}
+
+/* See train_main.h.  A run that died leaves the file but not its flock,
+ * so nothing blocks the next run.  A run that ends removes the file
+ * while it holds it; a run that locked the file just as it was removed
+ * holds an inode no longer at the path, sees so (stat against fstat) and
+ * tries again on the path's new file. */
+int
+train_lock_out(struct train_run *r)
+{
+    struct stat a, b;
+    char *target;
+    int fd, tries = 0;
+
+    if (r->o.out == NULL)
+        return 0;
+    target = smlp__atomic_file_target(r->o.out);
+    if (target == NULL ||
+        (r->lock_path = malloc(strlen(target) + 6)) == NULL) {
+        free(target);
+        train_fail("--out %s: cannot resolve the name", r->o.out);
+        return TRAIN_EXIT_FAIL;
+    }
+    sprintf(r->lock_path, "%s.lock", target);
+    free(target);
+again:
+    fd = open(r->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        train_fail("--out %s: cannot create its lock file %s: %s", r->o.out,
+                   r->lock_path, strerror(errno));
+        free(r->lock_path);
+        r->lock_path = NULL;
+        return TRAIN_EXIT_FAIL;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+
+        close(fd);
+        if (e == EWOULDBLOCK)
+            train_fail("--out %s: another smlp-train run is writing this "
+                       "checkpoint (it holds %s); wait for it to end, or "
+                       "give this run another --out", r->o.out,
+                       r->lock_path);
+        else
+            train_fail("--out %s: cannot lock %s: %s", r->o.out,
+                       r->lock_path, strerror(e));
+        free(r->lock_path);
+        r->lock_path = NULL;
+        return TRAIN_EXIT_FAIL;
+    }
+    if ((stat(r->lock_path, &a) != 0 || fstat(fd, &b) != 0 ||
+         a.st_dev != b.st_dev || a.st_ino != b.st_ino) &&
+        ++tries < 100) {
+        close(fd);
+        goto again;
+    }
+    r->lock_fd = fd;
     return 0;
 }
 
@@ -547,5 +608,10 @@ train_run_free(struct train_run *r)
     free(r->cache.head);
     free(r->cache.train);
     free(r->cache.test);
+    if (r->lock_path != NULL) {
+        unlink(r->lock_path); /* while still held: see train_lock_out */
+        close(r->lock_fd);
+        free(r->lock_path);
+    }
 }
 
