@@ -471,6 +471,8 @@ expect "too many operands" 2 "too many operands" "$SG" dump "$G" "$G"
 expect "unknown option" 2 "unknown option '--bogus'" "$SG" stats "$G" --bogus
 expect "missing value" 2 "option '--batch' needs a value" "$SG" check "$G" --batch
 expect "bad batch" 2 "--batch: '0' is not an integer" "$SG" check "$G" --batch 0
+expect "batch with a leading blank" 2 "--batch: ' 2' is not an integer" \
+    "$SG" check "$G" --batch ' 2'
 expect "missing graph" 1 "$T/nope.fbs: cannot open graph" "$SG" check "$T/nope.fbs"
 printf 'not a flatbuffer at all' >"$T/junk.fbs"
 expect "junk graph" 1 "$T/junk.fbs" "$SG" dump "$T/junk.fbs"

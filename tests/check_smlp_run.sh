@@ -320,6 +320,12 @@ expect "flag with a value" 2 "option '--training' takes no value" \
     "$RUN" "$G" --training=1
 expect "max memory under a byte" 2 "--max-memory: '0.5' is not a size" \
     "$RUN" "$G" --max-memory 0.5
+# A number is the whole argument: a blank before it is refused as one
+# after it is (strtoll alone skips leading blanks).
+expect "--seed with a leading blank" 2 \
+    "--seed: ' 5' is not an integer from 0 to" "$RUN" "$G" --seed ' 5'
+expect "--seed with a trailing blank" 2 \
+    "--seed: '5 ' is not an integer from 0 to" "$RUN" "$G" --seed '5 '
 # A tensor named logits that is not an output: the report shows the output.
 cat >"$T/lg.json" <<'JSON'
 {"name": "lg", "plugins": ["core"],

@@ -236,6 +236,8 @@ expect "--epochs 0" 2 "--epochs: '0' is not an integer from 1 to 1000000" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --epochs 0
 expect "--epochs with trailing letters" 2 "--epochs: '3x' is not an integer" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --epochs 3x
+expect "--epochs with a leading blank" 2 "--epochs: ' 3' is not an integer" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --epochs ' 3'
 expect "--batch 2^20 + 1" 2 \
     "--batch: '1048577' is not an integer from 1 to 1048576" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --batch 1048577

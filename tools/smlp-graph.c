@@ -189,17 +189,11 @@ int
 sg_parse_int(const char *opt, const char *s, int64_t min, int64_t max,
              int64_t *out)
 {
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+    if (tool_int_in(s, min, max, out) != 0) {
         sg_error("%s: '%s' is not an integer from %" PRId64 " to %" PRId64,
                  opt, s, min, max);
         return -1;
     }
-    *out = v;
     return 0;
 }
 

@@ -82,18 +82,12 @@ static int
 parse_int(const char *opt, const char *s, int64_t min, int64_t max,
           int64_t *out)
 {
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+    if (tool_int_in(s, min, max, out) != 0) {
         fprintf(stderr,
                 "smlp-run: %s: '%s' is not an integer from %lld to %lld\n",
                 opt, s, (long long)min, (long long)max);
         return -1;
     }
-    *out = v;
     return 0;
 }
 

@@ -175,3 +175,20 @@ tool_stdout_ok(const char *prog)
             errno != 0 ? strerror(errno) : "write error");
     return 0;
 }
+
+/* See tool_opts.h. */
+int
+tool_int_in(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (!(s[0] >= '0' && s[0] <= '9') && s[0] != '-' && s[0] != '+')
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}

@@ -5,6 +5,7 @@
 #define SMLP_TOOL_OPTS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * After getopt_long (opterr 0) returned '?' or ':' for argv[optind - 1]:
@@ -46,5 +47,10 @@ int tool_same_file(const char *a, const char *b);
  * after "PROG: cannot write to standard output: why" on standard error
  * (a report redirected to a full disk must not end with exit status 0). */
 int tool_stdout_ok(const char *prog);
+
+/* Whether s is a decimal integer in [min, max], in full: an optional
+ * sign and digits, nothing before or after them (strtoll alone would
+ * take leading blanks); 0 and *out set when it is, else -1. */
+int tool_int_in(const char *s, int64_t min, int64_t max, int64_t *out);
 
 #endif

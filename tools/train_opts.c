@@ -152,17 +152,12 @@ parse_int(const char *opt, const char *s, int64_t min, int64_t max,
           int64_t *out)
 {
     char want[96];
-    char *end;
-    long long v;
 
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+    if (tool_int_in(s, min, max, out) != 0) {
         snprintf(want, sizeof(want), "an integer from %lld to %lld",
                  (long long)min, (long long)max);
         return bad_value(opt, s, want);
     }
-    *out = v;
     return 0;
 }
 
