@@ -64,17 +64,6 @@ is_frozen(const char *const *globs, const char *name)
     return 0;
 }
 
-static int32_t
-find_tensor(const smlp_session_t *s, const char *name)
-{
-    int32_t i;
-
-    for (i = 0; i < s->n_tensors; i++)
-        if (strcmp(s->graph->ir->tensors[i].name, name) == 0)
-            return i;
-    return -1;
-}
-
 static const char *
 tname(const smlp_session_t *s, int32_t t)
 {
@@ -101,7 +90,7 @@ find_loss(smlp_session_t *s, struct smlp_error *err)
                             "%s: loss '%s': a loss needs a training session "
                             "(opts.training = 1)",
                             src, name);
-    loss = find_tensor(s, name);
+    loss = smlp__graph_ir_find_tensor(s->graph->ir, name);
     if (loss < 0)
         return smlp__seterr(err, SMLP_ENOENT,
                             "%s: loss '%s': the graph has no tensor of that "
@@ -853,7 +842,7 @@ smlp_session_grad(smlp_session_t *s, const char *name,
                                   "%s: the session has no loss, so no "
                                   "gradients (opts.loss)",
                                   s->graph->source);
-    i = find_tensor(s, name);
+    i = smlp__graph_ir_find_tensor(s->graph->ir, name);
     if (i < 0 || s->tensors[i].kind != SMLP__TENSOR_PARAMETER)
         return smlp__session_fail(s, SMLP_ENOENT,
                                   "%s: no parameter named '%s'",

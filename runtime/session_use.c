@@ -35,17 +35,6 @@ smlp_session_fill_inputs(smlp_session_t *s, uint64_t seed)
     return SMLP_OK;
 }
 
-static int32_t
-find_tensor(const smlp_session_t *s, const char *name)
-{
-    int32_t i;
-
-    for (i = 0; i < s->n_tensors; i++)
-        if (strcmp(s->graph->ir->tensors[i].name, name) == 0)
-            return i;
-    return -1;
-}
-
 SMLP_API int
 smlp_session_tensor(smlp_session_t *s, const char *name,
                     struct smlp_tensor *out)
@@ -58,7 +47,7 @@ smlp_session_tensor(smlp_session_t *s, const char *name,
         return smlp__session_fail(s, SMLP_EINVAL,
                                   "smlp_session_tensor: no %s (NULL)",
                                   name == NULL ? "name" : "output tensor");
-    i = find_tensor(s, name);
+    i = smlp__graph_ir_find_tensor(s->graph->ir, name);
     if (i < 0)
         return smlp__session_fail(s, SMLP_ENOENT,
                                   "%s: no tensor named '%s'",
