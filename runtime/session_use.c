@@ -158,30 +158,33 @@ smlp_session_node_profile(const smlp_session_t *s, int i,
     return SMLP_OK;
 }
 
-SMLP_API const char *
-smlp_session_node_output(const smlp_session_t *s, int i, int j)
+/* The name of tensor j of the i-th node in run order, among its outputs
+ * (out) or inputs; NULL when out of range or absent. */
+static const char *
+node_tensor(const smlp_session_t *s, int i, int j, int out)
 {
-    const struct smlp__node_rt *n;
+    const struct smlp__node_ir *n;
+    const int32_t *ids;
 
     if (s == NULL || i < 0 || i >= s->n_nodes)
         return NULL;
-    n = &s->nodes[s->graph->order[i]];
-    if (j < 0 || j >= n->node.ir->n_outputs || n->node.ir->outputs[j] < 0)
+    n = s->nodes[s->graph->order[i]].node.ir;
+    ids = out ? n->outputs : n->inputs;
+    if (j < 0 || j >= (out ? n->n_outputs : n->n_inputs) || ids[j] < 0)
         return NULL;
-    return s->graph->ir->tensors[n->node.ir->outputs[j]].name;
+    return s->graph->ir->tensors[ids[j]].name;
+}
+
+SMLP_API const char *
+smlp_session_node_output(const smlp_session_t *s, int i, int j)
+{
+    return node_tensor(s, i, j, 1);
 }
 
 SMLP_API const char *
 smlp_session_node_input(const smlp_session_t *s, int i, int j)
 {
-    const struct smlp__node_rt *n;
-
-    if (s == NULL || i < 0 || i >= s->n_nodes)
-        return NULL;
-    n = &s->nodes[s->graph->order[i]];
-    if (j < 0 || j >= n->node.ir->n_inputs || n->node.ir->inputs[j] < 0)
-        return NULL;
-    return s->graph->ir->tensors[n->node.ir->inputs[j]].name;
+    return node_tensor(s, i, j, 0);
 }
 
 SMLP_API int
