@@ -164,6 +164,10 @@ expect "--trace names --init-from's file" 2 \
     "--trace $T/in.st names the same file as --init-from $T/in.st" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --init-from "$T/in.st" \
     --trace "$T/in.st" --data "$D"
+expect "--metrics names a --data file, by another path" 2 \
+    "--metrics $T/data/../data/train-labels-idx1-ubyte.gz names the same file as the data file $D/train-labels-idx1-ubyte.gz" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$D" \
+    --metrics "$T/data/../data/train-labels-idx1-ubyte.gz"
 cp "$MIXER" "$T/g.fbs"
 expect "--out names the graph" 2 \
     "--out $T/g.fbs names the same file as the graph $T/g.fbs" \

@@ -75,6 +75,31 @@ read_file(const char *path, uint8_t **buf, size_t *len)
     return 0;
 }
 
+/* Whether path is one of the --data files that exist (PREFIX-images-
+ * idx3-ubyte and PREFIX-labels-idx1-ubyte, .gz or plain, for train and
+ * t10k); its name in buf when it is. */
+static int
+data_file_named(const struct train_opts *o, const char *path, char *buf,
+                size_t len)
+{
+    static const char *const names[] = {"train-images-idx3-ubyte",
+                                        "train-labels-idx1-ubyte",
+                                        "t10k-images-idx3-ubyte",
+                                        "t10k-labels-idx1-ubyte"};
+    const char *dir = strcmp(o->data, "fashion-mnist") == 0
+                          ? TRAIN_FMNIST_DIR : o->data;
+    struct stat st;
+    int i, gz;
+
+    for (i = 0; i < 4; i++)
+        for (gz = 0; gz < 2; gz++) {
+            snprintf(buf, len, "%s/%s%s", dir, names[i], gz ? ".gz" : "");
+            if (stat(buf, &st) == 0 && tool_same_file(path, buf))
+                return 1;
+        }
+    return 0;
+}
+
 int
 train_check_outputs(const struct train_opts *o)
 {
@@ -84,9 +109,10 @@ train_check_outputs(const struct train_opts *o)
                              {"--moe-stats", o->moe_stats},
                              {"--routing-by-class", o->routing},
                              {"--trace", o->trace}};
-    /* What the run reads.  --out may name its --resume, --weights or
-     * --init-from file: that is read whole before training and replaced
-     * atomically after; no other output may name an input. */
+    /* What the run reads (and the --data files).  --out may name its
+     * --resume, --weights or --init-from file: that is read whole before
+     * training and replaced atomically after; no other output may name
+     * an input. */
     const char *in[4][2] = {{"the graph", o->graph},
                             {"--resume", o->resume},
                             {"--weights", o->weights},
@@ -103,6 +129,14 @@ train_check_outputs(const struct train_opts *o)
                            out[i][1], in[j][0], in[j][1]);
                 return TRAIN_EXIT_USAGE;
             }
+    for (i = 0; i < 6; i++)
+        if (out[i][1] != NULL && data_file_named(o, out[i][1], msg,
+                                                 sizeof(msg))) {
+            train_fail("%s %s names the same file as the data file %s: the "
+                       "run would overwrite what it reads", out[i][0],
+                       out[i][1], msg);
+            return TRAIN_EXIT_USAGE;
+        }
     for (i = 0; i < 6; i++)
         for (j = i + 1; out[i][1] != NULL && j < 6; j++)
             if (out[j][1] != NULL && tool_same_file(out[i][1], out[j][1])) {
