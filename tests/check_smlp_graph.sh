@@ -881,6 +881,24 @@ expect "edit: inf for a float attribute" 1 \
     "attribute 'noise_std' is a float, and 'inf' is not a finite number" \
     "$SG" edit "$G" -o "$T/x.fbs" \
     --set-attr 'blocks.5.moe_c.gate:noise_std=inf'
+# Nor is a value beyond a double's range, too large or too small to be
+# anything but inf or 0; a subnormal is exact, and kept.
+expect "edit: 1e-400 for a float attribute" 1 \
+    "attribute 'noise_std' is a float, and '1e-400' is not a finite number a double holds" \
+    "$SG" edit "$G" -o "$T/x.fbs" \
+    --set-attr 'blocks.5.moe_c.gate:noise_std=1e-400'
+expect "edit: 1e400 for a float attribute" 1 \
+    "and '1e400' is not a finite number a double holds" \
+    "$SG" edit "$G" -o "$T/x.fbs" \
+    --set-attr 'blocks.5.moe_c.gate:noise_std=1e400'
+expect "edit: a subnormal float" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/sub.fbs" --no-infer \
+    --set-attr 'blocks.5.moe_c.gate:noise_std=5e-324'
+# (flatc prints it as 0.0; the dump, checked against Python above,
+# writes the shortest decimal.)
+if "$SG" dump "$T/sub.fbs" | grep -qF '"noise_std", "type": "Float", "f": 5e-324}'
+then ok "edit: the subnormal kept"
+else bad "edit: the subnormal kept"; "$SG" dump "$T/sub.fbs" | grep noise_std; fi
 expect "edit: nan as a new attribute" 0 "wrote" \
     "$SG" edit "$G" -o "$T/nan.fbs" --no-infer --set-attr 'head:note=nan'
 jqis "edit: nan is a string" "$T/nan.fbs" 'at("head", "note")' \

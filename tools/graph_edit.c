@@ -173,7 +173,10 @@ parse_f64(const char *s, double *out)
     v = strtod(s, &end);
     while (*end == ' ')
         end++;
-    if (errno == ERANGE || end == s || *end != '\0' || !isfinite(v))
+    /* ERANGE: beyond a double (inf, or 0 for a tiny nonzero value:
+     * refused), or a subnormal (glibc says so too; exact: taken). */
+    if ((errno == ERANGE && (v == 0.0 || !isfinite(v))) || end == s ||
+        *end != '\0' || !isfinite(v))
         return -1;
     *out = v;
     return 0;
@@ -278,7 +281,7 @@ ge_attr_set(struct smlp__attr_ir *a, int type, const char *v,
         if (parse_f64(v, &tmp.f) == 0)
             break;
         sg_error("%s '%s': node '%s': attribute '%s' is a float, and '%s' "
-                 "is not a finite number",
+                 "is not a finite number a double holds",
                  edit_opt[e->kind], e->spec, node, a->name, v);
         return -1;
     case SMLP_ATTR_STRING:
