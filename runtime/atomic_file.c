@@ -4,6 +4,7 @@
  * devices and FIFOs written in place.  See atomic_file.h for the rules
  * and the messages.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -530,4 +531,78 @@ smlp__atomic_file_fill(const char *path, int (*fill)(FILE *f, void *arg),
 out_abort:
     smlp__atomic_file_abort(&af);
     return rc;
+}
+
+/* Whether name is base + AF_SUFFIX with its X's made by create_tmp. */
+static int
+is_tmp_name(const char *name, const char *base, size_t blen)
+{
+    size_t i, xlen = sizeof(AF_SUFFIX) - 1 - 6; /* ".tmp." */
+
+    if (strlen(name) != blen + sizeof(AF_SUFFIX) - 1 ||
+        memcmp(name, base, blen) != 0 ||
+        memcmp(name + blen, AF_SUFFIX, xlen) != 0)
+        return 0;
+    for (i = blen + xlen; name[i] != '\0'; i++)
+        if (!((name[i] >= 'A' && name[i] <= 'Z') ||
+              (name[i] >= 'a' && name[i] <= 'z') ||
+              (name[i] >= '0' && name[i] <= '9')))
+            return 0;
+    return 1;
+}
+
+int
+smlp__atomic_file_sweep(const char *path, uint64_t *bytes, char *err,
+                        size_t errlen)
+{
+    struct dirent *de;
+    struct stat st;
+    char *target, *dir;
+    const char *base;
+    DIR *d;
+    int n = 0, e;
+
+    *bytes = 0;
+    target = smlp__atomic_file_target(path);
+    if (target == NULL)
+        return smlp__fail(err, errlen, -1, "%s: cannot resolve the name",
+                          path != NULL ? path : "(null)");
+    dir = dir_of(target);
+    base = strrchr(target, '/') != NULL ? strrchr(target, '/') + 1 : target;
+    if (dir == NULL) {
+        free(target);
+        return smlp__fail(err, errlen, -1, "%s: out of memory", path);
+    }
+    d = opendir(dir);
+    if (d == NULL) {
+        e = errno;
+        n = e == ENOENT ? 0
+                        : smlp__fail(err, errlen, -1, "%s: cannot read: %s",
+                                     dir, strerror(e));
+        goto out;
+    }
+    while ((errno = 0, de = readdir(d)) != NULL) {
+        if (!is_tmp_name(de->d_name, base, strlen(base)) ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(st.st_mode))
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) != 0) {
+            if (errno == ENOENT) /* gone meanwhile */
+                continue;
+            e = errno;
+            n = smlp__fail(err, errlen, -1, "%s/%s: cannot remove: %s", dir,
+                           de->d_name, strerror(e));
+            break;
+        }
+        n++;
+        *bytes += (uint64_t)st.st_size;
+    }
+    if (de == NULL && errno != 0)
+        n = smlp__fail(err, errlen, -1, "%s: cannot read: %s", dir,
+                       strerror(errno));
+    closedir(d);
+out:
+    free(dir);
+    free(target);
+    return n;
 }

@@ -40,6 +40,7 @@
 #define SMLP_ATOMIC_FILE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "../ops/smlp_plugin.h"
@@ -125,6 +126,21 @@ int smlp__atomic_file_check(const char *path, char *err, size_t errlen);
  * loops.
  */
 char *smlp__atomic_file_target(const char *path);
+
+/*
+ * Removes the temporary files that writers of path killed before their
+ * commit or abort left beside it: regular files named TARGET.tmp.XXXXXX
+ * (TARGET as smlp__atomic_file_target gives it, XXXXXX six characters
+ * of [A-Za-z0-9]); nothing else in the directory is touched.  Only for a
+ * caller that knows no other writer of path is running (smlp-train holds
+ * the checkpoint's lock): a running writer's temporary file has the same
+ * name.  Returns the number of files removed (0 when the directory holds
+ * none, or does not exist) and their total size in *bytes, or -1 with the
+ * message in err when the directory cannot be read or a file not
+ * removed.
+ */
+int smlp__atomic_file_sweep(const char *path, uint64_t *bytes, char *err,
+                            size_t errlen);
 
 /*
  * Formats a message into err[0..errlen) (when err is not NULL and errlen

@@ -4,7 +4,8 @@
  * (chains, relative links, dangling links, loops), a FIFO, /dev/null and
  * /dev/full written in place, and the failures (empty name, directory,
  * missing directory, socket, a failing writer, a file size limit), each
- * leaving the target as it was and no temporary file behind.
+ * leaving the target as it was and no temporary file behind; and the
+ * sweep of the temporary files that killed writers left.
  */
 #include <check.h>
 #include <ctype.h>
@@ -683,6 +684,126 @@ START_TEST(test_atomic_file_write_error_message)
 }
 END_TEST
 
+/* ---- Sweeping what killed writers left ---- */
+
+static int
+exists(const char *path)
+{
+    struct stat st;
+
+    return lstat(path, &st) == 0;
+}
+
+/*
+ * smlp__atomic_file_sweep removes exactly the regular files a writer of
+ * the path would have made (TARGET.tmp. + 6 of [A-Za-z0-9], as
+ * test_atomic_file_tmp_name pins): their number and total size are the
+ * files planted here.  Names one character short or long, with a
+ * character create_tmp never makes, of another target whose name has
+ * this one as a prefix, a directory and a link of the right name, and
+ * the target itself stay.
+ */
+START_TEST(test_atomic_file_sweep_removes_only_tmp_files)
+{
+    static const char *const stale[] = {"ck.st.tmp.Ab12Cd", "ck.st.tmp.zzzzzz",
+                                        "ck.st.tmp.000000"};
+    static const char *const kept[] = {
+        "ck.st", "ck.st.tmp.Ab12C", "ck.st.tmp.Ab12Cd7", "ck.st.tmp.Ab-2Cd",
+        "ck.st.tmp.Ab.2Cd", "ck.st2.tmp.Ab12Cd", "ck.st.tmpxAb12Cd",
+        "xck.st.tmp.Ab12Cd", "ck.st.lock"};
+    char p[256], q[256];
+    uint64_t bytes = 7;
+    size_t i;
+
+    for (i = 0; i < 3; i++) {
+        FILE *f = fopen(tpath(q, sizeof(q), stale[i]), "wb");
+
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(fseek(f, (long)(1000 * (i + 1)) - 1, SEEK_SET), 0);
+        ck_assert_int_eq(fputc('x', f), 'x');
+        ck_assert_int_eq(fclose(f), 0);
+    }
+    for (i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+        write_text(tpath(q, sizeof(q), kept[i]), "keep");
+    ck_assert_int_eq(mkdir(tpath(q, sizeof(q), "ck.st.tmp.DIRxyz"), 0755),
+                     0);
+    ck_assert_int_eq(symlink("ck.st", tpath(q, sizeof(q),
+                                            "ck.st.tmp.LNKxyz")),
+                     0);
+    tpath(p, sizeof(p), "ck.st");
+    ck_assert_int_eq(smlp__atomic_file_sweep(p, &bytes, errbuf,
+                                             sizeof(errbuf)),
+                     3);
+    ck_assert_uint_eq(bytes, 1000 + 2000 + 3000);
+    for (i = 0; i < 3; i++)
+        ck_assert_msg(!exists(tpath(q, sizeof(q), stale[i])), "%s", q);
+    for (i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+        ck_assert_msg(exists(tpath(q, sizeof(q), kept[i])), "%s", q);
+    ck_assert(exists(tpath(q, sizeof(q), "ck.st.tmp.DIRxyz")));
+    ck_assert(is_link(tpath(q, sizeof(q), "ck.st.tmp.LNKxyz")));
+
+    /* Nothing left: 0 and no bytes; so too for a target whose directory
+     * does not exist (nothing can have been left there). */
+    ck_assert_int_eq(smlp__atomic_file_sweep(p, &bytes, errbuf,
+                                             sizeof(errbuf)),
+                     0);
+    ck_assert_uint_eq(bytes, 0);
+    tpath(q, sizeof(q), "no_such_dir/ck.st");
+    ck_assert_int_eq(smlp__atomic_file_sweep(q, &bytes, errbuf,
+                                             sizeof(errbuf)),
+                     0);
+}
+END_TEST
+
+/* Through a link the sweep looks beside the link's target, where the
+ * writer makes its temporary files (test_atomic_file_fill_symlink_
+ * other_dir), and not beside the link. */
+START_TEST(test_atomic_file_sweep_follows_link)
+{
+    char sub[256], l[256], q[256];
+    uint64_t bytes;
+
+    tpath(sub, sizeof(sub), "sub");
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    write_text(tpath(q, sizeof(q), "sub/real.st.tmp.abcdef"), "stale");
+    write_text(tpath(q, sizeof(q), "ln.st.tmp.abcdef"), "not ours");
+    tpath(l, sizeof(l), "ln.st");
+    ck_assert_int_eq(symlink("sub/real.st", l), 0); /* dangling: fine */
+    ck_assert_int_eq(smlp__atomic_file_sweep(l, &bytes, errbuf,
+                                             sizeof(errbuf)),
+                     1);
+    ck_assert_uint_eq(bytes, 5);
+    ck_assert(!exists(tpath(q, sizeof(q), "sub/real.st.tmp.abcdef")));
+    ck_assert(exists(tpath(q, sizeof(q), "ln.st.tmp.abcdef")));
+}
+END_TEST
+
+/* A directory that cannot be read (a file where the directory should
+ * be) is an error naming it; a link loop, one naming the path. */
+START_TEST(test_atomic_file_sweep_errors)
+{
+    char f[256], p[300], want[600];
+    uint64_t bytes;
+
+    tpath(f, sizeof(f), "plainfile");
+    write_text(f, "x");
+    snprintf(p, sizeof(p), "%s/ck.st", f);
+    snprintf(want, sizeof(want), "%s: cannot read: %s", f, strerror(ENOTDIR));
+    ck_assert_int_eq(smlp__atomic_file_sweep(p, &bytes, errbuf,
+                                             sizeof(errbuf)),
+                     -1);
+    ck_assert_str_eq(errbuf, want);
+    tpath(p, sizeof(p), "loop_a");
+    ck_assert_int_eq(symlink("loop_b", p), 0);
+    ck_assert_int_eq(symlink("loop_a", tpath(f, sizeof(f), "loop_b")), 0);
+    snprintf(want, sizeof(want), "%s: cannot resolve the name", p);
+    ck_assert_int_eq(smlp__atomic_file_sweep(p, &bytes, errbuf,
+                                             sizeof(errbuf)),
+                     -1);
+    ck_assert_str_eq(errbuf, want);
+}
+END_TEST
+
 static Suite *
 atomic_file_suite(void)
 {
@@ -724,6 +845,13 @@ atomic_file_suite(void)
     tcase_add_test(tc, test_atomic_file_tmp_name);
     tcase_add_test(tc, test_atomic_file_commit_rename_fails);
     tcase_add_test(tc, test_atomic_file_write_error_message);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("sweep");
+    tcase_add_unchecked_fixture(tc, setup_dir, teardown_dir);
+    tcase_add_test(tc, test_atomic_file_sweep_removes_only_tmp_files);
+    tcase_add_test(tc, test_atomic_file_sweep_follows_link);
+    tcase_add_test(tc, test_atomic_file_sweep_errors);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -19,7 +19,8 @@
 # lines, --eval-every, the warm-up, SGD's defaults and --clip-norm,
 # --seed's shuffle, test images left unaugmented, a loss that overflows
 # after a checkpoint, and checkpoints that a reader never sees
-# half-written.  The test evaluation against values computed here (a
+# half-written (a killed run's temporary files removed by the next).
+# The test evaluation against values computed here (a
 # batch norm classifier's checkpoint in python; the zero initial head), a
 # partial last batch and a class without images; --moe-stats rows against
 # rows every step; --routing-by-class sums, shares and drops.  Prints "N
@@ -1647,11 +1648,23 @@ if [ $good -eq 20 ] && st check "$T/z.st"; then
 else bad "checkpoint read half-written ($good of 20 whole)"; fi
 # The killed run left its lock file, but its lock died with it: the next
 # run with that --out goes ahead, and removes the file when it ends.
+# A run killed while writing leaves its temporary file (planted here,
+# 4096 bytes, beside one of another name): the next run, holding the
+# lock, removes it and says so, and leaves the other.
+head -c 4096 /dev/zero >"$T/z.st.tmp.Kill3d"
+echo keep >"$T/z.st.tmp.Kill3"
+rm -f "$T/out"
 if [ -f "$T/z.st.lock" ] &&
    "$TRAIN" "$MIXER" $COMMON --limit-train 64 --limit-test 32 --epochs 1 \
        --out "$T/z.st" >"$T/out" 2>&1 && [ ! -e "$T/z.st.lock" ]
 then ok "a killed run's lock file does not block the next run"
 else bad "after a killed run"; ls -l "$T"/z.st*; show "$T/out"; fi
+if grep -q "^smlp-train: removed [1-9][0-9]* temporary files\{0,1\} ([0-9.]* MB) that a killed run left beside $T/z.st\$" "$T/out" &&
+   [ -z "$(find "$T" -name 'z.st.tmp.??????' 2>/dev/null)" ] &&
+   [ "$(cat "$T/z.st.tmp.Kill3")" = keep ]
+then ok "a killed run's temporary files are removed by the next run"
+else bad "temporary files after a killed run"; ls -l "$T"/z.st*
+     show "$T/out"; fi
 
 
 rm -rf "$T"

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -154,6 +155,28 @@ train_check_outputs(const struct train_opts *o)
     return 0;
 }
 
+/* With the lock held, no other run writes --out: its temporary files
+ * (OUT.tmp.XXXXXX) are what killed runs left, checkpoints' worth of
+ * space each.  They are removed, and said so. */
+static int
+train_sweep_out(struct train_run *r)
+{
+    char err[PATH_MAX + 256];
+    uint64_t bytes;
+    int n;
+
+    n = smlp__atomic_file_sweep(r->o.out, &bytes, err, sizeof(err));
+    if (n < 0) {
+        train_fail("--out %s: %s", r->o.out, err);
+        return TRAIN_EXIT_FAIL;
+    }
+    if (n > 0)
+        fprintf(stderr, "smlp-train: removed %d temporary file%s (%.1f MB) "
+                        "that a killed run left beside %s\n",
+                n, n == 1 ? "" : "s", (double)bytes / 1e6, r->o.out);
+    return 0;
+}
+
 /* See train_main.h.  A run that died leaves the file but not its flock,
  * so nothing blocks the next run.  A run that ends removes the file
  * while it holds it; a run that locked the file just as it was removed
@@ -209,7 +232,7 @@ again:
         goto again;
     }
     r->lock_fd = fd;
-    return 0;
+    return train_sweep_out(r);
 }
 
 int
