@@ -473,8 +473,10 @@ if [ -n "$PYTHON3" ] && [ "$PYTHON3" != no ]; then
     expect "--input of another batch" 1 \
         "tensor 'x' has shape [2,3], the session expects [4,3]" \
         "$RUN" "$T/lin.fbs" --batch 4 --repeat 1 --input "$T/x.st"
-    # --seed picks the synthetic batch: 0 is the default, 1 another one.
-    for s in d 0 1; do
+    # --seed picks the synthetic batch: 0 is the default, 1 another one;
+    # seeds take all 64 bits (2^63 - 1, 2^63 and 2^64 - 1 three more).
+    for s in d 0 1 9223372036854775807 9223372036854775808 \
+        18446744073709551615; do
         if [ $s = d ]; then set --; else set -- --seed $s; fi
         "$RUN" "$T/lin.fbs" --batch 2 --repeat 1 --weights "$T/w.st" \
             --output "$T/seed$s.st" "$@" >/dev/null 2>&1 ||
@@ -484,7 +486,21 @@ if [ -n "$PYTHON3" ] && [ "$PYTHON3" != no ]; then
        ! cmp -s "$T/seed0.st" "$T/seed1.st"
     then ok "--seed: 0 the default, 1 another synthetic batch"
     else bad "--seed"; fi
+    # Five seeds, five different files (a seed cut to 63 bits would make
+    # 2^63 the batch of 0, 2^64 - 1 that of 2^63 - 1).
+    if [ "$(for f in 0 1 9223372036854775807 9223372036854775808 \
+            18446744073709551615; do
+            [ -s "$T/seed$f.st" ] && md5sum <"$T/seed$f.st"
+            done | sort -u | wc -l)" -eq 5 ]
+    then ok "--seed: 64-bit seeds, each its own synthetic batch"
+    else bad "--seed: 64-bit seeds"; fi
 fi
+expect "--seed 2^64" 2 \
+    "--seed: '18446744073709551616' is not an integer from 0 to 18446744073709551615" \
+    "$RUN" "$T/lin.fbs" --seed 18446744073709551616
+expect "--seed -1" 2 \
+    "--seed: '-1' is not an integer from 0 to 18446744073709551615" \
+    "$RUN" "$T/lin.fbs" --seed -1
 expect "two graphs" 2 "more than one graph file given" \
     "$RUN" "$T/lin.fbs" "$T/lin.fbs"
 # --batch goes up to 2^31 (which core.linear's BLAS call then refuses, at

@@ -250,8 +250,12 @@ expect "--threads 1025" 2 \
     "--threads: '1025' is not an integer from 1 to 1024" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --threads 1025
 expect "--seed -1" 2 \
-    "--seed: '-1' is not an integer from 0 to 9223372036854775807" \
+    "--seed: '-1' is not an integer from 0 to 18446744073709551615" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --seed -1
+expect "--seed 2^64" 2 \
+    "--seed: '18446744073709551616' is not an integer from 0 to 18446744073709551615" \
+    "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" \
+    --seed 18446744073709551616
 # NaN compares false with everything: it must fail the range check.
 expect "--lr nan" 2 "--lr: 'nan' is not a number from 1e-12 to 1000" \
     "$TRAIN" "$MIXER" --out "$T/x.st" --data "$T/nodata" --lr nan
@@ -1373,6 +1377,7 @@ while read -r opt val was; do
 done <<'EOF'
 --batch 16 32
 --seed 1 0
+--seed 18446744073709551615 0
 --lr 0.0010001 0.001
 --min-lr 1e-5 0
 --weight-decay 0.01 0.050000000000000003

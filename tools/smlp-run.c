@@ -224,9 +224,12 @@ parse_args(int argc, char **argv, struct options *o)
             o->repeat = (int)v;
             break;
         case 's':
-            if (parse_int("--seed", optarg, 0, INT64_MAX, &v))
+            if (tool_uint64_in(optarg, &o->seed) != 0) {
+                fprintf(stderr, "smlp-run: --seed: '%s' is not an integer "
+                                "from 0 to 18446744073709551615\n",
+                        optarg);
                 return 2;
-            o->seed = (uint64_t)v;
+            }
             break;
         case 'm':
             if (parse_bytes("--max-memory", optarg, &o->max_memory))

@@ -192,3 +192,21 @@ tool_int_in(const char *s, int64_t min, int64_t max, int64_t *out)
     *out = v;
     return 0;
 }
+
+/* See tool_opts.h.  strtoull alone would take "-1" as 2^64 - 1. */
+int
+tool_uint64_in(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (!(s[0] >= '0' && s[0] <= '9') &&
+        !(s[0] == '+' && s[1] >= '0' && s[1] <= '9'))
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}

@@ -53,4 +53,8 @@ int tool_stdout_ok(const char *prog);
  * take leading blanks); 0 and *out set when it is, else -1. */
 int tool_int_in(const char *s, int64_t min, int64_t max, int64_t *out);
 
+/* Whether s is a decimal integer from 0 to 2^64 - 1 (a seed), digits
+ * only (an optional '+'); 0 and *out set when it is, else -1. */
+int tool_uint64_in(const char *s, uint64_t *out);
+
 #endif

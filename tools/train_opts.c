@@ -297,14 +297,11 @@ parse_one(int c, const char *v, struct train_opts *o)
         o->threads = (int)t;
         return 0;
     }
-    case OPT_SEED: {
-        int64_t s;
-
-        if (parse_int("--seed", v, 0, INT64_MAX, &s) != 0)
-            return -1;
-        o->seed = (uint64_t)s;
+    case OPT_SEED:
+        if (tool_uint64_in(v, &o->seed) != 0)
+            return bad_value("--seed", v, "an integer from 0 to "
+                             "18446744073709551615");
         return 0;
-    }
     case OPT_LR: return parse_double("--lr", v, 1e-12, 1e3, &o->lr);
     case OPT_MIN_LR: return parse_double("--min-lr", v, 0, 1e3, &o->min_lr);
     case OPT_WD: return parse_double("--weight-decay", v, 0, 10,
