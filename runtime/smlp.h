@@ -65,7 +65,7 @@ extern "C" {
 
 #define SMLP_VERSION_MAJOR 0
 #define SMLP_VERSION_MINOR 4
-#define SMLP_VERSION_PATCH 0
+#define SMLP_VERSION_PATCH 1
 #define SMLP_VERSION_HEX                                                     \
     ((SMLP_VERSION_MAJOR << 16) | (SMLP_VERSION_MINOR << 8) |                \
      SMLP_VERSION_PATCH)

@@ -13,7 +13,8 @@
 # the same epoch line and rows; one interrupted as an epoch's last step
 # ends still evaluates it, and resumed is the whole run), signals after
 # an evaluation and during the last one, resume refusals (each option
-# that changes the result, the data and graph hashes, positions that
+# that changes the result, the data hash and the graph digest (a graph
+# renamed or with other metadata resumes), positions that
 # contradict themselves; older checkpoints accepted), the accuracies a
 # checkpoint carries, metrics rows against the schedule and the epoch
 # lines, --eval-every, the warm-up, SGD's defaults and --clip-norm,
@@ -1332,17 +1333,42 @@ expect "resume other lr" 1 "made with --lr 0.001, this run has 0.002" \
 expect "resume other graph" 1 "made from another graph than $T/mixer2.fbs" \
     "$TRAIN" "$T/mixer2.fbs" $COMMON --limit-train 256 --epochs 2 \
     --augment moco --out "$T/x.st" --resume "$T/a.st"
-# The hash covers the whole file: the graph's name, which the encoder
-# writes last, changed in place.
+# The digest alone decides: without the file's hash in the checkpoint
+# the edited graph is still refused.
+st delmeta "$T/b1.st" "$T/nohash.st" train.graph_hash
+expect "resume other graph, by its digest" 1 \
+    "made from another graph than $T/mixer2.fbs" \
+    "$TRAIN" "$T/mixer2.fbs" $COMMON --limit-train 256 --epochs 2 \
+    --augment moco --out "$T/x.st" --resume "$T/nohash.st"
+# The graph's name and metadata are not what the run computes: the
+# graph renamed (in the file's bytes, in place) or annotated with
+# smlp-graph edit --set-meta resumes, and ends with the bits of the
+# whole run.
 "$PY" -c "
 import sys
 b = open(sys.argv[1], 'rb').read()
 assert b.count(b'mixer_fmnist') == 1
 open(sys.argv[2], 'wb').write(b.replace(b'mixer_fmnist', b'mixer_fmnisx'))
 " "$MIXER" "$T/mixer3.fbs"
-expect "resume a renamed graph" 1 "made from another graph than $T/mixer3.fbs" \
+"$B/tools/smlp-graph" edit "$MIXER" -o "$T/mixer4.fbs" \
+    --set-meta 'note=annotated' >/dev/null 2>&1 || bad "smlp-graph edit"
+for g in mixer3 mixer4; do
+    cp "$T/b1.st" "$T/r_$g.st"
+    if "$TRAIN" "$T/$g.fbs" $COMMON --limit-train 256 --epochs 2 \
+           --augment moco --out "$T/r_$g.st" --resume "$T/r_$g.st" \
+           >"$T/out" 2>&1 && st same "$T/a.st" "$T/r_$g.st"
+    then ok "resume $g (renamed / metadata): the whole run's bits"
+    else bad "resume $g"; show "$T/out"; fi
+done
+# A checkpoint from before 0.4.1 (no digest): the file's hash decides,
+# as it did then: the renamed graph is refused, the graph itself resumes.
+st delmeta "$T/b1.st" "$T/old.st" train.graph_digest
+expect "resume a renamed graph, an old checkpoint" 1 \
+    "made from another graph than $T/mixer3.fbs" \
     "$TRAIN" "$T/mixer3.fbs" $COMMON --limit-train 256 --epochs 2 \
-    --augment moco --out "$T/x.st" --resume "$T/a.st"
+    --augment moco --out "$T/x.st" --resume "$T/old.st"
+expect "resume an old checkpoint" 0 "resuming at epoch 2, step 8 of 16" \
+    "$TRAIN" $M --out "$T/x.st" --resume "$T/old.st"
 expect "resume other model" 1 "(a checkpoint of another graph?)" \
     "$TRAIN" $S --out "$T/x.st" --resume "$T/a.st"
 # Metadata that contradicts itself: the session's run counter (which

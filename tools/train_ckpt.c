@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph_ir.h"
 #include "safetensors.h"
 #include "train_main.h"
 
@@ -65,6 +66,44 @@ meta_add(struct meta_item *m, int n, const char *key, const char *opt,
     return n + 1;
 }
 
+/*
+ * The graph's digest, compared on resume: the hash of the graph encoded
+ * again without its name and metadata, which the run does not compute
+ * with (a graph renamed, or annotated with smlp-graph edit --set-meta,
+ * resumes).  Everything else counts, in the file's order (the order of
+ * the nodes decides the order of the gradient sums, and so the bits).
+ * 0 when the graph does not decode or encode (it loaded, so it does).
+ */
+static uint64_t
+graph_digest(const struct train_run *r)
+{
+    struct smlp__graph_ir *ir = NULL;
+    struct smlp__meta_ir *meta;
+    uint8_t *buf = NULL;
+    uint64_t h = 0;
+    size_t len;
+    char *name;
+    int32_t n_meta;
+
+    if (smlp__graph_ir_decode(r->graph_buf, r->graph_len, r->o.graph, &ir,
+                              NULL, 0) != SMLP_OK)
+        return 0;
+    name = ir->name;
+    meta = ir->meta;
+    n_meta = ir->n_meta;
+    ir->name = (char *)"";
+    ir->meta = NULL;
+    ir->n_meta = 0;
+    if (smlp__graph_ir_encode(ir, &buf, &len, NULL, 0) == SMLP_OK)
+        h = fnv1a64(buf, len);
+    ir->name = name;
+    ir->meta = meta;
+    ir->n_meta = n_meta;
+    free(buf);
+    smlp__graph_ir_free(ir);
+    return h;
+}
+
 /* The options that decide the result (compared on resume). */
 static int
 meta_options(struct train_run *r, struct meta_item *m)
@@ -78,8 +117,14 @@ meta_options(struct train_run *r, struct meta_item *m)
                                                     (size_t)r->train.cols) ^
                        fnv1a64(r->train.labels, (size_t)r->train.n) ^ 1;
 
+    /* The file's bytes (all that checkpoints before 0.4.1 have), and
+     * the digest, which decides when the checkpoint has it. */
     n = meta_add(m, n, "train.graph_hash", "GRAPH", 0, "%016" PRIx64,
                  fnv1a64(r->graph_buf, r->graph_len));
+    if (r->graph_digest == 0)
+        r->graph_digest = graph_digest(r);
+    n = meta_add(m, n, "train.graph_digest", "GRAPH", 0, "%016" PRIx64,
+                 r->graph_digest);
     n = meta_add(m, n, "train.n_train", "--limit-train", 0, "%lld",
                  (long long)r->train.n);
     n = meta_add(m, n, "train.data_hash", "--data (the training images)", 0,
@@ -284,6 +329,14 @@ train_ckpt_resume(struct train_run *r)
             r->o.device == SMLP_DEVICE_CPU)
             continue;
         if (v == NULL && m[i].soft == SOFT_EVAL) /* before 0.3.1 */
+            continue;
+        /* The digest decides when the checkpoint has one (a graph
+         * renamed or with other metadata resumes); before 0.4.1 the
+         * file's hash did. */
+        if (strcmp(m[i].key, "train.graph_hash") == 0 &&
+            smlp_checkpoint_meta(r->ts, "train.graph_digest") != NULL)
+            continue;
+        if (v == NULL && strcmp(m[i].key, "train.graph_digest") == 0)
             continue;
         if (strcmp(m[i].opt, "GRAPH") == 0) {
             train_fail("--resume %s: made from another graph than %s "

@@ -111,6 +111,8 @@ struct train_run {
     uint8_t *graph_buf;
     size_t graph_len;
     uint64_t data_hash;      /* of the training images used; 0: not yet */
+    uint64_t graph_digest;   /* the graph without name and metadata (see
+                              * train_ckpt.c); 0: not yet */
     struct train_head_info head;
     smlp_graph_t *tg, *eg;     /* with the loss head; as given */
     smlp_registry_t *reg;
