@@ -248,7 +248,7 @@ place(struct smlp__plan *p, int32_t *order, int32_t *live,
 }
 
 /* Neither order is best on every graph: by size alone, the chain
- * 16 -> 64 -> 16 -> 32 -> 48 (tests/check_session.c) puts its output
+ * 16 -> 64 -> 16 -> 32 -> 48 (tests/check_session_plan.c) puts its output
  * at 0 and leaves a gap under the input; by lifetime the input goes
  * first and the chain packs to the lower bound.  Both are placed and
  * the smaller arena kept (by size on a tie).  `keep` holds the first

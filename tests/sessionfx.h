@@ -2,7 +2,8 @@
  * sessionfx.h - what the session suites share: graphs loaded from inline
  * JSON, the two-branch graph of core.linear and core.add whose results
  * are worked out by hand, and a session tensor's data by name.  Used by
- * check_session.c and check_weights.c.
+ * check_session_graph.c, check_session_sched.c,
+ * check_session_plan.c and check_weights.c.
  */
 #ifndef SMLP_SESSIONFX_H
 #define SMLP_SESSIONFX_H
@@ -21,7 +22,7 @@ graph_json(const char *json, struct smlp_error *err, char *path, size_t len)
 }
 
 /* y = W1 x + b1 and z = W2 x, out = y + z: two independent branches. */
-static const char *graph_branches =
+static const char *graph_branches __attribute__((unused)) =
     "{\"name\": \"branches\", \"plugins\": [\"core\"], \"tensors\": ["
     "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]},"
     "{\"name\": \"W1\", \"kind\": \"Parameter\", \"shape\": [3, 2]},"

@@ -42,6 +42,7 @@ is_elf() {
 
 # Programs: libtool keeps the real binary in .libs/ next to a script.
 for p in tests/check_cuda tests/check_cuda_moe tests/check_cuda_sched \
+         tests/check_cuda_sched_train tests/check_cuda_sched_fail \
          tools/smlp-run tools/smlp-train; do
     real="$build/$(dirname $p)/.libs/$(basename $p)"
     is_elf "$real" || real="$build/$p"
@@ -89,8 +90,9 @@ cat >"$dir/run-gpu.sh" <<'EOF'
 # tools/device-bundle.sh).  Logs go to $OUT, else to this dir's out/.
 #   run-gpu.sh [all|checks|bench|sanitizer]
 # checks: check_cuda (ops, graphs, training), check_cuda_moe,
-# check_cuda_sched; bench: smlp-run timings, smlp-train steps on the GPU
-# and the CPU, bench/gpu_table.py (issue 8's table against PyTorch);
+# check_cuda_sched{,_train,_fail}; bench: smlp-run timings, smlp-train steps
+# on the GPU and the CPU, bench/gpu_table.py (issue 8's table against
+# PyTorch);
 # sanitizer: compute-sanitizer memcheck on check_cuda_moe and check_cuda.
 # Each part fits one 10-minute call of the device tool.
 b=$(cd "$(dirname "$0")" && pwd)
@@ -124,9 +126,10 @@ if [ "$part" = all ] || [ "$part" = checks ]; then
     echo "check_cuda exit $?" >>"$out/check_cuda.log"
     timeout 120 bin/check_cuda_moe >"$out/check_cuda_moe.log" 2>&1
     echo "check_cuda_moe exit $?" >>"$out/check_cuda_moe.log"
-    FAKECUDA_JITTER_US=50 timeout 120 bin/check_cuda_sched \
-        >"$out/check_cuda_sched.log" 2>&1
-    echo "check_cuda_sched exit $?" >>"$out/check_cuda_sched.log"
+    for t in check_cuda_sched check_cuda_sched_train check_cuda_sched_fail; do
+        FAKECUDA_JITTER_US=50 timeout 120 bin/$t >"$out/$t.log" 2>&1
+        echo "$t exit $?" >>"$out/$t.log"
+    done
 fi
 if [ "$part" = all ] || [ "$part" = bench ]; then
     {

@@ -1,0 +1,308 @@
+/*
+ * check_session_plan.c - the memory plan.
+ */
+#include "sessionfx.h"
+
+static smlp_session_t *
+plan_shipped(const char *graph, int64_t batch, uint64_t max_memory,
+             smlp_graph_t **g, smlp_registry_t *reg, struct smlp_error *err)
+{
+    struct smlp_session_opts o;
+    char path[512];
+
+    tu_shipped_graph(graph, path, sizeof(path));
+    *g = smlp_graph_load(path, err);
+    ck_assert_msg(*g != NULL, "%s", err->msg);
+    smlp_session_opts_init(&o);
+    o.batch = batch;
+    o.plan_only = 1;
+    o.max_memory = max_memory;
+    return smlp_session_create(*g, reg, &o, err);
+}
+
+START_TEST(test_plan_mixer_b_within_bound)
+{
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_stats st;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+
+    s = plan_shipped("mixer_b", 8, 0, &g, reg, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    smlp_session_get_stats(s, &st);
+    /* Input 8x3x224x224 f32 alone is 4.8 MB. */
+    ck_assert_uint_gt(st.lower_bound, 8u * 3 * 224 * 224 * 4);
+    ck_assert_msg((double)st.arena_bytes <= 1.1 * (double)st.lower_bound,
+                  "arena %llu > 1.1 x lower bound %llu",
+                  (unsigned long long)st.arena_bytes,
+                  (unsigned long long)st.lower_bound);
+    /* Mixer-B/16: 59.88 M parameters, 12.6 GMACs per image. */
+    ck_assert_uint_eq(st.params / 10000, 5988);
+    ck_assert_uint_eq(st.macs / 8 / 10000000, 1260);
+    ck_assert_int_eq(smlp_session_run(s), SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(s), "plan_only");
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_plan_max_memory)
+{
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_error err;
+    smlp_graph_t *g;
+
+    ck_assert_ptr_null(plan_shipped("mixer_b", 8, 1 << 20, &g, reg, &err));
+    ck_assert_int_eq(err.status, SMLP_ELIMIT);
+    tu_assert_contains(err.msg, "over the memory limit of 1048576 bytes "
+                                "(the session's max_memory, smlp-run "
+                                "--max-memory)");
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * Exact fits: a chain x -> a -> b -> c -> y of core.relu, each 4032
+ * bytes (1000 floats, 64-byte aligned).  Lifetimes (steps): x and y the
+ * whole run, a [0, 1], b [1, 2], c [2, 3].  Placed largest first, ties
+ * by first step: x at 0, a at 4032, b at 8064; c overlaps x and b but
+ * not a, so it takes a's gap [4032, 8064), exactly its size; y overlaps
+ * x and c and takes [8064, 12096).  Three buffers, the lower bound (x,
+ * a, b at step 1).
+ */
+START_TEST(test_plan_exact_fit_gap)
+{
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_session_stats st;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+
+    g = graph_json(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 1000]},"
+        "{\"name\": \"a\"}, {\"name\": \"b\"}, {\"name\": \"c\"},"
+        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": ["
+        "{\"name\": \"r0\", \"op\": \"core.relu\", \"inputs\": [0],"
+        " \"outputs\": [1]},"
+        "{\"name\": \"r1\", \"op\": \"core.relu\", \"inputs\": [1],"
+        " \"outputs\": [2]},"
+        "{\"name\": \"r2\", \"op\": \"core.relu\", \"inputs\": [2],"
+        " \"outputs\": [3]},"
+        "{\"name\": \"r3\", \"op\": \"core.relu\", \"inputs\": [3],"
+        " \"outputs\": [4]}]}",
+        &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.threads = 1;
+    o.plan_only = 1;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    smlp_session_get_stats(s, &st);
+    ck_assert_uint_eq(st.lower_bound, 3 * 4032);
+    ck_assert_uint_eq(st.arena_bytes, 3 * 4032);
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * Where placing by size alone leaves a gap: the chain x -> h1 -> h2 ->
+ * h3 -> y of bias-free linears 16 -> 64 -> 16 -> 32 -> 48 at batch 2
+ * (x 128 bytes, h1 512, h2 128, h3 256, y 384).  The most bytes live at
+ * once are 768 (x, h1, h2 at fc2; x, h3, y at fc4).  By size, h1 goes
+ * to 0, y (which does not meet h1) to 0 too, h3 above y at 384, x at 640
+ * and h2 at 768: 896 bytes.  By lifetime x goes first, to 0, and the
+ * rest packs around it: x, h1 [128, 640), h2 [640, 768), h3 [128, 384),
+ * y [384, 768), the bound.  The run then checks that no live bytes were
+ * shared: weights in {-1, 0, 1} and small integer inputs keep every sum
+ * exact in floats, so y must equal the chain computed here in doubles.
+ */
+START_TEST(test_plan_lifetime_order_closes_gap)
+{
+    static const int dims[5] = {16, 64, 16, 32, 48};
+    static const char *const wn[4] = {"w1", "w2", "w3", "w4"};
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_session_stats st;
+    struct smlp_error err;
+    double ref[2][64], nxt[2][64];
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+    float *x, *w;
+    const float *y;
+    int64_t n;
+    int l, i, j, k, plan_only;
+
+    g = graph_json(
+        "{\"name\": \"gap\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 16]},"
+        "{\"name\": \"w1\", \"kind\": \"Parameter\", \"shape\": [64, 16]},"
+        "{\"name\": \"h1\"},"
+        "{\"name\": \"w2\", \"kind\": \"Parameter\", \"shape\": [16, 64]},"
+        "{\"name\": \"h2\"},"
+        "{\"name\": \"w3\", \"kind\": \"Parameter\", \"shape\": [32, 16]},"
+        "{\"name\": \"h3\"},"
+        "{\"name\": \"w4\", \"kind\": \"Parameter\", \"shape\": [48, 32]},"
+        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": ["
+        "{\"name\": \"fc1\", \"op\": \"core.linear\", \"inputs\": [0, 1],"
+        " \"outputs\": [2]},"
+        "{\"name\": \"fc2\", \"op\": \"core.linear\", \"inputs\": [2, 3],"
+        " \"outputs\": [4]},"
+        "{\"name\": \"fc3\", \"op\": \"core.linear\", \"inputs\": [4, 5],"
+        " \"outputs\": [6]},"
+        "{\"name\": \"fc4\", \"op\": \"core.linear\", \"inputs\": [6, 7],"
+        " \"outputs\": [8]}]}",
+        &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    for (plan_only = 1; plan_only >= 0; plan_only--) {
+        smlp_session_opts_init(&o);
+        o.batch = 2;
+        o.threads = 2;
+        o.plan_only = plan_only;
+        s = smlp_session_create(g, reg, &o, &err);
+        ck_assert_msg(s != NULL, "%s", err.msg);
+        smlp_session_get_stats(s, &st);
+        ck_assert_uint_eq(st.lower_bound, 768);
+        ck_assert_uint_eq(st.arena_bytes, 768);
+        if (plan_only) {
+            smlp_session_destroy(s);
+            continue;
+        }
+        x = tensor_data(s, "x", NULL);
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < 16; j++) {
+                x[i * 16 + j] = (float)((i * 5 + j * 3) % 7 - 3);
+                ref[i][j] = x[i * 16 + j];
+            }
+        for (l = 0; l < 4; l++) {
+            w = tensor_data(s, wn[l], NULL);
+            for (j = 0; j < dims[l + 1]; j++)
+                for (k = 0; k < dims[l]; k++)
+                    w[j * dims[l] + k] =
+                        (float)((j * 7 + k * 3 + l) % 3 - 1);
+            for (i = 0; i < 2; i++)
+                for (j = 0; j < dims[l + 1]; j++) {
+                    nxt[i][j] = 0;
+                    for (k = 0; k < dims[l]; k++)
+                        nxt[i][j] += w[j * dims[l] + k] * ref[i][k];
+                }
+            memcpy(ref, nxt, sizeof(ref));
+        }
+        ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                      smlp_session_errmsg(s));
+        y = tensor_data(s, "y", &n);
+        ck_assert_int_eq(n, 96);
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < 48; j++)
+                ck_assert_msg(y[i * 48 + j] == ref[i][j],
+                              "y[%d][%d] = %g, want %g", i, j,
+                              y[i * 48 + j], ref[i][j]);
+        smlp_session_destroy(s);
+    }
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * A buffer lives until its last reader has run: y = relu(W relu(x)) with
+ * W the reversal scaled by row, W[j][3 - j] = j + 1, so that
+ * y[i][j] = (j + 1) x[i][3 - j] for positive x.  The linear node reads
+ * a = relu(x) while it writes b: were a's lifetime to end before that
+ * step, b could take a's bytes and the product would read entries it
+ * had already overwritten (a reversal cannot be computed in place in
+ * any order).
+ */
+START_TEST(test_plan_lifetime_covers_last_read)
+{
+    static const float x[8] = {1, 2, 3, 4, 0.5f, 0.25f, 8, 16};
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+    float *w;
+    const float *y;
+    int64_t n;
+    int i, j, threads;
+
+    g = graph_json(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 4]},"
+        "{\"name\": \"W\", \"kind\": \"Parameter\", \"shape\": [4, 4]},"
+        "{\"name\": \"a\"}, {\"name\": \"b\"},"
+        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": ["
+        "{\"name\": \"r0\", \"op\": \"core.relu\", \"inputs\": [0],"
+        " \"outputs\": [2]},"
+        "{\"name\": \"fc\", \"op\": \"core.linear\", \"inputs\": [2, 1],"
+        " \"outputs\": [3]},"
+        "{\"name\": \"r1\", \"op\": \"core.relu\", \"inputs\": [3],"
+        " \"outputs\": [4]}]}",
+        &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    for (threads = 1; threads <= 2; threads++) {
+        smlp_session_opts_init(&o);
+        o.batch = 2;
+        o.threads = threads;
+        s = smlp_session_create(g, reg, &o, &err);
+        ck_assert_msg(s != NULL, "%s", err.msg);
+        w = tensor_data(s, "W", NULL);
+        memset(w, 0, 16 * sizeof(float));
+        for (j = 0; j < 4; j++)
+            w[j * 4 + (3 - j)] = (float)(j + 1);
+        memcpy(tensor_data(s, "x", NULL), x, sizeof(x));
+        ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                      smlp_session_errmsg(s));
+        y = tensor_data(s, "y", &n);
+        ck_assert_int_eq(n, 8);
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < 4; j++)
+                ck_assert_msg(y[i * 4 + j] == (float)(j + 1) *
+                                                  x[i * 4 + 3 - j],
+                              "%d threads: y[%d][%d] = %g, want %g", threads,
+                              i, j, y[i * 4 + j],
+                              (float)(j + 1) * x[i * 4 + 3 - j]);
+        smlp_session_destroy(s);
+    }
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+static Suite *
+session_plan_suite(void)
+{
+    Suite *s = suite_create("session_plan");
+    TCase *tc;
+
+    tc = tcase_create("plan");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_plan_mixer_b_within_bound);
+    tcase_add_test(tc, test_plan_max_memory);
+    tcase_add_test(tc, test_plan_exact_fit_gap);
+    tcase_add_test(tc, test_plan_lifetime_order_closes_gap);
+    tcase_add_test(tc, test_plan_lifetime_covers_last_read);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(session_plan_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
