@@ -823,6 +823,113 @@ START_TEST(test_cuda_train_norm_tails)
 }
 END_TEST
 
+/* Non-finite inputs for gelu_step: x[0] = NaN, or x[0] = +inf and
+ * x[1] = -inf (through W, h = W·x is then ±inf or NaN in those rows). */
+static void
+nan_prep(smlp_session_t *s)
+{
+    struct smlp_tensor t;
+
+    ck_assert_int_eq(smlp_session_tensor(s, "x", &t), SMLP_OK);
+    ((float *)t.data)[0] = NAN;
+}
+
+static void
+inf_prep(smlp_session_t *s)
+{
+    struct smlp_tensor t;
+
+    ck_assert_int_eq(smlp_session_tensor(s, "x", &t), SMLP_OK);
+    ((float *)t.data)[0] = INFINITY;
+    ((float *)t.data)[5] = -INFINITY;
+}
+
+/*
+ * One training step of x -> linear (W) -> gelu (`approximate`) -> mean
+ * -> mean on the CPU and on the GPU, x set by prep: d W must agree
+ * element by element, NaN for NaN, the same infinity for an infinity,
+ * else within TOL of the largest finite CPU value.  The CPU kernel
+ * propagates a NaN x (its d/dx is NaN) and gives 1 and 0 at +inf and
+ * -inf (the derivative's limits, elementwise.c).
+ */
+static void
+gelu_step(const char *label, const char *approx, prep_cb prep)
+{
+    char json[2048];
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g;
+    smlp_session_t *cpu, *gpu;
+    struct smlp_tensor a, b;
+    double scale = 0.0;
+    int64_t i, n;
+
+    snprintf(json, sizeof(json), "%s", GRAPH(CORE,
+        IN_INIT("x", "F32", "[-1, 4]", "Normal", "0", "1") ","
+        PARAM("W", "[3, 4]", "70") "," ACT("h") "," ACT("y") ","
+        ACT("m") "," OUT("loss"),
+        NODE("fc", "core.linear", "[0, 1, -1]", "[2]", "") ","
+        NODE("g", "core.gelu", "[2]", "[3]", ASTR("approximate", "%s")) ","
+        NODE("m1", "core.mean", "[3]", "[4]", AINT("axis", "1")) ","
+        NODE("m0", "core.mean", "[4]", "[5]", AINT("axis", "0"))));
+    /* The graph text carries one %s: the form. */
+    {
+        char tmp[2048];
+
+        snprintf(tmp, sizeof(tmp), json, approx);
+        memcpy(json, tmp, sizeof(json));
+    }
+    g = graph_json(json);
+    cpu = train_session(g, reg, SMLP_DEVICE_CPU, 3, NULL);
+    gpu = train_session(g, reg, SMLP_DEVICE_CUDA, 3, NULL);
+    prep(cpu);
+    prep(gpu);
+    run_ok(cpu);
+    run_ok(gpu);
+    ck_assert_int_eq(smlp_session_backward(cpu), SMLP_OK);
+    ck_assert_msg(smlp_session_backward(gpu) == SMLP_OK, "%s",
+                  smlp_session_errmsg(gpu));
+    ck_assert_int_eq(smlp_session_grad(cpu, "W", &a), SMLP_OK);
+    ck_assert_int_eq(smlp_session_grad(gpu, "W", &b), SMLP_OK);
+    n = smlp_tensor_numel(&a);
+    for (i = 0; i < n; i++) {
+        double x = ((const float *)a.data)[i];
+
+        if (isfinite(x) && fabs(x) > scale)
+            scale = fabs(x);
+    }
+    for (i = 0; i < n; i++) {
+        double x = ((const float *)a.data)[i], y = ((const float *)b.data)[i];
+
+        printf("train %-20s d W[%lld] cpu %g gpu %g\n", label, (long long)i,
+               x, y);
+        ck_assert_msg(isnan(x) == isnan(y), "%s: d W[%lld]: cpu %g, gpu %g",
+                      label, (long long)i, x, y);
+        if (isnan(x) || x == y)
+            continue;
+        ck_assert_msg(isfinite(x) && isfinite(y) &&
+                          fabs(x - y) <= TOL * (scale > 0 ? scale : 1.0),
+                      "%s: d W[%lld]: cpu %g, gpu %g", label, (long long)i,
+                      x, y);
+    }
+    fflush(stdout);
+    smlp_session_destroy(cpu);
+    smlp_session_destroy(gpu);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+
+/* GELU's backward at NaN and at ±inf: the GPU's d/dx follows the CPU's
+ * (NaN stays NaN in the tanh form; ±inf give 1 and 0 in the erf form,
+ * not inf·0 = NaN). */
+START_TEST(test_cuda_train_gelu_nonfinite)
+{
+    gelu_step("gelu tanh NaN", "tanh", nan_prep);
+    gelu_step("gelu erf NaN", "none", nan_prep);
+    gelu_step("gelu tanh inf", "tanh", inf_prep);
+    gelu_step("gelu erf inf", "none", inf_prep);
+}
+END_TEST
+
 #define MOCO_GRAPH                                                           \
     GRAPH("[\"moco\"]",                                                      \
           IN("q1", "[-1, 24]") "," IN("q2", "[-1, 24]") ","                  \
@@ -1013,6 +1120,7 @@ cuda_suite(void)
     tcase_add_test(tc, test_cuda_train_mixer_ops);
     tcase_add_test(tc, test_cuda_train_mlp_ops);
     tcase_add_test(tc, test_cuda_train_norm_tails);
+    tcase_add_test(tc, test_cuda_train_gelu_nonfinite);
     tcase_add_test(tc, test_cuda_train_moco);
     tcase_add_test(tc, test_cuda_train_moe);
     tcase_add_test(tc, test_cuda_train_gate_dropped);

@@ -161,7 +161,10 @@ smlp__core_linear_bwd_cuda(struct smlp_backward_ctx *ctx)
 
 /* ---- elementwise -------------------------------------------------------- */
 
-/* d/dx of 0.5·x·(1 + erf(x/√2)) = Φ(x) + x·φ(x). */
+/* d/dx of 0.5·x·(1 + erf(x/√2)) = Φ(x) + x·φ(x).  As the CPU's
+ * smlp_gelu_erf_both, x is clamped to ±10 in the x·φ(x) term (below 1e-21
+ * there), so that x = ±inf gives 1 or 0, not inf·0; a NaN stays NaN (the
+ * ternaries keep it, where fminf/fmaxf would drop it). */
 __global__ void
 k_gelu_erf_grad(const float *x, const float *dy, float *dx, int64_t n)
 {
@@ -170,14 +173,17 @@ k_gelu_erf_grad(const float *x, const float *dy, float *dx, int64_t n)
     for (; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float v = x[i];
         float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
-        float pdf = 0.39894228040143268f * expf(-0.5f * v * v);
+        float vc = v > 10.0f ? 10.0f : v < -10.0f ? -10.0f : v;
+        float pdf = 0.39894228040143268f * expf(-0.5f * vc * vc);
 
-        dx[i] = dy[i] * (cdf + v * pdf);
+        dx[i] = dy[i] * (cdf + vc * pdf);
     }
 }
 
 /* The tanh GELU's derivative, written as elementwise.c's (clamps and
- * all: accurate in both tails). */
+ * all: accurate in both tails).  The clamps are ternaries, as there:
+ * fminf/fmaxf return the other operand for a NaN, which would turn a NaN
+ * x into the derivative at -20 (about 0) instead of NaN. */
 __global__ void
 k_gelu_tanh_grad(const float *x, const float *dy, float *dx, int64_t n)
 {
@@ -185,9 +191,13 @@ k_gelu_tanh_grad(const float *x, const float *dy, float *dx, int64_t n)
     int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
 
     for (; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float v = fminf(fmaxf(x[i], -20.0f), 20.0f);
-        float u = fminf(fmaxf(k * (v + c * v * v * v), -40.0f), 40.0f);
-        float e = expf(2.0f * u), r = 1.0f / (1.0f + e), s = e * r;
+        float v = x[i] > 20.0f ? 20.0f : x[i] < -20.0f ? -20.0f : x[i];
+        float u = k * (v + c * v * v * v), e, r, s;
+
+        u = u > 40.0f ? 40.0f : u < -40.0f ? -40.0f : u;
+        e = expf(2.0f * u);
+        r = 1.0f / (1.0f + e);
+        s = e * r;
 
         dx[i] = dy[i] * (s + 2.0f * v * s * r * k * (1.0f + 3.0f * c * v * v));
     }
