@@ -25,9 +25,10 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 build=$(pwd)
 dir=$1
 if [ ! -f "$build/runtime/.libs/libsmlp.so.1" ] ||
-   [ ! -f "$build/tests/check_cuda" ]; then
+   [ ! -f "$build/tests/check_cuda" ] ||
+   [ ! -f "$build/tests/check_cuda_train" ]; then
     echo "$0: run it in a build directory configured with CUDA, after" \
-         "'make && make check' built tests/check_cuda" >&2
+         "'make && make check' built tests/check_cuda{,_train}" >&2
     exit 1
 fi
 
@@ -41,8 +42,9 @@ is_elf() {
 }
 
 # Programs: libtool keeps the real binary in .libs/ next to a script.
-for p in tests/check_cuda tests/check_cuda_moe tests/check_cuda_sched \
-         tests/check_cuda_sched_train tests/check_cuda_sched_fail \
+for p in tests/check_cuda tests/check_cuda_train tests/check_cuda_moe \
+         tests/check_cuda_sched tests/check_cuda_sched_train \
+         tests/check_cuda_sched_fail \
          tools/smlp-run tools/smlp-train; do
     real="$build/$(dirname $p)/.libs/$(basename $p)"
     is_elf "$real" || real="$build/$p"
@@ -89,11 +91,12 @@ cat >"$dir/run-gpu.sh" <<'EOF'
 # Runs smlp's GPU checks on the GPU machine (made by
 # tools/device-bundle.sh).  Logs go to $OUT, else to this dir's out/.
 #   run-gpu.sh [all|checks|bench|sanitizer]
-# checks: check_cuda (ops, graphs, training), check_cuda_moe,
-# check_cuda_sched{,_train,_fail}; bench: smlp-run timings, smlp-train steps
-# on the GPU and the CPU, bench/gpu_table.py (issue 8's table against
-# PyTorch);
-# sanitizer: compute-sanitizer memcheck on check_cuda_moe and check_cuda.
+# checks: check_cuda (ops, graphs), check_cuda_train (training),
+# check_cuda_moe, check_cuda_sched{,_train,_fail}; bench: smlp-run
+# timings, smlp-train steps on the GPU and the CPU, bench/gpu_table.py
+# (issue 8's table against PyTorch);
+# sanitizer: compute-sanitizer memcheck on check_cuda_moe, check_cuda and
+# check_cuda_train.
 # Each part fits one 10-minute call of the device tool.
 b=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$b/out}
@@ -113,8 +116,8 @@ export SMLP_PLUGIN_PATH="$b/plugins" SMLP_TEST_BUILDDIR="$b" \
 {
     echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-    for f in "$b"/bin/check_cuda "$b"/bin/smlp-run "$b"/lib/* \
-             "$b"/plugins/core.so; do
+    for f in "$b"/bin/check_cuda "$b"/bin/check_cuda_train "$b"/bin/smlp-run \
+             "$b"/lib/* "$b"/plugins/core.so; do
         ldd "$f" | grep -E 'not found|cuda|cublas' | sed "s|^|$(basename $f): |"
     done
 } >"$out/probe.txt" 2>&1
@@ -122,8 +125,10 @@ cd "$b" || exit 1
 # What to run: all (default), or one part (each fits a 10-minute call).
 part=${1:-all}
 if [ "$part" = all ] || [ "$part" = checks ]; then
-    SMLP_CUDA_BENCH=1 timeout 300 bin/check_cuda >"$out/check_cuda.log" 2>&1
+    SMLP_CUDA_BENCH=1 timeout 180 bin/check_cuda >"$out/check_cuda.log" 2>&1
     echo "check_cuda exit $?" >>"$out/check_cuda.log"
+    timeout 120 bin/check_cuda_train >"$out/check_cuda_train.log" 2>&1
+    echo "check_cuda_train exit $?" >>"$out/check_cuda_train.log"
     timeout 120 bin/check_cuda_moe >"$out/check_cuda_moe.log" 2>&1
     echo "check_cuda_moe exit $?" >>"$out/check_cuda_moe.log"
     for t in check_cuda_sched check_cuda_sched_train check_cuda_sched_fail; do
@@ -164,9 +169,12 @@ if { [ "$part" = all ] || [ "$part" = sanitizer ]; } &&
     timeout 250 compute-sanitizer --tool memcheck --leak-check no \
         bin/check_cuda_moe >"$out/sanitizer_moe.log" 2>&1
     echo "compute-sanitizer exit $?" >>"$out/sanitizer_moe.log"
-    timeout 300 compute-sanitizer --tool memcheck --leak-check no \
+    timeout 150 compute-sanitizer --tool memcheck --leak-check no \
         bin/check_cuda >"$out/sanitizer.log" 2>&1
     echo "compute-sanitizer exit $?" >>"$out/sanitizer.log"
+    timeout 150 compute-sanitizer --tool memcheck --leak-check no \
+        bin/check_cuda_train >"$out/sanitizer_train.log" 2>&1
+    echo "compute-sanitizer exit $?" >>"$out/sanitizer_train.log"
 fi
 tail -n 3 "$out"/*.log
 EOF

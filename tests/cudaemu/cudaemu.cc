@@ -3,8 +3,8 @@
  * blocks of fibers, barriers and warp votes.
  *
  * Linked into the test programs (tests/check_cuda_emu,
- * check_cuda_moe_emu), whose symbols the emulated plugins
- * (tests/cudaemu/.libs/NAME.so) resolve when they are loaded.  A grid
+ * check_cuda_train_emu, check_cuda_moe_emu), whose symbols the emulated
+ * plugins (tests/cudaemu/.libs/NAME.so) resolve when they are loaded.  A grid
  * runs on the worker thread of its stream, block after block.  In a
  * block each thread is a fiber: it starts when every thread before it
  * has finished or waits, on the stack of a finished one if there is one
