@@ -145,7 +145,7 @@ int smlp__atomic_file_sweep(const char *path, uint64_t *bytes, char *err,
 /*
  * Formats a message into err[0..errlen) (when err is not NULL and errlen
  * is not 0) and returns status, so that a failing path of the file code
- * here and in safetensors.c reads "return smlp__fail(err, errlen, ...)".
+ * here and in safetensors*.c reads "return smlp__fail(err, errlen, ...)".
  */
 int smlp__fail(char *err, size_t errlen, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -374,7 +374,7 @@ fb_vector_field(struct fb_reader *r, const struct fb_table *t, int id,
  * Returns the offset of the first byte of s[0..n) that does not belong to
  * well-formed UTF-8 (no overlong forms, surrogates or code points beyond
  * U+10FFFF), or n when there is none.  FlatBuffers strings are UTF-8; a
- * copy of this test is in safetensors.c, a library that does not link
+ * copy of this test is in safetensors_write.c, a library that does not link
  * this one.
  */
 static size_t

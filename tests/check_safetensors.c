@@ -1,9 +1,9 @@
 /*
  * check_safetensors.c - the safetensors reader and writer
- * (runtime/safetensors.c) on good files: write/read round trips, a file
- * made byte by byte here (independent of the writer), the data hash
- * smlp's writers put in the metadata (known answers, every bit flip
- * seen, a damaged file refused), and writer failures that must leave
+ * (runtime/safetensors.c, safetensors_write.c) on good files: write/read
+ * round trips, a file made byte by byte here (independent of the writer),
+ * the data hash smlp's writers put in the metadata (known answers, every bit
+ * flip seen, a damaged file refused), and writer failures that must leave
  * the target and the directory as they were.  Bad files:
  * check_safetensors_bad.c.
  */
