@@ -195,6 +195,45 @@ START_TEST(test_cuda_sched_stream_failure)
 }
 END_TEST
 
+/*
+ * A CUDA kernel that refuses its input returns SMLP_EINVAL (the status
+ * whose value is -1, the edge of the runtime's "rc < 0" test): the run
+ * fails as any failed kernel does (SMLP_EKERNEL) with the kernel's
+ * message, naming the node, and the host-only node after it never runs.
+ */
+START_TEST(test_cuda_sched_kernel_einval)
+{
+    static const char *json =
+        "{\"name\": \"refuse\", \"plugins\": [\"fakegpu\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 4]},"
+        "{\"name\": \"a\"}, {\"name\": \"p\"},"
+        "{\"name\": \"out\", \"kind\": \"Output\"}],"
+        "\"nodes\": ["
+        "{\"name\": \"n0\", \"op\": \"fakegpu.affine\", \"inputs\": [0],"
+        " \"outputs\": [1]},"
+        "{\"name\": \"n1\", \"op\": \"fakegpu.poison\", \"inputs\": [1],"
+        " \"outputs\": [2], \"attrs\": [{\"name\": \"refuse\","
+        " \"type\": \"Int\", \"i\": 1}]},"
+        "{\"name\": \"n2\", \"op\": \"fakegpu.host\", \"inputs\": [2],"
+        " \"outputs\": [3]}]}";
+    smlp_registry_t *reg = registry();
+    smlp_graph_t *g = graph_json(json);
+    smlp_session_t *s = session(g, reg, SMLP_DEVICE_CUDA, 1, 1);
+    struct smlp_tensor out;
+
+    ck_assert_int_eq(smlp_session_tensor(s, "out", &out), SMLP_OK);
+    ((float *)out.data)[0] = 12345.0f;
+    ck_assert_int_eq(smlp_session_run(s), SMLP_EKERNEL);
+    tu_assert_contains(smlp_session_errmsg(s),
+                       "node 1 'n1' (fakegpu.poison) failed: refused its "
+                       "input (attribute refuse)");
+    ck_assert(((float *)out.data)[0] == 12345.0f);
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 START_TEST(test_cuda_sched_no_device_message)
 {
     smlp_registry_t *reg = registry();
@@ -266,6 +305,7 @@ cuda_sched_suite(void)
     tcase_add_test(tc, test_cuda_sched_state_download);
     tcase_add_test(tc, test_cuda_sched_random_dags_bit_identical);
     tcase_add_test(tc, test_cuda_sched_stream_failure);
+    tcase_add_test(tc, test_cuda_sched_kernel_einval);
     tcase_add_test(tc, test_cuda_sched_no_device_message);
     tcase_add_test(tc, test_cuda_sched_all_cpu_and_plan_only);
     suite_add_tcase(s, tc);

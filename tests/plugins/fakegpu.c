@@ -19,7 +19,8 @@
  *   fakegpu.mean    x -> the mean of all of x, a scalar (a loss)
  *   fakegpu.old     x -> x, its CUDA kernel declared with ABI 1.2's size
  *   fakegpu.poison  x -> x; the CUDA kernel makes the stream fail (with
- *                   attribute in_backward: its CUDA backward does)
+ *                   attribute in_backward: its CUDA backward does; with
+ *                   attribute refuse: it returns SMLP_EINVAL at once)
  * Every op but accum has a CPU backward, and its CUDA kernel (but host,
  * which has none) a "CUDA" backward (ABI 1.3), enqueued like the kernels
  * and counted by fakecuda_count_backward: training sessions run their
@@ -240,9 +241,14 @@ poison_gpu(struct smlp_kernel_ctx *ctx)
 {
     void (*poison)(void *) =
         (void (*)(void *))dlsym(RTLD_DEFAULT, "fakecuda_poison");
-    int64_t in_backward = 0;
+    int64_t in_backward = 0, refuse = 0;
 
     ctx->host->attr_int(ctx->node, "in_backward", &in_backward);
+    ctx->host->attr_int(ctx->node, "refuse", &refuse);
+    if (refuse) { /* a kernel that checks its input and says no */
+        ctx->host->errorf(ctx->node, "refused its input (attribute refuse)");
+        return SMLP_EINVAL;
+    }
     if (in_backward)
         return run_gpu(ctx, FAKE_COPY);
     if (poison == NULL) {
@@ -496,6 +502,8 @@ static const struct smlp_attr_def poison_attrs[] = {
     {"in_backward", SMLP_ATTR_INT, 0,
      "0: the forward fails; 1: its GPU backward fails; 2: it fails to "
      "enqueue"},
+    {"refuse", SMLP_ATTR_INT, 0,
+     "1: the CUDA kernel returns SMLP_EINVAL (before in_backward)"},
     {NULL, 0, 0, NULL},
 };
 
