@@ -59,7 +59,7 @@ chain_graph(struct gb *g)
 
 START_TEST(test_autograd_chain_hand_values)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512];
     smlp_graph_t *g;
@@ -117,7 +117,7 @@ mono_us(void)
  */
 START_TEST(test_autograd_trace_file)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512], *buf, *line, *next;
     double t0, elapsed, ts, dur;
@@ -212,7 +212,7 @@ END_TEST
  */
 START_TEST(test_autograd_fanout_sum_order)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512];
     smlp_graph_t *g;
@@ -277,7 +277,7 @@ END_TEST
  * a view's gradient summed with another reader's. */
 START_TEST(test_autograd_views)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512];
     smlp_graph_t *g;
@@ -330,7 +330,7 @@ END_TEST
 /* An i32 output gets grad_outputs NULL (gradfix.split checks it). */
 START_TEST(test_autograd_int_output_null)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512];
     smlp_graph_t *g;
@@ -362,7 +362,7 @@ END_TEST
  * again matches (gradfix.noise's m changes with the step). */
 START_TEST(test_autograd_same_step_as_forward)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512];
     smlp_graph_t *g;
@@ -413,7 +413,7 @@ END_TEST
  */
 START_TEST(test_autograd_saved_bytes)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_session_opts o;
     struct smlp_error err;
     struct gb gb;
@@ -492,7 +492,7 @@ END_TEST
 
 START_TEST(test_autograd_frozen_params)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     const char *const frozen[] = {"enc*", NULL};
     struct gb gb;
     char path[512];
@@ -543,7 +543,7 @@ END_TEST
 
 START_TEST(test_autograd_no_backward_error_at_create)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     const char *const frozen_w[] = {"w", NULL};
     struct gb gb;
     char path[512];
@@ -582,7 +582,7 @@ END_TEST
 /* Parameters the loss does not depend on get zeros, every time. */
 START_TEST(test_autograd_unreached_param_zero)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512];
     smlp_graph_t *g;
@@ -631,7 +631,7 @@ END_TEST
  */
 START_TEST(test_autograd_no_grad_op)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512];
     smlp_graph_t *g;
@@ -687,7 +687,7 @@ END_TEST
 
 START_TEST(test_autograd_bad_loss)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_session_opts o;
     struct gb gb;
     char path[512];
@@ -741,7 +741,7 @@ END_TEST
 
 START_TEST(test_autograd_backward_needs_forward)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512];
     smlp_graph_t *g;

@@ -90,7 +90,7 @@ mlp_graph(struct gb *g, int with_norm)
 static void
 check_fd(int with_norm, int threads)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     const char *params[] = {"tok.w1", "tok.b1", "tok.w2", "tok.b2", "ch.w1",
                             "ch.b1",  "ch.w2",  "ch.b2",  "head.w", "head.b",
                             "ln.g",   "ln.b"};
@@ -160,7 +160,7 @@ check_fd(int with_norm, int threads)
 
 START_TEST(test_autograd_mlp_finite_differences)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     const char *ops[] = {"core.linear", "core.gelu", "core.add", "core.mean",
                          "core.softmax_cross_entropy"};
     struct smlp_error err;
@@ -251,7 +251,7 @@ set_head(smlp_session_t *s)
 static void
 check_shipped(const char *name)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_session_opts o;
     struct smlp_error err;
     smlp_session_t *s[2];

@@ -64,7 +64,7 @@ wide_graph(struct gb *g, int branches)
 
 START_TEST(test_autograd_threads_bit_identical)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     static const int widths[] = {6, 16};
     struct gb gb;
     char path[512], name[16];
@@ -110,7 +110,7 @@ END_TEST
 START_TEST(test_autograd_wide_backward_tree)
 {
     enum { LEAVES = 32, N = 512 };
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512], name[16], ins[64], out[16];
     smlp_graph_t *g;
@@ -184,7 +184,7 @@ END_TEST
  */
 START_TEST(test_autograd_plan_frees_saved_values)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_session_stats st, fwd;
     struct smlp_session_opts o;
     struct smlp_error err;
@@ -346,7 +346,7 @@ four_failing(const char *op, char prefix, char *path, size_t len)
  */
 START_TEST(test_autograd_first_failure_kept)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     char path[512];
     smlp_graph_t *g;
     smlp_session_t *s;
@@ -395,7 +395,7 @@ END_TEST
  */
 START_TEST(test_autograd_inter_op_bounds_concurrency)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512], name[16], node[16], w_i[16], attr[64], ins[64] = "";
     smlp_graph_t *g;
@@ -450,7 +450,7 @@ END_TEST
  */
 START_TEST(test_autograd_bwd_workspace_covers_forward)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512];
     smlp_graph_t *g;
@@ -503,7 +503,7 @@ END_TEST
  */
 START_TEST(test_autograd_reuse_edge_last_reader)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512];
     smlp_graph_t *g;
@@ -589,7 +589,7 @@ reuse_chain_session(smlp_registry_t *reg, int a_output, int threads,
 
 START_TEST(test_autograd_reuse_edges_chain_split)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_session_stats st;
     smlp_graph_t *g;
     smlp_session_t *s;
@@ -641,7 +641,7 @@ END_TEST
  */
 START_TEST(test_autograd_reuse_edge_workspace)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512];
     smlp_graph_t *g;
@@ -697,7 +697,7 @@ END_TEST
  */
 START_TEST(test_autograd_backward_reuse_edge_last_reader)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct gb gb;
     char path[512];
     smlp_graph_t *g;

@@ -68,8 +68,8 @@ static void
 parity(const char *label, const char *json, int64_t batch, int training,
        int runs, prep_cb prep)
 {
-    smlp_registry_t *reg = registry();
-    smlp_graph_t *g = graph_json(json);
+    smlp_registry_t *reg = tu_fixture_registry();
+    smlp_graph_t *g = tu_graph_json(json);
     smlp_session_t *cpu = session(g, reg, SMLP_DEVICE_CPU, batch, training,
                                   1);
     smlp_session_t *gpu = session(g, reg, SMLP_DEVICE_CUDA, batch, training,
@@ -304,8 +304,8 @@ END_TEST
  */
 START_TEST(test_cuda_moco_bad_m)
 {
-    smlp_registry_t *reg = registry();
-    smlp_graph_t *g = graph_json(GRAPH("[\"moco\"]",
+    smlp_registry_t *reg = tu_fixture_registry();
+    smlp_graph_t *g = tu_graph_json(GRAPH("[\"moco\"]",
         STATE("tk", "[7, 5]", "-1", "1", "51") "," PARAM("tq", "[7, 5]", "52")
         "," IN_INIT("m", "F32", "[]", "Uniform", "1.5", "1.6") ","
         OUT("y"),
@@ -371,7 +371,7 @@ shipped(const char *name, smlp_graph_t **g, smlp_registry_t *reg, int device,
 
 START_TEST(test_cuda_mixer_fmnist)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     smlp_graph_t *g;
     smlp_session_t *cpu = shipped("mixer_fmnist", &g, reg, SMLP_DEVICE_CPU,
                                   8, 1);
@@ -465,7 +465,7 @@ print_profile(smlp_session_t *s, const smlp_graph_t *g)
 START_TEST(test_cuda_bench_mixer)
 {
     static const char *graphs[2] = {"mixer_fmnist", "mixer_b"};
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     double ms[10];
     int k, r;
 

@@ -45,19 +45,6 @@
 static int selftest; /* SMLP_CUDA_MOE_SELFTEST: both sides on the CPU */
 static uint64_t session_seed; /* opts.seed of both sessions */
 
-static smlp_graph_t *
-graph_json(const char *json)
-{
-    struct smlp_error err;
-    char path[512];
-    smlp_graph_t *g;
-
-    tu_graph_from_json(tu_tmpdir(), "g", json, path, sizeof(path));
-    g = smlp_graph_load(path, &err);
-    ck_assert_msg(g != NULL, "%s", err.msg);
-    return g;
-}
-
 static smlp_session_t *
 session_opts(const smlp_graph_t *g, smlp_registry_t *reg, int device,
              int64_t batch, int training, const char *weights)
@@ -266,7 +253,7 @@ static void
 parity(const char *label, const char *json, int training, int runs)
 {
     smlp_registry_t *reg = tu_registry();
-    smlp_graph_t *g = graph_json(json);
+    smlp_graph_t *g = tu_graph_json(json);
     smlp_session_t *cpu = session_opts(g, reg, SMLP_DEVICE_CPU, 1, training,
                                        NULL);
     smlp_session_t *gpu = gpu_session(g, reg, 1, training, NULL);

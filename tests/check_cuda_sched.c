@@ -15,8 +15,8 @@
 
 START_TEST(test_cuda_sched_chain_fallback)
 {
-    smlp_registry_t *reg = registry();
-    smlp_graph_t *g = graph_json(graph_chain);
+    smlp_registry_t *reg = tu_fixture_registry();
+    smlp_graph_t *g = tu_graph_json(graph_chain);
     smlp_session_t *cpu = session(g, reg, SMLP_DEVICE_CPU, 3, 1), *gpu;
     struct make_args a;
     const char *msg;
@@ -59,8 +59,8 @@ END_TEST
 
 START_TEST(test_cuda_sched_params_upload)
 {
-    smlp_registry_t *reg = registry();
-    smlp_graph_t *g = graph_json(graph_param);
+    smlp_registry_t *reg = tu_fixture_registry();
+    smlp_graph_t *g = tu_graph_json(graph_param);
     smlp_session_t *s = session(g, reg, SMLP_DEVICE_CUDA, 1, 1), *t, *t2;
     char path[600];
     float *w, *x, *y;
@@ -108,8 +108,8 @@ END_TEST
 
 START_TEST(test_cuda_sched_state_download)
 {
-    smlp_registry_t *reg = registry();
-    smlp_graph_t *g = graph_json(graph_state);
+    smlp_registry_t *reg = tu_fixture_registry();
+    smlp_graph_t *g = tu_graph_json(graph_state);
     smlp_session_t *cpu = session(g, reg, SMLP_DEVICE_CPU, 1, 1);
     smlp_session_t *gpu = session(g, reg, SMLP_DEVICE_CUDA, 1, 1);
     const float *x;
@@ -134,12 +134,12 @@ END_TEST
 
 START_TEST(test_cuda_sched_random_dags_bit_identical)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     unsigned seed;
 
     for (seed = 1; seed <= 6; seed++) {
         char *json = random_dag(seed * 7919u, 40, 0);
-        smlp_graph_t *g = graph_json(json);
+        smlp_graph_t *g = tu_graph_json(json);
         smlp_session_t *cpu = session(g, reg, SMLP_DEVICE_CPU, 1, 1);
         smlp_session_t *g1 = session(g, reg, SMLP_DEVICE_CUDA, 1, 1);
         smlp_session_t *g3 = session(g, reg, SMLP_DEVICE_CUDA, 1, 3);
@@ -180,8 +180,8 @@ static const char *graph_poison =
 
 START_TEST(test_cuda_sched_stream_failure)
 {
-    smlp_registry_t *reg = registry();
-    smlp_graph_t *g = graph_json(graph_poison);
+    smlp_registry_t *reg = tu_fixture_registry();
+    smlp_graph_t *g = tu_graph_json(graph_poison);
     smlp_session_t *s = session(g, reg, SMLP_DEVICE_CUDA, 1, 1);
 
     /* The fences never run: the watchdog notices and the run ends. */
@@ -216,8 +216,8 @@ START_TEST(test_cuda_sched_kernel_einval)
         " \"type\": \"Int\", \"i\": 1}]},"
         "{\"name\": \"n2\", \"op\": \"fakegpu.host\", \"inputs\": [2],"
         " \"outputs\": [3]}]}";
-    smlp_registry_t *reg = registry();
-    smlp_graph_t *g = graph_json(json);
+    smlp_registry_t *reg = tu_fixture_registry();
+    smlp_graph_t *g = tu_graph_json(json);
     smlp_session_t *s = session(g, reg, SMLP_DEVICE_CUDA, 1, 1);
     struct smlp_tensor out;
 
@@ -236,8 +236,8 @@ END_TEST
 
 START_TEST(test_cuda_sched_no_device_message)
 {
-    smlp_registry_t *reg = registry();
-    smlp_graph_t *g = graph_json(graph_param);
+    smlp_registry_t *reg = tu_fixture_registry();
+    smlp_graph_t *g = tu_graph_json(graph_param);
     struct smlp_session_opts o;
     struct smlp_error err;
 
@@ -268,8 +268,8 @@ START_TEST(test_cuda_sched_all_cpu_and_plan_only)
         "{\"name\": \"y\", \"kind\": \"Output\"}],"
         "\"nodes\": [{\"name\": \"h\", \"op\": \"fakegpu.host\","
         " \"inputs\": [0], \"outputs\": [1]}]}";
-    smlp_registry_t *reg = registry();
-    smlp_graph_t *g = graph_json(json), *gc = graph_json(graph_chain);
+    smlp_registry_t *reg = tu_fixture_registry();
+    smlp_graph_t *g = tu_graph_json(json), *gc = tu_graph_json(graph_chain);
     smlp_session_t *cpu = session(g, reg, SMLP_DEVICE_CPU, 2, 1);
     smlp_session_t *gpu = session(g, reg, SMLP_DEVICE_CUDA, 2, 1), *p;
     struct smlp_session_opts o;

@@ -46,9 +46,10 @@ expect_released(const long *before, const char *label)
  */
 START_TEST(test_cuda_sched_copies_counted)
 {
-    smlp_registry_t *reg = registry();
-    smlp_graph_t *gc = graph_json(graph_chain), *gp = graph_json(graph_param);
-    smlp_graph_t *gs = graph_json(graph_state);
+    smlp_registry_t *reg = tu_fixture_registry();
+    smlp_graph_t *gc = tu_graph_json(graph_chain);
+    smlp_graph_t *gp = tu_graph_json(graph_param);
+    smlp_graph_t *gs = tu_graph_json(graph_state);
     smlp_session_t *s;
     long up, down;
     int r;
@@ -136,11 +137,11 @@ START_TEST(test_cuda_sched_pinning_and_release)
     char *json;
 
     live_counts(before);
-    registry_for_train = registry();
+    registry_for_train = tu_fixture_registry();
     pinned = fakecuda_count("pinned");
     /* Host arena x + y = 2 * 512 KiB, exactly 1 MiB: pinned; W 512 KiB:
      * not. */
-    half = graph_json(mul_graph(131072, 0));
+    half = tu_graph_json(mul_graph(131072, 0));
     a = session(half, registry_for_train, SMLP_DEVICE_CUDA, 1, 1);
     ck_assert_int_eq(smlp_session_get_stats(a, &st), SMLP_OK);
     ck_assert_uint_eq(st.arena_bytes, 1 << 20);
@@ -148,7 +149,7 @@ START_TEST(test_cuda_sched_pinning_and_release)
     run_ok(a);
     /* Training: W exactly 1 MiB, its gradient block too, the arena more:
      * three blocks. */
-    one = graph_json(mul_graph(262144, 1));
+    one = tu_graph_json(mul_graph(262144, 1));
     b = train_session(one, registry_for_train, SMLP_DEVICE_CUDA, 1, &ob);
     ck_assert_int_eq(fakecuda_count("pinned"), pinned + 4);
     run_ok(b);
@@ -156,13 +157,13 @@ START_TEST(test_cuda_sched_pinning_and_release)
     /* No sum in this backward: cuBLAS stays closed. */
     ck_assert_int_eq(fakecuda_count("blas"), before[3]);
     /* A small training session pins nothing. */
-    small = graph_json(mul_graph(8, 1));
+    small = tu_graph_json(mul_graph(8, 1));
     c = train_session(small, registry_for_train, SMLP_DEVICE_CUDA, 1, &oc);
     ck_assert_int_eq(fakecuda_count("pinned"), pinned + 4);
     /* Sums open one cuBLAS handle for the session, whatever their
      * number. */
     json = random_dag(3 * 104729u, 30, DAG_LOSS | DAG_NO_HOST);
-    fan = graph_json(json);
+    fan = tu_graph_json(json);
     free(json);
     d = train_session(fan, registry_for_train, SMLP_DEVICE_CUDA, 1, &od);
     run_ok(d);
@@ -258,10 +259,11 @@ static const char *graph_host_param =
  */
 START_TEST(test_cuda_sched_forward_failures)
 {
-    smlp_registry_t *reg = registry();
-    smlp_graph_t *gp = graph_json(graph_param), *gc = graph_json(graph_chain);
-    smlp_graph_t *gs = graph_json(graph_state);
-    smlp_graph_t *gh = graph_json(graph_host_param);
+    smlp_registry_t *reg = tu_fixture_registry();
+    smlp_graph_t *gp = tu_graph_json(graph_param);
+    smlp_graph_t *gc = tu_graph_json(graph_chain);
+    smlp_graph_t *gs = tu_graph_json(graph_state);
+    smlp_graph_t *gh = tu_graph_json(graph_host_param);
     struct smlp_session_opts o;
     struct smlp_error err;
     smlp_session_t *s;
@@ -469,8 +471,8 @@ START_TEST(test_cuda_sched_backward_device_failures)
     smlp_optim_t *opt;
     int step;
 
-    registry_for_train = registry();
-    g = graph_json(graph_fan);
+    registry_for_train = tu_fixture_registry();
+    g = tu_graph_json(graph_fan);
     s = train_session(g, registry_for_train, SMLP_DEVICE_CUDA, 1, &opt);
     for (step = 0; step < 2; step++) {
         run_ok(s);
@@ -523,7 +525,7 @@ START_TEST(test_cuda_sched_backward_device_failures)
      * m2, so its gradient has two contributions, summed before m1's
      * backward): said as such and not blamed on m1, a node that did not
      * fail. */
-    g = graph_json(graph_square);
+    g = tu_graph_json(graph_square);
     s = train_session(g, registry_for_train, SMLP_DEVICE_CUDA, 1, &opt);
     run_ok(s);
     fakecuda_fail("cublasSaxpy_v2", 0, FAKE_ERR);

@@ -20,14 +20,14 @@ int fakecuda_backwards(void); /* tests/fakecuda.c */
  */
 START_TEST(test_cuda_sched_training_bit_identical)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     int flags = _i == 1 ? DAG_NO_HOST : 0, before = fakecuda_backwards();
     unsigned seed;
     int moved = 0;
 
     for (seed = 1; seed <= 6; seed++) {
         char *json = random_dag(seed * 104729u, 30, DAG_LOSS | flags);
-        smlp_graph_t *g = graph_json(json);
+        smlp_graph_t *g = tu_graph_json(json);
         smlp_optim_t *oc, *o1, *o3;
         smlp_session_t *cpu = train_session(g, reg, SMLP_DEVICE_CPU, 1, &oc);
         smlp_session_t *g1 = train_session(g, reg, SMLP_DEVICE_CUDA, 1, &o1);
@@ -119,9 +119,10 @@ START_TEST(test_cuda_sched_backward_side_notice)
     const char *out;
     int before;
 
-    registry_for_train = registry();
-    gh = graph_json(loss_graph("{\"name\": \"hh\", \"op\": \"fakegpu.host\","
-                               " \"inputs\": [2], \"outputs\": [3]}"));
+    registry_for_train = tu_fixture_registry();
+    gh = tu_graph_json(loss_graph(
+        "{\"name\": \"hh\", \"op\": \"fakegpu.host\","
+        " \"inputs\": [2], \"outputs\": [3]}"));
     out = capture_stderr(make_train, gh, &s);
     tu_assert_contains(out, "node 1 'hh' (fakegpu.host): no cuda backward, "
                             "so the backward runs on the CPU");
@@ -132,16 +133,18 @@ START_TEST(test_cuda_sched_backward_side_notice)
     smlp_session_destroy(s);
     smlp_graph_unload(gh);
     /* A kernel of an ABI 1.2 plugin has no backward, whatever follows. */
-    gh = graph_json(loss_graph("{\"name\": \"oo\", \"op\": \"fakegpu.old\","
-                               " \"inputs\": [2], \"outputs\": [3]}"));
+    gh = tu_graph_json(loss_graph(
+        "{\"name\": \"oo\", \"op\": \"fakegpu.old\","
+        " \"inputs\": [2], \"outputs\": [3]}"));
     out = capture_stderr(make_train, gh, &s);
     tu_assert_contains(out, "node 1 'oo' (fakegpu.old): no cuda backward");
     run_ok(s);
     ck_assert_int_eq(smlp_session_backward(s), SMLP_OK);
     ck_assert_int_eq(fakecuda_backwards(), before);
     smlp_session_destroy(s);
-    ga = graph_json(loss_graph("{\"name\": \"aa\", \"op\": \"fakegpu.affine\","
-                               " \"inputs\": [2], \"outputs\": [3]}"));
+    ga = tu_graph_json(loss_graph(
+        "{\"name\": \"aa\", \"op\": \"fakegpu.affine\","
+        " \"inputs\": [2], \"outputs\": [3]}"));
     out = capture_stderr(make_train, ga, &s);
     ck_assert_msg(strstr(out, "backward") == NULL, "%s", out);
     run_ok(s);
@@ -166,11 +169,13 @@ START_TEST(test_cuda_sched_device_stats)
     struct smlp_device_stats st;
     smlp_optim_t *o1, *o2;
 
-    registry_for_train = registry();
-    ga = graph_json(loss_graph("{\"name\": \"aa\", \"op\": \"fakegpu.affine\","
-                               " \"inputs\": [2], \"outputs\": [3]}"));
-    gh = graph_json(loss_graph("{\"name\": \"hh\", \"op\": \"fakegpu.host\","
-                               " \"inputs\": [2], \"outputs\": [3]}"));
+    registry_for_train = tu_fixture_registry();
+    ga = tu_graph_json(loss_graph(
+        "{\"name\": \"aa\", \"op\": \"fakegpu.affine\","
+        " \"inputs\": [2], \"outputs\": [3]}"));
+    gh = tu_graph_json(loss_graph(
+        "{\"name\": \"hh\", \"op\": \"fakegpu.host\","
+        " \"inputs\": [2], \"outputs\": [3]}"));
     cpu = train_session(ga, registry_for_train, SMLP_DEVICE_CPU, 1, &o1);
     bwd = train_session(ga, registry_for_train, SMLP_DEVICE_CUDA, 1, &o2);
     (void)capture_stderr(make_train, gh, &host); /* its notice */
@@ -253,8 +258,8 @@ START_TEST(test_cuda_sched_backward_failures)
     smlp_session_t *s;
     smlp_optim_t *opt;
 
-    registry_for_train = registry();
-    g1 = graph_json(poison_graph(1));
+    registry_for_train = tu_fixture_registry();
+    g1 = tu_graph_json(poison_graph(1));
     s = train_session(g1, registry_for_train, SMLP_DEVICE_CUDA, 1, &opt);
     run_ok(s);
     ck_assert_int_eq(smlp_session_backward(s), SMLP_EDEVICE);
@@ -262,7 +267,7 @@ START_TEST(test_cuda_sched_backward_failures)
                        "device cuda: the backward failed on the GPU");
     smlp_optim_destroy(opt);
     smlp_session_destroy(s);
-    g2 = graph_json(poison_graph(2));
+    g2 = tu_graph_json(poison_graph(2));
     s = train_session(g2, registry_for_train, SMLP_DEVICE_CUDA, 1, &opt);
     run_ok(s);
     ck_assert_int_eq(smlp_session_backward(s), SMLP_EKERNEL);
@@ -279,8 +284,8 @@ END_TEST
 
 START_TEST(test_cuda_sched_profile_times)
 {
-    smlp_registry_t *reg = registry();
-    smlp_graph_t *g = graph_json(graph_chain);
+    smlp_registry_t *reg = tu_fixture_registry();
+    smlp_graph_t *g = tu_graph_json(graph_chain);
     smlp_session_t *s = session(g, reg, SMLP_DEVICE_CUDA, 2, 1);
     struct smlp_node_profile p;
     struct timespec t0, t1;

@@ -82,8 +82,8 @@ grad_error(smlp_session_t *cpu, smlp_session_t *gpu, const char *name)
 static void
 train_parity(const char *label, const char *json, int64_t batch)
 {
-    smlp_registry_t *reg = registry();
-    smlp_graph_t *g = graph_json(json);
+    smlp_registry_t *reg = tu_fixture_registry();
+    smlp_graph_t *g = tu_graph_json(json);
     const char *notice;
     smlp_session_t *cpu = train_session(g, reg, SMLP_DEVICE_CPU, batch, NULL);
     smlp_session_t *gpu = train_session(g, reg, SMLP_DEVICE_CUDA, batch,
@@ -275,7 +275,7 @@ static void
 gelu_step(const char *label, const char *approx, prep_cb prep)
 {
     char json[2048];
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     smlp_graph_t *g;
     smlp_session_t *cpu, *gpu;
     struct smlp_tensor a, b;
@@ -297,7 +297,7 @@ gelu_step(const char *label, const char *approx, prep_cb prep)
         snprintf(tmp, sizeof(tmp), json, approx);
         memcpy(json, tmp, sizeof(json));
     }
-    g = graph_json(json);
+    g = tu_graph_json(json);
     cpu = train_session(g, reg, SMLP_DEVICE_CPU, 3, NULL);
     gpu = train_session(g, reg, SMLP_DEVICE_CUDA, 3, NULL);
     prep(cpu);
@@ -418,8 +418,8 @@ END_TEST
  */
 START_TEST(test_cuda_train_gate_bad_label)
 {
-    smlp_registry_t *reg = registry();
-    smlp_graph_t *g = graph_json(GRAPH("[\"moe\"]",
+    smlp_registry_t *reg = tu_fixture_registry();
+    smlp_graph_t *g = tu_graph_json(GRAPH("[\"moe\"]",
         IN("x", "[16, 8]") "," PARAM("Wg", "[4, 8]", "72") ","
         ACT("expert") "," ACT("slot") "," ACT("weight") ","
         ACT("slot_item") "," OUT("loss") "," ACT("load") ","

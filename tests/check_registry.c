@@ -4,24 +4,11 @@
  */
 #include "testutil.h"
 
-static smlp_registry_t *
-fixture_registry(void)
-{
-    struct smlp_error err;
-    char dir[512];
-    smlp_registry_t *reg;
-
-    tu_fixture_dir(dir, sizeof(dir));
-    reg = smlp_registry_create(dir, &err);
-    ck_assert_msg(reg != NULL, "%s", err.msg);
-    return reg;
-}
-
 /* Loads fixture `name`, expects `status` and a message with `needle`. */
 static void
 expect_load(const char *name, int status, const char *needle)
 {
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_error err;
     int rc;
 
@@ -38,7 +25,7 @@ expect_load(const char *name, int status, const char *needle)
 
 START_TEST(test_registry_load_good)
 {
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_error err;
     int i, found = 0;
 
@@ -108,7 +95,7 @@ END_TEST
 
 START_TEST(test_registry_load_minor_newer_ok)
 {
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_error err;
 
     ck_assert_msg(smlp_registry_load(reg, "minor_new", &err) == SMLP_OK, "%s",
@@ -139,7 +126,7 @@ END_TEST
 
 START_TEST(test_registry_load_duplicate_op)
 {
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_error err;
     int n;
 
@@ -149,7 +136,7 @@ START_TEST(test_registry_load_duplicate_op)
     ck_assert_int_eq(smlp_registry_op_count(reg), 0);
     smlp_registry_destroy(reg);
     /* And takes nothing away: the ops of a plugin loaded before stay. */
-    reg = fixture_registry();
+    reg = tu_fixture_registry();
     ck_assert_int_eq(smlp_registry_load(reg, "good", &err), SMLP_OK);
     n = smlp_registry_op_count(reg);
     ck_assert_int_gt(n, 1);
@@ -246,7 +233,7 @@ static const struct {
 
 START_TEST(test_registry_load_badcase)
 {
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_error err;
     int rc;
 
@@ -286,7 +273,7 @@ static const char *graph_badcase =
 START_TEST(test_registry_load_smallest_sizes)
 {
     static const float x[4] = {1, -2, 3.5f, 0};
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     const struct smlp_op_def *def;
     struct smlp_error err;
     struct smlp_tensor t;
@@ -336,7 +323,7 @@ START_TEST(test_registry_host_table)
         "  {\"name\": \"s\", \"type\": \"String\", \"s\": \"v\"}]},"
         "  {\"name\": \"two\", \"op\": \"badcase.twoerr\","
         "  \"inputs\": [0], \"outputs\": [2]}]}";
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_error err;
     struct smlp_tensor t;
     smlp_session_t *s;
@@ -367,7 +354,7 @@ START_TEST(test_registry_log_default_level)
     const char *text;
     int saved, rc;
 
-    reg = fixture_registry();
+    reg = tu_fixture_registry();
     setenv("SMLP_TEST_BADCASE", "warn", 1);
     saved = tu_stderr_begin();
     rc = smlp_registry_load(reg, "badcase", &err);
@@ -469,7 +456,7 @@ session_for(const char *json, smlp_graph_t **g, smlp_registry_t *reg,
 
 START_TEST(test_registry_unknown_op)
 {
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_error err;
     smlp_graph_t *g;
     char path[512];
@@ -487,7 +474,7 @@ END_TEST
 
 START_TEST(test_registry_missing_plugin_of_graph)
 {
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_error err;
     smlp_graph_t *g;
     char path[512];
@@ -508,7 +495,7 @@ END_TEST
  * usable. */
 START_TEST(test_registry_kernel_failure_in_wide_graph)
 {
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_session_opts o;
     struct smlp_session_stats st;
     struct smlp_error err;
@@ -558,7 +545,7 @@ END_TEST
 
 START_TEST(test_registry_kernel_failure_reported)
 {
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_error err;
     smlp_session_t *s;
     smlp_graph_t *g;
@@ -582,7 +569,7 @@ END_TEST
  * pass for done, leaving the output unwritten. */
 START_TEST(test_registry_kernel_positive_status_fails)
 {
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_error err;
     smlp_session_t *s;
     smlp_graph_t *g;
@@ -606,7 +593,7 @@ END_TEST
  * generic one (util.c's smlp__node_status writes only an empty one). */
 START_TEST(test_registry_kernel_positive_status_keeps_message)
 {
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_error err;
     smlp_session_t *s;
     smlp_graph_t *g;
@@ -630,7 +617,7 @@ END_TEST
  * rounding wrapped the arena's size, and the runtime wrote outside it). */
 START_TEST(test_registry_huge_workspace_refused)
 {
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_error err;
     smlp_graph_t *g;
     char path[512];
@@ -666,7 +653,7 @@ END_TEST
  * set only while the pool starts). */
 START_TEST(test_registry_run_keeps_environment)
 {
-    smlp_registry_t *reg = fixture_registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_error err;
     smlp_session_t *s;
     smlp_graph_t *g;

@@ -12,19 +12,6 @@
 
 #include "testutil.h"
 
-static smlp_registry_t *
-registry(void)
-{
-    struct smlp_error err;
-    char dir[512];
-    smlp_registry_t *reg;
-
-    tu_fixture_dir(dir, sizeof(dir));
-    reg = smlp_registry_create(dir, &err);
-    ck_assert_msg(reg != NULL, "%s", err.msg);
-    return reg;
-}
-
 /*
  * A graph of `branches` independent pfor.probe nodes reading x, node b
  * writing runs<b>, worker<b> and nested<b> (graph outputs), with the given
@@ -143,7 +130,7 @@ static const int64_t task_counts[] = {0, 1, 2, 3, 7, 64, 1000};
 /* One node, tasks x threads 1..4: each task once, ids in range. */
 START_TEST(test_tasks_run_once)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     int64_t tasks = task_counts[_i];
     char attrs[128];
     smlp_graph_t *g;
@@ -178,7 +165,7 @@ END_TEST
  * as a nested one). */
 START_TEST(test_helpers_take_tasks)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     smlp_graph_t *g = probe_graph(1,
                                   "{\"name\": \"tasks\", \"type\": \"Int\", "
                                   "\"i\": 64}, {\"name\": \"spin_us\", "
@@ -208,7 +195,7 @@ END_TEST
 /* A failing task: the node fails with its status, the others ran. */
 START_TEST(test_failing_task)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     smlp_graph_t *g = probe_graph(1,
                                   "{\"name\": \"tasks\", \"type\": \"Int\", "
                                   "\"i\": 50}, {\"name\": \"fail_task\", "
@@ -239,7 +226,7 @@ END_TEST
  */
 START_TEST(test_failing_tasks_first_status)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     smlp_graph_t *g = probe_graph(1,
                                   "{\"name\": \"tasks\", \"type\": \"Int\", "
                                   "\"i\": 50}, {\"name\": \"fail_task\", "
@@ -264,7 +251,7 @@ END_TEST
  * worker. */
 START_TEST(test_nested_runs_serially)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     smlp_graph_t *g = probe_graph(1,
                                   "{\"name\": \"tasks\", \"type\": \"Int\", "
                                   "\"i\": 40}, {\"name\": \"nested\", "
@@ -300,7 +287,7 @@ START_TEST(test_concurrent_callers)
     } cases[] = {
         {2, 4, 2, 2}, {2, 8, 2, 4}, {4, 8, 4, 2}, {2, 3, 1, 3}, {4, 4, 4, 1},
     };
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     const char *attrs = "{\"name\": \"tasks\", \"type\": \"Int\", "
                         "\"i\": 33}, {\"name\": \"spin_us\", "
                         "\"type\": \"Int\", \"i\": 50}, "
@@ -349,7 +336,7 @@ START_TEST(test_job_takes_at_most_intra_workers)
         "{\"name\": \"macs\", \"type\": \"Int\", \"i\": 100000000}",
         "{\"name\": \"tasks\", \"type\": \"Int\", \"i\": 2}, "
         "{\"name\": \"macs\", \"type\": \"Int\", \"i\": 100000000}"};
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     smlp_graph_t *g = probe_graph_each(2, attrs);
     smlp_session_t *s = session(g, reg, 4);
     struct smlp_session_stats st;
@@ -374,7 +361,7 @@ END_TEST
  * independent kernels run side by side. */
 START_TEST(test_thread_split)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     smlp_graph_t *small = probe_graph(2, "{\"name\": \"tasks\", \"type\": "
                                          "\"Int\", \"i\": 4}");
     smlp_graph_t *big = probe_graph(1, "{\"name\": \"macs\", \"type\": "
@@ -415,7 +402,7 @@ START_TEST(test_thread_split_kernel_size)
     } cases[] = {
         {0, 2, 1}, {1048575, 2, 1}, {1048576, 1, 3}, {100000000, 1, 3},
     };
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     struct smlp_session_stats st;
     char attrs[128];
     smlp_graph_t *g;
@@ -448,7 +435,7 @@ END_TEST
 /* Sessions come and go (helpers start and stop) many times. */
 START_TEST(test_sessions_start_and_stop_helpers)
 {
-    smlp_registry_t *reg = registry();
+    smlp_registry_t *reg = tu_fixture_registry();
     smlp_graph_t *g = probe_graph(1, "{\"name\": \"tasks\", \"type\": "
                                      "\"Int\", \"i\": 16}");
     int i;

@@ -17,32 +17,6 @@
 
 #define TOL 1e-4
 
-static inline smlp_registry_t *
-registry(void)
-{
-    struct smlp_error err;
-    char dir[512];
-    smlp_registry_t *reg;
-
-    tu_fixture_dir(dir, sizeof(dir));
-    reg = smlp_registry_create(dir, &err);
-    ck_assert_msg(reg != NULL, "%s", err.msg);
-    return reg;
-}
-
-static inline smlp_graph_t *
-graph_json(const char *json)
-{
-    struct smlp_error err;
-    char path[512];
-    smlp_graph_t *g;
-
-    tu_graph_from_json(tu_tmpdir(), "g", json, path, sizeof(path));
-    g = smlp_graph_load(path, &err);
-    ck_assert_msg(g != NULL, "%s", err.msg);
-    return g;
-}
-
 static inline void
 run_ok(smlp_session_t *s)
 {

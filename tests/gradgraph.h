@@ -133,19 +133,6 @@ gb_load(const struct gb *g, const char *plugins, char *path, size_t len)
     return graph;
 }
 
-static inline smlp_registry_t *
-registry(void)
-{
-    struct smlp_error err;
-    char dir[512];
-    smlp_registry_t *reg;
-
-    tu_fixture_dir(dir, sizeof(dir));
-    reg = smlp_registry_create(dir, &err);
-    ck_assert_msg(reg != NULL, "%s", err.msg);
-    return reg;
-}
-
 /* A training session with `loss`; NULL (and err) on failure. */
 static inline smlp_session_t *
 train_session(const smlp_graph_t *g, smlp_registry_t *reg, const char *loss,

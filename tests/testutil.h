@@ -174,6 +174,36 @@ tu_fixture_dir(char *out, size_t len)
     snprintf(out, len, "%s/tests/plugins/.libs", tu_builddir());
 }
 
+/* A registry on the test fixture plugins (tests/plugins) and, through
+ * SMLP_PLUGIN_PATH, the build tree's plugins. */
+static inline smlp_registry_t *
+tu_fixture_registry(void)
+{
+    struct smlp_error err;
+    char dir[512];
+    smlp_registry_t *reg;
+
+    tu_fixture_dir(dir, sizeof(dir));
+    reg = smlp_registry_create(dir, &err);
+    ck_assert_msg(reg != NULL, "%s", err.msg);
+    return reg;
+}
+
+/* Compiles `json` with flatc into the test's scratch directory and loads
+ * it; the test fails when the graph does not load. */
+static inline smlp_graph_t *
+tu_graph_json(const char *json)
+{
+    struct smlp_error err;
+    char path[512];
+    smlp_graph_t *g;
+
+    tu_graph_from_json(tu_tmpdir(), "g", json, path, sizeof(path));
+    g = smlp_graph_load(path, &err);
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    return g;
+}
+
 /*
  * Sends stderr to a file from tu_stderr_begin (which returns the saved
  * descriptor) to tu_stderr_end, which restores it and returns what was
