@@ -591,6 +591,10 @@ START_TEST(test_loss_errors)
     struct smlp_tensor *in[4];
     struct ophost_attr zero[] = {OPHOST_FLOAT("tau", 0.0), OPHOST_END};
     struct ophost_attr neg[] = {OPHOST_FLOAT("tau", -0.5), OPHOST_END};
+    /* The smallest subnormal: 2/tau overflows (the loss would be inf). */
+    struct ophost_attr tiny[] = {OPHOST_FLOAT("tau", 4.9406564584124654e-324),
+                                 OPHOST_END};
+    struct ophost_attr inf[] = {OPHOST_FLOAT("tau", HUGE_VAL), OPHOST_END};
     struct ophost_attr type[] = {OPHOST_STRING("tau", "0.2"), OPHOST_END};
 
     loss_inputs(in, 4, 3, NULL, 300);
@@ -598,6 +602,10 @@ START_TEST(test_loss_errors)
                 "attribute 'tau' = 0 is invalid: expected a finite value > "
                 "0");
     infer_fails("moco.loss", neg, in, 4, "attribute 'tau' = -0.5 is invalid");
+    infer_fails("moco.loss", tiny, in, 4,
+                "attribute 'tau' = 4.94066e-324 is invalid: expected a "
+                "finite value > 0, at least 2.22507e-308");
+    infer_fails("moco.loss", inf, in, 4, "attribute 'tau' = inf is invalid");
     infer_fails("moco.loss", type, in, 4, "attribute 'tau'");
     ophost_tensor_free(in[1]);
     in[1] = ophost_f32(OPHOST_SHAPE(4, 2), NULL);

@@ -40,6 +40,7 @@
  * the n norms of q and the n row terms, in double.
  */
 #include <cblas.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stddef.h>
@@ -70,11 +71,15 @@ loss_infer(struct smlp_infer_ctx *ctx)
 
     if ((rc = smlp_infer_attr_float(ctx, "tau", 0, 0.2, &priv.tau)) != 0)
         return rc;
-    if (!(priv.tau > 0.0 && priv.tau < HUGE_VAL))
+    /* The logits' spread (max - s)/tau is at most 2/tau, finite for
+     * every normal tau; a subnormal one would make it inf and the loss
+     * inf, where the limit is finite. */
+    if (!(priv.tau >= DBL_MIN && priv.tau < HUGE_VAL))
         return smlp_infer_fail(ctx, SMLP_EINVAL,
                                "attribute 'tau' = %g is invalid: expected a "
-                               "finite value > 0",
-                               priv.tau);
+                               "finite value > 0, at least %g (the smallest "
+                               "normal double)",
+                               priv.tau, DBL_MIN);
     for (i = 0; i < 4; i++)
         if ((rc = smlp_infer_check_input(ctx, i, names[i], SMLP_DTYPE_F32,
                                          2, 2)) != 0 ||
@@ -339,7 +344,8 @@ static const struct smlp_kernel_def *const loss_kernels[] = {
     &loss_cpu, SMLP__MOCO_CUDA(smlp__moco_loss_cuda) NULL};
 
 static const struct smlp_attr_def loss_attrs[] = {
-    {"tau", SMLP_ATTR_FLOAT, 0, "temperature, > 0 (default 0.2)"},
+    {"tau", SMLP_ATTR_FLOAT, 0,
+     "temperature, a normal double > 0 (default 0.2)"},
     {NULL, 0, 0, NULL},
 };
 
