@@ -157,15 +157,25 @@ train_check_outputs(const struct train_opts *o)
 
 /* With the lock held, no other run writes --out: its temporary files
  * (OUT.tmp.XXXXXX) are what killed runs left, checkpoints' worth of
- * space each.  They are removed, and said so. */
+ * space each.  They are removed, and said so.  The sweep looks beside
+ * the target the lock was taken for (lock_path less ".lock"), not at
+ * --out again: were --out a link retargeted meanwhile, another target's
+ * files could belong to a live run. */
 static int
 train_sweep_out(struct train_run *r)
 {
     char err[PATH_MAX + 256];
+    char *target;
     uint64_t bytes;
     int n;
 
-    n = smlp__atomic_file_sweep(r->o.out, &bytes, err, sizeof(err));
+    target = strndup(r->lock_path, strlen(r->lock_path) - strlen(".lock"));
+    if (target == NULL) {
+        train_fail("--out %s: out of memory", r->o.out);
+        return TRAIN_EXIT_FAIL;
+    }
+    n = smlp__atomic_file_sweep(target, &bytes, err, sizeof(err));
+    free(target);
     if (n < 0) {
         train_fail("--out %s: %s", r->o.out, err);
         return TRAIN_EXIT_FAIL;
