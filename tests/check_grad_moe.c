@@ -267,7 +267,7 @@ END_TEST
 
 START_TEST(test_dispatch_backward_out_of_range)
 {
-    const int32_t bad[] = {0, 1, -1, 5, 2, -1, 1, -1};
+    int32_t bad[] = {0, 1, -1, 5, 2, -1, 1, -1};
     struct smlp_tensor *in[2] = {rnd_f32(OPHOST_SHAPE(5, 3), 5, 1.0),
                                  ophost_i32(OPHOST_SHAPE(2, 4), disp_si)};
     struct smlp_tensor *out[1] = {NULL}, *gout, *gi[2] = {NULL, NULL};
@@ -284,6 +284,16 @@ START_TEST(test_dispatch_backward_out_of_range)
                          &msg);
     ck_assert_int_eq(rc, SMLP_EINVAL);
     ck_assert_msg(strstr(msg, "input 1 (slot_item)[0,3] = 5 is out of "
+                              "range") != NULL,
+                  "message: %s", msg);
+    /* -2, just below the empty mark -1, is refused as well (it must not
+     * be skipped like an empty row). */
+    bad[3] = -2;
+    memcpy(in[1]->data, bad, sizeof(bad));
+    rc = ophost_backward(host, "moe.dispatch", NULL, in, 2, out, 1, go, gi,
+                         &msg);
+    ck_assert_int_eq(rc, SMLP_EINVAL);
+    ck_assert_msg(strstr(msg, "input 1 (slot_item)[0,3] = -2 is out of "
                               "range") != NULL,
                   "message: %s", msg);
     ophost_tensor_free(gout);

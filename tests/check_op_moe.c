@@ -102,6 +102,7 @@ START_TEST(test_combine_out_of_range)
     const int32_t sl_ok[] = {0, 1};
     const int32_t sl_big[] = {0, 2};
     const int32_t sl_neg[] = {-3, 0};
+    const int32_t sl_m2[] = {0, -2}; /* just below -1, the "dropped" mark */
     struct smlp_tensor *in[4] = {ophost_f32(OPHOST_SHAPE(2, 2, 2), comb_out),
                                  ophost_i32(OPHOST_SHAPE(1, 2), ex_bad),
                                  ophost_i32(OPHOST_SHAPE(1, 2), sl_ok),
@@ -116,6 +117,9 @@ START_TEST(test_combine_out_of_range)
     memcpy(in[2]->data, sl_neg, sizeof(sl_neg));
     run_fails("moe.combine", NULL, in, 4, 1,
               "input 2 (slot)[0,0] = -3 is out of range");
+    memcpy(in[2]->data, sl_m2, sizeof(sl_m2));
+    run_fails("moe.combine", NULL, in, 4, 1,
+              "input 2 (slot)[0,1] = -2 is out of range");
     free_all(in, 4);
 }
 END_TEST

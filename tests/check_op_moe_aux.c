@@ -154,6 +154,56 @@ START_TEST(test_aux_vmoe_load_term)
 }
 END_TEST
 
+START_TEST(test_aux_superclass_one_image)
+{
+    /* The superclass term is a mean over images even when there is one:
+     * N = T = 2, items [3,0], [-1,0], image logits = their mean [1,0],
+     * label 1: CE = log(1 + e) − 0 = 1.3132616875182228; aux 'none',
+     * aux_weight 0.5: 0.6566308437591114. */
+    const float x[] = {3, 0, -1, 0};
+    const int32_t labels[] = {1};
+    struct smlp_tensor *in[3] = {ophost_f32(OPHOST_SHAPE(2, 2), x), eye(2),
+                                 ophost_i32(OPHOST_SHAPE(1), labels)};
+    struct smlp_tensor *out[NGATE];
+    struct ophost_attr attrs[] = {OPHOST_INT("items_per_image", 2),
+                                  OPHOST_STRING("aux", "none"),
+                                  OPHOST_FLOAT("aux_weight", 0.5),
+                                  OPHOST_END};
+
+    ophost_set_training(host, 1);
+    run_ok("moe.gate.per_image", attrs, in, 3, out, NGATE);
+    assert_f32(out[4], (const double[]){0.6566308437591114}, 1, 1e-6,
+               "aux");
+    free_all(out, NGATE);
+    free_all(in, 3);
+}
+END_TEST
+
+START_TEST(test_aux_superclass_large_logits)
+{
+    /* The cross-entropy subtracts the largest logit before exp, so a gap
+     * of 1000 (e^1000 overflows a double) stays finite.  Image 0 logits
+     * [1000, 0], label 0: CE = log(1 + e^-1000) = 0 in double; image 1
+     * logits [0, 1000], label 0: CE = 1000 + log(1 + e^-1000) = 1000.
+     * aux 'none', aux_weight 1: mean 500 (exact in f32). */
+    const float x[] = {1000, 0, 1000, 0, 0, 1000, 0, 1000};
+    const int32_t labels[] = {0, 0};
+    struct smlp_tensor *in[3] = {ophost_f32(OPHOST_SHAPE(4, 2), x), eye(2),
+                                 ophost_i32(OPHOST_SHAPE(2), labels)};
+    struct smlp_tensor *out[NGATE];
+    struct ophost_attr attrs[] = {OPHOST_INT("items_per_image", 2),
+                                  OPHOST_STRING("aux", "none"),
+                                  OPHOST_FLOAT("aux_weight", 1.0),
+                                  OPHOST_END};
+
+    ophost_set_training(host, 1);
+    run_ok("moe.gate.per_image", attrs, in, 3, out, NGATE);
+    assert_f32(out[4], (const double[]){500.0}, 1, 0.0, "aux");
+    free_all(out, NGATE);
+    free_all(in, 3);
+}
+END_TEST
+
 /* ---- noise -------------------------------------------------------------- */
 
 /* Runs the topk gate (k 2, normalize none) on fixed random x [8,4],
@@ -288,6 +338,67 @@ START_TEST(test_noise_scale)
 }
 END_TEST
 
+START_TEST(test_noise_importance_priority_is_noisy)
+{
+    /* The importance gate ranks items by the routing softmax, i.e. the
+     * *noisy* one in training (docs/ops.md), not the clean one.  E = 2,
+     * k = 1, one group of N = 4 items whose clean logits (Wg = identity)
+     * all prefer e0 with close confidences, noise_std 1 (σ = 0.5).  A run
+     * with capacity_factor 0 (nothing dropped, normalize none) shows each
+     * item's choice and its noisy p (the weight); the same draw (seed,
+     * step, node) with capacity_factor 0.5 gives cap = ceil(4·0.5/2) = 1,
+     * so each expert must keep the item with the largest noisy p among
+     * those that chose it (ties -> lower index), and drop the others.
+     * Over steps 1..8 at least one draw must keep another item than the
+     * clean softmax would rank first, or the check proves nothing. */
+    static const float x[] = {1.0f, 0, 1.1f, 0, 0.9f, 0, 1.2f, 0};
+    struct ophost_attr all[] = {OPHOST_FLOAT("capacity_factor", 0.0),
+                                OPHOST_FLOAT("noise_std", 1.0), OPHOST_END};
+    struct ophost_attr cap1[] = {OPHOST_FLOAT("capacity_factor", 0.5),
+                                 OPHOST_FLOAT("noise_std", 1.0), OPHOST_END};
+    struct smlp_tensor *in[2] = {ophost_f32(OPHOST_SHAPE(4, 2), x), eye(2)};
+    struct smlp_tensor *a[NGATE], *b[NGATE];
+    int step, i, separated = 0;
+
+    ophost_set_training(host, 1);
+    for (step = 1; step <= 8; step++) {
+        const int32_t *ex, *ex1, *sl;
+        const float *pn;
+        int best[2] = {-1, -1}, clean[2] = {-1, -1};
+        double cp[4];
+
+        ophost_set_seed(host, 3, (uint64_t)step);
+        run_ok("moe.gate.importance", all, in, 2, a, NGATE);
+        run_ok("moe.gate.importance", cap1, in, 2, b, NGATE);
+        ex = a[0]->data;
+        pn = a[2]->data;
+        ex1 = b[0]->data;
+        sl = b[1]->data;
+        for (i = 0; i < 4; i++) {
+            int e = ex[i];
+
+            /* Clean p of the chosen expert: σ(±(x0 − x1)). */
+            cp[i] = 1.0 / (1.0 + exp((e == 0 ? -1.0 : 1.0) *
+                                     ((double)x[2 * i] - x[2 * i + 1])));
+            ck_assert_int_eq(ex1[i], e);
+            if (best[e] < 0 || pn[i] > pn[best[e]])
+                best[e] = i;
+            if (clean[e] < 0 || cp[i] > cp[clean[e]])
+                clean[e] = i;
+        }
+        for (i = 0; i < 4; i++)
+            ck_assert_msg(sl[i] == (i == best[ex[i]] ? 0 : -1),
+                          "step %d item %d (expert %d, noisy p %.6f): "
+                          "slot %d", step, i, ex[i], (double)pn[i], sl[i]);
+        separated += best[0] != clean[0] || best[1] != clean[1];
+        free_all(a, NGATE);
+        free_all(b, NGATE);
+    }
+    ck_assert_msg(separated > 0, "no draw separates noisy from clean order");
+    free_all(in, 2);
+}
+END_TEST
+
 static Suite *
 moe_aux_suite(void)
 {
@@ -305,10 +416,13 @@ moe_aux_suite(void)
     tcase_add_test(tc, test_aux_switch_clean_p_under_noise);
     tcase_add_test(tc, test_aux_zero_in_inference_and_none);
     tcase_add_test(tc, test_aux_vmoe_load_term);
+    tcase_add_test(tc, test_aux_superclass_one_image);
+    tcase_add_test(tc, test_aux_superclass_large_logits);
     TC("noise");
     tcase_add_test(tc, test_noise_deterministic);
     tcase_add_test(tc, test_noise_off_in_inference);
     tcase_add_test(tc, test_noise_scale);
+    tcase_add_test(tc, test_noise_importance_priority_is_noisy);
 #undef TC
     return s;
 }

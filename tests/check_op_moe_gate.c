@@ -182,7 +182,10 @@ START_TEST(test_gate_capacity_multiple)
      * cf 1: cap = ceil(4/2) = 2, multiple 4 -> 4, M = 2·4 = 8.
      * cf 0.1: ceil(0.2) = 1, multiple 3 -> 3, M = 6.
      * cf 0.01: ceil(0.02) = 1 (at least 1), multiple 1, M = 2.
-     * cf 1.3, k 2: ceil(2·4·1.3/2) = ceil(5.2) = 6, M = 12. */
+     * cf 1.3, k 2: ceil(2·4·1.3/2) = ceil(5.2) = 6, M = 12.
+     * multiple 2 (the smallest that rounds): cf 0.1 gives 1 -> 2, M = 4;
+     * cf 1 gives 2, already a multiple, so it stays 2, M = 4 (rounding
+     * must not add a multiple to a capacity that is one). */
     struct ophost_attr a1[] = {OPHOST_INT("group_size", 4),
                                OPHOST_INT("capacity_multiple", 4),
                                OPHOST_END};
@@ -197,11 +200,20 @@ START_TEST(test_gate_capacity_multiple)
                                OPHOST_INT("k", 2),
                                OPHOST_FLOAT("capacity_factor", 1.3),
                                OPHOST_END};
+    struct ophost_attr a5[] = {OPHOST_INT("group_size", 4),
+                               OPHOST_FLOAT("capacity_factor", 0.1),
+                               OPHOST_INT("capacity_multiple", 2),
+                               OPHOST_END};
+    struct ophost_attr a6[] = {OPHOST_INT("group_size", 4),
+                               OPHOST_INT("capacity_multiple", 2),
+                               OPHOST_END};
 
     ck_assert_int_eq(gate_rows(a1, 8, 2), 8);
     ck_assert_int_eq(gate_rows(a2, 8, 2), 6);
     ck_assert_int_eq(gate_rows(a3, 8, 2), 2);
     ck_assert_int_eq(gate_rows(a4, 8, 2), 12);
+    ck_assert_int_eq(gate_rows(a5, 8, 2), 4);
+    ck_assert_int_eq(gate_rows(a6, 8, 2), 4);
 }
 END_TEST
 
@@ -701,6 +713,9 @@ START_TEST(test_gate_hash_errors)
     struct ophost_attr k2[] = {OPHOST_INT("experts", 2),
                                OPHOST_INT("items_per_image", 4),
                                OPHOST_INT("k", 2), OPHOST_END};
+    struct ophost_attr k0[] = {OPHOST_INT("experts", 2),
+                               OPHOST_INT("items_per_image", 4),
+                               OPHOST_INT("k", 0), OPHOST_END};
     struct ophost_attr mode[] = {OPHOST_INT("experts", 2),
                                  OPHOST_INT("items_per_image", 4),
                                  OPHOST_STRING("mode", "random"), OPHOST_END};
@@ -712,6 +727,9 @@ START_TEST(test_gate_hash_errors)
                 "missing required attribute 'experts'");
     infer_fails("moe.gate.hash", k2, in, 1, NGATE,
                 "attribute 'k' = 2 is invalid");
+    /* k = 1 exactly: 0 is refused as well as 2. */
+    infer_fails("moe.gate.hash", k0, in, 1, NGATE,
+                "attribute 'k' = 0 is invalid");
     infer_fails("moe.gate.hash", mode, in, 1, NGATE,
                 "attribute 'mode' = 'random' is invalid: expected 'chunk' "
                 "or 'hash'");
@@ -741,9 +759,22 @@ START_TEST(test_gate_errors)
     struct ophost_attr kf[] = {OPHOST_FLOAT("k", 1.0), OPHOST_END};
     struct ophost_attr t4[] = {OPHOST_INT("items_per_image", 4), OPHOST_END};
     struct ophost_attr t3[] = {OPHOST_INT("items_per_image", 3), OPHOST_END};
+    struct ophost_attr k0[] = {OPHOST_INT("k", 0), OPHOST_END};
+    struct ophost_attr inf[] = {OPHOST_FLOAT("aux_weight", INFINITY),
+                                OPHOST_END};
+    struct ophost_attr nan[] = {OPHOST_FLOAT("noise_std", NAN), OPHOST_END};
 
     infer_fails("moe.gate.topk", k3, in, 2, NGATE,
                 "attribute 'k' = 3 is invalid: expected 1 <= k <= E = 2");
+    /* Both ends of 1 <= k <= E. */
+    infer_fails("moe.gate.topk", k0, in, 2, NGATE,
+                "attribute 'k' = 0 is invalid: expected 1 <= k <= E = 2");
+    /* Float attributes must be finite: inf and NaN pass a sign check. */
+    infer_fails("moe.gate.topk", inf, in, 2, NGATE,
+                "attribute 'aux_weight' = inf is invalid: expected a finite "
+                "value");
+    infer_fails("moe.gate.topk", nan, in, 2, NGATE,
+                "is invalid: expected a finite value >= 0");
     infer_fails("moe.gate.importance", g4, in, 2, NGATE,
                 "input 0 (x) has shape [6,3]: its 6 items are not a "
                 "multiple of attribute 'group_size' = 4");
@@ -773,6 +804,11 @@ START_TEST(test_gate_errors)
     in[1] = ophost_f32(OPHOST_SHAPE(2, 5), NULL);
     infer_fails("moe.gate.topk", NULL, in, 2, NGATE,
                 "input 1 (Wg) has shape [2,5], expected [2,3]");
+    /* Wg [0,3]: no expert to route to. */
+    ophost_tensor_free(in[1]);
+    in[1] = ophost_f32(OPHOST_SHAPE(0, 3), NULL);
+    infer_fails("moe.gate.topk", NULL, in, 2, NGATE,
+                "input 1 (Wg) has shape [0,3], expected at least one expert");
     ophost_tensor_free(in[1]);
     in[1] = ophost_i32(OPHOST_SHAPE(2, 3), NULL);
     infer_fails("moe.gate.topk", NULL, in, 2, NGATE,
