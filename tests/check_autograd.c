@@ -272,9 +272,66 @@ START_TEST(test_autograd_fanout_sum_order)
 }
 END_TEST
 
+/*
+ * A contribution waits in its own store until its sum: a = x * w is read
+ * by l2 = sum a and by the loss, sum(a, l1, l2) with l1 = sum t^2 and
+ * t = x * u before them in the graph.  The backward steps: loss 0
+ * (writes the first contribution to a's gradient, 1), l2 1 (writes the
+ * second, 1 again, into a store of its own), l1 2 (writes dt through a
+ * workspace), mul t 3, mul a 4 (adds the second contribution, then reads
+ * da).  The second store must keep its bytes from step 1 to step 4
+ * although nothing reads them at steps 2 and 3, where l1's backward
+ * writes 512 bytes that only the 256 of that store would otherwise
+ * leave room for: dw = (1 + 1) x, du = (2t) x.
+ */
+START_TEST(test_autograd_contribution_kept_until_sum)
+{
+    smlp_registry_t *reg = tu_fixture_registry();
+    struct gb gb;
+    char path[512];
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    float *x, *u, wantw[64], wantu[64];
+    int i, r;
+
+    gb_init(&gb);
+    gb_tensor(&gb, "x", "Input", "[64]", NULL);
+    gb_param(&gb, "w", "[64]", 1);
+    gb_param(&gb, "u", "[64]", 3);
+    gb_tensor(&gb, "a", "Activation", NULL, NULL);
+    gb_tensor(&gb, "t", "Activation", NULL, NULL);
+    gb_tensor(&gb, "l1", "Activation", NULL, NULL);
+    gb_tensor(&gb, "l2", "Activation", NULL, NULL);
+    gb_tensor(&gb, "loss", "Output", NULL, NULL);
+    gb_node(&gb, "mula", "gradfix.mul", "x w", "a", NULL);
+    gb_node(&gb, "mult", "gradfix.mul", "x u", "t", NULL);
+    gb_node(&gb, "l1", "gradfix.square_sum", "t", "l1", NULL);
+    gb_node(&gb, "l2", "gradfix.sum", "a", "l2", NULL);
+    gb_node(&gb, "sum", "gradfix.sum", "a l1 l2", "loss", NULL);
+    g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+    s = must_session(g, reg, "loss", NULL, 1);
+    for (r = 0; r < 2; r++) {
+        run_backward(s);
+        x = data(s, "x");
+        u = data(s, "u");
+        for (i = 0; i < 64; i++) {
+            wantw[i] = (1.0f + 1.0f) * x[i];
+            wantu[i] = ((2.0f * (x[i] * u[i])) * 1.0f) * x[i];
+        }
+        assert_bits(grad(s, "w"), wantw, 64, "dw");
+        assert_bits(grad(s, "u"), wantu, 64, "du");
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 /* Views: an aliased view of an activation, a view of a parameter (run as
- * a copy, its op has no backward: the runtime copies the gradient), and
- * a view's gradient summed with another reader's. */
+ * a copy, its op has no backward: the runtime copies the gradient), a
+ * view's gradient summed with another reader's, and a view's output read
+ * twice (l1 and lf: the view sums its contributions, then passes them to
+ * its input). */
 START_TEST(test_autograd_views)
 {
     smlp_registry_t *reg = tu_fixture_registry();
@@ -295,6 +352,7 @@ START_TEST(test_autograd_views)
     gb_tensor(&gb, "l1", "Activation", NULL, NULL);
     gb_tensor(&gb, "l2", "Activation", NULL, NULL);
     gb_tensor(&gb, "l3", "Activation", NULL, NULL);
+    gb_tensor(&gb, "lf", "Activation", NULL, NULL);
     gb_tensor(&gb, "l12", "Activation", NULL, NULL);
     gb_tensor(&gb, "loss", "Output", NULL, NULL);
     gb_node(&gb, "a", "gradfix.mul", "x w", "a", NULL);
@@ -303,7 +361,8 @@ START_TEST(test_autograd_views)
     gb_node(&gb, "l2", "gradfix.square_sum", "a", "l2", NULL);
     gb_node(&gb, "fu", "gradfix.flat", "u", "fu", NULL);
     gb_node(&gb, "l3", "gradfix.square_sum", "fu", "l3", NULL);
-    gb_node(&gb, "l12", "gradfix.add", "l1 l2", "l12", NULL);
+    gb_node(&gb, "lf", "gradfix.sum", "fa", "lf", NULL);
+    gb_node(&gb, "l12", "gradfix.sum", "l1 l2 lf", "l12", NULL);
     gb_node(&gb, "sum", "gradfix.add", "l12 l3", "loss", NULL);
     g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
     s = must_session(g, reg, "loss", NULL, 1);
@@ -313,9 +372,11 @@ START_TEST(test_autograd_views)
     u = data(s, "u");
     for (i = 0; i < 6; i++) {
         float a = x[i] * w[i];
-        /* Readers of a in backward order: l2, then the view fa. */
+        /* Readers of fa in backward order: lf, then l1; of a: l2, then
+         * the view fa. */
+        float gfa = 1.0f + (2.0f * a) * 1.0f;
         float ga = (2.0f * a) * 1.0f;
-        ga += (2.0f * a) * 1.0f;
+        ga += gfa;
         wantw[i] = ga * x[i];
         wantu[i] = (2.0f * u[i]) * 1.0f;
     }
@@ -395,6 +456,77 @@ START_TEST(test_autograd_same_step_as_forward)
         assert_bits(grad(s, "w"), want, 8, "dw");
     }
     ck_assert_msg(differ, "the noise should change with the step");
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/* gradfix.c's noise: m_i from (seed, step, i), restated. */
+static uint64_t
+noise_mix(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static float
+noise_m(uint64_t seed, uint64_t step, int64_t i)
+{
+    uint64_t z = noise_mix(seed ^ noise_mix(step ^ noise_mix((uint64_t)i)));
+
+    return 0.5f + (float)(z >> 40) / 16777216.0f;
+}
+
+/*
+ * The session's seed reaches the kernels, forward and backward, with
+ * the run's step (0, 1, ... per smlp_session_run): with opts.seed = 7
+ * gradfix.noise's mask is m_i = noise(7, step, i), and the backward,
+ * drawing m again from its own context, gives dw = (2 w m) m only if it
+ * sees the same seed and step as the forward.
+ */
+START_TEST(test_autograd_seed_reaches_kernels)
+{
+    smlp_registry_t *reg = tu_fixture_registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    struct gb gb;
+    char path[512];
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    const float *w, *m;
+    float want[8];
+    int i, r;
+
+    gb_init(&gb);
+    gb_param(&gb, "w", "[8]", 8);
+    gb_tensor(&gb, "y", "Activation", NULL, NULL);
+    gb_tensor(&gb, "m", "Output", NULL, NULL);
+    gb_tensor(&gb, "loss", "Output", NULL, NULL);
+    gb_node(&gb, "noise", "gradfix.noise", "w", "y m", NULL);
+    gb_node(&gb, "ss", "gradfix.square_sum", "y", "loss", NULL);
+    g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+    smlp_session_opts_init(&o);
+    o.training = 1;
+    o.loss = "loss";
+    o.threads = 1;
+    o.seed = 7;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    for (r = 0; r < 2; r++) {
+        run_backward(s);
+        w = data(s, "w");
+        m = data(s, "m");
+        for (i = 0; i < 8; i++) {
+            ck_assert_msg(m[i] == noise_m(7, (uint64_t)r, i),
+                          "step %d: m[%d] = %.9g, want %.9g", r, i, m[i],
+                          noise_m(7, (uint64_t)r, i));
+            want[i] = ((2.0f * (w[i] * m[i])) * 1.0f) * m[i];
+        }
+        assert_bits(grad(s, "w"), want, 8, "dw");
+    }
     smlp_session_destroy(s);
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);
@@ -505,7 +637,7 @@ START_TEST(test_autograd_frozen_params)
     gb_init(&gb);
     gb_tensor(&gb, "x", "Input", "[4]", NULL);
     gb_param(&gb, "enc.0.w", "[4]", 1);
-    gb_param(&gb, "enc.1.w", "[4]", 2);
+    gb_param(&gb, "enc/1.w", "[4]", 2);
     gb_param(&gb, "head.w", "[4]", 3);
     gb_tensor(&gb, "a", "Activation", NULL, NULL);
     gb_tensor(&gb, "b", "Activation", NULL, NULL);
@@ -521,7 +653,7 @@ START_TEST(test_autograd_frozen_params)
     run_backward(s);
     x = data(s, "x");
     w0 = data(s, "enc.0.w");
-    w1 = data(s, "enc.1.w");
+    w1 = data(s, "enc/1.w");
     h = data(s, "head.w");
     (void)w1;
     for (i = 0; i < 4; i++) {
@@ -529,10 +661,11 @@ START_TEST(test_autograd_frozen_params)
         want[i] = (2.0f * (b + h[i])) * 1.0f;
     }
     assert_bits(grad(s, "head.w"), want, 4, "dhead");
-    /* '*' matched the dots: both encoder parameters are frozen. */
+    /* '*' matched the dots and the slash (fnmatch without flags): both
+     * encoder parameters are frozen. */
     ck_assert_int_eq(smlp_session_grad(s, "enc.0.w", &t), SMLP_EINVAL);
     tu_assert_contains(smlp_session_errmsg(s), "frozen");
-    ck_assert_int_eq(smlp_session_grad(s, "enc.1.w", &t), SMLP_EINVAL);
+    ck_assert_int_eq(smlp_session_grad(s, "enc/1.w", &t), SMLP_EINVAL);
     ck_assert_int_eq(smlp_session_grad(s, "nope", &t), SMLP_ENOENT);
     ck_assert_int_eq(smlp_session_grad(s, "x", &t), SMLP_ENOENT);
     smlp_session_destroy(s);
@@ -773,9 +906,11 @@ autograd_suite(void)
     tcase_add_test(tc, test_autograd_chain_hand_values);
     tcase_add_test(tc, test_autograd_trace_file);
     tcase_add_test(tc, test_autograd_fanout_sum_order);
+    tcase_add_test(tc, test_autograd_contribution_kept_until_sum);
     tcase_add_test(tc, test_autograd_views);
     tcase_add_test(tc, test_autograd_int_output_null);
     tcase_add_test(tc, test_autograd_same_step_as_forward);
+    tcase_add_test(tc, test_autograd_seed_reaches_kernels);
     tcase_add_test(tc, test_autograd_saved_bytes);
     suite_add_tcase(s, tc);
     tc = tcase_create("params");

@@ -347,6 +347,10 @@ four_failing(const char *op, char prefix, char *path, size_t len)
 START_TEST(test_autograd_first_failure_kept)
 {
     smlp_registry_t *reg = tu_fixture_registry();
+    struct smlp_optim_opts oo;
+    struct smlp_error err;
+    smlp_optim_t *opt;
+    float w0;
     char path[512];
     smlp_graph_t *g;
     smlp_session_t *s;
@@ -368,6 +372,10 @@ START_TEST(test_autograd_first_failure_kept)
 
     g = four_failing("gradfix.bfail", 'b', path, sizeof(path));
     s = session_inter(g, reg, 2, 2);
+    smlp_optim_opts_init(&oo);
+    opt = smlp_optim_create(s, &oo, &err);
+    ck_assert_msg(opt != NULL, "%s", err.msg);
+    w0 = data(s, "w0")[0];
     for (r = 0; r < 3; r++) {
         ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
                       smlp_session_errmsg(s));
@@ -378,7 +386,13 @@ START_TEST(test_autograd_first_failure_kept)
         ck_assert_msg(strstr(msg, "'bd'") != NULL ||
                           strstr(msg, "'bb'") != NULL,
                       "not the first failure: %s", msg);
+        /* A failed backward leaves no gradients to apply (smlp.h,
+         * smlp_optim_step): nothing is updated. */
+        ck_assert_int_eq(smlp_optim_step(opt, 0.5, NULL), SMLP_EINVAL);
+        ck_assert_int_eq(smlp_optim_steps(opt), 0);
+        ck_assert_float_eq(data(s, "w0")[0], w0);
     }
+    smlp_optim_destroy(opt);
     smlp_session_destroy(s);
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);
@@ -741,6 +755,79 @@ START_TEST(test_autograd_backward_reuse_edge_last_reader)
 }
 END_TEST
 
+/*
+ * The backward's reuse edges cover saved bytes (ABI 1.2) too: they live
+ * from their node's forward to its backward, and a later backward that
+ * gets their bytes waits for that backward.  Two branches, loss = lc +
+ * lq:
+ *
+ *   node    forward                 backward step
+ *   mulB:   p = xb * w2   (16)      13: writes dw2
+ *   watchB: q = p + 1     (16)      12: writes dp and a workspace
+ *   stash:  s = 3 w1      (256)     11: reads its saved copy of w1
+ *   watchA: c = s + 1     (256)     10: 30 ms of watching
+ *   sumA:   lc = sum c               9
+ *   sumB:   lq = sum q               8
+ *   add:    loss = lc + lq           7
+ *
+ * s is an output, so only the saved copy (1 KiB) dies at step 11, and the
+ * plan gives its bytes to the 64-byte dp and workspace that watchB's
+ * backward writes at step 12 (the arena is then the lower bound, 6464
+ * bytes).  watchA's and watchB's backwards are ready together, and
+ * stash's waits for watchA's: only the plan's edge from stash's backward
+ * keeps watchB's from overwriting the copy before stash's backward
+ * compares it with w1 (it fails when they differ).  The gradients pass
+ * through unchanged but for stash's 3: dw1 = 3, dw2 = xb.
+ */
+START_TEST(test_autograd_backward_reuse_edge_saved)
+{
+    smlp_registry_t *reg = tu_fixture_registry();
+    struct gb gb;
+    char path[512];
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    float want1[256], want2[16], *xb;
+    int i, r;
+
+    gb_init(&gb);
+    gb_tensor(&gb, "xb", "Input", "[16]", NULL);
+    gb_param(&gb, "w1", "[256]", 1);
+    gb_param(&gb, "w2", "[16]", 2);
+    gb_tensor(&gb, "p", "Activation", NULL, NULL);
+    gb_tensor(&gb, "q", "Activation", NULL, NULL);
+    gb_tensor(&gb, "s", "Output", NULL, NULL);
+    gb_tensor(&gb, "c", "Activation", NULL, NULL);
+    gb_tensor(&gb, "lc", "Activation", NULL, NULL);
+    gb_tensor(&gb, "lq", "Activation", NULL, NULL);
+    gb_tensor(&gb, "loss", "Output", NULL, NULL);
+    gb_node(&gb, "mulB", "gradfix.mul", "xb w2", "p", NULL);
+    gb_node(&gb, "watchB", "gradfix.watch", "p", "q", NULL);
+    gb_node(&gb, "stash", "gradfix.stash", "w1", "s", NULL);
+    gb_node(&gb, "watchA", "gradfix.watch", "s", "c", NULL);
+    gb_node(&gb, "sumA", "gradfix.sum", "c", "lc", NULL);
+    gb_node(&gb, "sumB", "gradfix.sum", "q", "lq", NULL);
+    gb_node(&gb, "add", "gradfix.add", "lc lq", "loss", NULL);
+    g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+    s = session_inter(g, reg, 2, 2);
+    expect_plan(s, 6464, 2);
+    for (r = 0; r < 3; r++) {
+        xb = data(s, "xb");
+        for (i = 0; i < 16; i++)
+            xb[i] = 0.25f * (float)i - 1.5f - (float)r;
+        run_backward(s);
+        for (i = 0; i < 256; i++)
+            want1[i] = 3.0f;
+        for (i = 0; i < 16; i++)
+            want2[i] = xb[i];
+        assert_bits(grad(s, "w1"), want1, 256, "dw1");
+        assert_bits(grad(s, "w2"), want2, 16, "dw2");
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 static Suite *
 autograd_sched_suite(void)
 {
@@ -759,6 +846,7 @@ autograd_sched_suite(void)
     tcase_add_test(tc, test_autograd_reuse_edges_chain_split);
     tcase_add_test(tc, test_autograd_reuse_edge_workspace);
     tcase_add_test(tc, test_autograd_backward_reuse_edge_last_reader);
+    tcase_add_test(tc, test_autograd_backward_reuse_edge_saved);
     suite_add_tcase(s, tc);
     return s;
 }

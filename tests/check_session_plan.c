@@ -278,6 +278,163 @@ START_TEST(test_plan_lifetime_covers_last_read)
 }
 END_TEST
 
+/*
+ * Nets of bias-free core.linear nodes for the placement tests below:
+ * node k reads tensor src[k] (0 is the input x, j > 0 the output t<j> of
+ * node j - 1) and writes t<k + 1> of dims[k + 1] features; out[j] marks
+ * the tensors that are graph outputs (those nobody reads).  At batch 2 a
+ * tensor of d features takes 8 d bytes, rounded up to 64.
+ */
+struct lnet {
+    int n_nodes;
+    int src[4];
+    int dims[5];
+    int out[5];
+};
+
+static smlp_graph_t *
+lnet_graph(const struct lnet *net)
+{
+    char json[4096], buf[256];
+    struct smlp_error err;
+    smlp_graph_t *g;
+    char path[512];
+    int k;
+
+    snprintf(json, sizeof(json),
+             "{\"name\": \"net\", \"plugins\": [\"core\"], \"tensors\": ["
+             "{\"name\": \"t0\", \"kind\": \"Input\", \"shape\": [-1, %d]}",
+             net->dims[0]);
+    /* Tensor ids: x 0, then w<k + 1> 2k + 1 and t<k + 1> 2k + 2. */
+    for (k = 0; k < net->n_nodes; k++) {
+        snprintf(buf, sizeof(buf),
+                 ", {\"name\": \"w%d\", \"kind\": \"Parameter\", "
+                 "\"shape\": [%d, %d]}, {\"name\": \"t%d\"%s}",
+                 k + 1, net->dims[k + 1], net->dims[net->src[k]], k + 1,
+                 net->out[k + 1] ? ", \"kind\": \"Output\"" : "");
+        strcat(json, buf);
+    }
+    strcat(json, "], \"nodes\": [");
+    for (k = 0; k < net->n_nodes; k++) {
+        snprintf(buf, sizeof(buf),
+                 "%s{\"name\": \"fc%d\", \"op\": \"core.linear\", "
+                 "\"inputs\": [%d, %d], \"outputs\": [%d]}",
+                 k ? ", " : "", k + 1,
+                 net->src[k] ? 2 * net->src[k] : 0, 2 * k + 1, 2 * k + 2);
+        strcat(json, buf);
+    }
+    strcat(json, "]}");
+    g = graph_json(json, &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    return g;
+}
+
+/*
+ * Plans net at batch 2 and checks the arena and the lower bound (both
+ * `arena`), then runs it on 2 threads: weights in {-1, 0, 1} and small
+ * integer inputs keep every sum exact in floats, so each output must
+ * equal the net computed here in doubles (no live bytes were shared).
+ */
+static void
+lnet_check(const struct lnet *net, uint64_t arena)
+{
+    smlp_registry_t *reg = tu_registry();
+    smlp_graph_t *g = lnet_graph(net);
+    struct smlp_session_opts o;
+    struct smlp_session_stats st;
+    struct smlp_error err;
+    double ref[5][2][64];
+    smlp_session_t *s;
+    char name[8];
+    const float *y;
+    float *x, *w;
+    int k, i, j, m, in;
+
+    smlp_session_opts_init(&o);
+    o.batch = 2;
+    o.threads = 2;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    smlp_session_get_stats(s, &st);
+    ck_assert_uint_eq(st.lower_bound, arena);
+    ck_assert_uint_eq(st.arena_bytes, arena);
+    x = tensor_data(s, "t0", NULL);
+    for (i = 0; i < 2; i++)
+        for (j = 0; j < net->dims[0]; j++) {
+            x[i * net->dims[0] + j] = (float)((i * 5 + j * 3) % 7 - 3);
+            ref[0][i][j] = x[i * net->dims[0] + j];
+        }
+    for (k = 0; k < net->n_nodes; k++) {
+        in = net->dims[net->src[k]];
+        snprintf(name, sizeof(name), "w%d", k + 1);
+        w = tensor_data(s, name, NULL);
+        for (j = 0; j < net->dims[k + 1]; j++)
+            for (m = 0; m < in; m++)
+                w[j * in + m] = (float)((j * 7 + m * 3 + k) % 3 - 1);
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < net->dims[k + 1]; j++) {
+                ref[k + 1][i][j] = 0;
+                for (m = 0; m < in; m++)
+                    ref[k + 1][i][j] +=
+                        w[j * in + m] * ref[net->src[k]][i][m];
+            }
+    }
+    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+    for (k = 1; k <= net->n_nodes; k++) {
+        if (!net->out[k])
+            continue;
+        snprintf(name, sizeof(name), "t%d", k);
+        y = tensor_data(s, name, NULL);
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < net->dims[k]; j++)
+                ck_assert_msg(y[i * net->dims[k] + j] == ref[k][i][j],
+                              "%s[%d][%d] = %g, want %g", name, i, j,
+                              y[i * net->dims[k] + j], ref[k][i][j]);
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+
+/*
+ * The other way round, where placing by size wins: the chain 8 -> 8 ->
+ * 8 -> 16 (x, t1, t2 64 bytes, t3 128).  Lifetimes: x [0, 3], t1 [0, 1],
+ * t2 [1, 2], t3 [2, 3]; the bound is 256 (x, t2, t3 at fc3).  Largest
+ * first: t3 at 0, x at 128, t1 (which does not meet t3) at 0, t2 above
+ * t3 and x at 192: 256 bytes.  Longest lifetime first: x at 0, t1 at
+ * 64, t2 at 128, and t3 finds no 128-byte gap below t2's end: 320.  (So
+ * does smallest first.)  The plan keeps the 256.
+ */
+START_TEST(test_plan_size_order_wins)
+{
+    static const struct lnet net = {3, {0, 1, 2}, {8, 8, 8, 16},
+                                    {0, 0, 0, 1}};
+
+    lnet_check(&net, 256);
+}
+END_TEST
+
+/*
+ * Lifetimes of several lengths: t1 = fc1(x) 64 features, t2 = fc2(t1),
+ * t3 = fc3(x) and t4 = fc4(t2) 48 each, t3 and t4 outputs (x, t2..t4 384
+ * bytes, t1 512).  Lifetimes: x [0, 4], t1 [0, 1], t2 [1, 3], t3 [2, 4],
+ * t4 [3, 4]; the bound is 1536 (x, t2, t3, t4 at fc4).  Longest first
+ * (x, then t2 and t3, then t1 and t4): x at 0, t2 at 384, t3 at 768, t1
+ * (which does not meet t3) at 768 and t4 at 1152: the bound.  Largest
+ * first: t1 at 0, x at 512, t2 at 896, t3 at 0, and t4 finds only the
+ * 128 bytes between t3 and x: 1664.  Shortest first gives 1664 too (t1
+ * at 0, t4 at 0, t2 at 512, t3 at 896, x above them all).
+ */
+START_TEST(test_plan_longest_lifetime_first)
+{
+    static const struct lnet net = {4, {0, 1, 0, 2}, {48, 64, 48, 48, 48},
+                                    {0, 0, 0, 1, 1}};
+
+    lnet_check(&net, 1536);
+}
+END_TEST
+
 static Suite *
 session_plan_suite(void)
 {
@@ -291,6 +448,8 @@ session_plan_suite(void)
     tcase_add_test(tc, test_plan_exact_fit_gap);
     tcase_add_test(tc, test_plan_lifetime_order_closes_gap);
     tcase_add_test(tc, test_plan_lifetime_covers_last_read);
+    tcase_add_test(tc, test_plan_size_order_wins);
+    tcase_add_test(tc, test_plan_longest_lifetime_first);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -48,7 +48,22 @@ run_branches(int threads, float *out)
                           "out[%d,%d] = %g, want %g", i, j, out[i * 3 + j],
                           want);
         }
-    /* fc2 leaves its bias out: its input 2 has no name, its others do. */
+    /* fc2 leaves its bias out: its input 2 has no name, its others do.
+     * Where nodes ran (sched.c, run_inline): on 2 threads the branches
+     * start together, so both go to the pool; sum then runs alone, with
+     * nothing in flight and nothing else ready, on the loop thread (0).
+     * On 1 thread every node runs on the loop thread. */
+    for (i = 0; i < 3; i++) {
+        struct smlp_node_profile p;
+
+        ck_assert_int_eq(smlp_session_node_profile(s, i, &p), SMLP_OK);
+        if (threads == 1 || strcmp(p.name, "sum") == 0)
+            ck_assert_msg(p.thread == 0, "%s ran on thread %d", p.name,
+                          p.thread);
+        else
+            ck_assert_msg(p.thread != 0, "%s ran on the loop thread",
+                          p.name);
+    }
     for (i = 0; i < 3; i++) {
         struct smlp_node_profile p;
 
@@ -175,6 +190,52 @@ START_TEST(test_sched_wide_small_nodes_batched)
 }
 END_TEST
 
+/*
+ * Ready nodes start lowest graph position first (sched.c, the ready
+ * heap): on 1 thread the 48 nodes of the wide graph, all ready at once,
+ * run one after the other on the loop thread, so in the order of the
+ * profile (the graph order, here the file order) each starts after the
+ * previous one ended.  A heap that took another node first (a FIFO would
+ * agree here, but not a heap that lost its order) runs some node before
+ * a lower one.
+ */
+START_TEST(test_sched_ready_lowest_position_first)
+{
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_node_profile p, prev;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512], name[16], *json = wide_json();
+    int i;
+
+    g = graph_json(json, &err, path, sizeof(path));
+    free(json);
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.batch = 3;
+    o.threads = 1;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_run(s), SMLP_OK);
+    for (i = 0; i < WIDE_N; i++) {
+        ck_assert_int_eq(smlp_session_node_profile(s, i, &p), SMLP_OK);
+        snprintf(name, sizeof(name), "s%d", i);
+        ck_assert_str_eq(p.name, name);
+        ck_assert_int_eq(p.thread, 0);
+        if (i > 0)
+            ck_assert_msg(p.start_us >= prev.end_us,
+                          "%s started at %g us, before %s ended (%g us)",
+                          p.name, p.start_us, prev.name, prev.end_us);
+        prev = p;
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 /* Runs a shipped graph and copies `name` out. */
 static float *
 run_shipped(const char *graph, int64_t batch, int threads, int runs,
@@ -261,6 +322,7 @@ session_sched_suite(void)
     tcase_add_test(tc, test_sched_threads_bit_identical);
     tcase_add_test(tc, test_sched_batch_independent);
     tcase_add_test(tc, test_sched_wide_small_nodes_batched);
+    tcase_add_test(tc, test_sched_ready_lowest_position_first);
     suite_add_tcase(s, tc);
     return s;
 }

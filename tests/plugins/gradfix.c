@@ -17,7 +17,8 @@
  *                          moco.momentum_update's)
  *   gradfix.stash(x)       y = 3 * x, keeping a copy of x in its saved
  *                          bytes (ABI 1.2) when it gets them; the backward
- *                          fails unless they came back holding x
+ *                          fails unless they came back holding x, with
+ *                          their size
  *   gradfix.sum(x, ...)    y = the sum of every element of 1 to 8 inputs,
  *                          rank 0 (a loss over many branches)
  *   gradfix.fwdws(x)       y = 2 * x through a forward workspace of
@@ -347,6 +348,12 @@ stash_backward(struct smlp_backward_ctx *ctx)
 
     if (ctx->saved == NULL) {
         ctx->host->errorf(ctx->node, "no saved bytes in the backward");
+        return SMLP_EINVAL;
+    }
+    if (ctx->saved_size < (size_t)n * sizeof(float)) {
+        ctx->host->errorf(ctx->node, "saved bytes in the backward: %zu, "
+                                     "%zu asked",
+                          ctx->saved_size, (size_t)n * sizeof(float));
         return SMLP_EINVAL;
     }
     if (memcmp(ctx->saved, ctx->inputs[0]->data,
