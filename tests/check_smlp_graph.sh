@@ -350,8 +350,10 @@ expect "edit in place" 0 "wrote $T/inplace.fbs" \
     --set-attr 'blocks.5.moe_c.gate:noise_std=0.5'
 expect "edit in place: changed" 1 "attr noise_std: 1.0 (Float) -> 0.5 (Float)" \
     "$SG" diff "$G" "$T/inplace.fbs"
+# On a copy: were -n to write, the shipped graph would stay intact.
+cp "$G" "$T/dry0.fbs"
 expect "edit --dry-run" 0 "checked" \
-    "$SG" edit "$G" -n --set-attr 'blocks.5.moe_c.gate:k=1'
+    "$SG" edit "$T/dry0.fbs" -n --set-attr 'blocks.5.moe_c.gate:k=1'
 expect "edit: new attribute, type from the value" 0 "" \
     "$SG" edit "$G" -o "$T/new.fbs" \
     --set-attr 'blocks.5.moe_c.gate:capacity_multiple=4'
@@ -919,6 +921,239 @@ expect "edit: '*' matches a leading dot" 0 "wrote" \
     --set-attr '*head:axis=1'
 jqis "edit: the attribute on '.head'" "$T/dot1.fbs" 'at(".head", "axis")' \
     "{'name': 'axis', 'i': 1}"
+
+# Edits and diffs that mutation testing found unchecked.  Values by hand
+# or from flatc's reading (jq); seeds are FNV-1a of the tensor's name.
+# Option specs: a negative input index and a '*' on one side of a rename
+# are usage errors; the type 'floats' is one of the five.
+expect "edit: drop-input -1" 2 "expected NODE_GLOB:INDEX (an input index" \
+    "$SG" edit "$G" -o "$T/x.fbs" --drop-input 'head:-1'
+expect "edit: rename a prefix to a name" 2 \
+    "both names ending in '*' (a prefix rename) or neither" \
+    "$SG" edit "$G" -o "$T/x.fbs" --rename 'head*=top'
+# A value in brackets is a list, also of one item; '[]' is the empty list
+# (a scalar's shape).
+expect "edit: lists in brackets, type floats" 0 "wrote" \
+    "$SG" edit "$T/none.fbs" -o "$T/br.fbs" --no-infer \
+    --set-attr 'head:one=[7]' --set-attr 'head:fl:floats=1' \
+    --set-shape 'aux_loss=[]'
+jqis "edit: [7] is Ints, floats=1 is Floats [1.0], [] a scalar" "$T/br.fbs" \
+    '(at("head", "one"), at("head", "fl"), t("aux_loss")["shape"])' \
+    "({'name': 'one', 'type': 'Ints', 'ints': [7]}, {'name': 'fl', 'type': 'Floats', 'floats': [1.0]}, [])"
+# --set-op adds the new op's plugin even when another listed plugin's
+# name starts with it ('cor' is not 'core').
+expect "edit: set-op to plugin cor" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/cor.fbs" --no-infer \
+    --set-op 'head:core.linear=cor.linear'
+jqis "edit: cor listed beside core" "$T/cor.fbs" \
+    '(g["plugins"], n("head")["op"])' \
+    "(['core', 'norm', 'moe', 'cor'], 'cor.linear')"
+# A node holds at most 256 attributes: head has none; 256 fill it, and
+# the next is refused by name.
+A=$(i=1; while [ $i -le 257 ]; do printf ' --set-attr head:a%d=1' $i
+    i=$((i + 1)); done)
+# shellcheck disable=SC2086
+expect "edit: the 257th attribute" 1 \
+    "node 'head' has 256 attributes, the most a node may have" \
+    "$SG" edit "$G" -o "$T/x.fbs" --no-infer $A
+# What matches nothing is an error, not a silent no-op.
+expect "edit: del-attr of an attribute no node has" 1 \
+    "no node matching 'blocks.5.moe_c.gate' has an attribute 'nosuch'" \
+    "$SG" edit "$G" -o "$T/x.fbs" --del-attr 'blocks.5.moe_c.gate:k,nosuch'
+expect "edit: del-attr on no node" 1 "no node matches 'nosuch*'" \
+    "$SG" edit "$G" -o "$T/x.fbs" --del-attr 'nosuch*:k'
+expect "edit: prefix rename without a match" 1 \
+    "no node or tensor matches 'nosuch.*'" \
+    "$SG" edit "$G" -o "$T/x.fbs" --rename 'nosuch.*=other.*'
+expect "edit: rename onto a tensor's name" 1 \
+    "a tensor named 'stem.out' exists already" \
+    "$SG" edit "$G" -o "$T/x.fbs" --rename 'logits=stem.out'
+# Shapes: -1 (the batch) is a dimension; 8 dimensions are the most.
+expect "edit: set-shape with the batch, and of rank 8" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/sh.fbs" --no-infer \
+    --set-shape 'stem.out=-1,49,128' --set-shape 'features=1,2,3,4,5,6,7,8'
+jqis "edit: the shapes set" "$T/sh.fbs" \
+    '(t("stem.out")["shape"], t("features")["shape"])' \
+    "([-1, 49, 128], [1, 2, 3, 4, 5, 6, 7, 8])"
+expect "edit: a shape of rank 9" 1 "is not a shape of at most 8 integers" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-shape 'features=1,1,1,1,1,1,1,1,1'
+# Initializers take their number of arguments, a seed is not negative,
+# and xavier needs a weight's rank (a bias [10] has no fans).
+expect "edit: uniform with one bound" 1 "uniform takes 2 numbers after ':'" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-init 'head.bias=uniform:1'
+expect "edit: zeros with a number" 1 "zeros takes 0 numbers after ':'" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-init 'head.bias=zeros:1'
+expect "edit: constant without its number" 1 \
+    "constant takes 1 number after ':'" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-init 'head.bias=constant'
+expect "edit: a negative seed" 1 "'@-1' is not a seed" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-init 'head.bias=zeros@-1'
+expect "edit: xavier of a bias" 1 "tensor 'head.bias' has no weight shape" \
+    "$SG" edit "$G" -o "$T/x.fbs" --set-init 'head.bias=xavier'
+# --del-meta removes that key and keeps the others in their order.
+expect "edit: del-meta of the first key" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/dm.fbs" --del-meta family
+jqis "edit: family gone, the rest in order" "$T/dm.fbs" \
+    '([m["key"] for m in g["metadata"]][:2] +
+      [m["key"] for m in g["metadata"]][-1:] + [len(g["metadata"])])' \
+    "['model', 'patch', 'generator', 18]"
+# The plan checks inference at --batch itself: an eval capacity factor of
+# 5e7 gives capacity ceil(2 * 49 * 5e7 / 4) = 1225000000 per group, in
+# i32 for 1 group (batch 1, and training uses capacity_factor), beyond
+# 2^31 - 1 for the 2 groups of batch 2.
+expect "edit: an eval capacity checked at --batch 2" 1 \
+    "98 items in 2 groups with capacity 1225000000" \
+    "$SG" edit "$G" -o "$T/x.fbs" --batch 2 \
+    --set-attr '*.moe_c.gate:eval_capacity_factor=5e7'
+# --clone-block: blocks.1 and blocks.10 are two blocks, not one inside
+# the other.
+expect "clone-block: blocks.10 over blocks.1" 0 "wrote" \
+    "$SG" edit "$GB" -o "$T/x.fbs" --clone-block blocks.10=blocks.1
+# A graph output of DST that the copy computes as an activation stays a
+# graph output (blocks.3.res1.out made one here).
+R='{"name": "blocks.3.res1.out"'
+"$SG" dump "$G" | sed "s/$R}/$R, \"kind\": \"Output\"}/" >"$T/out3.json"
+"$FLATC" -b -o "$T" "$SCHEMA" "$T/out3.json" >/dev/null 2>&1
+expect "clone-block: over a block with a graph output" 0 "wrote" \
+    "$SG" edit "$T/out3.fbs" -o "$T/out3b.fbs" --clone-block blocks.2=blocks.3
+jqis "clone-block: the copy's tensor is the graph output" "$T/out3b.fbs" \
+    '(t("blocks.3.res1.out")["kind"],
+      [tn(i) for i in n("blocks.3.res1")["outputs"]])' \
+    "('Output', ['blocks.3.res1.out'])"
+# A tensor read by DST, written outside it, but named inside it is one
+# of DST's entries (the copy reads it); a graph input named inside SRC
+# is one of SRC's (not copied).
+expect "clone-block: DST's entry named inside DST" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/ent.fbs" \
+    --rename 'blocks.3.res2.out=blocks.4.in' --clone-block blocks.5=blocks.4
+jqis "clone-block: the copy reads that entry" "$T/ent.fbs" \
+    '[tn(i) for i in n("blocks.4.norm1")["inputs"]][0]' "blocks.4.in"
+expect "clone-block: SRC reads a graph input named inside it" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/ent2.fbs" --no-infer \
+    --rename 'image=stem.image' --clone-block stem=blocks.0
+jqis "clone-block: the copy reads the graph input's place" "$T/ent2.fbs" \
+    '([tn(i) for i in n("blocks.0")["inputs"]], t("stem.image")["kind"],
+      t("blocks.0.image"))' \
+    "(['stem.out', 'blocks.0.proj.weight', 'blocks.0.proj.bias'], 'Input', None)"
+# A copy's tensor may not take the name of a tensor DST does not own.
+expect "clone-block: a copy named as DST's entry" 1 \
+    "the copy of 'blocks.5.in' would be named 'blocks.4.in', and a tensor outside block 'blocks.4' has that name" \
+    "$SG" edit "$G" -o "$T/x.fbs" --rename 'blocks.3.res2.out=blocks.4.in' \
+    --rename 'blocks.5.norm1.out=blocks.5.in' --clone-block blocks.5=blocks.4
+# The copy goes where DST's first node was, also when that is the last
+# node: aux_sum.1 over aux_sum.2 reads aux_sum.2's entries in order
+# (aux_sum.1.out, then the gate's aux), and aux_loss goes.
+expect "clone-block: over the graph's last node" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/last.fbs" --clone-block aux_sum.1=aux_sum.2
+jqis "clone-block: the copy is the last node" "$T/last.fbs" \
+    '(g["nodes"][-1]["name"], [tn(i) for i in n("aux_sum.2")["inputs"]],
+      [tn(i) for i in n("aux_sum.2")["outputs"]], t("aux_loss"))' \
+    "('aux_sum.2', ['aux_sum.1.out', 'blocks.5.moe_c.gate.aux'], ['aux_sum.2.out'], None)"
+# DST's one tensor read outside it with no namesake in the copy (its
+# exit renamed blocks.3.exit) is replaced by the copy's single exit, the
+# activation that SRC writes for the rest of the graph; a SRC with two
+# (blocks.1.norm1 renamed into blocks.0) has none to take its place.
+expect "clone-block: DST's exit by another name" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/exit.fbs" \
+    --rename 'blocks.3.res2.out=blocks.3.exit' --clone-block blocks.0=blocks.3
+jqis "clone-block: DST's readers read the copy's exit" "$T/exit.fbs" \
+    '([tn(i) for i in n("blocks.4.norm1")["inputs"]][0], t("blocks.3.exit"))' \
+    "('blocks.3.res2.out', None)"
+expect "clone-block: a SRC with two exits" 1 \
+    "has no tensor of that name nor a single exit to take its place" \
+    "$SG" edit "$G" -o "$T/x.fbs" \
+    --rename 'blocks.1.norm1*=blocks.0.norm1x*' \
+    --rename 'blocks.3.res2.out=blocks.3.exit' --clone-block blocks.0=blocks.3
+# --sum-tensors: a node named as the chain but not a core.add, a reader
+# of a partial sum, and a tensor of a chain node's name are refused; a
+# name with a tail after the number (aux_sum.2b) is not the chain's; a
+# glob that also matches the old chain's sums sums only the others.
+expect "sum-tensors: a chain node that is no core.add" 1 \
+    "node 's.0' (core.linear) has a name of the chain 's.N' but is not a core.add" \
+    "$SG" edit "$G" -o "$T/x.fbs" --rename 'head=s.0' \
+    --sum-tensors 's:*.gate.aux=t'
+expect "sum-tensors: a reader of a partial sum" 1 \
+    "node 'x' reads 'aux_sum.1.out', a partial sum of the chain 'aux_sum.N'" \
+    "$SG" edit "$G" -o "$T/x.fbs" --rename 'aux_sum.2=x' \
+    --sum-tensors 'aux_sum:*.moe_c.gate.aux=aux2'
+expect "sum-tensors: a tensor named as a partial sum" 1 \
+    "a tensor named 's.0.out' exists already" \
+    "$SG" edit "$G" -o "$T/x.fbs" --rename 'head.bias=s.0.out' \
+    --sum-tensors 's:*.gate.aux=t'
+expect "sum-tensors: aux_sum.2b is no chain node" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/x.fbs" --rename 'head=aux_sum.2b' \
+    --sum-tensors 'aux_sum:*.gate.aux=aux_loss'
+expect "sum-tensors: a glob matching the old sums too" 0 "wrote" \
+    "$SG" edit "$G" -o "$T/glob.fbs" --sum-tensors 'aux_sum:*aux*=aux_loss'
+if "$SG" dump "$T/glob.fbs" | cmp -s - "$S/graphs/sparse_mlp_fmnist.json"
+then ok "sum-tensors: *aux* sums the gates' aux alone: the same graph"
+else bad "sum-tensors: *aux* differs"; fi
+# A node reading OUT reads the new chain's: sum = p.a + p.b (one node)
+# becomes sum.0 = p.a + p.b, sum = sum.0.out + p.c, and q still adds x
+# and sum.
+cat >"$T/sums.json" <<'JSON'
+{"format_version": 1, "name": "sums", "plugins": ["core"],
+ "tensors": [
+  {"name": "x", "kind": "Input", "shape": [2]},
+  {"name": "p.a", "kind": "Parameter", "shape": [2]},
+  {"name": "p.b", "kind": "Parameter", "shape": [2]},
+  {"name": "p.c", "kind": "Parameter", "shape": [2]},
+  {"name": "sum", "kind": "Output", "shape": [2]},
+  {"name": "y", "kind": "Output"}],
+ "nodes": [
+  {"name": "sum.0", "op": "core.add", "inputs": [1, 2], "outputs": [4]},
+  {"name": "q", "op": "core.add", "inputs": [0, 4], "outputs": [5]}]}
+JSON
+"$FLATC" -b -o "$T" "$SCHEMA" "$T/sums.json" >/dev/null 2>&1
+expect "sum-tensors: OUT read by a node" 0 "wrote" \
+    "$SG" edit "$T/sums.fbs" -o "$T/sums2.fbs" --sum-tensors 'p.*=sum'
+jqis "sum-tensors: the reader reads the new OUT" "$T/sums2.fbs" \
+    '[(x["name"], [tn(i) for i in x["inputs"]], [tn(i) for i in x["outputs"]])
+      for x in g["nodes"]]' \
+    "[('q', ['x', 'sum'], ['y']), ('sum.0', ['p.a', 'p.b'], ['sum.0.out']), ('sum.1', ['sum.0.out', 'p.c'], ['sum'])]"
+# A node without input 0 (absent: -1) has nothing to pass on: refused.
+sed 's/"inputs": \[0, 4\]/"inputs": [-1, 4]/' "$T/sums.json" >"$T/noin0.json"
+"$FLATC" -b -o "$T" "$SCHEMA" "$T/noin0.json" >/dev/null 2>&1
+expect "edit: remove a node without input 0" 1 \
+    "node 'q' has no input 0 and output 0 to connect" \
+    "$SG" edit "$T/noin0.fbs" -o "$T/x.fbs" --no-infer --remove-node q
+# diff sees each part of an initializer (kind, a, b alone: the seeds are
+# kept), a dimension after the first, an attribute gone, a list's later
+# item, a string, and notes metadata added and changed.
+"$SG" edit "$G" -o "$T/P.fbs" --no-infer --set-init 'head.bias=constant:1' \
+    --set-init 'stem.proj.bias=uniform:0,1' \
+    --set-attr 'head:lf=0.5,1' >"$T/out" 2>&1 || bad "edit P"
+"$SG" edit "$G" -o "$T/Q.fbs" --no-infer --set-init 'head.bias=constant:2' \
+    --set-init 'stem.proj.bias=uniform:0,2' --set-attr 'head:lf=0.5,2' \
+    --set-init 'head.weight=ones' \
+    --set-shape 'blocks.5.moe_c.gate.weight=4,64' \
+    --set-attr 'blocks.5.moe_c.flatten:shape=-1,64' \
+    --set-attr 'blocks.5.moe_c.gate:aux=switch' \
+    --del-attr 'blocks.5.moe_c.gate:noise_std' \
+    --set-meta gen=x --set-meta generator=other >"$T/out" 2>&1 || bad "edit Q"
+"$SG" diff "$T/P.fbs" "$T/Q.fbs" >"$T/pq" 2>&1
+echo "exit $?" >>"$T/pq"
+while IFS='|' read -r what want; do
+    if grep -qxF -- "$want" "$T/pq"; then ok "diff: $what"
+    else bad "diff: $what"; show "$T/pq"; fi
+done <<EOF2
+init kind alone|~ tensor head.weight: init Zeros a=0.0 b=0.0 seed=15190259207091184883 -> Ones a=0.0 b=0.0 seed=15190259207091184883
+init a alone|~ tensor head.bias: init Constant a=1.0 b=0.0 seed=2127331025451459470 -> Constant a=2.0 b=0.0 seed=2127331025451459470
+init b alone|~ tensor stem.proj.bias: init Uniform a=0.0 b=1.0 seed=11230270572095684548 -> Uniform a=0.0 b=2.0 seed=11230270572095684548
+the last dimension|~ tensor blocks.5.moe_c.gate.weight: parameter f32 [4,128] -> parameter f32 [4,64]
+a list's second int|~ node blocks.5.moe_c.flatten: attr shape: [-1,128] (Ints) -> [-1,64] (Ints)
+a list's second float|~ node head: attr lf: [0.5,1.0] (Floats) -> [0.5,2.0] (Floats)
+a string|~ node blocks.5.moe_c.gate: attr aux: 'vmoe' -> 'switch'
+an attribute gone|~ node blocks.5.moe_c.gate: attr noise_std: 1.0 (Float) -> (absent)
+metadata changed|  note: metadata generator: 'tools/gen_graphs.py' -> 'other'
+metadata added|  note: metadata gen: (absent) -> 'x'
+the count|8 differences between $T/P.fbs and $T/Q.fbs
+the exit status|exit 1
+EOF2
+# A tensor's kind alone: the gate's load made an activation.
+expect "diff: a tensor's kind" 1 \
+    "~ tensor blocks.5.moe_c.gate.load: output i32 [4,2] -> activation i32 [4,2]" \
+    "$SG" diff "$G" "$T/deadout.fbs"
 
 # (g) dot, checked by dotcheck (above) on a graph made for its corners:
 # a gate named without ".gate" (m.router: its layer is m.router.*, and

@@ -698,6 +698,36 @@ expect "--init-from the same graph" 0 "78 of 78 parameters loaded" \
     --out "$T/x.st" --init-from "$T/run.st"
 if grep -q "warning" "$T/out"; then bad "--init-from the same graph warns"
 else ok "--init-from the same graph: no warning"; fi
+# Its checkpoint names the file it started from, and so does the
+# checkpoint of a run resumed from it (one step more).
+cp "$T/x.st" "$T/if.st"
+"$TRAIN" "$MIXER" $COMMON --limit-train 64 --max-steps 2 --out "$T/if.st" \
+    --resume "$T/if.st" >"$T/out" 2>&1 || bad "resume an --init-from run"
+if [ "$(st meta "$T/x.st" train.init_from)" = "$T/run.st" ] &&
+   [ "$(st meta "$T/if.st" train.init_from)" = "$T/run.st" ] &&
+   [ "$(st meta "$T/if.st" train.step)" = 2 ]; then
+    ok "--init-from is kept in the checkpoints of a resumed run"
+else bad "--init-from is not kept on resume"; show "$T/out"; fi
+# Files made here (safetensors: an 8-byte little-endian header length,
+# a JSON header, the data): one holding no tensor of the graph's names
+# is refused; one whose head.bias is I32 [10] (the graph's: F32 [10],
+# the same size) is refused by its dtype.
+"$PY" - "$T/noparam.st" "$T/i32.st" <<'PY'
+import json, struct, sys
+for path, name, dtype in ((sys.argv[1], "zzz", "F32"),
+                          (sys.argv[2], "head.bias", "I32")):
+    h = json.dumps({name: {"dtype": dtype, "shape": [10],
+                           "data_offsets": [0, 40]}}).encode()
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + bytes(40))
+PY
+expect "--init-from a file of no parameter" 1 \
+    "--init-from $T/noparam.st: holds none of the 78 parameters of $MIXER" \
+    "$TRAIN" "$MIXER" $COMMON --limit-train 64 --max-steps 1 \
+    --out "$T/x.st" --init-from "$T/noparam.st"
+expect "--init-from a tensor of another dtype" 1 \
+    "tensor 'head.bias' is I32 [10], the graph's is F32 [10]" \
+    "$TRAIN" "$MIXER" $COMMON --limit-train 64 --max-steps 1 \
+    --out "$T/x.st" --init-from "$T/i32.st"
 "$TRAIN" "$MOCO" $COMMON --limit-train 64 --max-steps 1 --out "$T/moco.st" \
     >"$T/out" 2>&1 || bad "a MoCo step"
 expect "--init-from its MoCo pre-training" 0 "done: 1 steps" \
@@ -1410,6 +1440,7 @@ done <<'EOF'
 --clip-norm 1 0
 --label-smoothing 0.1 0
 --augment shift moco
+--limit-train 128 256
 EOF
 # The defaults given explicitly are the same run (adamw: weight decay
 # 0.05, momentum 0.9 recorded though unused).
@@ -1458,6 +1489,7 @@ st setmeta "$T/b.st" "$T/p3.st" smlp.optim.steps 15
 st setmeta "$T/b.st" "$T/p4.st" train.step 16x
 st setmeta "$T/b.st" "$T/p5.st" train.epoch_sums "0 0 -1"
 st setmeta "$T/b.st" "$T/p6.st" train.epoch_sums "1 1 1"
+st setmeta "$T/b.st" "$T/p9.st" train.row_sums "0 0 17"
 while IFS='|' read -r f what needle; do
     expect "resume refuses $what" 1 "$needle" \
         "$TRAIN" $M --out "$T/x.st" --resume "$T/$f.st"
@@ -1468,6 +1500,7 @@ p3|15 optimizer steps at step 16|inconsistent position
 p4|a step with a letter|'train.step' is missing or not a number
 p5|sums of -1 steps|'train.epoch_sums' is not 'loss acc steps'
 p6|sums of more steps than made|'train.epoch_sums' or 'train.row_sums' counts
+p9|row sums of 17 steps at step 16|counts more steps (0, 17) than the run made
 EOF
 # A checkpoint without train.* metadata (smlp_checkpoint_save's own) is
 # named as such; one from before train.mode, train.recompute,
