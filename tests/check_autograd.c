@@ -419,6 +419,52 @@ START_TEST(test_autograd_int_output_null)
 }
 END_TEST
 
+/*
+ * Integers carry no gradient: an op that reads only an i32 tensor made
+ * from a parameter (gradfix.tofloat, which has no backward) needs no
+ * backward, and its f32 output is a constant to autograd.  loss =
+ * sum (x·w + idx)², idx = 0, 1, 2 from split: dw = 2(x·w + idx)·x.
+ */
+START_TEST(test_autograd_int_path_is_constant)
+{
+    smlp_registry_t *reg = tu_fixture_registry();
+    struct gb gb;
+    char path[512];
+    smlp_graph_t *g;
+    smlp_session_t *s;
+    float *x, *w, want[3];
+    int i;
+
+    gb_init(&gb);
+    gb_tensor(&gb, "x", "Input", "[3]", NULL);
+    gb_param(&gb, "w", "[3]", 7);
+    gb_tensor(&gb, "a", "Activation", NULL, NULL);
+    gb_tensor(&gb, "y", "Activation", NULL, NULL);
+    gb_tensor(&gb, "idx", "Activation", NULL, NULL);
+    gb_tensor(&gb, "f", "Activation", NULL, NULL);
+    gb_tensor(&gb, "c", "Activation", NULL, NULL);
+    gb_tensor(&gb, "loss", "Output", NULL, NULL);
+    gb_node(&gb, "mul", "gradfix.mul", "x w", "a", NULL);
+    gb_node(&gb, "split", "gradfix.split", "a", "y idx", NULL);
+    gb_node(&gb, "tofloat", "gradfix.tofloat", "idx", "f", NULL);
+    gb_node(&gb, "add", "gradfix.add", "y f", "c", NULL);
+    gb_node(&gb, "ss", "gradfix.square_sum", "c", "loss", NULL);
+    g = gb_load(&gb, P_GRADFIX, path, sizeof(path));
+    s = must_session(g, reg, "loss", NULL, 1);
+    x = data(s, "x");
+    for (i = 0; i < 3; i++)
+        x[i] = (float)(i + 2);
+    run_backward(s);
+    w = data(s, "w");
+    for (i = 0; i < 3; i++)
+        want[i] = (2.0f * (x[i] * w[i] + (float)i)) * x[i];
+    assert_bits(grad(s, "w"), want, 3, "dw");
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 /* The backward sees the forward's seed and step: seeded noise drawn
  * again matches (gradfix.noise's m changes with the step). */
 START_TEST(test_autograd_same_step_as_forward)
@@ -909,6 +955,7 @@ autograd_suite(void)
     tcase_add_test(tc, test_autograd_contribution_kept_until_sum);
     tcase_add_test(tc, test_autograd_views);
     tcase_add_test(tc, test_autograd_int_output_null);
+    tcase_add_test(tc, test_autograd_int_path_is_constant);
     tcase_add_test(tc, test_autograd_same_step_as_forward);
     tcase_add_test(tc, test_autograd_seed_reaches_kernels);
     tcase_add_test(tc, test_autograd_saved_bytes);

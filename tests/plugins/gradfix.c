@@ -12,6 +12,8 @@
  *                          (seed, step, i); the backward draws m again
  *   gradfix.flat(x)        a view (SMLP_OP_VIEW): x as a vector; no backward
  *   gradfix.nobwd(x)       y = x, and no backward
+ *   gradfix.tofloat(i)     y = (float)i for an i32 i, and no backward (an
+ *                          op that reads only integers needs none)
  *   gradfix.stopgrad(x)    y = x, SMLP_OP_NO_GRAD (no backward: its
  *                          output is a constant to autograd, as
  *                          moco.momentum_update's)
@@ -248,6 +250,29 @@ split_backward(struct smlp_backward_ctx *ctx)
     }
     for (i = 0; gx != NULL && i < n; i++)
         gx[i] = go != NULL ? go[i] : 0.0f;
+    return SMLP_OK;
+}
+
+/* ---- tofloat ---------------------------------------------------------- */
+
+static int
+tofloat_infer(struct smlp_infer_ctx *ctx)
+{
+    if (ctx->inputs[0]->dtype != SMLP_DTYPE_I32)
+        return fail(ctx, "input must be i32");
+    like(ctx->outputs[0], ctx->inputs[0], SMLP_DTYPE_F32);
+    return SMLP_OK;
+}
+
+static int
+tofloat_run(struct smlp_kernel_ctx *ctx)
+{
+    int64_t i, n = smlp_tensor_numel(ctx->inputs[0]);
+    const int32_t *in = ctx->inputs[0]->data;
+    float *y = ctx->outputs[0]->data;
+
+    for (i = 0; i < n; i++)
+        y[i] = (float)in[i];
     return SMLP_OK;
 }
 
@@ -692,6 +717,11 @@ KERNEL(split_op, split_run);
 KERNEL(noise_op, noise_run);
 KERNEL(flat_op, copy_run);
 KERNEL(nobwd_op, copy_run);
+static const struct smlp_kernel_def tofloat_op_k = {
+    sizeof(struct smlp_kernel_def), SMLP_ABI_VERSION, SMLP_DEVICE_CPU,
+    1u << SMLP_DTYPE_I32, NULL, tofloat_run, 1, NULL};
+static const struct smlp_kernel_def *const tofloat_op_ks[] = {&tofloat_op_k,
+                                                               NULL};
 KERNEL(stopgrad_op, copy_run);
 KERNEL(stash_op, stash_run);
 KERNEL(sum_op, sum_run);
@@ -713,6 +743,8 @@ OP(flat_op, "gradfix.flat", 1, 1, SMLP_OP_VIEW, flat_infer, NULL,
    "x as a vector (a view)");
 OP(nobwd_op, "gradfix.nobwd", 1, 1, 0, infer_unary, NULL,
    "a copy without backward");
+OP(tofloat_op, "gradfix.tofloat", 1, 1, 0, tofloat_infer, NULL,
+   "an i32 tensor as f32, without backward");
 OP(stopgrad_op, "gradfix.stopgrad", 1, 1, SMLP_OP_NO_GRAD, infer_unary,
    NULL, "a copy that no gradient goes through");
 OP(stash_op, "gradfix.stash", 1, 1, 0, stash_infer, stash_backward,
@@ -734,8 +766,8 @@ OP(watch_op, "gradfix.watch", 1, 1, 0, watch_infer, watch_backward,
 
 static const struct smlp_op_def *const ops[] = {
     &mul_op, &add_op, &square_sum_op, &split_op, &noise_op, &flat_op,
-    &nobwd_op, &stopgrad_op, &stash_op, &sum_op, &fwdws_op, &fail_op,
-    &bfail_op, &count_op, &watch_op, NULL};
+    &nobwd_op, &tofloat_op, &stopgrad_op, &stash_op, &sum_op, &fwdws_op,
+    &fail_op, &bfail_op, &count_op, &watch_op, NULL};
 static const struct smlp_plugin_def def = {
     sizeof(def), SMLP_ABI_VERSION, "gradfix", "1", SMLP_BUILD_SIGNATURE, ops,
     NULL};
