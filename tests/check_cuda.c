@@ -54,7 +54,7 @@ compare_all(const char *label, smlp_session_t *cpu, smlp_session_t *gpu)
     for (k = 0; k < 2; k++)
         for (i = 0; i < smlp_session_tensor_count(cpu, kinds[k]); i++) {
             const char *name = smlp_session_tensor_name(cpu, kinds[k], i);
-            double e = rel_error(cpu, gpu, name);
+            double e = tu_rel_error(cpu, gpu, name);
 
             printf("parity %-24s %-14s max rel err %.3g\n", label, name, e);
             fflush(stdout);
@@ -81,8 +81,8 @@ parity(const char *label, const char *json, int64_t batch, int training,
         prep(gpu);
     }
     for (r = 0; r < runs; r++) {
-        run_ok(cpu);
-        run_ok(gpu);
+        tu_run_ok(cpu);
+        tu_run_ok(gpu);
     }
     compare_all(label, cpu, gpu);
     smlp_session_destroy(cpu);
@@ -315,7 +315,7 @@ START_TEST(test_cuda_moco_bad_m)
     struct smlp_tensor t;
     int i, k;
 
-    run_ok(gpu);
+    tu_run_ok(gpu);
     for (k = 0; k < 2; k++) {
         ck_assert_int_eq(smlp_session_tensor(gpu, names[k], &t), SMLP_OK);
         ck_assert_int_eq(smlp_tensor_numel(&t), 35);
@@ -385,14 +385,14 @@ START_TEST(test_cuda_mixer_fmnist)
     head_prep(cpu);
     head_prep(gpu);
     head_prep(gpu2);
-    run_ok(cpu);
-    run_ok(gpu);
-    run_ok(gpu2);
-    e = rel_error(cpu, gpu, "features");
+    tu_run_ok(cpu);
+    tu_run_ok(gpu);
+    tu_run_ok(gpu2);
+    e = tu_rel_error(cpu, gpu, "features");
     printf("parity %-24s %-14s max rel err %.3g\n", "mixer_fmnist b=8",
            "features", e);
     ck_assert_msg(e <= TOL, "features: %g", e);
-    e = rel_error(cpu, gpu, "logits");
+    e = tu_rel_error(cpu, gpu, "logits");
     printf("parity %-24s %-14s max rel err %.3g\n", "mixer_fmnist b=8",
            "logits", e);
     ck_assert_msg(e <= TOL, "logits: %g", e);
@@ -404,7 +404,7 @@ START_TEST(test_cuda_mixer_fmnist)
     ck_assert_int_eq(smlp_session_tensor(gpu, "logits", &a), SMLP_OK);
     ck_assert_int_eq(smlp_session_tensor(gpu2, "logits", &b), SMLP_OK);
     ck_assert_mem_eq(a.data, b.data, 80 * sizeof(float));
-    run_ok(gpu);
+    tu_run_ok(gpu);
     ck_assert_int_eq(smlp_session_tensor(gpu, "logits", &a), SMLP_OK);
     ck_assert_mem_eq(a.data, b.data, 80 * sizeof(float));
     smlp_session_get_stats(gpu, &st);
@@ -475,9 +475,9 @@ START_TEST(test_cuda_bench_mixer)
         smlp_session_t *s = shipped(graphs[k], &g, reg, SMLP_DEVICE_CUDA, 8,
                                     1);
 
-        run_ok(s); /* warm-up */
+        tu_run_ok(s); /* warm-up */
         for (r = 0; r < 10; r++) {
-            run_ok(s);
+            tu_run_ok(s);
             smlp_session_get_stats(s, &st);
             ms[r] = st.last_run_ms;
         }

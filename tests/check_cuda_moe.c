@@ -120,51 +120,6 @@ gpu_session(const smlp_graph_t *g, smlp_registry_t *reg, int64_t batch,
     return s;
 }
 
-static void
-run_ok(smlp_session_t *s)
-{
-    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
-                  smlp_session_errmsg(s));
-}
-
-/* Normwise relative error of tensor `name` (i32: mismatches). */
-static double
-rel_error(smlp_session_t *cpu, smlp_session_t *gpu, const char *name)
-{
-    struct smlp_tensor a, b;
-    double diff = 0, scale = 0;
-    int64_t n, i;
-
-    ck_assert_int_eq(smlp_session_tensor(cpu, name, &a), SMLP_OK);
-    ck_assert_int_eq(smlp_session_tensor(gpu, name, &b), SMLP_OK);
-    ck_assert_ptr_nonnull(a.data);
-    ck_assert_ptr_nonnull(b.data);
-    n = smlp_tensor_numel(&a);
-    ck_assert_int_eq(n, smlp_tensor_numel(&b));
-    ck_assert_int_eq(a.dtype, b.dtype);
-    if (a.dtype == SMLP_DTYPE_I32) {
-        const int32_t *x = a.data, *y = b.data;
-
-        for (i = 0; i < n; i++)
-            diff += x[i] != y[i];
-        return diff;
-    }
-    for (i = 0; i < n; i++) {
-        double x = ((const float *)a.data)[i], y = ((const float *)b.data)[i];
-
-        if (isnan(x) || isnan(y)) {
-            if (isnan(x) != isnan(y))
-                return INFINITY;
-            continue;
-        }
-        if (fabs(x - y) > diff)
-            diff = fabs(x - y);
-        if (fabs(x) > scale)
-            scale = fabs(x);
-    }
-    return scale > 0 ? diff / scale : diff;
-}
-
 /* Prints the kept and dropped (item, choice) pairs of output "load". */
 static void
 print_load(const char *label, smlp_session_t *s)
@@ -190,7 +145,7 @@ compare_outputs(const char *label, int run, smlp_session_t *cpu,
 
     for (i = 0; i < smlp_session_tensor_count(cpu, 4); i++) {
         const char *name = smlp_session_tensor_name(cpu, 4, i);
-        double e = rel_error(cpu, gpu, name);
+        double e = tu_rel_error(cpu, gpu, name);
 
         printf("parity %-34s run %d %-28s %s %.3g\n", label, run, name,
                strstr(name, "load") || strstr(name, "slot") ||
@@ -264,8 +219,8 @@ parity(const char *label, const char *json, int training, int runs)
          * smlp_session_tensor (exact_router calls it again each time). */
         exact_router(cpu);
         exact_router(gpu);
-        run_ok(cpu);
-        run_ok(gpu);
+        tu_run_ok(cpu);
+        tu_run_ok(gpu);
         compare_outputs(label, r, cpu, gpu);
     }
     smlp_session_destroy(cpu);
@@ -592,8 +547,8 @@ fmnist(int64_t batch)
     snprintf(label, sizeof(label), "sparse_mlp_fmnist b=%lld",
              (long long)batch);
     for (r = 0; r < 2; r++) {
-        run_ok(cpu);
-        run_ok(gpu);
+        tu_run_ok(cpu);
+        tu_run_ok(gpu);
         compare_outputs(label, r, cpu, gpu);
     }
     /* The GPU is deterministic: a third run gives the same bits. */
@@ -601,7 +556,7 @@ fmnist(int64_t batch)
     n = smlp_tensor_numel(&a);
     ck_assert_int_le(n, 80);
     memcpy(first, a.data, (size_t)n * sizeof(float));
-    run_ok(gpu);
+    tu_run_ok(gpu);
     ck_assert_int_eq(smlp_session_tensor(gpu, "logits", &a), SMLP_OK);
     ck_assert_mem_eq(first, a.data, (size_t)n * sizeof(float));
     smlp_session_destroy(ref);

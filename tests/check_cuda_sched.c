@@ -33,8 +33,8 @@ START_TEST(test_cuda_sched_chain_fallback)
     tu_assert_contains(msg, "node 1 'n1' (fakegpu.host): no cuda kernel, "
                             "runs on the CPU");
     ck_assert_ptr_null(strstr(msg, "'n0'"));
-    run_ok(cpu);
-    run_ok(gpu);
+    tu_run_ok(cpu);
+    tu_run_ok(gpu);
     expect_same(cpu, gpu, "out");
     x = data(gpu, "x", &n);
     out = data(gpu, "out", NULL);
@@ -44,7 +44,7 @@ START_TEST(test_cuda_sched_chain_fallback)
     /* New inputs reach the device at the next run. */
     for (i = 0; i < n; i++)
         x[i] = (float)i;
-    run_ok(gpu);
+    tu_run_ok(gpu);
     out = data(gpu, "out", NULL);
     for (i = 0; i < n; i++)
         ck_assert_float_eq(out[i], -0.75f * ((2.0f * (float)i + 1.0f) +
@@ -66,7 +66,7 @@ START_TEST(test_cuda_sched_params_upload)
     float *w, *x, *y;
     int i;
 
-    run_ok(s);
+    tu_run_ok(s);
     x = data(s, "x", NULL);
     y = data(s, "y", NULL);
     w = data(s, "W", NULL);
@@ -75,25 +75,25 @@ START_TEST(test_cuda_sched_params_upload)
     /* Written through the pointer smlp_session_tensor gave: uploaded. */
     for (i = 0; i < 16; i++)
         w[i] = (float)(i + 1);
-    run_ok(s);
+    tu_run_ok(s);
     for (i = 0; i < 16; i++)
         ck_assert_float_eq(y[i], x[i] * (float)(i + 1));
     /* Loaded from a checkpoint: uploaded. */
     snprintf(path, sizeof(path), "%s/w.safetensors", tu_tmpdir());
     ck_assert_int_eq(smlp_session_save_weights(s, path), SMLP_OK);
     t = session(g, reg, SMLP_DEVICE_CUDA, 1, 1);
-    run_ok(t);
+    tu_run_ok(t);
     ck_assert_int_eq(smlp_session_load_weights(t, path), SMLP_OK);
-    run_ok(t);
+    tu_run_ok(t);
     expect_same(s, t, "y");
     /* Loaded from a training checkpoint after a run: uploaded too. */
     snprintf(path, sizeof(path), "%s/w.ckpt.safetensors", tu_tmpdir());
     ck_assert_int_eq(smlp_checkpoint_save(s, NULL, path, NULL, NULL, 0),
                      SMLP_OK);
     t2 = session(g, reg, SMLP_DEVICE_CUDA, 1, 1);
-    run_ok(t2);
+    tu_run_ok(t2);
     ck_assert_int_eq(smlp_checkpoint_load(t2, NULL, path), SMLP_OK);
-    run_ok(t2);
+    tu_run_ok(t2);
     x = data(t2, "x", NULL);
     y = data(t2, "y", NULL);
     for (i = 0; i < 16; i++)
@@ -116,8 +116,8 @@ START_TEST(test_cuda_sched_state_download)
     int i, r;
 
     for (r = 0; r < 3; r++) {
-        run_ok(cpu);
-        run_ok(gpu);
+        tu_run_ok(cpu);
+        tu_run_ok(gpu);
         expect_same(cpu, gpu, "y");
         expect_same(cpu, gpu, "s"); /* copied back after each run */
     }
@@ -146,9 +146,9 @@ START_TEST(test_cuda_sched_random_dags_bit_identical)
         int k, r;
 
         for (r = 0; r < 2; r++) {
-            run_ok(cpu);
-            run_ok(g1);
-            run_ok(g3);
+            tu_run_ok(cpu);
+            tu_run_ok(g1);
+            tu_run_ok(g3);
             for (k = 0; k < smlp_session_tensor_count(cpu, 4); k++) {
                 const char *name = smlp_session_tensor_name(cpu, 4, k);
                 expect_same(cpu, g1, name);
@@ -275,8 +275,8 @@ START_TEST(test_cuda_sched_all_cpu_and_plan_only)
     struct smlp_session_opts o;
     struct smlp_error err;
 
-    run_ok(cpu);
-    run_ok(gpu); /* nothing to place on the GPU: a CPU session */
+    tu_run_ok(cpu);
+    tu_run_ok(gpu); /* nothing to place on the GPU: a CPU session */
     expect_same(cpu, gpu, "y");
     smlp_session_opts_init(&o);
     o.device = SMLP_DEVICE_CUDA;

@@ -63,7 +63,7 @@ START_TEST(test_cuda_sched_copies_counted)
     for (r = 0; r < 2; r++) {
         up = fakecuda_count("h2d");
         down = fakecuda_count("d2h");
-        run_ok(s);
+        tu_run_ok(s);
         ck_assert_int_eq(fakecuda_count("h2d") - up, 2 * 396);
         ck_assert_int_eq(fakecuda_count("d2h") - down, 2 * 396);
     }
@@ -77,7 +77,7 @@ START_TEST(test_cuda_sched_copies_counted)
             (void)data(s, "W", NULL);
         up = fakecuda_count("h2d");
         down = fakecuda_count("d2h");
-        run_ok(s);
+        tu_run_ok(s);
         ck_assert_int_eq(fakecuda_count("h2d") - up, r == 1 ? 64 : 128);
         ck_assert_int_eq(fakecuda_count("d2h") - down, 64);
     }
@@ -87,7 +87,7 @@ START_TEST(test_cuda_sched_copies_counted)
     for (r = 0; r < 2; r++) {
         up = fakecuda_count("h2d");
         down = fakecuda_count("d2h");
-        run_ok(s);
+        tu_run_ok(s);
         ck_assert_int_eq(fakecuda_count("h2d") - up, r == 0 ? 64 : 32);
         ck_assert_int_eq(fakecuda_count("d2h") - down, 64);
     }
@@ -146,13 +146,13 @@ START_TEST(test_cuda_sched_pinning_and_release)
     ck_assert_int_eq(smlp_session_get_stats(a, &st), SMLP_OK);
     ck_assert_uint_eq(st.arena_bytes, 1 << 20);
     ck_assert_int_eq(fakecuda_count("pinned"), pinned + 1);
-    run_ok(a);
+    tu_run_ok(a);
     /* Training: W exactly 1 MiB, its gradient block too, the arena more:
      * three blocks. */
     one = tu_graph_json(mul_graph(262144, 1));
     b = train_session(one, registry_for_train, SMLP_DEVICE_CUDA, 1, &ob);
     ck_assert_int_eq(fakecuda_count("pinned"), pinned + 4);
-    run_ok(b);
+    tu_run_ok(b);
     ck_assert_int_eq(smlp_session_backward(b), SMLP_OK);
     /* No sum in this backward: cuBLAS stays closed. */
     ck_assert_int_eq(fakecuda_count("blas"), before[3]);
@@ -166,9 +166,9 @@ START_TEST(test_cuda_sched_pinning_and_release)
     fan = tu_graph_json(json);
     free(json);
     d = train_session(fan, registry_for_train, SMLP_DEVICE_CUDA, 1, &od);
-    run_ok(d);
+    tu_run_ok(d);
     ck_assert_int_eq(smlp_session_backward(d), SMLP_OK);
-    run_ok(d);
+    tu_run_ok(d);
     ck_assert_int_eq(smlp_session_backward(d), SMLP_OK);
     ck_assert_int_eq(fakecuda_count("blas"), before[3] + 1);
     smlp_optim_destroy(ob);
@@ -234,7 +234,7 @@ run_fails(smlp_session_t *s, const char *fn, int skip, const char *text)
     fakecuda_fail(NULL, 0, 0);
     ck_assert_msg(rc != SMLP_OK, "%s #%d: the run succeeded", fn, skip);
     tu_assert_contains(smlp_session_errmsg(s), text);
-    run_ok(s);
+    tu_run_ok(s);
 }
 
 /* x -> host -> h; W -> host -> hw; h * hw (gpu) -> y: W has no device
@@ -427,7 +427,7 @@ backward_fails(smlp_session_t *s, const char *fn, int skip, const char *fn2,
 {
     int rc;
 
-    run_ok(s);
+    tu_run_ok(s);
     fakecuda_fail(fn, skip, FAKE_ERR);
     if (fn2 != NULL)
         fakecuda_fail(fn2, 0, FAKE_ERR);
@@ -436,7 +436,7 @@ backward_fails(smlp_session_t *s, const char *fn, int skip, const char *fn2,
     ck_assert_msg(status != 0 ? rc == status : rc < 0, "%s #%d: %d (%s)",
                   fn, skip, rc, smlp_session_errmsg(s));
     tu_assert_contains(smlp_session_errmsg(s), text);
-    run_ok(s);
+    tu_run_ok(s);
     ck_assert_msg(smlp_session_backward(s) == SMLP_OK, "%s",
                   smlp_session_errmsg(s));
     expect_fan_grads(s);
@@ -475,7 +475,7 @@ START_TEST(test_cuda_sched_backward_device_failures)
     g = tu_graph_json(graph_fan);
     s = train_session(g, registry_for_train, SMLP_DEVICE_CUDA, 1, &opt);
     for (step = 0; step < 2; step++) {
-        run_ok(s);
+        tu_run_ok(s);
         ck_assert_msg(smlp_session_backward(s) == SMLP_OK, "%s",
                       smlp_session_errmsg(s));
         expect_fan_grads(s);
@@ -527,7 +527,7 @@ START_TEST(test_cuda_sched_backward_device_failures)
      * fail. */
     g = tu_graph_json(graph_square);
     s = train_session(g, registry_for_train, SMLP_DEVICE_CUDA, 1, &opt);
-    run_ok(s);
+    tu_run_ok(s);
     fakecuda_fail("cublasSaxpy_v2", 0, FAKE_ERR);
     step = smlp_session_backward(s);
     fakecuda_fail(NULL, 0, 0);

@@ -42,7 +42,7 @@ START_TEST(test_cuda_sched_training_bit_identical)
             int k;
 
             for (k = 0; k < 3; k++) {
-                run_ok(all[k]);
+                tu_run_ok(all[k]);
                 ck_assert_msg(smlp_session_backward(all[k]) == SMLP_OK, "%s",
                               smlp_session_errmsg(all[k]));
             }
@@ -127,7 +127,7 @@ START_TEST(test_cuda_sched_backward_side_notice)
     tu_assert_contains(out, "node 1 'hh' (fakegpu.host): no cuda backward, "
                             "so the backward runs on the CPU");
     before = fakecuda_backwards();
-    run_ok(s);
+    tu_run_ok(s);
     ck_assert_int_eq(smlp_session_backward(s), SMLP_OK);
     ck_assert_int_eq(fakecuda_backwards(), before);
     smlp_session_destroy(s);
@@ -138,7 +138,7 @@ START_TEST(test_cuda_sched_backward_side_notice)
         " \"inputs\": [2], \"outputs\": [3]}"));
     out = capture_stderr(make_train, gh, &s);
     tu_assert_contains(out, "node 1 'oo' (fakegpu.old): no cuda backward");
-    run_ok(s);
+    tu_run_ok(s);
     ck_assert_int_eq(smlp_session_backward(s), SMLP_OK);
     ck_assert_int_eq(fakecuda_backwards(), before);
     smlp_session_destroy(s);
@@ -147,7 +147,7 @@ START_TEST(test_cuda_sched_backward_side_notice)
         " \"inputs\": [2], \"outputs\": [3]}"));
     out = capture_stderr(make_train, ga, &s);
     ck_assert_msg(strstr(out, "backward") == NULL, "%s", out);
-    run_ok(s);
+    tu_run_ok(s);
     ck_assert_int_eq(smlp_session_backward(s), SMLP_OK);
     ck_assert_int_eq(fakecuda_backwards(), before + 3);
     smlp_session_destroy(s);
@@ -261,7 +261,7 @@ START_TEST(test_cuda_sched_backward_failures)
     registry_for_train = tu_fixture_registry();
     g1 = tu_graph_json(poison_graph(1));
     s = train_session(g1, registry_for_train, SMLP_DEVICE_CUDA, 1, &opt);
-    run_ok(s);
+    tu_run_ok(s);
     ck_assert_int_eq(smlp_session_backward(s), SMLP_EDEVICE);
     tu_assert_contains(smlp_session_errmsg(s),
                        "device cuda: the backward failed on the GPU");
@@ -269,7 +269,7 @@ START_TEST(test_cuda_sched_backward_failures)
     smlp_session_destroy(s);
     g2 = tu_graph_json(poison_graph(2));
     s = train_session(g2, registry_for_train, SMLP_DEVICE_CUDA, 1, &opt);
-    run_ok(s);
+    tu_run_ok(s);
     ck_assert_int_eq(smlp_session_backward(s), SMLP_EKERNEL);
     tu_assert_contains(smlp_session_errmsg(s),
                        "node 0 'pp' (fakegpu.poison): backward failed: "
@@ -297,7 +297,7 @@ START_TEST(test_cuda_sched_profile_times)
      * end one after its kernel (n0 and n2 here: strictly later). */
     for (r = 0; r < 2; r++) {
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        run_ok(s);
+        tu_run_ok(s);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         wall_us = 1e6 * (double)(t1.tv_sec - t0.tv_sec) +
                   1e-3 * (double)(t1.tv_nsec - t0.tv_nsec);

@@ -105,12 +105,12 @@ train_parity(const char *label, const char *json, int64_t batch)
     for (step = 0; step < 2; step++) {
         double e;
 
-        run_ok(cpu);
-        run_ok(gpu);
+        tu_run_ok(cpu);
+        tu_run_ok(gpu);
         ck_assert_int_eq(smlp_session_backward(cpu), SMLP_OK);
         ck_assert_msg(smlp_session_backward(gpu) == SMLP_OK, "%s",
                       smlp_session_errmsg(gpu));
-        e = rel_error(cpu, gpu, "loss");
+        e = tu_rel_error(cpu, gpu, "loss");
         printf("train %-20s step %d %-14s max rel err %.3g\n", label, step,
                "loss", e);
         ck_assert_msg(e <= TOL, "%s: loss: %g", label, e);
@@ -302,8 +302,8 @@ gelu_step(const char *label, const char *approx, prep_cb prep)
     gpu = train_session(g, reg, SMLP_DEVICE_CUDA, 3, NULL);
     prep(cpu);
     prep(gpu);
-    run_ok(cpu);
-    run_ok(gpu);
+    tu_run_ok(cpu);
+    tu_run_ok(gpu);
     ck_assert_int_eq(smlp_session_backward(cpu), SMLP_OK);
     ck_assert_msg(smlp_session_backward(gpu) == SMLP_OK, "%s",
                   smlp_session_errmsg(gpu));
@@ -430,7 +430,7 @@ START_TEST(test_cuda_train_gate_bad_label)
     struct smlp_tensor t;
     int64_t i;
 
-    run_ok(gpu);
+    tu_run_ok(gpu);
     ck_assert_int_eq(smlp_session_tensor(gpu, "loss", &t), SMLP_OK);
     ck_assert(isnan(((const float *)t.data)[0]));
     ck_assert_msg(smlp_session_backward(gpu) == SMLP_OK, "%s",

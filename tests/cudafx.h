@@ -17,49 +17,6 @@
 
 #define TOL 1e-4
 
-static inline void
-run_ok(smlp_session_t *s)
-{
-    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
-                  smlp_session_errmsg(s));
-}
-
-/* Normwise relative error of tensor `name` (i32: mismatches). */
-static inline double
-rel_error(smlp_session_t *cpu, smlp_session_t *gpu, const char *name)
-{
-    struct smlp_tensor a, b;
-    double diff = 0, scale = 0;
-    int64_t n, i;
-
-    ck_assert_int_eq(smlp_session_tensor(cpu, name, &a), SMLP_OK);
-    ck_assert_int_eq(smlp_session_tensor(gpu, name, &b), SMLP_OK);
-    ck_assert_ptr_nonnull(a.data);
-    ck_assert_ptr_nonnull(b.data);
-    n = smlp_tensor_numel(&a);
-    ck_assert_int_eq(n, smlp_tensor_numel(&b));
-    if (a.dtype == SMLP_DTYPE_I32) {
-        const int32_t *x = a.data, *y = b.data;
-        for (i = 0; i < n; i++)
-            diff += x[i] != y[i];
-        return diff;
-    }
-    for (i = 0; i < n; i++) {
-        double x = ((const float *)a.data)[i], y = ((const float *)b.data)[i];
-
-        if (isnan(x) || isnan(y)) {
-            if (isnan(x) != isnan(y))
-                return INFINITY;
-            continue;
-        }
-        if (fabs(x - y) > diff)
-            diff = fabs(x - y);
-        if (fabs(x) > scale)
-            scale = fabs(x);
-    }
-    return scale > 0 ? diff / scale : diff;
-}
-
 typedef void (*prep_cb)(smlp_session_t *s);
 
 /* JSON pieces. */

@@ -71,13 +71,6 @@ data(smlp_session_t *s, const char *name, int64_t *numel)
 }
 
 static inline void
-run_ok(smlp_session_t *s)
-{
-    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
-                  smlp_session_errmsg(s));
-}
-
-static inline void
 expect_same(smlp_session_t *a, smlp_session_t *b, const char *name)
 {
     int64_t n1, n2, i;

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +138,57 @@ tu_registry(void)
 
     ck_assert_msg(reg != NULL, "%s", err.msg);
     return reg;
+}
+
+/* Runs s; the test fails with the session's message when it fails. */
+static inline void
+tu_run_ok(smlp_session_t *s)
+{
+    ck_assert_msg(smlp_session_run(s) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
+}
+
+/*
+ * Tensor `name` of two sessions of one graph (a CPU and a GPU one, say):
+ * for i32 the number of mismatches, for f32 the normwise relative error
+ * max|a - b| / max|a| (the absolute one when a is all zeros); NaN must
+ * stand at the same places (else INFINITY).
+ */
+static inline double
+tu_rel_error(smlp_session_t *cpu, smlp_session_t *gpu, const char *name)
+{
+    struct smlp_tensor a, b;
+    double diff = 0, scale = 0;
+    int64_t n, i;
+
+    ck_assert_int_eq(smlp_session_tensor(cpu, name, &a), SMLP_OK);
+    ck_assert_int_eq(smlp_session_tensor(gpu, name, &b), SMLP_OK);
+    ck_assert_ptr_nonnull(a.data);
+    ck_assert_ptr_nonnull(b.data);
+    n = smlp_tensor_numel(&a);
+    ck_assert_int_eq(n, smlp_tensor_numel(&b));
+    ck_assert_int_eq(a.dtype, b.dtype);
+    if (a.dtype == SMLP_DTYPE_I32) {
+        const int32_t *x = a.data, *y = b.data;
+
+        for (i = 0; i < n; i++)
+            diff += x[i] != y[i];
+        return diff;
+    }
+    for (i = 0; i < n; i++) {
+        double x = ((const float *)a.data)[i], y = ((const float *)b.data)[i];
+
+        if (isnan(x) || isnan(y)) {
+            if (isnan(x) != isnan(y))
+                return INFINITY;
+            continue;
+        }
+        if (fabs(x - y) > diff)
+            diff = fabs(x - y);
+        if (fabs(x) > scale)
+            scale = fabs(x);
+    }
+    return scale > 0 ? diff / scale : diff;
 }
 
 /* The bytes of a file, in a buffer of exactly that size (at least 1
