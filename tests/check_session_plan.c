@@ -1,6 +1,7 @@
 /*
  * check_session_plan.c - the memory plan.
  */
+#include "gradgraph.h"
 #include "sessionfx.h"
 
 static smlp_session_t *
@@ -295,38 +296,28 @@ struct lnet {
 static smlp_graph_t *
 lnet_graph(const struct lnet *net)
 {
-    char json[4096], buf[256];
-    struct smlp_error err;
-    smlp_graph_t *g;
+    char shape[32], w[8], in[8], out[8], ins[16], name[8];
+    struct gb b;
     char path[512];
     int k;
 
-    snprintf(json, sizeof(json),
-             "{\"name\": \"net\", \"plugins\": [\"core\"], \"tensors\": ["
-             "{\"name\": \"t0\", \"kind\": \"Input\", \"shape\": [-1, %d]}",
-             net->dims[0]);
-    /* Tensor ids: x 0, then w<k + 1> 2k + 1 and t<k + 1> 2k + 2. */
+    gb_init(&b);
+    snprintf(shape, sizeof(shape), "[-1, %d]", net->dims[0]);
+    gb_tensor(&b, "t0", "Input", shape, NULL);
     for (k = 0; k < net->n_nodes; k++) {
-        snprintf(buf, sizeof(buf),
-                 ", {\"name\": \"w%d\", \"kind\": \"Parameter\", "
-                 "\"shape\": [%d, %d]}, {\"name\": \"t%d\"%s}",
-                 k + 1, net->dims[k + 1], net->dims[net->src[k]], k + 1,
-                 net->out[k + 1] ? ", \"kind\": \"Output\"" : "");
-        strcat(json, buf);
+        snprintf(w, sizeof(w), "w%d", k + 1);
+        snprintf(shape, sizeof(shape), "[%d, %d]", net->dims[k + 1],
+                 net->dims[net->src[k]]);
+        gb_tensor(&b, w, "Parameter", shape, NULL);
+        snprintf(out, sizeof(out), "t%d", k + 1);
+        gb_tensor(&b, out, net->out[k + 1] ? "Output" : "Activation", NULL,
+                  NULL);
+        snprintf(in, sizeof(in), "t%d", net->src[k]);
+        snprintf(ins, sizeof(ins), "%s %s", in, w);
+        snprintf(name, sizeof(name), "fc%d", k + 1);
+        gb_node(&b, name, "core.linear", ins, out, NULL);
     }
-    strcat(json, "], \"nodes\": [");
-    for (k = 0; k < net->n_nodes; k++) {
-        snprintf(buf, sizeof(buf),
-                 "%s{\"name\": \"fc%d\", \"op\": \"core.linear\", "
-                 "\"inputs\": [%d, %d], \"outputs\": [%d]}",
-                 k ? ", " : "", k + 1,
-                 net->src[k] ? 2 * net->src[k] : 0, 2 * k + 1, 2 * k + 2);
-        strcat(json, buf);
-    }
-    strcat(json, "]}");
-    g = graph_json(json, &err, path, sizeof(path));
-    ck_assert_msg(g != NULL, "%s", err.msg);
-    return g;
+    return gb_load(&b, "\"core\"", path, sizeof(path));
 }
 
 /*
