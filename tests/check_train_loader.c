@@ -367,14 +367,97 @@ START_TEST(test_train_loader_bad_options)
     o.batch = 0;
     err[0] = '\0';
     ck_assert_ptr_null(train_loader_create(&o, err, sizeof(err)));
-    ck_assert_ptr_nonnull(strstr(err, "(batch 0, views 1, 4 images)"));
+    ck_assert_ptr_nonnull(
+        strstr(err, "(batch 0, views 1, 4 images, part 0 of 1)"));
     o.batch = 2;
     empty = s;
     empty.n = 0;
     o.set = &empty;
     err[0] = '\0';
     ck_assert_ptr_null(train_loader_create(&o, err, sizeof(err)));
-    ck_assert_ptr_nonnull(strstr(err, "(batch 2, views 1, 0 images)"));
+    ck_assert_ptr_nonnull(
+        strstr(err, "(batch 2, views 1, 0 images, part 0 of 1)"));
+    /* Parts of a batch (data-parallel ranks): equal ones, in range. */
+    o.set = &s;
+    o.batch = 3;
+    o.parts = 2;
+    err[0] = '\0';
+    ck_assert_ptr_null(train_loader_create(&o, err, sizeof(err)));
+    ck_assert_ptr_nonnull(
+        strstr(err, "(batch 3, views 1, 4 images, part 0 of 2)"));
+    o.batch = 4;
+    o.part = 2;
+    ck_assert_ptr_null(train_loader_create(&o, err, sizeof(err)));
+    o.part = -1;
+    ck_assert_ptr_null(train_loader_create(&o, err, sizeof(err)));
+    train_set_free(&s);
+}
+END_TEST
+
+/*
+ * Part p of 3 of each batch of 6 (two views: MoCo's layout) holds rows
+ * 2p and 2p + 1 of the whole batch, both views, with their labels: what
+ * a rank of a data-parallel run trains on.  The last (partial) batch of
+ * 23 images, 5 rows, leaves part 2 one row and zeros.
+ */
+START_TEST(test_train_loader_parts)
+{
+    struct train_loader_opts o;
+    struct train_loader *whole, *part[3];
+    struct train_batch w, b;
+    struct train_set s;
+    size_t px = 16;
+    int64_t i, k, v;
+    int p;
+
+    write_split("train", 23, 4, 4);
+    ck_assert_int_eq(train_set_load(&s, dir, "train", err, sizeof(err)), 0);
+    memset(&o, 0, sizeof(o));
+    o.set = &s;
+    o.batch = 6;
+    o.seed = 5;
+    o.shuffle = 1;
+    o.augment = TRAIN_AUGMENT_MOCO;
+    o.views = 2;
+    whole = train_loader_create(&o, err, sizeof(err));
+    ck_assert_ptr_nonnull(whole);
+    o.parts = 3;
+    for (p = 0; p < 3; p++) {
+        o.part = p;
+        part[p] = train_loader_create(&o, err, sizeof(err));
+        ck_assert_ptr_nonnull(part[p]);
+        ck_assert_int_eq(train_loader_batches(part[p]), 4);
+    }
+    w.images = malloc(2 * 6 * px * sizeof(float));
+    w.labels = malloc(6 * sizeof(int32_t));
+    b.images = malloc(2 * 2 * px * sizeof(float));
+    b.labels = malloc(2 * sizeof(int32_t));
+    for (i = 0; i < 4; i++) {
+        train_loader_fill(whole, 1, i, &w);
+        for (p = 0; p < 3; p++) {
+            train_loader_fill(part[p], 1, i, &b);
+            ck_assert_int_eq(b.n, i < 3 ? 2 : p < 2 ? 2 : 1);
+            for (k = 0; k < 2; k++) {
+                if (k >= b.n) {
+                    ck_assert_int_eq(b.labels[k], 0);
+                    ck_assert_float_eq(b.images[k * px], 0.0f);
+                    continue;
+                }
+                ck_assert_int_eq(b.labels[k], w.labels[2 * p + k]);
+                for (v = 0; v < 2; v++)
+                    ck_assert_mem_eq(b.images + (v * 2 + k) * px,
+                                     w.images + (v * 6 + 2 * p + k) * px,
+                                     px * sizeof(float));
+            }
+        }
+    }
+    free(w.images);
+    free(w.labels);
+    free(b.images);
+    free(b.labels);
+    for (p = 0; p < 3; p++)
+        train_loader_destroy(part[p]);
+    train_loader_destroy(whole);
     train_set_free(&s);
 }
 END_TEST
@@ -439,6 +522,7 @@ train_loader_suite(void)
     tcase_add_test(tc, test_train_loader_partial_two_views);
     tcase_add_test(tc, test_train_loader_batches_exact);
     tcase_add_test(tc, test_train_loader_bad_options);
+    tcase_add_test(tc, test_train_loader_parts);
     tcase_add_test(tc, test_train_loader_rows_shuffled);
     tcase_add_test(tc, test_train_loader_wait_ready);
     suite_add_tcase(s, tc);

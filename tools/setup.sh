@@ -10,7 +10,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get install -y -qq --no-install-recommends \
         build-essential autoconf automake libtool pkg-config \
         libuv1-dev libopenblas-dev libjansson-dev zlib1g-dev check \
-        flatbuffers-compiler python3 >/dev/null
+        flatbuffers-compiler python3 libopenmpi-dev openmpi-bin >/dev/null
 fi
 ./bootstrap
 if [ ! -f Makefile ] || [ configure -nt Makefile ] || [ $# -gt 0 ]; then

@@ -44,6 +44,11 @@
  * usual.  --init-from starts a fine-tune or a probe from such a
  * checkpoint: the tensors it holds by name (the backbone) are loaded, the
  * others (the head) keep the graph's initial values.
+ *
+ * Built as smlp-train-mpi (train_dist_mpi.c) it trains data-parallel
+ * under mpirun: each rank runs its part of every batch and train_sync.c
+ * averages the gradients; decisions that end the loop (a signal) are
+ * agreed by all ranks (train_dist_any), and rank 0 alone writes.
  */
 #include <math.h>
 #include <signal.h>
@@ -53,6 +58,7 @@
 #include <unistd.h>
 
 #include "tool_opts.h"
+#include "train_dist.h"
 #include "train_main.h"
 
 static volatile sig_atomic_t interrupted;
@@ -81,7 +87,8 @@ train_step(struct train_run *r, const struct train_batch *b, double *loss,
            double *acc)
 {
     size_t floats = (size_t)smlp_tensor_numel(&r->t_image);
-    double gnorm;
+    double gnorm, correct;
+    int64_t images;
     int rc;
 
     memcpy(r->t_image.data, b->images, floats * sizeof(float));
@@ -100,7 +107,14 @@ train_step(struct train_run *r, const struct train_batch *b, double *loss,
         return -1;
     }
     *loss = *(const float *)r->t_loss.data;
-    train_moe_step(&r->moe);
+    correct = r->mode == TRAIN_MODE_MOCO
+                  ? 0.0
+                  : (double)train_score(r->t_logits.data,
+                                        r->t_logits.shape[1], b->labels,
+                                        b->n, NULL, NULL);
+    images = b->n;
+    if (train_sync_forward(r, loss, &correct, &images) != 0)
+        return -1;
     if (!isfinite(*loss)) {
         train_fail("step %lld (epoch %lld): the loss is %g; try a lower "
                    "--lr or --clip-norm%s",
@@ -109,23 +123,21 @@ train_step(struct train_run *r, const struct train_batch *b, double *loss,
                             : "");
         return -1;
     }
-    *acc = r->mode == TRAIN_MODE_MOCO
-               ? NAN
-               : (double)train_score(r->t_logits.data,
-                                     r->t_logits.shape[1], b->labels, b->n,
-                                     NULL, NULL) / (double)b->n;
+    *acc = r->mode == TRAIN_MODE_MOCO ? NAN : correct / (double)images;
     if (smlp_session_backward(r->ts) != SMLP_OK) {
         train_fail("step %lld: %s", (long long)r->step,
                    smlp_session_errmsg(r->ts));
         return -1;
     }
+    if (train_sync_grads(r) != 0)
+        return -1;
     rc = smlp_optim_step(r->opt, r->lr, &gnorm);
     if (rc != SMLP_OK) {
         train_fail("step %lld: %s (gradient norm %g)", (long long)r->step,
                    smlp_session_errmsg(r->ts), gnorm);
         return -1;
     }
-    return 0;
+    return train_sync_states(r);
 }
 
 /* ---- progress and metrics ---------------------------------------------- */
@@ -241,6 +253,9 @@ write_reports(struct train_run *r)
 {
     char err[8192], title[512];
 
+    if (train_dist_rank() != 0)
+        return 0;
+
     if (r->o.metrics != NULL &&
         train_log_write_csv(&r->log, r->o.metrics, err, sizeof(err)) != 0) {
         train_fail("--metrics %s", err);
@@ -290,9 +305,12 @@ end_of_period(struct train_run *r, int checkpoint)
 {
     double acc = NAN, loss = NAN, t0 = train_now();
     double ep_s = t0 - r->ep_t0 - (r->eval_s - r->ep_eval0);
+    int stop = train_dist_any(interrupted); /* agreed by the ranks */
     char drop[64];
 
-    if (interrupted && r->in_epoch != 0 && r->step < r->end_step) {
+    if (checkpoint && train_sync_check(r) != 0)
+        return -1;
+    if (stop && r->in_epoch != 0 && r->step < r->end_step) {
         /* Quick: the checkpoint and reports, no evaluation.  The
          * checkpoint keeps the open row's sums (a resumed run continues
          * them) and the reports get the partial row, which a resumed run
@@ -362,7 +380,7 @@ train(struct train_run *r)
     r->t_start = r->ep_t0 = r->row_t0 = train_now();
     r->step_start = r->step;
     train_loader_request(r->tl, r->epoch, r->in_epoch);
-    while (r->step < r->end_step && !interrupted) {
+    while (r->step < r->end_step && !train_dist_any(interrupted)) {
         const struct train_batch *b = train_loader_wait(r->tl);
 
         r->lr = smlp_lr_cosine(r->o.lr, r->o.min_lr, r->step, r->warmup,
@@ -371,7 +389,7 @@ train(struct train_run *r)
             return TRAIN_EXIT_FAIL;
         r->step++;
         r->in_epoch++;
-        if (r->step == test_sigint_step)
+        if (r->step == test_sigint_step && train_dist_rank() == 0)
             raise(SIGINT);
         /* b's buffer is free again: prepare the next batch. */
         if (r->step < r->end_step)
@@ -423,14 +441,18 @@ train(struct train_run *r)
     /* After the checkpoint: a trace that cannot be written loses no
      * training. */
     if (r->o.trace != NULL && r->step > r->step_start &&
+        train_dist_rank() == 0 &&
         smlp_session_write_trace(r->ts, r->o.trace) != SMLP_OK) {
         train_fail("--trace: %s (the checkpoint %s is written)",
                    smlp_session_errmsg(r->ts), r->o.out);
         return TRAIN_EXIT_FAIL;
     }
     /* A signal during the last evaluation, or after it, ended nothing. */
-    if (interrupted && (r->step < r->end_step || r->cut_short)) {
-        if (r->in_epoch == 0)
+    if (train_dist_any(interrupted) &&
+        (r->step < r->end_step || r->cut_short)) {
+        if (train_dist_rank() != 0)
+            ; /* rank 0 wrote the checkpoint and says so */
+        else if (r->in_epoch == 0)
             fprintf(stderr, "smlp-train: interrupted: checkpoint %s after "
                             "epoch %lld/%lld (step %lld); continue with "
                             "--resume %s\n",
@@ -478,6 +500,31 @@ train(struct train_run *r)
     return TRAIN_EXIT_OK;
 }
 
+/* Data-parallel runs (train_dist.h): the batch divides among the
+ * ranks, and the default thread budget among those on one machine. */
+static int
+dist_options(struct train_opts *o)
+{
+    long cpus;
+
+    if (train_dist_size() == 1)
+        return 0;
+    if (o->batch % train_dist_size() != 0) {
+        train_fail("--batch %lld does not divide among %d ranks: each rank "
+                   "runs an equal part of every batch (try --batch %lld)",
+                   (long long)o->batch, train_dist_size(),
+                   (long long)((o->batch + train_dist_size() - 1) /
+                               train_dist_size() * train_dist_size()));
+        return -1;
+    }
+    cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (o->threads == 0 && cpus > 0)
+        o->threads = cpus / train_dist_local_size() > 0
+                         ? (int)(cpus / train_dist_local_size())
+                         : 1;
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -487,21 +534,31 @@ main(int argc, char **argv)
     int rc;
 
     memset(&r, 0, sizeof(r));
+    if (train_dist_init(&argc, &argv) != 0)
+        return TRAIN_EXIT_FAIL;
+    /* Rank 0 speaks for all (errors name their rank on stderr). */
+    if (train_dist_rank() != 0 && freopen("/dev/null", "w", stdout) == NULL)
+        return train_dist_end(TRAIN_EXIT_FAIL, 0);
     rc = train_parse_args(argc, argv, &r.o);
     if (rc == TRAIN_HELP_DONE)
-        return TRAIN_EXIT_OK;
+        return train_dist_end(TRAIN_EXIT_OK, 1);
     if (rc != 0)
-        return TRAIN_EXIT_USAGE;
+        return train_dist_end(TRAIN_EXIT_USAGE, 0);
+    if (dist_options(&r.o) != 0)
+        return train_dist_end(TRAIN_EXIT_USAGE, 0);
     r.bar = r.o.progress == TRAIN_PROGRESS_BAR ||
             (r.o.progress == TRAIN_PROGRESS_AUTO && isatty(STDOUT_FILENO));
     r.last_acc = NAN;
-    rc = train_check_outputs(&r.o);
-    if (rc == 0)
-        rc = train_lock_out(&r);
-    if (rc != 0)
-        goto out;
+    if (train_dist_rank() == 0) { /* the one that writes */
+        rc = train_check_outputs(&r.o);
+        if (rc == 0)
+            rc = train_lock_out(&r);
+        if (rc != 0)
+            goto out;
+    }
     rc = TRAIN_EXIT_FAIL;
-    if (train_load_data(&r) != 0 || train_create_sessions(&r) != 0)
+    if (train_load_data(&r) != 0 || train_create_sessions(&r) != 0 ||
+        train_sync_setup(&r) != 0)
         goto out;
     if (train_check_mode_options(&r) != 0) {
         fprintf(stderr, "Try 'smlp-train --help'.\n");
@@ -602,6 +659,8 @@ out:
     /* The epoch lines (--eval-only: the accuracies) are the answer. */
     if (!tool_stdout_ok("smlp-train") && rc == TRAIN_EXIT_OK)
         rc = TRAIN_EXIT_FAIL;
-    return rc;
+    /* Every rank stops together when done or interrupted (train()'s
+     * decisions are collective); a failure on one rank ends them all. */
+    return train_dist_end(rc, rc == TRAIN_EXIT_INTERRUPTED);
 }
 

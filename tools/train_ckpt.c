@@ -20,6 +20,7 @@
 
 #include "graph_ir.h"
 #include "safetensors.h"
+#include "train_dist.h"
 #include "train_main.h"
 
 #define MAX_META 48
@@ -149,6 +150,9 @@ meta_options(struct train_run *r, struct meta_item *m)
                  train_augment_names[o->augment]);
     n = meta_add(m, n, "train.recompute", "--recompute", 0, "%d",
                  r->o.recompute);
+    /* Another number of ranks sums the batch in another order. */
+    n = meta_add(m, n, "train.ranks", "the number of ranks (mpirun -np)", 0,
+                 "%d", train_dist_size());
     /* The GPU's kernels round differently from the CPU's. */
     n = meta_add(m, n, "train.device", "--device", 0, "%s",
                  train_device_names[r->o.device]);
@@ -175,8 +179,12 @@ train_ckpt_save(struct train_run *r)
 {
     struct meta_item m[MAX_META];
     const char *keys[MAX_META + 1], *values[MAX_META + 1];
-    int n = meta_options(r, m), i, rc = 0, open_ep = r->in_epoch != 0;
+    int n, i, rc = 0, open_ep = r->in_epoch != 0;
     char *moe = NULL;
+
+    if (train_dist_rank() != 0) /* rank 0 writes for all */
+        return 0;
+    n = meta_options(r, m);
 
     n = meta_add(m, n, "train.format", NULL, 0, "1");
     n = meta_add(m, n, "train.graph_file", NULL, 0, "%s", r->o.graph);
@@ -327,6 +335,9 @@ train_ckpt_resume(struct train_run *r)
             continue;
         if (v == NULL && strcmp(m[i].key, "train.device") == 0 &&
             r->o.device == SMLP_DEVICE_CPU)
+            continue;
+        if (v == NULL && strcmp(m[i].key, "train.ranks") == 0 &&
+            train_dist_size() == 1) /* before data parallelism */
             continue;
         if (v == NULL && m[i].soft == SOFT_EVAL) /* before 0.3.1 */
             continue;

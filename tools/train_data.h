@@ -189,11 +189,16 @@ struct train_loader_opts {
      * the same order as the images would be; one view, no augment. */
     const float *rows;
     size_t row_floats;
+    /* Data-parallel training (train_dist.h): this loader makes part
+     * `part` of `parts` (0 = 1) of each batch: its rows part * batch /
+     * parts .. (part + 1) * batch / parts - 1, where batch (a multiple of
+     * parts) and the order are those of the whole batch. */
+    int part, parts;
 };
 
-/* A batch: images [views * batch, 1, rows, cols] normalised (view v of
- * row i at v * batch + i), or [batch, row_floats] with opts.rows; labels
- * [batch].  Rows past n (a last partial
+/* A batch: images [views * rows, 1, rows, cols] normalised (view v of
+ * row i at v * rows + i), or [rows, row_floats] with opts.rows; labels
+ * [rows]; rows = opts.batch / opts.parts.  Rows past n (a last partial
  * batch) are zero with label 0. */
 struct train_batch {
     int64_t epoch;

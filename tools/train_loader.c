@@ -31,6 +31,7 @@ struct perm_cache {
 struct train_loader {
     struct train_loader_opts o;
     int64_t n_batches;
+    int64_t rows;                   /* of a batch, this loader's part */
     size_t pixels;                  /* floats per image */
     struct train_aug_params aug[2]; /* per view */
     struct train_batch slots[2];
@@ -89,7 +90,8 @@ fill(struct train_loader *l, int which, int64_t epoch, int64_t index,
 {
     const struct train_set *set = l->o.set;
     const int64_t *perm = epoch_perm(l, which, epoch);
-    int64_t batch = l->o.batch, start = index * batch, rows, i;
+    int64_t batch = l->rows, rows, i;
+    int64_t start = index * l->o.batch + l->o.part * batch;
     int views = l->o.views, v;
 
     rows = set->n - start < batch ? set->n - start : batch;
@@ -190,28 +192,34 @@ train_loader_create(const struct train_loader_opts *o, char *err,
     size_t floats;
     int i;
 
+    int parts = o->parts > 0 ? o->parts : 1;
+
     if (o->batch < 1 || o->views < 1 || o->views > 2 || o->set->n < 1 ||
         (o->rows != NULL && (o->views != 1 || o->row_floats < 1 ||
-                             o->augment != TRAIN_AUGMENT_NONE))) {
+                             o->augment != TRAIN_AUGMENT_NONE)) ||
+        o->batch % parts != 0 || o->part < 0 || o->part >= parts) {
         snprintf(err, errlen, "loader: bad options (batch %lld, views %d, "
-                              "%lld images)",
-                 (long long)o->batch, o->views, (long long)o->set->n);
+                              "%lld images, part %d of %d)",
+                 (long long)o->batch, o->views, (long long)o->set->n,
+                 o->part, parts);
         return NULL;
     }
     l = calloc(1, sizeof(*l));
     if (l == NULL)
         goto out_nomem;
     l->o = *o;
+    l->o.parts = parts;
+    l->rows = o->batch / parts;
     l->pixels = o->rows != NULL ? o->row_floats
                                 : (size_t)o->set->rows * (size_t)o->set->cols;
     l->n_batches = o->drop_last ? o->set->n / o->batch
                                 : (o->set->n + o->batch - 1) / o->batch;
     for (i = 0; i < 2; i++)
         train_aug_preset(&l->aug[i], o->views == 1 ? -1 : i);
-    floats = (size_t)o->views * (size_t)o->batch * l->pixels;
+    floats = (size_t)o->views * (size_t)l->rows * l->pixels;
     for (i = 0; i < 2; i++) {
         l->slots[i].images = malloc(floats * sizeof(float));
-        l->slots[i].labels = malloc((size_t)o->batch * sizeof(int32_t));
+        l->slots[i].labels = malloc((size_t)l->rows * sizeof(int32_t));
         l->perm[i].perm = malloc((size_t)o->set->n * sizeof(int64_t));
         l->perm[i].epoch = -1;
         l->tmp[i] = malloc(2 * l->pixels * sizeof(float));

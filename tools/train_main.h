@@ -103,6 +103,20 @@ void train_usage(FILE *f);
 /* 0, TRAIN_USAGE_ERR (described on stderr) or TRAIN_HELP_DONE. */
 int train_parse_args(int argc, char **argv, struct train_opts *o);
 
+/* What the ranks of a data-parallel run exchange (train_sync.c; all
+ * empty with one process). */
+struct train_sync {
+    struct smlp_tensor *grads;  /* the trainable parameters' gradients */
+    int n_grads;
+    struct smlp_tensor *states; /* the training session's state tensors */
+    int n_states;
+    size_t floats;              /* in all the gradients */
+    float *buf;                 /* [floats] */
+    double *vals;               /* [n_vals]: loss, correct, images, MoE */
+    size_t n_vals;
+    int64_t test_diverge_step;  /* SMLP_TRAIN_TEST_DIVERGE_STEP */
+};
+
 /* Everything a run holds; zeroed, then filled by the setup functions and
  * released by train_run_free (which takes a partly set up run). */
 struct train_run {
@@ -148,6 +162,7 @@ struct train_run {
     struct train_log log;
     struct train_moe moe;      /* the MoE layers' loads (none: dense) */
     struct train_routing routing; /* --routing-by-class */
+    struct train_sync sync;    /* data-parallel runs (train_dist.h) */
     int saved;                 /* this run wrote a checkpoint */
     char *lock_path;           /* OUT.lock, held (lock_fd) while it runs */
     int lock_fd;
@@ -198,6 +213,24 @@ void train_plan_schedule(struct train_run *r);
 /* smlp_session_tensor with host data, or -1 after train_fail. */
 int train_tensor(smlp_session_t *s, const char *name, struct smlp_tensor *t);
 void train_run_free(struct train_run *r);
+
+/* ---- train_sync.c: data-parallel steps; each returns 0, or -1 after
+ * train_fail; with one process only train_sync_forward does anything
+ * (train_moe_step) ---- */
+
+/* After train_create_sessions and train_moe_init. */
+int train_sync_setup(struct train_run *r);
+/* After the forward: *loss becomes the mean of the ranks' losses,
+ * *correct and *images the sums; the MoE statistics take the step. */
+int train_sync_forward(struct train_run *r, double *loss, double *correct,
+                       int64_t *images);
+/* After the backward: every gradient becomes the ranks' mean. */
+int train_sync_grads(struct train_run *r);
+/* After the update: rank 0's state tensors everywhere. */
+int train_sync_states(struct train_run *r);
+/* The ranks' parameters are the same (fails naming the step if not). */
+int train_sync_check(struct train_run *r);
+void train_sync_free(struct train_run *r);
 
 /* ---- train_eval.c ---- */
 

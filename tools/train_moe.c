@@ -62,6 +62,55 @@ oom:
     return -1;
 }
 
+size_t
+train_moe_values(const struct train_moe *m)
+{
+    size_t n = 0;
+    int i;
+
+    for (i = 0; i < m->n_layers; i++)
+        n += 2 * (size_t)m->layers[i].experts + 1;
+    return n;
+}
+
+void
+train_moe_get(const struct train_moe *m, double *v)
+{
+    const struct train_moe_layer *l;
+    int64_t e;
+    int i;
+
+    for (i = 0; i < m->n_layers; i++) {
+        l = &m->layers[i];
+        for (e = 0; e < 2 * l->experts; e++)
+            *v++ = ((const int32_t *)l->load.data)[e];
+        *v++ = *(const float *)l->aux.data;
+    }
+}
+
+void
+train_moe_step_values(struct train_moe *m, const double *v, int ranks)
+{
+    struct train_moe_layer *l;
+    int64_t e, kept, dropped;
+    int i;
+
+    for (i = 0; i < m->n_layers; i++) {
+        l = &m->layers[i];
+        for (e = 0; e < l->experts; e++) {
+            kept = (int64_t)v[2 * e];
+            dropped = (int64_t)v[2 * e + 1];
+            l->kept[e] += kept;
+            l->dropped[e] += dropped;
+            m->ep_kept += kept;
+            m->ep_dropped += dropped;
+        }
+        v += 2 * l->experts;
+        l->aux_sum += *v++ / ranks;
+    }
+    m->row_steps++;
+}
+
 void
 train_moe_step(struct train_moe *m)
 {

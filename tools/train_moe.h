@@ -51,6 +51,13 @@ int train_moe_init(struct train_moe *m, smlp_session_t *s, char *err,
                    size_t errlen);
 /* Adds the last run's loads and aux losses. */
 void train_moe_step(struct train_moe *m);
+/* The same in three parts, for data-parallel training (train_sync.c):
+ * how many values a step has, the last run's (per layer: kept and
+ * dropped per expert, then aux), and adding values summed over `ranks`
+ * ranks (the loads added, the aux losses' mean). */
+size_t train_moe_values(const struct train_moe *m);
+void train_moe_get(const struct train_moe *m, double *v);
+void train_moe_step_values(struct train_moe *m, const double *v, int ranks);
 /* CSV rows for the sums since the last row (none when no step ran);
  * resets them.  -1 when out of memory. */
 int train_moe_row(struct train_moe *m, int64_t step, double epoch);

@@ -22,6 +22,7 @@
 
 #include "atomic_file.h"
 #include "tool_opts.h"
+#include "train_dist.h"
 #include "train_main.h"
 
 void
@@ -30,7 +31,11 @@ train_fail(const char *fmt, ...)
     va_list ap;
 
     fflush(stdout);
-    fprintf(stderr, "smlp-train: ");
+    if (train_dist_size() > 1)
+        fprintf(stderr, "smlp-train: rank %d of %d: ", train_dist_rank(),
+                train_dist_size());
+    else
+        fprintf(stderr, "smlp-train: ");
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -480,10 +485,12 @@ train_create_sessions(struct train_run *r)
                             "them)\n", r->head.probe_bn, r->o.graph);
     }
     smlp_session_opts_init(&so);
-    so.batch = r->o.batch;
+    /* Each rank runs its part of the batch, with gate noise of its own. */
+    so.batch = r->o.batch / train_dist_size();
     so.threads = r->o.threads;
     so.device = r->o.device;
-    so.seed = r->o.seed;
+    so.seed = r->o.seed ^ (uint64_t)train_dist_rank()
+                              * 0x9e3779b97f4a7c15ull;
     so.training = 1;
     so.loss = "loss";
     so.weights = r->o.weights;
@@ -589,10 +596,19 @@ train_check_mode_options(const struct train_run *r)
                    "view1 and view2), and %s is a classifier", r->o.graph);
         return -1;
     }
-    if (opt != NULL)
+    if (opt != NULL) {
         train_fail("%s does nothing for %s, a MoCo pre-training graph: %s",
                    opt, r->o.graph, why);
-    return opt != NULL ? -1 : 0;
+        return -1;
+    }
+    if (r->mode == TRAIN_MODE_MOCO && train_dist_size() > 1) {
+        train_fail("%s is a MoCo pre-training graph: it trains in one "
+                   "process only (on %d ranks its loss would see each "
+                   "rank's keys and its batch norms each rank's images, "
+                   "not the batch's)", r->o.graph, train_dist_size());
+        return -1;
+    }
+    return 0;
 }
 
 int
@@ -611,6 +627,8 @@ train_create_loaders(struct train_run *r)
     lo.views = r->mode == TRAIN_MODE_MOCO ? 2 : 1;
     lo.rows = r->cache.train; /* NULL without the cache */
     lo.row_floats = (size_t)r->cache.row;
+    lo.part = train_dist_rank();
+    lo.parts = train_dist_size();
     r->tl = train_loader_create(&lo, err, sizeof(err));
     if (r->tl != NULL && r->mode == TRAIN_MODE_MOCO) {
         /* Pre-training has no test evaluation. */
@@ -623,6 +641,8 @@ train_create_loaders(struct train_run *r)
     lo.drop_last = 0;
     lo.augment = TRAIN_AUGMENT_NONE;
     lo.rows = r->cache.test;
+    lo.part = 0; /* every rank evaluates the whole test set */
+    lo.parts = 1;
     r->el = r->tl != NULL ? train_loader_create(&lo, err, sizeof(err)) : NULL;
     if (r->el == NULL) {
         train_fail("%s", err);
@@ -670,6 +690,7 @@ train_run_free(struct train_run *r)
     train_log_free(&r->log);
     train_moe_free(&r->moe);
     train_routing_free(&r->routing);
+    train_sync_free(r);
     free(r->tally);
     free(r->frozen);
     free(r->cache.head);

@@ -1,0 +1,219 @@
+#!/bin/sh
+# End-to-end checks of tools/smlp-train-mpi, data-parallel training over
+# MPI (tools/train_dist.h, train_sync.c), on the tiny data set of
+# shlib.sh, with up to 4 ranks on this machine (--oversubscribe):
+# - SGD on mixer_fmnist on 2 and 4 ranks against smlp-train in one
+#   process, same global batch: every parameter and momentum buffer
+#   within 1e-4 (relative, floor 1e-3: the ranks sum the batch in
+#   another order), the loss rows within 1e-5;
+# - a 2-rank run repeated: the same bits; stdout from rank 0 only;
+# - sparse_mlp_fmnist on 2 ranks: --moe-stats counts the assignments of
+#   the whole batch (kept + dropped per layer as in one process; the
+#   gate noise differs, the counts' sums cannot);
+# - --resume on 2 ranks continues bit for bit (a stop after epoch 1, and
+#   a SIGINT that reaches rank 0 only: every rank stops, exit 130);
+#   smlp-train refuses a 2-rank checkpoint (another summation order);
+# - errors: a batch that does not divide among the ranks, a MoCo graph,
+#   ranks whose parameters part (SMLP_TRAIN_TEST_DIVERGE_STEP), a bad
+#   output found by rank 0 alone: each exits non-zero, none hangs.
+# Prints "N passed, M failed"; exit 77 (skip) without smlp-train-mpi
+# (configure found no MPI), mpirun or python3.
+B=${SMLP_TEST_BUILDDIR:-.}
+TRAIN="$B/tools/smlp-train"
+TRAIN_MPI="$B/tools/smlp-train-mpi"
+MIXER="$B/graphs/mixer_fmnist.fbs"
+SPARSE="$B/graphs/sparse_mlp_fmnist.fbs"
+MOCO="$B/graphs/moco_sparse_mlp_fmnist.fbs"
+PY=${PYTHON3:-python3}
+[ "$PY" = no ] && PY=python3
+MPIRUN=${MPIRUN:-mpirun}
+if [ ! -x "$TRAIN_MPI" ]; then
+    echo "skip - no tools/smlp-train-mpi (configure found no MPI)"; exit 77
+fi
+if [ "$MPIRUN" = no ] || ! command -v "$MPIRUN" >/dev/null 2>&1; then
+    echo "skip - no mpirun"; exit 77
+fi
+if ! command -v "$PY" >/dev/null 2>&1; then
+    echo "skip - no python3"; exit 77
+fi
+T=$(mktemp -d /tmp/smlp-train-mpi-test.XXXXXX)
+D="$T/data"
+. "${SMLP_TEST_SRCDIR:-.}/tests/shlib.sh"
+make_idx_data "$D" 256 64 || exit 99
+
+# CI runs as root; Open MPI's own allocations are never freed, so the
+# ranks of a sanitized build check everything but leaks (the same code
+# is leak-checked in one process by check_smlp_train.sh).
+OMPI_ALLOW_RUN_AS_ROOT=1
+OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+export ASAN_OPTIONS
+# mpi NP ARGS...: smlp-train-mpi on NP ranks, ended after 5 minutes.
+mpi() {
+    np=$1
+    shift
+    timeout 300 "$MPIRUN" --oversubscribe -np "$np" -x ASAN_OPTIONS \
+        -x UBSAN_OPTIONS -x OPENBLAS_NUM_THREADS \
+        -x SMLP_TRAIN_TEST_SIGINT_STEP -x SMLP_TRAIN_TEST_DIVERGE_STEP \
+        "$TRAIN_MPI" "$@"
+}
+SMLP_TRAIN_TEST_SIGINT_STEP=-1
+SMLP_TRAIN_TEST_DIVERGE_STEP=-1
+export SMLP_TRAIN_TEST_SIGINT_STEP SMLP_TRAIN_TEST_DIVERGE_STEP
+
+# near A B: every f32 tensor of A within 1e-4 of B's (relative, floor
+# 1e-3), the same names; same A B: the same bytes; meta FILE KEY.
+cat >"$T/st.py" <<'PY'
+import array, json, struct, sys
+def read(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    meta = h.pop("__metadata__", {})
+    t = {}
+    for k, v in h.items():
+        raw = b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]
+        if v["dtype"] == "F32":
+            a = array.array("f")
+            a.frombytes(raw)
+            t[k] = a
+        else:
+            t[k] = raw
+    return t, meta
+cmd = sys.argv[1]
+if cmd == "near":
+    (a, _), (b, _) = read(sys.argv[2]), read(sys.argv[3])
+    assert sorted(a) == sorted(b), "tensor names differ"
+    assert len(a) > 20, "too few tensors"
+    for k in a:
+        assert len(a[k]) == len(b[k]), k
+        for i, (x, y) in enumerate(zip(a[k], b[k])):
+            d = abs(x - y) / max(1e-3, abs(x))
+            assert d <= 1e-4, f"{k}[{i}]: {x} against {y}"
+elif cmd == "same":
+    (a, _), (b, _) = read(sys.argv[2]), read(sys.argv[3])
+    assert a == b, "the tensors differ"
+elif cmd == "meta":
+    print(read(sys.argv[2])[1].get(sys.argv[3], ""))
+PY
+# rows.py A B: the same rows, losses within 1e-5 relative.
+cat >"$T/rows.py" <<'PY'
+import csv, sys
+a = list(csv.DictReader(open(sys.argv[1])))
+b = list(csv.DictReader(open(sys.argv[2])))
+assert len(a) == len(b) and len(a) >= 2, (len(a), len(b))
+for x, y in zip(a, b):
+    assert x["step"] == y["step"], (x["step"], y["step"])
+    for col in ("loss", "train_acc"):
+        u, v = float(x[col]), float(y[col])
+        assert abs(u - v) <= 1e-5 * max(1.0, abs(u)), (x["step"], col, u, v)
+PY
+# moe.py A B: per (step, layer) the same kept + dropped in both files,
+# and some assignments kept.
+cat >"$T/moe.py" <<'PY'
+import csv, sys
+def totals(path):
+    t = {}
+    for r in csv.DictReader(open(path)):
+        key = (r["step"], r["layer"])
+        t[key] = t.get(key, 0) + int(r["kept"]) + int(r["dropped"])
+    return t
+a, b = totals(sys.argv[1]), totals(sys.argv[2])
+assert a == b, (a, b)
+assert len(a) >= 4 and all(v > 0 for v in a.values()), a
+PY
+
+COMMON="--data $D --limit-test 64 --progress lines"
+SGD="$COMMON --batch 16 --optimizer sgd --lr 0.05 --max-steps 6 \
+--log-every 2"
+
+# ---- the same training as one process ----------------------------------
+"$TRAIN" "$MIXER" $SGD --threads 2 --out "$T/p1.st" --metrics "$T/p1.csv" \
+    >"$T/p1.out" 2>&1 || { bad "one process"; show "$T/p1.out"; }
+for np in 2 4; do
+    if mpi "$np" "$MIXER" $SGD --out "$T/p$np.st" --metrics "$T/p$np.csv" \
+        >"$T/p$np.out" 2>&1 &&
+        "$PY" "$T/st.py" near "$T/p1.st" "$T/p$np.st" >"$T/err" 2>&1 &&
+        "$PY" "$T/rows.py" "$T/p1.csv" "$T/p$np.csv" >>"$T/err" 2>&1; then
+        ok "$np ranks train as one process (parameters, momentum, losses)"
+    else
+        bad "$np ranks train as one process"; show "$T/p$np.out"
+        show "$T/err"
+    fi
+done
+if [ "$(grep -c '^done: 6 steps' "$T/p2.out")" = 1 ]; then
+    ok "only rank 0 prints"
+else
+    bad "only rank 0 prints"; show "$T/p2.out"
+fi
+if [ "$("$PY" "$T/st.py" meta "$T/p2.st" train.ranks)" = 2 ] &&
+    [ "$("$PY" "$T/st.py" meta "$T/p2.st" train.batch)" = 16 ]; then
+    ok "the checkpoint records 2 ranks and the whole batch"
+else
+    bad "checkpoint metadata train.ranks / train.batch"
+fi
+mpi 2 "$MIXER" $SGD --out "$T/p2b.st" >"$T/out" 2>&1
+if "$PY" "$T/st.py" same "$T/p2.st" "$T/p2b.st" >"$T/err" 2>&1; then
+    ok "2 ranks again: the same bits"
+else
+    bad "2 ranks again: the same bits"; show "$T/out"; show "$T/err"
+fi
+
+# ---- MoE statistics over the whole batch -------------------------------
+MOE="$COMMON --batch 8 --limit-train 64 --max-steps 4 --log-every 2"
+"$TRAIN" "$SPARSE" $MOE --threads 2 --out "$T/s1.st" \
+    --moe-stats "$T/s1.moe" >"$T/out" 2>&1
+mpi 2 "$SPARSE" $MOE --out "$T/s2.st" --moe-stats "$T/s2.moe" \
+    >"$T/out2" 2>&1
+if "$PY" "$T/moe.py" "$T/s1.moe" "$T/s2.moe" >"$T/err" 2>&1; then
+    ok "--moe-stats on 2 ranks counts the whole batch's assignments"
+else
+    bad "--moe-stats on 2 ranks"; show "$T/out"; show "$T/out2"
+    show "$T/err"
+fi
+
+# ---- resume ------------------------------------------------------------
+RES="$COMMON --batch 16 --limit-train 64 --epochs 2"
+mpi 2 "$MIXER" $RES --out "$T/r.st" >"$T/out" 2>&1
+mpi 2 "$MIXER" $RES --out "$T/rs.st" --stop-after 1 >"$T/out1" 2>&1
+mpi 2 "$MIXER" $RES --out "$T/rs.st" --resume "$T/rs.st" >"$T/out2" 2>&1
+if "$PY" "$T/st.py" same "$T/r.st" "$T/rs.st" >"$T/err" 2>&1; then
+    ok "--stop-after 1 and --resume on 2 ranks: the same bits"
+else
+    bad "--stop-after and --resume on 2 ranks"; show "$T/out1"
+    show "$T/out2"; show "$T/err"
+fi
+SMLP_TRAIN_TEST_SIGINT_STEP=2 mpi 2 "$MIXER" $RES --out "$T/ri.st" \
+    >"$T/out1" 2>&1
+st=$?
+mpi 2 "$MIXER" $RES --out "$T/ri.st" --resume "$T/ri.st" >"$T/out2" 2>&1
+if [ "$st" -eq 130 ] && grep -q "interrupted: checkpoint" "$T/out1" &&
+    [ "$("$PY" "$T/st.py" meta "$T/r.st" train.step)" = 8 ] &&
+    "$PY" "$T/st.py" same "$T/r.st" "$T/ri.st" >"$T/err" 2>&1; then
+    ok "SIGINT on rank 0 stops every rank (130); resumed: the same bits"
+else
+    bad "SIGINT on rank 0 (exit $st)"; show "$T/out1"; show "$T/out2"
+    show "$T/err"
+fi
+expect "one process refuses a 2-rank checkpoint" 1 \
+    "the number of ranks (mpirun -np)" \
+    "$TRAIN" "$MIXER" $RES --threads 2 --out "$T/r1.st" --resume "$T/r.st"
+
+# ---- errors ------------------------------------------------------------
+expect "a batch that does not divide" 2 \
+    "--batch 15 does not divide among 2 ranks" \
+    mpi 2 "$MIXER" $COMMON --batch 15 --max-steps 1 --out "$T/e.st"
+expect "a MoCo graph" 2 "trains in one process only" \
+    mpi 2 "$MOCO" --data "$D" --batch 8 --max-steps 1 --out "$T/e.st"
+SMLP_TRAIN_TEST_DIVERGE_STEP=1 expect "ranks whose parameters part" 1 \
+    "step 4: the ranks' parameters differ" \
+    mpi 2 "$MIXER" $COMMON --batch 16 --limit-train 64 --epochs 1 \
+    --out "$T/e.st"
+expect "rank 0 alone fails: every rank ends" 2 \
+    "rank 0 of 2: --metrics $T/no/such/dir/m.csv" \
+    mpi 2 "$MIXER" $SGD --out "$T/e.st" --metrics "$T/no/such/dir/m.csv"
+
+echo "$pass passed, $fail failed"
+rm -rf "$T"
+[ "$fail" -eq 0 ]
