@@ -355,6 +355,62 @@ START_TEST(test_grad_gelu_sweep)
 }
 END_TEST
 
+/*
+ * Past one chunk of SMLP__CORE_CHUNK = 16384 elements (core.h) with a dy
+ * that varies, so that every chunk must pair x[i] with dy[i]: N = 40000
+ * gives chunks of 16384, 16384 and 7232.  Against gelu_grad_ref(x)·dy in
+ * double; dy is at most 1.5, hence twice the sweep's tolerance.
+ */
+static void
+gelu_chunked(const char *approx, int tanh_form)
+{
+    struct ophost_attr attrs[] = {OPHOST_STRING("approximate", approx),
+                                  OPHOST_END};
+    enum { N = 40000 };
+    struct smlp_tensor *in[1], *out[1] = {NULL}, *dy[1], *gr[1];
+    const char *msg;
+    const float *g;
+    float *x, *d;
+    int64_t i;
+    int rc;
+
+    in[0] = ophost_f32(OPHOST_SHAPE(N), NULL);
+    x = in[0]->data;
+    for (i = 0; i < N; i++)
+        x[i] = (float)(-8.0 + 16.0 * (double)i / (N - 1));
+    rc = ophost_run(host, "core.gelu", attrs, in, 1, out, 1, &msg);
+    ck_assert_msg(rc == SMLP_OK, "core.gelu: %s", msg);
+    dy[0] = ophost_tensor_like(out[0]);
+    d = dy[0]->data;
+    for (i = 0; i < N; i++)
+        d[i] = (float)(i % 13 - 6) * 0.25f;
+    gr[0] = ophost_tensor_like(in[0]);
+    rc = ophost_backward(host, "core.gelu", attrs, in, 1, out, 1, dy, gr,
+                         &msg);
+    ck_assert_msg(rc == SMLP_OK, "core.gelu backward: %s", msg);
+    g = gr[0]->data;
+    for (i = 0; i < N; i++) {
+        double want = gelu_grad_ref(x[i], tanh_form) * d[i];
+
+        ck_assert_msg(fabs(g[i] - want) <= 4e-6 * (1.0 + fabs(want)),
+                      "gelu %s: dx[%lld] at x = %.9g, dy = %g: %.9g, want "
+                      "%.9g",
+                      approx, (long long)i, (double)x[i], (double)d[i],
+                      (double)g[i], want);
+    }
+    free_all(in, 1);
+    free_all(out, 1);
+    free_all(dy, 1);
+    free_all(gr, 1);
+}
+
+START_TEST(test_grad_gelu_chunked_dy)
+{
+    gelu_chunked("none", 0);
+    gelu_chunked("tanh", 1);
+}
+END_TEST
+
 START_TEST(test_grad_gelu_nonfinite)
 {
     struct ophost_attr attrs[2][2] = {
@@ -661,6 +717,7 @@ grad_core_suite(void)
     tcase_add_test(tc, test_grad_gelu_exact);
     tcase_add_test(tc, test_grad_gelu_tanh);
     tcase_add_test(tc, test_grad_gelu_sweep);
+    tcase_add_test(tc, test_grad_gelu_chunked_dy);
     tcase_add_test(tc, test_grad_gelu_nonfinite);
     TC("elementwise");
     tcase_add_test(tc, test_grad_relu);

@@ -485,6 +485,57 @@ START_TEST(test_grad_norm_batch_norm_reference)
 }
 END_TEST
 
+/*
+ * test_grad_norm_batch_norm_reference's check on x [n, d] (seeds `seed`
+ * for dy, seed + 1 for the inputs), in inference then in training: dx,
+ * dgamma and dbeta against ref_batch_norm, zeros for the running
+ * statistics.
+ */
+static void
+bn_reference(int64_t n, int64_t d, uint64_t seed)
+{
+    struct smlp_tensor *t[5], *gr[5];
+    const int want[5] = {1, 1, 1, 1, 1};
+    float *dy = malloc((size_t)(n * d) * sizeof(float));
+    double *dx = malloc((size_t)(n * d) * sizeof(double));
+    double *dg = malloc((size_t)d * sizeof(double));
+    double *db = malloc((size_t)d * sizeof(double));
+    int training;
+
+    ck_assert(dy != NULL && dx != NULL && dg != NULL && db != NULL);
+    fill(dy, n * d, seed, 1.0, 0.0);
+    for (training = 0; training < 2; training++) {
+        ophost_set_training(host, training);
+        bn_inputs(t, 1, n, d, seed + 1);
+        ref_batch_norm(t[0]->data, t[1]->data,
+                       training ? NULL : t[3]->data,
+                       training ? NULL : t[4]->data, dy, n, d, 1e-5, dx, dg,
+                       db);
+        backward_ok("norm.batch_norm", NULL, t, 5, dy, want, gr);
+        assert_close_f(gr[0], dx, 1e-5, "dx");
+        assert_close_f(gr[1], dg, 1e-5, "dgamma");
+        assert_close_f(gr[2], db, 1e-5, "dbeta");
+        assert_zero(gr[3], "d running_mean");
+        assert_zero(gr[4], "d running_var");
+        free_all(gr, 5);
+        free_all(t, 5);
+    }
+    ophost_set_training(host, 0);
+    free(dy);
+    free(dx);
+    free(dg);
+    free(db);
+}
+
+/* d = 150 channels: more than one column task (the kernel cuts 64
+ * columns per task), so a channel index taken relative to its task, or a
+ * row stride of the task's width, shows. */
+START_TEST(test_grad_norm_batch_norm_wide_reference)
+{
+    bn_reference(6, 150, 171);
+}
+END_TEST
+
 START_TEST(test_grad_norm_batch_norm_no_grad_output)
 {
     struct smlp_tensor *t[5], *gr[5];
@@ -538,6 +589,7 @@ grad_norm_suite(void)
     tcase_add_test(tc, test_grad_norm_batch_norm_training_no_affine_fd);
     tcase_add_test(tc, test_grad_norm_batch_norm_inference_fd);
     tcase_add_test(tc, test_grad_norm_batch_norm_reference);
+    tcase_add_test(tc, test_grad_norm_batch_norm_wide_reference);
     tcase_add_test(tc, test_grad_norm_batch_norm_no_grad_output);
     tcase_add_test(tc, test_grad_norm_batch_norm_threads);
 #undef TC

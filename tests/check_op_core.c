@@ -193,6 +193,24 @@ START_TEST(test_scale_alpha_wrong_type)
 }
 END_TEST
 
+/* alpha must be finite (elementwise.c): inf would turn every 0 into NaN. */
+START_TEST(test_scale_alpha_not_finite)
+{
+    struct smlp_tensor *t[1] = {ophost_f32(OPHOST_SHAPE(4), NULL)};
+    struct ophost_attr pinf[] = {OPHOST_FLOAT("alpha", INFINITY), OPHOST_END};
+    struct ophost_attr ninf[] = {OPHOST_FLOAT("alpha", -INFINITY),
+                                 OPHOST_END};
+    struct ophost_attr nan_[] = {OPHOST_FLOAT("alpha", NAN), OPHOST_END};
+
+    infer_fails("core.scale", pinf, t, 1, "attribute 'alpha' = inf is not "
+                                          "finite");
+    infer_fails("core.scale", ninf, t, 1, "attribute 'alpha' = -inf is not "
+                                          "finite");
+    infer_fails("core.scale", nan_, t, 1, "is not finite");
+    free_all(t, 1);
+}
+END_TEST
+
 /* ---- core.transpose ----------------------------------------------------- */
 
 /* y[i] at output multi-index = x at input index where in[perm[d]] = out[d]. */
@@ -296,6 +314,32 @@ START_TEST(test_transpose_4d_general)
 }
 END_TEST
 
+/* Tensors with an empty dim transpose to empty tensors of the permuted
+ * shape (nothing to copy, whichever dim is 0), forward and backward. */
+START_TEST(test_transpose_empty)
+{
+    static const int64_t shapes[3][3] = {{2, 0, 3}, {2, 3, 0}, {0, 2, 3}};
+    struct ophost_attr attrs[] = {OPHOST_INTS("perm", 2, 0, 1), OPHOST_END};
+    struct smlp_tensor *t[1], *y, *dy, *g[1];
+    int c;
+
+    for (c = 0; c < 3; c++) {
+        const int64_t *sh = shapes[c];
+
+        t[0] = ophost_f32(3, sh, NULL);
+        y = run_ok("core.transpose", attrs, t, 1);
+        assert_shape(y, 3, (const int64_t[]){sh[2], sh[0], sh[1]});
+        dy = ophost_tensor_like(y);
+        g[0] = ophost_tensor_like(t[0]);
+        backward_ok("core.transpose", attrs, t, 1, y, dy, g);
+        ophost_tensor_free(g[0]);
+        ophost_tensor_free(dy);
+        ophost_tensor_free(y);
+        ophost_tensor_free(t[0]);
+    }
+}
+END_TEST
+
 START_TEST(test_transpose_bad_perm)
 {
     struct smlp_tensor *t[1] = {ophost_f32(OPHOST_SHAPE(2, 3, 4), NULL)};
@@ -310,6 +354,24 @@ START_TEST(test_transpose_bad_perm)
     infer_fails("core.transpose", len, t, 1,
                 "attribute 'perm' = [1,0] has 2 entries, input 0 (x) of "
                 "shape [2,3,4] has rank 3");
+    free_all(t, 1);
+}
+END_TEST
+
+/* perm has exactly rank entries: a longer one is refused too (its extra
+ * entries would be ignored, or the output rank would be wrong); negative
+ * entries are not axes (perm counts from 0, no wrap-around). */
+START_TEST(test_transpose_perm_too_long_or_negative)
+{
+    struct smlp_tensor *t[1] = {ophost_f32(OPHOST_SHAPE(2, 3, 4), NULL)};
+    struct ophost_attr len[] = {OPHOST_INTS("perm", 2, 1, 0, 3), OPHOST_END};
+    struct ophost_attr neg[] = {OPHOST_INTS("perm", -1, 0, 1), OPHOST_END};
+
+    infer_fails("core.transpose", len, t, 1,
+                "attribute 'perm' = [2,1,0,3] has 4 entries, input 0 (x) of "
+                "shape [2,3,4] has rank 3");
+    infer_fails("core.transpose", neg, t, 1,
+                "attribute 'perm' = [-1,0,1] is not a permutation of 0..2");
     free_all(t, 1);
 }
 END_TEST
@@ -388,6 +450,60 @@ START_TEST(test_reshape_size_mismatch)
                 "attribute 'shape' = [5,-1] cannot hold the 24 elements");
     infer_fails("core.reshape", a3, t, 1, "entry 1 (-1) is invalid");
     infer_fails("core.reshape", a4, t, 1, "entry 3 (0) is invalid");
+    free_all(t, 1);
+}
+END_TEST
+
+/* A -1 next to a 0 copied from an empty input dim could be anything:
+ * refused, not divided by. */
+START_TEST(test_reshape_minus1_with_empty_dim)
+{
+    struct smlp_tensor *t[1] = {ophost_f32(OPHOST_SHAPE(2, 0, 3), NULL)};
+    struct ophost_attr attrs[] = {OPHOST_INTS("shape", -1, 0), OPHOST_END};
+
+    infer_fails("core.reshape", attrs, t, 1,
+                "attribute 'shape' = [-1,0] cannot hold the 0 elements of "
+                "input 0 (x) of shape [2,0,3]");
+    free_all(t, 1);
+}
+END_TEST
+
+/* Element counts must match both ways (a smaller shape would drop data),
+ * and a product past INT64_MAX is refused before it wraps. */
+START_TEST(test_reshape_fewer_elements_and_overflow)
+{
+    struct smlp_tensor *t[1] = {ophost_f32(OPHOST_SHAPE(2, 3, 4), NULL)};
+    struct ophost_attr few[] = {OPHOST_INTS("shape", 4, 5), OPHOST_END};
+    /* 2^62 · 4 = 2^64: wraps to 0 in int64 arithmetic. */
+    struct ophost_attr big[] = {
+        OPHOST_INTS("shape", 4611686018427387904LL, 4, 24), OPHOST_END};
+
+    infer_fails("core.reshape", few, t, 1,
+                "attribute 'shape' = [4,5] gives 20 elements, input 0 (x) "
+                "of shape [2,3,4] has 24");
+    infer_fails("core.reshape", big, t, 1, "overflows");
+    free_all(t, 1);
+}
+END_TEST
+
+/* At most SMLP_MAX_RANK dims: one more is refused before anything is
+ * written for it. */
+START_TEST(test_reshape_rank_too_high)
+{
+    int64_t ones[SMLP_MAX_RANK + 1];
+    struct ophost_attr attrs[] = {
+        {.name = "shape", .type = SMLP_ATTR_INTS, .ints = ones,
+         .n = SMLP_MAX_RANK + 1},
+        OPHOST_END,
+    };
+    struct smlp_tensor *t[1] = {ophost_f32(OPHOST_SHAPE(1), NULL)};
+    char want[64];
+    int d;
+
+    for (d = 0; d < SMLP_MAX_RANK + 1; d++)
+        ones[d] = 1;
+    snprintf(want, sizeof(want), "has more than %d dims", SMLP_MAX_RANK);
+    infer_fails("core.reshape", attrs, t, 1, want);
     free_all(t, 1);
 }
 END_TEST
@@ -546,6 +662,26 @@ START_TEST(test_mean_bad_attrs)
 }
 END_TEST
 
+/* OPS.md: a mean over nothing is undefined; infer refuses it rather than
+ * let the kernel divide 0 by 0 (other axes may be empty). */
+START_TEST(test_mean_empty_axis)
+{
+    struct smlp_tensor *t[2] = {ophost_f32(OPHOST_SHAPE(2, 0, 3), NULL),
+                                ophost_f32(OPHOST_SHAPE(0, 3), NULL)};
+    struct ophost_attr axis1[] = {OPHOST_INT("axis", 1), OPHOST_END};
+    struct smlp_tensor *y;
+
+    infer_fails("core.mean", axis1, t, 1,
+                "input 0 (x) has shape [2,0,3]: the mean over empty axis 1 "
+                "is undefined");
+    /* Empty outer dim, non-empty axis: fine, an empty result. */
+    y = run_ok("core.mean", axis1, t + 1, 1);
+    assert_shape(y, 1, (const int64_t[]){0});
+    ophost_tensor_free(y);
+    free_all(t, 2);
+}
+END_TEST
+
 /* ---- core.softmax_cross_entropy ----------------------------------------- */
 
 /* Mean over rows of (1-ε)(−log p_label) + ε·mean_k(−log p_k), with p
@@ -683,6 +819,19 @@ START_TEST(test_softmax_cross_entropy_shape_errors)
 }
 END_TEST
 
+/* One label per row, exactly: fewer labels than rows is as wrong as more
+ * (the kernel would read past the labels). */
+START_TEST(test_softmax_cross_entropy_fewer_labels)
+{
+    struct smlp_tensor *t[2] = {ophost_f32(OPHOST_SHAPE(3, 4), NULL),
+                                ophost_i32(OPHOST_SHAPE(2), NULL)};
+
+    infer_fails("core.softmax_cross_entropy", NULL, t, 2,
+                "input 1 (labels) has shape [2], expected [3]");
+    free_all(t, 2);
+}
+END_TEST
+
 /* ---- core.argmax -------------------------------------------------------- */
 
 START_TEST(test_argmax_ties)
@@ -713,6 +862,22 @@ START_TEST(test_argmax_rank_error)
     infer_fails("core.argmax", NULL, t, 1,
                 "input 0 (x) has shape [2,3,4] (rank 3), expected rank 2");
     free_all(t, 1);
+}
+END_TEST
+
+/* A row with no classes has no argmax and no softmax: both ops refuse
+ * K = 0 in infer (reduce.c check_rows), rows N = 0 being fine. */
+START_TEST(test_argmax_sce_no_classes)
+{
+    struct smlp_tensor *t[2] = {ophost_f32(OPHOST_SHAPE(2, 0), NULL),
+                                ophost_i32(OPHOST_SHAPE(2), NULL)};
+
+    infer_fails("core.argmax", NULL, t, 1,
+                "input 0 (x) has shape [2,0]: needs at least one class");
+    infer_fails("core.softmax_cross_entropy", NULL, t, 2,
+                "input 0 (logits) has shape [2,0]: needs at least one "
+                "class");
+    free_all(t, 2);
 }
 END_TEST
 
@@ -784,19 +949,25 @@ core_suite(void)
     tcase_add_test(tc, test_scale_values);
     tcase_add_test(tc, test_scale_missing_alpha);
     tcase_add_test(tc, test_scale_alpha_wrong_type);
+    tcase_add_test(tc, test_scale_alpha_not_finite);
     TC("transpose");
     tcase_add_test(tc, test_transpose_3d_perm);
     tcase_add_test(tc, test_transpose_2d);
     tcase_add_test(tc, test_transpose_tiled_edges);
     tcase_add_test(tc, test_transpose_i32_contiguous_rows);
     tcase_add_test(tc, test_transpose_4d_general);
+    tcase_add_test(tc, test_transpose_empty);
     tcase_add_test(tc, test_transpose_bad_perm);
     tcase_add_test(tc, test_transpose_missing_perm);
+    tcase_add_test(tc, test_transpose_perm_too_long_or_negative);
     TC("reshape");
     tcase_add_test(tc, test_reshape_minus1_and_0);
     tcase_add_test(tc, test_reshape_is_view);
     tcase_add_test(tc, test_reshape_size_mismatch);
     tcase_add_test(tc, test_reshape_shape_wrong_type);
+    tcase_add_test(tc, test_reshape_rank_too_high);
+    tcase_add_test(tc, test_reshape_fewer_elements_and_overflow);
+    tcase_add_test(tc, test_reshape_minus1_with_empty_dim);
     TC("mean");
     tcase_add_test(tc, test_mean_axis1_tokens);
     tcase_add_test(tc, test_mean_last_keepdims);
@@ -804,15 +975,18 @@ core_suite(void)
     tcase_add_test(tc, test_mean_wide_inner);
     tcase_add_test(tc, test_mean_backward_wide_inner);
     tcase_add_test(tc, test_mean_bad_attrs);
+    tcase_add_test(tc, test_mean_empty_axis);
     TC("softmax_cross_entropy");
     tcase_add_test(tc, test_softmax_cross_entropy_hand);
     tcase_add_test(tc, test_softmax_cross_entropy_label_smoothing);
     tcase_add_test(tc, test_softmax_cross_entropy_large_logits);
     tcase_add_test(tc, test_softmax_cross_entropy_label_out_of_range);
     tcase_add_test(tc, test_softmax_cross_entropy_shape_errors);
+    tcase_add_test(tc, test_softmax_cross_entropy_fewer_labels);
     TC("argmax");
     tcase_add_test(tc, test_argmax_ties);
     tcase_add_test(tc, test_argmax_rank_error);
+    tcase_add_test(tc, test_argmax_sce_no_classes);
     TC("plugin");
     tcase_add_test(tc, test_plugin_registers_ops);
     tcase_add_test(tc, test_plugin_unknown_op);

@@ -207,6 +207,27 @@ START_TEST(test_layer_norm_gamma_size)
 }
 END_TEST
 
+/* beta's length is checked against d like gamma's (a shorter beta would
+ * be read past its end), and a last dim of 0 has nothing to normalise. */
+START_TEST(test_layer_norm_beta_size_and_empty_row)
+{
+    struct smlp_tensor *t[3] = {ophost_f32(OPHOST_SHAPE(2, 4), NULL),
+                                ophost_f32(OPHOST_SHAPE(4), NULL),
+                                ophost_f32(OPHOST_SHAPE(3), NULL)};
+    struct smlp_tensor *e[3] = {ophost_f32(OPHOST_SHAPE(2, 0), NULL),
+                                ophost_f32(OPHOST_SHAPE(0), NULL),
+                                ophost_f32(OPHOST_SHAPE(0), NULL)};
+
+    infer_fails("norm.layer_norm", NULL, t, 3,
+                "input 2 (beta) has shape [3], expected [4] (the last dim "
+                "of input 0 (x) [2,4])");
+    infer_fails("norm.layer_norm", NULL, e, 3,
+                "input 0 (x) has shape [2,0]: the last dim is empty");
+    free_all(t, 3);
+    free_all(e, 3);
+}
+END_TEST
+
 START_TEST(test_layer_norm_bad_eps)
 {
     struct smlp_tensor *t[3] = {ophost_f32(OPHOST_SHAPE(2, 4), NULL),
@@ -368,6 +389,64 @@ START_TEST(test_batch_norm_shape_errors)
 }
 END_TEST
 
+/*
+ * batch_norm with d = 150 channels, more than one task of columns (the
+ * kernel cuts them in blocks of 64: 0-63, 64-127, 128-149), against a
+ * naive double loop written here: training normalises with the batch mean
+ * and biased variance and moves the running stats by momentum toward the
+ * batch mean and unbiased variance; inference normalises with the running
+ * stats and leaves them alone.  Default eps 1e-5 and momentum 0.1.
+ */
+START_TEST(test_batch_norm_wide_reference)
+{
+    enum { N = 5, D = 150 };
+    float x[N * D], g[D], b[D], rm[D], rv[D];
+    double want[N * D], want_rm[D], want_rv[D];
+    struct smlp_tensor *t[6];
+    int training, r, j;
+
+    fill(x, N * D, 201, 2.0, 0.5);
+    fill(g, D, 202, 0.5, 1.0);
+    fill(b, D, 203, 1.0, 0.0);
+    fill(rm, D, 204, 0.5, 0.0);
+    fill(rv, D, 205, 0.5, 1.0);
+    for (training = 0; training <= 1; training++) {
+        for (j = 0; j < D; j++) {
+            double mean = rm[j], var = rv[j];
+
+            want_rm[j] = rm[j];
+            want_rv[j] = rv[j];
+            if (training) {
+                mean = var = 0.0;
+                for (r = 0; r < N; r++)
+                    mean += x[r * D + j];
+                mean /= N;
+                for (r = 0; r < N; r++)
+                    var += (x[r * D + j] - mean) * (x[r * D + j] - mean);
+                want_rm[j] = 0.9 * rm[j] + 0.1 * mean;
+                want_rv[j] = 0.9 * rv[j] + 0.1 * var / (N - 1);
+                var /= N;
+            }
+            for (r = 0; r < N; r++)
+                want[r * D + j] = (x[r * D + j] - mean) / sqrt(var + 1e-5) *
+                                      g[j] + b[j];
+        }
+        t[0] = ophost_f32(OPHOST_SHAPE(N, D), x);
+        t[1] = ophost_f32(OPHOST_SHAPE(D), g);
+        t[2] = ophost_f32(OPHOST_SHAPE(D), b);
+        t[3] = ophost_f32(OPHOST_SHAPE(D), rm);
+        t[4] = ophost_f32(OPHOST_SHAPE(D), rv);
+        ophost_set_training(host, training);
+        t[5] = run_ok("norm.batch_norm", NULL, t, 5);
+        assert_close(t[5], want, N * D, 1e-5);
+        assert_close_f(t[3]->data, want_rm, D, 1e-6, "running_mean");
+        assert_close_f(t[4]->data, want_rv, D, 1e-6, "running_var");
+        free_all(t, 6);
+    }
+    ophost_set_training(host, 0);
+}
+END_TEST
+
 /* ---- threads ------------------------------------------------------------ */
 
 static int
@@ -507,12 +586,14 @@ norm_suite(void)
     tcase_add_test(tc, test_layer_norm_double_reference);
     tcase_add_test(tc, test_layer_norm_gamma_size);
     tcase_add_test(tc, test_layer_norm_bad_eps);
+    tcase_add_test(tc, test_layer_norm_beta_size_and_empty_row);
     TC("batch_norm");
     tcase_add_test(tc, test_batch_norm_training_updates_running);
     tcase_add_test(tc, test_batch_norm_training_momentum);
     tcase_add_test(tc, test_batch_norm_inference_uses_running);
     tcase_add_test(tc, test_batch_norm_input_count);
     tcase_add_test(tc, test_batch_norm_shape_errors);
+    tcase_add_test(tc, test_batch_norm_wide_reference);
     TC("threads");
     tcase_add_test(tc, test_layer_norm_threads);
     tcase_add_test(tc, test_batch_norm_threads);
