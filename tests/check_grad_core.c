@@ -126,35 +126,34 @@ START_TEST(test_grad_linear_no_bias)
 END_TEST
 
 /*
- * Token mixing at sparse_mlp_fmnist's shape: x [B 64, S 49, C 128], W
- * [64, 49].  dW (64 x 49) is one tile, too few for the threads, so gemm.c
- * splits its sum over the 64 images into 8 parts (each 3.2 M
- * multiply-adds) and adds them in order: dW, db and dX against sums in
- * double here, and the same bits on 1 and 2 threads.
+ * Token mixing, x [B, S, C] on axis -2 with W [O, S] and b [O]: dW, db and
+ * dX against sums in double here, and the same bits on 1 and 2 threads.
+ * dW (O x S) is summed over the B images by gemm.c, split into parts
+ * when it has too few tiles for the threads (see the tests below).
  */
-START_TEST(test_grad_linear_split_sum)
+static void
+check_split_sum(int B, int S, int C, int O, uint64_t seed)
 {
-    enum { B = 64, S = 49, C = 128, O = 64 };
     struct ophost_attr attrs[] = {OPHOST_INT("axis", -2), OPHOST_END};
     struct smlp_tensor *in[3], *out[1] = {NULL}, *g[1], *gr[2][3];
     const float *x, *w, *dy;
     const char *msg;
     int th, n, j, i, o, k;
 
-    in[0] = rnd_f32(OPHOST_SHAPE(B, S, C), 31, 1.0);
-    in[1] = rnd_f32(OPHOST_SHAPE(O, S), 32, 1.0);
-    in[2] = rnd_f32(OPHOST_SHAPE(O), 33, 1.0);
+    in[0] = rnd_f32(OPHOST_SHAPE(B, S, C), seed, 1.0);
+    in[1] = rnd_f32(OPHOST_SHAPE(O, S), seed + 1, 1.0);
+    in[2] = rnd_f32(OPHOST_SHAPE(O), seed + 2, 1.0);
     ck_assert_int_eq(ophost_run(host, "core.linear", attrs, in, 3, out, 1,
                                 &msg),
                      SMLP_OK);
-    g[0] = rnd_f32(OPHOST_SHAPE(B, O, C), 34, 1.0);
+    g[0] = rnd_f32(OPHOST_SHAPE(B, O, C), seed + 3, 1.0);
     for (th = 0; th < 2; th++) {
         ophost_set_threads(host, th + 1);
         for (n = 0; n < 3; n++)
             gr[th][n] = ophost_tensor_like(in[n]);
-        ck_assert_int_eq(ophost_backward(host, "core.linear", attrs, in, 3,
-                                         out, 1, g, gr[th], &msg),
-                         SMLP_OK);
+        ck_assert_msg(ophost_backward(host, "core.linear", attrs, in, 3, out,
+                                      1, g, gr[th], &msg) == SMLP_OK,
+                      "B %d S %d C %d O %d: %s", B, S, C, O, msg);
     }
     ophost_set_threads(host, 1);
     for (n = 0; n < 3; n++)
@@ -211,6 +210,38 @@ START_TEST(test_grad_linear_split_sum)
     }
     ophost_tensor_free(out[0]);
     ophost_tensor_free(g[0]);
+}
+
+/*
+ * At sparse_mlp_fmnist's shape, x [64, 49, 128], W [64, 49]: dW is one
+ * tile, too few for the threads, so gemm.c splits its sum over the 64
+ * images into 8 parts (each 3.2 M multiply-adds) and adds them in order.
+ */
+START_TEST(test_grad_linear_split_sum)
+{
+    check_split_sum(64, 49, 128, 64, 31);
+}
+END_TEST
+
+/*
+ * Splits of other sizes (smlp__core_gemm_sum_parts: ceil(8 / tiles)
+ * parts, at most B, fewer while a part would have under 2^21
+ * multiply-adds per tile; part p takes images [p·B/P, (p+1)·B/P)):
+ *   - x [2, 64, 512], W [64, 64]: 2 parts of one image (2.1 M each), the
+ *     smallest split, so part 1 must still be added to dW;
+ *   - x [26, 32, 256], W [32, 32]: 3 parts of 8, 9 and 9 images (26 is
+ *     not a multiple of 3), so the images at the end of each part and
+ *     the part boundaries 8 and 17 are where a rounding slip shows;
+ *   - x [9, 130, 192], W [48, 130]: dW [48, 130] gives 3 parts, while
+ *     the transposed [130, 48] would give 2: the backward workspace must
+ *     hold the partial sums of exactly the split that gemm.c makes (the
+ *     host's guard zone catches one part too many).
+ */
+START_TEST(test_grad_linear_split_sum_sizes)
+{
+    check_split_sum(2, 64, 512, 64, 41);
+    check_split_sum(26, 32, 256, 32, 51);
+    check_split_sum(9, 130, 192, 48, 61);
 }
 END_TEST
 
@@ -596,6 +627,37 @@ START_TEST(test_grad_patch_embed)
 }
 END_TEST
 
+START_TEST(test_grad_patch_embed_empty)
+{
+    struct ophost_attr attrs[] = {OPHOST_INT("patch", 2), OPHOST_END};
+    struct smlp_tensor *in[3], *gr[3];
+    const float *d;
+    int64_t i;
+
+    /* No images: dW and db are sums over no patches, zero (not left as
+     * the NaN fill). */
+    in[0] = ophost_f32(OPHOST_SHAPE(0, 2, 4, 4), NULL);
+    in[1] = rnd_f32(OPHOST_SHAPE(3, 2, 2, 2), 1, 1.0);
+    in[2] = rnd_f32(OPHOST_SHAPE(3), 2, 1.0);
+    backward_ones("core.patch_embed", attrs, in, 3, gr);
+    for (i = 0, d = gr[1]->data; i < 24; i++)
+        ck_assert_msg(d[i] == 0.0f, "dW[%lld] = %g", (long long)i, d[i]);
+    for (i = 0, d = gr[2]->data; i < 3; i++)
+        ck_assert_msg(d[i] == 0.0f, "db[%lld] = %g", (long long)i, d[i]);
+    free_all(in, 3);
+    free_all(gr, 3);
+    /* No output channels: y [1, 4, 0] depends on no pixel, dimg = 0. */
+    in[0] = rnd_f32(OPHOST_SHAPE(1, 2, 4, 4), 3, 1.0);
+    in[1] = ophost_f32(OPHOST_SHAPE(0, 2, 2, 2), NULL);
+    in[2] = ophost_f32(OPHOST_SHAPE(0), NULL);
+    backward_ones("core.patch_embed", attrs, in, 3, gr);
+    for (i = 0, d = gr[0]->data; i < 32; i++)
+        ck_assert_msg(d[i] == 0.0f, "dimg[%lld] = %g", (long long)i, d[i]);
+    free_all(in, 3);
+    free_all(gr, 3);
+}
+END_TEST
+
 /* ---- core.matmul ------------------------------------------------------ */
 
 /* a, b for batch dims `bd` (nb of them), m, k, n and the two flags. */
@@ -712,6 +774,7 @@ grad_core_suite(void)
     tcase_add_test(tc, test_grad_linear_other_axes);
     tcase_add_test(tc, test_grad_linear_no_bias);
     tcase_add_test(tc, test_grad_linear_split_sum);
+    tcase_add_test(tc, test_grad_linear_split_sum_sizes);
     tcase_add_test(tc, test_grad_linear_empty);
     TC("gelu");
     tcase_add_test(tc, test_grad_gelu_exact);
@@ -731,6 +794,7 @@ grad_core_suite(void)
     tcase_add_test(tc, test_grad_mean);
     TC("patch_embed");
     tcase_add_test(tc, test_grad_patch_embed);
+    tcase_add_test(tc, test_grad_patch_embed_empty);
     TC("matmul");
     tcase_add_test(tc, test_grad_matmul_2d);
     tcase_add_test(tc, test_grad_matmul_batched_transposes);

@@ -203,6 +203,45 @@ START_TEST(test_linear_axis_wrong_type)
 }
 END_TEST
 
+START_TEST(test_linear_blas_limit)
+{
+    /*
+     * Every product is one sgemm (or a batch of them) with int sizes, so
+     * infer rejects a row count over INT_MAX: on axis 1 of x [2, 3, 2^30]
+     * the products are Y_o [4, 2^30] for o < 2, the rows of the forward
+     * product as one matrix (and of dW's sum) 2·2^30 = 2^31; on axis -1
+     * of x [2^31, 3], Y [2^31, 4].  Only the shapes matter (infer sees no
+     * data), so the big tensors are shape-only copies of small ones, and
+     * y is passed in with the shape that infer would give and dummy data
+     * so that a wrongly accepted shape fails without a 32 GiB output.
+     */
+    struct smlp_tensor *t[2] = {ophost_f32(OPHOST_SHAPE(2, 3, 1), NULL),
+                                ophost_f32(OPHOST_SHAPE(4, 3), NULL)};
+    struct smlp_tensor big = *t[0], y = *t[0], *in[2] = {&big, t[1]};
+    struct smlp_tensor *out[1] = {&y};
+    struct ophost_attr axis1[] = {OPHOST_INT("axis", 1), OPHOST_END};
+    const char *msg;
+    int rc;
+
+    big.shape[2] = INT64_C(1) << 30;
+    y.shape[1] = 4;
+    y.shape[2] = INT64_C(1) << 30;
+    rc = ophost_infer(host, "core.linear", axis1, in, 2, out, 1, &msg);
+    ck_assert_int_eq(rc, SMLP_ELIMIT);
+    ck_assert_str_eq(msg, "core.linear: size 2147483648 exceeds the BLAS "
+                          "limit 2147483647");
+    big.rank = y.rank = 2;
+    big.shape[0] = y.shape[0] = INT64_C(1) << 31;
+    big.shape[1] = 3;
+    y.shape[1] = 4;
+    rc = ophost_infer(host, "core.linear", NULL, in, 2, out, 1, &msg);
+    ck_assert_int_eq(rc, SMLP_ELIMIT);
+    ck_assert_str_eq(msg, "core.linear: size 2147483648 exceeds the BLAS "
+                          "limit 2147483647");
+    free_all(t, 2);
+}
+END_TEST
+
 START_TEST(test_linear_wrong_dtype)
 {
     struct smlp_tensor *t[2] = {
@@ -241,6 +280,19 @@ START_TEST(test_linear_bias_on_tiles)
      */
     check_linear(OPHOST_SHAPE(128, 512), -1, 256, 1, 0);
     check_linear(OPHOST_SHAPE(2, 256, 64), -2, 256, 1, 0);
+}
+END_TEST
+
+START_TEST(test_linear_ragged_tiles)
+{
+    /*
+     * Tiles that do not divide the product: Y [128, 200] = X [128, 512]·Wᵀ
+     * is cut into 2 x 2 tiles of 64 rows and 112 columns (a multiple of
+     * 16 that leaves the last tile 88 >= 56 wide), so the last column
+     * tile must stop at column 200: written wider, its rows run into the
+     * next row's first columns (ldc = 200), which belong to tile 0.
+     */
+    check_linear(OPHOST_SHAPE(128, 512), -1, 200, 1, 0);
 }
 END_TEST
 
@@ -453,6 +505,49 @@ START_TEST(test_patch_embed_weight_shape)
 }
 END_TEST
 
+START_TEST(test_patch_embed_each_dim_checked)
+{
+    /*
+     * Each condition alone: W's Cin 2 against img's 3 (P right), and the
+     * width 30 not divisible by 4 while the height 32 is.
+     */
+    struct smlp_tensor *t[2] = {ophost_f32(OPHOST_SHAPE(1, 3, 8, 8), NULL),
+                                ophost_f32(OPHOST_SHAPE(8, 2, 4, 4), NULL)};
+    struct smlp_tensor *u[2] = {ophost_f32(OPHOST_SHAPE(1, 3, 32, 30), NULL),
+                                ophost_f32(OPHOST_SHAPE(8, 3, 4, 4), NULL)};
+    struct ophost_attr attrs[] = {OPHOST_INT("patch", 4), OPHOST_END};
+
+    infer_fails("core.patch_embed", attrs, t, 2,
+                "input 1 (W) has shape [8,2,4,4], expected [C,3,4,4]");
+    infer_fails("core.patch_embed", attrs, u, 2,
+                "input 0 (img) has shape [1,3,32,30]: H=32 and W=30 must be "
+                "divisible by patch 4");
+    free_all(t, 2);
+    free_all(u, 2);
+}
+END_TEST
+
+START_TEST(test_patch_embed_bad_patch)
+{
+    /* patch must be in [1, INT_MAX]: 0 (which would divide H by zero),
+     * -4 and 2^31 are refused before the shapes are looked at. */
+    struct smlp_tensor *t[2] = {ophost_f32(OPHOST_SHAPE(1, 3, 8, 8), NULL),
+                                ophost_f32(OPHOST_SHAPE(8, 3, 0, 0), NULL)};
+    struct ophost_attr p0[] = {OPHOST_INT("patch", 0), OPHOST_END};
+    struct ophost_attr neg[] = {OPHOST_INT("patch", -4), OPHOST_END};
+    struct ophost_attr big[] = {OPHOST_INT("patch", INT64_C(1) << 31),
+                                OPHOST_END};
+
+    infer_fails("core.patch_embed", p0, t, 2,
+                "attribute 'patch' = 0 is invalid: expected a positive size");
+    infer_fails("core.patch_embed", neg, t, 2,
+                "attribute 'patch' = -4 is invalid");
+    infer_fails("core.patch_embed", big, t, 2,
+                "attribute 'patch' = 2147483648 is invalid");
+    free_all(t, 2);
+}
+END_TEST
+
 /* ---- core.matmul -------------------------------------------------------- */
 
 START_TEST(test_matmul_2d_hand)
@@ -544,6 +639,94 @@ START_TEST(test_matmul_shape_errors)
 }
 END_TEST
 
+START_TEST(test_matmul_rank_mismatch)
+{
+    /* Ranks must be equal even when a has no batch dims: a [3,4] with b
+     * [2,4,5] is not a batch of two (no broadcasting, OPS.md). */
+    struct smlp_tensor *t[2] = {ophost_f32(OPHOST_SHAPE(3, 4), NULL),
+                                ophost_f32(OPHOST_SHAPE(2, 4, 5), NULL)};
+
+    infer_fails("core.matmul", NULL, t, 2,
+                "input 1 (b) has shape [2,4,5]: its leading dims must equal "
+                "those of input 0 (a) [3,4]");
+    free_all(t, 2);
+}
+END_TEST
+
+/* Fills a tensor with NaN (all bits set), so that an unwritten element
+ * shows. */
+static void
+poison(struct smlp_tensor *t)
+{
+    if (smlp_tensor_numel(t) > 0)
+        memset(t->data, 0xff, (size_t)smlp_tensor_numel(t) * sizeof(float));
+}
+
+START_TEST(test_matmul_empty_sums)
+{
+    /*
+     * k = 0: every element of y is an empty sum, 0, for each pair of
+     * flags: a [2,3,0] (or [2,0,3]) times b [2,0,4] (or [2,4,0]) -> y
+     * [2,3,4] of zeros (ophost poisons the output, so all of it must be
+     * written).  m = 0: a [2,0,3]·b [2,3,4] -> y [2,0,4]; the backward's
+     * db = aᵀ·dy sums over the 0 rows, so it is zero, written over NaN;
+     * n = 0: a [2,3,5]·b [2,5,0] -> da = dy·bᵀ sums over 0 columns: zero.
+     */
+    static const double zeros[30] = {0};
+    struct smlp_tensor *t[2], *y, *dy, *g[2];
+    float v[30];
+    int ta, tb;
+
+    for (ta = 0; ta < 2; ta++)
+        for (tb = 0; tb < 2; tb++) {
+            struct ophost_attr attrs[] = {OPHOST_INT("transpose_a", ta),
+                                          OPHOST_INT("transpose_b", tb),
+                                          OPHOST_END};
+
+            t[0] = ta ? ophost_f32(OPHOST_SHAPE(2, 0, 3), NULL)
+                      : ophost_f32(OPHOST_SHAPE(2, 3, 0), NULL);
+            t[1] = tb ? ophost_f32(OPHOST_SHAPE(2, 4, 0), NULL)
+                      : ophost_f32(OPHOST_SHAPE(2, 0, 4), NULL);
+            y = run_ok("core.matmul", attrs, t, 2);
+            assert_shape(y, 3, (const int64_t[]){2, 3, 4});
+            assert_close(y, zeros, 24, 0.0);
+            ophost_tensor_free(y);
+            free_all(t, 2);
+        }
+    /* m = 0: db [2,3,4] = 0. */
+    fill(v, 30, 3);
+    t[0] = ophost_f32(OPHOST_SHAPE(2, 0, 3), NULL);
+    t[1] = ophost_f32(OPHOST_SHAPE(2, 3, 4), v);
+    y = run_ok("core.matmul", NULL, t, 2);
+    assert_shape(y, 3, (const int64_t[]){2, 0, 4});
+    dy = ophost_tensor_like(y);
+    g[0] = ophost_tensor_like(t[0]);
+    g[1] = ophost_tensor_like(t[1]);
+    poison(g[1]);
+    backward_ok("core.matmul", NULL, t, 2, y, dy, g);
+    assert_close(g[1], zeros, 24, 0.0);
+    free_all(g, 2);
+    ophost_tensor_free(dy);
+    ophost_tensor_free(y);
+    free_all(t, 2);
+    /* n = 0: da [2,3,5] = 0. */
+    t[0] = ophost_f32(OPHOST_SHAPE(2, 3, 5), v);
+    t[1] = ophost_f32(OPHOST_SHAPE(2, 5, 0), NULL);
+    y = run_ok("core.matmul", NULL, t, 2);
+    assert_shape(y, 3, (const int64_t[]){2, 3, 0});
+    dy = ophost_tensor_like(y);
+    g[0] = ophost_tensor_like(t[0]);
+    g[1] = ophost_tensor_like(t[1]);
+    poison(g[0]);
+    backward_ok("core.matmul", NULL, t, 2, y, dy, g);
+    assert_close(g[0], zeros, 30, 0.0);
+    free_all(g, 2);
+    ophost_tensor_free(dy);
+    ophost_tensor_free(y);
+    free_all(t, 2);
+}
+END_TEST
+
 static Suite *
 core_gemm_suite(void)
 {
@@ -568,9 +751,11 @@ core_gemm_suite(void)
     tcase_add_test(tc, test_linear_bias_shape);
     tcase_add_test(tc, test_linear_axis_out_of_range);
     tcase_add_test(tc, test_linear_axis_wrong_type);
+    tcase_add_test(tc, test_linear_blas_limit);
     tcase_add_test(tc, test_linear_wrong_dtype);
     tcase_add_test(tc, test_linear_threads);
     tcase_add_test(tc, test_linear_bias_on_tiles);
+    tcase_add_test(tc, test_linear_ragged_tiles);
     tcase_add_test(tc, test_linear_in_0_is_bias);
     TC("patch_embed");
     tcase_add_test(tc, test_patch_embed_hand);
@@ -580,11 +765,15 @@ core_gemm_suite(void)
     tcase_add_test(tc, test_patch_embed_no_input_channels);
     tcase_add_test(tc, test_patch_embed_not_dividing);
     tcase_add_test(tc, test_patch_embed_weight_shape);
+    tcase_add_test(tc, test_patch_embed_each_dim_checked);
+    tcase_add_test(tc, test_patch_embed_bad_patch);
     TC("matmul");
     tcase_add_test(tc, test_matmul_2d_hand);
     tcase_add_test(tc, test_matmul_batched);
     tcase_add_test(tc, test_matmul_transposes);
     tcase_add_test(tc, test_matmul_shape_errors);
+    tcase_add_test(tc, test_matmul_rank_mismatch);
+    tcase_add_test(tc, test_matmul_empty_sums);
 #undef TC
     return s;
 }
