@@ -21,9 +21,9 @@
  * Threads: every product runs as tiles of its output (gemm.c), each a
  * single-threaded sgemm over the whole summed dimension, so dW's sums over
  * rows are never split (its sum over o is, into parts fixed by the
- * shapes, when dW has too few tiles for the threads); the bias is added to each tile as it
- * is computed, and db is summed in chunks of j.  The tiles depend on the
- * shapes only: the same bits for any thread count.
+ * shapes, when dW has too few tiles for the threads); the bias is added
+ * to each tile as it is computed, and db is summed in chunks of j.  The
+ * tiles depend on the shapes only: the same bits for any thread count.
  */
 #include <string.h>
 
