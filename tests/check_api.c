@@ -144,6 +144,176 @@ START_TEST(test_api_graph_nulls)
 }
 END_TEST
 
+/*
+ * The graph accessors on a graph that has what they look for (smlp.h):
+ * plugin i for 0 <= i < the count, else NULL; an attribute by node and
+ * name, an Int through _int and through _float (as a double), a Float
+ * through _float only (_int: SMLP_ENOENT), a missing one SMLP_ENOENT.
+ * Node "b" comes second, so the lookup goes past the first node.
+ */
+START_TEST(test_api_graph_accessors)
+{
+    static const char *json =
+        "{\"name\": \"acc\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]},"
+        "{\"name\": \"h\"}, {\"name\": \"y\", \"kind\": \"Output\"}],"
+        "\"metadata\": [{\"key\": \"k1\", \"value\": \"v1\"},"
+        " {\"key\": \"k2\", \"value\": \"v2\"}],"
+        "\"nodes\": ["
+        "{\"name\": \"a\", \"op\": \"core.relu\", \"inputs\": [0],"
+        " \"outputs\": [1], \"attrs\": [{\"name\": \"n\", \"i\": 3},"
+        " {\"name\": \"f\", \"type\": \"Float\", \"f\": 0.5}]},"
+        "{\"name\": \"b\", \"op\": \"core.relu\", \"inputs\": [1],"
+        " \"outputs\": [2], \"attrs\": [{\"name\": \"n\", \"i\": -9}]}]}";
+    smlp_graph_t *g = tu_graph_json(json);
+    int64_t i64 = 0;
+    double f64 = 0;
+
+    ck_assert_str_eq(smlp_graph_name(g), "acc");
+    ck_assert_int_eq(smlp_graph_node_count(g), 2);
+    ck_assert_int_eq(smlp_graph_tensor_count(g), 3);
+    ck_assert_int_eq(smlp_graph_plugin_count(g), 1);
+    ck_assert_str_eq(smlp_graph_plugin_name(g, 0), "core");
+    ck_assert_ptr_null(smlp_graph_plugin_name(g, 1));
+    ck_assert_ptr_null(smlp_graph_plugin_name(g, -1));
+    ck_assert_str_eq(smlp_graph_meta(g, "k1"), "v1");
+    ck_assert_str_eq(smlp_graph_meta(g, "k2"), "v2");
+    ck_assert_ptr_null(smlp_graph_meta(g, "v1"));
+
+    ck_assert_int_eq(smlp_graph_node_attr_int(g, "a", "n", &i64), SMLP_OK);
+    ck_assert_int_eq(i64, 3);
+    ck_assert_int_eq(smlp_graph_node_attr_int(g, "b", "n", &i64), SMLP_OK);
+    ck_assert_int_eq(i64, -9);
+    ck_assert_int_eq(smlp_graph_node_attr_int(g, "a", "f", &i64),
+                     SMLP_ENOENT);
+    ck_assert_int_eq(smlp_graph_node_attr_int(g, "a", "m", &i64),
+                     SMLP_ENOENT);
+    ck_assert_int_eq(smlp_graph_node_attr_int(g, "c", "n", &i64),
+                     SMLP_ENOENT);
+    ck_assert_int_eq(smlp_graph_node_attr_float(g, "a", "f", &f64),
+                     SMLP_OK);
+    ck_assert_double_eq(f64, 0.5);
+    ck_assert_int_eq(smlp_graph_node_attr_float(g, "a", "n", &f64),
+                     SMLP_OK);
+    ck_assert_double_eq(f64, 3.0);
+    ck_assert_int_eq(smlp_graph_node_attr_float(g, "b", "f", &f64),
+                     SMLP_ENOENT);
+    smlp_graph_unload(g);
+}
+END_TEST
+
+/*
+ * The session accessors of smlp.h on a graph worked out by hand:
+ *   x (input [-1, 2], constant 0.5), W1 [3, 2], b1 [3], W2 [3, 2]
+ *   (parameters), st [2] (state), y, z (activations), out (output);
+ *   fc1 = linear(x, W1, b1) -> y, fc2 = linear(x, W2, absent) -> z,
+ *   sum = add(y, z) -> out; run order fc1, fc2, sum.
+ * Kinds count and name in graph order; activations have no data; names,
+ * nodes and inputs out of range (or absent) give NULL or SMLP_EINVAL;
+ * device stats write no field past the size given.
+ */
+START_TEST(test_api_session_accessors)
+{
+    static const char *json =
+        "{\"name\": \"acc\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2],"
+        " \"init\": {\"kind\": \"Constant\", \"a\": 0.5}},"
+        "{\"name\": \"W1\", \"kind\": \"Parameter\", \"shape\": [3, 2]},"
+        "{\"name\": \"b1\", \"kind\": \"Parameter\", \"shape\": [3]},"
+        "{\"name\": \"W2\", \"kind\": \"Parameter\", \"shape\": [3, 2]},"
+        "{\"name\": \"y\"}, {\"name\": \"z\"},"
+        "{\"name\": \"out\", \"kind\": \"Output\", \"shape\": [-1, 3]},"
+        "{\"name\": \"st\", \"kind\": \"State\", \"shape\": [2]}],"
+        "\"nodes\": ["
+        "{\"name\": \"fc1\", \"op\": \"core.linear\", \"inputs\": [0, 1, 2],"
+        " \"outputs\": [4]},"
+        "{\"name\": \"fc2\", \"op\": \"core.linear\", \"inputs\": [0, 3, -1],"
+        " \"outputs\": [5]},"
+        "{\"name\": \"sum\", \"op\": \"core.add\", \"inputs\": [4, 5],"
+        " \"outputs\": [6]}]}";
+    static const int counts[5] = {2, 3, 1, 1, 1};
+    smlp_registry_t *reg = tu_registry();
+    smlp_graph_t *g = tu_graph_json(json);
+    struct smlp_session_opts o;
+    struct smlp_session_stats st;
+    struct smlp_device_stats ds;
+    struct smlp_node_profile p;
+    struct smlp_error err;
+    struct smlp_tensor t;
+    smlp_session_t *s;
+    int k;
+
+    smlp_session_opts_init(&o);
+    o.threads = 1;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    for (k = 0; k < 5; k++)
+        ck_assert_int_eq(smlp_session_tensor_count(s, k), counts[k]);
+    ck_assert_str_eq(smlp_session_tensor_name(s, 0, 1), "z");
+    ck_assert_str_eq(smlp_session_tensor_name(s, 1, 0), "W1");
+    ck_assert_str_eq(smlp_session_tensor_name(s, 1, 2), "W2");
+    ck_assert_ptr_null(smlp_session_tensor_name(s, 1, 3));
+    ck_assert_str_eq(smlp_session_tensor_name(s, 2, 0), "st");
+    ck_assert_str_eq(smlp_session_tensor_name(s, 4, 0), "out");
+
+    ck_assert_int_eq(smlp_session_tensor(s, "nosuch", &t), SMLP_ENOENT);
+    tu_assert_contains(smlp_session_errmsg(s), "no tensor named 'nosuch'");
+    ck_assert_int_eq(smlp_session_tensor(s, "y", &t), SMLP_OK);
+    ck_assert_ptr_null(t.data);
+    ck_assert_int_eq(smlp_session_tensor(s, "x", &t), SMLP_OK);
+    ck_assert_ptr_nonnull(t.data);
+    ck_assert_float_eq(((const float *)t.data)[0], 0.5f);
+    ck_assert_float_eq(((const float *)t.data)[1], 0.5f);
+
+    ck_assert_str_eq(smlp_session_node_input(s, 0, 0), "x");
+    ck_assert_str_eq(smlp_session_node_input(s, 1, 1), "W2");
+    ck_assert_ptr_null(smlp_session_node_input(s, 1, 2)); /* absent */
+    ck_assert_ptr_null(smlp_session_node_input(s, 1, 3));
+    ck_assert_str_eq(smlp_session_node_input(s, 2, 1), "z");
+    ck_assert_ptr_null(smlp_session_node_input(s, 2, 2));
+    ck_assert_str_eq(smlp_session_node_output(s, 2, 0), "out");
+    ck_assert_ptr_null(smlp_session_node_output(s, 0, 1));
+    ck_assert_ptr_null(smlp_session_node_output(s, 3, 0));
+    ck_assert_ptr_null(smlp_session_node_output(s, -1, 0));
+
+    tu_run_ok(s);
+    ck_assert_int_eq(smlp_session_node_profile(s, 3, &p), SMLP_EINVAL);
+    ck_assert_int_eq(smlp_session_node_profile(s, -1, &p), SMLP_EINVAL);
+    for (k = 0; k < 3; k++) {
+        ck_assert_int_eq(smlp_session_node_profile(s, k, &p), SMLP_OK);
+        ck_assert_msg(p.start_us >= 0 && p.end_us >= p.start_us &&
+                          p.end_us < 60e6,
+                      "node %d: %g to %g us", k, p.start_us, p.end_us);
+    }
+    ck_assert_str_eq(p.name, "sum");
+    ck_assert_str_eq(p.op, "core.add");
+    ck_assert_int_eq(smlp_session_get_stats(s, &st), SMLP_OK);
+    ck_assert(st.last_run_ms > 0);
+
+    memset(&ds, 0xab, sizeof(ds));
+    ds.size = 7;
+    ck_assert_int_eq(smlp_session_get_device_stats(s, &ds), SMLP_EINVAL);
+    ds.size = 8; /* size and device only */
+    ck_assert_int_eq(smlp_session_get_device_stats(s, &ds), SMLP_OK);
+    ck_assert_int_eq(ds.device, SMLP_DEVICE_CPU);
+    ck_assert_uint_eq((uint32_t)ds.device_nodes, 0xababababu);
+    ds.size = sizeof(ds);
+    ck_assert_int_eq(smlp_session_get_device_stats(s, &ds), SMLP_OK);
+    ck_assert_int_eq(ds.device_nodes, 0);
+    ck_assert_uint_eq(ds.arena_bytes, 0);
+    smlp_session_destroy(s);
+
+    o.plan_only = 1;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_fill_inputs(s, 1), SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(s), "planned only");
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 START_TEST(test_api_registry_nulls)
 {
     smlp_registry_t *reg = tu_registry();
@@ -230,6 +400,36 @@ START_TEST(test_api_session_nulls)
     /* The session still works after all that. */
     ck_assert_int_eq(smlp_session_run(s), SMLP_OK);
     ck_assert_int_eq(smlp_session_backward(s), SMLP_OK);
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * smlp.h: each smlp_session_backward needs a successful smlp_session_run
+ * of its own before it.  A run that fails (label 7 of 3 classes) after
+ * a good one leaves nothing to differentiate: the backward is refused,
+ * not run on the earlier forward.  A good run makes it work again.
+ */
+START_TEST(test_api_backward_after_failed_run)
+{
+    smlp_registry_t *reg = tu_registry();
+    smlp_graph_t *g = load_graph();
+    smlp_session_t *s = training_session(g, reg);
+    struct smlp_tensor t;
+
+    tu_run_ok(s);
+    ck_assert_int_eq(smlp_session_tensor(s, "labels", &t), SMLP_OK);
+    ((int32_t *)t.data)[0] = 7;
+    ck_assert_int_ne(smlp_session_run(s), SMLP_OK);
+    ck_assert_int_eq(smlp_session_backward(s), SMLP_EINVAL);
+    tu_assert_contains(smlp_session_errmsg(s), "no forward run to "
+                                               "differentiate");
+    ((int32_t *)t.data)[0] = 2;
+    tu_run_ok(s);
+    ck_assert_msg(smlp_session_backward(s) == SMLP_OK, "%s",
+                  smlp_session_errmsg(s));
     smlp_session_destroy(s);
     smlp_graph_unload(g);
     smlp_registry_destroy(reg);
@@ -388,6 +588,9 @@ api_suite(void)
     TCase *tc = tcase_create("nulls");
 
     tcase_add_test(tc, test_api_graph_nulls);
+    tcase_add_test(tc, test_api_graph_accessors);
+    tcase_add_test(tc, test_api_session_accessors);
+    tcase_add_test(tc, test_api_backward_after_failed_run);
     tcase_add_test(tc, test_api_registry_nulls);
     tcase_add_test(tc, test_api_status_words);
     tcase_add_test(tc, test_api_session_nulls);

@@ -319,6 +319,23 @@ START_TEST(test_graph_load_init_int32_range)
 END_TEST
 
 /*
+ * The ends of the other initializer rules: a normal initializer of std
+ * b = 0 is allowed (b >= 0: every value is a), and a uniform one can
+ * give b, so its range check looks at b as well as a (int32: [0, 2^31]
+ * reaches one past the top).
+ */
+START_TEST(test_graph_load_init_other_ends)
+{
+    expect_good_init("F32", "{\"kind\": \"Normal\", \"a\": 0.25,"
+                            " \"b\": 0}");
+    expect_bad_init("I32", "{\"kind\": \"Uniform\", \"a\": 0,"
+                           " \"b\": 2147483648}",
+                    "tensor 1 'W': uniform initializer (a=0, b=2.14748e+09) "
+                    "can give 2.14748e+09, beyond the range of int32");
+}
+END_TEST
+
+/*
  * A uniform initializer needs a <= b: a == b is allowed (every value is
  * a; the session fills W with 0.5), a > b is refused, naming the tensor
  * and both values.
@@ -638,6 +655,7 @@ robust_suite(void)
     tcase_add_test(tc, test_check_finite_last_element);
     tcase_add_test(tc, test_graph_load_init_not_finite);
     tcase_add_test(tc, test_graph_load_init_int32_range);
+    tcase_add_test(tc, test_graph_load_init_other_ends);
     tcase_add_test(tc, test_graph_load_init_uniform_equal_ends);
     suite_add_tcase(s, tc);
     tc = tcase_create("graph");

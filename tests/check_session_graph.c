@@ -1,5 +1,6 @@
 /*
- * check_session_graph.c - graph checks and shape inference errors.  The
+ * check_session_graph.c - graph checks at load time.  Shape inference,
+ * kernel choice and session options: check_session_infer.c; the
  * scheduler: check_session_sched.c; the memory plan:
  * check_session_plan.c; weights and inputs from safetensors files:
  * check_weights.c.
@@ -38,13 +39,6 @@ expect_good_graph(const char *json)
     smlp_graph_unload(g);
 }
 
-#define T_IN "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]}"
-
-/* The rest of a graph whose tensor 0 is x: y = relu(x), the output. */
-#define T_RELU_Y                                                             \
-    "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": [{\"name\":"       \
-    " \"r\", \"op\": \"core.relu\", \"inputs\": [0], \"outputs\": [1]}]}"
-
 START_TEST(test_graph_load_cycle)
 {
     expect_bad_graph(
@@ -55,6 +49,72 @@ START_TEST(test_graph_load_cycle)
         "{\"name\": \"n1\", \"op\": \"core.relu\", \"inputs\": [1],"
         " \"outputs\": [2]}]}",
         "cycle through node 0 'n0'");
+}
+END_TEST
+
+/*
+ * The cycle is named by its first node: here n0 runs (x -> p) and n1, n2
+ * wait on each other, so the message names node 1, not node 0.
+ */
+START_TEST(test_graph_load_cycle_names_first_waiting_node)
+{
+    expect_bad_graph(
+        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN
+        ", {\"name\": \"p\", \"kind\": \"Output\"}, {\"name\": \"a\"},"
+        " {\"name\": \"b\"}], \"nodes\": ["
+        "{\"name\": \"n0\", \"op\": \"core.relu\", \"inputs\": [0],"
+        " \"outputs\": [1]},"
+        "{\"name\": \"n1\", \"op\": \"core.add\", \"inputs\": [0, 3],"
+        " \"outputs\": [2]},"
+        "{\"name\": \"n2\", \"op\": \"core.relu\", \"inputs\": [2],"
+        " \"outputs\": [3]}]}",
+        "g.fbs: the graph has a cycle through node 1 'n1'");
+}
+END_TEST
+
+/*
+ * Tensor 0 may be an activation like any other: here n1 writes it and
+ * n0 reads it, so n1 runs first (relu(relu(x)) = relu(x)).
+ */
+START_TEST(test_graph_tensor0_activation)
+{
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+    float *x, *y;
+    int64_t n, i;
+
+    g = graph_json("{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": ["
+                   "{\"name\": \"a\"}, " T_IN ", {\"name\": \"y\", \"kind\":"
+                   " \"Output\", \"shape\": [-1, 2]}], \"nodes\": ["
+                   "{\"name\": \"n0\", \"op\": \"core.relu\", \"inputs\": [0],"
+                   " \"outputs\": [2]},"
+                   "{\"name\": \"n1\", \"op\": \"core.relu\", \"inputs\": [1],"
+                   " \"outputs\": [0]}]}",
+                   &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.batch = 3;
+    o.threads = 1;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_str_eq(smlp_session_node_output(s, 0, 0), "a");
+    ck_assert_str_eq(smlp_session_node_output(s, 1, 0), "y");
+    x = tensor_data(s, "x", &n);
+    ck_assert_int_eq(n, 6);
+    for (i = 0; i < n; i++)
+        x[i] = (float)(i - 3);
+    tu_run_ok(s);
+    y = tensor_data(s, "y", &n);
+    ck_assert_int_eq(n, 6);
+    for (i = 0; i < n; i++)
+        ck_assert_float_eq(y[i], i > 3 ? (float)(i - 3) : 0.0f);
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
 }
 END_TEST
 
@@ -103,6 +163,12 @@ START_TEST(test_graph_load_plugin_path_refused)
                      "graphs name plugins, never paths");
     expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"/tmp/evil.so\"]}",
                      "is not a plugin name");
+    /* A slash alone (no dot) makes a path too. */
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\", \"a/b\"]}",
+                     "g.fbs: plugin 'a/b' is not a plugin name");
+    /* Letters, digits, '_' and '-' are all a name may hold (smlp.h). */
+    expect_good_graph("{\"name\": \"g\", \"plugins\": [\"core\","
+                      " \"my-ops_2\"], \"tensors\": [" T_IN "," T_RELU_Y);
 }
 END_TEST
 
@@ -129,6 +195,37 @@ START_TEST(test_graph_load_misc_semantics)
                      " \"kind\": \"Output\"}]}",
                      "output tensor 'y' is written by no node");
     expect_bad_graph("{\"name\": \"\"}", "empty name");
+}
+END_TEST
+
+/*
+ * The rules of graph.c's header, each on the kind of tensor that the
+ * tests above do not cover: an input needs a shape too, state (like a
+ * parameter) takes no -1, and the plugin part of an op is the whole
+ * name before the dot ('cor' is not 'core').
+ */
+START_TEST(test_graph_load_shape_and_op_rules)
+{
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [{\"name\": \"x\", \"kind\": \"Input\"},"
+                     T_RELU_Y,
+                     "g.fbs: tensor 0 'x': inputs, parameters and state need "
+                     "a shape");
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [" T_IN ", {\"name\": \"y\", \"kind\":"
+                     " \"Output\"}, {\"name\": \"s\", \"kind\": \"State\","
+                     " \"shape\": [-1, 3]}], \"nodes\": [{\"name\": \"r\","
+                     " \"op\": \"core.relu\", \"inputs\": [0], \"outputs\":"
+                     " [1]}]}",
+                     "g.fbs: tensor 2 's': shape [-1,3] has invalid dimension "
+                     "-1 at position 0 (-1 marks the batch and is allowed on "
+                     "inputs, outputs and activations only)");
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [" T_IN ", {\"name\": \"y\", \"kind\":"
+                     " \"Output\"}], \"nodes\": [{\"name\": \"r\", \"op\":"
+                     " \"cor.relu\", \"inputs\": [0], \"outputs\": [1]}]}",
+                     "g.fbs: node 0 'r': op 'cor.relu' must be 'plugin.op' "
+                     "with the plugin listed in the graph's plugins");
 }
 END_TEST
 
@@ -233,6 +330,33 @@ START_TEST(test_graph_load_bad_names)
 }
 END_TEST
 
+/* The edges of the name rule: 0x1f is the last control character below
+ * the space, tensor 0 is checked like the others, and a DEL is shown as
+ * \x7f in the message (never raw). */
+START_TEST(test_graph_load_bad_name_edges)
+{
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [" T_IN ", {\"name\": \"y\\u001f\","
+                     " \"kind\": \"Output\"}], \"nodes\": [{\"name\": \"r\","
+                     " \"op\": \"core.relu\", \"inputs\": [0], \"outputs\":"
+                     " [1]}]}",
+                     "g.fbs: tensor 1 has the name 'y\\x1f', which contains "
+                     "the control character 0x1f");
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [{\"name\": \"x\\u0002\", \"kind\":"
+                     " \"Input\", \"shape\": [-1, 2]}," T_RELU_Y,
+                     "g.fbs: tensor 0 has the name 'x\\x02', which contains "
+                     "the control character 0x02");
+    expect_bad_graph("{\"name\": \"g\", \"plugins\": [\"core\"], "
+                     "\"tensors\": [" T_IN ", {\"name\": \"y\", \"kind\":"
+                     " \"Output\"}], \"nodes\": [{\"name\": \"r\\u007f\","
+                     " \"op\": \"core.relu\", \"inputs\": [0], \"outputs\":"
+                     " [1]}]}",
+                     "g.fbs: node 0 has the name 'r\\x7f', which contains the "
+                     "control character 0x7f");
+}
+END_TEST
+
 /* A graph computes something: a node and an output tensor. */
 START_TEST(test_graph_load_no_nodes_no_output)
 {
@@ -331,153 +455,6 @@ START_TEST(test_graph_flatc_json_roundtrip_runs_identically)
 END_TEST
 
 /* Creates a session for a JSON graph and expects it to fail. */
-static void
-expect_bad_session(const char *json, int64_t batch, int status,
-                   const char *needle)
-{
-    smlp_registry_t *reg = tu_registry();
-    struct smlp_session_opts o;
-    struct smlp_error err;
-    smlp_graph_t *g;
-    char path[512];
-
-    g = graph_json(json, &err, path, sizeof(path));
-    ck_assert_msg(g != NULL, "%s", err.msg);
-    smlp_session_opts_init(&o);
-    o.batch = batch;
-    ck_assert_ptr_null(smlp_session_create(g, reg, &o, &err));
-    ck_assert_msg(err.status == status, "got %s: %s",
-                  smlp_status_name(err.status), err.msg);
-    tu_assert_contains(err.msg, needle);
-    smlp_graph_unload(g);
-    smlp_registry_destroy(reg);
-}
-
-START_TEST(test_infer_linear_mismatch_names_node)
-{
-    expect_bad_session(
-        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
-        "{\"name\": \"W\", \"kind\": \"Parameter\", \"shape\": [3, 5]},"
-        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": ["
-        "{\"name\": \"fc\", \"op\": \"core.linear\", \"inputs\": [0, 1],"
-        " \"outputs\": [2]}]}",
-        1, SMLP_ESHAPE, "node 0 'fc' (core.linear): ");
-}
-END_TEST
-
-START_TEST(test_infer_declared_shape_mismatch)
-{
-    expect_bad_session(
-        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
-        "{\"name\": \"y\", \"kind\": \"Output\", \"shape\": [-1, 7]}],"
-        " \"nodes\": [{\"name\": \"r\", \"op\": \"core.relu\","
-        " \"inputs\": [0], \"outputs\": [1]}]}",
-        2, SMLP_ESHAPE,
-        "output 0 'y' is f32 [2,2], but the graph declares f32 [2,7]");
-}
-END_TEST
-
-/* The declared dtype counts as much as the shape: relu's output is f32,
- * the graph declares i32 (same shape). */
-START_TEST(test_infer_declared_dtype_mismatch)
-{
-    expect_bad_session(
-        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
-        "{\"name\": \"y\", \"kind\": \"Output\", \"shape\": [-1, 2],"
-        " \"dtype\": \"I32\"}], \"nodes\": [{\"name\": \"r\", \"op\":"
-        " \"core.relu\", \"inputs\": [0], \"outputs\": [1]}]}",
-        2, SMLP_ESHAPE,
-        "node 0 'r' (core.relu): output 0 'y' is f32 [2,2], but the graph "
-        "declares i32 [2,2]");
-}
-END_TEST
-
-START_TEST(test_infer_batch_zero_and_overflow)
-{
-    expect_bad_session("{\"name\": \"g\", \"plugins\": [\"core\"], "
-                       "\"tensors\": [" T_IN "," T_RELU_Y, 0, SMLP_EINVAL,
-                       "batch size 0 is out of range");
-    expect_bad_session(
-        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": ["
-        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\":"
-        " [-1, 4294967296, 4294967296]}," T_RELU_Y,
-        1, SMLP_ESHAPE, "tensor 'x': shape [1,4294967296,4294967296] is too "
-                        "large");
-}
-END_TEST
-
-START_TEST(test_infer_arity)
-{
-    expect_bad_session(
-        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
-        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": [{\"name\":"
-        " \"a\", \"op\": \"core.add\", \"inputs\": [0], \"outputs\": [1]}]}",
-        1, SMLP_EBADGRAPH,
-        "node 0 'a' (core.add): has 1 inputs and 1 outputs, the op takes 2 "
-        "inputs");
-}
-END_TEST
-
-/* A misspelt attribute is an error, not a run with the default. */
-START_TEST(test_infer_undeclared_attr)
-{
-    expect_bad_session(
-        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
-        "{\"name\": \"W\", \"kind\": \"Parameter\", \"shape\": [3, 2]},"
-        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": ["
-        "{\"name\": \"fc\", \"op\": \"core.linear\", \"inputs\": [0, 1],"
-        " \"outputs\": [2], \"attrs\": [{\"name\": \"axsi\", \"i\": -1}]}]}",
-        1, SMLP_EBADGRAPH,
-        "g.fbs: node 0 'fc' (core.linear): attribute 'axsi' is not one that "
-        "the op declares (it declares axis)");
-    expect_bad_session(
-        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": [" T_IN ","
-        "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": [{\"name\":"
-        " \"r\", \"op\": \"core.relu\", \"inputs\": [0], \"outputs\": [1],"
-        " \"attrs\": [{\"name\": \"slope\", \"type\": \"Float\","
-        " \"f\": 0.1}]}]}",
-        1, SMLP_EBADGRAPH,
-        "node 0 'r' (core.relu): attribute 'slope' is not one that the op "
-        "declares (it declares none)");
-}
-END_TEST
-
-/* An input with a fixed first dimension fixes the batch: a session with
- * another batch blames the input, not a node downstream. */
-START_TEST(test_infer_fixed_batch_input)
-{
-    static const char *json =
-        "{\"name\": \"g\", \"plugins\": [\"core\"], \"tensors\": ["
-        "{\"name\": \"image\", \"kind\": \"Input\", \"shape\": [2, 3]},"
-        "{\"name\": \"h\"},"
-        "{\"name\": \"y\", \"kind\": \"Output\", \"shape\": [-1, 3]}],"
-        "\"nodes\": [{\"name\": \"r\", \"op\": \"core.relu\","
-        " \"inputs\": [0], \"outputs\": [1]},"
-        "{\"name\": \"s\", \"op\": \"core.relu\", \"inputs\": [1],"
-        " \"outputs\": [2]}]}";
-    smlp_registry_t *reg = tu_registry();
-    struct smlp_session_opts o;
-    struct smlp_error err;
-    smlp_session_t *s;
-    smlp_graph_t *g;
-    char path[512];
-
-    expect_bad_session(json, 5, SMLP_ESHAPE,
-                       "g.fbs: input 'image' has a fixed batch of 2 "
-                       "(declared [2,3]); the session asks for batch 5");
-    g = graph_json(json, &err, path, sizeof(path));
-    ck_assert_msg(g != NULL, "%s", err.msg);
-    smlp_session_opts_init(&o);
-    o.batch = 2;
-    o.plan_only = 1;
-    s = smlp_session_create(g, reg, &o, &err);
-    ck_assert_msg(s != NULL, "%s", err.msg);
-    smlp_session_destroy(s);
-    smlp_graph_unload(g);
-    smlp_registry_destroy(reg);
-}
-END_TEST
-
 static Suite *
 session_graph_suite(void)
 {
@@ -485,29 +462,22 @@ session_graph_suite(void)
     TCase *tc;
 
     tc = tcase_create("graph");
-
     tcase_add_test(tc, test_graph_load_cycle);
+    tcase_add_test(tc, test_graph_load_cycle_names_first_waiting_node);
+    tcase_add_test(tc, test_graph_tensor0_activation);
     tcase_add_test(tc, test_graph_load_two_writers);
     tcase_add_test(tc, test_graph_load_unwritten_read);
     tcase_add_test(tc, test_graph_load_duplicate_names);
     tcase_add_test(tc, test_graph_load_plugin_path_refused);
     tcase_add_test(tc, test_graph_load_misc_semantics);
+    tcase_add_test(tc, test_graph_load_shape_and_op_rules);
     tcase_add_test(tc, test_graph_load_format_version);
     tcase_add_test(tc, test_graph_load_bad_names);
+    tcase_add_test(tc, test_graph_load_bad_name_edges);
     tcase_add_test(tc, test_graph_load_no_nodes_no_output);
     tcase_add_test(tc, test_graph_load_batch_dim_first_only);
     tcase_add_test(tc, test_graph_load_not_a_file);
     tcase_add_test(tc, test_graph_flatc_json_roundtrip_runs_identically);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("infer");
-    tcase_add_test(tc, test_infer_linear_mismatch_names_node);
-    tcase_add_test(tc, test_infer_declared_shape_mismatch);
-    tcase_add_test(tc, test_infer_declared_dtype_mismatch);
-    tcase_add_test(tc, test_infer_batch_zero_and_overflow);
-    tcase_add_test(tc, test_infer_arity);
-    tcase_add_test(tc, test_infer_undeclared_attr);
-    tcase_add_test(tc, test_infer_fixed_batch_input);
     suite_add_tcase(s, tc);
     return s;
 }

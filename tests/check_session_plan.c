@@ -426,6 +426,155 @@ START_TEST(test_plan_longest_lifetime_first)
 }
 END_TEST
 
+/*
+ * graph_branches with a state tensor s [5] that no node uses: the
+ * statistics count parameters only in `params` (W1 6 + b1 3 + W2 6 =
+ * 15), while `param_bytes` holds parameters and state, each rounded up
+ * to 64 bytes (24, 12, 24 and 20 bytes: 4 x 64 = 256), each starting
+ * 64-byte aligned like the arena's buffers (DESIGN.md, Memory).
+ */
+START_TEST(test_stats_params_not_state)
+{
+    static const char *json =
+        "{\"name\": \"branches\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]},"
+        "{\"name\": \"W1\", \"kind\": \"Parameter\", \"shape\": [3, 2]},"
+        "{\"name\": \"b1\", \"kind\": \"Parameter\", \"shape\": [3]},"
+        "{\"name\": \"W2\", \"kind\": \"Parameter\", \"shape\": [3, 2]},"
+        "{\"name\": \"y\"}, {\"name\": \"z\"},"
+        "{\"name\": \"out\", \"kind\": \"Output\", \"shape\": [-1, 3]},"
+        "{\"name\": \"s\", \"kind\": \"State\", \"shape\": [5]}],"
+        "\"nodes\": ["
+        "{\"name\": \"fc1\", \"op\": \"core.linear\", \"inputs\": [0, 1, 2],"
+        " \"outputs\": [4]},"
+        "{\"name\": \"fc2\", \"op\": \"core.linear\", \"inputs\": [0, 3, -1],"
+        " \"outputs\": [5]},"
+        "{\"name\": \"sum\", \"op\": \"core.add\", \"inputs\": [4, 5],"
+        " \"outputs\": [6]}]}";
+    static const char *const names[4] = {"W1", "b1", "W2", "s"};
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_stats st;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+    int i;
+
+    g = graph_json(json, &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    s = smlp_session_create(g, reg, NULL, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_get_stats(s, &st), SMLP_OK);
+    ck_assert_uint_eq(st.params, 15);
+    ck_assert_uint_eq(st.param_bytes, 256);
+    ck_assert_int_eq(st.n_nodes, 3);
+    ck_assert_int_eq(st.batch, 1);
+    for (i = 0; i < 4; i++) {
+        struct smlp_tensor t;
+
+        ck_assert_int_eq(smlp_session_tensor(s, names[i], &t), SMLP_OK);
+        ck_assert_msg((uintptr_t)t.data % 64 == 0, "%s at %p", names[i],
+                      t.data);
+    }
+    smlp_session_destroy(s);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * The arena is zeroed when a session is made, so an output read before
+ * the first run is zeros, even where the memory was used before: the
+ * first session runs (out nonzero) and is destroyed, the second, of the
+ * same size, is read before it runs.
+ */
+START_TEST(test_arena_zeroed_before_run)
+{
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+    int64_t n, i;
+    float *out;
+    int k, nonzero = 0;
+
+    g = graph_json(graph_branches, &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.batch = 64;
+    o.threads = 1;
+    for (k = 0; k < 4; k++) {
+        s = smlp_session_create(g, reg, &o, &err);
+        ck_assert_msg(s != NULL, "%s", err.msg);
+        out = tensor_data(s, "out", &n);
+        ck_assert_int_eq(n, 64 * 3);
+        for (i = 0; i < n; i++)
+            ck_assert_msg(out[i] == 0.0f, "session %d: out[%d] = %g before "
+                          "any run", k, (int)i, (double)out[i]);
+        tu_run_ok(s);
+        for (i = 0; i < n; i++)
+            nonzero += out[i] != 0.0f;
+        smlp_session_destroy(s);
+    }
+    ck_assert_int_gt(nonzero, 0);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * A training session's budget counts its gradients too (smlp.h
+ * max_memory: arena + parameters, and gradients when training): the
+ * arena and parameters alone are too little, and the message says
+ * "+ gradients".
+ */
+START_TEST(test_max_memory_counts_gradients)
+{
+    static const char *json =
+        "{\"name\": \"ce\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 4]},"
+        "{\"name\": \"labels\", \"dtype\": \"I32\", \"kind\": \"Input\","
+        " \"shape\": [-1], \"init\": {\"kind\": \"Zeros\"}},"
+        "{\"name\": \"W\", \"kind\": \"Parameter\", \"shape\": [3, 4]},"
+        "{\"name\": \"b\", \"kind\": \"Parameter\", \"shape\": [3]},"
+        "{\"name\": \"y\", \"kind\": \"Output\", \"shape\": [-1, 3]},"
+        "{\"name\": \"loss\", \"kind\": \"Output\"}],"
+        "\"nodes\": ["
+        "{\"name\": \"fc\", \"op\": \"core.linear\", \"inputs\": [0, 2, 3],"
+        " \"outputs\": [4]},"
+        "{\"name\": \"ce\", \"op\": \"core.softmax_cross_entropy\","
+        " \"inputs\": [4, 1], \"outputs\": [5]}]}";
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_session_stats st;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+
+    g = graph_json(json, &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    smlp_session_opts_init(&o);
+    o.batch = 2;
+    o.training = 1;
+    o.loss = "loss";
+    o.plan_only = 1;
+    s = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(s != NULL, "%s", err.msg);
+    ck_assert_int_eq(smlp_session_get_stats(s, &st), SMLP_OK);
+    smlp_session_destroy(s);
+    o.max_memory = st.arena_bytes + st.param_bytes;
+    ck_assert_ptr_null(smlp_session_create(g, reg, &o, &err));
+    ck_assert_int_eq(err.status, SMLP_ELIMIT);
+    tu_assert_contains(err.msg, " + gradients ");
+    tu_assert_contains(err.msg, "over the memory limit");
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 static Suite *
 session_plan_suite(void)
 {
@@ -441,6 +590,9 @@ session_plan_suite(void)
     tcase_add_test(tc, test_plan_lifetime_covers_last_read);
     tcase_add_test(tc, test_plan_size_order_wins);
     tcase_add_test(tc, test_plan_longest_lifetime_first);
+    tcase_add_test(tc, test_stats_params_not_state);
+    tcase_add_test(tc, test_arena_zeroed_before_run);
+    tcase_add_test(tc, test_max_memory_counts_gradients);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -151,6 +151,8 @@ run_wide(int threads)
     ck_assert_msg(s != NULL, "%s", err.msg);
     smlp_session_get_stats(s, &st);
     ck_assert_int_eq(st.inter_op, threads);
+    /* inter_op x intra_op <= the budget: threads nodes, 1 thread each. */
+    ck_assert_int_eq(st.intra_op, 1);
     x = tensor_data(s, "x", NULL);
     for (run = 0; run < 5; run++) {
         for (k = 0; k < 15; k++)

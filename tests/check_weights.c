@@ -616,6 +616,93 @@ START_TEST(test_outputs_write_before_run)
 }
 END_TEST
 
+/*
+ * opts.no_init (smlp.h): parameters are allocated but left zero, the
+ * graph's initializers unused.  graph_branches' W2 has a uniform
+ * initializer on [-1, 1]: nonzero without no_init (six draws), all zero
+ * with it.
+ */
+START_TEST(test_no_init_leaves_zeros)
+{
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *s;
+    smlp_graph_t *g;
+    char path[512];
+    int64_t n, i;
+    float *w;
+    int k, nonzero;
+
+    g = graph_json(graph_branches, &err, path, sizeof(path));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    for (k = 0; k < 2; k++) {
+        smlp_session_opts_init(&o);
+        o.no_init = k;
+        s = smlp_session_create(g, reg, &o, &err);
+        ck_assert_msg(s != NULL, "%s", err.msg);
+        w = tensor_data(s, "W2", &n);
+        ck_assert_int_eq(n, 6);
+        for (nonzero = 0, i = 0; i < n; i++)
+            nonzero += w[i] != 0.0f;
+        if (k == 0)
+            ck_assert_int_gt(nonzero, 0);
+        else
+            ck_assert_int_eq(nonzero, 0);
+        smlp_session_destroy(s);
+    }
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
+/*
+ * opts.weights loads state as well as parameters (smlp.h: "parameters
+ * and state"): a graph with a state tensor st [2] (initializer 0) saved
+ * with st = {3, -4} gives a new session st = {3, -4} from the start.
+ */
+START_TEST(test_weights_at_create_load_state)
+{
+    static const char *json =
+        "{\"name\": \"st\", \"plugins\": [\"core\"], \"tensors\": ["
+        "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]},"
+        "{\"name\": \"W\", \"kind\": \"Parameter\", \"shape\": [3, 2]},"
+        "{\"name\": \"st\", \"kind\": \"State\", \"shape\": [2]},"
+        "{\"name\": \"out\", \"kind\": \"Output\"}], \"nodes\": ["
+        "{\"name\": \"fc\", \"op\": \"core.linear\", \"inputs\": [0, 1],"
+        " \"outputs\": [3]}]}";
+    smlp_registry_t *reg = tu_registry();
+    struct smlp_session_opts o;
+    struct smlp_error err;
+    smlp_session_t *a, *b;
+    smlp_graph_t *g;
+    char gpath[512], path[600];
+    float *v;
+
+    g = graph_json(json, &err, gpath, sizeof(gpath));
+    ck_assert_msg(g != NULL, "%s", err.msg);
+    a = smlp_session_create(g, reg, NULL, &err);
+    ck_assert_msg(a != NULL, "%s", err.msg);
+    v = tensor_data(a, "st", NULL);
+    v[0] = 3;
+    v[1] = -4;
+    snprintf(path, sizeof(path), "%s/state.safetensors", tu_tmpdir());
+    ck_assert_msg(smlp_session_save_weights(a, path) == SMLP_OK, "%s",
+                  smlp_session_errmsg(a));
+    smlp_session_destroy(a);
+    smlp_session_opts_init(&o);
+    o.weights = path;
+    b = smlp_session_create(g, reg, &o, &err);
+    ck_assert_msg(b != NULL, "%s", err.msg);
+    v = tensor_data(b, "st", NULL);
+    ck_assert_float_eq(v[0], 3.0f);
+    ck_assert_float_eq(v[1], -4.0f);
+    smlp_session_destroy(b);
+    smlp_graph_unload(g);
+    smlp_registry_destroy(reg);
+}
+END_TEST
+
 static Suite *
 weights_suite(void)
 {
@@ -634,6 +721,8 @@ weights_suite(void)
     tcase_add_test(tc, test_inputs_synthetic_per_input_seed);
     tcase_add_test(tc, test_init_values);
     tcase_add_test(tc, test_outputs_write_before_run);
+    tcase_add_test(tc, test_no_init_leaves_zeros);
+    tcase_add_test(tc, test_weights_at_create_load_state);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,9 +1,10 @@
 /*
  * sessionfx.h - what the session suites share: graphs loaded from inline
  * JSON, the two-branch graph of core.linear and core.add whose results
- * are worked out by hand, and a session tensor's data by name.  Used by
- * check_session_graph.c, check_session_sched.c,
- * check_session_plan.c and check_weights.c.
+ * are worked out by hand, a session tensor's data by name, and the JSON
+ * of a one-input graph (T_IN, T_RELU_Y).  Used by check_session_graph.c,
+ * check_session_infer.c, check_session_sched.c, check_session_plan.c and
+ * check_weights.c.
  */
 #ifndef SMLP_SESSIONFX_H
 #define SMLP_SESSIONFX_H
@@ -50,5 +51,13 @@ tensor_data(smlp_session_t *s, const char *name, int64_t *numel)
         *numel = smlp_tensor_numel(&t);
     return t.data;
 }
+
+/* A graph's input tensor x [-1, 2], the first of its tensors. */
+#define T_IN "{\"name\": \"x\", \"kind\": \"Input\", \"shape\": [-1, 2]}"
+
+/* The rest of a graph whose tensor 0 is x: y = relu(x), the output. */
+#define T_RELU_Y                                                             \
+    "{\"name\": \"y\", \"kind\": \"Output\"}], \"nodes\": [{\"name\":"       \
+    " \"r\", \"op\": \"core.relu\", \"inputs\": [0], \"outputs\": [1]}]}"
 
 #endif
