@@ -453,7 +453,11 @@ resolve_nodes(smlp_session_t *s, struct smlp_error *err)
                 if (strncmp(ir->plugins[k], nir->op, len) == 0 &&
                     ir->plugins[k][len] == '\0')
                     break;
-            p = smlp__registry_plugin(s->reg, ir->plugins[k]);
+            /* graph.c refuses an op whose plugin the graph does not
+             * list, so k < n_plugins; NULL would print "?". */
+            p = k < ir->n_plugins
+                    ? smlp__registry_plugin(s->reg, ir->plugins[k])
+                    : NULL;
             return smlp__seterr(err, SMLP_ENOKERNEL,
                                 "%s: node %d '%s': unknown op '%s' (plugin "
                                 "'%s' from %s has: %s)",
