@@ -55,6 +55,9 @@ train_moe_init(struct train_moe *m, smlp_session_t *s, char *err,
         if (l->kept == NULL || l->dropped == NULL)
             goto oom;
     }
+    m->step_vals = malloc((train_moe_values(m) + 1) * sizeof(double));
+    if (m->step_vals == NULL)
+        goto oom;
     return 0;
 oom:
     snprintf(err, errlen, "--moe-stats: out of memory");
@@ -111,25 +114,13 @@ train_moe_step_values(struct train_moe *m, const double *v, int ranks)
     m->row_steps++;
 }
 
+/* The values are exact (counts below 2^53, a float aux), so this adds
+ * what the tensors hold. */
 void
 train_moe_step(struct train_moe *m)
 {
-    int i;
-    int64_t e;
-
-    for (i = 0; i < m->n_layers; i++) {
-        struct train_moe_layer *l = &m->layers[i];
-        const int32_t *load = l->load.data;
-
-        for (e = 0; e < l->experts; e++) {
-            l->kept[e] += load[2 * e];
-            l->dropped[e] += load[2 * e + 1];
-            m->ep_kept += load[2 * e];
-            m->ep_dropped += load[2 * e + 1];
-        }
-        l->aux_sum += *(const float *)l->aux.data;
-    }
-    m->row_steps++;
+    train_moe_get(m, m->step_vals);
+    train_moe_step_values(m, m->step_vals, 1);
 }
 
 static int
@@ -334,6 +325,7 @@ train_moe_free(struct train_moe *m)
         free(m->layers[k].dropped);
     }
     free(m->layers);
+    free(m->step_vals);
     for (i = 0; i < m->n_lines; i++)
         free(m->lines[i]);
     free(m->lines);

@@ -41,6 +41,7 @@ struct train_moe {
     struct train_moe_layer *layers;
     int64_t row_steps;
     int64_t ep_kept, ep_dropped; /* all layers, since train_moe_epoch */
+    double *step_vals;           /* train_moe_step's scratch */
     char **lines;                /* CSV rows so far, without newlines */
     size_t n_lines, cap;
 };
