@@ -13,6 +13,9 @@
 # - --resume on 2 ranks continues bit for bit (a stop after epoch 1, and
 #   a SIGINT that reaches rank 0 only: every rank stops, exit 130);
 #   smlp-train refuses a 2-rank checkpoint (another summation order);
+# - the test set shared out among 2 and 3 ranks (--eval-only): the
+#   accuracy, loss, per-class and --routing-by-class numbers of one
+#   process; a linear probe whose feature cache the ranks fill in parts;
 # - errors: a batch that does not divide among the ranks, a MoCo graph,
 #   ranks whose parameters part (SMLP_TRAIN_TEST_DIVERGE_STEP), a bad
 #   output found by rank 0 alone: each exits non-zero, none hangs.
@@ -199,6 +202,43 @@ fi
 expect "one process refuses a 2-rank checkpoint" 1 \
     "the number of ranks (mpirun -np)" \
     "$TRAIN" "$MIXER" $RES --threads 2 --out "$T/r1.st" --resume "$T/r.st"
+
+# ---- the test set and the probe's cache shared out ---------------------
+# --eval-only with 7 batches of 10 (the last of 4) on 1, 2 and 3 ranks:
+# the same accuracy, loss, per-class lines and routing counts.
+EV="--data $D --limit-test 64 --eval-batch 10 --eval-only --weights $T/s1.st"
+"$TRAIN" "$SPARSE" $EV --threads 2 --routing-by-class "$T/rbc1.csv" \
+    >"$T/ev1.out" 2>&1
+sed -e 's/, [0-9.]* s)$/)/' -e '/^routing by class written/d' \
+    "$T/ev1.out" >"$T/ev1.txt"
+for np in 2 3; do
+    mpi "$np" "$SPARSE" $EV --routing-by-class "$T/rbc$np.csv" \
+        >"$T/ev$np.out" 2>&1
+    sed -e 's/, [0-9.]* s)$/)/' -e '/^routing by class written/d' \
+        "$T/ev$np.out" >"$T/ev$np.txt"
+    if grep -q "test acc .*(64 test images)" "$T/ev1.txt" &&
+        cmp -s "$T/ev1.txt" "$T/ev$np.txt" &&
+        [ "$(wc -l <"$T/rbc1.csv")" -gt 10 ] &&
+        cmp -s "$T/rbc1.csv" "$T/rbc$np.csv"; then
+        ok "--eval-only on $np ranks: the numbers of one process"
+    else
+        bad "--eval-only on $np ranks"; show "$T/ev1.out"
+        show "$T/ev$np.out"
+    fi
+done
+# A linear probe on 2 ranks: each rank computes a part of the feature
+# cache; the head trains as in one process.
+PR="--data $D --limit-train 64 --limit-test 64 --eval-batch 10 --probe \
+--init-from $T/s1.st --epochs 2 --batch 16 --lr 0.1 --weight-decay 0 \
+--progress lines"
+"$TRAIN" "$SPARSE" $PR --threads 2 --out "$T/pr1.st" >"$T/out1" 2>&1
+mpi 2 "$SPARSE" $PR --out "$T/pr2.st" >"$T/out2" 2>&1
+if grep -q "cached in" "$T/out2" &&
+    "$PY" "$T/st.py" near "$T/pr1.st" "$T/pr2.st" >"$T/err" 2>&1; then
+    ok "a probe on 2 ranks: the head of one process"
+else
+    bad "a probe on 2 ranks"; show "$T/out1"; show "$T/out2"; show "$T/err"
+fi
 
 # ---- errors ------------------------------------------------------------
 expect "a batch that does not divide" 2 \

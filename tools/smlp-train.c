@@ -509,7 +509,9 @@ dist_options(struct train_opts *o)
 
     if (train_dist_size() == 1)
         return 0;
-    if (o->batch % train_dist_size() != 0) {
+    /* --eval-only runs no training step: its ranks share out the test
+     * set, not a batch. */
+    if (!o->eval_only && o->batch % train_dist_size() != 0) {
         train_fail("--batch %lld does not divide among %d ranks: each rank "
                    "runs an equal part of every batch (try --batch %lld)",
                    (long long)o->batch, train_dist_size(),

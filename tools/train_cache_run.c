@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "train_cache.h"
+#include "train_dist.h"
 #include "train_main.h"
 
 int
@@ -119,14 +120,16 @@ train_cache_cut(struct train_run *r, int64_t b)
 }
 
 /* Runs the feature session over `set` in order and keeps each image's row
- * of the cut tensor in rows. */
+ * of the cut tensor in rows.  Data-parallel ranks share the batches out
+ * (train_dist_range) and then gather the rows: each row comes from the
+ * same batch as in one process, so the cache has the same bits. */
 static int
 cache_set(struct train_run *r, const struct train_set *set, float *rows)
 {
     struct train_loader_opts lo;
     struct train_loader *l;
     struct smlp_tensor in, cut;
-    int64_t nb, i;
+    int64_t nb, i, first, end;
     char err[256];
 
     if (train_tensor(r->cache.fs, r->head.image, &in) != 0 ||
@@ -143,13 +146,15 @@ cache_set(struct train_run *r, const struct train_set *set, float *rows)
         return -1;
     }
     nb = train_loader_batches(l);
-    train_loader_request(l, 0, 0);
-    for (i = 0; i < nb; i++) {
+    train_dist_range(nb, train_dist_rank(), train_dist_size(), &first, &end);
+    if (first < end)
+        train_loader_request(l, 0, first);
+    for (i = first; i < end; i++) {
         const struct train_batch *b = train_loader_wait(l);
 
         memcpy(in.data, b->images,
                (size_t)smlp_tensor_numel(&in) * sizeof(float));
-        if (i + 1 < nb)
+        if (i + 1 < end)
             train_loader_request(l, 0, i + 1);
         if (smlp_session_run(r->cache.fs) != SMLP_OK) {
             train_fail("the probe's feature cache: %s",
@@ -162,7 +167,8 @@ cache_set(struct train_run *r, const struct train_set *set, float *rows)
                (size_t)b->n * (size_t)r->cache.row * sizeof(float));
     }
     train_loader_destroy(l);
-    return 0;
+    return train_dist_gather(rows, set->n, lo.batch,
+                             (size_t)r->cache.row * sizeof(float));
 }
 
 int

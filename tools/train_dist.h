@@ -36,8 +36,29 @@ int train_dist_sum_f64(double *x, size_t n);
 int train_dist_any(int flag);
 /* Whether h is the same on every rank (collective). */
 int train_dist_same_u64(uint64_t h);
+/* x[0..n) summed over the ranks, in place (exact: integers). */
+int train_dist_sum_i64(int64_t *x, size_t n);
 /* The bytes of rank 0, on every rank.  0, or -1 after a message. */
 int train_dist_bcast(void *buf, size_t bytes);
+/*
+ * Work shared out in blocks (batches of an evaluation): rank `rank` of
+ * `size` takes blocks [*lo, *hi), contiguous, the ranks in order, sizes
+ * differing by at most one.
+ */
+static inline void
+train_dist_range(int64_t blocks, int rank, int size, int64_t *lo,
+                 int64_t *hi)
+{
+    *lo = blocks * rank / size;
+    *hi = blocks * (rank + 1) / size;
+}
+/*
+ * buf holds n items of `item` bytes in blocks of `per` items (the last
+ * block may be short); each rank has filled the items of its blocks
+ * (train_dist_range over the ceil(n / per) blocks).  Gives every rank
+ * all of them.  0, or -1 after a message.
+ */
+int train_dist_gather(void *buf, int64_t n, int64_t per, size_t item);
 /* Ends MPI: MPI_Finalize when status is 0 or every rank stops with it
  * (agreed = 1), else MPI_Abort(status), which ends every rank.  Returns
  * status. */

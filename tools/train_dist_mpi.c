@@ -138,6 +138,58 @@ train_dist_sum_f64(double *x, size_t n)
 }
 
 int
+train_dist_sum_i64(int64_t *x, size_t n)
+{
+    return sum(x, n, MPI_INT64_T, sizeof(int64_t));
+}
+
+int
+train_dist_gather(void *buf, int64_t n, int64_t per, size_t item)
+{
+    int64_t blocks = per > 0 ? (n + per - 1) / per : 0, lo, hi;
+    int *count = NULL, *at = NULL, r, rc = -1;
+    MPI_Datatype t;
+
+    if (size == 1 || n == 0)
+        return 0;
+    if (item > INT_MAX || n > INT_MAX) {
+        fprintf(stderr, "smlp-train: rank %d of %d: %lld items of %zu bytes "
+                        "are too many for MPI's int counts\n", rank, size,
+                (long long)n, item);
+        return -1;
+    }
+    count = malloc((size_t)size * sizeof(int));
+    at = malloc((size_t)size * sizeof(int));
+    if (count == NULL || at == NULL) {
+        fprintf(stderr, "smlp-train: rank %d of %d: out of memory\n", rank,
+                size);
+        goto out;
+    }
+    for (r = 0; r < size; r++) {
+        train_dist_range(blocks, r, size, &lo, &hi);
+        lo *= per;
+        hi = hi * per < n ? hi * per : n;
+        at[r] = (int)lo;
+        count[r] = (int)(hi - lo);
+    }
+    rc = MPI_Type_contiguous((int)item, MPI_BYTE, &t);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Type_commit(&t);
+    if (rc != MPI_SUCCESS) {
+        rc = fail("MPI_Type_contiguous", rc);
+        goto out;
+    }
+    rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, count, at,
+                        t, MPI_COMM_WORLD);
+    MPI_Type_free(&t);
+    rc = rc == MPI_SUCCESS ? 0 : fail("MPI_Allgatherv", rc);
+out:
+    free(count);
+    free(at);
+    return rc;
+}
+
+int
 train_dist_any(int flag)
 {
     int in = flag != 0, out = in, rc;

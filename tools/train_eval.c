@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train_dist.h"
 #include "train_main.h"
 
 int
@@ -65,43 +66,87 @@ train_score(const float *logits, int64_t k, const int32_t *labels,
     return correct;
 }
 
+/*
+ * Data-parallel runs (train_dist.h) share the test set out: each rank
+ * runs its range of the batches, then the ranks sum the correct answers,
+ * the tallies, the routing counts (integers: exact) and the batches'
+ * cross-entropies (each batch's on one rank, the others' zero: exact).
+ * The loss adds the batches' sums in order on every rank, as one process
+ * does, so the printed numbers do not depend on the number of ranks.
+ */
+static int
+sum_over_ranks(struct train_run *r, int64_t *correct, double *ce_b,
+               int64_t nb)
+{
+    int i;
+
+    if (train_dist_size() == 1)
+        return 0;
+    if (train_dist_sum_i64(correct, 1) != 0 ||
+        train_dist_sum_f64(ce_b, (size_t)nb) != 0 ||
+        train_dist_sum_i64(r->tally, (size_t)(2 * r->e_logits.shape[1])) !=
+            0)
+        return -1;
+    for (i = 0; i < r->routing.n_layers; i++) {
+        struct train_routing_layer *L = &r->routing.layers[i];
+        size_t n = (size_t)(r->routing.classes * L->experts);
+
+        if (train_dist_sum_i64(L->assigned, n) != 0 ||
+            train_dist_sum_i64(L->dropped, n) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int
 train_evaluate(struct train_run *r, double *acc, double *loss)
 {
-    int64_t nb = train_loader_batches(r->el), i, correct = 0;
+    int64_t nb = train_loader_batches(r->el), i, lo, hi, correct = 0;
     size_t floats = (size_t)smlp_tensor_numel(&r->e_image);
-    double t0 = train_now(), ce = 0.0;
+    double t0 = train_now(), ce = 0.0, *ce_b;
     char err[1024];
 
     if (train_copy_params(r, r->es) != 0)
         return -1;
     free(r->tally);
     r->tally = calloc((size_t)(2 * r->e_logits.shape[1]), sizeof(int64_t));
-    if (r->tally == NULL) {
+    ce_b = calloc((size_t)(nb > 0 ? nb : 1), sizeof(double));
+    if (r->tally == NULL || ce_b == NULL) {
+        free(ce_b);
         train_fail("out of memory");
         return -1;
     }
     train_routing_reset(&r->routing);
-    train_loader_request(r->el, 0, 0);
-    for (i = 0; i < nb; i++) {
+    train_dist_range(nb, train_dist_rank(), train_dist_size(), &lo, &hi);
+    if (lo < hi)
+        train_loader_request(r->el, 0, lo);
+    for (i = lo; i < hi; i++) {
         const struct train_batch *b = train_loader_wait(r->el);
 
         memcpy(r->e_image.data, b->images, floats * sizeof(float));
-        if (i + 1 < nb)
+        if (i + 1 < hi)
             train_loader_request(r->el, 0, i + 1);
         if (smlp_session_run(r->es) != SMLP_OK) {
+            free(ce_b);
             train_fail("evaluation: %s", smlp_session_errmsg(r->es));
             return -1;
         }
         correct += train_score(r->e_logits.data, r->e_logits.shape[1],
-                               b->labels, b->n, &ce, r->tally);
+                               b->labels, b->n, &ce_b[i], r->tally);
         train_routing_add(&r->routing, b->labels, b->n,
                           r->e_logits.shape[0]);
     }
+    if (sum_over_ranks(r, &correct, ce_b, nb) != 0) {
+        free(ce_b);
+        return -1;
+    }
+    for (i = 0; i < nb; i++)
+        ce += ce_b[i];
+    free(ce_b);
     *acc = (double)correct / (double)r->test.n;
     *loss = ce / (double)r->test.n;
     r->eval_s += train_now() - t0;
-    if (r->o.routing != NULL &&
+    if (r->o.routing != NULL && train_dist_rank() == 0 &&
         train_routing_write(&r->routing, r->o.routing, err, sizeof(err)) !=
             0) {
         train_fail("--routing-by-class %s", err);

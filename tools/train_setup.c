@@ -485,8 +485,9 @@ train_create_sessions(struct train_run *r)
                             "them)\n", r->head.probe_bn, r->o.graph);
     }
     smlp_session_opts_init(&so);
-    /* Each rank runs its part of the batch, with gate noise of its own. */
-    so.batch = r->o.batch / train_dist_size();
+    /* Each rank runs its part of the batch, with gate noise of its own
+     * (--eval-only trains nothing: the whole batch, divisible or not). */
+    so.batch = r->o.eval_only ? r->o.batch : r->o.batch / train_dist_size();
     so.threads = r->o.threads;
     so.device = r->o.device;
     so.seed = r->o.seed ^ (uint64_t)train_dist_rank()
@@ -627,8 +628,8 @@ train_create_loaders(struct train_run *r)
     lo.views = r->mode == TRAIN_MODE_MOCO ? 2 : 1;
     lo.rows = r->cache.train; /* NULL without the cache */
     lo.row_floats = (size_t)r->cache.row;
-    lo.part = train_dist_rank();
-    lo.parts = train_dist_size();
+    lo.part = r->o.eval_only ? 0 : train_dist_rank();
+    lo.parts = r->o.eval_only ? 1 : train_dist_size();
     r->tl = train_loader_create(&lo, err, sizeof(err));
     if (r->tl != NULL && r->mode == TRAIN_MODE_MOCO) {
         /* Pre-training has no test evaluation. */
@@ -641,7 +642,7 @@ train_create_loaders(struct train_run *r)
     lo.drop_last = 0;
     lo.augment = TRAIN_AUGMENT_NONE;
     lo.rows = r->cache.test;
-    lo.part = 0; /* every rank evaluates the whole test set */
+    lo.part = 0; /* whole batches: the ranks share them out */
     lo.parts = 1;
     r->el = r->tl != NULL ? train_loader_create(&lo, err, sizeof(err)) : NULL;
     if (r->el == NULL) {
