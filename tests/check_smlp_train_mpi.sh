@@ -18,7 +18,9 @@
 #   process; a linear probe whose feature cache the ranks fill in parts;
 # - errors: a batch that does not divide among the ranks, a MoCo graph,
 #   ranks whose parameters part (SMLP_TRAIN_TEST_DIVERGE_STEP), a bad
-#   output found by rank 0 alone: each exits non-zero, none hangs.
+#   output found by rank 0 alone: each exits non-zero, none hangs;
+#   usage errors (found alike by every rank) said once, exit 2 without
+#   MPI_Abort.
 # Prints "N passed, M failed"; exit 77 (skip) without smlp-train-mpi
 # (configure found no MPI), mpirun or python3.
 B=${SMLP_TEST_BUILDDIR:-.}
@@ -246,6 +248,24 @@ expect "a batch that does not divide" 2 \
     mpi 2 "$MIXER" $COMMON --batch 15 --max-steps 1 --out "$T/e.st"
 expect "a MoCo graph" 2 "trains in one process only" \
     mpi 2 "$MOCO" --data "$D" --batch 8 --max-steps 1 --out "$T/e.st"
+# Usage errors are every rank's: rank 0 alone says it, no MPI_Abort.
+# once NEEDLE GRAPH ARGS...: 3 ranks exit 2, NEEDLE in one line.
+once() {
+    needle=$1
+    shift
+    mpi 3 "$@" --out "$T/e.st" >"$T/out" 2>&1
+    st=$?
+    if [ "$st" -eq 2 ] && [ "$(grep -cF -- "$needle" "$T/out")" -eq 1 ] &&
+        ! grep -q "MPI_ABORT" "$T/out"; then
+        ok "a usage error on 3 ranks said once: $needle"
+    else
+        bad "a usage error on 3 ranks said once: $needle (exit $st)"
+        show "$T/out"
+    fi
+}
+once "does not divide among 3 ranks" "$MIXER" $COMMON --batch 16
+once "unknown option '--bogus'" "$MIXER" $COMMON --bogus
+once "trains in one process only" "$MOCO" --data "$D" --batch 6
 SMLP_TRAIN_TEST_DIVERGE_STEP=1 expect "ranks whose parameters part" 1 \
     "step 4: the ranks' parameters differ" \
     mpi 2 "$MIXER" $COMMON --batch 16 --limit-train 64 --epochs 1 \

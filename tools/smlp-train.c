@@ -50,6 +50,8 @@
  * averages the gradients; decisions that end the loop (a signal) are
  * agreed by all ranks (train_dist_any), and rank 0 alone writes.
  */
+#include <fcntl.h>
+#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -527,13 +529,63 @@ dist_options(struct train_opts *o)
     return 0;
 }
 
+/*
+ * Usage errors come from the arguments, which every rank shares: ranks
+ * other than 0 find them with stderr muted (quiet), then the ranks agree
+ * (usage_agreed): when all failed alike, rank 0 has said why and every
+ * rank exits with the usage status, no MPI_Abort.  Returns 0 when none
+ * failed, 1 when all did, -1 when only some did (then each failed rank
+ * must say why and end the others).
+ */
+static int muted = -1;
+
+static void
+quiet(int on)
+{
+    int fd;
+
+    if (train_dist_rank() == 0)
+        return;
+    fflush(stderr);
+    if (on) {
+        muted = dup(STDERR_FILENO);
+        fd = open("/dev/null", O_WRONLY);
+        if (muted >= 0 && fd >= 0)
+            dup2(fd, STDERR_FILENO);
+        if (fd >= 0)
+            close(fd);
+    } else if (muted >= 0) {
+        dup2(muted, STDERR_FILENO);
+        close(muted);
+        muted = -1;
+    }
+}
+
+static int
+usage_agreed(int failed)
+{
+    if (!train_dist_any(failed))
+        return 0;
+    return train_dist_any(!failed) ? -1 : 1;
+}
+
+static int
+parse_all(int argc, char **argv, struct train_opts *o)
+{
+    int rc = train_parse_args(argc, argv, o);
+
+    if (rc == 0 && dist_options(o) != 0)
+        rc = TRAIN_EXIT_USAGE;
+    return rc;
+}
+
 int
 main(int argc, char **argv)
 {
     struct sigaction sa;
     struct train_run r;
     char err[8192];
-    int rc;
+    int rc, bad, agreed = 0;
 
     memset(&r, 0, sizeof(r));
     if (train_dist_init(&argc, &argv) != 0)
@@ -541,13 +593,24 @@ main(int argc, char **argv)
     /* Rank 0 speaks for all (errors name their rank on stderr). */
     if (train_dist_rank() != 0 && freopen("/dev/null", "w", stdout) == NULL)
         return train_dist_end(TRAIN_EXIT_FAIL, 0);
-    rc = train_parse_args(argc, argv, &r.o);
+    quiet(1);
+    rc = parse_all(argc, argv, &r.o);
+    quiet(0);
     if (rc == TRAIN_HELP_DONE)
         return train_dist_end(TRAIN_EXIT_OK, 1);
-    if (rc != 0)
+    switch (usage_agreed(rc != 0)) {
+    case 1:
+        return train_dist_end(TRAIN_EXIT_USAGE, 1);
+    case -1:
+        if (rc == 0) /* wait for a failed rank's MPI_Abort */
+            (void)train_dist_any(0);
+        if (train_dist_rank() != 0) { /* say it, unmuted */
+            memset(&r.o, 0, sizeof(r.o));
+            optind = 0; /* getopt starts over */
+            (void)parse_all(argc, argv, &r.o);
+        }
         return train_dist_end(TRAIN_EXIT_USAGE, 0);
-    if (dist_options(&r.o) != 0)
-        return train_dist_end(TRAIN_EXIT_USAGE, 0);
+    }
     r.bar = r.o.progress == TRAIN_PROGRESS_BAR ||
             (r.o.progress == TRAIN_PROGRESS_AUTO && isatty(STDOUT_FILENO));
     r.last_acc = NAN;
@@ -562,8 +625,20 @@ main(int argc, char **argv)
     if (train_load_data(&r) != 0 || train_create_sessions(&r) != 0 ||
         train_sync_setup(&r) != 0)
         goto out;
-    if (train_check_mode_options(&r) != 0) {
+    quiet(1);
+    bad = train_check_mode_options(&r) != 0;
+    if (bad)
         fprintf(stderr, "Try 'smlp-train --help'.\n");
+    quiet(0);
+    switch (usage_agreed(bad)) {
+    case 1:
+        agreed = 1;
+        /* fall through */
+    case -1:
+        if (!bad) /* wait for a failed rank's MPI_Abort */
+            (void)train_dist_any(0);
+        else if (agreed == 0 && train_dist_rank() != 0)
+            (void)train_check_mode_options(&r); /* say it, unmuted */
         rc = TRAIN_EXIT_USAGE;
         goto out;
     }
@@ -663,6 +738,6 @@ out:
         rc = TRAIN_EXIT_FAIL;
     /* Every rank stops together when done or interrupted (train()'s
      * decisions are collective); a failure on one rank ends them all. */
-    return train_dist_end(rc, rc == TRAIN_EXIT_INTERRUPTED);
+    return train_dist_end(rc, agreed || rc == TRAIN_EXIT_INTERRUPTED);
 }
 
