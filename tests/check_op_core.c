@@ -133,6 +133,23 @@ START_TEST(test_relu_values)
 }
 END_TEST
 
+START_TEST(test_relu_nan)
+{
+    /* relu keeps a NaN (as torch.relu does), so that a run's finite
+     * checks see it; +inf stays, -inf becomes 0. */
+    const float x[] = {NAN, INFINITY, -INFINITY, 1};
+    struct smlp_tensor *t[2] = {ophost_f32(OPHOST_SHAPE(1, 4), x)};
+    const float *y;
+
+    t[1] = run_ok("core.relu", NULL, t, 1);
+    y = t[1]->data;
+    ck_assert_msg(isnan(y[0]), "relu(NaN) = %g", (double)y[0]);
+    ck_assert(isinf(y[1]) && y[1] > 0.0f);
+    ck_assert(y[2] == 0.0f && y[3] == 1.0f);
+    free_all(t, 2);
+}
+END_TEST
+
 START_TEST(test_add_values)
 {
     const float a[] = {1, 2, 3, 4, 5, 6};
@@ -942,6 +959,7 @@ core_suite(void)
     tcase_add_test(tc, test_gelu_approximate_wrong_type);
     TC("relu");
     tcase_add_test(tc, test_relu_values);
+    tcase_add_test(tc, test_relu_nan);
     TC("add");
     tcase_add_test(tc, test_add_values);
     tcase_add_test(tc, test_add_shape_mismatch);

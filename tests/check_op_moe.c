@@ -305,6 +305,34 @@ START_TEST(test_expert_ffn_errors)
 }
 END_TEST
 
+START_TEST(test_expert_ffn_relu_nan)
+{
+    /* E = 1, M = 2, d = h = o = 1, W1 = 1, b1 = 0, W2 = 2, b2 = 0.5:
+     * out = 2 relu(buf) + 0.5.  A NaN row stays NaN (relu keeps it, as
+     * core.relu), a negative one gives b2. */
+    const float buf[] = {NAN, -1}, w1[] = {1}, b1[] = {0}, w2[] = {2};
+    const float b2[] = {0.5f};
+    struct smlp_tensor *in[5] = {
+        ophost_f32(OPHOST_SHAPE(1, 2, 1), buf),
+        ophost_f32(OPHOST_SHAPE(1, 1, 1), w1),
+        ophost_f32(OPHOST_SHAPE(1, 1), b1),
+        ophost_f32(OPHOST_SHAPE(1, 1, 1), w2),
+        ophost_f32(OPHOST_SHAPE(1, 1), b2),
+    };
+    struct ophost_attr relu[] = {OPHOST_STRING("activation", "relu"),
+                                 OPHOST_END};
+    struct smlp_tensor *out[1];
+    const float *y;
+
+    run_ok("moe.expert_ffn", relu, in, 5, out, 1);
+    y = out[0]->data;
+    ck_assert_msg(isnan(y[0]), "row 0: %g, want NaN", (double)y[0]);
+    ck_assert_msg(y[1] == 0.5f, "row 1: %g, want 0.5", (double)y[1]);
+    free_all(out, 1);
+    free_all(in, 5);
+}
+END_TEST
+
 START_TEST(test_expert_ffn_hidden_0)
 {
     /* h = 0 is a valid shape (OPS.md sets no minimum, infer accepts it):
@@ -604,6 +632,7 @@ moe_suite(void)
     tcase_add_test(tc, test_expert_ffn_gelu_all_rows);
     tcase_add_test(tc, test_expert_ffn_gelu_slot_item);
     tcase_add_test(tc, test_expert_ffn_relu);
+    tcase_add_test(tc, test_expert_ffn_relu_nan);
     tcase_add_test(tc, test_expert_ffn_slot_item_invalid);
     tcase_add_test(tc, test_expert_ffn_errors);
     tcase_add_test(tc, test_expert_ffn_hidden_0);

@@ -382,7 +382,7 @@ k_relu(const float *x, float *y, int64_t n)
     int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
 
     for (; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* a NaN stays */
 }
 
 __global__ void

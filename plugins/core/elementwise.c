@@ -5,6 +5,10 @@
  * shape.  gelu is exact (0.5·x·(1 + erf(x/√2))) unless `approximate` is
  * "tanh" (0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))).
  *
+ * relu(x) is 0 where x < 0 and x elsewhere, so that a NaN stays a NaN (as
+ * in PyTorch) and the run's finite checks see it; a comparison x > 0
+ * would turn it into 0.
+ *
  * Each has a backward.  gelu's recomputes its derivative from x with
  * branch-free float code (smlp_erff and smlp_expf, smlp_kernel.h) so that
  * the loop vectorises like the forward; relu passes dy where x > 0 (0 at
@@ -215,7 +219,7 @@ relu_task(void *arg, int64_t begin, int64_t end, int worker)
 
     (void)worker;
     for (i = begin; i < end; i++)
-        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* a NaN stays */
     return 0;
 }
 

@@ -136,7 +136,7 @@ k_bias_act(float *hd, const float *b1, int64_t total, int64_t m, int64_t h,
         int64_t j = idx % h, b = idx / (m * h);
         float v = __fadd_rn(hd[idx], b1[b * h + j]);
 
-        hd[idx] = relu ? (v > 0.0f ? v : 0.0f) : gelu_cpu(v);
+        hd[idx] = relu ? (v < 0.0f ? 0.0f : v) : gelu_cpu(v);
     }
 }
 
@@ -335,7 +335,7 @@ k_act_grad(float *a, float *g, const float *b1, const int32_t *si,
         }
         if (relu) {
             g[idx] = v > 0.0f ? g[idx] : 0.0f;
-            a[idx] = v > 0.0f ? v : 0.0f;
+            a[idx] = v < 0.0f ? 0.0f : v;
             continue;
         }
         e1 = __fadd_rn(1.0f, erf_cpu(__fmul_rn(v, 0.70710678118654752f)));

@@ -322,7 +322,7 @@ bias_act(float *hd, const float *b, int64_t rows, int64_t h, int64_t ld,
         if (relu)
             for (j = 0; j < h; j++) {
                 float v = row[j] + b[j];
-                row[j] = v > 0.0f ? v : 0.0f;
+                row[j] = v < 0.0f ? 0.0f : v;
             }
         else
             for (j = 0; j < h; j++)
@@ -341,7 +341,7 @@ bias_act_keep(float *row, const float *b, int64_t n, int relu, float *z)
         z[j] = row[j] + b[j];
     if (relu)
         for (j = 0; j < n; j++)
-            row[j] = z[j] > 0.0f ? z[j] : 0.0f;
+            row[j] = z[j] < 0.0f ? 0.0f : z[j];
     else
         for (j = 0; j < n; j++)
             row[j] = smlp_gelu_erf(z[j]);
@@ -544,7 +544,7 @@ act_pass(float *a, float *g, const float *b, int64_t rows, int64_t n,
             for (i = 0; gr != NULL && i < n; i++)
                 gr[i] = ar[i] > 0.0f ? gr[i] : 0.0f;
             for (i = 0; keep_act && i < n; i++)
-                ar[i] = ar[i] > 0.0f ? ar[i] : 0.0f;
+                ar[i] = ar[i] < 0.0f ? 0.0f : ar[i];
             continue;
         }
         if (gr != NULL && keep_act) {
