@@ -42,6 +42,7 @@
 #include <string.h>
 
 #include "graph_ir.h"
+#include "utf8.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "the FlatBuffers reader assumes a little-endian host");
@@ -371,48 +372,6 @@ fb_vector_field(struct fb_reader *r, const struct fb_table *t, int id,
 }
 
 /*
- * Returns the offset of the first byte of s[0..n) that does not belong to
- * well-formed UTF-8 (no overlong forms, surrogates or code points beyond
- * U+10FFFF), or n when there is none.  FlatBuffers strings are UTF-8; a
- * copy of this test is in safetensors_write.c, a library that does not link
- * this one.
- */
-static size_t
-utf8_bad_at(const uint8_t *s, size_t n)
-{
-    size_t i = 0, start, len, k;
-    uint32_t cp;
-
-    while (i < n) {
-        start = i;
-        cp = s[i++];
-        if (cp < 0x80)
-            continue;
-        if (cp >= 0xc2 && cp <= 0xdf) {
-            len = 1;
-            cp &= 0x1f;
-        } else if (cp >= 0xe0 && cp <= 0xef) {
-            len = 2;
-            cp &= 0x0f;
-        } else if (cp >= 0xf0 && cp <= 0xf4) {
-            len = 3;
-            cp &= 0x07;
-        } else {
-            return start;
-        }
-        for (k = 0; k < len; k++, i++) {
-            if (i >= n || (s[i] & 0xc0) != 0x80)
-                return start;
-            cp = (cp << 6) | (s[i] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x800) || (len == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return start;
-    }
-    return n;
-}
-
-/*
  * Checks the string at pos (from fb_deref): inside the file, terminated,
  * within SMLP__MAX_STRING, free of inner NULs (C strings could not carry
  * them) and well-formed UTF-8.  *out receives a malloc'ed copy.
@@ -439,7 +398,7 @@ fb_string(struct fb_reader *r, size_t pos, const char *desc, char **out)
         return fail(r, SMLP_EBADFILE,
                     "%s string (offset %zu) contains a NUL byte", desc,
                     pos);
-    bad = utf8_bad_at(r->buf + data, n);
+    bad = smlp__utf8_bad_at(r->buf + data, n);
     if (bad < n)
         return fail(r, SMLP_EBADFILE,
                     "%s string (offset %zu) is not valid UTF-8: byte %zu "

@@ -17,42 +17,15 @@
 #include "atomic_file.h"
 #include "safetensors.h"
 #include "safetensors_fmt.h"
+#include "utf8.h"
 
 /* Checks that a NUL-terminated string is well-formed UTF-8. */
 static int
 utf8_valid(const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    uint32_t c, cp;
-    int n, i;
+    size_t n = strlen(s);
 
-    while (*p != 0) {
-        c = *p++;
-        if (c < 0x80)
-            continue;
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        for (i = 0; i < n; i++) {
-            /* The terminating NUL fails this test too. */
-            if ((*p & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (*p++ & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-    }
-    return 1;
+    return smlp__utf8_bad_at((const uint8_t *)s, n) == n;
 }
 
 static int
