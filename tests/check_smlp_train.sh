@@ -1441,6 +1441,7 @@ done <<'EOF'
 --label-smoothing 0.1 0
 --augment shift moco
 --limit-train 128 256
+--accum 2 1
 EOF
 # The defaults given explicitly are the same run (adamw: weight decay
 # 0.05, momentum 0.9 recorded though unused).

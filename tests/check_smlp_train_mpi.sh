@@ -6,7 +6,8 @@
 #   process, same global batch: every parameter and momentum buffer
 #   within 1e-4 (relative, floor 1e-3: the ranks sum the batch in
 #   another order), the loss rows within 1e-5;
-# - a 2-rank run repeated: the same bits; stdout from rank 0 only;
+# - a 2-rank run repeated: the same bits; stdout from rank 0 only; 2
+#   ranks with --accum 2 (4 micro-batches) as one process;
 # - sparse_mlp_fmnist on 2 ranks: --moe-stats counts the assignments of
 #   the whole batch (kept + dropped per layer as in one process; the
 #   gate noise differs, the counts' sums cannot);
@@ -163,6 +164,17 @@ if "$PY" "$T/st.py" same "$T/p2.st" "$T/p2b.st" >"$T/err" 2>&1; then
     ok "2 ranks again: the same bits"
 else
     bad "2 ranks again: the same bits"; show "$T/out"; show "$T/err"
+fi
+
+# --accum 2 on 2 ranks: 4 micro-batches of 4, as one process.
+if mpi 2 "$MIXER" $SGD --accum 2 --out "$T/pa.st" --metrics "$T/pa.csv" \
+    >"$T/pa.out" 2>&1 &&
+    grep -q "2 ranks x 2 micro-batches of 4 images" "$T/pa.out" &&
+    "$PY" "$T/st.py" near "$T/p1.st" "$T/pa.st" >"$T/err" 2>&1 &&
+    "$PY" "$T/rows.py" "$T/p1.csv" "$T/pa.csv" >>"$T/err" 2>&1; then
+    ok "2 ranks with --accum 2 train as one process"
+else
+    bad "2 ranks with --accum 2"; show "$T/pa.out"; show "$T/err"
 fi
 
 # ---- MoE statistics over the whole batch -------------------------------

@@ -84,38 +84,64 @@ moco_momentum(double m0, int64_t step, int64_t total)
     return 1.0 - smlp_lr_cosine(1.0 - m0, 0.0, step, 0, total);
 }
 
+/*
+ * One step: --accum micro-batches of this rank's part of batch b (each a
+ * forward and a backward), the sums over them and the ranks
+ * (train_sync.c), the update.  A micro-batch whose loss is not finite
+ * ends the step's micro-batches early: the sums carry it to every rank,
+ * which all stop.
+ */
 static int
 train_step(struct train_run *r, const struct train_batch *b, double *loss,
            double *acc)
 {
     size_t floats = (size_t)smlp_tensor_numel(&r->t_image);
-    double gnorm, correct;
-    int64_t images;
+    int64_t rows = r->t_image.shape[0], a, n, images = 0;
+    double gnorm, correct = 0.0, part;
     int rc;
 
-    memcpy(r->t_image.data, b->images, floats * sizeof(float));
-    if (r->mode == TRAIN_MODE_MOCO) {
-        /* The loader puts view 2 of the batch after view 1. */
-        memcpy(r->t_view2.data, b->images + floats, floats * sizeof(float));
-        r->m = moco_momentum(r->o.moco_m0, r->step, r->total);
-        if (r->t_m.data != NULL)
-            *(float *)r->t_m.data = (float)r->m;
-    } else {
-        memcpy(r->t_labels.data, b->labels, (size_t)b->n * sizeof(int32_t));
+    for (a = 0; a < r->o.accum; a++) {
+        n = b->n - a * rows;
+        n = n < 0 ? 0 : n < rows ? n : rows;
+        memcpy(r->t_image.data, b->images + (size_t)a * floats,
+               floats * sizeof(float));
+        if (r->mode == TRAIN_MODE_MOCO) {
+            /* The loader puts view 2 of the batch after view 1 (--accum
+             * is refused for MoCo: one micro-batch). */
+            memcpy(r->t_view2.data, b->images + floats,
+                   floats * sizeof(float));
+            r->m = moco_momentum(r->o.moco_m0, r->step, r->total);
+            if (r->t_m.data != NULL)
+                *(float *)r->t_m.data = (float)r->m;
+        } else {
+            memcpy(r->t_labels.data, b->labels + a * rows,
+                   (size_t)n * sizeof(int32_t));
+        }
+        if (smlp_session_run(r->ts) != SMLP_OK) {
+            train_fail("step %lld: %s", (long long)r->step,
+                       smlp_session_errmsg(r->ts));
+            return -1;
+        }
+        part = *(const float *)r->t_loss.data;
+        train_sync_micro(r, a, part,
+                         r->mode == TRAIN_MODE_MOCO
+                             ? 0.0
+                             : (double)train_score(r->t_logits.data,
+                                                   r->t_logits.shape[1],
+                                                   b->labels + a * rows, n,
+                                                   NULL, NULL),
+                         n);
+        if (!isfinite(part))
+            break;
+        if (smlp_session_backward(r->ts) != SMLP_OK) {
+            train_fail("step %lld: %s", (long long)r->step,
+                       smlp_session_errmsg(r->ts));
+            return -1;
+        }
+        train_sync_accum(r, a);
     }
-    if (smlp_session_run(r->ts) != SMLP_OK) {
-        train_fail("step %lld: %s", (long long)r->step,
-                   smlp_session_errmsg(r->ts));
-        return -1;
-    }
-    *loss = *(const float *)r->t_loss.data;
-    correct = r->mode == TRAIN_MODE_MOCO
-                  ? 0.0
-                  : (double)train_score(r->t_logits.data,
-                                        r->t_logits.shape[1], b->labels,
-                                        b->n, NULL, NULL);
-    images = b->n;
-    if (train_sync_forward(r, loss, &correct, &images) != 0)
+    if (train_sync_forward(r, a < r->o.accum ? a + 1 : a, loss, &correct,
+                           &images) != 0)
         return -1;
     if (!isfinite(*loss)) {
         train_fail("step %lld (epoch %lld): the loss is %g; try a lower "
@@ -126,11 +152,6 @@ train_step(struct train_run *r, const struct train_batch *b, double *loss,
         return -1;
     }
     *acc = r->mode == TRAIN_MODE_MOCO ? NAN : correct / (double)images;
-    if (smlp_session_backward(r->ts) != SMLP_OK) {
-        train_fail("step %lld: %s", (long long)r->step,
-                   smlp_session_errmsg(r->ts));
-        return -1;
-    }
     if (train_sync_grads(r) != 0)
         return -1;
     rc = smlp_optim_step(r->opt, r->lr, &gnorm);
@@ -502,25 +523,35 @@ train(struct train_run *r)
     return TRAIN_EXIT_OK;
 }
 
-/* Data-parallel runs (train_dist.h): the batch divides among the
- * ranks, and the default thread budget among those on one machine. */
+/* Data-parallel runs (train_dist.h) and --accum: the batch divides into
+ * ranks x accum equal micro-batches; the default thread budget divides
+ * among the ranks on one machine. */
 static int
 dist_options(struct train_opts *o)
 {
+    int64_t parts = train_dist_size() * o->accum;
+    int64_t fit = (o->batch + parts - 1) / parts * parts;
     long cpus;
 
-    if (train_dist_size() == 1)
-        return 0;
     /* --eval-only runs no training step: its ranks share out the test
      * set, not a batch. */
-    if (!o->eval_only && o->batch % train_dist_size() != 0) {
-        train_fail("--batch %lld does not divide among %d ranks: each rank "
-                   "runs an equal part of every batch (try --batch %lld)",
-                   (long long)o->batch, train_dist_size(),
-                   (long long)((o->batch + train_dist_size() - 1) /
-                               train_dist_size() * train_dist_size()));
+    if (!o->eval_only && o->batch % parts != 0) {
+        if (o->accum == 1)
+            train_fail("--batch %lld does not divide among %d ranks: each "
+                       "rank runs an equal part of every batch (try "
+                       "--batch %lld)", (long long)o->batch,
+                       train_dist_size(), (long long)fit);
+        else
+            train_fail("--batch %lld does not divide into %lld equal "
+                       "micro-batches (%d rank%s x --accum %lld; try "
+                       "--batch %lld)", (long long)o->batch,
+                       (long long)parts, train_dist_size(),
+                       train_dist_size() > 1 ? "s" : "",
+                       (long long)o->accum, (long long)fit);
         return -1;
     }
+    if (train_dist_size() == 1)
+        return 0;
     cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (o->threads == 0 && cpus > 0)
         o->threads = cpus / train_dist_local_size() > 0
@@ -721,6 +752,12 @@ main(int argc, char **argv)
                : r.head.probe_gates > 0   ? "; its gates route as in "
                                             "inference)"
                                           : ")");
+    if (r.o.accum > 1 || train_dist_size() > 1)
+        printf("each step: %d rank%s x %lld micro-batch%s of %lld images, "
+               "gradients averaged\n", train_dist_size(),
+               train_dist_size() > 1 ? "s" : "", (long long)r.o.accum,
+               r.o.accum > 1 ? "es" : "",
+               (long long)(r.o.batch / train_dist_size() / r.o.accum));
     fflush(stdout);
     memset(&sa, 0, sizeof(sa));
     if (getenv("SMLP_TRAIN_TEST_SIGINT_STEP") != NULL)

@@ -153,6 +153,9 @@ meta_options(struct train_run *r, struct meta_item *m)
     /* Another number of ranks sums the batch in another order. */
     n = meta_add(m, n, "train.ranks", "the number of ranks (mpirun -np)", 0,
                  "%d", train_dist_size());
+    /* Micro-batches sum a step's gradients in another order. */
+    n = meta_add(m, n, "train.accum", "--accum", 0, "%lld",
+                 (long long)o->accum);
     /* The GPU's kernels round differently from the CPU's. */
     n = meta_add(m, n, "train.device", "--device", 0, "%s",
                  train_device_names[r->o.device]);
@@ -339,6 +342,9 @@ train_ckpt_resume(struct train_run *r)
         if (v == NULL && strcmp(m[i].key, "train.ranks") == 0 &&
             train_dist_size() == 1) /* before data parallelism */
             continue;
+        if (v == NULL && strcmp(m[i].key, "train.accum") == 0 &&
+            r->o.accum == 1) /* before --accum */
+            continue;
         if (v == NULL && m[i].soft == SOFT_EVAL) /* before 0.3.1 */
             continue;
         /* The digest decides when the checkpoint has one (a graph
@@ -380,12 +386,13 @@ train_ckpt_resume(struct train_run *r)
         meta_int(r, "train.step", &r->step) != 0)
         return -1;
     /* smlp.step, the session's run counter that seeds the gate noise,
-     * counts the steps too: the training session runs once per step. */
+     * counts the steps too: the training session runs once per step and
+     * micro-batch (--accum). */
     v = smlp_checkpoint_meta(r->ts, "smlp.step");
     if (r->in_epoch < 0 || r->in_epoch >= r->spe || r->epoch < 0 ||
         r->step != r->epoch * r->spe + r->in_epoch ||
         smlp_optim_steps(r->opt) != r->step || v == NULL ||
-        strtoll(v, NULL, 10) != r->step) {
+        strtoll(v, NULL, 10) != r->step * r->o.accum) {
         train_fail("--resume %s: inconsistent position (epoch %lld, step "
                    "%lld of the epoch, step %lld, optimizer steps %lld, "
                    "session runs %s)",

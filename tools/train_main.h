@@ -52,6 +52,7 @@ struct train_opts {
     const char *plugin_path;
     int64_t epochs;
     int64_t batch;
+    int64_t accum;           /* --accum: micro-batches per step */
     int64_t eval_batch;
     int64_t max_steps;       /* 0: none */
     int64_t stop_after;      /* 0: none */
@@ -103,16 +104,18 @@ void train_usage(FILE *f);
 /* 0, TRAIN_USAGE_ERR (described on stderr) or TRAIN_HELP_DONE. */
 int train_parse_args(int argc, char **argv, struct train_opts *o);
 
-/* What the ranks of a data-parallel run exchange (train_sync.c; all
- * empty with one process). */
+/* What a step's micro-batches (--accum) add up and the ranks of a
+ * data-parallel run exchange (train_sync.c; grads, states and buf empty
+ * with one process and one micro-batch). */
 struct train_sync {
     struct smlp_tensor *grads;  /* the trainable parameters' gradients */
     int n_grads;
     struct smlp_tensor *states; /* the training session's state tensors */
     int n_states;
     size_t floats;              /* in all the gradients */
-    float *buf;                 /* [floats] */
+    float *buf;                 /* [floats]: the micro-batches' sum */
     double *vals;               /* [n_vals]: loss, correct, images, MoE */
+    double *micro;              /* [n_vals - 3]: one micro-batch's MoE */
     size_t n_vals;
     int64_t test_diverge_step;  /* SMLP_TRAIN_TEST_DIVERGE_STEP */
 };
@@ -214,17 +217,25 @@ void train_plan_schedule(struct train_run *r);
 int train_tensor(smlp_session_t *s, const char *name, struct smlp_tensor *t);
 void train_run_free(struct train_run *r);
 
-/* ---- train_sync.c: data-parallel steps; each returns 0, or -1 after
- * train_fail; with one process only train_sync_forward does anything
- * (train_moe_step) ---- */
+/* ---- train_sync.c: a step's micro-batches and data-parallel ranks;
+ * each returns 0, or -1 after train_fail ---- */
 
 /* After train_create_sessions and train_moe_init. */
 int train_sync_setup(struct train_run *r);
-/* After the forward: *loss becomes the mean of the ranks' losses,
- * *correct and *images the sums; the MoE statistics take the step. */
-int train_sync_forward(struct train_run *r, double *loss, double *correct,
-                       int64_t *images);
-/* After the backward: every gradient becomes the ranks' mean. */
+/* After micro-batch a's forward (a = 0 starts a step): its loss,
+ * correct answers, images and MoE values are added up. */
+void train_sync_micro(struct train_run *r, int64_t a, double loss,
+                      double correct, int64_t images);
+/* After micro-batch a's backward: its gradients are added up (nothing
+ * with one micro-batch and one process). */
+void train_sync_accum(struct train_run *r, int64_t a);
+/* After the step's micro-batches (n of them): *loss becomes the mean of
+ * the micro-batches' losses over the ranks, *correct and *images the
+ * sums; the MoE statistics take the step. */
+int train_sync_forward(struct train_run *r, int64_t n, double *loss,
+                       double *correct, int64_t *images);
+/* Then: every gradient becomes the mean over the micro-batches and the
+ * ranks. */
 int train_sync_grads(struct train_run *r);
 /* After the update: rank 0's state tensors everywhere. */
 int train_sync_states(struct train_run *r);

@@ -50,6 +50,11 @@ train_usage(FILE *f)
 "  --epochs N          epochs (default 10)\n"
 "  --batch N           images per step (default 128; a last partial batch\n"
 "                      of an epoch is left out)\n"
+"  --accum N           gradient accumulation: each step runs N micro-\n"
+"                      batches of batch/N images (each rank's part, with\n"
+"                      MPI) and averages their gradients before the one\n"
+"                      update: the step of --batch in 1/N of the memory\n"
+"                      (default 1; not for MoCo)\n"
 "  --optimizer adamw|sgd  (default adamw)\n"
 "  --lr X              peak learning rate (default 1e-3 adamw, 0.05 sgd)\n"
 "  --min-lr X          learning rate at the end of the cosine (default 0)\n"
@@ -245,7 +250,7 @@ enum {
     OPT_MOMENTUM, OPT_STOP_AFTER, OPT_EVAL_BATCH, OPT_LOG_EVERY,
     OPT_PLUGIN_PATH, OPT_PROGRESS, OPT_INIT_FROM, OPT_PROBE, OPT_MOCO_M0,
     OPT_TRACE, OPT_EVAL_ONLY, OPT_RECOMPUTE, OPT_MOE_STATS, OPT_ROUTING,
-    OPT_DEVICE, OPT_NO_PROBE_CACHE, OPT_HELP, OPT_VERSION
+    OPT_DEVICE, OPT_NO_PROBE_CACHE, OPT_ACCUM, OPT_HELP, OPT_VERSION
 };
 
 /* Parses one option with a value; -1 after a message. */
@@ -275,6 +280,7 @@ parse_one(int c, const char *v, struct train_opts *o)
         return bad_value("--plot", v, "a .svg or .png file");
     case OPT_EPOCHS: return parse_int("--epochs", v, 1, 1000000, &o->epochs);
     case OPT_BATCH: return parse_int("--batch", v, 1, 1 << 20, &o->batch);
+    case OPT_ACCUM: return parse_int("--accum", v, 1, 1 << 20, &o->accum);
     case OPT_EVAL_BATCH:
         return parse_int("--eval-batch", v, 1, 1 << 20, &o->eval_batch);
     case OPT_MAX_STEPS: return parse_int("--max-steps", v, 1, big,
@@ -343,6 +349,7 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
         {"out", required_argument, NULL, OPT_OUT},
         {"resume", required_argument, NULL, OPT_RESUME},
         {"eval-every", required_argument, NULL, OPT_EVAL_EVERY},
+        {"accum", required_argument, NULL, OPT_ACCUM},
         {"eval-batch", required_argument, NULL, OPT_EVAL_BATCH},
         {"log-every", required_argument, NULL, OPT_LOG_EVERY},
         {"metrics", required_argument, NULL, OPT_METRICS},
@@ -382,6 +389,7 @@ train_parse_args(int argc, char **argv, struct train_opts *o)
     o->data = "fashion-mnist";
     o->epochs = 10;
     o->batch = 128;
+    o->accum = 1;
     o->eval_batch = 250;
     o->log_every = 50;
     o->optimizer = SMLP_OPTIM_ADAMW;

@@ -485,9 +485,11 @@ train_create_sessions(struct train_run *r)
                             "them)\n", r->head.probe_bn, r->o.graph);
     }
     smlp_session_opts_init(&so);
-    /* Each rank runs its part of the batch, with gate noise of its own
-     * (--eval-only trains nothing: the whole batch, divisible or not). */
-    so.batch = r->o.eval_only ? r->o.batch : r->o.batch / train_dist_size();
+    /* Each rank runs its part of the batch in --accum micro-batches,
+     * with gate noise of its own (--eval-only trains nothing: the whole
+     * batch, divisible or not). */
+    so.batch = r->o.eval_only ? r->o.batch
+                              : r->o.batch / train_dist_size() / r->o.accum;
     so.threads = r->o.threads;
     so.device = r->o.device;
     so.seed = r->o.seed ^ (uint64_t)train_dist_rank()
@@ -600,6 +602,14 @@ train_check_mode_options(const struct train_run *r)
     if (opt != NULL) {
         train_fail("%s does nothing for %s, a MoCo pre-training graph: %s",
                    opt, r->o.graph, why);
+        return -1;
+    }
+    if (r->mode == TRAIN_MODE_MOCO && r->o.accum > 1) {
+        train_fail("--accum %lld: %s is a MoCo pre-training graph: its "
+                   "loss contrasts the queries with the keys of the same "
+                   "micro-batch and its batch norms see one micro-batch, "
+                   "so micro-batches are not the batch's step",
+                   (long long)r->o.accum, r->o.graph);
         return -1;
     }
     if (r->mode == TRAIN_MODE_MOCO && train_dist_size() > 1) {

@@ -1,19 +1,21 @@
 /*
- * train_sync.c - what smlp-train's ranks exchange in data-parallel
- * training (train_dist.h; one process: nothing).
+ * train_sync.c - what a step's micro-batches (--accum) add up and
+ * smlp-train's ranks exchange in data-parallel training (train_dist.h).
  *
- * Each rank runs its part of the batch (the loader's part/parts); then,
- * collectively and in this order:
+ * Each rank runs its part of the batch (the loader's part/parts) as
+ * --accum micro-batches of equal size, each a forward and a backward;
+ * the micro-batches' losses, correct answers, images and MoE values add
+ * up in doubles (train_sync_micro) and their gradients in floats, in
+ * order, in one buffer (train_sync_accum).  Then, collectively and in
+ * this order:
  *
- *   after the forward   the loss, the correct answers and the images
- *                       (for the batch's loss and accuracy) and the MoE
- *                       layers' loads and aux losses (train_moe.h),
- *                       summed in doubles;
- *   after the backward  the trainable parameters' gradients, summed in
- *                       floats in one buffer and divided by the ranks:
- *                       the mean over ranks of per-rank means, which is
- *                       the gradient of the whole batch's mean loss
- *                       (every rank has batch / ranks images);
+ *   the forward values  the sums above (for the batch's loss and
+ *                       accuracy) and the MoE layers' loads and aux
+ *                       losses (train_moe.h), summed over the ranks;
+ *   the gradients       summed over the ranks in floats and divided by
+ *                       ranks x micro-batches: the mean of per-micro-
+ *                       batch means, which is the gradient of the whole
+ *                       batch's mean loss (the micro-batches are equal);
  *   after the update    the state tensors (batch norms' running
  *                       statistics) of rank 0, as PyTorch's
  *                       DistributedDataParallel broadcasts its buffers.
@@ -35,7 +37,12 @@ train_sync_setup(struct train_run *r)
     struct train_sync *y = &r->sync;
     int i, n;
 
-    if (train_dist_size() == 1)
+    y->n_vals = 3 + train_moe_values(&r->moe);
+    y->vals = malloc(y->n_vals * sizeof(double));
+    y->micro = malloc(y->n_vals * sizeof(double));
+    if (y->vals == NULL || y->micro == NULL)
+        goto oom;
+    if (train_dist_size() == 1 && r->o.accum == 1)
         return 0;
     /* For tests: rank 1 changes a gradient at this step, so that the
      * ranks' parameters part. */
@@ -67,10 +74,8 @@ train_sync_setup(struct train_run *r)
             y->n_states++;
         else
             return -1;
-    y->n_vals = 3 + train_moe_values(&r->moe);
     y->buf = malloc((y->floats ? y->floats : 1) * sizeof(float));
-    y->vals = malloc(y->n_vals * sizeof(double));
-    if (y->buf == NULL || y->vals == NULL)
+    if (y->buf == NULL)
         goto oom;
     return 0;
 oom:
@@ -79,26 +84,63 @@ oom:
     return -1;
 }
 
-int
-train_sync_forward(struct train_run *r, double *loss, double *correct,
-                   int64_t *images)
+void
+train_sync_micro(struct train_run *r, int64_t a, double loss,
+                 double correct, int64_t images)
 {
     struct train_sync *y = &r->sync;
+    size_t j;
 
-    if (train_dist_size() == 1) {
-        train_moe_step(&r->moe);
-        return 0;
+    if (a == 0) {
+        y->vals[0] = loss;
+        y->vals[1] = correct;
+        y->vals[2] = (double)images;
+        train_moe_get(&r->moe, y->vals + 3);
+        return;
     }
-    y->vals[0] = *loss;
-    y->vals[1] = *correct;
-    y->vals[2] = (double)*images;
-    train_moe_get(&r->moe, y->vals + 3);
+    y->vals[0] += loss;
+    y->vals[1] += correct;
+    y->vals[2] += (double)images;
+    train_moe_get(&r->moe, y->micro);
+    for (j = 3; j < y->n_vals; j++)
+        y->vals[j] += y->micro[j - 3];
+}
+
+void
+train_sync_accum(struct train_run *r, int64_t a)
+{
+    struct train_sync *y = &r->sync;
+    size_t at = 0, n, j;
+    int i;
+
+    if (y->buf == NULL)
+        return;
+    for (i = 0; i < y->n_grads; i++) {
+        const float *g = y->grads[i].data;
+
+        n = (size_t)smlp_tensor_numel(&y->grads[i]);
+        if (a == 0)
+            memcpy(y->buf + at, g, n * sizeof(float));
+        else
+            for (j = 0; j < n; j++)
+                y->buf[at + j] += g[j];
+        at += n;
+    }
+}
+
+int
+train_sync_forward(struct train_run *r, int64_t n, double *loss,
+                   double *correct, int64_t *images)
+{
+    struct train_sync *y = &r->sync;
+    int64_t parts = n * train_dist_size();
+
     if (train_dist_sum_f64(y->vals, y->n_vals) != 0)
         return -1;
-    *loss = y->vals[0] / train_dist_size();
+    *loss = y->vals[0] / (double)parts;
     *correct = y->vals[1];
     *images = (int64_t)y->vals[2];
-    train_moe_step_values(&r->moe, y->vals + 3, train_dist_size());
+    train_moe_step_values(&r->moe, y->vals + 3, (int)parts);
     return 0;
 }
 
@@ -106,17 +148,12 @@ int
 train_sync_grads(struct train_run *r)
 {
     struct train_sync *y = &r->sync;
-    float scale = 1.0f / (float)train_dist_size();
+    float scale = 1.0f / (float)(train_dist_size() * r->o.accum);
     size_t at = 0, n, j;
     int i;
 
-    if (train_dist_size() == 1)
+    if (y->buf == NULL)
         return 0;
-    for (i = 0; i < y->n_grads; i++) {
-        n = (size_t)smlp_tensor_numel(&y->grads[i]);
-        memcpy(y->buf + at, y->grads[i].data, n * sizeof(float));
-        at += n;
-    }
     if (train_dist_sum_f32(y->buf, y->floats) != 0)
         return -1;
     for (j = 0; j < y->floats; j++)
@@ -124,7 +161,7 @@ train_sync_grads(struct train_run *r)
     if (r->step == y->test_diverge_step && train_dist_rank() == 1 &&
         y->floats > 0)
         y->buf[0] += 1.0f;
-    for (i = 0, at = 0; i < y->n_grads; i++) {
+    for (i = 0; i < y->n_grads; i++) {
         n = (size_t)smlp_tensor_numel(&y->grads[i]);
         memcpy(y->grads[i].data, y->buf + at, n * sizeof(float));
         at += n;
@@ -178,5 +215,6 @@ train_sync_free(struct train_run *r)
     free(r->sync.states);
     free(r->sync.buf);
     free(r->sync.vals);
+    free(r->sync.micro);
     memset(&r->sync, 0, sizeof(r->sync));
 }
