@@ -420,8 +420,9 @@ smlp_gelu_erf(float x)
 /*
  * e^a for floats without libm, branch-free so that loops over it
  * vectorise: a is clamped to [-87, 88] (a NaN becomes -87: callers keep
- * NaNs flowing through their other terms), a = n·ln2 + r with |r| <= ln2/2 (ln2 in two
- * parts, Cody-Waite), e^r from Cephes' polynomial for expf, and 2^n put
+ * NaNs flowing through their other terms), a = n·ln2 + r with
+ * |r| <= ln2/2 (ln2 in two parts, Cody-Waite), e^r from Cephes'
+ * polynomial for expf, and 2^n put
  * into the exponent bits.  Relative error about 1e-7.
  */
 static inline float

@@ -156,7 +156,8 @@ SMLP_API const char *smlp_registry_op_name(const smlp_registry_t *reg,
  * `kernels` is NULL), or NULL when no loaded plugin has the op.  `attrs`
  * and `doc` point into the plugin and stay valid until the registry is
  * freed (smlp_registry_destroy, or the last session's
- * smlp_session_destroy after it).  Tools read arities and attribute schemas from it (since
+ * smlp_session_destroy after it).  Tools read arities and attribute
+ * schemas from it (since
  * 0.1.0).
  */
 SMLP_API const struct smlp_op_def *
@@ -236,10 +237,9 @@ SMLP_API void smlp_session_opts_init(struct smlp_session_opts *opts);
  * frees them (the last session of each does; sessions may be destroyed
  * on different threads).
  */
-SMLP_API smlp_session_t *smlp_session_create(const smlp_graph_t *graph,
-                                             smlp_registry_t *reg,
-                                             const struct smlp_session_opts *opts,
-                                             struct smlp_error *err);
+SMLP_API smlp_session_t *smlp_session_create(
+    const smlp_graph_t *graph, smlp_registry_t *reg,
+    const struct smlp_session_opts *opts, struct smlp_error *err);
 SMLP_API void smlp_session_destroy(smlp_session_t *s);
 SMLP_API const char *smlp_session_errmsg(const smlp_session_t *s);
 

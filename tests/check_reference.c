@@ -343,7 +343,7 @@ START_TEST(test_fmnist_image_alone_equals_in_batch)
 }
 END_TEST
 
-/* ---- one MoE layer of sparse_mlp_s: blocks.6.moe_s ------------------------ */
+/* ---- one MoE layer of sparse_mlp_s: blocks.6.moe_s ---------------------- */
 
 #define L "blocks.6.moe_s"
 

@@ -349,7 +349,7 @@ START_TEST(test_train_set_load_classes)
 }
 END_TEST
 
-/* ---- normalisation, random numbers, shuffle -------------------------------- */
+/* ---- normalisation, random numbers, shuffle ------------------------------ */
 
 START_TEST(test_train_normalize_values)
 {

@@ -406,8 +406,9 @@ sg_plan_modes(const smlp_graph_t *graph, const struct smlp__graph_ir *ir,
     int k, batched = 0;
 
     for (i = 0; i < ir->n_tensors; i++)
-        if (ir->tensors[i].kind == SMLP__TENSOR_INPUT && ir->tensors[i].has_shape &&
-            ir->tensors[i].rank > 0 && ir->tensors[i].shape[0] < 0)
+        if (ir->tensors[i].kind == SMLP__TENSOR_INPUT &&
+            ir->tensors[i].has_shape && ir->tensors[i].rank > 0 &&
+            ir->tensors[i].shape[0] < 0)
             batched = 1;
     for (k = 0; k < 1 + batched; k++) {
         smlp_session_opts_init(&so);

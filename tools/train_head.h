@@ -61,9 +61,9 @@ int train_head_build(const uint8_t *buf, size_t len, const char *what,
  * --probe (train_probe.c; train_head_build calls it when probe is set):
  * every moe.gate.* node of a classifier routes as in inference — its
  * capacity_factor set to its eval_capacity_factor, and for the learned
- * gates noise_std 0, aux "none" and aux_weight 0 — so the frozen backbone gives the
- * features of inference (the linear-probe protocol).  Counts the gates
- * and names the first batch norm in info.  0, or -1 when out of memory.
+ * gates noise_std 0, aux "none" and aux_weight 0 — so the frozen backbone
+ * gives the features of inference (the linear-probe protocol).  Counts
+ * the gates and names the first batch norm in info.  0, or -1 when out of memory.
  */
 struct smlp__graph_ir;
 int train_probe_gates(struct smlp__graph_ir *ir,

@@ -4,7 +4,8 @@
  * The plugin implements OPS.md "moco" (MoCo v3, MODELS.md §4): the
  * contrastive loss moco.loss (loss.c, forward and backward) and the
  * momentum encoder's update moco.momentum_update (momentum.c, forward
- * only), with CUDA kernels of both in cuda.cu.  Each op lives in the file that holds its kernels and exports
+ * only), with CUDA kernels of both in cuda.cu.  Each op lives in the
+ * file that holds its kernels and exports
  * (inside the plugin only; the build hides every symbol but
  * smlp_plugin_init) its struct smlp_op_def; plugin.c lists them.
  *

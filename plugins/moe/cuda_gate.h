@@ -138,7 +138,8 @@ k_image_means(const float *x, float *xm, int64_t rows, int64_t t, int64_t d)
  * r·e + j is number r·e + j of the node's stream, keyed by `key`), the
  * routing softmax p (of zn, else of zc) and the clean one pc (with
  * noise), then (unless expert is NULL, as in the backward) the k choices
- * into expert[(r·t + i)·k + j] for each of the row's t items.  Choice j is the best expert by ranks_before that is not
+ * into expert[(r·t + i)·k + j] for each of the row's t items.  Choice j
+ * is the best expert by ranks_before that is not
  * among choices 0..j-1: for a row without NaN that is the CPU's partial
  * selection sort; for an all-NaN row (the only other kind a softmax gives)
  * both give experts 0..k-1.

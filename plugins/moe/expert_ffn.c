@@ -685,7 +685,8 @@ ffn_bwd_rows(void *arg, int64_t task, int worker)
 
 /*
  * Round 1, hidden columns [c0, c1): A = X·W1cᵀ + b1c (or the forward's
- * Z), G = dY·W2c, G *= act'(A), act(A); then dW1 rows c (Gcᵀ·X), db1 c (column sums of G) and
+ * Z), G = dY·W2c, G *= act'(A), act(A); then dW1 rows c (Gcᵀ·X), db1 c
+ * (column sums of G) and
  * dW2 columns c (dYᵀ·act(A)c): everything of these columns, each a sum
  * over all n rows by one task.
  */
