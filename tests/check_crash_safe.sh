@@ -30,37 +30,15 @@ T=$(mktemp -d /tmp/smlp-crash-test.XXXXXX)
 # Data: 64 training and 32 test images of 10 easy classes (shlib.sh).
 make_idx_data "$T/data" 64 32 || exit 99
 
-# st.py whole FILE | step FILE | same A B | sleeps SEED N
-cat >"$T/st.py" <<'PY'
-import json, random, struct, sys
-def read(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    meta = h.pop("__metadata__", {})
-    end = max([v["data_offsets"][1] for v in h.values()] + [0])
-    assert 8 + n + end == len(b), "%s: %d bytes, header says %d" % (
-        path, len(b), 8 + n + end)
-    return h, meta, b[8 + n:]
+# The checkpoints are read by st (shlib.sh, tests/st.py).  kill.py
+# killwrite OUT LIMIT CMD...: runs CMD, watches for OUT.tmp.* (a checkpoint
+# being written) and kills CMD with SIGKILL 0-3 ms after one appears (or
+# after LIMIT seconds); prints "write" when a temporary file was there at
+# the kill, else "time".  kill.py sleeps SEED N: N seeded kill times.
+cat >"$T/kill.py" <<'PY'
+import glob, os, random, signal, subprocess, sys, time
 cmd = sys.argv[1]
-if cmd == "whole":
-    read(sys.argv[2])
-elif cmd == "step":
-    print(read(sys.argv[2])[1].get("train.step", "?"))
-elif cmd == "same":
-    (ha, _, da), (hb, _, db) = read(sys.argv[2]), read(sys.argv[3])
-    assert sorted(ha) == sorted(hb), "tensor names differ"
-    for k in ha:
-        a, b = ha[k], hb[k]
-        assert a["dtype"] == b["dtype"] and a["shape"] == b["shape"], k
-        assert da[slice(*a["data_offsets"])] == db[slice(*b["data_offsets"])], \
-            "tensor %s differs" % k
-elif cmd == "killwrite":
-    # killwrite OUT LIMIT CMD...: runs CMD, watches for OUT.tmp.* (a
-    # checkpoint being written) and kills CMD with SIGKILL 0-3 ms after
-    # one appears (or after LIMIT seconds).  Prints "write" when a
-    # temporary file was there at the kill, else "time".
-    import glob, os, signal, subprocess, time
+if cmd == "killwrite":
     out, limit = sys.argv[2], float(sys.argv[3])
     p = subprocess.Popen(sys.argv[4:], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
@@ -77,9 +55,10 @@ elif cmd == "killwrite":
     print(hit)
 elif cmd == "sleeps":
     r = random.Random(int(sys.argv[2]))
-    print(" ".join("%.2f" % r.uniform(0.3, 2.5) for _ in range(int(sys.argv[3]))))
+    print(" ".join("%.2f" % r.uniform(0.3, 2.5)
+                   for _ in range(int(sys.argv[3]))))
 PY
-st() { "$PY" "$T/st.py" "$@"; }
+kp() { "$PY" "$T/kill.py" "$@"; }
 
 JOB="$MIXER --data $T/data --batch 16 --limit-test 32 --threads 1 \
 --epochs $EPOCHS --lr 2e-3 --progress lines"
@@ -99,10 +78,10 @@ inwrite=0
 for i in 1 2 3 4 5 6 7 8 9 10; do
     if [ -f "$T/c.st" ]; then res="--resume $T/c.st"; else res=; fi
     # shellcheck disable=SC2086
-    hit=$(st killwrite "$T/c.st" 20 "$TRAIN" $JOB --out "$T/c.st" $res)
+    hit=$(kp killwrite "$T/c.st" 20 "$TRAIN" $JOB --out "$T/c.st" $res)
     [ "$hit" = write ] && inwrite=$((inwrite + 1))
     [ -f "$T/c.st" ] || continue
-    if ! st whole "$T/c.st" 2>"$T/why"; then
+    if ! st check "$T/c.st" 2>"$T/why"; then
         bad "after a kill during a write the checkpoint is not whole"
         sed 's/^/  | /' "$T/why"
     elif ! "$RUN" "$MIXER" --weights "$T/c.st" --repeat 1 >"$T/run.log" 2>&1
@@ -110,7 +89,7 @@ for i in 1 2 3 4 5 6 7 8 9 10; do
         bad "smlp-run cannot load the checkpoint after a kill during a write"
         sed 's/^/  | /' "$T/run.log"
     fi
-    step=$(st step "$T/c.st")
+    step=$(st meta "$T/c.st" train.step "?")
     if [ "$step" -lt "$last" ] 2>/dev/null; then
         bad "the checkpoint went back from step $last to $step"
     fi
@@ -121,7 +100,7 @@ if [ $inwrite -ge 1 ]; then
 else
     bad "no kill landed inside a checkpoint write (the test aims at them)"
 fi
-sleeps=$(st sleeps "${SMLP_CRASH_SEED:-1}" "$ROUNDS")
+sleeps=$(kp sleeps "${SMLP_CRASH_SEED:-1}" "$ROUNDS")
 echo "# kill after (s): $sleeps"
 kills=0
 whole=0
@@ -137,7 +116,7 @@ for s in $sleeps; do
     if kill -KILL $pid 2>/dev/null; then kills=$((kills + 1)); fi
     wait $pid 2>/dev/null
     [ -f "$T/c.st" ] || continue
-    if st whole "$T/c.st" 2>"$T/why"; then
+    if st check "$T/c.st" 2>"$T/why"; then
         whole=$((whole + 1))
     else
         bad "after a kill at ${s}s the checkpoint is not whole"
@@ -148,7 +127,7 @@ for s in $sleeps; do
     then loads=$((loads + 1))
     else bad "smlp-run cannot load the checkpoint after a kill at ${s}s"
          sed 's/^/  | /' "$T/run.log"; fi
-    step=$(st step "$T/c.st")
+    step=$(st meta "$T/c.st" train.step "?")
     if [ "$step" -lt "$last" ] 2>/dev/null; then
         bad "the checkpoint went back from step $last to $step"
     fi

@@ -32,34 +32,6 @@ gpu() {
         LD_PRELOAD="$EMU/libcudaemu.so" "$@"
 }
 
-cat >"$T/cmp.py" <<'PY'
-import json, struct, sys
-def read(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    h.pop("__metadata__", None)
-    out = {}
-    for k, v in h.items():
-        lo, hi = v["data_offsets"]
-        f = {"F32": "f", "I32": "i"}[v["dtype"]]
-        out[k] = (f, struct.unpack("<%d%s" % ((hi - lo) // 4, f),
-                                   b[8 + n + lo:8 + n + hi]))
-    return out
-a, b = read(sys.argv[1]), read(sys.argv[2])
-assert sorted(a) == sorted(b), (sorted(a), sorted(b))
-for k in a:
-    (fa, va), (fb, vb) = a[k], b[k]
-    assert fa == fb and len(va) == len(vb), k
-    if fa == "i":
-        assert va == vb, f"{k}: integers differ"
-        continue
-    big = max(abs(x) for x in va)
-    err = max(abs(x - y) for x, y in zip(va, vb))
-    # 1e-10: a tensor whose gradients cancel (a bias after three steps at
-    # 1e-12) has only rounding left to compare.
-    assert err <= 1e-4 * big + 1e-10, f"{k}: {err} against max {big}"
-PY
 cat >"$T/losses.py" <<'PY'
 import csv, sys
 a = [float(r["loss"]) for r in csv.DictReader(open(sys.argv[1]))]
@@ -71,15 +43,17 @@ PY
 # MiB of the checkpoint's parameters: F32 tensors without optimizer state
 # (AdamW's m. and v., SGD's momentum.) and not the state of norms.
 cat >"$T/mib.py" <<'PY'
-import json, struct, sys
-b = open(sys.argv[1], "rb").read()
-h = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])
-h.pop("__metadata__", None)
-n = sum(v["data_offsets"][1] - v["data_offsets"][0] for k, v in h.items()
+import st, sys
+f = st.read(sys.argv[1])
+n = sum(len(f.raw(k)) for k in f.names
         if not k.startswith(("optim.", "m.", "v.", "momentum."))
         and not k.endswith(("running_mean", "running_var")))
 print("%.1f" % (n / 1048576.0))
 PY
+# near: every output or tensor within 1e-4 of the CPU's largest entry
+# (1e-10: a tensor whose gradients cancel (a bias after three steps at
+# 1e-12) has only rounding left to compare); integers equal.
+NEAR="--scale tensor --rel 1e-4 --abs 1e-10"
 
 for m in mixer_fmnist sparse_mlp_fmnist; do
     G="$B/graphs/$m.fbs"
@@ -96,7 +70,7 @@ for m in mixer_fmnist sparse_mlp_fmnist; do
        ! grep -q "no cuda kernel" "$T/gpu.out"
     then ok "$m: smlp-run puts $k of $n nodes on the GPU"
     else bad "$m: device line, want $k of $n"; show "$T/gpu.out"; fi
-    if "$PY" "$T/cmp.py" "$T/$m.cpu.st" "$T/$m.gpu.st" >"$T/err" 2>&1
+    if st near "$T/$m.cpu.st" "$T/$m.gpu.st" $NEAR >"$T/err" 2>&1
     then ok "$m: smlp-run --device cuda outputs within 1e-4 of the CPU's"
     else bad "$m: smlp-run outputs"; show "$T/err"; fi
 done
@@ -115,10 +89,10 @@ for m in mixer_fmnist sparse_mlp_fmnist; do
     if "$PY" "$T/losses.py" "$T/$m.cpu.csv" "$T/$m.gpu.csv" 3 >"$T/err" 2>&1
     then ok "$m: smlp-train --device cuda, 3 losses within 1e-4"
     else bad "$m: smlp-train losses"; show "$T/err"; fi
-    if "$PY" "$T/cmp.py" "$T/$m.cpu.ck" "$T/$m.gpu.ck" >"$T/err" 2>&1
+    if st near "$T/$m.cpu.ck" "$T/$m.gpu.ck" $NEAR >"$T/err" 2>&1
     then ok "$m: smlp-train --device cuda, weights within 1e-4"
     else bad "$m: smlp-train weights"; show "$T/err"; fi
-    mib=$("$PY" "$T/mib.py" "$T/$m.cpu.ck")
+    mib=$(stpy "$T/mib.py" "$T/$m.cpu.ck")
     if grep -q "^device memory (training session): arena [0-9.]* MiB, parameters $mib MiB, gradients [0-9.]* MiB; backward on the GPU" "$T/gpu.out"
     then ok "$m: device memory line ($mib MiB of parameters)"
     else bad "$m: device memory line, want $mib MiB"; show "$T/gpu.out"; fi

@@ -146,7 +146,7 @@ EOF
 # (b)).  Mutants of gen_graphs.py that keep the counts of (c) -- a gate
 # default, an eps, an initialiser, a seed, a wire of the MoCo graphs --
 # pass (a)-(c) once the JSON is regenerated; these checks catch them.
-if "$PYTHON3" - "$T/d1" >"$T/contract" 2>&1 <<'PY'
+if stpy - "$T/d1" >"$T/contract" 2>&1 <<'PY'
 # Every built graph, as flatc --json decodes it (an independent reader),
 # against what MODELS.md Part 1 fixes (the table; the gate defaults;
 # layer-norm eps 1e-6; exact GELU; the zero-initialised head after layer
@@ -154,7 +154,8 @@ if "$PYTHON3" - "$T/d1" >"$T/contract" 2>&1 <<'PY'
 # normal(0, 0.02) routers), OPS.md (op attributes, defaults, moco.loss's
 # input order) and docs/graphs.md (FNV-1a seeds; the MoCo graphs' layout).
 # Each check names the graph, the node or tensor and what it should be.
-import json, math, os, struct, sys
+import json, math, os, sys
+from st import f32
 
 D = sys.argv[1]  # flatc --json of every built graph, NAME.json
 fails = []
@@ -162,10 +163,6 @@ fails = []
 
 def bad(graph, msg):
     fails.append("%s: %s" % (graph, msg))
-
-
-def f32(x):
-    return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
 def fnv1a64(s):  # FNV-1a, 64 bits (docs/graphs.md: the seed rule)

@@ -51,93 +51,75 @@ D="$T/data"
 # The data: 10 easy classes (shlib.sh).
 make_idx_data "$D" 128 64 || exit 99
 
-# st.py: safetensors files read with the standard library.
-cat >"$T/st.py" <<'PY'
-import array, json, math, struct, sys
-
-def read(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    meta = h.pop("__metadata__", {})
-    out = {}
-    for k, v in h.items():
-        a = array.array("f" if v["dtype"] == "F32" else "i")
-        lo, hi = v["data_offsets"]
-        a.frombytes(b[8 + n + lo:8 + n + hi])
-        out[k] = a
-    return out, meta
-
-def f32(x):
-    return struct.unpack("<f", struct.pack("<f", x))[0]
+# Checkpoints are read by st (shlib.sh, tests/st.py); mst CMD ARGS...
+# runs MoCo's own checks (moco.py, on top of tests/st.py).
+cat >"$T/moco.py" <<'PY'
+import math, struct, sys
+import st
 
 def backbone(names):
     return sorted(k for k in names
                   if k.split(".")[0] in ("stem", "blocks", "norm"))
 
 cmd, args = sys.argv[1], sys.argv[2:]
-if cmd == "meta":                       # FILE KEY: print a value
-    print(read(args[0])[1].get(args[1], ""))
-elif cmd == "same":                     # A B: the same tensors and bytes
-    (a, _), (b, _) = read(args[0]), read(args[1])
-    assert sorted(a) == sorted(b), "tensor names differ"
-    for k in a:
-        assert a[k].tobytes() == b[k].tobytes(), "tensor %s differs" % k
-elif cmd == "close":                    # A B: frozen bytes equal, head close
+if cmd == "close":                      # A B: frozen bytes equal, head close
     # The head trains on the backbone's features, which the cache computes
     # in batches of other rows than the training steps. Where the BLAS's
     # result for a row depends on the rows beside it (OpenBLAS on Zen), the
     # features differ in the last bit, and so does the head, slightly.
-    (a, _), (b, _) = read(args[0]), read(args[1])
-    assert sorted(a) == sorted(b), "tensor names differ"
+    fa, fb = st.read(args[0]), st.read(args[1])
+    st.same_names(fa, fb)
     worst = 0.0
-    for k in a:
+    for k in fa.names:
+        st.same_kind(fa, fb, k)
         if not k.startswith(("head.", "optim.")):
-            assert a[k].tobytes() == b[k].tobytes(), "tensor %s differs" % k
+            assert fa.raw(k) == fb.raw(k), "tensor %s differs" % k
             continue
-        scale = max(abs(x) for x in a[k])
+        a, b = fa.values(k), fb.values(k)
+        scale = max(abs(x) for x in a)
         assert scale > 0, "%s is all zero" % k
-        for i, (x, y) in enumerate(zip(a[k], b[k])):
+        for i, (x, y) in enumerate(zip(a, b)):
             d = abs(x - y) / scale
             assert d <= 1e-4, "%s[%d]: %r vs %r (of %r)" % (k, i, x, y, scale)
             worst = max(worst, d)
     print("head and optimizer state within %.3g of their scale" % worst)
 elif cmd == "momentum":                 # A B: B is one step after A
-    (a, ma), (b, mb) = read(args[0]), read(args[1])
+    fa, fb = st.read(args[0]), st.read(args[1])
+    (a, ma), (b, mb) = (fa.tensors(), fa.meta), (fb.tensors(), fb.meta)
     step, total = int(ma["train.step"]), int(ma["train.total_steps"])
     assert int(mb["train.step"]) == step + 1, (ma, mb)
     m0 = float(ma["train.moco_m0"])
     # smlp_lr_cosine(1 - m0, 0, step, 0, total), as runtime/optim.c
     # computes it, then rounded to f32 by the trainer.
     t = step / total
-    m = f32(1.0 - (0.0 + 0.5 * ((1.0 - m0) - 0.0) *
-                   (1.0 + math.cos(math.pi * t))))
+    m = st.f32(1.0 - (0.0 + 0.5 * ((1.0 - m0) - 0.0) *
+                      (1.0 + math.cos(math.pi * t))))
     twins = [k for k in a if k.startswith("momentum.")]
     assert len(twins) > 50, len(twins)
     n = 0
     for k in twins:
         q, ka, kb = a[k[len("momentum."):]], a[k], b[k]
         for i in range(len(ka)):
-            want = f32(m * ka[i] + (1.0 - m) * q[i])
+            want = st.f32(m * ka[i] + (1.0 - m) * q[i])
             assert struct.pack("<f", want) == struct.pack("<f", kb[i]), \
                 "%s[%d]: %r, want %r (m %r)" % (k, i, kb[i], want, m)
             n += 1
-        assert b[k].tobytes() != b[k[len("momentum."):]].tobytes(), \
+        assert fb.raw(k) != fb.raw(k[len("momentum."):]), \
             "%s equals its query twin" % k
     print("%d values of %d tensors, m = %.9g" % (n, len(twins), m))
 elif cmd == "probe":                    # PRE PROBE: backbone unchanged
-    (p, _), (q, _) = read(args[0]), read(args[1])
-    names = backbone(q)
+    p, q = st.read(args[0]), st.read(args[1])
+    names = backbone(q.names)
     assert len(names) > 50, names
     for k in names:
-        assert p[k].tobytes() == q[k].tobytes(), "%s changed" % k
-    assert any(x != 0 for x in q["head.weight"]), "head not trained"
-    slots = sorted(k for k in q if k.startswith("optim."))
+        assert p.raw(k) == q.raw(k), "%s changed" % k
+    assert any(x != 0 for x in q.values("head.weight")), "head not trained"
+    slots = sorted(k for k in q.names if k.startswith("optim."))
     assert slots == ["optim.exp_avg.head.bias", "optim.exp_avg.head.weight",
                      "optim.exp_avg_sq.head.bias",
                      "optim.exp_avg_sq.head.weight"], slots
 elif cmd == "finetune":                 # PRE FT: backbone loaded
-    (p, _), (q, _) = read(args[0]), read(args[1])
+    p, q = st.read(args[0]).tensors(), st.read(args[1]).tensors()
     names = backbone(q)
     assert len(names) > 50, names
     for k in names:
@@ -146,24 +128,13 @@ elif cmd == "finetune":                 # PRE FT: backbone loaded
     assert "optim.exp_avg.stem.proj.weight" in q, "backbone not trained"
 elif cmd == "write":                    # FILE NAME [D,...]: one F32
     shape = [int(d) for d in args[2].split(",")] if len(args) > 2 else [2]
-    n = math.prod(shape)
-    h = json.dumps({args[1]: {"dtype": "F32", "shape": shape,
-                              "data_offsets": [0, 4 * n]}}).encode()
-    open(args[0], "wb").write(struct.pack("<Q", len(h)) + h +
-                              struct.pack("<%df" % n, *range(1, n + 1)))
-elif cmd == "oldmoco":                  # IN OUT GRAPH: as files without
-    # train.backbone were, and of graph GRAPH
-    b = open(args[0], "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    del h["__metadata__"]["train.backbone"]
-    h["__metadata__"]["smlp.graph"] = args[2]
-    hb = json.dumps(h).encode()
-    open(args[1], "wb").write(struct.pack("<Q", len(hb)) + hb + b[8 + n:])
+    st.write(args[0], {args[1]: ("F32", shape,
+                                 range(1, math.prod(shape) + 1))})
 elif cmd == "twins":                    # FROM AFTER: one MoCo step later
     # each momentum.X is m0 K + (1 - m0) X of FROM (m is m0 at step 0),
     # K FROM's momentum.X, or X where FROM has none
-    (p, _), (q, mq) = read(args[0]), read(args[1])
+    fq = st.read(args[1])
+    p, q, mq = st.read(args[0]).tensors(), fq.tensors(), fq.meta
     m0 = float(mq["train.moco_m0"])
     twins = [k for k in q if k.startswith("momentum.")]
     n = 0
@@ -187,8 +158,10 @@ elif cmd == "loss":                     # CSV: finite losses that fall
     assert loss[-1] < loss[0], loss
     assert all(r["train_acc"] == r["test_acc"] == r["test_loss"] == ""
                for r in rows), rows
+else:
+    sys.exit("moco.py: unknown command %s" % cmd)
 PY
-st() { "$PY" "$T/st.py" "$@"; }
+mst() { stpy "$T/moco.py" "$@"; }
 
 # ---- the graph ----
 expect "smlp-run: MoCo forward in training mode" 0 "moco.momentum_update" \
@@ -229,7 +202,7 @@ for want in "MoCo v3 pre-training, 128 training images" \
     if grep -qF -- "$want" "$T/out"; then ok "pre-training prints '$want'"
     else bad "pre-training lacks '$want'"; sed 's/^/  | /' "$T/out"; fi
 done
-if st loss "$T/pre.csv"; then ok "finite loss that falls, no accuracy"
+if mst loss "$T/pre.csv"; then ok "finite loss that falls, no accuracy"
 else bad "pre-training loss (metrics CSV)"; cat "$T/pre.csv"; fi
 if [ "$(st meta "$T/pre.st" train.mode)" = moco ] &&
     [ "$(st meta "$T/pre.st" smlp.optim.steps)" = 24 ] &&
@@ -244,7 +217,7 @@ O="$MOCO $COMMON --batch 16 --limit-train 16 --epochs 4"
     bad "2 steps"
 expect "one more step" 0 "stopped after epoch 3" \
     "$TRAIN" $O --out "$T/m2.st" --resume "$T/m1.st" --stop-after 3
-if st momentum "$T/m1.st" "$T/m2.st" >"$T/out" 2>&1; then
+if mst momentum "$T/m1.st" "$T/m2.st" >"$T/out" 2>&1; then
     ok "momentum.X = m momentum.X + (1 - m) X, bit for bit ($(cat "$T/out"))"
 else bad "momentum update"; sed 's/^/  | /' "$T/out"; fi
 
@@ -274,7 +247,7 @@ CACHED="probe: the frozen backbone's 'features' (128 floats per image) of"
 if grep -qF "$CACHED 128 + 64 images cached" "$T/out"; then
     ok "probe: features cached"
 else bad "probe cache message"; sed 's/^/  | /' "$T/out"; fi
-if st probe "$T/pre.st" "$T/probe.st" >"$T/out" 2>&1; then
+if mst probe "$T/pre.st" "$T/probe.st" >"$T/out" 2>&1; then
     ok "probe: backbone bytes unchanged, only the head trained"
 else bad "probe froze the backbone"; sed 's/^/  | /' "$T/out"; fi
 if [ "$(st meta "$T/probe.st" train.mode)" = probe ] &&
@@ -296,7 +269,7 @@ expect "probe without the cache" 0 "done: 16 steps" \
     "$TRAIN" $L --probe --no-probe-cache --init-from "$T/pre.st" \
     --out "$T/probe_nc.st"
 if grep -qF "$CACHED" "$T/out"; then bad "--no-probe-cache cached"
-elif st close "$T/probe.st" "$T/probe_nc.st" >"$T/out" 2>&1; then
+elif mst close "$T/probe.st" "$T/probe_nc.st" >"$T/out" 2>&1; then
     ok "probe: cached = recomputed: $(cat "$T/out")"
 else bad "probe: cached != recomputed"; sed 's/^/  | /' "$T/out"; fi
 # --eval-only uses no cache (its rows are filled only before training):
@@ -320,8 +293,8 @@ SMLP_TRAIN_TEST_SIGINT_STEP=5 "$TRAIN" $L --probe --no-probe-cache \
     --init-from "$T/pre.st" --out "$T/pc2.st" >>"$T/out" 2>&1
 rc=$?
 "$TRAIN" $L --probe --resume "$T/pc2.st" --out "$T/pc2.st" >>"$T/out" 2>&1
-if [ "$rc" -eq 130 ] && st close "$T/probe.st" "$T/pc1.st" >>"$T/out" 2>&1 &&
-    st close "$T/probe.st" "$T/pc2.st" >>"$T/out" 2>&1; then
+if [ "$rc" -eq 130 ] && mst close "$T/probe.st" "$T/pc1.st" >>"$T/out" 2>&1 &&
+    mst close "$T/probe.st" "$T/pc2.st" >>"$T/out" 2>&1; then
     ok "probe: stopped in one mode, resumed in the other"
 else bad "probe: resume across the cache (first rc $rc)"
     sed 's/^/  | /' "$T/out"; fi
@@ -338,7 +311,7 @@ W="$T/wide.fbs $COMMON --batch 16 --limit-train 64 --epochs 1 --lr 0.01"
 expect "probe: a wider head" 0 "'blocks.5.res2.out' (6272 floats per" \
     "$TRAIN" $W --probe --out "$T/wide1.st"
 "$TRAIN" $W --probe --no-probe-cache --out "$T/wide2.st" >"$T/out" 2>&1
-if st close "$T/wide1.st" "$T/wide2.st" >>"$T/out" 2>&1; then
+if mst close "$T/wide1.st" "$T/wide2.st" >>"$T/out" 2>&1; then
     ok "probe: a wider head, cached = recomputed"
 else bad "probe: a wider head"; sed 's/^/  | /' "$T/out"; fi
 # Where the cache cannot help, the probe says why and runs as before.
@@ -360,7 +333,7 @@ expect "probe: cache batches of 48" 0 "$CACHED 128 + 64 images cached" \
     "$TRAIN" $E --probe --out "$T/e48.st"
 cp "$T/out" "$T/e48.out"
 "$TRAIN" $E --probe --no-probe-cache --out "$T/e48nc.st" >"$T/e48nc.out" 2>&1
-if st close "$T/e48.st" "$T/e48nc.st" >"$T/out" 2>&1 &&
+if mst close "$T/e48.st" "$T/e48nc.st" >"$T/out" 2>&1 &&
     "$PY" - "$T/e48.out" "$T/e48nc.out" <<'PY' >>"$T/out" 2>&1
 import re, sys
 def test(path):
@@ -400,12 +373,12 @@ else bad "probe: --moe-stats and --routing-by-class"; fi
 expect "fine-tune: the backbone loads" 0 "96 of 98 parameters loaded" \
     "$TRAIN" "$SPARSE" $COMMON --batch 16 --limit-train 16 --epochs 1 \
     --lr 1e-12 --weight-decay 0 --init-from "$T/pre.st" --out "$T/ft.st"
-if st finetune "$T/pre.st" "$T/ft.st" >"$T/out" 2>&1; then
+if mst finetune "$T/pre.st" "$T/ft.st" >"$T/out" 2>&1; then
     ok "fine-tune starts from the pre-trained backbone"
 else bad "fine-tune backbone"; sed 's/^/  | /' "$T/out"; fi
 # Files of other graphs: no tensor of ours; one of ours, shaped otherwise.
-st write "$T/other.st" x
-st write "$T/shape.st" stem.proj.weight
+mst write "$T/other.st" x
+mst write "$T/shape.st" stem.proj.weight
 expect "init-from another graph" 1 "(a checkpoint of another graph?)" \
     "$TRAIN" "$SPARSE" $COMMON --batch 16 --limit-train 16 --epochs 1 \
     --init-from "$T/other.st" --out "$T/x.st"
@@ -414,14 +387,15 @@ expect "init-from another backbone" 1 \
     "$TRAIN" "$SPARSE" $COMMON --batch 16 --limit-train 16 --epochs 1 \
     --init-from "$T/shape.st" --out "$T/x.st"
 # The same rank, another shape.
-st write "$T/shape4.st" stem.proj.weight 128,1,4,3
+mst write "$T/shape4.st" stem.proj.weight 128,1,4,3
 expect "init-from another shape of the same rank" 1 \
     "tensor 'stem.proj.weight' is F32 [128, 1, 4, 3], the graph's is F32" \
     "$TRAIN" "$SPARSE" $COMMON --batch 16 --limit-train 16 --epochs 1 \
     --init-from "$T/shape4.st" --out "$T/x.st"
 # A file from before train.backbone: its graph's name moco_GRAPH says
 # which classifier it pre-trains; another name warns.
-st oldmoco "$T/pre.st" "$T/old.st" moco_mixer_fmnist
+st delmeta "$T/pre.st" "$T/old.st" train.backbone
+st setmeta "$T/old.st" "$T/old.st" smlp.graph moco_mixer_fmnist
 expect "init-from an old MoCo file of another graph" 0 \
     "a checkpoint of graph 'moco_mixer_fmnist', and this graph is" \
     "$TRAIN" "$SPARSE" $COMMON --batch 16 --limit-train 16 --max-steps 1 \
@@ -431,7 +405,7 @@ expect "init-from an old MoCo file of another graph" 0 \
 for from in ft pre; do
     "$TRAIN" "$MOCO" $COMMON --batch 16 --limit-train 16 --max-steps 1 \
         --init-from "$T/$from.st" --out "$T/mfrom.st" >"$T/out" 2>&1 &&
-    st twins "$T/$from.st" "$T/mfrom.st" >"$T/out" 2>&1
+    mst twins "$T/$from.st" "$T/mfrom.st" >"$T/out" 2>&1
     rc=$?
     if [ $rc -eq 0 ]; then
         ok "MoCo --init-from $from.st: the twins ($(cat "$T/out"))"

@@ -178,19 +178,15 @@ fi
 # Every expert took exactly cap rows per image: load[e] = {cap*B, .}.
 if [ -n "$PYTHON3" ] && [ "$PYTHON3" != no ] && [ -s "$T/out.safetensors" ]
 then
-    if "$PYTHON3" - "$T/out.safetensors" >"$T/py.log" 2>&1 <<'EOF'
-import json, struct, sys
-data = open(sys.argv[1], "rb").read()
-n = struct.unpack("<Q", data[:8])[0]
-head = json.loads(data[8:8 + n])
-body = data[8 + n:]
+    if stpy - "$T/out.safetensors" >"$T/py.log" 2>&1 <<'EOF'
+import st, sys
+f = st.read(sys.argv[1])
 want = {"moe_s": 16 * 2, "moe_c": 13 * 2}   # cap = ceil(G/E) per image
 seen = 0
-for name, t in head.items():
+for name in f.names:
     if not name.endswith(".gate.load"):
         continue
-    a, b = t["data_offsets"]
-    v = struct.unpack("<%di" % ((b - a) // 4), body[a:b])
+    v = f.values(name)
     kept = v[0::2]
     layer = name.split(".")[2]
     assert all(k == want[layer] for k in kept), (name, v)

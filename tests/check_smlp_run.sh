@@ -366,7 +366,7 @@ if mkfifo "$T/tr.fifo"; then
     then ok "--trace into a FIFO"; else bad "--trace into a FIFO"; fi
 fi
 # Files in and out of a run, against values computed here.  lin.fbs is
-# y = x w^T + b (x [-1,3], w [2,3], b [2]); st.py writes --weights and
+# y = x w^T + b (x [-1,3], w [2,3], b [2]); lin.py writes --weights and
 # --input files and checks an --output file: y computed by hand from them
 # (small integers and halves: exact in f32), and the smlp.data_hash the
 # writer put in its metadata recomputed by a Python version of
@@ -383,8 +383,9 @@ cat >"$T/lin.json" <<'JSON'
 JSON
 "${FLATC:-flatc}" -b -o "$T" "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" \
     "$T/lin.json"
-cat >"$T/st.py" <<'PY'
-import json, struct, sys
+cat >"$T/lin.py" <<'PY'
+import sys
+import st
 M = 2**64 - 1
 P1, P2, P3 = 0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
 def mix(h, w):
@@ -402,26 +403,12 @@ def data_hash(d):
     h = ((h ^ (h >> 29)) * P3) & M
     return h ^ (h >> 32)
 def write(path, tensors):  # tensors: name -> (shape, values)
-    hdr, data = {}, b""
-    for name, (shape, vals) in tensors.items():
-        raw = struct.pack("<%df" % len(vals), *vals)
-        hdr[name] = {"dtype": "F32", "shape": shape,
-                     "data_offsets": [len(data), len(data) + len(raw)]}
-        data += raw
-    h = json.dumps(hdr).encode()
-    h += b" " * (-len(h) % 8)
-    open(path, "wb").write(struct.pack("<Q", len(h)) + h + data)
-def read(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    hdr, data = json.loads(b[8:8 + n]), b[8 + n:]
-    meta = hdr.pop("__metadata__", {})
-    out = {}
-    for k, v in hdr.items():
-        lo, hi = v["data_offsets"]
-        out[k] = (v["shape"], struct.unpack("<%df" % ((hi - lo) // 4),
-                                            data[lo:hi]))
-    return meta, data, out
+    st.write(path, {k: ("F32", shape, vals)
+                    for k, (shape, vals) in tensors.items()}, align=8)
+def read(path):  # every tensor as F32: name -> (shape, values)
+    f = st.read(path)
+    t = {k: (f.shape(k), tuple(st.unpack("F32", f.raw(k)))) for k in f.names}
+    return f.meta, f.data, t
 x = [1, 2, 3, -1, 0.5, 4]
 w = [0.5, -1, 2, 3, 0, -0.5]
 b = [10, -2]
@@ -444,17 +431,17 @@ elif cmd == "hash":  # every tensor of a file, in the order of its data
         data), (meta, "%016x" % data_hash(data))
 PY
 if [ -n "$PYTHON3" ] && [ "$PYTHON3" != no ]; then
-    "$PYTHON3" "$T/st.py" write "$T"
+    stpy "$T/lin.py" write "$T"
     if "$RUN" "$T/lin.fbs" --batch 2 --repeat 1 --weights "$T/w.st" \
             --input "$T/x.st" --output "$T/y.st" >"$T/rep.out" 2>&1 &&
-       "$PYTHON3" "$T/st.py" check "$T" >>"$T/rep.out" 2>&1
+       stpy "$T/lin.py" check "$T" >>"$T/rep.out" 2>&1
     then ok "--weights, --input, --output: y = x w^T + b, the data hash"
     else bad "--weights, --input, --output of lin.fbs"; show "$T/rep.out"; fi
     # mixer_fmnist's outputs (features and logits): the hash runs over
     # every tensor's data, not the first alone.
     if "$RUN" "$G" --batch 2 --repeat 1 --output "$T/mx.st" \
             >"$T/rep.out" 2>&1 &&
-       "$PYTHON3" "$T/st.py" hash "$T/mx.st" >>"$T/rep.out" 2>&1
+       stpy "$T/lin.py" hash "$T/mx.st" >>"$T/rep.out" 2>&1
     then ok "--output of two tensors: the data hash of both"
     else bad "--output of mixer_fmnist: data hash"; show "$T/rep.out"; fi
     # --check-finite refuses the NaN, naming the tensor and element; the

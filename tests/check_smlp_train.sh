@@ -47,51 +47,9 @@ D="$T/data"
 # The data: 10 easy classes (shlib.sh).
 make_idx_data "$D" 256 64 || exit 99
 
-# st.py check FILE: a complete safetensors file; st.py same A B: the same
-# tensors (names, dtypes, shapes, bytes); st.py meta FILE KEY: a value;
-# st.py setmeta IN OUT KEY VALUE: a copy of IN with one value changed;
-# st.py delmeta IN OUT KEY...: a copy without those keys (KEY*: a prefix).
-cat >"$T/st.py" <<'PY'
-import json, struct, sys
-def read(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    meta = h.pop("__metadata__", {})
-    end = max([v["data_offsets"][1] for v in h.values()] + [0])
-    assert 8 + n + end == len(b), f"{path}: {len(b)} bytes, header says {8 + n + end}"
-    return h, meta, b[8 + n:]
-cmd = sys.argv[1]
-if cmd == "check":
-    h, meta, _ = read(sys.argv[2])
-    assert len(h) > 10 and "train.step" in meta, sys.argv[2]
-elif cmd == "same":
-    (ha, _, da), (hb, _, db) = read(sys.argv[2]), read(sys.argv[3])
-    assert sorted(ha) == sorted(hb), "tensor names differ"
-    for k in ha:
-        a, b = ha[k], hb[k]
-        assert a["dtype"] == b["dtype"] and a["shape"] == b["shape"], k
-        assert da[slice(*a["data_offsets"])] == db[slice(*b["data_offsets"])], \
-            f"tensor {k} differs"
-elif cmd == "meta":
-    print(read(sys.argv[2])[1].get(sys.argv[3], ""))
-elif cmd == "setmeta":  # IN OUT KEY VALUE: a copy with one value changed
-    h, meta, data = read(sys.argv[2])
-    meta[sys.argv[4]] = sys.argv[5]
-    h["__metadata__"] = meta
-    hb = json.dumps(h).encode()
-    open(sys.argv[3], "wb").write(struct.pack("<Q", len(hb)) + hb + data)
-elif cmd == "delmeta":  # IN OUT KEY...: a copy without those keys
-    h, meta, data = read(sys.argv[2])
-    for k in list(meta):
-        if any(k == d or (d.endswith("*") and k.startswith(d[:-1]))
-               for d in sys.argv[4:]):
-            del meta[k]
-    h["__metadata__"] = meta
-    hb = json.dumps(h).encode()
-    open(sys.argv[3], "wb").write(struct.pack("<Q", len(hb)) + hb + data)
-PY
-st() { "$PY" "$T/st.py" "$@"; }
+# Checkpoints are read, compared and edited by st (shlib.sh, tests/st.py).
+# A whole checkpoint: more than 10 tensors, and train.step.
+CKPT="--min-tensors 11 --has train.step"
 
 # ---- usage and data errors ----
 expect "help" 0 "usage: smlp-train GRAPH" "$TRAIN" --help
@@ -445,7 +403,7 @@ assert float(rows[-1]["test_acc"]) > float(rows[0]["test_acc"]) or \
     float(rows[-1]["test_acc"]) > 0.5, rows
 PY
 then ok "the loss falls (metrics CSV)"; else bad "the loss falls"; fi
-if st check "$T/run.st" && [ "$(st meta "$T/run.st" train.epoch)" = 3 ] &&
+if st check "$T/run.st" $CKPT && [ "$(st meta "$T/run.st" train.epoch)" = 3 ] &&
     [ "$(st meta "$T/run.st" smlp.optim.steps)" = 24 ]; then
     ok "checkpoint written with its position"
 else bad "checkpoint"; fi
@@ -562,14 +520,10 @@ expect "--eval-only of a batch norm classifier" 0 \
 # The accuracy, each class's and the loss of its checkpoint, computed here
 # in double: (pixel / 255 - 0.2860) / 0.3530, fc, the batch norm with the
 # running statistics (eps 1e-5), head, softmax cross-entropy.
-if "$PY" - "$T/bn.st" "$D" "$T/out" <<'PY'
-import gzip, json, math, re, struct, sys
-b = open(sys.argv[1], "rb").read()
-n = struct.unpack("<Q", b[:8])[0]
-h = json.loads(b[8:8 + n])
-def t(name):
-    lo, hi = h[name]["data_offsets"]
-    return struct.unpack("<%df" % ((hi - lo) // 4), b[8 + n + lo:8 + n + hi])
+if stpy - "$T/bn.st" "$D" "$T/out" <<'PY'
+import gzip, math, re, sys
+import st
+t = st.read(sys.argv[1]).values
 w1, b1, g, beta = t("fc.weight"), t("fc.bias"), t("bn.weight"), t("bn.bias")
 mean, var, w2, b2 = (t("bn.running_mean"), t("bn.running_var"),
                      t("head.weight"), t("head.bias"))
@@ -643,18 +597,8 @@ expect "--moco-m0 on a classifier" 2 \
 # ---- weights with a NaN: named, whichever option loads them ----
 # (as another program would write it: without smlp.data_hash, which
 # this edit would break; tests/check_api checks that hash)
-"$PY" - "$T/run.st" "$T/nan.st" <<'PY'
-import json, struct, sys
-b = bytearray(open(sys.argv[1], "rb").read())
-n = struct.unpack("<Q", b[:8])[0]
-h = json.loads(b[8:8 + n])
-del h["__metadata__"]["smlp.data_hash"]
-data = b[8 + n:]
-at = h["head.bias"]["data_offsets"][0] + 4 * 3
-data[at:at + 4] = struct.pack("<f", float("nan"))
-hb = json.dumps(h).encode()
-open(sys.argv[2], "wb").write(struct.pack("<Q", len(hb)) + hb + data)
-PY
+st delmeta "$T/run.st" "$T/nan.st" smlp.data_hash
+st poke "$T/nan.st" "$T/nan.st" head.bias 3 nan
 for how in --weights --init-from --resume; do
     expect "NaN in $how" 1 "$T/nan.st: tensor 'head.bias': element 3 is NaN" \
         "$TRAIN" "$MIXER" $COMMON --limit-train 256 --epochs 3 --lr 2e-3 \
@@ -671,18 +615,8 @@ expect "NaN in --eval-only --weights" 1 \
 # SGD at --lr 1000 overflows it; one step an epoch, the second step's
 # loss is not finite, and the message says the checkpoint is the last
 # good epoch's.
-"$PY" - "$T/run.st" "$T/big.st" <<'PY'
-import json, struct, sys
-b = bytearray(open(sys.argv[1], "rb").read())
-n = struct.unpack("<Q", b[:8])[0]
-h = json.loads(b[8:8 + n])
-del h["__metadata__"]["smlp.data_hash"]
-data = b[8 + n:]
-lo, hi = h["head.weight"]["data_offsets"]
-data[lo:hi] = struct.pack("<f", 1e30) * ((hi - lo) // 4)
-hb = json.dumps(h).encode()
-open(sys.argv[2], "wb").write(struct.pack("<Q", len(hb)) + hb + data)
-PY
+st delmeta "$T/run.st" "$T/big.st" smlp.data_hash
+st poke "$T/big.st" "$T/big.st" head.weight all 1e30
 expect "a loss that overflows after a checkpoint" 1 \
     "try a lower --lr or --clip-norm (the checkpoint keeps the last good" \
     "$TRAIN" "$MIXER" $COMMON --limit-train 32 --epochs 2 --optimizer sgd \
@@ -712,13 +646,10 @@ else bad "--init-from is not kept on resume"; show "$T/out"; fi
 # a JSON header, the data): one holding no tensor of the graph's names
 # is refused; one whose head.bias is I32 [10] (the graph's: F32 [10],
 # the same size) is refused by its dtype.
-"$PY" - "$T/noparam.st" "$T/i32.st" <<'PY'
-import json, struct, sys
-for path, name, dtype in ((sys.argv[1], "zzz", "F32"),
-                          (sys.argv[2], "head.bias", "I32")):
-    h = json.dumps({name: {"dtype": dtype, "shape": [10],
-                           "data_offsets": [0, 40]}}).encode()
-    open(path, "wb").write(struct.pack("<Q", len(h)) + h + bytes(40))
+stpy - "$T/noparam.st" "$T/i32.st" <<'PY'
+import st, sys
+st.write(sys.argv[1], {"zzz": ("F32", [10], bytes(40))})
+st.write(sys.argv[2], {"head.bias": ("I32", [10], bytes(40))})
 PY
 expect "--init-from a file of no parameter" 1 \
     "--init-from $T/noparam.st: holds none of the 78 parameters of $MIXER" \
@@ -1623,19 +1554,15 @@ S1="$MIXER $COMMON --limit-train 64 --max-steps 1 --optimizer sgd"
     bad "one SGD step"
 if [ "$(st meta "$T/sgd.st" train.weight_decay)" = 0 ] &&
     [ "$(st meta "$T/sgd.st" train.momentum)" = 0.90000000000000002 ] &&
-    "$PY" - "$T/sgd.st" <<'PY'
-import json, math, struct, sys
-b = open(sys.argv[1], "rb").read()
-n = struct.unpack("<Q", b[:8])[0]
-h = json.loads(b[8:8 + n])
-h.pop("__metadata__")
-bufs = [k for k in h if k.startswith("optim.momentum_buffer.")]
-assert len(bufs) > 10, sorted(h)
+    stpy - "$T/sgd.st" <<'PY'
+import math, sys
+import st
+f = st.read(sys.argv[1])
+bufs = [k for k in f.names if k.startswith("optim.momentum_buffer.")]
+assert len(bufs) > 10, f.names
 sq = 0.0
 for k in bufs:
-    lo, hi = h[k]["data_offsets"]
-    v = struct.unpack("<%df" % ((hi - lo) // 4), b[8 + n + lo:8 + n + hi])
-    sq += sum(x * x for x in v)
+    sq += sum(x * x for x in f.values(k))
 assert 0 < math.sqrt(sq) <= 0.001 * (1 + 1e-5), math.sqrt(sq)
 PY
 then ok "SGD: defaults recorded, --clip-norm clips"
@@ -1702,13 +1629,13 @@ i=0
 while [ ! -f "$T/z.st" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
 good=0
 for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
-    st check "$T/z.st" 2>/dev/null && good=$((good + 1))
+    st check "$T/z.st" $CKPT 2>/dev/null && good=$((good + 1))
     sleep 0.1
 done
 first=$(st meta "$T/z.st" train.step)
 kill -KILL $pid
 wait $pid 2>/dev/null
-if [ $good -eq 20 ] && st check "$T/z.st"; then
+if [ $good -eq 20 ] && st check "$T/z.st" $CKPT; then
     ok "checkpoint always whole while rewritten (step $first read)"
 else bad "checkpoint read half-written ($good of 20 whole)"; fi
 # The killed run left its lock file, but its lock died with it: the next

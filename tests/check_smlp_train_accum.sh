@@ -30,68 +30,6 @@ D="$T/data"
 . "${SMLP_TEST_SRCDIR:-.}/tests/shlib.sh"
 make_idx_data "$D" 256 64 || exit 99
 
-# near A B: every f32 tensor of A within 1e-4 of B's (relative, floor
-# 1e-3), the same names; same A B: the same bytes; meta FILE KEY.
-cat >"$T/st.py" <<'PY'
-import array, json, struct, sys
-def read(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    meta = h.pop("__metadata__", {})
-    t = {}
-    for k, v in h.items():
-        raw = b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]
-        if v["dtype"] == "F32":
-            a = array.array("f")
-            a.frombytes(raw)
-            t[k] = a
-        else:
-            t[k] = raw
-    return t, meta
-cmd = sys.argv[1]
-if cmd == "near":
-    (a, _), (b, _) = read(sys.argv[2]), read(sys.argv[3])
-    assert sorted(a) == sorted(b), "tensor names differ"
-    assert len(a) > 20, "too few tensors"
-    for k in a:
-        assert len(a[k]) == len(b[k]), k
-        for i, (x, y) in enumerate(zip(a[k], b[k])):
-            d = abs(x - y) / max(1e-3, abs(x))
-            assert d <= 1e-4, f"{k}[{i}]: {x} against {y}"
-elif cmd == "same":
-    (a, _), (b, _) = read(sys.argv[2]), read(sys.argv[3])
-    assert a == b, "the tensors differ"
-elif cmd == "meta":
-    print(read(sys.argv[2])[1].get(sys.argv[3], ""))
-PY
-# rows.py A B: the same rows, losses and accuracies within 1e-5.
-cat >"$T/rows.py" <<'PY'
-import csv, sys
-a = list(csv.DictReader(open(sys.argv[1])))
-b = list(csv.DictReader(open(sys.argv[2])))
-assert len(a) == len(b) and len(a) >= 2, (len(a), len(b))
-for x, y in zip(a, b):
-    assert x["step"] == y["step"], (x["step"], y["step"])
-    for col in ("loss", "train_acc"):
-        u, v = float(x[col]), float(y[col])
-        assert abs(u - v) <= 1e-5 * max(1.0, abs(u)), (x["step"], col, u, v)
-PY
-# moe.py A B: per (step, layer) the same kept + dropped in both files,
-# and some assignments kept.
-cat >"$T/moe.py" <<'PY'
-import csv, sys
-def totals(path):
-    t = {}
-    for r in csv.DictReader(open(path)):
-        key = (r["step"], r["layer"])
-        t[key] = t.get(key, 0) + int(r["kept"]) + int(r["dropped"])
-    return t
-a, b = totals(sys.argv[1]), totals(sys.argv[2])
-assert a == b, (a, b)
-assert len(a) >= 4 and all(v > 0 for v in a.values()), a
-PY
-
 COMMON="--data $D --limit-test 64 --progress lines --threads 2"
 SGD="$COMMON --batch 16 --optimizer sgd --lr 0.05 --max-steps 6 \
 --log-every 2"
@@ -104,10 +42,11 @@ for a in 2 4; do
         --metrics "$T/a$a.csv" >"$T/a$a.out" 2>&1 &&
         grep -q "1 rank x $a micro-batches of $((16 / a)) images" \
             "$T/a$a.out" &&
-        "$PY" "$T/st.py" near "$T/a1.st" "$T/a$a.st" >"$T/err" 2>&1 &&
-        "$PY" "$T/rows.py" "$T/a1.csv" "$T/a$a.csv" >>"$T/err" 2>&1 &&
-        [ "$("$PY" "$T/st.py" meta "$T/a$a.st" train.accum)" = "$a" ] &&
-        [ "$("$PY" "$T/st.py" meta "$T/a$a.st" train.batch)" = 16 ]; then
+        st near "$T/a1.st" "$T/a$a.st" --rel 1e-4 --floor 1e-3 \
+        --min-tensors 21 >"$T/err" 2>&1 &&
+        rows_near "$T/a1.csv" "$T/a$a.csv" >>"$T/err" 2>&1 &&
+        [ "$(st meta "$T/a$a.st" train.accum)" = "$a" ] &&
+        [ "$(st meta "$T/a$a.st" train.batch)" = 16 ]; then
         ok "--accum $a trains as --accum 1 (parameters, momentum, rows)"
     else
         bad "--accum $a trains as --accum 1"; show "$T/a$a.out"
@@ -121,7 +60,7 @@ MOE="$COMMON --batch 8 --limit-train 64 --max-steps 4 --log-every 2"
     >"$T/out" 2>&1
 "$TRAIN" "$SPARSE" $MOE --accum 4 --out "$T/s4.st" \
     --moe-stats "$T/s4.moe" >"$T/out2" 2>&1
-if "$PY" "$T/moe.py" "$T/s1.moe" "$T/s4.moe" >"$T/err" 2>&1; then
+if moe_totals_same "$T/s1.moe" "$T/s4.moe" >"$T/err" 2>&1; then
     ok "--moe-stats with --accum 4 counts the whole batch's assignments"
 else
     bad "--moe-stats with --accum 4"; show "$T/out"; show "$T/out2"
@@ -134,7 +73,8 @@ PR="$COMMON --limit-train 64 --eval-batch 10 --probe --init-from $T/s1.st \
 "$TRAIN" "$SPARSE" $PR --out "$T/p1.st" >"$T/out1" 2>&1
 "$TRAIN" "$SPARSE" $PR --accum 2 --out "$T/p2.st" >"$T/out2" 2>&1
 if grep -q "cached in" "$T/out2" &&
-    "$PY" "$T/st.py" near "$T/p1.st" "$T/p2.st" >"$T/err" 2>&1; then
+    st near "$T/p1.st" "$T/p2.st" --rel 1e-4 --floor 1e-3 \
+        --min-tensors 21 >"$T/err" 2>&1; then
     ok "a probe with --accum 2: the head of --accum 1"
 else
     bad "a probe with --accum 2"; show "$T/out1"; show "$T/out2"
@@ -146,8 +86,8 @@ RES="$COMMON --batch 16 --limit-train 64 --epochs 2 --accum 2"
 "$TRAIN" "$MIXER" $RES --out "$T/r.st" >"$T/out" 2>&1
 "$TRAIN" "$MIXER" $RES --out "$T/rs.st" --stop-after 1 >"$T/out1" 2>&1
 "$TRAIN" "$MIXER" $RES --out "$T/rs.st" --resume "$T/rs.st" >"$T/out2" 2>&1
-if [ "$("$PY" "$T/st.py" meta "$T/r.st" train.step)" = 8 ] &&
-    "$PY" "$T/st.py" same "$T/r.st" "$T/rs.st" >"$T/err" 2>&1; then
+if [ "$(st meta "$T/r.st" train.step)" = 8 ] &&
+    st same "$T/r.st" "$T/rs.st" >"$T/err" 2>&1; then
     ok "--stop-after 1 and --resume with --accum 2: the same bits"
 else
     bad "--stop-after and --resume with --accum 2"; show "$T/out1"

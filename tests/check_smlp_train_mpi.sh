@@ -68,68 +68,6 @@ SMLP_TRAIN_TEST_SIGINT_STEP=-1
 SMLP_TRAIN_TEST_DIVERGE_STEP=-1
 export SMLP_TRAIN_TEST_SIGINT_STEP SMLP_TRAIN_TEST_DIVERGE_STEP
 
-# near A B: every f32 tensor of A within 1e-4 of B's (relative, floor
-# 1e-3), the same names; same A B: the same bytes; meta FILE KEY.
-cat >"$T/st.py" <<'PY'
-import array, json, struct, sys
-def read(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    meta = h.pop("__metadata__", {})
-    t = {}
-    for k, v in h.items():
-        raw = b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]
-        if v["dtype"] == "F32":
-            a = array.array("f")
-            a.frombytes(raw)
-            t[k] = a
-        else:
-            t[k] = raw
-    return t, meta
-cmd = sys.argv[1]
-if cmd == "near":
-    (a, _), (b, _) = read(sys.argv[2]), read(sys.argv[3])
-    assert sorted(a) == sorted(b), "tensor names differ"
-    assert len(a) > 20, "too few tensors"
-    for k in a:
-        assert len(a[k]) == len(b[k]), k
-        for i, (x, y) in enumerate(zip(a[k], b[k])):
-            d = abs(x - y) / max(1e-3, abs(x))
-            assert d <= 1e-4, f"{k}[{i}]: {x} against {y}"
-elif cmd == "same":
-    (a, _), (b, _) = read(sys.argv[2]), read(sys.argv[3])
-    assert a == b, "the tensors differ"
-elif cmd == "meta":
-    print(read(sys.argv[2])[1].get(sys.argv[3], ""))
-PY
-# rows.py A B: the same rows, losses within 1e-5 relative.
-cat >"$T/rows.py" <<'PY'
-import csv, sys
-a = list(csv.DictReader(open(sys.argv[1])))
-b = list(csv.DictReader(open(sys.argv[2])))
-assert len(a) == len(b) and len(a) >= 2, (len(a), len(b))
-for x, y in zip(a, b):
-    assert x["step"] == y["step"], (x["step"], y["step"])
-    for col in ("loss", "train_acc"):
-        u, v = float(x[col]), float(y[col])
-        assert abs(u - v) <= 1e-5 * max(1.0, abs(u)), (x["step"], col, u, v)
-PY
-# moe.py A B: per (step, layer) the same kept + dropped in both files,
-# and some assignments kept.
-cat >"$T/moe.py" <<'PY'
-import csv, sys
-def totals(path):
-    t = {}
-    for r in csv.DictReader(open(path)):
-        key = (r["step"], r["layer"])
-        t[key] = t.get(key, 0) + int(r["kept"]) + int(r["dropped"])
-    return t
-a, b = totals(sys.argv[1]), totals(sys.argv[2])
-assert a == b, (a, b)
-assert len(a) >= 4 and all(v > 0 for v in a.values()), a
-PY
-
 COMMON="--data $D --limit-test 64 --progress lines"
 SGD="$COMMON --batch 16 --optimizer sgd --lr 0.05 --max-steps 6 \
 --log-every 2"
@@ -140,8 +78,9 @@ SGD="$COMMON --batch 16 --optimizer sgd --lr 0.05 --max-steps 6 \
 for np in 2 4; do
     if mpi "$np" "$MIXER" $SGD --out "$T/p$np.st" --metrics "$T/p$np.csv" \
         >"$T/p$np.out" 2>&1 &&
-        "$PY" "$T/st.py" near "$T/p1.st" "$T/p$np.st" >"$T/err" 2>&1 &&
-        "$PY" "$T/rows.py" "$T/p1.csv" "$T/p$np.csv" >>"$T/err" 2>&1; then
+        st near "$T/p1.st" "$T/p$np.st" --rel 1e-4 --floor 1e-3 \
+        --min-tensors 21 >"$T/err" 2>&1 &&
+        rows_near "$T/p1.csv" "$T/p$np.csv" >>"$T/err" 2>&1; then
         ok "$np ranks train as one process (parameters, momentum, losses)"
     else
         bad "$np ranks train as one process"; show "$T/p$np.out"
@@ -153,14 +92,14 @@ if [ "$(grep -c '^done: 6 steps' "$T/p2.out")" = 1 ]; then
 else
     bad "only rank 0 prints"; show "$T/p2.out"
 fi
-if [ "$("$PY" "$T/st.py" meta "$T/p2.st" train.ranks)" = 2 ] &&
-    [ "$("$PY" "$T/st.py" meta "$T/p2.st" train.batch)" = 16 ]; then
+if [ "$(st meta "$T/p2.st" train.ranks)" = 2 ] &&
+    [ "$(st meta "$T/p2.st" train.batch)" = 16 ]; then
     ok "the checkpoint records 2 ranks and the whole batch"
 else
     bad "checkpoint metadata train.ranks / train.batch"
 fi
 mpi 2 "$MIXER" $SGD --out "$T/p2b.st" >"$T/out" 2>&1
-if "$PY" "$T/st.py" same "$T/p2.st" "$T/p2b.st" >"$T/err" 2>&1; then
+if st same "$T/p2.st" "$T/p2b.st" >"$T/err" 2>&1; then
     ok "2 ranks again: the same bits"
 else
     bad "2 ranks again: the same bits"; show "$T/out"; show "$T/err"
@@ -170,8 +109,9 @@ fi
 if mpi 2 "$MIXER" $SGD --accum 2 --out "$T/pa.st" --metrics "$T/pa.csv" \
     >"$T/pa.out" 2>&1 &&
     grep -q "2 ranks x 2 micro-batches of 4 images" "$T/pa.out" &&
-    "$PY" "$T/st.py" near "$T/p1.st" "$T/pa.st" >"$T/err" 2>&1 &&
-    "$PY" "$T/rows.py" "$T/p1.csv" "$T/pa.csv" >>"$T/err" 2>&1; then
+    st near "$T/p1.st" "$T/pa.st" --rel 1e-4 --floor 1e-3 \
+        --min-tensors 21 >"$T/err" 2>&1 &&
+    rows_near "$T/p1.csv" "$T/pa.csv" >>"$T/err" 2>&1; then
     ok "2 ranks with --accum 2 train as one process"
 else
     bad "2 ranks with --accum 2"; show "$T/pa.out"; show "$T/err"
@@ -183,7 +123,7 @@ MOE="$COMMON --batch 8 --limit-train 64 --max-steps 4 --log-every 2"
     --moe-stats "$T/s1.moe" >"$T/out" 2>&1
 mpi 2 "$SPARSE" $MOE --out "$T/s2.st" --moe-stats "$T/s2.moe" \
     >"$T/out2" 2>&1
-if "$PY" "$T/moe.py" "$T/s1.moe" "$T/s2.moe" >"$T/err" 2>&1; then
+if moe_totals_same "$T/s1.moe" "$T/s2.moe" >"$T/err" 2>&1; then
     ok "--moe-stats on 2 ranks counts the whole batch's assignments"
 else
     bad "--moe-stats on 2 ranks"; show "$T/out"; show "$T/out2"
@@ -195,7 +135,7 @@ RES="$COMMON --batch 16 --limit-train 64 --epochs 2"
 mpi 2 "$MIXER" $RES --out "$T/r.st" >"$T/out" 2>&1
 mpi 2 "$MIXER" $RES --out "$T/rs.st" --stop-after 1 >"$T/out1" 2>&1
 mpi 2 "$MIXER" $RES --out "$T/rs.st" --resume "$T/rs.st" >"$T/out2" 2>&1
-if "$PY" "$T/st.py" same "$T/r.st" "$T/rs.st" >"$T/err" 2>&1; then
+if st same "$T/r.st" "$T/rs.st" >"$T/err" 2>&1; then
     ok "--stop-after 1 and --resume on 2 ranks: the same bits"
 else
     bad "--stop-after and --resume on 2 ranks"; show "$T/out1"
@@ -206,8 +146,8 @@ SMLP_TRAIN_TEST_SIGINT_STEP=2 mpi 2 "$MIXER" $RES --out "$T/ri.st" \
 st=$?
 mpi 2 "$MIXER" $RES --out "$T/ri.st" --resume "$T/ri.st" >"$T/out2" 2>&1
 if [ "$st" -eq 130 ] && grep -q "interrupted: checkpoint" "$T/out1" &&
-    [ "$("$PY" "$T/st.py" meta "$T/r.st" train.step)" = 8 ] &&
-    "$PY" "$T/st.py" same "$T/r.st" "$T/ri.st" >"$T/err" 2>&1; then
+    [ "$(st meta "$T/r.st" train.step)" = 8 ] &&
+    st same "$T/r.st" "$T/ri.st" >"$T/err" 2>&1; then
     ok "SIGINT on rank 0 stops every rank (130); resumed: the same bits"
 else
     bad "SIGINT on rank 0 (exit $st)"; show "$T/out1"; show "$T/out2"
@@ -248,7 +188,8 @@ PR="--data $D --limit-train 64 --limit-test 64 --eval-batch 10 --probe \
 "$TRAIN" "$SPARSE" $PR --threads 2 --out "$T/pr1.st" >"$T/out1" 2>&1
 mpi 2 "$SPARSE" $PR --out "$T/pr2.st" >"$T/out2" 2>&1
 if grep -q "cached in" "$T/out2" &&
-    "$PY" "$T/st.py" near "$T/pr1.st" "$T/pr2.st" >"$T/err" 2>&1; then
+    st near "$T/pr1.st" "$T/pr2.st" --rel 1e-4 --floor 1e-3 \
+        --min-tensors 21 >"$T/err" 2>&1; then
     ok "a probe on 2 ranks: the head of one process"
 else
     bad "a probe on 2 ranks"; show "$T/out1"; show "$T/out2"; show "$T/err"

@@ -49,14 +49,13 @@ fi
 
 # The top-5 lines of the run with the reference weights: each row's five
 # largest logits (of the outputs file), largest first, their values.
-if "$PYTHON3" - "$T/ref.out" "$T/ref_out.safetensors" >"$T/out" 2>&1 <<'PY'
-import json, re, struct, sys
-b = open(sys.argv[2], "rb").read()
-n, = struct.unpack("<Q", b[:8])
-t = json.loads(b[8:8 + n])["logits"]
-lo, hi = t["data_offsets"]
-rows, cols = t["shape"]
-x = struct.unpack("<%df" % (rows * cols), b[8 + n + lo:8 + n + hi])
+if stpy - "$T/ref.out" "$T/ref_out.safetensors" >"$T/out" 2>&1 <<'PY'
+import re, sys
+import st
+f = st.read(sys.argv[2])
+rows, cols = f.shape("logits")
+x = f.values("logits")
+assert len(x) == rows * cols, (len(x), rows, cols)
 got = re.findall(r"^  row ([0-9]+) top-5:(.*)$", open(sys.argv[1]).read(),
                  re.M)
 assert [int(g[0]) for g in got] == list(range(min(rows, 4))), got
@@ -122,18 +121,12 @@ fi
 # time line against the nodes' times summed per op.
 "${FLATC:-flatc}" --json --strict-json --raw-binary -o "$T" \
     "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" -- "$FM"
-if "$PYTHON3" - "$T/fm.out" "$T/fm.json" "$T/fm.safetensors" \
+if stpy - "$T/fm.out" "$T/fm.json" "$T/fm.safetensors" \
         "$T/sparse_mlp_fmnist.json" >"$T/out" 2>&1 <<'PY'
-import json, re, struct, sys
+import json, re, sys
+import st
 txt, r = open(sys.argv[1]).read(), json.load(open(sys.argv[2]))
-b = open(sys.argv[3], "rb").read()
-n, = struct.unpack("<Q", b[:8])
-head, data = json.loads(b[8:8 + n]), b[8 + n:]
-def tensor(name):
-    t = head[name]
-    lo, hi = t["data_offsets"]
-    return struct.unpack("<%d%s" % ((hi - lo) // 4, "f" if t["dtype"] ==
-                                    "F32" else "i"), data[lo:hi])
+tensor = st.read(sys.argv[3]).values
 g = json.load(open(sys.argv[4]))
 gates = {nd["name"]: nd for nd in g["nodes"]
          if nd["op"].startswith("moe.gate.")}

@@ -7,12 +7,26 @@
 # status and that NEEDLE occurs in its output (stdout and stderr together;
 # NEEDLE "" matches anything); make_idx_data DIR NTRAIN NTEST (python3)
 # writes a tiny gzip'd IDX data set in Fashion-MNIST's layout.
+# st CMD ARGS... reads, compares and edits safetensors files (tests/st.py:
+# its head lists the commands); stpy ARGS... runs python3 with tests/ on
+# its path, for scripts that `import st`.  Both run ${PY:-$PYTHON3}.
+# rows_near A B: two smlp-train --metrics files with the same rows (at
+# least 2), losses and training accuracies within 1e-5 (relative, floor
+# 1); moe_totals_same A B: two --moe-stats files whose kept + dropped
+# assignments per (step, layer) are equal, at least 4 of them, none 0.
 pass=0
 fail=0
 
 ok() { pass=$((pass + 1)); echo "ok - $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
 show() { sed 's/^/  | /' "$1"; }
+
+ST_DIR="${SMLP_TEST_SRCDIR:-.}/tests"
+stpy() {
+    PYTHONPATH="$ST_DIR${PYTHONPATH:+:$PYTHONPATH}" \
+        "${PY:-${PYTHON3:-python3}}" "$@"
+}
+st() { stpy "$ST_DIR/st.py" "$@"; }
 
 expect() {
     name=$1 want=$2 needle=$3
@@ -49,5 +63,34 @@ for prefix, n in (("train", ntrain), ("t10k", ntest)):
         f.write(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(px))
     with gzip.open(f"{d}/{prefix}-labels-idx1-ubyte.gz", "wb") as f:
         f.write(struct.pack(">II", 0x801, n) + bytes(lab))
+PY
+}
+
+rows_near() {
+    stpy - "$1" "$2" <<'PY'
+import csv, sys
+a = list(csv.DictReader(open(sys.argv[1])))
+b = list(csv.DictReader(open(sys.argv[2])))
+assert len(a) == len(b) and len(a) >= 2, (len(a), len(b))
+for x, y in zip(a, b):
+    assert x["step"] == y["step"], (x["step"], y["step"])
+    for col in ("loss", "train_acc"):
+        u, v = float(x[col]), float(y[col])
+        assert abs(u - v) <= 1e-5 * max(1.0, abs(u)), (x["step"], col, u, v)
+PY
+}
+
+moe_totals_same() {
+    stpy - "$1" "$2" <<'PY'
+import csv, sys
+def totals(path):
+    t = {}
+    for r in csv.DictReader(open(path)):
+        key = (r["step"], r["layer"])
+        t[key] = t.get(key, 0) + int(r["kept"]) + int(r["dropped"])
+    return t
+a, b = totals(sys.argv[1]), totals(sys.argv[2])
+assert a == b, (a, b)
+assert len(a) >= 4 and all(v > 0 for v in a.values()), a
 PY
 }
