@@ -50,7 +50,6 @@
  * averages the gradients; decisions that end the loop (a signal) are
  * agreed by all ranks (train_dist_any), and rank 0 alone writes.
  */
-#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -523,93 +522,6 @@ train(struct train_run *r)
     return TRAIN_EXIT_OK;
 }
 
-/* Data-parallel runs (train_dist.h) and --accum: the batch divides into
- * ranks x accum equal micro-batches; the default thread budget divides
- * among the ranks on one machine. */
-static int
-dist_options(struct train_opts *o)
-{
-    int64_t parts = train_dist_size() * o->accum;
-    int64_t fit = (o->batch + parts - 1) / parts * parts;
-    long cpus;
-
-    /* --eval-only runs no training step: its ranks share out the test
-     * set, not a batch. */
-    if (!o->eval_only && o->batch % parts != 0) {
-        if (o->accum == 1)
-            train_fail("--batch %lld does not divide among %d ranks: each "
-                       "rank runs an equal part of every batch (try "
-                       "--batch %lld)", (long long)o->batch,
-                       train_dist_size(), (long long)fit);
-        else
-            train_fail("--batch %lld does not divide into %lld equal "
-                       "micro-batches (%d rank%s x --accum %lld; try "
-                       "--batch %lld)", (long long)o->batch,
-                       (long long)parts, train_dist_size(),
-                       train_dist_size() > 1 ? "s" : "",
-                       (long long)o->accum, (long long)fit);
-        return -1;
-    }
-    if (train_dist_size() == 1)
-        return 0;
-    cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    if (o->threads == 0 && cpus > 0)
-        o->threads = cpus / train_dist_local_size() > 0
-                         ? (int)(cpus / train_dist_local_size())
-                         : 1;
-    return 0;
-}
-
-/*
- * Usage errors come from the arguments, which every rank shares: ranks
- * other than 0 find them with stderr muted (quiet), then the ranks agree
- * (usage_agreed): when all failed alike, rank 0 has said why and every
- * rank exits with the usage status, no MPI_Abort.  Returns 0 when none
- * failed, 1 when all did, -1 when only some did (then each failed rank
- * must say why and end the others).
- */
-static int muted = -1;
-
-static void
-quiet(int on)
-{
-    int fd;
-
-    if (train_dist_rank() == 0)
-        return;
-    fflush(stderr);
-    if (on) {
-        muted = dup(STDERR_FILENO);
-        fd = open("/dev/null", O_WRONLY);
-        if (muted >= 0 && fd >= 0)
-            dup2(fd, STDERR_FILENO);
-        if (fd >= 0)
-            close(fd);
-    } else if (muted >= 0) {
-        dup2(muted, STDERR_FILENO);
-        close(muted);
-        muted = -1;
-    }
-}
-
-static int
-usage_agreed(int failed)
-{
-    if (!train_dist_any(failed))
-        return 0;
-    return train_dist_any(!failed) ? -1 : 1;
-}
-
-static int
-parse_all(int argc, char **argv, struct train_opts *o)
-{
-    int rc = train_parse_args(argc, argv, o);
-
-    if (rc == 0 && dist_options(o) != 0)
-        rc = TRAIN_EXIT_USAGE;
-    return rc;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -624,12 +536,12 @@ main(int argc, char **argv)
     /* Rank 0 speaks for all (errors name their rank on stderr). */
     if (train_dist_rank() != 0 && freopen("/dev/null", "w", stdout) == NULL)
         return train_dist_end(TRAIN_EXIT_FAIL, 0);
-    quiet(1);
-    rc = parse_all(argc, argv, &r.o);
-    quiet(0);
+    train_quiet(1);
+    rc = train_parse_all(argc, argv, &r.o);
+    train_quiet(0);
     if (rc == TRAIN_HELP_DONE)
         return train_dist_end(TRAIN_EXIT_OK, 1);
-    switch (usage_agreed(rc != 0)) {
+    switch (train_usage_agreed(rc != 0)) {
     case 1:
         return train_dist_end(TRAIN_EXIT_USAGE, 1);
     case -1:
@@ -638,7 +550,7 @@ main(int argc, char **argv)
         if (train_dist_rank() != 0) { /* say it, unmuted */
             memset(&r.o, 0, sizeof(r.o));
             optind = 0; /* getopt starts over */
-            (void)parse_all(argc, argv, &r.o);
+            (void)train_parse_all(argc, argv, &r.o);
         }
         return train_dist_end(TRAIN_EXIT_USAGE, 0);
     }
@@ -656,12 +568,12 @@ main(int argc, char **argv)
     if (train_load_data(&r) != 0 || train_create_sessions(&r) != 0 ||
         train_sync_setup(&r) != 0)
         goto out;
-    quiet(1);
+    train_quiet(1);
     bad = train_check_mode_options(&r) != 0;
     if (bad)
         fprintf(stderr, "Try 'smlp-train --help'.\n");
-    quiet(0);
-    switch (usage_agreed(bad)) {
+    train_quiet(0);
+    switch (train_usage_agreed(bad)) {
     case 1:
         agreed = 1;
         /* fall through */

@@ -104,6 +104,19 @@ void train_usage(FILE *f);
 /* 0, TRAIN_USAGE_ERR (described on stderr) or TRAIN_HELP_DONE. */
 int train_parse_args(int argc, char **argv, struct train_opts *o);
 
+/* ---- train_args.c: the arguments on every rank ---- */
+
+/* train_parse_args, then the batch's split into ranks x --accum
+ * micro-batches and the default threads: 0, TRAIN_HELP_DONE, or
+ * TRAIN_EXIT_USAGE after a message. */
+int train_parse_all(int argc, char **argv, struct train_opts *o);
+/* Ranks other than 0 mute stderr (on = 1) and unmute it (on = 0). */
+void train_quiet(int on);
+/* Collective: 0 when no rank failed, 1 when every rank did (rank 0 said
+ * why), -1 when only some did (each failed rank must say why and end
+ * the others). */
+int train_usage_agreed(int failed);
+
 /* What a step's micro-batches (--accum) add up and the ranks of a
  * data-parallel run exchange (train_sync.c; grads, states and buf empty
  * with one process and one micro-batch). */
