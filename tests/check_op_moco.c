@@ -6,8 +6,9 @@
  * the same float32 inputs; pasted below: torch is never needed to run the
  * tests), against central finite differences (tests/gradcheck.h), for zero
  * key gradients, thread-count bit-identity (also on a batch that splits
- * into several intra-op tasks, there against the formulas in double) and
- * shape errors.
+ * into several intra-op tasks, there against the formulas in double),
+ * rows below the norm floor and a small tau (logits past exp's range),
+ * also against the formulas in double, and shape errors.
  * moco.momentum_update is checked against values worked out by hand in
  * the comments.  Tolerances are stated where they are used.  The plugin
  * is loaded from $SMLP_TEST_BUILDDIR/plugins/.libs/moco.so through
@@ -496,6 +497,9 @@ ctr_reference(const float *q, const float *k, int64_t n, int64_t d,
         }
         for (c = 0; c < d; c++)
             dot += qh[i * d + c] * dqh[c];
+        /* Below the floor q-hat = q / 1e-12, linear in q. */
+        if (qn[i] <= 1e-12)
+            dot = 0.0;
         for (c = 0; c < d; c++)
             dq[i * d + c] += (dqh[c] - qh[i * d + c] * dot) / qn[i];
     }
@@ -556,9 +560,10 @@ START_TEST(test_loss_tasks)
 }
 END_TEST
 
-/* A zero query row: its norm is below the 1e-12 floor, so its gradient is
- * d q-hat / 1e-12 (checked against the double-precision reference, the
- * row apart from the others). */
+/* A zero query row and a tiny one (norm 9e-13): both are below the
+ * 1e-12 floor, where q-hat = q / 1e-12 is linear in q, so their gradient
+ * is d q-hat / 1e-12, with no projection (checked against the
+ * double-precision reference, the rows apart from the others). */
 START_TEST(test_loss_zero_row)
 {
     const int64_t n = 5, d = 4;
@@ -567,20 +572,76 @@ START_TEST(test_loss_zero_row)
     struct smlp_tensor *in[4], *g1[4];
     const int want[4] = {1, 1, 0, 0};
     double *dq1 = calloc((size_t)(n * d), sizeof(double)), ref = 0.0;
+    float *q;
     const float *got;
-    int64_t c;
+    int64_t r, c;
 
     loss_inputs(in, n, d, NULL, 500);
-    memset((float *)in[0]->data + 2 * d, 0, (size_t)d * sizeof(float));
+    q = in[0]->data;
+    memset(q + 2 * d, 0, (size_t)d * sizeof(float));
+    /* Row 4: (6, -6, 3, 0) e-13, norm 9e-13. */
+    q[4 * d] = 6e-13f;
+    q[4 * d + 1] = -6e-13f;
+    q[4 * d + 2] = 3e-13f;
+    q[4 * d + 3] = 0.0f;
     loss_backward(attrs, in, 1, (float)g, want, g1);
     ctr_reference(in[0]->data, in[3]->data, n, d, tau, g, &ref, dq1);
     got = g1[0]->data;
-    for (c = 0; c < d; c++)
-        ck_assert_msg(fabs(got[2 * d + c] - dq1[2 * d + c]) <=
-                          1e-5 * fabs(dq1[2 * d + c]) + 1e-3,
-                      "zero row: d q1[2,%lld] = %g, want %g", (long long)c,
-                      (double)got[2 * d + c], dq1[2 * d + c]);
+    for (r = 2; r <= 4; r += 2)
+        for (c = 0; c < d; c++)
+            ck_assert_msg(fabs(got[r * d + c] - dq1[r * d + c]) <=
+                              1e-5 * fabs(dq1[r * d + c]) + 1e-3,
+                          "row %lld: d q1[%lld] = %g, want %g", (long long)r,
+                          (long long)c, (double)got[r * d + c],
+                          dq1[r * d + c]);
     free(dq1);
+    free_all(g1, 4);
+    free_all(in, 4);
+}
+END_TEST
+
+/*
+ * A small tau (1e-3): the logits s/tau span up to 2000, beyond exp's range
+ * (709), so each row's log-sum-exp must be taken from its maximum; the
+ * keys k2 lie near one direction and q1's row 0 points the other way, so
+ * that row's logits are all near -1000 (exp underflows to 0 from any
+ * shift but the row's own maximum).  Loss and gradients against the
+ * formulas in double; the f32 similarities' rounding (~1e-7) is
+ * amplified by 1/tau, so 1e-4 relative for the loss and 1e-3 of the
+ * largest element for the gradients.
+ */
+START_TEST(test_loss_small_tau)
+{
+    const int64_t n = 6, d = 5;
+    const double tau = 1e-3, g = 1.0;
+    struct ophost_attr attrs[] = {OPHOST_FLOAT("tau", tau), OPHOST_END};
+    struct smlp_tensor *in[4], *g1[4];
+    const int want[4] = {1, 1, 0, 0};
+    double *dq1 = calloc((size_t)(n * d), sizeof(double));
+    double *dq2 = calloc((size_t)(n * d), sizeof(double));
+    static const float base[5] = {1.0f, -0.5f, 0.25f, 0.8f, -0.3f};
+    float *q1, *k2;
+    double l, ref = 0.0;
+    int64_t j, c;
+
+    ck_assert(dq1 != NULL && dq2 != NULL);
+    loss_inputs(in, n, d, NULL, 700);
+    q1 = in[0]->data;
+    k2 = in[3]->data;
+    for (j = 0; j < n; j++)
+        for (c = 0; c < d; c++)
+            k2[j * d + c] = base[c] + 0.05f * k2[j * d + c];
+    for (c = 0; c < d; c++)
+        q1[c] = -base[c];
+    l = loss_backward(attrs, in, 1, (float)g, want, g1);
+    ctr_reference(in[0]->data, in[3]->data, n, d, tau, g, &ref, dq1);
+    ctr_reference(in[1]->data, in[2]->data, n, d, tau, g, &ref, dq2);
+    ck_assert_msg(isfinite(l) && fabs(l - ref) <= 1e-4 * fabs(ref),
+                  "loss: got %.9g, want %.9g", l, ref);
+    assert_grad(g1[0], dq1, 1e-3, "d q1");
+    assert_grad(g1[1], dq2, 1e-3, "d q2");
+    free(dq1);
+    free(dq2);
     free_all(g1, 4);
     free_all(in, 4);
 }
@@ -633,6 +694,11 @@ START_TEST(test_loss_errors)
     loss_inputs(in, 0, 3, NULL, 301);
     infer_fails("moco.loss", NULL, in, 4,
                 "input 0 (q1) has shape [0,3], expected [n,D] with n >= 1 "
+                "and D >= 1");
+    free_all(in, 4);
+    loss_inputs(in, 4, 0, NULL, 302);
+    infer_fails("moco.loss", NULL, in, 4,
+                "input 0 (q1) has shape [4,0], expected [n,D] with n >= 1 "
                 "and D >= 1");
     free_all(in, 4);
 }
@@ -749,7 +815,7 @@ START_TEST(test_momentum_m_input)
 {
     /* Input 2 overrides the attribute: m = 0.75 (not 0.5):
      * 0.75·4 + 0.25·8 = 5; 0.75·(−4) + 0.25·0 = −3. */
-    const float k[] = {4, -4}, q[] = {8, 0}, m = 0.75f;
+    const float k[] = {4, -4}, q[] = {8, 0}, m = 0.75f, one = 1.0f;
     const double want[] = {5, -3};
     struct ophost_attr attrs[] = {OPHOST_FLOAT("m", 0.5), OPHOST_END};
     struct smlp_tensor *in[3] = {ophost_f32(OPHOST_SHAPE(2), k),
@@ -759,6 +825,19 @@ START_TEST(test_momentum_m_input)
 
     assert_vals(out->data, want, 2, "output");
     assert_vals(in[0]->data, want, 2, "theta_k");
+    ophost_tensor_free(out);
+    /* The endpoints as an input, shaped [1]: m = 1 keeps theta_k (5, -3)
+     * exactly, m = 0 copies theta_q (8, 0). */
+    ophost_tensor_free(in[2]);
+    in[2] = ophost_f32(OPHOST_SHAPE(1), &one);
+    out = momentum_ok(attrs, in, 3);
+    ck_assert(((float *)out->data)[0] == 5.0f);
+    ck_assert(((float *)out->data)[1] == -3.0f);
+    ophost_tensor_free(out);
+    ((float *)in[2]->data)[0] = 0.0f;
+    out = momentum_ok(attrs, in, 3);
+    ck_assert(memcmp(out->data, q, sizeof(q)) == 0);
+    ck_assert(memcmp(in[0]->data, q, sizeof(q)) == 0);
     ophost_tensor_free(out);
     free_all(in, 3);
 }
@@ -785,6 +864,11 @@ START_TEST(test_momentum_errors)
     in[2] = ophost_f32(OPHOST_SHAPE(2), NULL);
     infer_fails("moco.momentum_update", NULL, in, 3,
                 "input 2 (m) has shape [2], expected [] or [1]");
+    ophost_tensor_free(in[2]);
+    /* An empty m holds no value either. */
+    in[2] = ophost_f32(OPHOST_SHAPE(0), NULL);
+    infer_fails("moco.momentum_update", NULL, in, 3,
+                "input 2 (m) has shape [0], expected [] or [1]");
     ophost_tensor_free(in[2]);
     in[2] = ophost_f32(0, NULL, &bad_m);
     rc = ophost_run(host, "moco.momentum_update", NULL, in, 3, out, 1, &msg);
@@ -869,6 +953,7 @@ moco_suite(void)
     tcase_add_test(tc, test_loss_keys_get_zero);
     tcase_add_test(tc, test_loss_threads);
     tcase_add_test(tc, test_loss_tasks);
+    tcase_add_test(tc, test_loss_small_tau);
     tcase_add_test(tc, test_loss_errors);
     TC("momentum_update");
     tcase_add_test(tc, test_momentum_hand);

@@ -21,7 +21,15 @@
 #   ranks whose parameters part (SMLP_TRAIN_TEST_DIVERGE_STEP), a bad
 #   output found by rank 0 alone: each exits non-zero, none hangs;
 #   usage errors (found alike by every rank) said once, exit 2 without
-#   MPI_Abort.
+#   MPI_Abort;
+# - with --lr 1e-12 (the parameters stay put), against one process at
+#   half the batch: sparse_mlp_fmnist without gate noise on 2 ranks sums
+#   each expert's kept and dropped and averages the aux losses of the
+#   ranks' halves; a batch norm keeps rank 0's running statistics;
+# - --probe (frozen backbone) on 2 ranks trains as one process; a SIGINT
+#   on 2 ranks ends MPI normally (exit 130, no MPI_Abort);
+# - tests/check_train_dist_mpi (train_dist_mpi.c's calls one by one) on
+#   3 ranks.
 # Prints "N passed, M failed"; exit 77 (skip) without smlp-train-mpi
 # (configure found no MPI), mpirun or python3.
 B=${SMLP_TEST_BUILDDIR:-.}
@@ -226,6 +234,142 @@ SMLP_TRAIN_TEST_DIVERGE_STEP=1 expect "ranks whose parameters part" 1 \
 expect "rank 0 alone fails: every rank ends" 2 \
     "rank 0 of 2: --metrics $T/no/such/dir/m.csv" \
     mpi 2 "$MIXER" $SGD --out "$T/e.st" --metrics "$T/no/such/dir/m.csv"
+
+# ---- sums, means and broadcasts against one process --------------------
+# With --lr 1e-12 the parameters stay put (within ~1e-13), and rank r's
+# part of 2-rank batch s (16 images) holds the images of batch 2s - 1 + r
+# of one process at batch 8 (the same shuffle), so what the ranks sum or
+# average can be worked out from a one-process run: per MoE expert kept
+# and dropped the sum of two one-process steps, the layer's aux loss
+# their mean (gate noise off: it is drawn per rank); after one step a
+# batch norm's running statistics those of rank 0's half, the same bits
+# (rank 0's state tensors are broadcast).
+TINY="$COMMON --limit-train 64 --optimizer sgd --lr 1e-12 --log-every 1"
+"$PY" - "${SMLP_TEST_SRCDIR:-.}/graphs/sparse_mlp_fmnist.json" \
+    "$T/sp0.json" <<'PY'
+import sys
+s = open(sys.argv[1]).read()
+noisy = '"noise_std", "type": "Float", "f": 1.0'
+assert s.count(noisy) == 4, s.count(noisy)
+open(sys.argv[2], "w").write(s.replace(noisy, noisy[:-3] + "0.0"))
+PY
+"${FLATC:-flatc}" -b -o "$T" "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" \
+    "$T/sp0.json"
+cat >"$T/moe2.py" <<'PY'
+import csv, sys
+def rows(path):
+    t = {}
+    for r in csv.DictReader(open(path)):
+        t.setdefault((int(r["step"]), r["layer"]), []).append(r)
+    return t
+one, two = rows(sys.argv[1]), rows(sys.argv[2])
+assert len(one) == 16 and len(two) == 8, (len(one), len(two))
+for (s, layer), r2 in two.items():
+    a, b = one[(2 * s - 1, layer)], one[(2 * s, layer)]
+    assert len(r2) == len(a) == len(b) == 4, (s, layer)
+    for x, y, z in zip(r2, a, b):
+        for col in ("kept", "dropped"):
+            assert int(x[col]) == int(y[col]) + int(z[col]), (s, layer, col)
+    want = (float(a[0]["aux"]) + float(b[0]["aux"])) / 2
+    got = float(r2[0]["aux"])
+    assert want > 0 and abs(got - want) <= 1e-4 * want, (s, layer, got, want)
+PY
+"$TRAIN" "$T/sp0.fbs" $TINY --batch 8 --max-steps 4 --threads 2 \
+    --out "$T/m1.st" --moe-stats "$T/m1.moe" >"$T/out" 2>&1
+mpi 2 "$T/sp0.fbs" $TINY --batch 16 --max-steps 2 --out "$T/m2.st" \
+    --moe-stats "$T/m2.moe" >"$T/out2" 2>&1
+if "$PY" "$T/moe2.py" "$T/m1.moe" "$T/m2.moe" >"$T/err" 2>&1; then
+    ok "--moe-stats on 2 ranks: kept, dropped summed, aux averaged"
+else
+    bad "--moe-stats on 2 ranks: per expert and aux"; show "$T/out"
+    show "$T/out2"; show "$T/err"
+fi
+cat >"$T/bn.json" <<'JSON'
+{"name": "bn", "plugins": ["core", "norm"],
+ "tensors": [{"name": "image", "kind": "Input", "shape": [-1, 1, 28, 28]},
+  {"name": "flat"},
+  {"name": "fc.weight", "kind": "Parameter", "shape": [8, 784],
+   "init": {"kind": "Uniform", "a": -0.05, "b": 0.05, "seed": 1}},
+  {"name": "fc.bias", "kind": "Parameter", "shape": [8],
+   "init": {"kind": "Constant", "a": 3.0}},
+  {"name": "h"},
+  {"name": "bn.weight", "kind": "Parameter", "shape": [8],
+   "init": {"kind": "Ones"}},
+  {"name": "bn.bias", "kind": "Parameter", "shape": [8],
+   "init": {"kind": "Zeros"}},
+  {"name": "bn.running_mean", "kind": "State", "shape": [8],
+   "init": {"kind": "Zeros"}},
+  {"name": "bn.running_var", "kind": "State", "shape": [8],
+   "init": {"kind": "Ones"}},
+  {"name": "hn"},
+  {"name": "head.weight", "kind": "Parameter", "shape": [10, 8],
+   "init": {"kind": "Uniform", "a": -0.2, "b": 0.2, "seed": 2}},
+  {"name": "head.bias", "kind": "Parameter", "shape": [10],
+   "init": {"kind": "Zeros"}},
+  {"name": "logits", "kind": "Output", "shape": [-1, 10]}],
+ "nodes": [{"name": "flatten", "op": "core.reshape", "inputs": [0],
+   "outputs": [1],
+   "attrs": [{"name": "shape", "type": "Ints", "ints": [-1, 784]}]},
+  {"name": "fc", "op": "core.linear", "inputs": [1, 2, 3], "outputs": [4]},
+  {"name": "bn", "op": "norm.batch_norm", "inputs": [4, 5, 6, 7, 8],
+   "outputs": [9]},
+  {"name": "head", "op": "core.linear", "inputs": [9, 10, 11],
+   "outputs": [12]}]}
+JSON
+"${FLATC:-flatc}" -b -o "$T" "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" \
+    "$T/bn.json"
+cat >"$T/bn.py" <<'PY'
+import sys
+import st
+def stats(path):
+    f = st.read(path)
+    return [f.raw(k) for k in ("bn.running_mean", "bn.running_var")]
+one, two = stats(sys.argv[1]), stats(sys.argv[2])
+assert one == two, "the running statistics differ"
+assert one[0] != bytes(len(one[0])), "the running mean did not move"
+PY
+"$TRAIN" "$T/bn.fbs" $TINY --batch 8 --max-steps 1 --threads 2 \
+    --out "$T/b1.st" >"$T/out" 2>&1
+mpi 2 "$T/bn.fbs" $TINY --batch 16 --max-steps 1 --out "$T/b2.st" \
+    >"$T/out2" 2>&1
+if stpy "$T/bn.py" "$T/b1.st" "$T/b2.st" >"$T/err" 2>&1; then
+    ok "a batch norm on 2 ranks keeps rank 0's running statistics"
+else
+    bad "a batch norm's running statistics on 2 ranks"; show "$T/out"
+    show "$T/out2"; show "$T/err"
+fi
+# --probe freezes all but head.*: the ranks exchange the gradients of the
+# trainable parameters only, and train as one process does.
+PROBE="$SGD --limit-train 64 --log-every 1 --probe"
+"$TRAIN" "$MIXER" $PROBE --threads 2 --out "$T/q1.st" \
+    --metrics "$T/q1.csv" >"$T/out" 2>&1
+mpi 2 "$MIXER" $PROBE --out "$T/q2.st" --metrics "$T/q2.csv" >"$T/out2" 2>&1
+if st near "$T/q1.st" "$T/q2.st" --rel 1e-4 --floor 1e-3 \
+    --min-tensors 21 >"$T/err" 2>&1 &&
+    rows_near "$T/q1.csv" "$T/q2.csv" >>"$T/err" 2>&1; then
+    ok "--probe on 2 ranks trains the head as one process"
+else
+    bad "--probe on 2 ranks"; show "$T/out"; show "$T/out2"; show "$T/err"
+fi
+# A SIGINT is a stop that every rank agrees on: MPI ends normally
+# (MPI_Finalize, exit 130 from the ranks), not by MPI_Abort.
+SMLP_TRAIN_TEST_SIGINT_STEP=2 mpi 2 "$MIXER" $COMMON --batch 16 \
+    --limit-train 64 --epochs 1 --out "$T/si.st" >"$T/out" 2>&1
+st=$?
+if [ "$st" -eq 130 ] && grep -q "interrupted: checkpoint" "$T/out" &&
+    ! grep -q "MPI_ABORT" "$T/out"; then
+    ok "SIGINT on 2 ranks: exit 130 without MPI_Abort"
+else
+    bad "SIGINT on 2 ranks ends MPI normally (exit $st)"; show "$T/out"
+fi
+# train_dist_mpi.c's calls one by one on 3 ranks (tests/check_train_dist.c).
+if timeout 300 "$MPIRUN" --oversubscribe -np 3 -x ASAN_OPTIONS \
+    -x UBSAN_OPTIONS "$B/tests/check_train_dist_mpi" >"$T/out" 2>&1 &&
+    grep -q '^ok$' "$T/out"; then
+    ok "sums, any, same_u64, bcast on 3 ranks (check_train_dist_mpi)"
+else
+    bad "check_train_dist_mpi on 3 ranks"; show "$T/out"
+fi
 
 echo "$pass passed, $fail failed"
 rm -rf "$T"

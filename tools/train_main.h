@@ -252,7 +252,8 @@ int train_sync_forward(struct train_run *r, int64_t n, double *loss,
 int train_sync_grads(struct train_run *r);
 /* After the update: rank 0's state tensors everywhere. */
 int train_sync_states(struct train_run *r);
-/* The ranks' parameters are the same (fails naming the step if not). */
+/* The ranks' parameters and state tensors are the same (fails naming
+ * the step if not). */
 int train_sync_check(struct train_run *r);
 void train_sync_free(struct train_run *r);
 

@@ -22,7 +22,8 @@
  *
  * The sums reach every rank with rank 0's bits (train_dist_mpi.c), so
  * the updates, and the parameters, are the same on every rank;
- * train_sync_check compares hashes of the parameters at checkpoints.
+ * train_sync_check compares hashes of the parameters and state tensors
+ * at checkpoints.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -160,7 +161,7 @@ train_sync_grads(struct train_run *r)
         y->buf[j] *= scale;
     if (r->step == y->test_diverge_step && train_dist_rank() == 1 &&
         y->floats > 0)
-        y->buf[0] += 1.0f;
+        y->buf[y->floats - 1] += 1.0f;
     for (i = 0; i < y->n_grads; i++) {
         n = (size_t)smlp_tensor_numel(&y->grads[i]);
         memcpy(y->grads[i].data, y->buf + at, n * sizeof(float));
@@ -188,22 +189,26 @@ train_sync_check(struct train_run *r)
 {
     struct smlp__st_hash h;
     struct smlp_tensor t;
-    int i, n;
+    int kind, i, n;
 
     if (train_dist_size() == 1)
         return 0;
     smlp__st_hash_init(&h);
-    n = smlp_session_tensor_count(r->ts, 1);
-    for (i = 0; i < n; i++)
-        if (smlp_session_tensor(r->ts, smlp_session_tensor_name(r->ts, 1, i),
-                                &t) == SMLP_OK &&
-            t.data != NULL)
-            smlp__st_hash_update(&h, t.data,
-                                 (size_t)smlp_tensor_numel(&t) * 4);
+    for (kind = 1; kind <= 2; kind++) { /* parameters, then states */
+        n = smlp_session_tensor_count(r->ts, kind);
+        for (i = 0; i < n; i++)
+            if (smlp_session_tensor(r->ts,
+                                    smlp_session_tensor_name(r->ts, kind, i),
+                                    &t) == SMLP_OK &&
+                t.data != NULL)
+                smlp__st_hash_update(&h, t.data,
+                                     (size_t)smlp_tensor_numel(&t) * 4);
+    }
     if (train_dist_same_u64(smlp__st_hash_final(&h)))
         return 0;
-    train_fail("step %lld: the ranks' parameters differ (a kernel or the "
-               "MPI library gave ranks different bits); stopping",
+    train_fail("step %lld: the ranks' parameters differ (or their state "
+               "tensors: a kernel or the MPI library gave ranks different "
+               "bits); stopping",
                (long long)r->step);
     return -1;
 }
