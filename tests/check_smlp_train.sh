@@ -471,40 +471,7 @@ else bad "--eval-only of the initializers: all logits 0"; show "$T/out"; fi
 # A classifier with a batch norm: its running statistics, state tensors,
 # move in training (from 0: the layer before it has bias 3), and the
 # run's evaluation uses them, as --eval-only of its checkpoint does.
-cat >"$T/bncls.json" <<'JSON'
-{"name": "bncls", "plugins": ["core", "norm"],
- "tensors": [{"name": "image", "kind": "Input", "shape": [-1, 1, 28, 28]},
-  {"name": "flat"},
-  {"name": "fc.weight", "kind": "Parameter", "shape": [16, 784],
-   "init": {"kind": "Uniform", "a": -0.05, "b": 0.05, "seed": 1}},
-  {"name": "fc.bias", "kind": "Parameter", "shape": [16],
-   "init": {"kind": "Constant", "a": 3.0}},
-  {"name": "h"},
-  {"name": "bn.weight", "kind": "Parameter", "shape": [16],
-   "init": {"kind": "Ones"}},
-  {"name": "bn.bias", "kind": "Parameter", "shape": [16],
-   "init": {"kind": "Zeros"}},
-  {"name": "bn.running_mean", "kind": "State", "shape": [16],
-   "init": {"kind": "Zeros"}},
-  {"name": "bn.running_var", "kind": "State", "shape": [16],
-   "init": {"kind": "Ones"}},
-  {"name": "hn"},
-  {"name": "head.weight", "kind": "Parameter", "shape": [10, 16],
-   "init": {"kind": "Uniform", "a": -0.2, "b": 0.2, "seed": 2}},
-  {"name": "head.bias", "kind": "Parameter", "shape": [10],
-   "init": {"kind": "Zeros"}},
-  {"name": "logits", "kind": "Output", "shape": [-1, 10]}],
- "nodes": [{"name": "flatten", "op": "core.reshape", "inputs": [0],
-   "outputs": [1],
-   "attrs": [{"name": "shape", "type": "Ints", "ints": [-1, 784]}]},
-  {"name": "fc", "op": "core.linear", "inputs": [1, 2, 3], "outputs": [4]},
-  {"name": "bn", "op": "norm.batch_norm", "inputs": [4, 5, 6, 7, 8],
-   "outputs": [9]},
-  {"name": "head", "op": "core.linear", "inputs": [9, 10, 11],
-   "outputs": [12]}]}
-JSON
-"${FLATC:-flatc}" -b -o "$T" "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" \
-    "$T/bncls.json"
+make_bn_graph bncls 16
 "$TRAIN" "$T/bncls.fbs" $COMMON --limit-train 256 --epochs 1 --lr 3e-3 \
     --out "$T/bn.st" >"$T/bn.out" 2>&1 || bad "a batch norm classifier"
 want=$("$PY" -c "

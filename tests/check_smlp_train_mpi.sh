@@ -284,40 +284,7 @@ else
     bad "--moe-stats on 2 ranks: per expert and aux"; show "$T/out"
     show "$T/out2"; show "$T/err"
 fi
-cat >"$T/bn.json" <<'JSON'
-{"name": "bn", "plugins": ["core", "norm"],
- "tensors": [{"name": "image", "kind": "Input", "shape": [-1, 1, 28, 28]},
-  {"name": "flat"},
-  {"name": "fc.weight", "kind": "Parameter", "shape": [8, 784],
-   "init": {"kind": "Uniform", "a": -0.05, "b": 0.05, "seed": 1}},
-  {"name": "fc.bias", "kind": "Parameter", "shape": [8],
-   "init": {"kind": "Constant", "a": 3.0}},
-  {"name": "h"},
-  {"name": "bn.weight", "kind": "Parameter", "shape": [8],
-   "init": {"kind": "Ones"}},
-  {"name": "bn.bias", "kind": "Parameter", "shape": [8],
-   "init": {"kind": "Zeros"}},
-  {"name": "bn.running_mean", "kind": "State", "shape": [8],
-   "init": {"kind": "Zeros"}},
-  {"name": "bn.running_var", "kind": "State", "shape": [8],
-   "init": {"kind": "Ones"}},
-  {"name": "hn"},
-  {"name": "head.weight", "kind": "Parameter", "shape": [10, 8],
-   "init": {"kind": "Uniform", "a": -0.2, "b": 0.2, "seed": 2}},
-  {"name": "head.bias", "kind": "Parameter", "shape": [10],
-   "init": {"kind": "Zeros"}},
-  {"name": "logits", "kind": "Output", "shape": [-1, 10]}],
- "nodes": [{"name": "flatten", "op": "core.reshape", "inputs": [0],
-   "outputs": [1],
-   "attrs": [{"name": "shape", "type": "Ints", "ints": [-1, 784]}]},
-  {"name": "fc", "op": "core.linear", "inputs": [1, 2, 3], "outputs": [4]},
-  {"name": "bn", "op": "norm.batch_norm", "inputs": [4, 5, 6, 7, 8],
-   "outputs": [9]},
-  {"name": "head", "op": "core.linear", "inputs": [9, 10, 11],
-   "outputs": [12]}]}
-JSON
-"${FLATC:-flatc}" -b -o "$T" "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" \
-    "$T/bn.json"
+make_bn_graph bn 8
 cat >"$T/bn.py" <<'PY'
 import sys
 import st

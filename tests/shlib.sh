@@ -14,6 +14,9 @@
 # least 2), losses and training accuracies within 1e-5 (relative, floor
 # 1); moe_totals_same A B: two --moe-stats files whose kept + dropped
 # assignments per (step, layer) are equal, at least 4 of them, none 0.
+# make_bn_graph NAME WIDTH: $T/NAME.json and $T/NAME.fbs (flatc), a
+# classifier image -> linear (WIDTH units, bias 3) -> batch norm
+# (running statistics from 0 and 1) -> linear head of 10 logits.
 pass=0
 fail=0
 
@@ -93,4 +96,41 @@ a, b = totals(sys.argv[1]), totals(sys.argv[2])
 assert a == b, (a, b)
 assert len(a) >= 4 and all(v > 0 for v in a.values()), a
 PY
+}
+
+make_bn_graph() {
+    cat >"$T/$1.json" <<JSON
+{"name": "$1", "plugins": ["core", "norm"],
+ "tensors": [{"name": "image", "kind": "Input", "shape": [-1, 1, 28, 28]},
+  {"name": "flat"},
+  {"name": "fc.weight", "kind": "Parameter", "shape": [$2, 784],
+   "init": {"kind": "Uniform", "a": -0.05, "b": 0.05, "seed": 1}},
+  {"name": "fc.bias", "kind": "Parameter", "shape": [$2],
+   "init": {"kind": "Constant", "a": 3.0}},
+  {"name": "h"},
+  {"name": "bn.weight", "kind": "Parameter", "shape": [$2],
+   "init": {"kind": "Ones"}},
+  {"name": "bn.bias", "kind": "Parameter", "shape": [$2],
+   "init": {"kind": "Zeros"}},
+  {"name": "bn.running_mean", "kind": "State", "shape": [$2],
+   "init": {"kind": "Zeros"}},
+  {"name": "bn.running_var", "kind": "State", "shape": [$2],
+   "init": {"kind": "Ones"}},
+  {"name": "hn"},
+  {"name": "head.weight", "kind": "Parameter", "shape": [10, $2],
+   "init": {"kind": "Uniform", "a": -0.2, "b": 0.2, "seed": 2}},
+  {"name": "head.bias", "kind": "Parameter", "shape": [10],
+   "init": {"kind": "Zeros"}},
+  {"name": "logits", "kind": "Output", "shape": [-1, 10]}],
+ "nodes": [{"name": "flatten", "op": "core.reshape", "inputs": [0],
+   "outputs": [1],
+   "attrs": [{"name": "shape", "type": "Ints", "ints": [-1, 784]}]},
+  {"name": "fc", "op": "core.linear", "inputs": [1, 2, 3], "outputs": [4]},
+  {"name": "bn", "op": "norm.batch_norm", "inputs": [4, 5, 6, 7, 8],
+   "outputs": [9]},
+  {"name": "head", "op": "core.linear", "inputs": [9, 10, 11],
+   "outputs": [12]}]}
+JSON
+    "${FLATC:-flatc}" -b -o "$T" "${SMLP_TEST_SRCDIR:-.}/schemas/graph.fbs" \
+        "$T/$1.json"
 }
