@@ -102,7 +102,7 @@ expect "a batch that does not divide into the micro-batches" 2 \
     "--batch 15 does not divide into 2 equal micro-batches (1 rank x \
 --accum 2; try --batch 16)" \
     "$TRAIN" "$MIXER" $COMMON --batch 15 --accum 2 --out "$T/e.st"
-expect "--accum 0" 2 "--accum" \
+expect "--accum 0" 2 "--accum: '0' is not an integer from 1 to 1048576" \
     "$TRAIN" "$MIXER" $COMMON --accum 0 --out "$T/e.st"
 expect "a MoCo graph" 2 "--accum 2: $MOCO is a MoCo pre-training graph" \
     "$TRAIN" "$MOCO" --data "$D" --batch 8 --accum 2 --max-steps 1 \
